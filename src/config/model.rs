@@ -1,0 +1,173 @@
+//! The validated configuration: every value here has been checked, so the
+//! router core and the I/O layer can use it without further validation.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+/// Index of an uplink in [`Config::wans`] (and everywhere the core counts uplinks).
+pub type UplinkId = u8;
+
+/// The most uplinks one router handles (uplink ids fit in a byte, bitmasks in a u64).
+pub const MAX_UPLINKS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub lan: Lan,
+    /// Two or more, in file order; an uplink's id is its index here.
+    pub wans: Vec<Wan>,
+    pub balance: Balance,
+    pub rules: Vec<Rule>,
+    pub forwards: Vec<Forward>,
+    pub nat: Nat,
+    pub health: Health,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub control: Control,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lan {
+    pub interface: String,
+    /// Inside prefixes: only sources in these are SNATed.
+    pub networks: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wan {
+    pub name: String,
+    pub interface: String,
+    /// SNAT address of this uplink.
+    pub address: Ipv4Addr,
+    /// Next hop.
+    pub gateway: Ipv4Addr,
+    /// 1..=1000.
+    pub weight: u32,
+    /// Lower is preferred.
+    pub priority: u32,
+    /// Health-check targets.
+    pub probe: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMode {
+    Nth,
+    Hash,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sticky {
+    None,
+    Src,
+    SrcDst,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balance {
+    pub mode: BalanceMode,
+    pub sticky: Sticky,
+    pub sticky_timeout_s: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Any,
+}
+
+/// An inclusive port range; `lo <= hi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+
+    pub fn len(&self) -> u32 {
+        u32::from(self.hi) - u32::from(self.lo) + 1
+    }
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.lo <= other.hi && other.lo <= self.hi
+    }
+}
+
+/// What a rule does with the new connections it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Pin to this uplink (index into `wans`).
+    Uplink(UplinkId),
+    Balance,
+    /// Leave the connection to the kernel's own forwarding.
+    Bypass,
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub proto: Proto,
+    /// Empty means any.
+    pub src: Vec<Ipv4Net>,
+    /// Empty means any.
+    pub dst: Vec<Ipv4Net>,
+    /// Empty means any.
+    pub src_port: Vec<PortRange>,
+    /// Empty means any.
+    pub dst_port: Vec<PortRange>,
+    pub action: Action,
+    /// With an uplink action: drop instead of balancing when that uplink is down.
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// Tcp or Udp only.
+    pub proto: Proto,
+    /// The port on the WAN address.
+    pub port: u16,
+    /// The inside host, within one of the LAN networks.
+    pub to_addr: Ipv4Addr,
+    pub to_port: u16,
+    /// Uplinks it listens on; every WAN when not given in the file.
+    pub wans: Vec<UplinkId>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nat {
+    pub ports: PortRange,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub down_after: u32,
+    pub up_after: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub tcp_established_s: u32,
+    pub tcp_transitory_s: u32,
+    pub udp_s: u32,
+    pub icmp_s: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_flows: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Control {
+    pub socket: PathBuf,
+}

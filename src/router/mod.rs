@@ -1,0 +1,5 @@
+//! The router core.
+
+mod verdict;
+
+pub use verdict::*;

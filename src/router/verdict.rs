@@ -1,0 +1,95 @@
+//! What the core decides for one frame.
+
+use crate::config::UplinkId;
+
+/// Where a frame came in, or where it goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Port {
+    Lan,
+    Wan(UplinkId),
+}
+
+/// The core's decision for one frame. On `Forward`, the frame has been
+/// rewritten in place and its first `len` bytes are what goes on the wire
+/// (Ethernet padding after the IP packet is cut off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Forward { port: Port, len: usize },
+    Kernel(KernelReason),
+    Drop(DropReason),
+}
+
+macro_rules! reasons {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// A stable snake_case name, used in counters and metrics.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Why a frame is left to the kernel.
+    KernelReason {
+        /// Not IPv4 (ARP, IPv6, LLDP...).
+        NotIpv4 => "not_ipv4",
+        /// 802.1Q / 802.1ad tagged frames are left to the kernel.
+        Vlan => "vlan",
+        /// Broadcast or multicast destination.
+        Multicast => "multicast",
+        /// Addressed to the LAN side itself (router address, another LAN host).
+        LocalDestination => "local_destination",
+        /// Source outside the configured LAN networks.
+        NotInside => "not_inside",
+        /// A steering rule said bypass.
+        Bypass => "bypass",
+        /// TTL would expire here: the kernel sends time-exceeded.
+        TtlExpired => "ttl_expired",
+        /// To a WAN address but outside the NAT range and no forward: the router's own traffic.
+        RouterTraffic => "router_traffic",
+        /// An ICMP message other than echo, left to the kernel.
+        IcmpOther => "icmp_other",
+    }
+}
+
+reasons! {
+    /// Why a frame is dropped. Every drop is counted under its reason.
+    DropReason {
+        /// Shorter than its headers claim, or a header field out of range.
+        Malformed => "malformed",
+        /// IPv4 header checksum wrong.
+        BadIpChecksum => "bad_ip_checksum",
+        /// A fragment (fragment tracking is not implemented).
+        Fragment => "fragment",
+        /// A protocol xwan does not translate (GRE, ESP, SCTP...).
+        UnsupportedProtocol => "unsupported_protocol",
+        /// A steering rule said drop.
+        Rule => "rule",
+        /// No uplink is up (or a strict rule's uplink is down).
+        NoUplink => "no_uplink",
+        /// The flow table is at `limits.max_flows`.
+        TableFull => "table_full",
+        /// The uplink's NAT port pool is exhausted.
+        PortsExhausted => "ports_exhausted",
+        /// A TCP packet other than a SYN with no flow.
+        TcpNoFlow => "tcp_no_flow",
+        /// To a NAT port of a WAN address with no mapping for that sender.
+        NoMapping => "no_mapping",
+        /// The next hop's MAC is not known yet.
+        NeighbourUnresolved => "neighbour_unresolved",
+        /// The 5-tuple clashes with an existing flow's.
+        TupleClash => "tuple_clash",
+    }
+}
