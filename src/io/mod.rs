@@ -1,1 +1,71 @@
-//! placeholder
+//! I/O backends: they move frames between the interfaces and the router core.
+//!
+//! - `xdp`: AF_XDP sockets fed by an XDP program that redirects only the traffic xwan owns.
+//! - `packet`: AF_PACKET raw sockets, for machines or drivers without AF_XDP.
+//!
+//! Both take a [`DataPathSetup`] and run one worker thread per queue index.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use crate::config::PortRange;
+use crate::router::Port;
+
+/// One interface the data path attaches to.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// What this interface is to the router core.
+    pub port: Port,
+    /// Number of RX queues the interface has.
+    pub rx_queues: u32,
+}
+
+/// Whether AF_XDP sockets bind in zero-copy mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Zero-copy where the driver supports it, copy mode otherwise.
+    Auto,
+    On,
+    Off,
+}
+
+/// The traffic xwan owns, so the XDP program (or the kernel-side filters of the
+/// packet backend) can leave everything else to the kernel.
+#[derive(Debug, Clone)]
+pub struct OwnedTraffic {
+    /// Inside prefixes: LAN traffic from these to anywhere else is xwan's.
+    pub lan_networks: Vec<Ipv4Net>,
+    /// Destinations always left to the kernel (bypass rules that match on destination only).
+    pub bypass: Vec<Ipv4Net>,
+    /// The router's own addresses on every interface: traffic to them is the kernel's.
+    pub local_addresses: Vec<Ipv4Addr>,
+    /// One per uplink, in config order: that uplink's SNAT address.
+    pub wan_addresses: Vec<Ipv4Addr>,
+    /// The SNAT port range.
+    pub nat_ports: PortRange,
+    /// TCP ports forwarded to the LAN (per WAN address they listen on).
+    pub tcp_forwards: Vec<(Ipv4Addr, u16)>,
+    /// UDP ports forwarded to the LAN (per WAN address they listen on).
+    pub udp_forwards: Vec<(Ipv4Addr, u16)>,
+}
+
+/// Everything a backend needs to start.
+#[derive(Debug, Clone)]
+pub struct DataPathSetup {
+    /// The LAN interface first, then one per uplink in config order.
+    pub interfaces: Vec<Interface>,
+    /// Worker threads, one per RX queue index.
+    pub queues: u32,
+    pub zero_copy: ZeroCopy,
+    /// CPUs to pin workers to, in worker order (wrapping); none: no pinning.
+    pub cpus: Vec<usize>,
+    pub owned: OwnedTraffic,
+    /// Set to true to make every worker stop.
+    pub stop: Arc<AtomicBool>,
+}
