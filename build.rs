@@ -1,0 +1,54 @@
+//! Compiles the XDP program (src/io/xdp/xwan.bpf.c) to BPF bytecode in OUT_DIR,
+//! where src/io/xdp embeds it with `include_bytes!`.
+//!
+//! Needs clang with the BPF target and the kernel UAPI and libbpf headers
+//! (Debian: clang, linux-libc-dev, libbpf-dev). `CLANG` overrides the compiler.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const SOURCE: &str = "src/io/xdp/xwan.bpf.c";
+
+fn main() {
+    println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-env-changed=CLANG");
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let object = out_dir.join("xwan.bpf.o");
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
+
+    let mut command = Command::new(&clang);
+    command.args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"]);
+    // With `-target bpf` clang does not search the host's multiarch include
+    // directory, where Debian keeps <asm/types.h>.
+    if let Some(multiarch) = multiarch_dir() {
+        command.arg(format!("-I/usr/include/{multiarch}"));
+    }
+    command.arg("-c").arg(SOURCE).arg("-o").arg(&object);
+
+    let status = match command.status() {
+        Ok(status) => status,
+        Err(err) => panic!(
+            "cannot run `{clang}` to compile the XDP program {SOURCE}: {err}; \
+             install clang (Debian: apt-get install clang libbpf-dev) or set CLANG"
+        ),
+    };
+    if !status.success() {
+        panic!(
+            "`{clang}` failed to compile the XDP program {SOURCE} ({status}); \
+             it needs the kernel and libbpf headers (Debian: apt-get install libbpf-dev linux-libc-dev)"
+        );
+    }
+}
+
+fn multiarch_dir() -> Option<&'static str> {
+    match env::var("CARGO_CFG_TARGET_ARCH").ok()?.as_str() {
+        "x86_64" => Some("x86_64-linux-gnu"),
+        "aarch64" => Some("aarch64-linux-gnu"),
+        "x86" => Some("i386-linux-gnu"),
+        "arm" => Some("arm-linux-gnueabihf"),
+        "riscv64" => Some("riscv64-linux-gnu"),
+        _ => None,
+    }
+}
