@@ -1,2 +1,89 @@
-//! placeholder
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `xwan` command: argument parsing and one function per subcommand.
+//!
+//! Exit codes: 0 success, 1 a configuration that does not load (the message
+//! names file, line, column and key), 2 a usage error or a command this
+//! build cannot carry out.
+
+mod args;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::*;
+
+use crate::config::Config;
+
+/// Entry point of the `xwan` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => with_config(&args.config, |config| run(&args, config)),
+        Command::Check(args) => check(&args),
+        Command::Status(args) => status(&args),
+        Command::Flows(args) => flows(&args),
+        Command::KernelScript(args) => {
+            with_config(&args.config, |config| kernel_script(&args, config))
+        }
+        Command::Reload(args) => reload(&args),
+        Command::Uplink(args) => uplink(&args),
+    }
+}
+
+/// Load the configuration the way every command does: on error print it
+/// (one line, `file:line:col: key: what`) and exit 1.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(1)
+    })
+}
+
+fn with_config(path: &Path, command: impl FnOnce(Config) -> ExitCode) -> ExitCode {
+    match load(path) {
+        Ok(config) => command(config),
+        Err(code) => code,
+    }
+}
+
+/// `xwan check`: the summary on stdout and exit 0, or the error on stderr and exit 1.
+fn check(args: &CheckArgs) -> ExitCode {
+    match load(&args.config) {
+        Ok(config) => {
+            println!("{}: OK", args.config.display());
+            print!("{config}");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run(_args: &RunArgs, _config: Config) -> ExitCode {
+    not_available("run")
+}
+
+fn status(_args: &StatusArgs) -> ExitCode {
+    not_available("status")
+}
+
+fn flows(_args: &FlowsArgs) -> ExitCode {
+    not_available("flows")
+}
+
+fn kernel_script(_args: &KernelScriptArgs, _config: Config) -> ExitCode {
+    not_available("kernel-script")
+}
+
+fn reload(_args: &ReloadArgs) -> ExitCode {
+    not_available("reload")
+}
+
+fn uplink(_args: &UplinkArgs) -> ExitCode {
+    not_available("uplink")
+}
+
+fn not_available(command: &str) -> ExitCode {
+    eprintln!("xwan {command}: not available in this build yet");
+    ExitCode::from(2)
+}

@@ -95,6 +95,11 @@ impl PortRange {
         u32::from(self.hi) - u32::from(self.lo) + 1
     }
 
+    /// Never true for a validated range (`lo <= hi`, so it holds at least `lo`).
+    pub fn is_empty(&self) -> bool {
+        self.lo > self.hi
+    }
+
     pub fn overlaps(&self, other: &PortRange) -> bool {
         self.lo <= other.hi && other.lo <= self.hi
     }

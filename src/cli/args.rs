@@ -1,0 +1,259 @@
+//! The command line, as clap (derive) definitions.
+
+use std::net::Ipv4Addr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_CONTROL_SOCKET;
+
+/// xwan: a dual-WAN router whose forwarding path runs in userspace.
+#[derive(Debug, Parser)]
+#[command(name = "xwan", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the router in the foreground.
+    Run(RunArgs),
+    /// Check a configuration file and print its summary.
+    Check(CheckArgs),
+    /// Show uplink health, counters and flow totals of a running router.
+    Status(StatusArgs),
+    /// List the flows of a running router.
+    Flows(FlowsArgs),
+    /// Print the same policy as a Linux kernel (iptables) script.
+    KernelScript(KernelScriptArgs),
+    /// Make a running router reload its configuration file.
+    Reload(ReloadArgs),
+    /// Force an uplink down or up, or give it back to health checks.
+    Uplink(UplinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// I/O backend (default: xdp, falling back to packet).
+    #[arg(long, value_enum)]
+    pub io: Option<IoBackend>,
+    /// Queues (and worker threads) per interface (default: every queue).
+    #[arg(long, value_name = "N")]
+    pub queues: Option<NonZeroU32>,
+    /// AF_XDP zero-copy mode.
+    #[arg(long, value_enum, default_value_t = ZeroCopy::Auto)]
+    pub zero_copy: ZeroCopy,
+    /// CPUs to pin worker threads to, e.g. "0-3,6".
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// How frames reach the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoBackend {
+    /// XDP program + AF_XDP sockets.
+    Xdp,
+    /// AF_PACKET raw sockets.
+    Packet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ZeroCopy {
+    /// Zero-copy where the driver supports it, copy mode otherwise.
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Always copy mode.
+    Off,
+}
+
+/// CPU numbers from a list like "0-3,6", in the order given, without repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let number = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{n:?} is not a CPU number (expected a list like \"0-3,6\")"))
+        };
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (number(lo)?, number(hi)?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        if lo > hi {
+            return Err(format!("CPU range {lo}-{hi} is reversed"));
+        }
+        for cpu in lo..=hi {
+            if !cpus.contains(&cpu) {
+                cpus.push(cpu);
+            }
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// Only flows on this uplink.
+    #[arg(long, value_name = "NAME")]
+    pub uplink: Option<String>,
+    /// Only flows to or from this address (inside or outside).
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<Ipv4Addr>,
+    /// Show at most this many flows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelScriptArgs {
+    /// Configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UplinkArgs {
+    /// Uplink name, as in the configuration.
+    pub name: String,
+    /// What to do with it.
+    #[arg(value_enum)]
+    pub state: UplinkState,
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UplinkState {
+    /// Take it out of service: no new flows, its flows move or drop.
+    Down,
+    /// Keep it in service whatever the health checks say.
+    Up,
+    /// Let the health checks decide again.
+    Auto,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_list_ranges_and_singles() {
+        assert_eq!(parse_cpu_list("0-3,6"), Ok(CpuList(vec![0, 1, 2, 3, 6])));
+        assert_eq!(parse_cpu_list("5"), Ok(CpuList(vec![5])));
+        assert_eq!(parse_cpu_list("1,1,0-1"), Ok(CpuList(vec![1, 0])));
+    }
+
+    #[test]
+    fn cpu_list_errors() {
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("reversed"));
+        assert!(parse_cpu_list("a")
+            .unwrap_err()
+            .contains("not a CPU number"));
+        assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "xwan",
+            "run",
+            "-c",
+            "x.toml",
+            "--io",
+            "packet",
+            "--queues",
+            "2",
+            "--zero-copy",
+            "off",
+            "--cpus",
+            "0-1",
+            "-vv",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run, got {:?}", cli.command);
+        };
+        assert_eq!(run.config, PathBuf::from("x.toml"));
+        assert_eq!(run.io, Some(IoBackend::Packet));
+        assert_eq!(run.queues.map(NonZeroU32::get), Some(2));
+        assert_eq!(run.zero_copy, ZeroCopy::Off);
+        assert_eq!(run.cpus, Some(CpuList(vec![0, 1])));
+        assert_eq!(run.verbose, 2);
+    }
+
+    #[test]
+    fn uplink_and_flows_arguments_parse() {
+        let cli =
+            Cli::try_parse_from(["xwan", "uplink", "isp2", "down", "--socket", "/tmp/s"]).unwrap();
+        let Command::Uplink(up) = cli.command else {
+            panic!("expected uplink, got {:?}", cli.command);
+        };
+        assert_eq!(up.name, "isp2");
+        assert_eq!(up.state, UplinkState::Down);
+        assert_eq!(up.socket, PathBuf::from("/tmp/s"));
+
+        let cli =
+            Cli::try_parse_from(["xwan", "flows", "--host", "192.168.50.10", "--json"]).unwrap();
+        let Command::Flows(flows) = cli.command else {
+            panic!("expected flows, got {:?}", cli.command);
+        };
+        assert_eq!(flows.host, Some(Ipv4Addr::new(192, 168, 50, 10)));
+        assert!(flows.json);
+        assert_eq!(flows.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        assert!(Cli::try_parse_from(["xwan", "flows", "--host", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["xwan", "uplink", "isp1", "sideways"]).is_err());
+        assert!(Cli::try_parse_from(["xwan", "run", "--queues", "0", "-c", "x"]).is_err());
+    }
+}

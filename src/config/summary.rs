@@ -1,0 +1,203 @@
+//! The one-screen summary of a valid configuration (`xwan check`).
+
+use std::fmt::{self, Display, Formatter};
+
+use super::model::*;
+
+impl Display for Config {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "LAN       {}  {}",
+            self.lan.interface,
+            list(&self.lan.networks)
+        )?;
+        writeln!(f, "Uplinks   {}", self.wans.len())?;
+        let width = self.wans.iter().map(|w| w.name.len()).max().unwrap_or(0);
+        for w in &self.wans {
+            write!(
+                f,
+                "  {:width$}  {}  {} via {}  weight {}  priority {}",
+                w.name, w.interface, w.address, w.gateway, w.weight, w.priority
+            )?;
+            if w.probe.is_empty() {
+                writeln!(f, "  no probes")?;
+            } else {
+                writeln!(f, "  probes {}", list(&w.probe))?;
+            }
+        }
+        let b = &self.balance;
+        match b.sticky {
+            Sticky::None => writeln!(f, "Balance   {}, sticky none", b.mode)?,
+            sticky => writeln!(
+                f,
+                "Balance   {}, sticky {} for {} s",
+                b.mode, sticky, b.sticky_timeout_s
+            )?,
+        }
+        if self.rules.is_empty() {
+            writeln!(f, "Rules     none")?;
+        } else {
+            writeln!(f, "Rules     {} (first match wins)", self.rules.len())?;
+            for (i, r) in self.rules.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  {:>2} {}: {} -> {}",
+                    i + 1,
+                    r.name,
+                    RuleMatch(r),
+                    self.action_text(r)
+                )?;
+            }
+        }
+        if self.forwards.is_empty() {
+            writeln!(f, "Forwards  none")?;
+        } else {
+            writeln!(f, "Forwards  {}", self.forwards.len())?;
+            for fw in &self.forwards {
+                let on: Vec<&str> = fw.wans.iter().map(|id| self.uplink_name(*id)).collect();
+                writeln!(
+                    f,
+                    "  {} {} -> {}:{} on {}",
+                    fw.proto,
+                    fw.port,
+                    fw.to_addr,
+                    fw.to_port,
+                    on.join(", ")
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "NAT       ports {} ({} ports)",
+            self.nat.ports,
+            self.nat.ports.len()
+        )?;
+        let h = &self.health;
+        writeln!(
+            f,
+            "Health    probe every {} ms, timeout {} ms, down after {}, up after {}",
+            h.interval_ms, h.timeout_ms, h.down_after, h.up_after
+        )?;
+        let t = &self.timeouts;
+        writeln!(
+            f,
+            "Timeouts  tcp established {} s, tcp transitory {} s, udp {} s, icmp {} s",
+            t.tcp_established_s, t.tcp_transitory_s, t.udp_s, t.icmp_s
+        )?;
+        writeln!(f, "Limits    {} flows", self.limits.max_flows)?;
+        writeln!(f, "Control   {}", self.control.socket.display())
+    }
+}
+
+impl Config {
+    fn uplink_name(&self, id: UplinkId) -> &str {
+        self.wans
+            .get(usize::from(id))
+            .map_or("?", |w| w.name.as_str())
+    }
+
+    fn action_text(&self, rule: &Rule) -> String {
+        match rule.action {
+            Action::Uplink(id) if rule.strict => {
+                format!("{} (strict: drop while it is down)", self.uplink_name(id))
+            }
+            Action::Uplink(id) => self.uplink_name(id).to_string(),
+            Action::Balance => "balance".to_string(),
+            Action::Bypass => "bypass".to_string(),
+            Action::Drop => "drop".to_string(),
+        }
+    }
+}
+
+/// A rule's match, e.g. `tcp from 192.168.50.0/25 to any port 443`.
+struct RuleMatch<'a>(&'a Rule);
+
+impl Display for RuleMatch<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        write!(f, "{}", r.proto)?;
+        if !r.src.is_empty() || !r.src_port.is_empty() {
+            write!(f, " from {}", nets(&r.src))?;
+            if !r.src_port.is_empty() {
+                write!(f, " port {}", ports(&r.src_port))?;
+            }
+        }
+        if !r.dst.is_empty() || !r.dst_port.is_empty() {
+            write!(f, " to {}", nets(&r.dst))?;
+            if !r.dst_port.is_empty() {
+                write!(f, " port {}", ports(&r.dst_port))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list<T: Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn nets<T: Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        "any".to_string()
+    } else {
+        list(items)
+    }
+}
+
+fn ports(ranges: &[PortRange]) -> String {
+    ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `tcp`, `udp`, `icmp` or `any`, as in the file.
+impl Display for Proto {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Any => "any",
+        })
+    }
+}
+
+/// `443` or `8000-8100`, as in the file.
+impl Display for PortRange {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// `nth`, `hash` or `random`, as in the file.
+impl Display for BalanceMode {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BalanceMode::Nth => "nth",
+            BalanceMode::Hash => "hash",
+            BalanceMode::Random => "random",
+        })
+    }
+}
+
+/// `none`, `src` or `src-dst`, as in the file.
+impl Display for Sticky {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sticky::None => "none",
+            Sticky::Src => "src",
+            Sticky::SrcDst => "src-dst",
+        })
+    }
+}

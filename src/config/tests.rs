@@ -1,0 +1,1107 @@
+//! Loading and validation: the example from the format description, the
+//! defaults, and one test per refusal, each asserting the key, the line and
+//! the message.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+use super::*;
+
+/// A minimal valid configuration: two uplinks, everything else default.
+const BASE: &str = r#"
+[lan]
+interface = "lan0"
+networks = "192.168.50.0/24"
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+"#;
+
+/// The example from the file-format description, with its second uplink.
+const EXAMPLE: &str = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+weight = 1
+priority = 1
+probe = ["198.18.11.2"]
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+weight = 3
+priority = 2
+probe = ["198.18.12.2", "203.0.113.10"]
+
+[balance]
+mode = "nth"
+sticky = "none"
+sticky_timeout_s = 600
+
+[[rule]]
+name = "web-via-isp2"
+proto = "tcp"
+src = "192.168.50.0/25"
+dst = "0.0.0.0/0"
+src_port = "1024-65535"
+dst_port = "443"
+action = "isp2"
+strict = false
+
+[[rule]]
+proto = "udp"
+dst_port = [53, "5353", "8000-8100,9000"]
+action = "isp1"
+strict = true
+
+[[forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.50.10:80"
+wan = ["isp1", "isp2"]
+
+[[forward]]
+proto = "udp"
+port = 5353
+to = "192.168.50.10"
+wan = "isp2"
+
+[nat]
+ports = "20000-59999"
+
+[health]
+interval_ms = 500
+timeout_ms = 1000
+down_after = 3
+up_after = 3
+
+[timeouts]
+tcp_established_s = 7440
+tcp_transitory_s = 240
+udp_s = 300
+icmp_s = 60
+
+[limits]
+max_flows = 1048576
+
+[control]
+socket = "/run/xwan.sock"
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("xwan.toml"))
+}
+
+fn ok(text: &str) -> Config {
+    match load(text) {
+        Ok(config) => config,
+        Err(e) => panic!("expected a valid config, got: {e}"),
+    }
+}
+
+fn err(text: &str) -> ConfigError {
+    match load(text) {
+        Ok(config) => panic!("expected an error, got a valid config:\n{config}"),
+        Err(e) => e,
+    }
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// The 1-based line where `needle` first starts in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// Assert an invalid-config error: its key, its line (that of `at`) and
+/// that its message contains `message`.
+fn assert_invalid(text: &str, key: &str, at: &str, message: &str) {
+    let e = err(text);
+    assert!(
+        matches!(e, ConfigError::Invalid { .. }),
+        "expected a validation error, got: {e}"
+    );
+    assert_eq!(e.key(), Some(key), "key of: {e}");
+    assert_eq!(e.line(), Some(line_of(text, at)), "line of: {e}");
+    assert!(
+        e.message().contains(message),
+        "{e}\nshould contain {message:?}"
+    );
+    let shown = e.to_string();
+    assert!(shown.starts_with("xwan.toml:"), "{shown}");
+    assert!(shown.contains(&format!(": {key}: ")), "{shown}");
+    assert!(!shown.contains('\n'), "one line: {shown}");
+}
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[test]
+fn example_parses_to_the_expected_model() {
+    let config = ok(EXAMPLE);
+    let expected = Config {
+        lan: Lan {
+            interface: "lan0".into(),
+            networks: vec![net("192.168.50.0/24")],
+        },
+        wans: vec![
+            Wan {
+                name: "isp1".into(),
+                interface: "wan1".into(),
+                address: ip("198.18.1.2"),
+                gateway: ip("198.18.1.1"),
+                weight: 1,
+                priority: 1,
+                probe: vec![ip("198.18.11.2")],
+            },
+            Wan {
+                name: "isp2".into(),
+                interface: "wan2".into(),
+                address: ip("198.18.2.2"),
+                gateway: ip("198.18.2.1"),
+                weight: 3,
+                priority: 2,
+                probe: vec![ip("198.18.12.2"), ip("203.0.113.10")],
+            },
+        ],
+        balance: Balance {
+            mode: BalanceMode::Nth,
+            sticky: Sticky::None,
+            sticky_timeout_s: 600,
+        },
+        rules: vec![
+            Rule {
+                name: "web-via-isp2".into(),
+                proto: Proto::Tcp,
+                src: vec![net("192.168.50.0/25")],
+                dst: vec![net("0.0.0.0/0")],
+                src_port: vec![PortRange {
+                    lo: 1024,
+                    hi: 65535,
+                }],
+                dst_port: vec![PortRange { lo: 443, hi: 443 }],
+                action: Action::Uplink(1),
+                strict: false,
+            },
+            Rule {
+                name: "rule-2".into(),
+                proto: Proto::Udp,
+                src: vec![],
+                dst: vec![],
+                src_port: vec![],
+                dst_port: vec![
+                    PortRange { lo: 53, hi: 53 },
+                    PortRange { lo: 5353, hi: 5353 },
+                    PortRange { lo: 8000, hi: 8100 },
+                    PortRange { lo: 9000, hi: 9000 },
+                ],
+                action: Action::Uplink(0),
+                strict: true,
+            },
+        ],
+        forwards: vec![
+            Forward {
+                proto: Proto::Tcp,
+                port: 8080,
+                to_addr: ip("192.168.50.10"),
+                to_port: 80,
+                wans: vec![0, 1],
+            },
+            Forward {
+                proto: Proto::Udp,
+                port: 5353,
+                to_addr: ip("192.168.50.10"),
+                to_port: 5353,
+                wans: vec![1],
+            },
+        ],
+        nat: Nat {
+            ports: PortRange {
+                lo: 20000,
+                hi: 59999,
+            },
+        },
+        health: Health {
+            interval_ms: 500,
+            timeout_ms: 1000,
+            down_after: 3,
+            up_after: 3,
+        },
+        timeouts: Timeouts {
+            tcp_established_s: 7440,
+            tcp_transitory_s: 240,
+            udp_s: 300,
+            icmp_s: 60,
+        },
+        limits: Limits { max_flows: 1048576 },
+        control: Control {
+            socket: PathBuf::from("/run/xwan.sock"),
+        },
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn defaults_fill_every_optional_key() {
+    let config = ok(BASE);
+    assert_eq!(config.lan.networks, vec![net("192.168.50.0/24")]);
+    for wan in &config.wans {
+        assert_eq!(wan.weight, 1);
+        assert_eq!(wan.priority, 1);
+        assert!(wan.probe.is_empty());
+    }
+    assert_eq!(
+        config.balance,
+        Balance {
+            mode: BalanceMode::Nth,
+            sticky: Sticky::None,
+            sticky_timeout_s: 600
+        }
+    );
+    assert!(config.rules.is_empty());
+    assert!(config.forwards.is_empty());
+    assert_eq!(config.nat.ports, DEFAULT_NAT_PORTS);
+    assert_eq!(
+        config.nat.ports,
+        PortRange {
+            lo: 20000,
+            hi: 59999
+        }
+    );
+    assert_eq!(
+        config.health,
+        Health {
+            interval_ms: 500,
+            timeout_ms: 1000,
+            down_after: 3,
+            up_after: 3
+        }
+    );
+    assert_eq!(
+        config.timeouts,
+        Timeouts {
+            tcp_established_s: 7440,
+            tcp_transitory_s: 240,
+            udp_s: 300,
+            icmp_s: 60
+        }
+    );
+    assert_eq!(config.limits.max_flows, 1 << 20);
+    assert_eq!(config.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+}
+
+#[test]
+fn rule_defaults_and_forward_defaults() {
+    let config = ok(&with(
+        "[[rule]]\naction = \"drop\"\n[[rule]]\naction = \"balance\"\n\
+         [[forward]]\nproto = \"tcp\"\nport = 2222\nto = \"192.168.50.20\"\n",
+    ));
+    assert_eq!(config.rules[0].name, "rule-1");
+    assert_eq!(config.rules[0].proto, Proto::Any);
+    assert!(config.rules[0].src.is_empty() && config.rules[0].dst.is_empty());
+    assert!(config.rules[0].src_port.is_empty() && config.rules[0].dst_port.is_empty());
+    assert_eq!(config.rules[0].action, Action::Drop);
+    assert!(!config.rules[0].strict);
+    assert_eq!(config.rules[1].name, "rule-2");
+    assert_eq!(config.rules[1].action, Action::Balance);
+    let f = &config.forwards[0];
+    assert_eq!((f.to_addr, f.to_port), (ip("192.168.50.20"), 2222));
+    assert_eq!(f.wans, vec![0, 1]);
+}
+
+#[test]
+fn balance_modes_and_sticky_parse() {
+    let config = ok(&with(
+        "[balance]\nmode = \"hash\"\nsticky = \"src-dst\"\nsticky_timeout_s = 30\n",
+    ));
+    assert_eq!(config.balance.mode, BalanceMode::Hash);
+    assert_eq!(config.balance.sticky, Sticky::SrcDst);
+    assert_eq!(config.balance.sticky_timeout_s, 30);
+    let config = ok(&with("[balance]\nmode = \"random\"\nsticky = \"src\"\n"));
+    assert_eq!(config.balance.mode, BalanceMode::Random);
+    assert_eq!(config.balance.sticky, Sticky::Src);
+}
+
+#[test]
+fn bare_addresses_are_host_prefixes_and_host_bits_are_cleared() {
+    let config = ok(&with(
+        "[[rule]]\nsrc = [\"192.168.50.7\", \"10.1.2.3/8\"]\ndst = \"203.0.113.10\"\naction = \"isp1\"\n",
+    ));
+    assert_eq!(
+        config.rules[0].src,
+        vec![net("192.168.50.7/32"), net("10.0.0.0/8")]
+    );
+    assert_eq!(config.rules[0].dst, vec![net("203.0.113.10/32")]);
+}
+
+#[test]
+fn port_spec_forms() {
+    let config = ok(&with(
+        "[[rule]]\nproto = \"tcp\"\nsrc_port = 443\ndst_port = \"80, 443 ,8000-8100\"\naction = \"isp1\"\n",
+    ));
+    let r = &config.rules[0];
+    assert_eq!(r.src_port, vec![PortRange { lo: 443, hi: 443 }]);
+    assert_eq!(
+        r.dst_port,
+        vec![
+            PortRange { lo: 80, hi: 80 },
+            PortRange { lo: 443, hi: 443 },
+            PortRange { lo: 8000, hi: 8100 },
+        ]
+    );
+}
+
+#[test]
+fn testbed_example_is_valid() {
+    let text = include_str!("../../testbed/configs/example.toml");
+    let config = ok(text);
+    let names: Vec<&str> = config.wans.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["isp1", "isp2"]);
+    assert_eq!(config.lan.networks, vec![net("192.168.50.0/24")]);
+    assert_eq!(config.wans[0].address, ip("198.18.1.2"));
+    assert_eq!(config.wans[1].gateway, ip("198.18.2.1"));
+    assert_eq!(
+        config.rules[0].dst_port,
+        vec![PortRange { lo: 443, hi: 443 }]
+    );
+    assert_eq!(config.rules[0].action, Action::Uplink(1));
+    let forwards: Vec<(Proto, u16, u16, &[UplinkId])> = config
+        .forwards
+        .iter()
+        .map(|f| (f.proto, f.port, f.to_port, f.wans.as_slice()))
+        .collect();
+    assert_eq!(
+        forwards,
+        [
+            (Proto::Tcp, 8080, 80, &[0u8, 1][..]),
+            (Proto::Udp, 5353, 5353, &[0u8, 1][..])
+        ]
+    );
+}
+
+#[test]
+fn summary_shows_every_section() {
+    let summary = ok(EXAMPLE).to_string();
+    for needle in [
+        "lan0",
+        "192.168.50.0/24",
+        "isp1  wan1  198.18.1.2 via 198.18.1.1  weight 1  priority 1  probes 198.18.11.2",
+        "isp2  wan2  198.18.2.2 via 198.18.2.1  weight 3  priority 2",
+        "nth, sticky none",
+        "1 web-via-isp2: tcp from 192.168.50.0/25 port 1024-65535 to 0.0.0.0/0 port 443 -> isp2",
+        "2 rule-2: udp to any port 53,5353,8000-8100,9000 -> isp1 (strict",
+        "tcp 8080 -> 192.168.50.10:80 on isp1, isp2",
+        "udp 5353 -> 192.168.50.10:5353 on isp2",
+        "20000-59999",
+        "7440",
+        "1048576",
+        "/run/xwan.sock",
+    ] {
+        assert!(
+            summary.contains(needle),
+            "{needle:?} missing from:\n{summary}"
+        );
+    }
+    assert!(summary.lines().count() <= 24, "one screen:\n{summary}");
+}
+
+#[test]
+fn the_action_error_reads_as_documented() {
+    let text = with("[[rule]]\nname = \"x\"\naction = \"isp3\"\n");
+    let line = line_of(&text, "isp3");
+    assert_eq!(
+        err(&text).to_string(),
+        format!(
+            "xwan.toml:{line}:10: rule[1].action: \"isp3\" names no uplink \
+             (uplinks: isp1, isp2; or balance, bypass, drop)"
+        )
+    );
+}
+
+#[test]
+fn toml_syntax_error() {
+    let text = with("[[rule]]\naction = isp2\n");
+    let e = err(&text);
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    assert_eq!(e.line(), Some(line_of(&text, "action = isp2")));
+    assert_eq!(e.column(), Some(10));
+    assert!(e.to_string().contains("invalid TOML"), "{e}");
+}
+
+#[test]
+fn duplicate_toml_key_is_a_syntax_error() {
+    let text = BASE.replace(
+        "gateway = \"198.18.2.1\"",
+        "gateway = \"198.18.2.1\"\nname = \"x\"",
+    );
+    let e = err(&text);
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    assert_eq!(e.line(), Some(line_of(&text, "name = \"x\"")));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    assert_invalid(
+        &with("[[rule]]\nactoin = \"isp1\"\n"),
+        "rule[1].actoin",
+        "actoin",
+        "unknown key",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "gateway = \"198.18.2.1\"",
+            "gateway = \"198.18.2.1\"\nwieght = 2",
+        ),
+        "wan[2].wieght",
+        "wieght",
+        "unknown key",
+    );
+    let text = format!("colour = \"blue\"\n{BASE}");
+    assert_invalid(&text, "colour", "colour", "expected one of `lan`, `wan`");
+    assert_invalid(
+        &with("[healt]\ninterval_ms = 5\n"),
+        "healt",
+        "[healt]",
+        "unknown key",
+    );
+    assert_invalid(
+        &with("[nat]\nport = \"1-100\"\n"),
+        "nat.port",
+        "port =",
+        "unknown key",
+    );
+}
+
+#[test]
+fn wrong_types_are_named() {
+    assert_invalid(
+        &BASE.replace("name = \"isp2\"", "name = 2"),
+        "wan[2].name",
+        "name = 2",
+        "expected a string",
+    );
+    assert_invalid(
+        &with("[limits]\nmax_flows = \"lots\"\n"),
+        "limits.max_flows",
+        "lots",
+        "expected an integer",
+    );
+    assert_invalid(
+        &with("[[rule]]\naction = \"isp1\"\nstrict = \"yes\"\n"),
+        "rule[1].strict",
+        "strict",
+        "expected a boolean",
+    );
+    assert_invalid(
+        &with("[[rule]]\naction = \"isp1\"\nsrc = true\n"),
+        "rule[1].src",
+        "src = true",
+        "invalid type: boolean",
+    );
+    assert_invalid(
+        &with("[[rule]]\naction = \"isp1\"\nsrc = [\"10.0.0.0/8\", 5]\n"),
+        "rule[1].src[2]",
+        "src =",
+        "found 5",
+    );
+    assert_invalid(
+        &format!("health = 3\n{BASE}"),
+        "health",
+        "health = 3",
+        "expected a table",
+    );
+    assert_invalid(
+        &with("[limits]\nmax_flows = [1]\n"),
+        "limits.max_flows",
+        "max_flows",
+        "invalid type: array",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = \"80\"\nto = \"192.168.50.2\"\n"),
+        "forward[1].port",
+        "port =",
+        "expected an integer",
+    );
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    assert_invalid(
+        &BASE.replace("gateway = \"198.18.2.1\"", ""),
+        "wan[2].gateway",
+        "[[wan]]\nname = \"isp2\"",
+        "required key is missing",
+    );
+    // The location of a missing key is its table's header.
+    let text = BASE.replace("gateway = \"198.18.2.1\"", "");
+    let e = err(&text);
+    let second_header = text.match_indices("[[wan]]").nth(1).unwrap().0;
+    assert_eq!(
+        e.line(),
+        Some(text[..second_header].matches('\n').count() + 1)
+    );
+    assert_eq!(e.column(), Some(1));
+    assert_invalid(
+        &with("[[rule]]\nname = \"r\"\n"),
+        "rule[1].action",
+        "[[rule]]",
+        "required key is missing",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\n"),
+        "forward[1].to",
+        "[[forward]]",
+        "required key is missing",
+    );
+    let e = err("\n[control]\nsocket = \"/run/x.sock\"\n");
+    assert_eq!(e.key(), Some("lan"));
+    assert_eq!(e.line(), Some(1));
+    let e = err("");
+    assert_eq!(e.key(), Some("lan"));
+}
+
+#[test]
+fn action_naming_no_uplink() {
+    assert_invalid(
+        &with("[[rule]]\naction = \"isp3\"\n"),
+        "rule[1].action",
+        "isp3",
+        "\"isp3\" names no uplink (uplinks: isp1, isp2",
+    );
+}
+
+#[test]
+fn bad_cidr_and_addresses() {
+    assert_invalid(
+        &BASE.replace("\"192.168.50.0/24\"", "\"192.168.50.0/33\""),
+        "lan.networks",
+        "networks",
+        "not an IPv4 address or CIDR prefix",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "\"192.168.50.0/24\"",
+            "[\"10.0.0.0/8\", \"192.168.300.0/24\"]",
+        ),
+        "lan.networks[2]",
+        "networks",
+        "\"192.168.300.0/24\" is not an IPv4 address",
+    );
+    assert_invalid(
+        &BASE.replace("address = \"198.18.1.2\"", "address = \"198.18.1\""),
+        "wan[1].address",
+        "198.18.1\"",
+        "not an IPv4 address",
+    );
+    assert_invalid(
+        &BASE.replace("gateway = \"198.18.2.1\"", "gateway = \"isp\""),
+        "wan[2].gateway",
+        "\"isp\"",
+        "not an IPv4 address",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "gateway = \"198.18.2.1\"",
+            "gateway = \"198.18.2.1\"\nprobe = [\"1.1.1.1\", \"x\"]",
+        ),
+        "wan[2].probe[2]",
+        "probe",
+        "\"x\" is not an IPv4 address",
+    );
+    assert_invalid(
+        &with("[[rule]]\ndst = \"203.0.113.0/\"\naction = \"isp1\"\n"),
+        "rule[1].dst",
+        "dst =",
+        "not an IPv4 address or CIDR prefix",
+    );
+    assert_invalid(
+        &BASE.replace("address = \"198.18.1.2\"", "address = \"0.0.0.0\""),
+        "wan[1].address",
+        "0.0.0.0",
+        "cannot be an uplink address",
+    );
+    assert_invalid(
+        &BASE.replace("gateway = \"198.18.1.1\"", "gateway = \"198.18.1.2\""),
+        "wan[1].gateway",
+        "gateway = \"198.18.1.2\"",
+        "cannot be the gateway",
+    );
+}
+
+#[test]
+fn port_ranges_out_of_order_or_range() {
+    assert_invalid(
+        &with("[[rule]]\nproto = \"tcp\"\ndst_port = \"8100-8000\"\naction = \"isp1\"\n"),
+        "rule[1].dst_port",
+        "dst_port",
+        "port range 8100-8000 is reversed",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\nsrc_port = [\"80\", \"90-80\"]\naction = \"isp1\"\n"),
+        "rule[1].src_port[2]",
+        "src_port",
+        "reversed",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\nsrc_port = \"70000\"\naction = \"isp1\"\n"),
+        "rule[1].src_port",
+        "src_port",
+        "port 70000 is out of range",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\nsrc_port = -1\naction = \"isp1\"\n"),
+        "rule[1].src_port",
+        "src_port",
+        "port -1 is out of range",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\ndst_port = \"http\"\naction = \"isp1\"\n"),
+        "rule[1].dst_port",
+        "dst_port",
+        "not a port or port range",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\ndst_port = \"\"\naction = \"isp1\"\n"),
+        "rule[1].dst_port",
+        "dst_port",
+        "empty port list",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"udp\"\ndst_port = []\naction = \"isp1\"\n"),
+        "rule[1].dst_port",
+        "dst_port",
+        "empty list",
+    );
+    assert_invalid(
+        &with("[nat]\nports = \"40000-30000\"\n"),
+        "nat.ports",
+        "ports",
+        "reversed",
+    );
+}
+
+#[test]
+fn ports_need_tcp_or_udp() {
+    assert_invalid(
+        &with("[[rule]]\ndst_port = \"53\"\naction = \"isp1\"\n"),
+        "rule[1].dst_port",
+        "dst_port",
+        "ports need proto",
+    );
+    assert_invalid(
+        &with("[[rule]]\nproto = \"icmp\"\nsrc_port = 1\naction = \"isp1\"\n"),
+        "rule[1].src_port",
+        "src_port",
+        "ports need proto",
+    );
+}
+
+#[test]
+fn bad_proto_mode_and_strict() {
+    assert_invalid(
+        &with("[[rule]]\nproto = \"sctp\"\naction = \"isp1\"\n"),
+        "rule[1].proto",
+        "sctp",
+        "\"sctp\" is not a protocol",
+    );
+    assert_invalid(
+        &with("[balance]\nmode = \"wrr\"\n"),
+        "balance.mode",
+        "wrr",
+        "expected nth, hash or random",
+    );
+    assert_invalid(
+        &with("[balance]\nsticky = \"dst\"\n"),
+        "balance.sticky",
+        "\"dst\"",
+        "expected none, src or src-dst",
+    );
+    assert_invalid(
+        &with("[[rule]]\naction = \"balance\"\nstrict = true\n"),
+        "rule[1].strict",
+        "strict",
+        "strict only applies",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"icmp\"\nport = 80\nto = \"192.168.50.2\"\n"),
+        "forward[1].proto",
+        "icmp",
+        "expected tcp or udp",
+    );
+}
+
+#[test]
+fn duplicate_rule_names() {
+    assert_invalid(
+        &with("[[rule]]\nname = \"a\"\naction = \"isp1\"\n[[rule]]\nname = \"a\"\naction = \"isp2\"\n"),
+        "rule[2].name",
+        "name = \"a\"\naction = \"isp2\"",
+        "duplicate rule name \"a\" (also rule[1])",
+    );
+}
+
+#[test]
+fn forward_port_inside_nat_range() {
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 30000\nto = \"192.168.50.10\"\n"),
+        "forward[1].port",
+        "30000",
+        "inside the NAT port range 20000-59999",
+    );
+    // The same port is fine once the range moves.
+    ok(&with(
+        "[[forward]]\nproto = \"tcp\"\nport = 30000\nto = \"192.168.50.10\"\n[nat]\nports = \"40000-49999\"\n",
+    ));
+}
+
+#[test]
+fn nat_range_limits() {
+    assert_invalid(
+        &with("[nat]\nports = \"1000-1062\"\n"),
+        "nat.ports",
+        "ports",
+        "at least 64",
+    );
+    assert_invalid(
+        &with("[nat]\nports = \"0-1000\"\n"),
+        "nat.ports",
+        "ports",
+        "from 1 to 65535",
+    );
+    assert_eq!(
+        ok(&with("[nat]\nports = \"1000-1063\"\n")).nat.ports,
+        PortRange { lo: 1000, hi: 1063 }
+    );
+}
+
+#[test]
+fn wan_count_limits() {
+    let one = BASE
+        .split("[[wan]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("[[wan]]");
+    assert_invalid(
+        &one,
+        "wan",
+        "[[wan]]",
+        "1 uplink(s) configured; xwan needs at least two",
+    );
+    let none = BASE.split("[[wan]]").next().unwrap().to_string();
+    let e = err(&none);
+    assert_eq!(e.key(), Some("wan"));
+    assert!(e.message().contains("at least two"), "{e}");
+
+    let mut many = String::from("[lan]\ninterface = \"lan0\"\nnetworks = \"10.0.0.0/8\"\n");
+    for i in 0..=MAX_UPLINKS {
+        many.push_str(&format!(
+            "[[wan]]\nname = \"u{i}\"\ninterface = \"eth{i}\"\naddress = \"198.18.{i}.2\"\ngateway = \"198.18.{i}.1\"\n"
+        ));
+    }
+    assert_invalid(
+        &many,
+        "wan",
+        "[[wan]]\nname = \"u64\"",
+        "65 uplinks configured; at most 64",
+    );
+    let sixty_four = many.rsplit_once("[[wan]]").unwrap().0;
+    assert_eq!(ok(sixty_four).wans.len(), MAX_UPLINKS);
+}
+
+#[test]
+fn duplicate_wan_names_interfaces_and_addresses() {
+    assert_invalid(
+        &BASE.replace("name = \"isp2\"", "name = \"isp1\""),
+        "wan[2].name",
+        "name = \"isp1\"\ninterface = \"wan2\"",
+        "duplicate uplink name \"isp1\" (also wan[1])",
+    );
+    assert_invalid(
+        &BASE.replace("interface = \"wan2\"", "interface = \"wan1\""),
+        "wan[2].interface",
+        "interface = \"wan1\"\naddress = \"198.18.2.2\"",
+        "duplicate interface \"wan1\" (also wan[1])",
+    );
+    assert_invalid(
+        &BASE.replace("address = \"198.18.2.2\"", "address = \"198.18.1.2\""),
+        "wan[2].address",
+        "address = \"198.18.1.2\"\ngateway = \"198.18.2.1\"",
+        "duplicate uplink address 198.18.1.2 (also wan[1])",
+    );
+    assert_invalid(
+        &BASE.replace("interface = \"wan1\"", "interface = \"lan0\""),
+        "wan[1].interface",
+        "interface = \"lan0\"\naddress",
+        "already the LAN interface",
+    );
+}
+
+#[test]
+fn wan_address_inside_lan() {
+    assert_invalid(
+        &BASE.replace("address = \"198.18.2.2\"", "address = \"192.168.50.1\""),
+        "wan[2].address",
+        "192.168.50.1",
+        "192.168.50.1 is inside the LAN network 192.168.50.0/24",
+    );
+}
+
+#[test]
+fn bad_uplink_and_interface_names() {
+    assert_invalid(
+        &BASE.replace("name = \"isp2\"", "name = \"drop\""),
+        "wan[2].name",
+        "\"drop\"",
+        "reserved",
+    );
+    assert_invalid(
+        &BASE.replace("name = \"isp2\"", "name = \"isp 2\""),
+        "wan[2].name",
+        "isp 2",
+        "not a valid uplink name",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "interface = \"wan2\"",
+            "interface = \"a-very-long-interface\"",
+        ),
+        "wan[2].interface",
+        "a-very-long",
+        "not a valid interface name",
+    );
+    assert_invalid(
+        &BASE.replace("interface = \"lan0\"", "interface = \"\""),
+        "lan.interface",
+        "interface = \"\"",
+        "not a valid interface name",
+    );
+}
+
+#[test]
+fn forward_target_outside_lan() {
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"10.0.0.5:80\"\n"),
+        "forward[1].to",
+        "10.0.0.5",
+        "10.0.0.5 is not inside a LAN network (192.168.50.0/24)",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"192.168.50.5:0\"\n"),
+        "forward[1].to",
+        "192.168.50.5:0",
+        "port 0",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"host:80\"\n"),
+        "forward[1].to",
+        "host:80",
+        "not an inside address",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 0\nto = \"192.168.50.5\"\n"),
+        "forward[1].port",
+        "port = 0",
+        "port 0 is out of range (must be from 1 to 65535)",
+    );
+}
+
+#[test]
+fn forward_wan_lists() {
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"192.168.50.5\"\nwan = [\"isp1\", \"isp9\"]\n"),
+        "forward[1].wan[2]",
+        "isp9",
+        "\"isp9\" names no uplink (uplinks: isp1, isp2)",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"192.168.50.5\"\nwan = [\"isp1\", \"isp1\"]\n"),
+        "forward[1].wan[2]",
+        "wan = [",
+        "listed twice",
+    );
+    assert_invalid(
+        &with("[[forward]]\nproto = \"tcp\"\nport = 80\nto = \"192.168.50.5\"\nwan = []\n"),
+        "forward[1].wan",
+        "wan = [",
+        "empty list",
+    );
+}
+
+#[test]
+fn duplicate_forwards() {
+    let fw = |proto: &str, port: u16, wan: &str| {
+        format!("[[forward]]\nproto = \"{proto}\"\nport = {port}\nto = \"192.168.50.5\"\n{wan}\n")
+    };
+    // Same proto and port on every uplink twice.
+    let text = with(&format!(
+        "{}{}",
+        fw("tcp", 80, ""),
+        fw("tcp", 80, "# second")
+    ));
+    assert_invalid(
+        &text,
+        "forward[2].port",
+        "port = 80\nto = \"192.168.50.5\"\n# second",
+        "tcp port 80 on isp1, isp2 is already forwarded by forward[1]",
+    );
+    // Overlapping uplink sets.
+    let text = with(&format!(
+        "{}{}",
+        fw("udp", 53, "wan = [\"isp1\", \"isp2\"]"),
+        fw("udp", 53, "wan = \"isp2\"")
+    ));
+    assert_invalid(
+        &text,
+        "forward[2].port",
+        "port = 53\nto = \"192.168.50.5\"\nwan = \"isp2\"",
+        "udp port 53 on isp2 is already forwarded by forward[1]",
+    );
+    // Disjoint uplinks, or another protocol, are fine.
+    let config = ok(&with(&format!(
+        "{}{}{}",
+        fw("udp", 53, "wan = \"isp1\""),
+        fw("udp", 53, "wan = \"isp2\""),
+        fw("tcp", 53, "")
+    )));
+    assert_eq!(config.forwards.len(), 3);
+}
+
+#[test]
+fn weight_limits() {
+    let set = |w: &str| {
+        BASE.replace(
+            "gateway = \"198.18.2.1\"",
+            &format!("gateway = \"198.18.2.1\"\nweight = {w}"),
+        )
+    };
+    assert_invalid(
+        &set("0"),
+        "wan[2].weight",
+        "weight",
+        "0 is out of range (must be from 1 to 1000)",
+    );
+    assert_invalid(
+        &set("1001"),
+        "wan[2].weight",
+        "weight",
+        "1001 is out of range",
+    );
+    assert_eq!(ok(&set("1000")).wans[1].weight, 1000);
+    let priority = BASE.replace(
+        "gateway = \"198.18.2.1\"",
+        "gateway = \"198.18.2.1\"\npriority = -1",
+    );
+    assert_invalid(
+        &priority,
+        "wan[2].priority",
+        "priority",
+        "-1 is out of range",
+    );
+}
+
+#[test]
+fn zero_timeouts_limits_and_health() {
+    for (section, key) in [
+        ("timeouts", "tcp_established_s"),
+        ("timeouts", "tcp_transitory_s"),
+        ("timeouts", "udp_s"),
+        ("timeouts", "icmp_s"),
+        ("limits", "max_flows"),
+        ("health", "interval_ms"),
+        ("health", "timeout_ms"),
+        ("health", "down_after"),
+        ("health", "up_after"),
+        ("balance", "sticky_timeout_s"),
+    ] {
+        assert_invalid(
+            &with(&format!("[{section}]\n{key} = 0\n")),
+            &format!("{section}.{key}"),
+            &format!("{key} = 0"),
+            "0 is out of range (must be from 1 to",
+        );
+    }
+    assert_invalid(
+        &with("[timeouts]\nudp_s = 4294967296\n"),
+        "timeouts.udp_s",
+        "udp_s",
+        "out of range",
+    );
+}
+
+#[test]
+fn empty_lists() {
+    assert_invalid(
+        &BASE.replace("\"192.168.50.0/24\"", "[]"),
+        "lan.networks",
+        "networks",
+        "no networks",
+    );
+    assert_invalid(
+        &with("[[rule]]\nsrc = []\naction = \"isp1\"\n"),
+        "rule[1].src",
+        "src = []",
+        "empty list",
+    );
+    assert_invalid(
+        &with("[control]\nsocket = \"\"\n"),
+        "control.socket",
+        "socket",
+        "empty path",
+    );
+}
+
+#[test]
+fn column_is_of_the_offending_value() {
+    let text = with("[[rule]]\naction   =   \"nowhere\"\n");
+    let e = err(&text);
+    assert_eq!(e.column(), Some(14));
+    // Columns count characters, not bytes.
+    let text = with("[[rule]]\nname = \"é\"\naction = \"isp1\"\nproto = \"x\"\n");
+    let e = err(&text);
+    assert_eq!(e.key(), Some("rule[1].proto"));
+    assert_eq!(e.column(), Some(9));
+}
+
+#[test]
+fn load_reads_files_and_reports_missing_ones() {
+    let dir = std::env::temp_dir().join(format!("xwan-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("good.toml");
+    std::fs::write(&file, BASE).unwrap();
+    let loaded = Config::load(&file);
+    let missing = Config::load(&dir.join("absent.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(loaded.unwrap(), ok(BASE));
+    let e = missing.unwrap_err();
+    assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+    assert!(e.to_string().contains("absent.toml: cannot read"), "{e}");
+}
