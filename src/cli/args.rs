@@ -40,13 +40,13 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "FILE")]
     pub config: PathBuf,
     /// I/O backend (default: xdp, falling back to packet).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, value_name = "BACKEND")]
     pub io: Option<IoBackend>,
     /// Queues (and worker threads) per interface (default: every queue).
     #[arg(long, value_name = "N")]
     pub queues: Option<NonZeroU32>,
     /// AF_XDP zero-copy mode.
-    #[arg(long, value_enum, default_value_t = ZeroCopy::Auto)]
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ZeroCopy::Auto)]
     pub zero_copy: ZeroCopy,
     /// CPUs to pin worker threads to, e.g. "0-3,6".
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
@@ -170,7 +170,7 @@ pub struct UplinkArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UplinkState {
-    /// Take it out of service: no new flows, its flows move or drop.
+    /// Take it out of service whatever the health checks say.
     Down,
     /// Keep it in service whatever the health checks say.
     Up,

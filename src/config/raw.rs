@@ -242,15 +242,21 @@ pub(super) fn parse(src: Source<'_>) -> Result<RawConfig, ConfigError> {
     let deserializer = toml::Deserializer::from(root.clone());
     RawConfig::deserialize(deserializer).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        let path = key_path_at(root.get_ref(), span.start).unwrap_or_default();
-        let (key, message) = describe(&path, e.message());
+        // An empty span is the document's own: a top-level key is missing.
+        let (path, kind) = if span.is_empty() {
+            (String::new(), "table")
+        } else {
+            key_path_at(root.get_ref(), span.start).unwrap_or_default()
+        };
+        let (key, message) = describe(&path, kind, e.message());
         src.invalid(span, key, message)
     })
 }
 
 /// Turn serde's wording into the config's: "field" becomes "key", Rust type
-/// names become TOML ones; a missing key is added to the path.
-fn describe(path: &str, message: &str) -> (String, String) {
+/// names become TOML ones; a missing key is added to the path. `kind` is the
+/// TOML type of the value at the error.
+fn describe(path: &str, kind: &str, message: &str) -> (String, String) {
     if let Some(field) = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
@@ -273,9 +279,13 @@ fn describe(path: &str, message: &str) -> (String, String) {
     }
     let message = match message.rsplit_once(", expected ") {
         Some((found, expected)) => {
-            let found = found
-                .replace("invalid type: map", "invalid type: table")
-                .replace("invalid type: sequence", "invalid type: array");
+            let found = if kind == "datetime" {
+                "invalid type: date-time".to_string()
+            } else {
+                found
+                    .replace("invalid type: map", "invalid type: table")
+                    .replace("invalid type: sequence", "invalid type: array")
+            };
             let expected = match expected {
                 "i64" => "an integer",
                 "a sequence" => "an array",
@@ -298,22 +308,19 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// The dotted key path of the deepest key or value whose span holds `offset`
-/// (array elements as `[i]`, from 1). Table headers are not nested inside
-/// their parents' spans, so the whole tree is searched.
-fn key_path_at(root: &DeTable<'_>, offset: usize) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
+/// Deepest match so far: depth, dotted path, TOML type of the value.
+type Found = Option<(usize, String, &'static str)>;
+
+/// The dotted key path (array elements as `[i]`, from 1) and the TOML type
+/// of the deepest key or value whose span holds `offset`. Table headers are
+/// not nested inside their parents' spans, so the whole tree is searched.
+fn key_path_at(root: &DeTable<'_>, offset: usize) -> Option<(String, &'static str)> {
+    let mut best: Found = None;
     search_table(root, "", 0, offset, &mut best);
-    best.map(|(_, path)| path)
+    best.map(|(_, path, kind)| (path, kind))
 }
 
-fn search_table(
-    table: &DeTable<'_>,
-    path: &str,
-    depth: usize,
-    offset: usize,
-    best: &mut Option<(usize, String)>,
-) {
+fn search_table(table: &DeTable<'_>, path: &str, depth: usize, offset: usize, best: &mut Found) {
     for (key, value) in table {
         let path = join(path, key.get_ref());
         let here = holds(&key.span(), offset) || holds(&value.span(), offset);
@@ -327,10 +334,10 @@ fn search_value(
     depth: usize,
     offset: usize,
     here: bool,
-    best: &mut Option<(usize, String)>,
+    best: &mut Found,
 ) {
-    if here && best.as_ref().is_none_or(|(d, _)| depth > *d) {
-        *best = Some((depth, path.to_string()));
+    if here && best.as_ref().is_none_or(|(d, _, _)| depth > *d) {
+        *best = Some((depth, path.to_string(), value.get_ref().type_str()));
     }
     match value.get_ref() {
         DeValue::Table(table) => search_table(table, path, depth, offset, best),
@@ -346,5 +353,5 @@ fn search_value(
 }
 
 fn holds(span: &Range<usize>, offset: usize) -> bool {
-    span.start <= offset && (offset < span.end || span.start == span.end)
+    span.contains(&offset)
 }

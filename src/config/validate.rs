@@ -102,14 +102,14 @@ impl Validator<'_> {
 
     fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {
         if raw.len() < 2 {
-            let span = raw.first().map_or(0..0, Spanned::span);
+            let (span, found) = match raw.first() {
+                None => (0..0, "no [[wan]] section"),
+                Some(first) => (first.span(), "only one [[wan]] section"),
+            };
             return Err(self.err(
                 span,
                 "wan",
-                format!(
-                    "{} uplink(s) configured; xwan needs at least two [[wan]] sections",
-                    raw.len()
-                ),
+                format!("{found}; xwan needs at least two uplinks"),
             ));
         }
         if raw.len() > MAX_UPLINKS {
