@@ -1,0 +1,294 @@
+//! The kernel side of the packet backend. AF_PACKET sockets get a copy of every
+//! frame and the kernel still processes the original, so without this the kernel
+//! would forward LAN traffic a second time (un-NATed), answer NAT ports with TCP
+//! RSTs and ICMP port-unreachables, and send ICMP errors for destinations it has no
+//! route to.
+//!
+//! [`KernelFilter::install`] loads one nftables table, `table ip xwan` (replacing a
+//! stale one left by a killed xwan, in the same transaction), and
+//! [`KernelFilter::remove`] (or dropping the filter) deletes it. Nothing else is
+//! changed: no sysctl, no route, no other table. The table holds:
+//!
+//! - sets `lan_networks` (the `[lan] networks`), `local_addresses` (every IPv4
+//!   address configured on any interface) and `wan_addresses` (the uplinks' SNAT
+//!   addresses);
+//! - chain `prerouting`, hooked at `prerouting` with priority `raw` (-300), so the
+//!   frames it drops never reach conntrack, routing, forwarding or local sockets:
+//!   - `iifname "LAN" jump from_lan`;
+//!   - `iifname . ip daddr { "WAN_IF" . WAN_ADDRESS, ... } jump owned_ports`;
+//! - chain `owned_ports`, the traffic to a WAN address that the core translates:
+//!   - `meta l4proto { tcp, udp } th dport NAT_LO-NAT_HI drop`;
+//!   - `icmp type echo-reply icmp id NAT_LO-NAT_HI drop`;
+//!   - `ip daddr . tcp dport { WAN_ADDRESS . PORT, ... } drop` for TCP port
+//!     forwards (the same for UDP);
+//! - chain `from_lan`, LAN traffic the core forwards itself; it returns (leaves the
+//!   frame to the kernel) exactly where the core says `Kernel`, and drops the rest:
+//!   - `ip saddr != @lan_networks return` (not inside);
+//!   - `meta pkttype != host return` (broadcast, multicast);
+//!   - `ip daddr @wan_addresses jump owned_ports` (hairpinning through a WAN address);
+//!   - `ip daddr @local_addresses return`, `ip daddr @lan_networks return`
+//!     (to the router itself, or to another LAN host);
+//!   - `ip ttl <= 1 return` (the kernel sends time-exceeded);
+//!   - `icmp type != { echo-request, echo-reply } return` (other ICMP is the kernel's);
+//!   - one line per `[[rule]]`, in file order, with the same matches: `return` for
+//!     `action = "bypass"`, `drop` for any other action (first match wins, as in
+//!     the core);
+//!   - `drop`.
+//!
+//! The kernel's own connections are left alone as long as their ports are outside
+//! the NAT range, which the runtime checks against `net.ipv4.ip_local_port_range`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+use crate::config::{Action, PortRange, Proto, Rule};
+use crate::io::DataPathSetup;
+use crate::router::Port;
+
+/// The nftables table xwan owns (family `ip`).
+pub const TABLE: &str = "xwan";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("the data path setup has no LAN interface")]
+    NoLanInterface,
+    #[error("running nft (is the nftables package installed?): {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("nft could not {op} table ip {TABLE}: {message}")]
+    Nft { op: &'static str, message: String },
+}
+
+/// The installed `table ip xwan`; deleted by [`KernelFilter::remove`] or on drop.
+#[derive(Debug)]
+pub struct KernelFilter {
+    installed: bool,
+}
+
+impl KernelFilter {
+    /// Loads the table for this setup and these steering rules, replacing any table
+    /// of the same name.
+    pub fn install(setup: &DataPathSetup, rules: &[Rule]) -> Result<KernelFilter, FilterError> {
+        let text = ruleset(setup, rules)?;
+        nft(&["-f", "-"], Some(&text), "install")?;
+        Ok(KernelFilter { installed: true })
+    }
+
+    /// Deletes the table.
+    pub fn remove(mut self) -> Result<(), FilterError> {
+        self.installed = false;
+        nft(&["delete", "table", "ip", TABLE], None, "delete")
+    }
+
+    /// Whether the table is loaded in the calling thread's network namespace.
+    pub fn present() -> Result<bool, FilterError> {
+        match nft(&["list", "table", "ip", TABLE], None, "list") {
+            Ok(()) => Ok(true),
+            Err(FilterError::Nft { message, .. }) if message.contains("No such file or directory") => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Drop for KernelFilter {
+    fn drop(&mut self) {
+        if self.installed {
+            if let Err(err) = nft(&["delete", "table", "ip", TABLE], None, "delete") {
+                tracing::warn!("{err}");
+            }
+        }
+    }
+}
+
+fn nft(args: &[&str], stdin: Option<&str>, op: &'static str) -> Result<(), FilterError> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(FilterError::Spawn)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(FilterError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(FilterError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(FilterError::Nft {
+            op,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// The nft script that (re)creates the table; see the module documentation.
+pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterError> {
+    let owned = &setup.owned;
+    let lan = setup
+        .interfaces
+        .iter()
+        .find(|i| i.port == Port::Lan)
+        .ok_or(FilterError::NoLanInterface)?;
+    let wan_pairs: Vec<String> = setup
+        .interfaces
+        .iter()
+        .filter_map(|i| match i.port {
+            Port::Wan(id) => owned
+                .wan_addresses
+                .get(usize::from(id))
+                .map(|addr| format!("{} . {addr}", quote(&i.name))),
+            Port::Lan => None,
+        })
+        .collect();
+    let nat = range(owned.nat_ports);
+
+    let mut s = String::new();
+    // Declaring then deleting the table makes the load replace a stale table (or
+    // create a first one) in one transaction.
+    let _ = writeln!(s, "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
+    set(&mut s, "lan_networks", true, &Ipv4Net::aggregate(&owned.lan_networks));
+    let local: Vec<Ipv4Addr> = sorted_unique(owned.local_addresses.iter().chain(&owned.wan_addresses));
+    set(&mut s, "local_addresses", false, &local);
+    set(&mut s, "wan_addresses", false, &sorted_unique(owned.wan_addresses.iter()));
+
+    let _ = writeln!(s, "\tchain owned_ports {{");
+    let _ = writeln!(s, "\t\tmeta l4proto {{ tcp, udp }} th dport {nat} drop");
+    let _ = writeln!(s, "\t\ticmp type echo-reply icmp id {nat} drop");
+    for (proto, forwards) in [("tcp", &owned.tcp_forwards), ("udp", &owned.udp_forwards)] {
+        if !forwards.is_empty() {
+            let mut pairs: Vec<String> = forwards.iter().map(|(a, p)| format!("{a} . {p}")).collect();
+            pairs.sort();
+            pairs.dedup();
+            let _ = writeln!(s, "\t\tip daddr . {proto} dport {{ {} }} drop", pairs.join(", "));
+        }
+    }
+    let _ = writeln!(s, "\t}}");
+
+    let _ = writeln!(s, "\tchain from_lan {{");
+    for line in [
+        "ip saddr != @lan_networks return",
+        "meta pkttype != host return",
+        "ip daddr @wan_addresses jump owned_ports",
+        "ip daddr @local_addresses return",
+        "ip daddr @lan_networks return",
+        "ip ttl <= 1 return",
+        "icmp type != { echo-request, echo-reply } return",
+    ] {
+        let _ = writeln!(s, "\t\t{line}");
+    }
+    for rule in rules {
+        if let Some(line) = rule_line(rule) {
+            let _ = writeln!(s, "\t\t{line}");
+        }
+    }
+    let _ = writeln!(s, "\t\tdrop\n\t}}");
+
+    let _ = writeln!(s, "\tchain prerouting {{");
+    let _ = writeln!(s, "\t\ttype filter hook prerouting priority raw; policy accept;");
+    let _ = writeln!(s, "\t\tiifname {} jump from_lan", quote(&lan.name));
+    if !wan_pairs.is_empty() {
+        let _ = writeln!(s, "\t\tiifname . ip daddr {{ {} }} jump owned_ports", wan_pairs.join(", "));
+    }
+    let _ = writeln!(s, "\t}}\n}}");
+    Ok(s)
+}
+
+/// One `from_lan` line for a steering rule; None for a rule that can match nothing
+/// (ports on ICMP).
+fn rule_line(rule: &Rule) -> Option<String> {
+    let has_ports = !rule.src_port.is_empty() || !rule.dst_port.is_empty();
+    let mut parts: Vec<String> = Vec::new();
+    match (rule.proto, has_ports) {
+        (Proto::Tcp, _) => parts.push("meta l4proto tcp".into()),
+        (Proto::Udp, _) => parts.push("meta l4proto udp".into()),
+        (Proto::Icmp, true) => return None,
+        (Proto::Icmp, false) => parts.push("meta l4proto icmp".into()),
+        (Proto::Any, true) => parts.push("meta l4proto { tcp, udp }".into()),
+        (Proto::Any, false) => {}
+    }
+    if !rule.src.is_empty() {
+        parts.push(format!("ip saddr {}", nets(&rule.src)));
+    }
+    if !rule.dst.is_empty() {
+        parts.push(format!("ip daddr {}", nets(&rule.dst)));
+    }
+    if !rule.src_port.is_empty() {
+        parts.push(format!("th sport {}", ports(&rule.src_port)));
+    }
+    if !rule.dst_port.is_empty() {
+        parts.push(format!("th dport {}", ports(&rule.dst_port)));
+    }
+    parts.push(match rule.action {
+        Action::Bypass => "return".into(),
+        Action::Uplink(_) | Action::Balance | Action::Drop => "drop".into(),
+    });
+    parts.push(format!("comment \"rule {}\"", comment(&rule.name)));
+    Some(parts.join(" "))
+}
+
+fn set<T: std::fmt::Display>(s: &mut String, name: &str, interval: bool, elements: &[T]) {
+    let _ = writeln!(s, "\tset {name} {{\n\t\ttype ipv4_addr");
+    if interval {
+        let _ = writeln!(s, "\t\tflags interval\n\t\tauto-merge");
+    }
+    if !elements.is_empty() {
+        let list: Vec<String> = elements.iter().map(ToString::to_string).collect();
+        let _ = writeln!(s, "\t\telements = {{ {} }}", list.join(", "));
+    }
+    let _ = writeln!(s, "\t}}");
+}
+
+fn sorted_unique<'a>(addrs: impl Iterator<Item = &'a Ipv4Addr>) -> Vec<Ipv4Addr> {
+    let mut all: Vec<Ipv4Addr> = addrs.copied().collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// An anonymous set of prefixes, overlaps merged (nft refuses overlapping intervals).
+fn nets(list: &[Ipv4Net]) -> String {
+    let merged: Vec<String> = Ipv4Net::aggregate(&list.to_vec()).iter().map(ToString::to_string).collect();
+    format!("{{ {} }}", merged.join(", "))
+}
+
+/// An anonymous set of port ranges, overlapping and adjacent ranges merged.
+fn ports(list: &[PortRange]) -> String {
+    let mut sorted = list.to_vec();
+    sorted.sort_by_key(|r| (r.lo, r.hi));
+    let mut merged: Vec<PortRange> = Vec::new();
+    for r in sorted {
+        match merged.last_mut() {
+            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => last.hi = last.hi.max(r.hi),
+            _ => merged.push(r),
+        }
+    }
+    let items: Vec<String> = merged.into_iter().map(range).collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+fn range(r: PortRange) -> String {
+    if r.lo == r.hi {
+        r.lo.to_string()
+    } else {
+        format!("{}-{}", r.lo, r.hi)
+    }
+}
+
+/// A double-quoted nft string (interface names cannot hold quotes or backslashes,
+/// but be safe).
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace(['"', '\\'], ""))
+}
+
+/// A rule name for an nft comment: printable ASCII without quotes, at most 100 bytes
+/// (nft allows 128 per comment).
+fn comment(name: &str) -> String {
+    name.chars()
+        .take(100)
+        .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' { c } else { '_' })
+        .collect()
+}

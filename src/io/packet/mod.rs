@@ -1,0 +1,434 @@
+//! The AF_PACKET backend: raw sockets, for machines or drivers without AF_XDP.
+//!
+//! Each worker owns one socket per interface. With more than one worker, the
+//! sockets of an interface form a `PACKET_FANOUT_HASH` group, so the kernel hands
+//! each frame to exactly one worker, keeping a flow on one worker. A worker receives
+//! up to [`socket::BATCH`] frames per `recvmmsg`, runs each through the router core,
+//! and sends the forwarded ones with one `sendmmsg` per output interface.
+//!
+//! The kernel keeps its own copy of every frame in this mode: frames the core leaves
+//! to the kernel need no work here, and the kernel must be kept from also forwarding
+//! (or answering) the traffic xwan owns, which is what [`KernelFilter`] does.
+
+mod filter;
+mod socket;
+
+pub use filter::{FilterError, KernelFilter, TABLE};
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::router::{FrameMeta, Port, Verdict};
+
+use super::system::{self, SystemError};
+use super::{DataPathSetup, FrameProcessor};
+use socket::{PacketSocket, RxBatch, TxScratch, BATCH};
+
+/// Empty rounds (every socket polled, nothing received) a worker spins through
+/// before it sleeps in `poll()`.
+const SPIN_ROUNDS: u32 = 4;
+
+/// Longest a sleeping worker waits before it looks at the stop flag again.
+const POLL_TIMEOUT_MS: i32 = 100;
+
+/// Room for an Ethernet header and up to two VLAN tags beyond the MTU.
+const FRAME_OVERHEAD: usize = 14 + 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PacketError {
+    #[error("the packet data path needs at least one interface")]
+    NoInterfaces,
+    #[error("the packet data path needs at least one worker (queues = 0)")]
+    NoWorkers,
+    #[error("interfaces {first} and {second} are both {port:?}")]
+    DuplicatePort {
+        first: String,
+        second: String,
+        port: Port,
+    },
+    #[error(transparent)]
+    System(#[from] SystemError),
+    #[error("interface {interface}: {op}: {source}")]
+    Socket {
+        interface: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("starting packet worker {worker}: {source}")]
+    Spawn {
+        worker: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("packet worker {0} panicked")]
+    WorkerPanicked(usize),
+}
+
+/// Counters of one worker (or, summed, of the data path).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PacketCounters {
+    /// Frames received from the sockets.
+    pub received: u64,
+    /// Frames the core forwarded and the kernel took for sending.
+    pub forwarded: u64,
+    /// Frames the core forwarded that the kernel refused to send.
+    pub tx_failed: u64,
+    /// Frames the core left to the kernel (which has its own copy).
+    pub to_kernel: u64,
+    /// Frames the core dropped.
+    pub dropped: u64,
+    /// Frames addressed to another host's MAC (promiscuous interface), not routed.
+    pub not_for_us: u64,
+    /// Frames longer than the receive slot (MTU plus headers): GRO/GSO
+    /// super-frames, or a peer with a larger MTU. Not processed.
+    pub truncated: u64,
+    /// Forward verdicts naming a port without an interface, or a length beyond
+    /// the frame: not sent.
+    pub bad_verdict: u64,
+    /// Frames the kernel dropped because a socket's receive queue was full.
+    pub socket_drops: u64,
+}
+
+impl std::ops::AddAssign for PacketCounters {
+    fn add_assign(&mut self, other: PacketCounters) {
+        self.received += other.received;
+        self.forwarded += other.forwarded;
+        self.tx_failed += other.tx_failed;
+        self.to_kernel += other.to_kernel;
+        self.dropped += other.dropped;
+        self.not_for_us += other.not_for_us;
+        self.truncated += other.truncated;
+        self.bad_verdict += other.bad_verdict;
+        self.socket_drops += other.socket_drops;
+    }
+}
+
+/// What the data path did, per worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketReport {
+    pub workers: Vec<PacketCounters>,
+}
+
+impl PacketReport {
+    pub fn total(&self) -> PacketCounters {
+        let mut total = PacketCounters::default();
+        for worker in &self.workers {
+            total += *worker;
+        }
+        total
+    }
+}
+
+/// The running AF_PACKET data path: its worker threads.
+pub struct PacketDataPath {
+    workers: Vec<JoinHandle<Result<PacketCounters, PacketError>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One interface as a worker sees it.
+struct Attached {
+    name: String,
+    port: Port,
+    socket: PacketSocket,
+}
+
+impl PacketDataPath {
+    /// Opens the sockets (in the calling thread's network namespace), joins the
+    /// fanout groups and starts `setup.queues` workers. A worker that fails sets
+    /// `setup.stop`, so every other stops too; [`PacketDataPath::stop`] reports why.
+    pub fn start<P: FrameProcessor>(
+        processor: Arc<P>,
+        setup: &DataPathSetup,
+    ) -> Result<PacketDataPath, PacketError> {
+        if setup.interfaces.is_empty() {
+            return Err(PacketError::NoInterfaces);
+        }
+        if setup.queues == 0 {
+            return Err(PacketError::NoWorkers);
+        }
+        for (i, a) in setup.interfaces.iter().enumerate() {
+            if let Some(b) = setup.interfaces[..i].iter().find(|b| b.port == a.port) {
+                return Err(PacketError::DuplicatePort {
+                    first: b.name.clone(),
+                    second: a.name.clone(),
+                    port: a.port,
+                });
+            }
+        }
+        let mut mtu = 0;
+        for interface in &setup.interfaces {
+            mtu = mtu.max(system::link(&interface.name)?.mtu as usize);
+        }
+        let frame_room = mtu + FRAME_OVERHEAD;
+
+        let workers = setup.queues as usize;
+        let mut sockets: Vec<Vec<Attached>> = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let mut own = Vec::with_capacity(setup.interfaces.len());
+            for interface in &setup.interfaces {
+                let socket = PacketSocket::open(interface.ifindex).map_err(|source| PacketError::Socket {
+                    interface: interface.name.clone(),
+                    op: "opening an AF_PACKET socket",
+                    source,
+                })?;
+                own.push(Attached {
+                    name: interface.name.clone(),
+                    port: interface.port,
+                    socket,
+                });
+            }
+            sockets.push(own);
+        }
+        if workers > 1 {
+            join_fanout_groups(&sockets, frame_room)?;
+        }
+
+        let mut path = PacketDataPath {
+            workers: Vec::with_capacity(workers),
+            stop: Arc::clone(&setup.stop),
+        };
+        for (index, attached) in sockets.into_iter().enumerate() {
+            let worker = PacketWorker {
+                index,
+                processor: Arc::clone(&processor),
+                attached,
+                frame_room,
+                epoch: setup.epoch,
+                stop: Arc::clone(&setup.stop),
+                cpu: (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("xwan-pkt{index}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => path.workers.push(handle),
+                Err(source) => {
+                    let _ = path.stop();
+                    return Err(PacketError::Spawn { worker: index, source });
+                }
+            }
+        }
+        Ok(path)
+    }
+
+    /// Stops every worker and returns their counters, or the first worker's error.
+    pub fn stop(self) -> Result<PacketReport, PacketError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut workers = Vec::with_capacity(self.workers.len());
+        let mut first_error = None;
+        for (index, handle) in self.workers.into_iter().enumerate() {
+            match handle.join() {
+                Ok(Ok(counters)) => workers.push(counters),
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(PacketError::WorkerPanicked(index));
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(PacketReport { workers }),
+        }
+    }
+}
+
+/// Puts socket `i` of every worker in one fanout group per interface, then drops
+/// whatever each socket received on its own before it joined (the kernel has its
+/// own copy of those frames; they are lost to xwan only during start-up).
+fn join_fanout_groups(sockets: &[Vec<Attached>], frame_room: usize) -> Result<(), PacketError> {
+    let fanout_error = |attached: &Attached| {
+        let name = attached.name.clone();
+        move |source| PacketError::Socket {
+            interface: name,
+            op: "joining the PACKET_FANOUT group",
+            source,
+        }
+    };
+    for i in 0..sockets[0].len() {
+        let first = &sockets[0][i];
+        let group = first.socket.join_fanout(None).map_err(fanout_error(first))?;
+        for worker in &sockets[1..] {
+            worker[i].socket.join_fanout(Some(group)).map_err(fanout_error(&worker[i]))?;
+        }
+    }
+    let mut scratch = RxBatch::new(frame_room);
+    for attached in sockets.iter().flatten() {
+        attached.socket.drain(&mut scratch).map_err(|source| PacketError::Socket {
+            interface: attached.name.clone(),
+            op: "draining frames received before the fanout",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+struct PacketWorker<P> {
+    index: usize,
+    processor: Arc<P>,
+    attached: Vec<Attached>,
+    frame_room: usize,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    cpu: Option<usize>,
+}
+
+impl<P: FrameProcessor> PacketWorker<P> {
+    fn run(self) -> Result<PacketCounters, PacketError> {
+        let result = self.forward();
+        if result.is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn forward(&self) -> Result<PacketCounters, PacketError> {
+        if let Some(cpu) = self.cpu {
+            if let Err(err) = pin_to_cpu(cpu) {
+                warn!(worker = self.index, cpu, "could not pin the packet worker: {err}");
+            }
+        }
+        let mut core = self.processor.worker();
+        let mut counters = PacketCounters::default();
+        let mut rx: Vec<RxBatch> = self.attached.iter().map(|_| RxBatch::new(self.frame_room)).collect();
+        let mut outgoing: Vec<Vec<(usize, usize)>> = self.attached.iter().map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut tx = TxScratch::new();
+        let mut pollfds: Vec<libc::pollfd> = self
+            .attached
+            .iter()
+            .map(|a| libc::pollfd {
+                fd: a.socket.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut link_down = vec![false; self.attached.len()];
+        let mut idle_rounds = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut busy = false;
+            for (i, attached) in self.attached.iter().enumerate() {
+                let batch = &mut rx[i];
+                match attached.socket.recv(batch) {
+                    Ok(0) => continue,
+                    Ok(_) => link_down[i] = false,
+                    Err(err) if err.raw_os_error() == Some(libc::ENETDOWN) => {
+                        if !link_down[i] {
+                            warn!(interface = %attached.name, "link down");
+                            link_down[i] = true;
+                        }
+                        continue;
+                    }
+                    Err(source) => {
+                        return Err(PacketError::Socket {
+                            interface: attached.name.clone(),
+                            op: "receiving",
+                            source,
+                        })
+                    }
+                }
+                busy = true;
+                let now = self.epoch.elapsed();
+                self.process_batch(&mut core, attached.port, batch, now, &mut outgoing, &mut counters);
+                for (j, spans) in outgoing.iter_mut().enumerate() {
+                    if spans.is_empty() {
+                        continue;
+                    }
+                    let batch = &rx[i];
+                    let outcome = self.attached[j]
+                        .socket
+                        .send(spans.iter().map(|&(start, len)| batch.bytes(start, len)), &mut tx);
+                    counters.forwarded += outcome.sent as u64;
+                    counters.tx_failed += outcome.failed as u64;
+                    if let Some(err) = outcome.error {
+                        debug!(interface = %self.attached[j].name, "send refused {} frames: {err}", outcome.failed);
+                    }
+                    spans.clear();
+                }
+            }
+            if busy {
+                idle_rounds = 0;
+                continue;
+            }
+            idle_rounds += 1;
+            if idle_rounds >= SPIN_ROUNDS {
+                idle_rounds = 0;
+                wait_readable(&mut pollfds);
+            }
+        }
+        for attached in &self.attached {
+            if let Ok((_, drops)) = attached.socket.kernel_stats() {
+                counters.socket_drops += drops;
+            }
+        }
+        Ok(counters)
+    }
+
+    fn process_batch(
+        &self,
+        core: &mut P::Worker,
+        port: Port,
+        batch: &mut RxBatch,
+        now: Duration,
+        outgoing: &mut [Vec<(usize, usize)>],
+        counters: &mut PacketCounters,
+    ) {
+        for k in 0..batch.len() {
+            let (frame, start, info) = batch.frame(k);
+            counters.received += 1;
+            if info.truncated {
+                counters.truncated += 1;
+                continue;
+            }
+            if info.pkttype == libc::PACKET_OTHERHOST || info.pkttype == libc::PACKET_OUTGOING {
+                counters.not_for_us += 1;
+                continue;
+            }
+            let meta = FrameMeta {
+                port,
+                now,
+                checksum_partial: info.checksum_partial,
+            };
+            match self.processor.process(core, frame, meta) {
+                Verdict::Forward { port, len } => {
+                    match self.attached.iter().position(|a| a.port == port) {
+                        Some(j) if len <= info.len => outgoing[j].push((start, len)),
+                        _ => counters.bad_verdict += 1,
+                    }
+                }
+                Verdict::Kernel(_) => counters.to_kernel += 1,
+                Verdict::Drop(_) => counters.dropped += 1,
+            }
+        }
+    }
+}
+
+/// Sleeps until a socket is readable (or has an error to report), at most
+/// [`POLL_TIMEOUT_MS`].
+fn wait_readable(pollfds: &mut [libc::pollfd]) {
+    // SAFETY: pollfds is a valid, writable array of the length passed.
+    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+}
+
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU number out of range"));
+    }
+    // SAFETY: cpu is below CPU_SETSIZE, the capacity of the set.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: set is a valid cpu_set_t of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
