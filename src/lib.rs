@@ -11,6 +11,7 @@
 //! - [`control`]: the control plane around a running router.
 //! - [`kernel_script`]: the same policy as a Linux kernel (iptables) recipe.
 //! - [`cli`]: the `xwan` command.
+//! - [`testing`]: frame builders and checkers for tests, fuzzing and benchmarks.
 
 pub mod cli;
 pub mod config;
@@ -22,3 +23,4 @@ pub mod nat;
 pub mod packet;
 pub mod policy;
 pub mod router;
+pub mod testing;

@@ -1,1 +1,120 @@
-//! placeholder
+//! The flow table: the CONNMARK equivalent. Every connection through the router
+//! has one entry, found from either side, holding its uplink, its NAT mapping,
+//! the LAN host's MAC, its TCP state, when it was last seen and its counters.
+
+mod table;
+
+pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, TableStats};
+
+use crate::config::{Timeouts, UplinkId};
+use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
+
+/// The side a frame arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Lan = 0,
+    Wan = 1,
+}
+
+/// A 5-tuple as seen on the wire (ICMP echo: the identifier stands for the
+/// source port of a request and the destination port of a reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub protocol: u8,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+}
+
+/// Who opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A LAN host, source-NATed.
+    Lan,
+    /// The Internet, through a port forward (destination-NATed).
+    Wan,
+}
+
+/// What a flow is: fixed for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowSpec {
+    pub protocol: u8,
+    /// The LAN host's endpoint.
+    pub inside: Endpoint,
+    /// The endpoint on the WAN address that stands for `inside`.
+    pub outside: Endpoint,
+    /// The Internet endpoint.
+    pub remote: Endpoint,
+    pub uplink: UplinkId,
+    pub origin: Origin,
+    pub lan_mac: [u8; 6],
+}
+
+impl FlowSpec {
+    /// The tuple of this flow's packets as they arrive from the LAN.
+    pub fn lan_key(&self) -> FlowKey {
+        FlowKey {
+            protocol: self.protocol,
+            src: self.inside,
+            dst: self.remote,
+        }
+    }
+
+    /// The tuple of this flow's packets as they arrive from the WAN.
+    pub fn wan_key(&self) -> FlowKey {
+        FlowKey {
+            protocol: self.protocol,
+            src: self.remote,
+            dst: self.outside,
+        }
+    }
+
+    pub fn key(&self, side: Side) -> FlowKey {
+        match side {
+            Side::Lan => self.lan_key(),
+            Side::Wan => self.wan_key(),
+        }
+    }
+}
+
+/// TCP state as flags seen in each direction: enough to tell the
+/// established timer from the transitory one (RFC 5382, RFC 7857).
+pub mod tcp_state {
+    pub const SYN_FROM_LAN: u8 = 1;
+    pub const SYN_FROM_WAN: u8 = 2;
+    pub const FIN_FROM_LAN: u8 = 4;
+    pub const FIN_FROM_WAN: u8 = 8;
+    pub const RST: u8 = 16;
+
+    /// Both SYNs seen, not closed by FINs both ways nor by a RST.
+    pub fn is_established(state: u8) -> bool {
+        state & (SYN_FROM_LAN | SYN_FROM_WAN) == SYN_FROM_LAN | SYN_FROM_WAN
+            && state & (FIN_FROM_LAN | FIN_FROM_WAN) != FIN_FROM_LAN | FIN_FROM_WAN
+            && state & RST == 0
+    }
+
+    pub fn name(state: u8) -> &'static str {
+        if state & RST != 0 {
+            "closed"
+        } else if state & (FIN_FROM_LAN | FIN_FROM_WAN) != 0 {
+            if is_established(state) {
+                "closing"
+            } else {
+                "time_wait"
+            }
+        } else if is_established(state) {
+            "established"
+        } else {
+            "syn_sent"
+        }
+    }
+}
+
+/// How long a flow may stay idle, by protocol and TCP state.
+pub fn idle_timeout(protocol: u8, tcp: u8, timeouts: &Timeouts) -> u32 {
+    match protocol {
+        PROTO_TCP if tcp_state::is_established(tcp) => timeouts.tcp_established_s,
+        PROTO_TCP => timeouts.tcp_transitory_s,
+        PROTO_UDP => timeouts.udp_s,
+        _ => timeouts.icmp_s,
+    }
+}

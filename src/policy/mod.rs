@@ -1,1 +1,134 @@
-//! placeholder
+//! Policy for new connections from the LAN: steering rules, then balancing
+//! over the uplinks that are up, optionally sticky per client.
+
+mod balance;
+mod rules;
+
+pub use balance::Balancer;
+pub use rules::{NewConnection, RuleDecision, Rules};
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use dashmap::DashMap;
+
+use crate::config::{Action, Balance, Sticky, UplinkId, Wan};
+use crate::router::DropReason;
+
+/// Where a new connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Uplink(UplinkId),
+    Bypass,
+    Drop(DropReason),
+}
+
+/// A client's uplink, kept for `sticky_timeout_s` after its last new connection.
+#[derive(Debug)]
+struct StickyEntry {
+    uplink: UplinkId,
+    last_used: AtomicU32,
+}
+
+/// The policy: rules, balancer and sticky table.
+#[derive(Debug)]
+pub struct Policy {
+    rules: Rules,
+    balancer: Balancer,
+    sticky: Sticky,
+    sticky_timeout_s: u32,
+    sticky_limit: usize,
+    sticky_table: DashMap<u64, StickyEntry, ahash::RandomState>,
+}
+
+impl Policy {
+    pub fn new(
+        rules: Rules,
+        balance: &Balance,
+        wans: &[Wan],
+        sticky_limit: usize,
+        seed: u64,
+    ) -> Policy {
+        Policy {
+            rules,
+            balancer: Balancer::new(balance.mode, wans, seed),
+            sticky: balance.sticky,
+            sticky_timeout_s: balance.sticky_timeout_s,
+            sticky_limit,
+            sticky_table: DashMap::default(),
+        }
+    }
+
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// What the rules say about a new connection.
+    pub fn decide(&self, conn: &NewConnection) -> RuleDecision {
+        self.rules.decide(conn)
+    }
+
+    /// Where a new connection goes at `now` (seconds), given the rules' decision.
+    pub fn assign(&self, decision: RuleDecision, conn: &NewConnection, now: u32) -> Choice {
+        match decision.action {
+            Action::Bypass => Choice::Bypass,
+            Action::Drop => Choice::Drop(DropReason::Rule),
+            Action::Uplink(uplink) if self.balancer.is_up(uplink) => Choice::Uplink(uplink),
+            Action::Uplink(_) if decision.strict => Choice::Drop(DropReason::NoUplink),
+            Action::Uplink(_) | Action::Balance => self.balance(conn, now),
+        }
+    }
+
+    fn sticky_key(&self, conn: &NewConnection) -> Option<u64> {
+        let src = u64::from(u32::from_be_bytes(conn.src));
+        match self.sticky {
+            Sticky::None => None,
+            Sticky::Src => Some(src),
+            Sticky::SrcDst => Some(src << 32 | u64::from(u32::from_be_bytes(conn.dst))),
+        }
+    }
+
+    fn balance(&self, conn: &NewConnection, now: u32) -> Choice {
+        let Some(key) = self.sticky_key(conn) else {
+            return self.pick(conn);
+        };
+        if let Some(entry) = self.sticky_table.get(&key) {
+            let fresh = now.saturating_sub(entry.last_used.load(Ordering::Relaxed))
+                <= self.sticky_timeout_s;
+            if fresh && self.balancer.is_candidate(entry.uplink) {
+                entry.last_used.store(now, Ordering::Relaxed);
+                return Choice::Uplink(entry.uplink);
+            }
+        }
+        let choice = self.pick(conn);
+        if let Choice::Uplink(uplink) = choice {
+            if self.sticky_table.len() < self.sticky_limit || self.sticky_table.contains_key(&key) {
+                self.sticky_table.insert(
+                    key,
+                    StickyEntry {
+                        uplink,
+                        last_used: AtomicU32::new(now),
+                    },
+                );
+            }
+        }
+        choice
+    }
+
+    fn pick(&self, conn: &NewConnection) -> Choice {
+        self.balancer
+            .pick(conn.src, conn.dst)
+            .map_or(Choice::Drop(DropReason::NoUplink), Choice::Uplink)
+    }
+
+    /// Forgets sticky clients idle for longer than the sticky timeout.
+    pub fn expire(&self, now: u32) {
+        self.sticky_table.retain(|_, entry| {
+            now.saturating_sub(entry.last_used.load(Ordering::Relaxed)) <= self.sticky_timeout_s
+        });
+    }
+
+    /// Sticky clients remembered.
+    pub fn sticky_clients(&self) -> usize {
+        self.sticky_table.len()
+    }
+}

@@ -1,0 +1,596 @@
+//! A concurrent flow table: sharded, each shard an open-addressing index over
+//! a slab of flows, behind a reader-writer lock.
+//!
+//! Both keys of a flow (its LAN-side and WAN-side tuple) share the Internet
+//! endpoint, so the shard is chosen by that endpoint and both keys of a flow
+//! live in one shard: a lookup takes one read lock, and the per-packet state
+//! (last seen, TCP flags, counters) is updated through atomics under it.
+//! Inserts and removals take the shard's write lock. The index stores 4 bytes
+//! per key (slot and side), so a flow costs its slab entry plus about 16 bytes
+//! of index at the default load.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{idle_timeout, tcp_state, FlowKey, FlowSpec, Side};
+use crate::config::Timeouts;
+use crate::packet::Endpoint;
+
+/// One flow in the slab.
+#[derive(Debug)]
+pub struct Flow {
+    pub spec: FlowSpec,
+    /// Seconds, on the router's clock.
+    pub created: u32,
+    pub last_seen: AtomicU32,
+    /// [`tcp_state`] flags.
+    pub tcp: AtomicU8,
+    /// Packets and bytes that arrived from the LAN side and from the WAN side.
+    pub packets: [AtomicU64; 2],
+    pub bytes: [AtomicU64; 2],
+}
+
+impl Flow {
+    fn new(spec: FlowSpec, now: u32) -> Flow {
+        Flow {
+            spec,
+            created: now,
+            last_seen: AtomicU32::new(now),
+            tcp: AtomicU8::new(0),
+            packets: [AtomicU64::new(0), AtomicU64::new(0)],
+            bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    /// Idle for longer than its timer at `now`.
+    pub fn is_expired(&self, now: u32, timeouts: &Timeouts) -> bool {
+        let idle = now.saturating_sub(self.last_seen.load(Ordering::Relaxed));
+        idle > idle_timeout(
+            self.spec.protocol,
+            self.tcp.load(Ordering::Relaxed),
+            timeouts,
+        )
+    }
+
+    fn info(&self, now: u32) -> FlowInfo {
+        FlowInfo {
+            spec: self.spec,
+            tcp: self.tcp.load(Ordering::Relaxed),
+            age_s: now.saturating_sub(self.created),
+            idle_s: now.saturating_sub(self.last_seen.load(Ordering::Relaxed)),
+            packets: [0, 1].map(|i| self.packets[i].load(Ordering::Relaxed)),
+            bytes: [0, 1].map(|i| self.bytes[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A copy of a flow for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowInfo {
+    pub spec: FlowSpec,
+    pub tcp: u8,
+    pub age_s: u32,
+    pub idle_s: u32,
+    /// From the LAN side, from the WAN side.
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+/// Why a flow could not be inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// The table holds its maximum number of flows.
+    Full,
+    /// Another flow has one of its tuples.
+    Clash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableStats {
+    pub flows: u32,
+    pub max_flows: u32,
+    pub inserts: u64,
+    pub expiries: u64,
+    pub refusals: u64,
+}
+
+/// An index entry: 0 is empty, otherwise `(slot << 1 | side) + 1`.
+type Bucket = u32;
+
+struct Shard {
+    buckets: Vec<Bucket>,
+    mask: usize,
+    slab: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    live: u32,
+    capacity: u32,
+}
+
+impl Shard {
+    fn new(capacity: u32) -> Shard {
+        let buckets = (capacity as usize * 2 * 4 / 3 + 1)
+            .next_power_of_two()
+            .max(8);
+        Shard {
+            buckets: vec![0; buckets],
+            mask: buckets - 1,
+            slab: Vec::with_capacity(capacity as usize),
+            free: Vec::new(),
+            live: 0,
+            capacity,
+        }
+    }
+
+    fn find(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Option<usize> {
+        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        loop {
+            let bucket = self.buckets[at];
+            if bucket == 0 {
+                return None;
+            }
+            let (slot, bucket_side) = decode(bucket);
+            if bucket_side == side {
+                if let Some(flow) = &self.slab[slot] {
+                    if flow.spec.key(side) == *key {
+                        return Some(slot);
+                    }
+                }
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    fn index(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
+        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        while self.buckets[at] != 0 {
+            at = (at + 1) & self.mask;
+        }
+        self.buckets[at] = encode(slot, side);
+    }
+
+    /// Removes `key`'s index entry, shifting later entries back so no probe
+    /// sequence is broken (no tombstones).
+    fn unindex(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
+        let wanted = encode(slot, side);
+        let mut hole = hasher.bucket(side, key) as usize & self.mask;
+        while self.buckets[hole] != wanted {
+            hole = (hole + 1) & self.mask;
+        }
+        let mut next = (hole + 1) & self.mask;
+        while self.buckets[next] != 0 {
+            let (other_slot, other_side) = decode(self.buckets[next]);
+            let home = match &self.slab[other_slot] {
+                Some(flow) => {
+                    hasher.bucket(other_side, &flow.spec.key(other_side)) as usize & self.mask
+                }
+                None => next,
+            };
+            // The entry at `next` may fill the hole unless its home lies
+            // cyclically in (hole, next].
+            let home_after_hole = (home.wrapping_sub(hole) & self.mask) != 0
+                && (home.wrapping_sub(hole) & self.mask) <= (next.wrapping_sub(hole) & self.mask);
+            if !home_after_hole {
+                self.buckets[hole] = self.buckets[next];
+                hole = next;
+            }
+            next = (next + 1) & self.mask;
+        }
+        self.buckets[hole] = 0;
+    }
+
+    fn insert(&mut self, hasher: &KeyHasher, flow: Flow) -> usize {
+        let lan = flow.spec.lan_key();
+        let wan = flow.spec.wan_key();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(flow);
+                slot as usize
+            }
+            None => {
+                self.slab.push(Some(flow));
+                self.slab.len() - 1
+            }
+        };
+        self.index(hasher, Side::Lan, &lan, slot);
+        self.index(hasher, Side::Wan, &wan, slot);
+        self.live += 1;
+        slot
+    }
+
+    fn remove(&mut self, hasher: &KeyHasher, slot: usize) -> Option<FlowSpec> {
+        let spec = self.slab[slot].as_ref()?.spec;
+        self.unindex(hasher, Side::Lan, &spec.lan_key(), slot);
+        self.unindex(hasher, Side::Wan, &spec.wan_key(), slot);
+        self.slab[slot] = None;
+        self.free.push(slot as u32);
+        self.live -= 1;
+        Some(spec)
+    }
+}
+
+fn encode(slot: usize, side: Side) -> Bucket {
+    ((slot as u32) << 1 | side as u32) + 1
+}
+
+fn decode(bucket: Bucket) -> (usize, Side) {
+    let value = bucket - 1;
+    let side = if value & 1 == 0 { Side::Lan } else { Side::Wan };
+    ((value >> 1) as usize, side)
+}
+
+/// Keyed hashes of tuples (the key is random per table, so a sender cannot
+/// choose tuples that collide).
+struct KeyHasher {
+    seeds: [u64; 4],
+}
+
+impl KeyHasher {
+    fn new() -> KeyHasher {
+        let state = RandomState::new();
+        KeyHasher {
+            seeds: [1u64, 2, 3, 4].map(|i| state.hash_one(i)),
+        }
+    }
+
+    fn mix(&self, a: u64, b: u64, seed: usize) -> u64 {
+        let product = u128::from(a ^ self.seeds[seed]) * u128::from(b ^ self.seeds[seed + 1]);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+
+    fn endpoint_word(endpoint: &Endpoint) -> u64 {
+        u64::from(u32::from_be_bytes(endpoint.addr)) << 16 | u64::from(endpoint.port)
+    }
+
+    /// The hash that picks a shard: the Internet endpoint and the protocol,
+    /// common to both keys of a flow.
+    fn shard(&self, protocol: u8, remote: &Endpoint) -> u64 {
+        self.mix(Self::endpoint_word(remote), u64::from(protocol), 0)
+    }
+
+    fn bucket(&self, side: Side, key: &FlowKey) -> u64 {
+        let a = Self::endpoint_word(&key.src);
+        let b = Self::endpoint_word(&key.dst) << 9 | u64::from(key.protocol) << 1 | side as u64;
+        self.mix(a, b, 2)
+    }
+}
+
+/// The flow table shared by every worker.
+pub struct FlowTable {
+    shards: Box<[RwLock<Shard>]>,
+    shard_mask: usize,
+    hasher: KeyHasher,
+    count: AtomicU32,
+    max_flows: u32,
+    inserts: AtomicU64,
+    expiries: AtomicU64,
+    refusals: AtomicU64,
+}
+
+/// Flows per shard the table aims for at its maximum.
+const FLOWS_PER_SHARD: u32 = 4096;
+
+impl FlowTable {
+    pub fn new(max_flows: u32) -> FlowTable {
+        let max_flows = max_flows.max(1);
+        let shards = (max_flows / FLOWS_PER_SHARD)
+            .next_power_of_two()
+            .clamp(1, 1024);
+        let mean = f64::from(max_flows) / shards as f64;
+        // Room for the uneven spread of flows over shards (6 standard deviations).
+        let per_shard = ((mean + 6.0 * mean.sqrt() + 8.0).ceil() as u32).min(max_flows);
+        FlowTable {
+            shards: (0..shards)
+                .map(|_| RwLock::new(Shard::new(per_shard)))
+                .collect(),
+            shard_mask: shards as usize - 1,
+            hasher: KeyHasher::new(),
+            count: AtomicU32::new(0),
+            max_flows,
+            inserts: AtomicU64::new(0),
+            expiries: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+        }
+    }
+
+    fn shard_of(&self, protocol: u8, remote: &Endpoint) -> &RwLock<Shard> {
+        let hash = self.hasher.shard(protocol, remote);
+        &self.shards[(hash >> 32) as usize & self.shard_mask]
+    }
+
+    fn remote_of(side: Side, key: &FlowKey) -> &Endpoint {
+        match side {
+            Side::Lan => &key.dst,
+            Side::Wan => &key.src,
+        }
+    }
+
+    fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+        // A poisoned lock only means a thread panicked while holding it; the
+        // shard's invariants hold between statements, so keep using it.
+        lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+        lock.write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the flow that `key` arriving on `side` belongs to.
+    pub fn with_flow<R>(&self, side: Side, key: &FlowKey, f: impl FnOnce(&Flow) -> R) -> Option<R> {
+        let shard = Self::read(self.shard_of(key.protocol, Self::remote_of(side, key)));
+        let slot = shard.find(&self.hasher, side, key)?;
+        shard.slab[slot].as_ref().map(f)
+    }
+
+    /// Inserts a new flow. When another worker inserted the same flow first
+    /// (both keys equal), that flow's spec is returned instead and nothing is
+    /// inserted: `Ok(existing)` differs from `spec` only then.
+    pub fn insert(&self, spec: FlowSpec, now: u32) -> Result<FlowSpec, InsertError> {
+        let lock = self.shard_of(spec.protocol, &spec.remote);
+        let mut shard = Self::write(lock);
+        let lan = shard.find(&self.hasher, Side::Lan, &spec.lan_key());
+        let wan = shard.find(&self.hasher, Side::Wan, &spec.wan_key());
+        match (lan, wan) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a == b => {
+                if let Some(existing) = &shard.slab[a] {
+                    return Ok(existing.spec);
+                }
+            }
+            _ => {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+                return Err(InsertError::Clash);
+            }
+        }
+        if shard.live >= shard.capacity || !self.reserve() {
+            self.refusals.fetch_add(1, Ordering::Relaxed);
+            return Err(InsertError::Full);
+        }
+        shard.insert(&self.hasher, Flow::new(spec, now));
+        self.inserts.fetch_add(1, Ordering::Relaxed);
+        Ok(spec)
+    }
+
+    fn reserve(&self) -> bool {
+        self.count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_flows).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Removes the flow `key` on `side` belongs to if it has expired at `now`.
+    pub fn remove_if_expired(
+        &self,
+        side: Side,
+        key: &FlowKey,
+        now: u32,
+        timeouts: &Timeouts,
+    ) -> Option<FlowSpec> {
+        let mut shard = Self::write(self.shard_of(key.protocol, Self::remote_of(side, key)));
+        let slot = shard.find(&self.hasher, side, key)?;
+        if !shard.slab[slot].as_ref()?.is_expired(now, timeouts) {
+            return None;
+        }
+        let removed = shard.remove(&self.hasher, slot);
+        self.removed(1);
+        removed
+    }
+
+    /// Removes every flow `doomed` says yes to, returning their specs.
+    pub fn remove_where(&self, mut doomed: impl FnMut(&Flow) -> bool) -> Vec<FlowSpec> {
+        let mut removed = Vec::new();
+        for lock in self.shards.iter() {
+            let mut shard = Self::write(lock);
+            for slot in 0..shard.slab.len() {
+                if shard.slab[slot].as_ref().is_some_and(&mut doomed) {
+                    removed.extend(shard.remove(&self.hasher, slot));
+                }
+            }
+        }
+        self.removed(removed.len());
+        removed
+    }
+
+    /// Removes every flow idle for longer than its timer at `now`.
+    pub fn expire(&self, now: u32, timeouts: &Timeouts) -> Vec<FlowSpec> {
+        let removed = self.remove_where(|flow| flow.is_expired(now, timeouts));
+        self.expiries
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        removed
+    }
+
+    fn removed(&self, n: usize) {
+        self.count.fetch_sub(n as u32, Ordering::AcqRel);
+    }
+
+    /// Copies of the flows `keep` says yes to, at most `limit`.
+    pub fn snapshot(
+        &self,
+        now: u32,
+        limit: usize,
+        keep: impl Fn(&FlowSpec) -> bool,
+    ) -> Vec<FlowInfo> {
+        let mut out = Vec::new();
+        for lock in self.shards.iter() {
+            let shard = Self::read(lock);
+            for flow in shard.slab.iter().flatten() {
+                if out.len() >= limit {
+                    return out;
+                }
+                if keep(&flow.spec) {
+                    out.push(flow.info(now));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            flows: self.len(),
+            max_flows: self.max_flows,
+            inserts: self.inserts.load(Ordering::Relaxed),
+            expiries: self.expiries.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records a packet of `flow` from `side`: counters, last seen (unless the
+    /// packet must not refresh the mapping) and TCP flags.
+    pub fn touch(flow: &Flow, side: Side, bytes: usize, now: u32, refresh: bool, tcp_flags: u8) {
+        let i = side as usize;
+        flow.packets[i].fetch_add(1, Ordering::Relaxed);
+        flow.bytes[i].fetch_add(bytes as u64, Ordering::Relaxed);
+        if refresh && flow.last_seen.load(Ordering::Relaxed) != now {
+            flow.last_seen.store(now, Ordering::Relaxed);
+        }
+        if tcp_flags != 0 && flow.tcp.load(Ordering::Relaxed) & tcp_flags != tcp_flags {
+            flow.tcp.fetch_or(tcp_flags, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The TCP state flags a segment with these flags sets, arriving from `side`.
+pub fn tcp_flags_for(side: Side, syn: bool, fin: bool, rst: bool) -> u8 {
+    let (syn_bit, fin_bit) = match side {
+        Side::Lan => (tcp_state::SYN_FROM_LAN, tcp_state::FIN_FROM_LAN),
+        Side::Wan => (tcp_state::SYN_FROM_WAN, tcp_state::FIN_FROM_WAN),
+    };
+    (if syn { syn_bit } else { 0 })
+        | (if fin { fin_bit } else { 0 })
+        | (if rst { tcp_state::RST } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Origin;
+    use crate::packet::PROTO_UDP;
+    use proptest::prelude::*;
+
+    fn spec(host: u8, port: u16, remote: u8, outside_port: u16) -> FlowSpec {
+        FlowSpec {
+            protocol: PROTO_UDP,
+            inside: Endpoint::new([192, 168, 50, host], port),
+            outside: Endpoint::new([198, 18, 1, 2], outside_port),
+            remote: Endpoint::new([203, 0, 113, remote], 53),
+            uplink: 0,
+            origin: Origin::Lan,
+            lan_mac: [2, 0, 0, 0, 0, host],
+        }
+    }
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            tcp_established_s: 7440,
+            tcp_transitory_s: 240,
+            udp_s: 300,
+            icmp_s: 60,
+        }
+    }
+
+    #[test]
+    fn found_from_both_sides() {
+        let table = FlowTable::new(100);
+        let s = spec(10, 4000, 1, 20000);
+        table.insert(s, 0).unwrap();
+        assert_eq!(
+            table.with_flow(Side::Lan, &s.lan_key(), |f| f.spec),
+            Some(s)
+        );
+        assert_eq!(
+            table.with_flow(Side::Wan, &s.wan_key(), |f| f.spec),
+            Some(s)
+        );
+        // A LAN key is not found as a WAN key.
+        assert_eq!(table.with_flow(Side::Wan, &s.lan_key(), |f| f.spec), None);
+    }
+
+    #[test]
+    fn refuses_when_full_and_recovers() {
+        let table = FlowTable::new(3);
+        for i in 0..3 {
+            table.insert(spec(10, 4000 + i, 1, 20000 + i), 0).unwrap();
+        }
+        assert_eq!(
+            table.insert(spec(11, 1, 1, 30000), 0),
+            Err(InsertError::Full)
+        );
+        assert_eq!(table.stats().refusals, 1);
+        assert_eq!(table.expire(301, &timeouts()).len(), 3);
+        assert!(table.insert(spec(11, 1, 1, 30000), 301).is_ok());
+    }
+
+    #[test]
+    fn same_flow_twice_returns_the_first_and_clashes_are_refused() {
+        let table = FlowTable::new(10);
+        let s = spec(10, 4000, 1, 20000);
+        assert_eq!(table.insert(s, 0), Ok(s));
+        let mut again = s;
+        again.lan_mac = [9; 6];
+        assert_eq!(table.insert(again, 0), Ok(s));
+        assert_eq!(table.len(), 1);
+        // Another inside endpoint on the same outside tuple clashes.
+        assert_eq!(
+            table.insert(spec(11, 4000, 1, 20000), 0),
+            Err(InsertError::Clash)
+        );
+    }
+
+    proptest! {
+        /// Whatever the order of inserts and removals, every live flow is found
+        /// from both sides and removed flows are gone (the index stays intact
+        /// through backward-shift deletion).
+        #[test]
+        fn index_stays_consistent(ops in proptest::collection::vec((0u8..40, any::<bool>()), 1..300)) {
+            let table = FlowTable::new(64);
+            let mut live = std::collections::HashSet::new();
+            for (n, insert) in ops {
+                let s = spec(n, 1000 + u16::from(n), n % 3, 20000 + u16::from(n));
+                if insert {
+                    if table.insert(s, 0).is_ok() {
+                        live.insert(n);
+                    }
+                } else if live.remove(&n) {
+                    let removed = table.remove_where(|f| f.spec == s);
+                    prop_assert_eq!(removed, vec![s]);
+                }
+                for m in 0u8..40 {
+                    let s = spec(m, 1000 + u16::from(m), m % 3, 20000 + u16::from(m));
+                    let found = table.with_flow(Side::Lan, &s.lan_key(), |_| ()).is_some();
+                    prop_assert_eq!(found, live.contains(&m));
+                    let found = table.with_flow(Side::Wan, &s.wan_key(), |_| ()).is_some();
+                    prop_assert_eq!(found, live.contains(&m));
+                }
+                prop_assert_eq!(table.len() as usize, live.len());
+            }
+        }
+
+        /// Expiry never removes a flow younger than its timer.
+        #[test]
+        fn expiry_respects_timers(idle in proptest::collection::vec(0u32..700, 1..50)) {
+            let table = FlowTable::new(1000);
+            let now = 1000;
+            for (i, age) in idle.iter().enumerate() {
+                table.insert(spec(1, i as u16, 1, 20000 + i as u16), now - age).unwrap();
+            }
+            let removed = table.expire(now, &timeouts());
+            for s in removed {
+                let age = idle[usize::from(s.inside.port)];
+                prop_assert!(age > 300, "removed a flow idle for {age} s");
+            }
+            prop_assert_eq!(table.len() as usize, idle.iter().filter(|a| **a <= 300).count());
+        }
+    }
+}

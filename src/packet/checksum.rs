@@ -1,0 +1,98 @@
+//! Internet checksums (RFC 1071) and their incremental update (RFC 1624).
+
+/// Adds `data` as big-endian 16-bit words to a running one's-complement sum
+/// (an odd trailing byte is padded with zero).
+pub fn sum_bytes(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for word in &mut chunks {
+        sum = add(sum, u32::from(u16::from_be_bytes([word[0], word[1]])));
+    }
+    if let [last] = chunks.remainder() {
+        sum = add(sum, u32::from(*last) << 8);
+    }
+    sum
+}
+
+fn add(sum: u32, value: u32) -> u32 {
+    let (total, carry) = sum.overflowing_add(value);
+    total + u32::from(carry)
+}
+
+/// Folds a 32-bit one's-complement sum into 16 bits (not complemented).
+pub fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The checksum of `data` as a header checksum: the complement of its folded sum.
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum_bytes(0, data))
+}
+
+/// The sum of the IPv4 pseudo-header for a transport segment.
+pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> u32 {
+    let mut sum = sum_bytes(0, &src);
+    sum = sum_bytes(sum, &dst);
+    sum = add(sum, u32::from(proto));
+    add(sum, u32::from(l4_len))
+}
+
+/// RFC 1624 eqn. 3: the checksum `check` after the 16-bit word `old` of the
+/// covered data became `new`: HC' = ~(~HC + ~m + m').
+pub fn update16(check: u16, old: u16, new: u16) -> u16 {
+    let sum = u32::from(!check) + u32::from(!old) + u32::from(new);
+    !fold(sum)
+}
+
+/// [`update16`] for a 32-bit field (an IPv4 address), as two words.
+pub fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
+    let check = update16(
+        check,
+        u16::from_be_bytes([old[0], old[1]]),
+        u16::from_be_bytes([new[0], new[1]]),
+    );
+    update16(
+        check,
+        u16::from_be_bytes([old[2], old[3]]),
+        u16::from_be_bytes([new[2], new[3]]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // The example of RFC 1071 section 3: the sum of these words is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum_bytes(0, &data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum_bytes(0, &[0x12]), 0x1200);
+        assert_eq!(sum_bytes(0, &[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+
+    proptest! {
+        /// An incremental update gives the same checksum as recomputing it.
+        #[test]
+        fn incremental_equals_full(mut data in proptest::collection::vec(any::<u8>(), 8..64),
+                                   at in 0usize..3, new in any::<[u8; 4]>()) {
+            let offset = at * 2;
+            let before = checksum(&data);
+            let old: [u8; 4] = data[offset..offset + 4].try_into().unwrap();
+            data[offset..offset + 4].copy_from_slice(&new);
+            let updated = update32(before, old, new);
+            let full = checksum(&data);
+            // 0x0000 and 0xffff are the same one's-complement value.
+            prop_assert!(updated == full || (updated ^ full) == 0xffff && (updated == 0 || full == 0),
+                "updated {updated:#06x} full {full:#06x}");
+        }
+    }
+}

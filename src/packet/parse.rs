@@ -1,0 +1,184 @@
+//! Parsing a frame into the few fields the router decides on, with etherparse's
+//! borrowed slices. The result is a plain copy ([`Frame`]): the router decides on
+//! it and rewrites the buffer by offset afterwards.
+
+use etherparse::{
+    EtherType, Ethernet2HeaderSlice, Icmpv4Slice, IpNumber, Ipv4HeaderSlice, TcpHeaderSlice,
+    UdpHeaderSlice,
+};
+
+use super::checksum;
+use crate::router::{DropReason, KernelReason};
+
+/// Offset of the IPv4 header: right after an untagged Ethernet II header.
+pub const L3_OFFSET: usize = 14;
+
+/// TCP flags the router looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The transport layer as far as the router cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: TcpFlags,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+        /// 0: the sender sent no checksum.
+        checksum: u16,
+    },
+    /// ICMP echo request (type 8) or reply (type 0).
+    IcmpEcho { request: bool, id: u16 },
+    /// Any other ICMP message.
+    IcmpOther { icmp_type: u8 },
+    /// Another IP protocol.
+    Other { protocol: u8 },
+}
+
+/// What could not be parsed, as the verdict it leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseOutcome {
+    Kernel(KernelReason),
+    Drop(DropReason),
+}
+
+/// An untagged Ethernet II frame carrying an IPv4 packet, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub src_mac: [u8; 6],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub ttl: u8,
+    pub protocol: u8,
+    /// Offset of the transport header.
+    pub l4: usize,
+    /// End of the IP packet (Ethernet padding after it is not part of the packet).
+    pub end: usize,
+    pub transport: Transport,
+}
+
+impl Frame {
+    /// Source and destination ports (for ICMP echo the identifier, as the
+    /// source port of a request and the destination port of a reply).
+    pub fn ports(&self) -> (u16, u16) {
+        match self.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp {
+                src_port, dst_port, ..
+            } => (src_port, dst_port),
+            Transport::IcmpEcho { request: true, id } => (id, 0),
+            Transport::IcmpEcho { request: false, id } => (0, id),
+            Transport::IcmpOther { .. } | Transport::Other { .. } => (0, 0),
+        }
+    }
+}
+
+/// IP protocol numbers the router translates.
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Parses `frame`; anything that is not untagged IPv4 unicast with a valid
+/// header becomes the verdict it leads to.
+pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
+    let eth = Ethernet2HeaderSlice::from_slice(frame)
+        .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
+    let dst_mac = eth.destination();
+    match eth.ether_type() {
+        EtherType::IPV4 => {}
+        EtherType::VLAN_TAGGED_FRAME
+        | EtherType::PROVIDER_BRIDGING
+        | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
+            return Err(ParseOutcome::Kernel(KernelReason::Vlan))
+        }
+        _ => return Err(ParseOutcome::Kernel(KernelReason::NotIpv4)),
+    }
+    if dst_mac[0] & 1 != 0 {
+        return Err(ParseOutcome::Kernel(KernelReason::Multicast));
+    }
+    let ip_bytes = &frame[L3_OFFSET..];
+    let ip = Ipv4HeaderSlice::from_slice(ip_bytes)
+        .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
+    let header_len = ip.slice().len();
+    let total_len = usize::from(ip.total_len());
+    if total_len < header_len || total_len > ip_bytes.len() {
+        return Err(ParseOutcome::Drop(DropReason::Malformed));
+    }
+    if checksum::fold(checksum::sum_bytes(0, ip.slice())) != 0xffff {
+        return Err(ParseOutcome::Drop(DropReason::BadIpChecksum));
+    }
+    let dst = ip.destination();
+    if dst[0] >= 224 {
+        return Err(ParseOutcome::Kernel(KernelReason::Multicast));
+    }
+    if ip.more_fragments() || ip.fragments_offset().value() != 0 {
+        return Err(ParseOutcome::Drop(DropReason::Fragment));
+    }
+    let l4 = L3_OFFSET + header_len;
+    let end = L3_OFFSET + total_len;
+    let payload = &frame[l4..end];
+    let protocol = ip.protocol().0;
+    let transport = match ip.protocol() {
+        IpNumber::TCP => {
+            let tcp = TcpHeaderSlice::from_slice(payload)
+                .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
+            Transport::Tcp {
+                src_port: tcp.source_port(),
+                dst_port: tcp.destination_port(),
+                flags: TcpFlags {
+                    syn: tcp.syn(),
+                    ack: tcp.ack(),
+                    fin: tcp.fin(),
+                    rst: tcp.rst(),
+                },
+            }
+        }
+        IpNumber::UDP => {
+            let udp = UdpHeaderSlice::from_slice(payload)
+                .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
+            let length = usize::from(udp.length());
+            if length < 8 || length > payload.len() {
+                return Err(ParseOutcome::Drop(DropReason::Malformed));
+            }
+            Transport::Udp {
+                src_port: udp.source_port(),
+                dst_port: udp.destination_port(),
+                checksum: udp.checksum(),
+            }
+        }
+        IpNumber::ICMP => {
+            let icmp = Icmpv4Slice::from_slice(payload)
+                .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
+            let [id_hi, id_lo, _, _] = icmp.bytes5to8();
+            match icmp.type_u8() {
+                0 | 8 if icmp.code_u8() == 0 => Transport::IcmpEcho {
+                    request: icmp.type_u8() == 8,
+                    id: u16::from_be_bytes([id_hi, id_lo]),
+                },
+                icmp_type => Transport::IcmpOther { icmp_type },
+            }
+        }
+        _ => Transport::Other { protocol },
+    };
+    Ok(Frame {
+        src_mac: eth.source(),
+        src: ip.source(),
+        dst,
+        ttl: ip.ttl(),
+        protocol,
+        l4,
+        end,
+        transport,
+    })
+}

@@ -1,0 +1,116 @@
+//! Per-worker counters: each worker writes only its own (no shared cache line
+//! on the packet path); readers add them up.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{DropReason, KernelReason, Port, Verdict};
+
+/// Packets and bytes through one uplink, each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Traffic {
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+/// The counters of one worker.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    forwarded: AtomicU64,
+    kernel: Vec<AtomicU64>,
+    drops: Vec<AtomicU64>,
+    /// Per uplink: packets out, bytes out, packets in, bytes in.
+    uplinks: Vec<[AtomicU64; 4]>,
+}
+
+/// Adds to a counter only this thread writes: a plain load and store, no
+/// read-modify-write on the packet path.
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
+fn zeros(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+impl WorkerCounters {
+    pub fn new(uplinks: usize) -> WorkerCounters {
+        WorkerCounters {
+            forwarded: AtomicU64::new(0),
+            kernel: zeros(KernelReason::ALL.len()),
+            drops: zeros(DropReason::ALL.len()),
+            uplinks: (0..uplinks).map(|_| [0; 4].map(AtomicU64::new)).collect(),
+        }
+    }
+
+    /// Counts one verdict for a frame that came in on `from`.
+    pub fn count(&self, from: Port, verdict: &Verdict) {
+        match *verdict {
+            Verdict::Forward { port, len } => {
+                bump(&self.forwarded, 1);
+                let (uplink, base) = match (from, port) {
+                    (_, Port::Wan(uplink)) => (uplink, 0),
+                    (Port::Wan(uplink), Port::Lan) => (uplink, 2),
+                    (Port::Lan, Port::Lan) => return,
+                };
+                if let Some(counters) = self.uplinks.get(usize::from(uplink)) {
+                    bump(&counters[base], 1);
+                    bump(&counters[base + 1], len as u64);
+                }
+            }
+            Verdict::Kernel(reason) => bump(&self.kernel[reason as usize], 1),
+            Verdict::Drop(reason) => bump(&self.drops[reason as usize], 1),
+        }
+    }
+}
+
+/// Totals over every worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub forwarded: u64,
+    pub kernel: Vec<(KernelReason, u64)>,
+    pub drops: Vec<(DropReason, u64)>,
+    pub uplinks: Vec<Traffic>,
+}
+
+impl Totals {
+    pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a WorkerCounters>) -> Totals {
+        let mut totals = Totals {
+            forwarded: 0,
+            kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            uplinks: vec![Traffic::default(); uplinks],
+        };
+        for worker in workers {
+            totals.forwarded += worker.forwarded.load(Ordering::Relaxed);
+            for (total, counter) in totals.kernel.iter_mut().zip(&worker.kernel) {
+                total.1 += counter.load(Ordering::Relaxed);
+            }
+            for (total, counter) in totals.drops.iter_mut().zip(&worker.drops) {
+                total.1 += counter.load(Ordering::Relaxed);
+            }
+            for (total, c) in totals.uplinks.iter_mut().zip(&worker.uplinks) {
+                total.packets_out += c[0].load(Ordering::Relaxed);
+                total.bytes_out += c[1].load(Ordering::Relaxed);
+                total.packets_in += c[2].load(Ordering::Relaxed);
+                total.bytes_in += c[3].load(Ordering::Relaxed);
+            }
+        }
+        totals
+    }
+
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub fn kernel_count(&self, reason: KernelReason) -> u64 {
+        self.kernel
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}

@@ -1,0 +1,147 @@
+//! Whole conversations through the router core with an injected clock: every
+//! frame built with etherparse, every rewritten frame re-parsed and its
+//! checksums recomputed in full.
+
+mod conversations;
+mod hostile;
+mod properties;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use xwan::config::Config;
+use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, Worker};
+use xwan::testing::{self, Addressing, Seen};
+
+pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const WAN_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x02], [0x02, 0, 0, 0, 2, 0x02]];
+pub const GATEWAY_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x01], [0x02, 0, 0, 0, 2, 0x01]];
+pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+pub const ISP1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+pub const ISP2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+pub const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+pub const BASE_CONFIG: &str = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+"#;
+
+pub fn config(extra: &str) -> Config {
+    let text = format!("{BASE_CONFIG}\n{extra}");
+    Config::from_toml(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A router with both uplinks up and their gateways resolved, and a clock.
+pub struct Bench {
+    pub router: Router,
+    pub worker: Worker,
+    pub now: Duration,
+}
+
+impl Bench {
+    pub fn new(extra: &str) -> Bench {
+        let config = config(extra);
+        let router = Router::new(
+            &config,
+            InterfaceMacs {
+                lan: LAN_MAC,
+                wans: WAN_MACS.to_vec(),
+            },
+        );
+        for (id, mac) in GATEWAY_MACS.iter().enumerate() {
+            router.set_gateway_mac(id as u8, Some(*mac));
+            router.set_uplink_up(id as u8, true);
+        }
+        router.set_lan_mac(HOST, HOST_MAC);
+        let worker = router.worker();
+        Bench {
+            router,
+            worker,
+            now: Duration::from_secs(1000),
+        }
+    }
+
+    pub fn advance(&mut self, seconds: u64) {
+        self.now += Duration::from_secs(seconds);
+    }
+
+    /// Sends `frame` in on `port`; returns the verdict and the frame as it would go out.
+    pub fn send(&mut self, port: Port, mut frame: Vec<u8>) -> (Verdict, Vec<u8>) {
+        let verdict = self.router.process(
+            &mut self.worker,
+            &mut frame,
+            FrameMeta {
+                port,
+                now: self.now,
+                checksum_partial: false,
+            },
+        );
+        if let Verdict::Forward { len, .. } = verdict {
+            frame.truncate(len);
+        }
+        (verdict, frame)
+    }
+
+    /// Sends `frame`, expects it forwarded on `out`, checks it and returns what it carries.
+    pub fn forward(&mut self, port: Port, frame: Vec<u8>, out: Port) -> Seen {
+        let (verdict, bytes) = self.send(port, frame);
+        match verdict {
+            Verdict::Forward { port, .. } => assert_eq!(port, out, "forwarded on the wrong port"),
+            other => panic!("expected a forward on {out:?}, got {other:?}"),
+        }
+        testing::check(&bytes).unwrap_or_else(|e| panic!("bad frame out: {e}"))
+    }
+
+    /// The uplink a forwarded frame left by.
+    pub fn forward_any_wan(&mut self, frame: Vec<u8>) -> (u8, Seen) {
+        let (verdict, bytes) = self.send(Port::Lan, frame);
+        let Verdict::Forward {
+            port: Port::Wan(uplink),
+            ..
+        } = verdict
+        else {
+            panic!("expected a forward to a WAN, got {verdict:?}");
+        };
+        (
+            uplink,
+            testing::check(&bytes).unwrap_or_else(|e| panic!("bad frame out: {e}")),
+        )
+    }
+}
+
+/// Addressing of a frame from a LAN host to the router.
+pub fn from_host(host: Ipv4Addr, dst: Ipv4Addr) -> Addressing {
+    Addressing {
+        src_mac: HOST_MAC,
+        dst_mac: LAN_MAC,
+        src: host,
+        dst,
+        ttl: 64,
+    }
+}
+
+/// Addressing of a frame from the Internet arriving on an uplink.
+pub fn from_internet(uplink: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Addressing {
+    Addressing {
+        src_mac: GATEWAY_MACS[uplink],
+        dst_mac: WAN_MACS[uplink],
+        src,
+        dst,
+        ttl: 60,
+    }
+}
