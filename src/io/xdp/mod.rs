@@ -1,0 +1,410 @@
+//! The AF_XDP backend (`xwan run --io xdp`).
+//!
+//! An XDP program ([`program`], source in `xwan.bpf.c`) runs on the LAN and on every
+//! WAN interface and redirects only the frames xwan owns to AF_XDP sockets; the
+//! kernel keeps everything else (ARP, IPv6, the router's own traffic, bypassed
+//! prefixes, TTL expiry). One worker thread per RX queue index ([`worker`]) owns that
+//! queue's socket on every interface, all on one UMEM, runs each frame through a
+//! [`FrameProcessor`] (the router core) and moves forwarded frames' descriptors from
+//! one socket's RX ring to another's TX ring.
+//!
+//! Frames the core hands to the kernel ([`Verdict::Kernel`](crate::router::Verdict))
+//! cannot be re-injected from here: the XDP program should not have redirected them,
+//! and they are counted in `kernel_verdicts`.
+
+mod program;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::CString;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+pub use program::XdpMode;
+use program::{Program, MAX_QUEUES};
+pub use worker::{WorkerCounters, WorkerEnd};
+use worker::{BindMode, Worker, FRAME_SIZE};
+
+use crate::io::{DataPathSetup, FrameProcessor, ZeroCopy};
+use crate::router::Router;
+
+/// The largest interface MTU the backend accepts: a frame (MTU + Ethernet and VLAN
+/// headers) must fit in a UMEM frame of [`FRAME_SIZE`] bytes less the kernel's
+/// 256-byte headroom, and native XDP on veth refuses MTUs much above 3000 anyway.
+pub const MAX_MTU: u32 = 3000;
+
+/// Why the AF_XDP backend cannot start or run. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("interface {0} does not exist in this network namespace: check the interface names in the config")]
+    NoInterface(String),
+    #[error("{0} needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run xwan as root, or try --io packet")]
+    Permission(String),
+    #[error("interface {interface} cannot run XDP ({detail}): try --io packet")]
+    XdpUnsupported { interface: String, detail: String },
+    #[error("AF_XDP sockets are not available on {interface} ({detail}): try --io packet")]
+    AfXdpUnsupported { interface: String, detail: String },
+    #[error("zero-copy AF_XDP is not supported on {interface} ({detail}): set zero-copy to auto or off")]
+    ZeroCopyUnsupported { interface: String, detail: String },
+    #[error(
+        "{interface} has MTU {mtu}, the AF_XDP backend handles at most {max} (frames of {frame} bytes): \
+         lower it (ip link set dev {interface} mtu 1500) or try --io packet"
+    )]
+    MtuTooLarge { interface: String, mtu: u32, max: u32, frame: u32 },
+    #[error(
+        "{interface} has {rx_queues} RX queue(s) but xwan runs {queues} worker(s), one per queue index: \
+         make them equal (the queues setting, or ethtool -L {interface} ...), or frames on the other queues \
+         would not reach xwan"
+    )]
+    QueueMismatch { interface: String, rx_queues: u32, queues: u32 },
+    #[error("cannot attach XDP to {interface}: {detail}")]
+    Busy { interface: String, detail: String },
+    #[error("cannot load the XDP program: {0}; if the kernel lacks BPF support, try --io packet")]
+    Load(String),
+    #[error("cannot fill the XDP program's map {map}: {detail}")]
+    Map { map: String, detail: String },
+    #[error("AF_XDP socket on {interface} queue {queue}: {detail}")]
+    Socket { interface: String, queue: u32, detail: String },
+    #[error("cannot pin the worker of queue {queue} to CPU {cpu}: {source}")]
+    Pin { queue: u32, cpu: usize, source: io::Error },
+    #[error("AF_XDP worker: {0}")]
+    Thread(String),
+    #[error("invalid data path setup: {0}")]
+    Setup(String),
+}
+
+/// One worker's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub queue: u32,
+    /// Frames received from the XDP program.
+    pub rx: u64,
+    /// Frames put on a TX ring.
+    pub tx: u64,
+    /// Non-empty RX batches.
+    pub batches: u64,
+    /// Times the worker blocked in poll() after idle rounds.
+    pub idle_polls: u64,
+    /// Frames the core handed to the kernel: they cannot be re-injected, so they are dropped.
+    pub kernel_verdicts: u64,
+    /// Frames the core dropped.
+    pub drop_verdicts: u64,
+    /// Forwarded frames dropped because the TX ring was full.
+    pub tx_ring_full: u64,
+    /// Forward verdicts to a port without an interface, or with a length outside the frame.
+    pub bad_forwards: u64,
+}
+
+impl WorkerStats {
+    fn read(queue: u32, counters: &WorkerCounters) -> WorkerStats {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        WorkerStats {
+            queue,
+            rx: get(&counters.rx),
+            tx: get(&counters.tx),
+            batches: get(&counters.batches),
+            idle_polls: get(&counters.idle_polls),
+            kernel_verdicts: get(&counters.kernel_verdicts),
+            drop_verdicts: get(&counters.drop_verdicts),
+            tx_ring_full: get(&counters.tx_ring_full),
+            bad_forwards: get(&counters.bad_forwards),
+        }
+    }
+}
+
+/// What a stopped data path reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpReport {
+    pub workers: Vec<(WorkerStats, WorkerEnd)>,
+    /// Frames not back in a worker's pool (free or on a fill ring): must be 0.
+    pub frames_leaked: u64,
+    pub zero_copy: bool,
+    /// How the program ran on each interface.
+    pub modes: Vec<(String, XdpMode)>,
+}
+
+struct WorkerHandle {
+    queue: u32,
+    counters: Arc<WorkerCounters>,
+    thread: JoinHandle<Result<WorkerEnd, XdpError>>,
+}
+
+/// A running AF_XDP data path. Stop it with [`XdpDataPath::stop`]; dropping it stops
+/// the workers too, without a report.
+pub struct XdpDataPath {
+    program: Program,
+    workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+    zero_copy: bool,
+}
+
+impl XdpDataPath {
+    /// Starts the data path with the router core.
+    pub fn start(router: Arc<Router>, setup: &DataPathSetup) -> Result<XdpDataPath, XdpError> {
+        XdpDataPath::start_with(router, setup)
+    }
+
+    /// Starts the data path with any frame processor: checks the interfaces, loads
+    /// and fills the XDP program, opens the sockets, attaches the program, and starts
+    /// one pinned worker per queue index.
+    pub fn start_with<P: FrameProcessor>(
+        processor: Arc<P>,
+        setup: &DataPathSetup,
+    ) -> Result<XdpDataPath, XdpError> {
+        check_setup(setup)?;
+        let mut program = Program::load(&setup.interfaces, &setup.owned)?;
+        let (workers, zero_copy) = open_workers(setup)?;
+        for worker in &workers {
+            for (slot, fd) in worker.socket_fds() {
+                program.register_socket(slot, worker.queue, fd)?;
+            }
+        }
+        program.attach(&setup.interfaces)?;
+
+        let mut path = XdpDataPath {
+            program,
+            workers: Vec::with_capacity(workers.len()),
+            stop: Arc::clone(&setup.stop),
+            zero_copy,
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for (index, worker) in workers.into_iter().enumerate() {
+            let queue = worker.queue;
+            let counters = Arc::new(WorkerCounters::default());
+            let cpu = (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]);
+            let thread = {
+                let processor = Arc::clone(&processor);
+                let counters = Arc::clone(&counters);
+                let stop = Arc::clone(&setup.stop);
+                let ready = ready_tx.clone();
+                let epoch = setup.epoch;
+                std::thread::Builder::new()
+                    .name(format!("xwan-xdp-q{queue}"))
+                    .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            if let Err(source) = pin_to_cpu(cpu) {
+                                let _ = ready.send(Err(XdpError::Pin { queue, cpu, source }));
+                                return Ok(WorkerEnd::default());
+                            }
+                        }
+                        let _ = ready.send(Ok(()));
+                        drop(ready);
+                        let result = worker.run(processor.as_ref(), &counters, &stop, epoch);
+                        if result.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        result
+                    })
+            };
+            match thread {
+                Ok(thread) => path.workers.push(WorkerHandle { queue, counters, thread }),
+                Err(err) => {
+                    path.abort();
+                    return Err(XdpError::Thread(format!("cannot start a worker thread: {err}")));
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..path.workers.len() {
+            let started = ready_rx
+                .recv()
+                .map_err(|_| XdpError::Thread("a worker ended while starting".to_string()))
+                .and_then(|r| r);
+            if let Err(err) = started {
+                path.abort();
+                return Err(err);
+            }
+        }
+        Ok(path)
+    }
+
+    /// Every worker's counters now.
+    pub fn stats(&self) -> Vec<WorkerStats> {
+        self.workers.iter().map(|w| WorkerStats::read(w.queue, &w.counters)).collect()
+    }
+
+    /// Whether the sockets run in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// How the XDP program runs on each interface.
+    pub fn modes(&self) -> Vec<(String, XdpMode)> {
+        self.program.modes()
+    }
+
+    /// Stops the workers (sets the setup's stop flag), waits for them, detaches the
+    /// program, and reports. The first worker error, if any, is returned instead.
+    pub fn stop(mut self) -> Result<XdpReport, XdpError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut workers = Vec::new();
+        let mut first_error = None;
+        for handle in std::mem::take(&mut self.workers) {
+            let stats = WorkerStats::read(handle.queue, &handle.counters);
+            match handle.thread.join() {
+                Ok(Ok(end)) => workers.push((stats, end)),
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(XdpError::Thread(format!(
+                        "the worker of queue {} panicked",
+                        handle.queue
+                    )));
+                }
+            }
+        }
+        let modes = self.program.modes();
+        let zero_copy = self.zero_copy;
+        drop(self);
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+        let frames_leaked = workers.iter().map(|(_, end)| end.frames_leaked).sum();
+        Ok(XdpReport { workers, frames_leaked, zero_copy, modes })
+    }
+
+    /// Stops and joins the workers without a report.
+    fn abort(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in std::mem::take(&mut self.workers) {
+            let _ = handle.thread.join();
+        }
+    }
+}
+
+impl Drop for XdpDataPath {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Interfaces exist with the ifindex given, their MTU fits a frame, and each has
+/// exactly one RX queue per worker.
+fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
+    if setup.queues == 0 || setup.queues > MAX_QUEUES {
+        return Err(XdpError::Setup(format!(
+            "{} queues: the AF_XDP backend runs 1 to {MAX_QUEUES} workers",
+            setup.queues
+        )));
+    }
+    if setup.interfaces.is_empty() {
+        return Err(XdpError::Setup("no interfaces".to_string()));
+    }
+    for interface in &setup.interfaces {
+        let ifindex = interface_index(&interface.name)?;
+        if ifindex != interface.ifindex {
+            return Err(XdpError::Setup(format!(
+                "{} has ifindex {ifindex}, not {} as given",
+                interface.name, interface.ifindex
+            )));
+        }
+        let mtu = interface_mtu(&interface.name)?;
+        if mtu > MAX_MTU {
+            return Err(XdpError::MtuTooLarge {
+                interface: interface.name.clone(),
+                mtu,
+                max: MAX_MTU,
+                frame: FRAME_SIZE,
+            });
+        }
+        if interface.rx_queues != setup.queues {
+            return Err(XdpError::QueueMismatch {
+                interface: interface.name.clone(),
+                rx_queues: interface.rx_queues,
+                queues: setup.queues,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Opens every queue's sockets in the requested mode; `Auto` tries zero-copy on
+/// every interface first and falls back to copy mode (veth has no zero-copy).
+fn open_workers(setup: &DataPathSetup) -> Result<(Vec<Worker>, bool), XdpError> {
+    let open = |mode| -> Result<Vec<Worker>, XdpError> {
+        (0..setup.queues).map(|queue| Worker::open(queue, &setup.interfaces, mode)).collect()
+    };
+    let workers = match setup.zero_copy {
+        ZeroCopy::On => open(BindMode::ZeroCopy)?,
+        ZeroCopy::Off => open(BindMode::Copy)?,
+        ZeroCopy::Auto => match open(BindMode::ZeroCopy) {
+            Ok(workers) => workers,
+            Err(XdpError::ZeroCopyUnsupported { .. }) | Err(XdpError::Socket { .. }) => {
+                open(BindMode::Copy)?
+            }
+            Err(err) => return Err(err),
+        },
+    };
+    let zero_copy = match workers.first() {
+        Some(worker) => worker.zero_copy()?,
+        None => false,
+    };
+    Ok((workers, zero_copy))
+}
+
+fn interface_index(name: &str) -> Result<u32, XdpError> {
+    let cname = CString::new(name).map_err(|_| XdpError::NoInterface(name.to_string()))?;
+    // SAFETY: cname is a NUL-terminated string that outlives the call.
+    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if ifindex == 0 {
+        return Err(XdpError::NoInterface(name.to_string()));
+    }
+    Ok(ifindex)
+}
+
+/// The interface's MTU, asked of the kernel with SIOCGIFMTU (so the answer is for the
+/// calling thread's network namespace).
+fn interface_mtu(name: &str) -> Result<u32, XdpError> {
+    let bytes = name.as_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return Err(XdpError::NoInterface(name.to_string()));
+    }
+    // SAFETY: plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XdpError::Setup(format!(
+            "cannot open a socket to read {name}'s MTU: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: fd is an open socket and req a valid ifreq naming the interface.
+    let ret = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    let err = io::Error::last_os_error();
+    // SAFETY: fd was opened above and is not used after this.
+    unsafe { libc::close(fd) };
+    if ret < 0 {
+        return Err(match err.raw_os_error() {
+            Some(libc::ENODEV) => XdpError::NoInterface(name.to_string()),
+            _ => XdpError::Setup(format!("cannot read {name}'s MTU: {err}")),
+        });
+    }
+    // SAFETY: SIOCGIFMTU filled the ifru_mtu member of the union.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    Ok(mtu as u32)
+}
+
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU number out of range"));
+    }
+    // SAFETY: cpu is below CPU_SETSIZE, so the bit is inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: set is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

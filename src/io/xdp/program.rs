@@ -1,0 +1,338 @@
+//! Loading xwan's XDP program (xwan.bpf.c, compiled by build.rs), filling its maps
+//! from [`OwnedTraffic`], and attaching it to every interface.
+//!
+//! Ownership rules: the program is attached through a BPF link (`BPF_LINK_CREATE`),
+//! which the kernel removes when the link's file descriptor closes, so a crashed xwan
+//! leaves nothing behind and a stopped one detaches by dropping its links. Before
+//! attaching, an interface's current program is looked at:
+//! - none: attach;
+//! - a program named `xwan_xdp` attached the old way (netlink, e.g. by hand with
+//!   `ip link set ... xdp obj`): a stale copy of ours, detached and replaced;
+//! - `xwan_xdp` held by a BPF link: a running xwan owns the interface: error;
+//! - any other program: someone else's: error, nothing is touched.
+
+use std::ffi::CStr;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use ipnet::Ipv4Net;
+use libbpf_rs::libbpf_sys;
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
+
+use super::XdpError;
+use crate::io::{Interface, OwnedTraffic};
+use crate::router::Port;
+
+/// Interfaces one program serves (the LAN and up to 64 uplinks); matches the C side.
+pub const MAX_INTERFACES: usize = 65;
+/// Queue indexes per interface; matches the C side.
+pub const MAX_QUEUES: u32 = 64;
+
+/// The program's name, as the kernel reports it (at most 15 characters).
+const PROGRAM_NAME: &str = "xwan_xdp";
+
+const ROLE_LAN: u32 = 0;
+const ROLE_WAN: u32 = 1;
+
+/// `IPPROTO_TCP` / `IPPROTO_UDP`.
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+
+/// The compiled program; libbpf parses it as ELF, so keep it 8-byte aligned.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/xwan.bpf.o")));
+
+/// How the program runs on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver (veth supports it).
+    Native,
+    /// Generic (SKB) mode: slower, works on any device.
+    Generic,
+}
+
+/// The program attached to one interface; dropping it detaches.
+#[derive(Debug)]
+struct Attachment {
+    interface: String,
+    mode: XdpMode,
+    _link: OwnedFd,
+}
+
+/// The loaded program and its maps; attachments are removed on drop.
+pub struct Program {
+    object: Object,
+    attachments: Vec<Attachment>,
+}
+
+impl Program {
+    /// Loads the program and fills every map but the XSKMAP.
+    pub fn load(interfaces: &[Interface], owned: &OwnedTraffic) -> Result<Program, XdpError> {
+        if interfaces.len() > MAX_INTERFACES {
+            return Err(XdpError::Setup(format!(
+                "{} interfaces, the XDP program handles at most {MAX_INTERFACES}",
+                interfaces.len()
+            )));
+        }
+        let open = ObjectBuilder::default()
+            .open_memory(&OBJECT.0)
+            .map_err(|err| XdpError::Load(err.to_string()))?;
+        let object = open.load().map_err(|err| {
+            if is_permission(&err) {
+                XdpError::Permission("loading the XDP program".to_string())
+            } else {
+                XdpError::Load(err.to_string())
+            }
+        })?;
+        let program = Program { object, attachments: Vec::new() };
+        program.fill_maps(interfaces, owned)?;
+        Ok(program)
+    }
+
+    fn fill_maps(&self, interfaces: &[Interface], owned: &OwnedTraffic) -> Result<(), XdpError> {
+        for (slot, interface) in interfaces.iter().enumerate() {
+            let (role, wan_addr) = match interface.port {
+                Port::Lan => (ROLE_LAN, Ipv4Addr::UNSPECIFIED),
+                Port::Wan(uplink) => {
+                    let addr = owned.wan_addresses.get(usize::from(uplink)).ok_or_else(|| {
+                        XdpError::Setup(format!(
+                            "no WAN address for uplink {uplink} ({})",
+                            interface.name
+                        ))
+                    })?;
+                    (ROLE_WAN, *addr)
+                }
+            };
+            let mut value = [0u8; 12];
+            value[0..4].copy_from_slice(&(slot as u32).to_ne_bytes());
+            value[4..8].copy_from_slice(&role.to_ne_bytes());
+            value[8..12].copy_from_slice(&wan_addr.octets());
+            self.update("ifaces", &interface.ifindex.to_ne_bytes(), &value)?;
+        }
+        for net in &owned.lan_networks {
+            self.update("lan_nets", &prefix_key(net), &[1])?;
+        }
+        for net in &owned.bypass {
+            self.update("bypass_nets", &prefix_key(net), &[1])?;
+        }
+        for addr in &owned.local_addresses {
+            self.update("local_addrs", &addr.octets(), &[1])?;
+        }
+        let forwards = owned
+            .tcp_forwards
+            .iter()
+            .map(|fwd| (PROTO_TCP, fwd))
+            .chain(owned.udp_forwards.iter().map(|fwd| (PROTO_UDP, fwd)));
+        for (proto, (addr, port)) in forwards {
+            let mut key = [0u8; 8];
+            key[0..4].copy_from_slice(&addr.octets());
+            key[4..6].copy_from_slice(&port.to_be_bytes());
+            key[6] = proto;
+            self.update("forwards", &key, &[1])?;
+        }
+        let mut settings = [0u8; 4];
+        settings[0..2].copy_from_slice(&owned.nat_ports.lo.to_ne_bytes());
+        settings[2..4].copy_from_slice(&owned.nat_ports.hi.to_ne_bytes());
+        self.update("settings", &0u32.to_ne_bytes(), &settings)
+    }
+
+    fn update(&self, map_name: &str, key: &[u8], value: &[u8]) -> Result<(), XdpError> {
+        let map = self
+            .object
+            .maps()
+            .find(|map| map.name() == map_name)
+            .ok_or_else(|| XdpError::Load(format!("the XDP program has no map {map_name}")))?;
+        map.update(key, value, MapFlags::ANY).map_err(|err| XdpError::Map {
+            map: map_name.to_string(),
+            detail: err.to_string(),
+        })
+    }
+
+    /// Makes the program redirect frames of (interface `slot`, `queue`) to the socket `fd`.
+    pub fn register_socket(&self, slot: usize, queue: u32, fd: RawFd) -> Result<(), XdpError> {
+        let key = slot as u32 * MAX_QUEUES + queue;
+        self.update("xsks", &key.to_ne_bytes(), &(fd as u32).to_ne_bytes())
+    }
+
+    /// Attaches the program to every interface: native mode, generic if native fails.
+    pub fn attach(&mut self, interfaces: &[Interface]) -> Result<(), XdpError> {
+        for interface in interfaces {
+            self.clear_stale(interface)?;
+            let attachment = self.attach_one(interface)?;
+            self.attachments.push(attachment);
+        }
+        Ok(())
+    }
+
+    /// The mode the program runs in on each interface, in attachment order.
+    pub fn modes(&self) -> Vec<(String, XdpMode)> {
+        self.attachments.iter().map(|a| (a.interface.clone(), a.mode)).collect()
+    }
+
+    fn program_fd(&self) -> Result<RawFd, XdpError> {
+        self.object
+            .progs()
+            .find(|prog| prog.name() == PROGRAM_NAME)
+            .map(|prog| prog.as_fd().as_raw_fd())
+            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {PROGRAM_NAME}")))
+    }
+
+    fn attach_one(&self, interface: &Interface) -> Result<Attachment, XdpError> {
+        let prog_fd = self.program_fd()?;
+        let mut native_error = None;
+        for (mode, flags) in [
+            (XdpMode::Native, libbpf_sys::XDP_FLAGS_DRV_MODE),
+            (XdpMode::Generic, libbpf_sys::XDP_FLAGS_SKB_MODE),
+        ] {
+            let opts = libbpf_sys::bpf_link_create_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+                flags,
+                ..Default::default()
+            };
+            // SAFETY: prog_fd is this object's loaded program, opts is a valid, sized
+            // options struct that outlives the call.
+            let fd = unsafe {
+                libbpf_sys::bpf_link_create(
+                    prog_fd,
+                    interface.ifindex as i32,
+                    libbpf_sys::BPF_XDP,
+                    &opts,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: bpf_link_create returned a new file descriptor that nothing else owns.
+                let link = unsafe { OwnedFd::from_raw_fd(fd) };
+                return Ok(Attachment { interface: interface.name.clone(), mode, _link: link });
+            }
+            let err = std::io::Error::from_raw_os_error(-fd);
+            match err.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    return Err(XdpError::Permission(format!(
+                        "attaching the XDP program to {}",
+                        interface.name
+                    )));
+                }
+                Some(libc::EBUSY) | Some(libc::EEXIST) => {
+                    return Err(XdpError::Busy {
+                        interface: interface.name.clone(),
+                        detail: "another XDP program was attached meanwhile".to_string(),
+                    });
+                }
+                _ => {}
+            }
+            if native_error.is_none() {
+                native_error = Some(err);
+            } else {
+                return Err(XdpError::XdpUnsupported {
+                    interface: interface.name.clone(),
+                    detail: format!(
+                        "native mode: {}; generic mode: {err}",
+                        native_error.take().map(|e| e.to_string()).unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Err(XdpError::XdpUnsupported {
+            interface: interface.name.clone(),
+            detail: "no XDP mode could be attached".to_string(),
+        })
+    }
+
+    /// Applies the ownership rules (module docs) to the program already on `interface`.
+    fn clear_stale(&self, interface: &Interface) -> Result<(), XdpError> {
+        let ifindex = interface.ifindex as i32;
+        let mut query = libbpf_sys::bpf_xdp_query_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t,
+            ..Default::default()
+        };
+        // SAFETY: query is a valid, sized options struct the call fills in.
+        let ret = unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut query) };
+        if ret < 0 {
+            let err = std::io::Error::from_raw_os_error(-ret);
+            return Err(match err.raw_os_error() {
+                Some(libc::ENODEV) => XdpError::NoInterface(interface.name.clone()),
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    XdpError::Permission(format!("querying XDP on {}", interface.name))
+                }
+                _ => XdpError::XdpUnsupported {
+                    interface: interface.name.clone(),
+                    detail: format!("querying its XDP program: {err}"),
+                },
+            });
+        }
+        for (prog_id, flags) in [
+            (query.drv_prog_id, libbpf_sys::XDP_FLAGS_DRV_MODE),
+            (query.skb_prog_id, libbpf_sys::XDP_FLAGS_SKB_MODE),
+            (query.hw_prog_id, libbpf_sys::XDP_FLAGS_HW_MODE),
+        ] {
+            if prog_id == 0 {
+                continue;
+            }
+            let name = program_name(prog_id).unwrap_or_else(|| format!("id {prog_id}"));
+            if name != PROGRAM_NAME {
+                return Err(XdpError::Busy {
+                    interface: interface.name.clone(),
+                    detail: format!(
+                        "it already runs another XDP program ({name}, id {prog_id}); \
+                         remove it (ip link set dev {} xdp off) or use --io packet",
+                        interface.name
+                    ),
+                });
+            }
+            let opts = libbpf_sys::bpf_xdp_attach_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as libbpf_sys::size_t,
+                ..Default::default()
+            };
+            // SAFETY: opts is a valid, sized options struct; detaching by netlink
+            // touches only this interface's program in this mode.
+            let ret = unsafe { libbpf_sys::bpf_xdp_detach(ifindex, flags, &opts) };
+            if ret < 0 {
+                return Err(XdpError::Busy {
+                    interface: interface.name.clone(),
+                    detail: format!(
+                        "another running xwan holds it (XDP program id {prog_id}); stop that one first"
+                    ),
+                });
+            }
+            tracing::warn!(
+                interface = %interface.name,
+                prog_id,
+                "replaced a stale xwan XDP program"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The name of the loaded BPF program with this id, if it can be read.
+fn program_name(prog_id: u32) -> Option<String> {
+    // SAFETY: plain syscall wrapper; a negative result is an error code.
+    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(prog_id) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a writable bpf_prog_info of `len` bytes.
+    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret < 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = info.name.iter().map(|&c| c as u8).collect();
+    CStr::from_bytes_until_nul(&bytes).ok().map(|name| name.to_string_lossy().into_owned())
+}
+
+fn prefix_key(net: &Ipv4Net) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
+    key[4..8].copy_from_slice(&net.network().octets());
+    key
+}
+
+fn is_permission(err: &libbpf_rs::Error) -> bool {
+    matches!(err.kind(), libbpf_rs::ErrorKind::PermissionDenied)
+}
