@@ -1,0 +1,444 @@
+//! End-to-end test support: a testbed of network namespaces built by
+//! `testbed/testbed.sh`, a router started in one of its modes, commands run
+//! in the namespaces, and sockets opened inside them.
+//!
+//! Sockets are made by a short-lived thread that first moves itself into the
+//! namespace: a socket belongs to the namespace it was created in for its
+//! whole life, so the test then uses it from any thread. Servers and clients
+//! are plain `std::net` sockets with timeouts, and "which uplink" is what the
+//! server sees as its peer's address.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+use xwan::config::Config;
+
+const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
+
+/// The wall-clock limit of any one command a test runs.
+const COMMAND_LIMIT: Duration = Duration::from_secs(30);
+/// How long a socket may wait on its peer before the test fails.
+pub const IO_LIMIT: Duration = Duration::from_secs(10);
+
+/// The router's WAN addresses, and what the ISPs let out of each.
+pub const WAN1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+pub const WAN2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+/// The internet servers.
+pub const SERVER1: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+pub const SERVER2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+/// The first LAN host.
+pub const HOST1: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+
+/// How the router namespace forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterMode {
+    /// The iptables / iproute2 recipe of `xwan::kernel_script::render`.
+    Kernel,
+    /// `xwan run --io xdp`.
+    XwanXdp,
+    /// `xwan run --io packet`.
+    XwanPacket,
+}
+
+/// Transmit checksum offload on the LAN hosts' and servers' interfaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxOffload {
+    On,
+    Off,
+}
+
+impl TxOffload {
+    fn flag(self) -> &'static str {
+        match self {
+            TxOffload::On => "on",
+            TxOffload::Off => "off",
+        }
+    }
+}
+
+/// The test config: the testbed's two uplinks with the given weights, nth
+/// balancing, HTTPS pinned to isp2, and TCP 8080 on both WANs forwarded to
+/// 192.168.50.10:80. `socket` is the control socket (one per testbed).
+pub fn config_toml(weights: [u32; 2], socket: &Path) -> String {
+    format!(
+        r#"[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+weight = {w1}
+probe = ["198.18.11.2"]
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+weight = {w2}
+probe = ["198.18.12.2"]
+
+[balance]
+mode = "nth"
+
+[[rule]]
+name = "https-via-isp2"
+proto = "tcp"
+dst_port = "443"
+action = "isp2"
+
+[[forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.50.10:80"
+wan = ["isp1", "isp2"]
+
+[control]
+socket = "{socket}"
+"#,
+        w1 = weights[0],
+        w2 = weights[1],
+        socket = socket.display(),
+    )
+}
+
+/// One testbed: its namespaces exist from [`Testbed::up`] until it is dropped
+/// (a panicking test drops it too).
+pub struct Testbed {
+    prefix: String,
+    dir: PathBuf,
+    router: Option<Child>,
+}
+
+/// A prefix no other testbed of this or any concurrent test process uses.
+fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("x{:x}t{n}", std::process::id())
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Run a program under `timeout`; panics when it cannot be started.
+fn run_limited(limit: Duration, program: &str, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["-k", "5", &limit.as_secs().to_string(), program])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+fn testbed_sh(args: &[&str]) -> Output {
+    let mut all = vec![TESTBED];
+    all.extend_from_slice(args);
+    run_limited(COMMAND_LIMIT, "bash", &all)
+}
+
+impl Testbed {
+    /// Build a fresh testbed (two LAN hosts, one queue per interface).
+    pub fn up(tx: TxOffload) -> Testbed {
+        let prefix = unique_prefix();
+        let dir = std::env::temp_dir().join(format!("xwan-e2e-{prefix}"));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        // Built before `up` runs, so a failing `up` is still torn down.
+        let testbed = Testbed {
+            prefix,
+            dir,
+            router: None,
+        };
+        let out = testbed_sh(&["up", &testbed.prefix, "--tx-offload", tx.flag()]);
+        assert!(
+            out.status.success(),
+            "testbed.sh up failed (the e2e tests need root, iproute2, iptables, ethtool): {}",
+            describe(&out)
+        );
+        testbed
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The namespace of a node (`rtr`, `h1`, `inet`, ...).
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    /// A path in this testbed's own scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Run a command in a node's namespace, under a time limit.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        let ns = self.ns(node);
+        let mut all = vec!["netns", "exec", ns.as_str()];
+        all.extend_from_slice(args);
+        run_limited(COMMAND_LIMIT, "ip", &all)
+    }
+
+    /// Like [`Testbed::exec`], and the command must succeed.
+    pub fn exec_ok(&self, node: &str, args: &[&str]) -> Output {
+        let out = self.exec(node, args);
+        assert!(
+            out.status.success(),
+            "in {node}: {args:?} failed: {}",
+            describe(&out)
+        );
+        out
+    }
+
+    /// Run `f` on a thread inside a node's namespace; sockets it creates
+    /// stay in that namespace.
+    pub fn in_ns<T: Send>(&self, node: &str, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.ns(node));
+        thread::scope(|s| {
+            s.spawn(|| {
+                let ns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))
+                    .unwrap_or_else(|e| panic!("cannot enter {path}: {e}"));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+
+    /// A TCP listener in a node's namespace.
+    pub fn listen_tcp(&self, node: &str, addr: SocketAddrV4) -> Listener {
+        let listener = self
+            .in_ns(node, || TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("cannot listen on {addr} in {node}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        Listener(listener)
+    }
+
+    /// A TCP connection from a node, with read and write timeouts set.
+    pub fn connect_tcp(&self, node: &str, to: SocketAddrV4) -> io::Result<TcpStream> {
+        let stream = self.in_ns(node, || TcpStream::connect_timeout(&to.into(), IO_LIMIT))?;
+        stream.set_read_timeout(Some(IO_LIMIT))?;
+        stream.set_write_timeout(Some(IO_LIMIT))?;
+        Ok(stream)
+    }
+
+    /// A UDP socket bound in a node's namespace, with a read timeout.
+    pub fn bind_udp(&self, node: &str, addr: SocketAddrV4) -> UdpSocket {
+        let socket = self
+            .in_ns(node, || UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("cannot bind UDP {addr} in {node}: {e}"));
+        socket
+            .set_read_timeout(Some(IO_LIMIT))
+            .expect("UDP read timeout");
+        socket
+    }
+
+    /// Start the router in `mode` with a config text (see [`config_toml`]).
+    /// Returns once it forwards: the kernel recipe has been applied, or
+    /// xwan has opened its control socket.
+    pub fn start_router(&mut self, mode: RouterMode, config_text: &str) {
+        let config_path = self.path("xwan.toml");
+        std::fs::write(&config_path, config_text).expect("write the config");
+        match mode {
+            RouterMode::Kernel => {
+                let config = Config::from_toml(config_text, &config_path)
+                    .unwrap_or_else(|e| panic!("test config rejected: {e}"));
+                let script = self.path("kernel.sh");
+                std::fs::write(&script, xwan::kernel_script::render(&config))
+                    .expect("write the kernel script");
+                let script = script.to_string_lossy();
+                let out = testbed_sh(&["router", &self.prefix, "kernel-script", &script]);
+                assert!(
+                    out.status.success(),
+                    "kernel recipe failed: {}",
+                    describe(&out)
+                );
+            }
+            RouterMode::XwanXdp | RouterMode::XwanPacket => {
+                let io = if mode == RouterMode::XwanXdp {
+                    "xdp"
+                } else {
+                    "packet"
+                };
+                self.spawn_xwan(&config_path, io);
+            }
+        }
+    }
+
+    fn spawn_xwan(&mut self, config_path: &Path, io: &str) {
+        let config_text = std::fs::read_to_string(config_path).expect("read the config back");
+        let config = Config::from_toml(&config_text, config_path)
+            .unwrap_or_else(|e| panic!("test config rejected: {e}"));
+        let log_path = self.path("xwan.log");
+        let log = File::create(&log_path).expect("create the xwan log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("rtr"),
+                env!("CARGO_BIN_EXE_xwan"),
+                "run",
+                "-c",
+            ])
+            .arg(config_path)
+            .args(["--io", io])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn xwan run");
+        self.router = Some(child);
+        let ready = poll(Duration::from_secs(15), || {
+            if let Some(child) = self.router.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    panic!("xwan run exited early ({status}):\n{log}");
+                }
+            }
+            config.control.socket.exists()
+        });
+        assert!(
+            ready,
+            "xwan run did not open {} in time",
+            config.control.socket.display()
+        );
+    }
+
+    fn stop_router(&mut self) {
+        let Some(mut child) = self.router.take() else {
+            return;
+        };
+        // TERM first so xwan detaches its programs; KILL if it lingers.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let exited = poll(Duration::from_secs(5), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.stop_router();
+        let out = testbed_sh(&["down", &self.prefix]);
+        if !out.status.success() {
+            eprintln!("testbed.sh down {} failed: {}", self.prefix, describe(&out));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `check` became true within `limit` (checked every 20 ms).
+pub fn poll(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A non-blocking TCP listener accepting with a deadline.
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// The next connection and its peer address, within [`IO_LIMIT`].
+    pub fn accept(&self) -> (TcpStream, SocketAddr) {
+        let deadline = Instant::now() + IO_LIMIT;
+        loop {
+            match self.0.accept() {
+                Ok((stream, peer)) => {
+                    stream.set_nonblocking(false).expect("blocking stream");
+                    stream
+                        .set_read_timeout(Some(IO_LIMIT))
+                        .expect("read timeout");
+                    stream
+                        .set_write_timeout(Some(IO_LIMIT))
+                        .expect("write timeout");
+                    return (stream, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no connection within {IO_LIMIT:?}"
+                    );
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept failed: {e}"),
+            }
+        }
+    }
+}
+
+/// The peer's IPv4 address.
+pub fn ip_of(addr: SocketAddr) -> Ipv4Addr {
+    match addr {
+        SocketAddr::V4(v4) => *v4.ip(),
+        SocketAddr::V6(v6) => panic!("unexpected IPv6 peer {v6}"),
+    }
+}
+
+/// `len` pseudo-random bytes (xorshift), different for each seed.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Send `data` on one clone of the stream while reading everything the peer
+/// sends until it shuts down its side; returns what was read.
+pub fn exchange(stream: &TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().expect("clone the stream");
+    let mut reader = stream.try_clone().expect("clone the stream");
+    thread::scope(|s| {
+        let sent = s.spawn(move || -> io::Result<()> {
+            writer.write_all(data)?;
+            writer.shutdown(std::net::Shutdown::Write)
+        });
+        let mut received = Vec::new();
+        reader
+            .read_to_end(&mut received)
+            .expect("read until the peer's end");
+        sent.join()
+            .expect("writer thread")
+            .expect("write everything");
+        received
+    })
+}
