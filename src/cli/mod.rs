@@ -5,6 +5,7 @@
 //! build cannot carry out.
 
 mod args;
+mod show;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,19 +16,22 @@ pub use args::*;
 
 use crate::config::Config;
 
+/// The version `xwan --version` and `xwan status` report.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Entry point of the `xwan` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => with_config(&args.config, |config| run(&args, config)),
         Command::Check(args) => check(&args),
-        Command::Status(args) => status(&args),
-        Command::Flows(args) => flows(&args),
+        Command::Status(args) => show::status(&args),
+        Command::Flows(args) => show::flows(&args),
         Command::KernelScript(args) => {
             with_config(&args.config, |config| kernel_script(&args, config))
         }
-        Command::Reload(args) => reload(&args),
-        Command::Uplink(args) => uplink(&args),
+        Command::Reload(args) => show::reload(&args),
+        Command::Uplink(args) => show::uplink(&args),
     }
 }
 
@@ -63,24 +67,9 @@ fn run(_args: &RunArgs, _config: Config) -> ExitCode {
     not_available("run")
 }
 
-fn status(_args: &StatusArgs) -> ExitCode {
-    not_available("status")
-}
-
-fn flows(_args: &FlowsArgs) -> ExitCode {
-    not_available("flows")
-}
-
-fn kernel_script(_args: &KernelScriptArgs, _config: Config) -> ExitCode {
-    not_available("kernel-script")
-}
-
-fn reload(_args: &ReloadArgs) -> ExitCode {
-    not_available("reload")
-}
-
-fn uplink(_args: &UplinkArgs) -> ExitCode {
-    not_available("uplink")
+fn kernel_script(_args: &KernelScriptArgs, config: Config) -> ExitCode {
+    print!("{}", crate::kernel_script::render(&config));
+    ExitCode::SUCCESS
 }
 
 fn not_available(command: &str) -> ExitCode {

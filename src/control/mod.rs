@@ -1,1 +1,30 @@
-//! placeholder
+//! The control plane around a running router: a Unix socket speaking
+//! line-delimited JSON (`xwan status`, `flows`, `uplink`, `reload`).
+
+mod client;
+pub mod protocol;
+mod server;
+
+use std::path::PathBuf;
+
+pub use client::request;
+pub use protocol::{AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl};
+pub use server::{ControlServer, Handler};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {}: another xwan is running and answers on it", .0.display())]
+    InUse(PathBuf),
+    #[error("control socket {}: {source}", path.display())]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot reach xwan at {}: {source} (is `xwan run` running? is this the right --socket?)", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unexpected reply from xwan: {0}")]
+    Protocol(String),
+}

@@ -1,0 +1,61 @@
+# Shared by scripts/test, scripts/demo and scripts/bench: checks and installs
+# what xwan needs on a fresh Debian machine. Source it; do not run it.
+
+# Debian packages: the build (clang compiles the XDP program; libbpf/libxdp
+# for AF_XDP) and the testbed's tools.
+XWAN_PACKAGES=(
+  clang llvm libclang-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 gcc-multilib
+  libbpf-dev libxdp-dev
+  iproute2 iptables nftables conntrack iperf3 netsniff-ng tcpdump ethtool
+  iputils-ping netcat-openbsd procps kmod
+)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [[ $(id -u) -eq 0 ]] || die "$1 needs root (network namespaces, XDP, nftables): run it with sudo"
+}
+
+install_packages() {
+  local missing=()
+  for p in "${XWAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install ${missing[*]} failed"
+  fi
+}
+
+need_cargo() {
+  if ! command -v cargo >/dev/null; then
+    [[ -x $HOME/.cargo/bin/cargo ]] && export PATH=$HOME/.cargo/bin:$PATH
+  fi
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+}
+
+mount_bpffs() {
+  if ! mountpoint -q /sys/fs/bpf; then
+    say "mounting bpffs at /sys/fs/bpf"
+    mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf"
+  fi
+}
+
+check_kernel() {
+  ip netns add "xwan-probe-$$" 2>/dev/null || die "this kernel cannot create network namespaces"
+  ip netns del "xwan-probe-$$"
+  [[ -e /proc/sys/net/netfilter/nf_conntrack_max || -e /proc/net/nf_conntrack ]] \
+    || modprobe nf_conntrack 2>/dev/null || true
+}
+
+prepare() {
+  need_root "$1"
+  install_packages
+  need_cargo
+  mount_bpffs
+  check_kernel
+}

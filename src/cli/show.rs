@@ -1,0 +1,234 @@
+//! Talking to a running router: `xwan status`, `flows`, `uplink`, `reload`,
+//! printed as tables for people or JSON for scripts.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use super::{FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
+use crate::control::protocol::{AdminState, FlowReport, Reply, Request, StatusReport};
+use crate::control::{self};
+
+fn ask(socket: &std::path::Path, request: &Request) -> Result<Reply, ExitCode> {
+    match control::request(socket, request) {
+        Ok(Reply::Error { error, .. }) => {
+            eprintln!("xwan: {error}");
+            Err(ExitCode::from(1))
+        }
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            eprintln!("xwan: {e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> ExitCode {
+    eprintln!("xwan: unexpected reply: {reply:?}");
+    ExitCode::from(1)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("xwan: {e}"),
+    }
+}
+
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let reply = match ask(&args.socket, &Request::Status) {
+        Ok(reply) => reply,
+        Err(code) => return code,
+    };
+    let Reply::Status { status, .. } = reply else {
+        return unexpected(&reply);
+    };
+    if args.json {
+        print_json(&status);
+    } else {
+        print!("{}", status_table(&status));
+    }
+    ExitCode::SUCCESS
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn admin(state: AdminState) -> &'static str {
+    match state {
+        AdminState::Auto => "auto",
+        AdminState::Up => "forced up",
+        AdminState::Down => "forced down",
+    }
+}
+
+/// The status as a table for people.
+pub fn status_table(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "xwan {}  io {}  up {} s  config {} (loaded {} s ago)",
+        s.version, s.io, s.uptime_s, s.config_file, s.config_age_s
+    );
+    let _ =
+        writeln!(
+        out,
+        "\n{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "UPLINK", "IFACE", "ADDRESS", "GATEWAY MAC", "STATE", "ADMIN", "SINCE", "FLOWS", "PKTS OUT",
+        "BYTES OUT", "PKTS IN", "BYTES IN", "NAT PORTS"
+    );
+    for u in &s.uplinks {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>6}s {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            u.name,
+            u.interface,
+            u.address.to_string(),
+            u.gateway_mac.as_deref().unwrap_or("unresolved"),
+            if u.up { "up" } else { "down" },
+            admin(u.admin),
+            u.since_s,
+            u.flows,
+            u.packets_out,
+            human_bytes(u.bytes_out),
+            u.packets_in,
+            human_bytes(u.bytes_in),
+            u.nat_ports_in_use.tcp + u.nat_ports_in_use.udp + u.nat_ports_in_use.icmp,
+        );
+    }
+    let t = &s.flow_table;
+    let _ = writeln!(
+        out,
+        "\nflows {} of {}  inserted {}  expired {}  refused {}  sticky clients {}  forwarded {}",
+        t.flows, t.max_flows, t.inserts, t.expiries, t.refusals, s.sticky_clients, s.forwarded
+    );
+    let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
+        let parts: Vec<String> = m
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    let _ = writeln!(out, "dropped: {}", nonzero(&s.drops));
+    let _ = writeln!(out, "to kernel: {}", nonzero(&s.to_kernel));
+    for w in &s.workers {
+        let _ = writeln!(
+            out,
+            "worker {}: rx {} tx {} batches {} idle {:.0}%",
+            w.queue,
+            w.rx_packets,
+            w.tx_packets,
+            w.batches,
+            w.idle_ratio * 100.0
+        );
+    }
+    out
+}
+
+pub fn flows(args: &FlowsArgs) -> ExitCode {
+    let request = Request::Flows {
+        uplink: args.uplink.clone(),
+        host: args.host,
+        limit: args.limit,
+    };
+    let reply = match ask(&args.socket, &request) {
+        Ok(reply) => reply,
+        Err(code) => return code,
+    };
+    let Reply::Flows { flows, .. } = reply else {
+        return unexpected(&reply);
+    };
+    if args.json {
+        print_json(&flows);
+    } else {
+        print!("{}", flows_table(&flows));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Flows as a table, like `conntrack -L`.
+pub fn flows_table(flows: &[FlowReport]) -> String {
+    let mut out = format!(
+        "{:<5} {:<5} {:<21} {:<21} {:<21} {:<8} {:<12} {:>6} {:>6} {:>8} {:>10} {:>8} {:>10}\n",
+        "PROTO",
+        "KIND",
+        "INSIDE",
+        "OUTSIDE",
+        "REMOTE",
+        "UPLINK",
+        "STATE",
+        "AGE",
+        "IDLE",
+        "PKTS OUT",
+        "BYTES OUT",
+        "PKTS IN",
+        "BYTES IN"
+    );
+    for f in flows {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<5} {:<21} {:<21} {:<21} {:<8} {:<12} {:>5}s {:>5}s {:>8} {:>10} {:>8} {:>10}",
+            f.protocol,
+            f.kind,
+            f.inside,
+            f.outside,
+            f.remote,
+            f.uplink,
+            f.state,
+            f.age_s,
+            f.idle_s,
+            f.packets_out,
+            human_bytes(f.bytes_out),
+            f.packets_in,
+            human_bytes(f.bytes_in)
+        );
+    }
+    let _ = writeln!(out, "{} flows", flows.len());
+    out
+}
+
+fn done(reply: Result<Reply, ExitCode>) -> ExitCode {
+    match reply {
+        Ok(Reply::Done { message, .. }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(other) => unexpected(&other),
+        Err(code) => code,
+    }
+}
+
+pub fn uplink(args: &UplinkArgs) -> ExitCode {
+    let state = match args.state {
+        UplinkState::Up => AdminState::Up,
+        UplinkState::Down => AdminState::Down,
+        UplinkState::Auto => AdminState::Auto,
+    };
+    done(ask(
+        &args.socket,
+        &Request::Uplink {
+            name: args.name.clone(),
+            state,
+        },
+    ))
+}
+
+pub fn reload(args: &ReloadArgs) -> ExitCode {
+    done(ask(&args.socket, &Request::Reload))
+}

@@ -1,0 +1,272 @@
+//! The control protocol: one JSON object per line each way.
+//!
+//! Requests: `{"cmd":"status"}`, `{"cmd":"flows","uplink":"isp1","host":"192.168.50.10","limit":100}`,
+//! `{"cmd":"uplink","name":"isp1","state":"down"}` (`up`, `down`, `auto`), `{"cmd":"reload"}`.
+//! Replies: `{"ok":true,...}` with the result, or `{"ok":false,"error":"..."}`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::flow::{tcp_state, FlowInfo, Origin};
+use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::router::Stats;
+
+/// The longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Flows {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uplink: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<Ipv4Addr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+    Uplink {
+        name: String,
+        state: AdminState,
+    },
+    Reload,
+}
+
+/// An operator's override of an uplink's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// Out of service whatever the health checks say.
+    Down,
+    /// In service whatever the health checks say.
+    Up,
+    /// The health checks decide.
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Status { ok: bool, status: Box<StatusReport> },
+    Flows { ok: bool, flows: Vec<FlowReport> },
+    Done { ok: bool, message: String },
+    Error { ok: bool, error: String },
+}
+
+impl Reply {
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply::Error {
+            ok: false,
+            error: message.into(),
+        }
+    }
+
+    pub fn done(message: impl Into<String>) -> Reply {
+        Reply::Done {
+            ok: true,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub config_file: String,
+    /// Seconds since the configuration was loaded.
+    pub config_age_s: u64,
+    pub uptime_s: u64,
+    pub io: String,
+    pub uplinks: Vec<UplinkReport>,
+    pub flow_table: FlowTableReport,
+    pub sticky_clients: usize,
+    pub forwarded: u64,
+    pub drops: BTreeMap<String, u64>,
+    pub to_kernel: BTreeMap<String, u64>,
+    pub workers: Vec<WorkerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UplinkReport {
+    pub name: String,
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: Option<String>,
+    pub weight: u32,
+    pub priority: u32,
+    /// Takes new flows.
+    pub up: bool,
+    pub admin: AdminState,
+    /// Seconds since `up` last changed.
+    pub since_s: u64,
+    pub flows: u32,
+    pub nat_ports_in_use: NatPorts,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatPorts {
+    pub tcp: usize,
+    pub udp: usize,
+    pub icmp: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTableReport {
+    pub flows: u32,
+    pub max_flows: u32,
+    pub inserts: u64,
+    pub expiries: u64,
+    pub refusals: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub queue: u32,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub batches: u64,
+    /// Share of loop rounds that found nothing to do, 0 to 1.
+    pub idle_ratio: f64,
+}
+
+/// Per-uplink facts the router core does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UplinkControl {
+    pub admin: AdminState,
+    pub since_s: u64,
+}
+
+impl StatusReport {
+    /// Builds the uplink, table and counter parts from the config and the
+    /// router's stats; the caller fills in the rest.
+    pub fn new(config: &Config, stats: &Stats, control: &[UplinkControl]) -> StatusReport {
+        StatusReport {
+            version: crate::cli::VERSION.to_string(),
+            config_file: String::new(),
+            config_age_s: 0,
+            uptime_s: 0,
+            io: String::new(),
+            uplinks: config
+                .wans
+                .iter()
+                .zip(&stats.uplinks)
+                .zip(control)
+                .map(|((wan, s), c)| UplinkReport {
+                    name: wan.name.clone(),
+                    interface: wan.interface.clone(),
+                    address: wan.address,
+                    gateway: wan.gateway,
+                    gateway_mac: s.gateway_mac.map(format_mac),
+                    weight: wan.weight,
+                    priority: wan.priority,
+                    up: s.up,
+                    admin: c.admin,
+                    since_s: c.since_s,
+                    flows: s.flows,
+                    nat_ports_in_use: NatPorts {
+                        tcp: s.nat_in_use[0],
+                        udp: s.nat_in_use[1],
+                        icmp: s.nat_in_use[2],
+                    },
+                    packets_out: s.traffic.packets_out,
+                    bytes_out: s.traffic.bytes_out,
+                    packets_in: s.traffic.packets_in,
+                    bytes_in: s.traffic.bytes_in,
+                })
+                .collect(),
+            flow_table: FlowTableReport {
+                flows: stats.table.flows,
+                max_flows: stats.table.max_flows,
+                inserts: stats.table.inserts,
+                expiries: stats.table.expiries,
+                refusals: stats.table.refusals,
+            },
+            sticky_clients: stats.sticky_clients,
+            forwarded: stats.totals.forwarded,
+            drops: stats
+                .totals
+                .drops
+                .iter()
+                .map(|(r, n)| (r.label().to_string(), *n))
+                .collect(),
+            to_kernel: stats
+                .totals
+                .kernel
+                .iter()
+                .map(|(r, n)| (r.label().to_string(), *n))
+                .collect(),
+            workers: Vec::new(),
+        }
+    }
+}
+
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// One flow, as `xwan flows` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowReport {
+    pub protocol: String,
+    /// `snat` (opened from the LAN) or `dnat` (a port forward).
+    pub kind: String,
+    pub inside: String,
+    pub outside: String,
+    pub remote: String,
+    pub uplink: String,
+    pub state: String,
+    pub age_s: u32,
+    pub idle_s: u32,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+}
+
+fn endpoint(e: &Endpoint) -> String {
+    format!("{}:{}", Ipv4Addr::from(e.addr), e.port)
+}
+
+impl FlowReport {
+    pub fn new(flow: &FlowInfo, uplink_name: &str) -> FlowReport {
+        let spec = &flow.spec;
+        FlowReport {
+            protocol: match spec.protocol {
+                PROTO_TCP => "tcp",
+                PROTO_UDP => "udp",
+                PROTO_ICMP => "icmp",
+                _ => "other",
+            }
+            .to_string(),
+            kind: match spec.origin {
+                Origin::Lan => "snat",
+                Origin::Wan => "dnat",
+            }
+            .to_string(),
+            inside: endpoint(&spec.inside),
+            outside: endpoint(&spec.outside),
+            remote: endpoint(&spec.remote),
+            uplink: uplink_name.to_string(),
+            state: if spec.protocol == PROTO_TCP {
+                tcp_state::name(flow.tcp).to_string()
+            } else {
+                "active".to_string()
+            },
+            age_s: flow.age_s,
+            idle_s: flow.idle_s,
+            packets_out: flow.packets[0],
+            bytes_out: flow.bytes[0],
+            packets_in: flow.packets[1],
+            bytes_in: flow.bytes[1],
+        }
+    }
+}

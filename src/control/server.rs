@@ -1,0 +1,156 @@
+//! The control socket: a Unix socket (mode 0600) served off the data path,
+//! one thread per connection, one JSON request per line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::protocol::{Reply, Request, MAX_REQUEST_BYTES};
+use super::ControlError;
+
+/// Answers control requests.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request) -> Reply;
+}
+
+/// Connections served at once; more are refused with an error reply.
+const MAX_CONNECTIONS: usize = 16;
+
+/// A running control socket.
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Binds `path` (replacing a stale socket, refusing one a live xwan answers
+    /// on) and serves requests with `handler` until [`ControlServer::stop`].
+    pub fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<ControlServer, ControlError> {
+        let error = |source| ControlError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(error)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(error)?;
+        }
+        let listener = UnixListener::bind(path).map_err(error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("xwan-control".into())
+                .spawn(move || accept_loop(listener, handler, stop))
+                .map_err(error)?
+        };
+        Ok(ControlServer {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops serving and removes the socket.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut stream) = stream else { continue };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let _ = write_reply(&mut stream, &Reply::error("too many control connections"));
+            continue;
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let handler = Arc::clone(&handler);
+        let active_here = Arc::clone(&active);
+        let spawned = std::thread::Builder::new()
+            .name("xwan-control-conn".into())
+            .spawn(move || {
+                serve(stream, handler.as_ref());
+                active_here.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)
+}
+
+/// Answers requests on one connection until it closes, sends a line that is
+/// too long, or stays silent for a minute.
+fn serve(stream: UnixStream, handler: &dyn Handler) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let limit = MAX_REQUEST_BYTES as u64 + 1;
+        match reader.by_ref().take(limit).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST_BYTES {
+            let _ = write_reply(
+                &mut writer,
+                &Reply::error(format!("request longer than {MAX_REQUEST_BYTES} bytes")),
+            );
+            return;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<Request>(text.trim()) {
+            Ok(request) => handler.handle(request),
+            Err(e) => Reply::error(format!("bad request: {e}")),
+        };
+        if write_reply(&mut writer, &reply).is_err() {
+            return;
+        }
+    }
+}
