@@ -87,7 +87,11 @@ impl KernelFilter {
     pub fn present() -> Result<bool, FilterError> {
         match nft(&["list", "table", "ip", TABLE], None, "list") {
             Ok(()) => Ok(true),
-            Err(FilterError::Nft { message, .. }) if message.contains("No such file or directory") => Ok(false),
+            Err(FilterError::Nft { message, .. })
+                if message.contains("No such file or directory") =>
+            {
+                Ok(false)
+            }
             Err(err) => Err(err),
         }
     }
@@ -106,13 +110,18 @@ impl Drop for KernelFilter {
 fn nft(args: &[&str], stdin: Option<&str>, op: &'static str) -> Result<(), FilterError> {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(FilterError::Spawn)?;
     if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).map_err(FilterError::Spawn)?;
+        pipe.write_all(text.as_bytes())
+            .map_err(FilterError::Spawn)?;
     }
     let out = child.wait_with_output().map_err(FilterError::Spawn)?;
     if out.status.success() {
@@ -149,21 +158,40 @@ pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterEr
     let mut s = String::new();
     // Declaring then deleting the table makes the load replace a stale table (or
     // create a first one) in one transaction.
-    let _ = writeln!(s, "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{");
-    set(&mut s, "lan_networks", true, &Ipv4Net::aggregate(&owned.lan_networks));
-    let local: Vec<Ipv4Addr> = sorted_unique(owned.local_addresses.iter().chain(&owned.wan_addresses));
+    let _ = writeln!(
+        s,
+        "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
+    );
+    set(
+        &mut s,
+        "lan_networks",
+        true,
+        &Ipv4Net::aggregate(&owned.lan_networks),
+    );
+    let local: Vec<Ipv4Addr> =
+        sorted_unique(owned.local_addresses.iter().chain(&owned.wan_addresses));
     set(&mut s, "local_addresses", false, &local);
-    set(&mut s, "wan_addresses", false, &sorted_unique(owned.wan_addresses.iter()));
+    set(
+        &mut s,
+        "wan_addresses",
+        false,
+        &sorted_unique(owned.wan_addresses.iter()),
+    );
 
     let _ = writeln!(s, "\tchain owned_ports {{");
     let _ = writeln!(s, "\t\tmeta l4proto {{ tcp, udp }} th dport {nat} drop");
     let _ = writeln!(s, "\t\ticmp type echo-reply icmp id {nat} drop");
     for (proto, forwards) in [("tcp", &owned.tcp_forwards), ("udp", &owned.udp_forwards)] {
         if !forwards.is_empty() {
-            let mut pairs: Vec<String> = forwards.iter().map(|(a, p)| format!("{a} . {p}")).collect();
+            let mut pairs: Vec<String> =
+                forwards.iter().map(|(a, p)| format!("{a} . {p}")).collect();
             pairs.sort();
             pairs.dedup();
-            let _ = writeln!(s, "\t\tip daddr . {proto} dport {{ {} }} drop", pairs.join(", "));
+            let _ = writeln!(
+                s,
+                "\t\tip daddr . {proto} dport {{ {} }} drop",
+                pairs.join(", ")
+            );
         }
     }
     let _ = writeln!(s, "\t}}");
@@ -188,10 +216,17 @@ pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterEr
     let _ = writeln!(s, "\t\tdrop\n\t}}");
 
     let _ = writeln!(s, "\tchain prerouting {{");
-    let _ = writeln!(s, "\t\ttype filter hook prerouting priority raw; policy accept;");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook prerouting priority raw; policy accept;"
+    );
     let _ = writeln!(s, "\t\tiifname {} jump from_lan", quote(&lan.name));
     if !wan_pairs.is_empty() {
-        let _ = writeln!(s, "\t\tiifname . ip daddr {{ {} }} jump owned_ports", wan_pairs.join(", "));
+        let _ = writeln!(
+            s,
+            "\t\tiifname . ip daddr {{ {} }} jump owned_ports",
+            wan_pairs.join(", ")
+        );
     }
     let _ = writeln!(s, "\t}}\n}}");
     Ok(s)
@@ -251,7 +286,10 @@ fn sorted_unique<'a>(addrs: impl Iterator<Item = &'a Ipv4Addr>) -> Vec<Ipv4Addr>
 
 /// An anonymous set of prefixes, overlaps merged (nft refuses overlapping intervals).
 fn nets(list: &[Ipv4Net]) -> String {
-    let merged: Vec<String> = Ipv4Net::aggregate(&list.to_vec()).iter().map(ToString::to_string).collect();
+    let merged: Vec<String> = Ipv4Net::aggregate(&list.to_vec())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     format!("{{ {} }}", merged.join(", "))
 }
 
@@ -289,6 +327,12 @@ fn quote(name: &str) -> String {
 fn comment(name: &str) -> String {
     name.chars()
         .take(100)
-        .map(|c| if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' { c } else { '_' })
+        .map(|c| {
+            if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

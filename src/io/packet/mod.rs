@@ -172,10 +172,12 @@ impl PacketDataPath {
         for _ in 0..workers {
             let mut own = Vec::with_capacity(setup.interfaces.len());
             for interface in &setup.interfaces {
-                let socket = PacketSocket::open(interface.ifindex).map_err(|source| PacketError::Socket {
-                    interface: interface.name.clone(),
-                    op: "opening an AF_PACKET socket",
-                    source,
+                let socket = PacketSocket::open(interface.ifindex).map_err(|source| {
+                    PacketError::Socket {
+                        interface: interface.name.clone(),
+                        op: "opening an AF_PACKET socket",
+                        source,
+                    }
                 })?;
                 own.push(Attached {
                     name: interface.name.clone(),
@@ -210,7 +212,10 @@ impl PacketDataPath {
                 Ok(handle) => path.workers.push(handle),
                 Err(source) => {
                     let _ = path.stop();
-                    return Err(PacketError::Spawn { worker: index, source });
+                    return Err(PacketError::Spawn {
+                        worker: index,
+                        source,
+                    });
                 }
             }
         }
@@ -254,18 +259,27 @@ fn join_fanout_groups(sockets: &[Vec<Attached>], frame_room: usize) -> Result<()
     };
     for i in 0..sockets[0].len() {
         let first = &sockets[0][i];
-        let group = first.socket.join_fanout(None).map_err(fanout_error(first))?;
+        let group = first
+            .socket
+            .join_fanout(None)
+            .map_err(fanout_error(first))?;
         for worker in &sockets[1..] {
-            worker[i].socket.join_fanout(Some(group)).map_err(fanout_error(&worker[i]))?;
+            worker[i]
+                .socket
+                .join_fanout(Some(group))
+                .map_err(fanout_error(&worker[i]))?;
         }
     }
     let mut scratch = RxBatch::new(frame_room);
     for attached in sockets.iter().flatten() {
-        attached.socket.drain(&mut scratch).map_err(|source| PacketError::Socket {
-            interface: attached.name.clone(),
-            op: "draining frames received before the fanout",
-            source,
-        })?;
+        attached
+            .socket
+            .drain(&mut scratch)
+            .map_err(|source| PacketError::Socket {
+                interface: attached.name.clone(),
+                op: "draining frames received before the fanout",
+                source,
+            })?;
     }
     Ok(())
 }
@@ -292,13 +306,24 @@ impl<P: FrameProcessor> PacketWorker<P> {
     fn forward(&self) -> Result<PacketCounters, PacketError> {
         if let Some(cpu) = self.cpu {
             if let Err(err) = pin_to_cpu(cpu) {
-                warn!(worker = self.index, cpu, "could not pin the packet worker: {err}");
+                warn!(
+                    worker = self.index,
+                    cpu, "could not pin the packet worker: {err}"
+                );
             }
         }
         let mut core = self.processor.worker();
         let mut counters = PacketCounters::default();
-        let mut rx: Vec<RxBatch> = self.attached.iter().map(|_| RxBatch::new(self.frame_room)).collect();
-        let mut outgoing: Vec<Vec<(usize, usize)>> = self.attached.iter().map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut rx: Vec<RxBatch> = self
+            .attached
+            .iter()
+            .map(|_| RxBatch::new(self.frame_room))
+            .collect();
+        let mut outgoing: Vec<Vec<(usize, usize)>> = self
+            .attached
+            .iter()
+            .map(|_| Vec::with_capacity(BATCH))
+            .collect();
         let mut tx = TxScratch::new();
         let mut pollfds: Vec<libc::pollfd> = self
             .attached
@@ -335,15 +360,23 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 }
                 busy = true;
                 let now = self.epoch.elapsed();
-                self.process_batch(&mut core, attached.port, batch, now, &mut outgoing, &mut counters);
+                self.process_batch(
+                    &mut core,
+                    attached.port,
+                    batch,
+                    now,
+                    &mut outgoing,
+                    &mut counters,
+                );
                 for (j, spans) in outgoing.iter_mut().enumerate() {
                     if spans.is_empty() {
                         continue;
                     }
                     let batch = &rx[i];
-                    let outcome = self.attached[j]
-                        .socket
-                        .send(spans.iter().map(|&(start, len)| batch.bytes(start, len)), &mut tx);
+                    let outcome = self.attached[j].socket.send(
+                        spans.iter().map(|&(start, len)| batch.bytes(start, len)),
+                        &mut tx,
+                    );
                     counters.forwarded += outcome.sent as u64;
                     counters.tx_failed += outcome.failed as u64;
                     if let Some(err) = outcome.error {
@@ -413,14 +446,23 @@ impl<P: FrameProcessor> PacketWorker<P> {
 /// [`POLL_TIMEOUT_MS`].
 fn wait_readable(pollfds: &mut [libc::pollfd]) {
     // SAFETY: pollfds is a valid, writable array of the length passed.
-    unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+    unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            POLL_TIMEOUT_MS,
+        )
+    };
 }
 
 fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU number out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU number out of range",
+        ));
     }
     // SAFETY: cpu is below CPU_SETSIZE, the capacity of the set.
     unsafe { libc::CPU_SET(cpu, &mut set) };
@@ -432,3 +474,6 @@ fn pin_to_cpu(cpu: usize) -> io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,7 +40,12 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     }
 }
 
-fn getsockopt<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &mut T) -> io::Result<()> {
+fn getsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &mut T,
+) -> io::Result<()> {
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: value points at a live, writable T; len holds its size.
     let rc = unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) };
@@ -208,7 +213,12 @@ impl PacketSocket {
             tp_packets: 0,
             tp_drops: 0,
         };
-        getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut stats)?;
+        getsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut stats,
+        )?;
         Ok((u64::from(stats.tp_packets), u64::from(stats.tp_drops)))
     }
 
@@ -382,7 +392,9 @@ fn parse_auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
         }
         let data = &rest[align(header)..len];
         if level == libc::SOL_PACKET && kind == libc::PACKET_AUXDATA && data.len() >= 20 {
-            let word = |at: usize| u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            let word = |at: usize| {
+                u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+            };
             let half = |at: usize| u16::from_ne_bytes([data[at], data[at + 1]]);
             return Some(libc::tpacket_auxdata {
                 tp_status: word(0),
@@ -456,7 +468,9 @@ mod tests {
     #[test]
     fn auxdata_is_found_after_other_messages() {
         let mut aux = Vec::new();
-        aux.extend_from_slice(&(libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_VLAN_VALID).to_ne_bytes());
+        aux.extend_from_slice(
+            &(libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_VLAN_VALID).to_ne_bytes(),
+        );
         aux.extend_from_slice(&100u32.to_ne_bytes());
         aux.extend_from_slice(&100u32.to_ne_bytes());
         aux.extend_from_slice(&0u16.to_ne_bytes());
@@ -466,7 +480,10 @@ mod tests {
         let mut buf = control(libc::SOL_SOCKET, 1, &[1, 2, 3]);
         buf.extend(control(libc::SOL_PACKET, libc::PACKET_AUXDATA, &aux));
         let found = parse_auxdata(&buf).expect("auxdata present");
-        assert_eq!(found.tp_status, libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_VLAN_VALID);
+        assert_eq!(
+            found.tp_status,
+            libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_VLAN_VALID
+        );
         assert_eq!(found.tp_len, 100);
         assert_eq!(found.tp_vlan_tci, 0x64);
         assert_eq!(found.tp_vlan_tpid, 0x88a8);

@@ -48,9 +48,14 @@ pub fn ipv4_addresses() -> Result<Vec<InterfaceAddress>, SystemError> {
             u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8
         };
         // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(entry.ifa_name) }.to_string_lossy().into_owned();
+        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
         if let Ok(net) = Ipv4Net::new(address, prefix) {
-            found.push(InterfaceAddress { interface: name, net });
+            found.push(InterfaceAddress {
+                interface: name,
+                net,
+            });
         }
     }
     // SAFETY: head came from a successful getifaddrs and is freed exactly once;
@@ -86,7 +91,9 @@ mod tests {
     #[test]
     fn lists_addresses_and_checks_them() {
         let ns = TestNetns::new("addr");
-        ns.ip(&["link", "add", "wan1", "type", "veth", "peer", "name", "isp1"]);
+        ns.ip(&[
+            "link", "add", "wan1", "type", "veth", "peer", "name", "isp1",
+        ]);
         ns.ip(&["addr", "add", "198.18.1.2/24", "dev", "wan1"]);
         ns.ip(&["addr", "add", "198.18.9.2/30", "dev", "wan1"]);
         let addresses = ns.run(ipv4_addresses).expect("getifaddrs");
@@ -103,9 +110,15 @@ mod tests {
         check_address(&addresses, "wan1", "198.18.1.2".parse().unwrap()).expect("configured");
         let err = check_address(&addresses, "isp1", "198.18.1.2".parse().unwrap())
             .expect_err("not on isp1");
-        assert_eq!(err.to_string(), "address 198.18.1.2 is not configured on interface isp1");
+        assert_eq!(
+            err.to_string(),
+            "address 198.18.1.2 is not configured on interface isp1"
+        );
         let err = check_address(&addresses, "wan1", "198.18.1.3".parse().unwrap())
             .expect_err("not configured");
-        assert_eq!(err.to_string(), "address 198.18.1.3 is not configured on interface wan1");
+        assert_eq!(
+            err.to_string(),
+            "address 198.18.1.3 is not configured on interface wan1"
+        );
     }
 }

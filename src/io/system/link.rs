@@ -90,7 +90,10 @@ impl IoctlSocket {
         // SAFETY: socket() takes no pointers; the result is checked before use.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(SystemError::io("socket for interface ioctls", io::Error::last_os_error()));
+            return Err(SystemError::io(
+                "socket for interface ioctls",
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd is a freshly created descriptor that nothing else owns.
         Ok(IoctlSocket(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -118,7 +121,9 @@ impl IoctlSocket {
         if rc < 0 {
             let err = io::Error::last_os_error();
             return Err(match err.raw_os_error() {
-                Some(libc::ENODEV) | Some(libc::ENXIO) => SystemError::InterfaceNotFound(name.to_owned()),
+                Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                    SystemError::InterfaceNotFound(name.to_owned())
+                }
                 _ => SystemError::io(format!("interface {name}"), err),
             });
         }
@@ -195,9 +200,37 @@ mod tests {
     #[test]
     fn finds_a_veth_in_its_own_namespace() {
         let ns = TestNetns::new("link");
-        ns.ip(&["link", "add", "xa0", "numrxqueues", "3", "numtxqueues", "3", "type", "veth", "peer", "name", "xa1"]);
-        ns.ip(&["link", "set", "xa0", "address", "02:00:00:00:aa:01", "mtu", "1400", "up"]);
-        let found = ns.run(|| link("xa0")).expect("xa0 exists in the test namespace");
+        ns.ip(&[
+            "link",
+            "add",
+            "xa0",
+            "numrxqueues",
+            "3",
+            "numtxqueues",
+            "3",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "xa1",
+            "numrxqueues",
+            "1",
+            "numtxqueues",
+            "1",
+        ]);
+        ns.ip(&[
+            "link",
+            "set",
+            "xa0",
+            "address",
+            "02:00:00:00:aa:01",
+            "mtu",
+            "1400",
+            "up",
+        ]);
+        let found = ns
+            .run(|| link("xa0"))
+            .expect("xa0 exists in the test namespace");
         assert_eq!(found.name, "xa0");
         assert_eq!(found.mac, [0x02, 0, 0, 0, 0xaa, 0x01]);
         assert_eq!(found.mtu, 1400);
@@ -212,7 +245,9 @@ mod tests {
     #[test]
     fn missing_interface_is_named() {
         let ns = TestNetns::new("nolink");
-        let err = ns.run(|| link("wan3")).expect_err("no wan3 in a fresh namespace");
+        let err = ns
+            .run(|| link("wan3"))
+            .expect_err("no wan3 in a fresh namespace");
         assert_eq!(err.to_string(), "interface wan3 not found");
     }
 
@@ -220,7 +255,10 @@ mod tests {
     fn invalid_names_are_rejected() {
         for name in ["", "a-very-long-interface-name", "nul\0x"] {
             let err = link(name).expect_err("invalid name");
-            assert!(matches!(err, SystemError::InvalidInterfaceName(_)), "{name:?}: {err}");
+            assert!(
+                matches!(err, SystemError::InvalidInterfaceName(_)),
+                "{name:?}: {err}"
+            );
         }
     }
 }

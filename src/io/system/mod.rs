@@ -36,7 +36,10 @@ pub enum SystemError {
     #[error("interface name {0:?} is not valid (1 to 15 bytes, no NUL)")]
     InvalidInterfaceName(String),
     #[error("address {address} is not configured on interface {interface}")]
-    AddressNotConfigured { interface: String, address: Ipv4Addr },
+    AddressNotConfigured {
+        interface: String,
+        address: Ipv4Addr,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -89,7 +92,13 @@ mod tests {
 
     #[test]
     fn mac_rejects_bad_text() {
-        for bad in ["", "02:ab:00:10:ff", "02:ab:00:10:ff:01:02", "02:ab:00:10:ff:zz", "002:ab:00:10:ff:01"] {
+        for bad in [
+            "",
+            "02:ab:00:10:ff",
+            "02:ab:00:10:ff:01:02",
+            "02:ab:00:10:ff:zz",
+            "002:ab:00:10:ff:01",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }

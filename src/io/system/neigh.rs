@@ -39,7 +39,8 @@ fn parse_arp(text: &str) -> Result<Vec<Neighbour>, SystemError> {
             return Err(bad(line));
         };
         let addr: Ipv4Addr = addr.parse().map_err(|_| bad(line))?;
-        let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).map_err(|_| bad(line))?;
+        let flags =
+            u32::from_str_radix(flags.trim_start_matches("0x"), 16).map_err(|_| bad(line))?;
         let mac = if flags & ATF_COM != 0 {
             Some(parse_mac(mac).ok_or_else(|| bad(line))?)
         } else {
@@ -77,7 +78,10 @@ impl NeighbourProber {
             )
         };
         if fd < 0 {
-            return Err(SystemError::io("netlink socket", io::Error::last_os_error()));
+            return Err(SystemError::io(
+                "netlink socket",
+                io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd is a freshly created descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -96,7 +100,10 @@ impl NeighbourProber {
             )
         };
         if rc < 0 {
-            return Err(SystemError::io("netlink SO_RCVTIMEO", io::Error::last_os_error()));
+            return Err(SystemError::io(
+                "netlink SO_RCVTIMEO",
+                io::Error::last_os_error(),
+            ));
         }
         Ok(NeighbourProber { fd, seq: 0 })
     }
@@ -149,7 +156,8 @@ impl NeighbourProber {
 /// `RTM_NEWNEIGH` with `NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK`, an `ndmsg` with
 /// `NTF_USE` and state `NUD_NONE`, and one `NDA_DST` attribute.
 fn neigh_use_request(seq: u32, ifindex: u32, addr: Ipv4Addr) -> [u8; REQUEST_LEN] {
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+    let flags =
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
     let mut msg = [0u8; REQUEST_LEN];
     msg[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
     msg[4..6].copy_from_slice(&libc::RTM_NEWNEIGH.to_ne_bytes());
@@ -196,7 +204,8 @@ mod tests {
 
     #[test]
     fn parses_proc_net_arp() {
-        let text = "IP address       HW type     Flags       HW address            Mask     Device\n\
+        let text =
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
                     198.18.1.1       0x1         0x2         02:00:00:00:01:01     *        wan1\n\
                     192.168.50.77    0x1         0x0         00:00:00:00:00:00     *        lan0\n";
         let table = parse_arp(text).expect("valid table");
@@ -238,7 +247,18 @@ mod tests {
     fn probe_resolves_a_neighbour() {
         let router = TestNetns::new("neigh-r");
         let peer = TestNetns::new("neigh-p");
-        router.ip(&["link", "add", "wan1", "type", "veth", "peer", "name", "isp1", "netns", peer.name()]);
+        router.ip(&[
+            "link",
+            "add",
+            "wan1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "isp1",
+            "netns",
+            peer.name(),
+        ]);
         router.ip(&["link", "set", "wan1", "address", "02:00:00:00:01:02", "up"]);
         router.ip(&["addr", "add", "198.18.1.2/24", "dev", "wan1"]);
         peer.ip(&["link", "set", "isp1", "address", "02:00:00:00:01:01", "up"]);
@@ -249,7 +269,10 @@ mod tests {
 
         let (resolved, missing) = router.run(|| {
             let mut prober = NeighbourProber::open().expect("netlink socket");
-            assert!(neighbours().expect("table").iter().all(|n| n.addr != gateway));
+            assert!(neighbours()
+                .expect("table")
+                .iter()
+                .all(|n| n.addr != gateway));
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut resolved = None;
             while resolved.is_none() && Instant::now() < deadline {
@@ -261,7 +284,10 @@ mod tests {
                     .into_iter()
                     .find(|n| n.addr == gateway && n.mac.is_some());
             }
-            let missing = neighbours().expect("table").into_iter().find(|n| n.addr == absent);
+            let missing = neighbours()
+                .expect("table")
+                .into_iter()
+                .find(|n| n.addr == absent);
             (resolved, missing)
         });
         let resolved = resolved.expect("gateway resolved within 5 s");

@@ -86,7 +86,13 @@ impl TestNetns {
             .unwrap_or_else(|err| panic!("open /run/netns/{}: {err}", self.name));
         // SAFETY: the descriptor is a valid namespace file for the duration of the call.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setns into {}: {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Runs `body` on a new thread that has entered the namespace.
@@ -106,6 +112,8 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }

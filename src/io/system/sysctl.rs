@@ -41,8 +41,20 @@ mod tests {
 
     #[test]
     fn parses_port_ranges() {
-        assert_eq!(parse_port_range("32768\t60999"), Some(PortRange { lo: 32768, hi: 60999 }));
-        assert_eq!(parse_port_range("61000 61000"), Some(PortRange { lo: 61000, hi: 61000 }));
+        assert_eq!(
+            parse_port_range("32768\t60999"),
+            Some(PortRange {
+                lo: 32768,
+                hi: 60999
+            })
+        );
+        assert_eq!(
+            parse_port_range("61000 61000"),
+            Some(PortRange {
+                lo: 61000,
+                hi: 61000
+            })
+        );
         for bad in ["", "1", "2 1", "1 2 3", "a b", "1 70000"] {
             assert_eq!(parse_port_range(bad), None, "{bad:?}");
         }
@@ -51,12 +63,35 @@ mod tests {
     #[test]
     fn reads_the_calling_threads_namespace() {
         let ns = TestNetns::new("sysctl");
-        let out = ns.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40999"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = ns.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_local_port_range=40000 40999",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let range = ns.run(local_port_range).expect("readable");
-        assert_eq!(range, PortRange { lo: 40000, hi: 40999 });
-        assert_eq!(ns.run(|| read_sysctl("net.ipv4.ip_forward")).expect("readable"), "0");
+        assert_eq!(
+            range,
+            PortRange {
+                lo: 40000,
+                hi: 40999
+            }
+        );
+        assert_eq!(
+            ns.run(|| read_sysctl("net.ipv4.ip_forward"))
+                .expect("readable"),
+            "0"
+        );
         let err = read_sysctl("net.ipv4.no_such_sysctl").expect_err("absent");
-        assert!(err.to_string().starts_with("sysctl net.ipv4.no_such_sysctl: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("sysctl net.ipv4.no_such_sysctl: "),
+            "{err}"
+        );
     }
 }
