@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 
 pub use program::XdpMode;
 use program::{Program, MAX_QUEUES};
-pub use worker::{WorkerCounters, WorkerEnd};
 use worker::{BindMode, Worker, FRAME_SIZE};
+pub use worker::{WorkerCounters, WorkerEnd};
 
 use crate::io::{DataPathSetup, FrameProcessor, ZeroCopy};
 use crate::router::Router;
@@ -48,19 +48,30 @@ pub enum XdpError {
     XdpUnsupported { interface: String, detail: String },
     #[error("AF_XDP sockets are not available on {interface} ({detail}): try --io packet")]
     AfXdpUnsupported { interface: String, detail: String },
-    #[error("zero-copy AF_XDP is not supported on {interface} ({detail}): set zero-copy to auto or off")]
+    #[error(
+        "zero-copy AF_XDP is not supported on {interface} ({detail}): set zero-copy to auto or off"
+    )]
     ZeroCopyUnsupported { interface: String, detail: String },
     #[error(
         "{interface} has MTU {mtu}, the AF_XDP backend handles at most {max} (frames of {frame} bytes): \
          lower it (ip link set dev {interface} mtu 1500) or try --io packet"
     )]
-    MtuTooLarge { interface: String, mtu: u32, max: u32, frame: u32 },
+    MtuTooLarge {
+        interface: String,
+        mtu: u32,
+        max: u32,
+        frame: u32,
+    },
     #[error(
         "{interface} has {rx_queues} RX queue(s) but xwan runs {queues} worker(s), one per queue index: \
          make them equal (the queues setting, or ethtool -L {interface} ...), or frames on the other queues \
          would not reach xwan"
     )]
-    QueueMismatch { interface: String, rx_queues: u32, queues: u32 },
+    QueueMismatch {
+        interface: String,
+        rx_queues: u32,
+        queues: u32,
+    },
     #[error("cannot attach XDP to {interface}: {detail}")]
     Busy { interface: String, detail: String },
     #[error("cannot load the XDP program: {0}; if the kernel lacks BPF support, try --io packet")]
@@ -68,9 +79,17 @@ pub enum XdpError {
     #[error("cannot fill the XDP program's map {map}: {detail}")]
     Map { map: String, detail: String },
     #[error("AF_XDP socket on {interface} queue {queue}: {detail}")]
-    Socket { interface: String, queue: u32, detail: String },
+    Socket {
+        interface: String,
+        queue: u32,
+        detail: String,
+    },
     #[error("cannot pin the worker of queue {queue} to CPU {cpu}: {source}")]
-    Pin { queue: u32, cpu: usize, source: io::Error },
+    Pin {
+        queue: u32,
+        cpu: usize,
+        source: io::Error,
+    },
     #[error("AF_XDP worker: {0}")]
     Thread(String),
     #[error("invalid data path setup: {0}")]
@@ -201,10 +220,16 @@ impl XdpDataPath {
                     })
             };
             match thread {
-                Ok(thread) => path.workers.push(WorkerHandle { queue, counters, thread }),
+                Ok(thread) => path.workers.push(WorkerHandle {
+                    queue,
+                    counters,
+                    thread,
+                }),
                 Err(err) => {
                     path.abort();
-                    return Err(XdpError::Thread(format!("cannot start a worker thread: {err}")));
+                    return Err(XdpError::Thread(format!(
+                        "cannot start a worker thread: {err}"
+                    )));
                 }
             }
         }
@@ -224,7 +249,10 @@ impl XdpDataPath {
 
     /// Every worker's counters now.
     pub fn stats(&self) -> Vec<WorkerStats> {
-        self.workers.iter().map(|w| WorkerStats::read(w.queue, &w.counters)).collect()
+        self.workers
+            .iter()
+            .map(|w| WorkerStats::read(w.queue, &w.counters))
+            .collect()
     }
 
     /// Whether the sockets run in zero-copy mode.
@@ -265,7 +293,12 @@ impl XdpDataPath {
             return Err(err);
         }
         let frames_leaked = workers.iter().map(|(_, end)| end.frames_leaked).sum();
-        Ok(XdpReport { workers, frames_leaked, zero_copy, modes })
+        Ok(XdpReport {
+            workers,
+            frames_leaked,
+            zero_copy,
+            modes,
+        })
     }
 
     /// Stops and joins the workers without a report.
@@ -303,6 +336,13 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
                 interface.name, interface.ifindex
             )));
         }
+        if interface.rx_queues != setup.queues {
+            return Err(XdpError::QueueMismatch {
+                interface: interface.name.clone(),
+                rx_queues: interface.rx_queues,
+                queues: setup.queues,
+            });
+        }
         let mtu = interface_mtu(&interface.name)?;
         if mtu > MAX_MTU {
             return Err(XdpError::MtuTooLarge {
@@ -310,13 +350,6 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
                 mtu,
                 max: MAX_MTU,
                 frame: FRAME_SIZE,
-            });
-        }
-        if interface.rx_queues != setup.queues {
-            return Err(XdpError::QueueMismatch {
-                interface: interface.name.clone(),
-                rx_queues: interface.rx_queues,
-                queues: setup.queues,
             });
         }
     }
@@ -327,7 +360,9 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
 /// every interface first and falls back to copy mode (veth has no zero-copy).
 fn open_workers(setup: &DataPathSetup) -> Result<(Vec<Worker>, bool), XdpError> {
     let open = |mode| -> Result<Vec<Worker>, XdpError> {
-        (0..setup.queues).map(|queue| Worker::open(queue, &setup.interfaces, mode)).collect()
+        (0..setup.queues)
+            .map(|queue| Worker::open(queue, &setup.interfaces, mode))
+            .collect()
     };
     let workers = match setup.zero_copy {
         ZeroCopy::On => open(BindMode::ZeroCopy)?,
@@ -397,7 +432,10 @@ fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "CPU number out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU number out of range",
+        ));
     }
     // SAFETY: cpu is below CPU_SETSIZE, so the bit is inside `set`.
     unsafe { libc::CPU_SET(cpu, &mut set) };

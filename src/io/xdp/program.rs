@@ -86,7 +86,10 @@ impl Program {
                 XdpError::Load(err.to_string())
             }
         })?;
-        let program = Program { object, attachments: Vec::new() };
+        let program = Program {
+            object,
+            attachments: Vec::new(),
+        };
         program.fill_maps(interfaces, owned)?;
         Ok(program)
     }
@@ -96,12 +99,15 @@ impl Program {
             let (role, wan_addr) = match interface.port {
                 Port::Lan => (ROLE_LAN, Ipv4Addr::UNSPECIFIED),
                 Port::Wan(uplink) => {
-                    let addr = owned.wan_addresses.get(usize::from(uplink)).ok_or_else(|| {
-                        XdpError::Setup(format!(
-                            "no WAN address for uplink {uplink} ({})",
-                            interface.name
-                        ))
-                    })?;
+                    let addr = owned
+                        .wan_addresses
+                        .get(usize::from(uplink))
+                        .ok_or_else(|| {
+                            XdpError::Setup(format!(
+                                "no WAN address for uplink {uplink} ({})",
+                                interface.name
+                            ))
+                        })?;
                     (ROLE_WAN, *addr)
                 }
             };
@@ -144,10 +150,11 @@ impl Program {
             .maps()
             .find(|map| map.name() == map_name)
             .ok_or_else(|| XdpError::Load(format!("the XDP program has no map {map_name}")))?;
-        map.update(key, value, MapFlags::ANY).map_err(|err| XdpError::Map {
-            map: map_name.to_string(),
-            detail: err.to_string(),
-        })
+        map.update(key, value, MapFlags::ANY)
+            .map_err(|err| XdpError::Map {
+                map: map_name.to_string(),
+                detail: err.to_string(),
+            })
     }
 
     /// Makes the program redirect frames of (interface `slot`, `queue`) to the socket `fd`.
@@ -168,10 +175,13 @@ impl Program {
 
     /// The mode the program runs in on each interface, in attachment order.
     pub fn modes(&self) -> Vec<(String, XdpMode)> {
-        self.attachments.iter().map(|a| (a.interface.clone(), a.mode)).collect()
+        self.attachments
+            .iter()
+            .map(|a| (a.interface.clone(), a.mode))
+            .collect()
     }
 
-    fn program_fd(&self) -> Result<RawFd, XdpError> {
+    pub(super) fn program_fd(&self) -> Result<RawFd, XdpError> {
         self.object
             .progs()
             .find(|prog| prog.name() == PROGRAM_NAME)
@@ -204,7 +214,11 @@ impl Program {
             if fd >= 0 {
                 // SAFETY: bpf_link_create returned a new file descriptor that nothing else owns.
                 let link = unsafe { OwnedFd::from_raw_fd(fd) };
-                return Ok(Attachment { interface: interface.name.clone(), mode, _link: link });
+                return Ok(Attachment {
+                    interface: interface.name.clone(),
+                    mode,
+                    _link: link,
+                });
             }
             let err = std::io::Error::from_raw_os_error(-fd);
             match err.raw_os_error() {
@@ -229,7 +243,10 @@ impl Program {
                     interface: interface.name.clone(),
                     detail: format!(
                         "native mode: {}; generic mode: {err}",
-                        native_error.take().map(|e| e.to_string()).unwrap_or_default()
+                        native_error
+                            .take()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default()
                     ),
                 });
             }
@@ -323,7 +340,9 @@ fn program_name(prog_id: u32) -> Option<String> {
         return None;
     }
     let bytes: Vec<u8> = info.name.iter().map(|&c| c as u8).collect();
-    CStr::from_bytes_until_nul(&bytes).ok().map(|name| name.to_string_lossy().into_owned())
+    CStr::from_bytes_until_nul(&bytes)
+        .ok()
+        .map(|name| name.to_string_lossy().into_owned())
 }
 
 fn prefix_key(net: &Ipv4Net) -> [u8; 8] {

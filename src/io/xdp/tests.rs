@@ -23,7 +23,10 @@ const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
 const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const ISP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
-const NAT_PORTS: PortRange = PortRange { lo: 30000, hi: 60999 };
+const NAT_PORTS: PortRange = PortRange {
+    lo: 30000,
+    hi: 60999,
+};
 const UDP_FORWARD: u16 = 5353;
 const QUEUES: u32 = 2;
 
@@ -45,7 +48,9 @@ impl FrameProcessor for OneHostNat {
         let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
         let (port, addr_at, new_addr, eth_dst, eth_src) = match meta.port {
             Port::Lan if src == HOST => (Port::Wan(0), 26, WAN_ADDR, ISP_MAC, WAN_MAC),
-            Port::Wan(0) if dst == WAN_ADDR && frame[23] == 1 => (Port::Lan, 30, HOST, HOST_MAC, LAN_MAC),
+            Port::Wan(0) if dst == WAN_ADDR && frame[23] == 1 => {
+                (Port::Lan, 30, HOST, HOST_MAC, LAN_MAC)
+            }
             Port::Wan(_) => return Verdict::Drop(DropReason::NoMapping),
             Port::Lan => return Verdict::Kernel(KernelReason::NotInside),
         };
@@ -56,12 +61,18 @@ impl FrameProcessor for OneHostNat {
         frame[24..26].fill(0);
         let checksum = ip_checksum(&frame[14..34]);
         frame[24..26].copy_from_slice(&checksum.to_be_bytes());
-        Verdict::Forward { port, len: 14 + total_len }
+        Verdict::Forward {
+            port,
+            len: 14 + total_len,
+        }
     }
 }
 
 fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -78,7 +89,11 @@ struct Testbed {
 impl Testbed {
     fn new() -> Testbed {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let tag = format!("{}{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let tag = format!(
+            "{}{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let bed = Testbed {
             host: format!("xwxh{tag}"),
             router: format!("xwxr{tag}"),
@@ -105,12 +120,22 @@ impl Testbed {
         sh(&format!("ip -n {r} addr add {WAN_ADDR}/24 dev wan1"));
         sh(&format!("ip -n {h} addr add {HOST}/24 dev h0"));
         sh(&format!("ip -n {i} addr add {ISP}/24 dev i0"));
-        for (ns, dev) in [(r, "lan0"), (r, "wan1"), (h, "h0"), (i, "i0"), (r, "lo"), (h, "lo"), (i, "lo")] {
+        for (ns, dev) in [
+            (r, "lan0"),
+            (r, "wan1"),
+            (h, "h0"),
+            (i, "i0"),
+            (r, "lo"),
+            (h, "lo"),
+            (i, "lo"),
+        ] {
             sh(&format!("ip -n {ns} link set {dev} up"));
         }
         sh(&format!("ip -n {h} route add default via {LAN_ADDR}"));
         // The router forwards nothing by itself: whatever crosses it went through xwan.
-        sh(&format!("ip netns exec {r} sysctl -qw net.ipv4.ip_forward=0"));
+        sh(&format!(
+            "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=0"
+        ));
         // A veth peer drops frames sent by AF_XDP unless it has GRO (or XDP) on.
         sh(&format!("ip netns exec {h} ethtool -K h0 gro on tx off"));
         sh(&format!("ip netns exec {i} ethtool -K i0 gro on tx off"));
@@ -118,7 +143,10 @@ impl Testbed {
     }
 
     fn interface(&self, name: &str, port: Port, mac: [u8; 6]) -> Interface {
-        let out = sh(&format!("ip netns exec {} cat /sys/class/net/{name}/ifindex", self.router));
+        let out = sh(&format!(
+            "ip netns exec {} cat /sys/class/net/{name}/ifindex",
+            self.router
+        ));
         Interface {
             name: name.to_string(),
             ifindex: out.trim().parse().expect("ifindex"),
@@ -175,11 +203,18 @@ impl Drop for Testbed {
 }
 
 fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn sh(command: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(command).output().expect("run sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+        .expect("run sh");
     assert!(
         out.status.success(),
         "`{command}` failed: {}",
@@ -197,7 +232,11 @@ fn ping(ns: &str, args: &str) -> u32 {
         .expect("run ping");
     let text = String::from_utf8_lossy(&out.stdout);
     text.split(',')
-        .find_map(|part| part.trim().strip_suffix(" received").and_then(|n| n.trim().parse().ok()))
+        .find_map(|part| {
+            part.trim()
+                .strip_suffix(" received")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("no ping summary in: {text}"))
 }
 
@@ -210,12 +249,18 @@ fn forwards_owned_traffic_and_leaves_the_rest_to_the_kernel() {
     assert!(!path.zero_copy(), "veth has no zero-copy mode");
     assert_eq!(
         path.modes(),
-        vec![("lan0".to_string(), XdpMode::Native), ("wan1".to_string(), XdpMode::Native)]
+        vec![
+            ("lan0".to_string(), XdpMode::Native),
+            ("wan1".to_string(), XdpMode::Native)
+        ]
     );
 
     // Through xwan: echo requests LAN → WAN, replies (identifier in the NAT range) back.
     let count = 200;
-    let through = ping(&bed.host, &format!("-c {count} -i 0.002 -W 2 -e 40000 {ISP}"));
+    let through = ping(
+        &bed.host,
+        &format!("-c {count} -i 0.002 -W 2 -e 40000 {ISP}"),
+    );
     // The kernel's: the router's own address, a bypassed prefix, TTL 1.
     let own = ping(&bed.host, &format!("-c 3 -i 0.05 -W 1 {LAN_ADDR}"));
     ping(&bed.host, "-c 2 -i 0.05 -W 0.3 203.0.113.10");
@@ -224,25 +269,45 @@ fn forwards_owned_traffic_and_leaves_the_rest_to_the_kernel() {
     // kernel's; a NAT port and a forwarded port are xwan's (the test NAT drops them).
     let wan_own = ping(&bed.isp, &format!("-c 3 -i 0.05 -W 1 {WAN_ADDR}"));
     for port in [5000, 40001, UDP_FORWARD] {
-        sh(&format!("ip netns exec {} bash -c 'echo x > /dev/udp/{WAN_ADDR}/{port}'", bed.isp));
+        sh(&format!(
+            "ip netns exec {} bash -c 'echo x > /dev/udp/{WAN_ADDR}/{port}'",
+            bed.isp
+        ));
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
 
     let report = path.stop().expect("stop");
     assert_eq!(through, count, "echo replies through the AF_XDP forwarder");
-    assert_eq!(own, 3, "the router's own address answers through the kernel");
-    assert_eq!(wan_own, 3, "the WAN address answers pings through the kernel");
+    assert_eq!(
+        own, 3,
+        "the router's own address answers through the kernel"
+    );
+    assert_eq!(
+        wan_own, 3,
+        "the WAN address answers pings through the kernel"
+    );
     let rx: u64 = report.workers.iter().map(|(s, _)| s.rx).sum();
     let tx: u64 = report.workers.iter().map(|(s, _)| s.tx).sum();
     let dropped: u64 = report.workers.iter().map(|(s, _)| s.drop_verdicts).sum();
     let kernel: u64 = report.workers.iter().map(|(s, _)| s.kernel_verdicts).sum();
-    assert_eq!(rx, 2 * u64::from(count) + 2, "only owned frames reach the workers: {report:?}");
+    assert_eq!(
+        rx,
+        2 * u64::from(count) + 2,
+        "only owned frames reach the workers: {report:?}"
+    );
     assert_eq!(tx, 2 * u64::from(count), "{report:?}");
     assert_eq!(dropped, 2, "the two owned UDP datagrams: {report:?}");
     assert_eq!(kernel, 0, "{report:?}");
-    assert_eq!(report.frames_leaked, 0, "every frame back in its pool: {report:?}");
+    assert_eq!(
+        report.frames_leaked, 0,
+        "every frame back in its pool: {report:?}"
+    );
     for (_, end) in &report.workers {
-        assert_eq!(end.frames_free + end.frames_on_fill_rings, end.frames_total, "{end:?}");
+        assert_eq!(
+            end.frames_free + end.frames_on_fill_rings,
+            end.frames_total,
+            "{end:?}"
+        );
     }
     // Detached on stop: the interface has no XDP program left.
     let link = sh(&format!("ip -n {} link show lan0", bed.router));
@@ -261,7 +326,10 @@ fn a_second_data_path_on_the_same_interfaces_is_refused() {
     });
     let first = first.expect("first data path");
     let err = second.err().expect("the second data path must fail");
-    assert!(matches!(err, XdpError::Busy { .. } | XdpError::Socket { .. }), "{err}");
+    assert!(
+        matches!(err, XdpError::Busy { .. } | XdpError::Socket { .. }),
+        "{err}"
+    );
     let report = first.stop().expect("stop");
     assert_eq!(report.frames_leaked, 0);
 }
@@ -280,7 +348,10 @@ fn a_missing_interface_is_named() {
         ..Testbed::setup_without_bed()
     };
     let err = check_setup(&setup).expect_err("missing interface");
-    assert!(matches!(err, XdpError::NoInterface(ref name) if name == "xwan-missing0"), "{err}");
+    assert!(
+        matches!(err, XdpError::NoInterface(ref name) if name == "xwan-missing0"),
+        "{err}"
+    );
     assert!(err.to_string().contains("xwan-missing0"));
 }
 
@@ -299,7 +370,10 @@ fn an_mtu_too_large_for_a_frame_is_refused() {
         ..Testbed::setup_without_bed()
     };
     let err = check_setup(&setup).expect_err("MTU too large");
-    assert!(matches!(err, XdpError::MtuTooLarge { mtu: 65536, .. }), "{err}");
+    assert!(
+        matches!(err, XdpError::MtuTooLarge { mtu: 65536, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("--io packet"), "{err}");
 }
 
@@ -317,7 +391,17 @@ fn queue_count_must_match_the_workers() {
         ..Testbed::setup_without_bed()
     };
     let err = check_setup(&setup).expect_err("queue mismatch");
-    assert!(matches!(err, XdpError::QueueMismatch { rx_queues: 1, queues: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            XdpError::QueueMismatch {
+                rx_queues: 1,
+                queues: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 impl Testbed {
@@ -341,4 +425,104 @@ impl Testbed {
             epoch: Instant::now(),
         }
     }
+}
+
+/// The id of the XDP program attached to `ifindex` in the calling thread's namespace.
+fn attached_program(ifindex: u32) -> u32 {
+    let mut id = 0;
+    // SAFETY: id is a valid out-pointer for the call.
+    let ret = unsafe { libbpf_rs::libbpf_sys::bpf_xdp_query_id(ifindex as i32, 0, &mut id) };
+    assert_eq!(ret, 0, "bpf_xdp_query_id");
+    id
+}
+
+/// Attaches the program `fd` to `ifindex` the old way (netlink, native mode), as a
+/// crashed older xwan or `ip link set dev ... xdp` would leave it.
+fn attach_by_netlink(fd: i32, ifindex: u32) {
+    let opts = libbpf_rs::libbpf_sys::bpf_xdp_attach_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_xdp_attach_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: fd is a loaded XDP program, opts a valid, sized options struct.
+    let ret = unsafe {
+        libbpf_rs::libbpf_sys::bpf_xdp_attach(
+            ifindex as i32,
+            fd,
+            libbpf_rs::libbpf_sys::XDP_FLAGS_DRV_MODE,
+            &opts,
+        )
+    };
+    assert_eq!(ret, 0, "bpf_xdp_attach");
+}
+
+#[test]
+fn a_stale_xwan_program_is_replaced() {
+    let bed = Testbed::new();
+    let setup = bed.setup();
+    let lan_ifindex = setup.interfaces[0].ifindex;
+    let (stale, path) = bed.in_router(move || {
+        let stale = program::Program::load(&setup.interfaces, &setup.owned).expect("load");
+        attach_by_netlink(stale.program_fd().expect("program fd"), lan_ifindex);
+        drop(stale);
+        let stale = attached_program(lan_ifindex);
+        let path = XdpDataPath::start_with(Arc::new(OneHostNat), &setup);
+        (stale, path)
+    });
+    assert_ne!(
+        stale, 0,
+        "the stale program stays attached after its loader is gone"
+    );
+    let path = path.expect("start over a stale xwan program");
+    let through = ping(&bed.host, &format!("-c 20 -i 0.005 -W 2 -e 40000 {ISP}"));
+    let report = path.stop().expect("stop");
+    assert_eq!(through, 20);
+    assert_eq!(report.frames_leaked, 0);
+    let after = bed.in_router(move || attached_program(lan_ifindex));
+    assert_eq!(after, 0, "nothing left attached after stop");
+}
+
+#[test]
+fn another_programs_xdp_is_left_alone() {
+    let bed = Testbed::new();
+    let setup = bed.setup();
+    let lan_ifindex = setup.interfaces[0].ifindex;
+    let (foreign, result, after) = bed.in_router(move || {
+        let foreign = load_pass_program();
+        attach_by_netlink(foreign.as_raw_fd(), lan_ifindex);
+        let id = attached_program(lan_ifindex);
+        let result = XdpDataPath::start_with(Arc::new(OneHostNat), &setup).map(|_| ());
+        (id, result, attached_program(lan_ifindex))
+    });
+    let err = result.expect_err("someone else's XDP program must not be replaced");
+    assert!(matches!(err, XdpError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string().contains("xdp off"),
+        "says what to do: {err}"
+    );
+    assert_eq!(after, foreign, "the other program is still attached");
+}
+
+/// A program named `foreign` that returns XDP_PASS.
+fn load_pass_program() -> std::os::fd::OwnedFd {
+    use libbpf_rs::libbpf_sys;
+    use std::os::fd::FromRawFd;
+    // SAFETY: bpf_insn is plain old data; all-zero is `mov r0, r0`-shaped filler we overwrite.
+    let mut insns: [libbpf_sys::bpf_insn; 2] = unsafe { std::mem::zeroed() };
+    insns[0].code = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K: r0 = imm
+    insns[0].imm = 2; // XDP_PASS
+    insns[1].code = 0x95; // BPF_JMP | BPF_EXIT
+                          // SAFETY: name, license and the instructions outlive the call; no options.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_XDP,
+            c"foreign".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(fd >= 0, "bpf_prog_load: {fd}");
+    // SAFETY: bpf_prog_load returned a new descriptor nothing else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }

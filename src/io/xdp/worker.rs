@@ -13,9 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use xsk_rs::config::{
-    BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
+use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::XdpError;
@@ -107,7 +105,10 @@ struct PortSlots {
 
 impl PortSlots {
     fn new(interfaces: &[Interface]) -> PortSlots {
-        let mut slots = PortSlots { lan: None, wans: Vec::new() };
+        let mut slots = PortSlots {
+            lan: None,
+            wans: Vec::new(),
+        };
         for (slot, interface) in interfaces.iter().enumerate() {
             match interface.port {
                 Port::Lan => slots.lan = Some(slot),
@@ -154,13 +155,12 @@ impl Worker {
             .map_err(|e| setup_error(e.to_string()))?;
         let frame_count = NonZeroU32::new(FRAMES_PER_SOCKET * interfaces.len() as u32)
             .ok_or_else(|| setup_error("no interfaces".to_string()))?;
-        let (umem, free) = Umem::new(umem_config, frame_count, false).map_err(|err| {
-            XdpError::Socket {
+        let (umem, free) =
+            Umem::new(umem_config, frame_count, false).map_err(|err| XdpError::Socket {
                 interface: "-".to_string(),
                 queue,
                 detail: format!("{err}: {}", source_text(&err)),
-            }
-        })?;
+            })?;
         let bind = match mode {
             BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
             BindMode::Copy => BindFlags::XDP_COPY,
@@ -174,11 +174,15 @@ impl Worker {
 
         let mut sockets = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
-            let name = interface.name.parse().map_err(|_| XdpError::NoInterface(interface.name.clone()))?;
+            let name = interface
+                .name
+                .parse()
+                .map_err(|_| XdpError::NoInterface(interface.name.clone()))?;
             // SAFETY: every socket is created with XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD,
             // which Socket::new requires when a UMEM is shared.
             let created = unsafe { Socket::new(socket_config, &umem, &name, queue) };
-            let (tx, rx, rings) = created.map_err(|err| socket_error(interface, queue, mode, &err))?;
+            let (tx, rx, rings) =
+                created.map_err(|err| socket_error(interface, queue, mode, &err))?;
             let (fq, cq) = rings.ok_or_else(|| XdpError::Socket {
                 interface: interface.name.clone(),
                 queue,
@@ -197,12 +201,22 @@ impl Worker {
             });
         }
         let total = free.len();
-        Ok(Worker { queue, umem, sockets, slots: PortSlots::new(interfaces), free, total })
+        Ok(Worker {
+            queue,
+            umem,
+            sockets,
+            slots: PortSlots::new(interfaces),
+            free,
+            total,
+        })
     }
 
     /// The socket descriptors, by interface slot, for the XSKMAP.
     pub fn socket_fds(&self) -> impl Iterator<Item = (usize, RawFd)> + '_ {
-        self.sockets.iter().enumerate().map(|(slot, s)| (slot, s.rx.fd().as_raw_fd()))
+        self.sockets
+            .iter()
+            .enumerate()
+            .map(|(slot, s)| (slot, s.rx.fd().as_raw_fd()))
     }
 
     /// Whether the kernel bound the sockets in zero-copy mode.
@@ -243,12 +257,19 @@ impl Worker {
     ) -> Result<WorkerEnd, XdpError> {
         let mut state = processor.worker();
         let mut batch = [FrameDesc::default(); BATCH];
-        let mut outgoing: Vec<Vec<FrameDesc>> =
-            self.sockets.iter().map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut outgoing: Vec<Vec<FrameDesc>> = self
+            .sockets
+            .iter()
+            .map(|_| Vec::with_capacity(BATCH))
+            .collect();
         let mut pollfds: Vec<libc::pollfd> = self
             .sockets
             .iter()
-            .map(|s| libc::pollfd { fd: s.rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 })
+            .map(|s| libc::pollfd {
+                fd: s.rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
         let mut idle_rounds = 0u32;
 
@@ -258,7 +279,15 @@ impl Worker {
             let now = epoch.elapsed();
             let mut received = 0;
             for input in 0..self.sockets.len() {
-                received += self.receive_batch(input, &mut batch, &mut outgoing, processor, &mut state, now, counters)?;
+                received += self.receive_batch(
+                    input,
+                    &mut batch,
+                    &mut outgoing,
+                    processor,
+                    &mut state,
+                    now,
+                    counters,
+                )?;
             }
             if received == 0 && completed == 0 {
                 idle_rounds += 1;
@@ -335,7 +364,11 @@ impl Worker {
             return Ok(0);
         }
         socket.in_fill -= received as u32;
-        let meta = FrameMeta { port: socket.port, now, checksum_partial: false };
+        let meta = FrameMeta {
+            port: socket.port,
+            now,
+            checksum_partial: false,
+        };
 
         let (mut kernel, mut dropped, mut bad) = (0u64, 0u64, 0u64);
         for desc in &mut batch[..received] {
@@ -454,7 +487,13 @@ fn kick_tx(socket: &mut XskSocket) -> Result<(), XdpError> {
 /// Blocks until a socket has frames to receive or the poll times out.
 fn poll_readable(pollfds: &mut [libc::pollfd]) -> Result<bool, XdpError> {
     // SAFETY: pollfds is a valid array of pollfd of the given length.
-    let ret = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, POLL_TIMEOUT_MS) };
+    let ret = unsafe {
+        libc::poll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            POLL_TIMEOUT_MS,
+        )
+    };
     if ret < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
@@ -469,7 +508,12 @@ fn source_text(err: &dyn std::error::Error) -> String {
     err.source().map(|s| s.to_string()).unwrap_or_default()
 }
 
-fn socket_error(interface: &Interface, queue: u32, mode: BindMode, err: &xsk_rs::socket::SocketCreateError) -> XdpError {
+fn socket_error(
+    interface: &Interface,
+    queue: u32,
+    mode: BindMode,
+    err: &xsk_rs::socket::SocketCreateError,
+) -> XdpError {
     let errno = std::error::Error::source(err)
         .and_then(|s| s.downcast_ref::<io::Error>())
         .and_then(io::Error::raw_os_error);
@@ -487,10 +531,11 @@ fn socket_error(interface: &Interface, queue: u32, mode: BindMode, err: &xsk_rs:
             interface: interface.name.clone(),
             detail,
         },
-        Some(libc::EBUSY) => XdpError::Socket {
+        Some(libc::EBUSY) => XdpError::Busy {
             interface: interface.name.clone(),
-            queue,
-            detail: format!("{detail} (another program already has an AF_XDP socket on this queue)"),
+            detail: format!(
+                "queue {queue} already has an AF_XDP socket (is another xwan running?): stop that program first"
+            ),
         },
         _ => XdpError::Socket { interface: interface.name.clone(), queue, detail },
     }
