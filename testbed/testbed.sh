@@ -65,12 +65,12 @@ namespaces_of() {
 
 # Stop the processes living in a namespace: TERM, then KILL after 2 s.
 kill_ns_processes() {
-    local ns=$1 pids i
+    local ns=$1 pids
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
     [[ -n $pids ]] || return 0
     # shellcheck disable=SC2086 # one pid per word
     kill -TERM $pids 2>/dev/null || true
-    for i in $(seq 20); do
+    for _ in $(seq 20); do
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         [[ -n $pids ]] || return 0
         sleep 0.1
@@ -125,6 +125,12 @@ isp() {
     nsx "$ns" iptables -w -A FORWARD -i cust ! -s "198.18.$n.2" -j DROP
 }
 
+# in_range VALUE LO HI: VALUE is a decimal number within LO..HI.
+in_range() {
+    [[ $1 =~ ^[0-9]{1,6}$ ]] || return 1
+    (($1 >= $2 && $1 <= $3))
+}
+
 cmd_up() {
     [[ $# -ge 1 ]] || usage
     local p=$1
@@ -144,13 +150,14 @@ cmd_up() {
         esac
         shift 2
     done
-    [[ $hosts =~ ^[0-9]+$ ]] && ((hosts >= 1 && hosts <= 200)) || die "--lan-hosts must be 1..200"
-    [[ $queues =~ ^[0-9]+$ ]] && ((queues >= 1 && queues <= 64)) || die "--queues must be 1..64"
+    in_range "$hosts" 1 200 || die "--lan-hosts must be 1..200"
+    in_range "$queues" 1 64 || die "--queues must be 1..64"
     [[ $TX_OFFLOAD == on || $TX_OFFLOAD == off ]] || die "--tx-offload must be on or off"
-    [[ $MTU =~ ^[0-9]+$ ]] && ((MTU >= 576 && MTU <= 9000)) || die "--mtu must be 576..9000"
+    in_range "$MTU" 576 9000 || die "--mtu must be 576..9000"
 
     cmd_down "$p"
     # A half-built testbed is removed, whatever failed.
+    # shellcheck disable=SC2064 # expand now: $p is local
     trap "cmd_down $p" EXIT
 
     local node k

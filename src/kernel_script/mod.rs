@@ -873,6 +873,53 @@ mod tests {
         ));
     }
 
+    /// testbed/configs/example.toml, through the real parser.
+    #[test]
+    fn testbed_example_file_renders_its_uplinks_and_forwards() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/configs/example.toml");
+        let config =
+            Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let s = render(&config);
+        let ports = config.nat.ports;
+        for (i, wan) in config.wans.iter().enumerate() {
+            let n = i + 1;
+            let dev = &wan.interface;
+            assert!(has_line(
+                &s,
+                &format!(
+                    "ip route add default via {} dev {dev} src {} table 10{n}",
+                    wan.gateway, wan.address
+                )
+            ));
+            assert!(has_line(
+                &s,
+                &format!("ip rule add priority 110{n} fwmark {n} table 10{n}")
+            ));
+            assert!(has_line(&s, &format!(
+                "iptables -t nat -A POSTROUTING -o {dev} -s 192.168.50.0/24 -p tcp -j SNAT --to-source {}:{}-{}",
+                wan.address, ports.lo, ports.hi
+            )));
+        }
+        for fwd in &config.forwards {
+            for &u in &fwd.wans {
+                let wan = &config.wans[usize::from(u)];
+                let proto = if fwd.proto == Proto::Udp {
+                    "udp"
+                } else {
+                    "tcp"
+                };
+                assert!(has_line(&s, &format!(
+                    "iptables -t nat -A PREROUTING -i {} -d {} -p {proto} --dport {} -j DNAT --to-destination {}:{}",
+                    wan.interface, wan.address, fwd.port, fwd.to_addr, fwd.to_port
+                )));
+            }
+        }
+        assert_eq!(
+            s.matches("-j DNAT").count(),
+            config.forwards.iter().map(|f| f.wans.len()).sum::<usize>()
+        );
+    }
+
     #[test]
     fn example_sets_the_sysctls_marks_need() {
         let s = render(&example_config());
