@@ -5,6 +5,7 @@
 //! - [`packet`]: parsing a frame into a borrowed view and rewriting it (checksums included).
 //! - [`flow`]: the flow table, the CONNMARK equivalent.
 //! - [`policy`]: steering rules and balancing for new connections.
+//! - [`health`]: uplink health from probes, with thresholds and overrides.
 //! - [`nat`]: the SNAT port allocator.
 //! - [`router`]: the pure core: bytes in, verdict out, time passed in.
 //! - [`io`]: backends that move frames between interfaces and the core.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod flow;
+pub mod health;
 pub mod io;
 pub mod kernel_script;
 pub mod nat;
