@@ -67,10 +67,7 @@ impl Script {
 
     /// A comment line; control characters from the config are neutralised.
     fn comment(&mut self, text: &str) {
-        let clean: String = text
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
+        let clean = comment_text(text);
         if clean.is_empty() {
             self.line("#");
         } else {
@@ -343,6 +340,8 @@ fn mangle(s: &mut Script, config: &Config) {
     s.line("iptables -t mangle -A OUTPUT -j CONNMARK --restore-mark");
 }
 
+/// Config text made safe for a comment: control characters (a newline
+/// would end the comment) become `?`.
 fn comment_text(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
