@@ -4,15 +4,52 @@
 //! - `packet`: AF_PACKET raw sockets, for machines or drivers without AF_XDP.
 //!
 //! Both take a [`DataPathSetup`] and run one worker thread per queue index.
+//!
+//! - [`system`]: what the data path needs from the kernel (interfaces, addresses,
+//!   neighbours, sysctls).
+//! - [`run`]: `xwan run`, which ties the router core, a backend and the kernel together.
+
+pub mod xdp;
+
+pub mod packet;
+mod runtime;
+pub mod system;
+
+pub use runtime::{run, IoMode, RunError, RunOptions, Running};
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ipnet::Ipv4Net;
 
 use crate::config::PortRange;
-use crate::router::Port;
+use crate::router::{FrameMeta, Port, Router, Verdict, Worker};
+
+/// What a backend's workers call for every frame: the router core in production,
+/// simpler processors in the backends' own tests.
+pub trait FrameProcessor: Send + Sync + 'static {
+    /// Per-thread state (counters); made on the worker thread that uses it.
+    type Worker;
+
+    fn worker(&self) -> Self::Worker;
+
+    /// Rewrites the frame in place and says where it goes.
+    fn process(&self, worker: &mut Self::Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict;
+}
+
+impl FrameProcessor for Router {
+    type Worker = Worker;
+
+    fn worker(&self) -> Worker {
+        Router::worker(self)
+    }
+
+    fn process(&self, worker: &mut Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        Router::process(self, worker, frame, meta)
+    }
+}
 
 /// One interface the data path attaches to.
 #[derive(Debug, Clone)]
@@ -68,4 +105,7 @@ pub struct DataPathSetup {
     pub owned: OwnedTraffic,
     /// Set to true to make every worker stop.
     pub stop: Arc<AtomicBool>,
+    /// The router's clock: `FrameMeta::now` is the time since this instant, and
+    /// `Router::expire` must be given times from the same epoch.
+    pub epoch: Instant,
 }

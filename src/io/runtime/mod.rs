@@ -1,0 +1,675 @@
+//! `xwan run`: find the interfaces, check the kernel, build the router core, start a
+//! backend and the housekeeping threads, and undo every kernel change on SIGINT or
+//! SIGTERM.
+//!
+//! Kernel changes: in packet mode, the nftables table `ip xwan` described in
+//! [`crate::io::packet::KernelFilter`], removed at exit; in XDP mode, whatever the
+//! XDP backend attaches (it detaches it when stopped). No sysctl is written: if
+//! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
+//! says which value to set, because the kernel could otherwise give one of the
+//! router's own connections a port the NAT hands out.
+//!
+//! Housekeeping threads, both on the same clock as the workers
+//! ([`DataPathSetup::epoch`]):
+//! - the sweeper calls [`Router::expire`] every second;
+//! - the neighbour thread, every 500 ms, reads the kernel's neighbour table, hands
+//!   gateway and LAN host MACs to the core (and clears a gateway's MAC when the
+//!   kernel marks it failed), and asks the kernel to resolve gateways and the LAN
+//!   hosts the core is missing (a netlink `NTF_USE` request: see
+//!   [`crate::io::system::NeighbourProber`]).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use tracing::{debug, info, warn};
+
+use crate::config::{Action, Config, PortRange, Proto, UplinkId};
+use crate::router::{InterfaceMacs, Port, Router};
+
+use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, TABLE};
+use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
+use super::xdp::{XdpDataPath, XdpError};
+use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
+
+/// Which backend moves the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// XDP program + AF_XDP sockets.
+    Xdp,
+    /// AF_PACKET raw sockets (the kernel keeps a copy of every frame).
+    Packet,
+}
+
+/// How `xwan run` runs, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// None: XDP, falling back to packet if XDP cannot start.
+    pub io: Option<IoMode>,
+    /// Worker threads; None: the largest RX queue count of the interfaces.
+    pub queues: Option<u32>,
+    pub zero_copy: ZeroCopy,
+    /// CPUs to pin workers to (wrapping); empty: no pinning.
+    pub cpus: Vec<usize>,
+    /// 0: info, 1: debug, 2 or more: trace.
+    pub verbose: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("xwan run needs root: {0} missing from the effective capabilities")]
+    NotPrivileged(String),
+    #[error(transparent)]
+    System(#[from] SystemError),
+    #[error(
+        "net.ipv4.ip_local_port_range ({} {}) overlaps [nat] ports ({}-{}): the kernel could give the router's own \
+         connections a NAT port; {advice}",
+        kernel.lo, kernel.hi, nat.lo, nat.hi
+    )]
+    PortRangeOverlap {
+        kernel: PortRange,
+        nat: PortRange,
+        advice: String,
+    },
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error("installing the SIGINT/SIGTERM handlers: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("starting the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
+/// kernel change. Logs go to stderr.
+pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
+    init_logging(options.verbose);
+    let running = Running::start(&config, config_path, &options)?;
+    running.wait();
+    running.shutdown()
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    // A subscriber set earlier (by a test, or by the caller) stays in place.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .try_init();
+}
+
+/// The started router: the core, a backend, the housekeeping threads and the
+/// signal handlers. [`Running::shutdown`] stops everything and undoes the kernel
+/// changes.
+pub struct Running {
+    router: Arc<Router>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+    data_path: DataPath,
+    threads: Vec<JoinHandle<()>>,
+    signals: Vec<signal_hook::SigId>,
+}
+
+enum DataPath {
+    Packet {
+        path: PacketDataPath,
+        filter: KernelFilter,
+    },
+    Xdp(XdpDataPath),
+}
+
+/// The interfaces and addresses found for a configuration.
+struct Discovered {
+    lan: Link,
+    /// One per uplink, in config order.
+    wans: Vec<Link>,
+    local_addresses: Vec<Ipv4Addr>,
+}
+
+impl Running {
+    pub fn start(
+        config: &Config,
+        config_path: &Path,
+        options: &RunOptions,
+    ) -> Result<Running, RunError> {
+        check_privileges()?;
+        let found = discover(config)?;
+        check_port_ranges(config.nat.ports)?;
+
+        let queues = options
+            .queues
+            .unwrap_or_else(|| {
+                std::iter::once(&found.lan)
+                    .chain(&found.wans)
+                    .map(|l| l.rx_queues)
+                    .max()
+                    .unwrap_or(1)
+            })
+            .max(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let setup = DataPathSetup {
+            interfaces: interfaces(&found),
+            queues,
+            zero_copy: options.zero_copy,
+            cpus: options.cpus.clone(),
+            owned: owned_traffic(config, &found),
+            stop: Arc::clone(&stop),
+            epoch,
+        };
+
+        let router = Arc::new(Router::new(
+            config,
+            InterfaceMacs {
+                lan: found.lan.mac,
+                wans: found.wans.iter().map(|l| l.mac).collect(),
+            },
+        ));
+        for id in 0..config.wans.len() {
+            router.set_uplink_up(id as UplinkId, true);
+        }
+        let mut neighbours = NeighbourThread::new(Arc::clone(&router), config, &found)?;
+        neighbours.refresh();
+
+        log_summary(config, config_path, &found, &setup, options, &neighbours);
+        let data_path = start_data_path(&router, &setup, config, options.io)?;
+        let mut running = Running {
+            router,
+            stop,
+            epoch,
+            data_path,
+            threads: Vec::new(),
+            signals: Vec::new(),
+        };
+        if let Err(err) = running.start_housekeeping(neighbours) {
+            let _ = running.shutdown();
+            return Err(err);
+        }
+        info!("running; SIGINT or SIGTERM stops xwan and undoes its kernel changes");
+        Ok(running)
+    }
+
+    fn start_housekeeping(&mut self, mut neighbours: NeighbourThread) -> Result<(), RunError> {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while stopping ends the process at once (exit 1).
+            let forced =
+                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&self.stop))
+                    .map_err(RunError::Signal)?;
+            self.signals.push(forced);
+            let flag = signal_hook::flag::register(signal, Arc::clone(&self.stop))
+                .map_err(RunError::Signal)?;
+            self.signals.push(flag);
+        }
+        let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
+        self.spawn("sweeper", move || {
+            every(Duration::from_secs(1), &stop, || {
+                let removed = router.expire(epoch.elapsed());
+                if removed > 0 {
+                    debug!(removed, "expired idle flows");
+                }
+            })
+        })?;
+        let stop = Arc::clone(&self.stop);
+        self.spawn("neighbour", move || {
+            every(Duration::from_millis(500), &stop, || neighbours.refresh())
+        })
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<(), RunError> {
+        let handle = std::thread::Builder::new()
+            .name(format!("xwan-{name}"))
+            .spawn(body)
+            .map_err(|source| RunError::Thread { name, source })?;
+        self.threads.push(handle);
+        Ok(())
+    }
+
+    /// The shared router core (for the control socket and health checks).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The epoch of the router's clock: pass `epoch.elapsed()` as `now`.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Set to stop the router; signals and failing workers set it too.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Blocks until the stop flag is set.
+    pub fn wait(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the workers and threads, removes the kernel filter, restores the
+    /// default signal handling; returns the first error met.
+    pub fn shutdown(mut self) -> Result<(), RunError> {
+        self.stop.store(true, Ordering::Relaxed);
+        info!("stopping");
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        let result = match self.data_path {
+            DataPath::Packet { path, filter } => {
+                let stopped = path.stop().map(|report| {
+                    let t = report.total();
+                    info!(
+                        received = t.received,
+                        forwarded = t.forwarded,
+                        to_kernel = t.to_kernel,
+                        dropped = t.dropped,
+                        tx_failed = t.tx_failed,
+                        truncated = t.truncated,
+                        socket_drops = t.socket_drops,
+                        "packet data path stopped"
+                    );
+                });
+                let removed = filter.remove();
+                if removed.is_ok() {
+                    info!("removed nftables table ip {TABLE}");
+                }
+                stopped
+                    .map_err(RunError::from)
+                    .and(removed.map_err(RunError::from))
+            }
+            DataPath::Xdp(path) => path
+                .stop()
+                .map(|report| info!("XDP data path stopped: {report:?}"))
+                .map_err(RunError::from),
+        };
+        for id in self.signals.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        result
+    }
+}
+
+/// Runs `tick` every `period` until `stop` is set (checking it every 50 ms).
+fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
+    let mut next = Instant::now() + period;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next {
+            tick();
+            next = now + period;
+        }
+        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(50)));
+    }
+}
+
+fn start_data_path(
+    router: &Arc<Router>,
+    setup: &DataPathSetup,
+    config: &Config,
+    io: Option<IoMode>,
+) -> Result<DataPath, RunError> {
+    let packet = || -> Result<DataPath, RunError> {
+        // The filter goes in first: until the workers run, owned traffic is dropped
+        // rather than forwarded un-NATed by the kernel.
+        let filter = KernelFilter::install(setup, &config.rules)?;
+        info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        let path = PacketDataPath::start(Arc::clone(router), setup)?;
+        info!(workers = setup.queues, "AF_PACKET data path started");
+        Ok(DataPath::Packet { path, filter })
+    };
+    match io {
+        Some(IoMode::Packet) => packet(),
+        Some(IoMode::Xdp) => Ok(DataPath::Xdp(XdpDataPath::start(
+            Arc::clone(router),
+            setup,
+        )?)),
+        None => match XdpDataPath::start(Arc::clone(router), setup) {
+            Ok(path) => Ok(DataPath::Xdp(path)),
+            Err(err) => {
+                warn!("XDP data path unavailable ({err}); falling back to AF_PACKET");
+                packet()
+            }
+        },
+    }
+}
+
+/// CAP_NET_ADMIN and CAP_NET_RAW, from `/proc/self/status`.
+fn check_privileges() -> Result<(), RunError> {
+    const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW")];
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|err| SystemError::io("/proc/self/status", err))?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::NotPrivileged(missing.join(" and ")))
+    }
+}
+
+/// Finds every configured interface (the config guarantees each is used once) and
+/// checks that each WAN address is configured on its interface.
+fn discover(config: &Config) -> Result<Discovered, RunError> {
+    let lan = system::link(&config.lan.interface)?;
+    let wans = config
+        .wans
+        .iter()
+        .map(|wan| system::link(&wan.interface))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addresses = system::ipv4_addresses()?;
+    for wan in &config.wans {
+        system::check_address(&addresses, &wan.interface, wan.address)?;
+    }
+    let mut local_addresses: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
+    local_addresses.sort();
+    local_addresses.dedup();
+    Ok(Discovered {
+        lan,
+        wans,
+        local_addresses,
+    })
+}
+
+/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
+fn check_port_ranges(nat: PortRange) -> Result<(), RunError> {
+    let kernel = system::local_port_range()?;
+    if !kernel.overlaps(&nat) {
+        return Ok(());
+    }
+    Err(RunError::PortRangeOverlap {
+        kernel,
+        nat,
+        advice: port_range_advice(nat),
+    })
+}
+
+/// What to set `ip_local_port_range` to: the ports above the NAT range if they are
+/// at least 1000, else those between 1024 and the NAT range.
+fn port_range_advice(nat: PortRange) -> String {
+    let above = (nat.hi < u16::MAX).then(|| PortRange {
+        lo: nat.hi.max(1023) + 1,
+        hi: u16::MAX,
+    });
+    let below = (nat.lo > 1024).then(|| PortRange {
+        lo: 1024,
+        hi: nat.lo - 1,
+    });
+    match [above, below].into_iter().flatten().find(|r| r.len() >= 1000) {
+        Some(r) => format!(
+            "move the kernel's range out of it, e.g. `sysctl -w net.ipv4.ip_local_port_range=\"{} {}\"` \
+             (and in /etc/sysctl.d to keep it)",
+            r.lo, r.hi
+        ),
+        None => "narrow [nat] ports to leave the kernel at least 1000 ports above 1024, then set \
+                 net.ipv4.ip_local_port_range to them"
+            .to_owned(),
+    }
+}
+
+fn interfaces(found: &Discovered) -> Vec<Interface> {
+    let one = |link: &Link, port: Port| Interface {
+        name: link.name.clone(),
+        ifindex: link.ifindex,
+        mac: link.mac,
+        port,
+        rx_queues: link.rx_queues,
+    };
+    std::iter::once(one(&found.lan, Port::Lan))
+        .chain(
+            found
+                .wans
+                .iter()
+                .enumerate()
+                .map(|(id, link)| one(link, Port::Wan(id as UplinkId))),
+        )
+        .collect()
+}
+
+fn owned_traffic(config: &Config, found: &Discovered) -> OwnedTraffic {
+    // Destination-only bypass rules ahead of every other rule: whatever they match
+    // is the kernel's whatever else the packet holds.
+    let bypass: Vec<Ipv4Net> = config
+        .rules
+        .iter()
+        .take_while(|r| r.action == Action::Bypass)
+        .filter(|r| {
+            r.proto == Proto::Any
+                && r.src.is_empty()
+                && r.src_port.is_empty()
+                && r.dst_port.is_empty()
+        })
+        .flat_map(|r| r.dst.iter().copied())
+        .collect();
+    let forwards = |proto: Proto| -> Vec<(Ipv4Addr, u16)> {
+        config
+            .forwards
+            .iter()
+            .filter(|f| f.proto == proto)
+            .flat_map(|f| {
+                f.wans
+                    .iter()
+                    .filter_map(|&id| config.wans.get(usize::from(id)))
+                    .map(move |wan| (wan.address, f.port))
+            })
+            .collect()
+    };
+    OwnedTraffic {
+        lan_networks: config.lan.networks.clone(),
+        bypass,
+        local_addresses: found.local_addresses.clone(),
+        wan_addresses: config.wans.iter().map(|w| w.address).collect(),
+        nat_ports: config.nat.ports,
+        tcp_forwards: forwards(Proto::Tcp),
+        udp_forwards: forwards(Proto::Udp),
+    }
+}
+
+fn log_summary(
+    config: &Config,
+    config_path: &Path,
+    found: &Discovered,
+    setup: &DataPathSetup,
+    options: &RunOptions,
+    neighbours: &NeighbourThread,
+) {
+    let mode = match options.io {
+        Some(IoMode::Xdp) => "xdp",
+        Some(IoMode::Packet) => "packet",
+        None => "xdp (packet if XDP cannot start)",
+    };
+    info!(
+        "xwan {} starting: config {}, io {mode}, {} worker(s), cpus {:?}",
+        crate::cli::VERSION,
+        config_path.display(),
+        setup.queues,
+        setup.cpus
+    );
+    let nets: Vec<String> = config
+        .lan
+        .networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    info!(
+        "lan on {}: ifindex {}, mac {}, mtu {}, {} rx queue(s), networks {}",
+        found.lan.name,
+        found.lan.ifindex,
+        format_mac(&found.lan.mac),
+        found.lan.mtu,
+        found.lan.rx_queues,
+        nets.join(", ")
+    );
+    for ((wan, link), gateway) in config
+        .wans
+        .iter()
+        .zip(&found.wans)
+        .zip(&neighbours.gateway_macs)
+    {
+        info!(
+            "uplink {} on {}: ifindex {}, mac {}, mtu {}, {} rx queue(s), address {}, gateway {} ({})",
+            wan.name,
+            link.name,
+            link.ifindex,
+            format_mac(&link.mac),
+            link.mtu,
+            link.rx_queues,
+            wan.address,
+            wan.gateway,
+            gateway.map_or_else(|| "resolving".to_owned(), |mac| format!("at {}", format_mac(&mac)))
+        );
+    }
+    info!(
+        "nat ports {}-{}, {} port forward(s), {} rule(s)",
+        config.nat.ports.lo,
+        config.nat.ports.hi,
+        config.forwards.len(),
+        config.rules.len()
+    );
+    for link in std::iter::once(&found.lan).chain(&found.wans) {
+        if !link.up {
+            warn!("interface {} is down", link.name);
+        }
+    }
+}
+
+/// Keeps the core's neighbour MACs in step with the kernel's neighbour table.
+struct NeighbourThread {
+    router: Arc<Router>,
+    prober: NeighbourProber,
+    lan_interface: String,
+    lan_ifindex: u32,
+    lan_networks: Vec<Ipv4Net>,
+    /// Per uplink: interface, ifindex, gateway.
+    gateways: Vec<(String, u32, Ipv4Addr)>,
+    gateway_macs: Vec<Option<[u8; 6]>>,
+    lan_macs: HashMap<Ipv4Addr, [u8; 6]>,
+    last_error: Option<String>,
+}
+
+/// At most this many LAN hosts are probed per refresh (a scan of the LAN from
+/// outside must not turn into a flood of ARP requests).
+const MAX_LAN_PROBES: usize = 64;
+
+impl NeighbourThread {
+    fn new(
+        router: Arc<Router>,
+        config: &Config,
+        found: &Discovered,
+    ) -> Result<NeighbourThread, RunError> {
+        Ok(NeighbourThread {
+            router,
+            prober: NeighbourProber::open()?,
+            lan_interface: found.lan.name.clone(),
+            lan_ifindex: found.lan.ifindex,
+            lan_networks: config.lan.networks.clone(),
+            gateways: config
+                .wans
+                .iter()
+                .zip(&found.wans)
+                .map(|(wan, link)| (link.name.clone(), link.ifindex, wan.gateway))
+                .collect(),
+            gateway_macs: vec![None; config.wans.len()],
+            lan_macs: HashMap::new(),
+            last_error: None,
+        })
+    }
+
+    /// One round; errors are logged (once until they change) and the round ends.
+    fn refresh(&mut self) {
+        match self.try_refresh() {
+            Ok(()) => self.last_error = None,
+            Err(err) => {
+                let text = err.to_string();
+                if self.last_error.as_deref() != Some(text.as_str()) {
+                    warn!("neighbour refresh: {text}");
+                    self.last_error = Some(text);
+                }
+            }
+        }
+    }
+
+    fn try_refresh(&mut self) -> Result<(), SystemError> {
+        let table = system::neighbours()?;
+        for (id, (interface, ifindex, gateway)) in self.gateways.iter().enumerate() {
+            let entry = table
+                .iter()
+                .find(|n| n.addr == *gateway && n.interface == *interface);
+            let known = self.gateway_macs[id];
+            match entry.map(|n| n.mac) {
+                Some(Some(mac)) if known != Some(mac) => {
+                    match known {
+                        Some(old) => warn!(
+                            "gateway {gateway} on {interface} moved from {} to {}",
+                            format_mac(&old),
+                            format_mac(&mac)
+                        ),
+                        None => info!(
+                            "gateway {gateway} on {interface} is at {}",
+                            format_mac(&mac)
+                        ),
+                    }
+                    self.router.set_gateway_mac(id as UplinkId, Some(mac));
+                    self.gateway_macs[id] = Some(mac);
+                }
+                Some(None) if known.is_some() => {
+                    warn!("gateway {gateway} on {interface} stopped answering ARP");
+                    self.router.set_gateway_mac(id as UplinkId, None);
+                    self.gateway_macs[id] = None;
+                }
+                _ => {}
+            }
+            // Keeps the entry confirmed (a stale entry gets a unicast probe, a
+            // missing or failed one a new resolution); a reachable one is untouched.
+            self.prober.probe(*ifindex, *gateway)?;
+        }
+        for n in &table {
+            let Some(mac) = n.mac else { continue };
+            if n.interface == self.lan_interface
+                && self.lan_networks.iter().any(|net| net.contains(&n.addr))
+                && self.lan_macs.get(&n.addr) != Some(&mac)
+            {
+                self.router.set_lan_mac(n.addr, mac);
+                self.lan_macs.insert(n.addr, mac);
+            }
+        }
+        let missing = self.router.unresolved_lan_hosts();
+        for addr in missing.into_iter().take(MAX_LAN_PROBES) {
+            if !self.lan_macs.contains_key(&addr) {
+                self.prober.probe(self.lan_ifindex, addr)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,406 @@
+use std::collections::HashSet;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+
+use super::*;
+use crate::io::system::netns::TestNetns;
+
+const CONFIG: &str = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+
+[[rule]]
+name = "docs-direct"
+dst = ["198.51.100.0/24"]
+action = "bypass"
+
+[[rule]]
+name = "https-via-isp2"
+proto = "tcp"
+dst_port = "443"
+action = "isp2"
+
+[[rule]]
+name = "after-a-pin"
+dst = ["192.0.2.0/24"]
+action = "bypass"
+
+[[forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.50.10:80"
+
+[[forward]]
+proto = "udp"
+port = 5353
+to = "192.168.50.10:5353"
+wan = ["isp2"]
+
+[nat]
+ports = "20000-59999"
+"#;
+
+fn config(text: &str) -> Config {
+    Config::from_toml(text, Path::new("test.toml")).expect("valid test config")
+}
+
+fn fake_link(name: &str, last: u8) -> Link {
+    Link {
+        name: name.into(),
+        ifindex: u32::from(last),
+        mac: [2, 0, 0, 0, 0, last],
+        mtu: 1500,
+        rx_queues: 1,
+        up: true,
+        running: true,
+    }
+}
+
+#[test]
+fn port_range_advice_prefers_ports_above_the_nat_range() {
+    let advice = |lo, hi| port_range_advice(PortRange { lo, hi });
+    assert!(advice(20000, 59999).contains("ip_local_port_range=\"60000 65535\""));
+    assert!(advice(30000, 65535).contains("ip_local_port_range=\"1024 29999\""));
+    assert!(advice(1024, 65000).starts_with("narrow [nat] ports"));
+    let err = RunError::PortRangeOverlap {
+        kernel: PortRange {
+            lo: 32768,
+            hi: 60999,
+        },
+        nat: PortRange {
+            lo: 20000,
+            hi: 59999,
+        },
+        advice: advice(20000, 59999),
+    };
+    assert!(
+        err.to_string().starts_with(
+            "net.ipv4.ip_local_port_range (32768 60999) overlaps [nat] ports (20000-59999): "
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn owned_traffic_follows_the_config() {
+    let config = config(CONFIG);
+    let found = Discovered {
+        lan: fake_link("lan0", 1),
+        wans: vec![fake_link("wan1", 2), fake_link("wan2", 3)],
+        local_addresses: vec![Ipv4Addr::new(192, 168, 50, 1)],
+    };
+    let owned = owned_traffic(&config, &found);
+    assert_eq!(owned.lan_networks, config.lan.networks);
+    // Only the bypass rule ahead of the pinning rule is unconditional.
+    assert_eq!(
+        owned.bypass,
+        vec!["198.51.100.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    assert_eq!(
+        owned.wan_addresses,
+        [Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 2, 2)]
+    );
+    assert_eq!(
+        owned.tcp_forwards,
+        [
+            (Ipv4Addr::new(198, 18, 1, 2), 8080),
+            (Ipv4Addr::new(198, 18, 2, 2), 8080)
+        ]
+    );
+    assert_eq!(owned.udp_forwards, [(Ipv4Addr::new(198, 18, 2, 2), 5353)]);
+    assert_eq!(
+        owned.nat_ports,
+        PortRange {
+            lo: 20000,
+            hi: 59999
+        }
+    );
+
+    let interfaces = interfaces(&found);
+    let ports: Vec<(&str, Port)> = interfaces
+        .iter()
+        .map(|i| (i.name.as_str(), i.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("lan0", Port::Lan),
+            ("wan1", Port::Wan(0)),
+            ("wan2", Port::Wan(1))
+        ]
+    );
+}
+
+#[test]
+fn discovery_names_what_is_missing() {
+    let ns = TestNetns::new("rt-disc");
+    let config = config(CONFIG);
+    ns.ip(&[
+        "link", "add", "lan0", "type", "veth", "peer", "name", "wan1",
+    ]);
+    let err = ns.run(|| discover(&config)).err().expect("no wan2");
+    assert_eq!(err.to_string(), "interface wan2 not found");
+
+    ns.ip(&[
+        "link", "add", "wan2", "type", "veth", "peer", "name", "other",
+    ]);
+    ns.ip(&["addr", "add", "198.18.1.2/24", "dev", "wan1"]);
+    let err = ns
+        .run(|| discover(&config))
+        .err()
+        .expect("no address on wan2");
+    assert_eq!(
+        err.to_string(),
+        "address 198.18.2.2 is not configured on interface wan2"
+    );
+
+    ns.ip(&["addr", "add", "198.18.2.2/24", "dev", "wan2"]);
+    let found = ns.run(|| discover(&config)).expect("everything there");
+    assert_eq!(found.wans[1].name, "wan2");
+    assert!(found
+        .local_addresses
+        .contains(&Ipv4Addr::new(198, 18, 2, 2)));
+}
+
+#[test]
+fn kernel_port_range_must_leave_the_nat_range_alone() {
+    let ns = TestNetns::new("rt-ports");
+    let nat = PortRange {
+        lo: 20000,
+        hi: 59999,
+    };
+    let set = |value: &str| {
+        let out = ns.exec(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv4.ip_local_port_range={value}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set("32768 60999");
+    let err = ns.run(|| check_port_ranges(nat)).expect_err("overlap");
+    assert!(
+        err.to_string()
+            .contains("sysctl -w net.ipv4.ip_local_port_range=\"60000 65535\""),
+        "{err}"
+    );
+    set("60000 65535");
+    ns.run(|| check_port_ranges(nat)).expect("no overlap");
+}
+
+/// The whole of `xwan run --io packet` in namespaces: a LAN host, the router, and
+/// two ISPs that each also hold the "internet" server 203.0.113.10 (a UDP echo that
+/// answers with the source address it saw). The router namespace forwards
+/// (ip_forward = 1), so only the kernel filter keeps it from also forwarding the
+/// LAN's datagrams un-NATed.
+#[test]
+fn runs_in_packet_mode_and_cleans_up() {
+    let host = TestNetns::new("rt-h");
+    let router = TestNetns::new("rt-r");
+    let isps = [TestNetns::new("rt-i1"), TestNetns::new("rt-i2")];
+    router.ip(&[
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        host.name(),
+    ]);
+    router.ip(&["addr", "add", "192.168.50.1/24", "dev", "lan0"]);
+    router.ip(&["link", "set", "lan0", "up"]);
+    host.ip(&["addr", "add", "192.168.50.10/24", "dev", "eth0"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    host.ip(&["route", "add", "default", "via", "192.168.50.1"]);
+    // Complete checksums from the host, so the echo server's kernel accepts what
+    // arrives whatever the core does with partial ones.
+    let out = host.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, isp) in isps.iter().enumerate() {
+        let n = i + 1;
+        let wan = format!("wan{n}");
+        router.ip(&[
+            "link",
+            "add",
+            &wan,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            isp.name(),
+        ]);
+        router.ip(&["addr", "add", &format!("198.18.{n}.2/24"), "dev", &wan]);
+        router.ip(&["link", "set", &wan, "up"]);
+        isp.ip(&["addr", "add", &format!("198.18.{n}.1/24"), "dev", "eth0"]);
+        isp.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+        isp.ip(&["link", "set", "eth0", "up"]);
+        isp.ip(&[
+            "route",
+            "add",
+            "192.168.50.0/24",
+            "via",
+            &format!("198.18.{n}.2"),
+        ]);
+    }
+    router.ip(&["route", "add", "default", "via", "198.18.1.1"]);
+    for setting in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.ip_local_port_range=60000 65535",
+    ] {
+        let out = router.exec(&["sysctl", "-q", "-w", setting]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let stop_servers = Arc::new(AtomicBool::new(false));
+    let servers: Vec<_> = isps
+        .iter()
+        .map(|isp| {
+            let (name, stop) = (isp.name().to_owned(), Arc::clone(&stop_servers));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = std::thread::spawn(move || echo_server(&name, &stop, ready_tx));
+            ready_rx.recv().expect("echo server ready");
+            handle
+        })
+        .collect();
+
+    let config = config(CONFIG);
+    let options = RunOptions {
+        io: Some(IoMode::Packet),
+        queues: None,
+        zero_copy: ZeroCopy::Off,
+        cpus: Vec::new(),
+        verbose: 0,
+    };
+    let running = router
+        .run(|| Running::start(&config, &PathBuf::from("test.toml"), &options))
+        .expect("xwan starts in the router namespace");
+    assert!(
+        router.run(KernelFilter::present).expect("nft list"),
+        "filter installed"
+    );
+
+    // Eight flows from the host; each retries until it gets its echo (gateway and
+    // host MACs are resolved in the background), for at most 5 s.
+    let replies: Vec<SocketAddr> = host.run(|| {
+        (0..8)
+            .map(|_| {
+                let socket = UdpSocket::bind("192.168.50.10:0").expect("bind");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    assert!(Instant::now() < deadline, "no echo through xwan within 5 s");
+                    socket.send_to(b"ping", "203.0.113.10:7").expect("send");
+                    let mut buf = [0u8; 64];
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        assert_eq!(from, "203.0.113.10:7".parse::<SocketAddr>().unwrap());
+                        let seen = std::str::from_utf8(&buf[..n]).expect("text");
+                        break seen
+                            .parse::<SocketAddr>()
+                            .expect("the source the server saw");
+                    }
+                }
+            })
+            .collect()
+    });
+    let flows = running.router().stats();
+    stop_servers.store(true, Ordering::Relaxed);
+    let seen_by_servers: Vec<HashSet<SocketAddr>> = servers
+        .into_iter()
+        .map(|h| h.join().expect("server"))
+        .collect();
+    router.run(|| running.shutdown()).expect("clean shutdown");
+    assert!(
+        !router.run(KernelFilter::present).expect("nft list"),
+        "filter removed"
+    );
+
+    let wan_addresses = [Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 2, 2)];
+    for reply in &replies {
+        let SocketAddr::V4(seen) = reply else {
+            panic!("IPv6 source {reply}")
+        };
+        assert!(
+            wan_addresses.contains(seen.ip()),
+            "server saw {seen}, not a WAN address"
+        );
+        assert!(
+            (20000..=59999).contains(&seen.port()),
+            "port {} outside the NAT range",
+            seen.port()
+        );
+    }
+    for seen in &seen_by_servers {
+        assert!(
+            seen.iter().all(|s| match s {
+                SocketAddr::V4(v4) => wan_addresses.contains(v4.ip()),
+                SocketAddr::V6(_) => false,
+            }),
+            "the kernel forwarded LAN traffic itself: {seen:?}"
+        );
+    }
+    assert!(flows.totals.forwarded > 0, "{flows:?}");
+}
+
+/// A UDP echo on 203.0.113.10:7 in the named namespace that answers with the
+/// source address it saw; returns every source seen.
+fn echo_server(
+    ns: &str,
+    stop: &AtomicBool,
+    ready: std::sync::mpsc::Sender<()>,
+) -> HashSet<SocketAddr> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
+    // SAFETY: the descriptor is a valid namespace file for the duration of the call.
+    assert_eq!(
+        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
+    let socket =
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 7)).expect("bind echo");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    ready.send(()).expect("test waiting");
+    let mut seen = HashSet::new();
+    let mut buf = [0u8; 64];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((_, from)) = socket.recv_from(&mut buf) {
+            seen.insert(from);
+            let _ = socket.send_to(from.to_string().as_bytes(), from);
+        }
+    }
+    seen
+}
