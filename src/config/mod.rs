@@ -20,7 +20,10 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::*;
-pub use validate::{DEFAULT_CONTROL_SOCKET, DEFAULT_NAT_PORTS, MIN_NAT_PORTS};
+pub use validate::{
+    DEFAULT_CONTROL_SOCKET, DEFAULT_MAX_FLOWS_PER_HOST, DEFAULT_MTU, DEFAULT_NAT_PORTS,
+    MIN_NAT_PORTS,
+};
 
 impl Config {
     /// Parse and validate configuration text; `path` is only used in error messages.

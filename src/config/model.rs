@@ -32,6 +32,12 @@ pub struct Lan {
     pub interface: String,
     /// Inside prefixes: only sources in these are SNATed.
     pub networks: Vec<Ipv4Net>,
+    /// The router's own address on the LAN, inside one of `networks`: the
+    /// source of the ICMP errors the core sends to LAN hosts. Without it those
+    /// errors are left to the kernel.
+    pub address: Option<Ipv4Addr>,
+    /// MTU of the LAN link, 576..=9216.
+    pub mtu: u16,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +54,8 @@ pub struct Wan {
     pub priority: u32,
     /// Health-check targets.
     pub probe: Vec<Ipv4Addr>,
+    /// MTU of this uplink's link, 576..=9216.
+    pub mtu: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +157,18 @@ pub struct Forward {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nat {
     pub ports: PortRange,
+    pub mss_clamp: MssClamp,
+}
+
+/// TCP MSS clamping on SYN and SYN-ACK segments, `[nat] mss_clamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MssClamp {
+    Off,
+    /// Lower any larger MSS option to this value.
+    Fixed(u16),
+    /// Lower it to the smaller of the LAN and the uplink MTU, less 40 bytes of
+    /// IPv4 and TCP header.
+    Auto,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +190,8 @@ pub struct Timeouts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_flows: u32,
+    /// The most flows one LAN host may have at a time; 0: no limit.
+    pub max_flows_per_host: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawLan {
     pub interface: Spanned<String>,
     pub networks: Spanned<OneOrList>,
+    pub address: Option<Spanned<String>>,
+    pub mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +49,7 @@ pub(super) struct RawWan {
     pub weight: Option<Spanned<i64>>,
     pub priority: Option<Spanned<i64>>,
     pub probe: Option<Spanned<OneOrList>>,
+    pub mtu: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,7 @@ pub(super) struct RawForward {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNat {
     pub ports: Option<Spanned<String>>,
+    pub mss_clamp: Option<Spanned<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +111,7 @@ pub(super) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub max_flows: Option<Spanned<i64>>,
+    pub max_flows_per_host: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -6,19 +6,23 @@ use super::model::*;
 
 impl Display for Config {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        writeln!(
+        write!(
             f,
             "LAN       {}  {}",
             self.lan.interface,
             list(&self.lan.networks)
         )?;
+        if let Some(address) = self.lan.address {
+            write!(f, "  address {address}")?;
+        }
+        writeln!(f, "  mtu {}", self.lan.mtu)?;
         writeln!(f, "Uplinks   {}", self.wans.len())?;
         let width = self.wans.iter().map(|w| w.name.len()).max().unwrap_or(0);
         for w in &self.wans {
             write!(
                 f,
-                "  {:width$}  {}  {} via {}  weight {}  priority {}",
-                w.name, w.interface, w.address, w.gateway, w.weight, w.priority
+                "  {:width$}  {}  {} via {}  weight {}  priority {}  mtu {}",
+                w.name, w.interface, w.address, w.gateway, w.weight, w.priority, w.mtu
             )?;
             if w.probe.is_empty() {
                 writeln!(f, "  no probes")?;
@@ -67,12 +71,17 @@ impl Display for Config {
                 )?;
             }
         }
-        writeln!(
+        write!(
             f,
             "NAT       ports {} ({} ports)",
             self.nat.ports,
             self.nat.ports.len()
         )?;
+        match self.nat.mss_clamp {
+            MssClamp::Off => writeln!(f)?,
+            MssClamp::Fixed(mss) => writeln!(f, ", MSS clamped to {mss}")?,
+            MssClamp::Auto => writeln!(f, ", MSS clamped to the MTU")?,
+        }
         let h = &self.health;
         writeln!(
             f,
@@ -85,7 +94,14 @@ impl Display for Config {
             "Timeouts  tcp established {} s, tcp transitory {} s, udp {} s, icmp {} s",
             t.tcp_established_s, t.tcp_transitory_s, t.udp_s, t.icmp_s
         )?;
-        writeln!(f, "Limits    {} flows", self.limits.max_flows)?;
+        match self.limits.max_flows_per_host {
+            0 => writeln!(f, "Limits    {} flows", self.limits.max_flows)?,
+            per_host => writeln!(
+                f,
+                "Limits    {} flows, {} per LAN host",
+                self.limits.max_flows, per_host
+            )?,
+        }
         writeln!(f, "Control   {}", self.control.socket.display())
     }
 }

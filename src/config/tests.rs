@@ -172,6 +172,8 @@ fn example_parses_to_the_expected_model() {
         lan: Lan {
             interface: "lan0".into(),
             networks: vec![net("192.168.50.0/24")],
+            address: None,
+            mtu: 1500,
         },
         wans: vec![
             Wan {
@@ -182,6 +184,7 @@ fn example_parses_to_the_expected_model() {
                 weight: 1,
                 priority: 1,
                 probe: vec![ip("198.18.11.2")],
+                mtu: 1500,
             },
             Wan {
                 name: "isp2".into(),
@@ -191,6 +194,7 @@ fn example_parses_to_the_expected_model() {
                 weight: 3,
                 priority: 2,
                 probe: vec![ip("198.18.12.2"), ip("203.0.113.10")],
+                mtu: 1500,
             },
         ],
         balance: Balance {
@@ -249,6 +253,7 @@ fn example_parses_to_the_expected_model() {
                 lo: 20000,
                 hi: 59999,
             },
+            mss_clamp: MssClamp::Off,
         },
         health: Health {
             interval_ms: 500,
@@ -262,7 +267,10 @@ fn example_parses_to_the_expected_model() {
             udp_s: 300,
             icmp_s: 60,
         },
-        limits: Limits { max_flows: 1048576 },
+        limits: Limits {
+            max_flows: 1048576,
+            max_flows_per_host: 65536,
+        },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
         },
@@ -316,6 +324,11 @@ fn defaults_fill_every_optional_key() {
         }
     );
     assert_eq!(config.limits.max_flows, 1 << 20);
+    assert_eq!(config.limits.max_flows_per_host, DEFAULT_MAX_FLOWS_PER_HOST);
+    assert_eq!(config.lan.address, None);
+    assert_eq!(config.lan.mtu, DEFAULT_MTU);
+    assert!(config.wans.iter().all(|w| w.mtu == 1500));
+    assert_eq!(config.nat.mss_clamp, MssClamp::Off);
     assert_eq!(config.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
 }
 
@@ -414,7 +427,7 @@ fn summary_shows_every_section() {
     for needle in [
         "lan0",
         "192.168.50.0/24",
-        "isp1  wan1  198.18.1.2 via 198.18.1.1  weight 1  priority 1  probes 198.18.11.2",
+        "isp1  wan1  198.18.1.2 via 198.18.1.1  weight 1  priority 1  mtu 1500  probes 198.18.11.2",
         "isp2  wan2  198.18.2.2 via 198.18.2.1  weight 3  priority 2",
         "nth, sticky none",
         "1 web-via-isp2: tcp from 192.168.50.0/25 port 1024-65535 to 0.0.0.0/0 port 443 -> isp2",
@@ -1162,4 +1175,104 @@ mod robustness {
             assert_sane_outcome(&text);
         }
     }
+}
+
+#[test]
+fn lan_address_and_mtus() {
+    let text = BASE
+        .replace(
+            "networks = \"192.168.50.0/24\"",
+            "networks = \"192.168.50.0/24\"\naddress = \"192.168.50.1\"\nmtu = 9000",
+        )
+        .replacen(
+            "gateway = \"198.18.1.1\"",
+            "gateway = \"198.18.1.1\"\nmtu = 1492",
+            1,
+        );
+    let config = ok(&text);
+    assert_eq!(config.lan.address, Some(ip("192.168.50.1")));
+    assert_eq!(config.lan.mtu, 9000);
+    assert_eq!(config.wans[0].mtu, 1492);
+    assert_eq!(config.wans[1].mtu, 1500);
+    let shown = config.to_string();
+    assert!(shown.contains("address 192.168.50.1  mtu 9000"), "{shown}");
+    assert!(shown.contains("mtu 1492"), "{shown}");
+    for bad in ["10.0.0.1", "192.168.50.0", "192.168.50.255", "nowhere"] {
+        let text = BASE.replace(
+            "networks = \"192.168.50.0/24\"",
+            &format!("networks = \"192.168.50.0/24\"\naddress = \"{bad}\""),
+        );
+        let message = if bad == "nowhere" {
+            "is not an IPv4 address"
+        } else {
+            "is not a host address inside a LAN network (192.168.50.0/24)"
+        };
+        assert_invalid(
+            &text,
+            "lan.address",
+            &format!("address = \"{bad}\""),
+            message,
+        );
+    }
+    for mtu in [575, 9217, -1] {
+        let text = BASE.replace(
+            "networks = \"192.168.50.0/24\"",
+            &format!("networks = \"192.168.50.0/24\"\nmtu = {mtu}"),
+        );
+        assert_invalid(
+            &text,
+            "lan.mtu",
+            "mtu =",
+            "out of range (must be from 576 to 9216)",
+        );
+    }
+    let text = BASE.replacen(
+        "gateway = \"198.18.2.1\"",
+        "gateway = \"198.18.2.1\"\nmtu = 100",
+        1,
+    );
+    assert_invalid(&text, "wan[2].mtu", "mtu = 100", "100 is out of range");
+}
+
+#[test]
+fn mss_clamp_forms() {
+    assert_eq!(
+        ok(&with("[nat]\nmss_clamp = 1452\n")).nat.mss_clamp,
+        MssClamp::Fixed(1452)
+    );
+    let auto = ok(&with("[nat]\nmss_clamp = \"auto\"\n"));
+    assert_eq!(auto.nat.mss_clamp, MssClamp::Auto);
+    assert!(auto.to_string().contains("MSS clamped to the MTU"));
+    assert_eq!(
+        ok(&with("[nat]\nmss_clamp = \"off\"\n")).nat.mss_clamp,
+        MssClamp::Off
+    );
+    assert_invalid(
+        &with("[nat]\nmss_clamp = 100\n"),
+        "nat.mss_clamp",
+        "mss_clamp",
+        "100 is out of range (must be from 536 to 9176)",
+    );
+    assert_invalid(
+        &with("[nat]\nmss_clamp = \"pmtu\"\n"),
+        "nat.mss_clamp",
+        "mss_clamp",
+        "\"pmtu\" is not an MSS",
+    );
+}
+
+#[test]
+fn max_flows_per_host_zero_means_no_limit() {
+    let config = ok(&with("[limits]\nmax_flows_per_host = 0\n"));
+    assert_eq!(config.limits.max_flows_per_host, 0);
+    assert!(config.to_string().contains("Limits    1048576 flows\n"));
+    let config = ok(&with("[limits]\nmax_flows_per_host = 100\n"));
+    assert_eq!(config.limits.max_flows_per_host, 100);
+    assert!(config.to_string().contains("100 per LAN host"));
+    assert_invalid(
+        &with("[limits]\nmax_flows_per_host = -5\n"),
+        "limits.max_flows_per_host",
+        "max_flows_per_host",
+        "-5 is out of range (must be from 0 to 4294967295)",
+    );
 }

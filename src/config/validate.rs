@@ -25,6 +25,21 @@ pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
 /// The smallest SNAT port range accepted.
 pub const MIN_NAT_PORTS: u32 = 64;
 
+/// Default MTU of the LAN and of every uplink, `[lan] mtu` and `[[wan]] mtu`.
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// MTUs accepted: from the size every IPv4 host must take (RFC 791) to a
+/// common jumbo frame.
+const MTU_RANGE: (u16, u16) = (576, 9216);
+
+/// MSS clamp values accepted: what the MTU range leaves after 40 bytes of
+/// IPv4 and TCP header.
+const MSS_RANGE: (u16, u16) = (536, 9176);
+
+/// Default `[limits] max_flows_per_host`: a sixteenth of the default table,
+/// so one host's SYN flood cannot fill it.
+pub const DEFAULT_MAX_FLOWS_PER_HOST: u32 = 65536;
+
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
 
@@ -94,10 +109,41 @@ impl Validator<'_> {
                 "no networks: list at least one inside prefix, like \"192.168.50.0/24\"",
             ));
         }
+        let address = match &lan.address {
+            None => None,
+            Some(raw) => {
+                let address = self.addr(raw, "lan.address")?;
+                // A host of a LAN network: not its network or broadcast address
+                // (a /31 or /32 has neither).
+                let inside = networks.iter().any(|n| {
+                    n.contains(&address)
+                        && (n.prefix_len() >= 31
+                            || (address != n.network() && address != n.broadcast()))
+                });
+                if !usable_host(address) || !inside {
+                    return Err(self.err(
+                        raw.span(),
+                        "lan.address",
+                        format!(
+                            "{address} is not a host address inside a LAN network ({})",
+                            join_display(&networks)
+                        ),
+                    ));
+                }
+                Some(address)
+            }
+        };
+        let mtu = self.mtu(lan.mtu.as_ref(), "lan.mtu")?;
         Ok(Lan {
             interface,
             networks,
+            address,
+            mtu,
         })
+    }
+
+    fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<u16> {
+        self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1)
     }
 
     fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {
@@ -132,6 +178,7 @@ impl Validator<'_> {
             let gateway = self.addr(&w.gateway, &key("gateway"))?;
             let weight = self.int(w.weight.as_ref(), &key("weight"), 1, 1, 1000)?;
             let priority = self.int(w.priority.as_ref(), &key("priority"), 1, 0, u32::MAX)?;
+            let mtu = self.mtu(w.mtu.as_ref(), &key("mtu"))?;
             let probe = match &w.probe {
                 None => Vec::new(),
                 Some(p) => OneOrList::items(p, &key("probe"))
@@ -202,6 +249,7 @@ impl Validator<'_> {
                 weight,
                 priority,
                 probe,
+                mtu,
             });
         }
         Ok(wans)
@@ -398,9 +446,11 @@ impl Validator<'_> {
     }
 
     fn nat(&self, raw: Option<&RawNat>) -> Result<Nat> {
+        let mss_clamp = self.mss_clamp(raw.and_then(|n| n.mss_clamp.as_ref()))?;
         let Some(ports) = raw.and_then(|n| n.ports.as_ref()) else {
             return Ok(Nat {
                 ports: DEFAULT_NAT_PORTS,
+                mss_clamp,
             });
         };
         let range = parse_range(ports.get_ref(), 1)
@@ -415,7 +465,34 @@ impl Validator<'_> {
                 ),
             ));
         }
-        Ok(Nat { ports: range })
+        Ok(Nat {
+            ports: range,
+            mss_clamp,
+        })
+    }
+
+    fn mss_clamp(&self, raw: Option<&Spanned<Scalar>>) -> Result<MssClamp> {
+        let Some(raw) = raw else {
+            return Ok(MssClamp::Off);
+        };
+        let (lo, hi) = MSS_RANGE;
+        match raw.get_ref() {
+            Scalar::Str(s) if s == "auto" => Ok(MssClamp::Auto),
+            Scalar::Str(s) if s == "off" => Ok(MssClamp::Off),
+            Scalar::Int(n) => match u16::try_from(*n) {
+                Ok(mss) if (lo..=hi).contains(&mss) => Ok(MssClamp::Fixed(mss)),
+                _ => Err(self.err(
+                    raw.span(),
+                    "nat.mss_clamp",
+                    format!("{n} is out of range (must be from {lo} to {hi})"),
+                )),
+            },
+            Scalar::Str(s) => Err(self.err(
+                raw.span(),
+                "nat.mss_clamp",
+                format!("{s:?} is not an MSS (expected a number from {lo} to {hi}, \"auto\" or \"off\")"),
+            )),
+        }
     }
 
     fn forwards(
@@ -599,6 +676,13 @@ impl Validator<'_> {
                 "limits.max_flows",
                 1 << 20,
                 1,
+                u32::MAX,
+            )?,
+            max_flows_per_host: self.int(
+                raw.and_then(|l| l.max_flows_per_host.as_ref()),
+                "limits.max_flows_per_host",
+                DEFAULT_MAX_FLOWS_PER_HOST,
+                0,
                 u32::MAX,
             )?,
         })

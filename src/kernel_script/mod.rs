@@ -698,7 +698,9 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::config::{Balance, Control, Forward, Health, Lan, Limits, Nat, PortRange, Timeouts};
+    use crate::config::{
+        Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, Timeouts,
+    };
 
     fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         Wan {
@@ -709,6 +711,7 @@ mod tests {
             weight,
             priority,
             probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
+            mtu: 1500,
         }
     }
 
@@ -738,6 +741,8 @@ mod tests {
             lan: Lan {
                 interface: "lan0".to_string(),
                 networks: vec!["192.168.50.0/24".parse().unwrap()],
+                address: None,
+                mtu: 1500,
             },
             wans: vec![wan(1, 1, 1), wan(2, 1, 1)],
             balance: Balance {
@@ -755,6 +760,7 @@ mod tests {
             }],
             nat: Nat {
                 ports: ports(1024, 65535),
+                mss_clamp: MssClamp::Off,
             },
             health: Health {
                 interval_ms: 1000,
@@ -768,7 +774,10 @@ mod tests {
                 udp_s: 300,
                 icmp_s: 60,
             },
-            limits: Limits { max_flows: 65536 },
+            limits: Limits {
+                max_flows: 65536,
+                max_flows_per_host: 0,
+            },
             control: Control {
                 socket: PathBuf::from("/run/xwan.sock"),
             },

@@ -192,6 +192,7 @@ mod tests {
                 weight: *weight,
                 priority: *priority,
                 probe: vec![],
+                mtu: 1500,
             })
             .collect()
     }
