@@ -259,14 +259,24 @@ fn join_fanout_groups(sockets: &[Vec<Attached>], frame_room: usize) -> Result<()
     };
     for i in 0..sockets[0].len() {
         let first = &sockets[0][i];
-        let group = first
-            .socket
-            .join_fanout(None)
-            .map_err(fanout_error(first))?;
+        // Kernels before 6.7 refuse the flag: the workers then skip the kernel's
+        // outgoing frames by their packet type instead.
+        let mut flags = libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+        let group = match first.socket.join_fanout(None, flags) {
+            Ok(group) => group,
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                flags = 0;
+                first
+                    .socket
+                    .join_fanout(None, flags)
+                    .map_err(fanout_error(first))?
+            }
+            Err(err) => return Err(fanout_error(first)(err)),
+        };
         for worker in &sockets[1..] {
             worker[i]
                 .socket
-                .join_fanout(Some(group))
+                .join_fanout(Some(group), flags)
                 .map_err(fanout_error(&worker[i]))?;
         }
     }

@@ -112,11 +112,15 @@ impl PacketSocket {
     /// Joins a `PACKET_FANOUT_HASH` group: the kernel spreads the interface's frames
     /// over the group's sockets by flow hash, each frame to one socket. With `None`
     /// the kernel creates a group with an id of its own choosing, returned here.
-    pub(crate) fn join_fanout(&self, group: Option<u16>) -> io::Result<u16> {
+    ///
+    /// A group has its own `ignore_outgoing`: `flags` carries
+    /// `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` (Linux 6.7+) or not, and every member
+    /// must pass the same flags.
+    pub(crate) fn join_fanout(&self, group: Option<u16>, flags: u32) -> io::Result<u16> {
         let fd = self.fd.as_raw_fd();
         let arg: u32 = match group {
-            Some(id) => u32::from(id) | (libc::PACKET_FANOUT_HASH << 16),
-            None => (libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+            Some(id) => u32::from(id) | ((libc::PACKET_FANOUT_HASH | flags) << 16),
+            None => (libc::PACKET_FANOUT_HASH | flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         };
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
         let mut joined: u32 = 0;
