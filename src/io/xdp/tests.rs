@@ -136,9 +136,9 @@ impl Testbed {
         sh(&format!(
             "ip netns exec {r} sysctl -qw net.ipv4.ip_forward=0"
         ));
-        // A veth peer drops frames sent by AF_XDP unless it has GRO (or XDP) on.
-        sh(&format!("ip netns exec {h} ethtool -K h0 gro on tx off"));
-        sh(&format!("ip netns exec {i} ethtool -K i0 gro on tx off"));
+        // Full checksums from the namespace ends (no CHECKSUM_PARTIAL frames).
+        sh(&format!("ip netns exec {h} ethtool -K h0 tx off"));
+        sh(&format!("ip netns exec {i} ethtool -K i0 tx off"));
         bed
     }
 

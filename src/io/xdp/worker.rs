@@ -155,12 +155,12 @@ impl Worker {
             .map_err(|e| setup_error(e.to_string()))?;
         let frame_count = NonZeroU32::new(FRAMES_PER_SOCKET * interfaces.len() as u32)
             .ok_or_else(|| setup_error("no interfaces".to_string()))?;
-        let (umem, free) =
-            Umem::new(umem_config, frame_count, false).map_err(|err| XdpError::Socket {
-                interface: "-".to_string(),
-                queue,
-                detail: format!("{err}: {}", source_text(&err)),
-            })?;
+        let (umem, free) = Umem::new(umem_config, frame_count, false).map_err(|err| {
+            XdpError::Setup(format!(
+                "cannot create the AF_XDP UMEM of queue {queue}: {err}: {}",
+                source_text(&err)
+            ))
+        })?;
         let bind = match mode {
             BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
             BindMode::Copy => BindFlags::XDP_COPY,
