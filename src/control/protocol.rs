@@ -250,6 +250,7 @@ impl FlowReport {
             kind: match spec.origin {
                 Origin::Lan => "snat",
                 Origin::Wan => "dnat",
+                Origin::Hairpin { .. } => "hairpin",
             }
             .to_string(),
             inside: endpoint(&spec.inside),

@@ -32,9 +32,17 @@ pub enum Origin {
     Lan,
     /// The Internet, through a port forward (destination-NATed).
     Wan,
+    /// A LAN host, through a port forward on a WAN address (hairpinning,
+    /// RFC 4787 REQ-9): source-NATed to `outside` and destination-NATed to
+    /// `remote`, the forward's target, another LAN host. `port` is the
+    /// forwarded port the LAN host connected to, on `outside`'s address.
+    Hairpin { port: u16 },
 }
 
-/// What a flow is: fixed for its lifetime.
+/// What a flow is: fixed for its lifetime. Its packets from the inside host
+/// go `inside → lan_peer` on the LAN and leave as `outside → remote`; replies
+/// arrive as `remote → outside` and reach the inside host as
+/// `lan_peer → inside`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowSpec {
     pub protocol: u8,
@@ -50,7 +58,8 @@ pub struct FlowSpec {
 }
 
 impl FlowSpec {
-    /// The tuple of this flow's packets as they arrive from the LAN.
+    /// The tuple of this flow's packets as they arrive from the LAN (for a
+    /// hairpinned flow: once the forwarded port is resolved to its target).
     pub fn lan_key(&self) -> FlowKey {
         FlowKey {
             protocol: self.protocol,
@@ -59,13 +68,28 @@ impl FlowSpec {
         }
     }
 
-    /// The tuple of this flow's packets as they arrive from the WAN.
+    /// The tuple of this flow's packets as they arrive from the WAN (for a
+    /// hairpinned flow: from the forward's target, on the LAN).
     pub fn wan_key(&self) -> FlowKey {
         FlowKey {
             protocol: self.protocol,
             src: self.remote,
             dst: self.outside,
         }
+    }
+
+    /// The endpoint the inside host talks to: the remote endpoint, or for a
+    /// hairpinned flow the forwarded port on the WAN address.
+    pub fn lan_peer(&self) -> Endpoint {
+        match self.origin {
+            Origin::Hairpin { port } => Endpoint::new(self.outside.addr, port),
+            Origin::Lan | Origin::Wan => self.remote,
+        }
+    }
+
+    /// Whether the flow holds a mapping from the uplink's port allocator.
+    pub fn is_snat(&self) -> bool {
+        !matches!(self.origin, Origin::Wan)
     }
 
     pub fn key(&self, side: Side) -> FlowKey {

@@ -8,6 +8,11 @@
 //! Inserts and removals take the shard's write lock. The index stores 4 bytes
 //! per key (slot and side), so a flow costs its slab entry plus about 16 bytes
 //! of index at the default load.
+//!
+//! Shards start sized for an even spread of flows and grow (doubling, under
+//! their write lock) when one holds more: many flows to one Internet endpoint
+//! (a DNS resolver, a speed-test server) all land in one shard, and only the
+//! table's `max_flows` may refuse them.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -108,11 +113,16 @@ struct Shard {
     capacity: u32,
 }
 
+/// Index buckets for `capacity` flows (two keys each) at a load of 3/4 at most.
+fn bucket_count(capacity: u32) -> usize {
+    (capacity as usize * 2 * 4 / 3 + 1)
+        .next_power_of_two()
+        .max(8)
+}
+
 impl Shard {
     fn new(capacity: u32) -> Shard {
-        let buckets = (capacity as usize * 2 * 4 / 3 + 1)
-            .next_power_of_two()
-            .max(8);
+        let buckets = bucket_count(capacity);
         Shard {
             buckets: vec![0; buckets],
             mask: buckets - 1,
@@ -180,7 +190,31 @@ impl Shard {
         self.buckets[hole] = 0;
     }
 
+    /// Doubles the capacity and rebuilds the index.
+    fn grow(&mut self, hasher: &KeyHasher) {
+        self.capacity = self.capacity.saturating_mul(2);
+        let buckets = bucket_count(self.capacity);
+        self.buckets = vec![0; buckets];
+        self.mask = buckets - 1;
+        let live: Vec<(usize, FlowKey, FlowKey)> = self
+            .slab
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, flow)| {
+                flow.as_ref()
+                    .map(|f| (slot, f.spec.lan_key(), f.spec.wan_key()))
+            })
+            .collect();
+        for (slot, lan, wan) in live {
+            self.index(hasher, Side::Lan, &lan, slot);
+            self.index(hasher, Side::Wan, &wan, slot);
+        }
+    }
+
     fn insert(&mut self, hasher: &KeyHasher, flow: Flow) -> usize {
+        if self.live >= self.capacity {
+            self.grow(hasher);
+        }
         let lan = flow.spec.lan_key();
         let wan = flow.spec.wan_key();
         let slot = match self.free.pop() {
@@ -344,7 +378,7 @@ impl FlowTable {
                 return Err(InsertError::Clash);
             }
         }
-        if shard.live >= shard.capacity || !self.reserve() {
+        if !self.reserve() {
             self.refusals.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         }
@@ -530,6 +564,29 @@ mod tests {
         assert_eq!(table.stats().refusals, 1);
         assert_eq!(table.expire(301, &timeouts()).len(), 3);
         assert!(table.insert(spec(11, 1, 1, 30000), 301).is_ok());
+    }
+
+    #[test]
+    fn flows_to_one_endpoint_can_fill_the_whole_table() {
+        // Every flow has the same remote endpoint, so all land in one shard,
+        // which grows past its initial size up to the table's limit.
+        let table = FlowTable::new(20_000);
+        assert!(table.shards.len() > 1);
+        for port in 1..=20_000u16 {
+            let s = spec(1, port, 1, port);
+            assert_eq!(table.insert(s, 0), Ok(s), "flow {port}");
+        }
+        assert_eq!(
+            table.insert(spec(2, 1, 1, 30_000), 0),
+            Err(InsertError::Full)
+        );
+        for port in (1..=20_000u16).step_by(997) {
+            let s = spec(1, port, 1, port);
+            assert!(table.with_flow(Side::Lan, &s.lan_key(), |_| ()).is_some());
+            assert!(table.with_flow(Side::Wan, &s.wan_key(), |_| ()).is_some());
+        }
+        assert_eq!(table.expire(10_000, &timeouts()).len(), 20_000);
+        assert!(table.is_empty());
     }
 
     #[test]

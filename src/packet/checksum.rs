@@ -60,6 +60,15 @@ pub fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     )
 }
 
+/// The checksum `check` after the covered bytes `old` became `new`: both of
+/// even length and starting at an even offset of the covered data.
+pub fn update_words(check: u16, old: &[u8], new: &[u8]) -> u16 {
+    let sum = u32::from(!check)
+        + u32::from(!fold(sum_bytes(0, old)))
+        + u32::from(fold(sum_bytes(0, new)));
+    !fold(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +100,21 @@ mod tests {
             let updated = update32(before, old, new);
             let full = checksum(&data);
             // 0x0000 and 0xffff are the same one's-complement value.
+            prop_assert!(updated == full || (updated ^ full) == 0xffff && (updated == 0 || full == 0),
+                "updated {updated:#06x} full {full:#06x}");
+        }
+
+        /// The same for a run of words changed at once.
+        #[test]
+        fn word_run_update_equals_full(mut data in proptest::collection::vec(any::<u8>(), 8..64),
+                                       at in 0usize..3, new in proptest::collection::vec(any::<u8>(), 2..6)) {
+            let offset = at * 2;
+            let len = new.len() & !1;
+            let before = checksum(&data);
+            let old = data[offset..offset + len].to_vec();
+            data[offset..offset + len].copy_from_slice(&new[..len]);
+            let updated = update_words(before, &old, &new[..len]);
+            let full = checksum(&data);
             prop_assert!(updated == full || (updated ^ full) == 0xffff && (updated == 0 || full == 0),
                 "updated {updated:#06x} full {full:#06x}");
         }

@@ -1,10 +1,14 @@
 //! Packet formats: parsing a frame into a plain [`Frame`] and rewriting it in place.
 
 pub mod checksum;
+pub mod icmp;
 mod parse;
 mod rewrite;
+mod tcp;
 
 pub use parse::{
-    parse, Frame, ParseOutcome, TcpFlags, Transport, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
+    ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 pub use rewrite::{apply, Endpoint, Rewrite};
+pub use tcp::clamp_mss;

@@ -38,10 +38,26 @@ pub enum Transport {
     },
     /// ICMP echo request (type 8) or reply (type 0).
     IcmpEcho { request: bool, id: u16 },
+    /// An ICMP error that quotes the packet it is about: destination
+    /// unreachable (3), time exceeded (11) or parameter problem (12).
+    IcmpError { icmp_type: u8, code: u8 },
     /// Any other ICMP message.
     IcmpOther { icmp_type: u8 },
     /// Another IP protocol.
     Other { protocol: u8 },
+    /// A fragment other than the first: no transport header.
+    Fragment,
+}
+
+/// Where a packet stands in fragmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragmentation {
+    /// Not a fragment.
+    Whole,
+    /// Offset 0 with more fragments to come: carries the transport header.
+    First,
+    /// A later fragment: carries none.
+    Later,
 }
 
 /// What could not be parsed, as the verdict it leads to.
@@ -59,7 +75,12 @@ pub struct Frame {
     pub dst: [u8; 4],
     pub ttl: u8,
     pub protocol: u8,
-    /// Offset of the transport header.
+    /// The IP identification field (what groups fragments).
+    pub ip_id: u16,
+    /// The don't-fragment flag.
+    pub dont_fragment: bool,
+    pub fragmentation: Fragmentation,
+    /// Offset of the transport header (from the IHL: after any IP options).
     pub l4: usize,
     /// End of the IP packet (Ethernet padding after it is not part of the packet).
     pub end: usize,
@@ -79,10 +100,23 @@ impl Frame {
             } => (src_port, dst_port),
             Transport::IcmpEcho { request: true, id } => (id, 0),
             Transport::IcmpEcho { request: false, id } => (0, id),
-            Transport::IcmpOther { .. } | Transport::Other { .. } => (0, 0),
+            Transport::IcmpError { .. }
+            | Transport::IcmpOther { .. }
+            | Transport::Other { .. }
+            | Transport::Fragment => (0, 0),
         }
     }
+
+    /// A TCP segment with SYN set (SYN or SYN-ACK).
+    pub fn is_syn(&self) -> bool {
+        matches!(self.transport, Transport::Tcp { flags, .. } if flags.syn)
+    }
 }
+
+/// ICMP types that are errors quoting a packet.
+pub const ICMP_DEST_UNREACHABLE: u8 = 3;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 /// IP protocol numbers the router translates.
 pub const PROTO_ICMP: u8 = 1;
@@ -122,14 +156,17 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
     if dst[0] >= 224 {
         return Err(ParseOutcome::Kernel(KernelReason::Multicast));
     }
-    if ip.more_fragments() || ip.fragments_offset().value() != 0 {
-        return Err(ParseOutcome::Drop(DropReason::Fragment));
-    }
+    let fragmentation = match (ip.fragments_offset().value(), ip.more_fragments()) {
+        (0, false) => Fragmentation::Whole,
+        (0, true) => Fragmentation::First,
+        _ => Fragmentation::Later,
+    };
     let l4 = L3_OFFSET + header_len;
     let end = L3_OFFSET + total_len;
     let payload = &frame[l4..end];
     let protocol = ip.protocol().0;
     let transport = match ip.protocol() {
+        _ if fragmentation == Fragmentation::Later => Transport::Fragment,
         IpNumber::TCP => {
             let tcp = TcpHeaderSlice::from_slice(payload)
                 .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
@@ -148,7 +185,9 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
             let udp = UdpHeaderSlice::from_slice(payload)
                 .map_err(|_| ParseOutcome::Drop(DropReason::Malformed))?;
             let length = usize::from(udp.length());
-            if length < 8 || length > payload.len() {
+            // A first fragment holds only part of the datagram its length counts.
+            let fits = length <= payload.len() || fragmentation == Fragmentation::First;
+            if length < 8 || !fits {
                 return Err(ParseOutcome::Drop(DropReason::Malformed));
             }
             Transport::Udp {
@@ -166,6 +205,12 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
                     request: icmp.type_u8() == 8,
                     id: u16::from_be_bytes([id_hi, id_lo]),
                 },
+                icmp_type @ (ICMP_DEST_UNREACHABLE
+                | ICMP_TIME_EXCEEDED
+                | ICMP_PARAMETER_PROBLEM) => Transport::IcmpError {
+                    icmp_type,
+                    code: icmp.code_u8(),
+                },
                 icmp_type => Transport::IcmpOther { icmp_type },
             }
         }
@@ -177,6 +222,9 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
         dst,
         ttl: ip.ttl(),
         protocol,
+        ip_id: ip.identification(),
+        dont_fragment: ip.dont_fragment(),
+        fragmentation,
         l4,
         end,
         transport,

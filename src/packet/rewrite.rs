@@ -31,12 +31,42 @@ const IP_CHECKSUM: usize = L3_OFFSET + 10;
 const IP_SRC: usize = L3_OFFSET + 12;
 const IP_DST: usize = L3_OFFSET + 16;
 
-fn read16(buf: &[u8], at: usize) -> u16 {
+pub(super) fn read16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
 
-fn write16(buf: &mut [u8], at: usize, value: u16) {
+pub(super) fn write16(buf: &mut [u8], at: usize, value: u16) {
     buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Rewrites the Ethernet addresses, decrements the TTL (the caller has
+/// checked it is above 1) and sets the IP addresses of the frame `frame` was
+/// parsed from, updating the IP header checksum incrementally.
+pub fn rewrite_ip(
+    buf: &mut [u8],
+    frame: &Frame,
+    macs: ([u8; 6], [u8; 6]),
+    src: [u8; 4],
+    dst: [u8; 4],
+) {
+    let (src_mac, dst_mac) = macs;
+    buf[0..6].copy_from_slice(&dst_mac);
+    buf[6..12].copy_from_slice(&src_mac);
+
+    let mut ip_check = read16(buf, IP_CHECKSUM);
+    let old_word = u16::from_be_bytes([frame.ttl, frame.protocol]);
+    let new_word = u16::from_be_bytes([frame.ttl - 1, frame.protocol]);
+    ip_check = update16(ip_check, old_word, new_word);
+    buf[IP_TTL] = frame.ttl - 1;
+    if src != frame.src {
+        ip_check = update32(ip_check, frame.src, src);
+        buf[IP_SRC..IP_SRC + 4].copy_from_slice(&src);
+    }
+    if dst != frame.dst {
+        ip_check = update32(ip_check, frame.dst, dst);
+        buf[IP_DST..IP_DST + 4].copy_from_slice(&dst);
+    }
+    write16(buf, IP_CHECKSUM, ip_check);
 }
 
 /// Applies `rewrite` to `buf`, which `frame` was parsed from, and decrements the
@@ -44,51 +74,41 @@ fn write16(buf: &mut [u8], at: usize, value: u16) {
 /// incrementally (RFC 1624); a UDP checksum of 0 (none sent) stays 0. With
 /// `checksum_partial` (the L4 checksum field holds only the pseudo-header sum,
 /// as from a local sender with checksum offload) the L4 checksum is computed in
-/// full instead.
+/// full instead. A later fragment has only its IP header rewritten.
 pub fn apply(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, checksum_partial: bool) {
-    buf[0..6].copy_from_slice(&rewrite.dst_mac);
-    buf[6..12].copy_from_slice(&rewrite.src_mac);
-
-    let mut ip_check = read16(buf, IP_CHECKSUM);
-    let old_word = u16::from_be_bytes([frame.ttl, frame.protocol]);
-    let new_word = u16::from_be_bytes([frame.ttl - 1, frame.protocol]);
-    ip_check = update16(ip_check, old_word, new_word);
-    buf[IP_TTL] = frame.ttl - 1;
-    if rewrite.src.addr != frame.src {
-        ip_check = update32(ip_check, frame.src, rewrite.src.addr);
-        buf[IP_SRC..IP_SRC + 4].copy_from_slice(&rewrite.src.addr);
-    }
-    if rewrite.dst.addr != frame.dst {
-        ip_check = update32(ip_check, frame.dst, rewrite.dst.addr);
-        buf[IP_DST..IP_DST + 4].copy_from_slice(&rewrite.dst.addr);
-    }
-    write16(buf, IP_CHECKSUM, ip_check);
-
+    rewrite_ip(
+        buf,
+        frame,
+        (rewrite.src_mac, rewrite.dst_mac),
+        rewrite.src.addr,
+        rewrite.dst.addr,
+    );
+    let old = (
+        Endpoint::new(frame.src, frame.ports().0),
+        Endpoint::new(frame.dst, frame.ports().1),
+    );
+    let new = (rewrite.src, rewrite.dst);
     let l4 = frame.l4;
     match frame.transport {
-        Transport::Tcp {
-            src_port, dst_port, ..
-        } => {
+        Transport::Tcp { .. } => {
             let at = l4 + 16;
-            rewrite_ports(buf, l4, (src_port, dst_port), rewrite);
+            rewrite_ports(buf, l4, old, new);
             if checksum_partial {
                 full_l4_checksum(buf, frame, at, rewrite);
             } else {
-                let check = l4_update(read16(buf, at), frame, (src_port, dst_port), rewrite);
-                write16(buf, at, check);
+                write16(buf, at, l4_update(read16(buf, at), old, new));
             }
         }
         Transport::Udp {
-            src_port,
-            dst_port,
             checksum: udp_check,
+            ..
         } => {
             let at = l4 + 6;
-            rewrite_ports(buf, l4, (src_port, dst_port), rewrite);
+            rewrite_ports(buf, l4, old, new);
             if checksum_partial {
                 full_l4_checksum(buf, frame, at, rewrite);
             } else if udp_check != 0 {
-                let check = l4_update(udp_check, frame, (src_port, dst_port), rewrite);
+                let check = l4_update(udp_check, old, new);
                 write16(buf, at, if check == 0 { 0xffff } else { check });
             }
         }
@@ -104,32 +124,42 @@ pub fn apply(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, checksum_partial:
                 write16(buf, l4 + 4, new_id);
             }
         }
-        Transport::IcmpOther { .. } | Transport::Other { .. } => {}
+        Transport::IcmpError { .. }
+        | Transport::IcmpOther { .. }
+        | Transport::Other { .. }
+        | Transport::Fragment => {}
     }
 }
 
-fn rewrite_ports(buf: &mut [u8], l4: usize, old: (u16, u16), rewrite: &Rewrite) {
-    if rewrite.src.port != old.0 {
-        write16(buf, l4, rewrite.src.port);
+/// Writes the ports of a TCP or UDP header at `l4` that differ.
+pub(super) fn rewrite_ports(
+    buf: &mut [u8],
+    l4: usize,
+    old: (Endpoint, Endpoint),
+    new: (Endpoint, Endpoint),
+) {
+    if new.0.port != old.0.port {
+        write16(buf, l4, new.0.port);
     }
-    if rewrite.dst.port != old.1 {
-        write16(buf, l4 + 2, rewrite.dst.port);
+    if new.1.port != old.1.port {
+        write16(buf, l4 + 2, new.1.port);
     }
 }
 
-/// A TCP/UDP checksum after the pseudo-header addresses and the ports changed.
-fn l4_update(mut check: u16, frame: &Frame, ports: (u16, u16), rewrite: &Rewrite) -> u16 {
-    if rewrite.src.addr != frame.src {
-        check = update32(check, frame.src, rewrite.src.addr);
-    }
-    if rewrite.dst.addr != frame.dst {
-        check = update32(check, frame.dst, rewrite.dst.addr);
-    }
-    if rewrite.src.port != ports.0 {
-        check = update16(check, ports.0, rewrite.src.port);
-    }
-    if rewrite.dst.port != ports.1 {
-        check = update16(check, ports.1, rewrite.dst.port);
+/// A TCP/UDP checksum after the pseudo-header addresses and the ports of its
+/// segment went from `old` to `new` (source, destination).
+pub(super) fn l4_update(
+    mut check: u16,
+    old: (Endpoint, Endpoint),
+    new: (Endpoint, Endpoint),
+) -> u16 {
+    for (old, new) in [old.0, old.1].into_iter().zip([new.0, new.1]) {
+        if old.addr != new.addr {
+            check = update32(check, old.addr, new.addr);
+        }
+        if old.port != new.port {
+            check = update16(check, old.port, new.port);
+        }
     }
     check
 }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{DropReason, KernelReason, Port, Verdict};
+use crate::packet::icmp;
 
 /// Packets and bytes through one uplink, each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,6 +21,8 @@ pub struct WorkerCounters {
     forwarded: AtomicU64,
     kernel: Vec<AtomicU64>,
     drops: Vec<AtomicU64>,
+    /// ICMP errors the core made: time exceeded, fragmentation needed.
+    icmp_sent: [AtomicU64; 2],
     /// Per uplink: packets out, bytes out, packets in, bytes in.
     uplinks: Vec<[AtomicU64; 4]>,
 }
@@ -40,8 +43,18 @@ impl WorkerCounters {
             forwarded: AtomicU64::new(0),
             kernel: zeros(KernelReason::ALL.len()),
             drops: zeros(DropReason::ALL.len()),
+            icmp_sent: [0; 2].map(AtomicU64::new),
             uplinks: (0..uplinks).map(|_| [0; 4].map(AtomicU64::new)).collect(),
         }
+    }
+
+    /// Counts an ICMP error the core made (its frame is counted as forwarded too).
+    pub fn icmp_sent(&self, error: icmp::Error) {
+        let i = match error {
+            icmp::Error::TimeExceeded => 0,
+            icmp::Error::FragmentationNeeded { .. } => 1,
+        };
+        bump(&self.icmp_sent[i], 1);
     }
 
     /// Counts one verdict for a frame that came in on `from`.
@@ -71,6 +84,10 @@ pub struct Totals {
     pub forwarded: u64,
     pub kernel: Vec<(KernelReason, u64)>,
     pub drops: Vec<(DropReason, u64)>,
+    /// ICMP time-exceeded errors the core sent.
+    pub time_exceeded_sent: u64,
+    /// ICMP fragmentation-needed errors the core sent.
+    pub frag_needed_sent: u64,
     pub uplinks: Vec<Traffic>,
 }
 
@@ -80,10 +97,14 @@ impl Totals {
             forwarded: 0,
             kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),
             drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            time_exceeded_sent: 0,
+            frag_needed_sent: 0,
             uplinks: vec![Traffic::default(); uplinks],
         };
         for worker in workers {
             totals.forwarded += worker.forwarded.load(Ordering::Relaxed);
+            totals.time_exceeded_sent += worker.icmp_sent[0].load(Ordering::Relaxed);
+            totals.frag_needed_sent += worker.icmp_sent[1].load(Ordering::Relaxed);
             for (total, counter) in totals.kernel.iter_mut().zip(&worker.kernel) {
                 total.1 += counter.load(Ordering::Relaxed);
             }

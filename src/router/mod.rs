@@ -1,30 +1,64 @@
 //! The router core: one frame in, rewritten in place, one verdict out.
 //! No I/O and no clock of its own: time is passed in. One [`Router`] is shared
 //! by every worker thread; each worker holds a [`Worker`] with its counters.
+//!
+//! What the core does with a frame:
+//! - From the LAN to the Internet: the first packet of a connection gets a flow
+//!   (rules, balancing, SNAT mapping), every packet leaves by its flow's uplink.
+//! - From the Internet to a WAN address: the reply direction of a flow, or a
+//!   port forward that opens one (DNAT). Addressed to a WAN address from a
+//!   LAN source: dropped as spoofed.
+//! - From the LAN to a port forwarded on a WAN address: hairpinning, DNAT to
+//!   the forward's target and SNAT to the WAN address, back out the LAN, so
+//!   the target sees the client's outside address (RFC 4787 REQ-9) and
+//!   replies through the router.
+//! - ICMP errors about a flow's packets, either way: translated together
+//!   with the packet they quote (`icmp.rs`).
+//! - Fragments: the first one is translated with its flow, the later ones
+//!   follow it through a small table (`fragments.rs`).
+//! - TTL of 1 or less: left to the kernel, which sends time-exceeded;
+//!   [`Router::set_time_exceeded`] makes the core answer it itself (for an
+//!   I/O path that cannot hand frames to the kernel).
+//! - Bigger than the egress MTU: with DF, answered with fragmentation-needed
+//!   and the next-hop MTU, from the router's address on the side the frame
+//!   came in by (on the LAN that needs `[lan] address`; without it the frame
+//!   goes to the kernel, `frag_needed`). Without DF: dropped (`too_big`): the
+//!   core does not fragment, and the kernel must not forward it un-NATed.
+//! - TCP SYNs: MSS clamped when `[nat] mss_clamp` says so.
+//!
+//! An ICMP error the core makes overwrites the frame it is about and goes
+//! back out the port that frame came in by, as a [`Verdict::Forward`].
 
 mod counters;
+mod fragments;
+mod hosts;
+mod icmp;
 mod verdict;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
 
 pub use counters::{Totals, Traffic, WorkerCounters};
+pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
 pub use verdict::*;
 
-use crate::config::{Action, Config, PortRange, Proto, Timeouts, UplinkId};
+use crate::config::{Action, Config, MssClamp, PortRange, Proto, Timeouts, UplinkId};
 use crate::flow::{
     tcp_flags_for, FlowInfo, FlowKey, FlowSpec, FlowTable, InsertError, Origin, Side, TableStats,
 };
 use crate::nat::PortAllocator;
 use crate::packet::{
-    self, Endpoint, Frame, ParseOutcome, Rewrite, Transport, PROTO_TCP, PROTO_UDP,
+    self, icmp as icmp_packet, Endpoint, Fragmentation, Frame, ParseOutcome, Rewrite, Transport,
+    L3_OFFSET, PROTO_TCP, PROTO_UDP,
 };
 use crate::policy::{Choice, NewConnection, Policy, Rules};
+use fragments::Fragments;
+use hosts::HostLimit;
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +89,7 @@ pub struct Worker {
 struct Uplink {
     address: [u8; 4],
     mac: [u8; 6],
+    mtu: u16,
     /// The gateway's MAC with bit 48 set, or 0 while unknown.
     gateway_mac: AtomicU64,
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
@@ -69,6 +104,9 @@ pub struct Stats {
     pub table: TableStats,
     pub uplinks: Vec<UplinkStats>,
     pub sticky_clients: usize,
+    pub fragments: FragmentStats,
+    /// LAN hosts with flows counted against `limits.max_flows_per_host`.
+    pub limited_hosts: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,17 +119,38 @@ pub struct UplinkStats {
     pub traffic: Traffic,
 }
 
+/// Where a translated packet goes and what it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Egress {
+    port: Port,
+    rewrite: Rewrite,
+}
+
+/// One frame's circumstances.
+struct Cx<'a> {
+    meta: FrameMeta,
+    /// `meta.now` in whole seconds, the flow table's clock.
+    now: u32,
+    counters: &'a WorkerCounters,
+}
+
 /// The shared router.
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
+    lan_address: Option<[u8; 4]>,
+    lan_mtu: u16,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
+    mss_clamp: MssClamp,
     /// (protocol, port, uplink) → inside endpoint.
     forwards: HashMap<(u8, u16, UplinkId), Endpoint>,
     policy: Policy,
     table: FlowTable,
     timeouts: Timeouts,
+    hosts: HostLimit,
+    fragments: Fragments,
+    time_exceeded: AtomicBool,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     unresolved: Mutex<HashSet<[u8; 4]>>,
     workers: Mutex<Vec<Arc<WorkerCounters>>>,
@@ -119,6 +178,16 @@ fn nat_index(protocol: u8) -> usize {
 /// Seconds on the router's clock.
 fn seconds(now: Duration) -> u32 {
     u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// The tuple of a frame as it arrived.
+fn key_of(frame: &Frame) -> FlowKey {
+    let (src_port, dst_port) = frame.ports();
+    FlowKey {
+        protocol: frame.protocol,
+        src: Endpoint::new(frame.src, src_port),
+        dst: Endpoint::new(frame.dst, dst_port),
+    }
 }
 
 impl Router {
@@ -157,6 +226,8 @@ impl Router {
                 .map(|n| (u32::from(n.network()), u32::from(n.netmask())))
                 .collect(),
             lan_mac: macs.lan,
+            lan_address: config.lan.address.map(|a| a.octets()),
+            lan_mtu: config.lan.mtu,
             uplinks: config
                 .wans
                 .iter()
@@ -164,12 +235,14 @@ impl Router {
                 .map(|(wan, mac)| Uplink {
                     address: wan.address.octets(),
                     mac: *mac,
+                    mtu: wan.mtu,
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),
                 })
                 .collect(),
             nat_ports: config.nat.ports,
+            mss_clamp: config.nat.mss_clamp,
             forwards,
             policy: Policy::new(
                 Rules::new(&config.rules),
@@ -180,6 +253,9 @@ impl Router {
             ),
             table: FlowTable::new(config.limits.max_flows),
             timeouts: config.timeouts.clone(),
+            hosts: HostLimit::new(config.limits.max_flows_per_host),
+            fragments: Fragments::default(),
+            time_exceeded: AtomicBool::new(false),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
             workers: Mutex::new(Vec::new()),
@@ -195,10 +271,15 @@ impl Router {
 
     /// Processes one frame: rewrites it in place and says where it goes.
     pub fn process(&self, worker: &mut Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        let cx = Cx {
+            meta,
+            now: seconds(meta.now),
+            counters: &worker.counters,
+        };
         let verdict = match packet::parse(frame) {
             Ok(parsed) => match meta.port {
-                Port::Lan => self.lan_ingress(frame, &parsed, meta),
-                Port::Wan(_) => self.wan_ingress(frame, &parsed, meta),
+                Port::Lan => self.lan_ingress(frame, &parsed, &cx),
+                Port::Wan(_) => self.wan_ingress(frame, &parsed, &cx),
             },
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
@@ -221,33 +302,33 @@ impl Router {
             .map(|i| i as UplinkId)
     }
 
-    fn lan_ingress(&self, buf: &mut [u8], frame: &Frame, meta: FrameMeta) -> Verdict {
-        if self.is_lan(frame.dst) || self.uplink_with_address(frame.dst).is_some() {
+    fn lan_ingress(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
+        let wan_address = self.uplink_with_address(frame.dst);
+        if self.is_lan(frame.dst) || (wan_address.is_some() && !self.is_lan(frame.src)) {
             return Verdict::Kernel(KernelReason::LocalDestination);
         }
         if !self.is_lan(frame.src) {
             return Verdict::Kernel(KernelReason::NotInside);
         }
-        let ports = match frame.transport {
-            Transport::Tcp { .. } | Transport::Udp { .. } => Some(frame.ports()),
-            Transport::IcmpEcho { request: true, .. } => None,
-            Transport::IcmpEcho { request: false, .. } | Transport::IcmpOther { .. } => {
+        let ports = match (frame.transport, wan_address) {
+            (Transport::Fragment, _) => return self.later_fragment(buf, frame, cx),
+            (Transport::IcmpError { .. }, _) => return self.icmp_error_from_lan(buf, frame, cx),
+            (_, Some(uplink)) => return self.to_wan_address(buf, frame, uplink, cx),
+            (Transport::Tcp { .. } | Transport::Udp { .. }, None) => Some(frame.ports()),
+            (Transport::IcmpEcho { request: true, .. }, None) => None,
+            (Transport::IcmpEcho { request: false, .. } | Transport::IcmpOther { .. }, None) => {
                 return Verdict::Kernel(KernelReason::IcmpOther)
             }
-            Transport::Other { .. } => return Verdict::Drop(DropReason::UnsupportedProtocol),
+            (Transport::Other { .. }, None) => {
+                return Verdict::Drop(DropReason::UnsupportedProtocol)
+            }
         };
         if frame.ttl <= 1 {
-            return Verdict::Kernel(KernelReason::TtlExpired);
+            return self.ttl_expired(buf, frame, cx);
         }
-        let (src_port, dst_port) = frame.ports();
-        let key = FlowKey {
-            protocol: frame.protocol,
-            src: Endpoint::new(frame.src, src_port),
-            dst: Endpoint::new(frame.dst, dst_port),
-        };
-        let now = seconds(meta.now);
-        if let Some(spec) = self.established(Side::Lan, &key, frame, now) {
-            return self.to_wan(buf, frame, &spec, meta);
+        let key = key_of(frame);
+        if let Some(spec) = self.established(Side::Lan, &key, frame, cx.now) {
+            return self.outbound(buf, frame, &spec, cx);
         }
 
         let conn = NewConnection {
@@ -260,7 +341,7 @@ impl Router {
         if let Some(verdict) = self.refuse_new(decision.action, frame) {
             return verdict;
         }
-        let uplink = match self.policy.assign(decision, &conn, now) {
+        let uplink = match self.policy.assign(decision, &conn, cx.now) {
             Choice::Uplink(uplink) => uplink,
             Choice::Bypass => return Verdict::Kernel(KernelReason::Bypass),
             Choice::Drop(reason) => return Verdict::Drop(reason),
@@ -279,8 +360,64 @@ impl Router {
             lan_mac: frame.src_mac,
         };
         self.lan_hosts.insert(frame.src, frame.src_mac);
-        match self.insert(spec, Side::Lan, frame, now) {
-            Ok(spec) => self.to_wan(buf, frame, &spec, meta),
+        match self.insert(spec, Side::Lan, frame, cx.now) {
+            Ok(spec) => self.outbound(buf, frame, &spec, cx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// A LAN host's frame to a WAN address: to a forwarded port, hairpinned to
+    /// the forward's target; to a NAT port, the target's reply in a hairpinned
+    /// flow; anything else is for the router itself.
+    fn to_wan_address(&self, buf: &mut [u8], frame: &Frame, uplink: UplinkId, cx: &Cx) -> Verdict {
+        let (Transport::Tcp { .. } | Transport::Udp { .. }) = frame.transport else {
+            return Verdict::Kernel(KernelReason::LocalDestination);
+        };
+        let key = key_of(frame);
+        let forward = self.forwards.get(&(frame.protocol, key.dst.port, uplink));
+        if forward.is_none() && !self.nat_ports.contains(key.dst.port) {
+            return Verdict::Kernel(KernelReason::LocalDestination);
+        }
+        if frame.ttl <= 1 {
+            return self.ttl_expired(buf, frame, cx);
+        }
+        let Some(target) = forward else {
+            return match self.established(Side::Wan, &key, frame, cx.now) {
+                Some(spec) if matches!(spec.origin, Origin::Hairpin { .. }) => {
+                    self.emit(buf, frame, self.inbound(&spec), cx)
+                }
+                _ => Verdict::Drop(DropReason::NoMapping),
+            };
+        };
+        let lan_key = FlowKey {
+            dst: *target,
+            ..key
+        };
+        if let Some(spec) = self.established(Side::Lan, &lan_key, frame, cx.now) {
+            return self.outbound(buf, frame, &spec, cx);
+        }
+        if !opens_connection(frame) {
+            return Verdict::Drop(DropReason::TcpNoFlow);
+        }
+        if let Err(verdict) = self.lan_host_mac(target.addr) {
+            return verdict;
+        }
+        let nat = &self.uplinks[usize::from(uplink)].nat[nat_index(frame.protocol)];
+        let Some(outside_port) = lock(nat).acquire(key.src) else {
+            return Verdict::Drop(DropReason::PortsExhausted);
+        };
+        let spec = FlowSpec {
+            protocol: frame.protocol,
+            inside: key.src,
+            outside: Endpoint::new(frame.dst, outside_port),
+            remote: *target,
+            uplink,
+            origin: Origin::Hairpin { port: key.dst.port },
+            lan_mac: frame.src_mac,
+        };
+        self.lan_hosts.insert(frame.src, frame.src_mac);
+        match self.insert(spec, Side::Lan, frame, cx.now) {
+            Ok(spec) => self.outbound(buf, frame, &spec, cx),
             Err(verdict) => verdict,
         }
     }
@@ -318,6 +455,16 @@ impl Router {
         found
     }
 
+    /// The spec of the live flow `key` belongs to, recording nothing (for
+    /// ICMP errors, which never refresh nor remove a flow: RFC 7857).
+    fn peek(&self, side: Side, key: &FlowKey, now: u32) -> Option<FlowSpec> {
+        self.table
+            .with_flow(side, key, |flow| {
+                (!flow.is_expired(now, &self.timeouts)).then_some(flow.spec)
+            })
+            .flatten()
+    }
+
     /// Inserts a new flow and records its first packet; on failure, gives back
     /// what was taken for it and returns the verdict.
     fn insert(
@@ -327,6 +474,10 @@ impl Router {
         frame: &Frame,
         now: u32,
     ) -> Result<FlowSpec, Verdict> {
+        if !self.hosts.take(spec.inside.addr) {
+            self.release_mapping(&spec);
+            return Err(Verdict::Drop(DropReason::HostLimit));
+        }
         match self.table.insert(spec, now) {
             Ok(actual) => {
                 if actual == spec {
@@ -336,6 +487,7 @@ impl Router {
                 } else {
                     // Another worker created this flow first: use it.
                     self.release_mapping(&spec);
+                    self.hosts.give_back(spec.inside.addr);
                 }
                 let (syn, fin, rst) = tcp_bits(frame);
                 let flags = tcp_flags_for(side, syn, fin, rst);
@@ -346,6 +498,7 @@ impl Router {
             }
             Err(error) => {
                 self.release_mapping(&spec);
+                self.hosts.give_back(spec.inside.addr);
                 Err(Verdict::Drop(match error {
                     InsertError::Full => DropReason::TableFull,
                     InsertError::Clash => DropReason::TupleClash,
@@ -354,42 +507,186 @@ impl Router {
         }
     }
 
-    fn to_wan(&self, buf: &mut [u8], frame: &Frame, spec: &FlowSpec, meta: FrameMeta) -> Verdict {
-        let uplink = &self.uplinks[usize::from(spec.uplink)];
-        let Some(gateway) = unpack_mac(uplink.gateway_mac.load(Ordering::Relaxed)) else {
-            return Verdict::Drop(DropReason::NeighbourUnresolved);
-        };
-        let rewrite = Rewrite {
-            src_mac: uplink.mac,
-            dst_mac: gateway,
-            src: spec.outside,
-            dst: spec.remote,
-        };
-        packet::apply(buf, frame, &rewrite, meta.checksum_partial);
-        Verdict::Forward {
-            port: Port::Wan(spec.uplink),
-            len: frame.end,
+    /// The MAC of a LAN host, or the verdict when it is unknown (and the
+    /// address noted for the I/O layer to resolve).
+    fn lan_host_mac(&self, addr: [u8; 4]) -> Result<[u8; 6], Verdict> {
+        if let Some(mac) = self.lan_hosts.get(&addr) {
+            return Ok(*mac);
         }
+        let mut unresolved = lock(&self.unresolved);
+        if unresolved.len() < MAX_UNRESOLVED {
+            unresolved.insert(addr);
+        }
+        Err(Verdict::Drop(DropReason::NeighbourUnresolved))
     }
 
-    fn to_lan(&self, buf: &mut [u8], frame: &Frame, spec: &FlowSpec, meta: FrameMeta) -> Verdict {
-        let rewrite = Rewrite {
-            src_mac: self.lan_mac,
-            dst_mac: spec.lan_mac,
-            src: spec.remote,
-            dst: spec.inside,
+    /// Where a flow's packets from the inside host go: out its uplink, or
+    /// for a hairpinned flow back out the LAN to the forward's target.
+    fn outward(&self, spec: &FlowSpec) -> Result<Egress, Verdict> {
+        let (port, src_mac, dst_mac) = match spec.origin {
+            Origin::Hairpin { .. } => (
+                Port::Lan,
+                self.lan_mac,
+                self.lan_host_mac(spec.remote.addr)?,
+            ),
+            Origin::Lan | Origin::Wan => {
+                let uplink = &self.uplinks[usize::from(spec.uplink)];
+                let gateway = unpack_mac(uplink.gateway_mac.load(Ordering::Relaxed))
+                    .ok_or(Verdict::Drop(DropReason::NeighbourUnresolved))?;
+                (Port::Wan(spec.uplink), uplink.mac, gateway)
+            }
         };
-        packet::apply(buf, frame, &rewrite, meta.checksum_partial);
-        Verdict::Forward {
+        Ok(Egress {
+            port,
+            rewrite: Rewrite {
+                src_mac,
+                dst_mac,
+                src: spec.outside,
+                dst: spec.remote,
+            },
+        })
+    }
+
+    /// Where a flow's replies go: to the inside host.
+    fn inbound(&self, spec: &FlowSpec) -> Egress {
+        Egress {
             port: Port::Lan,
+            rewrite: Rewrite {
+                src_mac: self.lan_mac,
+                dst_mac: spec.lan_mac,
+                src: spec.lan_peer(),
+                dst: spec.inside,
+            },
+        }
+    }
+
+    fn outbound(&self, buf: &mut [u8], frame: &Frame, spec: &FlowSpec, cx: &Cx) -> Verdict {
+        match self.outward(spec) {
+            Ok(egress) => self.emit(buf, frame, egress, cx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    fn mtu(&self, port: Port) -> u16 {
+        match port {
+            Port::Lan => self.lan_mtu,
+            Port::Wan(uplink) => self.uplinks[usize::from(uplink)].mtu,
+        }
+    }
+
+    /// The MSS a SYN between `cx`'s ingress and `egress` is clamped to, if any.
+    fn mss_limit(&self, egress: Port, cx: &Cx) -> Option<u16> {
+        match self.mss_clamp {
+            MssClamp::Off => None,
+            MssClamp::Fixed(mss) => Some(mss),
+            MssClamp::Auto => {
+                let uplink_mtu = match (cx.meta.port, egress) {
+                    (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => {
+                        self.uplinks[usize::from(uplink)].mtu
+                    }
+                    (Port::Lan, Port::Lan) => self.lan_mtu,
+                };
+                Some(uplink_mtu.min(self.lan_mtu) - 40)
+            }
+        }
+    }
+
+    /// Sends a translated packet on its way: the egress MTU check, MSS
+    /// clamping, the rewrite, and for a first fragment a note for the later
+    /// ones.
+    fn emit(&self, buf: &mut [u8], frame: &Frame, egress: Egress, cx: &Cx) -> Verdict {
+        let mtu = self.mtu(egress.port);
+        if frame.end - L3_OFFSET > usize::from(mtu) {
+            if !frame.dont_fragment {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let error = icmp_packet::Error::FragmentationNeeded { mtu };
+            return self
+                .answer(buf, frame, error, cx)
+                .unwrap_or(Verdict::Kernel(KernelReason::FragNeeded));
+        }
+        let whole = frame.fragmentation == Fragmentation::Whole;
+        let partial = cx.meta.checksum_partial && whole;
+        if frame.is_syn() {
+            if let Some(mss) = self.mss_limit(egress.port, cx) {
+                packet::clamp_mss(buf, frame, mss, partial);
+            }
+        }
+        packet::apply(buf, frame, &egress.rewrite, partial);
+        if frame.fragmentation == Fragmentation::First {
+            self.fragments
+                .first(cx.meta.port, frame, egress, cx.meta.now);
+        }
+        Verdict::Forward {
+            port: egress.port,
             len: frame.end,
         }
     }
 
-    fn wan_ingress(&self, buf: &mut [u8], frame: &Frame, meta: FrameMeta) -> Verdict {
+    /// A later fragment: translated as its first fragment was.
+    fn later_fragment(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
+        if frame.ttl <= 1 {
+            return Verdict::Kernel(KernelReason::TtlExpired);
+        }
+        let Some(egress) = self.fragments.later(cx.meta.port, frame, cx.meta.now) else {
+            return Verdict::Drop(DropReason::FragmentOutOfOrder);
+        };
+        if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        packet::apply(buf, frame, &egress.rewrite, false);
+        Verdict::Forward {
+            port: egress.port,
+            len: frame.end,
+        }
+    }
+
+    /// A packet whose TTL would expire here.
+    fn ttl_expired(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
+        if self.time_exceeded.load(Ordering::Relaxed) {
+            if let Some(verdict) = self.answer(buf, frame, icmp_packet::Error::TimeExceeded, cx) {
+                return verdict;
+            }
+        }
+        Verdict::Kernel(KernelReason::TtlExpired)
+    }
+
+    /// Turns the frame into `error` about itself, back to its sender from the
+    /// router's address on the port it came in by; None when that may not be
+    /// done (an error about an error, a later fragment, no LAN address) or
+    /// does not fit in the frame.
+    fn answer(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        error: icmp_packet::Error,
+        cx: &Cx,
+    ) -> Option<Verdict> {
+        if !icmp_packet::may_answer(frame) {
+            return None;
+        }
+        let from = match cx.meta.port {
+            Port::Lan => (self.lan_address?, self.lan_mac),
+            Port::Wan(uplink) => {
+                let uplink = self.uplinks.get(usize::from(uplink))?;
+                (uplink.address, uplink.mac)
+            }
+        };
+        let len = icmp_packet::make_error(buf, frame, error, from)?;
+        cx.counters.icmp_sent(error);
+        Some(Verdict::Forward {
+            port: cx.meta.port,
+            len,
+        })
+    }
+
+    fn wan_ingress(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
         let Some(uplink) = self.uplink_with_address(frame.dst) else {
             return Verdict::Kernel(KernelReason::RouterTraffic);
         };
+        if self.is_lan(frame.src) {
+            return Verdict::Drop(DropReason::SpoofedSource);
+        }
         match frame.transport {
             Transport::Tcp { .. } | Transport::Udp { .. } => {}
             Transport::IcmpEcho { request: false, .. } => {}
@@ -397,26 +694,18 @@ impl Router {
                 return Verdict::Kernel(KernelReason::RouterTraffic)
             }
             Transport::IcmpOther { .. } => return Verdict::Kernel(KernelReason::IcmpOther),
+            Transport::IcmpError { .. } => return self.icmp_error_from_wan(buf, frame, uplink, cx),
+            Transport::Fragment => return self.later_fragment(buf, frame, cx),
         }
         if frame.ttl <= 1 {
-            return Verdict::Kernel(KernelReason::TtlExpired);
+            return self.ttl_expired(buf, frame, cx);
         }
-        let (src_port, dst_port) = frame.ports();
-        let key = FlowKey {
-            protocol: frame.protocol,
-            src: Endpoint::new(frame.src, src_port),
-            dst: Endpoint::new(frame.dst, dst_port),
-        };
-        let now = seconds(meta.now);
-        if let Some(spec) = self.established(Side::Wan, &key, frame, now) {
-            return self.to_lan(buf, frame, &spec, meta);
+        let key = key_of(frame);
+        if let Some(spec) = self.established(Side::Wan, &key, frame, cx.now) {
+            return self.emit(buf, frame, self.inbound(&spec), cx);
         }
-        let Some(inside) = self.forwards.get(&(frame.protocol, dst_port, uplink)) else {
-            let nat_port = match frame.transport {
-                Transport::IcmpEcho { .. } => true,
-                _ => self.nat_ports.contains(dst_port),
-            };
-            return if nat_port {
+        let Some(inside) = self.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
+            return if self.owns_port(frame.protocol, key.dst.port, uplink) {
                 Verdict::Drop(DropReason::NoMapping)
             } else {
                 Verdict::Kernel(KernelReason::RouterTraffic)
@@ -425,12 +714,9 @@ impl Router {
         if !opens_connection(frame) {
             return Verdict::Drop(DropReason::TcpNoFlow);
         }
-        let Some(lan_mac) = self.lan_hosts.get(&inside.addr).map(|mac| *mac) else {
-            let mut unresolved = lock(&self.unresolved);
-            if unresolved.len() < MAX_UNRESOLVED {
-                unresolved.insert(inside.addr);
-            }
-            return Verdict::Drop(DropReason::NeighbourUnresolved);
+        let lan_mac = match self.lan_host_mac(inside.addr) {
+            Ok(mac) => mac,
+            Err(verdict) => return verdict,
         };
         let spec = FlowSpec {
             protocol: frame.protocol,
@@ -441,15 +727,27 @@ impl Router {
             origin: Origin::Wan,
             lan_mac,
         };
-        match self.insert(spec, Side::Wan, frame, now) {
-            Ok(spec) => self.to_lan(buf, frame, &spec, meta),
+        match self.insert(spec, Side::Wan, frame, cx.now) {
+            Ok(spec) => self.emit(buf, frame, self.inbound(&spec), cx),
             Err(verdict) => verdict,
+        }
+    }
+
+    /// Whether `port` (an echo identifier for ICMP) on `uplink`'s address is
+    /// the core's: in the NAT range, or forwarded.
+    fn owns_port(&self, protocol: u8, port: u16, uplink: UplinkId) -> bool {
+        match protocol {
+            PROTO_TCP | PROTO_UDP => {
+                self.nat_ports.contains(port)
+                    || self.forwards.contains_key(&(protocol, port, uplink))
+            }
+            _ => self.nat_ports.contains(port),
         }
     }
 
     /// Gives back the NAT mapping a flow spec took.
     fn release_mapping(&self, spec: &FlowSpec) {
-        if spec.origin == Origin::Lan {
+        if spec.is_snat() {
             let uplink = &self.uplinks[usize::from(spec.uplink)];
             lock(&uplink.nat[nat_index(spec.protocol)]).release(spec.inside);
         }
@@ -458,6 +756,7 @@ impl Router {
     /// Accounts for a flow that left the table.
     fn release(&self, spec: &FlowSpec) {
         self.release_mapping(spec);
+        self.hosts.give_back(spec.inside.addr);
         self.uplinks[usize::from(spec.uplink)]
             .flows
             .fetch_sub(1, Ordering::Relaxed);
@@ -487,6 +786,14 @@ impl Router {
     /// Health input: whether an uplink may take new flows.
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
         self.policy.balancer().set_up(uplink, up);
+    }
+
+    /// Whether the core answers packets whose TTL expires here with an ICMP
+    /// time-exceeded itself (when the frame can hold it), instead of handing
+    /// them to the kernel ([`KernelReason::TtlExpired`], the default). For an
+    /// I/O path whose frames the kernel never sees.
+    pub fn set_time_exceeded(&self, in_core: bool) {
+        self.time_exceeded.store(in_core, Ordering::Relaxed);
     }
 
     /// Expires idle flows and sticky clients, freeing their NAT ports; returns
@@ -530,6 +837,8 @@ impl Router {
             totals,
             table: self.table.stats(),
             sticky_clients: self.policy.sticky_clients(),
+            fragments: self.fragments.stats(),
+            limited_hosts: self.hosts.hosts(),
         }
     }
 }

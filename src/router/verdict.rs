@@ -10,8 +10,11 @@ pub enum Port {
 }
 
 /// The core's decision for one frame. On `Forward`, the frame has been
-/// rewritten in place and its first `len` bytes are what goes on the wire
-/// (Ethernet padding after the IP packet is cut off).
+/// rewritten in place and its first `len` bytes (never more than the frame
+/// had) are what goes on the wire (Ethernet padding after the IP packet is
+/// cut off). `port` may be the port the frame came in by: a hairpinned packet
+/// goes back out the LAN, and an ICMP error the core made of the frame (time
+/// exceeded, fragmentation needed) goes back to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Forward { port: Port, len: usize },
@@ -55,8 +58,13 @@ reasons! {
         NotInside => "not_inside",
         /// A steering rule said bypass.
         Bypass => "bypass",
-        /// TTL would expire here: the kernel sends time-exceeded.
+        /// TTL would expire here: the kernel sends time-exceeded (unless the
+        /// core is set to send it itself, and the frame can hold it).
         TtlExpired => "ttl_expired",
+        /// Too big for the egress MTU with DF set, and the core cannot send
+        /// the fragmentation-needed error itself (no `[lan] address` for an
+        /// error to a LAN host).
+        FragNeeded => "frag_needed",
         /// To a WAN address but outside the NAT range and no forward: the router's own traffic.
         RouterTraffic => "router_traffic",
         /// An ICMP message other than echo, left to the kernel.
@@ -71,8 +79,14 @@ reasons! {
         Malformed => "malformed",
         /// IPv4 header checksum wrong.
         BadIpChecksum => "bad_ip_checksum",
-        /// A fragment (fragment tracking is not implemented).
+        /// A fragmented ICMP error (not translated).
         Fragment => "fragment",
+        /// A later fragment whose first fragment the core has not seen (it
+        /// came later, was lost or was refused, or its entry timed out): the
+        /// core holds no buffers to wait for it.
+        FragmentOutOfOrder => "fragment_out_of_order",
+        /// Bigger than the egress MTU without DF: the core does not fragment.
+        TooBig => "too_big",
         /// A protocol xwan does not translate (GRE, ESP, SCTP...).
         UnsupportedProtocol => "unsupported_protocol",
         /// A steering rule said drop.
@@ -91,5 +105,14 @@ reasons! {
         NeighbourUnresolved => "neighbour_unresolved",
         /// The 5-tuple clashes with an existing flow's.
         TupleClash => "tuple_clash",
+        /// The LAN host has `limits.max_flows_per_host` flows already.
+        HostLimit => "host_limit",
+        /// An ICMP error about a packet of no live flow (on a NAT port or a
+        /// forwarded one).
+        IcmpNoFlow => "icmp_no_flow",
+        /// An ICMP error quoting less than an IPv4 header and 8 bytes.
+        IcmpTruncated => "icmp_truncated",
+        /// From a WAN with a source address inside the LAN networks.
+        SpoofedSource => "spoofed_source",
     }
 }

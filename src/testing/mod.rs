@@ -65,7 +65,27 @@ fn builder(a: &Addressing) -> etherparse::PacketBuilderStep<etherparse::IpHeader
 
 /// A TCP segment with valid checksums.
 pub fn tcp(a: &Addressing, src_port: u16, dst_port: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    tcp_with_options(a, src_port, dst_port, flags, &[], payload)
+}
+
+/// A TCP segment with these raw options (padded with end-of-options to a
+/// multiple of 4 bytes) and valid checksums.
+pub fn tcp_with_options(
+    a: &Addressing,
+    src_port: u16,
+    dst_port: u16,
+    flags: Flags,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut b = builder(a).tcp(src_port, dst_port, 1000, 64240);
+    if !options.is_empty() {
+        let mut padded = options.to_vec();
+        padded.resize(options.len().div_ceil(4) * 4, 0);
+        b = b
+            .options_raw(&padded)
+            .expect("test TCP options fit in 40 bytes");
+    }
     if flags.syn {
         b = b.syn();
     }
@@ -106,6 +126,277 @@ pub fn icmp_echo(a: &Addressing, request: bool, id: u16, seq: u16, payload: &[u8
     b.write(&mut out, payload)
         .expect("writing to a Vec cannot fail");
     out
+}
+
+/// The MSS option (kind 2) announcing `mss`.
+pub fn mss_option(mss: u16) -> [u8; 4] {
+    let [hi, lo] = mss.to_be_bytes();
+    [2, 4, hi, lo]
+}
+
+/// The MSS a TCP segment's options announce, if any.
+pub fn announced_mss(frame: &[u8]) -> Option<u16> {
+    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let end = l4 + usize::from(frame[l4 + 12] >> 4) * 4;
+    let mut at = l4 + 20;
+    while at < end {
+        match frame[at] {
+            0 => return None,
+            1 => at += 1,
+            2 => return Some(u16::from_be_bytes([frame[at + 2], frame[at + 3]])),
+            _ => at += usize::from(frame[at + 1]).max(2),
+        }
+    }
+    None
+}
+
+/// Changes the IPv4 header of `frame` with `edit` (which gets the header
+/// bytes, options included) and recomputes its checksum.
+pub fn edit_ip_header(frame: &mut [u8], edit: impl FnOnce(&mut [u8])) {
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
+    let header = &mut frame[14..14 + header_len];
+    edit(header);
+    header[10] = 0;
+    header[11] = 0;
+    let sum = checksum::checksum(header);
+    header[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Sets the don't-fragment flag and the identification of `frame`'s IPv4 header.
+pub fn set_df_and_id(frame: &mut [u8], dont_fragment: bool, id: u16) {
+    edit_ip_header(frame, |h| {
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        h[6] = (h[6] & !0x40) | if dont_fragment { 0x40 } else { 0 };
+    });
+}
+
+/// `frame` with IPv4 `options` (a multiple of 4 bytes, at most 40) inserted
+/// after its IPv4 header; lengths and the header checksum are fixed (the
+/// transport checksum does not cover options).
+pub fn with_ip_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    assert!(options.len() % 4 == 0 && options.len() <= 40);
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
+    let mut out = frame[..14 + header_len].to_vec();
+    out.extend_from_slice(options);
+    out.extend_from_slice(&frame[14 + header_len..]);
+    let total = u16::from_be_bytes([frame[16], frame[17]]) + options.len() as u16;
+    let ihl = (header_len + options.len()) / 4;
+    edit_ip_header(&mut out, |h| {
+        h[0] = 0x40 | ihl as u8;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+    });
+    out
+}
+
+/// An ICMP error of `icmp_type`/`code` with the 4 bytes after the checksum
+/// `rest`, quoting `quoted` (an IP packet or its beginning), with valid checksums.
+pub fn icmp_error(
+    a: &Addressing,
+    icmp_type: u8,
+    code: u8,
+    rest: [u8; 4],
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(quoted);
+    let sum = checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut out = Vec::with_capacity(34 + icmp.len());
+    out.extend_from_slice(&a.dst_mac);
+    out.extend_from_slice(&a.src_mac);
+    out.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + icmp.len()) as u16;
+    out.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, a.ttl, 1, 0, 0]);
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(&a.src.octets());
+    out.extend_from_slice(&a.dst.octets());
+    let sum = checksum::checksum(&out[14..34]);
+    out[24..26].copy_from_slice(&sum.to_be_bytes());
+    out.extend_from_slice(&icmp);
+    out
+}
+
+/// Splits the IPv4 packet in `frame` into fragments carrying `chunk` bytes of
+/// its payload each (a multiple of 8; the last one carries the rest), all with
+/// identification `id`.
+pub fn fragment(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
+    assert!(chunk % 8 == 0 && chunk > 0);
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
+    let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let payload = &frame[14 + header_len..end];
+    let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+    let count = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut out = frame[..14 + header_len].to_vec();
+            out.extend_from_slice(piece);
+            let total = (header_len + piece.len()) as u16;
+            let offset = (i * chunk / 8) as u16 | if i + 1 < count { 0x2000 } else { 0 };
+            edit_ip_header(&mut out, |h| {
+                h[2..4].copy_from_slice(&total.to_be_bytes());
+                h[4..6].copy_from_slice(&id.to_be_bytes());
+                h[6..8].copy_from_slice(&offset.to_be_bytes());
+            });
+            out
+        })
+        .collect()
+}
+
+/// What a fragment carries, read back from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFragment {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub id: u16,
+    /// In bytes.
+    pub offset: usize,
+    pub more: bool,
+    pub ttl: u8,
+}
+
+/// Checks the IPv4 header checksum of a fragment and reads it back.
+pub fn check_fragment(frame: &[u8]) -> Result<SeenFragment, String> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return Err("not an IPv4 frame".into());
+    }
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
+    let header = frame
+        .get(14..14 + header_len)
+        .ok_or("IPv4 header truncated")?;
+    if checksum::fold(checksum::sum_bytes(0, header)) != 0xffff {
+        return Err("IPv4 header checksum wrong".into());
+    }
+    let flags_offset = u16::from_be_bytes([header[6], header[7]]);
+    let octets =
+        |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+    Ok(SeenFragment {
+        src_mac: frame[6..12].try_into().map_err(|_| "short")?,
+        dst_mac: frame[0..6].try_into().map_err(|_| "short")?,
+        src: octets(12),
+        dst: octets(16),
+        id: u16::from_be_bytes([header[4], header[5]]),
+        offset: usize::from(flags_offset & 0x1fff) * 8,
+        more: flags_offset & 0x2000 != 0,
+        ttl: header[8],
+    })
+}
+
+/// Reassembles forwarded fragments (in any order) into one frame, with the
+/// first fragment's Ethernet and IPv4 header and a valid header checksum, so
+/// that [`check`] can verify the transport checksum over the whole datagram.
+pub fn reassemble(fragments: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    let mut parts = Vec::new();
+    for f in fragments {
+        let seen = check_fragment(f)?;
+        let header_len = usize::from(f[14] & 0x0f) * 4;
+        let end = 14 + usize::from(u16::from_be_bytes([f[16], f[17]]));
+        parts.push((
+            seen.offset,
+            seen.more,
+            f[..14 + header_len].to_vec(),
+            f[14 + header_len..end].to_vec(),
+        ));
+    }
+    parts.sort_by_key(|p| p.0);
+    let first = parts.first().ok_or("no fragments")?;
+    if first.0 != 0 {
+        return Err("the first fragment is missing".into());
+    }
+    let mut out = first.2.clone();
+    let mut next = 0;
+    for (offset, _, _, payload) in &parts {
+        if *offset != next {
+            return Err(format!("gap or overlap at {next}"));
+        }
+        out.extend_from_slice(payload);
+        next += payload.len();
+    }
+    if parts.last().is_some_and(|p| p.1) {
+        return Err("the last fragment is missing".into());
+    }
+    let total = (out.len() - 14) as u16;
+    edit_ip_header(&mut out, |h| {
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[6..8].copy_from_slice(&[0, 0]);
+    });
+    Ok(out)
+}
+
+/// The packet an ICMP error quotes, read back from its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenQuote {
+    pub protocol: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// Ports; for ICMP echo the identifier twice.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Whether the quote held the whole packet, so its transport checksum
+    /// was verified as well.
+    pub complete: bool,
+}
+
+/// Checks an ICMP error frame: everything [`check`] checks, then the quoted
+/// IPv4 header checksum and, when the quote holds the whole packet, its
+/// transport checksum. Returns the outer frame, the ICMP type and code, and
+/// the quoted packet.
+pub fn check_icmp_error(frame: &[u8]) -> Result<(Seen, [u8; 2], SeenQuote), String> {
+    let outer = check(frame)?;
+    if outer.protocol != 1 {
+        return Err("not ICMP".into());
+    }
+    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let kind = [frame[l4], frame[l4 + 1]];
+    let quote = &frame[l4 + 8..end];
+    if quote.len() < 20 {
+        return Err("quote shorter than an IPv4 header".into());
+    }
+    let header_len = usize::from(quote[0] & 0x0f) * 4;
+    let header = quote.get(..header_len).ok_or("quoted header truncated")?;
+    if checksum::fold(checksum::sum_bytes(0, header)) != 0xffff {
+        return Err("quoted IPv4 header checksum wrong".into());
+    }
+    let t = quote
+        .get(header_len..header_len + 8)
+        .ok_or("quote without 8 bytes of transport")?;
+    let protocol = header[9];
+    let (src_port, dst_port) = match protocol {
+        1 => {
+            let id = u16::from_be_bytes([t[4], t[5]]);
+            (id, id)
+        }
+        _ => (
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ),
+    };
+    let quoted_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let complete = quoted_len == quote.len();
+    if complete {
+        let mut whole = frame[..14].to_vec();
+        whole.extend_from_slice(quote);
+        check(&whole).map_err(|e| format!("quoted packet: {e}"))?;
+    }
+    let octets =
+        |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+    Ok((
+        outer,
+        kind,
+        SeenQuote {
+            protocol,
+            src: octets(12),
+            dst: octets(16),
+            src_port,
+            dst_port,
+            complete,
+        },
+    ))
 }
 
 /// What a frame carries, read back from its bytes.

@@ -61,18 +61,12 @@ fn bad_headers_are_dropped_with_their_reason() {
         Verdict::Drop(DropReason::Malformed)
     );
 
+    // A later fragment whose first fragment never came.
     let mut fragment = good.clone();
-    fragment[14 + 6] |= 0x20; // more fragments
-    let sum = !checksum::fold(checksum::sum_bytes(0, &{
-        let mut h = fragment[14..34].to_vec();
-        h[10] = 0;
-        h[11] = 0;
-        h
-    }));
-    fragment[24..26].copy_from_slice(&sum.to_be_bytes());
+    testing::edit_ip_header(&mut fragment, |h| h[6..8].copy_from_slice(&[0x20, 0x02]));
     assert_eq!(
         b.send(Port::Lan, fragment).0,
-        Verdict::Drop(DropReason::Fragment)
+        Verdict::Drop(DropReason::FragmentOutOfOrder)
     );
 }
 

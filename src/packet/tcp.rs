@@ -1,0 +1,59 @@
+//! TCP options: clamping the maximum segment size a SYN announces.
+
+use super::checksum::update_words;
+use super::parse::{Frame, Transport};
+use super::rewrite::{read16, write16};
+
+const OPTION_END: u8 = 0;
+const OPTION_NOP: u8 = 1;
+const OPTION_MSS: u8 = 2;
+
+/// Lowers the MSS option of the TCP segment in `buf` (which `frame` was parsed
+/// from) to `mss` when it announces more, updating the TCP checksum
+/// incrementally unless `checksum_partial` (then the caller computes it in
+/// full afterwards). Returns the MSS the segment announced before, when it
+/// was lowered. Malformed option lists are left alone.
+pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool) -> Option<u16> {
+    if !matches!(frame.transport, Transport::Tcp { .. }) {
+        return None;
+    }
+    let l4 = frame.l4;
+    // The parser checked that the whole header, options included, is there.
+    let header_end = l4 + usize::from(buf[l4 + 12] >> 4) * 4;
+    let mut at = l4 + 20;
+    while at < header_end {
+        match buf[at] {
+            OPTION_END => return None,
+            OPTION_NOP => at += 1,
+            kind => {
+                let len = usize::from(*buf.get(at + 1).filter(|_| at + 1 < header_end)?);
+                if len < 2 || at + len > header_end {
+                    return None;
+                }
+                if kind == OPTION_MSS && len == 4 {
+                    let value = at + 2;
+                    let announced = read16(buf, value);
+                    if announced <= mss {
+                        return None;
+                    }
+                    // The checksum sums 16-bit words from the (even) start of
+                    // the header: the value may straddle two of them.
+                    let first = value - (value - l4) % 2;
+                    let last = value + 2 + (value - l4) % 2;
+                    let mut before = [0u8; 4];
+                    let span = last - first;
+                    before[..span].copy_from_slice(&buf[first..last]);
+                    write16(buf, value, mss);
+                    if !checksum_partial {
+                        let check = read16(buf, l4 + 16);
+                        let check = update_words(check, &before[..span], &buf[first..last]);
+                        write16(buf, l4 + 16, check);
+                    }
+                    return Some(announced);
+                }
+                at += len;
+            }
+        }
+    }
+    None
+}
