@@ -151,11 +151,14 @@ pub fn announced_mss(frame: &[u8]) -> Option<u16> {
 }
 
 /// Changes the IPv4 header of `frame` with `edit` (which gets the header
-/// bytes, options included) and recomputes its checksum.
+/// bytes, options included) and recomputes its checksum (over the header
+/// length the edit leaves).
 pub fn edit_ip_header(frame: &mut [u8], edit: impl FnOnce(&mut [u8])) {
     let header_len = usize::from(frame[14] & 0x0f) * 4;
+    edit(&mut frame[14..14 + header_len]);
+    // The edit may have changed the header length.
+    let header_len = usize::from(frame[14] & 0x0f) * 4;
     let header = &mut frame[14..14 + header_len];
-    edit(header);
     header[10] = 0;
     header[11] = 0;
     let sum = checksum::checksum(header);
@@ -435,13 +438,21 @@ pub fn check(frame: &[u8]) -> Result<Seen, String> {
     }
     let (src, dst) = (header.source_addr(), header.destination_addr());
     let segment = ip.payload().payload;
+    // A transport checksum is right when the pseudo-header and the segment,
+    // checksum field included, sum to 0xffff (so 0x0000 and 0xffff, the two
+    // forms of zero, are both accepted where they are equivalent).
+    let transport_sum = |protocol: u8, segment: &[u8]| {
+        let sum =
+            checksum::pseudo_header_sum(src.octets(), dst.octets(), protocol, segment.len() as u16);
+        checksum::fold(checksum::sum_bytes(sum, segment))
+    };
     let (src_port, dst_port, payload) = match &packet.transport {
         Some(TransportSlice::Tcp(tcp)) => {
-            let want = tcp
-                .to_header()
-                .calc_checksum_ipv4_raw(src.octets(), dst.octets(), tcp.payload())
-                .map_err(|e| e.to_string())?;
-            if want != tcp.checksum() {
+            if transport_sum(6, segment) != 0xffff {
+                let want = tcp
+                    .to_header()
+                    .calc_checksum_ipv4_raw(src.octets(), dst.octets(), tcp.payload())
+                    .map_err(|e| e.to_string())?;
                 return Err(format!(
                     "TCP checksum {:#06x} should be {want:#06x}",
                     tcp.checksum()
@@ -454,17 +465,17 @@ pub fn check(frame: &[u8]) -> Result<Seen, String> {
             )
         }
         Some(TransportSlice::Udp(udp)) => {
-            if udp.checksum() != 0 {
+            // The datagram is what its length says (the rest is IP padding).
+            let datagram = &segment[..usize::from(udp.length()).min(segment.len())];
+            if udp.checksum() != 0 && transport_sum(17, datagram) != 0xffff {
                 let want = udp
                     .to_header()
                     .calc_checksum_ipv4_raw(src.octets(), dst.octets(), udp.payload())
                     .map_err(|e| e.to_string())?;
-                if want != udp.checksum() {
-                    return Err(format!(
-                        "UDP checksum {:#06x} should be {want:#06x}",
-                        udp.checksum()
-                    ));
-                }
+                return Err(format!(
+                    "UDP checksum {:#06x} should be {want:#06x}",
+                    udp.checksum()
+                ));
             }
             (
                 udp.source_port(),

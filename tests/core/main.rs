@@ -3,8 +3,14 @@
 //! checksums recomputed in full.
 
 mod conversations;
+mod fragments;
+mod hairpin;
 mod hostile;
+mod icmp_errors;
+mod limits;
+mod mtu;
 mod properties;
+mod tcp_options;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -18,6 +24,10 @@ pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const WAN_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x02], [0x02, 0, 0, 0, 2, 0x02]];
 pub const GATEWAY_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x01], [0x02, 0, 0, 0, 2, 0x01]];
 pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+pub const HOST2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+pub const HOST2: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 11);
+/// The router's LAN address, in configs that set `[lan] address`.
+pub const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 pub const ISP1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const ISP2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
@@ -55,7 +65,17 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(extra: &str) -> Bench {
-        let config = config(extra);
+        Bench::from_config(config(extra))
+    }
+
+    /// A bench for a whole config text.
+    pub fn from_text(text: &str) -> Bench {
+        Bench::from_config(
+            Config::from_toml(text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn from_config(config: Config) -> Bench {
         let router = Router::new(
             &config,
             InterfaceMacs {
@@ -68,6 +88,7 @@ impl Bench {
             router.set_uplink_up(id as u8, true);
         }
         router.set_lan_mac(HOST, HOST_MAC);
+        router.set_lan_mac(HOST2, HOST2_MAC);
         let worker = router.worker();
         Bench {
             router,
@@ -122,6 +143,40 @@ impl Bench {
             testing::check(&bytes).unwrap_or_else(|e| panic!("bad frame out: {e}")),
         )
     }
+}
+
+/// [`BASE_CONFIG`] with lines added to its `[lan]` section and to its first
+/// `[[wan]]`, then `extra`.
+pub fn base_with(lan: &str, wan1: &str, extra: &str) -> String {
+    let text = BASE_CONFIG
+        .replacen(
+            "networks = [\"192.168.50.0/24\"]",
+            &format!("networks = [\"192.168.50.0/24\"]\n{lan}"),
+            1,
+        )
+        .replacen(
+            "gateway = \"198.18.1.1\"",
+            &format!("gateway = \"198.18.1.1\"\n{wan1}"),
+            1,
+        );
+    format!("{text}\n{extra}")
+}
+
+/// Sends `frame`, expects an ICMP error made by the core back out `port`,
+/// checks it and returns it with its type/code and the quoted packet.
+pub fn expect_error(
+    b: &mut Bench,
+    port: Port,
+    frame: Vec<u8>,
+) -> (testing::Seen, [u8; 2], testing::SeenQuote, Vec<u8>) {
+    let (verdict, bytes) = b.send(port, frame);
+    match verdict {
+        Verdict::Forward { port: out, .. } => assert_eq!(out, port, "an error goes back"),
+        other => panic!("expected an ICMP error back out {port:?}, got {other:?}"),
+    }
+    let (seen, kind, quote) =
+        testing::check_icmp_error(&bytes).unwrap_or_else(|e| panic!("bad ICMP error: {e}"));
+    (seen, kind, quote, bytes)
 }
 
 /// Addressing of a frame from a LAN host to the router.

@@ -1,0 +1,130 @@
+//! Errors the core makes itself: time exceeded (when asked to) and
+//! fragmentation needed (DF set, bigger than the egress MTU); without DF a
+//! too-big packet is dropped.
+
+use xwan::router::{DropReason, KernelReason, Port, Verdict};
+use xwan::testing::{self, SYN};
+
+use super::*;
+
+#[test]
+fn ttl_expiry_is_the_kernels_unless_the_core_is_asked_to_answer() {
+    let mut b = Bench::from_text(&base_with("address = \"192.168.50.1\"", "", ""));
+    let mut dying = from_host(HOST, SERVER);
+    dying.ttl = 1;
+    let sent = testing::udp(&dying, 5000, 53, &[0x42; 40]);
+    assert_eq!(
+        b.send(Port::Lan, sent.clone()).0,
+        Verdict::Kernel(KernelReason::TtlExpired)
+    );
+
+    b.router.set_time_exceeded(true);
+    let (seen, kind, quote, bytes) = expect_error(&mut b, Port::Lan, sent.clone());
+    assert_eq!(kind, [11, 0]);
+    assert_eq!((seen.src, seen.dst), (LAN_ADDR, HOST));
+    assert_eq!((seen.src_mac, seen.dst_mac), (LAN_MAC, HOST_MAC));
+    // As much of the packet as the 82-byte frame holds after the new headers.
+    assert!(!quote.complete);
+    assert_eq!(bytes.len(), sent.len());
+    assert_eq!(&bytes[42..], &sent[14..14 + 40], "quoted as it came");
+    // A frame too short to hold the error (42 bytes, no Ethernet padding)
+    // goes to the kernel after all.
+    let short = testing::udp(&dying, 5000, 53, b"");
+    assert_eq!(
+        b.send(Port::Lan, short).0,
+        Verdict::Kernel(KernelReason::TtlExpired)
+    );
+    // No flow was made for any of them.
+    assert_eq!(b.router.stats().table.flows, 0);
+
+    // From the Internet, the error comes from the WAN address it was sent to.
+    let lan = from_host(HOST, SERVER);
+    let (uplink, out) = b.forward_any_wan(testing::tcp(&lan, 6000, 80, SYN, b""));
+    let mut late = from_internet(usize::from(uplink), SERVER, out.src);
+    late.ttl = 1;
+    let reply = testing::tcp(&late, 80, out.src_port, testing::SYN_ACK, &[0; 20]);
+    let (seen, kind, quote, _) = expect_error(&mut b, Port::Wan(uplink), reply);
+    assert_eq!(kind, [11, 0]);
+    assert_eq!((seen.src, seen.dst), (out.src, SERVER));
+    assert_eq!(
+        (seen.src_mac, seen.dst_mac),
+        (
+            WAN_MACS[usize::from(uplink)],
+            GATEWAY_MACS[usize::from(uplink)]
+        )
+    );
+    assert_eq!(quote.dst_port, out.src_port);
+    assert_eq!(b.router.stats().totals.time_exceeded_sent, 2);
+}
+
+#[test]
+fn without_a_lan_address_a_lan_hosts_expiry_stays_with_the_kernel() {
+    let mut b = Bench::new("");
+    b.router.set_time_exceeded(true);
+    let mut dying = from_host(HOST, SERVER);
+    dying.ttl = 1;
+    assert_eq!(
+        b.send(Port::Lan, testing::udp(&dying, 5000, 53, &[0; 64]))
+            .0,
+        Verdict::Kernel(KernelReason::TtlExpired)
+    );
+}
+
+#[test]
+fn df_and_too_big_for_the_uplink_gets_frag_needed_with_its_mtu() {
+    let mut b = Bench::from_text(&base_with(
+        "address = \"192.168.50.1\"",
+        "mtu = 1400",
+        "[[rule]]\naction = \"isp1\"\n",
+    ));
+    let lan = from_host(HOST, SERVER);
+    let mut big = testing::udp(&lan, 5000, 443, &[1; 1400 - 28]);
+    b.forward(Port::Lan, big.clone(), Port::Wan(0));
+    big = testing::udp(&lan, 5000, 443, &[1; 1401 - 28]);
+    testing::set_df_and_id(&mut big, true, 7);
+    let (seen, kind, quote, bytes) = expect_error(&mut b, Port::Lan, big.clone());
+    assert_eq!(kind, [3, 4]);
+    assert_eq!(&bytes[38..42], &[0, 0, 0x05, 0x78], "next-hop MTU 1400");
+    assert_eq!(
+        (seen.src, seen.dst, seen.dst_mac),
+        (LAN_ADDR, HOST, HOST_MAC)
+    );
+    assert_eq!(bytes.len(), 14 + 576, "at most 576 bytes of error");
+    assert_eq!(&bytes[42..], &big[14..14 + 548]);
+    assert_eq!((quote.src_port, quote.dst_port), (5000, 443));
+    // Without DF it is dropped: the core does not fragment.
+    testing::set_df_and_id(&mut big, false, 8);
+    assert_eq!(b.send(Port::Lan, big).0, Verdict::Drop(DropReason::TooBig));
+    let totals = b.router.stats().totals;
+    assert_eq!(totals.frag_needed_sent, 1);
+    assert_eq!(totals.drop_count(DropReason::TooBig), 1);
+}
+
+#[test]
+fn df_and_too_big_for_the_lan_is_answered_on_the_wan() {
+    let mut b = Bench::from_text(&base_with("mtu = 1280", "", ""));
+    let lan = from_host(HOST, SERVER);
+    let (uplink, out) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    let wan = from_internet(usize::from(uplink), SERVER, out.src);
+    let mut answer = testing::udp(&wan, 53, out.src_port, &[9; 1300]);
+    testing::set_df_and_id(&mut answer, true, 1);
+    let (seen, kind, _, bytes) = expect_error(&mut b, Port::Wan(uplink), answer);
+    assert_eq!(kind, [3, 4]);
+    assert_eq!(&bytes[40..42], &1280u16.to_be_bytes());
+    assert_eq!((seen.src, seen.dst), (out.src, SERVER));
+}
+
+#[test]
+fn without_a_lan_address_frag_needed_is_left_to_the_kernel() {
+    let mut b = Bench::from_text(&base_with(
+        "",
+        "mtu = 1400",
+        "[[rule]]\naction = \"isp1\"\n",
+    ));
+    let mut big = testing::udp(&from_host(HOST, SERVER), 5000, 443, &[1; 1500 - 28]);
+    testing::set_df_and_id(&mut big, true, 7);
+    assert_eq!(
+        b.send(Port::Lan, big).0,
+        Verdict::Kernel(KernelReason::FragNeeded)
+    );
+}
