@@ -1,8 +1,8 @@
 //! The `xwan` command: argument parsing and one function per subcommand.
 //!
-//! Exit codes: 0 success, 1 a configuration that does not load (the message
-//! names file, line, column and key), 2 a usage error or a command this
-//! build cannot carry out.
+//! Exit codes: 0 success; 1 a configuration that does not load (the message
+//! names file, line, column and key), a router that cannot start, or a
+//! control request that failed; 2 a usage error.
 
 mod args;
 mod show;
@@ -63,16 +63,31 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-fn run(_args: &RunArgs, _config: Config) -> ExitCode {
-    not_available("run")
+fn run(args: &RunArgs, config: Config) -> ExitCode {
+    let options = crate::io::RunOptions {
+        io: args.io.map(|io| match io {
+            IoBackend::Xdp => crate::io::IoMode::Xdp,
+            IoBackend::Packet => crate::io::IoMode::Packet,
+        }),
+        queues: args.queues.map(|q| q.get()),
+        zero_copy: match args.zero_copy {
+            ZeroCopy::Auto => crate::io::ZeroCopy::Auto,
+            ZeroCopy::On => crate::io::ZeroCopy::On,
+            ZeroCopy::Off => crate::io::ZeroCopy::Off,
+        },
+        cpus: args.cpus.clone().map(|c| c.0).unwrap_or_default(),
+        verbose: args.verbose,
+    };
+    match crate::io::run(config, &args.config, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xwan run: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn kernel_script(_args: &KernelScriptArgs, config: Config) -> ExitCode {
     print!("{}", crate::kernel_script::render(&config));
     ExitCode::SUCCESS
-}
-
-fn not_available(command: &str) -> ExitCode {
-    eprintln!("xwan {command}: not available in this build yet");
-    ExitCode::from(2)
 }
