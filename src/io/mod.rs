@@ -15,7 +15,7 @@ pub mod packet;
 mod runtime;
 pub mod system;
 
-pub use runtime::{run, IoMode, RunError, RunOptions, Running};
+pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;

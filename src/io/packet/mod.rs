@@ -6,11 +6,17 @@
 //! up to [`socket::BATCH`] frames per `recvmmsg`, runs each through the router core,
 //! and sends the forwarded ones with one `sendmmsg` per output interface.
 //!
+//! Super-frames (a local sender's unsplit TSO segments, GRO-merged packets: the
+//! kernel shows them to packet sockets whole, up to 64 KiB) are cut into MTU-sized
+//! segments first, as the kernel would cut them ([`gso`]), so no interface offload
+//! setting needs changing.
+//!
 //! The kernel keeps its own copy of every frame in this mode: frames the core leaves
 //! to the kernel need no work here, and the kernel must be kept from also forwarding
 //! (or answering) the traffic xwan owns, which is what [`KernelFilter`] does.
 
 mod filter;
+mod gso;
 mod socket;
 
 pub use filter::{FilterError, KernelFilter, TABLE};
@@ -25,9 +31,9 @@ use tracing::{debug, warn};
 
 use crate::router::{FrameMeta, Port, Verdict};
 
-use super::system::{self, SystemError};
 use super::{DataPathSetup, FrameProcessor};
-use socket::{PacketSocket, RxBatch, TxScratch, BATCH};
+use gso::Segments;
+use socket::{PacketSocket, RxBatch, RxInfo, TxScratch, BATCH};
 
 /// Empty rounds (every socket polled, nothing received) a worker spins through
 /// before it sleeps in `poll()`.
@@ -36,8 +42,9 @@ const SPIN_ROUNDS: u32 = 4;
 /// Longest a sleeping worker waits before it looks at the stop flag again.
 const POLL_TIMEOUT_MS: i32 = 100;
 
-/// Room for an Ethernet header and up to two VLAN tags beyond the MTU.
-const FRAME_OVERHEAD: usize = 14 + 8;
+/// The longest frame a receive slot holds: a 64 KiB IP super-frame behind an
+/// Ethernet header and two VLAN tags.
+const FRAME_ROOM: usize = 65536 + 14 + 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
@@ -51,8 +58,6 @@ pub enum PacketError {
         second: String,
         port: Port,
     },
-    #[error(transparent)]
-    System(#[from] SystemError),
     #[error("interface {interface}: {op}: {source}")]
     Socket {
         interface: String,
@@ -85,9 +90,15 @@ pub struct PacketCounters {
     pub dropped: u64,
     /// Frames addressed to another host's MAC (promiscuous interface), not routed.
     pub not_for_us: u64,
-    /// Frames longer than the receive slot (MTU plus headers): GRO/GSO
-    /// super-frames, or a peer with a larger MTU. Not processed.
+    /// Frames longer than a receive slot (64 KiB): not processed.
     pub truncated: u64,
+    /// Super-frames cut into segments (each segment then counts as received).
+    pub segmented: u64,
+    /// Super-frames that could not be cut (not IPv4 TCP or UDP): dropped.
+    pub unsplittable: u64,
+    /// Frames the kernel could not hand over (a receive error other than "none
+    /// queued"): lost.
+    pub rx_errors: u64,
     /// Forward verdicts naming a port without an interface, or a length beyond
     /// the frame: not sent.
     pub bad_verdict: u64,
@@ -104,6 +115,9 @@ impl std::ops::AddAssign for PacketCounters {
         self.dropped += other.dropped;
         self.not_for_us += other.not_for_us;
         self.truncated += other.truncated;
+        self.segmented += other.segmented;
+        self.unsplittable += other.unsplittable;
+        self.rx_errors += other.rx_errors;
         self.bad_verdict += other.bad_verdict;
         self.socket_drops += other.socket_drops;
     }
@@ -161,12 +175,6 @@ impl PacketDataPath {
                 });
             }
         }
-        let mut mtu = 0;
-        for interface in &setup.interfaces {
-            mtu = mtu.max(system::link(&interface.name)?.mtu as usize);
-        }
-        let frame_room = mtu + FRAME_OVERHEAD;
-
         let workers = setup.queues as usize;
         let mut sockets: Vec<Vec<Attached>> = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -188,7 +196,7 @@ impl PacketDataPath {
             sockets.push(own);
         }
         if workers > 1 {
-            join_fanout_groups(&sockets, frame_room)?;
+            join_fanout_groups(&sockets)?;
         }
 
         let mut path = PacketDataPath {
@@ -200,7 +208,6 @@ impl PacketDataPath {
                 index,
                 processor: Arc::clone(&processor),
                 attached,
-                frame_room,
                 epoch: setup.epoch,
                 stop: Arc::clone(&setup.stop),
                 cpu: (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]),
@@ -248,7 +255,7 @@ impl PacketDataPath {
 /// Puts socket `i` of every worker in one fanout group per interface, then drops
 /// whatever each socket received on its own before it joined (the kernel has its
 /// own copy of those frames; they are lost to xwan only during start-up).
-fn join_fanout_groups(sockets: &[Vec<Attached>], frame_room: usize) -> Result<(), PacketError> {
+fn join_fanout_groups(sockets: &[Vec<Attached>]) -> Result<(), PacketError> {
     let fanout_error = |attached: &Attached| {
         let name = attached.name.clone();
         move |source| PacketError::Socket {
@@ -280,7 +287,7 @@ fn join_fanout_groups(sockets: &[Vec<Attached>], frame_room: usize) -> Result<()
                 .map_err(fanout_error(&worker[i]))?;
         }
     }
-    let mut scratch = RxBatch::new(frame_room);
+    let mut scratch = RxBatch::new(FRAME_ROOM);
     for attached in sockets.iter().flatten() {
         attached
             .socket
@@ -298,7 +305,6 @@ struct PacketWorker<P> {
     index: usize,
     processor: Arc<P>,
     attached: Vec<Attached>,
-    frame_room: usize,
     epoch: Instant,
     stop: Arc<AtomicBool>,
     cpu: Option<usize>,
@@ -322,19 +328,23 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 );
             }
         }
-        let mut core = self.processor.worker();
-        let mut counters = PacketCounters::default();
+        let mut state = WorkerState {
+            core: self.processor.worker(),
+            counters: PacketCounters::default(),
+            outgoing: self
+                .attached
+                .iter()
+                .map(|_| Vec::with_capacity(BATCH))
+                .collect(),
+            tx: TxScratch::new(),
+            segments: Segments::new(),
+            routed: Vec::with_capacity(64),
+        };
         let mut rx: Vec<RxBatch> = self
             .attached
             .iter()
-            .map(|_| RxBatch::new(self.frame_room))
+            .map(|_| RxBatch::new(FRAME_ROOM))
             .collect();
-        let mut outgoing: Vec<Vec<(usize, usize)>> = self
-            .attached
-            .iter()
-            .map(|_| Vec::with_capacity(BATCH))
-            .collect();
-        let mut tx = TxScratch::new();
         let mut pollfds: Vec<libc::pollfd> = self
             .attached
             .iter()
@@ -360,6 +370,12 @@ impl<P: FrameProcessor> PacketWorker<P> {
                         }
                         continue;
                     }
+                    // The kernel could not describe a frame (a super-frame of a kind
+                    // virtio_net_hdr has no words for): that frame is lost.
+                    Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                        state.counters.rx_errors += 1;
+                        continue;
+                    }
                     Err(source) => {
                         return Err(PacketError::Socket {
                             interface: attached.name.clone(),
@@ -369,31 +385,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                     }
                 }
                 busy = true;
-                let now = self.epoch.elapsed();
-                self.process_batch(
-                    &mut core,
-                    attached.port,
-                    batch,
-                    now,
-                    &mut outgoing,
-                    &mut counters,
-                );
-                for (j, spans) in outgoing.iter_mut().enumerate() {
-                    if spans.is_empty() {
-                        continue;
-                    }
-                    let batch = &rx[i];
-                    let outcome = self.attached[j].socket.send(
-                        spans.iter().map(|&(start, len)| batch.bytes(start, len)),
-                        &mut tx,
-                    );
-                    counters.forwarded += outcome.sent as u64;
-                    counters.tx_failed += outcome.failed as u64;
-                    if let Some(err) = outcome.error {
-                        debug!(interface = %self.attached[j].name, "send refused {} frames: {err}", outcome.failed);
-                    }
-                    spans.clear();
-                }
+                self.process_batch(&mut state, attached.port, batch);
             }
             if busy {
                 idle_rounds = 0;
@@ -407,48 +399,147 @@ impl<P: FrameProcessor> PacketWorker<P> {
         }
         for attached in &self.attached {
             if let Ok((_, drops)) = attached.socket.kernel_stats() {
-                counters.socket_drops += drops;
+                state.counters.socket_drops += drops;
             }
         }
-        Ok(counters)
+        Ok(state.counters)
     }
 
-    fn process_batch(
-        &self,
-        core: &mut P::Worker,
-        port: Port,
-        batch: &mut RxBatch,
-        now: Duration,
-        outgoing: &mut [Vec<(usize, usize)>],
-        counters: &mut PacketCounters,
-    ) {
+    /// Runs every frame of a batch through the core and sends the forwarded ones,
+    /// in order: a super-frame's segments go out after the frames before it.
+    fn process_batch(&self, state: &mut WorkerState<P::Worker>, port: Port, batch: &mut RxBatch) {
+        let now = self.epoch.elapsed();
         for k in 0..batch.len() {
             let (frame, start, info) = batch.frame(k);
-            counters.received += 1;
+            state.counters.received += 1;
             if info.truncated {
-                counters.truncated += 1;
+                state.counters.truncated += 1;
                 continue;
             }
             if info.pkttype == libc::PACKET_OTHERHOST || info.pkttype == libc::PACKET_OUTGOING {
-                counters.not_for_us += 1;
+                state.counters.not_for_us += 1;
                 continue;
             }
-            let meta = FrameMeta {
-                port,
-                now,
-                checksum_partial: info.checksum_partial,
-            };
-            match self.processor.process(core, frame, meta) {
-                Verdict::Forward { port, len } => {
-                    match self.attached.iter().position(|a| a.port == port) {
-                        Some(j) if len <= info.len => outgoing[j].push((start, len)),
-                        _ => counters.bad_verdict += 1,
-                    }
+            if let Some(gso) = info.gso {
+                if state.segments.split(frame, gso) {
+                    state.counters.segmented += 1;
+                    self.flush(state, batch);
+                    self.forward_segments(state, port, now);
+                } else if self
+                    .decide(&mut state.core, &mut state.counters, port, frame, info, now)
+                    .is_some()
+                {
+                    // Not IPv4 TCP/UDP yet forwarded: too long for the wire.
+                    state.counters.unsplittable += 1;
                 }
-                Verdict::Kernel(_) => counters.to_kernel += 1,
-                Verdict::Drop(_) => counters.dropped += 1,
+                continue;
+            }
+            if let Some((j, len)) =
+                self.decide(&mut state.core, &mut state.counters, port, frame, info, now)
+            {
+                state.outgoing[j].push((start, len));
             }
         }
+        self.flush(state, batch);
+    }
+
+    /// Runs one frame through the core; for a forward, the interface index and
+    /// length to send. Counts every other outcome.
+    fn decide(
+        &self,
+        core: &mut P::Worker,
+        counters: &mut PacketCounters,
+        port: Port,
+        frame: &mut [u8],
+        info: RxInfo,
+        now: Duration,
+    ) -> Option<(usize, usize)> {
+        let meta = FrameMeta {
+            port,
+            now,
+            checksum_partial: info.checksum_partial,
+        };
+        match self.processor.process(core, frame, meta) {
+            Verdict::Forward { port, len } => {
+                match self.attached.iter().position(|a| a.port == port) {
+                    Some(j) if len <= frame.len() => return Some((j, len)),
+                    _ => counters.bad_verdict += 1,
+                }
+            }
+            Verdict::Kernel(_) => counters.to_kernel += 1,
+            Verdict::Drop(_) => counters.dropped += 1,
+        }
+        None
+    }
+
+    /// Cut segments: each is a frame of its own, with full checksums.
+    fn forward_segments(&self, state: &mut WorkerState<P::Worker>, port: Port, now: Duration) {
+        let info = RxInfo {
+            truncated: false,
+            pkttype: libc::PACKET_HOST,
+            checksum_partial: false,
+            vlan: None,
+            gso: None,
+        };
+        let WorkerState {
+            core,
+            counters,
+            segments,
+            routed,
+            ..
+        } = state;
+        routed.clear();
+        for i in 0..segments.len() {
+            counters.received += 1;
+            if let Some((j, len)) =
+                self.decide(core, counters, port, segments.get_mut(i), info, now)
+            {
+                routed.push((i, j, len));
+            }
+        }
+        for j in 0..self.attached.len() {
+            let segments = &state.segments;
+            let frames = state
+                .routed
+                .iter()
+                .filter(|&&(_, dest, _)| dest == j)
+                .map(|&(i, _, len)| segments.bytes(i, len));
+            let outcome = self.attached[j].socket.send(frames, &mut state.tx);
+            count_send(&mut state.counters, &self.attached[j].name, outcome);
+        }
+    }
+
+    /// Sends the frames of `batch` waiting in `state.outgoing`.
+    fn flush(&self, state: &mut WorkerState<P::Worker>, batch: &RxBatch) {
+        for (j, spans) in state.outgoing.iter_mut().enumerate() {
+            if spans.is_empty() {
+                continue;
+            }
+            let frames = spans.iter().map(|&(start, len)| batch.bytes(start, len));
+            let outcome = self.attached[j].socket.send(frames, &mut state.tx);
+            count_send(&mut state.counters, &self.attached[j].name, outcome);
+            spans.clear();
+        }
+    }
+}
+
+/// A worker's buffers and counters.
+struct WorkerState<W> {
+    core: W,
+    counters: PacketCounters,
+    /// Per output interface: (start, length) of frames in the current batch.
+    outgoing: Vec<Vec<(usize, usize)>>,
+    tx: TxScratch,
+    segments: Segments,
+    /// Per cut segment forwarded: (segment, output interface, length).
+    routed: Vec<(usize, usize, usize)>,
+}
+
+fn count_send(counters: &mut PacketCounters, interface: &str, outcome: socket::SendOutcome) {
+    counters.forwarded += outcome.sent as u64;
+    counters.tx_failed += outcome.failed as u64;
+    if let Some(err) = outcome.error {
+        debug!(interface, "send refused {} frames: {err}", outcome.failed);
     }
 }
 

@@ -5,6 +5,8 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::gso::{parse_vnet, Gso, VNET_HDR_LEN};
+
 /// Frames per `recvmmsg` / `sendmmsg` call.
 pub(crate) const BATCH: usize = 64;
 
@@ -58,6 +60,8 @@ fn getsockopt<T: Copy>(
 
 /// A raw AF_PACKET socket on one interface (all protocols), which:
 /// - reports auxiliary data (`PACKET_AUXDATA`: checksum state, stripped VLAN tags);
+/// - puts a `virtio_net_hdr` in front of every frame, received or sent
+///   (`PACKET_VNET_HDR`), which says how to cut a super-frame (see [`super::gso`]);
 /// - does not see frames sent on the interface (`PACKET_IGNORE_OUTGOING`), neither
 ///   the kernel's nor xwan's own;
 /// - sends straight to the driver (`PACKET_QDISC_BYPASS`).
@@ -83,6 +87,7 @@ impl PacketSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let one: libc::c_int = 1;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)?;
+        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
         if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF_BYTES).is_err() {
@@ -180,7 +185,8 @@ impl PacketSocket {
             let mut next = 0;
             while next < count {
                 // SAFETY: hdrs[next..count] point at scratch's iovecs, which point at
-                // frames borrowed for this call; the kernel only reads them.
+                // frames borrowed for this call and at a static header; the kernel
+                // only reads them.
                 let rc = unsafe {
                     libc::sendmmsg(
                         self.fd.as_raw_fd(),
@@ -243,8 +249,6 @@ pub(crate) struct SendOutcome {
 /// What the kernel said about one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RxInfo {
-    /// Bytes of the frame as it was on the wire (VLAN tag included, put back).
-    pub(crate) len: usize,
     /// Longer than the slot: only the start was received.
     pub(crate) truncated: bool,
     /// `sll_pkttype`: host, broadcast, multicast, other host.
@@ -253,10 +257,13 @@ pub(crate) struct RxInfo {
     pub(crate) checksum_partial: bool,
     /// A VLAN tag (TPID, TCI) the kernel took out of the frame.
     pub(crate) vlan: Option<(u16, u16)>,
+    /// A super-frame (GSO or GRO) and how to cut it.
+    pub(crate) gso: Option<Gso>,
 }
 
-/// Receive buffers for one socket: [`BATCH`] slots of `HEADROOM + frame_room` bytes,
-/// with the iovecs, addresses, control buffers and `mmsghdr`s pointing into them.
+/// Receive buffers for one socket: [`BATCH`] slots of `HEADROOM + frame_room` bytes
+/// and as many `virtio_net_hdr`s, with the iovecs (header, frame), addresses,
+/// control buffers and `mmsghdr`s pointing into them.
 ///
 /// The pointers are set once in [`RxBatch::new`]; the vectors are never resized
 /// afterwards, so their heap storage (and every pointer into it) stays valid for as
@@ -264,8 +271,9 @@ pub(crate) struct RxInfo {
 pub(crate) struct RxBatch {
     slot: usize,
     buf: Vec<u8>,
+    vnet: Vec<[u8; VNET_HDR_LEN]>,
     /// Only referenced through `hdrs`; kept here so it lives as long as they do.
-    _iov: Vec<libc::iovec>,
+    _iov: Vec<[libc::iovec; 2]>,
     names: Vec<libc::sockaddr_ll>,
     cmsgs: Vec<CmsgBuf>,
     hdrs: Vec<libc::mmsghdr>,
@@ -284,11 +292,21 @@ impl RxBatch {
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
         let mut names = vec![unsafe { std::mem::zeroed::<libc::sockaddr_ll>() }; BATCH];
         let mut cmsgs = vec![CmsgBuf([0; CMSG_BYTES]); BATCH];
-        let mut iov: Vec<libc::iovec> = buf
+        let mut vnet = vec![[0u8; VNET_HDR_LEN]; BATCH];
+        let mut iov: Vec<[libc::iovec; 2]> = buf
             .chunks_exact_mut(slot)
-            .map(|chunk| libc::iovec {
-                iov_base: chunk[HEADROOM..].as_mut_ptr().cast(),
-                iov_len: slot - HEADROOM,
+            .zip(&mut vnet)
+            .map(|(chunk, hdr)| {
+                [
+                    libc::iovec {
+                        iov_base: hdr.as_mut_ptr().cast(),
+                        iov_len: VNET_HDR_LEN,
+                    },
+                    libc::iovec {
+                        iov_base: chunk[HEADROOM..].as_mut_ptr().cast(),
+                        iov_len: slot - HEADROOM,
+                    },
+                ]
             })
             .collect();
         let hdrs = (0..BATCH)
@@ -296,8 +314,8 @@ impl RxBatch {
                 // SAFETY: msghdr is plain data; all-zero is a valid value.
                 let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
                 msg.msg_name = (&mut names[i] as *mut libc::sockaddr_ll).cast();
-                msg.msg_iov = &mut iov[i];
-                msg.msg_iovlen = 1;
+                msg.msg_iov = iov[i].as_mut_ptr();
+                msg.msg_iovlen = 2;
                 msg.msg_control = cmsgs[i].0.as_mut_ptr().cast();
                 libc::mmsghdr {
                     msg_hdr: msg,
@@ -308,6 +326,7 @@ impl RxBatch {
         let mut batch = RxBatch {
             slot,
             buf,
+            vnet,
             _iov: iov,
             names,
             cmsgs,
@@ -340,7 +359,11 @@ impl RxBatch {
         let hdr = &self.hdrs[i];
         let truncated = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
         let controllen = hdr.msg_hdr.msg_controllen.min(CMSG_BYTES);
-        let received = (hdr.msg_len as usize).min(self.slot - HEADROOM);
+        // The length counts the virtio_net_hdr in front of the frame.
+        let received = (hdr.msg_len as usize)
+            .saturating_sub(VNET_HDR_LEN)
+            .min(self.slot - HEADROOM);
+        let gso = parse_vnet(&self.vnet[i]);
         let aux = parse_auxdata(&self.cmsgs[i].0[..controllen]);
         let pkttype = self.names[i].sll_pkttype;
         let status = aux.map_or(0, |a| a.tp_status);
@@ -366,11 +389,11 @@ impl RxBatch {
             _ => (base + HEADROOM, received),
         };
         let info = RxInfo {
-            len,
             truncated,
             pkttype,
             checksum_partial: status & libc::TP_STATUS_CSUMNOTREADY != 0,
             vlan,
+            gso,
         };
         (&mut self.buf[start..start + len], start, info)
     }
@@ -415,9 +438,12 @@ fn parse_auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
     None
 }
 
+/// The `virtio_net_hdr` in front of every sent frame: no offload asked for.
+static PLAIN_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+
 /// Reusable `mmsghdr`s and iovecs for [`PacketSocket::send`].
 pub(crate) struct TxScratch {
-    iov: Vec<libc::iovec>,
+    iov: Vec<[libc::iovec; 2]>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
@@ -433,19 +459,28 @@ impl TxScratch {
         }
     }
 
-    /// Takes up to [`BATCH`] frames from `frames` and points the headers at them.
+    /// Takes up to [`BATCH`] frames from `frames` and points the headers at them,
+    /// each behind a plain `virtio_net_hdr`.
     fn fill<'a>(&mut self, frames: &mut impl Iterator<Item = &'a [u8]>) {
         self.iov.clear();
         self.hdrs.clear();
-        self.iov.extend(frames.take(BATCH).map(|frame| libc::iovec {
-            iov_base: frame.as_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
+        self.iov.extend(frames.take(BATCH).map(|frame| {
+            [
+                libc::iovec {
+                    iov_base: PLAIN_VNET_HDR.as_ptr() as *mut libc::c_void,
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: frame.as_ptr() as *mut libc::c_void,
+                    iov_len: frame.len(),
+                },
+            ]
         }));
         for iov in &mut self.iov {
             // SAFETY: msghdr is plain data; all-zero is a valid value.
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov;
-            msg.msg_iovlen = 1;
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = 2;
             self.hdrs.push(libc::mmsghdr {
                 msg_hdr: msg,
                 msg_len: 0,

@@ -32,9 +32,9 @@ use tracing::{debug, info, warn};
 use crate::config::{Action, Config, PortRange, Proto, UplinkId};
 use crate::router::{InterfaceMacs, Port, Router};
 
-use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, TABLE};
+use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE};
 use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
-use super::xdp::{XdpDataPath, XdpError};
+use super::xdp::{XdpDataPath, XdpError, XdpReport};
 use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 
 /// Which backend moves the frames.
@@ -98,7 +98,7 @@ pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<()
     init_logging(options.verbose);
     let running = Running::start(&config, config_path, &options)?;
     running.wait();
-    running.shutdown()
+    running.shutdown().map(drop)
 }
 
 fn init_logging(verbose: u8) {
@@ -268,8 +268,9 @@ impl Running {
     }
 
     /// Stops the workers and threads, removes the kernel filter, restores the
-    /// default signal handling; returns the first error met.
-    pub fn shutdown(mut self) -> Result<(), RunError> {
+    /// default signal handling; returns the data path's counters, or the first
+    /// error met.
+    pub fn shutdown(mut self) -> Result<DataPathReport, RunError> {
         self.stop.store(true, Ordering::Relaxed);
         info!("stopping");
         for handle in self.threads.drain(..) {
@@ -277,30 +278,35 @@ impl Running {
         }
         let result = match self.data_path {
             DataPath::Packet { path, filter } => {
-                let stopped = path.stop().map(|report| {
-                    let t = report.total();
-                    info!(
-                        received = t.received,
-                        forwarded = t.forwarded,
-                        to_kernel = t.to_kernel,
-                        dropped = t.dropped,
-                        tx_failed = t.tx_failed,
-                        truncated = t.truncated,
-                        socket_drops = t.socket_drops,
-                        "packet data path stopped"
-                    );
-                });
+                let stopped = path.stop();
                 let removed = filter.remove();
                 if removed.is_ok() {
                     info!("removed nftables table ip {TABLE}");
                 }
-                stopped
-                    .map_err(RunError::from)
-                    .and(removed.map_err(RunError::from))
+                match (stopped, removed) {
+                    (Ok(report), Ok(())) => {
+                        let t = report.total();
+                        info!(
+                            received = t.received,
+                            forwarded = t.forwarded,
+                            to_kernel = t.to_kernel,
+                            dropped = t.dropped,
+                            tx_failed = t.tx_failed,
+                            segmented = t.segmented,
+                            truncated = t.truncated,
+                            socket_drops = t.socket_drops,
+                            "packet data path stopped"
+                        );
+                        Ok(DataPathReport::Packet(report))
+                    }
+                    (Err(err), _) => Err(err.into()),
+                    (_, Err(err)) => Err(err.into()),
+                }
             }
             DataPath::Xdp(path) => path
                 .stop()
-                .map(|report| info!("XDP data path stopped: {report:?}"))
+                .inspect(|report| info!("XDP data path stopped: {report:?}"))
+                .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
         for id in self.signals.drain(..) {
@@ -308,6 +314,13 @@ impl Running {
         }
         result
     }
+}
+
+/// What the data path did, from [`Running::shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataPathReport {
+    Packet(PacketReport),
+    Xdp(XdpReport),
 }
 
 /// Runs `tick` every `period` until `stop` is set (checking it every 50 ms).

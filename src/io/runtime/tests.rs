@@ -233,14 +233,8 @@ fn runs_in_packet_mode_and_cleans_up() {
     host.ip(&["addr", "add", "192.168.50.10/24", "dev", "eth0"]);
     host.ip(&["link", "set", "eth0", "up"]);
     host.ip(&["route", "add", "default", "via", "192.168.50.1"]);
-    // Complete checksums from the host, so the echo server's kernel accepts what
-    // arrives whatever the core does with partial ones.
-    let out = host.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Every veth keeps its default offloads: the host's UDP checksums arrive
+    // partial, and TCP crosses each veth as 64 KiB TSO super-frames.
     for (i, isp) in isps.iter().enumerate() {
         let n = i + 1;
         let wan = format!("wan{n}");
@@ -293,6 +287,16 @@ fn runs_in_packet_mode_and_cleans_up() {
             handle
         })
         .collect();
+    let sinks: Vec<_> = isps
+        .iter()
+        .map(|isp| {
+            let (name, stop) = (isp.name().to_owned(), Arc::clone(&stop_servers));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = std::thread::spawn(move || tcp_sink(&name, &stop, ready_tx));
+            ready_rx.recv().expect("TCP sink ready");
+            handle
+        })
+        .collect();
 
     let config = config(CONFIG);
     let options = RunOptions {
@@ -335,13 +339,49 @@ fn runs_in_packet_mode_and_cleans_up() {
             })
             .collect()
     });
+    // A TCP bulk transfer, compared byte for byte by the sink's digest.
+    let (sent, received) = host.run(|| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &"203.0.113.10:5001".parse().unwrap(),
+            Duration::from_secs(3),
+        )
+        .expect("TCP through xwan");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let data = bulk_data();
+        stream.write_all(&data).expect("send 4 MiB");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .expect("the sink's digest");
+        (digest(&data), reply)
+    });
+    assert_eq!(received, sent, "the sink received exactly what was sent");
     let flows = running.router().stats();
     stop_servers.store(true, Ordering::Relaxed);
+    for sink in sinks {
+        sink.join().expect("TCP sink");
+    }
     let seen_by_servers: Vec<HashSet<SocketAddr>> = servers
         .into_iter()
         .map(|h| h.join().expect("server"))
         .collect();
-    router.run(|| running.shutdown()).expect("clean shutdown");
+    let report = router.run(|| running.shutdown()).expect("clean shutdown");
+    let DataPathReport::Packet(report) = report else {
+        panic!("packet mode ran {report:?}")
+    };
+    let total = report.total();
+    assert!(total.segmented > 0, "TSO super-frames were cut: {total:?}");
+    assert_eq!(
+        (total.truncated, total.unsplittable, total.tx_failed),
+        (0, 0, 0),
+        "{total:?}"
+    );
     assert!(
         !router.run(KernelFilter::present).expect("nft list"),
         "filter removed"
@@ -403,4 +443,50 @@ fn echo_server(
         }
     }
     seen
+}
+
+/// 4 MiB of bytes that are not all alike.
+fn bulk_data() -> Vec<u8> {
+    (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
+/// Length and FNV-1a hash, as text.
+fn digest(data: &[u8]) -> String {
+    let hash = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{} {hash:016x}", data.len())
+}
+
+/// A TCP server on 203.0.113.10:5001 in the named namespace: reads each
+/// connection to its end and answers with the digest of what it read.
+fn tcp_sink(ns: &str, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
+    // SAFETY: the descriptor is a valid namespace file for the duration of the call.
+    assert_eq!(
+        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+        0
+    );
+    let listener = std::net::TcpListener::bind("203.0.113.10:5001").expect("bind sink");
+    listener.set_nonblocking(true).unwrap();
+    ready.send(()).expect("test waiting");
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut data = Vec::new();
+                if stream.read_to_end(&mut data).is_ok() {
+                    let _ = stream.write_all(digest(&data).as_bytes());
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }

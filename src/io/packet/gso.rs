@@ -1,0 +1,356 @@
+//! Splitting super-frames. The kernel hands AF_PACKET sockets frames longer than
+//! the MTU: TCP segments a local sender's TSO left unsplit (on veth they cross to
+//! the peer whole) and packets GRO merged on receive. With `PACKET_VNET_HDR` each
+//! frame comes with a `virtio_net_hdr` saying how it would be cut; this module cuts
+//! it the same way (IPv4 TCP and UDP), writing full IP and L4 checksums into every
+//! segment, so the core sees ordinary frames.
+
+use crate::packet::checksum::{checksum, fold, pseudo_header_sum, sum_bytes};
+
+/// `sizeof(struct virtio_net_hdr)`.
+pub(crate) const VNET_HDR_LEN: usize = 10;
+
+/// `VIRTIO_NET_HDR_GSO_*` types (without the ECN bit).
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_UDP_L4: u8 = 5;
+const GSO_ECN: u8 = 0x80;
+
+/// How the kernel would have cut a super-frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gso {
+    /// `VIRTIO_NET_HDR_GSO_*`, ECN bit cleared.
+    pub(crate) kind: u8,
+    /// Payload bytes per segment.
+    pub(crate) size: u16,
+}
+
+/// The GSO part of a `virtio_net_hdr` (host byte order); None for an ordinary frame.
+pub(crate) fn parse_vnet(hdr: &[u8; VNET_HDR_LEN]) -> Option<Gso> {
+    let kind = hdr[1] & !GSO_ECN;
+    (kind != GSO_NONE).then(|| Gso {
+        kind,
+        size: u16::from_ne_bytes([hdr[4], hdr[5]]),
+    })
+}
+
+/// The segments of one super-frame, each an Ethernet frame of its own.
+pub(crate) struct Segments {
+    buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Segments {
+    pub(crate) fn new() -> Segments {
+        Segments {
+            buf: Vec::with_capacity(1 << 17),
+            spans: Vec::with_capacity(64),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut [u8] {
+        let (start, len) = self.spans[i];
+        &mut self.buf[start..start + len]
+    }
+
+    /// The first `len` bytes of segment `i`.
+    pub(crate) fn bytes(&self, i: usize, len: usize) -> &[u8] {
+        let (start, seg_len) = self.spans[i];
+        &self.buf[start..start + len.min(seg_len)]
+    }
+
+    /// Cuts `frame` into segments of `gso.size` payload bytes, replacing the previous
+    /// segments. False (and no segments) for a frame this cannot cut: not untagged
+    /// IPv4, not TCP (TCPV4) or UDP (UDP_L4), headers out of range, size 0.
+    pub(crate) fn split(&mut self, frame: &[u8], gso: Gso) -> bool {
+        self.buf.clear();
+        self.spans.clear();
+        let Some(layout) = Layout::of(frame, gso) else {
+            return false;
+        };
+        let payload = &frame[layout.headers..layout.end];
+        let id = u16::from_be_bytes([frame[18], frame[19]]);
+        let seq = u32::from_be_bytes(
+            frame[layout.l4 + 4..layout.l4 + 8]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        let count = payload.len().div_ceil(usize::from(gso.size)).max(1);
+        for i in 0..count {
+            let from = i * usize::from(gso.size);
+            let chunk = &payload
+                [from.min(payload.len())..(from + usize::from(gso.size)).min(payload.len())];
+            let start = self.buf.len();
+            self.buf.extend_from_slice(&frame[..layout.headers]);
+            self.buf.extend_from_slice(chunk);
+            let seg = &mut self.buf[start..];
+            layout.finish(seg, i, count, id, seq.wrapping_add(from as u32));
+            self.spans.push((start, seg.len()));
+        }
+        true
+    }
+}
+
+/// Where the headers of a super-frame end.
+struct Layout {
+    kind: u8,
+    ihl: usize,
+    /// Start of the L4 header.
+    l4: usize,
+    /// End of the L4 header: the payload starts here.
+    headers: usize,
+    /// End of the IP packet (Ethernet padding excluded).
+    end: usize,
+}
+
+impl Layout {
+    fn of(frame: &[u8], gso: Gso) -> Option<Layout> {
+        if gso.size == 0 || frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[14] >> 4 != 4
+        {
+            return None;
+        }
+        let ihl = usize::from(frame[14] & 0x0f) * 4;
+        let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+        let l4 = 14 + ihl;
+        if ihl < 20 || end > frame.len() || l4 > end {
+            return None;
+        }
+        let headers = match (gso.kind, frame[23]) {
+            (GSO_TCPV4, 6) if l4 + 20 <= end => match usize::from(frame[l4 + 12] >> 4) * 4 {
+                doff if doff >= 20 => l4 + doff,
+                _ => return None,
+            },
+            (GSO_UDP_L4, 17) => l4 + 8,
+            _ => return None,
+        };
+        (headers <= end).then_some(Layout {
+            kind: gso.kind,
+            ihl,
+            l4,
+            headers,
+            end,
+        })
+    }
+
+    /// Fixes the headers of segment `i` of `count`: lengths, IP id, TCP sequence
+    /// number and flags, and full checksums.
+    fn finish(&self, seg: &mut [u8], i: usize, count: usize, id: u16, seq: u32) {
+        let ip_len = (seg.len() - 14) as u16;
+        let l4_len = (seg.len() - self.l4) as u16;
+        seg[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        seg[18..20].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        seg[24..26].copy_from_slice(&[0, 0]);
+        let ip_check = checksum(&seg[14..14 + self.ihl]);
+        seg[24..26].copy_from_slice(&ip_check.to_be_bytes());
+        let l4 = self.l4;
+        let (proto, check_at) = if self.kind == GSO_TCPV4 {
+            seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            const FIN: u8 = 0x01;
+            const PSH: u8 = 0x08;
+            const CWR: u8 = 0x80;
+            if i + 1 < count {
+                seg[l4 + 13] &= !(FIN | PSH);
+            }
+            if i > 0 {
+                seg[l4 + 13] &= !CWR;
+            }
+            (6, l4 + 16)
+        } else {
+            seg[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
+            (17, l4 + 6)
+        };
+        seg[check_at..check_at + 2].copy_from_slice(&[0, 0]);
+        let src: [u8; 4] = [seg[26], seg[27], seg[28], seg[29]];
+        let dst: [u8; 4] = [seg[30], seg[31], seg[32], seg[33]];
+        let sum = sum_bytes(pseudo_header_sum(src, dst, proto, l4_len), &seg[l4..]);
+        let check = match !fold(sum) {
+            0 if proto == 17 => 0xffff,
+            c => c,
+        };
+        seg[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 (+ options) + TCP super-frame with `payload` bytes.
+    fn tcp_frame(payload: usize, flags: u8, options: usize) -> Vec<u8> {
+        let ihl = 20 + options;
+        let total = ihl + 20 + payload;
+        let mut f = vec![0u8; 14 + total + 6]; // 6 bytes of Ethernet padding
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x40 | (ihl / 4) as u8;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[18..20].copy_from_slice(&0xfff0u16.to_be_bytes());
+        f[20] = 0x40;
+        f[22] = 64;
+        f[23] = 6;
+        f[26..30].copy_from_slice(&[192, 168, 50, 10]);
+        f[30..34].copy_from_slice(&[203, 0, 113, 10]);
+        let l4 = 14 + ihl;
+        f[l4..l4 + 2].copy_from_slice(&40000u16.to_be_bytes());
+        f[l4 + 2..l4 + 4].copy_from_slice(&80u16.to_be_bytes());
+        f[l4 + 4..l4 + 8].copy_from_slice(&0xffff_ff00u32.to_be_bytes());
+        f[l4 + 12] = 5 << 4;
+        f[l4 + 13] = flags;
+        for (i, byte) in f[l4 + 20..14 + total].iter_mut().enumerate() {
+            *byte = (i % 251) as u8;
+        }
+        f
+    }
+
+    fn verify(seg: &[u8], proto: u8) {
+        let ihl = usize::from(seg[14] & 0x0f) * 4;
+        assert_eq!(
+            fold(sum_bytes(0, &seg[14..14 + ihl])),
+            0xffff,
+            "IP checksum"
+        );
+        let l4_len = (seg.len() - 14 - ihl) as u16;
+        let src = [seg[26], seg[27], seg[28], seg[29]];
+        let dst = [seg[30], seg[31], seg[32], seg[33]];
+        let sum = sum_bytes(pseudo_header_sum(src, dst, proto, l4_len), &seg[14 + ihl..]);
+        assert_eq!(fold(sum), 0xffff, "L4 checksum");
+    }
+
+    #[test]
+    fn parses_virtio_headers() {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        assert_eq!(parse_vnet(&hdr), None);
+        hdr[1] = GSO_TCPV4 | GSO_ECN;
+        hdr[4..6].copy_from_slice(&1448u16.to_ne_bytes());
+        assert_eq!(
+            parse_vnet(&hdr),
+            Some(Gso {
+                kind: GSO_TCPV4,
+                size: 1448
+            })
+        );
+    }
+
+    #[test]
+    fn splits_tcp_like_the_kernel() {
+        let frame = tcp_frame(3000, 0x80 | 0x18 | 0x01, 4); // CWR, PSH, ACK, FIN
+        let mut segments = Segments::new();
+        assert!(segments.split(
+            &frame,
+            Gso {
+                kind: GSO_TCPV4,
+                size: 1400
+            }
+        ));
+        assert_eq!(segments.len(), 3);
+        let mut payload = Vec::new();
+        for i in 0..3 {
+            let seg = segments.get_mut(i).to_vec();
+            verify(&seg, 6);
+            let l4 = 14 + 24;
+            let chunk = &seg[l4 + 20..];
+            assert_eq!(chunk.len(), [1400, 1400, 200][i]);
+            assert_eq!(
+                u16::from_be_bytes([seg[18], seg[19]]),
+                0xfff0u16.wrapping_add(i as u16)
+            );
+            let seq = u32::from_be_bytes(seg[l4 + 4..l4 + 8].try_into().unwrap());
+            assert_eq!(seq, 0xffff_ff00u32.wrapping_add(1400 * i as u32));
+            let flags = seg[l4 + 13];
+            assert_eq!(flags & 0x80 != 0, i == 0, "CWR only on the first");
+            assert_eq!(flags & 0x09 != 0, i == 2, "FIN and PSH only on the last");
+            assert_eq!(flags & 0x10, 0x10, "ACK on all");
+            assert_eq!(
+                seg[14..14 + 24][20..],
+                frame[14 + 20..14 + 24],
+                "IP options kept"
+            );
+            payload.extend_from_slice(chunk);
+        }
+        assert_eq!(
+            payload,
+            frame[14 + 24 + 20..frame.len() - 6],
+            "payload intact, padding dropped"
+        );
+    }
+
+    #[test]
+    fn splits_udp_datagrams() {
+        // 20 + 2500 bytes after the IP header: an 8-byte UDP header and 2512 bytes.
+        let mut frame = tcp_frame(2500, 0, 0);
+        frame[23] = 17;
+        let mut segments = Segments::new();
+        assert!(segments.split(
+            &frame,
+            Gso {
+                kind: GSO_UDP_L4,
+                size: 1000
+            }
+        ));
+        assert_eq!(segments.len(), 3);
+        for i in 0..3 {
+            let seg = segments.get_mut(i).to_vec();
+            verify(&seg, 17);
+            let udp_len = u16::from_be_bytes([seg[38], seg[39]]);
+            assert_eq!(usize::from(udp_len), seg.len() - 34);
+        }
+        assert_eq!(segments.bytes(2, 10_000).len(), 34 + 8 + 512);
+        assert_eq!(segments.bytes(2, 20).len(), 20);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_cut() {
+        let frame = tcp_frame(3000, 0, 0);
+        let mut segments = Segments::new();
+        let tcp = Gso {
+            kind: GSO_TCPV4,
+            size: 1400,
+        };
+        assert!(
+            !segments.split(
+                &frame,
+                Gso {
+                    kind: GSO_UDP_L4,
+                    size: 1400
+                }
+            ),
+            "TCP frame, UDP GSO"
+        );
+        assert!(
+            !segments.split(
+                &frame,
+                Gso {
+                    kind: 4,
+                    size: 1400
+                }
+            ),
+            "TCPV6"
+        );
+        assert!(
+            !segments.split(
+                &frame,
+                Gso {
+                    kind: GSO_TCPV4,
+                    size: 0
+                }
+            ),
+            "size 0"
+        );
+        for cut in [0, 13, 20, 33, 40, 60, 1000] {
+            assert!(!segments.split(&frame[..cut], tcp), "truncated at {cut}");
+            assert_eq!(segments.len(), 0);
+        }
+        let mut bad_doff = frame.clone();
+        bad_doff[14 + 20 + 12] = 1 << 4;
+        assert!(
+            !segments.split(&bad_doff, tcp),
+            "TCP header shorter than 20 bytes"
+        );
+        let mut vlan = frame.clone();
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert!(!segments.split(&vlan, tcp), "tagged");
+    }
+}
