@@ -84,14 +84,14 @@ pub fn status_table(s: &StatusReport) -> String {
     let _ =
         writeln!(
         out,
-        "\n{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
-        "UPLINK", "IFACE", "ADDRESS", "GATEWAY MAC", "STATE", "ADMIN", "SINCE", "FLOWS", "PKTS OUT",
-        "BYTES OUT", "PKTS IN", "BYTES IN", "NAT PORTS"
+        "\n{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>7} {:>8} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "UPLINK", "IFACE", "ADDRESS", "GATEWAY MAC", "STATE", "ADMIN", "SINCE", "RTT", "LOSS", "FLOWS",
+        "PKTS OUT", "BYTES OUT", "PKTS IN", "BYTES IN", "NAT PORTS"
     );
     for u in &s.uplinks {
         let _ = writeln!(
             out,
-            "{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>6}s {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "{:<8} {:<8} {:<15} {:<17} {:<5} {:<11} {:>6}s {:>8} {:>4.0}% {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
             u.name,
             u.interface,
             u.address.to_string(),
@@ -99,6 +99,9 @@ pub fn status_table(s: &StatusReport) -> String {
             if u.up { "up" } else { "down" },
             admin(u.admin),
             u.since_s,
+            u.probe_rtt_ms
+                .map_or("-".to_string(), |ms| format!("{ms:.2}ms")),
+            u.probe_loss * 100.0,
             u.flows,
             u.packets_out,
             human_bytes(u.bytes_out),

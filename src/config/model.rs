@@ -177,6 +177,11 @@ pub struct Health {
     pub timeout_ms: u64,
     pub down_after: u32,
     pub up_after: u32,
+    /// Targets of an uplink that must answer for a probe round to succeed.
+    pub reliability: u32,
+    /// A shell command run on every change of an uplink's state, with
+    /// XWAN_UPLINK and XWAN_STATE (up or down) in its environment.
+    pub hook: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

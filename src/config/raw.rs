@@ -96,6 +96,8 @@ pub(super) struct RawHealth {
     pub timeout_ms: Option<Spanned<i64>>,
     pub down_after: Option<Spanned<i64>>,
     pub up_after: Option<Spanned<i64>>,
+    pub reliability: Option<Spanned<i64>>,
+    pub hook: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

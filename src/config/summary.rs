@@ -85,8 +85,15 @@ impl Display for Config {
         let h = &self.health;
         writeln!(
             f,
-            "Health    probe every {} ms, timeout {} ms, down after {}, up after {}",
-            h.interval_ms, h.timeout_ms, h.down_after, h.up_after
+            "Health    probe every {} ms, timeout {} ms, down after {}, up after {}, {} target(s) must answer{}",
+            h.interval_ms,
+            h.timeout_ms,
+            h.down_after,
+            h.up_after,
+            h.reliability,
+            h.hook
+                .as_ref()
+                .map_or(String::new(), |hook| format!(", hook `{hook}`"))
         )?;
         let t = &self.timeouts;
         writeln!(

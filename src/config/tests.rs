@@ -260,6 +260,8 @@ fn example_parses_to_the_expected_model() {
             timeout_ms: 1000,
             down_after: 3,
             up_after: 3,
+            reliability: 1,
+            hook: None,
         },
         timeouts: Timeouts {
             tcp_established_s: 7440,
@@ -311,7 +313,9 @@ fn defaults_fill_every_optional_key() {
             interval_ms: 500,
             timeout_ms: 1000,
             down_after: 3,
-            up_after: 3
+            up_after: 3,
+            reliability: 1,
+            hook: None,
         }
     );
     assert_eq!(
@@ -1275,4 +1279,20 @@ fn max_flows_per_host_zero_means_no_limit() {
         "max_flows_per_host",
         "-5 is out of range (must be from 0 to 4294967295)",
     );
+}
+
+#[test]
+fn health_reliability_and_hook() {
+    let config = ok(&format!(
+        "{BASE}\n[health]\nreliability = 2\nhook = \"logger -t xwan $XWAN_UPLINK $XWAN_STATE\"\n"
+    ));
+    assert_eq!(config.health.reliability, 2);
+    assert_eq!(
+        config.health.hook.as_deref(),
+        Some("logger -t xwan $XWAN_UPLINK $XWAN_STATE")
+    );
+    let e = err(&format!("{BASE}\n[health]\nhook = \"  \"\n"));
+    assert_eq!(e.key(), Some("health.hook"));
+    let e = err(&format!("{BASE}\n[health]\nreliability = 0\n"));
+    assert_eq!(e.key(), Some("health.reliability"));
 }

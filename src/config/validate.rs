@@ -646,6 +646,24 @@ impl Validator<'_> {
                 1,
                 u32::MAX,
             )?,
+            reliability: self.int(
+                raw.and_then(|h| h.reliability.as_ref()),
+                "health.reliability",
+                1,
+                1,
+                u32::MAX,
+            )?,
+            hook: match raw.and_then(|h| h.hook.as_ref()) {
+                Some(hook) if hook.get_ref().trim().is_empty() => {
+                    return Err(self.err(
+                        hook.span(),
+                        "health.hook",
+                        "empty command; leave the key out for no hook",
+                    ))
+                }
+                Some(hook) => Some(hook.get_ref().clone()),
+                None => None,
+            },
         })
     }
 

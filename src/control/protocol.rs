@@ -104,6 +104,10 @@ pub struct UplinkReport {
     pub admin: AdminState,
     /// Seconds since `up` last changed.
     pub since_s: u64,
+    /// Mean probe round-trip time over the recent rounds.
+    pub probe_rtt_ms: Option<f64>,
+    /// Share of probes lost over the recent rounds, 0 to 1.
+    pub probe_loss: f64,
     pub flows: u32,
     pub nat_ports_in_use: NatPorts,
     pub packets_out: u64,
@@ -138,11 +142,13 @@ pub struct WorkerReport {
     pub idle_ratio: f64,
 }
 
-/// Per-uplink facts the router core does not hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Per-uplink facts the router core does not hold: health and overrides.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UplinkControl {
     pub admin: AdminState,
     pub since_s: u64,
+    pub rtt_ms: Option<f64>,
+    pub loss: f64,
 }
 
 impl StatusReport {
@@ -171,6 +177,8 @@ impl StatusReport {
                     up: s.up,
                     admin: c.admin,
                     since_s: c.since_s,
+                    probe_rtt_ms: c.rtt_ms,
+                    probe_loss: c.loss,
                     flows: s.flows,
                     nat_ports_in_use: NatPorts {
                         tcp: s.nat_in_use[0],

@@ -4,7 +4,7 @@
 
 mod table;
 
-pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, TableStats};
+pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, TableStats};
 
 use crate::config::{Timeouts, UplinkId};
 use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};

@@ -35,6 +35,9 @@ pub struct Flow {
     /// Packets and bytes that arrived from the LAN side and from the WAN side.
     pub packets: [AtomicU64; 2],
     pub bytes: [AtomicU64; 2],
+    /// TCP: the sequence number the LAN host expects next from the remote
+    /// end (the highest seen from the WAN side), for an RST on failover.
+    pub next_seq_to_lan: AtomicU32,
 }
 
 impl Flow {
@@ -46,6 +49,7 @@ impl Flow {
             tcp: AtomicU8::new(0),
             packets: [AtomicU64::new(0), AtomicU64::new(0)],
             bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            next_seq_to_lan: AtomicU32::new(0),
         }
     }
 
@@ -69,6 +73,16 @@ impl Flow {
             bytes: [0, 1].map(|i| self.bytes[i].load(Ordering::Relaxed)),
         }
     }
+}
+
+/// The last state of a flow taken out of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub spec: FlowSpec,
+    /// [`tcp_state`] flags.
+    pub tcp: u8,
+    /// See [`Flow::next_seq_to_lan`].
+    pub next_seq_to_lan: u32,
 }
 
 /// A copy of a flow for listing.
@@ -413,14 +427,22 @@ impl FlowTable {
         removed
     }
 
-    /// Removes every flow `doomed` says yes to, returning their specs.
-    pub fn remove_where(&self, mut doomed: impl FnMut(&Flow) -> bool) -> Vec<FlowSpec> {
+    /// Removes every flow `doomed` says yes to.
+    pub fn remove_where(&self, mut doomed: impl FnMut(&Flow) -> bool) -> Vec<Removed> {
         let mut removed = Vec::new();
         for lock in self.shards.iter() {
             let mut shard = Self::write(lock);
             for slot in 0..shard.slab.len() {
-                if shard.slab[slot].as_ref().is_some_and(&mut doomed) {
-                    removed.extend(shard.remove(&self.hasher, slot));
+                let Some(flow) = shard.slab[slot].as_ref().filter(|f| doomed(f)) else {
+                    continue;
+                };
+                let last = Removed {
+                    spec: flow.spec,
+                    tcp: flow.tcp.load(Ordering::Relaxed),
+                    next_seq_to_lan: flow.next_seq_to_lan.load(Ordering::Relaxed),
+                };
+                if shard.remove(&self.hasher, slot).is_some() {
+                    removed.push(last);
                 }
             }
         }
@@ -429,7 +451,7 @@ impl FlowTable {
     }
 
     /// Removes every flow idle for longer than its timer at `now`.
-    pub fn expire(&self, now: u32, timeouts: &Timeouts) -> Vec<FlowSpec> {
+    pub fn expire(&self, now: u32, timeouts: &Timeouts) -> Vec<Removed> {
         let removed = self.remove_where(|flow| flow.is_expired(now, timeouts));
         self.expiries
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
@@ -491,6 +513,17 @@ impl FlowTable {
         }
         if tcp_flags != 0 && flow.tcp.load(Ordering::Relaxed) & tcp_flags != tcp_flags {
             flow.tcp.fetch_or(tcp_flags, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a TCP segment from the WAN side: the LAN host will expect
+    /// `seq + seq_len` next, unless it has seen further already.
+    pub fn track_seq_to_lan(flow: &Flow, seq: u32, seq_len: u32) {
+        let next = seq.wrapping_add(seq_len);
+        let known = flow.next_seq_to_lan.load(Ordering::Relaxed);
+        // Serial-number comparison (RFC 1982): `next` is ahead of `known`.
+        if known == 0 || (next.wrapping_sub(known) as i32) > 0 {
+            flow.next_seq_to_lan.store(next, Ordering::Relaxed);
         }
     }
 }
@@ -620,7 +653,8 @@ mod tests {
                         live.insert(n);
                     }
                 } else if live.remove(&n) {
-                    let removed = table.remove_where(|f| f.spec == s);
+                    let removed: Vec<FlowSpec> =
+                        table.remove_where(|f| f.spec == s).iter().map(|r| r.spec).collect();
                     prop_assert_eq!(removed, vec![s]);
                 }
                 for m in 0u8..40 {
@@ -643,8 +677,8 @@ mod tests {
                 table.insert(spec(1, i as u16, 1, 20000 + i as u16), now - age).unwrap();
             }
             let removed = table.expire(now, &timeouts());
-            for s in removed {
-                let age = idle[usize::from(s.inside.port)];
+            for r in removed {
+                let age = idle[usize::from(r.spec.inside.port)];
                 prop_assert!(age > 300, "removed a flow idle for {age} s");
             }
             prop_assert_eq!(table.len() as usize, idle.iter().filter(|a| **a <= 300).count());

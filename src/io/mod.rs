@@ -11,7 +11,10 @@
 
 pub mod xdp;
 
+mod control;
+mod health;
 pub mod packet;
+mod probe;
 mod runtime;
 pub mod system;
 

@@ -767,6 +767,8 @@ mod tests {
                 timeout_ms: 500,
                 down_after: 3,
                 up_after: 3,
+                reliability: 1,
+                hook: None,
             },
             timeouts: Timeouts {
                 tcp_established_s: 7440,

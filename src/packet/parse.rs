@@ -29,6 +29,10 @@ pub enum Transport {
         src_port: u16,
         dst_port: u16,
         flags: TcpFlags,
+        /// Sequence number.
+        seq: u32,
+        /// Sequence space the segment takes: payload bytes, plus one each for SYN and FIN.
+        seq_len: u32,
     },
     Udp {
         src_port: u16,
@@ -179,6 +183,10 @@ pub fn parse(frame: &[u8]) -> Result<Frame, ParseOutcome> {
                     fin: tcp.fin(),
                     rst: tcp.rst(),
                 },
+                seq: tcp.sequence_number(),
+                seq_len: (payload.len() - tcp.slice().len()) as u32
+                    + u32::from(tcp.syn())
+                    + u32::from(tcp.fin()),
             }
         }
         IpNumber::UDP => {

@@ -30,6 +30,7 @@
 //! back out the port that frame came in by, as a [`Verdict::Forward`].
 
 mod counters;
+mod failover;
 mod fragments;
 mod hosts;
 mod icmp;
@@ -44,12 +45,14 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 pub use counters::{Totals, Traffic, WorkerCounters};
+pub use failover::Failover;
 pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
 pub use verdict::*;
 
 use crate::config::{Action, Config, MssClamp, PortRange, Proto, Timeouts, UplinkId};
 use crate::flow::{
-    tcp_flags_for, FlowInfo, FlowKey, FlowSpec, FlowTable, InsertError, Origin, Side, TableStats,
+    tcp_flags_for, Flow, FlowInfo, FlowKey, FlowSpec, FlowTable, InsertError, Origin, Side,
+    TableStats,
 };
 use crate::nat::PortAllocator;
 use crate::packet::{
@@ -436,15 +439,11 @@ impl Router {
     /// The spec of the live flow `key` belongs to, with this packet recorded;
     /// an expired flow is removed and None returned.
     fn established(&self, side: Side, key: &FlowKey, frame: &Frame, now: u32) -> Option<FlowSpec> {
-        let (syn, fin, rst) = tcp_bits(frame);
-        let flags = tcp_flags_for(side, syn, fin, rst);
-        // Inbound RSTs do not refresh a mapping (RFC 7857).
-        let refresh = !(side == Side::Wan && rst);
         let found = self.table.with_flow(side, key, |flow| {
             if flow.is_expired(now, &self.timeouts) {
                 return None;
             }
-            FlowTable::touch(flow, side, frame.end, now, refresh, flags);
+            record(flow, side, frame, now);
             Some(flow.spec)
         })?;
         if found.is_none() {
@@ -489,10 +488,8 @@ impl Router {
                     self.release_mapping(&spec);
                     self.hosts.give_back(spec.inside.addr);
                 }
-                let (syn, fin, rst) = tcp_bits(frame);
-                let flags = tcp_flags_for(side, syn, fin, rst);
                 self.table.with_flow(side, &actual.key(side), |flow| {
-                    FlowTable::touch(flow, side, frame.end, now, true, flags)
+                    record(flow, side, frame, now)
                 });
                 Ok(actual)
             }
@@ -801,8 +798,8 @@ impl Router {
     pub fn expire(&self, now: Duration) -> usize {
         let now = seconds(now);
         let removed = self.table.expire(now, &self.timeouts);
-        for spec in &removed {
-            self.release(spec);
+        for flow in &removed {
+            self.release(&flow.spec);
         }
         self.policy.expire(now);
         removed.len()
@@ -849,6 +846,25 @@ fn opens_connection(frame: &Frame) -> bool {
     match frame.transport {
         Transport::Tcp { flags, .. } => flags.syn && !flags.ack,
         _ => true,
+    }
+}
+
+/// Records a packet of `flow` that arrived on `side`: counters, last seen
+/// (inbound RSTs do not refresh a mapping: RFC 7857), TCP state, and the
+/// sequence the LAN host expects next.
+fn record(flow: &Flow, side: Side, frame: &Frame, now: u32) {
+    let (syn, fin, rst) = tcp_bits(frame);
+    let refresh = !(side == Side::Wan && rst);
+    FlowTable::touch(
+        flow,
+        side,
+        frame.end,
+        now,
+        refresh,
+        tcp_flags_for(side, syn, fin, rst),
+    );
+    if let (Side::Wan, Transport::Tcp { seq, seq_len, .. }) = (side, frame.transport) {
+        FlowTable::track_seq_to_lan(flow, seq, seq_len);
     }
 }
 

@@ -411,3 +411,101 @@ action = "isp1"
     );
     assert_eq!(verdict, Verdict::Drop(DropReason::NoMapping));
 }
+
+#[test]
+fn failover_resets_tcp_remaps_udp_and_leaves_other_uplinks_alone() {
+    let mut b = Bench::new(
+        r#"
+[[rule]]
+proto = "tcp"
+dst_port = "80"
+action = "isp1"
+
+[[rule]]
+proto = "udp"
+dst_port = "53"
+action = "isp1"
+
+[[rule]]
+proto = "tcp"
+dst_port = "443"
+action = "isp2"
+
+[[forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.50.10:80"
+"#,
+    );
+    let lan = from_host(HOST, SERVER);
+    // A TCP download through isp1, with 1400 bytes already delivered.
+    let (_, syn) = b.forward_any_wan(testing::tcp(&lan, 40000, 80, SYN, b""));
+    let wan = from_internet(0, SERVER, ISP1);
+    let mut syn_ack = testing::tcp(&wan, 80, syn.src_port, SYN_ACK, b"");
+    // Sequence number 5000 for the server's SYN-ACK.
+    syn_ack[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&5000u32.to_be_bytes());
+    fix_tcp_checksum(&mut syn_ack);
+    b.forward(Port::Wan(0), syn_ack, Port::Lan);
+    let mut data = testing::tcp(&wan, 80, syn.src_port, ACK, &[7u8; 1400]);
+    data[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&5001u32.to_be_bytes());
+    fix_tcp_checksum(&mut data);
+    b.forward(Port::Wan(0), data, Port::Lan);
+    // A UDP flow through isp1, a TCP flow through isp2, a port forward on isp1.
+    let (_, udp_out) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    assert_eq!(udp_out.src, ISP1);
+    let (healthy, _) = b.forward_any_wan(testing::tcp(&lan, 41000, 443, SYN, b""));
+    assert_eq!(healthy, 1);
+    let client = Ipv4Addr::new(203, 0, 113, 99);
+    b.forward(
+        Port::Wan(0),
+        testing::tcp(&from_internet(0, client, ISP1), 33000, 8080, SYN, b""),
+        Port::Lan,
+    );
+    assert_eq!(b.router.stats().table.flows, 4);
+
+    b.router.set_uplink_up(0, false);
+    let failed = b.router.fail_over(0);
+    assert_eq!((failed.reset, failed.remapped, failed.forwards), (2, 1, 1));
+    // The client of the download gets an RST with the sequence it expects.
+    let rst = failed
+        .resets
+        .iter()
+        .map(|f| testing::check(f).unwrap())
+        .find(|s| s.dst_port == 40000)
+        .expect("an RST to the downloading client");
+    assert_eq!((rst.src, rst.src_port, rst.dst), (SERVER, 80, HOST));
+    assert_eq!((rst.src_mac, rst.dst_mac), (LAN_MAC, HOST_MAC));
+    let frame = &failed.resets[0];
+    let flags = frame[14 + 20 + 13];
+    assert_eq!(flags & 0x04, 0x04, "RST set");
+    let reset = failed
+        .resets
+        .iter()
+        .find(|f| testing::check(f).unwrap().dst_port == 40000)
+        .unwrap();
+    assert_eq!(
+        u32::from_be_bytes(reset[38..42].try_into().unwrap()),
+        5001 + 1400
+    );
+
+    // The TCP flow on isp2 is untouched; the UDP flow moves to isp2.
+    assert_eq!(b.router.stats().table.flows, 1);
+    let (uplink, _) = b.forward_any_wan(testing::tcp(&lan, 41000, 443, ACK, b"x"));
+    assert_eq!(uplink, 1);
+    let (uplink, moved) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    assert_eq!((uplink, moved.src), (1, ISP2));
+}
+
+fn fix_tcp_checksum(frame: &mut [u8]) {
+    use xwan::packet::checksum;
+    frame[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&[0, 0]);
+    let len = (frame.len() - 34) as u16;
+    let sum = checksum::pseudo_header_sum(
+        frame[26..30].try_into().unwrap(),
+        frame[30..34].try_into().unwrap(),
+        6,
+        len,
+    );
+    let check = !checksum::fold(checksum::sum_bytes(sum, &frame[34..]));
+    frame[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&check.to_be_bytes());
+}

@@ -32,10 +32,14 @@ use tracing::{debug, info, warn};
 use crate::config::{Action, Config, PortRange, Proto, UplinkId};
 use crate::router::{InterfaceMacs, Port, Router};
 
+use super::control::{RuntimeControl, WorkerStatsSource};
+use super::health::HealthThread;
 use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE};
 use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
 use super::xdp::{XdpDataPath, XdpError, XdpReport};
 use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
+use crate::control::protocol::WorkerReport;
+use crate::control::{ControlError, ControlServer};
 
 /// Which backend moves the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +86,8 @@ pub enum RunError {
     Packet(#[from] PacketError),
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error("installing the SIGINT/SIGTERM handlers: {0}")]
     Signal(#[source] std::io::Error),
     #[error("starting the {name} thread: {source}")]
@@ -125,6 +131,7 @@ pub struct Running {
     data_path: DataPath,
     threads: Vec<JoinHandle<()>>,
     signals: Vec<signal_hook::SigId>,
+    control: Option<ControlServer>,
 }
 
 enum DataPath {
@@ -190,6 +197,22 @@ impl Running {
 
         log_summary(config, config_path, &found, &setup, options, &neighbours);
         let data_path = start_data_path(&router, &setup, config, options.io)?;
+        let (health, monitor) = HealthThread::new(Arc::clone(&router), config, &found.wans, epoch);
+        let workers = worker_stats_source(&data_path);
+        let control = RuntimeControl {
+            router: Arc::clone(&router),
+            config: config.clone(),
+            config_file: config_path.display().to_string(),
+            loaded: Instant::now(),
+            epoch,
+            io: match &data_path {
+                DataPath::Packet { .. } => "packet".to_string(),
+                DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)".to_string(),
+                DataPath::Xdp(_) => "xdp (copy)".to_string(),
+            },
+            monitor,
+            workers,
+        };
         let mut running = Running {
             router,
             stop,
@@ -197,16 +220,28 @@ impl Running {
             data_path,
             threads: Vec::new(),
             signals: Vec::new(),
+            control: None,
         };
-        if let Err(err) = running.start_housekeeping(neighbours) {
+        if let Err(err) = running.start_housekeeping(neighbours, health) {
             let _ = running.shutdown();
             return Err(err);
+        }
+        match ControlServer::start(&config.control.socket, Arc::new(control)) {
+            Ok(server) => running.control = Some(server),
+            Err(err) => {
+                let _ = running.shutdown();
+                return Err(RunError::Control(err));
+            }
         }
         info!("running; SIGINT or SIGTERM stops xwan and undoes its kernel changes");
         Ok(running)
     }
 
-    fn start_housekeeping(&mut self, mut neighbours: NeighbourThread) -> Result<(), RunError> {
+    fn start_housekeeping(
+        &mut self,
+        mut neighbours: NeighbourThread,
+        health: HealthThread,
+    ) -> Result<(), RunError> {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // A second signal while stopping ends the process at once (exit 1).
             let forced =
@@ -229,7 +264,9 @@ impl Running {
         let stop = Arc::clone(&self.stop);
         self.spawn("neighbour", move || {
             every(Duration::from_millis(500), &stop, || neighbours.refresh())
-        })
+        })?;
+        let stop = Arc::clone(&self.stop);
+        self.spawn("health", move || health.run(&stop))
     }
 
     fn spawn(
@@ -273,6 +310,9 @@ impl Running {
     pub fn shutdown(mut self) -> Result<DataPathReport, RunError> {
         self.stop.store(true, Ordering::Relaxed);
         info!("stopping");
+        if let Some(control) = self.control.take() {
+            control.stop();
+        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -313,6 +353,29 @@ impl Running {
             signal_hook::low_level::unregister(id);
         }
         result
+    }
+}
+
+/// Per-worker figures for `xwan status`: the AF_XDP workers' live counters;
+/// the packet backend reports its counters only when it stops.
+fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
+    match data_path {
+        DataPath::Xdp(path) => {
+            let read = path.stats_reader();
+            Box::new(move || {
+                read()
+                    .into_iter()
+                    .map(|w| WorkerReport {
+                        queue: w.queue,
+                        rx_packets: w.rx,
+                        tx_packets: w.tx,
+                        batches: w.batches,
+                        idle_ratio: w.idle_polls as f64 / (w.idle_polls + w.batches).max(1) as f64,
+                    })
+                    .collect()
+            })
+        }
+        DataPath::Packet { .. } => Box::new(Vec::new),
     }
 }
 

@@ -247,6 +247,21 @@ impl XdpDataPath {
         Ok(path)
     }
 
+    /// A function that reads every worker's counters, for other threads.
+    pub fn stats_reader(&self) -> impl Fn() -> Vec<WorkerStats> + Send + Sync + 'static {
+        let workers: Vec<(u32, Arc<WorkerCounters>)> = self
+            .workers
+            .iter()
+            .map(|w| (w.queue, Arc::clone(&w.counters)))
+            .collect();
+        move || {
+            workers
+                .iter()
+                .map(|(queue, counters)| WorkerStats::read(*queue, counters))
+                .collect()
+        }
+    }
+
     /// Every worker's counters now.
     pub fn stats(&self) -> Vec<WorkerStats> {
         self.workers

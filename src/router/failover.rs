@@ -1,0 +1,69 @@
+//! What happens to the flows of an uplink that went down: TCP flows are reset
+//! towards the LAN host (an RST with the sequence number it expects, so the
+//! application reconnects at once through a live uplink instead of hanging),
+//! UDP and ICMP flows are removed so their next packet opens a new mapping on
+//! a live uplink, and port-forward flows over the dead uplink are dropped.
+//! Flows on other uplinks are never touched.
+
+use etherparse::PacketBuilder;
+
+use super::Router;
+use crate::config::UplinkId;
+use crate::flow::{tcp_state, Origin, Removed};
+use crate::packet::PROTO_TCP;
+
+/// The outcome of failing over an uplink's flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Failover {
+    /// Frames to send out the LAN port: an RST to each TCP client.
+    pub resets: Vec<Vec<u8>>,
+    /// TCP flows reset.
+    pub reset: usize,
+    /// UDP and ICMP flows removed, to be re-mapped on their next packet.
+    pub remapped: usize,
+    /// Port-forward flows removed.
+    pub forwards: usize,
+}
+
+impl Router {
+    /// Fails over every flow pinned to `uplink` (call it once the uplink is
+    /// marked down, so new flows go elsewhere).
+    pub fn fail_over(&self, uplink: UplinkId) -> Failover {
+        let removed = self.table.remove_where(|flow| flow.spec.uplink == uplink);
+        let mut out = Failover::default();
+        for flow in &removed {
+            self.release(&flow.spec);
+            if flow.spec.origin == Origin::Wan {
+                out.forwards += 1;
+            }
+            if flow.spec.protocol != PROTO_TCP {
+                if flow.spec.origin == Origin::Lan {
+                    out.remapped += 1;
+                }
+                continue;
+            }
+            if let Some(frame) = self.reset_frame(flow) {
+                out.resets.push(frame);
+                out.reset += 1;
+            }
+        }
+        out
+    }
+
+    /// An RST from the remote end to the LAN host, with the sequence number
+    /// the host expects; None for a connection already closed, or one from
+    /// which the WAN side never sent anything.
+    fn reset_frame(&self, flow: &Removed) -> Option<Vec<u8>> {
+        if flow.tcp & tcp_state::RST != 0 || flow.next_seq_to_lan == 0 {
+            return None;
+        }
+        let spec = &flow.spec;
+        let builder = PacketBuilder::ethernet2(self.lan_mac, spec.lan_mac)
+            .ipv4(spec.remote.addr, spec.inside.addr, 64)
+            .tcp(spec.remote.port, spec.inside.port, flow.next_seq_to_lan, 0)
+            .rst();
+        let mut frame = Vec::with_capacity(builder.size(0));
+        builder.write(&mut frame, &[]).ok()?;
+        Some(frame)
+    }
+}
