@@ -37,25 +37,21 @@ macro_rules! matrix {
             }
 
             #[test]
-            #[ignore = "xwan run lands with the data-plane work"]
             fn xwan_xdp_tx_on() {
                 super::$scenario(RouterMode::XwanXdp, TxOffload::On);
             }
 
             #[test]
-            #[ignore = "xwan run lands with the data-plane work"]
             fn xwan_xdp_tx_off() {
                 super::$scenario(RouterMode::XwanXdp, TxOffload::Off);
             }
 
             #[test]
-            #[ignore = "xwan run lands with the data-plane work"]
             fn xwan_packet_tx_on() {
                 super::$scenario(RouterMode::XwanPacket, TxOffload::On);
             }
 
             #[test]
-            #[ignore = "xwan run lands with the data-plane work"]
             fn xwan_packet_tx_off() {
                 super::$scenario(RouterMode::XwanPacket, TxOffload::Off);
             }

@@ -179,3 +179,29 @@ fn full_l4_checksum(buf: &mut [u8], frame: &Frame, at: usize, rewrite: &Rewrite)
     };
     write16(buf, at, check);
 }
+
+/// Whether the TCP/UDP checksum of `frame` holds only the pseudo-header sum,
+/// as a local sender with checksum offload leaves it (CHECKSUM_PARTIAL) when
+/// nothing tells the router so (AF_XDP carries no such flag). A complete
+/// checksum equal to that value by chance is harmless: the router then
+/// recomputes it in full, which gives the same correct value.
+pub fn carries_partial_checksum(buf: &[u8], frame: &Frame) -> bool {
+    let at = match frame.transport {
+        Transport::Tcp { .. } => frame.l4 + 16,
+        Transport::Udp { checksum: 0, .. } => return false,
+        Transport::Udp { .. } => frame.l4 + 6,
+        _ => return false,
+    };
+    let Some(field) = buf.get(at..at + 2) else {
+        return false;
+    };
+    // The segment length always fits: it comes from a 16-bit IP total length.
+    let len = (frame.end - frame.l4) as u16;
+    let pseudo = checksum::fold(checksum::pseudo_header_sum(
+        frame.src,
+        frame.dst,
+        frame.protocol,
+        len,
+    ));
+    u16::from_be_bytes([field[0], field[1]]) == pseudo
+}

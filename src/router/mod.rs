@@ -603,7 +603,8 @@ impl Router {
                 .unwrap_or(Verdict::Kernel(KernelReason::FragNeeded));
         }
         let whole = frame.fragmentation == Fragmentation::Whole;
-        let partial = cx.meta.checksum_partial && whole;
+        let partial =
+            whole && (cx.meta.checksum_partial || packet::carries_partial_checksum(buf, frame));
         if frame.is_syn() {
             if let Some(mss) = self.mss_limit(egress.port, cx) {
                 packet::clamp_mss(buf, frame, mss, partial);

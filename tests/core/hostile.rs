@@ -293,3 +293,32 @@ fn partial_checksums_come_out_complete() {
         testing::check(&frame).unwrap();
     }
 }
+
+/// Over AF_XDP nothing says a checksum is partial: the core recognises the
+/// pseudo-header-only value itself and completes it.
+#[test]
+fn partial_checksums_are_recognised_without_a_flag() {
+    let mut b = Bench::new("");
+    let lan = from_host(HOST, SERVER);
+    for mut frame in [
+        testing::tcp(&lan, 1000, 80, SYN, b"hello"),
+        testing::udp(&lan, 1000, 53, b"hello"),
+    ] {
+        let (protocol, at) = if frame[14 + 9] == 6 {
+            (6, 14 + 20 + 16)
+        } else {
+            (17, 14 + 20 + 6)
+        };
+        let l4_len = (frame.len() - 34) as u16;
+        let pseudo = checksum::fold(checksum::pseudo_header_sum(
+            HOST.octets(),
+            SERVER.octets(),
+            protocol,
+            l4_len,
+        ));
+        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        let (verdict, out) = b.send(Port::Lan, frame);
+        assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+        testing::check(&out).unwrap();
+    }
+}

@@ -290,6 +290,11 @@ impl Testbed {
         let config_text = std::fs::read_to_string(config_path).expect("read the config back");
         let config = Config::from_toml(&config_text, config_path)
             .unwrap_or_else(|e| panic!("test config rejected: {e}"));
+        // The router's own connections must not take NAT ports.
+        self.exec_ok(
+            "rtr",
+            &["sysctl", "-qw", "net.ipv4.ip_local_port_range=60000 65535"],
+        );
         let log_path = self.path("xwan.log");
         let log = File::create(&log_path).expect("create the xwan log");
         let child = Command::new("ip")
@@ -316,11 +321,16 @@ impl Testbed {
                     panic!("xwan run exited early ({status}):\n{log}");
                 }
             }
-            config.control.socket.exists()
+            // Ready once it answers and knows both gateways' MACs.
+            matches!(
+                xwan::control::request(&config.control.socket, &xwan::control::Request::Status),
+                Ok(xwan::control::Reply::Status { status, .. })
+                    if status.uplinks.iter().all(|u| u.gateway_mac.is_some())
+            )
         });
         assert!(
             ready,
-            "xwan run did not open {} in time",
+            "xwan run did not answer on {} with its gateways resolved in time",
             config.control.socket.display()
         );
     }
