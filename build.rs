@@ -1,5 +1,6 @@
 //! Compiles the XDP program (src/io/xdp/xwan.bpf.c) to BPF bytecode in OUT_DIR,
-//! where src/io/xdp embeds it with `include_bytes!`.
+//! where src/io/xdp embeds it with `include_bytes!`; and records the git
+//! revision for `xwan --version` (XWAN_GIT_REV, "unknown" outside a checkout).
 //!
 //! Needs clang with the BPF target and the kernel UAPI and libbpf headers
 //! (Debian: clang, linux-libc-dev, libbpf-dev). `CLANG` overrides the compiler.
@@ -11,6 +12,7 @@ use std::process::Command;
 const SOURCE: &str = "src/io/xdp/xwan.bpf.c";
 
 fn main() {
+    git_revision();
     println!("cargo:rerun-if-changed={SOURCE}");
     println!("cargo:rerun-if-env-changed=CLANG");
 
@@ -40,6 +42,21 @@ fn main() {
              it needs the kernel and libbpf headers (Debian: apt-get install libbpf-dev linux-libc-dev)"
         );
     }
+}
+
+fn git_revision() {
+    let revision = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|rev| rev.trim().to_string())
+        .filter(|rev| !rev.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=XWAN_GIT_REV={revision}");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
 }
 
 fn multiarch_dir() -> Option<&'static str> {

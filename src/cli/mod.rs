@@ -17,7 +17,7 @@ pub use args::*;
 use crate::config::Config;
 
 /// The version `xwan --version` and `xwan status` report.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("XWAN_GIT_REV"), ")");
 
 /// Entry point of the `xwan` binary.
 pub fn main() -> ExitCode {
