@@ -233,9 +233,18 @@ fn help_lists_every_subcommand() {
 fn version_is_printed() {
     let out = xwan(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("xwan {}", env!("CARGO_PKG_VERSION"))
+    let version = text(&out.stdout);
+    let version = version.trim();
+    assert!(
+        version.starts_with(&format!("xwan {} (", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // The git revision (12 hex digits), or "unknown" outside a checkout.
+    let revision = version.rsplit('(').next().unwrap().trim_end_matches(')');
+    assert!(
+        revision == "unknown"
+            || (revision.len() == 12 && revision.chars().all(|c| c.is_ascii_hexdigit())),
+        "{version}"
     );
 }
 
