@@ -6,7 +6,6 @@
 //! next packet). Each change is logged and runs the configured hook.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -120,14 +119,10 @@ fn run_hook(hook: &str, uplink: &str, up: bool) {
         });
 }
 
+/// Up with a carrier, asked of the kernel in this thread's network namespace
+/// (`/sys/class/net` shows the namespace that mounted sysfs instead).
 fn link_is_up(interface: &str) -> bool {
-    let path = Path::new("/sys/class/net")
-        .join(interface)
-        .join("operstate");
-    match std::fs::read_to_string(path) {
-        Ok(state) => matches!(state.trim(), "up" | "unknown"),
-        Err(_) => false,
-    }
+    super::system::link_is_up(interface)
 }
 
 impl HealthThread {
