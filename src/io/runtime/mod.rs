@@ -130,7 +130,7 @@ pub struct Running {
     epoch: Instant,
     data_path: DataPath,
     threads: Vec<JoinHandle<()>>,
-    signals: Vec<signal_hook::SigId>,
+    signals: Signals,
     control: Option<ControlServer>,
 }
 
@@ -157,6 +157,9 @@ impl Running {
         options: &RunOptions,
     ) -> Result<Running, RunError> {
         check_privileges()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
+        let signals = Signals::register(&stop)?;
         let found = discover(config)?;
         check_port_ranges(config.nat.ports)?;
 
@@ -170,7 +173,6 @@ impl Running {
                     .unwrap_or(1)
             })
             .max(1);
-        let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let setup = DataPathSetup {
             interfaces: interfaces(&found),
@@ -219,7 +221,7 @@ impl Running {
             epoch,
             data_path,
             threads: Vec::new(),
-            signals: Vec::new(),
+            signals,
             control: None,
         };
         if let Err(err) = running.start_housekeeping(neighbours, health) {
@@ -242,16 +244,6 @@ impl Running {
         mut neighbours: NeighbourThread,
         health: HealthThread,
     ) -> Result<(), RunError> {
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // A second signal while stopping ends the process at once (exit 1).
-            let forced =
-                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&self.stop))
-                    .map_err(RunError::Signal)?;
-            self.signals.push(forced);
-            let flag = signal_hook::flag::register(signal, Arc::clone(&self.stop))
-                .map_err(RunError::Signal)?;
-            self.signals.push(flag);
-        }
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
         self.spawn("sweeper", move || {
             every(Duration::from_secs(1), &stop, || {
@@ -349,9 +341,7 @@ impl Running {
                 .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
-        for id in self.signals.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
+        drop(self.signals);
         result
     }
 }
@@ -384,6 +374,35 @@ fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
 pub enum DataPathReport {
     Packet(PacketReport),
     Xdp(XdpReport),
+}
+
+/// The SIGINT and SIGTERM handlers: the first signal sets the stop flag, a second
+/// one while stopping ends the process at once (exit 1). Dropping this restores
+/// the default handling.
+struct Signals(Vec<signal_hook::SigId>);
+
+impl Signals {
+    fn register(stop: &Arc<AtomicBool>) -> Result<Signals, RunError> {
+        let mut signals = Signals(Vec::new());
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let forced =
+                signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(stop))
+                    .map_err(RunError::Signal)?;
+            signals.0.push(forced);
+            let flag =
+                signal_hook::flag::register(signal, Arc::clone(stop)).map_err(RunError::Signal)?;
+            signals.0.push(flag);
+        }
+        Ok(signals)
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.0.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Runs `tick` every `period` until `stop` is set (checking it every 50 ms).
