@@ -226,6 +226,19 @@ impl Testbed {
             let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 1), UDP_PORT))
                 .expect("bind in the ISP namespace");
             socket.set_read_timeout(Some(quiet)).unwrap();
+            // Room for every datagram even if this thread is not scheduled for a while.
+            let bytes: libc::c_int = 16 << 20;
+            // SAFETY: a valid socket and a c_int option value of the size passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&socket),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&bytes as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
             ready_tx.send(()).unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 2048];
