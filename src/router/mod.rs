@@ -578,9 +578,10 @@ impl Router {
             MssClamp::Fixed(mss) => Some(mss),
             MssClamp::Auto => {
                 let uplink_mtu = match (cx.meta.port, egress) {
-                    (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => {
-                        self.uplinks[usize::from(uplink)].mtu
-                    }
+                    (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => self
+                        .uplinks
+                        .get(usize::from(uplink))
+                        .map_or(self.lan_mtu, |u| u.mtu),
                     (Port::Lan, Port::Lan) => self.lan_mtu,
                 };
                 Some(uplink_mtu.min(self.lan_mtu) - 40)

@@ -1,5 +1,8 @@
 //! Frames for tests, fuzzing and benchmarks: built with etherparse's builder,
 //! and checked by re-parsing them and recomputing every checksum in full.
+//! [`fuzz`] is the fuzzing harness built on them.
+
+pub mod fuzz;
 
 use std::net::Ipv4Addr;
 
@@ -268,6 +271,12 @@ pub fn check_fragment(frame: &[u8]) -> Result<SeenFragment, String> {
         return Err("not an IPv4 frame".into());
     }
     let header_len = usize::from(frame[14] & 0x0f) * 4;
+    if frame[14] >> 4 != 4 || header_len < 20 {
+        return Err(format!(
+            "not an IPv4 header (first byte {:#04x})",
+            frame[14]
+        ));
+    }
     let header = frame
         .get(14..14 + header_len)
         .ok_or("IPv4 header truncated")?;
@@ -339,8 +348,8 @@ pub struct SeenQuote {
     /// Ports; for ICMP echo the identifier twice.
     pub src_port: u16,
     pub dst_port: u16,
-    /// Whether the quote held the whole packet, so its transport checksum
-    /// was verified as well.
+    /// Whether the quote held the whole packet (not a fragment), so its
+    /// transport checksum was verified as well.
     pub complete: bool,
 }
 
@@ -361,6 +370,9 @@ pub fn check_icmp_error(frame: &[u8]) -> Result<(Seen, [u8; 2], SeenQuote), Stri
         return Err("quote shorter than an IPv4 header".into());
     }
     let header_len = usize::from(quote[0] & 0x0f) * 4;
+    if header_len < 20 {
+        return Err(format!("quoted IPv4 header length {header_len}"));
+    }
     let header = quote.get(..header_len).ok_or("quoted header truncated")?;
     if checksum::fold(checksum::sum_bytes(0, header)) != 0xffff {
         return Err("quoted IPv4 header checksum wrong".into());
@@ -380,7 +392,8 @@ pub fn check_icmp_error(frame: &[u8]) -> Result<(Seen, [u8; 2], SeenQuote), Stri
         ),
     };
     let quoted_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let complete = quoted_len == quote.len();
+    let fragment = u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0;
+    let complete = quoted_len == quote.len() && !fragment;
     if complete {
         let mut whole = frame[..14].to_vec();
         whole.extend_from_slice(quote);

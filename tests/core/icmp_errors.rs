@@ -329,3 +329,43 @@ fn a_lan_hosts_error_about_a_reply_of_its_own_flow_goes_out_translated() {
         Verdict::Kernel(KernelReason::IcmpOther)
     );
 }
+
+#[test]
+fn an_error_about_a_forwarded_hosts_reply_reaches_that_host() {
+    let mut b = Bench::new(
+        "[[forward]]\nproto = \"tcp\"\nport = 8080\nto = \"192.168.50.10:80\"\nwan = \"isp1\"\n",
+    );
+    let client = Ipv4Addr::new(203, 0, 113, 77);
+    let wan = from_internet(0, client, ISP1);
+    b.forward(
+        Port::Wan(0),
+        testing::tcp(&wan, 41000, 8080, SYN, b""),
+        Port::Lan,
+    );
+    let (_, reply) = b.send(
+        Port::Lan,
+        testing::tcp(&from_host(HOST, client), 80, 41000, testing::SYN_ACK, b""),
+    );
+    let seen = testing::check(&reply).unwrap();
+    assert_eq!((seen.src, seen.src_port), (ISP1, 8080));
+    // The client's side has gone: a router on the way says so.
+    let error = error_from(ROUTER_ON_THE_PATH, 3, 1, [0; 4], &reply[14..]);
+    let (verdict, back) = b.send(Port::Wan(0), error);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Forward {
+                port: Port::Lan,
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    let (outer, _, quote) = testing::check_icmp_error(&back).unwrap();
+    assert_eq!((outer.dst, outer.dst_mac), (HOST, HOST_MAC));
+    assert!(quote.complete);
+    assert_eq!(
+        (quote.src, quote.src_port, quote.dst, quote.dst_port),
+        (HOST, 80, client, 41000)
+    );
+}

@@ -4,6 +4,7 @@
 
 mod conversations;
 mod fragments;
+mod fuzz;
 mod hairpin;
 mod hostile;
 mod icmp_errors;
