@@ -10,6 +10,7 @@
 mod error;
 mod model;
 mod raw;
+mod reload;
 mod summary;
 mod validate;
 
@@ -20,6 +21,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::*;
+pub use reload::{NotLive, Refusal, Reload, RunningConfig};
 pub use validate::{
     DEFAULT_CONTROL_SOCKET, DEFAULT_MAX_FLOWS_PER_HOST, DEFAULT_MTU, DEFAULT_NAT_PORTS,
     MIN_NAT_PORTS,

@@ -1,7 +1,7 @@
 //! The validated configuration: every value here has been checked, so the
 //! router core and the I/O layer can use it without further validation.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -202,4 +202,6 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Control {
     pub socket: PathBuf,
+    /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
+    pub metrics: Option<SocketAddr>,
 }

@@ -120,6 +120,7 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
+    pub metrics: Option<Spanned<String>>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

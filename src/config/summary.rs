@@ -109,7 +109,11 @@ impl Display for Config {
                 self.limits.max_flows, per_host
             )?,
         }
-        writeln!(f, "Control   {}", self.control.socket.display())
+        write!(f, "Control   {}", self.control.socket.display())?;
+        match self.control.metrics {
+            Some(addr) => writeln!(f, ", metrics on http://{addr}/metrics"),
+            None => writeln!(f),
+        }
     }
 }
 

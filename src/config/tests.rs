@@ -275,6 +275,7 @@ fn example_parses_to_the_expected_model() {
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
+            metrics: None,
         },
     };
     assert_eq!(config, expected);
@@ -1295,4 +1296,31 @@ fn health_reliability_and_hook() {
     assert_eq!(e.key(), Some("health.hook"));
     let e = err(&format!("{BASE}\n[health]\nreliability = 0\n"));
     assert_eq!(e.key(), Some("health.reliability"));
+}
+
+#[test]
+fn control_metrics_is_off_unless_set() {
+    assert_eq!(ok(BASE).control.metrics, None);
+    let config = ok(&with("[control]\nmetrics = \"127.0.0.1:9847\"\n"));
+    assert_eq!(
+        config.control.metrics,
+        Some("127.0.0.1:9847".parse().unwrap())
+    );
+    assert!(config
+        .to_string()
+        .contains("metrics on http://127.0.0.1:9847/metrics"));
+    let config = ok(&with("[control]\nmetrics = \"[::1]:9100\"\n"));
+    assert_eq!(config.control.metrics, Some("[::1]:9100".parse().unwrap()));
+    assert_invalid(
+        &with("[control]\nmetrics = \"localhost\"\n"),
+        "control.metrics",
+        "metrics",
+        "\"localhost\" is not an address and port",
+    );
+    assert_invalid(
+        &with("[control]\nmetrics = \"127.0.0.1:0\"\n"),
+        "control.metrics",
+        "metrics",
+        "port 0",
+    );
 }

@@ -2,7 +2,7 @@
 //! the key and the place in the file. Checks run in file-section order and
 //! the first problem found is reported.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -714,7 +714,30 @@ impl Validator<'_> {
             }
             Some(s) => PathBuf::from(s.get_ref()),
         };
-        Ok(Control { socket })
+        let metrics = match raw.and_then(|c| c.metrics.as_ref()) {
+            None => None,
+            Some(m) => match m.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => Some(addr),
+                Ok(_) => {
+                    return Err(self.err(
+                        m.span(),
+                        "control.metrics",
+                        "port 0 is not a port to listen on",
+                    ));
+                }
+                Err(_) => {
+                    return Err(self.err(
+                        m.span(),
+                        "control.metrics",
+                        format!(
+                            "{:?} is not an address and port (e.g. \"127.0.0.1:9847\")",
+                            m.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(Control { socket, metrics })
     }
 
     /// An integer key in `lo..=hi`, or `default` when absent.

@@ -782,6 +782,7 @@ mod tests {
             },
             control: Control {
                 socket: PathBuf::from("/run/xwan.sock"),
+                metrics: None,
             },
         }
     }

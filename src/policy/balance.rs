@@ -95,6 +95,21 @@ impl Balancer {
         }
     }
 
+    /// A balancer with a new mode and new weights and priorities (in the same
+    /// uplink order), keeping this one's seed and which uplinks are up.
+    pub fn reconfigured(&self, mode: BalanceMode, wans: &[Wan]) -> Balancer {
+        let up = self.up.load(Ordering::Acquire);
+        let uplinks: Vec<(u32, u32)> = wans.iter().map(|w| (w.weight, w.priority)).collect();
+        Balancer {
+            mode,
+            schedule: RwLock::new(Arc::new(Schedule::new(&uplinks, up))),
+            uplinks,
+            up: AtomicU64::new(up),
+            counter: AtomicU64::new(0),
+            seed: self.seed,
+        }
+    }
+
     pub fn is_up(&self, uplink: UplinkId) -> bool {
         self.up.load(Ordering::Acquire) & (1 << uplink) != 0
     }
@@ -231,6 +246,23 @@ mod tests {
             balancer.set_up(other, false);
             prop_assert_eq!(balancer.pick(src, dst), Some(first));
         }
+    }
+
+    #[test]
+    fn reconfigured_keeps_the_up_state_and_takes_the_new_weights() {
+        let balancer = Balancer::new(BalanceMode::Nth, &wans(&[(1, 1), (1, 1), (1, 1)]), 1);
+        balancer.set_up(0, true);
+        balancer.set_up(2, true);
+        let next = balancer.reconfigured(BalanceMode::Nth, &wans(&[(1, 1), (5, 1), (3, 1)]));
+        assert!(next.is_up(0) && !next.is_up(1) && next.is_up(2));
+        let mut counts = [0; 3];
+        for _ in 0..8 {
+            counts[usize::from(next.pick([1; 4], [2; 4]).unwrap())] += 1;
+        }
+        assert_eq!(counts, [2, 0, 6], "weights 1 and 3 over the up uplinks");
+        next.set_up(1, true);
+        assert!(next.is_candidate(1));
+        assert!(!balancer.is_up(1), "the old balancer is left as it was");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub use balance::Balancer;
 pub use rules::{NewConnection, RuleDecision, Rules};
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 
@@ -37,7 +38,9 @@ pub struct Policy {
     sticky: Sticky,
     sticky_timeout_s: u32,
     sticky_limit: usize,
-    sticky_table: DashMap<u64, StickyEntry, ahash::RandomState>,
+    /// Shared with the policy a reconfiguration replaces this one with, when
+    /// the sticky mode stays the same, so clients keep their uplinks.
+    sticky_table: Arc<DashMap<u64, StickyEntry, ahash::RandomState>>,
 }
 
 impl Policy {
@@ -54,7 +57,25 @@ impl Policy {
             sticky: balance.sticky,
             sticky_timeout_s: balance.sticky_timeout_s,
             sticky_limit,
-            sticky_table: DashMap::default(),
+            sticky_table: Arc::default(),
+        }
+    }
+
+    /// The policy for a reloaded configuration: new rules, balancing and
+    /// sticky settings; the uplinks' up or down state, the balancer's seed
+    /// and (while the sticky mode is unchanged) the sticky clients carry over.
+    pub fn reconfigured(&self, rules: Rules, balance: &Balance, wans: &[Wan]) -> Policy {
+        Policy {
+            rules,
+            balancer: self.balancer.reconfigured(balance.mode, wans),
+            sticky: balance.sticky,
+            sticky_timeout_s: balance.sticky_timeout_s,
+            sticky_limit: self.sticky_limit,
+            sticky_table: if balance.sticky == self.sticky {
+                Arc::clone(&self.sticky_table)
+            } else {
+                Arc::default()
+            },
         }
     }
 

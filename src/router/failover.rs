@@ -50,17 +50,20 @@ impl Router {
         out
     }
 
-    /// An RST from the remote end to the LAN host, with the sequence number
+    /// An RST from the far end to the LAN host, with the sequence number
     /// the host expects; None for a connection already closed, or one from
     /// which the WAN side never sent anything.
-    fn reset_frame(&self, flow: &Removed) -> Option<Vec<u8>> {
+    pub(super) fn reset_frame(&self, flow: &Removed) -> Option<Vec<u8>> {
         if flow.tcp & tcp_state::RST != 0 || flow.next_seq_to_lan == 0 {
             return None;
         }
         let spec = &flow.spec;
+        // The peer as the LAN host knows it (for a hairpinned flow, the WAN
+        // address and forwarded port).
+        let peer = spec.lan_peer();
         let builder = PacketBuilder::ethernet2(self.lan_mac, spec.lan_mac)
-            .ipv4(spec.remote.addr, spec.inside.addr, 64)
-            .tcp(spec.remote.port, spec.inside.port, flow.next_seq_to_lan, 0)
+            .ipv4(peer.addr, spec.inside.addr, 64)
+            .tcp(peer.port, spec.inside.port, flow.next_seq_to_lan, 0)
             .rst();
         let mut frame = Vec::with_capacity(builder.size(0));
         builder.write(&mut frame, &[]).ok()?;

@@ -97,7 +97,8 @@ impl Router {
             }
         }
         // ...or the target's reply to the client, from the forwarded port.
-        if let Some(target) = self
+        let live = self.live.load();
+        if let Some(target) = live
             .forwards
             .get(&(quoted.protocol, quoted.src.port, uplink))
         {

@@ -34,22 +34,25 @@ mod failover;
 mod fragments;
 mod hosts;
 mod icmp;
+mod reconfigure;
 mod verdict;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use counters::{Totals, Traffic, WorkerCounters};
 pub use failover::Failover;
 pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
+pub use reconfigure::Reconfigured;
 pub use verdict::*;
 
-use crate::config::{Action, Config, MssClamp, PortRange, Proto, Timeouts, UplinkId};
+use crate::config::{Action, Config, MssClamp, PortRange, UplinkId};
 use crate::flow::{
     tcp_flags_for, Flow, FlowInfo, FlowKey, FlowSpec, FlowTable, InsertError, Origin, Side,
     TableStats,
@@ -62,6 +65,7 @@ use crate::packet::{
 use crate::policy::{Choice, NewConnection, Policy, Rules};
 use fragments::Fragments;
 use hosts::HostLimit;
+use reconfigure::{Live, TimeoutCell};
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +96,8 @@ pub struct Worker {
 struct Uplink {
     address: [u8; 4],
     mac: [u8; 6],
-    mtu: u16,
+    /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
+    mtu: AtomicU16,
     /// The gateway's MAC with bit 48 set, or 0 while unknown.
     gateway_mac: AtomicU64,
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
@@ -138,19 +143,22 @@ struct Cx<'a> {
 }
 
 /// The shared router.
+///
+/// What a reload may change lives in [`Live`], swapped whole by
+/// [`Router::reconfigure`] and read only for new connections and port
+/// forwards; the MTUs and timeouts, which every packet of an established flow
+/// reads, are atomics. Everything else is fixed for the router's life.
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
-    lan_address: Option<[u8; 4]>,
-    lan_mtu: u16,
+    lan_mtu: AtomicU16,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
-    mss_clamp: MssClamp,
-    /// (protocol, port, uplink) → inside endpoint.
-    forwards: HashMap<(u8, u16, UplinkId), Endpoint>,
-    policy: Policy,
+    live: ArcSwap<Live>,
+    /// Serialises uplink state changes with reconfiguration, so neither is lost.
+    reconfiguring: Mutex<()>,
     table: FlowTable,
-    timeouts: Timeouts,
+    timeouts: TimeoutCell,
     hosts: HostLimit,
     fragments: Fragments,
     time_exceeded: AtomicBool,
@@ -207,20 +215,13 @@ impl Router {
         );
         let seed =
             std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        let mut forwards = HashMap::new();
-        for forward in &config.forwards {
-            let protocol = if forward.proto == Proto::Udp {
-                PROTO_UDP
-            } else {
-                PROTO_TCP
-            };
-            for uplink in &forward.wans {
-                forwards.insert(
-                    (protocol, forward.port, *uplink),
-                    Endpoint::new(forward.to_addr.octets(), forward.to_port),
-                );
-            }
-        }
+        let policy = Policy::new(
+            Rules::new(&config.rules),
+            &config.balance,
+            &config.wans,
+            config.limits.max_flows as usize,
+            seed,
+        );
         Router {
             lan_networks: config
                 .lan
@@ -229,8 +230,7 @@ impl Router {
                 .map(|n| (u32::from(n.network()), u32::from(n.netmask())))
                 .collect(),
             lan_mac: macs.lan,
-            lan_address: config.lan.address.map(|a| a.octets()),
-            lan_mtu: config.lan.mtu,
+            lan_mtu: AtomicU16::new(config.lan.mtu),
             uplinks: config
                 .wans
                 .iter()
@@ -238,24 +238,17 @@ impl Router {
                 .map(|(wan, mac)| Uplink {
                     address: wan.address.octets(),
                     mac: *mac,
-                    mtu: wan.mtu,
+                    mtu: AtomicU16::new(wan.mtu),
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),
                 })
                 .collect(),
             nat_ports: config.nat.ports,
-            mss_clamp: config.nat.mss_clamp,
-            forwards,
-            policy: Policy::new(
-                Rules::new(&config.rules),
-                &config.balance,
-                &config.wans,
-                config.limits.max_flows as usize,
-                seed,
-            ),
+            live: ArcSwap::from_pointee(Live::new(config, policy)),
+            reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
-            timeouts: config.timeouts.clone(),
+            timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
             fragments: Fragments::default(),
             time_exceeded: AtomicBool::new(false),
@@ -340,11 +333,12 @@ impl Router {
             dst: frame.dst,
             ports,
         };
-        let decision = self.policy.decide(&conn);
+        let live = self.live.load();
+        let decision = live.policy.decide(&conn);
         if let Some(verdict) = self.refuse_new(decision.action, frame) {
             return verdict;
         }
-        let uplink = match self.policy.assign(decision, &conn, cx.now) {
+        let uplink = match live.policy.assign(decision, &conn, cx.now) {
             Choice::Uplink(uplink) => uplink,
             Choice::Bypass => return Verdict::Kernel(KernelReason::Bypass),
             Choice::Drop(reason) => return Verdict::Drop(reason),
@@ -377,7 +371,8 @@ impl Router {
             return Verdict::Kernel(KernelReason::LocalDestination);
         };
         let key = key_of(frame);
-        let forward = self.forwards.get(&(frame.protocol, key.dst.port, uplink));
+        let live = self.live.load();
+        let forward = live.forwards.get(&(frame.protocol, key.dst.port, uplink));
         if forward.is_none() && !self.nat_ports.contains(key.dst.port) {
             return Verdict::Kernel(KernelReason::LocalDestination);
         }
@@ -439,15 +434,16 @@ impl Router {
     /// The spec of the live flow `key` belongs to, with this packet recorded;
     /// an expired flow is removed and None returned.
     fn established(&self, side: Side, key: &FlowKey, frame: &Frame, now: u32) -> Option<FlowSpec> {
+        let timeouts = self.timeouts.get();
         let found = self.table.with_flow(side, key, |flow| {
-            if flow.is_expired(now, &self.timeouts) {
+            if flow.is_expired(now, &timeouts) {
                 return None;
             }
             record(flow, side, frame, now);
             Some(flow.spec)
         })?;
         if found.is_none() {
-            if let Some(spec) = self.table.remove_if_expired(side, key, now, &self.timeouts) {
+            if let Some(spec) = self.table.remove_if_expired(side, key, now, &timeouts) {
                 self.release(&spec);
             }
         }
@@ -457,9 +453,10 @@ impl Router {
     /// The spec of the live flow `key` belongs to, recording nothing (for
     /// ICMP errors, which never refresh nor remove a flow: RFC 7857).
     fn peek(&self, side: Side, key: &FlowKey, now: u32) -> Option<FlowSpec> {
+        let timeouts = self.timeouts.get();
         self.table
             .with_flow(side, key, |flow| {
-                (!flow.is_expired(now, &self.timeouts)).then_some(flow.spec)
+                (!flow.is_expired(now, &timeouts)).then_some(flow.spec)
             })
             .flatten()
     }
@@ -566,14 +563,17 @@ impl Router {
 
     fn mtu(&self, port: Port) -> u16 {
         match port {
-            Port::Lan => self.lan_mtu,
-            Port::Wan(uplink) => self.uplinks[usize::from(uplink)].mtu,
+            Port::Lan => self.lan_mtu.load(Ordering::Relaxed),
+            Port::Wan(uplink) => self.uplinks[usize::from(uplink)]
+                .mtu
+                .load(Ordering::Relaxed),
         }
     }
 
     /// The MSS a SYN between `cx`'s ingress and `egress` is clamped to, if any.
     fn mss_limit(&self, egress: Port, cx: &Cx) -> Option<u16> {
-        match self.mss_clamp {
+        let lan_mtu = self.lan_mtu.load(Ordering::Relaxed);
+        match self.live.load().mss_clamp {
             MssClamp::Off => None,
             MssClamp::Fixed(mss) => Some(mss),
             MssClamp::Auto => {
@@ -581,10 +581,10 @@ impl Router {
                     (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => self
                         .uplinks
                         .get(usize::from(uplink))
-                        .map_or(self.lan_mtu, |u| u.mtu),
-                    (Port::Lan, Port::Lan) => self.lan_mtu,
+                        .map_or(lan_mtu, |u| u.mtu.load(Ordering::Relaxed)),
+                    (Port::Lan, Port::Lan) => lan_mtu,
                 };
-                Some(uplink_mtu.min(self.lan_mtu) - 40)
+                Some(uplink_mtu.min(lan_mtu) - 40)
             }
         }
     }
@@ -665,7 +665,7 @@ impl Router {
             return None;
         }
         let from = match cx.meta.port {
-            Port::Lan => (self.lan_address?, self.lan_mac),
+            Port::Lan => (self.live.load().lan_address?, self.lan_mac),
             Port::Wan(uplink) => {
                 let uplink = self.uplinks.get(usize::from(uplink))?;
                 (uplink.address, uplink.mac)
@@ -703,7 +703,8 @@ impl Router {
         if let Some(spec) = self.established(Side::Wan, &key, frame, cx.now) {
             return self.emit(buf, frame, self.inbound(&spec), cx);
         }
-        let Some(inside) = self.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
+        let live = self.live.load();
+        let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
             return if self.owns_port(frame.protocol, key.dst.port, uplink) {
                 Verdict::Drop(DropReason::NoMapping)
             } else {
@@ -738,7 +739,11 @@ impl Router {
         match protocol {
             PROTO_TCP | PROTO_UDP => {
                 self.nat_ports.contains(port)
-                    || self.forwards.contains_key(&(protocol, port, uplink))
+                    || self
+                        .live
+                        .load()
+                        .forwards
+                        .contains_key(&(protocol, port, uplink))
             }
             _ => self.nat_ports.contains(port),
         }
@@ -784,7 +789,8 @@ impl Router {
 
     /// Health input: whether an uplink may take new flows.
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
-        self.policy.balancer().set_up(uplink, up);
+        let _reconfiguring = lock(&self.reconfiguring);
+        self.live.load().policy.balancer().set_up(uplink, up);
     }
 
     /// Whether the core answers packets whose TTL expires here with an ICMP
@@ -799,11 +805,11 @@ impl Router {
     /// how many flows were removed.
     pub fn expire(&self, now: Duration) -> usize {
         let now = seconds(now);
-        let removed = self.table.expire(now, &self.timeouts);
+        let removed = self.table.expire(now, &self.timeouts.get());
         for flow in &removed {
             self.release(&flow.spec);
         }
-        self.policy.expire(now);
+        self.live.load().policy.expire(now);
         removed.len()
     }
 
@@ -820,13 +826,14 @@ impl Router {
     pub fn stats(&self) -> Stats {
         let workers = lock(&self.workers);
         let totals = Totals::sum(self.uplinks.len(), workers.iter().map(|w| w.as_ref()));
+        let live = self.live.load();
         Stats {
             uplinks: self
                 .uplinks
                 .iter()
                 .enumerate()
                 .map(|(id, u)| UplinkStats {
-                    up: self.policy.balancer().is_up(id as UplinkId),
+                    up: live.policy.balancer().is_up(id as UplinkId),
                     gateway_mac: unpack_mac(u.gateway_mac.load(Ordering::Relaxed)),
                     flows: u.flows.load(Ordering::Relaxed),
                     nat_in_use: [0, 1, 2].map(|i| lock(&u.nat[i]).in_use()),
@@ -835,7 +842,7 @@ impl Router {
                 .collect(),
             totals,
             table: self.table.stats(),
-            sticky_clients: self.policy.sticky_clients(),
+            sticky_clients: live.policy.sticky_clients(),
             fragments: self.fragments.stats(),
             limited_hosts: self.hosts.hosts(),
         }

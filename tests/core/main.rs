@@ -11,6 +11,7 @@ mod icmp_errors;
 mod limits;
 mod mtu;
 mod properties;
+mod reload;
 mod tcp_options;
 
 use std::net::Ipv4Addr;

@@ -1,0 +1,175 @@
+//! Reloading the configuration into a running router.
+//!
+//! The settings a reload may change are split by where the packet path reads
+//! them:
+//! - [`Live`]: rules, balancing, stickiness, port forwards, MSS clamping and
+//!   the LAN address, read for new connections, forwarded ports and ICMP
+//!   errors the core makes. [`Router::reconfigure`] builds a new one and
+//!   swaps it in with one atomic pointer store, so a worker sees either the
+//!   old settings or the new ones, never a mix.
+//! - the MTUs and timeouts, which every packet of an established flow reads:
+//!   atomics, so that path takes no extra step.
+//!
+//! Flows are never touched by a reload, except those of a port forward that no
+//! longer exists: they are removed and their TCP clients reset.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::{lock, Router};
+use crate::config::{Config, MssClamp, Proto, Timeouts, UplinkId};
+use crate::flow::Origin;
+use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
+use crate::policy::{Policy, Rules};
+
+/// (protocol, port on the WAN address, uplink) → the inside endpoint.
+pub(super) type Forwards = HashMap<(u8, u16, UplinkId), Endpoint>;
+
+/// The settings a reload swaps whole.
+pub(super) struct Live {
+    pub policy: Policy,
+    pub forwards: Forwards,
+    pub mss_clamp: MssClamp,
+    pub lan_address: Option<[u8; 4]>,
+}
+
+impl Live {
+    pub fn new(config: &Config, policy: Policy) -> Live {
+        Live {
+            policy,
+            forwards: forwards(config),
+            mss_clamp: config.nat.mss_clamp,
+            lan_address: config.lan.address.map(|a| a.octets()),
+        }
+    }
+}
+
+fn forwards(config: &Config) -> Forwards {
+    let mut forwards = HashMap::new();
+    for forward in &config.forwards {
+        let protocol = if forward.proto == Proto::Udp {
+            PROTO_UDP
+        } else {
+            PROTO_TCP
+        };
+        for uplink in &forward.wans {
+            forwards.insert(
+                (protocol, forward.port, *uplink),
+                Endpoint::new(forward.to_addr.octets(), forward.to_port),
+            );
+        }
+    }
+    forwards
+}
+
+/// The flow timeouts, each an atomic: a reload stores them one by one, and
+/// each value on its own is a valid timeout.
+pub(super) struct TimeoutCell([AtomicU32; 4]);
+
+impl TimeoutCell {
+    pub fn new(timeouts: &Timeouts) -> TimeoutCell {
+        let cell = TimeoutCell([0; 4].map(AtomicU32::new));
+        cell.set(timeouts);
+        cell
+    }
+
+    pub fn get(&self) -> Timeouts {
+        let [established, transitory, udp, icmp] = &self.0;
+        Timeouts {
+            tcp_established_s: established.load(Ordering::Relaxed),
+            tcp_transitory_s: transitory.load(Ordering::Relaxed),
+            udp_s: udp.load(Ordering::Relaxed),
+            icmp_s: icmp.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn set(&self, timeouts: &Timeouts) {
+        let values = [
+            timeouts.tcp_established_s,
+            timeouts.tcp_transitory_s,
+            timeouts.udp_s,
+            timeouts.icmp_s,
+        ];
+        for (cell, value) in self.0.iter().zip(values) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What a reconfiguration did to existing flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Flows of port forwards the new configuration no longer has (on that
+    /// uplink, protocol and port), removed.
+    pub forward_flows_closed: usize,
+    /// Frames to send out the LAN port: an RST to each TCP host of those flows.
+    pub resets: Vec<Vec<u8>>,
+}
+
+impl Router {
+    /// Applies a reloaded configuration: new rules, balance mode, weights and
+    /// priorities, sticky settings, port forwards, MSS clamping, LAN address,
+    /// MTUs and timeouts, for new flows at once. Established flows keep their
+    /// uplink and mapping (those of removed port forwards are closed).
+    ///
+    /// `config` must describe the same router: the same uplinks in the same
+    /// order (an uplink taken out of service stays in its place, marked down
+    /// with [`Router::set_uplink_up`] and failed over with
+    /// [`Router::fail_over`]), the same LAN networks, WAN addresses, NAT
+    /// range and table limits, which stay as they were.
+    ///
+    /// # Panics
+    /// If `config` has a different number of uplinks.
+    pub fn reconfigure(&self, config: &Config) -> Reconfigured {
+        assert_eq!(
+            config.wans.len(),
+            self.uplinks.len(),
+            "a reconfiguration keeps every uplink in its place"
+        );
+        let removed_forwards = {
+            let _reconfiguring = lock(&self.reconfiguring);
+            let old = self.live.load_full();
+            let policy =
+                old.policy
+                    .reconfigured(Rules::new(&config.rules), &config.balance, &config.wans);
+            let live = Live::new(config, policy);
+            let removed: Vec<(u8, u16, UplinkId)> = old
+                .forwards
+                .keys()
+                .filter(|key| !live.forwards.contains_key(key))
+                .copied()
+                .collect();
+            self.lan_mtu.store(config.lan.mtu, Ordering::Relaxed);
+            for (uplink, wan) in self.uplinks.iter().zip(&config.wans) {
+                uplink.mtu.store(wan.mtu, Ordering::Relaxed);
+            }
+            self.timeouts.set(&config.timeouts);
+            self.live.store(Arc::new(live));
+            removed
+        };
+        if removed_forwards.is_empty() {
+            return Reconfigured::default();
+        }
+        let gone = self.table.remove_where(|flow| {
+            let spec = &flow.spec;
+            let port = match spec.origin {
+                Origin::Lan => return false,
+                Origin::Wan => spec.outside.port,
+                Origin::Hairpin { port } => port,
+            };
+            removed_forwards.contains(&(spec.protocol, port, spec.uplink))
+        });
+        let mut out = Reconfigured {
+            forward_flows_closed: gone.len(),
+            resets: Vec::new(),
+        };
+        for flow in &gone {
+            self.release(&flow.spec);
+            if flow.spec.protocol == PROTO_TCP {
+                out.resets.extend(self.reset_frame(flow));
+            }
+        }
+        out
+    }
+}
