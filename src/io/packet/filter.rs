@@ -29,7 +29,8 @@
 //!   - `ip daddr @local_addresses return`, `ip daddr @lan_networks return`
 //!     (to the router itself, or to another LAN host);
 //!   - `ip ttl <= 1 return` (the kernel sends time-exceeded);
-//!   - `icmp type != { echo-request, echo-reply } return` (other ICMP is the kernel's);
+//!   - `icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return`
+//!     (other ICMP is the kernel's; errors are translated by the core, so the kernel must not forward them un-NATed);
 //!   - one line per `[[rule]]`, in file order, with the same matches: `return` for
 //!     `action = "bypass"`, `drop` for any other action (first match wins, as in
 //!     the core);
@@ -75,6 +76,14 @@ impl KernelFilter {
         let text = ruleset(setup, rules)?;
         nft(&["-f", "-"], Some(&text), "install")?;
         Ok(KernelFilter { installed: true })
+    }
+
+    /// Replaces the table [`KernelFilter::install`] loaded with one for a
+    /// reloaded setup and rules, in one transaction: every packet meets either
+    /// the old table or the new one. The installed filter still owns the table.
+    pub fn replace(setup: &DataPathSetup, rules: &[Rule]) -> Result<(), FilterError> {
+        let text = ruleset(setup, rules)?;
+        nft(&["-f", "-"], Some(&text), "replace")
     }
 
     /// Deletes the table.
@@ -204,7 +213,7 @@ pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterEr
         "ip daddr @local_addresses return",
         "ip daddr @lan_networks return",
         "ip ttl <= 1 return",
-        "icmp type != { echo-request, echo-reply } return",
+        "icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return",
     ] {
         let _ = writeln!(s, "\t\t{line}");
     }
