@@ -1,13 +1,16 @@
 //! The control plane around a running router: a Unix socket speaking
-//! line-delimited JSON (`xwan status`, `flows`, `uplink`, `reload`).
+//! line-delimited JSON (`xwan status`, `flows`, `uplink`, `reload`), and the
+//! Prometheus metrics endpoint.
 
 mod client;
+pub mod metrics;
 pub mod protocol;
 mod server;
 
 use std::path::PathBuf;
 
 pub use client::request;
+pub use metrics::{MetricsServer, MetricsSource};
 pub use protocol::{AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl};
 pub use server::{ControlServer, Handler};
 
@@ -23,6 +26,11 @@ pub enum ControlError {
     #[error("cannot reach xwan at {}: {source} (is `xwan run` running? is this the right --socket?)", path.display())]
     Connect {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("unexpected reply from xwan: {0}")]

@@ -63,7 +63,7 @@ impl Settings {
             timeout: Duration::from_millis(config.health.timeout_ms),
             down_after: config.health.down_after,
             up_after: config.health.up_after,
-            reliability: 1,
+            reliability: config.health.reliability,
         }
     }
 }
@@ -138,6 +138,41 @@ impl Monitor {
 
     pub fn is_up(&self, uplink: UplinkId) -> bool {
         self.uplinks[usize::from(uplink)].up()
+    }
+
+    /// New settings and targets from a reloaded configuration (one target
+    /// list per uplink, in the same order). An uplink whose targets changed
+    /// starts judging afresh (its rounds, streaks and figures are dropped)
+    /// but keeps its state until the new rounds say otherwise (an uplink left
+    /// without targets is judged by its link alone at once); overrides stay.
+    pub fn reconfigure(
+        &mut self,
+        settings: Settings,
+        targets: Vec<Vec<Ipv4Addr>>,
+        now: Duration,
+    ) -> Vec<Transition> {
+        self.settings = settings;
+        let mut transitions = Vec::new();
+        for (id, targets) in targets.into_iter().enumerate().take(self.uplinks.len()) {
+            let was_up = self.uplinks[id].up();
+            let u = &mut self.uplinks[id];
+            if u.targets == targets {
+                continue;
+            }
+            if targets.is_empty() {
+                u.healthy = true;
+            }
+            u.targets = targets;
+            u.pending.clear();
+            u.history.clear();
+            u.good_streak = 0;
+            u.bad_streak = 0;
+            u.next_round = now;
+            transitions.extend(self.settle(id as UplinkId, was_up, now, || {
+                "probe targets changed".to_string()
+            }));
+        }
+        transitions
     }
 
     /// Applies a change of the effective state, returning the transition.
@@ -387,6 +422,33 @@ mod tests {
         assert_eq!(transitions.len(), 1);
         assert!(!transitions[0].1.up);
         assert_eq!(m.report(0).loss, 0.5);
+    }
+
+    #[test]
+    fn reconfigured_targets_start_afresh_and_settings_apply() {
+        let mut m = Monitor::new(settings(), vec![vec![T1], vec![T2]], ms(0));
+        // Uplink 0's probes die: down.
+        let transitions = run(&mut m, 0, 5, |u, _| u != 0);
+        assert_eq!(transitions.len(), 1);
+        assert!(!m.is_up(0));
+        // New targets for uplink 0 (that answer) and a quicker way back up.
+        let mut quick = settings();
+        quick.up_after = 1;
+        assert!(m
+            .reconfigure(quick, vec![vec![T2], vec![T2]], ms(1500))
+            .is_empty());
+        assert!(!m.is_up(0), "state kept until the new rounds judge");
+        assert!(m.report(0).rtt_ms.is_none(), "figures start afresh");
+        let transitions = run(&mut m, 1500, 2, |_, _| true);
+        assert_eq!(transitions.len(), 1);
+        assert_eq!((transitions[0].1.uplink, transitions[0].1.up), (0, true));
+        // No targets: up while the link is.
+        run(&mut m, 2200, 5, |u, _| u == 0);
+        assert!(!m.is_up(1));
+        let transitions = m.reconfigure(settings(), vec![vec![T2], vec![]], ms(3700));
+        assert_eq!(transitions.len(), 1);
+        assert_eq!((transitions[0].uplink, transitions[0].up), (1, true));
+        assert!(m.tick(ms(3800)).0.iter().all(|p| p.uplink == 0));
     }
 
     #[test]

@@ -1,70 +1,173 @@
-//! The running router's answers on the control socket.
+//! The running router's answers on the control socket, its reloads
+//! (`xwan reload` and SIGHUP) and its metrics.
+//!
+//! A reload reads and checks the configuration file again. A file that does
+//! not load (the error names file, line, column and key) or that changes what
+//! only a restart can change ([`crate::config::RunningConfig::reload`] names
+//! the key) is refused and the running configuration stays. Otherwise it is
+//! applied in this order:
+//! 1. the kernel side of the data path: the XDP program's maps of forwarded
+//!    ports and bypassed prefixes, or the packet backend's nftables table
+//!    (replaced in one transaction); if that fails nothing has changed;
+//! 2. the router core ([`Router::reconfigure`]): rules, balancing, stickiness,
+//!    forwards, MTUs, timeouts, for new flows at once, while established
+//!    flows keep their uplink and mapping; the flows of removed forwards are
+//!    closed and their LAN hosts get an RST;
+//! 3. health: new probe settings and targets; a removed uplink is taken out
+//!    of service the way a failed one is (its TCP clients get an RST, its UDP
+//!    and ICMP flows are re-mapped on their next packet); one named again
+//!    comes back under the health checks;
+//! 4. the housekeeping threads pick up the new configuration (gateways, probe
+//!    sockets) from [`LoadedConfig`] on their next round.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use super::health::{self, SharedMonitor};
-use crate::config::{Config, UplinkId};
+use tracing::{info, warn};
+
+use super::health::{self, SharedMonitor, StateChanges};
+use crate::config::{Config, RunningConfig, UplinkId};
+use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
-    FlowReport, Reply, Request, StatusReport, UplinkControl, WorkerReport,
+    AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl, WorkerReport,
 };
 use crate::control::Handler;
+use crate::health::Settings;
 use crate::router::Router;
 
 /// Per-worker figures from the data path, read when `xwan status` asks.
 pub type WorkerStatsSource = Box<dyn Fn() -> Vec<WorkerReport> + Send + Sync>;
 
-pub struct RuntimeControl {
+/// Brings the kernel side of the data path to a reloaded configuration (laid
+/// out by uplink id); the error says what failed.
+pub type KernelUpdate = Box<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
+
+struct Loaded {
+    running: Arc<RunningConfig>,
+    at: Instant,
+    generation: u64,
+}
+
+/// The configuration in force, shared by the control socket and the
+/// housekeeping threads; its generation counts reloads.
+pub struct LoadedConfig {
+    file: PathBuf,
+    loaded: RwLock<Loaded>,
+}
+
+impl LoadedConfig {
+    pub fn new(config: Config, file: PathBuf) -> LoadedConfig {
+        LoadedConfig {
+            file,
+            loaded: RwLock::new(Loaded {
+                running: Arc::new(RunningConfig::new(config)),
+                at: Instant::now(),
+                generation: 0,
+            }),
+        }
+    }
+
+    /// The configuration in force and its generation.
+    pub fn current(&self) -> (Arc<RunningConfig>, u64) {
+        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        (Arc::clone(&loaded.running), loaded.generation)
+    }
+
+    pub fn running(&self) -> Arc<RunningConfig> {
+        self.current().0
+    }
+
+    /// The file it is read from.
+    pub fn file(&self) -> &std::path::Path {
+        &self.file
+    }
+
+    fn loaded_at(&self) -> Instant {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .at
+    }
+
+    fn replace(&self, running: RunningConfig) {
+        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        loaded.running = Arc::new(running);
+        loaded.at = Instant::now();
+        loaded.generation += 1;
+    }
+}
+
+/// What [`RuntimeControl`] is made of.
+pub struct ControlParts {
     pub router: Arc<Router>,
-    pub config: Config,
-    pub config_file: String,
-    pub loaded: Instant,
-    pub epoch: Instant,
-    pub io: String,
+    pub config: Arc<LoadedConfig>,
     pub monitor: SharedMonitor,
+    pub changes: Arc<StateChanges>,
+    pub epoch: Instant,
+    /// The data path, in words (`xdp (copy)`, `packet`).
+    pub io: String,
     pub workers: WorkerStatsSource,
+    pub kernel: KernelUpdate,
+}
+
+pub struct RuntimeControl {
+    parts: ControlParts,
+    /// One reload at a time.
+    reloading: Mutex<()>,
 }
 
 impl RuntimeControl {
-    fn uplink_id(&self, name: &str) -> Result<UplinkId, Reply> {
-        self.config
-            .wans
-            .iter()
-            .position(|w| w.name == name)
-            .map(|i| i as UplinkId)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.config.wans.iter().map(|w| w.name.as_str()).collect();
-                Reply::error(format!(
-                    "no uplink {name:?} (uplinks: {})",
-                    names.join(", ")
-                ))
+    pub fn new(parts: ControlParts) -> RuntimeControl {
+        RuntimeControl {
+            parts,
+            reloading: Mutex::new(()),
+        }
+    }
+
+    fn uplink_id(&self, running: &RunningConfig, name: &str) -> Result<UplinkId, Reply> {
+        running.uplink_id(name).ok_or_else(|| {
+            Reply::error(format!(
+                "no uplink {name:?} (uplinks: {})",
+                running.uplink_names().join(", ")
+            ))
+        })
+    }
+
+    /// Health and override figures of every uplink, by id.
+    fn controls(&self, running: &RunningConfig) -> Vec<UplinkControl> {
+        let now = self.parts.epoch.elapsed();
+        let monitor = health::lock(&self.parts.monitor);
+        (0..running.config.wans.len())
+            .map(|id| {
+                let report = monitor.report(id as UplinkId);
+                UplinkControl {
+                    admin: report.admin,
+                    since_s: now.saturating_sub(report.since).as_secs(),
+                    rtt_ms: report.rtt_ms,
+                    loss: report.loss,
+                }
             })
+            .collect()
     }
 
     fn status(&self) -> Reply {
-        let now = self.epoch.elapsed();
-        let stats = self.router.stats();
-        let controls: Vec<UplinkControl> = {
-            let monitor = health::lock(&self.monitor);
-            (0..self.config.wans.len())
-                .map(|id| {
-                    let report = monitor.report(id as UplinkId);
-                    UplinkControl {
-                        admin: report.admin,
-                        since_s: now.saturating_sub(report.since).as_secs(),
-                        rtt_ms: report.rtt_ms,
-                        loss: report.loss,
-                    }
-                })
-                .collect()
-        };
-        let mut status = StatusReport::new(&self.config, &stats, &controls);
-        status.config_file = self.config_file.clone();
-        status.config_age_s = self.loaded.elapsed().as_secs();
-        status.uptime_s = now.as_secs();
-        status.io = self.io.clone();
-        status.workers = (self.workers)();
+        let running = self.parts.config.running();
+        let stats = self.parts.router.stats();
+        let controls = self.controls(&running);
+        let mut status = StatusReport::new(&running.config, &stats, &controls);
+        // Uplinks removed by a reload are out of the picture.
+        let mut id = 0;
+        status.uplinks.retain(|_| {
+            id += 1;
+            !running.removed[id - 1]
+        });
+        status.config_file = self.parts.config.file().display().to_string();
+        status.config_age_s = self.parts.config.loaded_at().elapsed().as_secs();
+        status.uptime_s = self.parts.epoch.elapsed().as_secs();
+        status.io = self.parts.io.clone();
+        status.workers = (self.parts.workers)();
         Reply::Status {
             ok: true,
             status: Box::new(status),
@@ -72,26 +175,129 @@ impl RuntimeControl {
     }
 
     fn flows(&self, uplink: Option<&str>, host: Option<Ipv4Addr>, limit: Option<usize>) -> Reply {
-        let uplink = match uplink.map(|name| self.uplink_id(name)).transpose() {
+        let running = self.parts.config.running();
+        let uplink = match uplink
+            .map(|name| self.uplink_id(&running, name))
+            .transpose()
+        {
             Ok(uplink) => uplink,
             Err(reply) => return reply,
         };
         let host = host.map(|h| h.octets());
-        let flows = self
-            .router
-            .flows(self.epoch.elapsed(), limit.unwrap_or(usize::MAX), |spec| {
+        let flows = self.parts.router.flows(
+            self.parts.epoch.elapsed(),
+            limit.unwrap_or(usize::MAX),
+            |spec| {
                 uplink.is_none_or(|u| spec.uplink == u)
                     && host.is_none_or(|h| {
                         spec.inside.addr == h || spec.outside.addr == h || spec.remote.addr == h
                     })
-            });
+            },
+        );
         Reply::Flows {
             ok: true,
             flows: flows
                 .iter()
-                .map(|f| FlowReport::new(f, &self.config.wans[usize::from(f.spec.uplink)].name))
+                .map(|f| {
+                    let name = running
+                        .config
+                        .wans
+                        .get(usize::from(f.spec.uplink))
+                        .map_or("?", |w| w.name.as_str());
+                    FlowReport::new(f, name)
+                })
                 .collect(),
         }
+    }
+
+    fn uplink(&self, name: &str, state: AdminState) -> Reply {
+        let running = self.parts.config.running();
+        let id = match self.uplink_id(&running, name) {
+            Ok(id) => id,
+            Err(reply) => return reply,
+        };
+        let now = self.parts.epoch.elapsed();
+        let transition = health::lock(&self.parts.monitor).set_admin(id, state, now);
+        if let Some(transition) = &transition {
+            self.parts.changes.apply(transition);
+        }
+        let up = health::lock(&self.parts.monitor).is_up(id);
+        Reply::done(format!(
+            "{name}: {} ({})",
+            if up { "up" } else { "down" },
+            format!("{state:?}").to_lowercase()
+        ))
+    }
+
+    /// Reloads the configuration file (see the module documentation); the
+    /// outcome, in words, is logged and returned.
+    pub fn reload(&self) -> Result<String, String> {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(message) => info!("{message}"),
+            Err(error) => warn!("reload refused: {error}"),
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let file = self.parts.config.file().to_path_buf();
+        let new = Config::load(&file).map_err(|e| e.to_string())?;
+        let running = self.parts.config.running();
+        let plan = running.reload(&new, &file).map_err(|e| e.to_string())?;
+        let config = &plan.next.config;
+        (self.parts.kernel)(config).map_err(|e| {
+            format!(
+                "{}: the kernel side of the data path refused it: {e} (the running configuration is kept)",
+                file.display()
+            )
+        })?;
+        let reconfigured = self.parts.router.reconfigure(config);
+        let rst_sent = self.parts.changes.send_resets(&reconfigured.resets);
+        let now = self.parts.epoch.elapsed();
+        let transitions = {
+            let mut monitor = health::lock(&self.parts.monitor);
+            let targets = config
+                .wans
+                .iter()
+                .zip(&plan.next.removed)
+                .map(|(wan, removed)| {
+                    if *removed {
+                        Vec::new()
+                    } else {
+                        wan.probe.clone()
+                    }
+                })
+                .collect();
+            let mut transitions = monitor.reconfigure(Settings::from_config(config), targets, now);
+            for id in &plan.removed {
+                transitions.extend(monitor.set_admin(*id, AdminState::Down, now));
+            }
+            for id in &plan.restored {
+                transitions.extend(monitor.set_admin(*id, AdminState::Auto, now));
+            }
+            transitions
+        };
+        let mut changes = plan.changes.clone();
+        self.parts.config.replace(plan.next);
+        for transition in &transitions {
+            self.parts.changes.apply(transition);
+        }
+        if reconfigured.forward_flows_closed > 0 {
+            changes.push(format!(
+                "{} flow(s) of removed port forwards closed ({rst_sent} RST sent)",
+                reconfigured.forward_flows_closed
+            ));
+        }
+        Ok(if changes.is_empty() {
+            format!("reloaded {}: no changes", file.display())
+        } else {
+            format!("reloaded {}: {}", file.display(), changes.join("; "))
+        })
     }
 }
 
@@ -104,32 +310,39 @@ impl Handler for RuntimeControl {
                 host,
                 limit,
             } => self.flows(uplink.as_deref(), host, limit),
-            Request::Uplink { name, state } => {
-                let id = match self.uplink_id(&name) {
-                    Ok(id) => id,
-                    Err(reply) => return reply,
-                };
-                let now = self.epoch.elapsed();
-                let transition = health::lock(&self.monitor).set_admin(id, state, now);
-                let names: Vec<String> = self.config.wans.iter().map(|w| w.name.clone()).collect();
-                if let Some(transition) = &transition {
-                    health::apply(
-                        &self.router,
-                        &names,
-                        self.config.health.hook.as_deref(),
-                        transition,
-                    );
-                }
-                let up = health::lock(&self.monitor).is_up(id);
-                Reply::done(format!(
-                    "{name}: {} ({})",
-                    if up { "up" } else { "down" },
-                    format!("{state:?}").to_lowercase()
-                ))
-            }
-            Request::Reload => Reply::error(
-                "reload is not implemented yet: restart xwan to apply a changed configuration",
-            ),
+            Request::Uplink { name, state } => self.uplink(&name, state),
+            Request::Reload => match self.reload() {
+                Ok(message) => Reply::done(message),
+                Err(error) => Reply::error(error),
+            },
         }
+    }
+}
+
+impl MetricsSource for RuntimeControl {
+    fn metrics(&self) -> String {
+        let running = self.parts.config.running();
+        let stats = self.parts.router.stats();
+        let controls = self.controls(&running);
+        let uplinks = running
+            .config
+            .wans
+            .iter()
+            .zip(&running.removed)
+            .zip(stats.uplinks.iter().zip(&controls))
+            .filter(|((_, removed), _)| !**removed)
+            .map(|((wan, _), (s, c))| metrics::Uplink {
+                name: &wan.name,
+                stats: s,
+                control: c,
+            })
+            .collect::<Vec<_>>();
+        let workers = (self.parts.workers)();
+        metrics::render(&metrics::Snapshot {
+            uplinks: &uplinks,
+            stats: &stats,
+            workers: &workers,
+            uptime_s: self.parts.epoch.elapsed().as_secs_f64(),
+        })
     }
 }

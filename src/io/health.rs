@@ -2,8 +2,10 @@
 //! feeds it the replies and the link and gateway state, and applies every
 //! change of an uplink's state to the router core: new flows stop (or start)
 //! going to it, and the flows pinned to an uplink that went down are failed
-//! over (TCP clients get an RST, UDP and ICMP flows are re-mapped on their
-//! next packet). Each change is logged and runs the configured hook.
+//! over (TCP clients get an RST, sent out the LAN interface; UDP and ICMP
+//! flows are re-mapped on their next packet). Each change is logged and runs
+//! the configured hook. After a reload the thread takes the new probe targets
+//! (opening or closing probe sockets) on its next round.
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::probe::{echo_frame, probe_id, ProbeSocket};
+use super::control::LoadedConfig;
+use super::probe::{echo_frame, probe_id, FrameSocket, ProbeSocket};
 use super::system::Link;
 use crate::config::{Config, UplinkId};
 use crate::health::{Monitor, Settings, Transition};
@@ -37,9 +40,19 @@ pub fn lock(monitor: &SharedMonitor) -> MutexGuard<'_, Monitor> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A new monitor for `config`: every uplink up, probing its targets.
+pub fn monitor(config: &Config, epoch: Instant) -> SharedMonitor {
+    Arc::new(Mutex::new(Monitor::new(
+        Settings::from_config(config),
+        config.wans.iter().map(|w| w.probe.clone()).collect(),
+        epoch.elapsed(),
+    )))
+}
+
 struct Prober {
     socket: Option<ProbeSocket>,
     interface: String,
+    ifindex: u32,
     mac: [u8; 6],
     address: Ipv4Addr,
     id: u16,
@@ -49,31 +62,84 @@ struct Prober {
 pub struct HealthThread {
     router: Arc<Router>,
     monitor: SharedMonitor,
+    config: Arc<LoadedConfig>,
+    /// The configuration generation the probers were made for.
+    generation: u64,
     probers: Vec<Prober>,
-    names: Vec<String>,
-    hook: Option<String>,
+    changes: Arc<StateChanges>,
     epoch: Instant,
 }
 
-/// Applies a transition to the router, logs it and runs the hook.
-pub fn apply(router: &Router, names: &[String], hook: Option<&str>, transition: &Transition) {
-    let name = &names[usize::from(transition.uplink)];
-    router.set_uplink_up(transition.uplink, transition.up);
-    if transition.up {
-        info!(uplink = %name, reason = %transition.reason, "uplink up");
-    } else {
-        let failed = router.fail_over(transition.uplink);
-        warn!(
-            uplink = %name,
-            reason = %transition.reason,
-            tcp_reset = failed.reset,
-            remapped = failed.remapped,
-            forwards_dropped = failed.forwards,
-            "uplink down"
-        );
+/// Applies uplink state changes to the router: used by the health thread, the
+/// control socket's overrides and reloads.
+pub struct StateChanges {
+    router: Arc<Router>,
+    config: Arc<LoadedConfig>,
+    /// Sends failover RSTs on the LAN interface; None if it could not be opened.
+    lan: Option<FrameSocket>,
+}
+
+impl StateChanges {
+    /// Opens the LAN socket for the RSTs (a failure is logged: failovers then
+    /// only remove the flows, and TCP clients wait for their own timeouts).
+    pub fn new(router: Arc<Router>, config: Arc<LoadedConfig>, lan: &Link) -> StateChanges {
+        let lan = match FrameSocket::open(lan.ifindex) {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                warn!(interface = %lan.name, error = %e, "cannot open a socket to send failover RSTs on the LAN");
+                None
+            }
+        };
+        StateChanges {
+            router,
+            config,
+            lan,
+        }
     }
-    if let Some(hook) = hook {
-        run_hook(hook, name, transition.up);
+
+    /// Applies a transition to the router (failing over an uplink that went
+    /// down, its RSTs sent to the LAN hosts), logs it and runs the hook.
+    pub fn apply(&self, transition: &Transition) {
+        let running = self.config.running();
+        let name = running
+            .config
+            .wans
+            .get(usize::from(transition.uplink))
+            .map_or("?", |w| w.name.as_str());
+        self.router.set_uplink_up(transition.uplink, transition.up);
+        if transition.up {
+            info!(uplink = %name, reason = %transition.reason, "uplink up");
+        } else {
+            let failed = self.router.fail_over(transition.uplink);
+            let sent = self.send_resets(&failed.resets);
+            warn!(
+                uplink = %name,
+                reason = %transition.reason,
+                tcp_reset = failed.reset,
+                rst_sent = sent,
+                remapped = failed.remapped,
+                forwards_dropped = failed.forwards,
+                "uplink down"
+            );
+        }
+        if let Some(hook) = &running.config.health.hook {
+            run_hook(hook, name, transition.up);
+        }
+    }
+
+    /// Sends frames out the LAN interface; returns how many went.
+    pub fn send_resets(&self, frames: &[Vec<u8>]) -> usize {
+        let Some(lan) = &self.lan else {
+            return 0;
+        };
+        let mut sent = 0;
+        for frame in frames {
+            match lan.send(frame) {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::debug!(error = %e, "RST not sent"),
+            }
+        }
+        sent
     }
 }
 
@@ -128,62 +194,73 @@ fn link_is_up(interface: &str) -> bool {
 impl HealthThread {
     pub fn new(
         router: Arc<Router>,
-        config: &Config,
+        config: Arc<LoadedConfig>,
+        monitor: SharedMonitor,
+        changes: Arc<StateChanges>,
         wans: &[Link],
         epoch: Instant,
-    ) -> (HealthThread, SharedMonitor) {
-        let monitor = Arc::new(Mutex::new(Monitor::new(
-            Settings::from_config(config),
-            config.wans.iter().map(|w| w.probe.clone()).collect(),
-            epoch.elapsed(),
-        )));
-        let probers = config
+    ) -> HealthThread {
+        let (running, generation) = config.current();
+        let probers = running
+            .config
             .wans
             .iter()
             .zip(wans)
             .enumerate()
-            .map(|(id, (wan, link))| {
-                let socket = if wan.probe.is_empty() {
-                    None
-                } else {
-                    match ProbeSocket::open(&wan.interface, link.ifindex) {
-                        Ok(socket) => Some(socket),
-                        Err(e) => {
-                            warn!(uplink = %wan.name, error = %e, "cannot open probe sockets: its probes will fail");
-                            None
-                        }
-                    }
-                };
-                Prober {
-                    socket,
-                    interface: wan.interface.clone(),
-                    mac: link.mac,
-                    address: wan.address,
-                    id: probe_id(config.nat.ports, id as UplinkId),
-                }
+            .map(|(id, (wan, link))| Prober {
+                socket: None,
+                interface: wan.interface.clone(),
+                ifindex: link.ifindex,
+                mac: link.mac,
+                address: wan.address,
+                id: probe_id(running.config.nat.ports, id as UplinkId),
             })
             .collect();
-        let thread = HealthThread {
+        let mut thread = HealthThread {
             router,
-            monitor: Arc::clone(&monitor),
+            monitor,
+            config,
+            generation,
             probers,
-            names: config.wans.iter().map(|w| w.name.clone()).collect(),
-            hook: config.health.hook.clone(),
+            changes,
             epoch,
         };
-        (thread, monitor)
+        thread.open_sockets(&running.config, &running.removed);
+        thread
+    }
+
+    /// Opens the probe sockets of the uplinks that probe, closes the others'.
+    fn open_sockets(&mut self, config: &Config, removed: &[bool]) {
+        for ((prober, wan), removed) in self.probers.iter_mut().zip(&config.wans).zip(removed) {
+            let probes = !wan.probe.is_empty() && !removed;
+            if !probes {
+                prober.socket = None;
+            } else if prober.socket.is_none() {
+                match ProbeSocket::open(&prober.interface, prober.ifindex) {
+                    Ok(socket) => prober.socket = Some(socket),
+                    Err(e) => {
+                        warn!(uplink = %wan.name, error = %e, "cannot open probe sockets: its probes will fail");
+                    }
+                }
+            }
+        }
     }
 
     /// Runs until `stop` is set, waking up for every probe reply (so round
     /// trips are timed to the reply) and at least every [`TICK`].
-    pub fn run(self, stop: &AtomicBool) {
-        let sockets: Vec<&ProbeSocket> = self
-            .probers
-            .iter()
-            .filter_map(|p| p.socket.as_ref())
-            .collect();
+    pub fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
+            let (running, generation) = self.config.current();
+            if generation != self.generation {
+                self.generation = generation;
+                self.open_sockets(&running.config, &running.removed);
+            }
             self.round();
+            let sockets: Vec<&ProbeSocket> = self
+                .probers
+                .iter()
+                .filter_map(|p| p.socket.as_ref())
+                .collect();
             ProbeSocket::wait(&sockets, TICK);
         }
     }
@@ -232,11 +309,11 @@ impl HealthThread {
                 probe.seq,
             );
             if let Err(e) = socket.send(&frame) {
-                tracing::debug!(uplink = %self.names[usize::from(probe.uplink)], error = %e, "probe not sent");
+                tracing::debug!(interface = %prober.interface, error = %e, "probe not sent");
             }
         }
         for transition in &transitions {
-            apply(&self.router, &self.names, self.hook.as_deref(), transition);
+            self.changes.apply(transition);
         }
     }
 }

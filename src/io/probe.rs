@@ -68,10 +68,16 @@ pub fn parse_reply(packet: &[u8]) -> Option<EchoReply> {
     })
 }
 
+/// An AF_PACKET socket that sends whole Ethernet frames on one interface:
+/// health probes on an uplink, and the RSTs of a failover on the LAN.
+pub struct FrameSocket {
+    ifindex: u32,
+    fd: OwnedFd,
+}
+
 /// The two sockets of one uplink's prober.
 pub struct ProbeSocket {
-    ifindex: u32,
-    send: OwnedFd,
+    send: FrameSocket,
     recv: OwnedFd,
 }
 
@@ -83,19 +89,61 @@ fn check(result: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-impl ProbeSocket {
-    /// Opens the sockets for the interface `name` (index `ifindex`).
-    pub fn open(name: &str, ifindex: u32) -> io::Result<ProbeSocket> {
+impl FrameSocket {
+    /// A send-only socket for the interface with index `ifindex` (protocol 0:
+    /// it receives nothing).
+    pub fn open(ifindex: u32) -> io::Result<FrameSocket> {
         // SAFETY: socket(2) with constant arguments; the result is checked
         // and owned by exactly one OwnedFd.
-        let send = unsafe {
+        let fd = unsafe {
             OwnedFd::from_raw_fd(check(libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
                 0,
             ))?)
         };
-        // SAFETY: as above.
+        Ok(FrameSocket { ifindex, fd })
+    }
+
+    /// Sends one whole Ethernet frame on the interface.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() < 14 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "shorter than an Ethernet header",
+            ));
+        }
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: `frame` is valid for its length and `addr` for its size
+        // during the call; the kernel only reads them.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl ProbeSocket {
+    /// Opens the sockets for the interface `name` (index `ifindex`).
+    pub fn open(name: &str, ifindex: u32) -> io::Result<ProbeSocket> {
+        let send = FrameSocket::open(ifindex)?;
+        // SAFETY: socket(2) with constant arguments; the result is checked
+        // and owned by exactly one OwnedFd.
         let recv = unsafe {
             OwnedFd::from_raw_fd(check(libc::socket(
                 libc::AF_INET,
@@ -115,37 +163,12 @@ impl ProbeSocket {
                 device.len() as libc::socklen_t,
             )
         })?;
-        Ok(ProbeSocket {
-            ifindex,
-            send,
-            recv,
-        })
+        Ok(ProbeSocket { send, recv })
     }
 
     /// Sends one whole Ethernet frame on the interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = self.ifindex as i32;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: `frame` is valid for its length and `addr` for its size
-        // during the call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendto(
-                self.send.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.send.send(frame)
     }
 
     /// Waits until one of `sockets` has a reply to read, or `timeout` passes.

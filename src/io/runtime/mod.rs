@@ -9,14 +9,21 @@
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
 //!
-//! Housekeeping threads, both on the same clock as the workers
+//! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second;
+//! - the health thread probes the uplinks ([`super::health`]);
+//! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
+//!   ([`RuntimeControl::reload`]);
 //! - the neighbour thread, every 500 ms, reads the kernel's neighbour table, hands
 //!   gateway and LAN host MACs to the core (and clears a gateway's MAC when the
 //!   kernel marks it failed), and asks the kernel to resolve gateways and the LAN
 //!   hosts the core is missing (a netlink `NTF_USE` request: see
-//!   [`crate::io::system::NeighbourProber`]).
+//!   [`crate::io::system::NeighbourProber`]); after a reload it follows the
+//!   new gateways.
+//!
+//! The control socket and, with `[control] metrics`, the Prometheus endpoint
+//! are served on threads of their own.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -32,14 +39,14 @@ use tracing::{debug, info, warn};
 use crate::config::{Action, Config, PortRange, Proto, UplinkId};
 use crate::router::{InterfaceMacs, Port, Router};
 
-use super::control::{RuntimeControl, WorkerStatsSource};
-use super::health::HealthThread;
+use super::control::{ControlParts, KernelUpdate, LoadedConfig, RuntimeControl, WorkerStatsSource};
+use super::health::{self, HealthThread, StateChanges};
 use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE};
 use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
 use super::xdp::{XdpDataPath, XdpError, XdpReport};
 use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 use crate::control::protocol::WorkerReport;
-use crate::control::{ControlError, ControlServer};
+use crate::control::{ControlError, ControlServer, MetricsServer};
 
 /// Which backend moves the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +95,7 @@ pub enum RunError {
     Xdp(#[from] XdpError),
     #[error(transparent)]
     Control(#[from] ControlError),
-    #[error("installing the SIGINT/SIGTERM handlers: {0}")]
+    #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signal(#[source] std::io::Error),
     #[error("starting the {name} thread: {source}")]
     Thread {
@@ -99,7 +106,7 @@ pub enum RunError {
 }
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
-/// kernel change. Logs go to stderr.
+/// kernel change; SIGHUP reloads the configuration. Logs go to stderr.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
     init_logging(options.verbose);
     let running = Running::start(&config, config_path, &options)?;
@@ -132,6 +139,8 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
     signals: Signals,
     control: Option<ControlServer>,
+    metrics: Option<MetricsServer>,
+    runtime: Arc<RuntimeControl>,
 }
 
 enum DataPath {
@@ -158,8 +167,9 @@ impl Running {
     ) -> Result<Running, RunError> {
         check_privileges()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
         // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
-        let signals = Signals::register(&stop)?;
+        let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
         check_port_ranges(config.nat.ports)?;
 
@@ -179,7 +189,7 @@ impl Running {
             queues,
             zero_copy: options.zero_copy,
             cpus: options.cpus.clone(),
-            owned: owned_traffic(config, &found),
+            owned: owned_traffic(config, &found.local_addresses),
             stop: Arc::clone(&stop),
             epoch,
         };
@@ -194,27 +204,48 @@ impl Running {
         for id in 0..config.wans.len() {
             router.set_uplink_up(id as UplinkId, true);
         }
-        let mut neighbours = NeighbourThread::new(Arc::clone(&router), config, &found)?;
+        let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
+        let mut neighbours =
+            NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
         neighbours.refresh();
 
         log_summary(config, config_path, &found, &setup, options, &neighbours);
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let (health, monitor) = HealthThread::new(Arc::clone(&router), config, &found.wans, epoch);
-        let workers = worker_stats_source(&data_path);
-        let control = RuntimeControl {
+        let kernel = match kernel_update(&data_path, &setup, &found.local_addresses) {
+            Ok(kernel) => kernel,
+            Err(err) => {
+                stop_data_path(data_path);
+                return Err(err);
+            }
+        };
+        let monitor = health::monitor(config, epoch);
+        let changes = Arc::new(StateChanges::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            &found.lan,
+        ));
+        let health = HealthThread::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            Arc::clone(&monitor),
+            Arc::clone(&changes),
+            &found.wans,
+            epoch,
+        );
+        let runtime = Arc::new(RuntimeControl::new(ControlParts {
             router: Arc::clone(&router),
-            config: config.clone(),
-            config_file: config_path.display().to_string(),
-            loaded: Instant::now(),
+            config: loaded,
+            monitor,
+            changes,
             epoch,
             io: match &data_path {
                 DataPath::Packet { .. } => "packet".to_string(),
                 DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)".to_string(),
                 DataPath::Xdp(_) => "xdp (copy)".to_string(),
             },
-            monitor,
-            workers,
-        };
+            workers: worker_stats_source(&data_path),
+            kernel,
+        }));
         let mut running = Running {
             router,
             stop,
@@ -223,16 +254,30 @@ impl Running {
             threads: Vec::new(),
             signals,
             control: None,
+            metrics: None,
+            runtime,
         };
-        if let Err(err) = running.start_housekeeping(neighbours, health) {
+        if let Err(err) = running.start_housekeeping(neighbours, health, reload) {
             let _ = running.shutdown();
             return Err(err);
         }
-        match ControlServer::start(&config.control.socket, Arc::new(control)) {
+        match ControlServer::start(&config.control.socket, running.runtime.clone()) {
             Ok(server) => running.control = Some(server),
             Err(err) => {
                 let _ = running.shutdown();
                 return Err(RunError::Control(err));
+            }
+        }
+        if let Some(addr) = config.control.metrics {
+            match MetricsServer::start(addr, running.runtime.clone()) {
+                Ok(server) => {
+                    info!("metrics on http://{}/metrics", server.local_addr());
+                    running.metrics = Some(server);
+                }
+                Err(err) => {
+                    let _ = running.shutdown();
+                    return Err(RunError::Control(err));
+                }
             }
         }
         info!("running; SIGINT or SIGTERM stops xwan and undoes its kernel changes");
@@ -243,6 +288,7 @@ impl Running {
         &mut self,
         mut neighbours: NeighbourThread,
         health: HealthThread,
+        reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
         self.spawn("sweeper", move || {
@@ -258,7 +304,23 @@ impl Running {
             every(Duration::from_millis(500), &stop, || neighbours.refresh())
         })?;
         let stop = Arc::clone(&self.stop);
-        self.spawn("health", move || health.run(&stop))
+        self.spawn("health", move || health.run(&stop))?;
+        let (stop, runtime) = (Arc::clone(&self.stop), Arc::clone(&self.runtime));
+        self.spawn("reloader", move || {
+            every(Duration::from_millis(100), &stop, || {
+                if reload.swap(false, Ordering::Relaxed) {
+                    info!("SIGHUP: reloading the configuration");
+                    // The outcome is logged either way.
+                    let _ = runtime.reload();
+                }
+            })
+        })
+    }
+
+    /// Reloads the configuration file, as `xwan reload` and SIGHUP do: the
+    /// outcome in words, or why the running configuration was kept.
+    pub fn reload(&self) -> Result<String, String> {
+        self.runtime.reload()
     }
 
     fn spawn(
@@ -304,6 +366,9 @@ impl Running {
         info!("stopping");
         if let Some(control) = self.control.take() {
             control.stop();
+        }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
         }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
@@ -377,12 +442,12 @@ pub enum DataPathReport {
 }
 
 /// The SIGINT and SIGTERM handlers: the first signal sets the stop flag, a second
-/// one while stopping ends the process at once (exit 1). Dropping this restores
-/// the default handling.
+/// one while stopping ends the process at once (exit 1); and the SIGHUP handler,
+/// which sets the reload flag. Dropping this restores the default handling.
 struct Signals(Vec<signal_hook::SigId>);
 
 impl Signals {
-    fn register(stop: &Arc<AtomicBool>) -> Result<Signals, RunError> {
+    fn register(stop: &Arc<AtomicBool>, reload: &Arc<AtomicBool>) -> Result<Signals, RunError> {
         let mut signals = Signals(Vec::new());
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             let forced =
@@ -393,6 +458,9 @@ impl Signals {
                 signal_hook::flag::register(signal, Arc::clone(stop)).map_err(RunError::Signal)?;
             signals.0.push(flag);
         }
+        let hup = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(reload))
+            .map_err(RunError::Signal)?;
+        signals.0.push(hup);
         Ok(signals)
     }
 }
@@ -549,7 +617,50 @@ fn interfaces(found: &Discovered) -> Vec<Interface> {
         .collect()
 }
 
-fn owned_traffic(config: &Config, found: &Discovered) -> OwnedTraffic {
+/// What a reload changes on the kernel side: the XDP program's maps of
+/// forwarded ports and bypassed prefixes, or the packet backend's nftables
+/// table (replaced in one transaction).
+fn kernel_update(
+    data_path: &DataPath,
+    setup: &DataPathSetup,
+    local_addresses: &[Ipv4Addr],
+) -> Result<KernelUpdate, RunError> {
+    let local = local_addresses.to_vec();
+    Ok(match data_path {
+        DataPath::Xdp(path) => {
+            let maps = path.owned_maps(&setup.owned)?;
+            Box::new(move |config: &Config| {
+                maps.update(&owned_traffic(config, &local))
+                    .map_err(|e| e.to_string())
+            })
+        }
+        DataPath::Packet { .. } => {
+            let setup = setup.clone();
+            Box::new(move |config: &Config| {
+                let setup = DataPathSetup {
+                    owned: owned_traffic(config, &local),
+                    ..setup.clone()
+                };
+                KernelFilter::replace(&setup, &config.rules).map_err(|e| e.to_string())
+            })
+        }
+    })
+}
+
+/// Stops a data path that started, when the start-up fails after it.
+fn stop_data_path(data_path: DataPath) {
+    match data_path {
+        DataPath::Packet { path, filter } => {
+            let _ = path.stop();
+            let _ = filter.remove();
+        }
+        DataPath::Xdp(path) => {
+            let _ = path.stop();
+        }
+    }
+}
+
+fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> OwnedTraffic {
     // Destination-only bypass rules ahead of every other rule: whatever they match
     // is the kernel's whatever else the packet holds.
     let bypass: Vec<Ipv4Net> = config
@@ -580,7 +691,7 @@ fn owned_traffic(config: &Config, found: &Discovered) -> OwnedTraffic {
     OwnedTraffic {
         lan_networks: config.lan.networks.clone(),
         bypass,
-        local_addresses: found.local_addresses.clone(),
+        local_addresses: local_addresses.to_vec(),
         wan_addresses: config.wans.iter().map(|w| w.address).collect(),
         nat_ports: config.nat.ports,
         tcp_forwards: forwards(Proto::Tcp),
@@ -659,6 +770,9 @@ fn log_summary(
 /// Keeps the core's neighbour MACs in step with the kernel's neighbour table.
 struct NeighbourThread {
     router: Arc<Router>,
+    config: Arc<LoadedConfig>,
+    /// The configuration generation `gateways` was taken from.
+    generation: u64,
     prober: NeighbourProber,
     lan_interface: String,
     lan_ifindex: u32,
@@ -677,11 +791,15 @@ const MAX_LAN_PROBES: usize = 64;
 impl NeighbourThread {
     fn new(
         router: Arc<Router>,
-        config: &Config,
+        loaded: Arc<LoadedConfig>,
         found: &Discovered,
     ) -> Result<NeighbourThread, RunError> {
+        let (running, generation) = loaded.current();
+        let config = &running.config;
         Ok(NeighbourThread {
             router,
+            config: loaded,
+            generation,
             prober: NeighbourProber::open()?,
             lan_interface: found.lan.name.clone(),
             lan_ifindex: found.lan.ifindex,
@@ -712,7 +830,31 @@ impl NeighbourThread {
         }
     }
 
+    /// After a reload: a changed gateway is resolved afresh (the core keeps
+    /// the old one's MAC until the new one's is known).
+    fn follow_config(&mut self) {
+        let (running, generation) = self.config.current();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        for (id, wan) in running.config.wans.iter().enumerate() {
+            let Some(entry) = self.gateways.get_mut(id) else {
+                continue;
+            };
+            if entry.2 != wan.gateway {
+                info!(
+                    "uplink {}: gateway {} replaces {}",
+                    wan.name, wan.gateway, entry.2
+                );
+                entry.2 = wan.gateway;
+                self.gateway_macs[id] = None;
+            }
+        }
+    }
+
     fn try_refresh(&mut self) -> Result<(), SystemError> {
+        self.follow_config();
         let table = system::neighbours()?;
         for (id, (interface, ifindex, gateway)) in self.gateways.iter().enumerate() {
             let entry = table

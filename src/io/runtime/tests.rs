@@ -102,7 +102,7 @@ fn owned_traffic_follows_the_config() {
         wans: vec![fake_link("wan1", 2), fake_link("wan2", 3)],
         local_addresses: vec![Ipv4Addr::new(192, 168, 50, 1)],
     };
-    let owned = owned_traffic(&config, &found);
+    let owned = owned_traffic(&config, &found.local_addresses);
     assert_eq!(owned.lan_networks, config.lan.networks);
     // Only the bypass rule ahead of the pinning rule is unconditional.
     assert_eq!(

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-pub use program::XdpMode;
+pub use program::{OwnedMaps, XdpMode};
 use program::{Program, MAX_QUEUES};
 use worker::{BindMode, Worker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
@@ -273,6 +273,12 @@ impl XdpDataPath {
     /// Whether the sockets run in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
+    }
+
+    /// The program's maps of owned traffic (port forwards, bypass prefixes), to
+    /// update them on a reload; `owned` must be what the data path started with.
+    pub fn owned_maps(&self, owned: &crate::io::OwnedTraffic) -> Result<OwnedMaps, XdpError> {
+        self.program.owned_maps(owned)
     }
 
     /// How the XDP program runs on each interface.

@@ -11,13 +11,15 @@
 //! - `xwan_xdp` held by a BPF link: a running xwan owns the interface: error;
 //! - any other program: someone else's: error, nothing is touched.
 
+use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, PoisonError};
 
 use ipnet::Ipv4Net;
 use libbpf_rs::libbpf_sys;
-use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
 use crate::io::{Interface, OwnedTraffic};
@@ -120,22 +122,13 @@ impl Program {
         for net in &owned.lan_networks {
             self.update("lan_nets", &prefix_key(net), &[1])?;
         }
-        for net in &owned.bypass {
-            self.update("bypass_nets", &prefix_key(net), &[1])?;
+        for key in bypass_keys(owned) {
+            self.update("bypass_nets", &key, &[1])?;
         }
         for addr in &owned.local_addresses {
             self.update("local_addrs", &addr.octets(), &[1])?;
         }
-        let forwards = owned
-            .tcp_forwards
-            .iter()
-            .map(|fwd| (PROTO_TCP, fwd))
-            .chain(owned.udp_forwards.iter().map(|fwd| (PROTO_UDP, fwd)));
-        for (proto, (addr, port)) in forwards {
-            let mut key = [0u8; 8];
-            key[0..4].copy_from_slice(&addr.octets());
-            key[4..6].copy_from_slice(&port.to_be_bytes());
-            key[6] = proto;
+        for key in forward_keys(owned) {
             self.update("forwards", &key, &[1])?;
         }
         let mut settings = [0u8; 4];
@@ -145,16 +138,28 @@ impl Program {
     }
 
     fn update(&self, map_name: &str, key: &[u8], value: &[u8]) -> Result<(), XdpError> {
+        self.map_handle(map_name)?
+            .update(key, value, MapFlags::ANY)
+            .map_err(|err| map_error(map_name, err))
+    }
+
+    fn map_handle(&self, map_name: &str) -> Result<MapHandle, XdpError> {
         let map = self
             .object
             .maps()
             .find(|map| map.name() == map_name)
             .ok_or_else(|| XdpError::Load(format!("the XDP program has no map {map_name}")))?;
-        map.update(key, value, MapFlags::ANY)
-            .map_err(|err| XdpError::Map {
-                map: map_name.to_string(),
-                detail: err.to_string(),
-            })
+        MapHandle::try_from(&map).map_err(|err| map_error(map_name, err))
+    }
+
+    /// The maps a reload rewrites, holding what [`Program::load`] put in them
+    /// from `owned`.
+    pub fn owned_maps(&self, owned: &OwnedTraffic) -> Result<OwnedMaps, XdpError> {
+        Ok(OwnedMaps {
+            forwards: self.map_handle("forwards")?,
+            bypass: self.map_handle("bypass_nets")?,
+            current: Mutex::new(Keys::of(owned)),
+        })
     }
 
     /// Makes the program redirect frames of (interface `slot`, `queue`) to the socket `fd`.
@@ -343,6 +348,97 @@ fn program_name(prog_id: u32) -> Option<String> {
     CStr::from_bytes_until_nul(&bytes)
         .ok()
         .map(|name| name.to_string_lossy().into_owned())
+}
+
+fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {
+    XdpError::Map {
+        map: map_name.to_string(),
+        detail: err.to_string(),
+    }
+}
+
+/// The `forwards` keys of the TCP and UDP forwards.
+fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
+    let forwards = owned
+        .tcp_forwards
+        .iter()
+        .map(|fwd| (PROTO_TCP, fwd))
+        .chain(owned.udp_forwards.iter().map(|fwd| (PROTO_UDP, fwd)));
+    forwards
+        .map(|(proto, (addr, port))| {
+            let mut key = [0u8; 8];
+            key[0..4].copy_from_slice(&addr.octets());
+            key[4..6].copy_from_slice(&port.to_be_bytes());
+            key[6] = proto;
+            key
+        })
+        .collect()
+}
+
+fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
+    owned.bypass.iter().map(prefix_key).collect()
+}
+
+/// What the reloadable maps hold.
+#[derive(Debug, Default)]
+struct Keys {
+    forwards: BTreeSet<[u8; 8]>,
+    bypass: BTreeSet<[u8; 8]>,
+}
+
+impl Keys {
+    fn of(owned: &OwnedTraffic) -> Keys {
+        Keys {
+            forwards: forward_keys(owned),
+            bypass: bypass_keys(owned),
+        }
+    }
+}
+
+/// The maps of the owned traffic a reload may change, the port forwards and
+/// the bypass prefixes, usable from any thread while the program runs.
+pub struct OwnedMaps {
+    forwards: MapHandle,
+    bypass: MapHandle,
+    current: Mutex<Keys>,
+}
+
+impl OwnedMaps {
+    /// Brings the maps to `owned`: new entries go in first, then the old ones
+    /// go. Each entry changes atomically, and entries that stay are not
+    /// touched, so the traffic they describe is redirected throughout.
+    pub fn update(&self, owned: &OwnedTraffic) -> Result<(), XdpError> {
+        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = &mut *guard;
+        let wanted = Keys::of(owned);
+        for (map, name, have, want) in [
+            (
+                &self.forwards,
+                "forwards",
+                &mut current.forwards,
+                &wanted.forwards,
+            ),
+            (
+                &self.bypass,
+                "bypass_nets",
+                &mut current.bypass,
+                &wanted.bypass,
+            ),
+        ] {
+            let missing: Vec<[u8; 8]> = want.difference(have).copied().collect();
+            for key in &missing {
+                map.update(key, &[1], MapFlags::ANY)
+                    .map_err(|err| map_error(name, err))?;
+                have.insert(*key);
+            }
+            let stale: Vec<[u8; 8]> = have.difference(want).copied().collect();
+            for key in stale {
+                map.delete(&key).map_err(|err| map_error(name, err))?;
+                have.remove(&key);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn prefix_key(net: &Ipv4Net) -> [u8; 8] {

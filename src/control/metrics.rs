@@ -1,0 +1,468 @@
+//! Prometheus metrics: the text exposition format (version 0.0.4) rendered
+//! from the router's counters, health reports and worker figures, served by a
+//! small HTTP/1.1 responder on a thread of its own, off the data path.
+//!
+//! `GET /metrics` answers 200 with the metrics; any other request 404. One
+//! request per connection, read within a few seconds and at most 8 KiB.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::protocol::{UplinkControl, WorkerReport};
+use super::ControlError;
+use crate::router::{Stats, UplinkStats};
+
+/// The Content-Type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The longest request head read.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// How long a client may take to send its request or take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Renders the metrics when they are asked for.
+pub trait MetricsSource: Send + Sync + 'static {
+    fn metrics(&self) -> String;
+}
+
+/// One uplink in service, as the metrics show it.
+pub struct Uplink<'a> {
+    pub name: &'a str,
+    pub stats: &'a UplinkStats,
+    pub control: &'a UplinkControl,
+}
+
+/// Everything the metrics are made of, read at one moment.
+pub struct Snapshot<'a> {
+    pub uplinks: &'a [Uplink<'a>],
+    pub stats: &'a Stats,
+    pub workers: &'a [WorkerReport],
+    pub uptime_s: f64,
+}
+
+/// Writes metric families: a HELP and a TYPE line, then the samples.
+struct Writer {
+    out: String,
+}
+
+impl Writer {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, text)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{label}=\"{}\"", escape(text));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+    }
+
+    /// A family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sample value as the format spells it.
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The metrics in the text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut w = Writer { out: String::new() };
+    let totals = &s.stats.totals;
+
+    w.family(
+        "xwan_uplink_up",
+        "gauge",
+        "Whether the uplink takes new flows (1) or not (0).",
+    );
+    for u in s.uplinks {
+        w.sample(
+            "xwan_uplink_up",
+            &[("uplink", u.name)],
+            f64::from(u8::from(u.stats.up)),
+        );
+    }
+    w.family(
+        "xwan_packets_total",
+        "counter",
+        "Packets forwarded through the uplink: out to the Internet, in to the LAN.",
+    );
+    for u in s.uplinks {
+        let t = &u.stats.traffic;
+        for (direction, n) in [("out", t.packets_out), ("in", t.packets_in)] {
+            w.sample(
+                "xwan_packets_total",
+                &[("uplink", u.name), ("direction", direction)],
+                n as f64,
+            );
+        }
+    }
+    w.family(
+        "xwan_bytes_total",
+        "counter",
+        "Bytes (from the IP header on) forwarded through the uplink.",
+    );
+    for u in s.uplinks {
+        let t = &u.stats.traffic;
+        for (direction, n) in [("out", t.bytes_out), ("in", t.bytes_in)] {
+            w.sample(
+                "xwan_bytes_total",
+                &[("uplink", u.name), ("direction", direction)],
+                n as f64,
+            );
+        }
+    }
+    w.family("xwan_uplink_flows", "gauge", "Flows pinned to the uplink.");
+    for u in s.uplinks {
+        w.sample(
+            "xwan_uplink_flows",
+            &[("uplink", u.name)],
+            f64::from(u.stats.flows),
+        );
+    }
+    w.family(
+        "xwan_nat_ports_in_use",
+        "gauge",
+        "SNAT mappings in use on the uplink (ICMP: echo identifiers).",
+    );
+    for u in s.uplinks {
+        for (protocol, n) in ["tcp", "udp", "icmp"].iter().zip(u.stats.nat_in_use) {
+            w.sample(
+                "xwan_nat_ports_in_use",
+                &[("uplink", u.name), ("protocol", protocol)],
+                n as f64,
+            );
+        }
+    }
+    w.family(
+        "xwan_probe_rtt_seconds",
+        "gauge",
+        "Mean round-trip time of the answered health probes of the recent rounds.",
+    );
+    for u in s.uplinks {
+        if let Some(ms) = u.control.rtt_ms {
+            w.sample("xwan_probe_rtt_seconds", &[("uplink", u.name)], ms / 1000.0);
+        }
+    }
+    w.family(
+        "xwan_probe_loss_ratio",
+        "gauge",
+        "Share of the health probes of the recent rounds left unanswered, 0 to 1.",
+    );
+    for u in s.uplinks {
+        w.sample(
+            "xwan_probe_loss_ratio",
+            &[("uplink", u.name)],
+            u.control.loss,
+        );
+    }
+
+    w.single(
+        "xwan_forwarded_total",
+        "counter",
+        "Frames the core forwarded.",
+        totals.forwarded as f64,
+    );
+    w.family(
+        "xwan_drops_total",
+        "counter",
+        "Frames the core dropped, by reason.",
+    );
+    for (reason, n) in &totals.drops {
+        w.sample("xwan_drops_total", &[("reason", reason.label())], *n as f64);
+    }
+    w.family(
+        "xwan_kernel_total",
+        "counter",
+        "Frames the core left to the kernel, by reason.",
+    );
+    for (reason, n) in &totals.kernel {
+        w.sample(
+            "xwan_kernel_total",
+            &[("reason", reason.label())],
+            *n as f64,
+        );
+    }
+    w.family(
+        "xwan_icmp_errors_sent_total",
+        "counter",
+        "ICMP errors the core sent itself, by type.",
+    );
+    for (kind, n) in [
+        ("time_exceeded", totals.time_exceeded_sent),
+        ("frag_needed", totals.frag_needed_sent),
+    ] {
+        w.sample("xwan_icmp_errors_sent_total", &[("type", kind)], n as f64);
+    }
+
+    let table = &s.stats.table;
+    w.single(
+        "xwan_flows",
+        "gauge",
+        "Flows in the table.",
+        f64::from(table.flows),
+    );
+    w.single(
+        "xwan_flows_max",
+        "gauge",
+        "The flow table's limit (limits.max_flows).",
+        f64::from(table.max_flows),
+    );
+    w.single(
+        "xwan_flow_inserts_total",
+        "counter",
+        "Flows created.",
+        table.inserts as f64,
+    );
+    w.single(
+        "xwan_flow_expiries_total",
+        "counter",
+        "Flows removed after their idle timeout.",
+        table.expiries as f64,
+    );
+    w.single(
+        "xwan_flow_refusals_total",
+        "counter",
+        "New flows refused because the table was full.",
+        table.refusals as f64,
+    );
+    w.single(
+        "xwan_sticky_clients",
+        "gauge",
+        "Clients whose new connections stick to one uplink.",
+        s.stats.sticky_clients as f64,
+    );
+
+    if !s.workers.is_empty() {
+        for (name, help, value) in [
+            (
+                "xwan_worker_rx_packets_total",
+                "Frames a worker received from its sockets.",
+                (|r: &WorkerReport| r.rx_packets as f64) as fn(&WorkerReport) -> f64,
+            ),
+            (
+                "xwan_worker_tx_packets_total",
+                "Frames a worker put on a transmit ring.",
+                |r| r.tx_packets as f64,
+            ),
+            (
+                "xwan_worker_batches_total",
+                "Non-empty receive batches a worker handled.",
+                |r| r.batches as f64,
+            ),
+        ] {
+            w.family(name, "counter", help);
+            for r in s.workers {
+                let queue = r.queue.to_string();
+                w.sample(name, &[("queue", &queue)], value(r));
+            }
+        }
+        w.family(
+            "xwan_worker_idle_ratio",
+            "gauge",
+            "Share of a worker's loop rounds that found nothing to do, 0 to 1.",
+        );
+        for r in s.workers {
+            let queue = r.queue.to_string();
+            w.sample("xwan_worker_idle_ratio", &[("queue", &queue)], r.idle_ratio);
+        }
+    }
+
+    w.single(
+        "xwan_uptime_seconds",
+        "gauge",
+        "Seconds since the router started.",
+        s.uptime_s,
+    );
+    w.family("xwan_build_info", "gauge", "The running xwan's version.");
+    w.sample("xwan_build_info", &[("version", crate::cli::VERSION)], 1.0);
+    w.out
+}
+
+/// A running metrics endpoint.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` and answers `GET /metrics` from `source` until
+    /// [`MetricsServer::stop`].
+    pub fn start(
+        addr: SocketAddr,
+        source: Arc<dyn MetricsSource>,
+    ) -> Result<MetricsServer, ControlError> {
+        let error = |source| ControlError::Metrics { addr, source };
+        let listener = TcpListener::bind(addr).map_err(error)?;
+        let addr = listener.local_addr().map_err(error)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("xwan-metrics".into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if let Ok(stream) = stream {
+                            serve(stream, source.as_ref());
+                        }
+                    }
+                })
+                .map_err(error)?
+        };
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+/// Reads the request head: up to the blank line, at most [`MAX_REQUEST_BYTES`].
+fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        if head.len() >= MAX_REQUEST_BYTES {
+            return None;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The status line and body for a request head.
+fn answer(head: Option<&str>, source: &dyn MetricsSource) -> (&'static str, String) {
+    let Some(line) = head.and_then(|h| h.lines().next()) else {
+        return ("400 Bad Request", "bad request\n".into());
+    };
+    let mut words = line.split_whitespace();
+    let (method, target) = (words.next(), words.next());
+    let path = target.map(|t| t.split('?').next().unwrap_or(t));
+    match (method, path) {
+        (Some("GET"), Some("/metrics")) => ("200 OK", source.metrics()),
+        (Some(_), Some(_)) => (
+            "404 Not Found",
+            "not found: xwan serves GET /metrics\n".into(),
+        ),
+        _ => ("400 Bad Request", "bad request\n".into()),
+    }
+}
+
+fn serve(mut stream: TcpStream, source: &dyn MetricsSource) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    let head = read_head(&mut stream);
+    let (status, body) = answer(head.as_deref(), source);
+    let content_type = if status.starts_with("200") {
+        CONTENT_TYPE
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_and_numbers_are_spelled_as_the_format_wants() {
+        assert_eq!(escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(number(1.5), "1.5");
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+        let mut w = Writer { out: String::new() };
+        w.single("x_total", "counter", "Things.", 2.0);
+        w.sample("y", &[("a", "1"), ("b", "q\"")], 0.25);
+        assert_eq!(
+            w.out,
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total 2\ny{a=\"1\",b=\"q\\\"\"} 0.25\n"
+        );
+    }
+}
