@@ -1324,3 +1324,12 @@ fn control_metrics_is_off_unless_set() {
         "port 0",
     );
 }
+
+#[test]
+fn dist_example_is_valid() {
+    let config = ok(include_str!("../../dist/xwan.toml"));
+    let names: Vec<&str> = config.wans.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["fibre", "cable"]);
+    assert_eq!(config.rules[0].action, Action::Bypass);
+    assert_eq!(config.control.metrics, Some("127.0.0.1:9847".parse().unwrap()));
+}
