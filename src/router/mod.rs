@@ -65,7 +65,7 @@ use crate::packet::{
 use crate::policy::{Choice, NewConnection, Policy, Rules};
 use fragments::Fragments;
 use hosts::HostLimit;
-use reconfigure::{Live, TimeoutCell};
+use reconfigure::{Live, MssCell, TimeoutCell};
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,16 +144,17 @@ struct Cx<'a> {
 
 /// The shared router.
 ///
-/// What a reload may change lives in [`Live`], swapped whole by
-/// [`Router::reconfigure`] and read only for new connections and port
+/// What a reload may change lives in `Live` (reconfigure.rs), swapped whole
+/// by [`Router::reconfigure`] and read only for new connections and port
 /// forwards; the MTUs and timeouts, which every packet of an established flow
-/// reads, are atomics. Everything else is fixed for the router's life.
+/// reads, and MSS clamping are atomics. Everything else is fixed for the router's life.
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
     lan_mtu: AtomicU16,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
+    mss_clamp: MssCell,
     live: ArcSwap<Live>,
     /// Serialises uplink state changes with reconfiguration, so neither is lost.
     reconfiguring: Mutex<()>,
@@ -245,6 +246,7 @@ impl Router {
                 })
                 .collect(),
             nat_ports: config.nat.ports,
+            mss_clamp: MssCell::new(config.nat.mss_clamp),
             live: ArcSwap::from_pointee(Live::new(config, policy)),
             reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
@@ -573,7 +575,7 @@ impl Router {
     /// The MSS a SYN between `cx`'s ingress and `egress` is clamped to, if any.
     fn mss_limit(&self, egress: Port, cx: &Cx) -> Option<u16> {
         let lan_mtu = self.lan_mtu.load(Ordering::Relaxed);
-        match self.live.load().mss_clamp {
+        match self.mss_clamp.get() {
             MssClamp::Off => None,
             MssClamp::Fixed(mss) => Some(mss),
             MssClamp::Auto => {

@@ -2,13 +2,14 @@
 //!
 //! The settings a reload may change are split by where the packet path reads
 //! them:
-//! - [`Live`]: rules, balancing, stickiness, port forwards, MSS clamping and
-//!   the LAN address, read for new connections, forwarded ports and ICMP
-//!   errors the core makes. [`Router::reconfigure`] builds a new one and
+//! - [`Live`]: rules, balancing, stickiness, port forwards and the LAN
+//!   address, read for new connections, forwarded ports and ICMP errors the
+//!   core makes. [`Router::reconfigure`] builds a new one and
 //!   swaps it in with one atomic pointer store, so a worker sees either the
 //!   old settings or the new ones, never a mix.
-//! - the MTUs and timeouts, which every packet of an established flow reads:
-//!   atomics, so that path takes no extra step.
+//! - the MTUs and timeouts, which every packet of an established flow reads,
+//!   and MSS clamping, which every SYN reads: atomics, so those paths take no
+//!   extra step.
 //!
 //! Flows are never touched by a reload, except those of a port forward that no
 //! longer exists: they are removed and their TCP clients reset.
@@ -30,7 +31,6 @@ pub(super) type Forwards = HashMap<(u8, u16, UplinkId), Endpoint>;
 pub(super) struct Live {
     pub policy: Policy,
     pub forwards: Forwards,
-    pub mss_clamp: MssClamp,
     pub lan_address: Option<[u8; 4]>,
 }
 
@@ -39,7 +39,6 @@ impl Live {
         Live {
             policy,
             forwards: forwards(config),
-            mss_clamp: config.nat.mss_clamp,
             lan_address: config.lan.address.map(|a| a.octets()),
         }
     }
@@ -97,6 +96,35 @@ impl TimeoutCell {
     }
 }
 
+/// `[nat] mss_clamp` in one atomic: 0 off, 1 auto, else the fixed MSS
+/// (validated to be at least 536).
+pub(super) struct MssCell(AtomicU32);
+
+impl MssCell {
+    pub fn new(clamp: MssClamp) -> MssCell {
+        let cell = MssCell(AtomicU32::new(0));
+        cell.set(clamp);
+        cell
+    }
+
+    pub fn get(&self) -> MssClamp {
+        match self.0.load(Ordering::Relaxed) {
+            0 => MssClamp::Off,
+            1 => MssClamp::Auto,
+            mss => MssClamp::Fixed(mss as u16),
+        }
+    }
+
+    pub fn set(&self, clamp: MssClamp) {
+        let value = match clamp {
+            MssClamp::Off => 0,
+            MssClamp::Auto => 1,
+            MssClamp::Fixed(mss) => u32::from(mss).max(2),
+        };
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
+
 /// What a reconfiguration did to existing flows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconfigured {
@@ -145,6 +173,7 @@ impl Router {
                 uplink.mtu.store(wan.mtu, Ordering::Relaxed);
             }
             self.timeouts.set(&config.timeouts);
+            self.mss_clamp.set(config.nat.mss_clamp);
             self.live.store(Arc::new(live));
             removed
         };

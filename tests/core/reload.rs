@@ -129,3 +129,25 @@ fn a_removed_forward_closes_its_flows_with_an_rst_to_the_lan_host() {
     let (verdict, _) = b.send(Port::Wan(0), testing::tcp(&wan, 33001, 8080, SYN, b""));
     assert_eq!(verdict, Verdict::Kernel(KernelReason::RouterTraffic));
 }
+
+#[test]
+fn mss_clamping_follows_a_reload() {
+    let mut b = Bench::new("");
+    let lan = from_host(HOST, SERVER);
+    // A SYN announcing a jumbo MSS, from a new port each time.
+    let mut port = 40000;
+    let mut announced_after = |b: &mut Bench| {
+        port += 1;
+        let syn = testing::tcp_with_options(&lan, port, 443, SYN, &testing::mss_option(9000), b"");
+        let (_, out) = b.send(Port::Lan, syn);
+        testing::announced_mss(&out)
+    };
+    assert_eq!(announced_after(&mut b), Some(9000), "off by default");
+    b.router.reconfigure(&config("[nat]\nmss_clamp = 1400\n"));
+    assert_eq!(announced_after(&mut b), Some(1400));
+    b.router
+        .reconfigure(&config("[nat]\nmss_clamp = \"auto\"\n"));
+    assert_eq!(announced_after(&mut b), Some(1460), "1500 - 40");
+    b.router.reconfigure(&config(""));
+    assert_eq!(announced_after(&mut b), Some(9000), "off again");
+}
