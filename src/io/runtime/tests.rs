@@ -339,6 +339,9 @@ fn runs_in_packet_mode_and_cleans_up() {
             })
             .collect()
     });
+    // A reload whose file cannot be read is refused; the router carries on.
+    let refused = running.reload().expect_err("test.toml does not exist");
+    assert!(refused.starts_with("test.toml: cannot read"), "{refused}");
     // A TCP bulk transfer, compared byte for byte by the sink's digest.
     let (sent, received) = host.run(|| {
         use std::io::{Read, Write};
