@@ -1331,5 +1331,8 @@ fn dist_example_is_valid() {
     let names: Vec<&str> = config.wans.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["fibre", "cable"]);
     assert_eq!(config.rules[0].action, Action::Bypass);
-    assert_eq!(config.control.metrics, Some("127.0.0.1:9847".parse().unwrap()));
+    assert_eq!(
+        config.control.metrics,
+        Some("127.0.0.1:9847".parse().unwrap())
+    );
 }
