@@ -3,6 +3,8 @@
 //! an RST at once, new connections all go through isp2; after the repair
 //! balancing returns. Needs root.
 
+// Shared with the other end-to-end suites; not every helper is used here.
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
