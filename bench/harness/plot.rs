@@ -1,0 +1,369 @@
+//! The report's SVG plots: delivered pps by mode, pps against the number of
+//! flows, RTT percentiles against load, TCP throughput. Bars and points are
+//! medians; whiskers span the smallest to the largest repetition.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::report::{mode_name, Data, ReportError, Stat, LOADS, QUANTILES, ROUTERS};
+
+const SIZE: (u32, u32) = (860, 480);
+/// Width of one group of bars (or one load step) on the integer x axes.
+const GROUP: i32 = 100;
+
+fn color(mode: &str) -> RGBColor {
+    match mode {
+        "xdp" => RGBColor(31, 119, 180),
+        "packet" => RGBColor(255, 127, 14),
+        "kernel" => RGBColor(44, 160, 44),
+        "kernel-xdp" => RGBColor(214, 39, 40),
+        _ => RGBColor(127, 127, 127),
+    }
+}
+
+fn plot_error(name: &str) -> impl Fn(String) -> ReportError + '_ {
+    move |message| ReportError::Plot {
+        name: name.to_string(),
+        message,
+    }
+}
+
+/// Writes every plot into `out`.
+pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
+    let name = "pps_by_mode.svg";
+    let mut series = vec![(
+        "generator ceiling".to_string(),
+        color("generator"),
+        vec![data.stat("generator", "pps_1k")],
+    )];
+    series.extend(ROUTERS.iter().map(|m| {
+        (
+            mode_name(m).to_string(),
+            color(m),
+            vec![data.stat(m, "pps_1k")],
+        )
+    }));
+    bars(
+        &out.join(name),
+        "64-byte UDP, 1 k flows: delivered rate",
+        "kpps",
+        &["1 k flows"],
+        &series,
+        1e-3,
+    )
+    .map_err(plot_error(name))?;
+
+    let name = "tcp.svg";
+    let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_8", "tcp_down_8"];
+    let series: Vec<_> = ["xdp", "packet", "kernel", "kernel-xdp"]
+        .iter()
+        .map(|m| {
+            (
+                mode_name(m).to_string(),
+                color(m),
+                tcp.iter().map(|t| data.stat(m, t)).collect(),
+            )
+        })
+        .collect();
+    bars(
+        &out.join(name),
+        "TCP throughput (iperf3, MTU 1500)",
+        "Gbit/s",
+        &[
+            "1 stream up",
+            "1 stream down",
+            "8 streams up",
+            "8 streams down",
+        ],
+        &series,
+        1e-9,
+    )
+    .map_err(plot_error(name))?;
+
+    let name = "pps_vs_flows.svg";
+    pps_vs_flows(data, &out.join(name)).map_err(plot_error(name))?;
+    let name = "latency_vs_load.svg";
+    latency_vs_load(data, &out.join(name)).map_err(plot_error(name))
+}
+
+type Series = (String, RGBColor, Vec<Option<Stat>>);
+
+/// Grouped bars with min–max whiskers; `series[i].2[g]` is series i in group g.
+fn bars(
+    path: &Path,
+    title: &str,
+    unit: &str,
+    groups: &[&str],
+    series: &[Series],
+    scale: f64,
+) -> Result<(), String> {
+    let top = series
+        .iter()
+        .flat_map(|s| s.2.iter().flatten())
+        .map(|s| s.max * scale)
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.2;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    // Integer x coordinates, GROUP units per group, so that the axis can carry
+    // exactly one labelled tick in the middle of each group.
+    let n = groups.len() as i32 * GROUP;
+    let centres: Vec<i32> = (0..groups.len() as i32)
+        .map(|g| g * GROUP + GROUP / 2)
+        .collect();
+    let labels: Vec<String> = groups.iter().map(|g| (*g).to_string()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..n).with_key_points(centres), 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(unit)
+        .x_label_formatter(&|x| {
+            let g = usize::try_from(x / GROUP).unwrap_or(0);
+            labels.get(g).cloned().unwrap_or_default()
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let width = GROUP * 8 / 10 / series.len() as i32;
+    for (i, (name, c, stats)) in series.iter().enumerate() {
+        let mut first = true;
+        for (g, stat) in stats.iter().enumerate() {
+            let Some(s) = stat else { continue };
+            let x0 = g as i32 * GROUP + GROUP / 10 + width * i as i32;
+            let x1 = x0 + width * 9 / 10;
+            let xm = (x0 + x1) / 2;
+            let bar = chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x1, s.median * scale)],
+                    c.filled(),
+                )))
+                .map_err(|e| e.to_string())?;
+            if first {
+                let c = *c;
+                bar.label(name.as_str()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled())
+                });
+                first = false;
+            }
+            chart
+                .draw_series(whisker(xm, width / 5, s, scale, &BLACK))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// A vertical min–max line with caps at x, half-width `cap`.
+fn whisker(x: i32, cap: i32, s: &Stat, scale: f64, c: &RGBColor) -> Vec<PathElement<(i32, f64)>> {
+    let (lo, hi) = (s.min * scale, s.max * scale);
+    vec![
+        PathElement::new(vec![(x, lo), (x, hi)], c.stroke_width(1)),
+        PathElement::new(vec![(x - cap, lo), (x + cap, lo)], c.stroke_width(1)),
+        PathElement::new(vec![(x - cap, hi), (x + cap, hi)], c.stroke_width(1)),
+    ]
+}
+
+fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
+    let flows = [(1e3, "1k"), (1e5, "100k"), (1.001e6, "1m")];
+    let top = ROUTERS
+        .iter()
+        .flat_map(|m| {
+            flows
+                .iter()
+                .filter_map(move |(_, f)| data.stat(m, &format!("pps_{f}")))
+        })
+        .chain(data.stat("generator", "pps_1k"))
+        .map(|s| s.max / 1e3)
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.2;
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "64-byte UDP: delivered rate vs flows in the table",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d((5e2f64..2e6f64).log_scale(), 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("flows")
+        .y_desc("kpps")
+        .x_label_formatter(&|x| {
+            if *x >= 1e6 {
+                format!("{:.0} M", x / 1e6)
+            } else if *x >= 1e3 {
+                format!("{:.0} k", x / 1e3)
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    if let Some(c) = data.stat("generator", "pps_1k") {
+        let grey = color("generator");
+        chart
+            .draw_series(LineSeries::new(
+                vec![(5e2, c.median / 1e3), (2e6, c.median / 1e3)],
+                grey.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?
+            .label("generator ceiling (1 k flows)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], grey));
+    }
+    for mode in ROUTERS {
+        let c = color(mode);
+        let points: Vec<(f64, Stat)> = flows
+            .iter()
+            .filter_map(|(x, f)| data.stat(mode, &format!("pps_{f}")).map(|s| (*x, s)))
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|(x, s)| (*x, s.median / 1e3)),
+                c.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(mode_name(mode))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|(x, s)| Circle::new((*x, s.median / 1e3), 4, c.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+        for (x, s) in &points {
+            let segment = vec![(*x, s.min / 1e3), (*x, s.max / 1e3)];
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    segment,
+                    c.stroke_width(1),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1200, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(
+            "Round-trip time through the router vs load (share of the mode's own 1 k-flow rate)",
+            ("sans-serif", 18),
+        )
+        .map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((1, QUANTILES.len()));
+    for (panel, q) in panels.iter().zip(QUANTILES) {
+        let top = ROUTERS
+            .iter()
+            .flat_map(|m| {
+                LOADS
+                    .iter()
+                    .filter_map(move |l| data.stat(m, &format!("lat_{l}_{q}")))
+            })
+            .map(|s| s.max / 1e3)
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.2;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("RTT {}", quantile_name(q)), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(55)
+            .build_cartesian_2d(
+                (-30..230).with_key_points(vec![0, GROUP, 2 * GROUP]),
+                0.0..top,
+            )
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc("µs")
+            .x_label_formatter(&|x| match x / GROUP {
+                0 => "idle".to_string(),
+                1 => "50 %".to_string(),
+                _ => "90 %".to_string(),
+            })
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for mode in ROUTERS {
+            let c = color(mode);
+            let points: Vec<(i32, Stat)> = LOADS
+                .iter()
+                .zip([0, GROUP, 2 * GROUP])
+                .filter_map(|(l, x)| data.stat(mode, &format!("lat_{l}_{q}")).map(|s| (x, s)))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(x, s)| (*x, s.median / 1e3)),
+                    c.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(mode_name(mode))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|(x, s)| Circle::new((*x, s.median / 1e3), 3, c.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            for (x, s) in &points {
+                chart
+                    .draw_series(whisker(*x, 4, s, 1e-3, &c))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn quantile_name(q: &str) -> &'static str {
+    match q {
+        "p50" => "p50",
+        "p99" => "p99",
+        _ => "p99.9",
+    }
+}
