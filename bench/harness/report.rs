@@ -124,6 +124,27 @@ impl Data {
         self.stat(mode, metric).map(|s| s.median)
     }
 
+    /// Timed windows during which other build processes ran: (rep, mode,
+    /// step, count); None when the run did not look.
+    fn disturbed(&self) -> Option<Vec<(u32, &str, &str, f64)>> {
+        if !self.values.keys().any(|(_, m)| m.starts_with("others_")) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for ((mode, metric), reps) in &self.values {
+            let Some(step) = metric.strip_prefix("others_") else {
+                continue;
+            };
+            for (rep, n) in reps {
+                if *n > 0.0 {
+                    out.push((*rep, mode.as_str(), step, *n));
+                }
+            }
+        }
+        out.sort_by_key(|d| d.0);
+        Some(out)
+    }
+
     /// Figures computed per repetition from others of the same repetition.
     fn derive(&mut self) {
         for rep in self.reps() {
@@ -493,6 +514,25 @@ fn markdown(data: &Data, title: &str) -> String {
          [min–max]. Ratios are ratios of medians. How each figure is measured: see the end."
     );
     md.push('\n');
+
+    let disturbed = data.disturbed();
+    if disturbed.as_ref().is_some_and(Vec::is_empty) {
+        md.push_str(
+            "No other build process (compiler, linker) ran on the machine at the start or the \
+             end of any timed rate window.\n\n",
+        );
+    } else if let Some(disturbed) = disturbed {
+        md.push_str(
+            "**Other work ran on the machine during some timed windows** (build processes seen \
+             at their start or end; their figures are low outliers, which is why each figure is \
+             a median): ",
+        );
+        let list: Vec<String> = disturbed
+            .iter()
+            .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", mode_name(mode)))
+            .collect();
+        let _ = writeln!(md, "{}.\n", list.join(", "));
+    }
 
     md.push_str("## Headline\n\n");
     router_table(&mut md, data, HEADLINE);
