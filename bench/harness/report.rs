@@ -260,6 +260,8 @@ enum Unit {
     Thousands,
     /// A plain number.
     Plain,
+    /// CPU time over wall time: how many CPUs were busy.
+    Cpus,
 }
 
 impl Unit {
@@ -268,13 +270,13 @@ impl Unit {
             Unit::Kpps | Unit::KPerS | Unit::Micros | Unit::Thousands => v / 1e3,
             Unit::Gbit => v / 1e9,
             Unit::Percent => v * 100.0,
-            Unit::Nanos | Unit::Plain => v,
+            Unit::Nanos | Unit::Plain | Unit::Cpus => v,
         }
     }
 
     fn digits(self) -> usize {
         match self {
-            Unit::Gbit => 2,
+            Unit::Gbit | Unit::Cpus => 2,
             Unit::Nanos | Unit::Thousands => 0,
             _ => 1,
         }
@@ -289,7 +291,7 @@ impl Unit {
             Unit::Nanos => " ns",
             Unit::Percent => " %",
             Unit::Thousands => " k",
-            Unit::Plain => "",
+            Unit::Plain | Unit::Cpus => "",
         }
     }
 }
@@ -493,6 +495,12 @@ const CPU: &[Row] = &[
         true,
     ),
     (
+        "xwan_cpu",
+        "xwan's threads: CPU used (1.00 = one whole CPU)",
+        Unit::Cpus,
+        false,
+    ),
+    (
         "cpu_total_ns",
         "all CPU time per delivered packet (generator included)",
         Unit::Nanos,
@@ -557,6 +565,13 @@ fn markdown(data: &Data, title: &str) -> String {
 
     md.push_str("## CPU\n\n");
     router_table(&mut md, data, CPU);
+    md.push_str(
+        "xwan's worker does not sleep while frames keep coming: at these rates it goes round its \
+         loop (poll(), a sendto() wakeup per TX batch, clock reads) with about one frame per \
+         round, so it keeps CPU 1 busy whatever the rate, and its CPU per packet measures that loop \
+         more than the forwarding work. The router core's own cost per frame is in the criterion \
+         benches (`cargo bench --bench core`).\n\n",
+    );
     let _ = writeln!(
         md,
         "With no router (the ceiling run), softirq time per generated packet was {} and all CPU \
@@ -695,10 +710,18 @@ fn targets(md: &mut String, data: &Data) {
                 md,
                 " The worker's mean RX batch was {b:.1} frames (of up to 64){}",
                 if b < 16.0 {
-                    ": it mostly found little to do, so the bottleneck is upstream of it."
+                    ": it kept up with what reached it, a few frames per round, so the \
+                     bottleneck is upstream of it."
                 } else {
                     ": it was busy, near its own limit."
                 }
+            );
+        }
+        if let Some(c) = data.median("xdp", "xwan_cpu") {
+            let _ = write!(
+                md,
+                " xwan's threads used {c:.2} CPUs meanwhile: while traffic flows the worker polls \
+                 without sleeping."
             );
         }
         md.push('\n');
@@ -718,11 +741,12 @@ fn targets(md: &mut String, data: &Data) {
         ) {
             let _ = writeln!(
                 md,
-                "  Idle, the RTT p99 is {:.1} µs (kernel recipe at 50 % load: {:.1} µs). Under load \
-                 the ping-pong's client and server can only run on CPU 1, with xwan's worker \
-                 (CPU 0 runs the rate-limited trafgen, which busy-waits); under the kernel recipe \
-                 CPU 1 has nothing else to do. And a worker that has gone to sleep in poll() after \
-                 idle rounds must be woken for each ping, on each way.",
+                "  Idle, the RTT p99 is {:.1} µs (kernel recipe at 50 % load: {:.1} µs). Idle, a \
+                 worker asleep in poll() must be woken for each ping, once each way. Under load \
+                 the ping-pong's client and server can only run on CPU 1 (CPU 0 runs the \
+                 rate-limited trafgen, which busy-waits), which xwan's worker keeps busy polling: \
+                 they wait for the scheduler to give them the CPU. Under the kernel recipe \
+                 forwarding runs in softirq on CPU 0 and CPU 1 has nothing else to do.",
                 idle / 1e3,
                 k / 1e3
             );
@@ -761,7 +785,8 @@ const METHOD: &str = "## How it is measured
 
 - Testbed: `testbed/testbed.sh up` (LAN host h1 behind a bridge, the router namespace, two ISP
   namespaces, an internet namespace), every router interface set to one RX and one TX queue.
-  A fresh testbed for every mode and repetition. xwan runs with `--cpus 1` (one worker on
+  A fresh testbed for every mode and repetition; the switch namespace's bridge does not
+  call iptables (`net.bridge.bridge-nf-call-iptables=0` there, where br_netfilter is loaded). xwan runs with `--cpus 1` (one worker on
   CPU 1); the kernel recipe is `xwan kernel-script` of the same configuration
   (bench/bench.toml).
 - Small packets: trafgen (netsniff-ng) pinned to CPU 0, 60-byte frames (64 on a wire with the
@@ -784,6 +809,8 @@ const METHOD: &str = "## How it is measured
   server on the router's LAN address, plus the p50 RTT from the router namespace to
   203.0.113.10, minus the p50 RTT over loopback (the ping-pong's own cost, counted twice by
   the two halves).
+- Other work: the names of running processes are checked for compilers and linkers at the
+  start and the end of each timed rate window; windows that saw some are listed at the top.
 - CPU: /proc/stat (softirq + irq, both CPUs) and /proc/PID/stat of xwan over the timed 1 k-flow
   pass, per delivered packet. The kernel has no IRQ time accounting here, so softirq time is
   sampled at each tick (250 Hz): figures are statistical.
