@@ -104,7 +104,7 @@ fn bars(
         .map(|s| s.max * scale)
         .fold(0.0f64, f64::max)
         .max(1e-9)
-        * 1.2;
+        * 1.4;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     // Integer x coordinates, GROUP units per group, so that the axis can carry
