@@ -1,5 +1,5 @@
-//! Compiles the XDP program (src/io/xdp/xwan.bpf.c) to BPF bytecode in OUT_DIR,
-//! where src/io/xdp embeds it with `include_bytes!`; and records the git
+//! Compiles the XDP program (src/io/afxdp/xwan.bpf.c) to BPF bytecode in OUT_DIR,
+//! where src/io/afxdp embeds it with `include_bytes!`; and records the git
 //! revision for `xwan --version` (XWAN_GIT_REV, "unknown" outside a checkout).
 //!
 //! Needs clang with the BPF target and the kernel UAPI and libbpf headers
@@ -9,7 +9,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const SOURCE: &str = "src/io/xdp/xwan.bpf.c";
+const SOURCE: &str = "src/io/afxdp/xwan.bpf.c";
 
 fn main() {
     git_revision();

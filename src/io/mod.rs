@@ -1,7 +1,7 @@
 //! I/O backends: they move frames between the interfaces and the router core.
 //!
-//! - `xdp`: AF_XDP sockets fed by an XDP program that redirects only the traffic xwan owns.
-//! - `packet`: AF_PACKET raw sockets, for machines or drivers without AF_XDP.
+//! - [`afxdp`]: AF_XDP sockets fed by an XDP program that redirects only the traffic xwan owns.
+//! - [`afpacket`]: AF_PACKET raw sockets, for machines or drivers without AF_XDP.
 //!
 //! Both take a [`DataPathSetup`] and run one worker thread per queue index.
 //!
@@ -9,11 +9,10 @@
 //!   neighbours, sysctls).
 //! - [`run`]: `xwan run`, which ties the router core, a backend and the kernel together.
 
-pub mod xdp;
-
+pub mod afpacket;
+pub mod afxdp;
 mod control;
 mod health;
-pub mod packet;
 mod probe;
 mod runtime;
 pub mod system;

@@ -3,7 +3,7 @@
 //! SIGTERM.
 //!
 //! Kernel changes: in packet mode, the nftables table `ip xwan` described in
-//! [`crate::io::packet::KernelFilter`], removed at exit; in XDP mode, whatever the
+//! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
 //! XDP backend attaches (it detaches it when stopped). No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
@@ -39,11 +39,13 @@ use tracing::{debug, info, warn};
 use crate::config::{Action, Config, PortRange, Proto, UplinkId};
 use crate::router::{InterfaceMacs, Port, Router};
 
+use super::afpacket::{
+    FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE,
+};
+use super::afxdp::{XdpDataPath, XdpError, XdpReport};
 use super::control::{ControlParts, KernelUpdate, LoadedConfig, RuntimeControl, WorkerStatsSource};
 use super::health::{self, HealthThread, StateChanges};
-use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE};
 use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
-use super::xdp::{XdpDataPath, XdpError, XdpReport};
 use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 use crate::control::protocol::WorkerReport;
 use crate::control::{ControlError, ControlServer, MetricsServer};

@@ -133,7 +133,7 @@ impl PortSlots {
 }
 
 /// The sockets of one queue index, ready to run.
-pub struct Worker {
+pub struct QueueWorker {
     pub queue: u32,
     umem: Umem,
     sockets: Vec<XskSocket>,
@@ -142,9 +142,13 @@ pub struct Worker {
     total: usize,
 }
 
-impl Worker {
+impl QueueWorker {
     /// Opens a socket on `queue` of every interface, all on one new UMEM.
-    pub fn open(queue: u32, interfaces: &[Interface], mode: BindMode) -> Result<Worker, XdpError> {
+    pub fn open(
+        queue: u32,
+        interfaces: &[Interface],
+        mode: BindMode,
+    ) -> Result<QueueWorker, XdpError> {
         let setup_error = |what: String| XdpError::Setup(format!("AF_XDP configuration: {what}"));
         let ring = QueueSize::new(RING_SIZE).map_err(|e| setup_error(e.to_string()))?;
         let umem_config = UmemConfig::builder()
@@ -201,7 +205,7 @@ impl Worker {
             });
         }
         let total = free.len();
-        Ok(Worker {
+        Ok(QueueWorker {
             queue,
             umem,
             sockets,

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 
 pub use program::{OwnedMaps, XdpMode};
 use program::{Program, MAX_QUEUES};
-use worker::{BindMode, Worker, FRAME_SIZE};
+use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
 use crate::io::{DataPathSetup, FrameProcessor, ZeroCopy};
@@ -379,10 +379,10 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
 
 /// Opens every queue's sockets in the requested mode; `Auto` tries zero-copy on
 /// every interface first and falls back to copy mode (veth has no zero-copy).
-fn open_workers(setup: &DataPathSetup) -> Result<(Vec<Worker>, bool), XdpError> {
-    let open = |mode| -> Result<Vec<Worker>, XdpError> {
+fn open_workers(setup: &DataPathSetup) -> Result<(Vec<QueueWorker>, bool), XdpError> {
+    let open = |mode| -> Result<Vec<QueueWorker>, XdpError> {
         (0..setup.queues)
-            .map(|queue| Worker::open(queue, &setup.interfaces, mode))
+            .map(|queue| QueueWorker::open(queue, &setup.interfaces, mode))
             .collect()
     };
     let workers = match setup.zero_copy {
