@@ -13,8 +13,10 @@ pub mod afpacket;
 pub mod afxdp;
 mod control;
 mod health;
+mod idle;
 mod probe;
 mod runtime;
+mod sys;
 pub mod system;
 
 pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};

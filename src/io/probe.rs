@@ -9,11 +9,12 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder};
 
 use crate::config::PortRange;
+use crate::io::sys;
 
 /// The echo identifier of uplink `uplink`'s probes: just above the NAT range,
 /// or just below it when the range ends at 65535.
@@ -81,27 +82,11 @@ pub struct ProbeSocket {
     recv: OwnedFd,
 }
 
-fn check(result: libc::c_int) -> io::Result<libc::c_int> {
-    if result < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
-    }
-}
-
 impl FrameSocket {
     /// A send-only socket for the interface with index `ifindex` (protocol 0:
     /// it receives nothing).
     pub fn open(ifindex: u32) -> io::Result<FrameSocket> {
-        // SAFETY: socket(2) with constant arguments; the result is checked
-        // and owned by exactly one OwnedFd.
-        let fd = unsafe {
-            OwnedFd::from_raw_fd(check(libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                0,
-            ))?)
-        };
+        let fd = sys::socket::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)?;
         Ok(FrameSocket { ifindex, fd })
     }
 
@@ -113,28 +98,9 @@ impl FrameSocket {
                 "shorter than an Ethernet header",
             ));
         }
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = self.ifindex as i32;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: `frame` is valid for its length and `addr` for its size
-        // during the call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&frame[..6]);
+        sys::socket::send_to_link(&self.fd, frame, self.ifindex, mac).map(drop)
     }
 }
 
@@ -142,27 +108,17 @@ impl ProbeSocket {
     /// Opens the sockets for the interface `name` (index `ifindex`).
     pub fn open(name: &str, ifindex: u32) -> io::Result<ProbeSocket> {
         let send = FrameSocket::open(ifindex)?;
-        // SAFETY: socket(2) with constant arguments; the result is checked
-        // and owned by exactly one OwnedFd.
-        let recv = unsafe {
-            OwnedFd::from_raw_fd(check(libc::socket(
-                libc::AF_INET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_ICMP,
-            ))?)
-        };
-        let device = name.as_bytes();
-        // SAFETY: the option value points to `device`, valid for its length,
-        // for the duration of the call.
-        check(unsafe {
-            libc::setsockopt(
-                recv.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                device.as_ptr().cast(),
-                device.len() as libc::socklen_t,
-            )
-        })?;
+        let recv = sys::socket::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )?;
+        sys::socket::setsockopt(
+            &recv,
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_bytes(),
+        )?;
         Ok(ProbeSocket { send, recv })
     }
 
@@ -173,46 +129,27 @@ impl ProbeSocket {
 
     /// Waits until one of `sockets` has a reply to read, or `timeout` passes.
     pub fn wait(sockets: &[&ProbeSocket], timeout: std::time::Duration) {
-        let mut fds: Vec<libc::pollfd> = sockets
+        let mut fds: Vec<sys::poll::PollFd> = sockets
             .iter()
-            .map(|s| libc::pollfd {
-                fd: s.recv.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|s| sys::poll::readable(s.recv.as_raw_fd()))
             .collect();
         if fds.is_empty() {
             std::thread::sleep(timeout);
             return;
         }
-        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures for
-        // the duration of the call.
-        unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.as_millis().min(i32::MAX as u128) as i32,
-            );
-        }
+        // An error (EINTR) only ends the wait early; the caller reads what is there.
+        let _ = sys::poll::poll(&mut fds, timeout);
     }
 
     /// The next echo reply waiting, if any (never blocks).
     pub fn recv(&self) -> Option<EchoReply> {
         let mut buf = [0u8; 1500];
         loop {
-            // SAFETY: `buf` is valid for writes of its length during the call.
-            let n = unsafe {
-                libc::recv(
-                    self.recv.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let n = match sys::socket::recv(&self.recv, &mut buf, libc::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => n,
+                _ => return None,
             };
-            if n <= 0 {
-                return None;
-            }
-            if let Some(reply) = parse_reply(&buf[..n as usize]) {
+            if let Some(reply) = parse_reply(&buf[..n]) {
                 return Some(reply);
             }
         }

@@ -31,16 +31,18 @@ use tracing::{debug, warn};
 
 use crate::router::{FrameMeta, Port, Verdict};
 
-use super::{DataPathSetup, FrameProcessor};
+use super::idle::{Idle, IdlePolicy};
+use super::{sys, DataPathSetup, FrameProcessor};
 use gso::Segments;
 use socket::{PacketSocket, RxBatch, RxInfo, TxScratch, BATCH};
 
 /// Empty rounds (every socket polled, nothing received) a worker spins through
-/// before it sleeps in `poll()`.
-const SPIN_ROUNDS: u32 = 4;
-
-/// Longest a sleeping worker waits before it looks at the stop flag again.
-const POLL_TIMEOUT_MS: i32 = 100;
+/// before it sleeps in `poll()`, and the longest a sleeping worker waits before
+/// it looks at the stop flag again.
+const IDLE: IdlePolicy = IdlePolicy {
+    spin_rounds: 4,
+    poll_timeout: Duration::from_millis(100),
+};
 
 /// The longest frame a receive slot holds: a 64 KiB IP super-frame behind an
 /// Ethernet header and two VLAN tags.
@@ -321,7 +323,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
 
     fn forward(&self) -> Result<PacketCounters, PacketError> {
         if let Some(cpu) = self.cpu {
-            if let Err(err) = pin_to_cpu(cpu) {
+            if let Err(err) = sys::sched::pin_to_cpu(cpu) {
                 warn!(
                     worker = self.index,
                     cpu, "could not pin the packet worker: {err}"
@@ -345,17 +347,8 @@ impl<P: FrameProcessor> PacketWorker<P> {
             .iter()
             .map(|_| RxBatch::new(FRAME_ROOM))
             .collect();
-        let mut pollfds: Vec<libc::pollfd> = self
-            .attached
-            .iter()
-            .map(|a| libc::pollfd {
-                fd: a.socket.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let mut idle = Idle::new(IDLE, self.attached.iter().map(|a| a.socket.raw_fd()));
         let mut link_down = vec![false; self.attached.len()];
-        let mut idle_rounds = 0;
         while !self.stop.load(Ordering::Relaxed) {
             let mut busy = false;
             for (i, attached) in self.attached.iter().enumerate() {
@@ -388,13 +381,13 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 self.process_batch(&mut state, attached.port, batch);
             }
             if busy {
-                idle_rounds = 0;
-                continue;
-            }
-            idle_rounds += 1;
-            if idle_rounds >= SPIN_ROUNDS {
-                idle_rounds = 0;
-                wait_readable(&mut pollfds);
+                idle.busy();
+            } else if let Err(source) = idle.empty() {
+                return Err(PacketError::Socket {
+                    interface: "(every interface)".to_string(),
+                    op: "waiting in poll",
+                    source,
+                });
             }
         }
         for attached in &self.attached {
@@ -540,39 +533,6 @@ fn count_send(counters: &mut PacketCounters, interface: &str, outcome: socket::S
     counters.tx_failed += outcome.failed as u64;
     if let Some(err) = outcome.error {
         debug!(interface, "send refused {} frames: {err}", outcome.failed);
-    }
-}
-
-/// Sleeps until a socket is readable (or has an error to report), at most
-/// [`POLL_TIMEOUT_MS`].
-fn wait_readable(pollfds: &mut [libc::pollfd]) {
-    // SAFETY: pollfds is a valid, writable array of the length passed.
-    unsafe {
-        libc::poll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
-            POLL_TIMEOUT_MS,
-        )
-    };
-}
-
-fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "CPU number out of range",
-        ));
-    }
-    // SAFETY: cpu is below CPU_SETSIZE, the capacity of the set.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: set is a valid cpu_set_t of the size passed; pid 0 is this thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
     }
 }
 

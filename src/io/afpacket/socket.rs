@@ -3,9 +3,11 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::gso::{parse_vnet, Gso, VNET_HDR_LEN};
+use crate::io::sys;
+use crate::io::sys::socket::{getsockopt, setsockopt};
 
 /// Frames per `recvmmsg` / `sendmmsg` call.
 pub(crate) const BATCH: usize = 64;
@@ -24,40 +26,6 @@ const CMSG_BYTES: usize = 64;
 #[derive(Clone, Copy)]
 struct CmsgBuf([u8; CMSG_BYTES]);
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: value points at a live T of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn getsockopt<T: Copy>(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: &mut T,
-) -> io::Result<()> {
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: value points at a live, writable T; len holds its size.
-    let rc = unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// A raw AF_PACKET socket on one interface (all protocols), which:
 /// - reports auxiliary data (`PACKET_AUXDATA`: checksum state, stripped VLAN tags);
 /// - puts a `virtio_net_hdr` in front of every frame, received or sent
@@ -72,45 +40,20 @@ pub(crate) struct PacketSocket {
 impl PacketSocket {
     pub(crate) fn open(ifindex: u32) -> io::Result<PacketSocket> {
         // Protocol 0: no frame is queued before bind() picks the interface.
-        // SAFETY: socket() takes no pointers; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a freshly created descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = sys::socket::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )?;
         let one: libc::c_int = 1;
-        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)?;
-        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
-        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
-        setsockopt(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
-        if setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF_BYTES).is_err() {
-            setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF_BYTES)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one)?;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF_BYTES).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF_BYTES)?;
         }
-        let ifindex = libc::c_int::try_from(ifindex)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = ifindex;
-        // SAFETY: addr is a valid sockaddr_ll of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::socket::bind_link(&fd, ifindex, libc::ETH_P_ALL as u16)?;
         Ok(PacketSocket { fd })
     }
 
@@ -122,14 +65,13 @@ impl PacketSocket {
     /// `PACKET_FANOUT_FLAG_IGNORE_OUTGOING` (Linux 6.7+) or not, and every member
     /// must pass the same flags.
     pub(crate) fn join_fanout(&self, group: Option<u16>, flags: u32) -> io::Result<u16> {
-        let fd = self.fd.as_raw_fd();
+        let fd = &self.fd;
         let arg: u32 = match group {
             Some(id) => u32::from(id) | ((libc::PACKET_FANOUT_HASH | flags) << 16),
             None => (libc::PACKET_FANOUT_HASH | flags | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16,
         };
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
-        let mut joined: u32 = 0;
-        getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined)?;
+        let joined: u32 = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT)?;
         Ok((joined & 0xffff) as u16)
     }
 
@@ -146,20 +88,15 @@ impl PacketSocket {
             // SAFETY: every header points into batch's own buffers, which live as
             // long as batch, were sized once at construction and never move (see
             // RxBatch); the kernel writes at most the lengths they give.
-            let rc = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    batch.hdrs.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
+            let received =
+                unsafe { sys::socket::recvmmsg(&self.fd, &mut batch.hdrs, libc::MSG_DONTWAIT) };
+            let err = match received {
+                Ok(count) => {
+                    batch.count = count;
+                    return Ok(count);
+                }
+                Err(err) => err,
             };
-            if rc >= 0 {
-                batch.count = rc as usize;
-                return Ok(batch.count);
-            }
-            let err = io::Error::last_os_error();
             match err.raw_os_error() {
                 Some(libc::EAGAIN) => return Ok(0),
                 Some(libc::EINTR) => continue,
@@ -187,26 +124,25 @@ impl PacketSocket {
                 // SAFETY: hdrs[next..count] point at scratch's iovecs, which point at
                 // frames borrowed for this call and at a static header; the kernel
                 // only reads them.
-                let rc = unsafe {
-                    libc::sendmmsg(
-                        self.fd.as_raw_fd(),
-                        scratch.hdrs.as_mut_ptr().add(next),
-                        (count - next) as libc::c_uint,
+                let sent = unsafe {
+                    sys::socket::sendmmsg(
+                        &self.fd,
+                        &mut scratch.hdrs[next..count],
                         libc::MSG_DONTWAIT,
                     )
                 };
-                if rc < 0 {
-                    let err = io::Error::last_os_error();
-                    if err.raw_os_error() == Some(libc::EINTR) {
+                let sent = match sent {
+                    Ok(sent) => sent,
+                    Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
+                    Err(err) => {
+                        outcome.failed += 1;
+                        outcome.error.get_or_insert(err);
+                        next += 1;
                         continue;
                     }
-                    outcome.failed += 1;
-                    outcome.error.get_or_insert(err);
-                    next += 1;
-                    continue;
-                }
-                outcome.sent += rc as usize;
-                next += rc as usize;
+                };
+                outcome.sent += sent;
+                next += sent;
                 if next < count {
                     // sendmmsg stops at the first frame the kernel refused.
                     outcome.failed += 1;
@@ -219,16 +155,8 @@ impl PacketSocket {
     /// The kernel's counters since the last call: frames queued to this socket, and
     /// frames dropped because its receive queue was full.
     pub(crate) fn kernel_stats(&self) -> io::Result<(u64, u64)> {
-        let mut stats = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        getsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            &mut stats,
-        )?;
+        let stats: libc::tpacket_stats =
+            getsockopt(&self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
         Ok((u64::from(stats.tp_packets), u64::from(stats.tp_drops)))
     }
 
@@ -289,8 +217,7 @@ impl RxBatch {
     pub(crate) fn new(frame_room: usize) -> RxBatch {
         let slot = (HEADROOM + frame_room).next_multiple_of(64);
         let mut buf = vec![0u8; BATCH * slot];
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut names = vec![unsafe { std::mem::zeroed::<libc::sockaddr_ll>() }; BATCH];
+        let mut names = vec![sys::zeroed::<libc::sockaddr_ll>(); BATCH];
         let mut cmsgs = vec![CmsgBuf([0; CMSG_BYTES]); BATCH];
         let mut vnet = vec![[0u8; VNET_HDR_LEN]; BATCH];
         let mut iov: Vec<[libc::iovec; 2]> = buf
@@ -311,8 +238,7 @@ impl RxBatch {
             .collect();
         let hdrs = (0..BATCH)
             .map(|i| {
-                // SAFETY: msghdr is plain data; all-zero is a valid value.
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                let mut msg: libc::msghdr = sys::zeroed();
                 msg.msg_name = (&mut names[i] as *mut libc::sockaddr_ll).cast();
                 msg.msg_iov = iov[i].as_mut_ptr();
                 msg.msg_iovlen = 2;
@@ -477,8 +403,7 @@ impl TxScratch {
             ]
         }));
         for iov in &mut self.iov {
-            // SAFETY: msghdr is plain data; all-zero is a valid value.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            let mut msg: libc::msghdr = sys::zeroed();
             msg.msg_iov = iov.as_mut_ptr();
             msg.msg_iovlen = 2;
             self.hdrs.push(libc::mmsghdr {

@@ -19,7 +19,7 @@ use ipnet::Ipv4Net;
 use super::filter::ruleset;
 use super::*;
 use crate::config::PortRange;
-use crate::io::system::netns::TestNetns;
+use crate::io::system::netns::{enter_named, TestNetns};
 use crate::io::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 use crate::router::{DropReason, KernelReason};
 
@@ -228,17 +228,13 @@ impl Testbed {
             socket.set_read_timeout(Some(quiet)).unwrap();
             // Room for every datagram even if this thread is not scheduled for a while.
             let bytes: libc::c_int = 16 << 20;
-            // SAFETY: a valid socket and a c_int option value of the size passed.
-            let rc = unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&socket),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUFFORCE,
-                    (&bytes as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+            crate::io::sys::socket::setsockopt(
+                &socket,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &bytes,
+            )
+            .expect("SO_RCVBUFFORCE");
             ready_tx.send(()).unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 2048];
@@ -252,16 +248,6 @@ impl Testbed {
         });
         (ready_rx, handle)
     }
-}
-
-/// Moves the calling thread into a namespace by name (for threads that outlive a
-/// borrow of the TestNetns).
-fn enter_named(name: &str) {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/run/netns/{name}")).expect("namespace file");
-    // SAFETY: the descriptor is a valid namespace file for the duration of the call.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
 }
 
 /// Sends `count` datagrams from the LAN host to the ISP, spread over `flows`

@@ -18,7 +18,6 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::ffi::CString;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -29,7 +28,8 @@ use program::{Program, MAX_QUEUES};
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
-use crate::io::{DataPathSetup, FrameProcessor, ZeroCopy};
+use crate::io::system::{self, SystemError};
+use crate::io::{sys, DataPathSetup, FrameProcessor, ZeroCopy};
 use crate::router::Router;
 
 /// The largest interface MTU the backend accepts: a frame (MTU + Ethernet and VLAN
@@ -205,7 +205,7 @@ impl XdpDataPath {
                     .name(format!("xwan-xdp-q{queue}"))
                     .spawn(move || {
                         if let Some(cpu) = cpu {
-                            if let Err(source) = pin_to_cpu(cpu) {
+                            if let Err(source) = sys::sched::pin_to_cpu(cpu) {
                                 let _ = ready.send(Err(XdpError::Pin { queue, cpu, source }));
                                 return Ok(WorkerEnd::default());
                             }
@@ -350,7 +350,12 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
         return Err(XdpError::Setup("no interfaces".to_string()));
     }
     for interface in &setup.interfaces {
-        let ifindex = interface_index(&interface.name)?;
+        let (ifindex, mtu) = system::index_and_mtu(&interface.name).map_err(|err| match err {
+            SystemError::InterfaceNotFound(_) | SystemError::InvalidInterfaceName(_) => {
+                XdpError::NoInterface(interface.name.clone())
+            }
+            _ => XdpError::Setup(format!("cannot read {}'s MTU: {err}", interface.name)),
+        })?;
         if ifindex != interface.ifindex {
             return Err(XdpError::Setup(format!(
                 "{} has ifindex {ifindex}, not {} as given",
@@ -364,7 +369,6 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
                 queues: setup.queues,
             });
         }
-        let mtu = interface_mtu(&interface.name)?;
         if mtu > MAX_MTU {
             return Err(XdpError::MtuTooLarge {
                 interface: interface.name.clone(),
@@ -401,69 +405,4 @@ fn open_workers(setup: &DataPathSetup) -> Result<(Vec<QueueWorker>, bool), XdpEr
         None => false,
     };
     Ok((workers, zero_copy))
-}
-
-fn interface_index(name: &str) -> Result<u32, XdpError> {
-    let cname = CString::new(name).map_err(|_| XdpError::NoInterface(name.to_string()))?;
-    // SAFETY: cname is a NUL-terminated string that outlives the call.
-    let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(XdpError::NoInterface(name.to_string()));
-    }
-    Ok(ifindex)
-}
-
-/// The interface's MTU, asked of the kernel with SIOCGIFMTU (so the answer is for the
-/// calling thread's network namespace).
-fn interface_mtu(name: &str) -> Result<u32, XdpError> {
-    let bytes = name.as_bytes();
-    if bytes.len() >= libc::IFNAMSIZ {
-        return Err(XdpError::NoInterface(name.to_string()));
-    }
-    // SAFETY: plain socket(2) call; the descriptor is closed below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(XdpError::Setup(format!(
-            "cannot open a socket to read {name}'s MTU: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: fd is an open socket and req a valid ifreq naming the interface.
-    let ret = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
-    let err = io::Error::last_os_error();
-    // SAFETY: fd was opened above and is not used after this.
-    unsafe { libc::close(fd) };
-    if ret < 0 {
-        return Err(match err.raw_os_error() {
-            Some(libc::ENODEV) => XdpError::NoInterface(name.to_string()),
-            _ => XdpError::Setup(format!("cannot read {name}'s MTU: {err}")),
-        });
-    }
-    // SAFETY: SIOCGIFMTU filled the ifru_mtu member of the union.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    Ok(mtu as u32)
-}
-
-fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "CPU number out of range",
-        ));
-    }
-    // SAFETY: cpu is below CPU_SETSIZE, so the bit is inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: set is a valid cpu_set_t of the size passed; 0 means the calling thread.
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

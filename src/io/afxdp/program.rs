@@ -12,16 +12,15 @@
 //! - any other program: someone else's: error, nothing is touched.
 
 use std::collections::BTreeSet;
-use std::ffi::CStr;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, PoisonError};
 
 use ipnet::Ipv4Net;
-use libbpf_rs::libbpf_sys;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
+use crate::io::sys;
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::Port;
 
@@ -195,37 +194,22 @@ impl Program {
     }
 
     fn attach_one(&self, interface: &Interface) -> Result<Attachment, XdpError> {
-        let prog_fd = self.program_fd()?;
         let mut native_error = None;
         for (mode, flags) in [
-            (XdpMode::Native, libbpf_sys::XDP_FLAGS_DRV_MODE),
-            (XdpMode::Generic, libbpf_sys::XDP_FLAGS_SKB_MODE),
+            (XdpMode::Native, sys::bpf::XDP_FLAGS_DRV_MODE),
+            (XdpMode::Generic, sys::bpf::XDP_FLAGS_SKB_MODE),
         ] {
-            let opts = libbpf_sys::bpf_link_create_opts {
-                sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
-                flags,
-                ..Default::default()
+            let prog = self.program_fd()?;
+            let err = match sys::bpf::attach_xdp_link(prog, interface.ifindex, flags) {
+                Ok(link) => {
+                    return Ok(Attachment {
+                        interface: interface.name.clone(),
+                        mode,
+                        _link: link,
+                    })
+                }
+                Err(err) => err,
             };
-            // SAFETY: prog_fd is this object's loaded program, opts is a valid, sized
-            // options struct that outlives the call.
-            let fd = unsafe {
-                libbpf_sys::bpf_link_create(
-                    prog_fd,
-                    interface.ifindex as i32,
-                    libbpf_sys::BPF_XDP,
-                    &opts,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: bpf_link_create returned a new file descriptor that nothing else owns.
-                let link = unsafe { OwnedFd::from_raw_fd(fd) };
-                return Ok(Attachment {
-                    interface: interface.name.clone(),
-                    mode,
-                    _link: link,
-                });
-            }
-            let err = std::io::Error::from_raw_os_error(-fd);
             match err.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => {
                     return Err(XdpError::Permission(format!(
@@ -264,16 +248,8 @@ impl Program {
 
     /// Applies the ownership rules (module docs) to the program already on `interface`.
     fn clear_stale(&self, interface: &Interface) -> Result<(), XdpError> {
-        let ifindex = interface.ifindex as i32;
-        let mut query = libbpf_sys::bpf_xdp_query_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t,
-            ..Default::default()
-        };
-        // SAFETY: query is a valid, sized options struct the call fills in.
-        let ret = unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut query) };
-        if ret < 0 {
-            let err = std::io::Error::from_raw_os_error(-ret);
-            return Err(match err.raw_os_error() {
+        let programs =
+            sys::bpf::query_xdp(interface.ifindex).map_err(|err| match err.raw_os_error() {
                 Some(libc::ENODEV) => XdpError::NoInterface(interface.name.clone()),
                 Some(libc::EPERM) | Some(libc::EACCES) => {
                     XdpError::Permission(format!("querying XDP on {}", interface.name))
@@ -282,17 +258,16 @@ impl Program {
                     interface: interface.name.clone(),
                     detail: format!("querying its XDP program: {err}"),
                 },
-            });
-        }
+            })?;
         for (prog_id, flags) in [
-            (query.drv_prog_id, libbpf_sys::XDP_FLAGS_DRV_MODE),
-            (query.skb_prog_id, libbpf_sys::XDP_FLAGS_SKB_MODE),
-            (query.hw_prog_id, libbpf_sys::XDP_FLAGS_HW_MODE),
+            (programs.native, sys::bpf::XDP_FLAGS_DRV_MODE),
+            (programs.generic, sys::bpf::XDP_FLAGS_SKB_MODE),
+            (programs.offloaded, sys::bpf::XDP_FLAGS_HW_MODE),
         ] {
             if prog_id == 0 {
                 continue;
             }
-            let name = program_name(prog_id).unwrap_or_else(|| format!("id {prog_id}"));
+            let name = sys::bpf::program_name(prog_id).unwrap_or_else(|| format!("id {prog_id}"));
             if name != PROGRAM_NAME {
                 return Err(XdpError::Busy {
                     interface: interface.name.clone(),
@@ -303,14 +278,7 @@ impl Program {
                     ),
                 });
             }
-            let opts = libbpf_sys::bpf_xdp_attach_opts {
-                sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as libbpf_sys::size_t,
-                ..Default::default()
-            };
-            // SAFETY: opts is a valid, sized options struct; detaching by netlink
-            // touches only this interface's program in this mode.
-            let ret = unsafe { libbpf_sys::bpf_xdp_detach(ifindex, flags, &opts) };
-            if ret < 0 {
+            if sys::bpf::detach_xdp(interface.ifindex, flags).is_err() {
                 return Err(XdpError::Busy {
                     interface: interface.name.clone(),
                     detail: format!(
@@ -326,28 +294,6 @@ impl Program {
         }
         Ok(())
     }
-}
-
-/// The name of the loaded BPF program with this id, if it can be read.
-fn program_name(prog_id: u32) -> Option<String> {
-    // SAFETY: plain syscall wrapper; a negative result is an error code.
-    let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(prog_id) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a new descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut info = libbpf_sys::bpf_prog_info::default();
-    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-    // SAFETY: info is a writable bpf_prog_info of `len` bytes.
-    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
-    if ret < 0 {
-        return None;
-    }
-    let bytes: Vec<u8> = info.name.iter().map(|&c| c as u8).collect();
-    CStr::from_bytes_until_nul(&bytes)
-        .ok()
-        .map(|name| name.to_string_lossy().into_owned())
 }
 
 fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {

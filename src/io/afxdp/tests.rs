@@ -12,6 +12,7 @@ use ipnet::Ipv4Net;
 
 use super::*;
 use crate::config::PortRange;
+use crate::io::system::netns::enter_named;
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::{DropReason, FrameMeta, KernelReason, Port, Verdict};
 
@@ -181,12 +182,9 @@ impl Testbed {
 
     /// Runs `f` on a thread inside the router namespace.
     fn in_router<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.router);
+        let router = self.router.clone();
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).expect("router netns");
-            // SAFETY: setns on this thread only, with a valid network namespace fd.
-            let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(ret, 0, "setns: {}", std::io::Error::last_os_error());
+            enter_named(&router);
             f()
         })
         .join()

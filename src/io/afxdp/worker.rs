@@ -17,7 +17,8 @@ use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig,
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::XdpError;
-use crate::io::{FrameProcessor, Interface};
+use crate::io::idle::{Idle, IdlePolicy};
+use crate::io::{sys, FrameProcessor, Interface};
 use crate::router::{FrameMeta, Port, Verdict};
 
 /// UMEM frame size; the packet data room is this minus the kernel's 256-byte headroom.
@@ -30,10 +31,12 @@ const FRAMES_PER_SOCKET: u32 = 2048;
 const FILL_TARGET: u32 = 1024;
 /// Descriptors taken off an RX or completion ring at once.
 const BATCH: usize = 64;
-/// Rounds with nothing to do before the worker blocks in poll().
-const IDLE_ROUNDS: u32 = 16;
-/// How long one idle poll() blocks, which bounds how long a stop takes to be seen.
-const POLL_TIMEOUT_MS: i32 = 10;
+/// Empty rounds before the worker blocks in poll(), and how long one poll()
+/// blocks, which bounds how long a stop takes to be seen.
+const IDLE: IdlePolicy = IdlePolicy {
+    spin_rounds: 16,
+    poll_timeout: Duration::from_millis(10),
+};
 /// The kernel sends at most 32 frames per copy-mode TX wakeup: wakeups per flush.
 const MAX_TX_KICKS: usize = 8;
 /// How long shutdown waits for frames on TX rings to complete.
@@ -228,25 +231,14 @@ impl QueueWorker {
         let Some(socket) = self.sockets.first() else {
             return Ok(false);
         };
-        let mut options = libc::xdp_options { flags: 0 };
-        let mut len = std::mem::size_of::<libc::xdp_options>() as libc::socklen_t;
-        // SAFETY: options is a writable xdp_options of `len` bytes; the fd is a live AF_XDP socket.
-        let ret = unsafe {
-            libc::getsockopt(
-                socket.rx.fd().as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_OPTIONS,
-                (&mut options as *mut libc::xdp_options).cast(),
-                &mut len,
-            )
-        };
-        if ret != 0 {
-            return Err(XdpError::Socket {
-                interface: socket.interface.clone(),
-                queue: self.queue,
-                detail: format!("reading XDP_OPTIONS: {}", io::Error::last_os_error()),
-            });
-        }
+        let options: libc::xdp_options =
+            sys::socket::getsockopt(socket.rx.fd(), libc::SOL_XDP, libc::XDP_OPTIONS).map_err(
+                |err| XdpError::Socket {
+                    interface: socket.interface.clone(),
+                    queue: self.queue,
+                    detail: format!("reading XDP_OPTIONS: {err}"),
+                },
+            )?;
         Ok(options.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 
@@ -266,16 +258,7 @@ impl QueueWorker {
             .iter()
             .map(|_| Vec::with_capacity(BATCH))
             .collect();
-        let mut pollfds: Vec<libc::pollfd> = self
-            .sockets
-            .iter()
-            .map(|s| libc::pollfd {
-                fd: s.rx.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let mut idle_rounds = 0u32;
+        let mut idle = Idle::new(IDLE, self.sockets.iter().map(|s| s.rx.fd().as_raw_fd()));
 
         while !stop.load(Ordering::Relaxed) {
             let completed = self.reclaim_completions(&mut batch);
@@ -293,16 +276,13 @@ impl QueueWorker {
                     counters,
                 )?;
             }
-            if received == 0 && completed == 0 {
-                idle_rounds += 1;
-                if idle_rounds >= IDLE_ROUNDS {
-                    bump(&counters.idle_polls, 1);
-                    if poll_readable(&mut pollfds)? {
-                        idle_rounds = 0;
-                    }
-                }
-            } else {
-                idle_rounds = 0;
+            if received > 0 || completed > 0 {
+                idle.busy();
+            } else if idle
+                .empty()
+                .map_err(|err| XdpError::Thread(format!("poll on AF_XDP sockets: {err}")))?
+            {
+                bump(&counters.idle_polls, 1);
             }
         }
         Ok(self.shut_down(&mut batch))
@@ -486,26 +466,6 @@ fn kick_tx(socket: &mut XskSocket) -> Result<(), XdpError> {
         })?;
     }
     Ok(())
-}
-
-/// Blocks until a socket has frames to receive or the poll times out.
-fn poll_readable(pollfds: &mut [libc::pollfd]) -> Result<bool, XdpError> {
-    // SAFETY: pollfds is a valid array of pollfd of the given length.
-    let ret = unsafe {
-        libc::poll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
-            POLL_TIMEOUT_MS,
-        )
-    };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(XdpError::Thread(format!("poll on AF_XDP sockets: {err}")));
-    }
-    Ok(ret > 0)
 }
 
 fn source_text(err: &dyn std::error::Error) -> String {

@@ -3,7 +3,7 @@ use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 
 use super::*;
-use crate::io::system::netns::TestNetns;
+use crate::io::system::netns::{enter_named, TestNetns};
 
 const CONFIG: &str = r#"
 [lan]
@@ -424,13 +424,7 @@ fn echo_server(
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<()>,
 ) -> HashSet<SocketAddr> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
-    // SAFETY: the descriptor is a valid namespace file for the duration of the call.
-    assert_eq!(
-        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
+    enter_named(ns);
     let socket =
         UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 7)).expect("bind echo");
     socket
@@ -467,13 +461,7 @@ fn digest(data: &[u8]) -> String {
 /// connection to its end and answers with the digest of what it read.
 fn tcp_sink(ns: &str, stop: &AtomicBool, ready: std::sync::mpsc::Sender<()>) {
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace file");
-    // SAFETY: the descriptor is a valid namespace file for the duration of the call.
-    assert_eq!(
-        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-        0
-    );
+    enter_named(ns);
     let listener = std::net::TcpListener::bind("203.0.113.10:5001").expect("bind sink");
     listener.set_nonblocking(true).unwrap();
     ready.send(()).expect("test waiting");

@@ -1,13 +1,12 @@
 //! IPv4 addresses configured on interfaces (`getifaddrs`, which asks the kernel over
 //! netlink, so it answers for the calling thread's network namespace).
 
-use std::ffi::CStr;
-use std::io;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
 use super::SystemError;
+use crate::io::sys;
 
 /// One IPv4 address on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,49 +18,20 @@ pub struct InterfaceAddress {
 
 /// Every IPv4 address configured on every interface.
 pub fn ipv4_addresses() -> Result<Vec<InterfaceAddress>, SystemError> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: head is a valid out-pointer; on success the list is freed below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(SystemError::io("getifaddrs", io::Error::last_os_error()));
-    }
-    let mut found = Vec::new();
-    let mut cursor = head;
-    while !cursor.is_null() {
-        // SAFETY: cursor is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
-        }
-        // SAFETY: ifa_addr is non-null and points at a sockaddr of the list.
-        if i32::from(unsafe { (*entry.ifa_addr).sa_family }) != libc::AF_INET {
-            continue;
-        }
-        // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in.
-        let addr = unsafe { *entry.ifa_addr.cast::<libc::sockaddr_in>() };
-        let address = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-        let prefix = if entry.ifa_netmask.is_null() {
-            32
-        } else {
-            // SAFETY: the netmask of an AF_INET entry is a sockaddr_in.
-            let mask = unsafe { *entry.ifa_netmask.cast::<libc::sockaddr_in>() };
-            u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8
-        };
-        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
-        let name = unsafe { CStr::from_ptr(entry.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        if let Ok(net) = Ipv4Net::new(address, prefix) {
-            found.push(InterfaceAddress {
-                interface: name,
+    let entries = sys::link::ipv4_addresses().map_err(|err| SystemError::io("getifaddrs", err))?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|entry| {
+            let prefix = entry
+                .netmask
+                .map_or(32, |mask| u32::from(mask).leading_ones() as u8);
+            let net = Ipv4Net::new(entry.address, prefix).ok()?;
+            Some(InterfaceAddress {
+                interface: entry.interface,
                 net,
-            });
-        }
-    }
-    // SAFETY: head came from a successful getifaddrs and is freed exactly once;
-    // no reference into the list outlives this point (everything was copied).
-    unsafe { libc::freeifaddrs(head) };
-    Ok(found)
+            })
+        })
+        .collect())
 }
 
 /// Checks that `address` is configured on `interface`.

@@ -2,11 +2,10 @@
 //! for the network namespace of the calling thread, unlike `/sys/class/net`, which
 //! shows the namespace that mounted sysfs).
 
-use std::ffi::c_char;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::SystemError;
+use crate::io::sys::link::{EthtoolChannels, IfreqSocket};
 
 /// An interface as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,24 +20,6 @@ pub struct Link {
     pub up: bool,
     /// Carrier present (`IFF_RUNNING`).
     pub running: bool,
-}
-
-/// `ETHTOOL_GCHANNELS` from `linux/ethtool.h`.
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-
-/// `struct ethtool_channels` from `linux/ethtool.h`.
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
 }
 
 /// Looks an interface up by name in the calling thread's network namespace.
@@ -61,6 +42,13 @@ pub fn link(name: &str) -> Result<Link, SystemError> {
         up: flags & libc::IFF_UP != 0,
         running: flags & libc::IFF_RUNNING != 0,
     })
+}
+
+/// An interface's index and MTU, without the rest of [`link`] (so it works for
+/// any kind of interface).
+pub fn index_and_mtu(name: &str) -> Result<(u32, u32), SystemError> {
+    let sock = IoctlSocket::open()?;
+    Ok((sock.ifindex(name)?, sock.mtu(name)?))
 }
 
 /// Whether an interface is up with a carrier (`IFF_UP` and `IFF_RUNNING`: operstate
@@ -98,58 +86,36 @@ fn sysfs_rx_queues(name: &str, ifindex: u32) -> Option<u32> {
     u32::try_from(count).ok().filter(|&n| n > 0)
 }
 
-struct IoctlSocket(OwnedFd);
+/// The ioctl socket of [`sys::link`], with errors that name the interface.
+struct IoctlSocket(IfreqSocket);
 
 impl IoctlSocket {
     fn open() -> Result<IoctlSocket, SystemError> {
-        // SAFETY: socket() takes no pointers; the result is checked before use.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(SystemError::io(
-                "socket for interface ioctls",
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        Ok(IoctlSocket(unsafe { OwnedFd::from_raw_fd(fd) }))
+        IfreqSocket::open()
+            .map(IoctlSocket)
+            .map_err(|err| SystemError::io("socket for interface ioctls", err))
     }
 
-    fn request(name: &str) -> Result<libc::ifreq, SystemError> {
+    /// Runs one query, with the name checked first and a missing interface reported as such.
+    fn ask<T>(
+        &self,
+        name: &str,
+        query: impl FnOnce(&IfreqSocket) -> io::Result<T>,
+    ) -> Result<T, SystemError> {
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
             return Err(SystemError::InvalidInterfaceName(name.to_owned()));
         }
-        // SAFETY: ifreq is a plain C struct (a name array and a union of plain
-        // fields) for which all-zero bytes are a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-            *dst = src as c_char;
-        }
-        Ok(req)
-    }
-
-    fn ioctl(&self, name: &str, op: libc::Ioctl, req: &mut libc::ifreq) -> Result<(), SystemError> {
-        // SAFETY: req is a valid, writable ifreq that outlives the call; the
-        // ioctls used here read the name and write one union member (or, for
-        // SIOCETHTOOL, the buffer ifru_data points at, which the caller keeps alive).
-        let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), op, req as *mut libc::ifreq) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ENODEV) | Some(libc::ENXIO) => {
-                    SystemError::InterfaceNotFound(name.to_owned())
-                }
-                _ => SystemError::io(format!("interface {name}"), err),
-            });
-        }
-        Ok(())
+        query(&self.0).map_err(|err| match err.raw_os_error() {
+            Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                SystemError::InterfaceNotFound(name.to_owned())
+            }
+            _ => SystemError::io(format!("interface {name}"), err),
+        })
     }
 
     fn ifindex(&self, name: &str) -> Result<u32, SystemError> {
-        let mut req = Self::request(name)?;
-        self.ioctl(name, libc::SIOCGIFINDEX, &mut req)?;
-        // SAFETY: SIOCGIFINDEX succeeded, so it wrote ifru_ifindex.
-        let index = unsafe { req.ifr_ifru.ifru_ifindex };
+        let index = self.ask(name, |s| s.index(name))?;
         u32::try_from(index).map_err(|_| SystemError::Parse {
             what: format!("ifindex of {name}"),
             content: index.to_string(),
@@ -157,28 +123,18 @@ impl IoctlSocket {
     }
 
     fn mac(&self, name: &str) -> Result<[u8; 6], SystemError> {
-        let mut req = Self::request(name)?;
-        self.ioctl(name, libc::SIOCGIFHWADDR, &mut req)?;
-        // SAFETY: SIOCGIFHWADDR succeeded, so it wrote ifru_hwaddr.
-        let addr = unsafe { req.ifr_ifru.ifru_hwaddr };
-        if addr.sa_family != libc::ARPHRD_ETHER {
+        let (kind, mac) = self.ask(name, |s| s.hardware_address(name))?;
+        if kind != libc::ARPHRD_ETHER {
             return Err(SystemError::Parse {
                 what: format!("interface {name} is not Ethernet: hardware type"),
-                content: addr.sa_family.to_string(),
+                content: kind.to_string(),
             });
-        }
-        let mut mac = [0u8; 6];
-        for (dst, &src) in mac.iter_mut().zip(&addr.sa_data) {
-            *dst = src as u8;
         }
         Ok(mac)
     }
 
     fn mtu(&self, name: &str) -> Result<u32, SystemError> {
-        let mut req = Self::request(name)?;
-        self.ioctl(name, libc::SIOCGIFMTU, &mut req)?;
-        // SAFETY: SIOCGIFMTU succeeded, so it wrote ifru_mtu.
-        let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+        let mtu = self.ask(name, |s| s.mtu(name))?;
         u32::try_from(mtu).map_err(|_| SystemError::Parse {
             what: format!("MTU of {name}"),
             content: mtu.to_string(),
@@ -186,24 +142,12 @@ impl IoctlSocket {
     }
 
     fn flags(&self, name: &str) -> Result<i32, SystemError> {
-        let mut req = Self::request(name)?;
-        self.ioctl(name, libc::SIOCGIFFLAGS, &mut req)?;
-        // SAFETY: SIOCGIFFLAGS succeeded, so it wrote ifru_flags.
-        let flags = unsafe { req.ifr_ifru.ifru_flags };
-        // The flags are a bit set: reinterpret the C short's bits, don't sign-extend.
-        Ok(i32::from(flags as u16))
+        self.ask(name, |s| s.flags(name))
     }
 
     /// ethtool's channel counts; None where the driver does not report them.
     fn channels(&self, name: &str) -> Option<EthtoolChannels> {
-        let mut channels = EthtoolChannels {
-            cmd: ETHTOOL_GCHANNELS,
-            ..EthtoolChannels::default()
-        };
-        let mut req = Self::request(name).ok()?;
-        req.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
-        self.ioctl(name, libc::SIOCETHTOOL, &mut req).ok()?;
-        Some(channels)
+        self.ask(name, |s| s.channels(name)).ok()
     }
 }
 

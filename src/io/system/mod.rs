@@ -21,7 +21,7 @@ pub(crate) mod netns;
 mod sysctl;
 
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
-pub use link::{link, link_is_up, Link};
+pub use link::{index_and_mtu, link, link_is_up, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
 pub use sysctl::{local_port_range, read_sysctl};
 

@@ -2,9 +2,10 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use super::{parse_mac, SystemError};
+use crate::io::sys;
 
 /// One entry of the kernel's neighbour table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,42 +70,18 @@ const REQUEST_LEN: usize = NLMSG_HDR_LEN + NDMSG_LEN + RTA_DST_LEN;
 impl NeighbourProber {
     /// Opens a `NETLINK_ROUTE` socket in the calling thread's network namespace.
     pub fn open() -> Result<NeighbourProber, SystemError> {
-        // SAFETY: socket() takes no pointers; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(SystemError::io(
-                "netlink socket",
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = sys::socket::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+        .map_err(|err| SystemError::io("netlink socket", err))?;
         let timeout = libc::timeval {
             tv_sec: 1,
             tv_usec: 0,
         };
-        // SAFETY: the option value is a valid timeval of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(SystemError::io(
-                "netlink SO_RCVTIMEO",
-                io::Error::last_os_error(),
-            ));
-        }
+        sys::socket::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)
+            .map_err(|err| SystemError::io("netlink SO_RCVTIMEO", err))?;
         Ok(NeighbourProber { fd, seq: 0 })
     }
 
@@ -115,34 +92,13 @@ impl NeighbourProber {
         self.seq = self.seq.wrapping_add(1);
         let request = neigh_use_request(self.seq, ifindex, addr);
         let what = || format!("netlink neighbour probe of {addr} on ifindex {ifindex}");
-        // SAFETY: the buffer is valid for its length; an unconnected netlink socket
-        // sends to the kernel.
-        let sent = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                request.as_ptr().cast(),
-                request.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(SystemError::io(what(), io::Error::last_os_error()));
-        }
+        // An unconnected netlink socket sends to the kernel.
+        sys::socket::send(&self.fd, &request, 0).map_err(|err| SystemError::io(what(), err))?;
         let mut reply = [0u8; 512];
         loop {
-            // SAFETY: the buffer is valid and writable for its length.
-            let got = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    reply.as_mut_ptr().cast(),
-                    reply.len(),
-                    0,
-                )
-            };
-            if got < 0 {
-                return Err(SystemError::io(what(), io::Error::last_os_error()));
-            }
-            match parse_ack(&reply[..got as usize], self.seq) {
+            let got = sys::socket::recv(&self.fd, &mut reply, 0)
+                .map_err(|err| SystemError::io(what(), err))?;
+            match parse_ack(&reply[..got], self.seq) {
                 Some(0) => return Ok(()),
                 Some(errno) => {
                     return Err(SystemError::io(what(), io::Error::from_raw_os_error(errno)))

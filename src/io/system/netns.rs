@@ -2,7 +2,7 @@
 //! to run code inside it from a thread (`setns`), so the code under test sees only
 //! the interfaces the test created. Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -82,17 +82,7 @@ impl TestNetns {
     /// Moves the calling thread into the namespace. Threads it spawns afterwards,
     /// and processes it starts, are in the namespace too.
     pub(crate) fn enter(&self) {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.name))
-            .unwrap_or_else(|err| panic!("open /run/netns/{}: {err}", self.name));
-        // SAFETY: the descriptor is a valid namespace file for the duration of the call.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "setns into {}: {}",
-            self.name,
-            std::io::Error::last_os_error()
-        );
+        enter_named(&self.name);
     }
 
     /// Runs `body` on a new thread that has entered the namespace.
@@ -107,6 +97,16 @@ impl TestNetns {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
+    }
+}
+
+/// Moves the calling thread into the namespace `/run/netns/NAME` (also for
+/// threads that outlive a borrow of the [`TestNetns`]).
+pub(crate) fn enter_named(name: &str) {
+    let file = std::fs::File::open(format!("/run/netns/{name}"))
+        .unwrap_or_else(|err| panic!("open /run/netns/{name}: {err}"));
+    if let Err(err) = crate::io::sys::netns::enter_net(file.as_fd()) {
+        panic!("setns into {name}: {err}");
     }
 }
 
