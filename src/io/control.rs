@@ -22,12 +22,13 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::health::{self, SharedMonitor, StateChanges};
+use super::health::{SharedMonitor, StateChanges};
+use super::sync;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
@@ -71,7 +72,7 @@ impl LoadedConfig {
 
     /// The configuration in force and its generation.
     pub fn current(&self) -> (Arc<RunningConfig>, u64) {
-        let loaded = self.loaded.read().unwrap_or_else(PoisonError::into_inner);
+        let loaded = sync::read(&self.loaded);
         (Arc::clone(&loaded.running), loaded.generation)
     }
 
@@ -85,14 +86,11 @@ impl LoadedConfig {
     }
 
     fn loaded_at(&self) -> Instant {
-        self.loaded
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .at
+        sync::read(&self.loaded).at
     }
 
     fn replace(&self, running: RunningConfig) {
-        let mut loaded = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = sync::write(&self.loaded);
         loaded.running = Arc::new(running);
         loaded.at = Instant::now();
         loaded.generation += 1;
@@ -138,7 +136,7 @@ impl RuntimeControl {
     /// Health and override figures of every uplink, by id.
     fn controls(&self, running: &RunningConfig) -> Vec<UplinkControl> {
         let now = self.parts.epoch.elapsed();
-        let monitor = health::lock(&self.parts.monitor);
+        let monitor = sync::lock(&self.parts.monitor);
         (0..running.config.wans.len())
             .map(|id| {
                 let report = monitor.report(id as UplinkId);
@@ -217,11 +215,11 @@ impl RuntimeControl {
             Err(reply) => return reply,
         };
         let now = self.parts.epoch.elapsed();
-        let transition = health::lock(&self.parts.monitor).set_admin(id, state, now);
+        let transition = sync::lock(&self.parts.monitor).set_admin(id, state, now);
         if let Some(transition) = &transition {
             self.parts.changes.apply(transition);
         }
-        let up = health::lock(&self.parts.monitor).is_up(id);
+        let up = sync::lock(&self.parts.monitor).is_up(id);
         Reply::done(format!(
             "{name}: {} ({})",
             if up { "up" } else { "down" },
@@ -241,10 +239,7 @@ impl RuntimeControl {
     }
 
     fn try_reload(&self) -> Result<String, String> {
-        let _one = self
-            .reloading
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one = sync::lock(&self.reloading);
         let file = self.parts.config.file().to_path_buf();
         let new = Config::load(&file).map_err(|e| e.to_string())?;
         let running = self.parts.config.running();
@@ -260,7 +255,7 @@ impl RuntimeControl {
         let rst_sent = self.parts.changes.send_resets(&reconfigured.resets);
         let now = self.parts.epoch.elapsed();
         let transitions = {
-            let mut monitor = health::lock(&self.parts.monitor);
+            let mut monitor = sync::lock(&self.parts.monitor);
             let targets = config
                 .wans
                 .iter()

@@ -10,13 +10,14 @@
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use super::control::LoadedConfig;
 use super::probe::{echo_frame, probe_id, FrameSocket, ProbeSocket};
+use super::sync;
 use super::system::Link;
 use crate::config::{Config, UplinkId};
 use crate::health::{Monitor, Settings, Transition};
@@ -33,12 +34,6 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The monitor, shared with the control socket.
 pub type SharedMonitor = Arc<Mutex<Monitor>>;
-
-pub fn lock(monitor: &SharedMonitor) -> MutexGuard<'_, Monitor> {
-    monitor
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A new monitor for `config`: every uplink up, probing its targets.
 pub fn monitor(config: &Config, epoch: Instant) -> SharedMonitor {
@@ -270,7 +265,7 @@ impl HealthThread {
         let stats = self.router.stats();
         let mut transitions = Vec::new();
         let probes = {
-            let mut monitor = lock(&self.monitor);
+            let mut monitor = sync::lock(&self.monitor);
             for (id, prober) in self.probers.iter().enumerate() {
                 // An uplink with probes is judged by them (an unresolved gateway
                 // fails its rounds); one without is up while its link is up and,

@@ -16,6 +16,7 @@ mod health;
 mod idle;
 mod probe;
 mod runtime;
+mod sync;
 mod sys;
 pub mod system;
 

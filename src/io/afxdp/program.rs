@@ -14,13 +14,13 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use ipnet::Ipv4Net;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
-use crate::io::sys;
+use crate::io::{sync, sys};
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::Port;
 
@@ -354,7 +354,7 @@ impl OwnedMaps {
     /// go. Each entry changes atomically, and entries that stay are not
     /// touched, so the traffic they describe is redirected throughout.
     pub fn update(&self, owned: &OwnedTraffic) -> Result<(), XdpError> {
-        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = sync::lock(&self.current);
         let current = &mut *guard;
         let wanted = Keys::of(owned);
         for (map, name, have, want) in [
