@@ -1,9 +1,16 @@
 use std::collections::HashSet;
-use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
 
+use super::discovery::{port_range_advice, Discovered};
 use super::*;
+use crate::config::PortRange;
+use crate::io::afpacket::KernelFilter;
 use crate::io::system::netns::{enter_named, TestNetns};
+use crate::io::system::Link;
+use crate::io::ZeroCopy;
+use crate::router::Port;
+use ipnet::Ipv4Net;
 
 const CONFIG: &str = r#"
 [lan]

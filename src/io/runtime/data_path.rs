@@ -1,0 +1,126 @@
+//! The backend `xwan run` drives, and the kernel changes that come with it.
+
+use super::discovery::owned_traffic;
+use super::options::{IoMode, RunError};
+use crate::config::Config;
+use crate::control::protocol::WorkerReport;
+use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
+use crate::io::afxdp::{XdpDataPath, XdpReport};
+use crate::io::control::{KernelUpdate, WorkerStatsSource};
+use crate::io::DataPathSetup;
+use crate::router::Router;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+pub(super) enum DataPath {
+    Packet {
+        path: PacketDataPath,
+        filter: KernelFilter,
+    },
+    Xdp(XdpDataPath),
+}
+
+/// Per-worker figures for `xwan status`: the AF_XDP workers' live counters;
+/// the packet backend reports its counters only when it stops.
+pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
+    match data_path {
+        DataPath::Xdp(path) => {
+            let read = path.stats_reader();
+            Box::new(move || {
+                read()
+                    .into_iter()
+                    .map(|w| WorkerReport {
+                        queue: w.queue,
+                        rx_packets: w.rx,
+                        tx_packets: w.tx,
+                        batches: w.batches,
+                        idle_ratio: w.idle_polls as f64 / (w.idle_polls + w.batches).max(1) as f64,
+                    })
+                    .collect()
+            })
+        }
+        DataPath::Packet { .. } => Box::new(Vec::new),
+    }
+}
+
+/// What the data path did, from [`Running::shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataPathReport {
+    Packet(PacketReport),
+    Xdp(XdpReport),
+}
+
+pub(super) fn start_data_path(
+    router: &Arc<Router>,
+    setup: &DataPathSetup,
+    config: &Config,
+    io: Option<IoMode>,
+) -> Result<DataPath, RunError> {
+    let packet = || -> Result<DataPath, RunError> {
+        // The filter goes in first: until the workers run, owned traffic is dropped
+        // rather than forwarded un-NATed by the kernel.
+        let filter = KernelFilter::install(setup, &config.rules)?;
+        info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        let path = PacketDataPath::start(Arc::clone(router), setup)?;
+        info!(workers = setup.queues, "AF_PACKET data path started");
+        Ok(DataPath::Packet { path, filter })
+    };
+    match io {
+        Some(IoMode::Packet) => packet(),
+        Some(IoMode::Xdp) => Ok(DataPath::Xdp(XdpDataPath::start(
+            Arc::clone(router),
+            setup,
+        )?)),
+        None => match XdpDataPath::start(Arc::clone(router), setup) {
+            Ok(path) => Ok(DataPath::Xdp(path)),
+            Err(err) => {
+                warn!("XDP data path unavailable ({err}); falling back to AF_PACKET");
+                packet()
+            }
+        },
+    }
+}
+
+/// What a reload changes on the kernel side: the XDP program's maps of
+/// forwarded ports and bypassed prefixes, or the packet backend's nftables
+/// table (replaced in one transaction).
+pub(super) fn kernel_update(
+    data_path: &DataPath,
+    setup: &DataPathSetup,
+    local_addresses: &[Ipv4Addr],
+) -> Result<KernelUpdate, RunError> {
+    let local = local_addresses.to_vec();
+    Ok(match data_path {
+        DataPath::Xdp(path) => {
+            let maps = path.owned_maps(&setup.owned)?;
+            Box::new(move |config: &Config| {
+                maps.update(&owned_traffic(config, &local))
+                    .map_err(|e| e.to_string())
+            })
+        }
+        DataPath::Packet { .. } => {
+            let setup = setup.clone();
+            Box::new(move |config: &Config| {
+                let setup = DataPathSetup {
+                    owned: owned_traffic(config, &local),
+                    ..setup.clone()
+                };
+                KernelFilter::replace(&setup, &config.rules).map_err(|e| e.to_string())
+            })
+        }
+    })
+}
+
+/// Stops a data path that started, when the start-up fails after it.
+pub(super) fn stop_data_path(data_path: DataPath) {
+    match data_path {
+        DataPath::Packet { path, filter } => {
+            let _ = path.stop();
+            let _ = filter.remove();
+        }
+        DataPath::Xdp(path) => {
+            let _ = path.stop();
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Start-up checks and discovery: privileges, the interfaces and addresses of a
+//! configuration, the kernel's port range, the traffic xwan owns, the summary logged.
+
+use super::options::{IoMode, RunError, RunOptions};
+use crate::config::{Action, Config, PortRange, Proto, UplinkId};
+use crate::io::system::{self, format_mac, Link, SystemError};
+use crate::io::{DataPathSetup, Interface, OwnedTraffic};
+use crate::router::Port;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use tracing::{info, warn};
+
+/// The interfaces and addresses found for a configuration.
+pub(super) struct Discovered {
+    pub(super) lan: Link,
+    /// One per uplink, in config order.
+    pub(super) wans: Vec<Link>,
+    pub(super) local_addresses: Vec<Ipv4Addr>,
+}
+
+/// CAP_NET_ADMIN and CAP_NET_RAW, from `/proc/self/status`.
+pub(super) fn check_privileges() -> Result<(), RunError> {
+    const NEEDED: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW")];
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|err| SystemError::io("/proc/self/status", err))?;
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(bit, _)| effective & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::NotPrivileged(missing.join(" and ")))
+    }
+}
+
+/// Finds every configured interface (the config guarantees each is used once) and
+/// checks that each WAN address is configured on its interface.
+pub(super) fn discover(config: &Config) -> Result<Discovered, RunError> {
+    let lan = system::link(&config.lan.interface)?;
+    let wans = config
+        .wans
+        .iter()
+        .map(|wan| system::link(&wan.interface))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addresses = system::ipv4_addresses()?;
+    for wan in &config.wans {
+        system::check_address(&addresses, &wan.interface, wan.address)?;
+    }
+    let mut local_addresses: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
+    local_addresses.sort();
+    local_addresses.dedup();
+    Ok(Discovered {
+        lan,
+        wans,
+        local_addresses,
+    })
+}
+
+/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
+pub(super) fn check_port_ranges(nat: PortRange) -> Result<(), RunError> {
+    let kernel = system::local_port_range()?;
+    if !kernel.overlaps(&nat) {
+        return Ok(());
+    }
+    Err(RunError::PortRangeOverlap {
+        kernel,
+        nat,
+        advice: port_range_advice(nat),
+    })
+}
+
+/// What to set `ip_local_port_range` to: the ports above the NAT range if they are
+/// at least 1000, else those between 1024 and the NAT range.
+pub(super) fn port_range_advice(nat: PortRange) -> String {
+    let above = (nat.hi < u16::MAX).then(|| PortRange {
+        lo: nat.hi.max(1023) + 1,
+        hi: u16::MAX,
+    });
+    let below = (nat.lo > 1024).then(|| PortRange {
+        lo: 1024,
+        hi: nat.lo - 1,
+    });
+    match [above, below].into_iter().flatten().find(|r| r.len() >= 1000) {
+        Some(r) => format!(
+            "move the kernel's range out of it, e.g. `sysctl -w net.ipv4.ip_local_port_range=\"{} {}\"` \
+             (and in /etc/sysctl.d to keep it)",
+            r.lo, r.hi
+        ),
+        None => "narrow [nat] ports to leave the kernel at least 1000 ports above 1024, then set \
+                 net.ipv4.ip_local_port_range to them"
+            .to_owned(),
+    }
+}
+
+pub(super) fn interfaces(found: &Discovered) -> Vec<Interface> {
+    let one = |link: &Link, port: Port| Interface {
+        name: link.name.clone(),
+        ifindex: link.ifindex,
+        mac: link.mac,
+        port,
+        rx_queues: link.rx_queues,
+    };
+    std::iter::once(one(&found.lan, Port::Lan))
+        .chain(
+            found
+                .wans
+                .iter()
+                .enumerate()
+                .map(|(id, link)| one(link, Port::Wan(id as UplinkId))),
+        )
+        .collect()
+}
+
+pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> OwnedTraffic {
+    // Destination-only bypass rules ahead of every other rule: whatever they match
+    // is the kernel's whatever else the packet holds.
+    let bypass: Vec<Ipv4Net> = config
+        .rules
+        .iter()
+        .take_while(|r| r.action == Action::Bypass)
+        .filter(|r| {
+            r.proto == Proto::Any
+                && r.src.is_empty()
+                && r.src_port.is_empty()
+                && r.dst_port.is_empty()
+        })
+        .flat_map(|r| r.dst.iter().copied())
+        .collect();
+    let forwards = |proto: Proto| -> Vec<(Ipv4Addr, u16)> {
+        config
+            .forwards
+            .iter()
+            .filter(|f| f.proto == proto)
+            .flat_map(|f| {
+                f.wans
+                    .iter()
+                    .filter_map(|&id| config.wans.get(usize::from(id)))
+                    .map(move |wan| (wan.address, f.port))
+            })
+            .collect()
+    };
+    OwnedTraffic {
+        lan_networks: config.lan.networks.clone(),
+        bypass,
+        local_addresses: local_addresses.to_vec(),
+        wan_addresses: config.wans.iter().map(|w| w.address).collect(),
+        nat_ports: config.nat.ports,
+        tcp_forwards: forwards(Proto::Tcp),
+        udp_forwards: forwards(Proto::Udp),
+    }
+}
+
+pub(super) fn log_summary(
+    config: &Config,
+    config_path: &Path,
+    found: &Discovered,
+    setup: &DataPathSetup,
+    options: &RunOptions,
+    gateway_macs: &[Option<[u8; 6]>],
+) {
+    let mode = match options.io {
+        Some(IoMode::Xdp) => "xdp",
+        Some(IoMode::Packet) => "packet",
+        None => "xdp (packet if XDP cannot start)",
+    };
+    info!(
+        "xwan {} starting: config {}, io {mode}, {} worker(s), cpus {:?}",
+        crate::cli::VERSION,
+        config_path.display(),
+        setup.queues,
+        setup.cpus
+    );
+    let nets: Vec<String> = config
+        .lan
+        .networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    info!(
+        "lan on {}: ifindex {}, mac {}, mtu {}, {} rx queue(s), networks {}",
+        found.lan.name,
+        found.lan.ifindex,
+        format_mac(&found.lan.mac),
+        found.lan.mtu,
+        found.lan.rx_queues,
+        nets.join(", ")
+    );
+    for ((wan, link), gateway) in config.wans.iter().zip(&found.wans).zip(gateway_macs) {
+        info!(
+            "uplink {} on {}: ifindex {}, mac {}, mtu {}, {} rx queue(s), address {}, gateway {} ({})",
+            wan.name,
+            link.name,
+            link.ifindex,
+            format_mac(&link.mac),
+            link.mtu,
+            link.rx_queues,
+            wan.address,
+            wan.gateway,
+            gateway.map_or_else(|| "resolving".to_owned(), |mac| format!("at {}", format_mac(&mac)))
+        );
+    }
+    info!(
+        "nat ports {}-{}, {} port forward(s), {} rule(s)",
+        config.nat.ports.lo,
+        config.nat.ports.hi,
+        config.forwards.len(),
+        config.rules.len()
+    );
+    for link in std::iter::once(&found.lan).chain(&found.wans) {
+        if !link.up {
+            warn!("interface {} is down", link.name);
+        }
+    }
+}
