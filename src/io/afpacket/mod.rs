@@ -232,11 +232,11 @@ impl PacketDataPath {
     }
 
     /// Stops every worker and returns their counters, or the first worker's error.
-    pub fn stop(self) -> Result<PacketReport, PacketError> {
+    pub fn stop(mut self) -> Result<PacketReport, PacketError> {
         self.stop.store(true, Ordering::Relaxed);
         let mut workers = Vec::with_capacity(self.workers.len());
         let mut first_error = None;
-        for (index, handle) in self.workers.into_iter().enumerate() {
+        for (index, handle) in std::mem::take(&mut self.workers).into_iter().enumerate() {
             match handle.join() {
                 Ok(Ok(counters)) => workers.push(counters),
                 Ok(Err(err)) => {
@@ -250,6 +250,16 @@ impl PacketDataPath {
         match first_error {
             Some(err) => Err(err),
             None => Ok(PacketReport { workers }),
+        }
+    }
+}
+
+/// Dropping a data path that was not stopped stops its workers and waits for them.
+impl Drop for PacketDataPath {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
         }
     }
 }

@@ -13,6 +13,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tracing::{info, warn};
 
+/// The running backend. Dropped without [`super::Running::shutdown`], it stops
+/// its workers first and then undoes its kernel change (field order).
 pub(super) enum DataPath {
     Packet {
         path: PacketDataPath,
@@ -110,17 +112,4 @@ pub(super) fn kernel_update(
             })
         }
     })
-}
-
-/// Stops a data path that started, when the start-up fails after it.
-pub(super) fn stop_data_path(data_path: DataPath) {
-    match data_path {
-        DataPath::Packet { path, filter } => {
-            let _ = path.stop();
-            let _ = filter.remove();
-        }
-        DataPath::Xdp(path) => {
-            let _ = path.stop();
-        }
-    }
 }

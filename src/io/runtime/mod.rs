@@ -28,7 +28,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
@@ -47,15 +46,17 @@ mod discovery;
 mod neighbours;
 mod options;
 mod signals;
+mod threads;
 
 pub use data_path::DataPathReport;
-use data_path::{kernel_update, start_data_path, stop_data_path, worker_stats_source, DataPath};
+use data_path::{kernel_update, start_data_path, worker_stats_source, DataPath};
 use discovery::{
     check_port_ranges, check_privileges, discover, interfaces, log_summary, owned_traffic,
 };
 use neighbours::NeighbourThread;
 pub use options::{IoMode, RunError, RunOptions};
-use signals::{every, Signals};
+use signals::Signals;
+use threads::{every, Threads};
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
 /// kernel change; SIGHUP reloads the configuration. Logs go to stderr.
@@ -82,16 +83,25 @@ fn init_logging(verbose: u8) {
 
 /// The started router: the core, a backend, the housekeeping threads and the
 /// signal handlers. [`Running::shutdown`] stops everything and undoes the kernel
-/// changes.
+/// changes, and reports.
+///
+/// Every part undoes itself when dropped, in the order of the fields: the
+/// servers stop, the threads are stopped and joined, the workers stop, the
+/// kernel changes are undone (the nftables table by [`KernelFilter`]'s drop, the
+/// XDP program by closing its BPF links), the signal handlers are restored. So a
+/// start-up that fails half-way needs no rollback of its own: what it started is
+/// dropped with the error.
+///
+/// [`KernelFilter`]: crate::io::afpacket::KernelFilter
 pub struct Running {
+    control: Option<ControlServer>,
+    metrics: Option<MetricsServer>,
+    threads: Threads,
+    data_path: DataPath,
+    signals: Signals,
     router: Arc<Router>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
-    data_path: DataPath,
-    threads: Vec<JoinHandle<()>>,
-    signals: Signals,
-    control: Option<ControlServer>,
-    metrics: Option<MetricsServer>,
     runtime: Arc<RuntimeControl>,
 }
 
@@ -154,13 +164,7 @@ impl Running {
             &neighbours.gateway_macs,
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = match kernel_update(&data_path, &setup, &found.local_addresses) {
-            Ok(kernel) => kernel,
-            Err(err) => {
-                stop_data_path(data_path);
-                return Err(err);
-            }
-        };
+        let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
         let monitor = health::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -190,38 +194,25 @@ impl Running {
             kernel,
         }));
         let mut running = Running {
+            control: None,
+            metrics: None,
+            threads: Threads::new(Arc::clone(&stop)),
+            data_path,
+            signals,
             router,
             stop,
             epoch,
-            data_path,
-            threads: Vec::new(),
-            signals,
-            control: None,
-            metrics: None,
             runtime,
         };
-        if let Err(err) = running.start_housekeeping(neighbours, health, reload) {
-            let _ = running.shutdown();
-            return Err(err);
-        }
-        match ControlServer::start(&config.control.socket, running.runtime.clone()) {
-            Ok(server) => running.control = Some(server),
-            Err(err) => {
-                let _ = running.shutdown();
-                return Err(RunError::Control(err));
-            }
-        }
+        running.start_housekeeping(neighbours, health, reload)?;
+        running.control = Some(ControlServer::start(
+            &config.control.socket,
+            running.runtime.clone(),
+        )?);
         if let Some(addr) = config.control.metrics {
-            match MetricsServer::start(addr, running.runtime.clone()) {
-                Ok(server) => {
-                    info!("metrics on http://{}/metrics", server.local_addr());
-                    running.metrics = Some(server);
-                }
-                Err(err) => {
-                    let _ = running.shutdown();
-                    return Err(RunError::Control(err));
-                }
-            }
+            let server = MetricsServer::start(addr, running.runtime.clone())?;
+            info!("metrics on http://{}/metrics", server.local_addr());
+            running.metrics = Some(server);
         }
         info!("running; SIGINT or SIGTERM stops xwan and undoes its kernel changes");
         Ok(running)
@@ -234,7 +225,7 @@ impl Running {
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
-        self.spawn("sweeper", move || {
+        self.threads.spawn("sweeper", move || {
             every(Duration::from_secs(1), &stop, || {
                 let removed = router.expire(epoch.elapsed());
                 if removed > 0 {
@@ -243,13 +234,13 @@ impl Running {
             })
         })?;
         let stop = Arc::clone(&self.stop);
-        self.spawn("neighbour", move || {
+        self.threads.spawn("neighbour", move || {
             every(Duration::from_millis(500), &stop, || neighbours.refresh())
         })?;
         let stop = Arc::clone(&self.stop);
-        self.spawn("health", move || health.run(&stop))?;
+        self.threads.spawn("health", move || health.run(&stop))?;
         let (stop, runtime) = (Arc::clone(&self.stop), Arc::clone(&self.runtime));
-        self.spawn("reloader", move || {
+        self.threads.spawn("reloader", move || {
             every(Duration::from_millis(100), &stop, || {
                 if reload.swap(false, Ordering::Relaxed) {
                     info!("SIGHUP: reloading the configuration");
@@ -264,19 +255,6 @@ impl Running {
     /// outcome in words, or why the running configuration was kept.
     pub fn reload(&self) -> Result<String, String> {
         self.runtime.reload()
-    }
-
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        body: impl FnOnce() + Send + 'static,
-    ) -> Result<(), RunError> {
-        let handle = std::thread::Builder::new()
-            .name(format!("xwan-{name}"))
-            .spawn(body)
-            .map_err(|source| RunError::Thread { name, source })?;
-        self.threads.push(handle);
-        Ok(())
     }
 
     /// The shared router core (for the control socket and health checks).
@@ -313,9 +291,7 @@ impl Running {
         if let Some(metrics) = self.metrics.take() {
             metrics.stop();
         }
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
-        }
+        drop(self.threads);
         let result = match self.data_path {
             DataPath::Packet { path, filter } => {
                 let stopped = path.stop();

@@ -1,9 +1,8 @@
-//! The signal handlers of `xwan run`, and the loop its housekeeping threads tick in.
+//! The signal handlers of `xwan run`.
 
 use super::options::RunError;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The SIGINT and SIGTERM handlers: the first signal sets the stop flag, a second
 /// one while stopping ends the process at once (exit 1); and the SIGHUP handler,
@@ -37,18 +36,5 @@ impl Drop for Signals {
         for id in self.0.drain(..) {
             signal_hook::low_level::unregister(id);
         }
-    }
-}
-
-/// Runs `tick` every `period` until `stop` is set (checking it every 50 ms).
-pub(super) fn every(period: Duration, stop: &AtomicBool, mut tick: impl FnMut()) {
-    let mut next = Instant::now() + period;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= next {
-            tick();
-            next = now + period;
-        }
-        std::thread::sleep((next - Instant::now().min(next)).min(Duration::from_millis(50)));
     }
 }
