@@ -11,8 +11,6 @@
 
 pub mod afpacket;
 pub mod afxdp;
-mod control;
-mod health;
 mod idle;
 mod probe;
 mod runtime;

@@ -1,12 +1,12 @@
 //! The backend `xwan run` drives, and the kernel changes that come with it.
 
+use super::control_glue::{KernelUpdate, WorkerStatsSource};
 use super::discovery::owned_traffic;
 use super::options::{IoMode, RunError};
 use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
 use crate::io::afxdp::{XdpDataPath, XdpReport};
-use crate::io::control::{KernelUpdate, WorkerStatsSource};
 use crate::io::DataPathSetup;
 use crate::router::Router;
 use std::net::Ipv4Addr;

@@ -12,7 +12,7 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second;
-//! - the health thread probes the uplinks ([`super::health`]);
+//! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
 //! - the neighbour thread, every 500 ms, reads the kernel's neighbour table, hands
@@ -36,13 +36,17 @@ use crate::config::{Config, UplinkId};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
-use super::control::{ControlParts, LoadedConfig, RuntimeControl};
-use super::health::{self, HealthThread, StateChanges};
 use super::DataPathSetup;
 use crate::control::{ControlServer, MetricsServer};
+use control_glue::{ControlParts, RuntimeControl};
+use health_thread::{HealthThread, StateChanges};
+use loaded_config::LoadedConfig;
 
+mod control_glue;
 mod data_path;
 mod discovery;
+mod health_thread;
+mod loaded_config;
 mod neighbours;
 mod options;
 mod signals;
@@ -165,7 +169,7 @@ impl Running {
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
         let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
-        let monitor = health::monitor(config, epoch);
+        let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
             Arc::clone(&loaded),

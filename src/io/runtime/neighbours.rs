@@ -1,9 +1,9 @@
 //! The neighbour thread: gateway and LAN host MACs from the kernel's neighbour table.
 
 use super::discovery::Discovered;
+use super::loaded_config::LoadedConfig;
 use super::options::RunError;
 use crate::config::UplinkId;
-use crate::io::control::LoadedConfig;
 use crate::io::system::{self, format_mac, NeighbourProber, SystemError};
 use crate::router::Router;
 use ipnet::Ipv4Net;

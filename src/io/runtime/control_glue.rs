@@ -21,14 +21,13 @@
 //!    sockets) from [`LoadedConfig`] on their next round.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::health::{SharedMonitor, StateChanges};
-use super::sync;
+use super::health_thread::{SharedMonitor, StateChanges};
+use super::loaded_config::LoadedConfig;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
@@ -36,6 +35,7 @@ use crate::control::protocol::{
 };
 use crate::control::Handler;
 use crate::health::Settings;
+use crate::io::sync;
 use crate::router::Router;
 
 /// Per-worker figures from the data path, read when `xwan status` asks.
@@ -44,58 +44,6 @@ pub type WorkerStatsSource = Box<dyn Fn() -> Vec<WorkerReport> + Send + Sync>;
 /// Brings the kernel side of the data path to a reloaded configuration (laid
 /// out by uplink id); the error says what failed.
 pub type KernelUpdate = Box<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
-
-struct Loaded {
-    running: Arc<RunningConfig>,
-    at: Instant,
-    generation: u64,
-}
-
-/// The configuration in force, shared by the control socket and the
-/// housekeeping threads; its generation counts reloads.
-pub struct LoadedConfig {
-    file: PathBuf,
-    loaded: RwLock<Loaded>,
-}
-
-impl LoadedConfig {
-    pub fn new(config: Config, file: PathBuf) -> LoadedConfig {
-        LoadedConfig {
-            file,
-            loaded: RwLock::new(Loaded {
-                running: Arc::new(RunningConfig::new(config)),
-                at: Instant::now(),
-                generation: 0,
-            }),
-        }
-    }
-
-    /// The configuration in force and its generation.
-    pub fn current(&self) -> (Arc<RunningConfig>, u64) {
-        let loaded = sync::read(&self.loaded);
-        (Arc::clone(&loaded.running), loaded.generation)
-    }
-
-    pub fn running(&self) -> Arc<RunningConfig> {
-        self.current().0
-    }
-
-    /// The file it is read from.
-    pub fn file(&self) -> &std::path::Path {
-        &self.file
-    }
-
-    fn loaded_at(&self) -> Instant {
-        sync::read(&self.loaded).at
-    }
-
-    fn replace(&self, running: RunningConfig) {
-        let mut loaded = sync::write(&self.loaded);
-        loaded.running = Arc::new(running);
-        loaded.at = Instant::now();
-        loaded.generation += 1;
-    }
-}
 
 /// What [`RuntimeControl`] is made of.
 pub struct ControlParts {

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::control::LoadedConfig;
-use super::probe::{echo_frame, probe_id, FrameSocket, ProbeSocket};
-use super::sync;
-use super::system::Link;
+use super::loaded_config::LoadedConfig;
 use crate::config::{Config, UplinkId};
 use crate::health::{Monitor, Settings, Transition};
+use crate::io::probe::{echo_frame, probe_id, FrameSocket, ProbeSocket};
+use crate::io::sync;
+use crate::io::system::Link;
 use crate::router::Router;
 
 /// How often the thread wakes up.
@@ -183,7 +183,7 @@ fn run_hook(hook: &str, uplink: &str, up: bool) {
 /// Up with a carrier, asked of the kernel in this thread's network namespace
 /// (`/sys/class/net` shows the namespace that mounted sysfs instead).
 fn link_is_up(interface: &str) -> bool {
-    super::system::link_is_up(interface)
+    crate::io::system::link_is_up(interface)
 }
 
 impl HealthThread {
