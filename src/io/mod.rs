@@ -1,13 +1,23 @@
-//! I/O backends: they move frames between the interfaces and the router core.
+//! The I/O layer: it moves frames between the interfaces and the router core,
+//! and is the only part of xwan that talks to the kernel.
 //!
-//! - [`afxdp`]: AF_XDP sockets fed by an XDP program that redirects only the traffic xwan owns.
-//! - [`afpacket`]: AF_PACKET raw sockets, for machines or drivers without AF_XDP.
+//! - [`afxdp`]: AF_XDP sockets fed by an XDP program that redirects only the traffic
+//!   xwan owns; one `QueueWorker` thread per RX queue index.
+//! - [`afpacket`]: AF_PACKET raw sockets, for machines or drivers without AF_XDP, and
+//!   the nftables table that keeps the kernel from also handling xwan's traffic.
 //!
-//! Both take a [`DataPathSetup`] and run one worker thread per queue index.
+//! Both take a [`DataPathSetup`], run one worker thread per queue index and share
+//! the idle policy of `idle` (spin, then sleep in `poll`).
 //!
+//! - `sys`: every libc and libbpf C call, each behind a checked wrapper with its
+//!   safety contract written down; nothing else in `io` calls C directly.
 //! - [`system`]: what the data path needs from the kernel (interfaces, addresses,
 //!   neighbours, sysctls).
-//! - [`run`]: `xwan run`, which ties the router core, a backend and the kernel together.
+//! - `probe`: health probes on the wire; `sync`: poison-tolerant locks.
+//! - [`run`]: `xwan run` (in `runtime`), which ties the router core, a backend and
+//!   the kernel together: start-up and discovery, signals, the housekeeping threads,
+//!   the neighbour and health threads, the control-socket glue, and a guard for
+//!   every kernel change so a failed start or a stop undoes them.
 
 pub mod afpacket;
 pub mod afxdp;

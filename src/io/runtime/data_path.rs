@@ -46,7 +46,7 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
     }
 }
 
-/// What the data path did, from [`Running::shutdown`].
+/// What the data path did, from [`super::Running::shutdown`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataPathReport {
     Packet(PacketReport),

@@ -24,6 +24,14 @@
 //!
 //! The control socket and, with `[control] metrics`, the Prometheus endpoint
 //! are served on threads of their own.
+//!
+//! The files, with no import cycle between them: `options` (what `xwan run` is
+//! asked to do and its errors), `discovery` (privileges, interfaces, addresses,
+//! the kernel's port range, the traffic xwan owns), `signals`, `threads` (the
+//! housekeeping threads, stopped and joined on drop), `data_path` (the backend
+//! and its kernel change, undone on drop), `neighbours`, `health_thread`,
+//! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
+//! metrics). [`Running`] holds them in the order they stop.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
