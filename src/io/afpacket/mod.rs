@@ -348,7 +348,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 .iter()
                 .map(|_| Vec::with_capacity(BATCH))
                 .collect(),
-            tx: TxScratch::new(),
+            tx: TxScratch::new(BATCH),
             segments: Segments::new(),
             routed: Vec::with_capacity(64),
         };

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::gso::{parse_vnet, Gso, VNET_HDR_LEN};
 use crate::io::sys;
+pub(crate) use crate::io::sys::mmsg::SendOutcome;
+use crate::io::sys::mmsg::{RecvBatch, SendBatch};
 use crate::io::sys::socket::{getsockopt, setsockopt};
 
 /// Frames per `recvmmsg` / `sendmmsg` call.
@@ -18,13 +20,6 @@ pub(crate) const HEADROOM: usize = 4;
 
 /// Requested socket receive buffer, so a burst doesn't overflow while a worker sleeps.
 const RCVBUF_BYTES: libc::c_int = 4 << 20;
-
-/// Control-message space for one `tpacket_auxdata` (CMSG_SPACE(20) is 40 on 64-bit).
-const CMSG_BYTES: usize = 64;
-
-#[repr(C, align(8))]
-#[derive(Clone, Copy)]
-struct CmsgBuf([u8; CMSG_BYTES]);
 
 /// A raw AF_PACKET socket on one interface (all protocols), which:
 /// - reports auxiliary data (`PACKET_AUXDATA`: checksum state, stripped VLAN tags);
@@ -83,73 +78,27 @@ impl PacketSocket {
 
     /// Receives up to [`BATCH`] frames without blocking; 0 when none is queued.
     pub(crate) fn recv(&self, batch: &mut RxBatch) -> io::Result<usize> {
-        batch.reset();
         loop {
-            // SAFETY: every header points into batch's own buffers, which live as
-            // long as batch, were sized once at construction and never move (see
-            // RxBatch); the kernel writes at most the lengths they give.
-            let received =
-                unsafe { sys::socket::recvmmsg(&self.fd, &mut batch.hdrs, libc::MSG_DONTWAIT) };
-            let err = match received {
-                Ok(count) => {
-                    batch.count = count;
-                    return Ok(count);
-                }
-                Err(err) => err,
-            };
-            match err.raw_os_error() {
-                Some(libc::EAGAIN) => return Ok(0),
-                Some(libc::EINTR) => continue,
-                _ => return Err(err),
+            match batch.messages.recv(&self.fd, libc::MSG_DONTWAIT) {
+                Ok(count) => return Ok(count),
+                Err(err) => match err.raw_os_error() {
+                    Some(libc::EAGAIN) => return Ok(0),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(err),
+                },
             }
         }
     }
 
-    /// Sends `frames` in order, up to [`BATCH`] per call. A frame the kernel refuses
-    /// (full queue, link down, too long) is skipped and counted, and the rest still go.
+    /// Sends `frames` in order, each behind a plain `virtio_net_hdr` (no offload
+    /// asked for), up to [`BATCH`] per call. A frame the kernel refuses (full
+    /// queue, link down, too long) is skipped and counted, and the rest still go.
     pub(crate) fn send<'a>(
         &self,
-        mut frames: impl Iterator<Item = &'a [u8]>,
+        frames: impl Iterator<Item = &'a [u8]>,
         scratch: &mut TxScratch,
     ) -> SendOutcome {
-        let mut outcome = SendOutcome::default();
-        loop {
-            scratch.fill(&mut frames);
-            let count = scratch.hdrs.len();
-            if count == 0 {
-                return outcome;
-            }
-            let mut next = 0;
-            while next < count {
-                // SAFETY: hdrs[next..count] point at scratch's iovecs, which point at
-                // frames borrowed for this call and at a static header; the kernel
-                // only reads them.
-                let sent = unsafe {
-                    sys::socket::sendmmsg(
-                        &self.fd,
-                        &mut scratch.hdrs[next..count],
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                let sent = match sent {
-                    Ok(sent) => sent,
-                    Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
-                    Err(err) => {
-                        outcome.failed += 1;
-                        outcome.error.get_or_insert(err);
-                        next += 1;
-                        continue;
-                    }
-                };
-                outcome.sent += sent;
-                next += sent;
-                if next < count {
-                    // sendmmsg stops at the first frame the kernel refused.
-                    outcome.failed += 1;
-                    next += 1;
-                }
-            }
-        }
+        scratch.send(&self.fd, &PLAIN_VNET_HDR, frames, libc::MSG_DONTWAIT)
     }
 
     /// The kernel's counters since the last call: frames queued to this socket, and
@@ -163,15 +112,6 @@ impl PacketSocket {
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-}
-
-/// What became of a [`PacketSocket::send`].
-#[derive(Debug, Default)]
-pub(crate) struct SendOutcome {
-    pub(crate) sent: usize,
-    pub(crate) failed: usize,
-    /// Why the first refused frame was refused.
-    pub(crate) error: Option<io::Error>,
 }
 
 /// What the kernel said about one received frame.
@@ -189,109 +129,32 @@ pub(crate) struct RxInfo {
     pub(crate) gso: Option<Gso>,
 }
 
-/// Receive buffers for one socket: [`BATCH`] slots of `HEADROOM + frame_room` bytes
-/// and as many `virtio_net_hdr`s, with the iovecs (header, frame), addresses,
-/// control buffers and `mmsghdr`s pointing into them.
-///
-/// The pointers are set once in [`RxBatch::new`]; the vectors are never resized
-/// afterwards, so their heap storage (and every pointer into it) stays valid for as
-/// long as the batch lives, wherever the batch itself is moved.
+/// Receive buffers for one socket: [`BATCH`] slots of `HEADROOM + frame_room` bytes,
+/// each behind a `virtio_net_hdr`.
 pub(crate) struct RxBatch {
-    slot: usize,
-    buf: Vec<u8>,
-    vnet: Vec<[u8; VNET_HDR_LEN]>,
-    /// Only referenced through `hdrs`; kept here so it lives as long as they do.
-    _iov: Vec<[libc::iovec; 2]>,
-    names: Vec<libc::sockaddr_ll>,
-    cmsgs: Vec<CmsgBuf>,
-    hdrs: Vec<libc::mmsghdr>,
-    count: usize,
+    messages: RecvBatch,
 }
-
-// SAFETY: the raw pointers in the iovecs and headers point only into the batch's own
-// heap buffers, so moving the batch to another thread moves everything they point at.
-unsafe impl Send for RxBatch {}
 
 impl RxBatch {
     /// Slots for frames of up to `frame_room` bytes (longer ones come truncated).
     pub(crate) fn new(frame_room: usize) -> RxBatch {
-        let slot = (HEADROOM + frame_room).next_multiple_of(64);
-        let mut buf = vec![0u8; BATCH * slot];
-        let mut names = vec![sys::zeroed::<libc::sockaddr_ll>(); BATCH];
-        let mut cmsgs = vec![CmsgBuf([0; CMSG_BYTES]); BATCH];
-        let mut vnet = vec![[0u8; VNET_HDR_LEN]; BATCH];
-        let mut iov: Vec<[libc::iovec; 2]> = buf
-            .chunks_exact_mut(slot)
-            .zip(&mut vnet)
-            .map(|(chunk, hdr)| {
-                [
-                    libc::iovec {
-                        iov_base: hdr.as_mut_ptr().cast(),
-                        iov_len: VNET_HDR_LEN,
-                    },
-                    libc::iovec {
-                        iov_base: chunk[HEADROOM..].as_mut_ptr().cast(),
-                        iov_len: slot - HEADROOM,
-                    },
-                ]
-            })
-            .collect();
-        let hdrs = (0..BATCH)
-            .map(|i| {
-                let mut msg: libc::msghdr = sys::zeroed();
-                msg.msg_name = (&mut names[i] as *mut libc::sockaddr_ll).cast();
-                msg.msg_iov = iov[i].as_mut_ptr();
-                msg.msg_iovlen = 2;
-                msg.msg_control = cmsgs[i].0.as_mut_ptr().cast();
-                libc::mmsghdr {
-                    msg_hdr: msg,
-                    msg_len: 0,
-                }
-            })
-            .collect();
-        let mut batch = RxBatch {
-            slot,
-            buf,
-            vnet,
-            _iov: iov,
-            names,
-            cmsgs,
-            hdrs,
-            count: 0,
-        };
-        batch.reset();
-        batch
-    }
-
-    /// Restores the lengths the kernel overwrites on every receive.
-    fn reset(&mut self) {
-        self.count = 0;
-        for hdr in &mut self.hdrs {
-            hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            hdr.msg_hdr.msg_controllen = CMSG_BYTES;
-            hdr.msg_hdr.msg_flags = 0;
-            hdr.msg_len = 0;
+        RxBatch {
+            messages: RecvBatch::new(BATCH, VNET_HDR_LEN, HEADROOM, frame_room),
         }
     }
 
     /// Frames received by the last [`PacketSocket::recv`].
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.messages.len()
     }
 
     /// Frame `i` of the last receive, with any VLAN tag the kernel stripped put back
     /// in front of the EtherType, and where in the batch's buffer it now starts.
     pub(crate) fn frame(&mut self, i: usize) -> (&mut [u8], usize, RxInfo) {
-        let hdr = &self.hdrs[i];
-        let truncated = hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let controllen = hdr.msg_hdr.msg_controllen.min(CMSG_BYTES);
-        // The length counts the virtio_net_hdr in front of the frame.
-        let received = (hdr.msg_len as usize)
-            .saturating_sub(VNET_HDR_LEN)
-            .min(self.slot - HEADROOM);
-        let gso = parse_vnet(&self.vnet[i]);
-        let aux = parse_auxdata(&self.cmsgs[i].0[..controllen]);
-        let pkttype = self.names[i].sll_pkttype;
+        let message = self.messages.received(i);
+        let (truncated, received, pkttype) = (message.truncated, message.len, message.pkttype);
+        let gso = message.head.try_into().ok().and_then(parse_vnet);
+        let aux = parse_auxdata(message.control);
         let status = aux.map_or(0, |a| a.tp_status);
         let vlan = aux
             .filter(|a| a.tp_status & libc::TP_STATUS_VLAN_VALID != 0)
@@ -303,10 +166,11 @@ impl RxBatch {
                 };
                 (tpid, a.tp_vlan_tci)
             });
-        let base = i * self.slot;
+        let base = i * self.messages.slot_len();
+        let buf = self.messages.buffer_mut();
         let (start, len) = match vlan {
             Some((tpid, tci)) if received >= 12 => {
-                let slot = &mut self.buf[base..base + HEADROOM + received];
+                let slot = &mut buf[base..base + HEADROOM + received];
                 slot.copy_within(HEADROOM..HEADROOM + 12, HEADROOM - 4);
                 slot[HEADROOM + 8..HEADROOM + 10].copy_from_slice(&tpid.to_be_bytes());
                 slot[HEADROOM + 10..HEADROOM + 12].copy_from_slice(&tci.to_be_bytes());
@@ -321,12 +185,12 @@ impl RxBatch {
             vlan,
             gso,
         };
-        (&mut self.buf[start..start + len], start, info)
+        (&mut buf[start..start + len], start, info)
     }
 
     /// Bytes of the batch's buffer, for sending frames found by [`RxBatch::frame`].
     pub(crate) fn bytes(&self, start: usize, len: usize) -> &[u8] {
-        &self.buf[start..start + len]
+        &self.messages.buffer()[start..start + len]
     }
 }
 
@@ -367,52 +231,8 @@ fn parse_auxdata(control: &[u8]) -> Option<libc::tpacket_auxdata> {
 /// The `virtio_net_hdr` in front of every sent frame: no offload asked for.
 static PLAIN_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
-/// Reusable `mmsghdr`s and iovecs for [`PacketSocket::send`].
-pub(crate) struct TxScratch {
-    iov: Vec<[libc::iovec; 2]>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: between calls the pointers are stale and never read: every send
-// rewrites them (fill) before the kernel sees them.
-unsafe impl Send for TxScratch {}
-
-impl TxScratch {
-    pub(crate) fn new() -> TxScratch {
-        TxScratch {
-            iov: Vec::with_capacity(BATCH),
-            hdrs: Vec::with_capacity(BATCH),
-        }
-    }
-
-    /// Takes up to [`BATCH`] frames from `frames` and points the headers at them,
-    /// each behind a plain `virtio_net_hdr`.
-    fn fill<'a>(&mut self, frames: &mut impl Iterator<Item = &'a [u8]>) {
-        self.iov.clear();
-        self.hdrs.clear();
-        self.iov.extend(frames.take(BATCH).map(|frame| {
-            [
-                libc::iovec {
-                    iov_base: PLAIN_VNET_HDR.as_ptr() as *mut libc::c_void,
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: frame.as_ptr() as *mut libc::c_void,
-                    iov_len: frame.len(),
-                },
-            ]
-        }));
-        for iov in &mut self.iov {
-            let mut msg: libc::msghdr = sys::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = 2;
-            self.hdrs.push(libc::mmsghdr {
-                msg_hdr: msg,
-                msg_len: 0,
-            });
-        }
-    }
-}
+/// Reusable headers for [`PacketSocket::send`]: make one with `TxScratch::new(BATCH)`.
+pub(crate) type TxScratch = SendBatch;
 
 #[cfg(test)]
 mod tests {
@@ -466,9 +286,10 @@ mod tests {
     #[test]
     fn batch_slots_leave_headroom() {
         let batch = RxBatch::new(1518);
-        assert_eq!(batch.slot % 64, 0);
-        assert!(batch.slot >= HEADROOM + 1518);
-        assert_eq!(batch.buf.len(), BATCH * batch.slot);
+        let slot = batch.messages.slot_len();
+        assert_eq!(slot % 64, 0);
+        assert!(slot >= HEADROOM + 1518);
+        assert_eq!(batch.messages.buffer().len(), BATCH * slot);
         assert_eq!(batch.len(), 0);
     }
 }

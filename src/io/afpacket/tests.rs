@@ -365,7 +365,7 @@ fn restores_vlan_tags_and_skips_frames_for_other_hosts() {
         let frame = tagged_frame(TCI);
         let outcome = raw.send(
             std::iter::repeat_n(frame.as_slice(), 10),
-            &mut TxScratch::new(),
+            &mut TxScratch::new(BATCH),
         );
         assert_eq!(outcome.sent, 10, "{:?}", outcome.error);
         let other = UdpSocket::bind("192.168.50.10:0").expect("bind on eth0");

@@ -9,7 +9,8 @@
 //! comment naming the contract it relies on.
 //!
 //! By topic:
-//! - [`socket`]: creating, configuring, binding sockets; send and receive, batched too;
+//! - [`socket`]: creating, configuring, binding sockets; send and receive;
+//! - [`mmsg`]: batched send and receive with the buffers and headers they need;
 //! - [`link`]: interface ioctls (index, MAC, MTU, flags, ethtool channels) and addresses;
 //! - [`poll`]: waiting for descriptors;
 //! - [`sched`]: CPU affinity;
@@ -18,6 +19,7 @@
 
 pub mod bpf;
 pub mod link;
+pub mod mmsg;
 #[cfg(test)]
 pub mod netns;
 pub mod poll;

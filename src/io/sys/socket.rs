@@ -155,7 +155,7 @@ pub fn recv(fd: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result
 /// Every header's `msg_name`, `msg_iov` (and each iovec's base), and
 /// `msg_control` must point at memory that is valid for writes of the lengths
 /// the header gives, and stays so for the duration of the call.
-pub unsafe fn recvmmsg(
+pub(super) unsafe fn recvmmsg(
     fd: &impl AsRawFd,
     hdrs: &mut [libc::mmsghdr],
     flags: libc::c_int,
@@ -182,7 +182,7 @@ pub unsafe fn recvmmsg(
 ///
 /// Every header's `msg_iov` (and each iovec's base) must point at memory that is
 /// valid for reads of the lengths the header gives, for the duration of the call.
-pub unsafe fn sendmmsg(
+pub(super) unsafe fn sendmmsg(
     fd: &impl AsRawFd,
     hdrs: &mut [libc::mmsghdr],
     flags: libc::c_int,
