@@ -2,6 +2,8 @@
 //! has one entry, found from either side, holding its uplink, its NAT mapping,
 //! the LAN host's MAC, its TCP state, when it was last seen and its counters.
 
+#![forbid(unsafe_code)]
+
 mod table;
 
 pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, TableStats};

@@ -1,5 +1,7 @@
 //! Packet formats: parsing a frame into a plain [`Frame`] and rewriting it in place.
 
+#![forbid(unsafe_code)]
+
 pub mod checksum;
 pub mod icmp;
 mod parse;

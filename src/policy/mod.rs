@@ -1,6 +1,8 @@
 //! Policy for new connections from the LAN: steering rules, then balancing
 //! over the uplinks that are up, optionally sticky per client.
 
+#![forbid(unsafe_code)]
+
 mod balance;
 mod rules;
 
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::config::{Action, Balance, Sticky, UplinkId, Wan};
-use crate::router::DropReason;
+use crate::verdict::DropReason;
 
 /// Where a new connection goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,13 +29,14 @@
 //! An ICMP error the core makes overwrites the frame it is about and goes
 //! back out the port that frame came in by, as a [`Verdict::Forward`].
 
+#![forbid(unsafe_code)]
+
 mod counters;
 mod failover;
 mod fragments;
 mod hosts;
 mod icmp;
 mod reconfigure;
-mod verdict;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -46,11 +47,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
+pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
 pub use counters::{Totals, Traffic, WorkerCounters};
 pub use failover::Failover;
 pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
 pub use reconfigure::Reconfigured;
-pub use verdict::*;
 
 use crate::config::{Action, Config, MssClamp, PortRange, UplinkId};
 use crate::flow::{

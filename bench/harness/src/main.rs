@@ -86,9 +86,12 @@ fn main() -> ExitCode {
             .map(|summary| println!("{}", summary.to_json()))
             .map_err(|e| e.to_string()),
         Command::JsonGet { file, path } => json_get(&file, &path),
-        Command::Report { raw, out, title } => {
-            report::write(&raw, &out, &title).map_err(|e| e.to_string())
-        }
+        Command::Report { raw, out, title } => report::load(&raw)
+            .and_then(|data| {
+                report::write(&data, &out, &title)?;
+                plot::all(&data, &out)
+            })
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,8 +15,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::plot;
-
 /// The three routers compared, in table order.
 pub const ROUTERS: [&str; 3] = ["xdp", "packet", "kernel"];
 
@@ -200,7 +198,7 @@ impl Data {
 pub const LOADS: [&str; 3] = ["idle", "50", "90"];
 pub const QUANTILES: [&str; 3] = ["p50", "p99", "p999"];
 
-fn load(raw: &Path) -> Result<Data, ReportError> {
+pub fn load(raw: &Path) -> Result<Data, ReportError> {
     let path = raw.display().to_string();
     let text = std::fs::read_to_string(raw).map_err(|source| ReportError::Io {
         path: path.clone(),
@@ -225,15 +223,13 @@ fn load(raw: &Path) -> Result<Data, ReportError> {
     Ok(data)
 }
 
-/// Reads the raw file, writes `results.md` and the SVG plots into `out`.
-pub fn write(raw: &Path, out: &Path, title: &str) -> Result<(), ReportError> {
-    let data = load(raw)?;
+/// Writes `results.md` into `out`, creating it.
+pub fn write(data: &Data, out: &Path, title: &str) -> Result<(), ReportError> {
     std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
         path: out.display().to_string(),
         source,
     })?;
-    plot::all(&data, out)?;
-    let md = markdown(&data, title);
+    let md = markdown(data, title);
     let path = out.join("results.md");
     std::fs::write(&path, md).map_err(|source| ReportError::Io {
         path: path.display().to_string(),
