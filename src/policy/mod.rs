@@ -6,7 +6,7 @@
 mod balance;
 mod rules;
 
-pub use balance::Balancer;
+pub use balance::{best_tier, smooth_round_robin, Balancer};
 pub use rules::{NewConnection, RuleDecision, Rules};
 
 use std::sync::atomic::{AtomicU32, Ordering};
