@@ -12,7 +12,7 @@
 //! as it was delivered, `lan_peer → inside`, and goes to the far side
 //! quoting it as it arrived, `remote → outside`.
 
-use super::{Cx, DropReason, KernelReason, Port, Router, Verdict};
+use super::{DropReason, FrameContext, KernelReason, Port, Router, Verdict};
 use crate::flow::{FlowKey, FlowSpec, Origin, Side};
 use crate::packet::icmp::{self, ErrorRewrite, QuoteError, Quoted};
 use crate::packet::{Fragmentation, Frame, L3_OFFSET};
@@ -47,7 +47,7 @@ impl Router {
         buf: &mut [u8],
         frame: &Frame,
         uplink: u8,
-        cx: &Cx,
+        ctx: &FrameContext,
     ) -> Verdict {
         let quoted = match self.check_error(buf, frame) {
             Ok(quoted) => quoted,
@@ -57,7 +57,7 @@ impl Router {
             // Not about a packet sent from this address.
             return Verdict::Kernel(KernelReason::IcmpOther);
         }
-        match self.peek(Side::Wan, &reply_key(&quoted), cx.now) {
+        match self.peek(Side::Wan, &reply_key(&quoted), ctx.now) {
             Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
                 self.error_to_inside(buf, frame, &quoted, &spec)
             }
@@ -71,7 +71,12 @@ impl Router {
     /// An ICMP error from a LAN host: about a reply it was delivered (to the
     /// far side), or, to a WAN address, about a hairpinned packet it was
     /// delivered as the forward's target (to the inside host).
-    pub(super) fn icmp_error_from_lan(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
+    pub(super) fn icmp_error_from_lan(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        ctx: &FrameContext,
+    ) -> Verdict {
         let quoted = match self.check_error(buf, frame) {
             Ok(quoted) => quoted,
             Err(verdict) => return verdict,
@@ -82,7 +87,7 @@ impl Router {
         }
         let key = reply_key(&quoted);
         let Some(uplink) = self.uplink_with_address(quoted.src.addr) else {
-            return match self.peek(Side::Lan, &key, cx.now) {
+            return match self.peek(Side::Lan, &key, ctx.now) {
                 Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
                     self.error_to_far_side(buf, frame, &quoted, &spec)
                 }
@@ -91,7 +96,7 @@ impl Router {
         };
         // The quoted packet came from a WAN address: a hairpinned flow's,
         // either its SNATed client's packet to the forward's target...
-        if let Some(spec) = self.peek(Side::Wan, &key, cx.now) {
+        if let Some(spec) = self.peek(Side::Wan, &key, ctx.now) {
             if matches!(spec.origin, Origin::Hairpin { .. }) {
                 return self.error_to_inside(buf, frame, &quoted, &spec);
             }
@@ -106,7 +111,7 @@ impl Router {
                 dst: *target,
                 ..key
             };
-            if let Some(spec) = self.peek(Side::Lan, &lan_key, cx.now) {
+            if let Some(spec) = self.peek(Side::Lan, &lan_key, ctx.now) {
                 if spec.origin
                     == (Origin::Hairpin {
                         port: quoted.src.port,
@@ -160,7 +165,7 @@ impl Router {
         quoted: &Quoted,
         spec: &FlowSpec,
     ) -> Verdict {
-        let egress = match self.outward(spec) {
+        let egress = match self.egress_to_remote(spec) {
             Ok(egress) => egress,
             Err(verdict) => return verdict,
         };

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::packet::checksum;
-use crate::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, Worker, MAX_FRAGMENTS};
+use crate::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict, MAX_FRAGMENTS};
 
 /// The router the harness drives: small limits, so that they are reached.
 pub const CONFIG: &str = r#"
@@ -100,7 +100,7 @@ const DRAIN_EVERY: u64 = 4096;
 /// A live router and its clock.
 pub struct Harness {
     router: Router,
-    worker: Worker,
+    lane: Lane,
     now: Duration,
     frames: u64,
     max_flows: u32,
@@ -333,10 +333,10 @@ impl Harness {
             router.set_lan_mac(Ipv4Addr::from(addr), mac);
         }
         router.set_time_exceeded(true);
-        let worker = router.worker();
+        let lane = router.lane();
         let mut harness = Harness {
             router,
-            worker,
+            lane,
             now: Duration::from_secs(1_000_000),
             frames: 0,
             max_flows: config.limits.max_flows,
@@ -351,7 +351,7 @@ impl Harness {
         for frame in lan_seeds() {
             let mut frame = frame;
             self.router.process(
-                &mut self.worker,
+                &mut self.lane,
                 &mut frame,
                 FrameMeta {
                     port: Port::Lan,
@@ -388,7 +388,7 @@ impl Harness {
         let was_valid = valid(&frame);
         let received = frame.len();
         let verdict = self.router.process(
-            &mut self.worker,
+            &mut self.lane,
             &mut frame,
             FrameMeta {
                 port,
