@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::flow::{tcp_state, FlowInfo, Origin};
+use crate::flow::{tcp_state, FlowInfo, FlowKind};
 use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::router::Stats;
 
@@ -245,10 +245,10 @@ impl FlowReport {
                 _ => "other",
             }
             .to_string(),
-            kind: match spec.origin {
-                Origin::Lan => "snat",
-                Origin::Wan => "dnat",
-                Origin::Hairpin { .. } => "hairpin",
+            kind: match spec.kind {
+                FlowKind::Snat => "snat",
+                FlowKind::Dnat => "dnat",
+                FlowKind::Hairpin { .. } => "hairpin",
             }
             .to_string(),
             inside: endpoint(&spec.inside),

@@ -542,7 +542,7 @@ pub fn tcp_flags_for(side: Side, syn: bool, fin: bool, rst: bool) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Origin;
+    use crate::flow::FlowKind;
     use crate::packet::PROTO_UDP;
     use proptest::prelude::*;
 
@@ -553,7 +553,7 @@ mod tests {
             outside: Endpoint::new([198, 18, 1, 2], outside_port),
             remote: Endpoint::new([203, 0, 113, remote], 53),
             uplink: 0,
-            origin: Origin::Lan,
+            kind: FlowKind::Snat,
             lan_mac: [2, 0, 0, 0, 0, host],
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::neighbours::unpack_mac;
 use super::{Egress, FrameContext, Router};
 use crate::config::MssClamp;
-use crate::flow::{FlowSpec, Origin};
+use crate::flow::{FlowKind, FlowSpec};
 use crate::packet::{self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, L3_OFFSET};
 use crate::verdict::{DropReason, KernelReason, Port, Verdict};
 
@@ -16,13 +16,13 @@ impl Router {
     /// end: out its uplink, or for a hairpinned flow back out the LAN to the
     /// forward's target; the verdict when the next hop's MAC is unknown.
     pub(super) fn egress_to_remote(&self, spec: &FlowSpec) -> Result<Egress, Verdict> {
-        let (port, src_mac, dst_mac) = match spec.origin {
-            Origin::Hairpin { .. } => (
+        let (port, src_mac, dst_mac) = match spec.kind {
+            FlowKind::Hairpin { .. } => (
                 Port::Lan,
                 self.lan_mac,
                 self.lan_host_mac(spec.remote.addr)?,
             ),
-            Origin::Lan | Origin::Wan => {
+            FlowKind::Snat | FlowKind::Dnat => {
                 let uplink = &self.uplinks[usize::from(spec.uplink)];
                 let gateway = unpack_mac(uplink.gateway_mac.load(Ordering::Relaxed))
                     .ok_or(Verdict::Drop(DropReason::NeighbourUnresolved))?;

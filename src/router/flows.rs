@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::{lock, nat_index, FrameContext, Router};
 use crate::config::UplinkId;
-use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowSpec, FlowTable, InsertError, Origin, Side};
+use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
 use crate::packet::{Endpoint, Frame, Transport};
 use crate::verdict::{DropReason, Verdict};
 
@@ -21,7 +21,7 @@ impl Router {
         frame: &Frame,
         remote: Endpoint,
         uplink: UplinkId,
-        origin: Origin,
+        kind: FlowKind,
         ctx: &FrameContext,
     ) -> Verdict {
         let inside = Endpoint::new(frame.src, frame.ports().0);
@@ -36,7 +36,7 @@ impl Router {
             outside: Endpoint::new(address, outside_port),
             remote,
             uplink,
-            origin,
+            kind,
             lan_mac: frame.src_mac,
         };
         self.lan_hosts.insert(frame.src, frame.src_mac);

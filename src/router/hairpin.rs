@@ -5,7 +5,7 @@
 
 use super::{key_of, opens_connection, FrameContext, Router};
 use crate::config::UplinkId;
-use crate::flow::{FlowKey, Origin, Side};
+use crate::flow::{FlowKey, FlowKind, Side};
 use crate::packet::{Frame, Transport};
 use crate::verdict::{DropReason, KernelReason, Verdict};
 
@@ -34,7 +34,7 @@ impl Router {
         }
         let Some(target) = forward else {
             return match self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
-                Some(spec) if matches!(spec.origin, Origin::Hairpin { .. }) => {
+                Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                     self.emit(buf, frame, self.egress_to_inside(&spec), ctx)
                 }
                 _ => Verdict::Drop(DropReason::NoMapping),
@@ -53,7 +53,7 @@ impl Router {
         if let Err(verdict) = self.lan_host_mac(target.addr) {
             return verdict;
         }
-        let origin = Origin::Hairpin { port: key.dst.port };
-        self.open_snat_flow(buf, frame, *target, uplink, origin, ctx)
+        let kind = FlowKind::Hairpin { port: key.dst.port };
+        self.open_snat_flow(buf, frame, *target, uplink, kind, ctx)
     }
 }

@@ -13,7 +13,7 @@
 //! quoting it as it arrived, `remote → outside`.
 
 use super::{DropReason, FrameContext, KernelReason, Port, Router, Verdict};
-use crate::flow::{FlowKey, FlowSpec, Origin, Side};
+use crate::flow::{FlowKey, FlowKind, FlowSpec, Side};
 use crate::packet::icmp::{self, ErrorRewrite, QuoteError, Quoted};
 use crate::packet::{Fragmentation, Frame, L3_OFFSET};
 
@@ -58,7 +58,7 @@ impl Router {
             return Verdict::Kernel(KernelReason::IcmpOther);
         }
         match self.peek(Side::Wan, &reply_key(&quoted), ctx.now) {
-            Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
+            Some(spec) if !matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                 self.error_to_inside(buf, frame, &quoted, &spec)
             }
             _ if self.owns_port(quoted.protocol, quoted.src.port, uplink) => {
@@ -88,7 +88,7 @@ impl Router {
         let key = reply_key(&quoted);
         let Some(uplink) = self.uplink_with_address(quoted.src.addr) else {
             return match self.peek(Side::Lan, &key, ctx.now) {
-                Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
+                Some(spec) if !matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                     self.error_to_far_side(buf, frame, &quoted, &spec)
                 }
                 _ => Verdict::Kernel(KernelReason::IcmpOther),
@@ -97,7 +97,7 @@ impl Router {
         // The quoted packet came from a WAN address: a hairpinned flow's,
         // either its SNATed client's packet to the forward's target...
         if let Some(spec) = self.peek(Side::Wan, &key, ctx.now) {
-            if matches!(spec.origin, Origin::Hairpin { .. }) {
+            if matches!(spec.kind, FlowKind::Hairpin { .. }) {
                 return self.error_to_inside(buf, frame, &quoted, &spec);
             }
         }
@@ -112,8 +112,8 @@ impl Router {
                 ..key
             };
             if let Some(spec) = self.peek(Side::Lan, &lan_key, ctx.now) {
-                if spec.origin
-                    == (Origin::Hairpin {
+                if spec.kind
+                    == (FlowKind::Hairpin {
                         port: quoted.src.port,
                     })
                 {

@@ -4,7 +4,7 @@
 
 use super::{key_of, opens_connection, FrameContext, Router};
 use crate::config::Action;
-use crate::flow::{Origin, Side};
+use crate::flow::{FlowKind, Side};
 use crate::packet::{Frame, Transport};
 use crate::policy::{Choice, NewConnection};
 use crate::verdict::{DropReason, KernelReason, Verdict};
@@ -55,7 +55,7 @@ impl Router {
             Choice::Bypass => return Verdict::Kernel(KernelReason::Bypass),
             Choice::Drop(reason) => return Verdict::Drop(reason),
         };
-        self.open_snat_flow(buf, frame, key.dst, uplink, Origin::Lan, ctx)
+        self.open_snat_flow(buf, frame, key.dst, uplink, FlowKind::Snat, ctx)
     }
     /// Rules' bypass and drop decisions, and TCP segments that cannot open a
     /// connection: the verdict for a new connection that gets no flow.

@@ -5,7 +5,7 @@
 
 use super::{key_of, opens_connection, FrameContext, Router};
 use crate::config::UplinkId;
-use crate::flow::{FlowSpec, Origin, Side};
+use crate::flow::{FlowKind, FlowSpec, Side};
 use crate::packet::{Frame, Transport, PROTO_TCP, PROTO_UDP};
 use crate::verdict::{DropReason, KernelReason, Verdict};
 
@@ -57,7 +57,7 @@ impl Router {
             outside: key.dst,
             remote: key.src,
             uplink,
-            origin: Origin::Wan,
+            kind: FlowKind::Dnat,
             lan_mac,
         };
         match self.insert(spec, Side::Wan, frame, ctx.now) {
