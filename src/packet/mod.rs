@@ -13,4 +13,4 @@ pub use parse::{
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 pub use rewrite::{apply, carries_partial_checksum, Endpoint, Rewrite};
-pub use tcp::clamp_mss;
+pub use tcp::{clamp_mss, mss_option};
