@@ -3,6 +3,7 @@
 //! [`fuzz`] is the fuzzing harness built on them.
 
 pub mod fuzz;
+mod rng;
 
 use std::net::Ipv4Addr;
 

@@ -7,6 +7,7 @@
 //!   so the shell script needs no JSON tool;
 //! - `report`: the raw measurements (JSON lines) to `results.md` and SVG plots.
 
+mod markdown;
 mod pingpong;
 mod plot;
 mod report;
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         Command::JsonGet { file, path } => json_get(&file, &path),
         Command::Report { raw, out, title } => report::load(&raw)
             .and_then(|data| {
-                report::write(&data, &out, &title)?;
+                markdown::write(&data, &out, &title)?;
                 plot::all(&data, &out)
             })
             .map_err(|e| e.to_string()),

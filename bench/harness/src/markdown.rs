@@ -1,0 +1,582 @@
+//! `results.md`: the tables of figures per router with their ratios, the
+//! targets met or missed, and how each figure is measured.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::report::{mode_name, Data, ReportError, Stat, LOADS, ROUTERS};
+
+/// Writes `results.md` into `out`, creating it.
+pub fn write(data: &Data, out: &Path, title: &str) -> Result<(), ReportError> {
+    std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
+        path: out.display().to_string(),
+        source,
+    })?;
+    let md = markdown(data, title);
+    let path = out.join("results.md");
+    std::fs::write(&path, md).map_err(|source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// How a figure is shown.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    /// Packets per second, shown in kpps.
+    Kpps,
+    /// Per second, shown in thousands.
+    KPerS,
+    /// Bits per second, shown in Gbit/s.
+    Gbit,
+    /// Nanoseconds, shown in microseconds.
+    Micros,
+    /// Nanoseconds.
+    Nanos,
+    /// A share, shown in percent.
+    Percent,
+    /// A count, shown in thousands.
+    Thousands,
+    /// A plain number.
+    Plain,
+    /// CPU time over wall time: how many CPUs were busy.
+    Cpus,
+}
+
+impl Unit {
+    fn scale(self, v: f64) -> f64 {
+        match self {
+            Unit::Kpps | Unit::KPerS | Unit::Micros | Unit::Thousands => v / 1e3,
+            Unit::Gbit => v / 1e9,
+            Unit::Percent => v * 100.0,
+            Unit::Nanos | Unit::Plain | Unit::Cpus => v,
+        }
+    }
+
+    fn digits(self) -> usize {
+        match self {
+            Unit::Gbit | Unit::Cpus => 2,
+            Unit::Nanos | Unit::Thousands => 0,
+            _ => 1,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Unit::Kpps => " kpps",
+            Unit::KPerS => " k/s",
+            Unit::Gbit => " Gbit/s",
+            Unit::Micros => " µs",
+            Unit::Nanos => " ns",
+            Unit::Percent => " %",
+            Unit::Thousands => " k",
+            Unit::Plain | Unit::Cpus => "",
+        }
+    }
+}
+
+fn fmt_stat(s: Option<Stat>, unit: Unit) -> String {
+    let Some(s) = s else {
+        return "n/a".to_string();
+    };
+    let d = unit.digits();
+    let (m, lo, hi) = (unit.scale(s.median), unit.scale(s.min), unit.scale(s.max));
+    if s.n == 1 {
+        format!("{m:.d$}{}", unit.suffix())
+    } else {
+        format!("{m:.d$} [{lo:.d$}–{hi:.d$}]{}", unit.suffix())
+    }
+}
+
+fn ratio(data: &Data, a: &str, b: &str, metric: &str) -> String {
+    match (data.median(a, metric), data.median(b, metric)) {
+        (Some(x), Some(y)) if y != 0.0 => format!("{:.2}×", x / y),
+        _ => "n/a".to_string(),
+    }
+}
+
+/// A row of a router table: metric, label, unit, and whether the ratios of
+/// xwan to the kernel mean something for it.
+type Row<'a> = (&'a str, &'a str, Unit, bool);
+
+/// A table with one row per figure and one column per router, plus the
+/// ratios of xwan to the kernel recipe.
+fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
+    md.push_str("| figure | xwan --io xdp | xwan --io packet | kernel recipe | xdp / kernel | packet / kernel |\n");
+    md.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    for (metric, label, unit, ratios) in rows {
+        let cells: Vec<String> = ROUTERS
+            .iter()
+            .map(|m| fmt_stat(data.stat(m, metric), *unit))
+            .collect();
+        let (xdp, packet) = if *ratios {
+            (
+                ratio(data, "xdp", "kernel", metric),
+                ratio(data, "packet", "kernel", metric),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {xdp} | {packet} |",
+            cells[0], cells[1], cells[2],
+        );
+    }
+    md.push('\n');
+}
+
+const HEADLINE: &[Row] = &[
+    (
+        "pps_1k",
+        "64-byte UDP, 1 k flows, delivered",
+        Unit::Kpps,
+        true,
+    ),
+    (
+        "ceiling_frac",
+        "same, share of the generator's ceiling",
+        Unit::Percent,
+        false,
+    ),
+    (
+        "pps_1m",
+        "64-byte UDP, 1 M flows, delivered",
+        Unit::Kpps,
+        true,
+    ),
+    ("newflows", "new flows per second", Unit::KPerS, true),
+    (
+        "tcp_up_1",
+        "TCP, 1 stream, LAN → internet",
+        Unit::Gbit,
+        true,
+    ),
+    (
+        "tcp_up_8",
+        "TCP, 8 streams, LAN → internet",
+        Unit::Gbit,
+        true,
+    ),
+    ("lat_idle_p99", "RTT p99, idle", Unit::Micros, true),
+    ("lat_50_p99", "RTT p99 at 50 % load", Unit::Micros, true),
+    (
+        "lat_50_p99_added",
+        "added RTT p99 at 50 % load",
+        Unit::Micros,
+        true,
+    ),
+    (
+        "cpu_router_ns",
+        "router CPU per delivered packet",
+        Unit::Nanos,
+        true,
+    ),
+];
+
+const SMALL_PACKETS: &[Row] = &[
+    ("pps_1k", "1 k flows: delivered", Unit::Kpps, true),
+    ("sent_1k", "1 k flows: sent", Unit::Kpps, true),
+    (
+        "loss_1k",
+        "1 k flows: loss (sent − delivered)",
+        Unit::Percent,
+        false,
+    ),
+    (
+        "lan_drop_1k",
+        "1 k flows: dropped at lan0",
+        Unit::Kpps,
+        false,
+    ),
+    (
+        "batch_1k",
+        "1 k flows: xwan's mean RX batch (frames)",
+        Unit::Plain,
+        false,
+    ),
+    ("pps_100k", "100 k flows: delivered", Unit::Kpps, true),
+    ("sent_100k", "100 k flows: sent", Unit::Kpps, true),
+    ("loss_100k", "100 k flows: loss", Unit::Percent, false),
+    (
+        "lan_drop_100k",
+        "100 k flows: dropped at lan0",
+        Unit::Kpps,
+        false,
+    ),
+    (
+        "batch_100k",
+        "100 k flows: xwan's mean RX batch",
+        Unit::Plain,
+        false,
+    ),
+    (
+        "flows_100k",
+        "100 k flows: flows in the table when measured",
+        Unit::Thousands,
+        false,
+    ),
+    ("pps_1m", "1 M flows: delivered", Unit::Kpps, true),
+    ("sent_1m", "1 M flows: sent", Unit::Kpps, true),
+    ("loss_1m", "1 M flows: loss", Unit::Percent, false),
+    (
+        "lan_drop_1m",
+        "1 M flows: dropped at lan0",
+        Unit::Kpps,
+        false,
+    ),
+    (
+        "batch_1m",
+        "1 M flows: xwan's mean RX batch",
+        Unit::Plain,
+        false,
+    ),
+    (
+        "flows_1m",
+        "1 M flows: flows in the table when measured",
+        Unit::Thousands,
+        false,
+    ),
+    (
+        "slowdown_1m",
+        "1 k-flow rate / 1 M-flow rate",
+        Unit::Plain,
+        false,
+    ),
+    (
+        "newflows",
+        "new flows per second (every packet a new 5-tuple)",
+        Unit::KPerS,
+        true,
+    ),
+    ("newflows_sent", "same, offered", Unit::KPerS, false),
+];
+
+const CPU: &[Row] = &[
+    (
+        "cpu_router_ns",
+        "router CPU per delivered packet (xwan threads + softirq, both CPUs)",
+        Unit::Nanos,
+        true,
+    ),
+    (
+        "xwan_cpu",
+        "xwan's threads: CPU used (1.00 = one whole CPU)",
+        Unit::Cpus,
+        false,
+    ),
+    (
+        "cpu_total_ns",
+        "all CPU time per delivered packet (generator included)",
+        Unit::Nanos,
+        true,
+    ),
+];
+
+fn markdown(data: &Data, title: &str) -> String {
+    let mut md = String::new();
+    let reps = data.reps().len();
+    md.push_str("# xwan on the testbed: xwan and the kernel recipe side by side\n\n");
+    if !title.is_empty() {
+        let _ = writeln!(md, "{title}\n");
+    }
+    let _ = writeln!(
+        md,
+        "Written by `scripts/bench` (machine: [machine.md](machine.md)). {reps} repetition(s), \
+         the modes interleaved in each; every figure is the median over the repetitions with \
+         [min–max]. Ratios are ratios of medians. How each figure is measured: see the end."
+    );
+    md.push('\n');
+
+    let disturbed = data.disturbed();
+    if disturbed.as_ref().is_some_and(Vec::is_empty) {
+        md.push_str(
+            "No other build process (compiler, linker) ran on the machine at the start or the \
+             end of any timed rate window.\n\n",
+        );
+    } else if let Some(disturbed) = disturbed {
+        md.push_str(
+            "**Other work ran on the machine during some timed windows** (build processes seen \
+             at their start or end; their figures are low outliers, which is why each figure is \
+             a median): ",
+        );
+        let list: Vec<String> = disturbed
+            .iter()
+            .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", mode_name(mode)))
+            .collect();
+        let _ = writeln!(md, "{}.\n", list.join(", "));
+    }
+
+    md.push_str("## Headline\n\n");
+    router_table(&mut md, data, HEADLINE);
+    let _ = writeln!(
+        md,
+        "Generator ceiling (trafgen on CPU 0 into an XDP drop on the router's LAN interface, \
+         no router): {}.\n",
+        fmt_stat(data.stat("generator", "pps_1k"), Unit::Kpps)
+    );
+
+    targets(&mut md, data);
+
+    md.push_str("## Small packets and flow scale\n\n");
+    md.push_str("![delivered pps by mode](pps_by_mode.svg)\n![pps vs flows](pps_vs_flows.svg)\n\n");
+    router_table(&mut md, data, SMALL_PACKETS);
+    md.push_str(
+        "Loss is counted where it happens: `dropped at lan0` are frames the router's LAN veth \
+         could not hand on (xdp mode: the redirect into xwan's AF_XDP RX ring failed because the \
+         ring was full); the rest of sent − delivered was lost between the generator and lan0 \
+         (the bridge's veth queue) or inside the router.\n\n",
+    );
+
+    md.push_str("## CPU\n\n");
+    router_table(&mut md, data, CPU);
+    md.push_str(
+        "xwan's worker does not sleep while frames keep coming: at these rates it goes round its \
+         loop (poll(), a sendto() wakeup per TX batch, clock reads) with about one frame per \
+         round, so it keeps CPU 1 busy whatever the rate, and its CPU per packet measures that loop \
+         more than the forwarding work. The router core's own cost per frame is in the criterion \
+         benches (`cargo bench --bench core`).\n\n",
+    );
+    let _ = writeln!(
+        md,
+        "With no router (the ceiling run), softirq time per generated packet was {} and all CPU \
+         time {}: the generator's own share of the figures above.\n",
+        fmt_stat(data.stat("generator", "cpu_router_ns"), Unit::Nanos),
+        fmt_stat(data.stat("generator", "cpu_total_ns"), Unit::Nanos),
+    );
+
+    md.push_str("## TCP throughput (iperf3, MTU 1500, 5 s)\n\n");
+    md.push_str("![TCP throughput](tcp.svg)\n\n");
+    md.push_str("| figure | xwan --io xdp | xwan --io packet | kernel recipe | kernel recipe + XDP pass program |\n");
+    md.push_str("| --- | --- | --- | --- | --- |\n");
+    for (metric, label) in [
+        ("tcp_up_1", "1 stream, LAN → internet"),
+        ("tcp_down_1", "1 stream, internet → LAN (-R)"),
+        ("tcp_up_8", "8 streams, LAN → internet"),
+        ("tcp_down_8", "8 streams, internet → LAN (-R)"),
+    ] {
+        let cells: Vec<String> = ["xdp", "packet", "kernel", "kernel-xdp"]
+            .iter()
+            .map(|m| fmt_stat(data.stat(m, metric), Unit::Gbit))
+            .collect();
+        let _ = writeln!(md, "| {label} | {} |", cells.join(" | "));
+    }
+    md.push_str(
+        "\nThe kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
+         the veths unsegmented, so one routing decision moves ~40 MTU-sized packets. Any XDP \
+         program on the router's veths (xwan's, or the pass-through one of the last column) turns \
+         GSO off on their peers: every packet is then routed one by one. Compare xwan with the last \
+         column for the cost per packet, with the kernel column for what a user gets on veth.\n\n",
+    );
+
+    md.push_str("## Latency added by the router\n\n");
+    md.push_str("![latency vs load](latency_vs_load.svg)\n\n");
+    md.push_str("| mode | load | offered | RTT p50 | RTT p99 | RTT p99.9 | added p50 | added p99 | added p99.9 | lost |\n");
+    md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for mode in ROUTERS {
+        for load in LOADS {
+            let offered = if load == "idle" {
+                "0".to_string()
+            } else {
+                fmt_stat(data.stat(mode, &format!("load_{load}")), Unit::Kpps)
+            };
+            let q = |suffix: &str| {
+                fmt_stat(
+                    data.stat(mode, &format!("lat_{load}_{suffix}")),
+                    Unit::Micros,
+                )
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {offered} | {} | {} | {} | {} | {} | {} | {} |",
+                mode_name(mode),
+                if load == "idle" {
+                    "idle".to_string()
+                } else {
+                    format!("{load} %")
+                },
+                q("p50"),
+                q("p99"),
+                q("p999"),
+                q("p50_added"),
+                q("p99_added"),
+                q("p999_added"),
+                fmt_stat(data.stat(mode, &format!("lat_{load}_lost")), Unit::Plain),
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nBaseline (no forwarding): LAN half {} + WAN half {} − loopback {} = {} (p50s).\n",
+        fmt_stat(data.stat("baseline", "lan_p50"), Unit::Micros),
+        fmt_stat(data.stat("baseline", "wan_p50"), Unit::Micros),
+        fmt_stat(data.stat("baseline", "lo_p50"), Unit::Micros),
+        fmt_stat(data.stat("baseline", "path_p50"), Unit::Micros),
+    );
+    md.push_str(
+        "xwan's own per-batch processing time is not exposed by its workers yet (see \
+         bench/results/README.md for what to add), so only round trips are reported.\n\n",
+    );
+
+    md.push_str(METHOD);
+    md
+}
+
+/// The three targets, met or missed, with what the data says about why.
+fn targets(md: &mut String, data: &Data) {
+    md.push_str("## Targets\n\n");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let xdp = data.median("xdp", "pps_1k");
+    let kernel = data.median("kernel", "pps_1k");
+    let ceiling = data.median("generator", "pps_1k");
+    if let (Some(x), Some(k)) = (xdp, kernel) {
+        let r = x / k;
+        let _ = write!(
+            md,
+            "- xwan --io xdp ≥ 1.5× the kernel recipe's small-packet rate: {r:.2}× ({}).",
+            verdict(r >= 1.5)
+        );
+        if let Some(c) = ceiling {
+            let share = x / c;
+            let _ = write!(
+                md,
+                " xwan delivered {:.0} % of the generator's ceiling",
+                share * 100.0
+            );
+            if share >= 0.9 {
+                md.push_str(": the generator, not xwan, is the limit.");
+            } else {
+                md.push('.');
+            }
+            if let Some(sent) = data.median("xdp", "sent_1k") {
+                let _ = write!(
+                    md,
+                    " With xwan running, the generator itself pushed only {:.0} % of its ceiling \
+                     ({:.1} kpps): CPU 0 runs both trafgen and the kernel's side of AF_XDP copy \
+                     mode (veth NAPI, XDP redirect, the copy into the UMEM), so every frame xwan \
+                     receives slows the generator down.",
+                    sent / c * 100.0,
+                    sent / 1e3
+                );
+            }
+        }
+        if let (Some(drop), Some(sent)) = (
+            data.median("xdp", "lan_drop_1k"),
+            data.median("xdp", "sent_1k"),
+        ) {
+            let _ = write!(
+                md,
+                " {:.1} % of the frames sent were dropped at lan0 because xwan's AF_XDP RX ring was full.",
+                drop / sent * 100.0
+            );
+        }
+        if let Some(b) = data.median("xdp", "batch_1k") {
+            let _ = write!(
+                md,
+                " The worker's mean RX batch was {b:.1} frames (of up to 64){}",
+                if b < 16.0 {
+                    ": it kept up with what reached it, a few frames per round, so the \
+                     bottleneck is upstream of it."
+                } else {
+                    ": it was busy, near its own limit."
+                }
+            );
+        }
+        if let Some(c) = data.median("xdp", "xwan_cpu") {
+            let _ = write!(
+                md,
+                " xwan's threads used {c:.2} CPUs meanwhile: while traffic flows the worker polls \
+                 without sleeping."
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(added) = data.median("xdp", "lat_50_p99_added") {
+        let raw = data.median("xdp", "lat_50_p99").unwrap_or(f64::NAN);
+        let _ = writeln!(
+            md,
+            "- added latency p99 ≤ 50 µs at 50 % load (xwan --io xdp): {:.1} µs added ({:.1} µs RTT p99) ({}).",
+            added / 1e3,
+            raw / 1e3,
+            verdict(added <= 50_000.0)
+        );
+        if let (Some(idle), Some(k)) = (
+            data.median("xdp", "lat_idle_p99"),
+            data.median("kernel", "lat_50_p99"),
+        ) {
+            let _ = writeln!(
+                md,
+                "  Idle, the RTT p99 is {:.1} µs (kernel recipe at 50 % load: {:.1} µs). Idle, a \
+                 worker asleep in poll() must be woken for each ping, once each way. Under load \
+                 the ping-pong's client and server can only run on CPU 1 (CPU 0 runs the \
+                 rate-limited trafgen, which busy-waits), which xwan's worker keeps busy polling: \
+                 they wait for the scheduler to give them the CPU. Under the kernel recipe \
+                 forwarding runs in softirq on CPU 0 and CPU 1 has nothing else to do.",
+                idle / 1e3,
+                k / 1e3
+            );
+        }
+    }
+    if let Some(s) = data.median("xdp", "slowdown_1m") {
+        let _ = write!(
+            md,
+            "- 1 M flows within 2× of the 1 k-flow rate (xwan --io xdp): 1 k / 1 M = {s:.2} ({}).",
+            verdict(s <= 2.0)
+        );
+        if let (Some(f), Some(p)) = (data.median("xdp", "flows_1m"), data.median("xdp", "pps_1m")) {
+            let _ = write!(
+                md,
+                " {:.0} k flows were in the table during the measurement ({:.1} kpps).",
+                f / 1e3,
+                p / 1e3
+            );
+        }
+        if let (Some(drop), Some(sent)) = (
+            data.median("xdp", "lan_drop_1m"),
+            data.median("xdp", "sent_1m"),
+        ) {
+            let _ = write!(
+                md,
+                " At 1 M flows {:.1} % of the frames sent were dropped at lan0 (xwan's RX ring full).",
+                drop / sent * 100.0
+            );
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+}
+
+const METHOD: &str = "## How it is measured
+
+- Testbed: `testbed/testbed.sh up` (LAN host h1 behind a bridge, the router namespace, two ISP
+  namespaces, an internet namespace), every router interface set to one RX and one TX queue.
+  A fresh testbed for every mode and repetition; the switch namespace's bridge does not
+  call iptables (`net.bridge.bridge-nf-call-iptables=0` there, where br_netfilter is loaded). xwan runs with `--cpus 1` (one worker on
+  CPU 1); the kernel recipe is `xwan kernel-script` of the same configuration
+  (bench/bench.toml).
+- Small packets: trafgen (netsniff-ng) pinned to CPU 0, 60-byte frames (64 on a wire with the
+  FCS) from 192.168.50.10 to 203.0.113.200-202, UDP checksum 0, valid IP checksum. 1 k flows:
+  1000 destination ports. 100 k flows: 1000 source × 101 destination ports; 1 M flows: 1000 ×
+  1001 (coprime counts, so every combination occurs once per cycle). The flow table is filled
+  by a first pass over every flow before the timed pass. Each ISP namespace counts and drops
+  the flood with an XDP program on its customer-facing veth (XDP drop counter in `ethtool -S`),
+  so the ISPs' own forwarding costs nothing. Sent = the LAN host's TX counter.
+- New flows per second: the first pass over the 1 M flows, every packet a new 5-tuple, at the
+  generator's full speed: flows delivered to the ISPs / duration of the pass.
+- Generator ceiling: the same 1 k-flow trafgen run into an XDP drop program on the router's LAN
+  interface, no router.
+- TCP: iperf3 server on 203.0.113.10 in the internet namespace, client on h1, `-t 5`, 1 and 8
+  streams (`-P`), both directions; the ISPs have no XDP program during this step.
+- Latency: `xwan-bench ping`, one UDP ping at a time at 5000/s from h1 to `xwan-bench echo` on
+  203.0.113.10, RTT in an HDR histogram; idle, then with trafgen rate-limited (`-b`) to 50 %
+  and 90 % of the mode's own 1 k-flow rate in the background. Added = RTT − baseline, where the
+  baseline (measured in the ceiling run, no forwarding) is the p50 RTT from h1 to an echo
+  server on the router's LAN address, plus the p50 RTT from the router namespace to
+  203.0.113.10, minus the p50 RTT over loopback (the ping-pong's own cost, counted twice by
+  the two halves).
+- Other work: the names of running processes are checked for compilers and linkers at the
+  start and the end of each timed rate window; windows that saw some are listed at the top.
+- CPU: /proc/stat (softirq + irq, both CPUs) and /proc/PID/stat of xwan over the timed 1 k-flow
+  pass, per delivered packet. The kernel has no IRQ time accounting here, so softirq time is
+  sampled at each tick (250 Hz): figures are statistical.
+";
