@@ -63,78 +63,106 @@ impl Validator<'_> {
     ) -> Result<Vec<Forward>> {
         let mut forwards: Vec<Forward> = Vec::with_capacity(raw.len());
         for (i, table) in raw.iter().enumerate() {
-            let f = table.get_ref();
             let key = |k: &str| format!("forward[{}].{k}", i + 1);
-            let proto = match f.proto.get_ref().as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                other => {
-                    return Err(self.err(
-                        f.proto.span(),
-                        key("proto"),
-                        format!("{other:?} cannot be forwarded (expected tcp or udp)"),
-                    ))
-                }
-            };
-            let port = self.port_int(*f.port.get_ref(), f.port.span(), &key("port"), 1)?;
-            let (to_addr, to_port) = parse_target(f.to.get_ref(), port)
-                .map_err(|msg| self.err(f.to.span(), key("to"), msg))?;
-            if !lan.networks.iter().any(|n| n.contains(&to_addr)) {
-                return Err(self.err(
-                    f.to.span(),
-                    key("to"),
-                    format!(
-                        "{to_addr} is not inside a LAN network ({})",
-                        join_display(&lan.networks)
-                    ),
-                ));
-            }
-            let wans = match &f.wan {
-                None => (0..uplinks.len()).map(uplink_id).collect(),
-                Some(list) => self.forward_wans(list, &key("wan"), uplinks)?,
-            };
-            if nat.ports.contains(port.lo) {
-                return Err(self.err(
-                    f.port.span(),
-                    key("port"),
-                    format!(
-                        "port {} is inside the NAT port range {} (nat.ports); \
-                         pick a port outside it or move the range",
-                        port.lo, nat.ports
-                    ),
-                ));
-            }
-            let clash = forwards.iter().position(|o| {
-                o.proto == proto && o.port == port.lo && o.wans.iter().any(|w| wans.contains(w))
-            });
-            if let Some(other) = clash {
-                let shared: Vec<&str> = forwards[other]
-                    .wans
-                    .iter()
-                    .filter(|w| wans.contains(w))
-                    .map(|w| uplinks[usize::from(*w)])
-                    .collect();
-                return Err(self.err(
-                    f.port.span(),
-                    key("port"),
-                    format!(
-                        "{} port {} on {} is already forwarded by forward[{}]",
-                        proto,
-                        port.lo,
-                        shared.join(", "),
-                        other + 1
-                    ),
-                ));
-            }
-            forwards.push(Forward {
-                proto,
-                port: port.lo,
-                to_addr,
-                to_port,
-                wans,
-            });
+            let forward = self.forward(table.get_ref(), lan, uplinks, nat, &key)?;
+            self.forward_clash(table.get_ref(), &forward, &forwards, uplinks, &key)?;
+            forwards.push(forward);
         }
         Ok(forwards)
+    }
+
+    /// One `[[forward]]` section: protocol, port outside the NAT range, a
+    /// target inside the LAN, the WANs it listens on.
+    fn forward(
+        &self,
+        f: &RawForward,
+        lan: &Lan,
+        uplinks: &[&str],
+        nat: &Nat,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<Forward> {
+        let proto = match f.proto.get_ref().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            other => {
+                return Err(self.err(
+                    f.proto.span(),
+                    key("proto"),
+                    format!("{other:?} cannot be forwarded (expected tcp or udp)"),
+                ))
+            }
+        };
+        let port = self.port_int(*f.port.get_ref(), f.port.span(), &key("port"), 1)?;
+        let (to_addr, to_port) = parse_target(f.to.get_ref(), port)
+            .map_err(|msg| self.err(f.to.span(), key("to"), msg))?;
+        if !lan.networks.iter().any(|n| n.contains(&to_addr)) {
+            return Err(self.err(
+                f.to.span(),
+                key("to"),
+                format!(
+                    "{to_addr} is not inside a LAN network ({})",
+                    join_display(&lan.networks)
+                ),
+            ));
+        }
+        let wans = match &f.wan {
+            None => (0..uplinks.len()).map(uplink_id).collect(),
+            Some(list) => self.forward_wans(list, &key("wan"), uplinks)?,
+        };
+        if nat.ports.contains(port.lo) {
+            return Err(self.err(
+                f.port.span(),
+                key("port"),
+                format!(
+                    "port {} is inside the NAT port range {} (nat.ports); \
+                     pick a port outside it or move the range",
+                    port.lo, nat.ports
+                ),
+            ));
+        }
+        Ok(Forward {
+            proto,
+            port: port.lo,
+            to_addr,
+            to_port,
+            wans,
+        })
+    }
+
+    /// A forward against the ones before it: no protocol and port forwarded
+    /// twice on one WAN.
+    fn forward_clash(
+        &self,
+        f: &RawForward,
+        forward: &Forward,
+        earlier: &[Forward],
+        uplinks: &[&str],
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let (proto, wans) = (forward.proto, &forward.wans);
+        let clash = earlier.iter().position(|o| {
+            o.proto == proto && o.port == forward.port && o.wans.iter().any(|w| wans.contains(w))
+        });
+        if let Some(other) = clash {
+            let shared: Vec<&str> = earlier[other]
+                .wans
+                .iter()
+                .filter(|w| wans.contains(w))
+                .map(|w| uplinks[usize::from(*w)])
+                .collect();
+            return Err(self.err(
+                f.port.span(),
+                key("port"),
+                format!(
+                    "{} port {} on {} is already forwarded by forward[{}]",
+                    proto,
+                    forward.port,
+                    shared.join(", "),
+                    other + 1
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn forward_wans(

@@ -59,44 +59,12 @@ impl Validator<'_> {
             }
             Some(name) => name.get_ref().clone(),
         };
-        let proto = match &r.proto {
-            None => Proto::Any,
-            Some(p) => match p.get_ref().as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                "icmp" => Proto::Icmp,
-                "any" => Proto::Any,
-                other => {
-                    return Err(self.err(
-                        p.span(),
-                        key("proto"),
-                        format!("{other:?} is not a protocol (expected tcp, udp, icmp or any)"),
-                    ))
-                }
-            },
-        };
+        let proto = self.rule_proto(r.proto.as_ref(), &key("proto"))?;
         let src = self.rule_nets(r.src.as_ref(), &key("src"))?;
         let dst = self.rule_nets(r.dst.as_ref(), &key("dst"))?;
         let src_port = self.rule_ports(r.src_port.as_ref(), &key("src_port"), proto)?;
         let dst_port = self.rule_ports(r.dst_port.as_ref(), &key("dst_port"), proto)?;
-        let action = match r.action.get_ref().as_str() {
-            "balance" => Action::Balance,
-            "bypass" => Action::Bypass,
-            "drop" => Action::Drop,
-            name => match uplinks.iter().position(|u| *u == name) {
-                Some(id) => Action::Uplink(uplink_id(id)),
-                None => {
-                    return Err(self.err(
-                        r.action.span(),
-                        key("action"),
-                        format!(
-                            "{name:?} names no uplink (uplinks: {}; or balance, bypass, drop)",
-                            uplinks.join(", ")
-                        ),
-                    ))
-                }
-            },
-        };
+        let action = self.rule_action(&r.action, &key("action"), uplinks)?;
         let strict = match &r.strict {
             None => false,
             Some(s) => {
@@ -120,6 +88,49 @@ impl Validator<'_> {
             action,
             strict,
         })
+    }
+
+    /// `proto`: tcp, udp, icmp or any (the default).
+    fn rule_proto(&self, raw: Option<&Spanned<String>>, key: &str) -> Result<Proto> {
+        Ok(match raw {
+            None => Proto::Any,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "icmp" => Proto::Icmp,
+                "any" => Proto::Any,
+                other => {
+                    return Err(self.err(
+                        p.span(),
+                        key,
+                        format!("{other:?} is not a protocol (expected tcp, udp, icmp or any)"),
+                    ))
+                }
+            },
+        })
+    }
+
+    /// `action`: balance, bypass, drop or an uplink's name.
+    fn rule_action(&self, raw: &Spanned<String>, key: &str, uplinks: &[&str]) -> Result<Action> {
+        let action = match raw.get_ref().as_str() {
+            "balance" => Action::Balance,
+            "bypass" => Action::Bypass,
+            "drop" => Action::Drop,
+            name => match uplinks.iter().position(|u| *u == name) {
+                Some(id) => Action::Uplink(uplink_id(id)),
+                None => {
+                    return Err(self.err(
+                        raw.span(),
+                        key,
+                        format!(
+                            "{name:?} names no uplink (uplinks: {}; or balance, bypass, drop)",
+                            uplinks.join(", ")
+                        ),
+                    ))
+                }
+            },
+        };
+        Ok(action)
     }
 
     pub(super) fn unique_rule_names(&self, raw: &[Spanned<RawRule>], rules: &[Rule]) -> Result<()> {
