@@ -27,7 +27,9 @@ fn reply_key(quoted: &Quoted) -> FlowKey {
 }
 
 impl Router {
-    /// What makes an ICMP error untranslatable before its flow is looked at.
+    /// The packet an ICMP error quotes, or what makes the error untranslatable
+    /// before its flow is looked at. An error goes back to where the packet
+    /// it quotes came from; any other is left to the kernel.
     fn check_error(&self, buf: &[u8], frame: &Frame) -> Result<Quoted, Verdict> {
         if frame.fragmentation != Fragmentation::Whole {
             return Err(Verdict::Drop(DropReason::Fragment));
@@ -35,10 +37,14 @@ impl Router {
         if frame.ttl <= 1 {
             return Err(Verdict::Kernel(KernelReason::TtlExpired));
         }
-        icmp::quoted(buf, frame).map_err(|e| match e {
+        let quoted = icmp::quoted(buf, frame).map_err(|e| match e {
             QuoteError::Truncated => Verdict::Drop(DropReason::IcmpTruncated),
             QuoteError::Untranslatable => Verdict::Kernel(KernelReason::IcmpOther),
-        })
+        })?;
+        if quoted.src.addr != frame.dst {
+            return Err(Verdict::Kernel(KernelReason::IcmpOther));
+        }
+        Ok(quoted)
     }
 
     /// An ICMP error from the Internet to the WAN address of `uplink`.
@@ -53,10 +59,6 @@ impl Router {
             Ok(quoted) => quoted,
             Err(verdict) => return verdict,
         };
-        if quoted.src.addr != frame.dst {
-            // Not about a packet sent from this address.
-            return Verdict::Kernel(KernelReason::IcmpOther);
-        }
         match self.peek(Side::Wan, &reply_key(&quoted), ctx.now) {
             Some(spec) if !matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                 self.error_to_inside(buf, frame, &quoted, &spec)
@@ -81,10 +83,6 @@ impl Router {
             Ok(quoted) => quoted,
             Err(verdict) => return verdict,
         };
-        if quoted.src.addr != frame.dst {
-            // Not sent back to where the quoted packet came from.
-            return Verdict::Kernel(KernelReason::IcmpOther);
-        }
         let key = reply_key(&quoted);
         let Some(uplink) = self.uplink_with_address(quoted.src.addr) else {
             return match self.peek(Side::Lan, &key, ctx.now) {

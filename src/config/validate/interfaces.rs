@@ -121,17 +121,14 @@ impl Validator<'_> {
         lan: &Lan,
         key: &dyn Fn(&str) -> String,
     ) -> Result<()> {
-        if let Some(other) = earlier.iter().position(|o| o.name == wan.name) {
-            return Err(self.err(
-                w.name.span(),
-                key("name"),
-                format!(
-                    "duplicate uplink name {:?} (also wan[{}])",
-                    wan.name,
-                    other + 1
-                ),
-            ));
-        }
+        let name = format!("uplink name {:?}", wan.name);
+        self.first_of(
+            earlier,
+            |o| o.name == wan.name,
+            w.name.span(),
+            key("name"),
+            name,
+        )?;
         let interface = &wan.interface;
         if *interface == lan.interface {
             return Err(self.err(
@@ -140,17 +137,29 @@ impl Validator<'_> {
                 format!("interface {interface:?} is already the LAN interface"),
             ));
         }
-        if let Some(other) = earlier.iter().position(|o| o.interface == *interface) {
-            return Err(self.err(
-                w.interface.span(),
-                key("interface"),
-                format!(
-                    "duplicate interface {interface:?} (also wan[{}])",
-                    other + 1
-                ),
-            ));
-        }
+        let same = |o: &Wan| o.interface == *interface;
+        let what = format!("interface {interface:?}");
+        self.first_of(earlier, same, w.interface.span(), key("interface"), what)?;
         self.wan_addresses(w, wan, earlier, lan, key)
+    }
+
+    /// An error naming the earlier uplink that has `what` too, if one has.
+    fn first_of(
+        &self,
+        earlier: &[Wan],
+        same: impl Fn(&Wan) -> bool,
+        span: Range<usize>,
+        key: String,
+        what: String,
+    ) -> Result<()> {
+        match earlier.iter().position(same) {
+            Some(other) => Err(self.err(
+                span,
+                key,
+                format!("duplicate {what} (also wan[{}])", other + 1),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// An uplink's address and gateway: usable, its own, outside the LAN.
@@ -170,16 +179,14 @@ impl Validator<'_> {
                 format!("{address} cannot be an uplink address"),
             ));
         }
-        if let Some(other) = earlier.iter().position(|o| o.address == address) {
-            return Err(self.err(
-                w.address.span(),
-                key("address"),
-                format!(
-                    "duplicate uplink address {address} (also wan[{}])",
-                    other + 1
-                ),
-            ));
-        }
+        let what = format!("uplink address {address}");
+        self.first_of(
+            earlier,
+            |o| o.address == address,
+            w.address.span(),
+            key("address"),
+            what,
+        )?;
         if let Some(net) = lan.networks.iter().find(|n| n.contains(&address)) {
             return Err(self.err(
                 w.address.span(),
