@@ -5,6 +5,7 @@
 use super::checksum::{self, update16, update32};
 use super::parse::{Fragmentation, Frame, Transport, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::rewrite::{read16, rewrite_ip, rewrite_transport, write16, Endpoint, Words, L4};
+use super::wire::field;
 
 /// The quoted packet as the router needs it: where its headers are and its
 /// tuple (for ICMP echo the identifier, as in [`Frame::ports`]).
@@ -109,7 +110,7 @@ impl IcmpSum {
 /// checksum; the ICMP checksum for every word changed; the outer addresses,
 /// TTL, IP checksum and MACs. Every update is incremental.
 pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: &ErrorRewrite) {
-    let mut icmp = IcmpSum(read16(buf, frame.l4 + 2));
+    let mut icmp = IcmpSum(read16(buf, frame.l4 + field::ICMP_CHECKSUM.start));
     let ip = quoted.ip;
     let mut ip_check = read16(buf, ip + 10);
     if rewrite.quoted_src.addr != quoted.src.addr {
@@ -127,7 +128,7 @@ pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: 
     let new = (rewrite.quoted_src, rewrite.quoted_dst);
     // The TCP checksum, at offset 16, is only in a quote that long.
     rewrite_transport(&mut icmp, buf, l4, frame.end, quoted.kind, old, new);
-    write16(buf, frame.l4 + 2, icmp.0);
+    write16(buf, frame.l4 + field::ICMP_CHECKSUM.start, icmp.0);
     rewrite_ip(
         buf,
         frame,

@@ -7,6 +7,7 @@ pub mod icmp;
 mod parse;
 mod rewrite;
 mod tcp;
+pub mod wire;
 
 pub use parse::{
     parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,

@@ -3,6 +3,7 @@
 use super::checksum::update_words;
 use super::parse::{Frame, Transport};
 use super::rewrite::{read16, write16};
+use super::wire::field;
 
 const OPTION_END: u8 = 0;
 const OPTION_NOP: u8 = 1;
@@ -19,8 +20,9 @@ pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool
     }
     let l4 = frame.l4;
     // The parser checked that the whole header, options included, is there.
-    let header_end = l4 + usize::from(buf[l4 + 12] >> 4) * 4;
-    let value = l4 + 20 + mss_option(buf.get(l4 + 20..header_end)?)?;
+    let header_end = l4 + usize::from(buf[l4 + field::TCP_DATA_OFFSET] >> 4) * 4;
+    let options = l4 + field::TCP_OPTIONS;
+    let value = options + mss_option(buf.get(options..header_end)?)?;
     let announced = read16(buf, value);
     if announced <= mss {
         return None;
@@ -34,9 +36,9 @@ pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool
     before[..span].copy_from_slice(&buf[first..last]);
     write16(buf, value, mss);
     if !checksum_partial {
-        let check = read16(buf, l4 + 16);
-        let check = update_words(check, &before[..span], &buf[first..last]);
-        write16(buf, l4 + 16, check);
+        let at = l4 + field::TCP_CHECKSUM.start;
+        let check = update_words(read16(buf, at), &before[..span], &buf[first..last]);
+        write16(buf, at, check);
     }
     Some(announced)
 }
