@@ -7,8 +7,9 @@
 //!
 //! Then the core, which does no I/O, reads no clock (time is passed in) and
 //! forbids `unsafe` (each of its modules says `#![forbid(unsafe_code)]`):
-//! - [`packet`]: frame formats: parsing a frame into a plain view, rewriting
-//!   it in place, checksums.
+//! - [`packet`]: frame formats: parsing a frame into a plain view, typed
+//!   views with named fields (`packet::wire`), rewriting it in place,
+//!   checksums.
 //! - [`router`]: one frame in, one verdict out: by direction (LAN ingress,
 //!   WAN ingress, hairpin), the flow lifecycle, neighbours, egress.
 //! - [`flow`]: the flow table, the CONNMARK equivalent.
