@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use xwan::config::Config;
-use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, Worker};
+use xwan::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
 
 const CONFIG: &str = r#"
@@ -61,7 +61,7 @@ const INSIDE_ENDPOINTS: u32 = 1000;
 
 struct Setup {
     router: Router,
-    worker: Worker,
+    lane: Lane,
     now: Duration,
 }
 
@@ -105,7 +105,7 @@ impl Setup {
             router.set_uplink_up(id as u8, true);
         }
         let mut setup = Setup {
-            worker: router.worker(),
+            lane: router.lane(),
             router,
             now: Duration::from_secs(1000),
         };
@@ -122,7 +122,7 @@ impl Setup {
 
     fn process(&mut self, port: Port, frame: &mut [u8]) -> Verdict {
         self.router.process(
-            &mut self.worker,
+            &mut self.lane,
             frame,
             FrameMeta {
                 port,

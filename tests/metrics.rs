@@ -49,7 +49,7 @@ fn busy_router() -> Router {
         router.set_gateway_mac(id, Some([2, 0, 0, 0, id + 1, 1]));
         router.set_uplink_up(id, true);
     }
-    let mut worker = router.worker();
+    let mut lane = router.lane();
     let meta = |port| FrameMeta {
         port,
         now: Duration::from_secs(10),
@@ -64,7 +64,7 @@ fn busy_router() -> Router {
     };
     for port in 40000..40003 {
         let mut frame = testing::tcp(&lan, port, 80, SYN, b"");
-        let verdict = router.process(&mut worker, &mut frame, meta(Port::Lan));
+        let verdict = router.process(&mut lane, &mut frame, meta(Port::Lan));
         assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
     }
     let spoofed = Addressing {
@@ -73,7 +73,7 @@ fn busy_router() -> Router {
         ..lan
     };
     let mut frame = testing::tcp(&spoofed, 1, 40000, SYN, b"");
-    router.process(&mut worker, &mut frame, meta(Port::Wan(0)));
+    router.process(&mut lane, &mut frame, meta(Port::Wan(0)));
     router
 }
 

@@ -10,7 +10,7 @@ use crate::config::DEFAULT_CONTROL_SOCKET;
 
 /// xwan: a dual-WAN router whose forwarding path runs in userspace.
 #[derive(Debug, Parser)]
-#[command(name = "xwan", version = super::VERSION, about, propagate_version = true)]
+#[command(name = "xwan", version = crate::VERSION, about, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

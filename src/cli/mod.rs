@@ -16,9 +16,6 @@ pub use args::*;
 
 use crate::config::Config;
 
-/// The version `xwan --version` and `xwan status` report.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("XWAN_GIT_REV"), ")");
-
 /// Entry point of the `xwan` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -314,7 +314,7 @@ pub fn render(s: &Snapshot) -> String {
         s.uptime_s,
     );
     w.family("xwan_build_info", "gauge", "The running xwan's version.");
-    w.sample("xwan_build_info", &[("version", crate::cli::VERSION)], 1.0);
+    w.sample("xwan_build_info", &[("version", crate::VERSION)], 1.0);
     w.out
 }
 

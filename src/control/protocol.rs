@@ -10,9 +10,11 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::flow::{tcp_state, FlowInfo, Origin};
+use crate::flow::{tcp_state, FlowInfo, FlowKind};
 use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::router::Stats;
+
+pub use crate::health::AdminState;
 
 /// The longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -34,18 +36,6 @@ pub enum Request {
         state: AdminState,
     },
     Reload,
-}
-
-/// An operator's override of an uplink's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdminState {
-    /// Out of service whatever the health checks say.
-    Down,
-    /// In service whatever the health checks say.
-    Up,
-    /// The health checks decide.
-    Auto,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,7 +146,7 @@ impl StatusReport {
     /// router's stats; the caller fills in the rest.
     pub fn new(config: &Config, stats: &Stats, control: &[UplinkControl]) -> StatusReport {
         StatusReport {
-            version: crate::cli::VERSION.to_string(),
+            version: crate::VERSION.to_string(),
             config_file: String::new(),
             config_age_s: 0,
             uptime_s: 0,
@@ -255,10 +245,10 @@ impl FlowReport {
                 _ => "other",
             }
             .to_string(),
-            kind: match spec.origin {
-                Origin::Lan => "snat",
-                Origin::Wan => "dnat",
-                Origin::Hairpin { .. } => "hairpin",
+            kind: match spec.kind {
+                FlowKind::Snat => "snat",
+                FlowKind::Dnat => "dnat",
+                FlowKind::Hairpin { .. } => "hairpin",
             }
             .to_string(),
             inside: endpoint(&spec.inside),

@@ -2,6 +2,8 @@
 //! has one entry, found from either side, holding its uplink, its NAT mapping,
 //! the LAN host's MAC, its TCP state, when it was last seen and its counters.
 
+#![forbid(unsafe_code)]
+
 mod table;
 
 pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, TableStats};
@@ -9,7 +11,9 @@ pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, 
 use crate::config::{Timeouts, UplinkId};
 use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
 
-/// The side a frame arrived on.
+/// Which of a flow's two keys a frame is looked up by: the tuple it has on
+/// the LAN, or on a WAN. (A [`Port`](crate::verdict::Port) without the uplink:
+/// the table indexes both keys of a flow by this bit.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Lan = 0,
@@ -25,13 +29,13 @@ pub struct FlowKey {
     pub dst: Endpoint,
 }
 
-/// Who opened the connection.
+/// Which translation a flow gets, from who opened it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// A LAN host, source-NATed.
-    Lan,
-    /// The Internet, through a port forward (destination-NATed).
-    Wan,
+pub enum FlowKind {
+    /// Opened by a LAN host: source-NATed.
+    Snat,
+    /// Opened from the Internet through a port forward: destination-NATed.
+    Dnat,
     /// A LAN host, through a port forward on a WAN address (hairpinning,
     /// RFC 4787 REQ-9): source-NATed to `outside` and destination-NATed to
     /// `remote`, the forward's target, another LAN host. `port` is the
@@ -53,7 +57,7 @@ pub struct FlowSpec {
     /// The Internet endpoint.
     pub remote: Endpoint,
     pub uplink: UplinkId,
-    pub origin: Origin,
+    pub kind: FlowKind,
     pub lan_mac: [u8; 6],
 }
 
@@ -81,15 +85,15 @@ impl FlowSpec {
     /// The endpoint the inside host talks to: the remote endpoint, or for a
     /// hairpinned flow the forwarded port on the WAN address.
     pub fn lan_peer(&self) -> Endpoint {
-        match self.origin {
-            Origin::Hairpin { port } => Endpoint::new(self.outside.addr, port),
-            Origin::Lan | Origin::Wan => self.remote,
+        match self.kind {
+            FlowKind::Hairpin { port } => Endpoint::new(self.outside.addr, port),
+            FlowKind::Snat | FlowKind::Dnat => self.remote,
         }
     }
 
     /// Whether the flow holds a mapping from the uplink's port allocator.
     pub fn is_snat(&self) -> bool {
-        !matches!(self.origin, Origin::Wan)
+        !matches!(self.kind, FlowKind::Dnat)
     }
 
     pub fn key(&self, side: Side) -> FlowKey {

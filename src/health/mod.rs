@@ -14,8 +14,21 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{Config, UplinkId};
-use crate::control::AdminState;
+
+/// An operator's override of an uplink's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// Out of service whatever the health checks say.
+    Down,
+    /// In service whatever the health checks say.
+    Up,
+    /// The health checks decide.
+    Auto,
+}
 
 /// A probe the I/O layer must send now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

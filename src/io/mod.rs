@@ -38,7 +38,7 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 
 use crate::config::PortRange;
-use crate::router::{FrameMeta, Port, Router, Verdict, Worker};
+use crate::router::{FrameMeta, Lane, Port, Router, Verdict};
 
 /// What a backend's workers call for every frame: the router core in production,
 /// simpler processors in the backends' own tests.
@@ -53,13 +53,13 @@ pub trait FrameProcessor: Send + Sync + 'static {
 }
 
 impl FrameProcessor for Router {
-    type Worker = Worker;
+    type Worker = Lane;
 
-    fn worker(&self) -> Worker {
-        Router::worker(self)
+    fn worker(&self) -> Lane {
+        Router::lane(self)
     }
 
-    fn process(&self, worker: &mut Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+    fn process(&self, worker: &mut Lane, frame: &mut [u8], meta: FrameMeta) -> Verdict {
         Router::process(self, worker, frame, meta)
     }
 }

@@ -6,6 +6,8 @@
 //! is in the range and free (port preservation); otherwise a port is chosen from
 //! the same class (0-1023 or 1024-65535, RFC 4787 REQ-3) when the range has one.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 
 use crate::config::PortRange;

@@ -1,5 +1,7 @@
 //! Internet checksums (RFC 1071) and their incremental update (RFC 1624).
 
+use super::parse::PROTO_UDP;
+
 /// Adds `data` as big-endian 16-bit words to a running one's-complement sum
 /// (an odd trailing byte is padded with zero).
 ///
@@ -45,6 +47,36 @@ pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> 
     sum = sum_bytes(sum, &dst);
     sum = add(sum, u32::from(proto));
     add(sum, u32::from(l4_len))
+}
+
+/// What goes in a TCP or UDP checksum field for the `computed` checksum: the
+/// one place that owns UDP's zero rule (RFC 768): a UDP checksum that comes
+/// out 0 is sent as 0xffff, since 0 in the field means none was sent.
+#[inline]
+pub fn transport_field(protocol: u8, computed: u16) -> u16 {
+    if computed == 0 && protocol == PROTO_UDP {
+        0xffff
+    } else {
+        computed
+    }
+}
+
+/// The TCP or UDP checksum field of `segment` (its checksum field zeroed)
+/// sent from `src` to `dst`, computed in full.
+pub fn transport_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, segment: &[u8]) -> u16 {
+    // The segment length always fits: it comes from a 16-bit IP total length.
+    let sum = pseudo_header_sum(src, dst, protocol, segment.len() as u16);
+    transport_field(protocol, !fold(sum_bytes(sum, segment)))
+}
+
+/// The TCP or UDP checksum field `field` after an incremental `update`; a
+/// UDP datagram sent without a checksum (0) keeps none.
+#[inline]
+pub fn update_transport(protocol: u8, field: u16, update: impl FnOnce(u16) -> u16) -> u16 {
+    if field == 0 && protocol == PROTO_UDP {
+        return 0;
+    }
+    transport_field(protocol, update(field))
 }
 
 /// RFC 1624 eqn. 3: the checksum `check` after the 16-bit word `old` of the

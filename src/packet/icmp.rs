@@ -4,7 +4,8 @@
 
 use super::checksum::{self, update16, update32};
 use super::parse::{Fragmentation, Frame, Transport, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
-use super::rewrite::{l4_update, read16, rewrite_ip, write16, Endpoint};
+use super::rewrite::{read16, rewrite_ip, rewrite_transport, write16, Endpoint, Words, L4};
+use super::wire::field;
 
 /// The quoted packet as the router needs it: where its headers are and its
 /// tuple (for ICMP echo the identifier, as in [`Frame::ports`]).
@@ -17,14 +18,7 @@ pub struct Quoted {
     pub protocol: u8,
     pub src: Endpoint,
     pub dst: Endpoint,
-    kind: QuotedKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum QuotedKind {
-    Tcp,
-    Udp { checksum: u16 },
-    Echo { request: bool },
+    kind: L4,
 }
 
 /// Why the quoted packet cannot be translated.
@@ -56,13 +50,13 @@ pub fn quoted(buf: &[u8], frame: &Frame) -> Result<Quoted, QuoteError> {
     let t = &bytes[header_len..];
     let word = |at: usize| u16::from_be_bytes([t[at], t[at + 1]]);
     let (ports, kind) = match protocol {
-        PROTO_TCP => ((word(0), word(2)), QuotedKind::Tcp),
-        PROTO_UDP => ((word(0), word(2)), QuotedKind::Udp { checksum: word(6) }),
+        PROTO_TCP => ((word(0), word(2)), L4::Tcp),
+        PROTO_UDP => ((word(0), word(2)), L4::Udp),
         PROTO_ICMP if t[1] == 0 && (t[0] == 0 || t[0] == 8) => {
             let request = t[0] == 8;
             let id = word(4);
             let ports = if request { (id, 0) } else { (0, id) };
-            (ports, QuotedKind::Echo { request })
+            (ports, L4::Echo { request })
         }
         _ => return Err(QuoteError::Untranslatable),
     };
@@ -93,7 +87,7 @@ pub struct ErrorRewrite {
 /// message (all fields changed sit at even offsets of it).
 struct IcmpSum(u16);
 
-impl IcmpSum {
+impl Words for IcmpSum {
     fn set16(&mut self, buf: &mut [u8], at: usize, value: u16) {
         let old = read16(buf, at);
         if old != value {
@@ -101,7 +95,9 @@ impl IcmpSum {
             write16(buf, at, value);
         }
     }
+}
 
+impl IcmpSum {
     fn set32(&mut self, buf: &mut [u8], at: usize, value: [u8; 4]) {
         self.set16(buf, at, u16::from_be_bytes([value[0], value[1]]));
         self.set16(buf, at + 2, u16::from_be_bytes([value[2], value[3]]));
@@ -114,7 +110,7 @@ impl IcmpSum {
 /// checksum; the ICMP checksum for every word changed; the outer addresses,
 /// TTL, IP checksum and MACs. Every update is incremental.
 pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: &ErrorRewrite) {
-    let mut icmp = IcmpSum(read16(buf, frame.l4 + 2));
+    let mut icmp = IcmpSum(read16(buf, frame.l4 + field::ICMP_CHECKSUM.start));
     let ip = quoted.ip;
     let mut ip_check = read16(buf, ip + 10);
     if rewrite.quoted_src.addr != quoted.src.addr {
@@ -130,38 +126,9 @@ pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: 
     let l4 = quoted.l4;
     let old = (quoted.src, quoted.dst);
     let new = (rewrite.quoted_src, rewrite.quoted_dst);
-    match quoted.kind {
-        QuotedKind::Tcp => {
-            icmp.set16(buf, l4, new.0.port);
-            icmp.set16(buf, l4 + 2, new.1.port);
-            // The TCP checksum is at offset 16: only in a quote that long.
-            if l4 + 18 <= frame.end {
-                let check = l4_update(read16(buf, l4 + 16), old, new);
-                icmp.set16(buf, l4 + 16, check);
-            }
-        }
-        QuotedKind::Udp { checksum } => {
-            icmp.set16(buf, l4, new.0.port);
-            icmp.set16(buf, l4 + 2, new.1.port);
-            if checksum != 0 {
-                let check = l4_update(checksum, old, new);
-                icmp.set16(buf, l4 + 6, if check == 0 { 0xffff } else { check });
-            }
-        }
-        QuotedKind::Echo { request } => {
-            let (old_id, new_id) = if request {
-                (old.0.port, new.0.port)
-            } else {
-                (old.1.port, new.1.port)
-            };
-            if old_id != new_id {
-                let check = update16(read16(buf, l4 + 2), old_id, new_id);
-                icmp.set16(buf, l4 + 2, check);
-                icmp.set16(buf, l4 + 4, new_id);
-            }
-        }
-    }
-    write16(buf, frame.l4 + 2, icmp.0);
+    // The TCP checksum, at offset 16, is only in a quote that long.
+    rewrite_transport(&mut icmp, buf, l4, frame.end, quoted.kind, old, new);
+    write16(buf, frame.l4 + field::ICMP_CHECKSUM.start, icmp.0);
     rewrite_ip(
         buf,
         frame,

@@ -8,7 +8,7 @@ use etherparse::{
 };
 
 use super::checksum;
-use crate::router::{DropReason, KernelReason};
+use crate::verdict::{DropReason, KernelReason};
 
 /// Offset of the IPv4 header: right after an untagged Ethernet II header.
 pub const L3_OFFSET: usize = 14;

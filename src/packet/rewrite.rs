@@ -1,8 +1,9 @@
 //! Rewriting a parsed frame in place: MACs, addresses, ports (ICMP echo
 //! identifier), TTL, and every checksum they are covered by.
 
-use super::checksum::{self, update16, update32};
-use super::parse::{Frame, Transport, L3_OFFSET, PROTO_TCP};
+use super::checksum::{self, update16, update32, update_transport};
+use super::parse::{Frame, Transport, PROTO_TCP, PROTO_UDP};
+use super::wire::{field, Ipv4Frame};
 
 /// An IPv4 address and a port (for ICMP echo, the identifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,11 +27,6 @@ pub struct Rewrite {
     pub dst: Endpoint,
 }
 
-const IP_TTL: usize = L3_OFFSET + 8;
-const IP_CHECKSUM: usize = L3_OFFSET + 10;
-const IP_SRC: usize = L3_OFFSET + 12;
-const IP_DST: usize = L3_OFFSET + 16;
-
 pub(super) fn read16(buf: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([buf[at], buf[at + 1]])
 }
@@ -49,24 +45,25 @@ pub fn rewrite_ip(
     src: [u8; 4],
     dst: [u8; 4],
 ) {
+    // A parsed frame always holds its IPv4 header.
+    let Some(mut ip) = Ipv4Frame::new_checked(buf) else {
+        return;
+    };
     let (src_mac, dst_mac) = macs;
-    buf[0..6].copy_from_slice(&dst_mac);
-    buf[6..12].copy_from_slice(&src_mac);
-
-    let mut ip_check = read16(buf, IP_CHECKSUM);
+    ip.set_macs(src_mac, dst_mac);
     let old_word = u16::from_be_bytes([frame.ttl, frame.protocol]);
     let new_word = u16::from_be_bytes([frame.ttl - 1, frame.protocol]);
-    ip_check = update16(ip_check, old_word, new_word);
-    buf[IP_TTL] = frame.ttl - 1;
+    let mut ip_check = update16(ip.checksum(), old_word, new_word);
+    ip.set_ttl(frame.ttl - 1);
     if src != frame.src {
         ip_check = update32(ip_check, frame.src, src);
-        buf[IP_SRC..IP_SRC + 4].copy_from_slice(&src);
+        ip.set_src(src);
     }
     if dst != frame.dst {
         ip_check = update32(ip_check, frame.dst, dst);
-        buf[IP_DST..IP_DST + 4].copy_from_slice(&dst);
+        ip.set_dst(dst);
     }
-    write16(buf, IP_CHECKSUM, ip_check);
+    ip.set_checksum(ip_check);
 }
 
 /// Applies `rewrite` to `buf`, which `frame` was parsed from, and decrements the
@@ -88,71 +85,114 @@ pub fn apply(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, checksum_partial:
         Endpoint::new(frame.dst, frame.ports().1),
     );
     let new = (rewrite.src, rewrite.dst);
-    let l4 = frame.l4;
-    match frame.transport {
-        Transport::Tcp { .. } => {
-            let at = l4 + 16;
-            rewrite_ports(buf, l4, old, new);
-            if checksum_partial {
-                full_l4_checksum(buf, frame, at, rewrite);
-            } else {
-                write16(buf, at, l4_update(read16(buf, at), old, new));
-            }
-        }
-        Transport::Udp {
-            checksum: udp_check,
-            ..
-        } => {
-            let at = l4 + 6;
-            rewrite_ports(buf, l4, old, new);
-            if checksum_partial {
-                full_l4_checksum(buf, frame, at, rewrite);
-            } else if udp_check != 0 {
-                let check = l4_update(udp_check, old, new);
-                write16(buf, at, if check == 0 { 0xffff } else { check });
-            }
-        }
-        Transport::IcmpEcho { request, id } => {
-            let new_id = if request {
-                rewrite.src.port
-            } else {
-                rewrite.dst.port
-            };
-            if new_id != id {
-                let check = update16(read16(buf, l4 + 2), id, new_id);
-                write16(buf, l4 + 2, check);
-                write16(buf, l4 + 4, new_id);
-            }
-        }
+    let kind = match frame.transport {
+        Transport::Tcp { .. } => L4::Tcp,
+        Transport::Udp { .. } => L4::Udp,
+        Transport::IcmpEcho { request, .. } => L4::Echo { request },
         Transport::IcmpError { .. }
         | Transport::IcmpOther { .. }
         | Transport::Other { .. }
-        | Transport::Fragment => {}
+        | Transport::Fragment => return,
+    };
+    if checksum_partial && !matches!(kind, L4::Echo { .. }) {
+        rewrite_ports(buf, frame.l4, old, new);
+        let at = frame.l4
+            + if kind == L4::Tcp {
+                field::TCP_CHECKSUM.start
+            } else {
+                field::UDP_CHECKSUM.start
+            };
+        full_l4_checksum(buf, frame, at, rewrite);
+    } else {
+        rewrite_transport(&mut InPlace, buf, frame.l4, frame.end, kind, old, new);
+    }
+}
+
+/// The transport header a rewrite changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum L4 {
+    Tcp,
+    Udp,
+    /// An ICMP echo request or reply: the identifier stands for a port.
+    Echo {
+        request: bool,
+    },
+}
+
+/// Where a rewrite writes its 16-bit words: straight into the frame, or into
+/// the packet an ICMP error quotes, whose checksum follows every change.
+pub(super) trait Words {
+    fn set16(&mut self, buf: &mut [u8], at: usize, value: u16);
+}
+
+/// Writes straight into the frame.
+struct InPlace;
+
+impl Words for InPlace {
+    #[inline]
+    fn set16(&mut self, buf: &mut [u8], at: usize, value: u16) {
+        write16(buf, at, value);
+    }
+}
+
+/// The per-protocol rewrite, shared by translated packets and the packets
+/// ICMP errors quote: the ports of the TCP or UDP header at `l4` (or the
+/// echo identifier) from `old` to `new` (source, destination), and the
+/// checksum covering them, incrementally; a checksum past `end` (a quote cut
+/// short) is left out.
+#[inline]
+pub(super) fn rewrite_transport(
+    words: &mut impl Words,
+    buf: &mut [u8],
+    l4: usize,
+    end: usize,
+    kind: L4,
+    old: (Endpoint, Endpoint),
+    new: (Endpoint, Endpoint),
+) {
+    let (protocol, at) = match kind {
+        L4::Tcp => (PROTO_TCP, l4 + field::TCP_CHECKSUM.start),
+        L4::Udp => (PROTO_UDP, l4 + field::UDP_CHECKSUM.start),
+        L4::Echo { request } => {
+            let (old_id, new_id) = if request {
+                (old.0.port, new.0.port)
+            } else {
+                (old.1.port, new.1.port)
+            };
+            if old_id != new_id {
+                let check_at = l4 + field::ICMP_CHECKSUM.start;
+                let check = update16(read16(buf, check_at), old_id, new_id);
+                words.set16(buf, check_at, check);
+                words.set16(buf, l4 + field::ECHO_ID.start, new_id);
+            }
+            return;
+        }
+    };
+    if new.0.port != old.0.port {
+        words.set16(buf, l4 + field::SRC_PORT.start, new.0.port);
+    }
+    if new.1.port != old.1.port {
+        words.set16(buf, l4 + field::DST_PORT.start, new.1.port);
+    }
+    if at + 2 <= end {
+        let check = update_transport(protocol, read16(buf, at), |c| l4_update(c, old, new));
+        words.set16(buf, at, check);
     }
 }
 
 /// Writes the ports of a TCP or UDP header at `l4` that differ.
-pub(super) fn rewrite_ports(
-    buf: &mut [u8],
-    l4: usize,
-    old: (Endpoint, Endpoint),
-    new: (Endpoint, Endpoint),
-) {
+fn rewrite_ports(buf: &mut [u8], l4: usize, old: (Endpoint, Endpoint), new: (Endpoint, Endpoint)) {
     if new.0.port != old.0.port {
-        write16(buf, l4, new.0.port);
+        write16(buf, l4 + field::SRC_PORT.start, new.0.port);
     }
     if new.1.port != old.1.port {
-        write16(buf, l4 + 2, new.1.port);
+        write16(buf, l4 + field::DST_PORT.start, new.1.port);
     }
 }
 
 /// A TCP/UDP checksum after the pseudo-header addresses and the ports of its
 /// segment went from `old` to `new` (source, destination).
-pub(super) fn l4_update(
-    mut check: u16,
-    old: (Endpoint, Endpoint),
-    new: (Endpoint, Endpoint),
-) -> u16 {
+fn l4_update(mut check: u16, old: (Endpoint, Endpoint), new: (Endpoint, Endpoint)) -> u16 {
     for (old, new) in [old.0, old.1].into_iter().zip([new.0, new.1]) {
         if old.addr != new.addr {
             check = update32(check, old.addr, new.addr);
@@ -168,15 +208,8 @@ pub(super) fn l4_update(
 fn full_l4_checksum(buf: &mut [u8], frame: &Frame, at: usize, rewrite: &Rewrite) {
     write16(buf, at, 0);
     let segment = &buf[frame.l4..frame.end];
-    // The segment length always fits: it comes from a 16-bit IP total length.
-    let len = segment.len() as u16;
-    let sum = checksum::pseudo_header_sum(rewrite.src.addr, rewrite.dst.addr, frame.protocol, len);
-    let check = !checksum::fold(checksum::sum_bytes(sum, segment));
-    let check = if check == 0 && frame.protocol != PROTO_TCP {
-        0xffff
-    } else {
-        check
-    };
+    let check =
+        checksum::transport_checksum(rewrite.src.addr, rewrite.dst.addr, frame.protocol, segment);
     write16(buf, at, check);
 }
 
@@ -187,9 +220,9 @@ fn full_l4_checksum(buf: &mut [u8], frame: &Frame, at: usize, rewrite: &Rewrite)
 /// recomputes it in full, which gives the same correct value.
 pub fn carries_partial_checksum(buf: &[u8], frame: &Frame) -> bool {
     let at = match frame.transport {
-        Transport::Tcp { .. } => frame.l4 + 16,
+        Transport::Tcp { .. } => frame.l4 + field::TCP_CHECKSUM.start,
         Transport::Udp { checksum: 0, .. } => return false,
-        Transport::Udp { .. } => frame.l4 + 6,
+        Transport::Udp { .. } => frame.l4 + field::UDP_CHECKSUM.start,
         _ => return false,
     };
     let Some(field) = buf.get(at..at + 2) else {

@@ -3,6 +3,7 @@
 use super::checksum::update_words;
 use super::parse::{Frame, Transport};
 use super::rewrite::{read16, write16};
+use super::wire::field;
 
 const OPTION_END: u8 = 0;
 const OPTION_NOP: u8 = 1;
@@ -19,37 +20,47 @@ pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool
     }
     let l4 = frame.l4;
     // The parser checked that the whole header, options included, is there.
-    let header_end = l4 + usize::from(buf[l4 + 12] >> 4) * 4;
-    let mut at = l4 + 20;
-    while at < header_end {
-        match buf[at] {
+    let header_end = l4 + usize::from(buf[l4 + field::TCP_DATA_OFFSET] >> 4) * 4;
+    let options = l4 + field::TCP_OPTIONS;
+    let value = options + mss_option(buf.get(options..header_end)?)?;
+    let announced = read16(buf, value);
+    if announced <= mss {
+        return None;
+    }
+    // The checksum sums 16-bit words from the (even) start of the header: the
+    // value may straddle two of them.
+    let first = value - (value - l4) % 2;
+    let last = value + 2 + (value - l4) % 2;
+    let mut before = [0u8; 4];
+    let span = last - first;
+    before[..span].copy_from_slice(&buf[first..last]);
+    write16(buf, value, mss);
+    if !checksum_partial {
+        let at = l4 + field::TCP_CHECKSUM.start;
+        let check = update_words(read16(buf, at), &before[..span], &buf[first..last]);
+        write16(buf, at, check);
+    }
+    Some(announced)
+}
+
+/// The TCP option walker: where the value of the MSS option (kind 2, length
+/// 4) sits in a TCP header's option bytes (after its 20 fixed bytes, up to
+/// its data offset), as an offset into `options`. None when there is none,
+/// or the list is malformed before it (a length under 2 or past the end).
+/// Serves MSS clamping and the test helpers.
+pub fn mss_option(options: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < options.len() {
+        match options[at] {
             OPTION_END => return None,
             OPTION_NOP => at += 1,
             kind => {
-                let len = usize::from(*buf.get(at + 1).filter(|_| at + 1 < header_end)?);
-                if len < 2 || at + len > header_end {
+                let len = usize::from(*options.get(at + 1)?);
+                if len < 2 || at + len > options.len() {
                     return None;
                 }
                 if kind == OPTION_MSS && len == 4 {
-                    let value = at + 2;
-                    let announced = read16(buf, value);
-                    if announced <= mss {
-                        return None;
-                    }
-                    // The checksum sums 16-bit words from the (even) start of
-                    // the header: the value may straddle two of them.
-                    let first = value - (value - l4) % 2;
-                    let last = value + 2 + (value - l4) % 2;
-                    let mut before = [0u8; 4];
-                    let span = last - first;
-                    before[..span].copy_from_slice(&buf[first..last]);
-                    write16(buf, value, mss);
-                    if !checksum_partial {
-                        let check = read16(buf, l4 + 16);
-                        let check = update_words(check, &before[..span], &buf[first..last]);
-                        write16(buf, l4 + 16, check);
-                    }
-                    return Some(announced);
+                    return Some(at + 2);
                 }
                 at += len;
             }

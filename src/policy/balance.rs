@@ -18,46 +18,56 @@ struct Schedule {
 
 impl Schedule {
     fn new(uplinks: &[(u32, u32)], up: u64) -> Schedule {
-        let best = uplinks
-            .iter()
-            .enumerate()
-            .filter(|(id, _)| up & (1 << id) != 0)
-            .map(|(_, (_, priority))| *priority)
-            .min();
-        let Some(best) = best else {
-            return Schedule::default();
-        };
-        let members: Vec<(UplinkId, u32)> = uplinks
-            .iter()
-            .enumerate()
-            .filter(|(id, (_, priority))| up & (1 << id) != 0 && *priority == best)
-            .map(|(id, (weight, _))| (id as UplinkId, *weight))
+        let priorities: Vec<u32> = uplinks.iter().map(|(_, priority)| *priority).collect();
+        let members: Vec<(UplinkId, u32)> = best_tier(&priorities, |id| up & (1 << id) != 0)
+            .into_iter()
+            .map(|id| (id as UplinkId, uplinks[id].0))
             .collect();
-        let total_weight: u64 = members.iter().map(|(_, w)| u64::from(*w)).sum();
+        let weights: Vec<u32> = members.iter().map(|(_, weight)| *weight).collect();
         Schedule {
-            nth: smooth_round_robin(&members, total_weight),
+            nth: smooth_round_robin(&weights)
+                .into_iter()
+                .map(|slot| members[slot].0)
+                .collect(),
+            total_weight: weights.iter().map(|w| u64::from(*w)).sum(),
             members,
-            total_weight,
         }
     }
 }
 
-/// One cycle of smooth weighted round-robin (as in nginx): every uplink gets
-/// exactly its weight of the cycle's slots, spread out as evenly as possible.
-fn smooth_round_robin(members: &[(UplinkId, u32)], total: u64) -> Vec<UplinkId> {
-    let mut current: Vec<i64> = vec![0; members.len()];
+/// The uplinks balancing uses: of those `usable` says yes to, the ones with
+/// the best (lowest) priority, in file order. The kernel recipe
+/// (`kernel_script`) uses the same choice, with every uplink usable.
+pub fn best_tier(priorities: &[u32], usable: impl Fn(usize) -> bool) -> Vec<usize> {
+    let Some(best) = (0..priorities.len())
+        .filter(|&id| usable(id))
+        .map(|id| priorities[id])
+        .min()
+    else {
+        return Vec::new();
+    };
+    (0..priorities.len())
+        .filter(|&id| usable(id) && priorities[id] == best)
+        .collect()
+}
+
+/// One cycle of smooth weighted round-robin (as in nginx): `sum(weights)`
+/// slots, each the index of the weight that takes it. Every index gets
+/// exactly its weight of the slots, spread out as evenly as possible (2:1
+/// gives 0, 1, 0). Weights multiplied by a common factor give the same cycle
+/// repeated. `nth` balancing deals new connections in this order, and the
+/// kernel recipe's `statistic --mode nth` cascade is built from it.
+pub fn smooth_round_robin(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    let mut current = vec![0i64; weights.len()];
     (0..total)
-        .map(|_| {
-            for (c, (_, weight)) in current.iter_mut().zip(members) {
-                *c += i64::from(*weight);
+        .filter_map(|_| {
+            for (c, &weight) in current.iter_mut().zip(weights) {
+                *c += i64::from(weight);
             }
-            let (best, _) = current
-                .iter()
-                .enumerate()
-                .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-                .expect("a schedule has at least one member");
-            current[best] -= total as i64;
-            members[best].0
+            let best = (0..weights.len()).max_by_key(|&i| (current[i], std::cmp::Reverse(i)))?;
+            current[best] -= total;
+            Some(best)
         })
         .collect()
 }

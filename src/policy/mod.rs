@@ -1,10 +1,12 @@
 //! Policy for new connections from the LAN: steering rules, then balancing
 //! over the uplinks that are up, optionally sticky per client.
 
+#![forbid(unsafe_code)]
+
 mod balance;
 mod rules;
 
-pub use balance::Balancer;
+pub use balance::{best_tier, smooth_round_robin, Balancer};
 pub use rules::{NewConnection, RuleDecision, Rules};
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::config::{Action, Balance, Sticky, UplinkId, Wan};
-use crate::router::DropReason;
+use crate::verdict::DropReason;
 
 /// Where a new connection goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub struct Traffic {
 
 /// The counters of one worker.
 #[derive(Debug)]
-pub struct WorkerCounters {
+pub struct LaneCounters {
     forwarded: AtomicU64,
     kernel: Vec<AtomicU64>,
     drops: Vec<AtomicU64>,
@@ -37,9 +37,9 @@ fn zeros(n: usize) -> Vec<AtomicU64> {
     (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
-impl WorkerCounters {
-    pub fn new(uplinks: usize) -> WorkerCounters {
-        WorkerCounters {
+impl LaneCounters {
+    pub fn new(uplinks: usize) -> LaneCounters {
+        LaneCounters {
             forwarded: AtomicU64::new(0),
             kernel: zeros(KernelReason::ALL.len()),
             drops: zeros(DropReason::ALL.len()),
@@ -92,7 +92,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a WorkerCounters>) -> Totals {
+    pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a LaneCounters>) -> Totals {
         let mut totals = Totals {
             forwarded: 0,
             kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),

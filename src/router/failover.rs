@@ -9,7 +9,7 @@ use etherparse::PacketBuilder;
 
 use super::Router;
 use crate::config::UplinkId;
-use crate::flow::{tcp_state, Origin, Removed};
+use crate::flow::{tcp_state, FlowKind, Removed};
 use crate::packet::PROTO_TCP;
 
 /// The outcome of failing over an uplink's flows.
@@ -33,11 +33,11 @@ impl Router {
         let mut out = Failover::default();
         for flow in &removed {
             self.release(&flow.spec);
-            if flow.spec.origin == Origin::Wan {
+            if flow.spec.kind == FlowKind::Dnat {
                 out.forwards += 1;
             }
             if flow.spec.protocol != PROTO_TCP {
-                if flow.spec.origin == Origin::Lan {
+                if flow.spec.kind == FlowKind::Snat {
                     out.remapped += 1;
                 }
                 continue;

@@ -12,8 +12,8 @@
 //! as it was delivered, `lan_peer → inside`, and goes to the far side
 //! quoting it as it arrived, `remote → outside`.
 
-use super::{Cx, DropReason, KernelReason, Port, Router, Verdict};
-use crate::flow::{FlowKey, FlowSpec, Origin, Side};
+use super::{DropReason, FrameContext, KernelReason, Port, Router, Verdict};
+use crate::flow::{FlowKey, FlowKind, FlowSpec, Side};
 use crate::packet::icmp::{self, ErrorRewrite, QuoteError, Quoted};
 use crate::packet::{Fragmentation, Frame, L3_OFFSET};
 
@@ -27,7 +27,9 @@ fn reply_key(quoted: &Quoted) -> FlowKey {
 }
 
 impl Router {
-    /// What makes an ICMP error untranslatable before its flow is looked at.
+    /// The packet an ICMP error quotes, or what makes the error untranslatable
+    /// before its flow is looked at. An error goes back to where the packet
+    /// it quotes came from; any other is left to the kernel.
     fn check_error(&self, buf: &[u8], frame: &Frame) -> Result<Quoted, Verdict> {
         if frame.fragmentation != Fragmentation::Whole {
             return Err(Verdict::Drop(DropReason::Fragment));
@@ -35,10 +37,14 @@ impl Router {
         if frame.ttl <= 1 {
             return Err(Verdict::Kernel(KernelReason::TtlExpired));
         }
-        icmp::quoted(buf, frame).map_err(|e| match e {
+        let quoted = icmp::quoted(buf, frame).map_err(|e| match e {
             QuoteError::Truncated => Verdict::Drop(DropReason::IcmpTruncated),
             QuoteError::Untranslatable => Verdict::Kernel(KernelReason::IcmpOther),
-        })
+        })?;
+        if quoted.src.addr != frame.dst {
+            return Err(Verdict::Kernel(KernelReason::IcmpOther));
+        }
+        Ok(quoted)
     }
 
     /// An ICMP error from the Internet to the WAN address of `uplink`.
@@ -47,18 +53,14 @@ impl Router {
         buf: &mut [u8],
         frame: &Frame,
         uplink: u8,
-        cx: &Cx,
+        ctx: &FrameContext,
     ) -> Verdict {
         let quoted = match self.check_error(buf, frame) {
             Ok(quoted) => quoted,
             Err(verdict) => return verdict,
         };
-        if quoted.src.addr != frame.dst {
-            // Not about a packet sent from this address.
-            return Verdict::Kernel(KernelReason::IcmpOther);
-        }
-        match self.peek(Side::Wan, &reply_key(&quoted), cx.now) {
-            Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
+        match self.peek(Side::Wan, &reply_key(&quoted), ctx.now) {
+            Some(spec) if !matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                 self.error_to_inside(buf, frame, &quoted, &spec)
             }
             _ if self.owns_port(quoted.protocol, quoted.src.port, uplink) => {
@@ -71,19 +73,20 @@ impl Router {
     /// An ICMP error from a LAN host: about a reply it was delivered (to the
     /// far side), or, to a WAN address, about a hairpinned packet it was
     /// delivered as the forward's target (to the inside host).
-    pub(super) fn icmp_error_from_lan(&self, buf: &mut [u8], frame: &Frame, cx: &Cx) -> Verdict {
+    pub(super) fn icmp_error_from_lan(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        ctx: &FrameContext,
+    ) -> Verdict {
         let quoted = match self.check_error(buf, frame) {
             Ok(quoted) => quoted,
             Err(verdict) => return verdict,
         };
-        if quoted.src.addr != frame.dst {
-            // Not sent back to where the quoted packet came from.
-            return Verdict::Kernel(KernelReason::IcmpOther);
-        }
         let key = reply_key(&quoted);
         let Some(uplink) = self.uplink_with_address(quoted.src.addr) else {
-            return match self.peek(Side::Lan, &key, cx.now) {
-                Some(spec) if !matches!(spec.origin, Origin::Hairpin { .. }) => {
+            return match self.peek(Side::Lan, &key, ctx.now) {
+                Some(spec) if !matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                     self.error_to_far_side(buf, frame, &quoted, &spec)
                 }
                 _ => Verdict::Kernel(KernelReason::IcmpOther),
@@ -91,8 +94,8 @@ impl Router {
         };
         // The quoted packet came from a WAN address: a hairpinned flow's,
         // either its SNATed client's packet to the forward's target...
-        if let Some(spec) = self.peek(Side::Wan, &key, cx.now) {
-            if matches!(spec.origin, Origin::Hairpin { .. }) {
+        if let Some(spec) = self.peek(Side::Wan, &key, ctx.now) {
+            if matches!(spec.kind, FlowKind::Hairpin { .. }) {
                 return self.error_to_inside(buf, frame, &quoted, &spec);
             }
         }
@@ -106,9 +109,9 @@ impl Router {
                 dst: *target,
                 ..key
             };
-            if let Some(spec) = self.peek(Side::Lan, &lan_key, cx.now) {
-                if spec.origin
-                    == (Origin::Hairpin {
+            if let Some(spec) = self.peek(Side::Lan, &lan_key, ctx.now) {
+                if spec.kind
+                    == (FlowKind::Hairpin {
                         port: quoted.src.port,
                     })
                 {
@@ -160,7 +163,7 @@ impl Router {
         quoted: &Quoted,
         spec: &FlowSpec,
     ) -> Verdict {
-        let egress = match self.outward(spec) {
+        let egress = match self.egress_to_remote(spec) {
             Ok(egress) => egress,
             Err(verdict) => return verdict,
         };

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use super::{lock, Router};
 use crate::config::{Config, MssClamp, Proto, Timeouts, UplinkId};
-use crate::flow::Origin;
+use crate::flow::FlowKind;
 use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
 use crate::policy::{Policy, Rules};
 
@@ -182,10 +182,10 @@ impl Router {
         }
         let gone = self.table.remove_where(|flow| {
             let spec = &flow.spec;
-            let port = match spec.origin {
-                Origin::Lan => return false,
-                Origin::Wan => spec.outside.port,
-                Origin::Hairpin { port } => port,
+            let port = match spec.kind {
+                FlowKind::Snat => return false,
+                FlowKind::Dnat => spec.outside.port,
+                FlowKind::Hairpin { port } => port,
             };
             removed_forwards.contains(&(spec.protocol, port, spec.uplink))
         });

@@ -25,13 +25,14 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::rng::Rng;
 use super::{
     check, check_fragment, check_icmp_error, fragment, icmp_echo, icmp_error, mss_option, tcp,
     tcp_with_options, udp, with_ip_options, Addressing, ACK, SYN, SYN_ACK,
 };
 use crate::config::Config;
 use crate::packet::checksum;
-use crate::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, Worker, MAX_FRAGMENTS};
+use crate::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict, MAX_FRAGMENTS};
 
 /// The router the harness drives: small limits, so that they are reached.
 pub const CONFIG: &str = r#"
@@ -100,7 +101,7 @@ const DRAIN_EVERY: u64 = 4096;
 /// A live router and its clock.
 pub struct Harness {
     router: Router,
-    worker: Worker,
+    lane: Lane,
     now: Duration,
     frames: u64,
     max_flows: u32,
@@ -299,12 +300,8 @@ fn repair_transport(segment: &mut [u8], protocol: u8, src: [u8; 4], dst: [u8; 4]
     } else {
         checksum::pseudo_header_sum(src, dst, protocol, covered as u16)
     };
-    let sum = !checksum::fold(checksum::sum_bytes(start, &segment[..covered]));
-    let sum = if sum == 0 && protocol == 17 {
-        0xffff
-    } else {
-        sum
-    };
+    let computed = !checksum::fold(checksum::sum_bytes(start, &segment[..covered]));
+    let sum = checksum::transport_field(protocol, computed);
     segment[at..at + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
@@ -333,10 +330,10 @@ impl Harness {
             router.set_lan_mac(Ipv4Addr::from(addr), mac);
         }
         router.set_time_exceeded(true);
-        let worker = router.worker();
+        let lane = router.lane();
         let mut harness = Harness {
             router,
-            worker,
+            lane,
             now: Duration::from_secs(1_000_000),
             frames: 0,
             max_flows: config.limits.max_flows,
@@ -351,7 +348,7 @@ impl Harness {
         for frame in lan_seeds() {
             let mut frame = frame;
             self.router.process(
-                &mut self.worker,
+                &mut self.lane,
                 &mut frame,
                 FrameMeta {
                     port: Port::Lan,
@@ -388,7 +385,7 @@ impl Harness {
         let was_valid = valid(&frame);
         let received = frame.len();
         let verdict = self.router.process(
-            &mut self.worker,
+            &mut self.lane,
             &mut frame,
             FrameMeta {
                 port,
@@ -479,31 +476,6 @@ impl Harness {
             ));
         }
         Ok(())
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        // splitmix64 of the seed, so that nearby seeds start far apart.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number below `n` (which must not be 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`fuzz`] is the fuzzing harness built on them.
 
 pub mod fuzz;
+mod rng;
 
 use std::net::Ipv4Addr;
 
@@ -10,7 +11,7 @@ use etherparse::{
     IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
 };
 
-use crate::packet::checksum;
+use crate::packet::{self, checksum};
 
 /// TCP flags for [`tcp`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,17 +141,9 @@ pub fn mss_option(mss: u16) -> [u8; 4] {
 /// The MSS a TCP segment's options announce, if any.
 pub fn announced_mss(frame: &[u8]) -> Option<u16> {
     let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
-    let end = l4 + usize::from(frame[l4 + 12] >> 4) * 4;
-    let mut at = l4 + 20;
-    while at < end {
-        match frame[at] {
-            0 => return None,
-            1 => at += 1,
-            2 => return Some(u16::from_be_bytes([frame[at + 2], frame[at + 3]])),
-            _ => at += usize::from(frame[at + 1]).max(2),
-        }
-    }
-    None
+    let options = &frame[l4 + 20..l4 + usize::from(frame[l4 + 12] >> 4) * 4];
+    let at = packet::mss_option(options)?;
+    Some(u16::from_be_bytes([options[at], options[at + 1]]))
 }
 
 /// Changes the IPv4 header of `frame` with `edit` (which gets the header

@@ -199,13 +199,13 @@ fn weights_two_to_one() {
         router.set_gateway_mac(id as u8, Some(*mac));
         router.set_uplink_up(id as u8, true);
     }
-    let mut worker = router.worker();
+    let mut lane = router.lane();
     let mut counts = [0; 2];
     let lan = from_host(HOST, SERVER);
     for port in 0..90u16 {
         let mut frame = testing::udp(&lan, 10000 + port, 53, b"q");
         let verdict = router.process(
-            &mut worker,
+            &mut lane,
             &mut frame,
             xwan::router::FrameMeta {
                 port: Port::Lan,
@@ -304,7 +304,7 @@ fn priority_two_carries_traffic_only_when_priority_one_is_down() {
             wans: WAN_MACS.to_vec(),
         },
     );
-    b.worker = b.router.worker();
+    b.lane = b.router.lane();
     for (id, mac) in GATEWAY_MACS.iter().enumerate() {
         b.router.set_gateway_mac(id as u8, Some(*mac));
         b.router.set_uplink_up(id as u8, true);

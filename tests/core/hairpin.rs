@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use xwan::flow::Origin;
+use xwan::flow::FlowKind;
 use xwan::router::{DropReason, KernelReason, Port, Verdict};
 use xwan::testing::{self, ACK, SYN, SYN_ACK};
 
@@ -83,11 +83,11 @@ fn a_lan_host_reaches_another_through_a_forward_and_sees_its_outside_address() {
 
     let hairpinned: Vec<_> = b
         .router
-        .flows(b.now, 10, |s| matches!(s.origin, Origin::Hairpin { .. }))
+        .flows(b.now, 10, |s| matches!(s.kind, FlowKind::Hairpin { .. }))
         .into_iter()
         .collect();
     assert_eq!(hairpinned.len(), 1);
-    assert_eq!(hairpinned[0].spec.origin, Origin::Hairpin { port: 8080 });
+    assert_eq!(hairpinned[0].spec.kind, FlowKind::Hairpin { port: 8080 });
     assert_eq!(
         xwan::flow::tcp_state::name(hairpinned[0].tcp),
         "established"

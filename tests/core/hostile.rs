@@ -281,7 +281,7 @@ fn partial_checksums_come_out_complete() {
             "the partial checksum is not a valid one"
         );
         let verdict = b.router.process(
-            &mut b.worker,
+            &mut b.lane,
             &mut frame,
             FrameMeta {
                 port: Port::Lan,

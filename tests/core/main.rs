@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use xwan::config::Config;
-use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, Worker};
+use xwan::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, Seen};
 
 pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -61,7 +61,7 @@ pub fn config(extra: &str) -> Config {
 /// A router with both uplinks up and their gateways resolved, and a clock.
 pub struct Bench {
     pub router: Router,
-    pub worker: Worker,
+    pub lane: Lane,
     pub now: Duration,
 }
 
@@ -91,10 +91,10 @@ impl Bench {
         }
         router.set_lan_mac(HOST, HOST_MAC);
         router.set_lan_mac(HOST2, HOST2_MAC);
-        let worker = router.worker();
+        let lane = router.lane();
         Bench {
             router,
-            worker,
+            lane,
             now: Duration::from_secs(1000),
         }
     }
@@ -106,7 +106,7 @@ impl Bench {
     /// Sends `frame` in on `port`; returns the verdict and the frame as it would go out.
     pub fn send(&mut self, port: Port, mut frame: Vec<u8>) -> (Verdict, Vec<u8>) {
         let verdict = self.router.process(
-            &mut self.worker,
+            &mut self.lane,
             &mut frame,
             FrameMeta {
                 port,

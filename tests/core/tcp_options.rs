@@ -129,7 +129,7 @@ fn auto_clamps_to_the_smaller_mtu_and_partial_checksums_come_out_whole() {
     ));
     frame[50..52].copy_from_slice(&pseudo.to_be_bytes());
     let verdict = b.router.process(
-        &mut b.worker,
+        &mut b.lane,
         &mut frame,
         FrameMeta {
             port: Port::Lan,

@@ -5,7 +5,7 @@
 //! it the same way (IPv4 TCP and UDP), writing full IP and L4 checksums into every
 //! segment, so the core sees ordinary frames.
 
-use crate::packet::checksum::{checksum, fold, pseudo_header_sum, sum_bytes};
+use crate::packet::checksum::{checksum, transport_checksum};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub(crate) const VNET_HDR_LEN: usize = 10;
@@ -166,11 +166,7 @@ impl Layout {
         seg[check_at..check_at + 2].copy_from_slice(&[0, 0]);
         let src: [u8; 4] = [seg[26], seg[27], seg[28], seg[29]];
         let dst: [u8; 4] = [seg[30], seg[31], seg[32], seg[33]];
-        let sum = sum_bytes(pseudo_header_sum(src, dst, proto, l4_len), &seg[l4..]);
-        let check = match !fold(sum) {
-            0 if proto == 17 => 0xffff,
-            c => c,
-        };
+        let check = transport_checksum(src, dst, proto, &seg[l4..]);
         seg[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     }
 }
@@ -178,6 +174,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::checksum::{fold, pseudo_header_sum, sum_bytes};
 
     /// An Ethernet + IPv4 (+ options) + TCP super-frame with `payload` bytes.
     fn tcp_frame(payload: usize, flags: u8, options: usize) -> Vec<u8> {

@@ -173,7 +173,7 @@ pub(super) fn log_summary(
     };
     info!(
         "xwan {} starting: config {}, io {mode}, {} worker(s), cpus {:?}",
-        crate::cli::VERSION,
+        crate::VERSION,
         config_path.display(),
         setup.queues,
         setup.cpus

@@ -1,4 +1,8 @@
-//! What the core decides for one frame.
+//! What the core decides for one frame: the port it goes out by, or why the
+//! kernel gets it, or why it is dropped. The bottom of the core: every core
+//! module may use these, and they use nothing of the core.
+
+#![forbid(unsafe_code)]
 
 use crate::config::UplinkId;
 

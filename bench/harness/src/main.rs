@@ -7,6 +7,7 @@
 //!   so the shell script needs no JSON tool;
 //! - `report`: the raw measurements (JSON lines) to `results.md` and SVG plots.
 
+mod markdown;
 mod pingpong;
 mod plot;
 mod report;
@@ -86,9 +87,12 @@ fn main() -> ExitCode {
             .map(|summary| println!("{}", summary.to_json()))
             .map_err(|e| e.to_string()),
         Command::JsonGet { file, path } => json_get(&file, &path),
-        Command::Report { raw, out, title } => {
-            report::write(&raw, &out, &title).map_err(|e| e.to_string())
-        }
+        Command::Report { raw, out, title } => report::load(&raw)
+            .and_then(|data| {
+                markdown::write(&data, &out, &title)?;
+                plot::all(&data, &out)
+            })
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,237 @@
+//! From raw measurements to `results.md` and the plots.
+//!
+//! scripts/bench appends one JSON object per measurement to the raw file:
+//! `{"rep":1,"mode":"xdp","metric":"pps_1k","value":211234.0}`. Modes are the
+//! three routers (`xdp`, `packet`, `kernel`), `kernel-xdp` (the kernel recipe
+//! with a pass-through XDP program on the router's interfaces, TCP only),
+//! `generator` (the generator's ceiling: an XDP drop on the router's LAN
+//! interface, no router) and `baseline` (round-trip times without forwarding).
+//! Each figure in the report is the median over the repetitions, with the
+//! smallest and largest value in brackets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The three routers compared, in table order.
+pub const ROUTERS: [&str; 3] = ["xdp", "packet", "kernel"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {source}")]
+    Parse {
+        path: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{path}: no measurements")]
+    Empty { path: String },
+    #[error("plot {name}: {message}")]
+    Plot { name: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Record {
+    rep: u32,
+    mode: String,
+    metric: String,
+    value: f64,
+}
+
+/// Median, smallest and largest of a figure over the repetitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    fn of(values: &[f64]) -> Option<Stat> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Some(Stat {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            n: v.len(),
+        })
+    }
+}
+
+/// Every value by (mode, metric), then by repetition.
+#[derive(Debug, Default)]
+pub struct Data {
+    values: BTreeMap<(String, String), BTreeMap<u32, f64>>,
+}
+
+impl Data {
+    fn insert(&mut self, rep: u32, mode: &str, metric: &str, value: f64) {
+        self.values
+            .entry((mode.to_string(), metric.to_string()))
+            .or_default()
+            .insert(rep, value);
+    }
+
+    fn get(&self, rep: u32, mode: &str, metric: &str) -> Option<f64> {
+        self.values
+            .get(&(mode.to_string(), metric.to_string()))?
+            .get(&rep)
+            .copied()
+    }
+
+    pub fn reps(&self) -> Vec<u32> {
+        let mut reps: Vec<u32> = self
+            .values
+            .values()
+            .flat_map(|m| m.keys().copied())
+            .collect();
+        reps.sort_unstable();
+        reps.dedup();
+        reps
+    }
+
+    pub fn stat(&self, mode: &str, metric: &str) -> Option<Stat> {
+        let values: Vec<f64> = self
+            .values
+            .get(&(mode.to_string(), metric.to_string()))?
+            .values()
+            .copied()
+            .collect();
+        Stat::of(&values)
+    }
+
+    pub fn median(&self, mode: &str, metric: &str) -> Option<f64> {
+        self.stat(mode, metric).map(|s| s.median)
+    }
+
+    /// Timed windows during which other build processes ran: (rep, mode,
+    /// step, count); None when the run did not look.
+    pub fn disturbed(&self) -> Option<Vec<(u32, &str, &str, f64)>> {
+        if !self.values.keys().any(|(_, m)| m.starts_with("others_")) {
+            return None;
+        }
+        let mut out = Vec::new();
+        for ((mode, metric), reps) in &self.values {
+            let Some(step) = metric.strip_prefix("others_") else {
+                continue;
+            };
+            for (rep, n) in reps {
+                if *n > 0.0 {
+                    out.push((*rep, mode.as_str(), step, *n));
+                }
+            }
+        }
+        out.sort_by_key(|d| d.0);
+        Some(out)
+    }
+
+    /// Figures computed per repetition from others of the same repetition.
+    fn derive(&mut self) {
+        for rep in self.reps() {
+            let ceiling = self.get(rep, "generator", "pps_1k");
+            let baseline = match (
+                self.get(rep, "baseline", "lan_p50"),
+                self.get(rep, "baseline", "wan_p50"),
+                self.get(rep, "baseline", "lo_p50"),
+            ) {
+                (Some(lan), Some(wan), Some(lo)) => Some(lan + wan - lo),
+                _ => None,
+            };
+            if let Some(b) = baseline {
+                self.insert(rep, "baseline", "path_p50", b);
+            }
+            for mode in ROUTERS {
+                for flows in ["1k", "100k", "1m"] {
+                    let pps = self.get(rep, mode, &format!("pps_{flows}"));
+                    let sent = self.get(rep, mode, &format!("sent_{flows}"));
+                    if let (Some(pps), Some(sent)) = (pps, sent) {
+                        if sent > 0.0 {
+                            let loss = (1.0 - pps / sent).max(0.0);
+                            self.insert(rep, mode, &format!("loss_{flows}"), loss);
+                        }
+                    }
+                }
+                let pps_1k = self.get(rep, mode, "pps_1k");
+                if let (Some(pps), Some(c)) = (pps_1k, ceiling) {
+                    if c > 0.0 {
+                        self.insert(rep, mode, "ceiling_frac", pps / c);
+                    }
+                }
+                if let (Some(p1k), Some(p1m)) = (pps_1k, self.get(rep, mode, "pps_1m")) {
+                    if p1m > 0.0 {
+                        self.insert(rep, mode, "slowdown_1m", p1k / p1m);
+                    }
+                }
+                for load in LOADS {
+                    for q in QUANTILES {
+                        let metric = format!("lat_{load}_{q}");
+                        if let (Some(rtt), Some(b)) = (self.get(rep, mode, &metric), baseline) {
+                            self.insert(rep, mode, &format!("{metric}_added"), rtt - b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The loads latency is measured at: idle, 50 % and 90 % of the mode's own
+/// 1 k-flow rate.
+pub const LOADS: [&str; 3] = ["idle", "50", "90"];
+pub const QUANTILES: [&str; 3] = ["p50", "p99", "p999"];
+
+pub fn load(raw: &Path) -> Result<Data, ReportError> {
+    let path = raw.display().to_string();
+    let text = std::fs::read_to_string(raw).map_err(|source| ReportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut data = Data::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line).map_err(|source| ReportError::Parse {
+            path: path.clone(),
+            line: i + 1,
+            source,
+        })?;
+        data.insert(r.rep, &r.mode, &r.metric, r.value);
+    }
+    if data.values.is_empty() {
+        return Err(ReportError::Empty { path });
+    }
+    data.derive();
+    Ok(data)
+}
+
+const MODE_NAMES: [(&str, &str); 4] = [
+    ("xdp", "xwan --io xdp"),
+    ("packet", "xwan --io packet"),
+    ("kernel", "kernel recipe"),
+    ("kernel-xdp", "kernel recipe + XDP pass program"),
+];
+
+pub fn mode_name(mode: &str) -> &str {
+    MODE_NAMES
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map_or(mode, |(_, name)| name)
+}

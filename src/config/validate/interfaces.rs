@@ -1,0 +1,206 @@
+//! `[lan]` and `[[wan]]`: interfaces, addresses, MTUs, and the uplinks' clashes
+//! with each other and with the LAN.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn lan(&self, raw: &Spanned<RawLan>) -> Result<Lan> {
+        let lan = raw.get_ref();
+        let interface = self.interface_name(&lan.interface, "lan.interface")?;
+        let networks = self.nets(&lan.networks, "lan.networks")?;
+        if networks.is_empty() {
+            return Err(self.err(
+                lan.networks.span(),
+                "lan.networks",
+                "no networks: list at least one inside prefix, like \"192.168.50.0/24\"",
+            ));
+        }
+        let address = match &lan.address {
+            None => None,
+            Some(raw) => {
+                let address = self.addr(raw, "lan.address")?;
+                // A host of a LAN network: not its network or broadcast address
+                // (a /31 or /32 has neither).
+                let inside = networks.iter().any(|n| {
+                    n.contains(&address)
+                        && (n.prefix_len() >= 31
+                            || (address != n.network() && address != n.broadcast()))
+                });
+                if !usable_host(address) || !inside {
+                    return Err(self.err(
+                        raw.span(),
+                        "lan.address",
+                        format!(
+                            "{address} is not a host address inside a LAN network ({})",
+                            join_display(&networks)
+                        ),
+                    ));
+                }
+                Some(address)
+            }
+        };
+        let mtu = self.mtu(lan.mtu.as_ref(), "lan.mtu")?;
+        Ok(Lan {
+            interface,
+            networks,
+            address,
+            mtu,
+        })
+    }
+
+    pub(super) fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<u16> {
+        self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1)
+    }
+
+    pub(super) fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {
+        self.wan_count(raw)?;
+        let mut wans: Vec<Wan> = Vec::with_capacity(raw.len());
+        for (i, table) in raw.iter().enumerate() {
+            let key = |k: &str| format!("wan[{}].{k}", i + 1);
+            let wan = self.wan(table.get_ref(), &key)?;
+            self.wan_clashes(table.get_ref(), &wan, &wans, lan, &key)?;
+            wans.push(wan);
+        }
+        Ok(wans)
+    }
+
+    /// Two uplinks at least, and no more than the core supports.
+    fn wan_count(&self, raw: &[Spanned<RawWan>]) -> Result<()> {
+        if raw.len() < 2 {
+            let (span, found) = match raw.first() {
+                None => (0..0, "no [[wan]] section"),
+                Some(first) => (first.span(), "only one [[wan]] section"),
+            };
+            return Err(self.err(
+                span,
+                "wan",
+                format!("{found}; xwan needs at least two uplinks"),
+            ));
+        }
+        if raw.len() > MAX_UPLINKS {
+            return Err(self.err(
+                raw[MAX_UPLINKS].span(),
+                "wan",
+                format!(
+                    "{} uplinks configured; at most {MAX_UPLINKS} are supported",
+                    raw.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One `[[wan]]` section's values, each checked on its own (in this order:
+    /// the first problem is the one reported).
+    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String) -> Result<Wan> {
+        Ok(Wan {
+            name: self.uplink_name(&w.name, &key("name"))?,
+            interface: self.interface_name(&w.interface, &key("interface"))?,
+            address: self.addr(&w.address, &key("address"))?,
+            gateway: self.addr(&w.gateway, &key("gateway"))?,
+            weight: self.int(w.weight.as_ref(), &key("weight"), 1, 1, 1000)?,
+            priority: self.int(w.priority.as_ref(), &key("priority"), 1, 0, u32::MAX)?,
+            mtu: self.mtu(w.mtu.as_ref(), &key("mtu"))?,
+            probe: match &w.probe {
+                None => Vec::new(),
+                Some(p) => OneOrList::items(p, &key("probe"))
+                    .into_iter()
+                    .map(|item| self.addr_item(&item))
+                    .collect::<Result<_>>()?,
+            },
+        })
+    }
+
+    /// An uplink against the LAN and the uplinks before it: names,
+    /// interfaces and addresses.
+    fn wan_clashes(
+        &self,
+        w: &RawWan,
+        wan: &Wan,
+        earlier: &[Wan],
+        lan: &Lan,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let name = format!("uplink name {:?}", wan.name);
+        self.first_of(
+            earlier,
+            |o| o.name == wan.name,
+            w.name.span(),
+            key("name"),
+            name,
+        )?;
+        let interface = &wan.interface;
+        if *interface == lan.interface {
+            return Err(self.err(
+                w.interface.span(),
+                key("interface"),
+                format!("interface {interface:?} is already the LAN interface"),
+            ));
+        }
+        let same = |o: &Wan| o.interface == *interface;
+        let what = format!("interface {interface:?}");
+        self.first_of(earlier, same, w.interface.span(), key("interface"), what)?;
+        self.wan_addresses(w, wan, earlier, lan, key)
+    }
+
+    /// An error naming the earlier uplink that has `what` too, if one has.
+    fn first_of(
+        &self,
+        earlier: &[Wan],
+        same: impl Fn(&Wan) -> bool,
+        span: Range<usize>,
+        key: String,
+        what: String,
+    ) -> Result<()> {
+        match earlier.iter().position(same) {
+            Some(other) => Err(self.err(
+                span,
+                key,
+                format!("duplicate {what} (also wan[{}])", other + 1),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// An uplink's address and gateway: usable, its own, outside the LAN.
+    fn wan_addresses(
+        &self,
+        w: &RawWan,
+        wan: &Wan,
+        earlier: &[Wan],
+        lan: &Lan,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let (address, gateway) = (wan.address, wan.gateway);
+        if !usable_host(address) {
+            return Err(self.err(
+                w.address.span(),
+                key("address"),
+                format!("{address} cannot be an uplink address"),
+            ));
+        }
+        let what = format!("uplink address {address}");
+        self.first_of(
+            earlier,
+            |o| o.address == address,
+            w.address.span(),
+            key("address"),
+            what,
+        )?;
+        if let Some(net) = lan.networks.iter().find(|n| n.contains(&address)) {
+            return Err(self.err(
+                w.address.span(),
+                key("address"),
+                format!("{address} is inside the LAN network {net}"),
+            ));
+        }
+        if !usable_host(gateway) || gateway == address {
+            return Err(self.err(
+                w.gateway.span(),
+                key("gateway"),
+                format!("{gateway} cannot be the gateway of an uplink with address {address}"),
+            ));
+        }
+        Ok(())
+    }
+}

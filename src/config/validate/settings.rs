@@ -1,0 +1,129 @@
+//! `[health]`, `[timeouts]`, `[limits]` and `[control]`.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn health(&self, raw: Option<&RawHealth>) -> Result<Health> {
+        Ok(Health {
+            interval_ms: self.int(
+                raw.and_then(|h| h.interval_ms.as_ref()),
+                "health.interval_ms",
+                500,
+                1,
+                u64::MAX,
+            )?,
+            timeout_ms: self.int(
+                raw.and_then(|h| h.timeout_ms.as_ref()),
+                "health.timeout_ms",
+                1000,
+                1,
+                u64::MAX,
+            )?,
+            down_after: self.int(
+                raw.and_then(|h| h.down_after.as_ref()),
+                "health.down_after",
+                3,
+                1,
+                u32::MAX,
+            )?,
+            up_after: self.int(
+                raw.and_then(|h| h.up_after.as_ref()),
+                "health.up_after",
+                3,
+                1,
+                u32::MAX,
+            )?,
+            reliability: self.int(
+                raw.and_then(|h| h.reliability.as_ref()),
+                "health.reliability",
+                1,
+                1,
+                u32::MAX,
+            )?,
+            hook: match raw.and_then(|h| h.hook.as_ref()) {
+                Some(hook) if hook.get_ref().trim().is_empty() => {
+                    return Err(self.err(
+                        hook.span(),
+                        "health.hook",
+                        "empty command; leave the key out for no hook",
+                    ))
+                }
+                Some(hook) => Some(hook.get_ref().clone()),
+                None => None,
+            },
+        })
+    }
+
+    pub(super) fn timeouts(&self, raw: Option<&RawTimeouts>) -> Result<Timeouts> {
+        let get = |value: Option<&Spanned<i64>>, key: &str, default: u32| {
+            self.int(value, key, default, 1, u32::MAX)
+        };
+        Ok(Timeouts {
+            tcp_established_s: get(
+                raw.and_then(|t| t.tcp_established_s.as_ref()),
+                "timeouts.tcp_established_s",
+                7440,
+            )?,
+            tcp_transitory_s: get(
+                raw.and_then(|t| t.tcp_transitory_s.as_ref()),
+                "timeouts.tcp_transitory_s",
+                240,
+            )?,
+            udp_s: get(raw.and_then(|t| t.udp_s.as_ref()), "timeouts.udp_s", 300)?,
+            icmp_s: get(raw.and_then(|t| t.icmp_s.as_ref()), "timeouts.icmp_s", 60)?,
+        })
+    }
+
+    pub(super) fn limits(&self, raw: Option<&RawLimits>) -> Result<Limits> {
+        Ok(Limits {
+            max_flows: self.int(
+                raw.and_then(|l| l.max_flows.as_ref()),
+                "limits.max_flows",
+                1 << 20,
+                1,
+                u32::MAX,
+            )?,
+            max_flows_per_host: self.int(
+                raw.and_then(|l| l.max_flows_per_host.as_ref()),
+                "limits.max_flows_per_host",
+                DEFAULT_MAX_FLOWS_PER_HOST,
+                0,
+                u32::MAX,
+            )?,
+        })
+    }
+
+    pub(super) fn control(&self, raw: Option<&RawControl>) -> Result<Control> {
+        let socket = match raw.and_then(|c| c.socket.as_ref()) {
+            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(self.err(s.span(), "control.socket", "empty path"));
+            }
+            Some(s) => PathBuf::from(s.get_ref()),
+        };
+        let metrics = match raw.and_then(|c| c.metrics.as_ref()) {
+            None => None,
+            Some(m) => match m.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if addr.port() != 0 => Some(addr),
+                Ok(_) => {
+                    return Err(self.err(
+                        m.span(),
+                        "control.metrics",
+                        "port 0 is not a port to listen on",
+                    ));
+                }
+                Err(_) => {
+                    return Err(self.err(
+                        m.span(),
+                        "control.metrics",
+                        format!(
+                            "{:?} is not an address and port (e.g. \"127.0.0.1:9847\")",
+                            m.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
+        Ok(Control { socket, metrics })
+    }
+}

@@ -1,0 +1,145 @@
+//! Tests of the flow table: both keys of a flow, removal, expiry and limits.
+
+use super::*;
+use crate::flow::FlowKind;
+use crate::packet::PROTO_UDP;
+use proptest::prelude::*;
+
+fn spec(host: u8, port: u16, remote: u8, outside_port: u16) -> FlowSpec {
+    FlowSpec {
+        protocol: PROTO_UDP,
+        inside: Endpoint::new([192, 168, 50, host], port),
+        outside: Endpoint::new([198, 18, 1, 2], outside_port),
+        remote: Endpoint::new([203, 0, 113, remote], 53),
+        uplink: 0,
+        kind: FlowKind::Snat,
+        lan_mac: [2, 0, 0, 0, 0, host],
+    }
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        tcp_established_s: 7440,
+        tcp_transitory_s: 240,
+        udp_s: 300,
+        icmp_s: 60,
+    }
+}
+
+#[test]
+fn found_from_both_sides() {
+    let table = FlowTable::new(100);
+    let s = spec(10, 4000, 1, 20000);
+    table.insert(s, 0).unwrap();
+    assert_eq!(
+        table.with_flow(Side::Lan, &s.lan_key(), |f| f.spec),
+        Some(s)
+    );
+    assert_eq!(
+        table.with_flow(Side::Wan, &s.wan_key(), |f| f.spec),
+        Some(s)
+    );
+    // A LAN key is not found as a WAN key.
+    assert_eq!(table.with_flow(Side::Wan, &s.lan_key(), |f| f.spec), None);
+}
+
+#[test]
+fn refuses_when_full_and_recovers() {
+    let table = FlowTable::new(3);
+    for i in 0..3 {
+        table.insert(spec(10, 4000 + i, 1, 20000 + i), 0).unwrap();
+    }
+    assert_eq!(
+        table.insert(spec(11, 1, 1, 30000), 0),
+        Err(InsertError::Full)
+    );
+    assert_eq!(table.stats().refusals, 1);
+    assert_eq!(table.expire(301, &timeouts()).len(), 3);
+    assert!(table.insert(spec(11, 1, 1, 30000), 301).is_ok());
+}
+
+#[test]
+fn flows_to_one_endpoint_can_fill_the_whole_table() {
+    // Every flow has the same remote endpoint, so all land in one shard,
+    // which grows past its initial size up to the table's limit.
+    let table = FlowTable::new(20_000);
+    assert!(table.shards.len() > 1);
+    for port in 1..=20_000u16 {
+        let s = spec(1, port, 1, port);
+        assert_eq!(table.insert(s, 0), Ok(s), "flow {port}");
+    }
+    assert_eq!(
+        table.insert(spec(2, 1, 1, 30_000), 0),
+        Err(InsertError::Full)
+    );
+    for port in (1..=20_000u16).step_by(997) {
+        let s = spec(1, port, 1, port);
+        assert!(table.with_flow(Side::Lan, &s.lan_key(), |_| ()).is_some());
+        assert!(table.with_flow(Side::Wan, &s.wan_key(), |_| ()).is_some());
+    }
+    assert_eq!(table.expire(10_000, &timeouts()).len(), 20_000);
+    assert!(table.is_empty());
+}
+
+#[test]
+fn same_flow_twice_returns_the_first_and_clashes_are_refused() {
+    let table = FlowTable::new(10);
+    let s = spec(10, 4000, 1, 20000);
+    assert_eq!(table.insert(s, 0), Ok(s));
+    let mut again = s;
+    again.lan_mac = [9; 6];
+    assert_eq!(table.insert(again, 0), Ok(s));
+    assert_eq!(table.len(), 1);
+    // Another inside endpoint on the same outside tuple clashes.
+    assert_eq!(
+        table.insert(spec(11, 4000, 1, 20000), 0),
+        Err(InsertError::Clash)
+    );
+}
+
+proptest! {
+    /// Whatever the order of inserts and removals, every live flow is found
+    /// from both sides and removed flows are gone (the index stays intact
+    /// through backward-shift deletion).
+    #[test]
+    fn index_stays_consistent(ops in proptest::collection::vec((0u8..40, any::<bool>()), 1..300)) {
+        let table = FlowTable::new(64);
+        let mut live = std::collections::HashSet::new();
+        for (n, insert) in ops {
+            let s = spec(n, 1000 + u16::from(n), n % 3, 20000 + u16::from(n));
+            if insert {
+                if table.insert(s, 0).is_ok() {
+                    live.insert(n);
+                }
+            } else if live.remove(&n) {
+                let removed: Vec<FlowSpec> =
+                    table.remove_where(|f| f.spec == s).iter().map(|r| r.spec).collect();
+                prop_assert_eq!(removed, vec![s]);
+            }
+            for m in 0u8..40 {
+                let s = spec(m, 1000 + u16::from(m), m % 3, 20000 + u16::from(m));
+                let found = table.with_flow(Side::Lan, &s.lan_key(), |_| ()).is_some();
+                prop_assert_eq!(found, live.contains(&m));
+                let found = table.with_flow(Side::Wan, &s.wan_key(), |_| ()).is_some();
+                prop_assert_eq!(found, live.contains(&m));
+            }
+            prop_assert_eq!(table.len() as usize, live.len());
+        }
+    }
+
+    /// Expiry never removes a flow younger than its timer.
+    #[test]
+    fn expiry_respects_timers(idle in proptest::collection::vec(0u32..700, 1..50)) {
+        let table = FlowTable::new(1000);
+        let now = 1000;
+        for (i, age) in idle.iter().enumerate() {
+            table.insert(spec(1, i as u16, 1, 20000 + i as u16), now - age).unwrap();
+        }
+        let removed = table.expire(now, &timeouts());
+        for r in removed {
+            let age = idle[usize::from(r.spec.inside.port)];
+            prop_assert!(age > 300, "removed a flow idle for {age} s");
+        }
+        prop_assert_eq!(table.len() as usize, idle.iter().filter(|a| **a <= 300).count());
+    }
+}

@@ -1,0 +1,198 @@
+//! Egress: where a translated packet goes (the uplink and gateway, or the LAN
+//! host), the MTU check and the fragmentation-needed answer, MSS clamping,
+//! the rewrite, later fragments, and the ICMP errors the core answers itself.
+
+use std::sync::atomic::Ordering;
+
+use super::neighbours::unpack_mac;
+use super::{Egress, FrameContext, Router};
+use crate::config::MssClamp;
+use crate::flow::{FlowKind, FlowSpec};
+use crate::packet::{self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, L3_OFFSET};
+use crate::verdict::{DropReason, KernelReason, Port, Verdict};
+
+impl Router {
+    /// The egress of a flow's packets from the inside host to its remote
+    /// end: out its uplink, or for a hairpinned flow back out the LAN to the
+    /// forward's target; the verdict when the next hop's MAC is unknown.
+    pub(super) fn egress_to_remote(&self, spec: &FlowSpec) -> Result<Egress, Verdict> {
+        let (port, src_mac, dst_mac) = match spec.kind {
+            FlowKind::Hairpin { .. } => (
+                Port::Lan,
+                self.lan_mac,
+                self.lan_host_mac(spec.remote.addr)?,
+            ),
+            FlowKind::Snat | FlowKind::Dnat => {
+                let uplink = &self.uplinks[usize::from(spec.uplink)];
+                let gateway = unpack_mac(uplink.gateway_mac.load(Ordering::Relaxed))
+                    .ok_or(Verdict::Drop(DropReason::NeighbourUnresolved))?;
+                (Port::Wan(spec.uplink), uplink.mac, gateway)
+            }
+        };
+        Ok(Egress {
+            port,
+            rewrite: Rewrite {
+                src_mac,
+                dst_mac,
+                src: spec.outside,
+                dst: spec.remote,
+            },
+        })
+    }
+
+    /// The egress of a flow's replies: to the inside host.
+    pub(super) fn egress_to_inside(&self, spec: &FlowSpec) -> Egress {
+        Egress {
+            port: Port::Lan,
+            rewrite: Rewrite {
+                src_mac: self.lan_mac,
+                dst_mac: spec.lan_mac,
+                src: spec.lan_peer(),
+                dst: spec.inside,
+            },
+        }
+    }
+
+    /// Sends a packet from the inside host on to the flow's remote end.
+    pub(super) fn forward_to_remote(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        spec: &FlowSpec,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        match self.egress_to_remote(spec) {
+            Ok(egress) => self.emit(buf, frame, egress, ctx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    pub(super) fn mtu(&self, port: Port) -> u16 {
+        match port {
+            Port::Lan => self.lan_mtu.load(Ordering::Relaxed),
+            Port::Wan(uplink) => self.uplinks[usize::from(uplink)]
+                .mtu
+                .load(Ordering::Relaxed),
+        }
+    }
+
+    /// The MSS a SYN between `ctx`'s ingress and `egress` is clamped to, if any.
+    pub(super) fn mss_limit(&self, egress: Port, ctx: &FrameContext) -> Option<u16> {
+        let lan_mtu = self.lan_mtu.load(Ordering::Relaxed);
+        match self.mss_clamp.get() {
+            MssClamp::Off => None,
+            MssClamp::Fixed(mss) => Some(mss),
+            MssClamp::Auto => {
+                let uplink_mtu = match (ctx.meta.port, egress) {
+                    (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => self
+                        .uplinks
+                        .get(usize::from(uplink))
+                        .map_or(lan_mtu, |u| u.mtu.load(Ordering::Relaxed)),
+                    (Port::Lan, Port::Lan) => lan_mtu,
+                };
+                Some(uplink_mtu.min(lan_mtu) - 40)
+            }
+        }
+    }
+
+    /// Sends a translated packet on its way: the egress MTU check, MSS
+    /// clamping, the rewrite, and for a first fragment a note for the later
+    /// ones.
+    pub(super) fn emit(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        egress: Egress,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let mtu = self.mtu(egress.port);
+        if frame.end - L3_OFFSET > usize::from(mtu) {
+            if !frame.dont_fragment {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let error = icmp_packet::Error::FragmentationNeeded { mtu };
+            return self
+                .answer(buf, frame, error, ctx)
+                .unwrap_or(Verdict::Kernel(KernelReason::FragNeeded));
+        }
+        let whole = frame.fragmentation == Fragmentation::Whole;
+        let partial =
+            whole && (ctx.meta.checksum_partial || packet::carries_partial_checksum(buf, frame));
+        if frame.is_syn() {
+            if let Some(mss) = self.mss_limit(egress.port, ctx) {
+                packet::clamp_mss(buf, frame, mss, partial);
+            }
+        }
+        packet::apply(buf, frame, &egress.rewrite, partial);
+        if frame.fragmentation == Fragmentation::First {
+            self.fragments
+                .first(ctx.meta.port, frame, egress, ctx.meta.now);
+        }
+        Verdict::Forward {
+            port: egress.port,
+            len: frame.end,
+        }
+    }
+
+    /// A later fragment: translated as its first fragment was.
+    pub(super) fn later_fragment(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        if frame.ttl <= 1 {
+            return Verdict::Kernel(KernelReason::TtlExpired);
+        }
+        let Some(egress) = self.fragments.later(ctx.meta.port, frame, ctx.meta.now) else {
+            return Verdict::Drop(DropReason::FragmentOutOfOrder);
+        };
+        if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        packet::apply(buf, frame, &egress.rewrite, false);
+        Verdict::Forward {
+            port: egress.port,
+            len: frame.end,
+        }
+    }
+
+    /// A packet whose TTL would expire here.
+    pub(super) fn ttl_expired(&self, buf: &mut [u8], frame: &Frame, ctx: &FrameContext) -> Verdict {
+        if self.time_exceeded.load(Ordering::Relaxed) {
+            if let Some(verdict) = self.answer(buf, frame, icmp_packet::Error::TimeExceeded, ctx) {
+                return verdict;
+            }
+        }
+        Verdict::Kernel(KernelReason::TtlExpired)
+    }
+
+    /// Turns the frame into `error` about itself, back to its sender from the
+    /// router's address on the port it came in by; None when that may not be
+    /// done (an error about an error, a later fragment, no LAN address) or
+    /// does not fit in the frame.
+    pub(super) fn answer(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        error: icmp_packet::Error,
+        ctx: &FrameContext,
+    ) -> Option<Verdict> {
+        if !icmp_packet::may_answer(frame) {
+            return None;
+        }
+        let from = match ctx.meta.port {
+            Port::Lan => (self.live.load().lan_address?, self.lan_mac),
+            Port::Wan(uplink) => {
+                let uplink = self.uplinks.get(usize::from(uplink))?;
+                (uplink.address, uplink.mac)
+            }
+        };
+        let len = icmp_packet::make_error(buf, frame, error, from)?;
+        ctx.counters.icmp_sent(error);
+        Some(Verdict::Forward {
+            port: ctx.meta.port,
+            len,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! The flow lifecycle as the router sees it: finding a packet's flow and
+//! recording the packet on it, opening a source-NATed flow (the one place
+//! that does), inserting, and giving back what a flow held when it leaves.
+
+use std::sync::atomic::Ordering;
+
+use super::{lock, nat_index, FrameContext, Router};
+use crate::config::UplinkId;
+use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
+use crate::packet::{Endpoint, Frame, Transport};
+use crate::verdict::{DropReason, Verdict};
+
+impl Router {
+    /// Opens a source-NATed flow for a LAN host's new connection to `remote`
+    /// over `uplink` (a LAN-originated flow, or a hairpinned one), and sends
+    /// the packet on: a NAT port for the inside endpoint, the LAN host's MAC
+    /// remembered, the flow inserted and its first packet recorded.
+    pub(super) fn open_snat_flow(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        remote: Endpoint,
+        uplink: UplinkId,
+        kind: FlowKind,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let inside = Endpoint::new(frame.src, frame.ports().0);
+        let address = self.uplinks[usize::from(uplink)].address;
+        let nat = &self.uplinks[usize::from(uplink)].nat[nat_index(frame.protocol)];
+        let Some(outside_port) = lock(nat).acquire(inside) else {
+            return Verdict::Drop(DropReason::PortsExhausted);
+        };
+        let spec = FlowSpec {
+            protocol: frame.protocol,
+            inside,
+            outside: Endpoint::new(address, outside_port),
+            remote,
+            uplink,
+            kind,
+            lan_mac: frame.src_mac,
+        };
+        self.lan_hosts.insert(frame.src, frame.src_mac);
+        match self.insert(spec, Side::Lan, frame, ctx.now) {
+            Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// Records this packet on the live flow `key` belongs to (counters, last
+    /// seen, TCP state) and returns the flow's spec; a flow found expired is
+    /// removed instead, its mapping released, and None returned. One lookup
+    /// under one lock: the hot path of every established packet.
+    pub(super) fn record_or_expire(
+        &self,
+        side: Side,
+        key: &FlowKey,
+        frame: &Frame,
+        now: u32,
+    ) -> Option<FlowSpec> {
+        let timeouts = self.timeouts.get();
+        let found = self.table.with_flow(side, key, |flow| {
+            if flow.is_expired(now, &timeouts) {
+                return None;
+            }
+            record(flow, side, frame, now);
+            Some(flow.spec)
+        })?;
+        if found.is_none() {
+            if let Some(spec) = self.table.remove_if_expired(side, key, now, &timeouts) {
+                self.release(&spec);
+            }
+        }
+        found
+    }
+
+    /// The spec of the live flow `key` belongs to, recording nothing (for
+    /// ICMP errors, which never refresh nor remove a flow: RFC 7857).
+    pub(super) fn peek(&self, side: Side, key: &FlowKey, now: u32) -> Option<FlowSpec> {
+        let timeouts = self.timeouts.get();
+        self.table
+            .with_flow(side, key, |flow| {
+                (!flow.is_expired(now, &timeouts)).then_some(flow.spec)
+            })
+            .flatten()
+    }
+
+    /// Inserts a new flow and records its first packet; on failure, gives back
+    /// what was taken for it and returns the verdict.
+    pub(super) fn insert(
+        &self,
+        spec: FlowSpec,
+        side: Side,
+        frame: &Frame,
+        now: u32,
+    ) -> Result<FlowSpec, Verdict> {
+        if !self.hosts.take(spec.inside.addr) {
+            self.release_mapping(&spec);
+            return Err(Verdict::Drop(DropReason::HostLimit));
+        }
+        match self.table.insert(spec, now) {
+            Ok(actual) => {
+                if actual == spec {
+                    self.uplinks[usize::from(spec.uplink)]
+                        .flows
+                        .fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Another worker created this flow first: use it.
+                    self.release_mapping(&spec);
+                    self.hosts.give_back(spec.inside.addr);
+                }
+                self.table.with_flow(side, &actual.key(side), |flow| {
+                    record(flow, side, frame, now)
+                });
+                Ok(actual)
+            }
+            Err(error) => {
+                self.release_mapping(&spec);
+                self.hosts.give_back(spec.inside.addr);
+                Err(Verdict::Drop(match error {
+                    InsertError::Full => DropReason::TableFull,
+                    InsertError::Clash => DropReason::TupleClash,
+                }))
+            }
+        }
+    }
+
+    /// Gives back the NAT mapping a flow spec took.
+    pub(super) fn release_mapping(&self, spec: &FlowSpec) {
+        if spec.is_snat() {
+            let uplink = &self.uplinks[usize::from(spec.uplink)];
+            lock(&uplink.nat[nat_index(spec.protocol)]).release(spec.inside);
+        }
+    }
+
+    /// Accounts for a flow that left the table.
+    pub(super) fn release(&self, spec: &FlowSpec) {
+        self.release_mapping(spec);
+        self.hosts.give_back(spec.inside.addr);
+        self.uplinks[usize::from(spec.uplink)]
+            .flows
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a segment may open a connection: anything but TCP, or a TCP SYN
+/// without ACK.
+pub(super) fn opens_connection(frame: &Frame) -> bool {
+    match frame.transport {
+        Transport::Tcp { flags, .. } => flags.syn && !flags.ack,
+        _ => true,
+    }
+}
+
+/// Records a packet of `flow` that arrived on `side`: counters, last seen
+/// (inbound RSTs do not refresh a mapping: RFC 7857), TCP state, and the
+/// sequence the LAN host expects next.
+pub(super) fn record(flow: &Flow, side: Side, frame: &Frame, now: u32) {
+    let (syn, fin, rst) = tcp_bits(frame);
+    let refresh = !(side == Side::Wan && rst);
+    FlowTable::touch(
+        flow,
+        side,
+        frame.end,
+        now,
+        refresh,
+        tcp_flags_for(side, syn, fin, rst),
+    );
+    if let (Side::Wan, Transport::Tcp { seq, seq_len, .. }) = (side, frame.transport) {
+        FlowTable::track_seq_to_lan(flow, seq, seq_len);
+    }
+}
+
+pub(super) fn tcp_bits(frame: &Frame) -> (bool, bool, bool) {
+    match frame.transport {
+        Transport::Tcp { flags, .. } => (flags.syn, flags.fin, flags.rst),
+        _ => (false, false, false),
+    }
+}
