@@ -372,10 +372,17 @@ impl FlowTable {
         shard.slab[slot].as_ref().map(f)
     }
 
-    /// Inserts a new flow. When another worker inserted the same flow first
-    /// (both keys equal), that flow's spec is returned instead and nothing is
-    /// inserted: `Ok(existing)` differs from `spec` only then.
-    pub fn insert(&self, spec: FlowSpec, now: u32) -> Result<FlowSpec, InsertError> {
+    /// Inserts a new flow and runs `first` on it (its first packet), under
+    /// the same lock: no second lookup. When another worker inserted the
+    /// same flow first (both keys equal), `first` runs on that flow, its spec
+    /// is returned and nothing is inserted: `Ok(existing)` differs from
+    /// `spec` only then.
+    pub fn insert(
+        &self,
+        spec: FlowSpec,
+        now: u32,
+        first: impl FnOnce(&Flow),
+    ) -> Result<FlowSpec, InsertError> {
         let lock = self.shard_of(spec.protocol, &spec.remote);
         let mut shard = Self::write(lock);
         let lan = shard.find(&self.hasher, Side::Lan, &spec.lan_key());
@@ -384,6 +391,7 @@ impl FlowTable {
             (None, None) => {}
             (Some(a), Some(b)) if a == b => {
                 if let Some(existing) = &shard.slab[a] {
+                    first(existing);
                     return Ok(existing.spec);
                 }
             }
@@ -396,7 +404,10 @@ impl FlowTable {
             self.refusals.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         }
-        shard.insert(&self.hasher, Flow::new(spec, now));
+        let slot = shard.insert(&self.hasher, Flow::new(spec, now));
+        if let Some(flow) = &shard.slab[slot] {
+            first(flow);
+        }
         self.inserts.fetch_add(1, Ordering::Relaxed);
         Ok(spec)
     }
@@ -506,8 +517,17 @@ impl FlowTable {
     /// packet must not refresh the mapping) and TCP flags.
     pub fn touch(flow: &Flow, side: Side, bytes: usize, now: u32, refresh: bool, tcp_flags: u8) {
         let i = side as usize;
-        flow.packets[i].fetch_add(1, Ordering::Relaxed);
-        flow.bytes[i].fetch_add(bytes as u64, Ordering::Relaxed);
+        // One direction of a flow is received by one queue (the NIC hashes a
+        // tuple to one queue), so these counters have one writer: a load and
+        // a store, no locked read-modify-write. Were two workers ever to
+        // race here, a count would be off by one, never a verdict.
+        let packets = &flow.packets[i];
+        packets.store(packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let total = &flow.bytes[i];
+        total.store(
+            total.load(Ordering::Relaxed) + bytes as u64,
+            Ordering::Relaxed,
+        );
         if refresh && flow.last_seen.load(Ordering::Relaxed) != now {
             flow.last_seen.store(now, Ordering::Relaxed);
         }

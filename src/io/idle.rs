@@ -1,30 +1,33 @@
-//! The one idle policy of both backends' workers: after a round that found
-//! nothing to do, spin a bounded number of rounds (a busy link sends the next
+//! The one idle policy of both backends' workers: after the last round that
+//! found work, keep spinning for a bounded time (a busy link sends the next
 //! frame within microseconds, sooner than a sleep would wake), then sleep in
 //! `poll()` until a socket is readable or a timeout passes (which bounds how long
-//! a stop takes to be seen).
+//! a stop takes to be seen). The policy is in time, not rounds, so it does
+//! not depend on how long a round takes; the clock is read only in empty
+//! rounds, never on the packet path.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::sys::poll::{self, PollFd};
 
 /// How long a worker spins before it sleeps, and how long one sleep lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdlePolicy {
-    /// Empty rounds in a row before the worker sleeps in `poll()`.
-    pub spin_rounds: u32,
+    /// How long a worker keeps spinning after its last busy round before it
+    /// sleeps in `poll()`.
+    pub spin: Duration,
     /// Longest one sleep lasts.
     pub poll_timeout: Duration,
 }
 
-/// Where a worker is in its [`IdlePolicy`]: the sockets it sleeps on and how
-/// many empty rounds it has spun.
+/// Where a worker is in its [`IdlePolicy`]: the sockets it sleeps on and
+/// since when it has found nothing to do.
 pub struct Idle {
     policy: IdlePolicy,
     fds: Vec<PollFd>,
-    empty_rounds: u32,
+    idle_since: Option<Instant>,
 }
 
 impl Idle {
@@ -33,26 +36,28 @@ impl Idle {
         Idle {
             policy,
             fds: fds.into_iter().map(poll::readable).collect(),
-            empty_rounds: 0,
+            idle_since: None,
         }
     }
 
     /// A round that found work: spinning starts over.
     pub fn busy(&mut self) {
-        self.empty_rounds = 0;
+        self.idle_since = None;
     }
 
-    /// A round that found nothing. Once [`IdlePolicy::spin_rounds`] of them came
-    /// in a row, sleeps in `poll()` (and says so: true); a sleep that ends on a
-    /// readable socket starts the spinning over. An interrupted sleep is no error.
+    /// A round that found nothing. Once rounds have found nothing for
+    /// [`IdlePolicy::spin`], sleeps in `poll()` (and says so: true); a sleep
+    /// that ends on a readable socket starts the spinning over. An
+    /// interrupted sleep is no error.
     pub fn empty(&mut self) -> io::Result<bool> {
-        self.empty_rounds = self.empty_rounds.saturating_add(1);
-        if self.empty_rounds < self.policy.spin_rounds {
+        let now = Instant::now();
+        let since = *self.idle_since.get_or_insert(now);
+        if now.duration_since(since) < self.policy.spin {
             return Ok(false);
         }
         match poll::poll(&mut self.fds, self.policy.poll_timeout) {
             Ok(0) => {}
-            Ok(_) => self.empty_rounds = 0,
+            Ok(_) => self.idle_since = None,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
         }
@@ -69,7 +74,7 @@ mod tests {
     use std::time::Instant;
 
     const POLICY: IdlePolicy = IdlePolicy {
-        spin_rounds: 3,
+        spin: Duration::from_millis(50),
         poll_timeout: Duration::from_millis(20),
     };
 
@@ -77,10 +82,11 @@ mod tests {
     fn spins_then_sleeps_until_the_timeout() {
         let (quiet, _peer) = UnixStream::pair().unwrap();
         let mut idle = Idle::new(POLICY, [quiet.as_raw_fd()]);
+        assert!(!idle.empty().unwrap(), "the first empty round spins");
         assert!(!idle.empty().unwrap());
-        assert!(!idle.empty().unwrap());
+        std::thread::sleep(POLICY.spin);
         let start = Instant::now();
-        assert!(idle.empty().unwrap(), "the third empty round sleeps");
+        assert!(idle.empty().unwrap(), "idle for the spin time: sleeps");
         assert!(start.elapsed() >= Duration::from_millis(15));
         assert!(idle.empty().unwrap(), "still idle: sleeps again at once");
     }
@@ -90,9 +96,10 @@ mod tests {
         let (readable, mut peer) = UnixStream::pair().unwrap();
         let mut idle = Idle::new(POLICY, [readable.as_raw_fd()]);
         idle.empty().unwrap();
+        std::thread::sleep(POLICY.spin);
         idle.busy();
-        assert!(!idle.empty().unwrap());
-        assert!(!idle.empty().unwrap());
+        assert!(!idle.empty().unwrap(), "work restarts the spin time");
+        std::thread::sleep(POLICY.spin);
         peer.write_all(b"x").unwrap();
         let start = Instant::now();
         assert!(idle.empty().unwrap());

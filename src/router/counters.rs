@@ -15,17 +15,32 @@ pub struct Traffic {
     pub bytes_in: u64,
 }
 
-/// The counters of one worker.
+/// The counters of one worker, in cache lines of their own: no other
+/// worker's counters (nor anything else) share a line with them, so a worker
+/// counting a packet never writes a line another CPU holds.
 #[derive(Debug)]
 pub struct LaneCounters {
-    forwarded: AtomicU64,
-    kernel: Vec<AtomicU64>,
-    drops: Vec<AtomicU64>,
-    /// ICMP errors the core made: time exceeded, fragmentation needed.
-    icmp_sent: [AtomicU64; 2],
-    /// Per uplink: packets out, bytes out, packets in, bytes in.
-    uplinks: Vec<[AtomicU64; 4]>,
+    lines: Box<[Line]>,
+    uplinks: usize,
 }
+
+/// One cache line of counters (128 bytes: two 64-byte lines, as the
+/// adjacent-line prefetcher pairs them).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Line([AtomicU64; PER_LINE]);
+
+const PER_LINE: usize = 16;
+
+/// Where each counter is, in counters from the first: forwarded, the two
+/// ICMP errors the core made (time exceeded, fragmentation needed), one per
+/// kernel reason, one per drop reason, then per uplink: packets out, bytes
+/// out, packets in, bytes in.
+const FORWARDED: usize = 0;
+const ICMP_SENT: usize = 1;
+const KERNEL: usize = 3;
+const DROPS: usize = KERNEL + KernelReason::ALL.len();
+const UPLINKS: usize = DROPS + DropReason::ALL.len();
 
 /// Adds to a counter only this thread writes: a plain load and store, no
 /// read-modify-write on the packet path.
@@ -33,19 +48,24 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
-fn zeros(n: usize) -> Vec<AtomicU64> {
-    (0..n).map(|_| AtomicU64::new(0)).collect()
-}
-
 impl LaneCounters {
     pub fn new(uplinks: usize) -> LaneCounters {
+        let count = UPLINKS + 4 * uplinks;
         LaneCounters {
-            forwarded: AtomicU64::new(0),
-            kernel: zeros(KernelReason::ALL.len()),
-            drops: zeros(DropReason::ALL.len()),
-            icmp_sent: [0; 2].map(AtomicU64::new),
-            uplinks: (0..uplinks).map(|_| [0; 4].map(AtomicU64::new)).collect(),
+            lines: (0..count.div_ceil(PER_LINE))
+                .map(|_| Line::default())
+                .collect(),
+            uplinks,
         }
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> &AtomicU64 {
+        &self.lines[i / PER_LINE].0[i % PER_LINE]
+    }
+
+    fn read(&self, i: usize) -> u64 {
+        self.at(i).load(Ordering::Relaxed)
     }
 
     /// Counts an ICMP error the core made (its frame is counted as forwarded too).
@@ -54,26 +74,29 @@ impl LaneCounters {
             icmp::Error::TimeExceeded => 0,
             icmp::Error::FragmentationNeeded { .. } => 1,
         };
-        bump(&self.icmp_sent[i], 1);
+        bump(self.at(ICMP_SENT + i), 1);
     }
 
     /// Counts one verdict for a frame that came in on `from`.
+    #[inline]
     pub fn count(&self, from: Port, verdict: &Verdict) {
         match *verdict {
             Verdict::Forward { port, len } => {
-                bump(&self.forwarded, 1);
+                bump(self.at(FORWARDED), 1);
                 let (uplink, base) = match (from, port) {
                     (_, Port::Wan(uplink)) => (uplink, 0),
                     (Port::Wan(uplink), Port::Lan) => (uplink, 2),
                     (Port::Lan, Port::Lan) => return,
                 };
-                if let Some(counters) = self.uplinks.get(usize::from(uplink)) {
-                    bump(&counters[base], 1);
-                    bump(&counters[base + 1], len as u64);
+                let uplink = usize::from(uplink);
+                if uplink < self.uplinks {
+                    let at = UPLINKS + 4 * uplink + base;
+                    bump(self.at(at), 1);
+                    bump(self.at(at + 1), len as u64);
                 }
             }
-            Verdict::Kernel(reason) => bump(&self.kernel[reason as usize], 1),
-            Verdict::Drop(reason) => bump(&self.drops[reason as usize], 1),
+            Verdict::Kernel(reason) => bump(self.at(KERNEL + reason as usize), 1),
+            Verdict::Drop(reason) => bump(self.at(DROPS + reason as usize), 1),
         }
     }
 }
@@ -102,20 +125,21 @@ impl Totals {
             uplinks: vec![Traffic::default(); uplinks],
         };
         for worker in workers {
-            totals.forwarded += worker.forwarded.load(Ordering::Relaxed);
-            totals.time_exceeded_sent += worker.icmp_sent[0].load(Ordering::Relaxed);
-            totals.frag_needed_sent += worker.icmp_sent[1].load(Ordering::Relaxed);
-            for (total, counter) in totals.kernel.iter_mut().zip(&worker.kernel) {
-                total.1 += counter.load(Ordering::Relaxed);
+            totals.forwarded += worker.read(FORWARDED);
+            totals.time_exceeded_sent += worker.read(ICMP_SENT);
+            totals.frag_needed_sent += worker.read(ICMP_SENT + 1);
+            for (i, total) in totals.kernel.iter_mut().enumerate() {
+                total.1 += worker.read(KERNEL + i);
             }
-            for (total, counter) in totals.drops.iter_mut().zip(&worker.drops) {
-                total.1 += counter.load(Ordering::Relaxed);
+            for (i, total) in totals.drops.iter_mut().enumerate() {
+                total.1 += worker.read(DROPS + i);
             }
-            for (total, c) in totals.uplinks.iter_mut().zip(&worker.uplinks) {
-                total.packets_out += c[0].load(Ordering::Relaxed);
-                total.bytes_out += c[1].load(Ordering::Relaxed);
-                total.packets_in += c[2].load(Ordering::Relaxed);
-                total.bytes_in += c[3].load(Ordering::Relaxed);
+            for (i, total) in totals.uplinks.iter_mut().take(worker.uplinks).enumerate() {
+                let at = UPLINKS + 4 * i;
+                total.packets_out += worker.read(at);
+                total.bytes_out += worker.read(at + 1);
+                total.packets_in += worker.read(at + 2);
+                total.bytes_in += worker.read(at + 3);
             }
         }
         totals

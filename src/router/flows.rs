@@ -39,7 +39,7 @@ impl Router {
             kind,
             lan_mac: frame.src_mac,
         };
-        self.lan_hosts.insert(frame.src, frame.src_mac);
+        self.remember_lan_host(frame.src, frame.src_mac);
         match self.insert(spec, Side::Lan, frame, ctx.now) {
             Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),
             Err(verdict) => verdict,
@@ -97,7 +97,10 @@ impl Router {
             self.release_mapping(&spec);
             return Err(Verdict::Drop(DropReason::HostLimit));
         }
-        match self.table.insert(spec, now) {
+        match self
+            .table
+            .insert(spec, now, |flow| record(flow, side, frame, now))
+        {
             Ok(actual) => {
                 if actual == spec {
                     self.uplinks[usize::from(spec.uplink)]
@@ -108,9 +111,6 @@ impl Router {
                     self.release_mapping(&spec);
                     self.hosts.give_back(spec.inside.addr);
                 }
-                self.table.with_flow(side, &actual.key(side), |flow| {
-                    record(flow, side, frame, now)
-                });
                 Ok(actual)
             }
             Err(error) => {

@@ -23,6 +23,14 @@ impl Router {
         Err(Verdict::Drop(DropReason::NeighbourUnresolved))
     }
 
+    /// Remembers the MAC a LAN host sent from; writes the shared map only
+    /// when it changed (a read otherwise: most new flows come from known hosts).
+    pub(super) fn remember_lan_host(&self, addr: [u8; 4], mac: [u8; 6]) {
+        if self.lan_hosts.get(&addr).is_none_or(|known| *known != mac) {
+            self.lan_hosts.insert(addr, mac);
+        }
+    }
+
     /// Sets the MAC of an uplink's gateway (from the kernel's neighbour table).
     pub fn set_gateway_mac(&self, uplink: UplinkId, mac: Option<[u8; 6]>) {
         self.uplinks[usize::from(uplink)]

@@ -146,6 +146,8 @@ impl Data {
     fn derive(&mut self) {
         for rep in self.reps() {
             let ceiling = self.get(rep, "generator", "pps_1k");
+            let ceiling_gen2 = self.get(rep, "generator", "pps_1k_gen2");
+            let generator_ns = self.get(rep, "generator", "cpu_total_ns");
             let baseline = match (
                 self.get(rep, "baseline", "lan_p50"),
                 self.get(rep, "baseline", "wan_p50"),
@@ -174,17 +176,33 @@ impl Data {
                         self.insert(rep, mode, "ceiling_frac", pps / c);
                     }
                 }
+                if let (Some(pps), Some(c)) = (self.get(rep, mode, "pps_1k_gen2"), ceiling_gen2) {
+                    if c > 0.0 {
+                        self.insert(rep, mode, "ceiling_frac_gen2", pps / c);
+                    }
+                }
+                // Every CPU's busy time per delivered packet, less the same
+                // for the generator alone (the ceiling run): what the router
+                // adds, each tick counted once.
+                if let (Some(total), Some(g)) = (self.get(rep, mode, "cpu_total_ns"), generator_ns)
+                {
+                    let router = total - g;
+                    self.insert(rep, mode, "router_ns", router);
+                    if router > 0.0 {
+                        self.insert(rep, mode, "pps_per_cpu", 1e9 / router);
+                    }
+                }
                 if let (Some(p1k), Some(p1m)) = (pps_1k, self.get(rep, mode, "pps_1m")) {
                     if p1m > 0.0 {
                         self.insert(rep, mode, "slowdown_1m", p1k / p1m);
                     }
                 }
+                // Only a p50 less a p50: quantiles of different
+                // distributions do not subtract.
                 for load in LOADS {
-                    for q in QUANTILES {
-                        let metric = format!("lat_{load}_{q}");
-                        if let (Some(rtt), Some(b)) = (self.get(rep, mode, &metric), baseline) {
-                            self.insert(rep, mode, &format!("{metric}_added"), rtt - b);
-                        }
+                    let metric = format!("lat_{load}_p50");
+                    if let (Some(rtt), Some(b)) = (self.get(rep, mode, &metric), baseline) {
+                        self.insert(rep, mode, &format!("{metric}_added"), rtt - b);
                     }
                 }
             }

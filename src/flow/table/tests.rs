@@ -30,7 +30,7 @@ fn timeouts() -> Timeouts {
 fn found_from_both_sides() {
     let table = FlowTable::new(100);
     let s = spec(10, 4000, 1, 20000);
-    table.insert(s, 0).unwrap();
+    table.insert(s, 0, |_| ()).unwrap();
     assert_eq!(
         table.with_flow(Side::Lan, &s.lan_key(), |f| f.spec),
         Some(s)
@@ -47,15 +47,17 @@ fn found_from_both_sides() {
 fn refuses_when_full_and_recovers() {
     let table = FlowTable::new(3);
     for i in 0..3 {
-        table.insert(spec(10, 4000 + i, 1, 20000 + i), 0).unwrap();
+        table
+            .insert(spec(10, 4000 + i, 1, 20000 + i), 0, |_| ())
+            .unwrap();
     }
     assert_eq!(
-        table.insert(spec(11, 1, 1, 30000), 0),
+        table.insert(spec(11, 1, 1, 30000), 0, |_| ()),
         Err(InsertError::Full)
     );
     assert_eq!(table.stats().refusals, 1);
     assert_eq!(table.expire(301, &timeouts()).len(), 3);
-    assert!(table.insert(spec(11, 1, 1, 30000), 301).is_ok());
+    assert!(table.insert(spec(11, 1, 1, 30000), 301, |_| ()).is_ok());
 }
 
 #[test]
@@ -66,10 +68,10 @@ fn flows_to_one_endpoint_can_fill_the_whole_table() {
     assert!(table.shards.len() > 1);
     for port in 1..=20_000u16 {
         let s = spec(1, port, 1, port);
-        assert_eq!(table.insert(s, 0), Ok(s), "flow {port}");
+        assert_eq!(table.insert(s, 0, |_| ()), Ok(s), "flow {port}");
     }
     assert_eq!(
-        table.insert(spec(2, 1, 1, 30_000), 0),
+        table.insert(spec(2, 1, 1, 30_000), 0, |_| ()),
         Err(InsertError::Full)
     );
     for port in (1..=20_000u16).step_by(997) {
@@ -85,14 +87,14 @@ fn flows_to_one_endpoint_can_fill_the_whole_table() {
 fn same_flow_twice_returns_the_first_and_clashes_are_refused() {
     let table = FlowTable::new(10);
     let s = spec(10, 4000, 1, 20000);
-    assert_eq!(table.insert(s, 0), Ok(s));
+    assert_eq!(table.insert(s, 0, |_| ()), Ok(s));
     let mut again = s;
     again.lan_mac = [9; 6];
-    assert_eq!(table.insert(again, 0), Ok(s));
+    assert_eq!(table.insert(again, 0, |_| ()), Ok(s));
     assert_eq!(table.len(), 1);
     // Another inside endpoint on the same outside tuple clashes.
     assert_eq!(
-        table.insert(spec(11, 4000, 1, 20000), 0),
+        table.insert(spec(11, 4000, 1, 20000), 0, |_| ()),
         Err(InsertError::Clash)
     );
 }
@@ -108,7 +110,7 @@ proptest! {
         for (n, insert) in ops {
             let s = spec(n, 1000 + u16::from(n), n % 3, 20000 + u16::from(n));
             if insert {
-                if table.insert(s, 0).is_ok() {
+                if table.insert(s, 0, |_| ()).is_ok() {
                     live.insert(n);
                 }
             } else if live.remove(&n) {
@@ -133,7 +135,7 @@ proptest! {
         let table = FlowTable::new(1000);
         let now = 1000;
         for (i, age) in idle.iter().enumerate() {
-            table.insert(spec(1, i as u16, 1, 20000 + i as u16), now - age).unwrap();
+            table.insert(spec(1, i as u16, 1, 20000 + i as u16), now - age, |_| ()).unwrap();
         }
         let removed = table.expire(now, &timeouts());
         for r in removed {

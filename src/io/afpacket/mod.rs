@@ -36,11 +36,11 @@ use super::{sys, DataPathSetup, FrameProcessor};
 use gso::Segments;
 use socket::{PacketSocket, RxBatch, RxInfo, TxScratch, BATCH};
 
-/// Empty rounds (every socket polled, nothing received) a worker spins through
-/// before it sleeps in `poll()`, and the longest a sleeping worker waits before
-/// it looks at the stop flag again.
+/// How long a worker keeps polling its sockets after its last frame before
+/// it sleeps in `poll()`, and the longest a sleeping worker waits before it
+/// looks at the stop flag again.
 const IDLE: IdlePolicy = IdlePolicy {
-    spin_rounds: 4,
+    spin: Duration::from_micros(50),
     poll_timeout: Duration::from_millis(100),
 };
 

@@ -31,13 +31,20 @@ const FRAMES_PER_SOCKET: u32 = 2048;
 const FILL_TARGET: u32 = 1024;
 /// Descriptors taken off an RX or completion ring at once.
 const BATCH: usize = 64;
-/// Empty rounds before the worker blocks in poll(), and how long one poll()
-/// blocks, which bounds how long a stop takes to be seen.
+/// How long the worker spins after its last frame before it blocks in poll(),
+/// and how long one poll() blocks, which bounds how long a stop takes to be seen.
 const IDLE: IdlePolicy = IdlePolicy {
-    spin_rounds: 16,
+    spin: Duration::from_micros(50),
     poll_timeout: Duration::from_millis(10),
 };
-/// The kernel sends at most 32 frames per copy-mode TX wakeup: wakeups per flush.
+/// Frames one copy-mode TX wakeup may send (`XDP_MAX_TX_SKB_BUDGET`, Linux
+/// 6.17 and later; the kernel's default is 32): room for a whole round's
+/// frames to one socket, so one wakeup per socket and round sends them all.
+const TX_BUDGET: u32 = 4 * BATCH as u32;
+/// `XDP_MAX_TX_SKB_BUDGET` from linux/if_xdp.h (not in the libc crate yet).
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+/// Wakeups per socket and round at most: a kernel without the budget option
+/// sends 32 frames per wakeup.
 const MAX_TX_KICKS: usize = 8;
 /// How long shutdown waits for frames on TX rings to complete.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(200);
@@ -52,7 +59,9 @@ pub enum BindMode {
 }
 
 /// A worker's live counters; written only by its thread, read by anyone.
+/// Aligned to cache lines of their own, so no other data shares them.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct WorkerCounters {
     pub rx: AtomicU64,
     pub tx: AtomicU64,
@@ -195,6 +204,17 @@ impl QueueWorker {
                 queue,
                 detail: "the queue already has an AF_XDP socket on this UMEM".to_string(),
             })?;
+            if mode == BindMode::Copy {
+                if let Err(err) = sys::socket::setsockopt(
+                    tx.fd(),
+                    libc::SOL_XDP,
+                    XDP_MAX_TX_SKB_BUDGET,
+                    &TX_BUDGET,
+                ) {
+                    tracing::debug!(interface = %interface.name, %err,
+                        "no XDP_MAX_TX_SKB_BUDGET (Linux < 6.17): 32 frames per TX wakeup");
+                }
+            }
             sockets.push(XskSocket {
                 interface: interface.name.clone(),
                 queue,
@@ -274,7 +294,10 @@ impl QueueWorker {
                     &mut state,
                     now,
                     counters,
-                )?;
+                );
+            }
+            if received > 0 {
+                self.transmit(&mut outgoing, counters)?;
             }
             if received > 0 || completed > 0 {
                 idle.busy();
@@ -327,8 +350,8 @@ impl QueueWorker {
         }
     }
 
-    /// Receives one batch on socket `input`, runs the processor on each frame, and
-    /// sends the forwarded ones.
+    /// Receives one batch on socket `input` and runs the processor on each
+    /// frame; the forwarded ones wait in `outgoing` for [`Self::transmit`].
     #[allow(clippy::too_many_arguments)]
     fn receive_batch<P: FrameProcessor>(
         &mut self,
@@ -339,13 +362,13 @@ impl QueueWorker {
         state: &mut P::Worker,
         now: Duration,
         counters: &WorkerCounters,
-    ) -> Result<usize, XdpError> {
+    ) -> usize {
         let socket = &mut self.sockets[input];
         // SAFETY: the descriptors filled in are frames of this UMEM that the kernel
         // has handed back; only this thread touches them until they go on a ring.
         let received = unsafe { socket.rx.consume(batch) };
         if received == 0 {
-            return Ok(0);
+            return 0;
         }
         socket.in_fill -= received as u32;
         let meta = FrameMeta {
@@ -386,6 +409,22 @@ impl QueueWorker {
             }
         }
 
+        bump(&counters.rx, received as u64);
+        bump(&counters.batches, 1);
+        bump(&counters.kernel_verdicts, kernel);
+        bump(&counters.drop_verdicts, dropped);
+        bump(&counters.bad_forwards, bad);
+        received
+    }
+
+    /// Puts a round's forwarded frames on their sockets' TX rings and wakes
+    /// each socket that got some once (see [`kick_tx`]): the round's only
+    /// syscalls while traffic flows.
+    fn transmit(
+        &mut self,
+        outgoing: &mut [Vec<FrameDesc>],
+        counters: &WorkerCounters,
+    ) -> Result<(), XdpError> {
         let (mut sent, mut ring_full) = (0u64, 0u64);
         for (slot, frames) in outgoing.iter_mut().enumerate() {
             if frames.is_empty() {
@@ -403,15 +442,9 @@ impl QueueWorker {
             frames.clear();
             kick_tx(socket)?;
         }
-
-        bump(&counters.rx, received as u64);
         bump(&counters.tx, sent);
-        bump(&counters.batches, 1);
-        bump(&counters.kernel_verdicts, kernel);
-        bump(&counters.drop_verdicts, dropped);
-        bump(&counters.bad_forwards, bad);
         bump(&counters.tx_ring_full, ring_full);
-        Ok(received)
+        Ok(())
     }
 
     /// Waits (bounded) for TX to complete, then accounts for every frame.
@@ -452,8 +485,9 @@ impl QueueWorker {
     }
 }
 
-/// Makes the kernel send what is on the TX ring: in copy mode each wakeup sends at
-/// most 32 frames, so wake it until the ring is empty (bounded).
+/// Makes the kernel send what is on the TX ring: one wakeup sends up to
+/// [`TX_BUDGET`] frames in copy mode (32 on kernels before 6.17), so wake it
+/// until the ring is empty (bounded; one wakeup where the budget is set).
 fn kick_tx(socket: &mut XskSocket) -> Result<(), XdpError> {
     for _ in 0..MAX_TX_KICKS {
         if !socket.tx.needs_wakeup() || socket.tx.nb_free_exact() == RING_SIZE {
