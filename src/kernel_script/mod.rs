@@ -760,6 +760,7 @@ mod tests {
             }],
             nat: Nat {
                 ports: ports(1024, 65535),
+                ports_set: true,
                 mss_clamp: MssClamp::Off,
             },
             health: Health {

@@ -67,8 +67,6 @@ pub struct RunOptions {
     pub zero_copy: ZeroCopy,
     /// CPUs to pin workers to (wrapping); empty: no pinning.
     pub cpus: Vec<usize>,
-    /// 0: info, 1: debug, 2 or more: trace.
-    pub verbose: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,26 +104,12 @@ pub enum RunError {
 }
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
-/// kernel change; SIGHUP reloads the configuration. Logs go to stderr.
+/// kernel change; SIGHUP reloads the configuration. Logs go to whatever
+/// subscriber the caller installed.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
-    init_logging(options.verbose);
     let running = Running::start(&config, config_path, &options)?;
     running.wait();
     running.shutdown().map(drop)
-}
-
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => tracing::Level::INFO,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    // A subscriber set earlier (by a test, or by the caller) stays in place.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .try_init();
 }
 
 /// The started router: the core, a backend, the housekeeping threads and the
@@ -171,7 +155,7 @@ impl Running {
         // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
         let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
-        check_port_ranges(config.nat.ports)?;
+        let config = &fit_nat_ports(config)?;
 
         let queues = options
             .queues
@@ -562,9 +546,25 @@ fn discover(config: &Config) -> Result<Discovered, RunError> {
     })
 }
 
-/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
-fn check_port_ranges(nat: PortRange) -> Result<(), RunError> {
+/// The configuration with the NAT range it runs with: a default range
+/// (no `[nat] ports` in the file) less the kernel's ephemeral ports, read now;
+/// refused when the range still overlaps them. Start and reload both use it.
+pub(super) fn fit_nat_ports(config: &Config) -> Result<Config, RunError> {
     let kernel = system::local_port_range()?;
+    let mut config = config.clone();
+    if let Some(default) = config.nat.avoid_kernel_ports(kernel) {
+        info!(
+            "nat ports {}-{}: the default {}-{} less the kernel's ephemeral ports \
+             (net.ipv4.ip_local_port_range {} {}); set [nat] ports or move the kernel's range to use more",
+            config.nat.ports.lo, config.nat.ports.hi, default.lo, default.hi, kernel.lo, kernel.hi
+        );
+    }
+    check_port_ranges(kernel, config.nat.ports)?;
+    Ok(config)
+}
+
+/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
+fn check_port_ranges(kernel: PortRange, nat: PortRange) -> Result<(), RunError> {
     if !kernel.overlaps(&nat) {
         return Ok(());
     }
