@@ -17,6 +17,7 @@ pub mod packet;
 mod probe;
 mod runtime;
 pub mod system;
+mod systemd;
 
 pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};
 

@@ -43,6 +43,7 @@ use super::control::{ControlParts, KernelUpdate, LoadedConfig, RuntimeControl, W
 use super::health::{self, HealthThread, StateChanges};
 use super::packet::{FilterError, KernelFilter, PacketDataPath, PacketError, PacketReport, TABLE};
 use super::system::{self, format_mac, Link, NeighbourProber, SystemError};
+use super::systemd::{self, ProgressSource, Watchdog};
 use super::xdp::{XdpDataPath, XdpError, XdpReport};
 use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 use crate::control::protocol::WorkerReport;
@@ -108,7 +109,9 @@ pub enum RunError {
 /// subscriber the caller installed.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
     let running = Running::start(&config, config_path, &options)?;
+    systemd::ready(&format!("forwarding with {}", io_name(&running.data_path)));
     running.wait();
+    systemd::stopping();
     running.shutdown().map(drop)
 }
 
@@ -222,11 +225,7 @@ impl Running {
             monitor,
             changes,
             epoch,
-            io: match &data_path {
-                DataPath::Packet { .. } => "packet".to_string(),
-                DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)".to_string(),
-                DataPath::Xdp(_) => "xdp (copy)".to_string(),
-            },
+            io: io_name(&data_path).to_string(),
             workers: worker_stats_source(&data_path),
             kernel,
         }));
@@ -289,6 +288,14 @@ impl Running {
         })?;
         let stop = Arc::clone(&self.stop);
         self.spawn("health", move || health.run(&stop))?;
+        if let Some(watchdog) = Watchdog::from_env(progress_source(&self.data_path)) {
+            info!(
+                "feeding the systemd watchdog every {:?} while the workers turn",
+                watchdog.period()
+            );
+            let stop = Arc::clone(&self.stop);
+            self.spawn("watchdog", move || watchdog.run(&stop))?;
+        }
         let (stop, runtime) = (Arc::clone(&self.stop), Arc::clone(&self.runtime));
         self.spawn("reloader", move || {
             every(Duration::from_millis(100), &stop, || {
@@ -415,6 +422,29 @@ fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
             })
         }
         DataPath::Packet { .. } => Box::new(Vec::new),
+    }
+}
+
+/// The backend as `xwan status` and systemd show it.
+fn io_name(data_path: &DataPath) -> &'static str {
+    match data_path {
+        DataPath::Packet { .. } => "packet",
+        DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)",
+        DataPath::Xdp(_) => "xdp (copy)",
+    }
+}
+
+/// Per worker, a count that grows every round of its loop, busy or idle.
+fn progress_source(data_path: &DataPath) -> ProgressSource {
+    match data_path {
+        DataPath::Xdp(path) => {
+            let read = path.stats_reader();
+            Box::new(move || read().iter().map(|w| w.batches + w.idle_polls).collect())
+        }
+        DataPath::Packet { path, .. } => {
+            let progress = path.progress();
+            Box::new(move || progress.read())
+        }
     }
 }
 
