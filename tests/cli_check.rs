@@ -95,7 +95,7 @@ fn check_accepts_the_example_and_prints_a_summary() {
         "tcp 8080 -> 192.168.50.10:80 on isp1, isp2",
         "udp 5353 -> 192.168.50.10:5353 on isp1, isp2",
         "20000-59999",
-        "/run/xwan.sock",
+        "/run/xwan/xwan.sock",
     ] {
         assert!(
             stdout.contains(needle),
