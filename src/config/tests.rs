@@ -1331,6 +1331,10 @@ fn dist_example_is_valid() {
     let config = ok(include_str!("../../dist/xwan.toml"));
     let names: Vec<&str> = config.wans.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["fibre", "cable"]);
+    // The packaged file leaves the NAT range to xwan, and the socket in the
+    // unit's RuntimeDirectory.
+    assert!(!config.nat.ports_set);
+    assert_eq!(config.control.socket, PathBuf::from("/run/xwan/xwan.sock"));
     assert_eq!(config.rules[0].action, Action::Bypass);
     assert_eq!(
         config.control.metrics,
