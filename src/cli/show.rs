@@ -245,3 +245,38 @@ pub fn uplink(args: &UplinkArgs) -> ExitCode {
 pub fn reload(args: &ReloadArgs) -> ExitCode {
     done(ask(&args.socket, &Request::Reload))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(port: u16) -> FlowReport {
+        FlowReport {
+            protocol: "udp".into(),
+            kind: "snat".into(),
+            inside: format!("192.168.50.10:{port}"),
+            outside: format!("198.18.1.2:{port}"),
+            remote: "203.0.113.10:53".into(),
+            uplink: "isp1".into(),
+            state: "-".into(),
+            age_s: 1,
+            idle_s: 0,
+            packets_out: 1,
+            bytes_out: 60,
+            packets_in: 1,
+            bytes_in: 90,
+        }
+    }
+
+    #[test]
+    fn flows_table_says_how_many_more_there_are() {
+        let shown = [flow(1000), flow(1001)];
+        let table = flows_table(&shown, 250);
+        assert_eq!(table.lines().count(), 4, "{table}");
+        assert!(table
+            .ends_with("2 flows shown, 248 more not shown (--limit N shows N, --limit 0 all)\n"));
+        assert!(flows_table(&shown, 2).ends_with("\n2 flows\n"));
+        // An older router that does not report the total.
+        assert!(flows_table(&shown, 0).ends_with("\n2 flows\n"));
+    }
+}
