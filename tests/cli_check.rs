@@ -367,3 +367,33 @@ fn check_notes_go_to_stderr_and_keep_exit_0() {
     );
     assert!(!text(&out.stdout).contains("note:"));
 }
+
+#[test]
+fn check_says_which_nat_ports_an_unset_range_gets_on_this_machine() {
+    let kernel = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("read ip_local_port_range");
+    let unset = TempConfig::new(
+        "natunset",
+        &example_with("ports = \"20000-59999\"", "# ports unset"),
+    );
+    let out = xwan(&["check", "--json", "-c", unset.path()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["nat_ports_set"], false);
+    assert_eq!(report["nat_ports"], "20000-59999");
+    let fields: Vec<&str> = kernel.split_whitespace().collect();
+    if fields == ["32768", "60999"] {
+        assert_eq!(report["nat_ports_here"], "20000-32767");
+        let text = text(&xwan(&["check", "-c", unset.path()]).stdout);
+        assert!(
+            text.contains(
+                "NAT here  ports 20000-32767: the default less this kernel's ephemeral ports"
+            ),
+            "{text}"
+        );
+    }
+    // A range set in the file is what it is.
+    let out = xwan(&["check", "--json", "-c", EXAMPLE]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["nat_ports_set"], true);
+    assert!(report["nat_ports_here"].is_null());
+}

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::CheckArgs;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, PortRange};
 use crate::io::system::{self, SystemError};
 
 #[derive(Debug, Serialize)]
@@ -34,6 +34,8 @@ struct Valid<'a> {
     /// the kernel's ephemeral ports.
     nat_ports: String,
     nat_ports_set: bool,
+    /// What `xwan run` would use on this machine now, when it differs.
+    nat_ports_here: Option<String>,
     control_socket: &'a Path,
     /// What keeps this file from running on this machine.
     notes: Vec<String>,
@@ -70,11 +72,19 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     match Config::load(&args.config) {
         Ok(config) => {
             let notes = machine_notes(&config, &args.config);
+            let here = nat_ports_here(&config);
             if args.json {
-                super::show::print_json(&valid(&config, &args.config, notes));
+                super::show::print_json(&valid(&config, &args.config, notes, here));
             } else {
                 println!("{}: OK", args.config.display());
                 print!("{config}");
+                if let Some((ports, kernel)) = here {
+                    println!(
+                        "NAT here  ports {ports}: the default less this kernel's ephemeral ports \
+                         (net.ipv4.ip_local_port_range {} {})",
+                        kernel.lo, kernel.hi
+                    );
+                }
                 for note in &notes {
                     eprintln!("note: {note}");
                 }
@@ -92,7 +102,12 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-fn valid<'a>(config: &'a Config, file: &'a Path, notes: Vec<String>) -> Valid<'a> {
+fn valid<'a>(
+    config: &'a Config,
+    file: &'a Path,
+    notes: Vec<String>,
+    nat_ports_here: Option<(PortRange, PortRange)>,
+) -> Valid<'a> {
     Valid {
         ok: true,
         file,
@@ -121,6 +136,7 @@ fn valid<'a>(config: &'a Config, file: &'a Path, notes: Vec<String>) -> Valid<'a
         forwards: config.forwards.len(),
         nat_ports: format!("{}-{}", config.nat.ports.lo, config.nat.ports.hi),
         nat_ports_set: config.nat.ports_set,
+        nat_ports_here: nat_ports_here.map(|(ports, _)| ports.to_string()),
         control_socket: &config.control.socket,
         notes,
         summary: config.to_string(),
@@ -135,6 +151,15 @@ fn invalid<'a>(error: &ConfigError, file: &'a Path) -> Invalid<'a> {
         line: error.line(),
         column: error.column(),
     }
+}
+
+/// Without `[nat] ports`: the range `xwan run` would take on this machine
+/// now, if the kernel's ephemeral ports narrow the default.
+fn nat_ports_here(config: &Config) -> Option<(PortRange, PortRange)> {
+    let kernel = system::local_port_range().ok()?;
+    let mut nat = config.nat.clone();
+    nat.avoid_kernel_ports(kernel)?;
+    Some((nat.ports, kernel))
 }
 
 /// The interfaces the file names that this machine lacks, and the uplink
