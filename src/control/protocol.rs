@@ -41,10 +41,25 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Reply {
-    Status { ok: bool, status: Box<StatusReport> },
-    Flows { ok: bool, flows: Vec<FlowReport> },
-    Done { ok: bool, message: String },
-    Error { ok: bool, error: String },
+    Status {
+        ok: bool,
+        status: Box<StatusReport>,
+    },
+    Flows {
+        ok: bool,
+        flows: Vec<FlowReport>,
+        /// Flows that matched, `flows` holding the first `limit` of them.
+        #[serde(default)]
+        total: usize,
+    },
+    Done {
+        ok: bool,
+        message: String,
+    },
+    Error {
+        ok: bool,
+        error: String,
+    },
 }
 
 impl Reply {

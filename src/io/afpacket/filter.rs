@@ -110,7 +110,7 @@ impl Drop for KernelFilter {
     fn drop(&mut self) {
         if self.installed {
             if let Err(err) = nft(&["delete", "table", "ip", TABLE], None, "delete") {
-                tracing::warn!("{err}");
+                tracing::warn!("removing nftables table ip {TABLE}: {err}");
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
 use crate::io::afxdp::{XdpDataPath, XdpReport};
+use crate::io::systemd::ProgressSource;
 use crate::io::DataPathSetup;
 use crate::router::Router;
 use std::net::Ipv4Addr;
@@ -43,6 +44,29 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
             })
         }
         DataPath::Packet { .. } => Box::new(Vec::new),
+    }
+}
+
+/// The backend as `xwan status` and systemd show it.
+pub(super) fn io_name(data_path: &DataPath) -> &'static str {
+    match data_path {
+        DataPath::Packet { .. } => "packet",
+        DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)",
+        DataPath::Xdp(_) => "xdp (copy)",
+    }
+}
+
+/// Per worker, a count that grows every round of its loop, busy or idle.
+pub(super) fn progress_source(data_path: &DataPath) -> ProgressSource {
+    match data_path {
+        DataPath::Xdp(path) => {
+            let read = path.stats_reader();
+            Box::new(move || read().iter().map(|w| w.batches + w.idle_polls).collect())
+        }
+        DataPath::Packet { path, .. } => {
+            let progress = path.progress();
+            Box::new(move || progress.read())
+        }
     }
 }
 

@@ -26,8 +26,6 @@ pub struct RunOptions {
     pub zero_copy: ZeroCopy,
     /// CPUs to pin workers to (wrapping); empty: no pinning.
     pub cpus: Vec<usize>,
-    /// 0: info, 1: debug, 2 or more: trace.
-    pub verbose: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
