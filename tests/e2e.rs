@@ -7,6 +7,7 @@
 //! SNAT); the ISPs drop packets whose source is not their customer's address,
 //! so a reply leaving by the wrong WAN fails.
 
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;

@@ -48,6 +48,8 @@ use super::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
 use crate::control::protocol::WorkerReport;
 use crate::control::{ControlError, ControlServer, MetricsServer};
 
+mod panic;
+
 /// Which backend moves the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoMode {
@@ -97,6 +99,8 @@ pub enum RunError {
     Control(#[from] ControlError),
     #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("stopped after a panic: {0}")]
+    Panicked(String),
     #[error("starting the {name} thread: {source}")]
     Thread {
         name: &'static str,
@@ -109,9 +113,15 @@ pub enum RunError {
 /// kernel change; SIGHUP reloads the configuration. Logs go to stderr.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
     init_logging(options.verbose);
+    let panics = panic::PanicWatch::install();
     let running = Running::start(&config, config_path, &options)?;
+    panics.stop_on_panic(running.stop_flag());
     running.wait();
-    running.shutdown().map(drop)
+    let stopped = running.shutdown().map(drop);
+    match panics.panicked() {
+        Some(what) => Err(RunError::Panicked(what)),
+        None => stopped,
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -330,7 +340,11 @@ impl Running {
     ) -> Result<(), RunError> {
         let handle = std::thread::Builder::new()
             .name(format!("xwan-{name}"))
-            .spawn(body)
+            .spawn(move || {
+                #[cfg(debug_assertions)]
+                panic::injected(name);
+                body();
+            })
             .map_err(|source| RunError::Thread { name, source })?;
         self.threads.push(handle);
         Ok(())
