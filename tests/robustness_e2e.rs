@@ -69,3 +69,79 @@ fn panic_in_a_thread_stops_xwan_xdp() {
 fn panic_in_a_thread_stops_xwan_packet() {
     panic_stops_everything(RouterMode::XwanPacket);
 }
+
+/// Runs `xwan ARGS --socket SOCKET` as uid 65534 (nobody) with primary group
+/// `gid` and no other groups.
+fn xwan_as_nobody(gid: u32, args: &[&str], socket: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .args(["10", "setpriv", "--reuid=65534"])
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", env!("CARGO_BIN_EXE_xwan")])
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .expect("run setpriv")
+}
+
+/// With `[control] group` set to nobody's group, the socket is mode 0660 in
+/// that group from the start; a member reads status and flows but cannot
+/// change the router, and someone outside the group is refused with a clear
+/// message (not "is xwan running?").
+#[test]
+fn control_socket_group_reads_and_root_changes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let mut tb = Testbed::up(TxOffload::On);
+    let socket = tb.path("xwan.sock");
+    let config = format!("{}group = \"65534\"\n", config_toml([1, 1], &socket));
+    tb.start_router(RouterMode::XwanPacket, &config);
+    let meta = std::fs::metadata(&socket).expect("the socket exists");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let status = xwan_as_nobody(65534, &["status"], &socket);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("isp1"), "{}", text(&status));
+    let flows = xwan_as_nobody(65534, &["flows"], &socket);
+    assert!(flows.status.success(), "{}", text(&flows));
+
+    let reload = xwan_as_nobody(65534, &["reload"], &socket);
+    assert!(!reload.status.success(), "{}", text(&reload));
+    assert!(
+        text(&reload)
+            .contains("permission denied: `xwan reload` changes the router and needs root"),
+        "{}",
+        text(&reload)
+    );
+    let down = xwan_as_nobody(65534, &["uplink", "isp1", "down"], &socket);
+    assert!(
+        !down.status.success() && text(&down).contains("`xwan uplink` changes the router"),
+        "{}",
+        text(&down)
+    );
+
+    let outsider = xwan_as_nobody(12345, &["status"], &socket);
+    assert!(!outsider.status.success(), "{}", text(&outsider));
+    assert!(
+        text(&outsider).contains("permission denied on the control socket")
+            && !text(&outsider).contains("is `xwan run` running"),
+        "{}",
+        text(&outsider)
+    );
+
+    // Root still changes the router.
+    let reload = std::process::Command::new(env!("CARGO_BIN_EXE_xwan"))
+        .args(["reload", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("run xwan reload");
+    assert!(reload.status.success(), "{}", text(&reload));
+}

@@ -36,6 +36,26 @@ pub enum Request {
     Reload,
 }
 
+impl Request {
+    /// Whether the request changes the router (and needs root).
+    pub fn is_change(&self) -> bool {
+        match self {
+            Request::Status | Request::Flows { .. } => false,
+            Request::Uplink { .. } | Request::Reload => true,
+        }
+    }
+
+    /// The `xwan` command that sends it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Flows { .. } => "flows",
+            Request::Uplink { .. } => "uplink",
+            Request::Reload => "reload",
+        }
+    }
+}
+
 /// An operator's override of an uplink's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

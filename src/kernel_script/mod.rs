@@ -783,6 +783,7 @@ mod tests {
             control: Control {
                 socket: PathBuf::from("/run/xwan.sock"),
                 metrics: None,
+                group: None,
             },
         }
     }

@@ -271,7 +271,11 @@ impl Running {
             let _ = running.shutdown();
             return Err(err);
         }
-        match ControlServer::start(&config.control.socket, running.runtime.clone()) {
+        match ControlServer::start(
+            &config.control.socket,
+            config.control.group.clone(),
+            running.runtime.clone(),
+        ) {
             Ok(server) => running.control = Some(server),
             Err(err) => {
                 let _ = running.shutdown();
