@@ -414,12 +414,11 @@ fn accept_loop(listener: &TcpListener, source: &Arc<dyn MetricsSource>, stop: &A
         let Ok(mut stream) = stream else { continue };
         serving.retain(|handle| !handle.is_finished());
         if serving.len() >= MAX_CONNECTIONS {
-            let _ = stream.set_write_timeout(Some(STOP_CHECK));
-            let _ = stream.write_all(&response(
+            refuse(
+                &mut stream,
                 "503 Service Unavailable",
-                "text/plain; charset=utf-8",
                 "too many metrics connections\n",
-            ));
+            );
             continue;
         }
         let (source, stop) = (Arc::clone(source), Arc::clone(stop));
@@ -453,6 +452,17 @@ fn next_wait(deadline: Instant, stop: &AtomicBool) -> Option<Duration> {
     Some(left.min(STOP_CHECK))
 }
 
+/// Whether a read or write error only means the wait ran out (or a signal
+/// came): try again if there is time left.
+fn waited(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// Reads the request head: up to the blank line, at most [`MAX_REQUEST_BYTES`],
 /// before `deadline`.
 fn read_head(stream: &mut TcpStream, deadline: Instant, stop: &AtomicBool) -> Result<String, Cut> {
@@ -469,13 +479,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant, stop: &AtomicBool) -> Re
         match stream.read(&mut buf) {
             Ok(0) => return Err(Cut::Failed),
             Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if waited(&e) => {}
             Err(_) => return Err(Cut::Failed),
         }
     }
@@ -499,13 +503,7 @@ fn write_before(
         match stream.write(bytes) {
             Ok(0) => return false,
             Ok(n) => bytes = &bytes[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if waited(&e) => {}
             Err(_) => return false,
         }
     }
@@ -539,6 +537,12 @@ fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Answers an error in one short write (at most [`STOP_CHECK`]) and gives up.
+fn refuse(stream: &mut TcpStream, status: &str, body: &str) {
+    let _ = stream.set_write_timeout(Some(STOP_CHECK));
+    let _ = stream.write_all(&response(status, "text/plain; charset=utf-8", body));
+}
+
 /// Serves one connection within [`REQUEST_DEADLINE`]; a client out of time is
 /// answered 408 if it can still take it.
 fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
@@ -547,12 +551,11 @@ fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
         Ok(head) => answer(Some(&head), source),
         Err(Cut::Failed) => answer(None, source),
         Err(Cut::OutOfTime) => {
-            let _ = stream.set_write_timeout(Some(STOP_CHECK));
-            let _ = stream.write_all(&response(
+            refuse(
+                &mut stream,
                 "408 Request Timeout",
-                "text/plain; charset=utf-8",
                 "request not received in time\n",
-            ));
+            );
             return;
         }
     };
