@@ -145,3 +145,46 @@ fn control_socket_group_reads_and_root_changes() {
         .expect("run xwan reload");
     assert!(reload.status.success(), "{}", text(&reload));
 }
+
+/// xwan killed with SIGKILL (no orderly stop at all) leaves nothing behind:
+/// the kernel closes its BPF links and deletes the nftables table it owns.
+fn sigkill_leaves_nothing(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let config = config_toml([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(mode, &config);
+    match mode {
+        RouterMode::XwanXdp => assert_eq!(xdp_attached(&tb), INTERFACES, "attached while running"),
+        _ => {
+            assert!(nft_table_present(&tb), "table ip xwan while running");
+            assert!(
+                tb.router_log().contains("owned by xwan"),
+                "{}",
+                tb.router_log()
+            );
+        }
+    }
+    tb.signal_router("KILL");
+    let status = tb
+        .wait_router_exit(Duration::from_secs(5))
+        .expect("xwan ends on SIGKILL");
+    assert!(!status.success());
+    let gone = support::poll(Duration::from_secs(2), || {
+        xdp_attached(&tb).is_empty() && !nft_table_present(&tb)
+    });
+    assert!(
+        gone,
+        "left behind: XDP on {:?}, table ip xwan: {}",
+        xdp_attached(&tb),
+        nft_table_present(&tb)
+    );
+}
+
+#[test]
+fn sigkill_leaves_nothing_xdp() {
+    sigkill_leaves_nothing(RouterMode::XwanXdp);
+}
+
+#[test]
+fn sigkill_leaves_nothing_packet() {
+    sigkill_leaves_nothing(RouterMode::XwanPacket);
+}

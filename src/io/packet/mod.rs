@@ -17,9 +17,10 @@
 
 mod filter;
 mod gso;
+mod nftables;
 mod socket;
 
-pub use filter::{FilterError, KernelFilter, TABLE};
+pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
