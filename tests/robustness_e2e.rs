@@ -31,13 +31,14 @@ fn nft_table_present(tb: &Testbed) -> bool {
         .success()
 }
 
-/// xwan runs in `mode`, its sweeper thread panics (injected): the process
-/// exits with an error after one log line naming the panic, and nothing of
-/// it is left in the kernel.
-fn panic_stops_everything(mode: RouterMode) {
+/// xwan runs in `mode`, one of its housekeeping threads panics (injected):
+/// the process exits with an error after one log line naming the panic, and
+/// nothing of it is left in the kernel.
+fn panic_stops_everything(mode: RouterMode, thread: &str) {
     let mut tb = Testbed::up(TxOffload::On);
     let config = config_toml([1, 1], &tb.path("xwan.sock"));
-    tb.start_xwan_with_env(mode, &config, &[("XWAN_INJECT_PANIC", "sweeper@4")]);
+    let inject = format!("{thread}@4");
+    tb.start_xwan_with_env(mode, &config, &[("XWAN_INJECT_PANIC", &inject)]);
     match mode {
         RouterMode::XwanXdp => assert_eq!(xdp_attached(&tb), INTERFACES, "attached while running"),
         _ => assert!(nft_table_present(&tb), "table ip xwan while running"),
@@ -50,9 +51,9 @@ fn panic_stops_everything(mode: RouterMode) {
     let panic_lines: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
     assert!(
         panic_lines.len() == 2
-            && panic_lines[0].contains("thread xwan-sweeper panicked at")
+            && panic_lines[0].contains(&format!("thread xwan-{thread} panicked at"))
             && panic_lines[0].contains("injected by XWAN_INJECT_PANIC")
-            && panic_lines[1].contains("stopped after a panic: thread xwan-sweeper"),
+            && panic_lines[1].contains(&format!("stopped after a panic: thread xwan-{thread}")),
         "one log line for the panic, one for the exit:\n{log}"
     );
     assert!(log.contains("stopping"), "the orderly stop ran:\n{log}");
@@ -61,13 +62,13 @@ fn panic_stops_everything(mode: RouterMode) {
 }
 
 #[test]
-fn panic_in_a_thread_stops_xwan_xdp() {
-    panic_stops_everything(RouterMode::XwanXdp);
+fn panic_in_the_sweeper_stops_xwan_xdp() {
+    panic_stops_everything(RouterMode::XwanXdp, "sweeper");
 }
 
 #[test]
-fn panic_in_a_thread_stops_xwan_packet() {
-    panic_stops_everything(RouterMode::XwanPacket);
+fn panic_in_the_health_thread_stops_xwan_packet() {
+    panic_stops_everything(RouterMode::XwanPacket, "health");
 }
 
 /// Runs `xwan ARGS --socket SOCKET` as uid 65534 (nobody) with primary group
