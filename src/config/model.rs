@@ -241,4 +241,14 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
+    /// The group whose members may read status and flows on the control
+    /// socket; None: root only.
+    pub group: Option<ControlGroup>,
+}
+
+/// `[control] group`: its name, and its id on this system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlGroup {
+    pub name: String,
+    pub gid: u32,
 }

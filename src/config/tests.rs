@@ -277,6 +277,7 @@ fn example_parses_to_the_expected_model() {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            group: None,
         },
     };
     assert_eq!(config, expected);
@@ -1323,6 +1324,35 @@ fn control_metrics_is_off_unless_set() {
         "control.metrics",
         "metrics",
         "port 0",
+    );
+}
+
+#[test]
+fn control_group_is_resolved_or_refused_with_its_line() {
+    assert_eq!(ok(BASE).control.group, None);
+    // The root group exists on every Linux system.
+    let config = ok(&with("[control]\ngroup = \"root\"\n"));
+    assert_eq!(
+        config.control.group,
+        Some(ControlGroup {
+            name: "root".into(),
+            gid: 0
+        })
+    );
+    assert!(config.to_string().contains("(group root may read)"));
+    let config = ok(&with("[control]\ngroup = \"65534\"\n"));
+    assert_eq!(config.control.group.map(|g| g.gid), Some(65534));
+    assert_invalid(
+        &with("[control]\nsocket = \"/run/xwan.sock\"\ngroup = \"no-such-group-xwan\"\n"),
+        "control.group",
+        "group",
+        "no group \"no-such-group-xwan\" on this system",
+    );
+    assert_invalid(
+        &with("[control]\ngroup = \"\"\n"),
+        "control.group",
+        "group",
+        "empty group name",
     );
 }
 

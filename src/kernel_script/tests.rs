@@ -93,6 +93,7 @@ fn example_config() -> Config {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            group: None,
         },
     }
 }

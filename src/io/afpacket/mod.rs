@@ -19,7 +19,7 @@ mod filter;
 mod gso;
 mod socket;
 
-pub use filter::{FilterError, KernelFilter, TABLE};
+pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

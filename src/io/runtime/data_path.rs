@@ -87,7 +87,14 @@ pub(super) fn start_data_path(
         // The filter goes in first: until the workers run, owned traffic is dropped
         // rather than forwarded un-NATed by the kernel.
         let filter = KernelFilter::install(setup, &config.rules)?;
-        info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        if filter.owned() {
+            info!(
+                "installed nftables table ip {TABLE}, owned by xwan (the kernel leaves xwan's traffic alone, \
+                 and deletes the table when xwan ends)"
+            );
+        } else {
+            info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        }
         let path = PacketDataPath::start(Arc::clone(router), setup)?;
         info!(workers = setup.queues, "AF_PACKET data path started");
         Ok(DataPath::Packet { path, filter })
@@ -125,14 +132,16 @@ pub(super) fn kernel_update(
                     .map_err(|e| e.to_string())
             })
         }
-        DataPath::Packet { .. } => {
-            let setup = setup.clone();
+        DataPath::Packet { filter, .. } => {
+            let (setup, filter) = (setup.clone(), filter.handle());
             Box::new(move |config: &Config| {
                 let setup = DataPathSetup {
                     owned: owned_traffic(config, &local),
                     ..setup.clone()
                 };
-                KernelFilter::replace(&setup, &config.rules).map_err(|e| e.to_string())
+                filter
+                    .replace(&setup, &config.rules)
+                    .map_err(|e| e.to_string())
             })
         }
     })

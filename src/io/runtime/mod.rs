@@ -31,7 +31,8 @@
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
 //! and its kernel change, undone on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics). [`Running`] holds them in the order they stop.
+//! metrics), and `panic` (the hook that turns a panic in any thread into the
+//! orderly stop and an error exit). [`Running`] holds them in the order they stop.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,7 @@ mod health_thread;
 mod loaded_config;
 mod neighbours;
 mod options;
+mod panic;
 mod signals;
 mod threads;
 
@@ -77,11 +79,17 @@ use threads::{every, Threads};
 /// kernel change; SIGHUP reloads the configuration. Logs go to whatever
 /// subscriber the caller installed.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
+    let panics = panic::PanicWatch::install();
     let running = Running::start(&config, config_path, &options)?;
+    panics.stop_on_panic(running.stop_flag());
     systemd::ready(&format!("forwarding with {}", io_name(&running.data_path)));
     running.wait();
     systemd::stopping();
-    running.shutdown().map(drop)
+    let stopped = running.shutdown().map(drop);
+    match panics.panicked() {
+        Some(what) => Err(RunError::Panicked(what)),
+        None => stopped,
+    }
 }
 
 /// The started router: the core, a backend, the housekeeping threads and the
@@ -206,6 +214,7 @@ impl Running {
         running.start_housekeeping(neighbours, health, reload)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
+            config.control.group.clone(),
             running.runtime.clone(),
         )?);
         if let Some(addr) = config.control.metrics {

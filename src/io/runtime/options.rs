@@ -54,6 +54,8 @@ pub enum RunError {
     Control(#[from] ControlError),
     #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("stopped after a panic: {0}")]
+    Panicked(String),
     #[error("starting the {name} thread: {source}")]
     Thread {
         name: &'static str,
