@@ -112,6 +112,7 @@ impl Bench {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         );
         if let Verdict::Forward { len, .. } = verdict {

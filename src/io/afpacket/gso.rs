@@ -5,16 +5,23 @@
 //! it the same way (IPv4 TCP and UDP), writing full IP and L4 checksums into every
 //! segment, so the core sees ordinary frames.
 
-use crate::packet::checksum::{checksum, transport_checksum};
+use crate::packet::checksum::{checksum, fold, pseudo_header_sum, transport_checksum};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub(crate) const VNET_HDR_LEN: usize = 10;
+
+/// `VIRTIO_NET_HDR_F_*` flags.
+const F_NEEDS_CSUM: u8 = 1;
+const F_DATA_VALID: u8 = 2;
 
 /// `VIRTIO_NET_HDR_GSO_*` types (without the ECN bit).
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
 const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
+
+/// The TCP checksum field, from the start of the TCP header.
+const TCP_CHECK: usize = 16;
 
 /// How the kernel would have cut a super-frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +32,107 @@ pub(crate) struct Gso {
     pub(crate) size: u16,
 }
 
-/// The GSO part of a `virtio_net_hdr` (host byte order); None for an ordinary frame.
-pub(crate) fn parse_vnet(hdr: &[u8; VNET_HDR_LEN]) -> Option<Gso> {
-    let kind = hdr[1] & !GSO_ECN;
-    (kind != GSO_NONE).then(|| Gso {
-        kind,
-        size: u16::from_ne_bytes([hdr[4], hdr[5]]),
-    })
+/// A `virtio_net_hdr` (its fields in host byte order, as packet sockets use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Vnet {
+    flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`, ECN bit included.
+    gso_type: u8,
+    hdr_len: u16,
+    gso_size: u16,
+    csum_start: u16,
+    csum_offset: u16,
+}
+
+impl Vnet {
+    pub(crate) fn parse(hdr: &[u8; VNET_HDR_LEN]) -> Vnet {
+        let half = |at: usize| u16::from_ne_bytes([hdr[at], hdr[at + 1]]);
+        Vnet {
+            flags: hdr[0],
+            gso_type: hdr[1],
+            hdr_len: half(2),
+            gso_size: half(4),
+            csum_start: half(6),
+            csum_offset: half(8),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> [u8; VNET_HDR_LEN] {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr[0] = self.flags;
+        hdr[1] = self.gso_type;
+        for (at, value) in [
+            (2, self.hdr_len),
+            (4, self.gso_size),
+            (6, self.csum_start),
+            (8, self.csum_offset),
+        ] {
+            hdr[at..at + 2].copy_from_slice(&value.to_ne_bytes());
+        }
+        hdr
+    }
+
+    /// How to cut the frame; None for an ordinary frame.
+    pub(crate) fn gso(&self) -> Option<Gso> {
+        let kind = self.gso_type & !GSO_ECN;
+        (kind != GSO_NONE).then_some(Gso {
+            kind,
+            size: self.gso_size,
+        })
+    }
+
+    /// What the core needs to pass the TCP/IPv4 super-frame `frame` (as received,
+    /// untagged) through whole: its segment size and where its partial checksum
+    /// is. A super-frame whose checksum the kernel already verified (GRO) gets its
+    /// pseudo-header sum written into the checksum field here, so it is partial
+    /// like a local sender's. None for anything else (the caller cuts it).
+    pub(crate) fn whole(&self, frame: &mut [u8]) -> Option<crate::router::Gso> {
+        let gso = self.gso().filter(|g| g.kind == GSO_TCPV4)?;
+        let layout = Layout::of(frame, gso)?;
+        let (csum_start, csum_offset) = if self.flags & F_NEEDS_CSUM != 0 {
+            (self.csum_start, self.csum_offset)
+        } else if self.flags & F_DATA_VALID != 0 {
+            let src: [u8; 4] = [frame[26], frame[27], frame[28], frame[29]];
+            let dst: [u8; 4] = [frame[30], frame[31], frame[32], frame[33]];
+            // At most 64 KiB: the IP total length bounds it.
+            let l4_len = (layout.end - layout.l4) as u16;
+            let sum = fold(pseudo_header_sum(src, dst, 6, l4_len));
+            let at = layout.l4 + TCP_CHECK;
+            frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+            (layout.l4 as u16, TCP_CHECK as u16)
+        } else {
+            return None;
+        };
+        Some(crate::router::Gso {
+            size: gso.size,
+            csum_start,
+            csum_offset,
+        })
+    }
+
+    /// The header to send `frame` with: the core passed it through whole from a
+    /// super-frame received with `self`, so the egress device or the kernel cuts
+    /// it into segments of the same size and completes their checksums. A plain
+    /// header when the frame is no longer TCP/IPv4 (the core answered it with an
+    /// ICMP error, say).
+    pub(crate) fn passthrough(&self, frame: &[u8]) -> Vnet {
+        let gso = Gso {
+            kind: GSO_TCPV4,
+            size: self.gso_size,
+        };
+        match Layout::of(frame, gso) {
+            // Headers of at most 14 + 60 + 60 bytes.
+            Some(layout) => Vnet {
+                flags: F_NEEDS_CSUM,
+                gso_type: GSO_TCPV4 | (self.gso_type & GSO_ECN),
+                hdr_len: layout.headers as u16,
+                gso_size: self.gso_size,
+                csum_start: layout.l4 as u16,
+                csum_offset: TCP_CHECK as u16,
+            },
+            None => Vnet::default(),
+        }
+    }
 }
 
 /// The segments of one super-frame, each an Ethernet frame of its own.
@@ -174,7 +275,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::checksum::{fold, pseudo_header_sum, sum_bytes};
+    use crate::packet::checksum::sum_bytes;
 
     /// An Ethernet + IPv4 (+ options) + TCP super-frame with `payload` bytes.
     fn tcp_frame(payload: usize, flags: u8, options: usize) -> Vec<u8> {
@@ -219,16 +320,21 @@ mod tests {
     #[test]
     fn parses_virtio_headers() {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        assert_eq!(parse_vnet(&hdr), None);
+        assert_eq!(Vnet::parse(&hdr).gso(), None);
         hdr[1] = GSO_TCPV4 | GSO_ECN;
         hdr[4..6].copy_from_slice(&1448u16.to_ne_bytes());
         assert_eq!(
-            parse_vnet(&hdr),
+            Vnet::parse(&hdr).gso(),
             Some(Gso {
                 kind: GSO_TCPV4,
                 size: 1448
             })
         );
+        hdr[0] = F_NEEDS_CSUM;
+        hdr[2..4].copy_from_slice(&66u16.to_ne_bytes());
+        hdr[6..8].copy_from_slice(&34u16.to_ne_bytes());
+        hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        assert_eq!(Vnet::parse(&hdr).bytes(), hdr, "parse and bytes round-trip");
     }
 
     #[test]
