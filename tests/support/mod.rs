@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 use xwan::config::Config;
 
+pub mod bulk;
+
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
 
 /// The wall-clock limit of any one command a test runs.
