@@ -276,6 +276,8 @@ impl Layout {
 mod tests {
     use super::*;
     use crate::packet::checksum::sum_bytes;
+    use crate::packet::{apply, apply_partial, parse, Endpoint, Rewrite};
+    use proptest::prelude::*;
 
     /// An Ethernet + IPv4 (+ options) + TCP super-frame with `payload` bytes.
     fn tcp_frame(payload: usize, flags: u8, options: usize) -> Vec<u8> {
@@ -455,5 +457,138 @@ mod tests {
         let mut vlan = frame.clone();
         vlan[12..14].copy_from_slice(&[0x81, 0x00]);
         assert!(!segments.split(&vlan, tcp), "tagged");
+    }
+
+    /// `tcp_frame` from `src` to `dst` with a valid IP checksum and the TCP
+    /// checksum partial, as a local sender with offloads leaves it.
+    fn partial_frame(payload: usize, options: usize, src: Endpoint, dst: Endpoint) -> Vec<u8> {
+        let mut f = tcp_frame(payload, 0x18, options);
+        let ihl = 20 + options;
+        let l4 = 14 + ihl;
+        f[26..30].copy_from_slice(&src.addr);
+        f[30..34].copy_from_slice(&dst.addr);
+        f[l4..l4 + 2].copy_from_slice(&src.port.to_be_bytes());
+        f[l4 + 2..l4 + 4].copy_from_slice(&dst.port.to_be_bytes());
+        let ip_check = checksum(&f[14..l4]);
+        f[24..26].copy_from_slice(&ip_check.to_be_bytes());
+        let l4_len = (f.len() - 6 - l4) as u16;
+        let pseudo = fold(pseudo_header_sum(src.addr, dst.addr, 6, l4_len));
+        f[l4 + TCP_CHECK..l4 + TCP_CHECK + 2].copy_from_slice(&pseudo.to_be_bytes());
+        f
+    }
+
+    fn needs_csum(size: u16, l4: usize) -> Vnet {
+        Vnet {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            hdr_len: (l4 + 20) as u16,
+            gso_size: size,
+            csum_start: l4 as u16,
+            csum_offset: TCP_CHECK as u16,
+        }
+    }
+
+    #[test]
+    fn virtio_header_translation() {
+        let src = Endpoint::new([192, 168, 50, 10], 40000);
+        let dst = Endpoint::new([203, 0, 113, 10], 80);
+        let frame = partial_frame(3000, 4, src, dst);
+        let l4 = 14 + 24;
+        let vnet = needs_csum(1400, l4);
+        let mut received = frame.clone();
+        assert_eq!(
+            vnet.whole(&mut received),
+            Some(crate::router::Gso {
+                size: 1400,
+                csum_start: l4 as u16,
+                csum_offset: 16
+            })
+        );
+        assert_eq!(received, frame, "a partial checksum is left as it is");
+        let sent = vnet.passthrough(&frame);
+        assert_eq!(sent, vnet, "sent as received: same cut, ECN kept");
+        assert_eq!(sent.gso(), vnet.gso());
+
+        // GRO's super-frames come with their checksum verified: made partial.
+        let gro = Vnet {
+            flags: F_DATA_VALID,
+            ..vnet
+        };
+        let mut merged = frame.clone();
+        merged[l4 + 16..l4 + 18].copy_from_slice(&[0x12, 0x34]);
+        assert_eq!(
+            gro.whole(&mut merged)
+                .map(|g| (g.csum_start, g.csum_offset)),
+            Some((l4 as u16, 16))
+        );
+        assert_eq!(merged, frame, "the pseudo-header sum written in");
+
+        let unverified = Vnet { flags: 0, ..vnet };
+        assert_eq!(unverified.whole(&mut frame.clone()), None);
+        let udp = Vnet {
+            gso_type: GSO_UDP_L4,
+            ..vnet
+        };
+        assert_eq!(udp.whole(&mut frame.clone()), None, "TCP only");
+        assert_eq!(vnet.whole(&mut frame[..40].to_vec()), None, "truncated");
+
+        let mut icmp = frame.clone();
+        icmp[23] = 1;
+        assert_eq!(vnet.passthrough(&icmp), Vnet::default(), "not TCP: plain");
+    }
+
+    fn endpoint() -> impl Strategy<Value = Endpoint> {
+        (any::<[u8; 4]>(), 1u16..).prop_map(|(addr, port)| Endpoint::new(addr, port))
+    }
+
+    proptest! {
+        /// A super-frame translated once with its checksum left partial, then
+        /// cut (as the egress device or the kernel cuts it, completing each
+        /// segment's checksum), gives the segments that cutting it first and
+        /// translating each segment with full checksums gives; and its partial
+        /// checksum is the pseudo-header sum of the new addresses.
+        #[test]
+        fn translating_then_cutting_equals_cutting_then_translating(
+            payload in 1usize..9000,
+            size in 536u16..1500,
+            options in 0usize..4,
+            (src, dst, new_src, new_dst) in (endpoint(), endpoint(), endpoint(), endpoint()),
+        ) {
+            // Not multicast: the parser leaves those to the kernel.
+            let (src, dst, new_src, new_dst) = [src, dst, new_src, new_dst]
+                .map(|mut e| { e.addr[0] %= 224; e }).into();
+            let frame = partial_frame(payload, options * 4, src, dst);
+            let l4 = 14 + 20 + options * 4;
+            let rewrite = Rewrite {
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                src: new_src,
+                dst: new_dst,
+            };
+            let mut whole = frame.clone();
+            let parsed = parse(&whole).expect("a valid frame");
+            apply_partial(&mut whole, &parsed, &rewrite);
+            let l4_len = (parsed.end - l4) as u16;
+            let field = u16::from_be_bytes([whole[l4 + 16], whole[l4 + 17]]);
+            prop_assert_eq!(field, fold(pseudo_header_sum(new_src.addr, new_dst.addr, 6, l4_len)));
+            prop_assert_eq!(
+                needs_csum(size, l4).passthrough(&whole[..parsed.end]),
+                Vnet { hdr_len: (l4 + 20) as u16, ..needs_csum(size, l4) }
+            );
+
+            let gso = Gso { kind: GSO_TCPV4, size };
+            let mut translated_then_cut = Segments::new();
+            prop_assert!(translated_then_cut.split(&whole, gso));
+            let mut cut = Segments::new();
+            prop_assert!(cut.split(&frame, gso));
+            prop_assert_eq!(cut.len(), translated_then_cut.len());
+            for i in 0..cut.len() {
+                let segment = cut.get_mut(i);
+                let parsed = parse(segment).expect("a valid segment");
+                apply(segment, &parsed, &rewrite, false);
+                verify(segment, 6);
+                prop_assert_eq!(translated_then_cut.bytes(i, usize::MAX), &*segment);
+            }
+        }
     }
 }
