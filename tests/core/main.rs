@@ -5,6 +5,7 @@
 mod conversations;
 mod fragments;
 mod fuzz;
+mod gso;
 mod hairpin;
 mod hostile;
 mod icmp_errors;
