@@ -12,12 +12,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::thread;
 
-use support::{
-    config_toml, exchange, ip_of, pattern, RouterMode, Testbed, TxOffload, HOST1, SERVER1, SERVER2,
-    WAN1, WAN2,
-};
+use support::{config_toml, ip_of, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1, WAN2};
 
 /// For each scenario `fn name(RouterMode, TxOffload)`, a module `name` with
 /// one test per mode and offload setting.
