@@ -18,8 +18,10 @@ pub(crate) const BATCH: usize = 64;
 /// took out of the frame (and reported in the auxiliary data).
 pub(crate) const HEADROOM: usize = 4;
 
-/// Requested socket receive buffer, so a burst doesn't overflow while a worker sleeps.
-const RCVBUF_BYTES: libc::c_int = 4 << 20;
+/// Requested socket receive buffer, so a burst doesn't overflow while a worker
+/// sleeps or waits for a CPU: room for about 250 super-frames of 64 KiB (the
+/// kernel doubles the figure for its bookkeeping).
+const RCVBUF_BYTES: libc::c_int = 16 << 20;
 
 /// A raw AF_PACKET socket on one interface (all protocols), which:
 /// - reports auxiliary data (`PACKET_AUXDATA`: checksum state, stripped VLAN tags);
