@@ -24,7 +24,7 @@ mod filter;
 mod gso;
 mod socket;
 
-pub use filter::{FilterError, KernelFilter, TABLE};
+pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +37,7 @@ use tracing::{debug, warn};
 use crate::router::{DropReason, FrameMeta, Gso, Port, Verdict};
 
 use super::idle::{Idle, IdlePolicy};
+use super::systemd::Progress;
 use super::{sys, DataPathSetup, FrameProcessor};
 use gso::Segments;
 use socket::{PacketSocket, RxBatch, RxInfo, TxScratch, BATCH};
@@ -207,6 +208,7 @@ pub struct PacketDataPath {
     workers: Vec<JoinHandle<Result<PacketCounters, PacketError>>>,
     stop: Arc<AtomicBool>,
     live: Arc<[LiveStats]>,
+    progress: Arc<Progress>,
 }
 
 /// One interface as a worker sees it.
@@ -267,6 +269,7 @@ impl PacketDataPath {
             workers: Vec::with_capacity(workers),
             stop: Arc::clone(&setup.stop),
             live: (0..workers).map(|_| LiveStats::default()).collect(),
+            progress: Progress::new(workers),
         };
         for (index, attached) in sockets.into_iter().enumerate() {
             let worker = PacketWorker {
@@ -277,6 +280,7 @@ impl PacketDataPath {
                 stop: Arc::clone(&setup.stop),
                 live: Arc::clone(&path.live),
                 cpu: (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]),
+                progress: Arc::clone(&path.progress),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("xwan-pkt{index}"))
@@ -299,6 +303,11 @@ impl PacketDataPath {
     pub fn stats_reader(&self) -> impl Fn() -> Vec<PacketWorkerStats> + Send + Sync + 'static {
         let live = Arc::clone(&self.live);
         move || live.iter().map(LiveStats::read).collect()
+    }
+
+    /// The workers' loop rounds, for the systemd watchdog.
+    pub(crate) fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
     }
 
     /// Stops every worker and returns their counters, or the first worker's error.
@@ -392,6 +401,7 @@ struct PacketWorker<P> {
     /// Every worker's live figures; this one's is at `index`.
     live: Arc<[LiveStats]>,
     cpu: Option<usize>,
+    progress: Arc<Progress>,
 }
 
 impl<P: FrameProcessor> PacketWorker<P> {
@@ -433,6 +443,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
         let mut link_down = vec![false; self.attached.len()];
         let (mut batches, mut idle_rounds) = (0u64, 0u64);
         while !self.stop.load(Ordering::Relaxed) {
+            self.progress.beat(self.index);
             let mut busy = false;
             for (i, attached) in self.attached.iter().enumerate() {
                 let batch = &mut rx[i];
