@@ -123,6 +123,7 @@ impl Setup {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         )
     }
