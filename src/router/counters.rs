@@ -19,6 +19,8 @@ pub struct Traffic {
 #[derive(Debug)]
 pub struct LaneCounters {
     forwarded: AtomicU64,
+    /// Later fragments held until their first came.
+    held: AtomicU64,
     kernel: Vec<AtomicU64>,
     drops: Vec<AtomicU64>,
     /// ICMP errors the core made: time exceeded, fragmentation needed.
@@ -41,6 +43,7 @@ impl LaneCounters {
     pub fn new(uplinks: usize) -> LaneCounters {
         LaneCounters {
             forwarded: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             kernel: zeros(KernelReason::ALL.len()),
             drops: zeros(DropReason::ALL.len()),
             icmp_sent: [0; 2].map(AtomicU64::new),
@@ -55,6 +58,13 @@ impl LaneCounters {
             icmp::Error::FragmentationNeeded { .. } => 1,
         };
         bump(&self.icmp_sent[i], 1);
+    }
+
+    /// Counts `n` drops of frames the core had held.
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            bump(&self.drops[reason as usize], n);
+        }
     }
 
     /// Counts one verdict for a frame that came in on `from`.
@@ -72,6 +82,7 @@ impl LaneCounters {
                     bump(&counters[base + 1], len as u64);
                 }
             }
+            Verdict::Held => bump(&self.held, 1),
             Verdict::Kernel(reason) => bump(&self.kernel[reason as usize], 1),
             Verdict::Drop(reason) => bump(&self.drops[reason as usize], 1),
         }
@@ -82,6 +93,9 @@ impl LaneCounters {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Totals {
     pub forwarded: u64,
+    /// Later fragments held until their first came (each forwarded or
+    /// dropped afterwards, and counted again then).
+    pub held: u64,
     pub kernel: Vec<(KernelReason, u64)>,
     pub drops: Vec<(DropReason, u64)>,
     /// ICMP time-exceeded errors the core sent.
@@ -95,6 +109,7 @@ impl Totals {
     pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a LaneCounters>) -> Totals {
         let mut totals = Totals {
             forwarded: 0,
+            held: 0,
             kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),
             drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
             time_exceeded_sent: 0,
@@ -103,6 +118,7 @@ impl Totals {
         };
         for worker in workers {
             totals.forwarded += worker.forwarded.load(Ordering::Relaxed);
+            totals.held += worker.held.load(Ordering::Relaxed);
             totals.time_exceeded_sent += worker.icmp_sent[0].load(Ordering::Relaxed);
             totals.frag_needed_sent += worker.icmp_sent[1].load(Ordering::Relaxed);
             for (total, counter) in totals.kernel.iter_mut().zip(&worker.kernel) {

@@ -329,7 +329,6 @@ impl Harness {
         for (addr, mac) in HOSTS {
             router.set_lan_mac(Ipv4Addr::from(addr), mac);
         }
-        router.set_time_exceeded(true);
         let lane = router.lane();
         let mut harness = Harness {
             router,

@@ -442,8 +442,26 @@ impl<P: FrameProcessor> PacketWorker<P> {
             {
                 state.outgoing[j].push((start, len));
             }
+            self.send_extra(state);
         }
         self.flush(state, batch);
+    }
+
+    /// Sends at once the frames the core made besides the one it returned
+    /// (the later fragments of a packet it fragmented, fragments it held).
+    fn send_extra(&self, state: &mut WorkerState<P::Worker>) {
+        let WorkerState {
+            core, counters, tx, ..
+        } = state;
+        self.processor.drain(core, &mut |port, bytes| {
+            match self.attached.iter().position(|a| a.port == port) {
+                Some(j) => {
+                    let outcome = self.attached[j].socket.send(std::iter::once(bytes), tx);
+                    count_send(counters, &self.attached[j].name, outcome);
+                }
+                None => counters.bad_verdict += 1,
+            }
+        });
     }
 
     /// Runs one frame through the core; for a forward, the interface index and
@@ -469,6 +487,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                     _ => counters.bad_verdict += 1,
                 }
             }
+            Verdict::Held => {}
             Verdict::Kernel(_) => counters.to_kernel += 1,
             Verdict::Drop(_) => counters.dropped += 1,
         }
@@ -500,6 +519,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 routed.push((i, j, len));
             }
         }
+        self.send_extra(state);
         for j in 0..self.attached.len() {
             let segments = &state.segments;
             let frames = state
