@@ -21,7 +21,10 @@ pub enum Port {
 /// exceeded, fragmentation needed) goes back to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Forward { port: Port, len: usize },
+    Forward {
+        port: Port,
+        len: usize,
+    },
     /// The core kept a copy of the frame (a later fragment that came before
     /// its first), to send when it can: the buffer is free again.
     Held,

@@ -189,10 +189,7 @@ impl Router {
                 .hold(ctx.meta.port, frame, &buf[..frame.end], ctx.meta.now);
             let (verdict, timed_out) = match held {
                 Ok(timed_out) => (Verdict::Held, timed_out),
-                Err(full) => (
-                    Verdict::Drop(DropReason::FragmentHoldFull),
-                    full.timed_out,
-                ),
+                Err(full) => (Verdict::Drop(DropReason::FragmentHoldFull), full.timed_out),
             };
             ctx.counters
                 .count_drops(DropReason::FragmentTimeout, timed_out);

@@ -196,7 +196,13 @@ impl Fragments {
     /// Holds a copy of the later fragment `frame` (its bytes `bytes`), in by
     /// `port`, until its first fragment comes; how many held ones timed out
     /// meanwhile, or why it cannot be held.
-    pub fn hold(&self, port: Port, frame: &Frame, bytes: &[u8], now: Duration) -> Result<u64, HoldFull> {
+    pub fn hold(
+        &self,
+        port: Port,
+        frame: &Frame,
+        bytes: &[u8],
+        now: Duration,
+    ) -> Result<u64, HoldFull> {
         let mut table = lock(&self.table);
         let timed_out = table.expire_held(now);
         if table.held.len() >= MAX_HELD || table.held_bytes + bytes.len() > MAX_HELD_BYTES {

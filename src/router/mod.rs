@@ -299,7 +299,10 @@ impl Router {
     }
 
     /// Processes one frame: rewrites it in place and says where it goes.
+    /// Frames it makes besides (fragments) wait in the lane until
+    /// [`Lane::drain`]; the next call forgets those not drained.
     pub fn process(&self, lane: &mut Lane, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        lane.outbox.get_mut().clear();
         let ctx = FrameContext {
             meta,
             now: seconds(meta.now),

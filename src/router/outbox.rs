@@ -15,6 +15,11 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
+    pub(super) fn clear(&mut self) {
+        let Outbox { frames, spare, .. } = self;
+        spare.extend(frames.drain(..).map(|(_, frame)| frame));
+    }
+
     pub(super) fn push(&mut self, port: Port, frame: &[u8]) {
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();

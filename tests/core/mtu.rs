@@ -1,24 +1,18 @@
-//! Errors the core makes itself: time exceeded (when asked to) and
-//! fragmentation needed (DF set, bigger than the egress MTU); without DF a
-//! too-big packet is dropped.
+//! Errors the core makes itself: time exceeded and fragmentation needed (DF
+//! set, bigger than the egress MTU); without DF a too-big packet is
+//! fragmented.
 
-use xwan::router::{DropReason, KernelReason, Port, Verdict};
+use xwan::router::{KernelReason, Port, Verdict};
 use xwan::testing::{self, SYN};
 
 use super::*;
 
 #[test]
-fn ttl_expiry_is_the_kernels_unless_the_core_is_asked_to_answer() {
+fn ttl_expiry_is_answered_by_the_core_on_both_sides() {
     let mut b = Bench::from_text(&base_with("address = \"192.168.50.1\"", "", ""));
     let mut dying = from_host(HOST, SERVER);
     dying.ttl = 1;
     let sent = testing::udp(&dying, 5000, 53, &[0x42; 40]);
-    assert_eq!(
-        b.send(Port::Lan, sent.clone()).0,
-        Verdict::Kernel(KernelReason::TtlExpired)
-    );
-
-    b.router.set_time_exceeded(true);
     let (seen, kind, quote, bytes) = expect_error(&mut b, Port::Lan, sent.clone());
     assert_eq!(kind, [11, 0]);
     assert_eq!((seen.src, seen.dst), (LAN_ADDR, HOST));
@@ -60,7 +54,6 @@ fn ttl_expiry_is_the_kernels_unless_the_core_is_asked_to_answer() {
 #[test]
 fn without_a_lan_address_a_lan_hosts_expiry_stays_with_the_kernel() {
     let mut b = Bench::new("");
-    b.router.set_time_exceeded(true);
     let mut dying = from_host(HOST, SERVER);
     dying.ttl = 1;
     assert_eq!(
@@ -92,12 +85,65 @@ fn df_and_too_big_for_the_uplink_gets_frag_needed_with_its_mtu() {
     assert_eq!(bytes.len(), 14 + 576, "at most 576 bytes of error");
     assert_eq!(&bytes[42..], &big[14..14 + 548]);
     assert_eq!((quote.src_port, quote.dst_port), (5000, 443));
-    // Without DF it is dropped: the core does not fragment.
+    // Without DF it is fragmented for the uplink's MTU.
     testing::set_df_and_id(&mut big, false, 8);
-    assert_eq!(b.send(Port::Lan, big).0, Verdict::Drop(DropReason::TooBig));
+    let (verdict, first) = b.send(Port::Lan, big.clone());
+    assert_eq!(
+        verdict,
+        Verdict::Forward {
+            port: Port::Wan(0),
+            len: 14 + 1396
+        }
+    );
+    let mut pieces = vec![first];
+    for (port, frame) in b.also_sent() {
+        assert_eq!(port, Port::Wan(0));
+        pieces.push(frame);
+    }
+    assert_eq!(pieces.len(), 2);
+    let whole = testing::reassemble(&pieces).unwrap();
+    let seen = testing::check(&whole).unwrap();
+    assert_eq!((seen.src, seen.dst, seen.dst_port), (ISP1, SERVER, 443));
+    assert_eq!(whole[42..], big[42..], "the payload byte for byte");
     let totals = b.router.stats().totals;
     assert_eq!(totals.frag_needed_sent, 1);
-    assert_eq!(totals.drop_count(DropReason::TooBig), 1);
+    let wan1 = &totals.uplinks[0];
+    assert_eq!(wan1.packets_out, 3, "both fragments counted");
+}
+
+/// Replies bigger than the LAN's MTU without DF are fragmented on the way
+/// to the host; a later fragment too big is fragmented again.
+#[test]
+fn without_df_replies_are_fragmented_for_the_lan() {
+    let mut b = Bench::from_text(&base_with("mtu = 1280", "", ""));
+    let lan = from_host(HOST, SERVER);
+    let (uplink, out) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    let wan = from_internet(usize::from(uplink), SERVER, out.src);
+    let payload: Vec<u8> = (0..4000u32).map(|i| (i * 11) as u8).collect();
+    let mut answer = testing::udp(&wan, 53, out.src_port, &payload);
+    testing::set_df_and_id(&mut answer, false, 5);
+    let mut pieces = Vec::new();
+    for piece in testing::fragment(&answer, 5, 1480) {
+        let (verdict, first) = b.send(Port::Wan(uplink), piece);
+        assert!(matches!(
+            verdict,
+            Verdict::Forward {
+                port: Port::Lan,
+                ..
+            }
+        ));
+        pieces.push(first);
+        pieces.extend(b.also_sent().into_iter().map(|(_, f)| f));
+    }
+    assert_eq!(pieces.len(), 5);
+    for piece in &pieces {
+        assert!(piece.len() - 14 <= 1280);
+    }
+    let seen = testing::check(&testing::reassemble(&pieces).unwrap()).unwrap();
+    assert_eq!(
+        (seen.dst, seen.dst_port, seen.payload),
+        (HOST, 5000, payload)
+    );
 }
 
 #[test]

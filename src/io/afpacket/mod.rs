@@ -453,14 +453,16 @@ impl<P: FrameProcessor> PacketWorker<P> {
         let WorkerState {
             core, counters, tx, ..
         } = state;
-        self.processor.drain(core, &mut |port, bytes| {
-            match self.attached.iter().position(|a| a.port == port) {
-                Some(j) => {
-                    let outcome = self.attached[j].socket.send(std::iter::once(bytes), tx);
-                    count_send(counters, &self.attached[j].name, outcome);
-                }
-                None => counters.bad_verdict += 1,
+        self.processor.drain(core, &mut |port, bytes| match self
+            .attached
+            .iter()
+            .position(|a| a.port == port)
+        {
+            Some(j) => {
+                let outcome = self.attached[j].socket.send(std::iter::once(bytes), tx);
+                count_send(counters, &self.attached[j].name, outcome);
             }
+            None => counters.bad_verdict += 1,
         });
     }
 
