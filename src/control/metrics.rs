@@ -202,6 +202,18 @@ pub fn render(s: &Snapshot) -> String {
         "Frames the core forwarded.",
         totals.forwarded as f64,
     );
+    w.single(
+        "xwan_fragments_held_total",
+        "counter",
+        "Later fragments held until their first fragment came (each forwarded or dropped after).",
+        totals.held as f64,
+    );
+    w.single(
+        "xwan_fragments_held",
+        "gauge",
+        "Later fragments held now.",
+        s.stats.fragments.held as f64,
+    );
     w.family(
         "xwan_drops_total",
         "counter",

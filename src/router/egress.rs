@@ -40,31 +40,16 @@ impl Router {
         })
     }
 
-    /// The egress of a flow's replies: to the inside host; the verdict when
-    /// its MAC is unknown.
-    pub(super) fn egress_to_inside(&self, spec: &FlowSpec) -> Result<Egress, Verdict> {
-        Ok(Egress {
+    /// The egress of a flow's replies: to the inside host.
+    pub(super) fn egress_to_inside(&self, spec: &FlowSpec) -> Egress {
+        Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
-                dst_mac: self.inside_mac(spec)?,
+                dst_mac: self.inside_mac(spec),
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },
-        })
-    }
-
-    /// Sends a packet of a flow's reply direction on to the inside host.
-    pub(super) fn forward_to_inside(
-        &self,
-        buf: &mut [u8],
-        frame: &Frame,
-        spec: &FlowSpec,
-        ctx: &FrameContext,
-    ) -> Verdict {
-        match self.egress_to_inside(spec) {
-            Ok(egress) => self.emit(buf, frame, egress, ctx),
-            Err(verdict) => verdict,
         }
     }
 

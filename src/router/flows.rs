@@ -4,7 +4,6 @@
 
 use std::sync::atomic::Ordering;
 
-use super::neighbours::UNRESOLVED_MAC;
 use super::{lock, nat_index, FrameContext, Router};
 use crate::config::UplinkId;
 use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
@@ -15,8 +14,8 @@ impl Router {
     /// Opens a source-NATed flow for a LAN host's new connection to `remote`
     /// over `uplink` (a LAN-originated flow, or a hairpinned one), and sends
     /// the packet on: a NAT port for the inside endpoint, the LAN host's MAC
-    /// from the kernel's neighbour table (never the frame's source MAC: a
-    /// host spoofing another's address must not attract its traffic), the
+    /// from the kernel's neighbour table (the frame's source MAC only for
+    /// this flow's replies while the table has none, see neighbours.rs), the
     /// flow inserted and its first packet recorded.
     pub(super) fn open_snat_flow(
         &self,
@@ -40,7 +39,7 @@ impl Router {
             remote,
             uplink,
             kind,
-            lan_mac: self.lan_host_mac(frame.src).unwrap_or(UNRESOLVED_MAC),
+            lan_mac: self.lan_host_mac(frame.src).unwrap_or(frame.src_mac),
         };
         match self.insert(spec, Side::Lan, frame, ctx.now) {
             Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),

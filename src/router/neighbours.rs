@@ -2,17 +2,20 @@
 //! layer learns them from the kernel's neighbour table, and the LAN
 //! addresses the core needed and did not have (for the I/O layer to resolve).
 //!
-//! A LAN host's MAC comes only from that table, never from the source MAC of
-//! a frame: a host sending with another's address must not attract that
-//! host's replies or port-forwarded traffic. A flow opened from the LAN
-//! before the host's address is resolved is opened anyway (its outbound
-//! packets need no LAN MAC) and the address asked for; its replies look the
-//! MAC up again and are dropped (`neighbour_unresolved`) until the neighbour
-//! thread (every 500 ms) has published it. Holding them instead would keep
-//! the core's buffers for a peer's retransmission to recover just as well,
-//! and the window is short: a host that sends through the router has just
-//! resolved the router's address, and the kernel learns the host's MAC from
-//! that ARP request.
+//! A LAN host's MAC comes from that table, never from the source MAC of a
+//! frame, with one exception kept to the flow that frame opened: a flow
+//! opened from the LAN before the host's address is in the table (asked for
+//! at once) remembers the source MAC of its first frame, and its replies go
+//! there only while the table still has no entry for the address. Nothing
+//! learned from a frame is shared: port forwards, other flows and the RSTs
+//! and ICMP errors of other flows see only the table. So a host sending with
+//! another's address attracts none of that host's traffic: at most the
+//! replies to its own packets, and only until the address resolves (one
+//! neighbour-thread round, 500 ms, plus an ARP exchange). Dropping or
+//! holding those replies instead would lose or delay the first answer to
+//! every host the table does not know yet (a first ping, a first DNS
+//! answer); holding would also need the core to keep frames for a thread
+//! that cannot send them.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -22,18 +25,13 @@ use crate::config::UplinkId;
 use crate::flow::FlowSpec;
 use crate::verdict::{DropReason, Verdict};
 
-/// A flow's `lan_mac` while its LAN host's MAC was not resolved when the
-/// flow opened: its replies look the MAC up again ([`Router::inside_mac`]).
-pub(super) const UNRESOLVED_MAC: [u8; 6] = [0; 6];
-
 impl Router {
-    /// The MAC of a flow's inside host: the one the neighbour table gave when
-    /// the flow opened, or, when it had none then, the one it gives now.
-    pub(super) fn inside_mac(&self, spec: &FlowSpec) -> Result<[u8; 6], Verdict> {
-        if spec.lan_mac != UNRESOLVED_MAC {
-            return Ok(spec.lan_mac);
-        }
-        self.lan_host_mac(spec.inside.addr)
+    /// The MAC of a flow's inside host: the table's now, or while it has
+    /// none, the one the flow opened with.
+    pub(super) fn inside_mac(&self, spec: &FlowSpec) -> [u8; 6] {
+        self.lan_hosts
+            .get(&spec.inside.addr)
+            .map_or(spec.lan_mac, |mac| *mac)
     }
 
     /// The MAC of a LAN host, or the verdict when it is unknown (and the

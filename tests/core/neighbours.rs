@@ -49,24 +49,46 @@ fn a_spoofing_host_gets_neither_the_victims_replies_nor_its_forwarded_traffic() 
     assert_eq!(forwarded.dst_mac, HOST_MAC);
 }
 
+/// A flow opened before its host's address is in the table sends its own
+/// replies to its first frame's MAC (and asks for the address) until the
+/// table has it; a port forward to an address the table does not know is
+/// dropped and asked for, never sent to a MAC learned from a frame.
 #[test]
-fn a_host_not_yet_resolved_is_asked_for_and_its_replies_wait_for_the_table() {
-    let mut b = Bench::new("");
+fn before_resolution_only_the_flows_own_replies_use_its_frames_mac() {
+    let mut b =
+        Bench::new("[[forward]]\nproto = \"udp\"\nport = 5353\nto = \"192.168.50.77:53\"\n");
     let newcomer = Ipv4Addr::new(192, 168, 50, 77);
-    let lan = from_host(newcomer, SERVER);
-    // The outbound packet needs no LAN MAC: it goes, and the address is asked for.
+    let mut lan = from_host(newcomer, SERVER);
+    lan.src_mac = SPOOFER_MAC;
     let (uplink, out) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
     assert_eq!(b.router.unresolved_lan_hosts(), vec![newcomer]);
     let wan = from_internet(usize::from(uplink), SERVER, out.src);
     let reply = testing::udp(&wan, 53, out.src_port, b"a");
+    let back = b.forward(Port::Wan(uplink), reply.clone(), Port::Lan);
     assert_eq!(
-        b.send(Port::Wan(uplink), reply.clone()).0,
+        back.dst_mac, SPOOFER_MAC,
+        "the flow's own first frame's MAC"
+    );
+
+    // The forward to the same address is not sent there.
+    let client = from_internet(0, Ipv4Addr::new(198, 51, 100, 7), ISP1);
+    assert_eq!(
+        b.send(Port::Wan(0), testing::udp(&client, 40000, 5353, b"x"))
+            .0,
         Verdict::Drop(DropReason::NeighbourUnresolved)
     );
-    // Once the neighbour thread publishes it, replies go to it.
+
+    // Once the neighbour thread publishes the address, the table wins for
+    // the flow too.
     let mac = [0x02, 0, 0, 0, 0, 0x77];
     b.router.set_lan_mac(newcomer, mac);
     assert!(b.router.unresolved_lan_hosts().is_empty());
     let back = b.forward(Port::Wan(uplink), reply, Port::Lan);
     assert_eq!((back.dst, back.dst_mac), (newcomer, mac));
+    let forwarded = b.forward(
+        Port::Wan(0),
+        testing::udp(&client, 40000, 5353, b"x"),
+        Port::Lan,
+    );
+    assert_eq!((forwarded.dst, forwarded.dst_mac), (newcomer, mac));
 }
