@@ -174,3 +174,29 @@ fn without_a_lan_address_frag_needed_is_left_to_the_kernel() {
         Verdict::Kernel(KernelReason::FragNeeded)
     );
 }
+
+/// Inbound to a port forward with TTL 1: answered from the WAN address it
+/// was sent to, and no flow opened. (The error is made in the frame's own
+/// buffer: a SYN with 20 bytes of options, as Linux sends, holds it; a bare
+/// 54-byte one does not and goes to the kernel.)
+#[test]
+fn ttl_expiry_towards_a_port_forward_is_answered_from_the_wan_address() {
+    let mut b =
+        Bench::new("[[forward]]\nproto = \"tcp\"\nport = 8080\nto = \"192.168.50.10:80\"\n");
+    let mut late = from_internet(1, SERVER, ISP2);
+    late.ttl = 1;
+    let syn = testing::tcp_with_options(
+        &late,
+        40000,
+        8080,
+        SYN,
+        &[&testing::mss_option(1460)[..], &[1; 16]].concat(),
+        b"",
+    );
+    let (seen, kind, quote, _) = expect_error(&mut b, Port::Wan(1), syn);
+    assert_eq!(kind, [11, 0]);
+    assert_eq!((seen.src, seen.dst), (ISP2, SERVER));
+    assert_eq!((seen.src_mac, seen.dst_mac), (WAN_MACS[1], GATEWAY_MACS[1]));
+    assert_eq!((quote.dst, quote.dst_port), (ISP2, 8080));
+    assert_eq!(b.router.stats().table.flows, 0);
+}
