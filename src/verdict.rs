@@ -25,9 +25,11 @@ pub enum Verdict {
         port: Port,
         len: usize,
     },
-    /// The core kept a copy of the frame (a later fragment that came before
-    /// its first), to send when it can: the buffer is free again.
-    Held,
+    /// The core is done with the frame's buffer without sending it: it kept
+    /// a copy (a later fragment that came before its first, sent when that
+    /// comes), or made what it sends for it in the lane's outbox (an ICMP
+    /// error bigger than the frame). The buffer is free again.
+    Taken,
     Kernel(KernelReason),
     Drop(DropReason),
 }

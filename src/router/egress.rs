@@ -173,7 +173,10 @@ impl Router {
                 .fragments
                 .hold(ctx.meta.port, frame, &buf[..frame.end], ctx.meta.now);
             let (verdict, timed_out) = match held {
-                Ok(timed_out) => (Verdict::Held, timed_out),
+                Ok(timed_out) => {
+                    ctx.counters.held();
+                    (Verdict::Taken, timed_out)
+                }
                 Err(full) => (Verdict::Drop(DropReason::FragmentHoldFull), full.timed_out),
             };
             ctx.counters
@@ -222,9 +225,9 @@ impl Router {
     }
 
     /// Turns the frame into `error` about itself, back to its sender from the
-    /// router's address on the port it came in by; None when that may not be
-    /// done (an error about an error, a later fragment, no LAN address) or
-    /// does not fit in the frame.
+    /// router's address on the port it came in by (made in the outbox when
+    /// the frame is too short to hold it); None when that may not be done (an
+    /// error about an error, a later fragment, no LAN address).
     pub(super) fn answer(
         &self,
         buf: &mut [u8],
@@ -242,11 +245,20 @@ impl Router {
                 (uplink.address, uplink.mac)
             }
         };
-        let len = icmp_packet::make_error(buf, frame, error, from)?;
+        if let Some(len) = icmp_packet::make_error(buf, frame, error, from) {
+            ctx.counters.icmp_sent(error);
+            return Some(Verdict::Forward {
+                port: ctx.meta.port,
+                len,
+            });
+        }
+        // Too short to hold the error (a bare TCP segment, a small UDP
+        // datagram): made in a bigger buffer and sent from the outbox.
+        let mut bigger = buf[..frame.end].to_vec();
+        bigger.resize(frame.end + icmp_packet::ERROR_HEADERS, 0);
+        let len = icmp_packet::make_error(&mut bigger, frame, error, from)?;
         ctx.counters.icmp_sent(error);
-        Some(Verdict::Forward {
-            port: ctx.meta.port,
-            len,
-        })
+        ctx.send_also(ctx.meta.port, &bigger[..len]);
+        Some(Verdict::Taken)
     }
 }

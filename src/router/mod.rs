@@ -28,9 +28,10 @@
 //!
 //! An ICMP error the core makes overwrites the frame it is about and goes
 //! back out the port that frame came in by, as a [`Verdict::Forward`]. A
-//! frame held (a later fragment before its first) is [`Verdict::Held`]; the
-//! frames one call makes besides the one it returns wait in the lane's
-//! outbox for the I/O layer ([`Lane::drain`]).
+//! frame held (a later fragment before its first), or answered with an
+//! error bigger than itself, is [`Verdict::Taken`]; the frames one call makes
+//! besides the one it returns wait in the lane's outbox for the I/O layer
+//! ([`Lane::drain`]).
 
 #![forbid(unsafe_code)]
 

@@ -396,6 +396,11 @@ impl Harness {
         );
         let mut also = Vec::new();
         self.lane.drain(&mut |_, f| also.push(f.to_vec()));
+        if verdict == Verdict::Taken {
+            for made in &also {
+                check_fragment(made).map_err(|e| format!("a frame made in the outbox: {e}"))?;
+            }
+        }
         if let Verdict::Forward { len, .. } = verdict {
             self.forwarded += 1;
             if len > received || len < 34 {

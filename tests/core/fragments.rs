@@ -88,7 +88,7 @@ fn later_fragments_before_their_first_are_held_until_it_comes_both_ways() {
     let pieces = testing::fragment(&testing::udp(&lan, 5000, 4500, &payload), 9, 512);
     assert_eq!(pieces.len(), 4);
     for i in [3, 1] {
-        assert_eq!(b.send(Port::Lan, pieces[i].clone()).0, Verdict::Held);
+        assert_eq!(b.send(Port::Lan, pieces[i].clone()).0, Verdict::Taken);
         assert!(b.also_sent().is_empty());
     }
     assert_eq!(b.router.stats().fragments.held, 2);
@@ -121,7 +121,7 @@ fn later_fragments_before_their_first_are_held_until_it_comes_both_ways() {
     let pieces = testing::fragment(&testing::udp(&wan, 4500, seen.src_port, &payload), 10, 1000);
     assert_eq!(
         b.send(Port::Wan(uplink), pieces[2].clone()).0,
-        Verdict::Held
+        Verdict::Taken
     );
     let (verdict, first) = b.send(Port::Wan(uplink), pieces[0].clone());
     assert!(matches!(
@@ -159,7 +159,7 @@ fn held_fragments_time_out_and_are_bounded() {
     let mut b = Bench::new("");
     let lan = from_host(HOST, SERVER);
     let pieces = testing::fragment(&testing::udp(&lan, 5001, 4500, &[3; 2000]), 11, 512);
-    assert_eq!(b.send(Port::Lan, pieces[1].clone()).0, Verdict::Held);
+    assert_eq!(b.send(Port::Lan, pieces[1].clone()).0, Verdict::Taken);
     b.now += FRAGMENT_LIFETIME + std::time::Duration::from_millis(1);
     let (verdict, _) = b.send(Port::Lan, pieces[0].clone());
     assert!(matches!(verdict, Verdict::Forward { .. }));
@@ -170,7 +170,7 @@ fn held_fragments_time_out_and_are_bounded() {
     // Bounded in count: one more than MAX_HELD_FRAGMENTS is refused.
     for id in 0..MAX_HELD_FRAGMENTS as u16 {
         let later = testing::fragment(&testing::udp(&lan, 6000, 9, &[0; 64]), 1000 + id, 32);
-        assert_eq!(b.send(Port::Lan, later[1].clone()).0, Verdict::Held);
+        assert_eq!(b.send(Port::Lan, later[1].clone()).0, Verdict::Taken);
     }
     let later = testing::fragment(&testing::udp(&lan, 6000, 9, &[0; 64]), 999, 32);
     assert_eq!(
@@ -184,7 +184,7 @@ fn held_fragments_time_out_and_are_bounded() {
     for id in 0..MAX_HELD_FRAGMENTS as u16 {
         let later = testing::fragment(&big, 3000 + id, 8000);
         match b.send(Port::Lan, later[1].clone()).0 {
-            Verdict::Held => held += later[1].len(),
+            Verdict::Taken => held += later[1].len(),
             Verdict::Drop(DropReason::FragmentHoldFull) => break,
             other => panic!("{other:?}"),
         }
@@ -248,7 +248,7 @@ fn a_fragment_flood_does_not_hurt_other_traffic() {
         ));
         let verdict = b.send(Port::Lan, flood_later(round.wrapping_add(30000))).0;
         let expected = if usize::from(round) < MAX_HELD_FRAGMENTS {
-            Verdict::Held
+            Verdict::Taken
         } else {
             Verdict::Drop(DropReason::FragmentHoldFull)
         };

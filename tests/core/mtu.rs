@@ -21,13 +21,17 @@ fn ttl_expiry_is_answered_by_the_core_on_both_sides() {
     assert!(!quote.complete);
     assert_eq!(bytes.len(), sent.len());
     assert_eq!(&bytes[42..], &sent[14..14 + 40], "quoted as it came");
-    // A frame too short to hold the error (42 bytes, no Ethernet padding)
-    // goes to the kernel after all.
+    // A frame too short to hold the error (42 bytes, no Ethernet padding):
+    // the error is made in the outbox, quoting the whole packet.
     let short = testing::udp(&dying, 5000, 53, b"");
-    assert_eq!(
-        b.send(Port::Lan, short).0,
-        Verdict::Kernel(KernelReason::TtlExpired)
-    );
+    assert_eq!(b.send(Port::Lan, short.clone()).0, Verdict::Taken);
+    let also = b.also_sent();
+    assert_eq!(also.len(), 1);
+    assert_eq!(also[0].0, Port::Lan);
+    let (seen, kind, quote) = testing::check_icmp_error(&also[0].1).unwrap();
+    assert_eq!((kind, seen.dst, seen.dst_mac), ([11, 0], HOST, HOST_MAC));
+    assert!(quote.complete);
+    assert_eq!(&also[0].1[42..], &short[14..]);
     // No flow was made for any of them.
     assert_eq!(b.router.stats().table.flows, 0);
 
@@ -48,7 +52,7 @@ fn ttl_expiry_is_answered_by_the_core_on_both_sides() {
         )
     );
     assert_eq!(quote.dst_port, out.src_port);
-    assert_eq!(b.router.stats().totals.time_exceeded_sent, 2);
+    assert_eq!(b.router.stats().totals.time_exceeded_sent, 3);
 }
 
 #[test]
@@ -176,9 +180,7 @@ fn without_a_lan_address_frag_needed_is_left_to_the_kernel() {
 }
 
 /// Inbound to a port forward with TTL 1: answered from the WAN address it
-/// was sent to, and no flow opened. (The error is made in the frame's own
-/// buffer: a SYN with 20 bytes of options, as Linux sends, holds it; a bare
-/// 54-byte one does not and goes to the kernel.)
+/// was sent to, and no flow opened.
 #[test]
 fn ttl_expiry_towards_a_port_forward_is_answered_from_the_wan_address() {
     let mut b =
@@ -193,6 +195,11 @@ fn ttl_expiry_towards_a_port_forward_is_answered_from_the_wan_address() {
         &[&testing::mss_option(1460)[..], &[1; 16]].concat(),
         b"",
     );
+    let bare = testing::tcp(&late, 40001, 8080, SYN, b"");
+    assert_eq!(b.send(Port::Wan(1), bare).0, Verdict::Taken);
+    let also = b.also_sent();
+    let (seen, kind, quote) = testing::check_icmp_error(&also[0].1).unwrap();
+    assert_eq!((kind, seen.src, quote.src_port), ([11, 0], ISP2, 40001));
     let (seen, kind, quote, _) = expect_error(&mut b, Port::Wan(1), syn);
     assert_eq!(kind, [11, 0]);
     assert_eq!((seen.src, seen.dst), (ISP2, SERVER));

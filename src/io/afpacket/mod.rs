@@ -489,7 +489,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                     _ => counters.bad_verdict += 1,
                 }
             }
-            Verdict::Held => {}
+            Verdict::Taken => {}
             Verdict::Kernel(_) => counters.to_kernel += 1,
             Verdict::Drop(_) => counters.dropped += 1,
         }

@@ -374,7 +374,7 @@ impl QueueWorker {
                         None
                     }
                 },
-                Verdict::Held => None,
+                Verdict::Taken => None,
                 Verdict::Kernel(_) => {
                     kernel += 1;
                     None
