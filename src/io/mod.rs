@@ -52,7 +52,8 @@ pub trait FrameProcessor: Send + Sync + 'static {
     fn process(&self, worker: &mut Self::Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict;
 
     /// Hands `send` the frames the last `process` call made besides the one
-    /// it returned (later fragments, fragments it had held), each with the
+    /// it returned (later fragments, fragments it had held, an ICMP error
+    /// bigger than the frame it answers), each with the
     /// port it goes out by, in order; called after every `process`.
     fn drain(&self, _worker: &mut Self::Worker, _send: &mut dyn FnMut(Port, &[u8])) {}
 }

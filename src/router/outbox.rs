@@ -1,6 +1,7 @@
 //! The frames one `process` call makes besides the one it returns: the later
-//! fragments of a packet fragmented for its egress MTU, and the fragments held
-//! until their first came. The I/O layer takes them with [`Lane::drain`]
+//! fragments of a packet fragmented for its egress MTU, the fragments held
+//! until their first came, and an ICMP error bigger than the frame it
+//! answers. The I/O layer takes them with [`Lane::drain`]
 //! after each call and sends them out their ports, in order.
 
 use super::{Lane, Port};

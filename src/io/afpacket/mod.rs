@@ -448,7 +448,8 @@ impl<P: FrameProcessor> PacketWorker<P> {
     }
 
     /// Sends at once the frames the core made besides the one it returned
-    /// (the later fragments of a packet it fragmented, fragments it held).
+    /// (the later fragments of a packet it fragmented, fragments it held, an
+    /// ICMP error bigger than the frame it answers).
     fn send_extra(&self, state: &mut WorkerState<P::Worker>) {
         let WorkerState {
             core, counters, tx, ..
