@@ -353,6 +353,7 @@ impl Harness {
                     port: Port::Lan,
                     now: self.now,
                     checksum_partial: false,
+                    gso: None,
                 },
             );
         }
@@ -392,6 +393,7 @@ impl Harness {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         );
         let mut also = Vec::new();

@@ -355,6 +355,7 @@ impl QueueWorker {
             port: socket.port,
             now,
             checksum_partial: false,
+            gso: None,
         };
 
         let (mut kernel, mut dropped, mut bad, mut no_frame) = (0u64, 0u64, 0u64, 0u64);
