@@ -32,13 +32,17 @@ struct Line([AtomicU64; PER_LINE]);
 
 const PER_LINE: usize = 16;
 
-/// Where each counter is, in counters from the first: forwarded, the two
-/// ICMP errors the core made (time exceeded, fragmentation needed), one per
-/// kernel reason, one per drop reason, then per uplink: packets out, bytes
-/// out, packets in, bytes in.
+/// Where each counter is, in counters from the first: forwarded, taken
+/// (frames whose buffer the core was done with without sending it), held
+/// (later fragments held until their first came), the two ICMP errors the
+/// core made (time exceeded, fragmentation needed), one per kernel reason,
+/// one per drop reason, then per uplink: packets out, bytes out, packets in,
+/// bytes in.
 const FORWARDED: usize = 0;
-const ICMP_SENT: usize = 1;
-const KERNEL: usize = 3;
+const TAKEN: usize = 1;
+const HELD: usize = 2;
+const ICMP_SENT: usize = 3;
+const KERNEL: usize = 5;
 const DROPS: usize = KERNEL + KernelReason::ALL.len();
 const UPLINKS: usize = DROPS + DropReason::ALL.len();
 
@@ -77,6 +81,18 @@ impl LaneCounters {
         bump(self.at(ICMP_SENT + i), 1);
     }
 
+    /// Counts a later fragment held until its first comes.
+    pub fn held(&self) {
+        bump(self.at(HELD), 1);
+    }
+
+    /// Counts `n` drops of frames the core had held.
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            bump(self.at(DROPS + reason as usize), n);
+        }
+    }
+
     /// Counts one verdict for a frame that came in on `from`.
     #[inline]
     pub fn count(&self, from: Port, verdict: &Verdict) {
@@ -95,6 +111,7 @@ impl LaneCounters {
                     bump(self.at(at + 1), len as u64);
                 }
             }
+            Verdict::Taken => bump(self.at(TAKEN), 1),
             Verdict::Kernel(reason) => bump(self.at(KERNEL + reason as usize), 1),
             Verdict::Drop(reason) => bump(self.at(DROPS + reason as usize), 1),
         }
@@ -105,6 +122,12 @@ impl LaneCounters {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Totals {
     pub forwarded: u64,
+    /// Frames the core was done with without sending them ([`Verdict::Taken`]):
+    /// later fragments held, frames answered with an error bigger than themselves.
+    pub taken: u64,
+    /// Later fragments held until their first came (each forwarded or
+    /// dropped afterwards, and counted again then).
+    pub held: u64,
     pub kernel: Vec<(KernelReason, u64)>,
     pub drops: Vec<(DropReason, u64)>,
     /// ICMP time-exceeded errors the core sent.
@@ -118,6 +141,8 @@ impl Totals {
     pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a LaneCounters>) -> Totals {
         let mut totals = Totals {
             forwarded: 0,
+            taken: 0,
+            held: 0,
             kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),
             drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
             time_exceeded_sent: 0,
@@ -126,6 +151,8 @@ impl Totals {
         };
         for worker in workers {
             totals.forwarded += worker.read(FORWARDED);
+            totals.taken += worker.read(TAKEN);
+            totals.held += worker.read(HELD);
             totals.time_exceeded_sent += worker.read(ICMP_SENT);
             totals.frag_needed_sent += worker.read(ICMP_SENT + 1);
             for (i, total) in totals.kernel.iter_mut().enumerate() {
