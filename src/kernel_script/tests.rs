@@ -20,7 +20,7 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         weight,
         priority,
         probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
-        mtu: 1500,
+        mtu: None,
     }
 }
 
@@ -51,7 +51,7 @@ fn example_config() -> Config {
             interface: "lan0".to_string(),
             networks: vec!["192.168.50.0/24".parse().unwrap()],
             address: None,
-            mtu: 1500,
+            mtu: None,
         },
         wans: vec![wan(1, 1, 1), wan(2, 1, 1)],
         balance: Balance {

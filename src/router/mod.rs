@@ -18,11 +18,13 @@
 //!   follow it through a small table (`fragments.rs`).
 //! - TTL of 1 or less: left to the kernel, which sends time-exceeded;
 //!   [`Router::set_time_exceeded`] makes the core answer it itself (for an
-//!   I/O path that cannot hand frames to the kernel).
-//! - Bigger than the egress MTU: with DF, answered with fragmentation-needed
-//!   and the next-hop MTU, from the router's address on the side the frame
-//!   came in by (on the LAN that needs `[lan] address`; without it the frame
-//!   goes to the kernel, `frag_needed`). Without DF: dropped (`too_big`): the
+//!   I/O path whose frames the kernel does not see).
+//! - Bigger than the egress MTU (the `mtu` key, else the interface's, which
+//!   the I/O layer reports: `interfaces.rs`): with DF, answered with
+//!   fragmentation-needed and the next-hop MTU, from the router's address on
+//!   the side the frame came in by (on the LAN, `[lan] address` or else the
+//!   LAN interface's; without either the frame goes to the kernel,
+//!   `frag_needed`). Without DF: dropped (`too_big`): the
 //!   core does not fragment, and the kernel must not forward it un-NATed.
 //! - TCP SYNs: MSS clamped when `[nat] mss_clamp` says so.
 //!
@@ -39,13 +41,14 @@ mod fragments;
 mod hairpin;
 mod hosts;
 mod icmp;
+mod interfaces;
 mod lan;
 mod neighbours;
 mod reconfigure;
 mod wan;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,6 +69,7 @@ use crate::policy::{Policy, Rules};
 use flows::opens_connection;
 use fragments::Fragments;
 use hosts::HostLimit;
+use interfaces::{LanAddress, Mtu};
 use neighbours::unpack_mac;
 use reconfigure::{Live, MssCell, TimeoutCell};
 
@@ -101,7 +105,7 @@ struct Uplink {
     address: [u8; 4],
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
-    mtu: AtomicU16,
+    mtu: Mtu,
     /// The gateway's MAC with bit 48 set, or 0 while unknown.
     gateway_mac: AtomicU64,
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
@@ -155,7 +159,8 @@ struct FrameContext<'a> {
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
-    lan_mtu: AtomicU16,
+    lan_mtu: Mtu,
+    lan_interface_address: LanAddress,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
     mss_clamp: MssCell,
@@ -235,7 +240,8 @@ impl Router {
                 .map(|n| (u32::from(n.network()), u32::from(n.netmask())))
                 .collect(),
             lan_mac: macs.lan,
-            lan_mtu: AtomicU16::new(config.lan.mtu),
+            lan_mtu: Mtu::new(config.lan.mtu),
+            lan_interface_address: LanAddress::default(),
             uplinks: config
                 .wans
                 .iter()
@@ -243,7 +249,7 @@ impl Router {
                 .map(|(wan, mac)| Uplink {
                     address: wan.address.octets(),
                     mac: *mac,
-                    mtu: AtomicU16::new(wan.mtu),
+                    mtu: Mtu::new(wan.mtu),
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),

@@ -35,7 +35,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
@@ -44,7 +44,7 @@ use crate::config::{Config, UplinkId};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
-use super::DataPathSetup;
+use super::{sync, DataPathSetup};
 use crate::control::{ControlServer, MetricsServer};
 use control_glue::{ControlParts, RuntimeControl};
 use health_thread::{HealthThread, StateChanges};
@@ -54,6 +54,7 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod interfaces;
 mod loaded_config;
 mod neighbours;
 mod options;
@@ -65,6 +66,7 @@ use data_path::{kernel_update, start_data_path, worker_stats_source, DataPath};
 use discovery::{
     check_port_ranges, check_privileges, discover, interfaces, log_summary, owned_traffic,
 };
+use interfaces::InterfaceWatch;
 use neighbours::NeighbourThread;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
@@ -141,17 +143,6 @@ impl Running {
                     .unwrap_or(1)
             })
             .max(1);
-        let epoch = Instant::now();
-        let setup = DataPathSetup {
-            interfaces: interfaces(&found),
-            queues,
-            zero_copy: options.zero_copy,
-            cpus: options.cpus.clone(),
-            owned: owned_traffic(config, &found.local_addresses),
-            stop: Arc::clone(&stop),
-            epoch,
-        };
-
         let router = Arc::new(Router::new(
             config,
             InterfaceMacs {
@@ -163,6 +154,23 @@ impl Running {
             router.set_uplink_up(id as UplinkId, true);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
+        let local = Arc::new(RwLock::new(found.local_addresses.clone()));
+        let watch = Arc::new(InterfaceWatch::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            Arc::clone(&local),
+        ));
+        watch.refresh().map_err(RunError::Interfaces)?;
+        let epoch = Instant::now();
+        let setup = DataPathSetup {
+            interfaces: interfaces(&found),
+            queues,
+            zero_copy: options.zero_copy,
+            cpus: options.cpus.clone(),
+            owned: owned_traffic(config, &sync::read(&local)),
+            stop: Arc::clone(&stop),
+            epoch,
+        };
         let mut neighbours =
             NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
         neighbours.refresh();
@@ -176,7 +184,12 @@ impl Running {
             &neighbours.gateway_macs,
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
+        // The XDP path hands the kernel only what the core leaves to it, so the
+        // core answers TTL expiry itself (the kernel sees every frame in
+        // packet mode, and answers it there).
+        router.set_time_exceeded(matches!(data_path, DataPath::Xdp(_)));
+        let kernel = kernel_update(&data_path, &setup, local)?;
+        watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -216,7 +229,7 @@ impl Running {
             epoch,
             runtime,
         };
-        running.start_housekeeping(neighbours, health, reload)?;
+        running.start_housekeeping(neighbours, watch, health, reload)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
             running.runtime.clone(),
@@ -233,6 +246,7 @@ impl Running {
     fn start_housekeeping(
         &mut self,
         mut neighbours: NeighbourThread,
+        watch: Arc<InterfaceWatch>,
         health: HealthThread,
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
@@ -243,6 +257,7 @@ impl Running {
                 if removed > 0 {
                     debug!(removed, "expired idle flows");
                 }
+                watch.tick();
             })
         })?;
         let stop = Arc::clone(&self.stop);

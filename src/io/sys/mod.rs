@@ -15,7 +15,8 @@
 //! - [`poll`]: waiting for descriptors;
 //! - [`sched`]: CPU affinity;
 //! - [`netns`]: entering a network namespace;
-//! - [`bpf`]: attaching, querying and detaching XDP programs.
+//! - [`bpf`]: attaching, querying and detaching XDP programs;
+//! - [`tap`]: TAP devices, through which frames are handed to the kernel.
 
 pub mod bpf;
 pub mod link;
@@ -25,6 +26,7 @@ pub mod netns;
 pub mod poll;
 pub mod sched;
 pub mod socket;
+pub mod tap;
 
 use std::io;
 
