@@ -28,9 +28,10 @@
 //!   - `ip daddr @wan_addresses jump owned_ports` (hairpinning through a WAN address);
 //!   - `ip daddr @local_addresses return`, `ip daddr @lan_networks return`
 //!     (to the router itself, or to another LAN host);
-//!   - `ip ttl <= 1 return` (the kernel sends time-exceeded);
 //!   - `icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return`
 //!     (other ICMP is the kernel's; errors are translated by the core, so the kernel must not forward them un-NATed);
+//!   - `ip ttl <= 1 drop` (the core answers time-exceeded itself, bypassed
+//!     destinations included, as in xdp mode: the kernel may have no route back);
 //!   - one line per `[[rule]]`, in file order, with the same matches: `return` for
 //!     `action = "bypass"`, `drop` for any other action (first match wins, as in
 //!     the core);
@@ -212,8 +213,8 @@ pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterEr
         "ip daddr @wan_addresses jump owned_ports",
         "ip daddr @local_addresses return",
         "ip daddr @lan_networks return",
-        "ip ttl <= 1 return",
         "icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return",
+        "ip ttl <= 1 drop",
     ] {
         let _ = writeln!(s, "\t\t{line}");
     }

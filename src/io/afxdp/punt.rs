@@ -25,6 +25,7 @@ use tracing::warn;
 
 use super::XdpError;
 use crate::io::{sys, system};
+use crate::packet;
 
 /// The TAP device's name, one per network namespace (one xwan runs per
 /// namespace: the XDP program refuses a second).
@@ -58,8 +59,14 @@ impl Punt {
         Ok(Punt { tap, mac })
     }
 
-    /// Hands `frame` to the kernel; its destination MAC becomes the device's.
+    /// Hands `frame` to the kernel; its destination MAC becomes the
+    /// device's, and a partial TCP/UDP checksum (a LAN host's checksum
+    /// offload: AF_XDP carries no flag for it, and the TAP device tells the
+    /// kernel every checksum is complete) is completed.
     pub fn inject(&self, frame: &mut [u8]) -> std::io::Result<()> {
+        if let Ok(parsed) = packet::parse(frame) {
+            packet::complete_partial_checksum(frame, &parsed);
+        }
         if let Some(dst) = frame.get_mut(..6) {
             dst.copy_from_slice(&self.mac);
         }

@@ -13,7 +13,8 @@
 // - on the LAN: untagged IPv4 from a LAN prefix, not to a LAN prefix, not to
 //   a bypass prefix, not to a broadcast or multicast address (MAC or IP), and
 //   not to one of the router's own addresses unless it is a WAN address and
-//   the TCP or UDP port is forwarded on it (hairpinning: the core's);
+//   the TCP or UDP destination port is forwarded on it or in the NAT range
+//   (hairpinning, both ways: the core's);
 // - on a WAN: IPv4 addressed to that WAN's own address, and
 //   - TCP or UDP whose destination port is in the NAT range or is a port
 //     forwarded on that address;
@@ -207,8 +208,10 @@ static __always_inline int follows_first(const struct iphdr *ip)
 }
 
 // To one of the router's own addresses from the LAN: the core's only when it
-// hairpins it, i.e. a TCP or UDP port forwarded on that (WAN) address.
-static __always_inline int lan_hairpin(const struct iphdr *ip, __u8 *l4, void *data_end)
+// hairpins it: a TCP or UDP port forwarded on that (WAN) address, or the
+// target's answer to a NAT port.
+static __always_inline int lan_hairpin(const struct settings *s, const struct iphdr *ip,
+				       __u8 *l4, void *data_end)
 {
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return 0;
@@ -216,10 +219,14 @@ static __always_inline int lan_hairpin(const struct iphdr *ip, __u8 *l4, void *d
 		return follows_first(ip);
 	if ((void *)(l4 + 4) > data_end)
 		return 0;
-	return is_forward(ip->daddr, ip->protocol, *(__be16 *)(l4 + 2));
+
+	__be16 dport = *(__be16 *)(l4 + 2);
+
+	return in_nat_range(s, dport) || is_forward(ip->daddr, ip->protocol, dport);
 }
 
-static __always_inline int lan_owns(const struct iphdr *ip, __u8 *l4, void *data_end)
+static __always_inline int lan_owns(const struct settings *s, const struct iphdr *ip, __u8 *l4,
+				    void *data_end)
 {
 	if (!in_prefixes(&lan_nets, ip->saddr))
 		return 0;
@@ -228,7 +235,7 @@ static __always_inline int lan_owns(const struct iphdr *ip, __u8 *l4, void *data
 	if (is_multicast_or_broadcast(ip->daddr))
 		return 0;
 	if (bpf_map_lookup_elem(&local_addrs, &ip->daddr))
-		return lan_hairpin(ip, l4, data_end);
+		return lan_hairpin(s, ip, l4, data_end);
 	if (in_prefixes(&bypass_nets, ip->daddr))
 		return 0;
 	return 1;
@@ -342,7 +349,7 @@ int xwan_xdp(struct xdp_md *ctx)
 	int owned;
 
 	if (iface->role == ROLE_LAN)
-		owned = lan_owns(ip, l4, data_end);
+		owned = lan_owns(s, ip, l4, data_end);
 	else
 		owned = wan_owns(s, iface->wan_addr, ip, l4, data_end);
 	if (!owned)
