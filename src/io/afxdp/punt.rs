@@ -43,8 +43,14 @@ impl Punt {
         let setup = |what: &str, detail: String| {
             XdpError::Setup(format!("the punt device {DEVICE}: {what}: {detail}"))
         };
-        let tap = sys::tap::Tap::create(DEVICE)
-            .map_err(|err| setup("cannot create it (is /dev/net/tun there?)", err.to_string()))?;
+        let tap = sys::tap::Tap::create(DEVICE).map_err(|err| match err.raw_os_error() {
+            Some(libc::EBUSY) => XdpError::Busy {
+                interface: DEVICE.to_string(),
+                detail: "another xwan in this network namespace holds it; stop that one first"
+                    .to_string(),
+            },
+            _ => setup("cannot create it (is /dev/net/tun there?)", err.to_string()),
+        })?;
         let mac = system::link(tap.name())
             .map_err(|err| setup("cannot read its MAC", err.to_string()))?
             .mac;
