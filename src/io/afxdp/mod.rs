@@ -3,7 +3,7 @@
 //! An XDP program ([`program`], source in `xwan.bpf.c`) runs on the LAN and on every
 //! WAN interface and redirects only the frames xwan owns to AF_XDP sockets; the
 //! kernel keeps everything else (ARP, IPv6, the router's own traffic, bypassed
-//! prefixes, TTL expiry). One worker thread per RX queue index ([`worker`]) owns that
+//! prefixes). One worker thread per RX queue index ([`worker`]) owns that
 //! queue's socket on every interface, all on one UMEM, runs each frame through a
 //! [`FrameProcessor`] (the router core) and moves forwarded frames' descriptors from
 //! one socket's RX ring to another's TX ring.
