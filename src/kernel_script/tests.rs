@@ -69,6 +69,7 @@ fn example_config() -> Config {
         }],
         nat: Nat {
             ports: ports(1024, 65535),
+            ports_set: true,
             mss_clamp: MssClamp::Off,
         },
         health: Health {
@@ -92,6 +93,7 @@ fn example_config() -> Config {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            group: None,
         },
     }
 }
