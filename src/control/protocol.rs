@@ -171,6 +171,11 @@ pub struct WorkerReport {
     /// Frames the core left to the kernel that the punt device refused: lost.
     #[serde(default)]
     pub punt_failed: u64,
+    /// GSO super-frames passed through whole (`--io packet`), and their bytes.
+    #[serde(default)]
+    pub gso_passthrough: u64,
+    #[serde(default)]
+    pub gso_passthrough_bytes: u64,
 }
 
 /// Per-uplink facts the router core does not hold: health and overrides.

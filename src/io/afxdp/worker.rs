@@ -359,6 +359,7 @@ impl QueueWorker {
             port: socket.port,
             now,
             checksum_partial: false,
+            gso: None,
         };
 
         let (mut kernel, mut punt_failed, mut dropped, mut bad) = (0u64, 0u64, 0u64, 0u64);
