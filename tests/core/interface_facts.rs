@@ -46,7 +46,6 @@ fn the_uplink_interface_mtu_applies_unless_the_key_is_set() {
 fn the_configured_lan_address_wins_and_none_leaves_errors_to_the_kernel() {
     let configured = std::net::Ipv4Addr::new(192, 168, 50, 2);
     let mut b = Bench::from_text(&base_with(&format!("address = \"{configured}\""), "", ""));
-    b.router.set_time_exceeded(true);
     b.router.set_lan_interface_address(Some(LAN_ADDR));
     let mut dying = from_host(HOST, SERVER);
     dying.ttl = 1;
@@ -56,7 +55,6 @@ fn the_configured_lan_address_wins_and_none_leaves_errors_to_the_kernel() {
     assert_eq!(seen.src, configured);
 
     let mut unset = Bench::new("");
-    unset.router.set_time_exceeded(true);
     unset.router.set_lan_interface_address(None);
     assert_eq!(
         unset.send(Port::Lan, sent).0,

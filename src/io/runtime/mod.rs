@@ -183,11 +183,6 @@ impl Running {
             &neighbours.gateway_macs,
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        // The core answers TTL expiry itself in both modes: the XDP path hands
-        // the kernel only what the core leaves to it, and the packet backend's
-        // nftables table keeps the kernel from answering a second time; the
-        // kernel, with no route or forwarding off, could not answer anyway.
-        router.set_time_exceeded(true);
         let kernel = kernel_update(&data_path, &setup, local)?;
         watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
