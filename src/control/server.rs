@@ -6,17 +6,27 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::protocol::{Reply, Request, MAX_REQUEST_BYTES};
+use super::protocol::{Event, Reply, Request, MAX_REQUEST_BYTES};
 use super::ControlError;
 
 /// Answers control requests.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Reply;
+
+    /// A subscription to the uplink state changes for `events`; an error
+    /// message when there is none to give.
+    fn subscribe(&self) -> Result<Receiver<Event>, String> {
+        Err("this server streams no events".to_string())
+    }
 }
+
+/// How often an idle event stream checks that its client is still there.
+const EVENT_CHECK: Duration = Duration::from_secs(1);
 
 /// Connections served at once; more are refused with an error reply.
 const MAX_CONNECTIONS: usize = 16;
@@ -146,6 +156,13 @@ fn serve(stream: UnixStream, handler: &dyn Handler) {
             continue;
         }
         let reply = match serde_json::from_str::<Request>(text.trim()) {
+            Ok(Request::Events) => match handler.subscribe() {
+                Ok(events) => {
+                    stream_events(reader.get_ref(), &mut writer, &events);
+                    return;
+                }
+                Err(error) => Reply::error(error),
+            },
             Ok(request) => handler.handle(request),
             Err(e) => Reply::error(format!("bad request: {e}")),
         };
@@ -153,4 +170,47 @@ fn serve(stream: UnixStream, handler: &dyn Handler) {
             return;
         }
     }
+}
+
+/// Writes `events` to the client, one JSON line each, after a first reply,
+/// until the client closes the connection.
+fn stream_events(reader: &UnixStream, writer: &mut UnixStream, events: &Receiver<Event>) {
+    if write_reply(writer, &Reply::done("streaming uplink state changes")).is_err() {
+        return;
+    }
+    loop {
+        match events.recv_timeout(EVENT_CHECK) {
+            Ok(event) => {
+                let Ok(mut line) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                line.push(b'\n');
+                if writer.write_all(&line).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if client_gone(reader) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Whether the client closed its end (what it sends on a stream is ignored).
+fn client_gone(mut reader: &UnixStream) -> bool {
+    if reader.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 256];
+    let gone = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    gone || reader.set_nonblocking(false).is_err()
 }
