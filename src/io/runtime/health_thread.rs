@@ -278,6 +278,14 @@ impl HealthThread {
     /// Runs until `stop` is set, waking up for every probe reply (so round
     /// trips are timed to the reply) and at least every [`TICK`].
     pub fn run(mut self, stop: &AtomicBool) {
+        // The first rounds wait for the gateways (at most GATEWAY_GRACE), so
+        // an uplink is not judged on probes that could not be sent yet.
+        while !stop.load(Ordering::Relaxed)
+            && self.epoch.elapsed() < GATEWAY_GRACE
+            && self.unresolved_probing_gateway()
+        {
+            std::thread::sleep(TICK);
+        }
         while !stop.load(Ordering::Relaxed) {
             let (running, generation) = self.config.current();
             if generation != self.generation {
@@ -292,6 +300,15 @@ impl HealthThread {
                 .collect();
             ProbeSocket::wait(&sockets, TICK);
         }
+    }
+
+    /// Whether an uplink with probes still waits for its gateway's MAC.
+    fn unresolved_probing_gateway(&self) -> bool {
+        let stats = self.router.stats();
+        self.probers
+            .iter()
+            .zip(&stats.uplinks)
+            .any(|(p, u)| p.socket.is_some() && u.gateway_mac.is_none())
     }
 
     fn round(&mut self) {
