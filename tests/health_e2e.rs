@@ -213,12 +213,14 @@ fn icmp_filtered_at_the_isp_tcp_probes_keep_the_uplink_up() {
     }
 }
 
-/// Destinations of the churn: the testbed's two servers and two more.
-const DESTS: [Ipv4Addr; 4] = [
+/// Destinations of the churn: the testbed's two servers and three more (an
+/// odd number, so nth balancing over two uplinks gives each all of them).
+const DESTS: [Ipv4Addr; 5] = [
     Ipv4Addr::new(203, 0, 113, 10),
     Ipv4Addr::new(203, 0, 113, 11),
     Ipv4Addr::new(203, 0, 113, 12),
     Ipv4Addr::new(203, 0, 113, 13),
+    Ipv4Addr::new(203, 0, 113, 14),
 ];
 
 #[test]
