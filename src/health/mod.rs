@@ -214,7 +214,7 @@ const BURST_QUIET: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 struct Burst {
     started: Duration,
-    sent: u32,
+    /// The sequence of each probe round of the burst sent so far.
     seqs: Vec<u16>,
     answered: bool,
     /// The evidence that started it, for the reason.
@@ -493,7 +493,6 @@ impl Monitor {
             }
             u.burst = Some(Burst {
                 started: now,
-                sent: 0,
                 seqs: Vec::new(),
                 answered: false,
                 evidence: *evidence,
@@ -574,12 +573,10 @@ impl Monitor {
                 )
             });
         }
-        if burst.sent < BURST_PROBES && now >= burst.started + BURST_GAP * burst.sent {
-            burst.sent += 1;
-            let seq = u.next_seq;
-            u.next_seq = u.next_seq.wrapping_add(1);
-            let burst = u.burst.as_mut().expect("a burst runs");
-            burst.seqs.push(seq);
+        let sent = burst.seqs.len() as u32;
+        if sent < BURST_PROBES && now >= burst.started + BURST_GAP * sent {
+            let seq = u.take_seq();
+            u.burst.as_mut().expect("a burst runs").seqs.push(seq);
             probes.extend(u.targets.iter().map(|target| Probe {
                 uplink,
                 target: target.clone(),
