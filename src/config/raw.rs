@@ -128,6 +128,7 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)
