@@ -33,6 +33,7 @@ fn meta(port: Port) -> FrameMeta {
         port,
         now: Duration::from_secs(10),
         checksum_partial: false,
+        gso: None,
     }
 }
 
