@@ -23,8 +23,8 @@ pub use error::ConfigError;
 pub use model::*;
 pub use reload::{NotLive, Refusal, Reload, RunningConfig};
 pub use validate::{
-    DEFAULT_CONTROL_SOCKET, DEFAULT_MAX_FLOWS_PER_HOST, DEFAULT_MTU, DEFAULT_NAT_PORTS,
-    MIN_NAT_PORTS,
+    DEFAULT_CONTROL_SOCKET, DEFAULT_HEALTH, DEFAULT_MAX_FLOWS_PER_HOST, DEFAULT_MTU,
+    DEFAULT_NAT_PORTS, MIN_NAT_PORTS,
 };
 
 impl Config {

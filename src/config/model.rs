@@ -1,7 +1,8 @@
 //! The validated configuration: every value here has been checked, so the
 //! router core and the I/O layer can use it without further validation.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -54,9 +55,45 @@ pub struct Wan {
     /// Lower is preferred.
     pub priority: u32,
     /// Health-check targets.
-    pub probe: Vec<Ipv4Addr>,
+    pub probe: Vec<ProbeTarget>,
     /// MTU of this uplink's link, 576..=9216. None: the interface's.
     pub mtu: Option<u16>,
+    /// The health settings in force for this uplink: `[health]` with this
+    /// uplink's `[wan.health]` keys over it.
+    pub health: Health,
+}
+
+/// One health-check target of an uplink and how it is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeTarget {
+    /// ICMP echo: `"198.18.11.2"`.
+    Icmp(Ipv4Addr),
+    /// A TCP SYN to host:port, answered by a SYN-ACK or an RST: `"tcp://198.18.11.2:443"`.
+    Tcp(SocketAddrV4),
+    /// A DNS query (UDP, port 53) for `name`, answered by any response:
+    /// `"dns://198.18.11.2/example.com"`.
+    Dns { server: Ipv4Addr, name: String },
+}
+
+impl ProbeTarget {
+    /// The address probed.
+    pub fn addr(&self) -> Ipv4Addr {
+        match self {
+            ProbeTarget::Icmp(addr) => *addr,
+            ProbeTarget::Tcp(addr) => *addr.ip(),
+            ProbeTarget::Dns { server, .. } => *server,
+        }
+    }
+}
+
+impl fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeTarget::Icmp(addr) => write!(f, "{addr}"),
+            ProbeTarget::Tcp(addr) => write!(f, "tcp://{addr}"),
+            ProbeTarget::Dns { server, name } => write!(f, "dns://{server}/{name}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,8 +255,25 @@ pub struct Health {
     /// Targets of an uplink that must answer for a probe round to succeed.
     pub reliability: u32,
     /// A shell command run on every change of an uplink's state, with
-    /// XWAN_UPLINK and XWAN_STATE (up or down) in its environment.
+    /// XWAN_UPLINK, XWAN_STATE (up or down), XWAN_REASON and XWAN_INTERFACE
+    /// in its environment.
     pub hook: Option<String>,
+    /// Loss over the recent rounds that takes an uplink down, and the loss it
+    /// must come back under to return.
+    pub loss: Option<Trigger<u32>>,
+    /// Mean round-trip time (ms) over the recent rounds that takes an uplink
+    /// down, and the one it must come back under to return.
+    pub latency_ms: Option<Trigger<u64>>,
+    /// The state an uplink starts in, until its probes say otherwise.
+    pub initial_up: bool,
+}
+
+/// A quality trigger with hysteresis: over `failure` the uplink goes down;
+/// it comes back only at or under `recovery` (`recovery <= failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger<T> {
+    pub failure: T,
+    pub recovery: T,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,7 +296,7 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
-    /// The group whose members may read status and flows on the control
+    /// The group whose members may read status, flows and events on the control
     /// socket; None: root only.
     pub group: Option<ControlGroup>,
 }

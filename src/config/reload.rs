@@ -283,6 +283,9 @@ fn describe_changes(old: &RunningConfig, new: &RunningConfig) -> Vec<String> {
         if was.probe != now.probe {
             fields.push(format!("probes {}", list(&now.probe)));
         }
+        if was.health != now.health {
+            fields.push("health".to_string());
+        }
         if !fields.is_empty() {
             out.push(format!("uplink {}: {}", now.name, fields.join(", ")));
         }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
-    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, Timeouts,
+    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, ProbeTarget,
+    Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -19,8 +20,9 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         gateway: Ipv4Addr::new(198, 18, n, 1),
         weight,
         priority,
-        probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
+        probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
         mtu: None,
+        health: DEFAULT_HEALTH,
     }
 }
 
@@ -75,10 +77,7 @@ fn example_config() -> Config {
         health: Health {
             interval_ms: 1000,
             timeout_ms: 500,
-            down_after: 3,
-            up_after: 3,
-            reliability: 1,
-            hook: None,
+            ..DEFAULT_HEALTH
         },
         timeouts: Timeouts {
             tcp_established_s: 7440,

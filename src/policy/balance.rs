@@ -218,6 +218,7 @@ mod tests {
                 priority: *priority,
                 probe: vec![],
                 mtu: None,
+                health: crate::config::DEFAULT_HEALTH,
             })
             .collect()
     }

@@ -62,7 +62,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
-pub use counters::{LaneCounters, Totals, Traffic};
+pub use counters::{LaneCounters, SynCounts, Totals, Traffic, RECENT_SYNS};
 pub use failover::Failover;
 pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
@@ -336,10 +336,14 @@ impl Router {
             outbox: &lane.outbox,
         };
         let verdict = match packet::parse(frame) {
-            Ok(parsed) => match meta.port {
-                Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
-                Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
-            },
+            Ok(parsed) => {
+                let verdict = match meta.port {
+                    Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
+                    Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
+                };
+                lane.counters.tcp_evidence(meta.port, &parsed, &verdict);
+                verdict
+            }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
         };
@@ -387,6 +391,12 @@ impl Router {
         keep: impl Fn(&FlowSpec) -> bool,
     ) -> Vec<FlowInfo> {
         self.table.snapshot(seconds(now), limit, keep)
+    }
+
+    /// Every worker's TCP evidence, per worker then per uplink (read by the
+    /// health checks).
+    pub fn syn_counts(&self) -> Vec<Vec<SynCounts>> {
+        lock(&self.workers).iter().map(|w| w.syn_counts()).collect()
     }
 
     pub fn stats(&self) -> Stats {

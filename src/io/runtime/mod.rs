@@ -149,8 +149,10 @@ impl Running {
                 wans: found.wans.iter().map(|l| l.mac).collect(),
             },
         ));
-        for id in 0..config.wans.len() {
-            router.set_uplink_up(id as UplinkId, true);
+        for (id, wan) in config.wans.iter().enumerate() {
+            // An uplink that starts down waits for its probes (health_thread).
+            let up = wan.health.initial_up || wan.probe.is_empty();
+            router.set_uplink_up(id as UplinkId, up);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
         let local = Arc::new(RwLock::new(found.local_addresses.clone()));
