@@ -114,6 +114,8 @@ pub(super) struct RawTimeouts {
 pub(super) struct RawLimits {
     pub max_flows: Option<Spanned<i64>>,
     pub max_flows_per_host: Option<Spanned<i64>>,
+    pub max_flows_per_forward: Option<Spanned<i64>>,
+    pub max_flows_per_source: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,8 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub state: Option<Spanned<String>>,
+    pub checkpoint_s: Option<Spanned<i64>>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

@@ -42,6 +42,7 @@ mod icmp;
 mod lan;
 mod neighbours;
 mod reconfigure;
+mod state;
 mod wan;
 
 use std::collections::HashSet;
@@ -57,6 +58,7 @@ pub use counters::{LaneCounters, Totals, Traffic};
 pub use failover::Failover;
 pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
 pub use reconfigure::Reconfigured;
+pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
 use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
@@ -98,6 +100,8 @@ pub struct Lane {
 
 /// Per-uplink state besides the policy's.
 struct Uplink {
+    /// `[[wan]] name`: what a saved state knows the uplink by.
+    name: String,
     address: [u8; 4],
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
@@ -164,7 +168,9 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit,
+    hosts: HostLimit<[u8; 4]>,
+    forward_targets: HostLimit<Endpoint>,
+    forward_sources: HostLimit<[u8; 4]>,
     fragments: Fragments,
     time_exceeded: AtomicBool,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
@@ -241,6 +247,7 @@ impl Router {
                 .iter()
                 .zip(&macs.wans)
                 .map(|(wan, mac)| Uplink {
+                    name: wan.name.clone(),
                     address: wan.address.octets(),
                     mac: *mac,
                     mtu: AtomicU16::new(wan.mtu),
@@ -256,6 +263,8 @@ impl Router {
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
+            forward_targets: HostLimit::new(config.limits.max_flows_per_forward),
+            forward_sources: HostLimit::new(config.limits.max_flows_per_source),
             fragments: Fragments::default(),
             time_exceeded: AtomicBool::new(false),
             lan_hosts: DashMap::default(),

@@ -33,12 +33,12 @@
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
 //! metrics). [`Running`] holds them in the order they stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
 use crate::router::{InterfaceMacs, Router};
@@ -58,6 +58,7 @@ mod loaded_config;
 mod neighbours;
 mod options;
 mod signals;
+mod state_file;
 mod threads;
 
 pub use data_path::DataPathReport;
@@ -115,6 +116,8 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     runtime: Arc<RuntimeControl>,
+    /// `[control] state`: saved on the orderly stop.
+    state: Option<PathBuf>,
 }
 
 impl Running {
@@ -175,6 +178,12 @@ impl Running {
             options,
             &neighbours.gateway_macs,
         );
+        // The saved flows go back before the first frame is forwarded.
+        let restored = config
+            .control
+            .state
+            .as_deref()
+            .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
         let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
         let monitor = health_thread::monitor(config, epoch);
@@ -183,6 +192,10 @@ impl Running {
             Arc::clone(&loaded),
             &found.lan,
         ));
+        if let Some(restored) = restored.filter(|r| !r.resets.is_empty()) {
+            let sent = changes.send_resets(&restored.resets);
+            info!(rst_sent = sent, "reset the TCP connections of the saved flows dropped");
+        }
         let health = HealthThread::new(
             Arc::clone(&router),
             Arc::clone(&loaded),
@@ -215,8 +228,10 @@ impl Running {
             stop,
             epoch,
             runtime,
+            state: config.control.state.clone(),
         };
         running.start_housekeeping(neighbours, health, reload)?;
+        running.start_checkpoints(config.control.checkpoint_s)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
             running.runtime.clone(),
@@ -258,6 +273,22 @@ impl Running {
                     info!("SIGHUP: reloading the configuration");
                     // The outcome is logged either way.
                     let _ = runtime.reload();
+                }
+            })
+        })
+    }
+
+    /// Saves the state every `checkpoint_s` seconds (0: only at the stop),
+    /// so a crash loses only the newest flows.
+    fn start_checkpoints(&mut self, checkpoint_s: u32) -> Result<(), RunError> {
+        let Some(path) = self.state.clone().filter(|_| checkpoint_s > 0) else {
+            return Ok(());
+        };
+        let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
+        self.threads.spawn("checkpoint", move || {
+            every(Duration::from_secs(u64::from(checkpoint_s)), &stop, || {
+                if let Err(e) = state_file::save(&path, &router, epoch.elapsed()) {
+                    warn!(path = %path.display(), error = %e, "checkpoint of the state failed");
                 }
             })
         })
@@ -337,6 +368,19 @@ impl Running {
                 .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
+        // Workers stopped: the table is final.
+        if let Some(path) = &self.state {
+            let started = Instant::now();
+            match state_file::save(path, &self.router, self.epoch.elapsed()) {
+                Ok(flows) => info!(
+                    path = %path.display(),
+                    flows,
+                    ms = started.elapsed().as_millis() as u64,
+                    "saved the state for the next start"
+                ),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot save the state"),
+            }
+        }
         drop(self.signals);
         result
     }
