@@ -12,6 +12,7 @@ mod limits;
 mod mtu;
 mod properties;
 mod reload;
+mod restart;
 mod tcp_options;
 
 use std::net::Ipv4Addr;
