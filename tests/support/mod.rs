@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 use xwan::config::Config;
 
+pub mod restart;
+
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
 
 /// The wall-clock limit of any one command a test runs.
@@ -66,7 +68,8 @@ impl TxOffload {
 
 /// The test config: the testbed's two uplinks with the given weights, nth
 /// balancing, HTTPS pinned to isp2, and TCP 8080 on both WANs forwarded to
-/// 192.168.50.10:80. `socket` is the control socket (one per testbed).
+/// 192.168.50.10:80. `socket` is the control socket (one per testbed); the
+/// state file is `xwan.state` beside it.
 pub fn config_toml(weights: [u32; 2], socket: &Path) -> String {
     format!(
         r#"[lan]
@@ -106,10 +109,12 @@ wan = ["isp1", "isp2"]
 
 [control]
 socket = "{socket}"
+state = "{state}"
 "#,
         w1 = weights[0],
         w2 = weights[1],
         socket = socket.display(),
+        state = socket.with_file_name("xwan.state").display(),
     )
 }
 

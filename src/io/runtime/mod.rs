@@ -54,6 +54,7 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod hold;
 mod loaded_config;
 mod neighbours;
 mod options;
@@ -116,8 +117,9 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     runtime: Arc<RuntimeControl>,
-    /// `[control] state`: saved on the orderly stop.
-    state: Option<PathBuf>,
+    /// `[control] state`: saved on the orderly stop, with the
+    /// configuration whose ports the hold table keeps (`hold.rs`).
+    state: Option<(PathBuf, Config)>,
 }
 
 impl Running {
@@ -186,6 +188,9 @@ impl Running {
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
         let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
+        if config.control.state.is_some() {
+            hold::release();
+        }
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -228,7 +233,7 @@ impl Running {
             stop,
             epoch,
             runtime,
-            state: config.control.state.clone(),
+            state: config.control.state.clone().map(|p| (p, config.clone())),
         };
         running.start_housekeeping(neighbours, health, reload)?;
         running.start_checkpoints(config.control.checkpoint_s)?;
@@ -281,9 +286,10 @@ impl Running {
     /// Saves the state every `checkpoint_s` seconds (0: only at the stop),
     /// so a crash loses only the newest flows.
     fn start_checkpoints(&mut self, checkpoint_s: u32) -> Result<(), RunError> {
-        let Some(path) = self.state.clone().filter(|_| checkpoint_s > 0) else {
+        let Some(path) = self.state.as_ref().filter(|_| checkpoint_s > 0) else {
             return Ok(());
         };
+        let path = path.0.clone();
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
         self.threads.spawn("checkpoint", move || {
             every(Duration::from_secs(u64::from(checkpoint_s)), &stop, || {
@@ -328,6 +334,9 @@ impl Running {
     pub fn shutdown(mut self) -> Result<DataPathReport, RunError> {
         self.stop.store(true, Ordering::Relaxed);
         info!("stopping");
+        if let Some((_, config)) = &self.state {
+            hold::hold(config);
+        }
         if let Some(control) = self.control.take() {
             control.stop();
         }
@@ -369,7 +378,7 @@ impl Running {
                 .map_err(RunError::from),
         };
         // Workers stopped: the table is final.
-        if let Some(path) = &self.state {
+        if let Some((path, _)) = &self.state {
             let started = Instant::now();
             match state_file::save(path, &self.router, self.epoch.elapsed()) {
                 Ok(flows) => info!(

@@ -1,0 +1,74 @@
+//! Stopping xwan with a signal and starting it again with the same
+//! configuration, traffic paced across the gap, and the log of a run.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::ExitStatus;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::{pattern, poll, RouterMode, Testbed};
+
+impl Testbed {
+    /// Sends SIG (`TERM`, `KILL`) to the running xwan and waits for it to
+    /// exit; returns its exit status.
+    pub fn signal_xwan(&mut self, signal: &str) -> ExitStatus {
+        let mut child = self.router.take().expect("xwan is running");
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} failed");
+        let mut status = None;
+        poll(Duration::from_secs(15), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status.unwrap_or_else(|| panic!("xwan did not exit on SIG{signal}:\n{}", self.xwan_log()))
+    }
+
+    /// Starts xwan again in `mode` with the configuration it last ran with;
+    /// returns once it forwards. The log starts anew.
+    pub fn start_xwan_again(&mut self, mode: RouterMode) {
+        let io = match mode {
+            RouterMode::XwanXdp => "xdp",
+            RouterMode::XwanPacket => "packet",
+            RouterMode::Kernel => panic!("only xwan restarts"),
+        };
+        let config = self.path("xwan.toml");
+        self.spawn_xwan(&config, io);
+    }
+
+    /// What xwan has logged since it was last started.
+    pub fn xwan_log(&self) -> String {
+        std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default()
+    }
+}
+
+/// Sends `len` bytes of [`pattern`] (`seed`) on `stream` in 16 KiB pieces,
+/// one every `gap`, then closes its side: a transfer that lasts
+/// `len / 16 KiB * gap`.
+pub fn paced_send(mut stream: TcpStream, len: usize, seed: u64, gap: Duration) -> JoinHandle<()> {
+    thread::spawn(move || {
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .expect("write timeout");
+        for chunk in pattern(len, seed).chunks(16 * 1024) {
+            stream.write_all(chunk).expect("the paced sender writes");
+            thread::sleep(gap);
+        }
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("close the sending side");
+    })
+}
+
+/// Reads `stream` to its end on a thread (30 s between bytes at most).
+pub fn receive_all(mut stream: TcpStream) -> JoinHandle<std::io::Result<Vec<u8>>> {
+    thread::spawn(move || {
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received)?;
+        Ok(received)
+    })
+}
