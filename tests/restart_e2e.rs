@@ -25,7 +25,9 @@ fn udp_round(client: &UdpSocket, server: &UdpSocket, n: u8) -> SocketAddr {
     let mut buf = [0u8; 200];
     let (len, peer) = server.recv_from(&mut buf).expect("the server receives");
     assert_eq!(&buf[..len], &[n; 100]);
-    server.send_to(&[n + 100; 50], peer).expect("the server answers");
+    server
+        .send_to(&[n + 100; 50], peer)
+        .expect("the server answers");
     let len = client.recv(&mut buf).expect("the answer comes back");
     assert_eq!(&buf[..len], &[n + 100; 50]);
     peer
@@ -68,7 +70,11 @@ fn survives_a_restart(mode: RouterMode, signal: &str) {
     let log = tb.xwan_log();
     assert!(log.contains("restored the saved state"), "{log}");
 
-    assert_eq!(udp_round(&udp_client, &udp_server, 2), udp_peer, "same outside endpoint");
+    assert_eq!(
+        udp_round(&udp_client, &udp_server, 2),
+        udp_peer,
+        "same outside endpoint"
+    );
     sender.join().expect("the server sent everything");
     let received = receiver
         .join()
@@ -126,12 +132,19 @@ fn a_removed_uplink_loses_its_flows_only() {
         [support::WAN1, support::WAN2]
     );
     tb.signal_xwan("TERM");
-    std::fs::write(tb.path("xwan.toml"), config.replace("name = \"isp2\"", "name = \"isp3\""))
-        .expect("rewrite the config");
+    std::fs::write(
+        tb.path("xwan.toml"),
+        config
+            .replace("name = \"isp2\"", "name = \"isp3\"")
+            .replace("action = \"isp2\"", "action = \"isp3\"")
+            .replace("wan = [\"isp1\", \"isp2\"]", "wan = [\"isp1\", \"isp3\"]"),
+    )
+    .expect("rewrite the config");
     tb.start_xwan_again(RouterMode::XwanPacket);
     let log = tb.xwan_log();
     assert!(
-        log.lines().any(|l| l.contains("saved flows dropped") && l.contains("uplink_gone=1")),
+        log.lines()
+            .any(|l| l.contains("saved flows dropped") && l.contains("uplink_gone=1")),
         "{log}"
     );
     assert!(log.lines().any(|l| l.contains("restored=1")), "{log}");
@@ -150,9 +163,13 @@ fn a_removed_uplink_loses_its_flows_only() {
     );
     // The isp1 one goes on both ways.
     kept_conn.write_all(b"still").expect("server sends");
-    kept_client.read_exact(&mut buf[..5]).expect("client receives");
+    kept_client
+        .read_exact(&mut buf[..5])
+        .expect("client receives");
     assert_eq!(&buf[..5], b"still");
     kept_client.write_all(b"there").expect("client sends");
-    kept_conn.read_exact(&mut buf[..5]).expect("server receives");
+    kept_conn
+        .read_exact(&mut buf[..5])
+        .expect("server receives");
     assert_eq!(&buf[..5], b"there");
 }

@@ -347,7 +347,10 @@ fn defaults_fill_every_optional_key() {
         config.limits.max_flows_per_source,
         DEFAULT_MAX_FLOWS_PER_SOURCE
     );
-    assert_eq!(config.control.state, Some(PathBuf::from(DEFAULT_STATE_FILE)));
+    assert_eq!(
+        config.control.state,
+        Some(PathBuf::from(DEFAULT_STATE_FILE))
+    );
     assert_eq!(config.control.checkpoint_s, DEFAULT_CHECKPOINT_S);
 }
 

@@ -223,10 +223,19 @@ mod tests {
             hi: 20010,
         });
         assert!(nat.acquire_port(inside(10, 5000), 20005));
-        assert!(nat.acquire_port(inside(10, 5000), 20005), "second flow, same mapping");
-        assert!(!nat.acquire_port(inside(10, 5000), 20006), "one endpoint, one port");
+        assert!(
+            nat.acquire_port(inside(10, 5000), 20005),
+            "second flow, same mapping"
+        );
+        assert!(
+            !nat.acquire_port(inside(10, 5000), 20006),
+            "one endpoint, one port"
+        );
         assert!(!nat.acquire_port(inside(11, 5000), 20005), "no overloading");
-        assert!(!nat.acquire_port(inside(12, 5000), 30000), "outside the range");
+        assert!(
+            !nat.acquire_port(inside(12, 5000), 30000),
+            "outside the range"
+        );
         assert_ne!(nat.acquire(inside(13, 20005)), Some(20005));
         nat.release(inside(10, 5000));
         nat.release(inside(10, 5000));

@@ -190,7 +190,8 @@ impl Policy {
             }
             if let Some(uplink) = uplink(saved) {
                 let last_used = AtomicU32::new(now.saturating_sub(idle));
-                self.sticky_table.insert(key, StickyEntry { uplink, last_used });
+                self.sticky_table
+                    .insert(key, StickyEntry { uplink, last_used });
                 restored += 1;
             }
         }

@@ -77,7 +77,12 @@ pub struct Restored {
 impl Restored {
     /// Flows dropped for any reason.
     pub fn dropped(&self) -> usize {
-        self.expired + self.uplink_gone + self.address_changed + self.range_changed + self.forward_gone + self.refused
+        self.expired
+            + self.uplink_gone
+            + self.address_changed
+            + self.range_changed
+            + self.forward_gone
+            + self.refused
     }
 }
 
@@ -154,7 +159,8 @@ impl Router {
         }
         let map = |saved: UplinkId| {
             let id = (*ids.get(usize::from(saved))?)?;
-            let same = snapshot.uplinks[usize::from(saved)].1 == self.uplinks[usize::from(id)].address;
+            let same =
+                snapshot.uplinks[usize::from(saved)].1 == self.uplinks[usize::from(id)].address;
             same.then_some(id)
         };
         out.sticky_clients = self.live.load().policy.restore_sticky(

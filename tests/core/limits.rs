@@ -75,7 +75,10 @@ fn a_spoofed_flood_at_a_forward_stops_at_its_limit_and_never_uses_the_hosts_allo
     for i in 0..100u16 {
         let spoofed = Ipv4Addr::new(100, 64, (i >> 8) as u8, i as u8);
         let wan = from_internet(0, spoofed, ISP1);
-        match b.send(Port::Wan(0), testing::udp(&wan, 10000 + i, 8080, b"x")).0 {
+        match b
+            .send(Port::Wan(0), testing::udp(&wan, 10000 + i, 8080, b"x"))
+            .0
+        {
             Verdict::Forward { .. } => {}
             Verdict::Drop(DropReason::ForwardLimit) => refused += 1,
             other => panic!("{other:?}"),
@@ -84,7 +87,10 @@ fn a_spoofed_flood_at_a_forward_stops_at_its_limit_and_never_uses_the_hosts_allo
     assert_eq!(refused, 70);
     let stats = b.router.stats();
     assert_eq!(stats.totals.drop_count(DropReason::ForwardLimit), 70);
-    assert_eq!(stats.limited_hosts, 0, "not counted against the target host");
+    assert_eq!(
+        stats.limited_hosts, 0,
+        "not counted against the target host"
+    );
     // The target host, HOST, still opens all of its 20 outbound flows.
     let lan = from_host(HOST, SERVER);
     for port in 0..20u16 {
@@ -103,9 +109,14 @@ fn one_internet_source_has_its_own_bound_through_forwards() {
     ));
     let one = from_internet(0, SERVER, ISP1);
     let verdicts: Vec<Verdict> = (0..8u16)
-        .map(|i| b.send(Port::Wan(0), testing::udp(&one, 10000 + i, 8080, b"x")).0)
+        .map(|i| {
+            b.send(Port::Wan(0), testing::udp(&one, 10000 + i, 8080, b"x"))
+                .0
+        })
         .collect();
-    assert!(verdicts[..5].iter().all(|v| matches!(v, Verdict::Forward { .. })));
+    assert!(verdicts[..5]
+        .iter()
+        .all(|v| matches!(v, Verdict::Forward { .. })));
     assert!(verdicts[5..]
         .iter()
         .all(|v| *v == Verdict::Drop(DropReason::SourceLimit)));
@@ -115,7 +126,11 @@ fn one_internet_source_has_its_own_bound_through_forwards() {
     b.forward(Port::Wan(0), testing::udp(&other, 1, 8080, b"x"), Port::Lan);
     b.advance(301);
     b.router.expire(b.now);
-    b.forward(Port::Wan(0), testing::udp(&one, 20000, 8080, b"x"), Port::Lan);
+    b.forward(
+        Port::Wan(0),
+        testing::udp(&one, 20000, 8080, b"x"),
+        Port::Lan,
+    );
 }
 
 #[test]
@@ -135,18 +150,23 @@ fn a_full_table_evicts_unanswered_attempts_oldest_first_never_established_flows(
     let lan = from_host(HOST, SERVER);
     for port in 10000..12000u16 {
         let verdict = b.send(Port::Lan, testing::tcp(&lan, port, 80, SYN, b"")).0;
-        assert!(matches!(verdict, Verdict::Forward { .. }), "{port}: {verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Forward { .. }),
+            "{port}: {verdict:?}"
+        );
     }
     let stats = b.router.stats();
     assert_eq!(stats.table.flows, 64);
     assert!(stats.table.evictions >= 2000 - 63, "{:?}", stats.table);
     assert_eq!(stats.totals.drop_count(DropReason::TableFull), 0);
     // The newest attempts are the ones left, and the established flow.
-    assert!(b
-        .router
-        .flows(b.now, 100, |s| s.inside.port == 11999 || s.inside.port == 7000)
-        .len()
-        == 2);
+    assert!(
+        b.router
+            .flows(b.now, 100, |s| s.inside.port == 11999
+                || s.inside.port == 7000)
+            .len()
+            == 2
+    );
     assert!(b
         .router
         .flows(b.now, 100, |s| s.inside.port == 10000)
@@ -181,7 +201,8 @@ fn a_table_full_of_established_flows_refuses_and_counts() {
     }
     for port in 0..3u16 {
         assert_eq!(
-            b.send(Port::Lan, testing::udp(&lan, 9100 + port, 53, b"q")).0,
+            b.send(Port::Lan, testing::udp(&lan, 9100 + port, 53, b"q"))
+                .0,
             Verdict::Drop(DropReason::TableFull)
         );
     }

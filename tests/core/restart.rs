@@ -81,7 +81,10 @@ fn flows_continue_with_the_same_outside_endpoints() {
         testing::tcp(&wan, 80, tcp_port, ACK, b"data"),
         Port::Lan,
     );
-    assert_eq!((back.dst, back.dst_port, back.dst_mac), (HOST, 40000, HOST_MAC));
+    assert_eq!(
+        (back.dst, back.dst_port, back.dst_mac),
+        (HOST, 40000, HOST_MAC)
+    );
     let out = b.forward(
         Port::Lan,
         testing::udp(&lan, 5000, 53, b"again"),
@@ -143,7 +146,11 @@ fn a_removed_uplink_drops_its_flows_with_resets_and_keeps_the_others() {
     // The TCP flow and (when on isp1) the forwarded one are dropped: the
     // forward is gone from this config too.
     assert_eq!(restored.flows, 1, "{restored:?}");
-    assert_eq!(restored.uplink_gone + restored.forward_gone, 2, "{restored:?}");
+    assert_eq!(
+        restored.uplink_gone + restored.forward_gone,
+        2,
+        "{restored:?}"
+    );
     assert_eq!(restored.uplink_gone, 1 + usize::from(tcp_uplink == 0));
     // RSTs to the host of each dropped TCP connection, from the peer it
     // knows.
@@ -171,7 +178,10 @@ fn a_removed_uplink_drops_its_flows_with_resets_and_keeps_the_others() {
 fn a_changed_nat_range_or_address_drops_what_it_touches() {
     let mut old = Bench::new(FORWARD);
     converse(&mut old);
-    let (_, restored) = restart(&old, &format!("{FORWARD}\n[nat]\nports = \"60000-60999\"\n"));
+    let (_, restored) = restart(
+        &old,
+        &format!("{FORWARD}\n[nat]\nports = \"60000-60999\"\n"),
+    );
     assert_eq!(restored.range_changed, 2, "{restored:?}");
     assert_eq!(restored.flows, 1, "the forwarded flow holds no NAT port");
 
@@ -192,7 +202,10 @@ fn flows_idle_past_their_timeout_are_not_restored() {
     snapshot.age_by(301);
     let b = Bench::new(FORWARD);
     let restored = b.router.restore_state(&snapshot, b.now);
-    assert_eq!(restored.expired, 2, "UDP after 300 s, a lone SYN after 240 s");
+    assert_eq!(
+        restored.expired, 2,
+        "UDP after 300 s, a lone SYN after 240 s"
+    );
     assert_eq!(restored.flows, 1, "established TCP lives longer");
 }
 
@@ -208,9 +221,15 @@ fn a_million_flows_save_and_restore_in_seconds() {
         let mut a = lan.clone();
         a.dst = std::net::Ipv4Addr::from(0xcb00_0000 + (i >> 8));
         let verdict = b
-            .send(Port::Lan, testing::udp(&a, 1024 + (i & 0xff) as u16, 53, b""))
+            .send(
+                Port::Lan,
+                testing::udp(&a, 1024 + (i & 0xff) as u16, 53, b""),
+            )
             .0;
-        assert!(matches!(verdict, Verdict::Forward { .. }), "{i}: {verdict:?}");
+        assert!(
+            matches!(verdict, Verdict::Forward { .. }),
+            "{i}: {verdict:?}"
+        );
     }
     let started = Instant::now();
     let snapshot = b.router.save_state(b.now);

@@ -39,9 +39,18 @@ impl Testbed {
         self.spawn_xwan(&config, io);
     }
 
-    /// What xwan has logged since it was last started.
+    /// What xwan has logged since it was last started, without its colours.
     pub fn xwan_log(&self) -> String {
-        std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default();
+        let mut plain = String::with_capacity(log.len());
+        let mut rest = log.as_str();
+        while let Some(at) = rest.find('\x1b') {
+            plain.push_str(&rest[..at]);
+            rest = &rest[at..];
+            rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
+        }
+        plain.push_str(rest);
+        plain
     }
 }
 

@@ -142,7 +142,11 @@ impl Validator<'_> {
             None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
             Some(s) if s.get_ref() == "off" => None,
             Some(s) if s.get_ref().is_empty() => {
-                return Err(self.err(s.span(), "control.state", "empty path (\"off\" turns it off)"));
+                return Err(self.err(
+                    s.span(),
+                    "control.state",
+                    "empty path (\"off\" turns it off)",
+                ));
             }
             Some(s) => Some(PathBuf::from(s.get_ref())),
         };

@@ -192,7 +192,9 @@ fn early_drop_evicts_unanswered_oldest_first_never_answered() {
     assert_eq!(table.stats().evictions, 2);
     let all = table.evict_unanswered(0, 100);
     assert_eq!(all.len(), 4);
-    assert!(table.with_flow(Side::Lan, &spec(10, 4000, 1, 20000).lan_key(), |_| ()).is_some());
+    assert!(table
+        .with_flow(Side::Lan, &spec(10, 4000, 1, 20000).lan_key(), |_| ())
+        .is_some());
     // Only answered flows left: nothing to evict, and the next call in the
     // same second does not scan again.
     assert!(table.evict_unanswered(0, 1).is_empty());

@@ -30,11 +30,22 @@ fn ruleset(config: &Config) -> String {
     );
     let all = addrs(&mut (0..config.wans.len()));
     let nat = format!("{}-{}", config.nat.ports.lo, config.nat.ports.hi);
-    let _ = writeln!(s, "\t\tip daddr {{ {all} }} meta l4proto {{ tcp, udp }} th dport {nat} drop");
+    let _ = writeln!(
+        s,
+        "\t\tip daddr {{ {all} }} meta l4proto {{ tcp, udp }} th dport {nat} drop"
+    );
     for forward in &config.forwards {
-        let proto = if forward.proto == Proto::Udp { "udp" } else { "tcp" };
+        let proto = if forward.proto == Proto::Udp {
+            "udp"
+        } else {
+            "tcp"
+        };
         let on = addrs(&mut forward.wans.iter().map(|&id| usize::from(id)));
-        let _ = writeln!(s, "\t\tip daddr {{ {on} }} {proto} dport {} drop", forward.port);
+        let _ = writeln!(
+            s,
+            "\t\tip daddr {{ {on} }} {proto} dport {} drop",
+            forward.port
+        );
     }
     s.push_str("\t}\n}\n");
     s
@@ -43,7 +54,11 @@ fn ruleset(config: &Config) -> String {
 fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     let mut child = Command::new("nft")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

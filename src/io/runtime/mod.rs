@@ -199,7 +199,10 @@ impl Running {
         ));
         if let Some(restored) = restored.filter(|r| !r.resets.is_empty()) {
             let sent = changes.send_resets(&restored.resets);
-            info!(rst_sent = sent, "reset the TCP connections of the saved flows dropped");
+            info!(
+                rst_sent = sent,
+                "reset the TCP connections of the saved flows dropped"
+            );
         }
         let health = HealthThread::new(
             Arc::clone(&router),

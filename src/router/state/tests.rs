@@ -10,7 +10,10 @@ use crate::packet::{Endpoint, PROTO_UDP};
 fn snapshot(flows: usize) -> Snapshot {
     Snapshot {
         saved_at: 1_700_000_000,
-        uplinks: vec![("isp1".into(), [198, 18, 1, 2]), ("isp2".into(), [198, 18, 2, 2])],
+        uplinks: vec![
+            ("isp1".into(), [198, 18, 1, 2]),
+            ("isp2".into(), [198, 18, 2, 2]),
+        ],
         nat_ports: PortRange {
             lo: 20000,
             hi: 59999,
