@@ -1,5 +1,8 @@
 //! Stopping xwan with a signal and starting it again with the same
 //! configuration, traffic paced across the gap, and the log of a run.
+//! (Every suite compiles `support`; only some use these.)
+
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
