@@ -1,12 +1,15 @@
-//! The hold table: between an orderly stop that saved the state and the
-//! next start, the kernel would answer the Internet side of the saved
-//! flows itself (an RST for a TCP segment to a NAT port, port-unreachable
-//! for UDP), and the connections the next start restores would be gone.
-//! So the stop loads `table ip xwan_hold`, which drops what arrives for
-//! the NAT ports and forwarded ports of the WAN addresses (nothing else:
-//! the kernel's own ports are outside `[nat] ports`), and the next start
-//! deletes it once its data path forwards. If xwan is not started again,
-//! `nft delete table ip xwan_hold` removes it by hand.
+//! The hold table: while xwan is not running (between a stop or a crash
+//! and the next start), the kernel would answer the Internet side of the
+//! saved flows itself (an RST for a TCP segment to a NAT port,
+//! port-unreachable for UDP), and the connections the next start restores
+//! would be gone. So with `[control] state` on, the start loads
+//! `table ip xwan_hold`, which drops what arrives for the NAT ports and
+//! forwarded ports of the WAN addresses (nothing else: the kernel's own
+//! ports are outside `[nat] ports`), and leaves it in place when xwan
+//! stops or dies. While xwan runs it changes nothing: those frames are
+//! xwan's (redirected by XDP before the kernel sees them, or dropped by
+//! `table ip xwan` in packet mode). A start with the state off deletes it;
+//! so does `nft delete table ip xwan_hold` by hand.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -77,16 +80,15 @@ fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// Loads the hold table (on an orderly stop that saves the state).
+/// Loads (or replaces) the hold table for `config`.
 pub fn hold(config: &Config) {
     match nft(&["-f", "-"], Some(&ruleset(config))) {
-        Ok(()) => info!("loaded table ip {HOLD_TABLE}: the kernel will not reset the saved flows until xwan starts again"),
-        Err(e) => warn!(error = %e, "cannot load table ip {HOLD_TABLE}: until xwan starts again the kernel may reset the saved TCP connections"),
+        Ok(()) => info!("loaded table ip {HOLD_TABLE}: while xwan is not running the kernel will not reset its flows"),
+        Err(e) => warn!(error = %e, "cannot load table ip {HOLD_TABLE}: while xwan is not running (a restart) the kernel may reset the saved TCP connections"),
     }
 }
 
-/// Deletes the hold table, if a stop left one (at start, once the data
-/// path forwards).
+/// Deletes the hold table an earlier run left, if any (the state is off).
 pub fn release() {
     if nft(&["list", "table", "ip", HOLD_TABLE], None).is_ok() {
         match nft(&["delete", "table", "ip", HOLD_TABLE], None) {

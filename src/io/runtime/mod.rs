@@ -117,9 +117,8 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     runtime: Arc<RuntimeControl>,
-    /// `[control] state`: saved on the orderly stop, with the
-    /// configuration whose ports the hold table keeps (`hold.rs`).
-    state: Option<(PathBuf, Config)>,
+    /// `[control] state`: saved on the orderly stop.
+    state: Option<PathBuf>,
 }
 
 impl Running {
@@ -180,7 +179,13 @@ impl Running {
             options,
             &neighbours.gateway_macs,
         );
-        // The saved flows go back before the first frame is forwarded.
+        // The saved flows go back before the first frame is forwarded, and
+        // the kernel never answers their packets while xwan is not running.
+        if config.control.state.is_some() {
+            hold::hold(config);
+        } else {
+            hold::release();
+        }
         let restored = config
             .control
             .state
@@ -188,9 +193,6 @@ impl Running {
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
         let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
-        if config.control.state.is_some() {
-            hold::release();
-        }
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -236,7 +238,7 @@ impl Running {
             stop,
             epoch,
             runtime,
-            state: config.control.state.clone().map(|p| (p, config.clone())),
+            state: config.control.state.clone(),
         };
         running.start_housekeeping(neighbours, health, reload)?;
         running.start_checkpoints(config.control.checkpoint_s)?;
@@ -292,7 +294,7 @@ impl Running {
         let Some(path) = self.state.as_ref().filter(|_| checkpoint_s > 0) else {
             return Ok(());
         };
-        let path = path.0.clone();
+        let path = path.clone();
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
         self.threads.spawn("checkpoint", move || {
             every(Duration::from_secs(u64::from(checkpoint_s)), &stop, || {
@@ -337,9 +339,6 @@ impl Running {
     pub fn shutdown(mut self) -> Result<DataPathReport, RunError> {
         self.stop.store(true, Ordering::Relaxed);
         info!("stopping");
-        if let Some((_, config)) = &self.state {
-            hold::hold(config);
-        }
         if let Some(control) = self.control.take() {
             control.stop();
         }
@@ -381,7 +380,7 @@ impl Running {
                 .map_err(RunError::from),
         };
         // Workers stopped: the table is final.
-        if let Some((path, _)) = &self.state {
+        if let Some(path) = &self.state {
             let started = Instant::now();
             match state_file::save(path, &self.router, self.epoch.elapsed()) {
                 Ok(flows) => info!(
