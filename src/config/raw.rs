@@ -125,6 +125,7 @@ pub(super) struct RawControl {
     pub metrics: Option<Spanned<String>>,
     pub state: Option<Spanned<String>>,
     pub checkpoint_s: Option<Spanned<i64>>,
+    pub group: Option<Spanned<String>>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

@@ -27,6 +27,7 @@ mod runtime;
 mod sync;
 mod sys;
 pub mod system;
+mod systemd;
 
 pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};
 

@@ -69,6 +69,7 @@ fn example_config() -> Config {
         }],
         nat: Nat {
             ports: ports(1024, 65535),
+            ports_set: true,
             mss_clamp: MssClamp::Off,
         },
         health: Health {
@@ -96,6 +97,7 @@ fn example_config() -> Config {
             metrics: None,
             state: None,
             checkpoint_s: 0,
+            group: None,
         },
     }
 }

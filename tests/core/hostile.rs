@@ -209,7 +209,10 @@ fn full_table_refuses_new_flows_and_keeps_established_ones() {
     }
     b.forward_any_wan(testing::tcp(&lan, 9000, 80, SYN, b""));
     assert_eq!(b.router.stats().table.evictions, 1);
-    assert!(b.router.flows(b.now, 10, |s| s.inside.port == 3000).is_empty());
+    assert!(b
+        .router
+        .flows(b.now, 10, |s| s.inside.port == 3000)
+        .is_empty());
     b.advance(241);
     assert_eq!(b.router.expire(b.now), 4);
 }

@@ -19,7 +19,7 @@ mod rules;
 mod settings;
 
 /// Default control socket path, `[control] socket`.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan.sock";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan/xwan.sock";
 
 /// Default SNAT port range, `[nat] ports`.
 pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
