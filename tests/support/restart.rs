@@ -10,41 +10,28 @@ use std::process::ExitStatus;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::{pattern, poll, RouterMode, Testbed};
+use super::{pattern, RouterMode, Testbed};
 
 impl Testbed {
     /// Sends SIG (`TERM`, `KILL`) to the running xwan and waits for it to
     /// exit; returns its exit status.
     pub fn signal_xwan(&mut self, signal: &str) -> ExitStatus {
-        let mut child = self.router.take().expect("xwan is running");
-        let sent = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{signal} failed");
-        let mut status = None;
-        poll(Duration::from_secs(15), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        status.unwrap_or_else(|| panic!("xwan did not exit on SIG{signal}:\n{}", self.xwan_log()))
+        self.signal_router(signal);
+        self.wait_router_exit(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("xwan did not exit on SIG{signal}:\n{}", self.xwan_log()))
     }
 
-    /// Starts xwan again in `mode` with the configuration it last ran with;
-    /// returns once it forwards. The log starts anew.
+    /// Starts xwan again in `mode` with the configuration file it last ran
+    /// with (as the test left it); returns once it forwards. The log starts
+    /// anew.
     pub fn start_xwan_again(&mut self, mode: RouterMode) {
-        let io = match mode {
-            RouterMode::XwanXdp => "xdp",
-            RouterMode::XwanPacket => "packet",
-            RouterMode::Kernel => panic!("only xwan restarts"),
-        };
-        let config = self.path("xwan.toml");
-        self.spawn_xwan(&config, io);
+        let text = std::fs::read_to_string(self.path("xwan.toml")).expect("read the config");
+        self.start_xwan_with_env(mode, &text, &[]);
     }
 
-    /// What xwan has logged since it was last started, without its colours.
+    /// [`Testbed::router_log`] without its colours.
     pub fn xwan_log(&self) -> String {
-        let log = std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default();
+        let log = self.router_log();
         let mut plain = String::with_capacity(log.len());
         let mut rest = log.as_str();
         while let Some(at) = rest.find('\x1b') {

@@ -4,7 +4,8 @@
 //!
 //! Kernel changes: in packet mode, the nftables table `ip xwan` described in
 //! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
-//! XDP backend attaches (it detaches it when stopped). No sysctl is written: if
+//! XDP backend attaches (it detaches it when stopped); with `[control] state`,
+//! the hold table of `hold.rs`, left in place on purpose. No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
@@ -12,6 +13,7 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second;
+//! - the checkpoint thread saves the state every `[control] checkpoint_s`;
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
@@ -31,8 +33,11 @@
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
 //! and its kernel change, undone on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics), and `panic` (the hook that turns a panic in any thread into the
-//! orderly stop and an error exit). [`Running`] holds them in the order they stop.
+//! metrics), `panic` (the hook that turns a panic in any thread into the
+//! orderly stop and an error exit), `state_file` (the state saved for the next
+//! start, restored before forwarding) and `hold` (the table that keeps the
+//! kernel off the saved flows while xwan is not running). [`Running`] holds
+//! them in the order they stop.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
