@@ -220,6 +220,24 @@ pub fn render(s: &Snapshot) -> String {
         "Frames the core forwarded.",
         totals.forwarded as f64,
     );
+    w.single(
+        "xwan_taken_total",
+        "counter",
+        "Frames the core was done with without sending them (later fragments held, frames answered with an error bigger than themselves).",
+        totals.taken as f64,
+    );
+    w.single(
+        "xwan_fragments_held_total",
+        "counter",
+        "Later fragments held until their first fragment came (each forwarded or dropped after).",
+        totals.held as f64,
+    );
+    w.single(
+        "xwan_fragments_held",
+        "gauge",
+        "Later fragments held now.",
+        s.stats.fragments.held as f64,
+    );
     w.family(
         "xwan_drops_total",
         "counter",
@@ -312,6 +330,16 @@ pub fn render(s: &Snapshot) -> String {
                 "xwan_worker_batches_total",
                 "Non-empty receive batches a worker handled.",
                 |r| r.batches as f64,
+            ),
+            (
+                "xwan_worker_gso_passthrough_total",
+                "GSO super-frames a worker passed through whole (--io packet).",
+                |r| r.gso_passthrough as f64,
+            ),
+            (
+                "xwan_worker_gso_passthrough_bytes_total",
+                "Bytes of the GSO super-frames a worker passed through whole.",
+                |r| r.gso_passthrough_bytes as f64,
             ),
         ] {
             w.family(name, "counter", help);

@@ -221,7 +221,6 @@ impl Router {
         self.uplinks[usize::from(uplink)]
             .flows
             .fetch_add(1, Ordering::Relaxed);
-        self.lan_hosts.insert(spec.inside.addr, spec.lan_mac);
         Ok(())
     }
 }

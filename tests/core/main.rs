@@ -5,11 +5,13 @@
 mod conversations;
 mod fragments;
 mod fuzz;
+mod gso;
 mod hairpin;
 mod hostile;
 mod icmp_errors;
 mod limits;
 mod mtu;
+mod neighbours;
 mod properties;
 mod reload;
 mod restart;
@@ -113,12 +115,22 @@ impl Bench {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         );
         if let Verdict::Forward { len, .. } = verdict {
             frame.truncate(len);
         }
         (verdict, frame)
+    }
+
+    /// The frames the last [`Bench::send`] made besides the one it returned
+    /// (later fragments, fragments held until their first came).
+    pub fn also_sent(&mut self) -> Vec<(Port, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.lane
+            .drain(&mut |port, frame| out.push((port, frame.to_vec())));
+        out
     }
 
     /// Sends `frame`, expects it forwarded on `out`, checks it and returns what it carries.

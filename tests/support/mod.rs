@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, CloneFlags};
 use xwan::config::Config;
 
+pub mod bulk;
 pub mod restart;
 
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
