@@ -145,6 +145,17 @@ fn a_spoofed_flood_at_a_forward_leaves_its_target_host_working() {
         "isp1",
         &["ip", "route", "add", "local", "100.64.0.0/16", "dev", "lo"],
     );
+    // The router resolves h1 on the first packet for it (LAN MACs come
+    // from the kernel's neighbour table): one packet until it opens a flow.
+    let probe = tb.in_ns("isp1", || {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 1), 7000)).expect("bind")
+    });
+    let resolved = support::poll(Duration::from_secs(10), || {
+        let _ = probe.send_to(b"probe", SocketAddrV4::new(WAN1, 5353));
+        thread::sleep(Duration::from_millis(200));
+        status(&tb).flow_table.flows >= 2
+    });
+    assert!(resolved, "h1 never resolved: {:?}", status(&tb).drops);
     let sent = tb.in_ns("isp1", || {
         let mut sent = 0;
         for i in 0..600u32 {
