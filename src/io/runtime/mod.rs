@@ -41,7 +41,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
@@ -51,7 +51,7 @@ use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
 use super::systemd::{self, Watchdog};
-use super::DataPathSetup;
+use super::{sync, DataPathSetup};
 use crate::control::{ControlServer, MetricsServer};
 use control_glue::{ControlParts, RuntimeControl};
 use health_thread::{HealthThread, StateChanges};
@@ -62,6 +62,7 @@ mod data_path;
 mod discovery;
 mod health_thread;
 mod hold;
+mod interfaces;
 mod loaded_config;
 mod neighbours;
 mod options;
@@ -77,6 +78,7 @@ use data_path::{
 use discovery::{
     check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
 };
+use interfaces::InterfaceWatch;
 use neighbours::NeighbourThread;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
@@ -149,17 +151,6 @@ impl Running {
                     .unwrap_or(1)
             })
             .max(1);
-        let epoch = Instant::now();
-        let setup = DataPathSetup {
-            interfaces: interfaces(&found),
-            queues,
-            zero_copy: options.zero_copy,
-            cpus: options.cpus.clone(),
-            owned: owned_traffic(config, &found.local_addresses),
-            stop: Arc::clone(&stop),
-            epoch,
-        };
-
         let router = Arc::new(Router::new(
             config,
             InterfaceMacs {
@@ -171,6 +162,23 @@ impl Running {
             router.set_uplink_up(id as UplinkId, true);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
+        let local = Arc::new(RwLock::new(found.local_addresses.clone()));
+        let watch = Arc::new(InterfaceWatch::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            Arc::clone(&local),
+        ));
+        watch.refresh().map_err(RunError::Interfaces)?;
+        let epoch = Instant::now();
+        let setup = DataPathSetup {
+            interfaces: interfaces(&found),
+            queues,
+            zero_copy: options.zero_copy,
+            cpus: options.cpus.clone(),
+            owned: owned_traffic(config, &sync::read(&local)),
+            stop: Arc::clone(&stop),
+            epoch,
+        };
         let mut neighbours =
             NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
         neighbours.refresh();
@@ -196,7 +204,8 @@ impl Running {
             .as_deref()
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
+        let kernel = kernel_update(&data_path, &setup, local)?;
+        watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -240,7 +249,7 @@ impl Running {
             runtime,
             state: config.control.state.clone(),
         };
-        running.start_housekeeping(neighbours, health, reload)?;
+        running.start_housekeeping(neighbours, watch, health, reload)?;
         running.start_checkpoints(config.control.checkpoint_s)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
@@ -259,6 +268,7 @@ impl Running {
     fn start_housekeeping(
         &mut self,
         mut neighbours: NeighbourThread,
+        watch: Arc<InterfaceWatch>,
         health: HealthThread,
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
@@ -269,6 +279,7 @@ impl Running {
                 if removed > 0 {
                     debug!(removed, "expired idle flows");
                 }
+                watch.tick();
             })
         })?;
         let stop = Arc::clone(&self.stop);
