@@ -117,8 +117,15 @@ pub fn status_table(s: &StatusReport) -> String {
     let t = &s.flow_table;
     let _ = writeln!(
         out,
-        "\nflows {} of {}  inserted {}  expired {}  refused {}  sticky clients {}  forwarded {}",
-        t.flows, t.max_flows, t.inserts, t.expiries, t.refusals, s.sticky_clients, s.forwarded
+        "\nflows {} of {}  inserted {}  expired {}  refused {}  evicted {}  sticky clients {}  forwarded {}",
+        t.flows,
+        t.max_flows,
+        t.inserts,
+        t.expiries,
+        t.refusals,
+        t.evictions,
+        s.sticky_clients,
+        s.forwarded
     );
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
         let parts: Vec<String> = m

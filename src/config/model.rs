@@ -289,6 +289,13 @@ pub struct Limits {
     pub max_flows: u32,
     /// The most flows one LAN host may have at a time; 0: no limit.
     pub max_flows_per_host: u32,
+    /// The most flows opened from the Internet to one port forward's target
+    /// at a time; 0: no limit. Never counted against the target's
+    /// `max_flows_per_host`.
+    pub max_flows_per_forward: u32,
+    /// The most flows one Internet source address may open through port
+    /// forwards at a time; 0: no limit.
+    pub max_flows_per_source: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +303,11 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
+    /// The state file flows are saved to on a stop and restored from at
+    /// start; None: off.
+    pub state: Option<PathBuf>,
+    /// Seconds between checkpoints of the state file; 0: only on a stop.
+    pub checkpoint_s: u32,
     /// The group whose members may read status, flows and events on the control
     /// socket; None: root only.
     pub group: Option<ControlGroup>,

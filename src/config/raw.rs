@@ -121,6 +121,8 @@ pub(super) struct RawTimeouts {
 pub(super) struct RawLimits {
     pub max_flows: Option<Spanned<i64>>,
     pub max_flows_per_host: Option<Spanned<i64>>,
+    pub max_flows_per_forward: Option<Spanned<i64>>,
+    pub max_flows_per_source: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +130,8 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub state: Option<Spanned<String>>,
+    pub checkpoint_s: Option<Spanned<i64>>,
     pub group: Option<Spanned<String>>,
 }
 

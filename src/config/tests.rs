@@ -271,10 +271,14 @@ fn example_parses_to_the_expected_model() {
         limits: Limits {
             max_flows: 1048576,
             max_flows_per_host: 65536,
+            max_flows_per_forward: 65536,
+            max_flows_per_source: 4096,
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            state: Some(PathBuf::from("/var/lib/xwan/state")),
+            checkpoint_s: 30,
             group: None,
         },
     };
@@ -325,6 +329,19 @@ fn defaults_fill_every_optional_key() {
     assert!(config.wans.iter().all(|w| w.mtu.is_none()));
     assert_eq!(config.nat.mss_clamp, MssClamp::Off);
     assert_eq!(config.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    assert_eq!(
+        config.limits.max_flows_per_forward,
+        DEFAULT_MAX_FLOWS_PER_FORWARD
+    );
+    assert_eq!(
+        config.limits.max_flows_per_source,
+        DEFAULT_MAX_FLOWS_PER_SOURCE
+    );
+    assert_eq!(
+        config.control.state,
+        Some(PathBuf::from(DEFAULT_STATE_FILE))
+    );
+    assert_eq!(config.control.checkpoint_s, DEFAULT_CHECKPOINT_S);
 }
 
 #[test]

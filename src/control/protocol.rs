@@ -176,6 +176,9 @@ pub struct FlowTableReport {
     pub inserts: u64,
     pub expiries: u64,
     pub refusals: u64,
+    /// Unanswered flows evicted when the table was full (early drop).
+    #[serde(default)]
+    pub evictions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +259,7 @@ impl StatusReport {
                 inserts: stats.table.inserts,
                 expiries: stats.table.expiries,
                 refusals: stats.table.refusals,
+                evictions: stats.table.evictions,
             },
             sticky_clients: stats.sticky_clients,
             forwarded: stats.totals.forwarded,

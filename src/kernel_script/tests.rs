@@ -88,10 +88,14 @@ fn example_config() -> Config {
         limits: Limits {
             max_flows: 65536,
             max_flows_per_host: 0,
+            max_flows_per_forward: 0,
+            max_flows_per_source: 0,
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            state: None,
+            checkpoint_s: 0,
             group: None,
         },
     }

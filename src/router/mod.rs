@@ -50,6 +50,7 @@ mod lan;
 mod neighbours;
 mod outbox;
 mod reconfigure;
+mod state;
 mod wan;
 
 use std::cell::RefCell;
@@ -69,6 +70,7 @@ pub use fragments::{
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
 pub use reconfigure::Reconfigured;
+pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
 use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
@@ -133,6 +135,8 @@ pub struct Lane {
 
 /// Per-uplink state besides the policy's.
 struct Uplink {
+    /// `[[wan]] name`: what a saved state knows the uplink by.
+    name: String,
     address: [u8; 4],
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
@@ -215,7 +219,9 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit,
+    hosts: HostLimit<[u8; 4]>,
+    forward_targets: HostLimit<Endpoint>,
+    forward_sources: HostLimit<[u8; 4]>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     unresolved: Mutex<HashSet<[u8; 4]>>,
@@ -292,6 +298,7 @@ impl Router {
                 .iter()
                 .zip(&macs.wans)
                 .map(|(wan, mac)| Uplink {
+                    name: wan.name.clone(),
                     address: wan.address.octets(),
                     mac: *mac,
                     mtu: Mtu::new(wan.mtu),
@@ -307,6 +314,8 @@ impl Router {
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
+            forward_targets: HostLimit::new(config.limits.max_flows_per_forward),
+            forward_sources: HostLimit::new(config.limits.max_flows_per_source),
             fragments: Fragments::default(),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),

@@ -58,6 +58,20 @@ pub const DEFAULT_HEALTH: Health = Health {
     initial_up: true,
 };
 
+/// Default `[limits] max_flows_per_forward`: flows from the Internet to one
+/// port forward's target.
+pub const DEFAULT_MAX_FLOWS_PER_FORWARD: u32 = 65536;
+
+/// Default `[limits] max_flows_per_source`: flows one Internet address opens
+/// through port forwards.
+pub const DEFAULT_MAX_FLOWS_PER_SOURCE: u32 = 4096;
+
+/// Default state file, `[control] state`.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/xwan/state";
+
+/// Default seconds between checkpoints, `[control] checkpoint_s`.
+pub const DEFAULT_CHECKPOINT_S: u32 = 30;
+
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
 

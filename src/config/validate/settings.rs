@@ -180,6 +180,20 @@ impl Validator<'_> {
                 0,
                 u32::MAX,
             )?,
+            max_flows_per_forward: self.int(
+                raw.and_then(|l| l.max_flows_per_forward.as_ref()),
+                "limits.max_flows_per_forward",
+                DEFAULT_MAX_FLOWS_PER_FORWARD,
+                0,
+                u32::MAX,
+            )?,
+            max_flows_per_source: self.int(
+                raw.and_then(|l| l.max_flows_per_source.as_ref()),
+                "limits.max_flows_per_source",
+                DEFAULT_MAX_FLOWS_PER_SOURCE,
+                0,
+                u32::MAX,
+            )?,
         })
     }
 
@@ -214,6 +228,25 @@ impl Validator<'_> {
                 }
             },
         };
+        let state = match raw.and_then(|c| c.state.as_ref()) {
+            None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+            Some(s) if s.get_ref() == "off" => None,
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(self.err(
+                    s.span(),
+                    "control.state",
+                    "empty path (\"off\" turns it off)",
+                ));
+            }
+            Some(s) => Some(PathBuf::from(s.get_ref())),
+        };
+        let checkpoint_s = self.int(
+            raw.and_then(|c| c.checkpoint_s.as_ref()),
+            "control.checkpoint_s",
+            DEFAULT_CHECKPOINT_S,
+            0,
+            86_400,
+        )?;
         let group = match raw.and_then(|c| c.group.as_ref()) {
             None => None,
             Some(g) => Some(
@@ -224,6 +257,8 @@ impl Validator<'_> {
         Ok(Control {
             socket,
             metrics,
+            state,
+            checkpoint_s,
             group,
         })
     }
