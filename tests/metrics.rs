@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use prometheus_parse::{Scrape, Value};
 use xwan::config::Config;
 use xwan::control::metrics::{self, MetricsServer, MetricsSource, Snapshot, Uplink};
-use xwan::control::protocol::{AdminState, UplinkControl, WorkerReport};
+use xwan::control::protocol::{AdminState, Cause, UplinkControl, WorkerReport};
 use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
 
@@ -83,12 +83,14 @@ fn render(router: &Router) -> String {
     let controls = [
         UplinkControl {
             admin: AdminState::Auto,
+            cause: None,
             since_s: 5,
             rtt_ms: Some(1.5),
             loss: 0.1,
         },
         UplinkControl {
             admin: AdminState::Down,
+            cause: Some(Cause::Admin),
             since_s: 5,
             rtt_ms: None,
             loss: 1.0,
@@ -111,6 +113,8 @@ fn render(router: &Router) -> String {
         tx_packets: 3,
         batches: 2,
         idle_ratio: 0.75,
+        punted: 1,
+        punt_failed: 0,
         gso_passthrough: 5,
         gso_passthrough_bytes: 320_000,
     }];
@@ -256,6 +260,10 @@ fn metrics_from_a_live_core_parse_with_the_real_parser() {
     assert_eq!(
         value(&scrape, "xwan_worker_idle_ratio", &[("queue", "0")]),
         0.75
+    );
+    assert_eq!(
+        value(&scrape, "xwan_worker_punted_total", &[("queue", "0")]),
+        1.0
     );
     assert_eq!(
         value(

@@ -302,6 +302,12 @@ pub fn render(s: &Snapshot) -> String {
         table.refusals as f64,
     );
     w.single(
+        "xwan_flow_evictions_total",
+        "counter",
+        "Unanswered flows (a lone SYN, UDP with no reply) evicted to make room when the table was full.",
+        table.evictions as f64,
+    );
+    w.single(
         "xwan_sticky_clients",
         "gauge",
         "Clients whose new connections stick to one uplink.",
@@ -324,6 +330,16 @@ pub fn render(s: &Snapshot) -> String {
                 "xwan_worker_batches_total",
                 "Non-empty receive batches a worker handled.",
                 |r| r.batches as f64,
+            ),
+            (
+                "xwan_worker_punted_total",
+                "Frames the core left to the kernel that a worker handed to it through the punt device.",
+                |r| r.punted as f64,
+            ),
+            (
+                "xwan_worker_punt_failed_total",
+                "Frames the core left to the kernel that the punt device refused (lost).",
+                |r| r.punt_failed as f64,
             ),
             (
                 "xwan_worker_gso_passthrough_total",

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
-    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, Timeouts,
+    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, ProbeTarget,
+    Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -19,8 +20,9 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         gateway: Ipv4Addr::new(198, 18, n, 1),
         weight,
         priority,
-        probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
-        mtu: 1500,
+        probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
+        mtu: None,
+        health: DEFAULT_HEALTH,
     }
 }
 
@@ -51,7 +53,7 @@ fn example_config() -> Config {
             interface: "lan0".to_string(),
             networks: vec!["192.168.50.0/24".parse().unwrap()],
             address: None,
-            mtu: 1500,
+            mtu: None,
         },
         wans: vec![wan(1, 1, 1), wan(2, 1, 1)],
         balance: Balance {
@@ -75,10 +77,7 @@ fn example_config() -> Config {
         health: Health {
             interval_ms: 1000,
             timeout_ms: 500,
-            down_after: 3,
-            up_after: 3,
-            reliability: 1,
-            hook: None,
+            ..DEFAULT_HEALTH
         },
         timeouts: Timeouts {
             tcp_established_s: 7440,
@@ -89,10 +88,14 @@ fn example_config() -> Config {
         limits: Limits {
             max_flows: 65536,
             max_flows_per_host: 0,
+            max_flows_per_forward: 0,
+            max_flows_per_source: 0,
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            state: None,
+            checkpoint_s: 0,
             group: None,
         },
     }
@@ -242,7 +245,8 @@ fn testbed_example_file_renders_its_uplinks_and_forwards() {
     }
     assert_eq!(
         s.matches("-j DNAT").count(),
-        config.forwards.iter().map(|f| f.wans.len()).sum::<usize>()
+        2 * config.forwards.iter().map(|f| f.wans.len()).sum::<usize>(),
+        "from the WAN and, hairpinned, from the LAN"
     );
 }
 
@@ -293,8 +297,14 @@ fn example_forwards_on_each_listed_wan_and_marks_by_ingress() {
     let mut only_isp2 = example_config();
     only_isp2.forwards[0].wans = vec![1];
     let s = render(&only_isp2);
-    assert_eq!(s.matches("-j DNAT").count(), 1);
+    assert_eq!(s.matches("-j DNAT").count(), 2);
     assert!(s.contains("-i wan2 -d 198.18.2.2 -p tcp --dport 8080 -j DNAT"));
+    assert!(s.contains("-i lan0 -d 198.18.2.2 -p tcp --dport 8080 -j DNAT"));
+    assert!(has_line(
+        &s,
+        "iptables -t nat -A POSTROUTING -o lan0 -s 192.168.50.0/24 -d 192.168.50.10 -p tcp --dport 80 \
+         -m conntrack --ctstate DNAT --ctorigdst 198.18.2.2 -j SNAT --to-source 198.18.2.2"
+    ));
 }
 
 #[test]

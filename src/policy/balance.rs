@@ -217,7 +217,8 @@ mod tests {
                 weight: *weight,
                 priority: *priority,
                 probe: vec![],
-                mtu: 1500,
+                mtu: None,
+                health: crate::config::DEFAULT_HEALTH,
             })
             .collect()
     }

@@ -18,9 +18,11 @@
 //!   follow it through a small table (`fragments.rs`); a later one that comes
 //!   first is held (bounded) and sent after its first.
 //! - TTL of 1 or less: answered with time-exceeded from the router's address
-//!   on the side the frame came in by (on the LAN that needs `[lan] address`;
-//!   without it the frame goes to the kernel, `ttl_expired`).
-//! - Bigger than the egress MTU: with DF, answered with fragmentation-needed
+//!   on the side the frame came in by (on the LAN, `[lan] address` or else the
+//!   LAN interface's, which the I/O layer reports: `interfaces.rs`; without
+//!   either the frame goes to the kernel, `ttl_expired`).
+//! - Bigger than the egress MTU (the `mtu` key, else the interface's, which
+//!   the I/O layer reports): with DF, answered with fragmentation-needed
 //!   and the egress MTU, the same way (`frag_needed` to the kernel without a
 //!   LAN address). Without DF: fragmented (RFC 791), the later fragments
 //!   handed to the I/O layer after the first ([`Lane::drain`]).
@@ -43,15 +45,17 @@ mod fragments;
 mod hairpin;
 mod hosts;
 mod icmp;
+mod interfaces;
 mod lan;
 mod neighbours;
 mod outbox;
 mod reconfigure;
+mod state;
 mod wan;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,13 +63,14 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
-pub use counters::{LaneCounters, Totals, Traffic};
+pub use counters::{LaneCounters, SynCounts, Totals, Traffic, RECENT_SYNS};
 pub use failover::Failover;
 pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
 pub use reconfigure::Reconfigured;
+pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
 use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
@@ -75,6 +80,7 @@ use crate::policy::{Policy, Rules};
 use flows::opens_connection;
 use fragments::Fragments;
 use hosts::HostLimit;
+use interfaces::{LanAddress, Mtu};
 use neighbours::unpack_mac;
 use outbox::Outbox;
 use reconfigure::{Live, MssCell, TimeoutCell};
@@ -129,10 +135,12 @@ pub struct Lane {
 
 /// Per-uplink state besides the policy's.
 struct Uplink {
+    /// `[[wan]] name`: what a saved state knows the uplink by.
+    name: String,
     address: [u8; 4],
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
-    mtu: AtomicU16,
+    mtu: Mtu,
     /// The gateway's MAC with bit 48 set, or 0 while unknown.
     gateway_mac: AtomicU64,
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
@@ -201,7 +209,8 @@ impl FrameContext<'_> {
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
-    lan_mtu: AtomicU16,
+    lan_mtu: Mtu,
+    lan_interface_address: LanAddress,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
     mss_clamp: MssCell,
@@ -210,7 +219,9 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit,
+    hosts: HostLimit<[u8; 4]>,
+    forward_targets: HostLimit<Endpoint>,
+    forward_sources: HostLimit<[u8; 4]>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     unresolved: Mutex<HashSet<[u8; 4]>>,
@@ -280,15 +291,17 @@ impl Router {
                 .map(|n| (u32::from(n.network()), u32::from(n.netmask())))
                 .collect(),
             lan_mac: macs.lan,
-            lan_mtu: AtomicU16::new(config.lan.mtu),
+            lan_mtu: Mtu::new(config.lan.mtu),
+            lan_interface_address: LanAddress::default(),
             uplinks: config
                 .wans
                 .iter()
                 .zip(&macs.wans)
                 .map(|(wan, mac)| Uplink {
+                    name: wan.name.clone(),
                     address: wan.address.octets(),
                     mac: *mac,
-                    mtu: AtomicU16::new(wan.mtu),
+                    mtu: Mtu::new(wan.mtu),
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),
@@ -301,6 +314,8 @@ impl Router {
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
+            forward_targets: HostLimit::new(config.limits.max_flows_per_forward),
+            forward_sources: HostLimit::new(config.limits.max_flows_per_source),
             fragments: Fragments::default(),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
@@ -330,10 +345,14 @@ impl Router {
             outbox: &lane.outbox,
         };
         let verdict = match packet::parse(frame) {
-            Ok(parsed) => match meta.port {
-                Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
-                Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
-            },
+            Ok(parsed) => {
+                let verdict = match meta.port {
+                    Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
+                    Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
+                };
+                lane.counters.tcp_evidence(meta.port, &parsed, &verdict);
+                verdict
+            }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
         };
@@ -381,6 +400,12 @@ impl Router {
         keep: impl Fn(&FlowSpec) -> bool,
     ) -> Vec<FlowInfo> {
         self.table.snapshot(seconds(now), limit, keep)
+    }
+
+    /// Every worker's TCP evidence, per worker then per uplink (read by the
+    /// health checks).
+    pub fn syn_counts(&self) -> Vec<Vec<SynCounts>> {
+        lock(&self.workers).iter().map(|w| w.syn_counts()).collect()
     }
 
     pub fn stats(&self) -> Stats {

@@ -198,18 +198,20 @@ fn full_table_refuses_new_flows_and_keeps_established_ones() {
         50
     );
     assert_eq!(b.router.stats().table.refusals, 50);
-    // Unanswered SYNs expire on the transitory timer and the table recovers.
+    // A table full of unanswered SYNs makes room at once: the oldest one
+    // is evicted (early drop), the rest expire on the transitory timer.
     let mut b = Bench::new("[limits]\nmax_flows = 4\n");
     for port in 0..4u16 {
         b.forward_any_wan(testing::tcp(&lan, 3000 + port, 80, SYN, b""));
     }
-    assert_eq!(
-        b.send(Port::Lan, testing::tcp(&lan, 9000, 80, SYN, b"")).0,
-        Verdict::Drop(DropReason::TableFull)
-    );
+    b.forward_any_wan(testing::tcp(&lan, 9000, 80, SYN, b""));
+    assert_eq!(b.router.stats().table.evictions, 1);
+    assert!(b
+        .router
+        .flows(b.now, 10, |s| s.inside.port == 3000)
+        .is_empty());
     b.advance(241);
     assert_eq!(b.router.expire(b.now), 4);
-    b.forward_any_wan(testing::tcp(&lan, 9000, 80, SYN, b""));
 }
 
 #[test]
@@ -257,22 +259,7 @@ fn partial_checksums_come_out_complete() {
         testing::tcp(&lan, 1000, 80, SYN, b"hello"),
         testing::udp(&lan, 1000, 53, b"hello"),
     ] {
-        let mut frame = frame;
-        let (protocol, at) = if frame[14 + 9] == 6 {
-            (6, 14 + 20 + 16)
-        } else {
-            (17, 14 + 20 + 6)
-        };
-        // What a local sender with checksum offload hands over: the folded
-        // pseudo-header sum, not complemented.
-        let l4_len = (frame.len() - 34) as u16;
-        let pseudo = checksum::fold(checksum::pseudo_header_sum(
-            HOST.octets(),
-            SERVER.octets(),
-            protocol,
-            l4_len,
-        ));
-        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        let mut frame = with_partial_checksum(frame);
         assert!(
             testing::check(&frame).is_err(),
             "the partial checksum is not a valid one"
@@ -298,24 +285,11 @@ fn partial_checksums_come_out_complete() {
 fn partial_checksums_are_recognised_without_a_flag() {
     let mut b = Bench::new("");
     let lan = from_host(HOST, SERVER);
-    for mut frame in [
+    for frame in [
         testing::tcp(&lan, 1000, 80, SYN, b"hello"),
         testing::udp(&lan, 1000, 53, b"hello"),
     ] {
-        let (protocol, at) = if frame[14 + 9] == 6 {
-            (6, 14 + 20 + 16)
-        } else {
-            (17, 14 + 20 + 6)
-        };
-        let l4_len = (frame.len() - 34) as u16;
-        let pseudo = checksum::fold(checksum::pseudo_header_sum(
-            HOST.octets(),
-            SERVER.octets(),
-            protocol,
-            l4_len,
-        ));
-        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-        let (verdict, out) = b.send(Port::Lan, frame);
+        let (verdict, out) = b.send(Port::Lan, with_partial_checksum(frame));
         assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
         testing::check(&out).unwrap();
     }

@@ -48,16 +48,22 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<u16> {
-        self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1)
+    pub(super) fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<Option<u16>> {
+        raw.map(|_| self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1))
+            .transpose()
     }
 
-    pub(super) fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {
+    pub(super) fn wans(
+        &self,
+        raw: &[Spanned<RawWan>],
+        lan: &Lan,
+        health: &Health,
+    ) -> Result<Vec<Wan>> {
         self.wan_count(raw)?;
         let mut wans: Vec<Wan> = Vec::with_capacity(raw.len());
         for (i, table) in raw.iter().enumerate() {
             let key = |k: &str| format!("wan[{}].{k}", i + 1);
-            let wan = self.wan(table.get_ref(), &key)?;
+            let wan = self.wan(table.get_ref(), &key, health)?;
             self.wan_clashes(table.get_ref(), &wan, &wans, lan, &key)?;
             wans.push(wan);
         }
@@ -92,7 +98,7 @@ impl Validator<'_> {
 
     /// One `[[wan]]` section's values, each checked on its own (in this order:
     /// the first problem is the one reported).
-    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String) -> Result<Wan> {
+    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String, health: &Health) -> Result<Wan> {
         Ok(Wan {
             name: self.uplink_name(&w.name, &key("name"))?,
             interface: self.interface_name(&w.interface, &key("interface"))?,
@@ -105,9 +111,10 @@ impl Validator<'_> {
                 None => Vec::new(),
                 Some(p) => OneOrList::items(p, &key("probe"))
                     .into_iter()
-                    .map(|item| self.addr_item(&item))
+                    .map(|item| self.probe_target(&item))
                     .collect::<Result<_>>()?,
             },
+            health: self.health(w.health.as_ref(), &key("health"), health)?,
         })
     }
 

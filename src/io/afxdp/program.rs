@@ -124,8 +124,8 @@ impl Program {
         for key in bypass_keys(owned) {
             self.update("bypass_nets", &key, &[1])?;
         }
-        for addr in &owned.local_addresses {
-            self.update("local_addrs", &addr.octets(), &[1])?;
+        for key in local_keys(owned) {
+            self.update("local_addrs", &key, &[1])?;
         }
         for key in forward_keys(owned) {
             self.update("forwards", &key, &[1])?;
@@ -151,12 +151,13 @@ impl Program {
         MapHandle::try_from(&map).map_err(|err| map_error(map_name, err))
     }
 
-    /// The maps a reload rewrites, holding what [`Program::load`] put in them
-    /// from `owned`.
+    /// The maps a reload or an address change rewrites, holding what
+    /// [`Program::load`] put in them from `owned`.
     pub fn owned_maps(&self, owned: &OwnedTraffic) -> Result<OwnedMaps, XdpError> {
         Ok(OwnedMaps {
             forwards: self.map_handle("forwards")?,
             bypass: self.map_handle("bypass_nets")?,
+            local: self.map_handle("local_addrs")?,
             current: Mutex::new(Keys::of(owned)),
         })
     }
@@ -303,8 +304,11 @@ fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {
     }
 }
 
+/// A map key, as the C side lays it out.
+type Key = Vec<u8>;
+
 /// The `forwards` keys of the TCP and UDP forwards.
-fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
+fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
     let forwards = owned
         .tcp_forwards
         .iter()
@@ -312,7 +316,7 @@ fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
         .chain(owned.udp_forwards.iter().map(|fwd| (PROTO_UDP, fwd)));
     forwards
         .map(|(proto, (addr, port))| {
-            let mut key = [0u8; 8];
+            let mut key = vec![0u8; 8];
             key[0..4].copy_from_slice(&addr.octets());
             key[4..6].copy_from_slice(&port.to_be_bytes());
             key[6] = proto;
@@ -321,15 +325,28 @@ fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
         .collect()
 }
 
-fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
-    owned.bypass.iter().map(prefix_key).collect()
+fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+    owned
+        .bypass
+        .iter()
+        .map(|net| prefix_key(net).to_vec())
+        .collect()
 }
 
-/// What the reloadable maps hold.
+fn local_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+    owned
+        .local_addresses
+        .iter()
+        .map(|addr| addr.octets().to_vec())
+        .collect()
+}
+
+/// What the updatable maps hold.
 #[derive(Debug, Default)]
 struct Keys {
-    forwards: BTreeSet<[u8; 8]>,
-    bypass: BTreeSet<[u8; 8]>,
+    forwards: BTreeSet<Key>,
+    bypass: BTreeSet<Key>,
+    local: BTreeSet<Key>,
 }
 
 impl Keys {
@@ -337,15 +354,18 @@ impl Keys {
         Keys {
             forwards: forward_keys(owned),
             bypass: bypass_keys(owned),
+            local: local_keys(owned),
         }
     }
 }
 
-/// The maps of the owned traffic a reload may change, the port forwards and
-/// the bypass prefixes, usable from any thread while the program runs.
+/// The maps of the owned traffic a reload or an address change may change
+/// (the port forwards, the bypass prefixes, the router's own addresses),
+/// usable from any thread while the program runs.
 pub struct OwnedMaps {
     forwards: MapHandle,
     bypass: MapHandle,
+    local: MapHandle,
     current: Mutex<Keys>,
 }
 
@@ -370,14 +390,20 @@ impl OwnedMaps {
                 &mut current.bypass,
                 &wanted.bypass,
             ),
+            (
+                &self.local,
+                "local_addrs",
+                &mut current.local,
+                &wanted.local,
+            ),
         ] {
-            let missing: Vec<[u8; 8]> = want.difference(have).copied().collect();
-            for key in &missing {
-                map.update(key, &[1], MapFlags::ANY)
+            let missing: Vec<Key> = want.difference(have).cloned().collect();
+            for key in missing {
+                map.update(&key, &[1], MapFlags::ANY)
                     .map_err(|err| map_error(name, err))?;
-                have.insert(*key);
+                have.insert(key);
             }
-            let stale: Vec<[u8; 8]> = have.difference(want).copied().collect();
+            let stale: Vec<Key> = have.difference(want).cloned().collect();
             for key in stale {
                 map.delete(&key).map_err(|err| map_error(name, err))?;
                 have.remove(&key);

@@ -4,7 +4,8 @@
 //!
 //! Kernel changes: in packet mode, the nftables table `ip xwan` described in
 //! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
-//! XDP backend attaches (it detaches it when stopped). No sysctl is written: if
+//! XDP backend attaches (it detaches it when stopped); with `[control] state`,
+//! the hold table of `hold.rs`, left in place on purpose. No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
@@ -12,6 +13,7 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second;
+//! - the checkpoint thread saves the state every `[control] checkpoint_s`;
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
@@ -31,22 +33,25 @@
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
 //! and its kernel change, undone on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics), and `panic` (the hook that turns a panic in any thread into the
-//! orderly stop and an error exit). [`Running`] holds them in the order they stop.
+//! metrics), `panic` (the hook that turns a panic in any thread into the
+//! orderly stop and an error exit), `state_file` (the state saved for the next
+//! start, restored before forwarding) and `hold` (the table that keeps the
+//! kernel off the saved flows while xwan is not running). [`Running`] holds
+//! them in the order they stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
 use super::systemd::{self, Watchdog};
-use super::DataPathSetup;
+use super::{sync, DataPathSetup};
 use crate::control::{ControlServer, MetricsServer};
 use control_glue::{ControlParts, RuntimeControl};
 use health_thread::{HealthThread, StateChanges};
@@ -56,11 +61,14 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod hold;
+mod interfaces;
 mod loaded_config;
 mod neighbours;
 mod options;
 mod panic;
 mod signals;
+mod state_file;
 mod threads;
 
 pub use data_path::DataPathReport;
@@ -70,6 +78,7 @@ use data_path::{
 use discovery::{
     check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
 };
+use interfaces::InterfaceWatch;
 use neighbours::NeighbourThread;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
@@ -114,6 +123,8 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     runtime: Arc<RuntimeControl>,
+    /// `[control] state`: saved on the orderly stop.
+    state: Option<PathBuf>,
 }
 
 impl Running {
@@ -140,17 +151,6 @@ impl Running {
                     .unwrap_or(1)
             })
             .max(1);
-        let epoch = Instant::now();
-        let setup = DataPathSetup {
-            interfaces: interfaces(&found),
-            queues,
-            zero_copy: options.zero_copy,
-            cpus: options.cpus.clone(),
-            owned: owned_traffic(config, &found.local_addresses),
-            stop: Arc::clone(&stop),
-            epoch,
-        };
-
         let router = Arc::new(Router::new(
             config,
             InterfaceMacs {
@@ -158,10 +158,29 @@ impl Running {
                 wans: found.wans.iter().map(|l| l.mac).collect(),
             },
         ));
-        for id in 0..config.wans.len() {
-            router.set_uplink_up(id as UplinkId, true);
+        for (id, wan) in config.wans.iter().enumerate() {
+            // An uplink that starts down waits for its probes (health_thread).
+            let up = wan.health.initial_up || wan.probe.is_empty();
+            router.set_uplink_up(id as UplinkId, up);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
+        let local = Arc::new(RwLock::new(found.local_addresses.clone()));
+        let watch = Arc::new(InterfaceWatch::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            Arc::clone(&local),
+        ));
+        watch.refresh().map_err(RunError::Interfaces)?;
+        let epoch = Instant::now();
+        let setup = DataPathSetup {
+            interfaces: interfaces(&found),
+            queues,
+            zero_copy: options.zero_copy,
+            cpus: options.cpus.clone(),
+            owned: owned_traffic(config, &sync::read(&local)),
+            stop: Arc::clone(&stop),
+            epoch,
+        };
         let mut neighbours =
             NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
         neighbours.refresh();
@@ -174,14 +193,34 @@ impl Running {
             options,
             &neighbours.gateway_macs,
         );
+        // The saved flows go back before the first frame is forwarded, and
+        // the kernel never answers their packets while xwan is not running.
+        if config.control.state.is_some() {
+            hold::hold(config);
+        } else {
+            hold::release();
+        }
+        let restored = config
+            .control
+            .state
+            .as_deref()
+            .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
+        let kernel = kernel_update(&data_path, &setup, local)?;
+        watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
             Arc::clone(&loaded),
             &found.lan,
         ));
+        if let Some(restored) = restored.filter(|r| !r.resets.is_empty()) {
+            let sent = changes.send_resets(&restored.resets);
+            info!(
+                rst_sent = sent,
+                "reset the TCP connections of the saved flows dropped"
+            );
+        }
         let health = HealthThread::new(
             Arc::clone(&router),
             Arc::clone(&loaded),
@@ -210,8 +249,10 @@ impl Running {
             stop,
             epoch,
             runtime,
+            state: config.control.state.clone(),
         };
-        running.start_housekeeping(neighbours, health, reload)?;
+        running.start_housekeeping(neighbours, watch, health, reload)?;
+        running.start_checkpoints(config.control.checkpoint_s)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
             config.control.group.clone(),
@@ -229,6 +270,7 @@ impl Running {
     fn start_housekeeping(
         &mut self,
         mut neighbours: NeighbourThread,
+        watch: Arc<InterfaceWatch>,
         health: HealthThread,
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
@@ -239,6 +281,7 @@ impl Running {
                 if removed > 0 {
                     debug!(removed, "expired idle flows");
                 }
+                watch.tick();
             })
         })?;
         let stop = Arc::clone(&self.stop);
@@ -263,6 +306,23 @@ impl Running {
                     info!("SIGHUP: reloading the configuration");
                     // The outcome is logged either way.
                     let _ = runtime.reload();
+                }
+            })
+        })
+    }
+
+    /// Saves the state every `checkpoint_s` seconds (0: only at the stop),
+    /// so a crash loses only the newest flows.
+    fn start_checkpoints(&mut self, checkpoint_s: u32) -> Result<(), RunError> {
+        let Some(path) = self.state.as_ref().filter(|_| checkpoint_s > 0) else {
+            return Ok(());
+        };
+        let path = path.clone();
+        let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
+        self.threads.spawn("checkpoint", move || {
+            every(Duration::from_secs(u64::from(checkpoint_s)), &stop, || {
+                if let Err(e) = state_file::save(&path, &router, epoch.elapsed()) {
+                    warn!(path = %path.display(), error = %e, "checkpoint of the state failed");
                 }
             })
         })
@@ -343,6 +403,19 @@ impl Running {
                 .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
+        // Workers stopped: the table is final.
+        if let Some(path) = &self.state {
+            let started = Instant::now();
+            match state_file::save(path, &self.router, self.epoch.elapsed()) {
+                Ok(flows) => info!(
+                    path = %path.display(),
+                    flows,
+                    ms = started.elapsed().as_millis() as u64,
+                    "saved the state for the next start"
+                ),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot save the state"),
+            }
+        }
         drop(self.signals);
         result
     }

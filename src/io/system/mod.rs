@@ -10,8 +10,8 @@
 //!   `ip neigh replace ADDR dev DEV use`: the kernel creates the entry if needed and runs
 //!   its normal ARP state machine (an ARP request when unknown, a unicast probe when stale).
 //!   No datagram is sent to the neighbour.
-//! - [`read_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`, which answer for
-//!   the calling thread's network namespace.
+//! - [`read_sysctl`] / [`write_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`,
+//!   which answer for the calling thread's network namespace.
 
 mod addr;
 mod link;
@@ -23,7 +23,7 @@ mod sysctl;
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
 pub use link::{index_and_mtu, link, link_is_up, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
-pub use sysctl::{local_port_range, read_sysctl};
+pub use sysctl::{local_port_range, read_sysctl, write_sysctl};
 
 use std::io;
 use std::net::Ipv4Addr;
