@@ -25,6 +25,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub control: Control,
+    pub local: Local,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,10 +45,18 @@ pub struct Lan {
 pub struct Wan {
     pub name: String,
     pub interface: String,
-    /// SNAT address of this uplink.
+    /// SNAT address of this uplink: written in the file, or (with
+    /// `address_auto`) the interface's address as the kernel has it now,
+    /// [`Ipv4Addr::UNSPECIFIED`] while it has none.
     pub address: Ipv4Addr,
-    /// Next hop.
+    /// Next hop: written in the file, or (with `gateway_auto`) the gateway of
+    /// the kernel's default route through the interface now, unspecified while
+    /// there is none.
     pub gateway: Ipv4Addr,
+    /// `address = "auto"`: followed from the kernel (see [`Wan::resolved`]).
+    pub address_auto: bool,
+    /// `gateway = "auto"`: followed from the kernel.
+    pub gateway_auto: bool,
     /// 1..=1000.
     pub weight: u32,
     /// Lower is preferred.
@@ -56,6 +65,33 @@ pub struct Wan {
     pub probe: Vec<Ipv4Addr>,
     /// MTU of this uplink's link, 576..=9216.
     pub mtu: u16,
+}
+
+impl Wan {
+    /// Whether both the address and the gateway are known (always, unless
+    /// one of them is "auto" and the kernel has none yet).
+    pub fn resolved(&self) -> bool {
+        !self.address.is_unspecified() && !self.gateway.is_unspecified()
+    }
+
+    /// How the address reads in `xwan check` and `xwan status`:
+    /// `198.18.1.2`, `auto (now 198.18.1.2 on wan1)` or `auto (unresolved)`.
+    pub fn address_text(&self) -> String {
+        auto_text(self.address, self.address_auto, &self.interface)
+    }
+
+    /// How the gateway reads, as [`Wan::address_text`].
+    pub fn gateway_text(&self) -> String {
+        auto_text(self.gateway, self.gateway_auto, &self.interface)
+    }
+}
+
+fn auto_text(value: Ipv4Addr, auto: bool, interface: &str) -> String {
+    match (auto, value.is_unspecified()) {
+        (false, _) => value.to_string(),
+        (true, true) => "auto (unresolved)".to_string(),
+        (true, false) => format!("auto (now {value} on {interface})"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,4 +240,23 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
+}
+
+/// `[local]`: the router's own traffic (see `io/runtime/local_routes.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    /// false: xwan leaves the kernel's routing alone.
+    pub routes: bool,
+    /// Where the router's own new connections go: an uplink (another one
+    /// while it is down) or balanced over the best tier that is up.
+    pub uplink: LocalUplink,
+    /// The first of xwan's routing tables: `table + id` per uplink, and
+    /// `table + MAX_UPLINKS` for the router's own connections.
+    pub table: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalUplink {
+    Uplink(UplinkId),
+    Balance,
 }

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub limits: Option<RawLimits>,
     pub control: Option<RawControl>,
+    pub local: Option<RawLocal>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +122,14 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLocal {
+    pub routes: Option<Spanned<bool>>,
+    pub uplink: Option<Spanned<String>>,
+    pub table: Option<Spanned<i64>>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

@@ -22,7 +22,13 @@ impl Display for Config {
             write!(
                 f,
                 "  {:width$}  {}  {} via {}  weight {}  priority {}  mtu {}",
-                w.name, w.interface, w.address, w.gateway, w.weight, w.priority, w.mtu
+                w.name,
+                w.interface,
+                w.address_text(),
+                w.gateway_text(),
+                w.weight,
+                w.priority,
+                w.mtu
             )?;
             if w.probe.is_empty() {
                 writeln!(f, "  no probes")?;

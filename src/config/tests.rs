@@ -181,6 +181,8 @@ fn example_parses_to_the_expected_model() {
                 interface: "wan1".into(),
                 address: ip("198.18.1.2"),
                 gateway: ip("198.18.1.1"),
+                address_auto: false,
+                gateway_auto: false,
                 weight: 1,
                 priority: 1,
                 probe: vec![ip("198.18.11.2")],
@@ -191,6 +193,8 @@ fn example_parses_to_the_expected_model() {
                 interface: "wan2".into(),
                 address: ip("198.18.2.2"),
                 gateway: ip("198.18.2.1"),
+                address_auto: false,
+                gateway_auto: false,
                 weight: 3,
                 priority: 2,
                 probe: vec![ip("198.18.12.2"), ip("203.0.113.10")],
@@ -276,6 +280,11 @@ fn example_parses_to_the_expected_model() {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+        },
+        local: Local {
+            routes: true,
+            uplink: LocalUplink::Uplink(0),
+            table: 7800,
         },
     };
     assert_eq!(config, expected);

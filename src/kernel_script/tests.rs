@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
-    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, Timeouts,
+    Balance, Control, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat, PortRange,
+    Timeouts,
 };
 use crate::policy::smooth_round_robin;
 
@@ -17,6 +18,8 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         interface: format!("wan{n}"),
         address: Ipv4Addr::new(198, 18, n, 2),
         gateway: Ipv4Addr::new(198, 18, n, 1),
+        address_auto: false,
+        gateway_auto: false,
         weight,
         priority,
         probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
@@ -92,6 +95,11 @@ fn example_config() -> Config {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+        },
+        local: Local {
+            routes: true,
+            uplink: LocalUplink::Uplink(0),
+            table: 7800,
         },
     }
 }

@@ -18,6 +18,9 @@ mod interfaces;
 mod rules;
 mod settings;
 
+/// The first of xwan's routing tables, `[local] table`.
+const DEFAULT_LOCAL_TABLE: u32 = 7800;
+
 /// Default control socket path, `[control] socket`.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan.sock";
 
@@ -75,6 +78,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     let timeouts = v.timeouts(raw.timeouts.as_ref())?;
     let limits = v.limits(raw.limits.as_ref())?;
     let control = v.control(raw.control.as_ref())?;
+    let local = v.local(raw.local.as_ref(), &names)?;
     Ok(Config {
         lan,
         wans,
@@ -86,6 +90,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
         timeouts,
         limits,
         control,
+        local,
     })
 }
 

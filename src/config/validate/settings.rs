@@ -93,6 +93,45 @@ impl Validator<'_> {
         })
     }
 
+    /// `[local]`: on by default, the router's own connections by the first uplink.
+    pub(super) fn local(&self, raw: Option<&RawLocal>, uplinks: &[&str]) -> Result<Local> {
+        let routes = raw
+            .and_then(|l| l.routes.as_ref())
+            .is_none_or(|r| *r.get_ref());
+        let uplink = match raw.and_then(|l| l.uplink.as_ref()) {
+            None => LocalUplink::Uplink(0),
+            Some(u) if u.get_ref() == "balance" => LocalUplink::Balance,
+            Some(u) => match uplinks.iter().position(|name| name == u.get_ref()) {
+                Some(id) => LocalUplink::Uplink(uplink_id(id)),
+                None => {
+                    return Err(self.err(
+                        u.span(),
+                        "local.uplink",
+                        format!(
+                            "{:?} names no uplink (uplinks: {}; or balance)",
+                            u.get_ref(),
+                            uplinks.join(", ")
+                        ),
+                    ))
+                }
+            },
+        };
+        // Clear of the kernel's reserved tables (253-255) and of 0.
+        let top = u32::MAX - MAX_UPLINKS as u32;
+        let table = self.int(
+            raw.and_then(|l| l.table.as_ref()),
+            "local.table",
+            DEFAULT_LOCAL_TABLE,
+            256,
+            top,
+        )?;
+        Ok(Local {
+            routes,
+            uplink,
+            table,
+        })
+    }
+
     pub(super) fn control(&self, raw: Option<&RawControl>) -> Result<Control> {
         let socket = match raw.and_then(|c| c.socket.as_ref()) {
             None => PathBuf::from(DEFAULT_CONTROL_SOCKET),

@@ -112,10 +112,7 @@ impl Program {
                     (ROLE_WAN, *addr)
                 }
             };
-            let mut value = [0u8; 12];
-            value[0..4].copy_from_slice(&(slot as u32).to_ne_bytes());
-            value[4..8].copy_from_slice(&role.to_ne_bytes());
-            value[8..12].copy_from_slice(&wan_addr.octets());
+            let value = iface_value(slot, role, wan_addr);
             self.update("ifaces", &interface.ifindex.to_ne_bytes(), &value)?;
         }
         for net in &owned.lan_networks {
@@ -152,11 +149,25 @@ impl Program {
     }
 
     /// The maps a reload rewrites, holding what [`Program::load`] put in them
-    /// from `owned`.
-    pub fn owned_maps(&self, owned: &OwnedTraffic) -> Result<OwnedMaps, XdpError> {
+    /// from `owned` for `interfaces`.
+    pub fn owned_maps(
+        &self,
+        interfaces: &[Interface],
+        owned: &OwnedTraffic,
+    ) -> Result<OwnedMaps, XdpError> {
         Ok(OwnedMaps {
             forwards: self.map_handle("forwards")?,
             bypass: self.map_handle("bypass_nets")?,
+            local: self.map_handle("local_addrs")?,
+            ifaces: self.map_handle("ifaces")?,
+            wans: interfaces
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, i)| match i.port {
+                    Port::Wan(uplink) => Some((i.ifindex, slot, usize::from(uplink))),
+                    Port::Lan => None,
+                })
+                .collect(),
             current: Mutex::new(Keys::of(owned)),
         })
     }
@@ -330,6 +341,9 @@ fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
 struct Keys {
     forwards: BTreeSet<[u8; 8]>,
     bypass: BTreeSet<[u8; 8]>,
+    local: BTreeSet<[u8; 4]>,
+    /// By uplink id.
+    wan: Vec<Ipv4Addr>,
 }
 
 impl Keys {
@@ -337,15 +351,22 @@ impl Keys {
         Keys {
             forwards: forward_keys(owned),
             bypass: bypass_keys(owned),
+            local: owned.local_addresses.iter().map(|a| a.octets()).collect(),
+            wan: owned.wan_addresses.clone(),
         }
     }
 }
 
-/// The maps of the owned traffic a reload may change, the port forwards and
-/// the bypass prefixes, usable from any thread while the program runs.
+/// The maps of the owned traffic a reload or a new address may change: the
+/// port forwards, the bypass prefixes, the router's addresses and each WAN
+/// interface's address, usable from any thread while the program runs.
 pub struct OwnedMaps {
     forwards: MapHandle,
     bypass: MapHandle,
+    local: MapHandle,
+    ifaces: MapHandle,
+    /// (ifindex, slot, uplink id) of each WAN interface.
+    wans: Vec<(u32, usize, usize)>,
     current: Mutex<Keys>,
 }
 
@@ -383,8 +404,40 @@ impl OwnedMaps {
                 have.remove(&key);
             }
         }
+        for key in wanted.local.difference(&current.local) {
+            self.local
+                .update(key, &[1], MapFlags::ANY)
+                .map_err(|err| map_error("local_addrs", err))?;
+        }
+        for key in current.local.difference(&wanted.local) {
+            self.local
+                .delete(key)
+                .map_err(|err| map_error("local_addrs", err))?;
+        }
+        current.local = wanted.local;
+        for &(ifindex, slot, uplink) in &self.wans {
+            let (Some(now), Some(was)) = (wanted.wan.get(uplink), current.wan.get(uplink)) else {
+                continue;
+            };
+            if now != was {
+                let value = iface_value(slot, ROLE_WAN, *now);
+                self.ifaces
+                    .update(&ifindex.to_ne_bytes(), &value, MapFlags::ANY)
+                    .map_err(|err| map_error("ifaces", err))?;
+            }
+        }
+        current.wan = wanted.wan;
         Ok(())
     }
+}
+
+/// An `ifaces` map value: the interface's slot, role and (on a WAN) address.
+fn iface_value(slot: usize, role: u32, wan_addr: Ipv4Addr) -> [u8; 12] {
+    let mut value = [0u8; 12];
+    value[0..4].copy_from_slice(&(slot as u32).to_ne_bytes());
+    value[4..8].copy_from_slice(&role.to_ne_bytes());
+    value[8..12].copy_from_slice(&wan_addr.octets());
+    value
 }
 
 fn prefix_key(net: &Ipv4Net) -> [u8; 8] {

@@ -1,7 +1,7 @@
 //! The backend `xwan run` drives, and the kernel changes that come with it.
 
 use super::control_glue::{KernelUpdate, WorkerStatsSource};
-use super::discovery::owned_traffic;
+use super::discovery::{local_addresses, owned_traffic};
 use super::options::{IoMode, RunError};
 use crate::config::Config;
 use crate::control::protocol::WorkerReport;
@@ -9,7 +9,6 @@ use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
 use crate::io::afxdp::{XdpDataPath, XdpReport};
 use crate::io::DataPathSetup;
 use crate::router::Router;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -84,19 +83,19 @@ pub(super) fn start_data_path(
     }
 }
 
-/// What a reload changes on the kernel side: the XDP program's maps of
-/// forwarded ports and bypassed prefixes, or the packet backend's nftables
-/// table (replaced in one transaction).
+/// What a reload or a new "auto" address changes on the kernel side: the
+/// XDP program's maps of forwarded ports, bypassed prefixes and addresses, or
+/// the packet backend's nftables table (replaced in one transaction), with
+/// the router's addresses as the kernel has them now.
 pub(super) fn kernel_update(
     data_path: &DataPath,
     setup: &DataPathSetup,
-    local_addresses: &[Ipv4Addr],
 ) -> Result<KernelUpdate, RunError> {
-    let local = local_addresses.to_vec();
     Ok(match data_path {
         DataPath::Xdp(path) => {
-            let maps = path.owned_maps(&setup.owned)?;
+            let maps = path.owned_maps(&setup.interfaces, &setup.owned)?;
             Box::new(move |config: &Config| {
+                let local = local_addresses().map_err(|e| e.to_string())?;
                 maps.update(&owned_traffic(config, &local))
                     .map_err(|e| e.to_string())
             })
@@ -104,6 +103,7 @@ pub(super) fn kernel_update(
         DataPath::Packet { .. } => {
             let setup = setup.clone();
             Box::new(move |config: &Config| {
+                let local = local_addresses().map_err(|e| e.to_string())?;
                 let setup = DataPathSetup {
                     owned: owned_traffic(config, &local),
                     ..setup.clone()

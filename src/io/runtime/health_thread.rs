@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
 use crate::config::{Config, UplinkId};
 use crate::health::{Monitor, Settings, Transition};
@@ -62,6 +63,8 @@ pub struct HealthThread {
     generation: u64,
     probers: Vec<Prober>,
     changes: Arc<StateChanges>,
+    /// Each uplink's link, address and gateway, from the event monitor.
+    kernel: Arc<KernelUplinks>,
     epoch: Instant,
 }
 
@@ -180,18 +183,13 @@ fn run_hook(hook: &str, uplink: &str, up: bool) {
         });
 }
 
-/// Up with a carrier, asked of the kernel in this thread's network namespace
-/// (`/sys/class/net` shows the namespace that mounted sysfs instead).
-fn link_is_up(interface: &str) -> bool {
-    crate::io::system::link_is_up(interface)
-}
-
 impl HealthThread {
     pub fn new(
         router: Arc<Router>,
         config: Arc<LoadedConfig>,
         monitor: SharedMonitor,
         changes: Arc<StateChanges>,
+        kernel: Arc<KernelUplinks>,
         wans: &[Link],
         epoch: Instant,
     ) -> HealthThread {
@@ -218,15 +216,18 @@ impl HealthThread {
             generation,
             probers,
             changes,
+            kernel,
             epoch,
         };
         thread.open_sockets(&running.config, &running.removed);
         thread
     }
 
-    /// Opens the probe sockets of the uplinks that probe, closes the others'.
+    /// Opens the probe sockets of the uplinks that probe, closes the others';
+    /// probes go from each uplink's address as it is now.
     fn open_sockets(&mut self, config: &Config, removed: &[bool]) {
         for ((prober, wan), removed) in self.probers.iter_mut().zip(&config.wans).zip(removed) {
+            prober.address = wan.address;
             let probes = !wan.probe.is_empty() && !removed;
             if !probes {
                 prober.socket = None;
@@ -273,7 +274,7 @@ impl HealthThread {
                 let gateway_ok = prober.socket.is_some()
                     || now < GATEWAY_GRACE
                     || stats.uplinks[id].gateway_mac.is_some();
-                let ok = link_is_up(&prober.interface) && gateway_ok;
+                let ok = self.kernel.usable(id) && gateway_ok;
                 transitions.extend(monitor.set_link(id as UplinkId, ok, now));
                 if let Some(socket) = &prober.socket {
                     while let Some(reply) = socket.recv() {

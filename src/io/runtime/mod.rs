@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 use crate::config::{Config, UplinkId};
+use crate::io::system::{KernelState, RouteEvents};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
@@ -54,18 +55,24 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod kernel_uplinks;
 mod loaded_config;
+mod local_routes;
 mod neighbours;
 mod options;
 mod signals;
 mod threads;
+mod uplink_monitor;
 
 pub use data_path::DataPathReport;
 use data_path::{kernel_update, start_data_path, worker_stats_source, DataPath};
 use discovery::{
     check_port_ranges, check_privileges, discover, interfaces, log_summary, owned_traffic,
 };
+use kernel_uplinks::KernelUplinks;
+use local_routes::LocalRoutes;
 use neighbours::NeighbourThread;
+use uplink_monitor::UplinkMonitor;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
 use threads::{every, Threads};
@@ -130,6 +137,12 @@ impl Running {
         let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
         check_port_ranges(config.nat.ports)?;
+        // "auto" addresses and gateways as the kernel has them now.
+        let uplinks = Arc::new(KernelUplinks::new(config.wans.len()));
+        uplinks.update(&KernelState::read()?, &config.wans);
+        let mut config = config.clone();
+        uplinks.fill(&mut config);
+        let config = &config;
 
         let queues = options
             .queues
@@ -176,7 +189,7 @@ impl Running {
             &neighbours.gateway_macs,
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = kernel_update(&data_path, &setup, &found.local_addresses)?;
+        let kernel = kernel_update(&data_path, &setup)?;
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -188,6 +201,7 @@ impl Running {
             Arc::clone(&loaded),
             Arc::clone(&monitor),
             Arc::clone(&changes),
+            Arc::clone(&uplinks),
             &found.wans,
             epoch,
         );
@@ -204,7 +218,9 @@ impl Running {
             },
             workers: worker_stats_source(&data_path),
             kernel,
+            uplinks: Arc::clone(&uplinks),
         }));
+        let local = LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
         let mut running = Running {
             control: None,
             metrics: None,
@@ -216,7 +232,16 @@ impl Running {
             epoch,
             runtime,
         };
-        running.start_housekeeping(neighbours, health, reload)?;
+        let monitor = UplinkMonitor {
+            events: RouteEvents::open()?,
+            neighbours,
+            runtime: Arc::clone(&running.runtime),
+            uplinks,
+            router: Arc::clone(&running.router),
+            local,
+            last_error: None,
+        };
+        running.start_housekeeping(monitor, health, reload)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
             running.runtime.clone(),
@@ -232,7 +257,7 @@ impl Running {
 
     fn start_housekeeping(
         &mut self,
-        mut neighbours: NeighbourThread,
+        monitor: UplinkMonitor,
         health: HealthThread,
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
@@ -246,9 +271,8 @@ impl Running {
             })
         })?;
         let stop = Arc::clone(&self.stop);
-        self.threads.spawn("neighbour", move || {
-            every(Duration::from_millis(500), &stop, || neighbours.refresh())
-        })?;
+        self.threads
+            .spawn("uplink-monitor", move || monitor.run(&stop))?;
         let stop = Arc::clone(&self.stop);
         self.threads.spawn("health", move || health.run(&stop))?;
         let (stop, runtime) = (Arc::clone(&self.stop), Arc::clone(&self.runtime));
