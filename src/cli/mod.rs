@@ -51,8 +51,12 @@ fn with_config(path: &Path, command: impl FnOnce(Config) -> ExitCode) -> ExitCod
 /// `xwan check`: the summary on stdout and exit 0, or the error on stderr and exit 1.
 fn check(args: &CheckArgs) -> ExitCode {
     match load(&args.config) {
-        Ok(config) => {
+        Ok(mut config) => {
             println!("{}: OK", args.config.display());
+            // "auto" shows what the kernel has now; unresolved if it cannot say.
+            if let Err(e) = crate::io::resolve_auto(&mut config) {
+                eprintln!("cannot read the kernel's addresses and routes: {e}");
+            }
             print!("{config}");
             ExitCode::SUCCESS
         }
@@ -84,7 +88,20 @@ fn run(args: &RunArgs, config: Config) -> ExitCode {
     }
 }
 
-fn kernel_script(_args: &KernelScriptArgs, config: Config) -> ExitCode {
+fn kernel_script(_args: &KernelScriptArgs, mut config: Config) -> ExitCode {
+    // The recipe is static: "auto" takes what the kernel has now.
+    if let Err(e) = crate::io::resolve_auto(&mut config) {
+        eprintln!("cannot read the kernel's addresses and routes: {e}");
+    }
+    if let Some(wan) = config.wans.iter().find(|w| !w.resolved()) {
+        eprintln!(
+            "uplink {}: address {}, gateway {}: the kernel recipe needs both",
+            wan.name,
+            wan.address_text(),
+            wan.gateway_text()
+        );
+        return ExitCode::FAILURE;
+    }
     print!("{}", crate::kernel_script::render(&config));
     ExitCode::SUCCESS
 }

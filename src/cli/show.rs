@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use super::{FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
-use crate::control::protocol::{AdminState, FlowReport, Reply, Request, StatusReport, UplinkReport};
+use crate::control::protocol::{
+    AdminState, FlowReport, Reply, Request, StatusReport, UplinkReport,
+};
 use crate::control::{self};
 
 fn ask(socket: &std::path::Path, request: &Request) -> Result<Reply, ExitCode> {

@@ -209,9 +209,16 @@ impl Monitor {
     }
 
     /// The link and gateway state the I/O layer sees (both must be good).
+    /// An uplink with probes whose link goes down must then pass `up_after`
+    /// probe rounds again once it is back.
     pub fn set_link(&mut self, uplink: UplinkId, ok: bool, now: Duration) -> Option<Transition> {
         let was_up = self.is_up(uplink);
-        self.uplinks[usize::from(uplink)].link_ok = ok;
+        let u = &mut self.uplinks[usize::from(uplink)];
+        if !ok && u.link_ok && !u.targets.is_empty() {
+            u.healthy = false;
+            u.good_streak = 0;
+        }
+        u.link_ok = ok;
         self.settle(uplink, was_up, now, || {
             if ok {
                 "link up and gateway resolved".to_string()
@@ -476,5 +483,23 @@ mod tests {
         assert!(m.tick(ms(9)).1.is_empty());
         assert!(m.set_admin(0, AdminState::Up, ms(10)).unwrap().up);
         assert_eq!(m.report(0).since, ms(10));
+    }
+
+    #[test]
+    fn link_loss_is_at_once_and_its_return_waits_for_up_after_rounds() {
+        let mut m = Monitor::new(settings(), vec![vec![T1], vec![T2]], ms(0));
+        assert!(run(&mut m, 0, 3, |_, _| true).is_empty());
+        let t = m.set_link(0, false, ms(1000)).expect("down at once");
+        assert!(!t.up && !m.is_up(0) && m.is_up(1));
+        // Back: still down until up_after good rounds.
+        assert!(m.set_link(0, true, ms(1100)).is_none());
+        let transitions = run(&mut m, 1100, 4, |_, _| true);
+        assert_eq!(transitions.len(), 1, "{transitions:?}");
+        let (at, t) = &transitions[0];
+        assert_eq!((t.uplink, t.up), (0, true));
+        assert!(
+            *at >= 1100 + 250,
+            "up at {at} ms, before a round was judged"
+        );
     }
 }

@@ -28,7 +28,7 @@ mod sync;
 mod sys;
 pub mod system;
 
-pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};
+pub use runtime::{resolve_auto, run, DataPathReport, IoMode, RunError, RunOptions, Running};
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;

@@ -269,7 +269,10 @@ impl RuntimeControl {
         }
         for (id, (was, now)) in running.config.wans.iter().zip(&config.wans).enumerate() {
             if was.address != now.address {
-                let failed = self.parts.router.set_uplink_address(id as UplinkId, now.address);
+                let failed = self
+                    .parts
+                    .router
+                    .set_uplink_address(id as UplinkId, now.address);
                 let sent = self.parts.changes.send_resets(&failed.resets);
                 info!(
                     uplink = %now.name,

@@ -12,7 +12,17 @@ use std::sync::Mutex;
 
 use crate::config::{Config, Wan};
 use crate::io::sync;
-use crate::io::system::KernelState;
+use crate::io::system::{KernelState, SystemError};
+
+/// Fills the "auto" addresses and gateways of `config` with what the
+/// kernel of the calling thread's namespace has now (for `xwan check` and
+/// `xwan kernel-script`); those it has none for stay unspecified.
+pub fn resolve_auto(config: &mut Config) -> Result<(), SystemError> {
+    let uplinks = KernelUplinks::new(config.wans.len());
+    uplinks.update(&KernelState::read()?, &config.wans);
+    uplinks.fill(config);
+    Ok(())
+}
 
 /// One uplink as the kernel has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,14 +90,10 @@ impl KernelUplinks {
         for wan in &mut config.wans {
             let now = seen.get(&wan.interface);
             if wan.address_auto {
-                wan.address = now
-                    .and_then(|s| s.address)
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                wan.address = now.and_then(|s| s.address).unwrap_or(Ipv4Addr::UNSPECIFIED);
             }
             if wan.gateway_auto {
-                wan.gateway = now
-                    .and_then(|s| s.gateway)
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                wan.gateway = now.and_then(|s| s.gateway).unwrap_or(Ipv4Addr::UNSPECIFIED);
             }
         }
     }

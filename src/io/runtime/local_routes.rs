@@ -57,7 +57,10 @@ pub(super) struct LocalRoutes {
 impl LocalRoutes {
     /// Removes what a crashed xwan left, and writes nothing yet (see
     /// [`LocalRoutes::update`]). None when `[local] routes = false`.
-    pub(super) fn start(config: &Config, ifindexes: Vec<u32>) -> Result<Option<LocalRoutes>, SystemError> {
+    pub(super) fn start(
+        config: &Config,
+        ifindexes: Vec<u32>,
+    ) -> Result<Option<LocalRoutes>, SystemError> {
         if !config.local.routes {
             return Ok(None);
         }
@@ -142,7 +145,10 @@ impl LocalRoutes {
     fn write(&self, wanted: &Wanted) -> Result<(), SystemError> {
         for (id, table) in wanted.tables.iter().enumerate() {
             if self.written.tables.get(id) != Some(table) {
-                let hops: Vec<_> = table.iter().map(|&(gw, ifindex)| (gw, ifindex, 1)).collect();
+                let hops: Vec<_> = table
+                    .iter()
+                    .map(|&(gw, ifindex)| (gw, ifindex, 1))
+                    .collect();
                 rtnetlink::replace_default(self.table + id as u32, &hops)?;
             }
         }

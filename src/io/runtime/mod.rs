@@ -69,13 +69,14 @@ use data_path::{kernel_update, start_data_path, worker_stats_source, DataPath};
 use discovery::{
     check_port_ranges, check_privileges, discover, interfaces, log_summary, owned_traffic,
 };
+pub use kernel_uplinks::resolve_auto;
 use kernel_uplinks::KernelUplinks;
 use local_routes::LocalRoutes;
 use neighbours::NeighbourThread;
-use uplink_monitor::UplinkMonitor;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
 use threads::{every, Threads};
+use uplink_monitor::UplinkMonitor;
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
 /// kernel change; SIGHUP reloads the configuration. Logs go to stderr.

@@ -19,9 +19,9 @@
 mod addr;
 mod link;
 mod neigh;
-pub mod rtnetlink;
 #[cfg(test)]
 pub(crate) mod netns;
+pub mod rtnetlink;
 mod sysctl;
 
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};

@@ -134,10 +134,7 @@ fn primary_address(message: &RouteNetlinkMessage) -> Option<(u32, Ipv4Addr)> {
         return None;
     };
     if address.header.family != AddressFamily::Inet
-        || address
-            .header
-            .flags
-            .contains(AddressHeaderFlags::Secondary)
+        || address.header.flags.contains(AddressHeaderFlags::Secondary)
     {
         return None;
     }
@@ -295,7 +292,8 @@ impl RouteEvents {
 fn classify(data: &[u8], changes: &mut Changes) {
     let mut offset = 0;
     while offset < data.len() {
-        let Ok(message) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]) else {
+        let Ok(message) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
+        else {
             changes.state = true;
             return;
         };
@@ -337,7 +335,8 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
     match selector {
         RuleMatch::From(addr) => {
             rule.header.src_len = 32;
-            rule.attributes.push(RuleAttribute::Source(IpAddr::V4(*addr)));
+            rule.attributes
+                .push(RuleAttribute::Source(IpAddr::V4(*addr)));
             rule.attributes.push(RuleAttribute::Table(table));
         }
         RuleMatch::Local => {
@@ -349,11 +348,7 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
             rule.attributes.push(RuleAttribute::SuppressPrefixLen(0));
         }
     }
-    request(
-        RouteNetlinkMessage::NewRule(rule),
-        NLM_F_ACK | NLM_F_CREATE,
-    )
-    .map(drop)
+    request(RouteNetlinkMessage::NewRule(rule), NLM_F_ACK | NLM_F_CREATE).map(drop)
 }
 
 /// Removes every IPv4 rule tagged [`XWAN_PROTOCOL`]; returns how many.
