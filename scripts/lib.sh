@@ -8,6 +8,7 @@ XWAN_PACKAGES=(
   libbpf-dev libxdp-dev
   iproute2 iptables nftables conntrack iperf3 netsniff-ng tcpdump ethtool
   iputils-ping netcat-openbsd procps kmod
+  dnsmasq-base isc-dhcp-client
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

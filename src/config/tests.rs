@@ -1345,3 +1345,31 @@ fn dist_example_is_valid() {
         Some("127.0.0.1:9847".parse().unwrap())
     );
 }
+
+#[test]
+fn auto_addresses_and_the_local_section() {
+    let text = BASE.replacen(
+        "address = \"198.18.1.2\"\ngateway = \"198.18.1.1\"",
+        "address = \"auto\"\ngateway = \"auto\"",
+        1,
+    );
+    let config = ok(&format!(
+        "{text}\n[local]\nuplink = \"balance\"\ntable = 300\n"
+    ));
+    let wan = &config.wans[0];
+    assert!(wan.address_auto && wan.gateway_auto && !wan.resolved());
+    assert_eq!(wan.address_text(), "auto (unresolved)");
+    assert!(!config.wans[1].address_auto);
+    assert_eq!(config.local.uplink, LocalUplink::Balance);
+    assert_eq!(config.local.table, 300);
+    let mut resolved = wan.clone();
+    resolved.address = ip("198.18.1.50");
+    resolved.gateway = ip("198.18.1.1");
+    assert_eq!(resolved.address_text(), "auto (now 198.18.1.50 on wan1)");
+    assert!(resolved.resolved());
+
+    let text = with("\n[local]\nuplink = \"isp9\"\n");
+    assert_invalid(&text, "local.uplink", "\"isp9\"", "names no uplink");
+    let text = with("\n[local]\ntable = 254\n");
+    assert_invalid(&text, "local.table", "254", "");
+}

@@ -4,7 +4,9 @@
 //!
 //! Kernel changes: in packet mode, the nftables table `ip xwan` described in
 //! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
-//! XDP backend attaches (it detaches it when stopped). No sysctl is written: if
+//! XDP backend attaches (it detaches it when stopped); in both, with `[local]
+//! routes`, xwan's routing tables and rules for the router's own traffic
+//! ([`local_routes`]), removed at exit. No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
@@ -15,9 +17,13 @@
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
-//! - the neighbour thread, every 500 ms, reads the kernel's neighbour table, hands
-//!   gateway and LAN host MACs to the core (and clears a gateway's MAC when the
-//!   kernel marks it failed), and asks the kernel to resolve gateways and the LAN
+//! - the uplink monitor ([`uplink_monitor`]), on rtnetlink events: each
+//!   uplink's link and "auto" address and gateway (applied to the core, the
+//!   kernel side of the data path and the configuration in force), the
+//!   routes and rules of the router's own traffic ([`local_routes`]), and on
+//!   a neighbour event or every 500 ms the neighbour table: gateway and LAN
+//!   host MACs handed to the core (a gateway's cleared when the kernel marks
+//!   it failed), and resolutions asked of the kernel for gateways and the LAN
 //!   hosts the core is missing (a netlink `NTF_USE` request: see
 //!   [`crate::io::system::NeighbourProber`]); after a reload it follows the
 //!   new gateways.
@@ -29,7 +35,8 @@
 //! asked to do and its errors), `discovery` (privileges, interfaces, addresses,
 //! the kernel's port range, the traffic xwan owns), `signals`, `threads` (the
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
-//! and its kernel change, undone on drop), `neighbours`, `health_thread`,
+//! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
+//! `local_routes` (removed on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
 //! metrics). [`Running`] holds them in the order they stop.
 

@@ -363,8 +363,9 @@ pub fn remove_rules() -> Result<usize, SystemError> {
         };
         let ours = rule
             .attributes
-            .iter()
-            .any(|a| *a == RuleAttribute::Protocol(RouteProtocol::Other(XWAN_PROTOCOL)));
+            .contains(&RuleAttribute::Protocol(RouteProtocol::Other(
+                XWAN_PROTOCOL,
+            )));
         if ours {
             request(RouteNetlinkMessage::DelRule(rule), NLM_F_ACK)?;
             removed += 1;
@@ -418,10 +419,7 @@ pub fn remove_routes(table: u32) -> Result<usize, SystemError> {
         let RouteNetlinkMessage::NewRoute(route) = message else {
             continue;
         };
-        let in_table = route
-            .attributes
-            .iter()
-            .any(|a| *a == RouteAttribute::Table(table));
+        let in_table = route.attributes.contains(&RouteAttribute::Table(table));
         if in_table && u8::from(route.header.protocol) == XWAN_PROTOCOL {
             request(RouteNetlinkMessage::DelRoute(route), NLM_F_ACK)?;
             removed += 1;
