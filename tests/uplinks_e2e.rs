@@ -225,7 +225,7 @@ fn router_services_answer_through_each_wan_and_own_traffic_follows_local() {
             &["ip", "route", "add", "default", "via", "198.18.1.1"],
         );
         let config = format!(
-            "{}\n[local]\nuplink = \"isp2\"\n",
+            "{}\n[local]\nuplink = \"isp2\"\n\n[[local.rule]]\nproto = \"tcp\"\ndst = \"203.0.113.0/24\"\ndst_port = \"5401\"\nuplink = \"isp1\"\n",
             config_toml([1, 1], &tb.path("xwan.sock"))
         );
         tb.start_router(mode, &config);
@@ -245,7 +245,8 @@ fn router_services_answer_through_each_wan_and_own_traffic_follows_local() {
             assert_eq!(&buf, b"ping");
         }
 
-        // The router's own connections: by isp2, by isp1 while isp2 is down.
+        // The router's own connections: by isp2, to port 5401 by isp1 (the
+        // [[local.rule]]), and all by isp1 while isp2 is down.
         let server = SocketAddrV4::new(SERVER1, 5400);
         let listener = tb.listen_tcp("inet", server);
         let own = |tb: &Testbed| {
@@ -253,6 +254,14 @@ fn router_services_answer_through_each_wan_and_own_traffic_follows_local() {
             ip_of(listener.accept().1)
         };
         assert_eq!(own(&tb), WAN2, "{mode:?}");
+        let ruled = SocketAddrV4::new(SERVER1, 5401);
+        let ruled_listener = tb.listen_tcp("inet", ruled);
+        let _client = tb.connect_tcp("rtr", ruled).expect("the router connects");
+        assert_eq!(
+            ip_of(ruled_listener.accept().1),
+            WAN1,
+            "{mode:?}: [[local.rule]]"
+        );
         let down = Request::Uplink {
             name: "isp2".into(),
             state: AdminState::Down,

@@ -250,9 +250,24 @@ pub struct Local {
     /// Where the router's own new connections go: an uplink (another one
     /// while it is down) or balanced over the best tier that is up.
     pub uplink: LocalUplink,
-    /// The first of xwan's routing tables: `table + id` per uplink, and
-    /// `table + MAX_UPLINKS` for the router's own connections.
+    /// The first of xwan's routing tables: `table + id` per uplink,
+    /// `table + MAX_UPLINKS` for the router's own connections, and
+    /// `table + MAX_UPLINKS + 1 + i` for `rules[i]`.
     pub table: u32,
+    /// `[[local.rule]]`: the router's own connections by destination and
+    /// port, first match wins, before `uplink`.
+    pub rules: Vec<LocalRule>,
+}
+
+/// One `[[local.rule]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalRule {
+    pub proto: Proto,
+    /// Empty means any.
+    pub dst: Vec<Ipv4Net>,
+    /// Empty means any; only with tcp or udp.
+    pub dst_port: Vec<PortRange>,
+    pub uplink: LocalUplink,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

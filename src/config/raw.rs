@@ -130,6 +130,17 @@ pub(super) struct RawLocal {
     pub routes: Option<Spanned<bool>>,
     pub uplink: Option<Spanned<String>>,
     pub table: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawLocalRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLocalRule {
+    pub proto: Option<Spanned<String>>,
+    pub dst: Option<Spanned<OneOrList>>,
+    pub dst_port: Option<Spanned<OneOrList>>,
+    pub uplink: Spanned<String>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

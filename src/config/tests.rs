@@ -285,6 +285,7 @@ fn example_parses_to_the_expected_model() {
             routes: true,
             uplink: LocalUplink::Uplink(0),
             table: 7800,
+            rules: Vec::new(),
         },
     };
     assert_eq!(config, expected);
@@ -1370,6 +1371,23 @@ fn auto_addresses_and_the_local_section() {
 
     let text = with("\n[local]\nuplink = \"isp9\"\n");
     assert_invalid(&text, "local.uplink", "\"isp9\"", "names no uplink");
+    let config = ok(&with(
+        "\n[[local.rule]]\nproto = \"tcp\"\ndst = \"203.0.113.0/24\"\ndst_port = \"443,8000-8100\"\nuplink = \"isp2\"\n",
+    ));
+    assert_eq!(
+        config.local.rules,
+        vec![LocalRule {
+            proto: Proto::Tcp,
+            dst: vec![net("203.0.113.0/24")],
+            dst_port: vec![
+                PortRange { lo: 443, hi: 443 },
+                PortRange { lo: 8000, hi: 8100 }
+            ],
+            uplink: LocalUplink::Uplink(1),
+        }]
+    );
+    let text = with("\n[[local.rule]]\ndst_port = \"53\"\nuplink = \"isp1\"\n");
+    assert_invalid(&text, "local.rule[1].dst_port", "\"53\"", "ports need");
     let text = with("\n[local]\ntable = 254\n");
     assert_invalid(&text, "local.table", "254", "");
 }

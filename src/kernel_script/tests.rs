@@ -100,6 +100,7 @@ fn example_config() -> Config {
             routes: true,
             uplink: LocalUplink::Uplink(0),
             table: 7800,
+            rules: Vec::new(),
         },
     }
 }

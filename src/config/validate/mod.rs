@@ -21,6 +21,9 @@ mod settings;
 /// The first of xwan's routing tables, `[local] table`.
 const DEFAULT_LOCAL_TABLE: u32 = 7800;
 
+/// The most `[[local.rule]]` sections.
+const MAX_LOCAL_RULES: usize = 64;
+
 /// Default control socket path, `[control] socket`.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan.sock";
 

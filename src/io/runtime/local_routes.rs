@@ -5,8 +5,10 @@
 //!   TABLE+id`, whose default route is that uplink's gateway), even with one
 //!   default route in the main table;
 //! - the router's own new connections (`iif lo`, the packets it originates)
-//!   leave by the `[local] uplink` (another one while it is down) or are
-//!   balanced over the best tier that is up (a multipath route, weighted);
+//!   leave by the uplink of the first `[[local.rule]]` they match (by
+//!   destination prefix, protocol and port), else by `[local] uplink`
+//!   (another one while it is down), or are balanced over the best tier that
+//!   is up (a multipath route, weighted);
 //! - the router still reaches its directly connected networks and the
 //!   main table's specific routes first (`lookup main suppress_prefixlength 0`).
 //!
@@ -25,15 +27,18 @@ use std::net::Ipv4Addr;
 
 use tracing::{info, warn};
 
-use crate::config::{Config, LocalUplink, MAX_UPLINKS};
-use crate::io::system::rtnetlink::{self, RuleMatch};
+use crate::config::{Config, LocalRule, LocalUplink, Proto, MAX_UPLINKS};
+use crate::io::system::rtnetlink::{self, LocalMatch, RuleMatch};
 use crate::io::system::SystemError;
 use crate::policy::best_tier;
 
-/// `ip rule` priorities: ahead of the main table's 32766, after `local`'s 0.
+/// `ip rule` priorities: ahead of the main table's 32766, after `local`'s 0:
+/// the main table without its default, `from` each uplink's address, each
+/// `[[local.rule]]`, then the router's other connections.
 const PREF_MAIN: u32 = 1000;
 const PREF_FROM: u32 = 1001;
-const PREF_LOCAL: u32 = PREF_MAIN + 1 + MAX_UPLINKS as u32;
+const PREF_RULES: u32 = 1100;
+const PREF_LOCAL: u32 = 1200;
 
 /// What xwan's routing tables and rules say, to rewrite only what changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,13 +48,20 @@ struct Wanted {
     /// Per uplink: (gateway, ifindex) of its table's default route.
     tables: Vec<Option<(Ipv4Addr, u32)>>,
     /// The next hops of the router's own connections: (gateway, ifindex, weight).
-    local: Vec<(Ipv4Addr, u32, u32)>,
+    local: Vec<Hop>,
+    /// The same for each `[[local.rule]]`.
+    rules: Vec<Vec<Hop>>,
 }
+
+/// A next hop: (gateway, ifindex, weight).
+type Hop = (Ipv4Addr, u32, u32);
 
 /// xwan's routing tables and rules; removed when dropped.
 pub(super) struct LocalRoutes {
     table: u32,
     uplinks: usize,
+    /// `[[local.rule]]`s: their kernel selectors (one per prefix and port range).
+    rules: Vec<Vec<LocalMatch>>,
     ifindexes: Vec<u32>,
     written: Wanted,
 }
@@ -67,6 +79,7 @@ impl LocalRoutes {
         let routes = LocalRoutes {
             table: config.local.table,
             uplinks: config.wans.len(),
+            rules: config.local.rules.iter().map(selectors).collect(),
             ifindexes,
             written: Wanted::default(),
         };
@@ -81,6 +94,10 @@ impl LocalRoutes {
         self.table + MAX_UPLINKS as u32
     }
 
+    fn rule_table(&self, rule: usize) -> u32 {
+        self.local_table() + 1 + rule as u32
+    }
+
     /// Removes every rule and route of xwan's; how many of each.
     fn clear(&self) -> Result<(usize, usize), SystemError> {
         let rules = rtnetlink::remove_rules()?;
@@ -88,6 +105,7 @@ impl LocalRoutes {
         for table in (0..self.uplinks as u32)
             .map(|id| self.table + id)
             .chain([self.local_table()])
+            .chain((0..self.rules.len()).map(|i| self.rule_table(i)))
         {
             routes += rtnetlink::remove_routes(table)?;
         }
@@ -121,10 +139,12 @@ impl LocalRoutes {
         };
         let priorities: Vec<u32> = config.wans.iter().map(|w| w.priority).collect();
         let tier = best_tier(&priorities, usable);
-        let local = match config.local.uplink {
-            LocalUplink::Uplink(id) if usable(usize::from(id)) => vec![hop(usize::from(id))],
-            LocalUplink::Uplink(_) => tier.first().map(|&id| hop(id)).into_iter().collect(),
-            LocalUplink::Balance => tier.into_iter().map(hop).collect(),
+        let hops = |choice: LocalUplink| -> Vec<Hop> {
+            match choice {
+                LocalUplink::Uplink(id) if usable(usize::from(id)) => vec![hop(usize::from(id))],
+                LocalUplink::Uplink(_) => tier.first().map(|&id| hop(id)).into_iter().collect(),
+                LocalUplink::Balance => tier.iter().map(|&id| hop(id)).collect(),
+            }
         };
         Wanted {
             addresses: config
@@ -138,7 +158,8 @@ impl LocalRoutes {
                 .zip(&self.ifindexes)
                 .map(|(w, &ifindex)| w.resolved().then_some((w.gateway, ifindex)))
                 .collect(),
-            local,
+            local: hops(config.local.uplink),
+            rules: config.local.rules.iter().map(|r| hops(r.uplink)).collect(),
         }
     }
 
@@ -156,6 +177,11 @@ impl LocalRoutes {
             rtnetlink::replace_default(self.local_table(), &wanted.local)?;
             info!(next_hops = ?wanted.local, "the router's own connections: new route");
         }
+        for (i, hops) in wanted.rules.iter().enumerate() {
+            if self.written.rules.get(i) != Some(hops) {
+                rtnetlink::replace_default(self.rule_table(i), hops)?;
+            }
+        }
         if self.written.addresses != wanted.addresses {
             rtnetlink::remove_rules()?;
             rtnetlink::add_rule(PREF_MAIN, &RuleMatch::MainWithoutDefault, 0)?;
@@ -165,10 +191,42 @@ impl LocalRoutes {
                     rtnetlink::add_rule(PREF_FROM + id as u32, &rule, self.table + id as u32)?;
                 }
             }
-            rtnetlink::add_rule(PREF_LOCAL, &RuleMatch::Local, self.local_table())?;
+            for (i, selectors) in self.rules.iter().enumerate() {
+                for only in selectors {
+                    let rule = RuleMatch::Local(only.clone());
+                    rtnetlink::add_rule(PREF_RULES + i as u32, &rule, self.rule_table(i))?;
+                }
+            }
+            let everything = RuleMatch::Local(LocalMatch::default());
+            rtnetlink::add_rule(PREF_LOCAL, &everything, self.local_table())?;
         }
         Ok(())
     }
+}
+
+/// A `[[local.rule]]` as kernel rules: one per destination prefix and port
+/// range (a kernel rule has one of each).
+fn selectors(rule: &LocalRule) -> Vec<LocalMatch> {
+    let dsts: Vec<_> = if rule.dst.is_empty() {
+        vec![None]
+    } else {
+        rule.dst.iter().copied().map(Some).collect()
+    };
+    let ports: Vec<_> = if rule.dst_port.is_empty() {
+        vec![None]
+    } else {
+        rule.dst_port.iter().copied().map(Some).collect()
+    };
+    let proto = (rule.proto != Proto::Any).then_some(rule.proto);
+    dsts.iter()
+        .flat_map(|dst| {
+            ports.iter().map(move |dst_port| LocalMatch {
+                dst: *dst,
+                proto,
+                dst_port: *dst_port,
+            })
+        })
+        .collect()
 }
 
 impl Drop for LocalRoutes {

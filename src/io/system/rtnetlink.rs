@@ -17,13 +17,15 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use netlink_packet_route::{AddressFamily, IpProtocol, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use super::SystemError;
+use crate::config::{PortRange, Proto};
 use crate::io::sys::poll;
+use ipnet::Ipv4Net;
 
 /// The routing protocol number on every route and rule xwan adds
 /// (`ip route show proto 88`, `ip rule show proto 88`).
@@ -316,11 +318,23 @@ fn classify(data: &[u8], changes: &mut Changes) {
 pub enum RuleMatch {
     /// `from ADDR`
     From(Ipv4Addr),
-    /// `iif lo`: the router's own packets.
-    Local,
+    /// `iif lo`: the router's own packets, optionally only those to a
+    /// prefix, of a protocol, to a port range.
+    Local(LocalMatch),
     /// `lookup main suppress_prefixlength 0`: the main table's routes but its
     /// default, so the router still reaches its own networks directly.
     MainWithoutDefault,
+}
+
+/// What a rule for the router's own packets matches besides `iif lo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalMatch {
+    /// `to PREFIX`
+    pub dst: Option<Ipv4Net>,
+    /// `ipproto tcp|udp|icmp`
+    pub proto: Option<Proto>,
+    /// `dport LO-HI`
+    pub dst_port: Option<PortRange>,
 }
 
 /// `ip rule add pref PRIORITY SELECTOR lookup TABLE proto 88`.
@@ -339,8 +353,28 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
                 .push(RuleAttribute::Source(IpAddr::V4(*addr)));
             rule.attributes.push(RuleAttribute::Table(table));
         }
-        RuleMatch::Local => {
+        RuleMatch::Local(only) => {
             rule.attributes.push(RuleAttribute::Iifname("lo".into()));
+            if let Some(dst) = only.dst {
+                rule.header.dst_len = dst.prefix_len();
+                rule.attributes
+                    .push(RuleAttribute::Destination(IpAddr::V4(dst.network())));
+            }
+            let protocol = match only.proto {
+                Some(Proto::Tcp) => Some(IpProtocol::Tcp),
+                Some(Proto::Udp) => Some(IpProtocol::Udp),
+                Some(Proto::Icmp) => Some(IpProtocol::Icmp),
+                Some(Proto::Any) | None => None,
+            };
+            rule.attributes
+                .extend(protocol.map(RuleAttribute::IpProtocol));
+            if let Some(ports) = only.dst_port {
+                rule.attributes
+                    .push(RuleAttribute::DestinationPortRange(RulePortRange {
+                        start: ports.lo,
+                        end: ports.hi,
+                    }));
+            }
             rule.attributes.push(RuleAttribute::Table(table));
         }
         RuleMatch::MainWithoutDefault => {
