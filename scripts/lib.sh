@@ -2,13 +2,15 @@
 # what xwan needs on a fresh Debian machine. Source it; do not run it.
 
 # Debian packages: the build (clang compiles the XDP program; libbpf/libxdp
-# for AF_XDP) and the testbed's tools.
+# for AF_XDP), the testbed's tools, and what scripts/test-package uses
+# (dpkg-shlibdeps for the package's dependencies, man, systemd-analyze).
 XWAN_PACKAGES=(
   clang llvm libclang-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 gcc-multilib
   libbpf-dev libxdp-dev
   iproute2 iptables nftables conntrack iperf3 netsniff-ng tcpdump ethtool
   iputils-ping netcat-openbsd procps kmod
   dnsmasq-base isc-dhcp-client
+  dpkg-dev man-db systemd python3
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -37,6 +39,14 @@ need_cargo() {
     [[ -x $HOME/.cargo/bin/cargo ]] && export PATH=$HOME/.cargo/bin:$PATH
   fi
   command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+}
+
+# cargo-deb builds the Debian package (scripts/package); installed once.
+need_cargo_deb() {
+  if ! command -v cargo-deb >/dev/null; then
+    say "installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked --quiet || die "cargo install cargo-deb failed"
+  fi
 }
 
 mount_bpffs() {

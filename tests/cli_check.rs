@@ -95,7 +95,7 @@ fn check_accepts_the_example_and_prints_a_summary() {
         "tcp 8080 -> 192.168.50.10:80 on isp1, isp2",
         "udp 5353 -> 192.168.50.10:5353 on isp1, isp2",
         "20000-59999",
-        "/run/xwan.sock",
+        "/run/xwan/xwan.sock",
     ] {
         assert!(
             stdout.contains(needle),
@@ -250,7 +250,7 @@ fn version_is_printed() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = xwan(&["check"]);
+    let out = xwan(&["check", "--config"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--config"),
@@ -271,4 +271,129 @@ fn config_commands_load_the_config_first() {
         assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
         assert!(stderr.contains(": rule[1].action: "), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn xwan_config_names_the_file_and_c_overrides_it() {
+    let bad = TempConfig::new("envbad", "not toml");
+    let by_env = |args: &[&str], value: &str| {
+        Command::new(XWAN)
+            .args(args)
+            .env("XWAN_CONFIG", value)
+            .output()
+            .expect("run xwan")
+    };
+    let out = by_env(&["check"], EXAMPLE);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("{EXAMPLE}: OK")));
+    let out = by_env(&["check", "-c", EXAMPLE], bad.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = by_env(&["check"], bad.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with(bad.path()),
+        "{}",
+        text(&out.stderr)
+    );
+    // Without either: /etc/xwan/xwan.toml, named in the error when it is missing.
+    if !Path::new("/etc/xwan/xwan.toml").exists() {
+        let out = Command::new(XWAN)
+            .arg("check")
+            .env_remove("XWAN_CONFIG")
+            .output()
+            .expect("run xwan");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).starts_with("/etc/xwan/xwan.toml: cannot read"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn check_json_reports_a_good_file_a_bad_one_and_missing_interfaces() {
+    let out = xwan(&["check", "--json", "-c", EXAMPLE]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let good: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(good["ok"], true);
+    assert_eq!(good["file"], EXAMPLE);
+    assert_eq!(good["uplinks"][1]["name"], "isp2");
+    assert_eq!(good["uplinks"][1]["interface"], "wan2");
+    assert!(good["summary"].as_str().unwrap().contains("isp2  wan2"));
+    // The testbed's interfaces exist only in its namespaces, not here.
+    let notes: Vec<&str> = good["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    if !Path::new("/sys/class/net/wan2").exists() {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n
+                    .starts_with("interface wan2 (isp2) does not exist on this machine: edit ")),
+            "{notes:?}"
+        );
+    }
+
+    let bad = TempConfig::new(
+        "jsonbad",
+        &example_with("action = \"isp2\"", "action = \"isp3\""),
+    );
+    let out = xwan(&["check", "--json", "-c", bad.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let bad_report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(bad_report["ok"], false);
+    assert!(bad_report["line"].as_u64().unwrap() > 1);
+    assert!(bad_report["error"]
+        .as_str()
+        .unwrap()
+        .contains(": rule[1].action: "));
+}
+
+#[test]
+fn check_notes_go_to_stderr_and_keep_exit_0() {
+    if Path::new("/sys/class/net/wan1").exists() {
+        return;
+    }
+    let out = xwan(&["check", "-c", EXAMPLE]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("note: interface wan1 (isp1) does not exist on this machine: edit "),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("note:"));
+}
+
+#[test]
+fn check_says_which_nat_ports_an_unset_range_gets_on_this_machine() {
+    let kernel = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("read ip_local_port_range");
+    let unset = TempConfig::new(
+        "natunset",
+        &example_with("ports = \"20000-59999\"", "# ports unset"),
+    );
+    let out = xwan(&["check", "--json", "-c", unset.path()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["nat_ports_set"], false);
+    assert_eq!(report["nat_ports"], "20000-59999");
+    let fields: Vec<&str> = kernel.split_whitespace().collect();
+    if fields == ["32768", "60999"] {
+        assert_eq!(report["nat_ports_here"], "20000-32767");
+        let text = text(&xwan(&["check", "-c", unset.path()]).stdout);
+        assert!(
+            text.contains(
+                "NAT here  ports 20000-32767: the default less this kernel's ephemeral ports"
+            ),
+            "{text}"
+        );
+    }
+    // A range set in the file is what it is.
+    let out = xwan(&["check", "--json", "-c", EXAMPLE]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["nat_ports_set"], true);
+    assert!(report["nat_ports_here"].is_null());
 }

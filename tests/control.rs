@@ -35,9 +35,21 @@ fn raw(path: &PathBuf, bytes: &[u8]) -> String {
 #[test]
 fn requests_garbage_and_huge_lines() {
     let path = socket_path("basic");
-    let server = ControlServer::start(&path, Arc::new(Echo)).unwrap();
+    let server = ControlServer::start(&path, None, Arc::new(Echo)).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // The private directory it was bound in is gone.
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let leftovers = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!(".{name}."))
+        })
+        .count();
+    assert_eq!(leftovers, 0);
 
     assert_eq!(
         control::request(&path, &Request::Reload).unwrap(),
@@ -70,8 +82,8 @@ fn requests_garbage_and_huge_lines() {
 #[test]
 fn a_live_socket_is_kept_and_a_stale_one_replaced() {
     let path = socket_path("live");
-    let server = ControlServer::start(&path, Arc::new(Echo)).unwrap();
-    let second = ControlServer::start(&path, Arc::new(Echo));
+    let server = ControlServer::start(&path, None, Arc::new(Echo)).unwrap();
+    let second = ControlServer::start(&path, None, Arc::new(Echo));
     assert!(matches!(second, Err(control::ControlError::InUse(_))));
     server.stop();
 
@@ -79,7 +91,7 @@ fn a_live_socket_is_kept_and_a_stale_one_replaced() {
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(listener);
     assert!(path.exists());
-    let server = ControlServer::start(&path, Arc::new(Echo)).unwrap();
+    let server = ControlServer::start(&path, None, Arc::new(Echo)).unwrap();
     assert_eq!(
         control::request(&path, &Request::Reload).unwrap(),
         Reply::done("reloaded")

@@ -266,6 +266,32 @@ fn every_control_request_against_a_running_router() {
     assert_eq!(of_host.len(), all.len(), "every flow is h1's");
     assert!(flows(&socket, None, Some(Ipv4Addr::new(192, 168, 50, 99)), None).is_empty());
     assert_eq!(flows(&socket, None, None, Some(1)).len(), 1);
+    // With a limit the reply still counts every match.
+    match ask(
+        &socket,
+        Request::Flows {
+            uplink: None,
+            host: None,
+            limit: Some(1),
+        },
+    ) {
+        Reply::Flows { flows, total, .. } => {
+            assert_eq!(flows.len(), 1);
+            assert_eq!(total, all.len());
+        }
+        other => panic!("flows: {other:?}"),
+    }
+    // `xwan flows --limit 1` says how many it left out.
+    let out = Command::new(env!("CARGO_BIN_EXE_xwan"))
+        .args(["flows", "--limit", "1", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("xwan flows");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!("1 flows shown, {} more not shown", all.len() - 1)),
+        "{table}"
+    );
     let unknown = error(ask(
         &socket,
         Request::Flows {

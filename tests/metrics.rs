@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
 use xwan::config::Config;
@@ -323,4 +323,82 @@ fn the_http_responder_serves_get_metrics_and_refuses_the_rest() {
     assert!(http(addr, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 OK"));
     server.stop();
     assert!(TcpStream::connect(addr).is_err(), "stopped");
+}
+
+/// A client sending its request a byte every 2.9 s (each read alone would be
+/// quick enough) holds up no other scrape, and is cut off at the deadline of
+/// its whole request.
+#[test]
+fn a_slow_client_does_not_hold_up_another_scrape() {
+    let server = MetricsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Fixed("x 1\n".into())),
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let started = Instant::now();
+    let mut writer = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for byte in b"GET" {
+            if writer.write_all(&[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2900));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let ok = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+        assert!(ok.ends_with("x 1\n"), "{ok}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    let mut cut = String::new();
+    let _ = slow.read_to_string(&mut cut);
+    let took = started.elapsed();
+    assert!(cut.starts_with("HTTP/1.1 408"), "{cut:?}");
+    assert!(
+        took >= metrics::REQUEST_DEADLINE - Duration::from_millis(300)
+            && took < metrics::REQUEST_DEADLINE + Duration::from_secs(1),
+        "cut after {took:?}"
+    );
+    trickle.join().unwrap();
+    server.stop();
+}
+
+/// At most MAX_CONNECTIONS clients are served at once; one more is told so at
+/// once; stopping with every slot held by a silent client is prompt.
+#[test]
+fn connections_are_bounded_and_never_delay_the_stop() {
+    let server = MetricsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Fixed("x 1\n".into())),
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    let silent: Vec<TcpStream> = (0..metrics::MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = Instant::now();
+    let busy = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    assert!(TcpStream::connect(addr).is_err(), "stopped");
+    drop(silent);
 }

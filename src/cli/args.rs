@@ -8,6 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONTROL_SOCKET;
 
+/// The configuration file of every command that takes `-c`.
+pub const DEFAULT_CONFIG: &str = "/etc/xwan/xwan.toml";
+
+/// The environment variable that overrides [`DEFAULT_CONFIG`] (`-c` overrides both).
+pub const CONFIG_ENV: &str = "XWAN_CONFIG";
+
+/// What `xwan flows` shows without `--limit`.
+pub const DEFAULT_FLOWS_LIMIT: usize = 100;
+
 /// xwan: a dual-WAN router whose forwarding path runs in userspace.
 #[derive(Debug, Parser)]
 #[command(name = "xwan", version = crate::VERSION, about, propagate_version = true)]
@@ -37,7 +46,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Configuration file.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// I/O backend (default: xdp, falling back to packet).
     #[arg(long, value_enum, value_name = "BACKEND")]
@@ -109,8 +118,11 @@ fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Configuration file.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
+    /// Print JSON instead of the summary (an error too, on stdout, still exit 1).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +143,9 @@ pub struct FlowsArgs {
     /// Only flows to or from this address (inside or outside).
     #[arg(long, value_name = "ADDR")]
     pub host: Option<Ipv4Addr>,
-    /// Show at most this many flows.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    /// Show at most this many flows (0: all of them).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FLOWS_LIMIT)]
+    pub limit: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -145,7 +157,7 @@ pub struct FlowsArgs {
 #[derive(Debug, Args)]
 pub struct KernelScriptArgs {
     /// Configuration file.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
 }
 
@@ -251,9 +263,35 @@ mod tests {
         };
         assert_eq!(flows.host, Some(Ipv4Addr::new(192, 168, 50, 10)));
         assert!(flows.json);
+        assert_eq!(flows.limit, DEFAULT_FLOWS_LIMIT);
         assert_eq!(flows.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+        let cli = Cli::try_parse_from(["xwan", "flows", "--limit", "0"]).unwrap();
+        let Command::Flows(flows) = cli.command else {
+            panic!("expected flows, got {:?}", cli.command);
+        };
+        assert_eq!(flows.limit, 0);
         assert!(Cli::try_parse_from(["xwan", "flows", "--host", "nope"]).is_err());
         assert!(Cli::try_parse_from(["xwan", "uplink", "isp1", "sideways"]).is_err());
         assert!(Cli::try_parse_from(["xwan", "run", "--queues", "0", "-c", "x"]).is_err());
+    }
+
+    #[test]
+    fn config_defaults_to_etc_xwan_and_xwan_config_overrides_it() {
+        // The only test that touches XWAN_CONFIG: it must not be set for the default.
+        let config_of = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => a.config,
+            Command::Check(a) => a.config,
+            Command::KernelScript(a) => a.config,
+            other => panic!("no config in {other:?}"),
+        };
+        if std::env::var_os(CONFIG_ENV).is_none() {
+            for command in ["run", "check", "kernel-script"] {
+                assert_eq!(config_of(&["xwan", command]), PathBuf::from(DEFAULT_CONFIG));
+            }
+        }
+        assert_eq!(
+            config_of(&["xwan", "check", "-c", "x.toml"]),
+            PathBuf::from("x.toml")
+        );
     }
 }

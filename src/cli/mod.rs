@@ -5,6 +5,8 @@
 //! control request that failed; 2 a usage error.
 
 mod args;
+mod check;
+mod logging;
 mod show;
 
 use std::path::Path;
@@ -15,13 +17,15 @@ use clap::Parser;
 pub use args::*;
 
 use crate::config::Config;
+use crate::io::system::SystemError;
+use crate::io::RunError;
 
 /// Entry point of the `xwan` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => with_config(&args.config, |config| run(&args, config)),
-        Command::Check(args) => check(&args),
+        Command::Check(args) => check::check(&args),
         Command::Status(args) => show::status(&args),
         Command::Flows(args) => show::flows(&args),
         Command::KernelScript(args) => {
@@ -48,22 +52,6 @@ fn with_config(path: &Path, command: impl FnOnce(Config) -> ExitCode) -> ExitCod
     }
 }
 
-/// `xwan check`: the summary on stdout and exit 0, or the error on stderr and exit 1.
-fn check(args: &CheckArgs) -> ExitCode {
-    match load(&args.config) {
-        Ok(mut config) => {
-            println!("{}: OK", args.config.display());
-            // "auto" shows what the kernel has now; unresolved if it cannot say.
-            if let Err(e) = crate::io::resolve_auto(&mut config) {
-                eprintln!("cannot read the kernel's addresses and routes: {e}");
-            }
-            print!("{config}");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
-}
-
 fn run(args: &RunArgs, config: Config) -> ExitCode {
     let options = crate::io::RunOptions {
         io: args.io.map(|io| match io {
@@ -77,12 +65,30 @@ fn run(args: &RunArgs, config: Config) -> ExitCode {
             ZeroCopy::Off => crate::io::ZeroCopy::Off,
         },
         cpus: args.cpus.clone().map(|c| c.0).unwrap_or_default(),
-        verbose: args.verbose,
     };
+    logging::init(args.verbose);
+    // Outside systemd's RuntimeDirectory the socket's directory may be missing.
+    if let Some(dir) = config.control.socket.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("xwan run: creating {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
+    }
     match crate::io::run(config, &args.config, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xwan run: {e}");
+            // A file written for another machine (the packaged example, say).
+            if let RunError::System(
+                SystemError::InterfaceNotFound(_) | SystemError::AddressNotConfigured { .. },
+            ) = e
+            {
+                eprintln!(
+                    "xwan run: edit {} for this machine (its interfaces, and each uplink's address \
+                     on its interface), then `xwan check`",
+                    args.config.display()
+                );
+            }
             ExitCode::from(1)
         }
     }

@@ -29,7 +29,7 @@ fn unexpected(reply: &Reply) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn print_json(value: &impl serde::Serialize) {
+pub(super) fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("xwan: {e}"),
@@ -150,25 +150,26 @@ pub fn flows(args: &FlowsArgs) -> ExitCode {
     let request = Request::Flows {
         uplink: args.uplink.clone(),
         host: args.host,
-        limit: args.limit,
+        limit: (args.limit > 0).then_some(args.limit),
     };
     let reply = match ask(&args.socket, &request) {
         Ok(reply) => reply,
         Err(code) => return code,
     };
-    let Reply::Flows { flows, .. } = reply else {
+    let Reply::Flows { flows, total, .. } = reply else {
         return unexpected(&reply);
     };
     if args.json {
         print_json(&flows);
     } else {
-        print!("{}", flows_table(&flows));
+        print!("{}", flows_table(&flows, total));
     }
     ExitCode::SUCCESS
 }
 
-/// Flows as a table, like `conntrack -L`.
-pub fn flows_table(flows: &[FlowReport]) -> String {
+/// Flows as a table, like `conntrack -L`; `total` is how many matched, the
+/// last line says how many of them are not shown.
+pub fn flows_table(flows: &[FlowReport], total: usize) -> String {
     let mut out = format!(
         "{:<5} {:<5} {:<21} {:<21} {:<21} {:<8} {:<12} {:>6} {:>6} {:>8} {:>10} {:>8} {:>10}\n",
         "PROTO",
@@ -204,7 +205,16 @@ pub fn flows_table(flows: &[FlowReport]) -> String {
             human_bytes(f.bytes_in)
         );
     }
-    let _ = writeln!(out, "{} flows", flows.len());
+    let hidden = total.saturating_sub(flows.len());
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "{} flows shown, {hidden} more not shown (--limit N shows N, --limit 0 all)",
+            flows.len()
+        );
+    } else {
+        let _ = writeln!(out, "{} flows", flows.len());
+    }
     out
 }
 
@@ -245,5 +255,40 @@ fn address(u: &UplinkReport) -> String {
         (false, _) => u.address.to_string(),
         (true, true) => "auto (unresolved)".to_string(),
         (true, false) => format!("auto {}", u.address),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(port: u16) -> FlowReport {
+        FlowReport {
+            protocol: "udp".into(),
+            kind: "snat".into(),
+            inside: format!("192.168.50.10:{port}"),
+            outside: format!("198.18.1.2:{port}"),
+            remote: "203.0.113.10:53".into(),
+            uplink: "isp1".into(),
+            state: "-".into(),
+            age_s: 1,
+            idle_s: 0,
+            packets_out: 1,
+            bytes_out: 60,
+            packets_in: 1,
+            bytes_in: 90,
+        }
+    }
+
+    #[test]
+    fn flows_table_says_how_many_more_there_are() {
+        let shown = [flow(1000), flow(1001)];
+        let table = flows_table(&shown, 250);
+        assert_eq!(table.lines().count(), 4, "{table}");
+        assert!(table
+            .ends_with("2 flows shown, 248 more not shown (--limit N shows N, --limit 0 all)\n"));
+        assert!(flows_table(&shown, 2).ends_with("\n2 flows\n"));
+        // An older router that does not report the total.
+        assert!(flows_table(&shown, 0).ends_with("\n2 flows\n"));
     }
 }

@@ -193,7 +193,44 @@ pub struct Forward {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nat {
     pub ports: PortRange,
+    /// Whether the file set `ports`; without it `ports` is the default range,
+    /// which `xwan run` narrows to avoid the kernel's ephemeral ports
+    /// ([`Nat::avoid_kernel_ports`]).
+    pub ports_set: bool,
     pub mss_clamp: MssClamp,
+}
+
+/// The fewest ports a default NAT range narrowed by the kernel's ephemeral
+/// range may keep; below that `xwan run` refuses, as for a set range.
+pub const MIN_DEFAULT_NAT_PORTS: u32 = 1024;
+
+impl Nat {
+    /// When `ports` was not set in the file and overlaps the kernel's
+    /// ephemeral range (`net.ipv4.ip_local_port_range`, read by the caller),
+    /// keeps the larger part of the default range that lies outside it, if it
+    /// holds at least [`MIN_DEFAULT_NAT_PORTS`]. Returns the range it replaced.
+    /// A range set in the file is never changed: an overlap there is refused.
+    pub fn avoid_kernel_ports(&mut self, kernel: PortRange) -> Option<PortRange> {
+        if self.ports_set || !self.ports.overlaps(&kernel) {
+            return None;
+        }
+        let all = self.ports;
+        let below = (kernel.lo > all.lo).then(|| PortRange {
+            lo: all.lo,
+            hi: kernel.lo - 1,
+        });
+        let above = (kernel.hi < all.hi).then(|| PortRange {
+            lo: kernel.hi + 1,
+            hi: all.hi,
+        });
+        let best = [below, above]
+            .into_iter()
+            .flatten()
+            .max_by_key(PortRange::len)
+            .filter(|r| r.len() >= MIN_DEFAULT_NAT_PORTS)?;
+        self.ports = best;
+        Some(all)
+    }
 }
 
 /// TCP MSS clamping on SYN and SYN-ACK segments, `[nat] mss_clamp`.
@@ -240,6 +277,16 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
+    /// The group whose members may read status and flows on the control
+    /// socket; None: root only.
+    pub group: Option<ControlGroup>,
+}
+
+/// `[control] group`: its name, and its id on this system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlGroup {
+    pub name: String,
+    pub gid: u32,
 }
 
 /// `[local]`: the router's own traffic (see `io/runtime/local_routes.rs`).

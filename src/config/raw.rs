@@ -122,6 +122,7 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

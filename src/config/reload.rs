@@ -8,12 +8,13 @@
 //! out of service, until a later reload names it again. What cannot change
 //! without a restart is refused, naming the key: the LAN interface and
 //! networks, an uplink's interface and address, a new uplink, the NAT port
-//! range, the table limits and the control socket and metrics addresses.
+//! range, the table limits, the control socket and its group, and the metrics
+//! address.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::model::{Action, Config, UplinkId};
+use super::model::{Action, Config, ControlGroup, UplinkId};
 
 /// The configuration a running router holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +171,14 @@ impl RunningConfig {
             refuse(
                 "control.socket".into(),
                 changed(&old.control.socket.display(), &new.control.socket.display()),
+            );
+        }
+        if new.control.group != old.control.group {
+            let show =
+                |g: &Option<ControlGroup>| g.as_ref().map_or("none".into(), |g| g.name.clone());
+            refuse(
+                "control.group".into(),
+                changed(&show(&old.control.group), &show(&new.control.group)),
             );
         }
         if new.control.metrics != old.control.metrics {
@@ -403,7 +412,7 @@ gateway = "198.18.3.1"
         let text = BASE
             .replace("address = \"198.18.2.2\"", "address = \"198.18.2.9\"")
             .replace("interface = \"wan3\"", "interface = \"wan9\"")
-            + "\n[nat]\nports = \"30000-39999\"\n[control]\nmetrics = \"127.0.0.1:9847\"\n";
+            + "\n[nat]\nports = \"30000-39999\"\n[control]\nmetrics = \"127.0.0.1:9847\"\ngroup = \"root\"\n";
         let e = reload(&running(), &text).unwrap_err();
         let keys: Vec<&str> = e.refusals.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
@@ -412,6 +421,7 @@ gateway = "198.18.3.1"
                 "wan[2].address",
                 "wan[3].interface",
                 "nat.ports",
+                "control.group",
                 "control.metrics"
             ]
         );

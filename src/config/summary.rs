@@ -116,6 +116,9 @@ impl Display for Config {
             )?,
         }
         write!(f, "Control   {}", self.control.socket.display())?;
+        if let Some(group) = &self.control.group {
+            write!(f, " (group {} may read)", group.name)?;
+        }
         match self.control.metrics {
             Some(addr) => writeln!(f, ", metrics on http://{addr}/metrics"),
             None => writeln!(f),

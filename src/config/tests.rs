@@ -257,6 +257,7 @@ fn example_parses_to_the_expected_model() {
                 lo: 20000,
                 hi: 59999,
             },
+            ports_set: true,
             mss_clamp: MssClamp::Off,
         },
         health: Health {
@@ -280,6 +281,7 @@ fn example_parses_to_the_expected_model() {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            group: None,
         },
         local: Local {
             routes: true,
@@ -1336,10 +1338,43 @@ fn control_metrics_is_off_unless_set() {
 }
 
 #[test]
+fn control_group_is_resolved_or_refused_with_its_line() {
+    assert_eq!(ok(BASE).control.group, None);
+    // The root group exists on every Linux system.
+    let config = ok(&with("[control]\ngroup = \"root\"\n"));
+    assert_eq!(
+        config.control.group,
+        Some(ControlGroup {
+            name: "root".into(),
+            gid: 0
+        })
+    );
+    assert!(config.to_string().contains("(group root may read)"));
+    let config = ok(&with("[control]\ngroup = \"65534\"\n"));
+    assert_eq!(config.control.group.map(|g| g.gid), Some(65534));
+    assert_invalid(
+        &with("[control]\nsocket = \"/run/xwan.sock\"\ngroup = \"no-such-group-xwan\"\n"),
+        "control.group",
+        "group",
+        "no group \"no-such-group-xwan\" on this system",
+    );
+    assert_invalid(
+        &with("[control]\ngroup = \"\"\n"),
+        "control.group",
+        "group",
+        "empty group name",
+    );
+}
+
+#[test]
 fn dist_example_is_valid() {
     let config = ok(include_str!("../../dist/xwan.toml"));
     let names: Vec<&str> = config.wans.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, ["fibre", "cable"]);
+    // The packaged file leaves the NAT range to xwan, and the socket in the
+    // unit's RuntimeDirectory.
+    assert!(!config.nat.ports_set);
+    assert_eq!(config.control.socket, PathBuf::from("/run/xwan/xwan.sock"));
     assert_eq!(config.rules[0].action, Action::Bypass);
     assert_eq!(
         config.control.metrics,
@@ -1390,4 +1425,47 @@ fn auto_addresses_and_the_local_section() {
     assert_invalid(&text, "local.rule[1].dst_port", "\"53\"", "ports need");
     let text = with("\n[local]\ntable = 254\n");
     assert_invalid(&text, "local.table", "254", "");
+}
+
+fn kernel(lo: u16, hi: u16) -> PortRange {
+    PortRange { lo, hi }
+}
+
+#[test]
+fn default_nat_ports_avoid_the_kernels_ephemeral_range() {
+    let without_ports = EXAMPLE.replace("[nat]\nports = \"20000-59999\"\n", "[nat]\n");
+    assert_ne!(without_ports, EXAMPLE, "the fixture sets [nat] ports");
+    let mut nat = ok(&without_ports).nat;
+    assert!(!nat.ports_set);
+    assert_eq!(nat.ports, DEFAULT_NAT_PORTS);
+    // Debian's default 32768-60999: the ports below it stay.
+    assert_eq!(
+        nat.avoid_kernel_ports(kernel(32768, 60999)),
+        Some(DEFAULT_NAT_PORTS)
+    );
+    assert_eq!(nat.ports, kernel(20000, 32767));
+
+    // The larger side wins; a range clear of the kernel's is kept whole.
+    let mut nat = ok(&without_ports).nat;
+    assert_eq!(
+        nat.avoid_kernel_ports(kernel(21000, 30000)),
+        Some(DEFAULT_NAT_PORTS)
+    );
+    assert_eq!(nat.ports, kernel(30001, 59999));
+    let mut nat = ok(&without_ports).nat;
+    assert_eq!(nat.avoid_kernel_ports(kernel(60000, 65535)), None);
+    assert_eq!(nat.ports, DEFAULT_NAT_PORTS);
+
+    // Too little left: unchanged, so xwan run refuses with its advice.
+    let mut nat = ok(&without_ports).nat;
+    assert_eq!(nat.avoid_kernel_ports(kernel(20500, 59500)), None);
+    assert_eq!(nat.ports, DEFAULT_NAT_PORTS);
+}
+
+#[test]
+fn a_nat_range_set_in_the_file_is_never_moved() {
+    let mut nat = ok(EXAMPLE).nat;
+    assert!(nat.ports_set);
+    assert_eq!(nat.avoid_kernel_ports(kernel(32768, 60999)), None);
+    assert_eq!(nat.ports, kernel(20000, 59999));
 }

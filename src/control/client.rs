@@ -15,7 +15,13 @@ pub fn request(path: &Path, request: &Request) -> Result<Reply, ControlError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut stream = UnixStream::connect(path).map_err(connect)?;
+    let mut stream = UnixStream::connect(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ControlError::PermissionDenied(path.to_path_buf())
+        } else {
+            connect(source)
+        }
+    })?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(connect)?;

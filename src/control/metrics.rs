@@ -1,9 +1,20 @@
 //! Prometheus metrics: the text exposition format (version 0.0.4) rendered
 //! from the router's counters, health reports and worker figures, served by a
-//! small HTTP/1.1 responder on a thread of its own, off the data path.
+//! small HTTP/1.1 responder off the data path.
 //!
 //! `GET /metrics` answers 200 with the metrics; any other request 404. One
-//! request per connection, read within a few seconds and at most 8 KiB.
+//! request per connection, at most 8 KiB of request head. Up to
+//! [`MAX_CONNECTIONS`] connections are served at once, each on a thread of its
+//! own; one more is answered 503 at once. Each connection has
+//! [`REQUEST_DEADLINE`] for the whole exchange (reading the request, writing
+//! the answer), however slowly its client trickles bytes, and notices a stop
+//! within [`STOP_CHECK`]: a slow client neither holds up another scrape nor
+//! xwan's shutdown.
+//!
+//! The responder is written here rather than taken from a crate: it reads one
+//! request line and writes one response, and the small servers (tiny_http
+//! 0.12) have neither a per-connection deadline nor a bound on their
+//! connection threads, which are the two things it must have.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -11,7 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{UplinkControl, WorkerReport};
 use super::ControlError;
@@ -23,8 +34,15 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The longest request head read.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
-/// How long a client may take to send its request or take the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// How long one connection may take, from accept to the last byte written.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest a connection thread waits on its client before it checks
+/// whether the server is stopping.
+pub const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Renders the metrics when they are asked for.
 pub trait MetricsSource: Send + Sync + 'static {
@@ -340,16 +358,7 @@ impl MetricsServer {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("xwan-metrics".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Ok(stream) = stream {
-                            serve(stream, source.as_ref());
-                        }
-                    }
-                })
+                .spawn(move || accept_loop(&listener, &source, &stop))
                 .map_err(error)?
         };
         Ok(MetricsServer {
@@ -393,20 +402,112 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Reads the request head: up to the blank line, at most [`MAX_REQUEST_BYTES`].
-fn read_head(stream: &mut TcpStream) -> Option<String> {
+/// Accepts connections until `stop`, each served on a thread of its own (at
+/// most [`MAX_CONNECTIONS`]); then waits for them, which takes at most
+/// [`STOP_CHECK`].
+fn accept_loop(listener: &TcpListener, source: &Arc<dyn MetricsSource>, stop: &Arc<AtomicBool>) {
+    let mut serving: Vec<JoinHandle<()>> = Vec::new();
+    for stream in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        serving.retain(|handle| !handle.is_finished());
+        if serving.len() >= MAX_CONNECTIONS {
+            refuse(
+                &mut stream,
+                "503 Service Unavailable",
+                "too many metrics connections\n",
+            );
+            continue;
+        }
+        let (source, stop) = (Arc::clone(source), Arc::clone(stop));
+        let spawned = std::thread::Builder::new()
+            .name("xwan-metrics-conn".into())
+            .spawn(move || serve(stream, source.as_ref(), &stop));
+        if let Ok(handle) = spawned {
+            serving.push(handle);
+        }
+    }
+    for handle in serving {
+        let _ = handle.join();
+    }
+}
+
+/// Why a connection gave up.
+enum Cut {
+    /// The client closed, sent garbage, or the socket failed.
+    Failed,
+    /// The deadline passed or the server is stopping.
+    OutOfTime,
+}
+
+/// The time left before `deadline`, at most [`STOP_CHECK`]; None when it has
+/// passed or the server is stopping.
+fn next_wait(deadline: Instant, stop: &AtomicBool) -> Option<Duration> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    if stop.load(Ordering::SeqCst) || left.is_zero() {
+        return None;
+    }
+    Some(left.min(STOP_CHECK))
+}
+
+/// Whether a read or write error only means the wait ran out (or a signal
+/// came): try again if there is time left.
+fn waited(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Reads the request head: up to the blank line, at most [`MAX_REQUEST_BYTES`],
+/// before `deadline`.
+fn read_head(stream: &mut TcpStream, deadline: Instant, stop: &AtomicBool) -> Result<String, Cut> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
         if head.len() >= MAX_REQUEST_BYTES {
-            return None;
+            return Err(Cut::Failed);
         }
+        let wait = next_wait(deadline, stop).ok_or(Cut::OutOfTime)?;
+        stream
+            .set_read_timeout(Some(wait))
+            .map_err(|_| Cut::Failed)?;
         match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
+            Ok(0) => return Err(Cut::Failed),
             Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if waited(&e) => {}
+            Err(_) => return Err(Cut::Failed),
         }
     }
-    Some(String::from_utf8_lossy(&head).into_owned())
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Writes all of `bytes` before `deadline`; false when it could not.
+fn write_before(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> bool {
+    while !bytes.is_empty() {
+        let Some(wait) = next_wait(deadline, stop) else {
+            return false;
+        };
+        if stream.set_write_timeout(Some(wait)).is_err() {
+            return false;
+        }
+        match stream.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if waited(&e) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// The status line and body for a request head.
@@ -427,22 +528,48 @@ fn answer(head: Option<&str>, source: &dyn MetricsSource) -> (&'static str, Stri
     }
 }
 
-fn serve(mut stream: TcpStream, source: &dyn MetricsSource) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let head = read_head(&mut stream);
-    let (status, body) = answer(head.as_deref(), source);
+/// A whole HTTP/1.1 response that closes the connection.
+fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Answers an error in one short write (at most [`STOP_CHECK`]) and gives up.
+fn refuse(stream: &mut TcpStream, status: &str, body: &str) {
+    let _ = stream.set_write_timeout(Some(STOP_CHECK));
+    let _ = stream.write_all(&response(status, "text/plain; charset=utf-8", body));
+}
+
+/// Serves one connection within [`REQUEST_DEADLINE`]; a client out of time is
+/// answered 408 if it can still take it.
+fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let (status, body) = match read_head(&mut stream, deadline, stop) {
+        Ok(head) => answer(Some(&head), source),
+        Err(Cut::Failed) => answer(None, source),
+        Err(Cut::OutOfTime) => {
+            refuse(
+                &mut stream,
+                "408 Request Timeout",
+                "request not received in time\n",
+            );
+            return;
+        }
+    };
     let content_type = if status.starts_with("200") {
         CONTENT_TYPE
     } else {
         "text/plain; charset=utf-8"
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let _ = write_before(
+        &mut stream,
+        &response(status, content_type, &body),
+        deadline,
+        stop,
     );
-    let _ = stream.write_all(response.as_bytes());
-    let _ = stream.flush();
 }
 
 #[cfg(test)]

@@ -23,6 +23,12 @@ pub enum ControlError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "permission denied on the control socket {}: xwan status and flows need root or membership \
+         of the [control] group; uplink and reload need root",
+        .0.display()
+    )]
+    PermissionDenied(PathBuf),
     #[error("cannot reach xwan at {}: {source} (is `xwan run` running? is this the right --socket?)", path.display())]
     Connect {
         path: PathBuf,

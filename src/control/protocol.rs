@@ -38,13 +38,48 @@ pub enum Request {
     Reload,
 }
 
+impl Request {
+    /// Whether the request changes the router (and needs root).
+    pub fn is_change(&self) -> bool {
+        match self {
+            Request::Status | Request::Flows { .. } => false,
+            Request::Uplink { .. } | Request::Reload => true,
+        }
+    }
+
+    /// The `xwan` command that sends it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Flows { .. } => "flows",
+            Request::Uplink { .. } => "uplink",
+            Request::Reload => "reload",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Reply {
-    Status { ok: bool, status: Box<StatusReport> },
-    Flows { ok: bool, flows: Vec<FlowReport> },
-    Done { ok: bool, message: String },
-    Error { ok: bool, error: String },
+    Status {
+        ok: bool,
+        status: Box<StatusReport>,
+    },
+    Flows {
+        ok: bool,
+        flows: Vec<FlowReport>,
+        /// Flows that matched, `flows` holding the first `limit` of them.
+        #[serde(default)]
+        total: usize,
+    },
+    Done {
+        ok: bool,
+        message: String,
+    },
+    Error {
+        ok: bool,
+        error: String,
+    },
 }
 
 impl Reply {

@@ -1,8 +1,20 @@
-//! The control socket: a Unix socket (mode 0600) served off the data path,
-//! one thread per connection, one JSON request per line.
+//! The control socket: a Unix socket served off the data path, one thread per
+//! connection, one JSON request per line.
+//!
+//! Who may do what:
+//! - The socket is mode 0600, or 0660 with the group `[control] group`; it is
+//!   bound inside a private directory (mode 0700) and given its owner and mode
+//!   there, then renamed into place, so it never exists at its path with a
+//!   wider mode. The kernel checks the mode at `connect`, with the client's
+//!   real groups (supplementary ones included).
+//! - Each connection's peer credentials (`SO_PEERCRED`) decide what it may
+//!   ask: uid 0, or the uid xwan runs as, may do everything; anyone else who
+//!   could connect (a member of the group) may read (`status`, `flows`); a
+//!   change (`uplink`, `reload`) from them is refused with a reply that says
+//!   it needs root.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,8 +22,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
 use super::protocol::{Reply, Request, MAX_REQUEST_BYTES};
 use super::ControlError;
+use crate::config::ControlGroup;
 
 /// Answers control requests.
 pub trait Handler: Send + Sync + 'static {
@@ -30,29 +45,32 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Binds `path` (replacing a stale socket, refusing one a live xwan answers
-    /// on) and serves requests with `handler` until [`ControlServer::stop`].
-    pub fn start(path: &Path, handler: Arc<dyn Handler>) -> Result<ControlServer, ControlError> {
+    /// on) and serves requests with `handler` until [`ControlServer::stop`];
+    /// members of `group` may read.
+    pub fn start(
+        path: &Path,
+        group: Option<ControlGroup>,
+        handler: Arc<dyn Handler>,
+    ) -> Result<ControlServer, ControlError> {
         let error = |source| ControlError::Bind {
             path: path.to_path_buf(),
             source,
         };
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(ControlError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(error)?;
+        // A stale socket is replaced by the rename in `bind_private`.
+        if path.exists() && UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse(path.to_path_buf()));
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(error)?;
-        }
-        let listener = UnixListener::bind(path).map_err(error)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(error)?;
+        let listener = bind_private(path, group.as_ref().map(|g| g.gid)).map_err(error)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
+            let access = Arc::new(Policy {
+                group,
+                own_uid: nix::unistd::geteuid().as_raw(),
+            });
             std::thread::Builder::new()
                 .name("xwan-control".into())
-                .spawn(move || accept_loop(listener, handler, stop))
+                .spawn(move || accept_loop(listener, handler, access, stop))
                 .map_err(error)?
         };
         Ok(ControlServer {
@@ -86,7 +104,100 @@ impl Drop for ControlServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<AtomicBool>) {
+/// Binds the socket in a private directory beside `path`, gives it its group
+/// and mode there, and renames it to `path` (replacing a stale socket).
+fn bind_private(path: &Path, gid: Option<u32>) -> std::io::Result<UnixListener> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "xwan.sock".into(), |n| n.to_string_lossy().into_owned());
+    let private = dir.join(format!(".{name}.{}.bind", std::process::id()));
+    // A leftover of an earlier process that had this pid.
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inside = private.join("sock");
+    let bound = (|| {
+        let listener = UnixListener::bind(&inside)?;
+        let mode = match gid {
+            Some(gid) => {
+                std::os::unix::fs::chown(&inside, None, Some(gid))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&inside, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    bound
+}
+
+/// Who may ask what on the socket.
+struct Policy {
+    group: Option<ControlGroup>,
+    /// The uid xwan runs as: its clients may do what root may.
+    own_uid: u32,
+}
+
+/// What one connection may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Everything,
+    ReadOnly,
+    Nothing,
+}
+
+impl Policy {
+    fn access(&self, stream: &UnixStream) -> (Access, u32) {
+        let Ok(peer) = getsockopt(stream, PeerCredentials) else {
+            return (Access::Nothing, u32::MAX);
+        };
+        let uid = peer.uid();
+        let access = if uid == 0 || uid == self.own_uid {
+            Access::Everything
+        } else if self.group.is_some() {
+            // It connected through the socket's group permission.
+            Access::ReadOnly
+        } else {
+            Access::Nothing
+        };
+        (access, uid)
+    }
+
+    /// None when `request` is allowed; the refusal otherwise.
+    fn refusal(&self, access: Access, uid: u32, request: &Request) -> Option<String> {
+        let who = format!("uid {uid}");
+        match (access, request.is_change(), &self.group) {
+            (Access::Everything, _, _) | (Access::ReadOnly, false, _) => None,
+            (Access::ReadOnly, true, Some(group)) => Some(format!(
+                "permission denied: `xwan {}` changes the router and needs root; {who} may only read                  (status, flows) as a member of [control] group {:?}",
+                request.name(),
+                group.name
+            )),
+            (_, _, Some(group)) => Some(format!(
+                "permission denied: `xwan {}` needs root or membership of [control] group {:?}",
+                request.name(),
+                group.name
+            )),
+            (_, _, None) => Some(format!(
+                "permission denied: `xwan {}` needs root ({who} is not; [control] group can let a                  group read status and flows)",
+                request.name()
+            )),
+        }
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    handler: Arc<dyn Handler>,
+    policy: Arc<Policy>,
+    stop: Arc<AtomicBool>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -99,11 +210,12 @@ fn accept_loop(listener: UnixListener, handler: Arc<dyn Handler>, stop: Arc<Atom
         }
         active.fetch_add(1, Ordering::SeqCst);
         let handler = Arc::clone(&handler);
+        let policy = Arc::clone(&policy);
         let active_here = Arc::clone(&active);
         let spawned = std::thread::Builder::new()
             .name("xwan-control-conn".into())
             .spawn(move || {
-                serve(stream, handler.as_ref());
+                serve(stream, handler.as_ref(), &policy);
                 active_here.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -120,8 +232,9 @@ fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
 
 /// Answers requests on one connection until it closes, sends a line that is
 /// too long, or stays silent for a minute.
-fn serve(stream: UnixStream, handler: &dyn Handler) {
+fn serve(stream: UnixStream, handler: &dyn Handler, policy: &Policy) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let (access, uid) = policy.access(&stream);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -146,7 +259,10 @@ fn serve(stream: UnixStream, handler: &dyn Handler) {
             continue;
         }
         let reply = match serde_json::from_str::<Request>(text.trim()) {
-            Ok(request) => handler.handle(request),
+            Ok(request) => match policy.refusal(access, uid, &request) {
+                None => handler.handle(request),
+                Some(refusal) => Reply::error(refusal),
+            },
             Err(e) => Reply::error(format!("bad request: {e}")),
         };
         if write_reply(&mut writer, &reply).is_err() {

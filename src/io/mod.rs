@@ -27,6 +27,7 @@ mod runtime;
 mod sync;
 mod sys;
 pub mod system;
+mod systemd;
 
 pub use runtime::{resolve_auto, run, DataPathReport, IoMode, RunError, RunOptions, Running};
 

@@ -72,6 +72,7 @@ fn example_config() -> Config {
         }],
         nat: Nat {
             ports: ports(1024, 65535),
+            ports_set: true,
             mss_clamp: MssClamp::Off,
         },
         health: Health {
@@ -95,6 +96,7 @@ fn example_config() -> Config {
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            group: None,
         },
         local: Local {
             routes: true,

@@ -13,14 +13,13 @@ pub mod uplinks;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+use nix::sched::{setns, CloneFlags};
 use xwan::config::Config;
 
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
@@ -217,7 +216,7 @@ impl Testbed {
         thread::scope(|s| {
             s.spawn(|| {
                 let ns = File::open(&path).unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
-                move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))
+                setns(&ns, CloneFlags::CLONE_NEWNET)
                     .unwrap_or_else(|e| panic!("cannot enter {path}: {e}"));
                 f()
             })
@@ -288,7 +287,59 @@ impl Testbed {
         }
     }
 
+    /// Start `xwan run --io xdp|packet` with extra environment variables
+    /// (`mode` must be one of the xwan modes); returns once it forwards.
+    pub fn start_xwan_with_env(
+        &mut self,
+        mode: RouterMode,
+        config_text: &str,
+        env: &[(&str, &str)],
+    ) {
+        let io = match mode {
+            RouterMode::XwanXdp => "xdp",
+            RouterMode::XwanPacket => "packet",
+            RouterMode::Kernel => panic!("start_xwan_with_env starts xwan, not the kernel recipe"),
+        };
+        let config_path = self.path("xwan.toml");
+        std::fs::write(&config_path, config_text).expect("write the config");
+        self.spawn_xwan_env(&config_path, io, env);
+    }
+
+    /// Waits up to `limit` for the router process to end on its own; its
+    /// exit status, or None if it still runs.
+    pub fn wait_router_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.router.as_mut()?;
+        let mut status = None;
+        poll(limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.router = None;
+        }
+        status
+    }
+
+    /// Sends a signal (`KILL`, `TERM`, ...) to the router process.
+    pub fn signal_router(&self, signal: &str) {
+        let child = self.router.as_ref().expect("a router process");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// What the router process has logged so far.
+    pub fn router_log(&self) -> String {
+        std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default()
+    }
+
     fn spawn_xwan(&mut self, config_path: &Path, io: &str) {
+        self.spawn_xwan_env(config_path, io, &[]);
+    }
+
+    fn spawn_xwan_env(&mut self, config_path: &Path, io: &str, env: &[(&str, &str)]) {
         let config_text = std::fs::read_to_string(config_path).expect("read the config back");
         let config = Config::from_toml(&config_text, config_path)
             .unwrap_or_else(|e| panic!("test config rejected: {e}"));
@@ -310,6 +361,7 @@ impl Testbed {
             ])
             .arg(config_path)
             .args(["--io", io])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

@@ -9,6 +9,7 @@ impl Validator<'_> {
         let Some(ports) = raw.and_then(|n| n.ports.as_ref()) else {
             return Ok(Nat {
                 ports: DEFAULT_NAT_PORTS,
+                ports_set: false,
                 mss_clamp,
             });
         };
@@ -26,6 +27,7 @@ impl Validator<'_> {
         }
         Ok(Nat {
             ports: range,
+            ports_set: true,
             mss_clamp,
         })
     }

@@ -25,7 +25,7 @@ const DEFAULT_LOCAL_TABLE: u32 = 7800;
 const MAX_LOCAL_RULES: usize = 64;
 
 /// Default control socket path, `[control] socket`.
-pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan.sock";
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan/xwan.sock";
 
 /// Default SNAT port range, `[nat] ports`.
 pub const DEFAULT_NAT_PORTS: PortRange = PortRange {

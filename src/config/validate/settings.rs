@@ -208,6 +208,41 @@ impl Validator<'_> {
                 }
             },
         };
-        Ok(Control { socket, metrics })
+        let group = match raw.and_then(|c| c.group.as_ref()) {
+            None => None,
+            Some(g) => Some(
+                control_group(g.get_ref())
+                    .map_err(|msg| self.err(g.span(), "control.group", msg))?,
+            ),
+        };
+        Ok(Control {
+            socket,
+            metrics,
+            group,
+        })
+    }
+}
+
+/// `[control] group`: a group name known to this system (its group database,
+/// through NSS), or a numeric group id.
+fn control_group(name: &str) -> std::result::Result<ControlGroup, String> {
+    if name.is_empty() {
+        return Err("empty group name".into());
+    }
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(ControlGroup {
+            name: name.to_string(),
+            gid,
+        });
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(ControlGroup {
+            name: name.to_string(),
+            gid: group.gid.as_raw(),
+        }),
+        Ok(None) => Err(format!(
+            "no group {name:?} on this system (create it with `groupadd {name}`, or name another)"
+        )),
+        Err(err) => Err(format!("cannot look up group {name:?}: {err}")),
     }
 }

@@ -5,9 +5,17 @@
 //! route to.
 //!
 //! [`KernelFilter::install`] loads one nftables table, `table ip xwan` (replacing a
-//! stale one left by a killed xwan, in the same transaction), and
-//! [`KernelFilter::remove`] (or dropping the filter) deletes it. Nothing else is
-//! changed: no sysctl, no route, no other table. The table holds:
+//! stale one left by an earlier xwan that could not own it, in the same
+//! transaction), through libnftables in-process ([`crate::io::sys::nftables`]), with the
+//! table flag `owner`: the table belongs to the netlink socket xwan keeps open
+//! for its whole life, no other process can change it, and the kernel deletes
+//! it when that socket closes, so even a killed xwan (SIGKILL, abort) leaves no
+//! table behind to black-hole the LAN. A kernel older than 5.12 (or nftables
+//! older than 0.9.9) has no owned tables: the table is then loaded without the
+//! flag, as before, a warning says that a killed xwan leaves it behind, and the
+//! next start replaces it. [`KernelFilter::remove`] (or dropping the filter)
+//! deletes it. Nothing else is changed: no sysctl, no route, no other table.
+//! The table holds:
 //!
 //! - sets `lan_networks` (the `[lan] networks`), `local_addresses` (every IPv4
 //!   address configured on any interface) and `wan_addresses` (the uplinks' SNAT
@@ -40,13 +48,15 @@
 //! the NAT range, which the runtime checks against `net.ipv4.ip_local_port_range`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::Ipv4Net;
+use tracing::warn;
 
 use crate::config::{Action, PortRange, Proto, Rule};
+use crate::io::sync;
+use crate::io::sys::nftables::Nftables;
 use crate::io::DataPathSetup;
 use crate::router::Port;
 
@@ -57,94 +67,161 @@ pub const TABLE: &str = "xwan";
 pub enum FilterError {
     #[error("the data path setup has no LAN interface")]
     NoLanInterface,
-    #[error("running nft (is the nftables package installed?): {0}")]
-    Spawn(#[source] std::io::Error),
-    #[error("nft could not {op} table ip {TABLE}: {message}")]
+    #[error("{0}")]
+    Library(String),
+    #[error("nftables could not {op} table ip {TABLE}: {message}")]
     Nft { op: &'static str, message: String },
 }
 
-/// The installed `table ip xwan`; deleted by [`KernelFilter::remove`] or on drop.
-#[derive(Debug)]
+/// The installed `table ip xwan`; deleted by [`KernelFilter::remove`] or on
+/// drop, and by the kernel when xwan ends if it is owned.
 pub struct KernelFilter {
+    handle: FilterHandle,
     installed: bool,
 }
 
+/// Changes the installed table (a reload): through the socket that owns it.
+#[derive(Clone)]
+pub struct FilterHandle {
+    nft: Arc<Mutex<Nftables>>,
+    /// Whether the table carries the `owner` flag.
+    owned: bool,
+}
+
 impl KernelFilter {
-    /// Loads the table for this setup and these steering rules, replacing any table
-    /// of the same name.
+    /// Loads the table for this setup and these steering rules, replacing a
+    /// table of the same name that no live process owns. Opens the netlink
+    /// socket in the calling thread's network namespace.
     pub fn install(setup: &DataPathSetup, rules: &[Rule]) -> Result<KernelFilter, FilterError> {
-        let text = ruleset(setup, rules)?;
-        nft(&["-f", "-"], Some(&text), "install")?;
-        Ok(KernelFilter { installed: true })
+        let mut nft = Nftables::open().map_err(FilterError::Library)?;
+        let owned = match nft.run(&ruleset(setup, rules, Ownership::Take)?) {
+            Ok(()) => true,
+            Err(owned_error) => {
+                nft.run(&ruleset(setup, rules, Ownership::None)?)
+                    .map_err(|message| FilterError::Nft {
+                        op: "install",
+                        message: explain(message),
+                    })?;
+                warn!(
+                    "nftables cannot make table ip {TABLE} owned by xwan ({owned_error}; owned tables need \
+                     Linux 5.12 and nftables 0.9.9): a killed xwan leaves the table behind until it starts again"
+                );
+                false
+            }
+        };
+        Ok(KernelFilter {
+            handle: FilterHandle {
+                nft: Arc::new(Mutex::new(nft)),
+                owned,
+            },
+            installed: true,
+        })
     }
 
-    /// Replaces the table [`KernelFilter::install`] loaded with one for a
-    /// reloaded setup and rules, in one transaction: every packet meets either
-    /// the old table or the new one. The installed filter still owns the table.
-    pub fn replace(setup: &DataPathSetup, rules: &[Rule]) -> Result<(), FilterError> {
-        let text = ruleset(setup, rules)?;
-        nft(&["-f", "-"], Some(&text), "replace")
+    /// Whether the kernel deletes the table when xwan ends, however it ends.
+    pub fn owned(&self) -> bool {
+        self.handle.owned
+    }
+
+    /// What a reload uses to replace the table.
+    pub fn handle(&self) -> FilterHandle {
+        self.handle.clone()
     }
 
     /// Deletes the table.
     pub fn remove(mut self) -> Result<(), FilterError> {
         self.installed = false;
-        nft(&["delete", "table", "ip", TABLE], None, "delete")
+        self.handle.delete()
     }
 
     /// Whether the table is loaded in the calling thread's network namespace.
     pub fn present() -> Result<bool, FilterError> {
-        match nft(&["list", "table", "ip", TABLE], None, "list") {
+        let mut nft = Nftables::open().map_err(FilterError::Library)?;
+        match nft.run(&format!("list table ip {TABLE}")) {
             Ok(()) => Ok(true),
-            Err(FilterError::Nft { message, .. })
-                if message.contains("No such file or directory") =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(err),
+            Err(message) if message.contains("No such file or directory") => Ok(false),
+            Err(message) => Err(FilterError::Nft {
+                op: "list",
+                message,
+            }),
         }
+    }
+}
+
+impl FilterHandle {
+    /// Replaces the table with one for a reloaded setup and rules, in one
+    /// transaction: every packet meets either the old table or the new one.
+    pub fn replace(&self, setup: &DataPathSetup, rules: &[Rule]) -> Result<(), FilterError> {
+        let ownership = if self.owned {
+            Ownership::Keep
+        } else {
+            Ownership::None
+        };
+        let text = ruleset(setup, rules, ownership)?;
+        self.lock().run(&text).map_err(|message| FilterError::Nft {
+            op: "replace",
+            message: explain(message),
+        })
+    }
+
+    fn delete(&self) -> Result<(), FilterError> {
+        self.lock()
+            .run(&format!("delete table ip {TABLE}"))
+            .map_err(|message| FilterError::Nft {
+                op: "delete",
+                message,
+            })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Nftables> {
+        sync::lock(&self.nft)
     }
 }
 
 impl Drop for KernelFilter {
     fn drop(&mut self) {
         if self.installed {
-            if let Err(err) = nft(&["delete", "table", "ip", TABLE], None, "delete") {
-                tracing::warn!("{err}");
+            if let Err(err) = self.handle.delete() {
+                warn!("removing nftables table ip {TABLE}: {err}");
             }
         }
     }
 }
 
-fn nft(args: &[&str], stdin: Option<&str>, op: &'static str) -> Result<(), FilterError> {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(FilterError::Spawn)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(FilterError::Spawn)?;
-    }
-    let out = child.wait_with_output().map_err(FilterError::Spawn)?;
-    if out.status.success() {
-        Ok(())
+/// An nft error, with what it most likely means when another process owns
+/// the table.
+fn explain(message: String) -> String {
+    if message.contains("Operation not permitted") {
+        format!(
+            "{message} (table ip {TABLE} is owned by another running process: is another xwan running in this \
+             network namespace?)"
+        )
     } else {
-        Err(FilterError::Nft {
-            op,
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
+        message
     }
 }
 
 /// The nft script that (re)creates the table; see the module documentation.
-pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterError> {
+/// Whether the table is owned, and by whom before this load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// No `owner` flag; replaces any table of the name.
+    None,
+    /// Becomes owned by the loading socket; replaces a table of the name that
+    /// no live process owns.
+    Take,
+    /// Already owned by the loading socket, and stays so (a reload). The kernel
+    /// refuses to declare it again without the flag, so it is only deleted and
+    /// made anew.
+    Keep,
+}
+
+/// The nft script that loads the table with this ownership.
+pub fn ruleset(
+    setup: &DataPathSetup,
+    rules: &[Rule],
+    ownership: Ownership,
+) -> Result<String, FilterError> {
     let owned = &setup.owned;
     let lan = setup
         .interfaces
@@ -167,10 +244,13 @@ pub fn ruleset(setup: &DataPathSetup, rules: &[Rule]) -> Result<String, FilterEr
     let mut s = String::new();
     // Declaring then deleting the table makes the load replace a stale table (or
     // create a first one) in one transaction.
-    let _ = writeln!(
-        s,
-        "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{"
-    );
+    if ownership != Ownership::Keep {
+        let _ = writeln!(s, "table ip {TABLE} {{}}");
+    }
+    let _ = writeln!(s, "delete table ip {TABLE}\ntable ip {TABLE} {{");
+    if ownership != Ownership::None {
+        let _ = writeln!(s, "\tflags owner;");
+    }
     set(
         &mut s,
         "lan_networks",

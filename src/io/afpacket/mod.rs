@@ -19,7 +19,7 @@ mod filter;
 mod gso;
 mod socket;
 
-pub use filter::{FilterError, KernelFilter, TABLE};
+pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +32,7 @@ use tracing::{debug, warn};
 use crate::router::{FrameMeta, Port, Verdict};
 
 use super::idle::{Idle, IdlePolicy};
+use super::systemd::Progress;
 use super::{sys, DataPathSetup, FrameProcessor};
 use gso::Segments;
 use socket::{PacketSocket, RxBatch, RxInfo, TxScratch, BATCH};
@@ -145,6 +146,7 @@ impl PacketReport {
 pub struct PacketDataPath {
     workers: Vec<JoinHandle<Result<PacketCounters, PacketError>>>,
     stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
 }
 
 /// One interface as a worker sees it.
@@ -204,6 +206,7 @@ impl PacketDataPath {
         let mut path = PacketDataPath {
             workers: Vec::with_capacity(workers),
             stop: Arc::clone(&setup.stop),
+            progress: Progress::new(workers),
         };
         for (index, attached) in sockets.into_iter().enumerate() {
             let worker = PacketWorker {
@@ -213,6 +216,7 @@ impl PacketDataPath {
                 epoch: setup.epoch,
                 stop: Arc::clone(&setup.stop),
                 cpu: (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]),
+                progress: Arc::clone(&path.progress),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("xwan-pkt{index}"))
@@ -229,6 +233,11 @@ impl PacketDataPath {
             }
         }
         Ok(path)
+    }
+
+    /// The workers' loop rounds, for the systemd watchdog.
+    pub(crate) fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
     }
 
     /// Stops every worker and returns their counters, or the first worker's error.
@@ -320,6 +329,7 @@ struct PacketWorker<P> {
     epoch: Instant,
     stop: Arc<AtomicBool>,
     cpu: Option<usize>,
+    progress: Arc<Progress>,
 }
 
 impl<P: FrameProcessor> PacketWorker<P> {
@@ -360,6 +370,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
         let mut idle = Idle::new(IDLE, self.attached.iter().map(|a| a.socket.raw_fd()));
         let mut link_down = vec![false; self.attached.len()];
         while !self.stop.load(Ordering::Relaxed) {
+            self.progress.beat(self.index);
             let mut busy = false;
             for (i, attached) in self.attached.iter().enumerate() {
                 let batch = &mut rx[i];

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
-use super::filter::ruleset;
+use super::filter::{ruleset, Ownership};
 use super::*;
 use crate::config::PortRange;
 use crate::io::system::netns::{enter_named, TestNetns};
@@ -449,7 +449,7 @@ fn ruleset_mirrors_the_owned_traffic_and_rules() {
     let mut ping_ports = rule("impossible", Action::Bypass);
     ping_ports.proto = Proto::Icmp;
     ping_ports.dst_port = vec![PortRange { lo: 1, hi: 2 }];
-    let text = ruleset(&setup, &[docs, ssh, ping_ports]).expect("a LAN interface");
+    let text = ruleset(&setup, &[docs, ssh, ping_ports], Ownership::None).expect("a LAN interface");
     for line in [
         "meta l4proto { tcp, udp } th dport 10000-19999 drop",
         "icmp type echo-reply icmp id 10000-19999 drop",
@@ -568,18 +568,58 @@ fn filter_stops_the_kernel_forwarding_and_answering_owned_traffic() {
         (false, "silent", "silent", "refused", "silent"),
         "with the filter"
     );
-    // A second install replaces the table instead of failing.
-    let again = bed
-        .router
-        .run(|| KernelFilter::install(&setup, &[]))
-        .expect("reinstall");
-    bed.router.run(|| again.remove()).expect("removed");
-    assert!(!bed.router.run(KernelFilter::present).expect("nft list"));
-    // Dropping the first handle tries to delete the (already gone) table: harmless.
+    // The table is owned: its owner replaces it (a reload), another process
+    // (or context) cannot.
+    assert!(filter.owned(), "this kernel has owned tables (5.12+)");
+    bed.router
+        .run(|| filter.handle().replace(&setup, &[]))
+        .expect("the owner replaces its table");
+    assert_eq!(
+        observe(),
+        (false, "silent", "silent", "refused", "silent"),
+        "after the replacement"
+    );
+    let second = bed.router.run(|| KernelFilter::install(&setup, &[]));
+    let refused = second.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        refused.contains("owned by another running process"),
+        "{refused:?}"
+    );
+    let text = ruleset(&setup, &[], Ownership::None).expect("a LAN interface");
+    let by_cli = bed.router.run(|| nft_cli(&["-f", "-"], &text));
+    assert!(!by_cli.status.success(), "nft changed an owned table");
     bed.router.run(|| drop(filter));
+    assert!(!bed.router.run(KernelFilter::present).expect("nft list"));
     assert_eq!(
         observe(),
         (true, "refused", "refused", "refused", "refused"),
         "after removal"
     );
+    // A table left by an xwan that could not own it (loaded by the nft
+    // command here) is replaced by the next install.
+    let stale = bed.router.run(|| nft_cli(&["-f", "-"], &text));
+    assert!(stale.status.success(), "{stale:?}");
+    let fresh = bed
+        .router
+        .run(|| KernelFilter::install(&setup, &[]))
+        .expect("replaces the stale table");
+    assert!(fresh.owned());
+    bed.router.run(|| fresh.remove()).expect("removed");
+    assert!(!bed.router.run(KernelFilter::present).expect("nft list"));
+}
+
+/// Runs the nft command with `stdin`.
+fn nft_cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.as_bytes()).expect("write to nft");
+    }
+    child.wait_with_output().expect("nft output")
 }

@@ -133,18 +133,25 @@ impl RuntimeControl {
             Err(reply) => return reply,
         };
         let host = host.map(|h| h.octets());
-        let flows = self.parts.router.flows(
-            self.parts.epoch.elapsed(),
-            limit.unwrap_or(usize::MAX),
-            |spec| {
-                uplink.is_none_or(|u| spec.uplink == u)
+        // Every flow is looked at, so `total` counts all that match; the
+        // first `limit` of them are reported.
+        let (limit, total) = (limit.unwrap_or(usize::MAX), std::cell::Cell::new(0usize));
+        let flows = self
+            .parts
+            .router
+            .flows(self.parts.epoch.elapsed(), usize::MAX, |spec| {
+                let matches = uplink.is_none_or(|u| spec.uplink == u)
                     && host.is_none_or(|h| {
                         spec.inside.addr == h || spec.outside.addr == h || spec.remote.addr == h
-                    })
-            },
-        );
+                    });
+                if matches {
+                    total.set(total.get() + 1);
+                }
+                matches && total.get() <= limit
+            });
         Reply::Flows {
             ok: true,
+            total: total.get(),
             flows: flows
                 .iter()
                 .map(|f| {
@@ -192,7 +199,8 @@ impl RuntimeControl {
     fn try_reload(&self) -> Result<String, String> {
         let _one = sync::lock(&self.reloading);
         let file = self.parts.config.file().to_path_buf();
-        let mut new = Config::load(&file).map_err(|e| e.to_string())?;
+        let new = Config::load(&file).map_err(|e| e.to_string())?;
+        let mut new = super::discovery::fit_nat_ports(&new).map_err(|e| e.to_string())?;
         self.parts.uplinks.fill(&mut new);
         let running = self.parts.config.running();
         let plan = running.reload(&new, &file).map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
 use crate::io::afxdp::{XdpDataPath, XdpReport};
+use crate::io::systemd::ProgressSource;
 use crate::io::DataPathSetup;
 use crate::router::Router;
 use std::sync::Arc;
@@ -45,6 +46,29 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
     }
 }
 
+/// The backend as `xwan status` and systemd show it.
+pub(super) fn io_name(data_path: &DataPath) -> &'static str {
+    match data_path {
+        DataPath::Packet { .. } => "packet",
+        DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)",
+        DataPath::Xdp(_) => "xdp (copy)",
+    }
+}
+
+/// Per worker, a count that grows every round of its loop, busy or idle.
+pub(super) fn progress_source(data_path: &DataPath) -> ProgressSource {
+    match data_path {
+        DataPath::Xdp(path) => {
+            let read = path.stats_reader();
+            Box::new(move || read().iter().map(|w| w.batches + w.idle_polls).collect())
+        }
+        DataPath::Packet { path, .. } => {
+            let progress = path.progress();
+            Box::new(move || progress.read())
+        }
+    }
+}
+
 /// What the data path did, from [`super::Running::shutdown`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataPathReport {
@@ -62,7 +86,14 @@ pub(super) fn start_data_path(
         // The filter goes in first: until the workers run, owned traffic is dropped
         // rather than forwarded un-NATed by the kernel.
         let filter = KernelFilter::install(setup, &config.rules)?;
-        info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        if filter.owned() {
+            info!(
+                "installed nftables table ip {TABLE}, owned by xwan (the kernel leaves xwan's traffic alone, \
+                 and deletes the table when xwan ends)"
+            );
+        } else {
+            info!("installed nftables table ip {TABLE} (the kernel leaves xwan's traffic alone)");
+        }
         let path = PacketDataPath::start(Arc::clone(router), setup)?;
         info!(workers = setup.queues, "AF_PACKET data path started");
         Ok(DataPath::Packet { path, filter })
@@ -100,15 +131,17 @@ pub(super) fn kernel_update(
                     .map_err(|e| e.to_string())
             })
         }
-        DataPath::Packet { .. } => {
-            let setup = setup.clone();
+        DataPath::Packet { filter, .. } => {
+            let (setup, filter) = (setup.clone(), filter.handle());
             Box::new(move |config: &Config| {
                 let local = local_addresses().map_err(|e| e.to_string())?;
                 let setup = DataPathSetup {
                     owned: owned_traffic(config, &local),
                     ..setup.clone()
                 };
-                KernelFilter::replace(&setup, &config.rules).map_err(|e| e.to_string())
+                filter
+                    .replace(&setup, &config.rules)
+                    .map_err(|e| e.to_string())
             })
         }
     })

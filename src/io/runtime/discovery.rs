@@ -74,9 +74,25 @@ fn sorted_addresses(addresses: &[system::InterfaceAddress]) -> Vec<Ipv4Addr> {
     local
 }
 
-/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
-pub(super) fn check_port_ranges(nat: PortRange) -> Result<(), RunError> {
+/// The configuration with the NAT range it runs with: a default range
+/// (no `[nat] ports` in the file) less the kernel's ephemeral ports, read now;
+/// refused when the range still overlaps them. Start and reload both use it.
+pub(super) fn fit_nat_ports(config: &Config) -> Result<Config, RunError> {
     let kernel = system::local_port_range()?;
+    let mut config = config.clone();
+    if let Some(default) = config.nat.avoid_kernel_ports(kernel) {
+        info!(
+            "nat ports {}-{}: the default {}-{} less the kernel's ephemeral ports \
+             (net.ipv4.ip_local_port_range {} {}); set [nat] ports or move the kernel's range to use more",
+            config.nat.ports.lo, config.nat.ports.hi, default.lo, default.hi, kernel.lo, kernel.hi
+        );
+    }
+    check_port_ranges(kernel, config.nat.ports)?;
+    Ok(config)
+}
+
+/// Refuses to start when the kernel's ephemeral ports overlap the NAT range.
+fn check_port_ranges(kernel: PortRange, nat: PortRange) -> Result<(), RunError> {
     if !kernel.overlaps(&nat) {
         return Ok(());
     }

@@ -134,7 +134,11 @@ impl StateChanges {
         for frame in frames {
             match lan.send(frame) {
                 Ok(()) => sent += 1,
-                Err(e) => tracing::debug!(error = %e, "RST not sent"),
+                Err(e) => tracing::debug!(
+                    interface = %self.config.running().config.lan.interface,
+                    error = %e,
+                    "RST not sent"
+                ),
             }
         }
         sent
@@ -154,11 +158,11 @@ fn run_hook(hook: &str, uplink: &str, up: bool) {
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
-            warn!(%hook, error = %e, "health hook did not start");
+            warn!(%uplink, %hook, error = %e, "health hook did not start");
             return;
         }
     };
-    let hook = hook.to_string();
+    let (hook, uplink) = (hook.to_string(), uplink.to_string());
     let _ = std::thread::Builder::new()
         .name("xwan-hook".into())
         .spawn(move || {
@@ -166,14 +170,19 @@ fn run_hook(hook: &str, uplink: &str, up: bool) {
             loop {
                 match child.try_wait() {
                     Ok(Some(status)) if !status.success() => {
-                        warn!(%hook, %status, "health hook failed");
+                        warn!(%uplink, %hook, %status, "health hook failed");
                         return;
                     }
                     Ok(Some(_)) => return,
                     Ok(None) if Instant::now() >= deadline => {
                         let _ = child.kill();
                         let _ = child.wait();
-                        warn!(%hook, "health hook killed after {} s", HOOK_TIMEOUT.as_secs());
+                        warn!(
+                            %uplink,
+                            %hook,
+                            "health hook killed after {} s",
+                            HOOK_TIMEOUT.as_secs()
+                        );
                         return;
                     }
                     Ok(None) => std::thread::sleep(Duration::from_millis(50)),

@@ -38,7 +38,8 @@
 //! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
 //! `local_routes` (removed on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics). [`Running`] holds them in the order they stop.
+//! metrics), and `panic` (the hook that turns a panic in any thread into the
+//! orderly stop and an error exit). [`Running`] holds them in the order they stop.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,7 @@ use crate::io::system::{KernelState, RouteEvents};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
+use super::systemd::{self, Watchdog};
 use super::DataPathSetup;
 use crate::control::{ControlServer, MetricsServer};
 use control_glue::{ControlParts, RuntimeControl};
@@ -67,14 +69,17 @@ mod loaded_config;
 mod local_routes;
 mod neighbours;
 mod options;
+mod panic;
 mod signals;
 mod threads;
 mod uplink_monitor;
 
 pub use data_path::DataPathReport;
-use data_path::{kernel_update, start_data_path, worker_stats_source, DataPath};
+use data_path::{
+    io_name, kernel_update, progress_source, start_data_path, worker_stats_source, DataPath,
+};
 use discovery::{
-    check_port_ranges, check_privileges, discover, interfaces, log_summary, owned_traffic,
+    check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
 };
 pub use kernel_uplinks::resolve_auto;
 use kernel_uplinks::KernelUplinks;
@@ -86,26 +91,20 @@ use threads::{every, Threads};
 use uplink_monitor::UplinkMonitor;
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
-/// kernel change; SIGHUP reloads the configuration. Logs go to stderr.
+/// kernel change; SIGHUP reloads the configuration. Logs go to whatever
+/// subscriber the caller installed.
 pub fn run(config: Config, config_path: &Path, options: RunOptions) -> Result<(), RunError> {
-    init_logging(options.verbose);
+    let panics = panic::PanicWatch::install();
     let running = Running::start(&config, config_path, &options)?;
+    panics.stop_on_panic(running.stop_flag());
+    systemd::ready(&format!("forwarding with {}", io_name(&running.data_path)));
     running.wait();
-    running.shutdown().map(drop)
-}
-
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => tracing::Level::INFO,
-        1 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    // A subscriber set earlier (by a test, or by the caller) stays in place.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .try_init();
+    systemd::stopping();
+    let stopped = running.shutdown().map(drop);
+    match panics.panicked() {
+        Some(what) => Err(RunError::Panicked(what)),
+        None => stopped,
+    }
 }
 
 /// The started router: the core, a backend, the housekeeping threads and the
@@ -144,11 +143,10 @@ impl Running {
         // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
         let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
-        check_port_ranges(config.nat.ports)?;
+        let mut config = fit_nat_ports(config)?;
         // "auto" addresses and gateways as the kernel has them now.
         let uplinks = Arc::new(KernelUplinks::new(config.wans.len()));
         uplinks.update(&KernelState::read()?, &config.wans);
-        let mut config = config.clone();
         uplinks.fill(&mut config);
         let config = &config;
 
@@ -219,11 +217,7 @@ impl Running {
             monitor,
             changes,
             epoch,
-            io: match &data_path {
-                DataPath::Packet { .. } => "packet".to_string(),
-                DataPath::Xdp(path) if path.zero_copy() => "xdp (zero-copy)".to_string(),
-                DataPath::Xdp(_) => "xdp (copy)".to_string(),
-            },
+            io: io_name(&data_path).to_string(),
             workers: worker_stats_source(&data_path),
             kernel,
             uplinks: Arc::clone(&uplinks),
@@ -252,6 +246,7 @@ impl Running {
         running.start_housekeeping(monitor, health, reload)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
+            config.control.group.clone(),
             running.runtime.clone(),
         )?);
         if let Some(addr) = config.control.metrics {
@@ -283,6 +278,15 @@ impl Running {
             .spawn("uplink-monitor", move || monitor.run(&stop))?;
         let stop = Arc::clone(&self.stop);
         self.threads.spawn("health", move || health.run(&stop))?;
+        if let Some(watchdog) = Watchdog::from_env(progress_source(&self.data_path)) {
+            info!(
+                "feeding the systemd watchdog every {:?} while the workers turn",
+                watchdog.period()
+            );
+            let stop = Arc::clone(&self.stop);
+            self.threads
+                .spawn("watchdog", move || watchdog.run(&stop))?;
+        }
         let (stop, runtime) = (Arc::clone(&self.stop), Arc::clone(&self.runtime));
         self.threads.spawn("reloader", move || {
             every(Duration::from_millis(100), &stop, || {

@@ -26,8 +26,6 @@ pub struct RunOptions {
     pub zero_copy: ZeroCopy,
     /// CPUs to pin workers to (wrapping); empty: no pinning.
     pub cpus: Vec<usize>,
-    /// 0: info, 1: debug, 2 or more: trace.
-    pub verbose: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +54,8 @@ pub enum RunError {
     Control(#[from] ControlError),
     #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("stopped after a panic: {0}")]
+    Panicked(String),
     #[error("starting the {name} thread: {source}")]
     Thread {
         name: &'static str,

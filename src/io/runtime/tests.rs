@@ -182,6 +182,21 @@ fn discovery_names_what_is_missing() {
         .contains(&Ipv4Addr::new(198, 18, 2, 2)));
 }
 
+/// Sets `net.ipv4.ip_local_port_range` in the test namespace.
+fn set_local_port_range(ns: &TestNetns, value: &str) {
+    let out = ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        &format!("net.ipv4.ip_local_port_range={value}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn kernel_port_range_must_leave_the_nat_range_alone() {
     let ns = TestNetns::new("rt-ports");
@@ -189,28 +204,47 @@ fn kernel_port_range_must_leave_the_nat_range_alone() {
         lo: 20000,
         hi: 59999,
     };
-    let set = |value: &str| {
-        let out = ns.exec(&[
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("net.ipv4.ip_local_port_range={value}"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let set = |value: &str| set_local_port_range(&ns, value);
+    let explicit = config(CONFIG);
+    assert_eq!(explicit.nat.ports, nat);
     set("32768 60999");
-    let err = ns.run(|| check_port_ranges(nat)).expect_err("overlap");
+    let err = ns.run(|| fit_nat_ports(&explicit)).expect_err("overlap");
     assert!(
         err.to_string()
             .contains("sysctl -w net.ipv4.ip_local_port_range=\"60000 65535\""),
         "{err}"
     );
     set("60000 65535");
-    ns.run(|| check_port_ranges(nat)).expect("no overlap");
+    let fitted = ns.run(|| fit_nat_ports(&explicit)).expect("no overlap");
+    assert_eq!(fitted.nat.ports, nat);
+}
+
+#[test]
+fn the_default_nat_range_avoids_a_stock_kernels_ephemeral_ports() {
+    let ns = TestNetns::new("rt-defports");
+    let set = |value: &str| set_local_port_range(&ns, value);
+    let default = config(&CONFIG.replace("[nat]\nports = \"20000-59999\"\n", ""));
+    assert!(!default.nat.ports_set);
+    set("32768 60999");
+    let fitted = ns.run(|| fit_nat_ports(&default)).expect("narrowed");
+    assert_eq!(
+        fitted.nat.ports,
+        PortRange {
+            lo: 20000,
+            hi: 32767
+        }
+    );
+    set("60000 65535");
+    let fitted = ns.run(|| fit_nat_ports(&default)).expect("clear");
+    assert_eq!(fitted.nat.ports, crate::config::DEFAULT_NAT_PORTS);
+    // Nothing sensible left: the refusal, with its advice.
+    set("20500 59500");
+    let err = ns.run(|| fit_nat_ports(&default)).expect_err("overlap");
+    assert!(
+        err.to_string()
+            .contains("overlaps [nat] ports (20000-59999)"),
+        "{err}"
+    );
 }
 
 /// The whole of `xwan run --io packet` in namespaces: a LAN host, the router, and
@@ -311,7 +345,6 @@ fn runs_in_packet_mode_and_cleans_up() {
         queues: None,
         zero_copy: ZeroCopy::Off,
         cpus: Vec::new(),
-        verbose: 0,
     };
     let running = router
         .run(|| Running::start(&config, &PathBuf::from("test.toml"), &options))

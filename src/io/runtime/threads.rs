@@ -23,7 +23,8 @@ impl Threads {
         }
     }
 
-    /// Starts a thread named `xwan-NAME`.
+    /// Starts a thread named `xwan-NAME` (in builds with debug assertions, one
+    /// that `XWAN_INJECT_PANIC` may name panics first: see [`super::panic`]).
     pub(super) fn spawn(
         &mut self,
         name: &'static str,
@@ -31,7 +32,11 @@ impl Threads {
     ) -> Result<(), RunError> {
         let handle = std::thread::Builder::new()
             .name(format!("xwan-{name}"))
-            .spawn(body)
+            .spawn(move || {
+                #[cfg(debug_assertions)]
+                super::panic::injected(name);
+                body();
+            })
             .map_err(|source| RunError::Thread { name, source })?;
         self.handles.push(handle);
         Ok(())

@@ -1,4 +1,5 @@
-//! Every call the I/O layer makes into C: libc system calls, and libbpf's C API.
+//! Every call the I/O layer makes into C: libc system calls, libbpf's C API, and
+//! libnftables (loaded at run time).
 //!
 //! Each function here is a thin, checked wrapper: it takes Rust types (slices,
 //! borrowed descriptors), returns `io::Result` with the kernel's errno, and owns
@@ -15,13 +16,16 @@
 //! - [`poll`]: waiting for descriptors;
 //! - [`sched`]: CPU affinity;
 //! - [`netns`]: entering a network namespace;
-//! - [`bpf`]: attaching, querying and detaching XDP programs.
+//! - [`bpf`]: attaching, querying and detaching XDP programs;
+//! - [`nftables`]: a libnftables context (its netlink socket owns xwan's table)
+//!   running nft scripts.
 
 pub mod bpf;
 pub mod link;
 pub mod mmsg;
 #[cfg(test)]
 pub mod netns;
+pub mod nftables;
 pub mod poll;
 pub mod sched;
 pub mod socket;
