@@ -128,6 +128,7 @@ impl Setup {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         )
     }

@@ -118,5 +118,10 @@ reasons! {
         IcmpTruncated => "icmp_truncated",
         /// From a WAN with a source address inside the LAN networks.
         SpoofedSource => "spoofed_source",
+        /// A GSO super-frame the core cannot pass whole (not a whole TCP
+        /// segment with its checksum partial where the TCP header starts, or
+        /// segments too big for the egress MTU), left unchanged: the I/O
+        /// layer cuts it and sends its segments through the core instead.
+        GsoNotWhole => "gso_not_whole",
     }
 }

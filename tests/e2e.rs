@@ -13,12 +13,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::thread;
 
-use support::{
-    config_toml, exchange, ip_of, pattern, RouterMode, Testbed, TxOffload, HOST1, SERVER1, SERVER2,
-    WAN1, WAN2,
-};
+use support::{config_toml, ip_of, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1, WAN2};
 
 /// For each scenario `fn name(RouterMode, TxOffload)`, a module `name` with
 /// one test per mode and offload setting.
@@ -143,36 +139,9 @@ fn https_rule_pins_isp2(mode: RouterMode, tx: TxOffload) {
 }
 
 /// `got` equals `want`; on a mismatch, says where (not 16 MiB of bytes).
-fn assert_same_bytes(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b);
-        panic!(
-            "{what}: got {} bytes, want {}; first difference at {first:?}",
-            got.len(),
-            want.len()
-        );
-    }
-}
-
 fn bulk_tcp_both_ways_arrives_intact(mode: RouterMode, tx: TxOffload) {
-    const SIZE: usize = 16 << 20;
     let tb = routed_testbed(mode, tx, [1, 1]);
-    let server = SocketAddrV4::new(SERVER2, 5001);
-    let listener = tb.listen_tcp("inet", server);
-    let client = tb
-        .connect_tcp("h1", server)
-        .expect("connect for the bulk transfer");
-    let (conn, peer) = listener.accept();
-    assert!([WAN1, WAN2].contains(&ip_of(peer)), "peer {peer}");
-    let upload = pattern(SIZE, 1);
-    let download = pattern(SIZE, 2);
-    let (at_server, at_client) = thread::scope(|s| {
-        let server_side = s.spawn(|| exchange(&conn, &download));
-        let at_client = exchange(&client, &upload);
-        (server_side.join().expect("server side"), at_client)
-    });
-    assert_same_bytes("upload", &at_server, &upload);
-    assert_same_bytes("download", &at_client, &download);
+    support::bulk::both_ways_intact(&tb, 16 << 20);
 }
 
 fn udp_request_reply(mode: RouterMode, tx: TxOffload) {

@@ -54,6 +54,7 @@ fn busy_router() -> Router {
         port,
         now: Duration::from_secs(10),
         checksum_partial: false,
+        gso: None,
     };
     let lan = Addressing {
         src_mac: [2, 0, 0, 0, 0, 0x10],
@@ -110,6 +111,8 @@ fn render(router: &Router) -> String {
         tx_packets: 3,
         batches: 2,
         idle_ratio: 0.75,
+        gso_passthrough: 5,
+        gso_passthrough_bytes: 320_000,
     }];
     metrics::render(&Snapshot {
         uplinks: &uplinks,
@@ -253,6 +256,14 @@ fn metrics_from_a_live_core_parse_with_the_real_parser() {
     assert_eq!(
         value(&scrape, "xwan_worker_idle_ratio", &[("queue", "0")]),
         0.75
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "xwan_worker_gso_passthrough_bytes_total",
+            &[("queue", "0")]
+        ),
+        320_000.0
     );
     assert_eq!(value(&scrape, "xwan_uptime_seconds", &[]), 12.5);
     assert!(text.contains("# TYPE xwan_packets_total counter\n"));

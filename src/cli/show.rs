@@ -135,12 +135,14 @@ pub fn status_table(s: &StatusReport) -> String {
     for w in &s.workers {
         let _ = writeln!(
             out,
-            "worker {}: rx {} tx {} batches {} idle {:.0}%",
+            "worker {}: rx {} tx {} batches {} idle {:.0}% gso passthrough {} ({} bytes)",
             w.queue,
             w.rx_packets,
             w.tx_packets,
             w.batches,
-            w.idle_ratio * 100.0
+            w.idle_ratio * 100.0,
+            w.gso_passthrough,
+            w.gso_passthrough_bytes
         );
     }
     out

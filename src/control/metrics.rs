@@ -307,6 +307,16 @@ pub fn render(s: &Snapshot) -> String {
                 "Non-empty receive batches a worker handled.",
                 |r| r.batches as f64,
             ),
+            (
+                "xwan_worker_gso_passthrough_total",
+                "GSO super-frames a worker passed through whole (--io packet).",
+                |r| r.gso_passthrough as f64,
+            ),
+            (
+                "xwan_worker_gso_passthrough_bytes_total",
+                "Bytes of the GSO super-frames a worker passed through whole.",
+                |r| r.gso_passthrough_bytes as f64,
+            ),
         ] {
             w.family(name, "counter", help);
             for r in s.workers {

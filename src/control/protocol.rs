@@ -172,6 +172,11 @@ pub struct WorkerReport {
     pub batches: u64,
     /// Share of loop rounds that found nothing to do, 0 to 1.
     pub idle_ratio: f64,
+    /// GSO super-frames passed through whole (`--io packet`), and their bytes.
+    #[serde(default)]
+    pub gso_passthrough: u64,
+    #[serde(default)]
+    pub gso_passthrough_bytes: u64,
 }
 
 /// Per-uplink facts the router core does not hold: health and overrides.

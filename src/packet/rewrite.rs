@@ -108,6 +108,36 @@ pub fn apply(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, checksum_partial:
     }
 }
 
+/// [`apply`] for a TCP segment whose checksum stays partial (a GSO
+/// super-frame that the egress device or the kernel cuts and completes): the
+/// ports change without touching the checksum field (the completed sum covers
+/// them), and the pseudo-header sum the field holds follows the new addresses,
+/// as Linux's NAT updates a CHECKSUM_PARTIAL packet (`inet_proto_csum_replace4`
+/// on a pseudo-header field). Anything but TCP has only its IP header rewritten.
+pub fn apply_partial(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite) {
+    rewrite_ip(
+        buf,
+        frame,
+        (rewrite.src_mac, rewrite.dst_mac),
+        rewrite.src.addr,
+        rewrite.dst.addr,
+    );
+    if !matches!(frame.transport, Transport::Tcp { .. }) {
+        return;
+    }
+    let old = (
+        Endpoint::new(frame.src, frame.ports().0),
+        Endpoint::new(frame.dst, frame.ports().1),
+    );
+    rewrite_ports(buf, frame.l4, old, (rewrite.src, rewrite.dst));
+    let at = frame.l4 + field::TCP_CHECKSUM.start;
+    // The field holds a sum, not its complement: update the complement.
+    let mut check = !read16(buf, at);
+    check = update32(check, frame.src, rewrite.src.addr);
+    check = update32(check, frame.dst, rewrite.dst.addr);
+    write16(buf, at, !check);
+}
+
 /// The transport header a rewrite changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum L4 {

@@ -5,10 +5,13 @@
 use std::sync::atomic::Ordering;
 
 use super::neighbours::unpack_mac;
-use super::{Egress, FrameContext, Router};
+use super::{Egress, FrameContext, Gso, Router};
 use crate::config::MssClamp;
 use crate::flow::{FlowKind, FlowSpec};
-use crate::packet::{self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, L3_OFFSET};
+use crate::packet::wire::field;
+use crate::packet::{
+    self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, Transport, L3_OFFSET,
+};
 use crate::verdict::{DropReason, KernelReason, Port, Verdict};
 
 impl Router {
@@ -106,6 +109,9 @@ impl Router {
         ctx: &FrameContext,
     ) -> Verdict {
         let mtu = self.mtu(egress.port);
+        if let Some(gso) = ctx.meta.gso {
+            return self.emit_whole(buf, frame, egress, ctx, gso, mtu);
+        }
         if frame.end - L3_OFFSET > usize::from(mtu) {
             if !frame.dont_fragment {
                 return Verdict::Drop(DropReason::TooBig);
@@ -128,6 +134,41 @@ impl Router {
             self.fragments
                 .first(ctx.meta.port, frame, egress, ctx.meta.now);
         }
+        Verdict::Forward {
+            port: egress.port,
+            len: frame.end,
+        }
+    }
+
+    /// Sends a GSO super-frame on whole, its checksum left partial, when it
+    /// is a whole TCP segment whose checksum starts at its TCP header and its
+    /// segments fit `mtu`; otherwise leaves it unchanged for the I/O layer to
+    /// cut ([`DropReason::GsoNotWhole`]).
+    fn emit_whole(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        egress: Egress,
+        ctx: &FrameContext,
+        gso: Gso,
+        mtu: u16,
+    ) -> Verdict {
+        let tcp = matches!(frame.transport, Transport::Tcp { .. })
+            && frame.fragmentation == Fragmentation::Whole
+            && usize::from(gso.csum_start) == frame.l4
+            && usize::from(gso.csum_offset) == field::TCP_CHECKSUM.start;
+        // The parser checked that the whole TCP header is there.
+        let headers =
+            frame.l4 - L3_OFFSET + usize::from(buf[frame.l4 + field::TCP_DATA_OFFSET] >> 4) * 4;
+        if !tcp || gso.size == 0 || headers + usize::from(gso.size) > usize::from(mtu) {
+            return Verdict::Drop(DropReason::GsoNotWhole);
+        }
+        if frame.is_syn() {
+            if let Some(mss) = self.mss_limit(egress.port, ctx) {
+                packet::clamp_mss(buf, frame, mss, true);
+            }
+        }
+        packet::apply_partial(buf, frame, &egress.rewrite);
         Verdict::Forward {
             port: egress.port,
             len: frame.end,

@@ -87,6 +87,25 @@ pub struct FrameMeta {
     /// The L4 checksum is partial (CHECKSUM_PARTIAL from a local sender):
     /// the core writes a full checksum.
     pub checksum_partial: bool,
+    /// A GSO super-frame to pass whole (None for every other frame).
+    pub gso: Option<Gso>,
+}
+
+/// A GSO super-frame (AF_PACKET with virtio-net headers): a TCP/IPv4 packet
+/// longer than the MTU that the egress device or the kernel cuts into
+/// segments of `size` payload bytes. Its TCP checksum is partial (the field
+/// holds the pseudo-header sum; the sum over the segment from `csum_start`
+/// goes `csum_offset` bytes further): the core keeps it partial, following
+/// the new addresses as Linux's NAT does for CHECKSUM_PARTIAL, and skips the
+/// MTU check when the segments fit the egress MTU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gso {
+    /// Payload bytes per segment.
+    pub size: u16,
+    /// Where the checksummed data starts, from the start of the frame.
+    pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
 }
 
 /// One worker thread's lane through the router: its own counters, so

@@ -354,6 +354,7 @@ impl Harness {
                     port: Port::Lan,
                     now: self.now,
                     checksum_partial: false,
+                    gso: None,
                 },
             );
         }
@@ -391,6 +392,7 @@ impl Harness {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         );
         if let Verdict::Forward { len, .. } = verdict {

@@ -211,6 +211,7 @@ fn weights_two_to_one() {
                 port: Port::Lan,
                 now: std::time::Duration::from_secs(1),
                 checksum_partial: false,
+                gso: None,
             },
         );
         let Verdict::Forward {

@@ -287,6 +287,7 @@ fn partial_checksums_come_out_complete() {
                 port: Port::Lan,
                 now: b.now,
                 checksum_partial: true,
+                gso: None,
             },
         );
         assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");

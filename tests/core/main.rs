@@ -5,6 +5,7 @@
 mod conversations;
 mod fragments;
 mod fuzz;
+mod gso;
 mod hairpin;
 mod hostile;
 mod icmp_errors;
@@ -112,6 +113,7 @@ impl Bench {
                 port,
                 now: self.now,
                 checksum_partial: false,
+                gso: None,
             },
         );
         if let Verdict::Forward { len, .. } = verdict {

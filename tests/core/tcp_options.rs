@@ -135,6 +135,7 @@ fn auto_clamps_to_the_smaller_mtu_and_partial_checksums_come_out_whole() {
             port: Port::Lan,
             now: b.now,
             checksum_partial: true,
+            gso: None,
         },
     );
     assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");

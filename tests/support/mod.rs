@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use nix::sched::{setns, CloneFlags};
 use xwan::config::Config;
 
+pub mod bulk;
+
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
 
 /// The wall-clock limit of any one command a test runs.

@@ -55,7 +55,7 @@ pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
     .map_err(plot_error(name))?;
 
     let name = "tcp.svg";
-    let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_8", "tcp_down_8"];
+    let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_4", "tcp_down_4"];
     let series: Vec<_> = ["xdp", "packet", "kernel", "kernel-xdp"]
         .iter()
         .map(|m| {

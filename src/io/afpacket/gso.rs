@@ -5,16 +5,23 @@
 //! it the same way (IPv4 TCP and UDP), writing full IP and L4 checksums into every
 //! segment, so the core sees ordinary frames.
 
-use crate::packet::checksum::{checksum, transport_checksum};
+use crate::packet::checksum::{checksum, fold, pseudo_header_sum, transport_checksum};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub(crate) const VNET_HDR_LEN: usize = 10;
+
+/// `VIRTIO_NET_HDR_F_*` flags.
+const F_NEEDS_CSUM: u8 = 1;
+const F_DATA_VALID: u8 = 2;
 
 /// `VIRTIO_NET_HDR_GSO_*` types (without the ECN bit).
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
 const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
+
+/// The TCP checksum field, from the start of the TCP header.
+const TCP_CHECK: usize = 16;
 
 /// How the kernel would have cut a super-frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +32,107 @@ pub(crate) struct Gso {
     pub(crate) size: u16,
 }
 
-/// The GSO part of a `virtio_net_hdr` (host byte order); None for an ordinary frame.
-pub(crate) fn parse_vnet(hdr: &[u8; VNET_HDR_LEN]) -> Option<Gso> {
-    let kind = hdr[1] & !GSO_ECN;
-    (kind != GSO_NONE).then(|| Gso {
-        kind,
-        size: u16::from_ne_bytes([hdr[4], hdr[5]]),
-    })
+/// A `virtio_net_hdr` (its fields in host byte order, as packet sockets use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Vnet {
+    flags: u8,
+    /// `VIRTIO_NET_HDR_GSO_*`, ECN bit included.
+    gso_type: u8,
+    hdr_len: u16,
+    gso_size: u16,
+    csum_start: u16,
+    csum_offset: u16,
+}
+
+impl Vnet {
+    pub(crate) fn parse(hdr: &[u8; VNET_HDR_LEN]) -> Vnet {
+        let half = |at: usize| u16::from_ne_bytes([hdr[at], hdr[at + 1]]);
+        Vnet {
+            flags: hdr[0],
+            gso_type: hdr[1],
+            hdr_len: half(2),
+            gso_size: half(4),
+            csum_start: half(6),
+            csum_offset: half(8),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> [u8; VNET_HDR_LEN] {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr[0] = self.flags;
+        hdr[1] = self.gso_type;
+        for (at, value) in [
+            (2, self.hdr_len),
+            (4, self.gso_size),
+            (6, self.csum_start),
+            (8, self.csum_offset),
+        ] {
+            hdr[at..at + 2].copy_from_slice(&value.to_ne_bytes());
+        }
+        hdr
+    }
+
+    /// How to cut the frame; None for an ordinary frame.
+    pub(crate) fn gso(&self) -> Option<Gso> {
+        let kind = self.gso_type & !GSO_ECN;
+        (kind != GSO_NONE).then_some(Gso {
+            kind,
+            size: self.gso_size,
+        })
+    }
+
+    /// What the core needs to pass the TCP/IPv4 super-frame `frame` (as received,
+    /// untagged) through whole: its segment size and where its partial checksum
+    /// is. A super-frame whose checksum the kernel already verified (GRO) gets its
+    /// pseudo-header sum written into the checksum field here, so it is partial
+    /// like a local sender's. None for anything else (the caller cuts it).
+    pub(crate) fn whole(&self, frame: &mut [u8]) -> Option<crate::router::Gso> {
+        let gso = self.gso().filter(|g| g.kind == GSO_TCPV4)?;
+        let layout = Layout::of(frame, gso)?;
+        let (csum_start, csum_offset) = if self.flags & F_NEEDS_CSUM != 0 {
+            (self.csum_start, self.csum_offset)
+        } else if self.flags & F_DATA_VALID != 0 {
+            let src: [u8; 4] = [frame[26], frame[27], frame[28], frame[29]];
+            let dst: [u8; 4] = [frame[30], frame[31], frame[32], frame[33]];
+            // At most 64 KiB: the IP total length bounds it.
+            let l4_len = (layout.end - layout.l4) as u16;
+            let sum = fold(pseudo_header_sum(src, dst, 6, l4_len));
+            let at = layout.l4 + TCP_CHECK;
+            frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+            (layout.l4 as u16, TCP_CHECK as u16)
+        } else {
+            return None;
+        };
+        Some(crate::router::Gso {
+            size: gso.size,
+            csum_start,
+            csum_offset,
+        })
+    }
+
+    /// The header to send `frame` with: the core passed it through whole from a
+    /// super-frame received with `self`, so the egress device or the kernel cuts
+    /// it into segments of the same size and completes their checksums. A plain
+    /// header when the frame is no longer TCP/IPv4 (the core answered it with an
+    /// ICMP error, say).
+    pub(crate) fn passthrough(&self, frame: &[u8]) -> Vnet {
+        let gso = Gso {
+            kind: GSO_TCPV4,
+            size: self.gso_size,
+        };
+        match Layout::of(frame, gso) {
+            // Headers of at most 14 + 60 + 60 bytes.
+            Some(layout) => Vnet {
+                flags: F_NEEDS_CSUM,
+                gso_type: GSO_TCPV4 | (self.gso_type & GSO_ECN),
+                hdr_len: layout.headers as u16,
+                gso_size: self.gso_size,
+                csum_start: layout.l4 as u16,
+                csum_offset: TCP_CHECK as u16,
+            },
+            None => Vnet::default(),
+        }
+    }
 }
 
 /// The segments of one super-frame, each an Ethernet frame of its own.
@@ -174,7 +275,9 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::checksum::{fold, pseudo_header_sum, sum_bytes};
+    use crate::packet::checksum::sum_bytes;
+    use crate::packet::{apply, apply_partial, parse, Endpoint, Rewrite};
+    use proptest::prelude::*;
 
     /// An Ethernet + IPv4 (+ options) + TCP super-frame with `payload` bytes.
     fn tcp_frame(payload: usize, flags: u8, options: usize) -> Vec<u8> {
@@ -219,16 +322,21 @@ mod tests {
     #[test]
     fn parses_virtio_headers() {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        assert_eq!(parse_vnet(&hdr), None);
+        assert_eq!(Vnet::parse(&hdr).gso(), None);
         hdr[1] = GSO_TCPV4 | GSO_ECN;
         hdr[4..6].copy_from_slice(&1448u16.to_ne_bytes());
         assert_eq!(
-            parse_vnet(&hdr),
+            Vnet::parse(&hdr).gso(),
             Some(Gso {
                 kind: GSO_TCPV4,
                 size: 1448
             })
         );
+        hdr[0] = F_NEEDS_CSUM;
+        hdr[2..4].copy_from_slice(&66u16.to_ne_bytes());
+        hdr[6..8].copy_from_slice(&34u16.to_ne_bytes());
+        hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        assert_eq!(Vnet::parse(&hdr).bytes(), hdr, "parse and bytes round-trip");
     }
 
     #[test]
@@ -349,5 +457,138 @@ mod tests {
         let mut vlan = frame.clone();
         vlan[12..14].copy_from_slice(&[0x81, 0x00]);
         assert!(!segments.split(&vlan, tcp), "tagged");
+    }
+
+    /// `tcp_frame` from `src` to `dst` with a valid IP checksum and the TCP
+    /// checksum partial, as a local sender with offloads leaves it.
+    fn partial_frame(payload: usize, options: usize, src: Endpoint, dst: Endpoint) -> Vec<u8> {
+        let mut f = tcp_frame(payload, 0x18, options);
+        let ihl = 20 + options;
+        let l4 = 14 + ihl;
+        f[26..30].copy_from_slice(&src.addr);
+        f[30..34].copy_from_slice(&dst.addr);
+        f[l4..l4 + 2].copy_from_slice(&src.port.to_be_bytes());
+        f[l4 + 2..l4 + 4].copy_from_slice(&dst.port.to_be_bytes());
+        let ip_check = checksum(&f[14..l4]);
+        f[24..26].copy_from_slice(&ip_check.to_be_bytes());
+        let l4_len = (f.len() - 6 - l4) as u16;
+        let pseudo = fold(pseudo_header_sum(src.addr, dst.addr, 6, l4_len));
+        f[l4 + TCP_CHECK..l4 + TCP_CHECK + 2].copy_from_slice(&pseudo.to_be_bytes());
+        f
+    }
+
+    fn needs_csum(size: u16, l4: usize) -> Vnet {
+        Vnet {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            hdr_len: (l4 + 20) as u16,
+            gso_size: size,
+            csum_start: l4 as u16,
+            csum_offset: TCP_CHECK as u16,
+        }
+    }
+
+    #[test]
+    fn virtio_header_translation() {
+        let src = Endpoint::new([192, 168, 50, 10], 40000);
+        let dst = Endpoint::new([203, 0, 113, 10], 80);
+        let frame = partial_frame(3000, 4, src, dst);
+        let l4 = 14 + 24;
+        let vnet = needs_csum(1400, l4);
+        let mut received = frame.clone();
+        assert_eq!(
+            vnet.whole(&mut received),
+            Some(crate::router::Gso {
+                size: 1400,
+                csum_start: l4 as u16,
+                csum_offset: 16
+            })
+        );
+        assert_eq!(received, frame, "a partial checksum is left as it is");
+        let sent = vnet.passthrough(&frame);
+        assert_eq!(sent, vnet, "sent as received: same cut, ECN kept");
+        assert_eq!(sent.gso(), vnet.gso());
+
+        // GRO's super-frames come with their checksum verified: made partial.
+        let gro = Vnet {
+            flags: F_DATA_VALID,
+            ..vnet
+        };
+        let mut merged = frame.clone();
+        merged[l4 + 16..l4 + 18].copy_from_slice(&[0x12, 0x34]);
+        assert_eq!(
+            gro.whole(&mut merged)
+                .map(|g| (g.csum_start, g.csum_offset)),
+            Some((l4 as u16, 16))
+        );
+        assert_eq!(merged, frame, "the pseudo-header sum written in");
+
+        let unverified = Vnet { flags: 0, ..vnet };
+        assert_eq!(unverified.whole(&mut frame.clone()), None);
+        let udp = Vnet {
+            gso_type: GSO_UDP_L4,
+            ..vnet
+        };
+        assert_eq!(udp.whole(&mut frame.clone()), None, "TCP only");
+        assert_eq!(vnet.whole(&mut frame[..40].to_vec()), None, "truncated");
+
+        let mut icmp = frame.clone();
+        icmp[23] = 1;
+        assert_eq!(vnet.passthrough(&icmp), Vnet::default(), "not TCP: plain");
+    }
+
+    fn endpoint() -> impl Strategy<Value = Endpoint> {
+        (any::<[u8; 4]>(), 1u16..).prop_map(|(addr, port)| Endpoint::new(addr, port))
+    }
+
+    proptest! {
+        /// A super-frame translated once with its checksum left partial, then
+        /// cut (as the egress device or the kernel cuts it, completing each
+        /// segment's checksum), gives the segments that cutting it first and
+        /// translating each segment with full checksums gives; and its partial
+        /// checksum is the pseudo-header sum of the new addresses.
+        #[test]
+        fn translating_then_cutting_equals_cutting_then_translating(
+            payload in 1usize..9000,
+            size in 536u16..1500,
+            options in 0usize..4,
+            (src, dst, new_src, new_dst) in (endpoint(), endpoint(), endpoint(), endpoint()),
+        ) {
+            // Not multicast: the parser leaves those to the kernel.
+            let (src, dst, new_src, new_dst) = [src, dst, new_src, new_dst]
+                .map(|mut e| { e.addr[0] %= 224; e }).into();
+            let frame = partial_frame(payload, options * 4, src, dst);
+            let l4 = 14 + 20 + options * 4;
+            let rewrite = Rewrite {
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                src: new_src,
+                dst: new_dst,
+            };
+            let mut whole = frame.clone();
+            let parsed = parse(&whole).expect("a valid frame");
+            apply_partial(&mut whole, &parsed, &rewrite);
+            let l4_len = (parsed.end - l4) as u16;
+            let field = u16::from_be_bytes([whole[l4 + 16], whole[l4 + 17]]);
+            prop_assert_eq!(field, fold(pseudo_header_sum(new_src.addr, new_dst.addr, 6, l4_len)));
+            prop_assert_eq!(
+                needs_csum(size, l4).passthrough(&whole[..parsed.end]),
+                Vnet { hdr_len: (l4 + 20) as u16, ..needs_csum(size, l4) }
+            );
+
+            let gso = Gso { kind: GSO_TCPV4, size };
+            let mut translated_then_cut = Segments::new();
+            prop_assert!(translated_then_cut.split(&whole, gso));
+            let mut cut = Segments::new();
+            prop_assert!(cut.split(&frame, gso));
+            prop_assert_eq!(cut.len(), translated_then_cut.len());
+            for i in 0..cut.len() {
+                let segment = cut.get_mut(i);
+                let parsed = parse(segment).expect("a valid segment");
+                apply(segment, &parsed, &rewrite, false);
+                verify(segment, 6);
+                prop_assert_eq!(translated_then_cut.bytes(i, usize::MAX), &*segment);
+            }
+        }
     }
 }

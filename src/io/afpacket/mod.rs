@@ -7,9 +7,14 @@
 //! and sends the forwarded ones with one `sendmmsg` per output interface.
 //!
 //! Super-frames (a local sender's unsplit TSO segments, GRO-merged packets: the
-//! kernel shows them to packet sockets whole, up to 64 KiB) are cut into MTU-sized
-//! segments first, as the kernel would cut them ([`gso`]), so no interface offload
-//! setting needs changing.
+//! kernel shows them to packet sockets whole, up to 64 KiB, behind a
+//! `virtio_net_hdr`) of TCP over IPv4 go through the core whole: translated once,
+//! their checksum left partial, and sent whole behind a `virtio_net_hdr` asking
+//! for the same segmentation, so the egress device or the kernel cuts them (GSO
+//! passthrough). Any other super-frame, or one the core cannot pass whole
+//! (segments too big for the egress MTU, say), is cut into segments here first,
+//! as the kernel would cut them ([`gso`]), and each goes through the core on its
+//! own; no interface offload setting needs changing either way.
 //!
 //! The kernel keeps its own copy of every frame in this mode: frames the core leaves
 //! to the kernel need no work here, and the kernel must be kept from also forwarding
@@ -22,14 +27,14 @@ mod socket;
 pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use crate::router::{FrameMeta, Port, Verdict};
+use crate::router::{DropReason, FrameMeta, Gso, Port, Verdict};
 
 use super::idle::{Idle, IdlePolicy};
 use super::systemd::Progress;
@@ -97,6 +102,11 @@ pub struct PacketCounters {
     pub truncated: u64,
     /// Super-frames cut into segments (each segment then counts as received).
     pub segmented: u64,
+    /// Super-frames passed through whole: translated once and sent whole for the
+    /// egress device or the kernel to cut (counted in `forwarded` too).
+    pub gso_passthrough: u64,
+    /// Bytes of those super-frames (Ethernet header included).
+    pub gso_passthrough_bytes: u64,
     /// Super-frames that could not be cut (not IPv4 TCP or UDP): dropped.
     pub unsplittable: u64,
     /// Frames the kernel could not hand over (a receive error other than "none
@@ -119,10 +129,61 @@ impl std::ops::AddAssign for PacketCounters {
         self.not_for_us += other.not_for_us;
         self.truncated += other.truncated;
         self.segmented += other.segmented;
+        self.gso_passthrough += other.gso_passthrough;
+        self.gso_passthrough_bytes += other.gso_passthrough_bytes;
         self.unsplittable += other.unsplittable;
         self.rx_errors += other.rx_errors;
         self.bad_verdict += other.bad_verdict;
         self.socket_drops += other.socket_drops;
+    }
+}
+
+/// A worker's figures while it runs, for `xwan status` and the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PacketWorkerStats {
+    pub received: u64,
+    pub forwarded: u64,
+    /// Loop rounds that received something, and rounds that found nothing.
+    pub batches: u64,
+    pub idle_rounds: u64,
+    pub gso_passthrough: u64,
+    pub gso_passthrough_bytes: u64,
+}
+
+/// Where a worker publishes its [`PacketWorkerStats`] once per loop round.
+#[derive(Default)]
+struct LiveStats {
+    received: AtomicU64,
+    forwarded: AtomicU64,
+    batches: AtomicU64,
+    idle_rounds: AtomicU64,
+    gso_passthrough: AtomicU64,
+    gso_passthrough_bytes: AtomicU64,
+}
+
+impl LiveStats {
+    fn publish(&self, counters: &PacketCounters, batches: u64, idle_rounds: u64) {
+        for (cell, value) in [
+            (&self.received, counters.received),
+            (&self.forwarded, counters.forwarded),
+            (&self.batches, batches),
+            (&self.idle_rounds, idle_rounds),
+            (&self.gso_passthrough, counters.gso_passthrough),
+            (&self.gso_passthrough_bytes, counters.gso_passthrough_bytes),
+        ] {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self) -> PacketWorkerStats {
+        PacketWorkerStats {
+            received: self.received.load(Ordering::Relaxed),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            idle_rounds: self.idle_rounds.load(Ordering::Relaxed),
+            gso_passthrough: self.gso_passthrough.load(Ordering::Relaxed),
+            gso_passthrough_bytes: self.gso_passthrough_bytes.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -146,6 +207,7 @@ impl PacketReport {
 pub struct PacketDataPath {
     workers: Vec<JoinHandle<Result<PacketCounters, PacketError>>>,
     stop: Arc<AtomicBool>,
+    live: Arc<[LiveStats]>,
     progress: Arc<Progress>,
 }
 
@@ -206,6 +268,7 @@ impl PacketDataPath {
         let mut path = PacketDataPath {
             workers: Vec::with_capacity(workers),
             stop: Arc::clone(&setup.stop),
+            live: (0..workers).map(|_| LiveStats::default()).collect(),
             progress: Progress::new(workers),
         };
         for (index, attached) in sockets.into_iter().enumerate() {
@@ -215,6 +278,7 @@ impl PacketDataPath {
                 attached,
                 epoch: setup.epoch,
                 stop: Arc::clone(&setup.stop),
+                live: Arc::clone(&path.live),
                 cpu: (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]),
                 progress: Arc::clone(&path.progress),
             };
@@ -233,6 +297,12 @@ impl PacketDataPath {
             }
         }
         Ok(path)
+    }
+
+    /// Reads every worker's live figures, in worker order.
+    pub fn stats_reader(&self) -> impl Fn() -> Vec<PacketWorkerStats> + Send + Sync + 'static {
+        let live = Arc::clone(&self.live);
+        move || live.iter().map(LiveStats::read).collect()
     }
 
     /// The workers' loop rounds, for the systemd watchdog.
@@ -328,6 +398,8 @@ struct PacketWorker<P> {
     attached: Vec<Attached>,
     epoch: Instant,
     stop: Arc<AtomicBool>,
+    /// Every worker's live figures; this one's is at `index`.
+    live: Arc<[LiveStats]>,
     cpu: Option<usize>,
     progress: Arc<Progress>,
 }
@@ -369,6 +441,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
             .collect();
         let mut idle = Idle::new(IDLE, self.attached.iter().map(|a| a.socket.raw_fd()));
         let mut link_down = vec![false; self.attached.len()];
+        let (mut batches, mut idle_rounds) = (0u64, 0u64);
         while !self.stop.load(Ordering::Relaxed) {
             self.progress.beat(self.index);
             let mut busy = false;
@@ -402,6 +475,12 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 self.process_batch(&mut state, attached.port, batch);
             }
             if busy {
+                batches += 1;
+            } else {
+                idle_rounds += 1;
+            }
+            self.live[self.index].publish(&state.counters, batches, idle_rounds);
+            if busy {
                 idle.busy();
             } else if let Err(source) = idle.empty() {
                 return Err(PacketError::Socket {
@@ -434,56 +513,93 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 state.counters.not_for_us += 1;
                 continue;
             }
-            if let Some(gso) = info.gso {
+            if let Some(vnet) = info.gso {
+                let whole = info.vlan.is_none().then(|| vnet.whole(frame)).flatten();
+                if whole.is_some() {
+                    match self.decide(
+                        &mut state.core,
+                        &mut state.counters,
+                        (port, frame, info, whole),
+                        now,
+                    ) {
+                        Decision::Send(j, len) => {
+                            self.flush(state, batch);
+                            let frame = batch.bytes(start, len);
+                            let header = vnet.passthrough(frame);
+                            let outcome =
+                                self.attached[j]
+                                    .socket
+                                    .send_with(&header, frame, &mut state.tx);
+                            if outcome.sent > 0 && header.gso().is_some() {
+                                state.counters.gso_passthrough += 1;
+                                state.counters.gso_passthrough_bytes += len as u64;
+                            }
+                            count_send(&mut state.counters, &self.attached[j].name, outcome);
+                            continue;
+                        }
+                        Decision::Done => continue,
+                        Decision::Cut => {}
+                    }
+                }
+                let Some(gso) = vnet.gso() else { continue };
                 if state.segments.split(frame, gso) {
                     state.counters.segmented += 1;
                     self.flush(state, batch);
                     self.forward_segments(state, port, now);
-                } else if self
-                    .decide(&mut state.core, &mut state.counters, port, frame, info, now)
-                    .is_some()
-                {
+                } else if matches!(
+                    self.decide(
+                        &mut state.core,
+                        &mut state.counters,
+                        (port, frame, info, None),
+                        now
+                    ),
+                    Decision::Send(..)
+                ) {
                     // Not IPv4 TCP/UDP yet forwarded: too long for the wire.
                     state.counters.unsplittable += 1;
                 }
                 continue;
             }
-            if let Some((j, len)) =
-                self.decide(&mut state.core, &mut state.counters, port, frame, info, now)
-            {
+            if let Decision::Send(j, len) = self.decide(
+                &mut state.core,
+                &mut state.counters,
+                (port, frame, info, None),
+                now,
+            ) {
                 state.outgoing[j].push((start, len));
             }
         }
         self.flush(state, batch);
     }
 
-    /// Runs one frame through the core; for a forward, the interface index and
-    /// length to send. Counts every other outcome.
+    /// Runs one frame (from `port`, as received, to pass whole when `gso` says
+    /// how) through the core: for a forward, the interface index and length to
+    /// send. Counts every other outcome but a super-frame left to be cut.
     fn decide(
         &self,
         core: &mut P::Worker,
         counters: &mut PacketCounters,
-        port: Port,
-        frame: &mut [u8],
-        info: RxInfo,
+        (port, frame, info, gso): (Port, &mut [u8], RxInfo, Option<Gso>),
         now: Duration,
-    ) -> Option<(usize, usize)> {
+    ) -> Decision {
         let meta = FrameMeta {
             port,
             now,
             checksum_partial: info.checksum_partial,
+            gso,
         };
         match self.processor.process(core, frame, meta) {
             Verdict::Forward { port, len } => {
                 match self.attached.iter().position(|a| a.port == port) {
-                    Some(j) if len <= frame.len() => return Some((j, len)),
+                    Some(j) if len <= frame.len() => return Decision::Send(j, len),
                     _ => counters.bad_verdict += 1,
                 }
             }
+            Verdict::Drop(DropReason::GsoNotWhole) => return Decision::Cut,
             Verdict::Kernel(_) => counters.to_kernel += 1,
             Verdict::Drop(_) => counters.dropped += 1,
         }
-        None
+        Decision::Done
     }
 
     /// Cut segments: each is a frame of its own, with full checksums.
@@ -505,8 +621,9 @@ impl<P: FrameProcessor> PacketWorker<P> {
         routed.clear();
         for i in 0..segments.len() {
             counters.received += 1;
-            if let Some((j, len)) =
-                self.decide(core, counters, port, segments.get_mut(i), info, now)
+            let frame = segments.get_mut(i);
+            if let Decision::Send(j, len) =
+                self.decide(core, counters, (port, frame, info, None), now)
             {
                 routed.push((i, j, len));
             }
@@ -535,6 +652,16 @@ impl<P: FrameProcessor> PacketWorker<P> {
             spans.clear();
         }
     }
+}
+
+/// What becomes of a frame the core has seen.
+enum Decision {
+    /// Forwarded: send its first `len` bytes on interface `j`.
+    Send(usize, usize),
+    /// A super-frame the core cannot pass whole, unchanged: cut it.
+    Cut,
+    /// Left to the kernel or dropped (counted).
+    Done,
 }
 
 /// A worker's buffers and counters.

@@ -5,7 +5,7 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use super::gso::{parse_vnet, Gso, VNET_HDR_LEN};
+use super::gso::{Vnet, VNET_HDR_LEN};
 use crate::io::sys;
 pub(crate) use crate::io::sys::mmsg::SendOutcome;
 use crate::io::sys::mmsg::{RecvBatch, SendBatch};
@@ -18,8 +18,10 @@ pub(crate) const BATCH: usize = 64;
 /// took out of the frame (and reported in the auxiliary data).
 pub(crate) const HEADROOM: usize = 4;
 
-/// Requested socket receive buffer, so a burst doesn't overflow while a worker sleeps.
-const RCVBUF_BYTES: libc::c_int = 4 << 20;
+/// Requested socket receive buffer, so a burst doesn't overflow while a worker
+/// sleeps or waits for a CPU: room for about 250 super-frames of 64 KiB (the
+/// kernel doubles the figure for its bookkeeping).
+const RCVBUF_BYTES: libc::c_int = 16 << 20;
 
 /// A raw AF_PACKET socket on one interface (all protocols), which:
 /// - reports auxiliary data (`PACKET_AUXDATA`: checksum state, stripped VLAN tags);
@@ -101,6 +103,18 @@ impl PacketSocket {
         scratch.send(&self.fd, &PLAIN_VNET_HDR, frames, libc::MSG_DONTWAIT)
     }
 
+    /// Sends one frame behind `vnet` (a super-frame passed through whole, for
+    /// the egress device or the kernel to cut).
+    pub(crate) fn send_with(
+        &self,
+        vnet: &Vnet,
+        frame: &[u8],
+        scratch: &mut TxScratch,
+    ) -> SendOutcome {
+        let head = vnet.bytes();
+        scratch.send(&self.fd, &head, std::iter::once(frame), libc::MSG_DONTWAIT)
+    }
+
     /// The kernel's counters since the last call: frames queued to this socket, and
     /// frames dropped because its receive queue was full.
     pub(crate) fn kernel_stats(&self) -> io::Result<(u64, u64)> {
@@ -125,8 +139,9 @@ pub(crate) struct RxInfo {
     pub(crate) checksum_partial: bool,
     /// A VLAN tag (TPID, TCI) the kernel took out of the frame.
     pub(crate) vlan: Option<(u16, u16)>,
-    /// A super-frame (GSO or GRO) and how to cut it.
-    pub(crate) gso: Option<Gso>,
+    /// The `virtio_net_hdr` of a super-frame (GSO or GRO): how to cut it, and
+    /// where its checksum is; None for an ordinary frame.
+    pub(crate) gso: Option<Vnet>,
 }
 
 /// Receive buffers for one socket: [`BATCH`] slots of `HEADROOM + frame_room` bytes,
@@ -153,7 +168,12 @@ impl RxBatch {
     pub(crate) fn frame(&mut self, i: usize) -> (&mut [u8], usize, RxInfo) {
         let message = self.messages.received(i);
         let (truncated, received, pkttype) = (message.truncated, message.len, message.pkttype);
-        let gso = message.head.try_into().ok().and_then(parse_vnet);
+        let gso = message
+            .head
+            .try_into()
+            .ok()
+            .map(Vnet::parse)
+            .filter(|vnet| vnet.gso().is_some());
         let aux = parse_auxdata(message.control);
         let status = aux.map_or(0, |a| a.tp_status);
         let vlan = aux

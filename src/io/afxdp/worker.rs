@@ -352,6 +352,7 @@ impl QueueWorker {
             port: socket.port,
             now,
             checksum_partial: false,
+            gso: None,
         };
 
         let (mut kernel, mut dropped, mut bad) = (0u64, 0u64, 0u64);

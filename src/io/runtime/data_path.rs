@@ -23,8 +23,7 @@ pub(super) enum DataPath {
     Xdp(XdpDataPath),
 }
 
-/// Per-worker figures for `xwan status`: the AF_XDP workers' live counters;
-/// the packet backend reports its counters only when it stops.
+/// Per-worker figures for `xwan status`: the workers' live counters.
 pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
     match data_path {
         DataPath::Xdp(path) => {
@@ -38,11 +37,31 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
                         tx_packets: w.tx,
                         batches: w.batches,
                         idle_ratio: w.idle_polls as f64 / (w.idle_polls + w.batches).max(1) as f64,
+                        gso_passthrough: 0,
+                        gso_passthrough_bytes: 0,
                     })
                     .collect()
             })
         }
-        DataPath::Packet { .. } => Box::new(Vec::new),
+        DataPath::Packet { path, .. } => {
+            let read = path.stats_reader();
+            Box::new(move || {
+                read()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(queue, w)| WorkerReport {
+                        queue: queue as u32,
+                        rx_packets: w.received,
+                        tx_packets: w.forwarded,
+                        batches: w.batches,
+                        idle_ratio: w.idle_rounds as f64
+                            / (w.idle_rounds + w.batches).max(1) as f64,
+                        gso_passthrough: w.gso_passthrough,
+                        gso_passthrough_bytes: w.gso_passthrough_bytes,
+                    })
+                    .collect()
+            })
+        }
     }
 }
 

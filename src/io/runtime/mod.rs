@@ -357,6 +357,7 @@ impl Running {
                             dropped = t.dropped,
                             tx_failed = t.tx_failed,
                             segmented = t.segmented,
+                            gso_passthrough = t.gso_passthrough,
                             truncated = t.truncated,
                             socket_drops = t.socket_drops,
                             "packet data path stopped"
