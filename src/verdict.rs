@@ -21,7 +21,15 @@ pub enum Port {
 /// exceeded, fragmentation needed) goes back to its sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Forward { port: Port, len: usize },
+    Forward {
+        port: Port,
+        len: usize,
+    },
+    /// The core is done with the frame's buffer without sending it: it kept
+    /// a copy (a later fragment that came before its first, sent when that
+    /// comes), or made what it sends for it in the lane's outbox (an ICMP
+    /// error bigger than the frame). The buffer is free again.
+    Taken,
     Kernel(KernelReason),
     Drop(DropReason),
 }
@@ -85,11 +93,17 @@ reasons! {
         BadIpChecksum => "bad_ip_checksum",
         /// A fragmented ICMP error (not translated).
         Fragment => "fragment",
-        /// A later fragment whose first fragment the core has not seen (it
-        /// came later, was lost or was refused, or its entry timed out): the
-        /// core holds no buffers to wait for it.
-        FragmentOutOfOrder => "fragment_out_of_order",
-        /// Bigger than the egress MTU without DF: the core does not fragment.
+        /// A later fragment that came before its first while as many
+        /// fragments as the core holds are held already.
+        FragmentHoldFull => "fragment_hold_full",
+        /// A held later fragment whose first fragment did not come in time.
+        FragmentTimeout => "fragment_timeout",
+        /// A later fragment whose TTL expires here (only a first fragment
+        /// is answered with time-exceeded, RFC 1812 4.3.2.7).
+        FragmentTtlExpired => "fragment_ttl_expired",
+        /// A later fragment bigger than the egress MTU with DF set, or a
+        /// packet that cannot be fragmented for it (the MTU holds not even
+        /// its header and 8 bytes).
         TooBig => "too_big",
         /// A protocol xwan does not translate (GRE, ESP, SCTP...).
         UnsupportedProtocol => "unsupported_protocol",

@@ -220,6 +220,24 @@ pub fn render(s: &Snapshot) -> String {
         "Frames the core forwarded.",
         totals.forwarded as f64,
     );
+    w.single(
+        "xwan_taken_total",
+        "counter",
+        "Frames the core was done with without sending them (later fragments held, frames answered with an error bigger than themselves).",
+        totals.taken as f64,
+    );
+    w.single(
+        "xwan_fragments_held_total",
+        "counter",
+        "Later fragments held until their first fragment came (each forwarded or dropped after).",
+        totals.held as f64,
+    );
+    w.single(
+        "xwan_fragments_held",
+        "gauge",
+        "Later fragments held now.",
+        s.stats.fragments.held as f64,
+    );
     w.family(
         "xwan_drops_total",
         "counter",

@@ -51,6 +51,12 @@ pub trait FrameProcessor: Send + Sync + 'static {
 
     /// Rewrites the frame in place and says where it goes.
     fn process(&self, worker: &mut Self::Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict;
+
+    /// Hands `send` the frames the last `process` call made besides the one
+    /// it returned (later fragments, fragments it had held, an ICMP error
+    /// bigger than the frame it answers), each with the
+    /// port it goes out by, in order; called after every `process`.
+    fn drain(&self, _worker: &mut Self::Worker, _send: &mut dyn FnMut(Port, &[u8])) {}
 }
 
 impl FrameProcessor for Router {
@@ -62,6 +68,10 @@ impl FrameProcessor for Router {
 
     fn process(&self, worker: &mut Lane, frame: &mut [u8], meta: FrameMeta) -> Verdict {
         Router::process(self, worker, frame, meta)
+    }
+
+    fn drain(&self, worker: &mut Lane, send: &mut dyn FnMut(Port, &[u8])) {
+        worker.drain(send);
     }
 }
 

@@ -151,7 +151,7 @@ pub enum Error {
 const MAX_ERROR_LEN: usize = 576;
 
 /// IP + ICMP header of an error.
-const ERROR_HEADERS: usize = 28;
+pub const ERROR_HEADERS: usize = 28;
 
 /// Whether the router may answer `frame` with an ICMP error (RFC 1122
 /// 3.2.2, RFC 1812 4.3.2.7): not about an ICMP error or other non-echo ICMP

@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+mod fragment;
 pub mod icmp;
 mod parse;
 mod rewrite;
 mod tcp;
 pub mod wire;
 
+pub use fragment::fragment;
 pub use parse::{
     parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,

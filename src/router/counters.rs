@@ -19,6 +19,10 @@ pub struct Traffic {
 #[derive(Debug)]
 pub struct LaneCounters {
     forwarded: AtomicU64,
+    /// Frames whose buffer the core was done with without sending it.
+    taken: AtomicU64,
+    /// Later fragments held until their first came.
+    held: AtomicU64,
     kernel: Vec<AtomicU64>,
     drops: Vec<AtomicU64>,
     /// ICMP errors the core made: time exceeded, fragmentation needed.
@@ -41,6 +45,8 @@ impl LaneCounters {
     pub fn new(uplinks: usize) -> LaneCounters {
         LaneCounters {
             forwarded: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             kernel: zeros(KernelReason::ALL.len()),
             drops: zeros(DropReason::ALL.len()),
             icmp_sent: [0; 2].map(AtomicU64::new),
@@ -55,6 +61,18 @@ impl LaneCounters {
             icmp::Error::FragmentationNeeded { .. } => 1,
         };
         bump(&self.icmp_sent[i], 1);
+    }
+
+    /// Counts a later fragment held until its first comes.
+    pub fn held(&self) {
+        bump(&self.held, 1);
+    }
+
+    /// Counts `n` drops of frames the core had held.
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        if n > 0 {
+            bump(&self.drops[reason as usize], n);
+        }
     }
 
     /// Counts one verdict for a frame that came in on `from`.
@@ -72,6 +90,7 @@ impl LaneCounters {
                     bump(&counters[base + 1], len as u64);
                 }
             }
+            Verdict::Taken => bump(&self.taken, 1),
             Verdict::Kernel(reason) => bump(&self.kernel[reason as usize], 1),
             Verdict::Drop(reason) => bump(&self.drops[reason as usize], 1),
         }
@@ -82,6 +101,12 @@ impl LaneCounters {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Totals {
     pub forwarded: u64,
+    /// Frames the core was done with without sending them ([`Verdict::Taken`]):
+    /// later fragments held, frames answered with an error bigger than themselves.
+    pub taken: u64,
+    /// Later fragments held until their first came (each forwarded or
+    /// dropped afterwards, and counted again then).
+    pub held: u64,
     pub kernel: Vec<(KernelReason, u64)>,
     pub drops: Vec<(DropReason, u64)>,
     /// ICMP time-exceeded errors the core sent.
@@ -95,6 +120,8 @@ impl Totals {
     pub fn sum<'a>(uplinks: usize, workers: impl Iterator<Item = &'a LaneCounters>) -> Totals {
         let mut totals = Totals {
             forwarded: 0,
+            taken: 0,
+            held: 0,
             kernel: KernelReason::ALL.iter().map(|r| (*r, 0)).collect(),
             drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
             time_exceeded_sent: 0,
@@ -103,6 +130,8 @@ impl Totals {
         };
         for worker in workers {
             totals.forwarded += worker.forwarded.load(Ordering::Relaxed);
+            totals.taken += worker.taken.load(Ordering::Relaxed);
+            totals.held += worker.held.load(Ordering::Relaxed);
             totals.time_exceeded_sent += worker.icmp_sent[0].load(Ordering::Relaxed);
             totals.frag_needed_sent += worker.icmp_sent[1].load(Ordering::Relaxed);
             for (total, counter) in totals.kernel.iter_mut().zip(&worker.kernel) {

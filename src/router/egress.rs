@@ -49,7 +49,7 @@ impl Router {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
-                dst_mac: spec.lan_mac,
+                dst_mac: self.inside_mac(spec),
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },
@@ -98,9 +98,10 @@ impl Router {
         }
     }
 
-    /// Sends a translated packet on its way: the egress MTU check, MSS
-    /// clamping, the rewrite, and for a first fragment a note for the later
-    /// ones.
+    /// Sends a translated packet on its way: the egress MTU check (DF set:
+    /// fragmentation-needed; clear: fragmented), MSS clamping, the rewrite,
+    /// and for a first fragment a note for the later ones, and the later ones
+    /// held until it came sent after it.
     pub(super) fn emit(
         &self,
         buf: &mut [u8],
@@ -112,10 +113,7 @@ impl Router {
         if let Some(gso) = ctx.meta.gso {
             return self.emit_whole(buf, frame, egress, ctx, gso, mtu);
         }
-        if frame.end - L3_OFFSET > usize::from(mtu) {
-            if !frame.dont_fragment {
-                return Verdict::Drop(DropReason::TooBig);
-            }
+        if frame.dont_fragment && frame.end - L3_OFFSET > usize::from(mtu) {
             let error = icmp_packet::Error::FragmentationNeeded { mtu };
             return self
                 .answer(buf, frame, error, ctx)
@@ -130,13 +128,38 @@ impl Router {
             }
         }
         packet::apply(buf, frame, &egress.rewrite, partial);
+        let verdict = self.fit(buf, frame.end, egress.port, ctx);
         if frame.fragmentation == Fragmentation::First {
-            self.fragments
+            let released = self
+                .fragments
                 .first(ctx.meta.port, frame, egress, ctx.meta.now);
+            ctx.counters
+                .count_drops(DropReason::FragmentTimeout, released.timed_out);
+            for mut held in released.frames {
+                self.send_held(&mut held, egress, ctx);
+            }
         }
-        Verdict::Forward {
-            port: egress.port,
-            len: frame.end,
+        verdict
+    }
+
+    /// The verdict for the rewritten packet `buf[..end]` going out `port`:
+    /// whole when it fits the MTU, else fragmented (RFC 791), the first
+    /// fragment in `buf` and the later ones queued after it.
+    fn fit(&self, buf: &mut [u8], end: usize, port: Port, ctx: &FrameContext) -> Verdict {
+        let mtu = self.mtu(port);
+        if end - L3_OFFSET <= usize::from(mtu) {
+            return Verdict::Forward { port, len: end };
+        }
+        let mut outbox = ctx.outbox.borrow_mut();
+        let mut scratch = std::mem::take(&mut outbox.scratch);
+        drop(outbox);
+        let first = packet::fragment(buf, end, mtu, &mut scratch, |later| {
+            ctx.send_also(port, later)
+        });
+        ctx.outbox.borrow_mut().scratch = scratch;
+        match first {
+            Some(len) => Verdict::Forward { port, len },
+            None => Verdict::Drop(DropReason::TooBig),
         }
     }
 
@@ -175,7 +198,8 @@ impl Router {
         }
     }
 
-    /// A later fragment: translated as its first fragment was.
+    /// A later fragment: translated as its first fragment was, or held until
+    /// that comes.
     pub(super) fn later_fragment(
         &self,
         buf: &mut [u8],
@@ -183,35 +207,68 @@ impl Router {
         ctx: &FrameContext,
     ) -> Verdict {
         if frame.ttl <= 1 {
-            return Verdict::Kernel(KernelReason::TtlExpired);
+            return Verdict::Drop(DropReason::FragmentTtlExpired);
         }
         let Some(egress) = self.fragments.later(ctx.meta.port, frame, ctx.meta.now) else {
-            return Verdict::Drop(DropReason::FragmentOutOfOrder);
+            let held = self
+                .fragments
+                .hold(ctx.meta.port, frame, &buf[..frame.end], ctx.meta.now);
+            let (verdict, timed_out) = match held {
+                Ok(timed_out) => {
+                    ctx.counters.held();
+                    (Verdict::Taken, timed_out)
+                }
+                Err(full) => (Verdict::Drop(DropReason::FragmentHoldFull), full.timed_out),
+            };
+            ctx.counters
+                .count_drops(DropReason::FragmentTimeout, timed_out);
+            return verdict;
         };
-        if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+        self.translate_later(buf, frame, egress, ctx)
+    }
+
+    /// Rewrites a later fragment as its first fragment was and fits it to the MTU.
+    fn translate_later(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        egress: Egress,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        if frame.dont_fragment && frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
             return Verdict::Drop(DropReason::TooBig);
         }
         packet::apply(buf, frame, &egress.rewrite, false);
-        Verdict::Forward {
-            port: egress.port,
-            len: frame.end,
+        self.fit(buf, frame.end, egress.port, ctx)
+    }
+
+    /// Sends a later fragment that was held until its first fragment came
+    /// (and translated as `egress` says), after that one.
+    fn send_held(&self, held: &mut [u8], egress: Egress, ctx: &FrameContext) {
+        let verdict = match packet::parse(held) {
+            Ok(frame) if frame.ttl > 1 => self.translate_later(held, &frame, egress, ctx),
+            Ok(_) => Verdict::Drop(DropReason::FragmentTtlExpired),
+            Err(_) => Verdict::Drop(DropReason::Malformed),
+        };
+        match verdict {
+            Verdict::Forward { port, len } => ctx.send_also(port, &held[..len]),
+            other => ctx.counters.count(ctx.meta.port, &other),
         }
     }
 
-    /// A packet whose TTL would expire here.
+    /// A packet whose TTL would expire here: answered with time-exceeded
+    /// from the router's address on the side it came in by; to the kernel
+    /// when the core cannot (no `[lan] address` for a LAN host, or the frame
+    /// may not be answered).
     pub(super) fn ttl_expired(&self, buf: &mut [u8], frame: &Frame, ctx: &FrameContext) -> Verdict {
-        if self.time_exceeded.load(Ordering::Relaxed) {
-            if let Some(verdict) = self.answer(buf, frame, icmp_packet::Error::TimeExceeded, ctx) {
-                return verdict;
-            }
-        }
-        Verdict::Kernel(KernelReason::TtlExpired)
+        self.answer(buf, frame, icmp_packet::Error::TimeExceeded, ctx)
+            .unwrap_or(Verdict::Kernel(KernelReason::TtlExpired))
     }
 
     /// Turns the frame into `error` about itself, back to its sender from the
-    /// router's address on the port it came in by; None when that may not be
-    /// done (an error about an error, a later fragment, no LAN address) or
-    /// does not fit in the frame.
+    /// router's address on the port it came in by (made in the outbox when
+    /// the frame is too short to hold it); None when that may not be done (an
+    /// error about an error, a later fragment, no LAN address).
     pub(super) fn answer(
         &self,
         buf: &mut [u8],
@@ -229,11 +286,20 @@ impl Router {
                 (uplink.address(), uplink.mac)
             }
         };
-        let len = icmp_packet::make_error(buf, frame, error, from)?;
+        if let Some(len) = icmp_packet::make_error(buf, frame, error, from) {
+            ctx.counters.icmp_sent(error);
+            return Some(Verdict::Forward {
+                port: ctx.meta.port,
+                len,
+            });
+        }
+        // Too short to hold the error (a bare TCP segment, a small UDP
+        // datagram): made in a bigger buffer and sent from the outbox.
+        let mut bigger = buf[..frame.end].to_vec();
+        bigger.resize(frame.end + icmp_packet::ERROR_HEADERS, 0);
+        let len = icmp_packet::make_error(&mut bigger, frame, error, from)?;
         ctx.counters.icmp_sent(error);
-        Some(Verdict::Forward {
-            port: ctx.meta.port,
-            len,
-        })
+        ctx.send_also(ctx.meta.port, &bigger[..len]);
+        Some(Verdict::Taken)
     }
 }

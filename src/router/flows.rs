@@ -14,7 +14,9 @@ impl Router {
     /// Opens a source-NATed flow for a LAN host's new connection to `remote`
     /// over `uplink` (a LAN-originated flow, or a hairpinned one), and sends
     /// the packet on: a NAT port for the inside endpoint, the LAN host's MAC
-    /// remembered, the flow inserted and its first packet recorded.
+    /// from the kernel's neighbour table (the frame's source MAC only for
+    /// this flow's replies while the table has none, see neighbours.rs), the
+    /// flow inserted and its first packet recorded.
     pub(super) fn open_snat_flow(
         &self,
         buf: &mut [u8],
@@ -40,9 +42,8 @@ impl Router {
             remote,
             uplink,
             kind,
-            lan_mac: frame.src_mac,
+            lan_mac: self.lan_host_mac(frame.src).unwrap_or(frame.src_mac),
         };
-        self.lan_hosts.insert(frame.src, frame.src_mac);
         match self.insert(spec, Side::Lan, frame, ctx.now) {
             Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),
             Err(verdict) => verdict,

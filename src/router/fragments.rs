@@ -8,9 +8,14 @@
 //! The table is bounded: at most [`MAX_ENTRIES`], each living [`LIFETIME`]
 //! from its first fragment; when it is full the oldest entry makes room.
 //! Unfragmented traffic never touches it, so a fragment flood costs only
-//! fragments. A later fragment that arrives before its first one finds no
-//! entry and is dropped (`fragment_out_of_order`): the core owns no buffer to
-//! hold it in until the first one comes.
+//! fragments.
+//!
+//! A later fragment that arrives before its first one (RFC 791 lets the
+//! network reorder them) is held: a copy kept under its key until the first
+//! fragment comes, then translated and sent after it. Held fragments are
+//! bounded by [`MAX_HELD`] frames and [`MAX_HELD_BYTES`] bytes over every key
+//! (one more is dropped, `fragment_hold_full`) and by [`LIFETIME`] (one whose
+//! first fragment has not come by then is dropped, `fragment_timeout`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -25,6 +30,12 @@ pub const MAX_ENTRIES: usize = 4096;
 /// How long the later fragments of a packet are recognised after its first.
 pub const LIFETIME: Duration = Duration::from_secs(2);
 
+/// The most later fragments held, over every packet, waiting for their first.
+pub const MAX_HELD: usize = 256;
+
+/// The most bytes of frames held waiting for their first fragment.
+pub const MAX_HELD_BYTES: usize = 1 << 20;
+
 /// The fragment table's figures for `xwan status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FragmentStats {
@@ -32,6 +43,30 @@ pub struct FragmentStats {
     pub entries: usize,
     /// Entries pushed out by newer ones while the table was full.
     pub evicted: u64,
+    /// Later fragments held now, waiting for their first.
+    pub held: usize,
+}
+
+/// A later fragment held until its first fragment comes.
+struct Held {
+    key: Key,
+    frame: Vec<u8>,
+    since: Duration,
+}
+
+/// What recording a first fragment gives back: the later fragments of its
+/// packet that were held, and how many held ones (of any packet) timed out.
+#[derive(Default)]
+pub struct Released {
+    pub frames: Vec<Vec<u8>>,
+    pub timed_out: u64,
+}
+
+/// Why a later fragment could not be held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldFull {
+    /// Held ones (of any packet) that timed out meanwhile.
+    pub timed_out: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +102,9 @@ struct Table {
     /// again has a newer record, and the older one is skipped.
     order: VecDeque<(Key, Duration)>,
     evicted: u64,
+    /// Oldest first.
+    held: VecDeque<Held>,
+    held_bytes: usize,
 }
 
 impl Table {
@@ -90,6 +128,22 @@ impl Table {
             self.pop_oldest();
         }
     }
+
+    /// Drops the held fragments older than [`LIFETIME`]; returns how many.
+    fn expire_held(&mut self, now: Duration) -> u64 {
+        let mut timed_out = 0;
+        while self
+            .held
+            .front()
+            .is_some_and(|h| now.saturating_sub(h.since) > LIFETIME)
+        {
+            if let Some(h) = self.held.pop_front() {
+                self.held_bytes -= h.frame.len();
+                timed_out += 1;
+            }
+        }
+        timed_out
+    }
 }
 
 /// The fragment table shared by every worker.
@@ -100,11 +154,22 @@ pub struct Fragments {
 
 impl Fragments {
     /// Remembers how the first fragment `frame`, which came in by `port`, was
-    /// translated.
-    pub fn first(&self, port: Port, frame: &Frame, egress: Egress, now: Duration) {
+    /// translated; gives back the later fragments of its packet held so far.
+    pub fn first(&self, port: Port, frame: &Frame, egress: Egress, now: Duration) -> Released {
         let key = Key::of(port, frame);
         let mut table = lock(&self.table);
         table.expire(now);
+        let mut released = Released {
+            frames: Vec::new(),
+            timed_out: table.expire_held(now),
+        };
+        if table.held.iter().any(|h| h.key == key) {
+            let (mine, others): (VecDeque<Held>, VecDeque<Held>) =
+                table.held.drain(..).partition(|h| h.key == key);
+            table.held = others;
+            table.held_bytes -= mine.iter().map(|h| h.frame.len()).sum::<usize>();
+            released.frames = mine.into_iter().map(|h| h.frame).collect();
+        }
         if !table.entries.contains_key(&key) {
             while table.entries.len() >= MAX_ENTRIES && !table.order.is_empty() {
                 if table.pop_oldest() {
@@ -125,6 +190,31 @@ impl Fragments {
             },
         );
         table.order.push_back((key, now));
+        released
+    }
+
+    /// Holds a copy of the later fragment `frame` (its bytes `bytes`), in by
+    /// `port`, until its first fragment comes; how many held ones timed out
+    /// meanwhile, or why it cannot be held.
+    pub fn hold(
+        &self,
+        port: Port,
+        frame: &Frame,
+        bytes: &[u8],
+        now: Duration,
+    ) -> Result<u64, HoldFull> {
+        let mut table = lock(&self.table);
+        let timed_out = table.expire_held(now);
+        if table.held.len() >= MAX_HELD || table.held_bytes + bytes.len() > MAX_HELD_BYTES {
+            return Err(HoldFull { timed_out });
+        }
+        table.held_bytes += bytes.len();
+        table.held.push_back(Held {
+            key: Key::of(port, frame),
+            frame: bytes.to_vec(),
+            since: now,
+        });
+        Ok(timed_out)
     }
 
     /// How the first fragment of the packet the later fragment `frame` (in by
@@ -140,6 +230,7 @@ impl Fragments {
         FragmentStats {
             entries: table.entries.len(),
             evicted: table.evicted,
+            held: table.held.len(),
         }
     }
 }

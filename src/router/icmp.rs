@@ -138,7 +138,7 @@ impl Router {
         let lan_peer = spec.lan_peer();
         let rewrite = ErrorRewrite {
             src_mac: self.lan_mac,
-            dst_mac: spec.lan_mac,
+            dst_mac: self.inside_mac(spec),
             // An error from the remote host itself comes from the endpoint
             // the inside host knows it by; one from a router on the way keeps
             // its address.

@@ -15,19 +15,23 @@
 //! - ICMP errors about a flow's packets, either way: translated together
 //!   with the packet they quote (`icmp.rs`).
 //! - Fragments: the first one is translated with its flow, the later ones
-//!   follow it through a small table (`fragments.rs`).
-//! - TTL of 1 or less: left to the kernel, which sends time-exceeded;
-//!   [`Router::set_time_exceeded`] makes the core answer it itself (for an
-//!   I/O path that cannot hand frames to the kernel).
+//!   follow it through a small table (`fragments.rs`); a later one that comes
+//!   first is held (bounded) and sent after its first.
+//! - TTL of 1 or less: answered with time-exceeded from the router's address
+//!   on the side the frame came in by (on the LAN that needs `[lan] address`;
+//!   without it the frame goes to the kernel, `ttl_expired`).
 //! - Bigger than the egress MTU: with DF, answered with fragmentation-needed
-//!   and the next-hop MTU, from the router's address on the side the frame
-//!   came in by (on the LAN that needs `[lan] address`; without it the frame
-//!   goes to the kernel, `frag_needed`). Without DF: dropped (`too_big`): the
-//!   core does not fragment, and the kernel must not forward it un-NATed.
+//!   and the egress MTU, the same way (`frag_needed` to the kernel without a
+//!   LAN address). Without DF: fragmented (RFC 791), the later fragments
+//!   handed to the I/O layer after the first ([`Lane::drain`]).
 //! - TCP SYNs: MSS clamped when `[nat] mss_clamp` says so.
 //!
 //! An ICMP error the core makes overwrites the frame it is about and goes
-//! back out the port that frame came in by, as a [`Verdict::Forward`].
+//! back out the port that frame came in by, as a [`Verdict::Forward`]. A
+//! frame held (a later fragment before its first), or answered with an
+//! error bigger than itself, is [`Verdict::Taken`]; the frames one call makes
+//! besides the one it returns wait in the lane's outbox for the I/O layer
+//! ([`Lane::drain`]).
 
 #![forbid(unsafe_code)]
 
@@ -41,11 +45,13 @@ mod hosts;
 mod icmp;
 mod lan;
 mod neighbours;
+mod outbox;
 mod reconfigure;
 mod wan;
 
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -55,7 +61,10 @@ use dashmap::DashMap;
 pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
 pub use counters::{LaneCounters, Totals, Traffic};
 pub use failover::Failover;
-pub use fragments::{FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS};
+pub use fragments::{
+    FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
+    MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
+};
 pub use reconfigure::Reconfigured;
 
 use crate::config::{Config, PortRange, UplinkId};
@@ -67,6 +76,7 @@ use flows::opens_connection;
 use fragments::Fragments;
 use hosts::HostLimit;
 use neighbours::unpack_mac;
+use outbox::Outbox;
 use reconfigure::{Live, MssCell, TimeoutCell};
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
@@ -113,6 +123,8 @@ pub struct Gso {
 /// holds it is an `io` worker.)
 pub struct Lane {
     counters: Arc<LaneCounters>,
+    /// Frames made besides the one `process` returns ([`Lane::drain`]).
+    outbox: RefCell<Outbox>,
 }
 
 /// Per-uplink state besides the policy's.
@@ -171,6 +183,21 @@ struct FrameContext<'a> {
     /// `meta.now` in whole seconds, the flow table's clock.
     now: u32,
     counters: &'a LaneCounters,
+    outbox: &'a RefCell<Outbox>,
+}
+
+impl FrameContext<'_> {
+    /// Queues a frame besides the one `process` returns, counted as forwarded.
+    fn send_also(&self, port: Port, frame: &[u8]) {
+        self.counters.count(
+            self.meta.port,
+            &Verdict::Forward {
+                port,
+                len: frame.len(),
+            },
+        );
+        self.outbox.borrow_mut().push(port, frame);
+    }
 }
 
 /// The shared router.
@@ -193,7 +220,6 @@ pub struct Router {
     timeouts: TimeoutCell,
     hosts: HostLimit,
     fragments: Fragments,
-    time_exceeded: AtomicBool,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     unresolved: Mutex<HashSet<[u8; 4]>>,
     workers: Mutex<Vec<Arc<LaneCounters>>>,
@@ -284,7 +310,6 @@ impl Router {
             timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
             fragments: Fragments::default(),
-            time_exceeded: AtomicBool::new(false),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
             workers: Mutex::new(Vec::new()),
@@ -295,15 +320,22 @@ impl Router {
     pub fn lane(&self) -> Lane {
         let counters = Arc::new(LaneCounters::new(self.uplinks.len()));
         lock(&self.workers).push(Arc::clone(&counters));
-        Lane { counters }
+        Lane {
+            counters,
+            outbox: RefCell::default(),
+        }
     }
 
     /// Processes one frame: rewrites it in place and says where it goes.
+    /// Frames it makes besides (fragments) wait in the lane until
+    /// [`Lane::drain`]; the next call forgets those not drained.
     pub fn process(&self, lane: &mut Lane, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        lane.outbox.get_mut().clear();
         let ctx = FrameContext {
             meta,
             now: seconds(meta.now),
             counters: &lane.counters,
+            outbox: &lane.outbox,
         };
         let verdict = match packet::parse(frame) {
             Ok(parsed) => match meta.port {
@@ -340,14 +372,6 @@ impl Router {
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
         let _reconfiguring = lock(&self.reconfiguring);
         self.live.load().policy.balancer().set_up(uplink, up);
-    }
-
-    /// Whether the core answers packets whose TTL expires here with an ICMP
-    /// time-exceeded itself (when the frame can hold it), instead of handing
-    /// them to the kernel ([`KernelReason::TtlExpired`], the default). For an
-    /// I/O path whose frames the kernel never sees.
-    pub fn set_time_exceeded(&self, in_core: bool) {
-        self.time_exceeded.store(in_core, Ordering::Relaxed);
     }
 
     /// Expires idle flows and sticky clients, freeing their NAT ports; returns

@@ -1,15 +1,39 @@
 //! Next hops: the MACs of the uplinks' gateways and of LAN hosts, as the I/O
 //! layer learns them from the kernel's neighbour table, and the LAN
 //! addresses the core needed and did not have (for the I/O layer to resolve).
+//!
+//! A LAN host's MAC comes from that table, never from the source MAC of a
+//! frame, with one exception kept to the flow that frame opened: a flow
+//! opened from the LAN before the host's address is in the table (asked for
+//! at once) remembers the source MAC of its first frame, and its replies go
+//! there only while the table still has no entry for the address. Nothing
+//! learned from a frame is shared: port forwards, other flows and the RSTs
+//! and ICMP errors of other flows see only the table. So a host sending with
+//! another's address attracts none of that host's traffic: at most the
+//! replies to its own packets, and only until the address resolves (one
+//! neighbour-thread round, 500 ms, plus an ARP exchange). Dropping or
+//! holding those replies instead would lose or delay the first answer to
+//! every host the table does not know yet (a first ping, a first DNS
+//! answer); holding would also need the core to keep frames for a thread
+//! that cannot send them.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 use super::{lock, Router, MAX_UNRESOLVED};
 use crate::config::UplinkId;
+use crate::flow::FlowSpec;
 use crate::verdict::{DropReason, Verdict};
 
 impl Router {
+    /// The MAC of a flow's inside host: the table's now, or while it has
+    /// none, the one the flow opened with.
+    pub(super) fn inside_mac(&self, spec: &FlowSpec) -> [u8; 6] {
+        self.lan_hosts
+            .get(&spec.inside.addr)
+            .map_or(spec.lan_mac, |mac| *mac)
+    }
+
     /// The MAC of a LAN host, or the verdict when it is unknown (and the
     /// address noted for the I/O layer to resolve).
     pub(super) fn lan_host_mac(&self, addr: [u8; 4]) -> Result<[u8; 6], Verdict> {

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use super::rng::Rng;
 use super::{
-    check, check_fragment, check_icmp_error, fragment, icmp_echo, icmp_error, mss_option, tcp,
-    tcp_with_options, udp, with_ip_options, Addressing, ACK, SYN, SYN_ACK,
+    check, check_fragment, check_icmp_error, fragment, icmp_echo, icmp_error, mss_option,
+    reassemble, tcp, tcp_with_options, udp, with_ip_options, Addressing, ACK, SYN, SYN_ACK,
 };
 use crate::config::Config;
 use crate::packet::checksum;
@@ -329,7 +329,6 @@ impl Harness {
         for (addr, mac) in HOSTS {
             router.set_lan_mac(Ipv4Addr::from(addr), mac);
         }
-        router.set_time_exceeded(true);
         let lane = router.lane();
         let mut harness = Harness {
             router,
@@ -384,6 +383,8 @@ impl Harness {
         let mut frame = frame.to_vec();
         repair(&mut frame, control & 0x40 != 0, control & 0x80 != 0);
         let was_valid = valid(&frame);
+        let was_fragment =
+            frame.len() >= 22 && u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff != 0;
         let received = frame.len();
         let verdict = self.router.process(
             &mut self.lane,
@@ -395,12 +396,31 @@ impl Harness {
                 gso: None,
             },
         );
+        let mut also = Vec::new();
+        self.lane.drain(&mut |_, f| also.push(f.to_vec()));
+        if verdict == Verdict::Taken {
+            for made in &also {
+                check_fragment(made).map_err(|e| format!("a frame made in the outbox: {e}"))?;
+            }
+        }
         if let Verdict::Forward { len, .. } = verdict {
             self.forwarded += 1;
             if len > received || len < 34 {
                 return Err(format!("forwarded {len} bytes of a {received}-byte frame"));
             }
-            let out = &frame[..len];
+            let mut pieces = vec![frame[..len].to_vec()];
+            for piece in &also {
+                check_fragment(piece).map_err(|e| format!("a later fragment: {e}"))?;
+                pieces.push(piece.clone());
+            }
+            // A packet the core fragmented is checked whole; of a fragment
+            // (and the ones held for it) the headers are checked.
+            let whole = if also.is_empty() || was_fragment {
+                None
+            } else {
+                Some(reassemble(&pieces).map_err(|e| format!("fragmented: {e}"))?)
+            };
+            let out = whole.as_deref().unwrap_or(&frame[..len]);
             check_fragment(out).map_err(|e| format!("forwarded IPv4 header: {e}"))?;
             if was_valid && !valid(out) {
                 let reason = check(out).err().unwrap_or_default();

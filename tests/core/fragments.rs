@@ -4,7 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use xwan::router::{DropReason, Port, Verdict, FRAGMENT_LIFETIME, MAX_FRAGMENTS};
+use xwan::router::{
+    DropReason, Port, Verdict, FRAGMENT_LIFETIME, MAX_FRAGMENTS, MAX_HELD_FRAGMENTS,
+    MAX_HELD_FRAGMENT_BYTES,
+};
 use xwan::testing::{self, SYN};
 
 use super::*;
@@ -75,42 +78,122 @@ fn fragments_in_order_follow_their_first_both_ways() {
     );
 }
 
+/// Later fragments that come before their first are held, and sent after
+/// it, translated as it was, when it comes; both ways.
 #[test]
-fn later_fragments_before_their_first_are_dropped_and_counted() {
+fn later_fragments_before_their_first_are_held_until_it_comes_both_ways() {
     let mut b = Bench::new("");
     let lan = from_host(HOST, SERVER);
-    let pieces = testing::fragment(&testing::udp(&lan, 5000, 4500, &[3; 2000]), 9, 512);
+    let payload: Vec<u8> = (0..2000u32).map(|i| (i * 3) as u8).collect();
+    let pieces = testing::fragment(&testing::udp(&lan, 5000, 4500, &payload), 9, 512);
     assert_eq!(pieces.len(), 4);
-    // The last one first: nothing to follow yet.
-    assert_eq!(
-        b.send(Port::Lan, pieces[3].clone()).0,
-        Verdict::Drop(DropReason::FragmentOutOfOrder)
-    );
-    // Then the first, then the rest out of order: they follow it.
+    for i in [3, 1] {
+        assert_eq!(b.send(Port::Lan, pieces[i].clone()).0, Verdict::Taken);
+        assert!(b.also_sent().is_empty());
+    }
+    assert_eq!(b.router.stats().fragments.held, 2);
     let (verdict, first) = b.send(Port::Lan, pieces[0].clone());
-    let Verdict::Forward { port, .. } = verdict else {
+    let Verdict::Forward {
+        port: Port::Wan(uplink),
+        ..
+    } = verdict
+    else {
         panic!("{verdict:?}");
     };
     let mut out = vec![first];
-    for i in [2, 1, 3] {
-        out.extend(forward_all(&mut b, Port::Lan, &pieces[i..=i], port));
+    for (port, frame) in b.also_sent() {
+        assert_eq!(port, Port::Wan(uplink));
+        out.push(frame);
     }
-    testing::check(&testing::reassemble(&out).unwrap()).unwrap();
-    assert_eq!(
-        b.router
-            .stats()
-            .totals
-            .drop_count(DropReason::FragmentOutOfOrder),
-        1
-    );
+    assert_eq!(out.len(), 3, "the two held ones follow the first");
+    out.extend(forward_all(
+        &mut b,
+        Port::Lan,
+        &pieces[2..3],
+        Port::Wan(uplink),
+    ));
+    let seen = testing::check(&testing::reassemble(&out).unwrap()).unwrap();
+    assert_eq!(seen.payload, payload);
+    assert_eq!(b.router.stats().fragments.held, 0);
 
-    // A later fragment past the lifetime of its first is not followed.
-    let pieces = testing::fragment(&testing::udp(&lan, 5001, 4500, &[3; 2000]), 10, 512);
-    b.send(Port::Lan, pieces[0].clone());
-    b.now += FRAGMENT_LIFETIME + std::time::Duration::from_millis(1);
+    // The reply, its last fragment first.
+    let wan = from_internet(usize::from(uplink), SERVER, seen.src);
+    let pieces = testing::fragment(&testing::udp(&wan, 4500, seen.src_port, &payload), 10, 1000);
     assert_eq!(
-        b.send(Port::Lan, pieces[1].clone()).0,
-        Verdict::Drop(DropReason::FragmentOutOfOrder)
+        b.send(Port::Wan(uplink), pieces[2].clone()).0,
+        Verdict::Taken
+    );
+    let (verdict, first) = b.send(Port::Wan(uplink), pieces[0].clone());
+    assert!(matches!(
+        verdict,
+        Verdict::Forward {
+            port: Port::Lan,
+            ..
+        }
+    ));
+    let mut back = vec![first];
+    back.extend(b.also_sent().into_iter().map(|(port, frame)| {
+        assert_eq!(port, Port::Lan);
+        frame
+    }));
+    back.extend(forward_all(
+        &mut b,
+        Port::Wan(uplink),
+        &pieces[1..2],
+        Port::Lan,
+    ));
+    let seen = testing::check(&testing::reassemble(&back).unwrap()).unwrap();
+    assert_eq!(
+        (seen.dst, seen.dst_port, seen.dst_mac),
+        (HOST, 5000, HOST_MAC)
+    );
+    assert_eq!(seen.payload, payload);
+    let totals = b.router.stats().totals;
+    assert_eq!(totals.held, 3);
+}
+
+/// A held fragment whose first does not come within the lifetime is dropped
+/// and counted (when the table is next used), and so is one past the bound.
+#[test]
+fn held_fragments_time_out_and_are_bounded() {
+    let mut b = Bench::new("");
+    let lan = from_host(HOST, SERVER);
+    let pieces = testing::fragment(&testing::udp(&lan, 5001, 4500, &[3; 2000]), 11, 512);
+    assert_eq!(b.send(Port::Lan, pieces[1].clone()).0, Verdict::Taken);
+    b.now += FRAGMENT_LIFETIME + std::time::Duration::from_millis(1);
+    let (verdict, _) = b.send(Port::Lan, pieces[0].clone());
+    assert!(matches!(verdict, Verdict::Forward { .. }));
+    assert!(b.also_sent().is_empty(), "the timed-out one is not sent");
+    let totals = b.router.stats().totals;
+    assert_eq!(totals.drop_count(DropReason::FragmentTimeout), 1);
+
+    // Bounded in count: one more than MAX_HELD_FRAGMENTS is refused.
+    for id in 0..MAX_HELD_FRAGMENTS as u16 {
+        let later = testing::fragment(&testing::udp(&lan, 6000, 9, &[0; 64]), 1000 + id, 32);
+        assert_eq!(b.send(Port::Lan, later[1].clone()).0, Verdict::Taken);
+    }
+    let later = testing::fragment(&testing::udp(&lan, 6000, 9, &[0; 64]), 999, 32);
+    assert_eq!(
+        b.send(Port::Lan, later[1].clone()).0,
+        Verdict::Drop(DropReason::FragmentHoldFull)
+    );
+    // And in bytes: big fragments fill MAX_HELD_FRAGMENT_BYTES before the count.
+    b.now += FRAGMENT_LIFETIME * 2;
+    let big = testing::udp(&lan, 6001, 9, &[0; 16000]);
+    let mut held = 0;
+    for id in 0..MAX_HELD_FRAGMENTS as u16 {
+        let later = testing::fragment(&big, 3000 + id, 8000);
+        match b.send(Port::Lan, later[1].clone()).0 {
+            Verdict::Taken => held += later[1].len(),
+            Verdict::Drop(DropReason::FragmentHoldFull) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(held <= MAX_HELD_FRAGMENT_BYTES && held + 8100 > MAX_HELD_FRAGMENT_BYTES);
+    let totals = b.router.stats().totals;
+    assert_eq!(
+        totals.drop_count(DropReason::FragmentTimeout),
+        1 + MAX_HELD_FRAGMENTS as u64
     );
 }
 
@@ -163,10 +246,13 @@ fn a_fragment_flood_does_not_hurt_other_traffic() {
             b.send(Port::Lan, flood_first(round)).0,
             Verdict::Forward { .. }
         ));
-        assert_eq!(
-            b.send(Port::Lan, flood_later(round.wrapping_add(30000))).0,
-            Verdict::Drop(DropReason::FragmentOutOfOrder)
-        );
+        let verdict = b.send(Port::Lan, flood_later(round.wrapping_add(30000))).0;
+        let expected = if usize::from(round) < MAX_HELD_FRAGMENTS {
+            Verdict::Taken
+        } else {
+            Verdict::Drop(DropReason::FragmentHoldFull)
+        };
+        assert_eq!(verdict, expected);
         if round % 500 == 0 {
             // Unfragmented traffic and a fragmented datagram of the victim
             // get through in the middle of it.
@@ -184,9 +270,10 @@ fn a_fragment_flood_does_not_hurt_other_traffic() {
     let stats = b.router.stats();
     assert_eq!(stats.fragments.entries, MAX_FRAGMENTS);
     assert!(stats.fragments.evicted >= 6000 - MAX_FRAGMENTS as u64);
+    assert_eq!(stats.fragments.held, MAX_HELD_FRAGMENTS);
     assert_eq!(
-        stats.totals.drop_count(DropReason::FragmentOutOfOrder),
-        6000
+        stats.totals.drop_count(DropReason::FragmentHoldFull),
+        6000 - MAX_HELD_FRAGMENTS as u64
     );
     // Once the flood stops its entries age out.
     b.now += FRAGMENT_LIFETIME * 2;

@@ -210,7 +210,6 @@ fn errors_that_match_no_flow_are_dropped_or_left_to_the_kernel() {
     );
     assert_eq!(verdict, Verdict::Kernel(KernelReason::IcmpOther));
     // An error whose own TTL runs out is never answered with another error.
-    b.router.set_time_exceeded(true);
     let lan = from_host(HOST, SERVER);
     let (_, out) = b.send(Port::Lan, testing::udp(&lan, 7000, 53, b"query"));
     let mut dying = from_internet(0, SERVER, ISP1);

@@ -11,6 +11,7 @@ mod hostile;
 mod icmp_errors;
 mod limits;
 mod mtu;
+mod neighbours;
 mod properties;
 mod reload;
 mod tcp_options;
@@ -120,6 +121,15 @@ impl Bench {
             frame.truncate(len);
         }
         (verdict, frame)
+    }
+
+    /// The frames the last [`Bench::send`] made besides the one it returned
+    /// (later fragments, fragments held until their first came).
+    pub fn also_sent(&mut self) -> Vec<(Port, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.lane
+            .drain(&mut |port, frame| out.push((port, frame.to_vec())));
+        out
     }
 
     /// Sends `frame`, expects it forwarded on `out`, checks it and returns what it carries.

@@ -56,6 +56,10 @@ proptest! {
         conns in proptest::collection::vec((1u8..6, 1000u16..1010, 1u8..4, 1u16..4, kind()), 1..60)
     ) {
         let mut b = Bench::new("");
+        for host in 1u8..6 {
+            // As the neighbour thread would have found them.
+            b.router.set_lan_mac(Ipv4Addr::new(192, 168, 50, host), HOST_MAC);
+        }
         let mut uplink_of = std::collections::HashMap::new();
         for (host, port, server, server_port, kind) in conns {
             let (uplink, out) = b.forward_any_wan(outbound(host, port, server, server_port, kind));

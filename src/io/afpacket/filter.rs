@@ -36,7 +36,6 @@
 //!   - `ip daddr @wan_addresses jump owned_ports` (hairpinning through a WAN address);
 //!   - `ip daddr @local_addresses return`, `ip daddr @lan_networks return`
 //!     (to the router itself, or to another LAN host);
-//!   - `ip ttl <= 1 return` (the kernel sends time-exceeded);
 //!   - `icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return`
 //!     (other ICMP is the kernel's; errors are translated by the core, so the kernel must not forward them un-NATed);
 //!   - one line per `[[rule]]`, in file order, with the same matches: `return` for
@@ -292,7 +291,6 @@ pub fn ruleset(
         "ip daddr @wan_addresses jump owned_ports",
         "ip daddr @local_addresses return",
         "ip daddr @lan_networks return",
-        "ip ttl <= 1 return",
         "icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return",
     ] {
         let _ = writeln!(s, "\t\t{line}");

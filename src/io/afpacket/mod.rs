@@ -516,12 +516,14 @@ impl<P: FrameProcessor> PacketWorker<P> {
             if let Some(vnet) = info.gso {
                 let whole = info.vlan.is_none().then(|| vnet.whole(frame)).flatten();
                 if whole.is_some() {
-                    match self.decide(
+                    let decision = self.decide(
                         &mut state.core,
                         &mut state.counters,
                         (port, frame, info, whole),
                         now,
-                    ) {
+                    );
+                    self.send_extra(state);
+                    match decision {
                         Decision::Send(j, len) => {
                             self.flush(state, batch);
                             let frame = batch.bytes(start, len);
@@ -568,8 +570,29 @@ impl<P: FrameProcessor> PacketWorker<P> {
             ) {
                 state.outgoing[j].push((start, len));
             }
+            self.send_extra(state);
         }
         self.flush(state, batch);
+    }
+
+    /// Sends at once the frames the core made besides the one it returned
+    /// (the later fragments of a packet it fragmented, fragments it held, an
+    /// ICMP error bigger than the frame it answers).
+    fn send_extra(&self, state: &mut WorkerState<P::Worker>) {
+        let WorkerState {
+            core, counters, tx, ..
+        } = state;
+        self.processor.drain(core, &mut |port, bytes| match self
+            .attached
+            .iter()
+            .position(|a| a.port == port)
+        {
+            Some(j) => {
+                let outcome = self.attached[j].socket.send(std::iter::once(bytes), tx);
+                count_send(counters, &self.attached[j].name, outcome);
+            }
+            None => counters.bad_verdict += 1,
+        });
     }
 
     /// Runs one frame (from `port`, as received, to pass whole when `gso` says
@@ -595,6 +618,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                     _ => counters.bad_verdict += 1,
                 }
             }
+            Verdict::Taken => {}
             Verdict::Drop(DropReason::GsoNotWhole) => return Decision::Cut,
             Verdict::Kernel(_) => counters.to_kernel += 1,
             Verdict::Drop(_) => counters.dropped += 1,
@@ -628,6 +652,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 routed.push((i, j, len));
             }
         }
+        self.send_extra(state);
         for j in 0..self.attached.len() {
             let segments = &state.segments;
             let frames = state

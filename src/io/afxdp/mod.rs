@@ -116,6 +116,9 @@ pub struct WorkerStats {
     pub tx_ring_full: u64,
     /// Forward verdicts to a port without an interface, or with a length outside the frame.
     pub bad_forwards: u64,
+    /// Frames the core made besides the ones it returned (fragments) that
+    /// found no free UMEM frame.
+    pub no_free_frame: u64,
 }
 
 impl WorkerStats {
@@ -131,6 +134,7 @@ impl WorkerStats {
             drop_verdicts: get(&counters.drop_verdicts),
             tx_ring_full: get(&counters.tx_ring_full),
             bad_forwards: get(&counters.bad_forwards),
+            no_free_frame: get(&counters.no_free_frame),
         }
     }
 }

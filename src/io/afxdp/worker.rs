@@ -62,6 +62,9 @@ pub struct WorkerCounters {
     pub drop_verdicts: AtomicU64,
     pub tx_ring_full: AtomicU64,
     pub bad_forwards: AtomicU64,
+    /// Frames the core made besides the ones it returned (fragments) that
+    /// found no free UMEM frame to be copied into.
+    pub no_free_frame: AtomicU64,
 }
 
 /// Adds to a counter only this thread writes (no atomic read-modify-write needed).
@@ -355,7 +358,7 @@ impl QueueWorker {
             gso: None,
         };
 
-        let (mut kernel, mut dropped, mut bad) = (0u64, 0u64, 0u64);
+        let (mut kernel, mut dropped, mut bad, mut no_frame) = (0u64, 0u64, 0u64, 0u64);
         for desc in &mut batch[..received] {
             // SAFETY: this descriptor was just received: the frame is this thread's
             // alone until it is put on a ring again.
@@ -372,6 +375,7 @@ impl QueueWorker {
                         None
                     }
                 },
+                Verdict::Taken => None,
                 Verdict::Kernel(_) => {
                     kernel += 1;
                     None
@@ -385,6 +389,30 @@ impl QueueWorker {
                 Some(slot) => outgoing[slot].push(*desc),
                 None => self.free.push(*desc),
             }
+            // The frames the core made besides this one: each copied into a
+            // free UMEM frame and sent after it.
+            let (umem, free, slots) = (&self.umem, &mut self.free, &self.slots);
+            processor.drain(state, &mut |port, bytes| {
+                let Some(slot) = slots.get(port) else {
+                    bad += 1;
+                    return;
+                };
+                let Some(mut extra) = free.pop() else {
+                    no_frame += 1;
+                    return;
+                };
+                // SAFETY: the frame comes off the free stack: no ring holds it and
+                // nothing else refers to it.
+                let mut data = unsafe { umem.data_mut(&mut extra) };
+                let mut cursor = data.cursor();
+                cursor.set_pos(0);
+                if io::Write::write_all(&mut cursor, bytes).is_ok() {
+                    outgoing[slot].push(extra);
+                } else {
+                    bad += 1;
+                    free.push(extra);
+                }
+            });
         }
 
         let (mut sent, mut ring_full) = (0u64, 0u64);
@@ -411,6 +439,7 @@ impl QueueWorker {
         bump(&counters.kernel_verdicts, kernel);
         bump(&counters.drop_verdicts, dropped);
         bump(&counters.bad_forwards, bad);
+        bump(&counters.no_free_frame, no_frame);
         bump(&counters.tx_ring_full, ring_full);
         Ok(received)
     }
