@@ -8,7 +8,7 @@ XWAN_PACKAGES=(
   clang llvm libclang-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 gcc-multilib
   libbpf-dev libxdp-dev
   iproute2 iptables nftables conntrack iperf3 netsniff-ng tcpdump ethtool
-  iputils-ping netcat-openbsd procps kmod
+  iputils-ping traceroute netcat-openbsd procps kmod
   dnsmasq-base isc-dhcp-client
   dpkg-dev man-db systemd python3
 )

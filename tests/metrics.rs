@@ -111,6 +111,8 @@ fn render(router: &Router) -> String {
         tx_packets: 3,
         batches: 2,
         idle_ratio: 0.75,
+        punted: 1,
+        punt_failed: 0,
         gso_passthrough: 5,
         gso_passthrough_bytes: 320_000,
     }];
@@ -256,6 +258,10 @@ fn metrics_from_a_live_core_parse_with_the_real_parser() {
     assert_eq!(
         value(&scrape, "xwan_worker_idle_ratio", &[("queue", "0")]),
         0.75
+    );
+    assert_eq!(
+        value(&scrape, "xwan_worker_punted_total", &[("queue", "0")]),
+        1.0
     );
     assert_eq!(
         value(

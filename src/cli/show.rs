@@ -135,14 +135,16 @@ pub fn status_table(s: &StatusReport) -> String {
     for w in &s.workers {
         let _ = writeln!(
             out,
-            "worker {}: rx {} tx {} batches {} idle {:.0}% gso passthrough {} ({} bytes)",
+            "worker {}: rx {} tx {} batches {} idle {:.0}% gso passthrough {} ({} bytes) punted to the kernel {} (failed {})",
             w.queue,
             w.rx_packets,
             w.tx_packets,
             w.batches,
             w.idle_ratio * 100.0,
             w.gso_passthrough,
-            w.gso_passthrough_bytes
+            w.gso_passthrough_bytes,
+            w.punted,
+            w.punt_failed
         );
     }
     out

@@ -34,11 +34,12 @@ pub struct Lan {
     /// Inside prefixes: only sources in these are SNATed.
     pub networks: Vec<Ipv4Net>,
     /// The router's own address on the LAN, inside one of `networks`: the
-    /// source of the ICMP errors the core sends to LAN hosts. Without it those
-    /// errors are left to the kernel.
+    /// source of the ICMP errors the core sends to LAN hosts. None: the LAN
+    /// interface's address (`xwan run` reads it).
     pub address: Option<Ipv4Addr>,
-    /// MTU of the LAN link, 576..=9216.
-    pub mtu: u16,
+    /// MTU of the LAN link, 576..=9216. None: the interface's (`xwan run`
+    /// reads it and follows its changes; the core assumes 1500 until told).
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +64,8 @@ pub struct Wan {
     pub priority: u32,
     /// Health-check targets.
     pub probe: Vec<Ipv4Addr>,
-    /// MTU of this uplink's link, 576..=9216.
-    pub mtu: u16,
+    /// MTU of this uplink's link, 576..=9216. None: the interface's.
+    pub mtu: Option<u16>,
 }
 
 impl Wan {

@@ -274,7 +274,11 @@ fn describe_changes(old: &RunningConfig, new: &RunningConfig) -> Vec<String> {
             fields.push(format!("gateway {} -> {}", was.gateway, now.gateway));
         }
         if was.mtu != now.mtu {
-            fields.push(format!("mtu {} -> {}", was.mtu, now.mtu));
+            fields.push(format!(
+                "mtu {} -> {}",
+                super::summary::mtu_text(was.mtu),
+                super::summary::mtu_text(now.mtu)
+            ));
         }
         if was.probe != now.probe {
             fields.push(format!("probes {}", list(&now.probe)));

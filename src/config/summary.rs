@@ -15,7 +15,7 @@ impl Display for Config {
         if let Some(address) = self.lan.address {
             write!(f, "  address {address}")?;
         }
-        writeln!(f, "  mtu {}", self.lan.mtu)?;
+        writeln!(f, "  mtu {}", mtu_text(self.lan.mtu))?;
         writeln!(f, "Uplinks   {}", self.wans.len())?;
         let width = self.wans.iter().map(|w| w.name.len()).max().unwrap_or(0);
         for w in &self.wans {
@@ -28,7 +28,7 @@ impl Display for Config {
                 w.gateway_text(),
                 w.weight,
                 w.priority,
-                w.mtu
+                mtu_text(w.mtu)
             )?;
             if w.probe.is_empty() {
                 writeln!(f, "  no probes")?;
@@ -236,4 +236,9 @@ impl Display for Sticky {
             Sticky::SrcDst => "src-dst",
         })
     }
+}
+
+/// An MTU key as the summary and reload messages show it.
+pub(crate) fn mtu_text(mtu: Option<u16>) -> String {
+    mtu.map_or_else(|| "of the interface".to_owned(), |m| m.to_string())
 }

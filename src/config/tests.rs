@@ -173,7 +173,7 @@ fn example_parses_to_the_expected_model() {
             interface: "lan0".into(),
             networks: vec![net("192.168.50.0/24")],
             address: None,
-            mtu: 1500,
+            mtu: None,
         },
         wans: vec![
             Wan {
@@ -186,7 +186,7 @@ fn example_parses_to_the_expected_model() {
                 weight: 1,
                 priority: 1,
                 probe: vec![ip("198.18.11.2")],
-                mtu: 1500,
+                mtu: None,
             },
             Wan {
                 name: "isp2".into(),
@@ -198,7 +198,7 @@ fn example_parses_to_the_expected_model() {
                 weight: 3,
                 priority: 2,
                 probe: vec![ip("198.18.12.2"), ip("203.0.113.10")],
-                mtu: 1500,
+                mtu: None,
             },
         ],
         balance: Balance {
@@ -343,8 +343,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.limits.max_flows, 1 << 20);
     assert_eq!(config.limits.max_flows_per_host, DEFAULT_MAX_FLOWS_PER_HOST);
     assert_eq!(config.lan.address, None);
-    assert_eq!(config.lan.mtu, DEFAULT_MTU);
-    assert!(config.wans.iter().all(|w| w.mtu == 1500));
+    assert_eq!(config.lan.mtu, None);
+    assert!(config.wans.iter().all(|w| w.mtu.is_none()));
     assert_eq!(config.nat.mss_clamp, MssClamp::Off);
     assert_eq!(config.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
 }
@@ -444,7 +444,7 @@ fn summary_shows_every_section() {
     for needle in [
         "lan0",
         "192.168.50.0/24",
-        "isp1  wan1  198.18.1.2 via 198.18.1.1  weight 1  priority 1  mtu 1500  probes 198.18.11.2",
+        "isp1  wan1  198.18.1.2 via 198.18.1.1  weight 1  priority 1  mtu of the interface  probes 198.18.11.2",
         "isp2  wan2  198.18.2.2 via 198.18.2.1  weight 3  priority 2",
         "nth, sticky none",
         "1 web-via-isp2: tcp from 192.168.50.0/25 port 1024-65535 to 0.0.0.0/0 port 443 -> isp2",
@@ -1208,9 +1208,9 @@ fn lan_address_and_mtus() {
         );
     let config = ok(&text);
     assert_eq!(config.lan.address, Some(ip("192.168.50.1")));
-    assert_eq!(config.lan.mtu, 9000);
-    assert_eq!(config.wans[0].mtu, 1492);
-    assert_eq!(config.wans[1].mtu, 1500);
+    assert_eq!(config.lan.mtu, Some(9000));
+    assert_eq!(config.wans[0].mtu, Some(1492));
+    assert_eq!(config.wans[1].mtu, None);
     let shown = config.to_string();
     assert!(shown.contains("address 192.168.50.1  mtu 9000"), "{shown}");
     assert!(shown.contains("mtu 1492"), "{shown}");

@@ -326,6 +326,16 @@ pub fn render(s: &Snapshot) -> String {
                 |r| r.batches as f64,
             ),
             (
+                "xwan_worker_punted_total",
+                "Frames the core left to the kernel that a worker handed to it through the punt device.",
+                |r| r.punted as f64,
+            ),
+            (
+                "xwan_worker_punt_failed_total",
+                "Frames the core left to the kernel that the punt device refused (lost).",
+                |r| r.punt_failed as f64,
+            ),
+            (
                 "xwan_worker_gso_passthrough_total",
                 "GSO super-frames a worker passed through whole (--io packet).",
                 |r| r.gso_passthrough as f64,

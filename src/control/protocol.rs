@@ -172,6 +172,12 @@ pub struct WorkerReport {
     pub batches: u64,
     /// Share of loop rounds that found nothing to do, 0 to 1.
     pub idle_ratio: f64,
+    /// Frames the core left to the kernel that went to it through the punt device.
+    #[serde(default)]
+    pub punted: u64,
+    /// Frames the core left to the kernel that the punt device refused: lost.
+    #[serde(default)]
+    pub punt_failed: u64,
     /// GSO super-frames passed through whole (`--io packet`), and their bytes.
     #[serde(default)]
     pub gso_passthrough: u64,

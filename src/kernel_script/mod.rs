@@ -461,7 +461,11 @@ fn port_forwards(s: &mut Script, config: &Config) {
     if config.forwards.is_empty() {
         return;
     }
-    s.section("Port forwards (their replies leave by the WAN they came in on: see marking)");
+    s.section(
+        "Port forwards (their replies leave by the WAN they came in on: see marking); \
+         from the LAN too (hairpinning: SNAT to the WAN address, so the target answers through the router)",
+    );
+    let lan = quote(&config.lan.interface);
     for fwd in &config.forwards {
         let proto = match fwd.proto {
             Proto::Udp => "udp",
@@ -471,14 +475,19 @@ fn port_forwards(s: &mut Script, config: &Config) {
             let Some(wan) = config.wans.get(usize::from(u)) else {
                 continue;
             };
-            s.line(&format!(
-                "iptables -t nat -A PREROUTING -i {} -d {} -p {proto} --dport {} -j DNAT --to-destination {}:{}",
-                quote(&wan.interface),
-                wan.address,
-                fwd.port,
-                fwd.to_addr,
-                fwd.to_port
-            ));
+            for ingress in [quote(&wan.interface), lan.clone()] {
+                s.line(&format!(
+                    "iptables -t nat -A PREROUTING -i {ingress} -d {} -p {proto} --dport {} -j DNAT --to-destination {}:{}",
+                    wan.address, fwd.port, fwd.to_addr, fwd.to_port
+                ));
+            }
+            for net in &config.lan.networks {
+                s.line(&format!(
+                    "iptables -t nat -A POSTROUTING -o {lan} -s {net} -d {} -p {proto} --dport {} \
+                     -m conntrack --ctstate DNAT --ctorigdst {} -j SNAT --to-source {}",
+                    fwd.to_addr, fwd.to_port, wan.address, wan.address
+                ));
+            }
         }
     }
 }

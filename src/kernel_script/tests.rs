@@ -23,7 +23,7 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         weight,
         priority,
         probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
-        mtu: 1500,
+        mtu: None,
     }
 }
 
@@ -54,7 +54,7 @@ fn example_config() -> Config {
             interface: "lan0".to_string(),
             networks: vec!["192.168.50.0/24".parse().unwrap()],
             address: None,
-            mtu: 1500,
+            mtu: None,
         },
         wans: vec![wan(1, 1, 1), wan(2, 1, 1)],
         balance: Balance {
@@ -251,7 +251,8 @@ fn testbed_example_file_renders_its_uplinks_and_forwards() {
     }
     assert_eq!(
         s.matches("-j DNAT").count(),
-        config.forwards.iter().map(|f| f.wans.len()).sum::<usize>()
+        2 * config.forwards.iter().map(|f| f.wans.len()).sum::<usize>(),
+        "from the WAN and, hairpinned, from the LAN"
     );
 }
 
@@ -302,8 +303,14 @@ fn example_forwards_on_each_listed_wan_and_marks_by_ingress() {
     let mut only_isp2 = example_config();
     only_isp2.forwards[0].wans = vec![1];
     let s = render(&only_isp2);
-    assert_eq!(s.matches("-j DNAT").count(), 1);
+    assert_eq!(s.matches("-j DNAT").count(), 2);
     assert!(s.contains("-i wan2 -d 198.18.2.2 -p tcp --dport 8080 -j DNAT"));
+    assert!(s.contains("-i lan0 -d 198.18.2.2 -p tcp --dport 8080 -j DNAT"));
+    assert!(has_line(
+        &s,
+        "iptables -t nat -A POSTROUTING -o lan0 -s 192.168.50.0/24 -d 192.168.50.10 -p tcp --dport 80 \
+         -m conntrack --ctstate DNAT --ctorigdst 198.18.2.2 -j SNAT --to-source 198.18.2.2"
+    ));
 }
 
 #[test]

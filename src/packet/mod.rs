@@ -15,5 +15,7 @@ pub use parse::{
     parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
-pub use rewrite::{apply, apply_partial, carries_partial_checksum, Endpoint, Rewrite};
+pub use rewrite::{
+    apply, apply_partial, carries_partial_checksum, complete_partial_checksum, Endpoint, Rewrite,
+};
 pub use tcp::{clamp_mss, mss_option};

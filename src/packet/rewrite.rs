@@ -234,6 +234,34 @@ fn l4_update(mut check: u16, old: (Endpoint, Endpoint), new: (Endpoint, Endpoint
     check
 }
 
+/// Where the TCP/UDP checksum of `frame` is, if it has one.
+fn transport_checksum_at(frame: &Frame) -> Option<usize> {
+    match frame.transport {
+        Transport::Tcp { .. } => Some(frame.l4 + field::TCP_CHECKSUM.start),
+        Transport::Udp { checksum: 0, .. } => None,
+        Transport::Udp { .. } => Some(frame.l4 + field::UDP_CHECKSUM.start),
+        _ => None,
+    }
+}
+
+/// Completes a partial TCP/UDP checksum (see [`carries_partial_checksum`])
+/// and changes nothing else: for a frame handed untranslated to a receiver
+/// that takes every checksum as complete (the kernel, through the punt
+/// device). Returns whether it did.
+pub fn complete_partial_checksum(buf: &mut [u8], frame: &Frame) -> bool {
+    let Some(at) = transport_checksum_at(frame) else {
+        return false;
+    };
+    if !carries_partial_checksum(buf, frame) {
+        return false;
+    }
+    write16(buf, at, 0);
+    let segment = &buf[frame.l4..frame.end];
+    let check = checksum::transport_checksum(frame.src, frame.dst, frame.protocol, segment);
+    write16(buf, at, check);
+    true
+}
+
 /// Computes the TCP/UDP checksum at `at` from scratch over the rewritten segment.
 fn full_l4_checksum(buf: &mut [u8], frame: &Frame, at: usize, rewrite: &Rewrite) {
     write16(buf, at, 0);
@@ -249,11 +277,8 @@ fn full_l4_checksum(buf: &mut [u8], frame: &Frame, at: usize, rewrite: &Rewrite)
 /// checksum equal to that value by chance is harmless: the router then
 /// recomputes it in full, which gives the same correct value.
 pub fn carries_partial_checksum(buf: &[u8], frame: &Frame) -> bool {
-    let at = match frame.transport {
-        Transport::Tcp { .. } => frame.l4 + field::TCP_CHECKSUM.start,
-        Transport::Udp { checksum: 0, .. } => return false,
-        Transport::Udp { .. } => frame.l4 + field::UDP_CHECKSUM.start,
-        _ => return false,
+    let Some(at) = transport_checksum_at(frame) else {
+        return false;
     };
     let Some(field) = buf.get(at..at + 2) else {
         return false;

@@ -219,7 +219,7 @@ mod tests {
                 weight: *weight,
                 priority: *priority,
                 probe: vec![],
-                mtu: 1500,
+                mtu: None,
             })
             .collect()
     }

@@ -72,16 +72,14 @@ impl Router {
 
     pub(super) fn mtu(&self, port: Port) -> u16 {
         match port {
-            Port::Lan => self.lan_mtu.load(Ordering::Relaxed),
-            Port::Wan(uplink) => self.uplinks[usize::from(uplink)]
-                .mtu
-                .load(Ordering::Relaxed),
+            Port::Lan => self.lan_mtu.get(),
+            Port::Wan(uplink) => self.uplinks[usize::from(uplink)].mtu.get(),
         }
     }
 
     /// The MSS a SYN between `ctx`'s ingress and `egress` is clamped to, if any.
     pub(super) fn mss_limit(&self, egress: Port, ctx: &FrameContext) -> Option<u16> {
-        let lan_mtu = self.lan_mtu.load(Ordering::Relaxed);
+        let lan_mtu = self.lan_mtu.get();
         match self.mss_clamp.get() {
             MssClamp::Off => None,
             MssClamp::Fixed(mss) => Some(mss),
@@ -90,7 +88,7 @@ impl Router {
                     (Port::Wan(uplink), _) | (_, Port::Wan(uplink)) => self
                         .uplinks
                         .get(usize::from(uplink))
-                        .map_or(lan_mtu, |u| u.mtu.load(Ordering::Relaxed)),
+                        .map_or(lan_mtu, |u| u.mtu.get()),
                     (Port::Lan, Port::Lan) => lan_mtu,
                 };
                 Some(uplink_mtu.min(lan_mtu) - 40)
@@ -280,7 +278,7 @@ impl Router {
             return None;
         }
         let from = match ctx.meta.port {
-            Port::Lan => (self.live.load().lan_address?, self.lan_mac),
+            Port::Lan => (self.lan_address()?, self.lan_mac),
             Port::Wan(uplink) => {
                 let uplink = self.uplinks.get(usize::from(uplink))?;
                 (uplink.address(), uplink.mac)

@@ -18,9 +18,11 @@
 //!   follow it through a small table (`fragments.rs`); a later one that comes
 //!   first is held (bounded) and sent after its first.
 //! - TTL of 1 or less: answered with time-exceeded from the router's address
-//!   on the side the frame came in by (on the LAN that needs `[lan] address`;
-//!   without it the frame goes to the kernel, `ttl_expired`).
-//! - Bigger than the egress MTU: with DF, answered with fragmentation-needed
+//!   on the side the frame came in by (on the LAN, `[lan] address` or else the
+//!   LAN interface's, which the I/O layer reports: `interfaces.rs`; without
+//!   either the frame goes to the kernel, `ttl_expired`).
+//! - Bigger than the egress MTU (the `mtu` key, else the interface's, which
+//!   the I/O layer reports): with DF, answered with fragmentation-needed
 //!   and the egress MTU, the same way (`frag_needed` to the kernel without a
 //!   LAN address). Without DF: fragmented (RFC 791), the later fragments
 //!   handed to the I/O layer after the first ([`Lane::drain`]).
@@ -43,6 +45,7 @@ mod fragments;
 mod hairpin;
 mod hosts;
 mod icmp;
+mod interfaces;
 mod lan;
 mod neighbours;
 mod outbox;
@@ -51,7 +54,7 @@ mod wan;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +78,7 @@ use crate::policy::{Policy, Rules};
 use flows::opens_connection;
 use fragments::Fragments;
 use hosts::HostLimit;
+use interfaces::{LanAddress, Mtu};
 use neighbours::unpack_mac;
 use outbox::Outbox;
 use reconfigure::{Live, MssCell, TimeoutCell};
@@ -134,7 +138,7 @@ struct Uplink {
     address: AtomicU32,
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
-    mtu: AtomicU16,
+    mtu: Mtu,
     /// The gateway's MAC with bit 48 set, or 0 while unknown.
     gateway_mac: AtomicU64,
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
@@ -209,7 +213,8 @@ impl FrameContext<'_> {
 pub struct Router {
     lan_networks: Vec<(u32, u32)>,
     lan_mac: [u8; 6],
-    lan_mtu: AtomicU16,
+    lan_mtu: Mtu,
+    lan_interface_address: LanAddress,
     uplinks: Vec<Uplink>,
     nat_ports: PortRange,
     mss_clamp: MssCell,
@@ -288,7 +293,8 @@ impl Router {
                 .map(|n| (u32::from(n.network()), u32::from(n.netmask())))
                 .collect(),
             lan_mac: macs.lan,
-            lan_mtu: AtomicU16::new(config.lan.mtu),
+            lan_mtu: Mtu::new(config.lan.mtu),
+            lan_interface_address: LanAddress::default(),
             uplinks: config
                 .wans
                 .iter()
@@ -296,7 +302,7 @@ impl Router {
                 .map(|(wan, mac)| Uplink {
                     address: AtomicU32::new(u32::from(wan.address)),
                     mac: *mac,
-                    mtu: AtomicU16::new(wan.mtu),
+                    mtu: Mtu::new(wan.mtu),
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),

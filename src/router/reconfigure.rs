@@ -168,9 +168,9 @@ impl Router {
                 .filter(|key| !live.forwards.contains_key(key))
                 .copied()
                 .collect();
-            self.lan_mtu.store(config.lan.mtu, Ordering::Relaxed);
+            self.lan_mtu.configure(config.lan.mtu);
             for (uplink, wan) in self.uplinks.iter().zip(&config.wans) {
-                uplink.mtu.store(wan.mtu, Ordering::Relaxed);
+                uplink.mtu.configure(wan.mtu);
             }
             self.timeouts.set(&config.timeouts);
             self.mss_clamp.set(config.nat.mss_clamp);

@@ -257,22 +257,7 @@ fn partial_checksums_come_out_complete() {
         testing::tcp(&lan, 1000, 80, SYN, b"hello"),
         testing::udp(&lan, 1000, 53, b"hello"),
     ] {
-        let mut frame = frame;
-        let (protocol, at) = if frame[14 + 9] == 6 {
-            (6, 14 + 20 + 16)
-        } else {
-            (17, 14 + 20 + 6)
-        };
-        // What a local sender with checksum offload hands over: the folded
-        // pseudo-header sum, not complemented.
-        let l4_len = (frame.len() - 34) as u16;
-        let pseudo = checksum::fold(checksum::pseudo_header_sum(
-            HOST.octets(),
-            SERVER.octets(),
-            protocol,
-            l4_len,
-        ));
-        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        let mut frame = with_partial_checksum(frame);
         assert!(
             testing::check(&frame).is_err(),
             "the partial checksum is not a valid one"
@@ -298,24 +283,11 @@ fn partial_checksums_come_out_complete() {
 fn partial_checksums_are_recognised_without_a_flag() {
     let mut b = Bench::new("");
     let lan = from_host(HOST, SERVER);
-    for mut frame in [
+    for frame in [
         testing::tcp(&lan, 1000, 80, SYN, b"hello"),
         testing::udp(&lan, 1000, 53, b"hello"),
     ] {
-        let (protocol, at) = if frame[14 + 9] == 6 {
-            (6, 14 + 20 + 16)
-        } else {
-            (17, 14 + 20 + 6)
-        };
-        let l4_len = (frame.len() - 34) as u16;
-        let pseudo = checksum::fold(checksum::pseudo_header_sum(
-            HOST.octets(),
-            SERVER.octets(),
-            protocol,
-            l4_len,
-        ));
-        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-        let (verdict, out) = b.send(Port::Lan, frame);
+        let (verdict, out) = b.send(Port::Lan, with_partial_checksum(frame));
         assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
         testing::check(&out).unwrap();
     }

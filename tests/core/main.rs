@@ -9,6 +9,7 @@ mod gso;
 mod hairpin;
 mod hostile;
 mod icmp_errors;
+mod interface_facts;
 mod limits;
 mod mtu;
 mod neighbours;
@@ -213,4 +214,23 @@ pub fn from_internet(uplink: usize, src: Ipv4Addr, dst: Ipv4Addr) -> Addressing 
         dst,
         ttl: 60,
     }
+}
+
+/// `frame` (TCP or UDP over IPv4 without options, from the testing builders)
+/// with the TCP/UDP checksum a local sender with checksum offload hands over:
+/// the folded pseudo-header sum, not complemented.
+pub fn with_partial_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (protocol, at) = if frame[14 + 9] == 6 {
+        (6, 14 + 20 + 16)
+    } else {
+        (17, 14 + 20 + 6)
+    };
+    let l4_len = (frame.len() - 34) as u16;
+    let src: [u8; 4] = frame[26..30].try_into().expect("4 bytes");
+    let dst: [u8; 4] = frame[30..34].try_into().expect("4 bytes");
+    let pseudo = xwan::packet::checksum::fold(xwan::packet::checksum::pseudo_header_sum(
+        src, dst, protocol, l4_len,
+    ));
+    frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+    frame
 }

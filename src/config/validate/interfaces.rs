@@ -48,8 +48,9 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<u16> {
-        self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1)
+    pub(super) fn mtu(&self, raw: Option<&Spanned<i64>>, key: &str) -> Result<Option<u16>> {
+        raw.map(|_| self.int(raw, key, DEFAULT_MTU, MTU_RANGE.0, MTU_RANGE.1))
+            .transpose()
     }
 
     pub(super) fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {

@@ -38,6 +38,8 @@
 //!     (to the router itself, or to another LAN host);
 //!   - `icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return`
 //!     (other ICMP is the kernel's; errors are translated by the core, so the kernel must not forward them un-NATed);
+//!   - `ip ttl <= 1 drop` (the core answers time-exceeded itself, bypassed
+//!     destinations included, as in xdp mode: the kernel may have no route back);
 //!   - one line per `[[rule]]`, in file order, with the same matches: `return` for
 //!     `action = "bypass"`, `drop` for any other action (first match wins, as in
 //!     the core);
@@ -292,6 +294,7 @@ pub fn ruleset(
         "ip daddr @local_addresses return",
         "ip daddr @lan_networks return",
         "icmp type != { echo-request, echo-reply, destination-unreachable, time-exceeded, parameter-problem } return",
+        "ip ttl <= 1 drop",
     ] {
         let _ = writeln!(s, "\t\t{line}");
     }

@@ -3,16 +3,17 @@
 //! An XDP program ([`program`], source in `xwan.bpf.c`) runs on the LAN and on every
 //! WAN interface and redirects only the frames xwan owns to AF_XDP sockets; the
 //! kernel keeps everything else (ARP, IPv6, the router's own traffic, bypassed
-//! prefixes, TTL expiry). One worker thread per RX queue index ([`worker`]) owns that
+//! prefixes). One worker thread per RX queue index ([`worker`]) owns that
 //! queue's socket on every interface, all on one UMEM, runs each frame through a
 //! [`FrameProcessor`] (the router core) and moves forwarded frames' descriptors from
 //! one socket's RX ring to another's TX ring.
 //!
 //! Frames the core hands to the kernel ([`Verdict::Kernel`](crate::router::Verdict))
-//! cannot be re-injected from here: the XDP program should not have redirected them,
-//! and they are counted in `kernel_verdicts`.
+//! go to it through the punt path ([`punt`]: a TAP device), counted in
+//! `kernel_verdicts`, `punted` and `punt_failed`.
 
 mod program;
+mod punt;
 mod worker;
 
 #[cfg(test)]
@@ -25,6 +26,8 @@ use std::thread::JoinHandle;
 
 pub use program::{OwnedMaps, XdpMode};
 use program::{Program, MAX_QUEUES};
+use punt::Punt;
+pub use punt::DEVICE as PUNT_DEVICE;
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
@@ -108,8 +111,12 @@ pub struct WorkerStats {
     pub batches: u64,
     /// Times the worker blocked in poll() after idle rounds.
     pub idle_polls: u64,
-    /// Frames the core handed to the kernel: they cannot be re-injected, so they are dropped.
+    /// Frames the core handed to the kernel.
     pub kernel_verdicts: u64,
+    /// Of those, frames the punt device took to the kernel.
+    pub punted: u64,
+    /// Of those, frames the punt device refused: lost.
+    pub punt_failed: u64,
     /// Frames the core dropped.
     pub drop_verdicts: u64,
     /// Forwarded frames dropped because the TX ring was full.
@@ -131,6 +138,8 @@ impl WorkerStats {
             batches: get(&counters.batches),
             idle_polls: get(&counters.idle_polls),
             kernel_verdicts: get(&counters.kernel_verdicts),
+            punted: get(&counters.punted),
+            punt_failed: get(&counters.punt_failed),
             drop_verdicts: get(&counters.drop_verdicts),
             tx_ring_full: get(&counters.tx_ring_full),
             bad_forwards: get(&counters.bad_forwards),
@@ -180,7 +189,8 @@ impl XdpDataPath {
     ) -> Result<XdpDataPath, XdpError> {
         check_setup(setup)?;
         let mut program = Program::load(&setup.interfaces, &setup.owned)?;
-        let (workers, zero_copy) = open_workers(setup)?;
+        let punt = Arc::new(Punt::open()?);
+        let (workers, zero_copy) = open_workers(setup, &punt)?;
         for worker in &workers {
             for (slot, fd) in worker.socket_fds() {
                 program.register_socket(slot, worker.queue, fd)?;
@@ -392,10 +402,13 @@ fn check_setup(setup: &DataPathSetup) -> Result<(), XdpError> {
 
 /// Opens every queue's sockets in the requested mode; `Auto` tries zero-copy on
 /// every interface first and falls back to copy mode (veth has no zero-copy).
-fn open_workers(setup: &DataPathSetup) -> Result<(Vec<QueueWorker>, bool), XdpError> {
+fn open_workers(
+    setup: &DataPathSetup,
+    punt: &Arc<Punt>,
+) -> Result<(Vec<QueueWorker>, bool), XdpError> {
     let open = |mode| -> Result<Vec<QueueWorker>, XdpError> {
         (0..setup.queues)
-            .map(|queue| QueueWorker::open(queue, &setup.interfaces, mode))
+            .map(|queue| QueueWorker::open(queue, &setup.interfaces, mode, Arc::clone(punt)))
             .collect()
     };
     let workers = match setup.zero_copy {

@@ -121,8 +121,8 @@ impl Program {
         for key in bypass_keys(owned) {
             self.update("bypass_nets", &key, &[1])?;
         }
-        for addr in &owned.local_addresses {
-            self.update("local_addrs", &addr.octets(), &[1])?;
+        for key in local_keys(owned) {
+            self.update("local_addrs", &key, &[1])?;
         }
         for key in forward_keys(owned) {
             self.update("forwards", &key, &[1])?;
@@ -314,8 +314,11 @@ fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {
     }
 }
 
+/// A map key, as the C side lays it out.
+type Key = Vec<u8>;
+
 /// The `forwards` keys of the TCP and UDP forwards.
-fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
+fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
     let forwards = owned
         .tcp_forwards
         .iter()
@@ -323,7 +326,7 @@ fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
         .chain(owned.udp_forwards.iter().map(|fwd| (PROTO_UDP, fwd)));
     forwards
         .map(|(proto, (addr, port))| {
-            let mut key = [0u8; 8];
+            let mut key = vec![0u8; 8];
             key[0..4].copy_from_slice(&addr.octets());
             key[4..6].copy_from_slice(&port.to_be_bytes());
             key[6] = proto;
@@ -332,16 +335,28 @@ fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
         .collect()
 }
 
-fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<[u8; 8]> {
-    owned.bypass.iter().map(prefix_key).collect()
+fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+    owned
+        .bypass
+        .iter()
+        .map(|net| prefix_key(net).to_vec())
+        .collect()
 }
 
-/// What the reloadable maps hold.
+fn local_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+    owned
+        .local_addresses
+        .iter()
+        .map(|addr| addr.octets().to_vec())
+        .collect()
+}
+
+/// What the updatable maps hold.
 #[derive(Debug, Default)]
 struct Keys {
-    forwards: BTreeSet<[u8; 8]>,
-    bypass: BTreeSet<[u8; 8]>,
-    local: BTreeSet<[u8; 4]>,
+    forwards: BTreeSet<Key>,
+    bypass: BTreeSet<Key>,
+    local: BTreeSet<Key>,
     /// By uplink id.
     wan: Vec<Ipv4Addr>,
 }
@@ -351,7 +366,7 @@ impl Keys {
         Keys {
             forwards: forward_keys(owned),
             bypass: bypass_keys(owned),
-            local: owned.local_addresses.iter().map(|a| a.octets()).collect(),
+            local: local_keys(owned),
             wan: owned.wan_addresses.clone(),
         }
     }
@@ -391,30 +406,25 @@ impl OwnedMaps {
                 &mut current.bypass,
                 &wanted.bypass,
             ),
+            (
+                &self.local,
+                "local_addrs",
+                &mut current.local,
+                &wanted.local,
+            ),
         ] {
-            let missing: Vec<[u8; 8]> = want.difference(have).copied().collect();
-            for key in &missing {
-                map.update(key, &[1], MapFlags::ANY)
+            let missing: Vec<Key> = want.difference(have).cloned().collect();
+            for key in missing {
+                map.update(&key, &[1], MapFlags::ANY)
                     .map_err(|err| map_error(name, err))?;
-                have.insert(*key);
+                have.insert(key);
             }
-            let stale: Vec<[u8; 8]> = have.difference(want).copied().collect();
+            let stale: Vec<Key> = have.difference(want).cloned().collect();
             for key in stale {
                 map.delete(&key).map_err(|err| map_error(name, err))?;
                 have.remove(&key);
             }
         }
-        for key in wanted.local.difference(&current.local) {
-            self.local
-                .update(key, &[1], MapFlags::ANY)
-                .map_err(|err| map_error("local_addrs", err))?;
-        }
-        for key in current.local.difference(&wanted.local) {
-            self.local
-                .delete(key)
-                .map_err(|err| map_error("local_addrs", err))?;
-        }
-        current.local = wanted.local;
         for &(ifindex, slot, uplink) in &self.wans {
             let (Some(now), Some(was)) = (wanted.wan.get(uplink), current.wan.get(uplink)) else {
                 continue;

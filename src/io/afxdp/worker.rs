@@ -11,11 +11,13 @@ use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
+use super::punt::Punt;
 use super::XdpError;
 use crate::io::idle::{Idle, IdlePolicy};
 use crate::io::{sys, FrameProcessor, Interface};
@@ -59,6 +61,8 @@ pub struct WorkerCounters {
     pub batches: AtomicU64,
     pub idle_polls: AtomicU64,
     pub kernel_verdicts: AtomicU64,
+    pub punted: AtomicU64,
+    pub punt_failed: AtomicU64,
     pub drop_verdicts: AtomicU64,
     pub tx_ring_full: AtomicU64,
     pub bad_forwards: AtomicU64,
@@ -146,6 +150,7 @@ pub struct QueueWorker {
     slots: PortSlots,
     free: Vec<FrameDesc>,
     total: usize,
+    punt: Arc<Punt>,
 }
 
 impl QueueWorker {
@@ -154,6 +159,7 @@ impl QueueWorker {
         queue: u32,
         interfaces: &[Interface],
         mode: BindMode,
+        punt: Arc<Punt>,
     ) -> Result<QueueWorker, XdpError> {
         let setup_error = |what: String| XdpError::Setup(format!("AF_XDP configuration: {what}"));
         let ring = QueueSize::new(RING_SIZE).map_err(|e| setup_error(e.to_string()))?;
@@ -218,6 +224,7 @@ impl QueueWorker {
             slots: PortSlots::new(interfaces),
             free,
             total,
+            punt,
         })
     }
 
@@ -358,7 +365,8 @@ impl QueueWorker {
             gso: None,
         };
 
-        let (mut kernel, mut dropped, mut bad, mut no_frame) = (0u64, 0u64, 0u64, 0u64);
+        let (mut kernel, mut punt_failed, mut dropped, mut bad, mut no_frame) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         for desc in &mut batch[..received] {
             // SAFETY: this descriptor was just received: the frame is this thread's
             // alone until it is put on a ring again.
@@ -378,6 +386,9 @@ impl QueueWorker {
                 Verdict::Taken => None,
                 Verdict::Kernel(_) => {
                     kernel += 1;
+                    if self.punt.inject(data.contents_mut()).is_err() {
+                        punt_failed += 1;
+                    }
                     None
                 }
                 Verdict::Drop(_) => {
@@ -437,6 +448,8 @@ impl QueueWorker {
         bump(&counters.tx, sent);
         bump(&counters.batches, 1);
         bump(&counters.kernel_verdicts, kernel);
+        bump(&counters.punted, kernel - punt_failed);
+        bump(&counters.punt_failed, punt_failed);
         bump(&counters.drop_verdicts, dropped);
         bump(&counters.bad_forwards, bad);
         bump(&counters.no_free_frame, no_frame);

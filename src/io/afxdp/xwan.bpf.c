@@ -2,17 +2,20 @@
 //
 // xwan's XDP program: it hands to the AF_XDP socket of the receiving
 // (interface, queue) only the frames xwan owns, and returns XDP_PASS for
-// everything else, so the kernel keeps ARP, IPv6, the router's own traffic,
-// bypassed prefixes and TTL expiry.
+// everything else, so the kernel keeps ARP, IPv6, the router's own traffic
+// and bypassed prefixes. A frame redirected here that the core still leaves
+// to the kernel is not lost: the workers punt it to the kernel (punt.rs).
 //
 // One program is loaded once and attached to the LAN and to every WAN
 // interface; the `ifaces` map tells it which interface it runs on.
 //
 // What is xwan's:
 // - on the LAN: untagged IPv4 from a LAN prefix, not to a LAN prefix, not to
-//   one of the router's own addresses, not to a bypass prefix, not to a
-//   broadcast or multicast address (MAC or IP), TTL > 1;
-// - on a WAN: IPv4 with TTL > 1 addressed to that WAN's own address, and
+//   a bypass prefix, not to a broadcast or multicast address (MAC or IP), and
+//   not to one of the router's own addresses unless it is a WAN address and
+//   the TCP or UDP destination port is forwarded on it or in the NAT range
+//   (hairpinning, both ways: the core's);
+// - on a WAN: IPv4 addressed to that WAN's own address, and
 //   - TCP or UDP whose destination port is in the NAT range or is a port
 //     forwarded on that address;
 //   - ICMP echo replies whose identifier is in the NAT range (the core maps
@@ -26,8 +29,13 @@
 //       ICMP:    an echo request whose identifier is in the NAT range.
 //     Quoted packets that are non-first fragments carry no ports and are
 //     left to the kernel.
-//   Non-first fragments to the WAN address carry no ports either: the
-//   kernel's.
+// - on either side, a later fragment (offset > 0, no ports to look at) of a
+//   datagram whose first fragment was redirected: when the program redirects
+//   a first fragment (MF set, offset 0) it notes (source, destination,
+//   protocol, IP id) in the LRU map `fragments`, and later fragments with that
+//   key follow it to the core, which translates them as their first one.
+// TTL is not looked at: a frame xwan owns whose TTL expires here is the
+// core's, which answers ICMP time exceeded itself.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
 // (interface, queue) slot, bpf_redirect_map falls back to XDP_PASS too.
 
@@ -44,6 +52,7 @@
 #define MAX_PREFIXES 1024
 #define MAX_ADDRESSES 256
 #define MAX_FORWARDS 4096
+#define MAX_FRAGMENTS 4096
 
 #define ROLE_LAN 0
 #define ROLE_WAN 1
@@ -55,6 +64,7 @@
 #define ICMP_PARAMETERPROB 12
 
 #define IP_OFFSET 0x1fff
+#define IP_MF 0x2000
 
 // Per attached interface, keyed by ifindex.
 struct iface {
@@ -71,6 +81,15 @@ struct prefix_key {
 struct forward_key {
 	__be32 addr;
 	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+// A datagram in fragments, as every one of its fragments carries it.
+struct fragment_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
 	__u8 proto;
 	__u8 pad;
 };
@@ -125,6 +144,13 @@ struct {
 } forwards SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FRAGMENTS);
+	__type(key, struct fragment_key);
+	__type(value, __u8);
+} fragments SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -159,7 +185,48 @@ static __always_inline int is_multicast_or_broadcast(__be32 addr)
 	return (bpf_ntohl(addr) & 0xe0000000) == 0xe0000000;
 }
 
-static __always_inline int lan_owns(const struct iphdr *ip)
+static __always_inline struct fragment_key fragment_of(const struct iphdr *ip)
+{
+	struct fragment_key key = {
+		.saddr = ip->saddr, .daddr = ip->daddr, .id = ip->id, .proto = ip->protocol, .pad = 0
+	};
+
+	return key;
+}
+
+static __always_inline int is_later_fragment(const struct iphdr *ip)
+{
+	return (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
+}
+
+// A later fragment whose first fragment was redirected.
+static __always_inline int follows_first(const struct iphdr *ip)
+{
+	struct fragment_key key = fragment_of(ip);
+
+	return bpf_map_lookup_elem(&fragments, &key) != NULL;
+}
+
+// To one of the router's own addresses from the LAN: the core's only when it
+// hairpins it: a TCP or UDP port forwarded on that (WAN) address, or the
+// target's answer to a NAT port.
+static __always_inline int lan_hairpin(const struct settings *s, const struct iphdr *ip,
+				       __u8 *l4, void *data_end)
+{
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return 0;
+	if (is_later_fragment(ip))
+		return follows_first(ip);
+	if ((void *)(l4 + 4) > data_end)
+		return 0;
+
+	__be16 dport = *(__be16 *)(l4 + 2);
+
+	return in_nat_range(s, dport) || is_forward(ip->daddr, ip->protocol, dport);
+}
+
+static __always_inline int lan_owns(const struct settings *s, const struct iphdr *ip, __u8 *l4,
+				    void *data_end)
 {
 	if (!in_prefixes(&lan_nets, ip->saddr))
 		return 0;
@@ -168,7 +235,7 @@ static __always_inline int lan_owns(const struct iphdr *ip)
 	if (is_multicast_or_broadcast(ip->daddr))
 		return 0;
 	if (bpf_map_lookup_elem(&local_addrs, &ip->daddr))
-		return 0;
+		return lan_hairpin(s, ip, l4, data_end);
 	if (in_prefixes(&bypass_nets, ip->daddr))
 		return 0;
 	return 1;
@@ -213,8 +280,8 @@ static __always_inline int wan_owns(const struct settings *s, __be32 wan_addr,
 {
 	if (ip->daddr != wan_addr)
 		return 0;
-	if (ip->frag_off & bpf_htons(IP_OFFSET))
-		return 0;
+	if (is_later_fragment(ip))
+		return follows_first(ip);
 	if ((void *)(l4 + 8) > data_end)
 		return 0;
 
@@ -272,8 +339,6 @@ int xwan_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ip->version != 4 || ip->ihl < 5)
 		return XDP_PASS;
-	if (ip->ttl <= 1)
-		return XDP_PASS;
 
 	__u32 hlen = (ip->ihl & 0xf) * 4;
 	__u8 *l4 = (__u8 *)ip + hlen;
@@ -284,7 +349,7 @@ int xwan_xdp(struct xdp_md *ctx)
 	int owned;
 
 	if (iface->role == ROLE_LAN)
-		owned = lan_owns(ip);
+		owned = lan_owns(s, ip, l4, data_end);
 	else
 		owned = wan_owns(s, iface->wan_addr, ip, l4, data_end);
 	if (!owned)
@@ -292,6 +357,13 @@ int xwan_xdp(struct xdp_md *ctx)
 
 	if (ctx->rx_queue_index >= MAX_QUEUES)
 		return XDP_PASS;
+
+	if ((ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) == bpf_htons(IP_MF)) {
+		struct fragment_key frag = fragment_of(ip);
+		__u8 one = 1;
+
+		bpf_map_update_elem(&fragments, &frag, &one, BPF_ANY);
+	}
 
 	__u32 key = iface->slot * MAX_QUEUES + ctx->rx_queue_index;
 

@@ -44,7 +44,7 @@ pub type WorkerStatsSource = Box<dyn Fn() -> Vec<WorkerReport> + Send + Sync>;
 
 /// Brings the kernel side of the data path to a reloaded configuration (laid
 /// out by uplink id); the error says what failed.
-pub type KernelUpdate = Box<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
+pub type KernelUpdate = Arc<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
 
 /// What [`RuntimeControl`] is made of.
 pub struct ControlParts {

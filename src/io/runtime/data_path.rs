@@ -1,14 +1,15 @@
 //! The backend `xwan run` drives, and the kernel changes that come with it.
 
 use super::control_glue::{KernelUpdate, WorkerStatsSource};
-use super::discovery::{local_addresses, owned_traffic};
+use super::discovery::owned_traffic;
+use super::interfaces::LocalAddresses;
 use super::options::{IoMode, RunError};
 use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
 use crate::io::afxdp::{XdpDataPath, XdpReport};
 use crate::io::systemd::ProgressSource;
-use crate::io::DataPathSetup;
+use crate::io::{sync, DataPathSetup};
 use crate::router::Router;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -37,6 +38,8 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
                         tx_packets: w.tx,
                         batches: w.batches,
                         idle_ratio: w.idle_polls as f64 / (w.idle_polls + w.batches).max(1) as f64,
+                        punted: w.punted,
+                        punt_failed: w.punt_failed,
                         gso_passthrough: 0,
                         gso_passthrough_bytes: 0,
                     })
@@ -56,6 +59,8 @@ pub(super) fn worker_stats_source(data_path: &DataPath) -> WorkerStatsSource {
                         batches: w.batches,
                         idle_ratio: w.idle_rounds as f64
                             / (w.idle_rounds + w.batches).max(1) as f64,
+                        punted: 0,
+                        punt_failed: 0,
                         gso_passthrough: w.gso_passthrough,
                         gso_passthrough_bytes: w.gso_passthrough_bytes,
                     })
@@ -133,29 +138,26 @@ pub(super) fn start_data_path(
     }
 }
 
-/// What a reload or a new "auto" address changes on the kernel side: the
-/// XDP program's maps of forwarded ports, bypassed prefixes and addresses, or
-/// the packet backend's nftables table (replaced in one transaction), with
-/// the router's addresses as the kernel has them now.
+/// What a reload, a change of the router's addresses or a new "auto" uplink
+/// address changes on the kernel side: the XDP program's maps of forwarded
+/// ports, bypassed prefixes, local addresses and WAN addresses, or the packet backend's nftables table (replaced in
+/// one transaction), laid out with the addresses in `local` at the time.
 pub(super) fn kernel_update(
     data_path: &DataPath,
     setup: &DataPathSetup,
+    local: LocalAddresses,
 ) -> Result<KernelUpdate, RunError> {
+    let owned = move |config: &Config| owned_traffic(config, &sync::read(&local));
     Ok(match data_path {
         DataPath::Xdp(path) => {
             let maps = path.owned_maps(&setup.interfaces, &setup.owned)?;
-            Box::new(move |config: &Config| {
-                let local = local_addresses().map_err(|e| e.to_string())?;
-                maps.update(&owned_traffic(config, &local))
-                    .map_err(|e| e.to_string())
-            })
+            Arc::new(move |config: &Config| maps.update(&owned(config)).map_err(|e| e.to_string()))
         }
         DataPath::Packet { filter, .. } => {
             let (setup, filter) = (setup.clone(), filter.handle());
-            Box::new(move |config: &Config| {
-                let local = local_addresses().map_err(|e| e.to_string())?;
+            Arc::new(move |config: &Config| {
                 let setup = DataPathSetup {
-                    owned: owned_traffic(config, &local),
+                    owned: owned(config),
                     ..setup.clone()
                 };
                 filter

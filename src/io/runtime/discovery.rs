@@ -62,11 +62,6 @@ pub(super) fn discover(config: &Config) -> Result<Discovered, RunError> {
     })
 }
 
-/// Every IPv4 address configured on an interface now, sorted.
-pub(super) fn local_addresses() -> Result<Vec<Ipv4Addr>, SystemError> {
-    Ok(sorted_addresses(&system::ipv4_addresses()?))
-}
-
 fn sorted_addresses(addresses: &[system::InterfaceAddress]) -> Vec<Ipv4Addr> {
     let mut local: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
     local.sort();

@@ -17,7 +17,8 @@
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
-//! - the uplink monitor ([`uplink_monitor`]), on rtnetlink events: each
+//! - the uplink monitor ([`uplink_monitor`]), on rtnetlink events: the
+//!   interfaces' MTUs and the router's addresses ([`interfaces`]), each
 //!   uplink's link and "auto" address and gateway (applied to the core, the
 //!   kernel side of the data path and the configuration in force), the
 //!   routes and rules of the router's own traffic ([`local_routes`]), and on
@@ -43,7 +44,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
@@ -54,7 +55,7 @@ use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
 use super::systemd::{self, Watchdog};
-use super::DataPathSetup;
+use super::{sync, DataPathSetup};
 use crate::control::{ControlServer, MetricsServer};
 use control_glue::{ControlParts, RuntimeControl};
 use health_thread::{HealthThread, StateChanges};
@@ -64,6 +65,7 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod interfaces;
 mod kernel_uplinks;
 mod loaded_config;
 mod local_routes;
@@ -81,6 +83,7 @@ use data_path::{
 use discovery::{
     check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
 };
+use interfaces::InterfaceWatch;
 pub use kernel_uplinks::resolve_auto;
 use kernel_uplinks::KernelUplinks;
 use local_routes::LocalRoutes;
@@ -160,17 +163,6 @@ impl Running {
                     .unwrap_or(1)
             })
             .max(1);
-        let epoch = Instant::now();
-        let setup = DataPathSetup {
-            interfaces: interfaces(&found),
-            queues,
-            zero_copy: options.zero_copy,
-            cpus: options.cpus.clone(),
-            owned: owned_traffic(config, &found.local_addresses),
-            stop: Arc::clone(&stop),
-            epoch,
-        };
-
         let router = Arc::new(Router::new(
             config,
             InterfaceMacs {
@@ -182,6 +174,23 @@ impl Running {
             router.set_uplink_up(id as UplinkId, true);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
+        let local = Arc::new(RwLock::new(found.local_addresses.clone()));
+        let watch = Arc::new(InterfaceWatch::new(
+            Arc::clone(&router),
+            Arc::clone(&loaded),
+            Arc::clone(&local),
+        ));
+        watch.refresh().map_err(RunError::Interfaces)?;
+        let epoch = Instant::now();
+        let setup = DataPathSetup {
+            interfaces: interfaces(&found),
+            queues,
+            zero_copy: options.zero_copy,
+            cpus: options.cpus.clone(),
+            owned: owned_traffic(config, &sync::read(&local)),
+            stop: Arc::clone(&stop),
+            epoch,
+        };
         let mut neighbours =
             NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
         neighbours.refresh();
@@ -195,7 +204,8 @@ impl Running {
             &neighbours.gateway_macs,
         );
         let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let kernel = kernel_update(&data_path, &setup)?;
+        let kernel = kernel_update(&data_path, &setup, local)?;
+        watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
         let changes = Arc::new(StateChanges::new(
             Arc::clone(&router),
@@ -222,7 +232,8 @@ impl Running {
             kernel,
             uplinks: Arc::clone(&uplinks),
         }));
-        let local = LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
+        let local_routes =
+            LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
         let mut running = Running {
             control: None,
             metrics: None,
@@ -237,10 +248,11 @@ impl Running {
         let monitor = UplinkMonitor {
             events: RouteEvents::open()?,
             neighbours,
+            watch,
             runtime: Arc::clone(&running.runtime),
             uplinks,
             router: Arc::clone(&running.router),
-            local,
+            local: local_routes,
             last_error: None,
         };
         running.start_housekeeping(monitor, health, reload)?;

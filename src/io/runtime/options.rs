@@ -52,6 +52,8 @@ pub enum RunError {
     Xdp(#[from] XdpError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("reading the interfaces' MTUs and addresses: {0}")]
+    Interfaces(String),
     #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]
     Signal(#[source] std::io::Error),
     #[error("stopped after a panic: {0}")]

@@ -1,6 +1,8 @@
 //! The event monitor: one thread on an rtnetlink socket subscribed to link,
 //! IPv4 address, IPv4 route and neighbour changes. A link, address or route
 //! event reads the kernel's state again ([`KernelState`]) and applies it:
+//! - the interfaces' MTUs, the LAN interface's address and the router's
+//!   addresses to the core and the kernel side ([`InterfaceWatch`]);
 //! - each uplink's link (down or without carrier, or an "auto" address or
 //!   gateway missing) to [`KernelUplinks`], which the health thread judges
 //!   on its next tick, so a carrier loss fails the uplink over at once;
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::control_glue::RuntimeControl;
+use super::interfaces::InterfaceWatch;
 use super::kernel_uplinks::KernelUplinks;
 use super::local_routes::LocalRoutes;
 use super::neighbours::NeighbourThread;
@@ -36,6 +39,7 @@ const WAKE: Duration = Duration::from_millis(50);
 pub(super) struct UplinkMonitor {
     pub(super) events: RouteEvents,
     pub(super) neighbours: NeighbourThread,
+    pub(super) watch: Arc<InterfaceWatch>,
     pub(super) runtime: Arc<RuntimeControl>,
     pub(super) uplinks: Arc<KernelUplinks>,
     pub(super) router: Arc<Router>,
@@ -62,6 +66,7 @@ impl UplinkMonitor {
 
     /// Reads the kernel's links, addresses and routes and applies them.
     fn follow_kernel(&mut self) {
+        self.watch.tick();
         match KernelState::read() {
             Ok(state) => {
                 self.last_error = None;

@@ -40,7 +40,7 @@ impl IfreqSocket {
         socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0).map(IfreqSocket)
     }
 
-    fn request(name: &str) -> io::Result<libc::ifreq> {
+    pub(super) fn request(name: &str) -> io::Result<libc::ifreq> {
         let bytes = name.as_bytes();
         if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
             return Err(io::Error::new(
@@ -62,6 +62,24 @@ impl IfreqSocket {
         // SIOCGIF* ioctls used here write only inside it.
         check(unsafe { libc::ioctl(self.0.as_raw_fd(), op, &mut req as *mut libc::ifreq) })?;
         Ok(req)
+    }
+
+    /// Sets IFF_UP on an interface.
+    pub fn set_up(&self, name: &str) -> io::Result<()> {
+        let mut req = self.get(name, libc::SIOCGIFFLAGS)?;
+        // SAFETY: SIOCGIFFLAGS succeeded, so it wrote ifru_flags (any bits are valid).
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
+        req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+        // SAFETY: req is a valid ifreq naming the interface with its new flags
+        // that outlives the call; SIOCSIFFLAGS only reads it.
+        check(unsafe {
+            libc::ioctl(
+                self.0.as_raw_fd(),
+                libc::SIOCSIFFLAGS,
+                &mut req as *mut libc::ifreq,
+            )
+        })?;
+        Ok(())
     }
 
     pub fn index(&self, name: &str) -> io::Result<libc::c_int> {

@@ -17,6 +17,7 @@
 //! - [`sched`]: CPU affinity;
 //! - [`netns`]: entering a network namespace;
 //! - [`bpf`]: attaching, querying and detaching XDP programs;
+//! - [`tap`]: TAP devices, through which frames are handed to the kernel;
 //! - [`nftables`]: a libnftables context (its netlink socket owns xwan's table)
 //!   running nft scripts.
 
@@ -29,6 +30,7 @@ pub mod nftables;
 pub mod poll;
 pub mod sched;
 pub mod socket;
+pub mod tap;
 
 use std::io;
 

@@ -13,8 +13,8 @@
 //! - [`rtnetlink`]: links, addresses and default routes read at once
 //!   ([`KernelState`]), their changes as events ([`RouteEvents`]), and the
 //!   routes and rules xwan owns for the router's own traffic.
-//! - [`read_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`, which answer for
-//!   the calling thread's network namespace.
+//! - [`read_sysctl`] / [`write_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`,
+//!   which answer for the calling thread's network namespace.
 
 mod addr;
 mod link;
@@ -28,7 +28,7 @@ pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
 pub use link::{index_and_mtu, link, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
 pub use rtnetlink::{Changes, KernelState, RouteEvents};
-pub use sysctl::{local_port_range, read_sysctl};
+pub use sysctl::{local_port_range, read_sysctl, write_sysctl};
 
 use std::io;
 use std::net::Ipv4Addr;

@@ -16,6 +16,11 @@ pub fn read_sysctl(name: &str) -> Result<String, SystemError> {
         .map_err(|err| SystemError::io(format!("sysctl {name}"), err))
 }
 
+/// Sets a sysctl.
+pub fn write_sysctl(name: &str, value: &str) -> Result<(), SystemError> {
+    std::fs::write(path(name), value).map_err(|err| SystemError::io(format!("sysctl {name}"), err))
+}
+
 /// `net.ipv4.ip_local_port_range`: the ports the kernel picks for its own
 /// connections when a socket does not bind one.
 pub fn local_port_range() -> Result<PortRange, SystemError> {

@@ -1,0 +1,154 @@
+//! What the router learns from its interfaces and keeps current: their MTUs
+//! (for the core, where no `mtu` key overrides them), the LAN interface's
+//! address (the core's `[lan] address` when the key is not set), and every
+//! address of the router (the kernel side of the data path leaves traffic to
+//! them to the kernel: the XDP program's `local_addrs` map, or the packet
+//! backend's nftables set).
+//!
+//! [`InterfaceWatch::refresh`] reads them all and applies what changed. The
+//! runtime calls it at start, and the uplink monitor (`uplink_monitor.rs`)
+//! on every rtnetlink link, IPv4 address or IPv4 route event.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use tracing::{info, warn};
+
+use super::control_glue::KernelUpdate;
+use super::loaded_config::LoadedConfig;
+use crate::config::UplinkId;
+use crate::io::sync;
+use crate::io::system::{self, SystemError};
+use crate::router::{Port, Router};
+
+/// The router's own IPv4 addresses as last read, shared with the kernel-side
+/// updates (a reload lays out the kernel side with them too).
+pub(super) type LocalAddresses = Arc<RwLock<Vec<Ipv4Addr>>>;
+
+/// The router's interfaces and what was last read from them.
+pub(super) struct InterfaceWatch {
+    router: Arc<Router>,
+    config: Arc<LoadedConfig>,
+    /// Set once the data path runs; until then only the core is updated.
+    kernel: OnceLock<KernelUpdate>,
+    local: LocalAddresses,
+    /// The LAN interface first, then one per uplink.
+    ports: Vec<(Port, String)>,
+    last: Mutex<Seen>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// What the last refresh found.
+#[derive(Default, PartialEq)]
+struct Seen {
+    mtus: Vec<u32>,
+    lan_address: Option<Ipv4Addr>,
+}
+
+impl InterfaceWatch {
+    pub(super) fn new(
+        router: Arc<Router>,
+        config: Arc<LoadedConfig>,
+        local: LocalAddresses,
+    ) -> InterfaceWatch {
+        let running = config.running();
+        let ports = std::iter::once((Port::Lan, running.config.lan.interface.clone()))
+            .chain(
+                running
+                    .config
+                    .wans
+                    .iter()
+                    .enumerate()
+                    .map(|(id, wan)| (Port::Wan(id as UplinkId), wan.interface.clone())),
+            )
+            .collect();
+        InterfaceWatch {
+            router,
+            config,
+            kernel: OnceLock::new(),
+            local,
+            ports,
+            last: Mutex::new(Seen::default()),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// From now on, a change of the router's addresses lays out the kernel
+    /// side of the data path with `kernel`.
+    pub(super) fn follow_with(&self, kernel: KernelUpdate) {
+        // Set once, by the start-up; a second call changes nothing.
+        let _ = self.kernel.set(kernel);
+    }
+
+    /// [`InterfaceWatch::refresh`] for the event monitor: an error is logged
+    /// once until it changes.
+    pub(super) fn tick(&self) {
+        let outcome = self.refresh().err();
+        let mut last = sync::lock(&self.last_error);
+        if let Some(err) = &outcome {
+            if last.as_ref() != Some(err) {
+                warn!("reading the interfaces: {err}");
+            }
+        }
+        *last = outcome;
+    }
+
+    /// Reads every interface's MTU and every address, hands the MTUs and the
+    /// LAN interface's address to the core, and when the router's addresses
+    /// changed, lays out the kernel side of the data path again. Changes are
+    /// logged.
+    pub(super) fn refresh(&self) -> Result<(), String> {
+        let mtus = self
+            .ports
+            .iter()
+            .map(|(_, name)| system::index_and_mtu(name).map(|(_, mtu)| mtu))
+            .collect::<Result<Vec<u32>, SystemError>>()
+            .map_err(|e| e.to_string())?;
+        let addresses = system::ipv4_addresses().map_err(|e| e.to_string())?;
+        let running = self.config.running();
+        let lan = &running.config.lan;
+        let lan_address = addresses
+            .iter()
+            .find(|a| {
+                a.interface == lan.interface
+                    && lan.networks.iter().any(|n| n.contains(&a.net.addr()))
+            })
+            .map(|a| a.net.addr());
+        let mut local: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
+        local.sort();
+        local.dedup();
+
+        for ((port, _), &mtu) in self.ports.iter().zip(&mtus) {
+            self.router
+                .set_interface_mtu(*port, u16::try_from(mtu).unwrap_or(u16::MAX));
+        }
+        self.router.set_lan_interface_address(lan_address);
+        let seen = Seen { mtus, lan_address };
+        let mut last = sync::lock(&self.last);
+        if *last != seen {
+            let mtus: Vec<String> = self
+                .ports
+                .iter()
+                .zip(&seen.mtus)
+                .map(|((_, name), mtu)| format!("{name} {mtu}"))
+                .collect();
+            info!(
+                "interface MTUs: {}; LAN interface address: {}",
+                mtus.join(", "),
+                seen.lan_address
+                    .map_or_else(|| "none".to_owned(), |a| a.to_string())
+            );
+            *last = seen;
+        }
+        drop(last);
+
+        if *sync::read(&self.local) != local {
+            info!("the router's addresses: {local:?}");
+            *sync::write(&self.local) = local;
+            if let Some(kernel) = self.kernel.get() {
+                kernel(&running.config)?;
+            }
+        }
+        Ok(())
+    }
+}
