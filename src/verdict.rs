@@ -125,6 +125,12 @@ reasons! {
         TupleClash => "tuple_clash",
         /// The LAN host has `limits.max_flows_per_host` flows already.
         HostLimit => "host_limit",
+        /// The port forward's target has `limits.max_flows_per_forward`
+        /// flows from the Internet already.
+        ForwardLimit => "forward_limit",
+        /// The Internet source has `limits.max_flows_per_source` flows
+        /// through port forwards already.
+        SourceLimit => "source_limit",
         /// An ICMP error about a packet of no live flow (on a NAT port or a
         /// forwarded one).
         IcmpNoFlow => "icmp_no_flow",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use prometheus_parse::{Scrape, Value};
 use xwan::config::Config;
 use xwan::control::metrics::{self, MetricsServer, MetricsSource, Snapshot, Uplink};
-use xwan::control::protocol::{AdminState, UplinkControl, WorkerReport};
+use xwan::control::protocol::{AdminState, Cause, UplinkControl, WorkerReport};
 use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
 
@@ -83,12 +83,14 @@ fn render(router: &Router) -> String {
     let controls = [
         UplinkControl {
             admin: AdminState::Auto,
+            cause: None,
             since_s: 5,
             rtt_ms: Some(1.5),
             loss: 0.1,
         },
         UplinkControl {
             admin: AdminState::Down,
+            cause: Some(Cause::Admin),
             since_s: 5,
             rtt_ms: None,
             loss: 1.0,

@@ -41,6 +41,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Force an uplink down or up, or give it back to health checks.
     Uplink(UplinkArgs),
+    /// Print every change of an uplink's state as a JSON line, as it happens.
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +168,16 @@ pub struct ReloadArgs {
     /// Control socket of the running router.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
     pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+    /// Exit after this many events (default: run until xwan stops).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ pub fn main() -> ExitCode {
         }
         Command::Reload(args) => show::reload(&args),
         Command::Uplink(args) => show::uplink(&args),
+        Command::Events(args) => show::events(&args),
     }
 }
 

@@ -1,10 +1,10 @@
-//! Talking to a running router: `xwan status`, `flows`, `uplink`, `reload`,
+//! Talking to a running router: `xwan status`, `flows`, `uplink`, `reload`, `events`,
 //! printed as tables for people or JSON for scripts.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
+use super::{EventsArgs, FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
 use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkReport,
 };
@@ -86,19 +86,23 @@ pub fn status_table(s: &StatusReport) -> String {
     let _ =
         writeln!(
         out,
-        "\n{:<8} {:<8} {:<22} {:<17} {:<5} {:<11} {:>7} {:>8} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "\n{:<8} {:<8} {:<22} {:<17} {:<16} {:<11} {:>7} {:>8} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "UPLINK", "IFACE", "ADDRESS", "GATEWAY MAC", "STATE", "ADMIN", "SINCE", "RTT", "LOSS", "FLOWS",
         "PKTS OUT", "BYTES OUT", "PKTS IN", "BYTES IN", "NAT PORTS"
     );
     for u in &s.uplinks {
         let _ = writeln!(
             out,
-            "{:<8} {:<8} {:<22} {:<17} {:<5} {:<11} {:>6}s {:>8} {:>4.0}% {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "{:<8} {:<8} {:<22} {:<17} {:<16} {:<11} {:>6}s {:>8} {:>4.0}% {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
             u.name,
             u.interface,
             address(u),
             u.gateway_mac.as_deref().unwrap_or("unresolved"),
-            if u.up { "up" } else { "down" },
+            match (u.up, u.down_cause) {
+                (true, _) => "up".to_string(),
+                (false, Some(cause)) => format!("down ({})", cause.as_str()),
+                (false, None) => "down".to_string(),
+            },
             admin(u.admin),
             u.since_s,
             u.probe_rtt_ms
@@ -115,8 +119,15 @@ pub fn status_table(s: &StatusReport) -> String {
     let t = &s.flow_table;
     let _ = writeln!(
         out,
-        "\nflows {} of {}  inserted {}  expired {}  refused {}  sticky clients {}  forwarded {}",
-        t.flows, t.max_flows, t.inserts, t.expiries, t.refusals, s.sticky_clients, s.forwarded
+        "\nflows {} of {}  inserted {}  expired {}  refused {}  evicted {}  sticky clients {}  forwarded {}",
+        t.flows,
+        t.max_flows,
+        t.inserts,
+        t.expiries,
+        t.refusals,
+        t.evictions,
+        s.sticky_clients,
+        s.forwarded
     );
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
         let parts: Vec<String> = m
@@ -246,6 +257,29 @@ pub fn uplink(args: &UplinkArgs) -> ExitCode {
             state,
         },
     ))
+}
+
+/// Prints each state change as one JSON line, flushed at once.
+pub fn events(args: &EventsArgs) -> ExitCode {
+    use std::io::Write as _;
+    let mut left = args.count;
+    let streamed = control::subscribe(&args.socket, |event| {
+        let mut out = std::io::stdout().lock();
+        let printed = serde_json::to_string(&event)
+            .map_err(std::io::Error::other)
+            .and_then(|line| writeln!(out, "{line}").and_then(|()| out.flush()));
+        if let Some(n) = left.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        printed.is_ok() && left != Some(0)
+    });
+    match streamed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xwan: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 pub fn reload(args: &ReloadArgs) -> ExitCode {

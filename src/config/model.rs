@@ -1,7 +1,8 @@
 //! The validated configuration: every value here has been checked, so the
 //! router core and the I/O layer can use it without further validation.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -63,9 +64,45 @@ pub struct Wan {
     /// Lower is preferred.
     pub priority: u32,
     /// Health-check targets.
-    pub probe: Vec<Ipv4Addr>,
+    pub probe: Vec<ProbeTarget>,
     /// MTU of this uplink's link, 576..=9216. None: the interface's.
     pub mtu: Option<u16>,
+    /// The health settings in force for this uplink: `[health]` with this
+    /// uplink's `[wan.health]` keys over it.
+    pub health: Health,
+}
+
+/// One health-check target of an uplink and how it is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeTarget {
+    /// ICMP echo: `"198.18.11.2"`.
+    Icmp(Ipv4Addr),
+    /// A TCP SYN to host:port, answered by a SYN-ACK or an RST: `"tcp://198.18.11.2:443"`.
+    Tcp(SocketAddrV4),
+    /// A DNS query (UDP, port 53) for `name`, answered by any response:
+    /// `"dns://198.18.11.2/example.com"`.
+    Dns { server: Ipv4Addr, name: String },
+}
+
+impl ProbeTarget {
+    /// The address probed.
+    pub fn addr(&self) -> Ipv4Addr {
+        match self {
+            ProbeTarget::Icmp(addr) => *addr,
+            ProbeTarget::Tcp(addr) => *addr.ip(),
+            ProbeTarget::Dns { server, .. } => *server,
+        }
+    }
+}
+
+impl fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeTarget::Icmp(addr) => write!(f, "{addr}"),
+            ProbeTarget::Tcp(addr) => write!(f, "tcp://{addr}"),
+            ProbeTarget::Dns { server, name } => write!(f, "dns://{server}/{name}"),
+        }
+    }
 }
 
 impl Wan {
@@ -254,8 +291,25 @@ pub struct Health {
     /// Targets of an uplink that must answer for a probe round to succeed.
     pub reliability: u32,
     /// A shell command run on every change of an uplink's state, with
-    /// XWAN_UPLINK and XWAN_STATE (up or down) in its environment.
+    /// XWAN_UPLINK, XWAN_STATE (up or down), XWAN_REASON and XWAN_INTERFACE
+    /// in its environment.
     pub hook: Option<String>,
+    /// Loss over the recent rounds that takes an uplink down, and the loss it
+    /// must come back under to return.
+    pub loss: Option<Trigger<u32>>,
+    /// Mean round-trip time (ms) over the recent rounds that takes an uplink
+    /// down, and the one it must come back under to return.
+    pub latency_ms: Option<Trigger<u64>>,
+    /// The state an uplink starts in, until its probes say otherwise.
+    pub initial_up: bool,
+}
+
+/// A quality trigger with hysteresis: over `failure` the uplink goes down;
+/// it comes back only at or under `recovery` (`recovery <= failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trigger<T> {
+    pub failure: T,
+    pub recovery: T,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +325,13 @@ pub struct Limits {
     pub max_flows: u32,
     /// The most flows one LAN host may have at a time; 0: no limit.
     pub max_flows_per_host: u32,
+    /// The most flows opened from the Internet to one port forward's target
+    /// at a time; 0: no limit. Never counted against the target's
+    /// `max_flows_per_host`.
+    pub max_flows_per_forward: u32,
+    /// The most flows one Internet source address may open through port
+    /// forwards at a time; 0: no limit.
+    pub max_flows_per_source: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,7 +339,12 @@ pub struct Control {
     pub socket: PathBuf,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; None: off.
     pub metrics: Option<SocketAddr>,
-    /// The group whose members may read status and flows on the control
+    /// The state file flows are saved to on a stop and restored from at
+    /// start; None: off.
+    pub state: Option<PathBuf>,
+    /// Seconds between checkpoints of the state file; 0: only on a stop.
+    pub checkpoint_s: u32,
+    /// The group whose members may read status, flows and events on the control
     /// socket; None: root only.
     pub group: Option<ControlGroup>,
 }

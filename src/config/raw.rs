@@ -51,6 +51,8 @@ pub(super) struct RawWan {
     pub priority: Option<Spanned<i64>>,
     pub probe: Option<Spanned<OneOrList>>,
     pub mtu: Option<Spanned<i64>>,
+    /// `[wan.health]`: this uplink's overrides of `[health]`.
+    pub health: Option<RawHealth>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,11 @@ pub(super) struct RawHealth {
     pub up_after: Option<Spanned<i64>>,
     pub reliability: Option<Spanned<i64>>,
     pub hook: Option<Spanned<String>>,
+    pub failure_loss: Option<Spanned<i64>>,
+    pub recovery_loss: Option<Spanned<i64>>,
+    pub failure_latency_ms: Option<Spanned<i64>>,
+    pub recovery_latency_ms: Option<Spanned<i64>>,
+    pub initial_state: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +122,8 @@ pub(super) struct RawTimeouts {
 pub(super) struct RawLimits {
     pub max_flows: Option<Spanned<i64>>,
     pub max_flows_per_host: Option<Spanned<i64>>,
+    pub max_flows_per_forward: Option<Spanned<i64>>,
+    pub max_flows_per_source: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +131,8 @@ pub(super) struct RawLimits {
 pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    pub state: Option<Spanned<String>>,
+    pub checkpoint_s: Option<Spanned<i64>>,
     pub group: Option<Spanned<String>>,
 }
 

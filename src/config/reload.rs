@@ -158,13 +158,39 @@ impl RunningConfig {
                 changed(&old.limits.max_flows, &new.limits.max_flows),
             );
         }
-        if new.limits.max_flows_per_host != old.limits.max_flows_per_host {
+        for (key, was, now) in [
+            (
+                "limits.max_flows_per_host",
+                old.limits.max_flows_per_host,
+                new.limits.max_flows_per_host,
+            ),
+            (
+                "limits.max_flows_per_forward",
+                old.limits.max_flows_per_forward,
+                new.limits.max_flows_per_forward,
+            ),
+            (
+                "limits.max_flows_per_source",
+                old.limits.max_flows_per_source,
+                new.limits.max_flows_per_source,
+            ),
+            (
+                "control.checkpoint_s",
+                old.control.checkpoint_s,
+                new.control.checkpoint_s,
+            ),
+        ] {
+            if was != now {
+                refuse(key.into(), changed(&was, &now));
+            }
+        }
+        if new.control.state != old.control.state {
+            let show = |s: &Option<std::path::PathBuf>| {
+                s.as_ref().map_or("off".into(), |p| p.display().to_string())
+            };
             refuse(
-                "limits.max_flows_per_host".into(),
-                changed(
-                    &old.limits.max_flows_per_host,
-                    &new.limits.max_flows_per_host,
-                ),
+                "control.state".into(),
+                changed(&show(&old.control.state), &show(&new.control.state)),
             );
         }
         if new.control.socket != old.control.socket {
@@ -282,6 +308,9 @@ fn describe_changes(old: &RunningConfig, new: &RunningConfig) -> Vec<String> {
         }
         if was.probe != now.probe {
             fields.push(format!("probes {}", list(&now.probe)));
+        }
+        if was.health != now.health {
+            fields.push("health".to_string());
         }
         if !fields.is_empty() {
             out.push(format!("uplink {}: {}", now.name, fields.join(", ")));

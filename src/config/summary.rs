@@ -35,6 +35,9 @@ impl Display for Config {
             } else {
                 writeln!(f, "  probes {}", list(&w.probe))?;
             }
+            if w.health != self.health {
+                writeln!(f, "  {:width$}  health: {}", "", health_line(&w.health))?;
+            }
         }
         let b = &self.balance;
         match b.sticky {
@@ -88,19 +91,7 @@ impl Display for Config {
             MssClamp::Fixed(mss) => writeln!(f, ", MSS clamped to {mss}")?,
             MssClamp::Auto => writeln!(f, ", MSS clamped to the MTU")?,
         }
-        let h = &self.health;
-        writeln!(
-            f,
-            "Health    probe every {} ms, timeout {} ms, down after {}, up after {}, {} target(s) must answer{}",
-            h.interval_ms,
-            h.timeout_ms,
-            h.down_after,
-            h.up_after,
-            h.reliability,
-            h.hook
-                .as_ref()
-                .map_or(String::new(), |hook| format!(", hook `{hook}`"))
-        )?;
+        writeln!(f, "Health    {}", health_line(&self.health))?;
         let t = &self.timeouts;
         writeln!(
             f,
@@ -241,4 +232,25 @@ impl Display for Sticky {
 /// An MTU key as the summary and reload messages show it.
 pub(crate) fn mtu_text(mtu: Option<u16>) -> String {
     mtu.map_or_else(|| "of the interface".to_owned(), |m| m.to_string())
+}
+
+/// One line of health settings: probing, thresholds, triggers, start state, hook.
+fn health_line(h: &Health) -> String {
+    let mut line = format!(
+        "probe every {} ms, timeout {} ms, down after {}, up after {}, {} target(s) must answer",
+        h.interval_ms, h.timeout_ms, h.down_after, h.up_after, h.reliability
+    );
+    if let Some(t) = h.loss {
+        line += &format!(", down at {}% loss (back at {}%)", t.failure, t.recovery);
+    }
+    if let Some(t) = h.latency_ms {
+        line += &format!(", down at {} ms (back at {} ms)", t.failure, t.recovery);
+    }
+    if !h.initial_up {
+        line += ", starts down";
+    }
+    if let Some(hook) = &h.hook {
+        line += &format!(", hook `{hook}`");
+    }
+    line
 }

@@ -185,8 +185,9 @@ fn example_parses_to_the_expected_model() {
                 gateway_auto: false,
                 weight: 1,
                 priority: 1,
-                probe: vec![ip("198.18.11.2")],
+                probe: vec![ProbeTarget::Icmp(ip("198.18.11.2"))],
                 mtu: None,
+                health: DEFAULT_HEALTH,
             },
             Wan {
                 name: "isp2".into(),
@@ -197,8 +198,12 @@ fn example_parses_to_the_expected_model() {
                 gateway_auto: false,
                 weight: 3,
                 priority: 2,
-                probe: vec![ip("198.18.12.2"), ip("203.0.113.10")],
+                probe: vec![
+                    ProbeTarget::Icmp(ip("198.18.12.2")),
+                    ProbeTarget::Icmp(ip("203.0.113.10")),
+                ],
                 mtu: None,
+                health: DEFAULT_HEALTH,
             },
         ],
         balance: Balance {
@@ -260,14 +265,7 @@ fn example_parses_to_the_expected_model() {
             ports_set: true,
             mss_clamp: MssClamp::Off,
         },
-        health: Health {
-            interval_ms: 500,
-            timeout_ms: 1000,
-            down_after: 3,
-            up_after: 3,
-            reliability: 1,
-            hook: None,
-        },
+        health: DEFAULT_HEALTH,
         timeouts: Timeouts {
             tcp_established_s: 7440,
             tcp_transitory_s: 240,
@@ -277,10 +275,14 @@ fn example_parses_to_the_expected_model() {
         limits: Limits {
             max_flows: 1048576,
             max_flows_per_host: 65536,
+            max_flows_per_forward: 65536,
+            max_flows_per_source: 4096,
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            state: Some(PathBuf::from("/var/lib/xwan/state")),
+            checkpoint_s: 30,
             group: None,
         },
         local: Local {
@@ -320,17 +322,7 @@ fn defaults_fill_every_optional_key() {
             hi: 59999
         }
     );
-    assert_eq!(
-        config.health,
-        Health {
-            interval_ms: 500,
-            timeout_ms: 1000,
-            down_after: 3,
-            up_after: 3,
-            reliability: 1,
-            hook: None,
-        }
-    );
+    assert_eq!(config.health, DEFAULT_HEALTH);
     assert_eq!(
         config.timeouts,
         Timeouts {
@@ -347,6 +339,19 @@ fn defaults_fill_every_optional_key() {
     assert!(config.wans.iter().all(|w| w.mtu.is_none()));
     assert_eq!(config.nat.mss_clamp, MssClamp::Off);
     assert_eq!(config.control.socket, PathBuf::from(DEFAULT_CONTROL_SOCKET));
+    assert_eq!(
+        config.limits.max_flows_per_forward,
+        DEFAULT_MAX_FLOWS_PER_FORWARD
+    );
+    assert_eq!(
+        config.limits.max_flows_per_source,
+        DEFAULT_MAX_FLOWS_PER_SOURCE
+    );
+    assert_eq!(
+        config.control.state,
+        Some(PathBuf::from(DEFAULT_STATE_FILE))
+    );
+    assert_eq!(config.control.checkpoint_s, DEFAULT_CHECKPOINT_S);
 }
 
 #[test]
@@ -1425,6 +1430,137 @@ fn auto_addresses_and_the_local_section() {
     assert_invalid(&text, "local.rule[1].dst_port", "\"53\"", "ports need");
     let text = with("\n[local]\ntable = 254\n");
     assert_invalid(&text, "local.table", "254", "");
+}
+
+/// BASE with `[wan.health]` keys for the first uplink and `[health]` keys.
+fn with_wan_health(wan: &str, global: &str) -> String {
+    let first = BASE.replace(
+        "gateway = \"198.18.1.1\"\n",
+        &format!("gateway = \"198.18.1.1\"\n\n[wan.health]\n{wan}\n"),
+    );
+    format!("{first}\n[health]\n{global}\n")
+}
+
+#[test]
+fn wan_health_overrides_health_key_by_key() {
+    let config = ok(&with_wan_health(
+        "down_after = 1\nfailure_latency_ms = 80\ninitial_state = \"down\"\nhook = \"true\"",
+        "interval_ms = 200\nfailure_loss = 20\nrecovery_loss = 5\nhook = \"logger x\"",
+    ));
+    let (isp1, isp2) = (&config.wans[0].health, &config.wans[1].health);
+    assert_eq!(isp2, &config.health, "no overrides: [health] as it is");
+    assert_eq!(config.health.interval_ms, 200);
+    assert_eq!(
+        config.health.loss,
+        Some(Trigger {
+            failure: 20,
+            recovery: 5
+        })
+    );
+    assert_eq!(isp1.interval_ms, 200, "inherited");
+    assert_eq!(isp1.loss, config.health.loss, "inherited");
+    assert_eq!(isp1.down_after, 1);
+    assert_eq!(
+        isp1.latency_ms,
+        Some(Trigger {
+            failure: 80,
+            recovery: 40
+        }),
+        "recovery defaults to half the failure threshold"
+    );
+    assert!(!isp1.initial_up && config.health.initial_up);
+    assert_eq!(isp1.hook.as_deref(), Some("true"));
+    let summary = config.to_string();
+    assert!(
+        summary.contains("down at 20% loss (back at 5%)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("down at 80 ms (back at 40 ms), starts down"),
+        "{summary}"
+    );
+    // A recovery threshold over [health]'s failure threshold.
+    let config = ok(&with_wan_health("recovery_loss = 10", "failure_loss = 20"));
+    assert_eq!(
+        config.wans[0].health.loss,
+        Some(Trigger {
+            failure: 20,
+            recovery: 10
+        })
+    );
+}
+
+#[test]
+fn health_triggers_and_initial_state_errors_name_key_and_line() {
+    assert_invalid(
+        &with_wan_health("recovery_latency_ms = 50", ""),
+        "wan[1].health.recovery_latency_ms",
+        "recovery_latency_ms = 50",
+        "needs wan[1].health.failure_latency_ms as well",
+    );
+    assert_invalid(
+        &with_wan_health("", "failure_loss = 10\nrecovery_loss = 20"),
+        "health.recovery_loss",
+        "recovery_loss = 20",
+        "20 is above health.failure_loss (10)",
+    );
+    assert_invalid(
+        &with_wan_health("failure_loss = 101", ""),
+        "wan[1].health.failure_loss",
+        "failure_loss = 101",
+        "out of range (must be from 1 to 100)",
+    );
+    assert_invalid(
+        &with_wan_health("initial_state = \"maybe\"", ""),
+        "wan[1].health.initial_state",
+        "initial_state",
+        "\"maybe\" is not a state (up or down)",
+    );
+    assert_invalid(
+        &with_wan_health("down_after = 0", ""),
+        "wan[1].health.down_after",
+        "down_after = 0",
+        "out of range",
+    );
+    let e = err(&with_wan_health("interval = 5", ""));
+    assert_eq!(e.key(), Some("wan[1].health.interval"), "{e}");
+    assert!(e.message().contains("unknown key"), "{e}");
+}
+
+#[test]
+fn probe_targets_icmp_tcp_and_dns() {
+    let text = BASE.replace(
+        "gateway = \"198.18.1.1\"\n",
+        "gateway = \"198.18.1.1\"\nprobe = [\"198.18.11.2\", \"tcp://198.18.11.2:443\", \"dns://9.9.9.9/example.com.\"]\n",
+    );
+    let config = ok(&text);
+    assert_eq!(
+        config.wans[0].probe,
+        vec![
+            ProbeTarget::Icmp(ip("198.18.11.2")),
+            ProbeTarget::Tcp("198.18.11.2:443".parse().unwrap()),
+            ProbeTarget::Dns {
+                server: ip("9.9.9.9"),
+                name: "example.com".into()
+            },
+        ]
+    );
+    assert!(config
+        .to_string()
+        .contains("probes 198.18.11.2, tcp://198.18.11.2:443, dns://9.9.9.9/example.com"));
+    for (bad, message) in [
+        ("tcp://198.18.11.2", "is not a TCP probe"),
+        ("tcp://198.18.11.2:0", "is not a TCP probe"),
+        ("dns://9.9.9.9", "is not a DNS probe"),
+        ("dns://9.9.9.9/bad name", "is not a DNS probe"),
+        ("icmp://1.2.3.4", "not an IPv4 address"),
+    ] {
+        let text = BASE.replace(
+            "gateway = \"198.18.2.1\"\n",
+            &format!("gateway = \"198.18.2.1\"\nprobe = [\"1.1.1.1\", \"{bad}\"]\n"),
+        );
+        assert_invalid(&text, "wan[2].probe[2]", bad, message);
+    }
 }
 
 fn kernel(lo: u16, hi: u16) -> PortRange {

@@ -302,6 +302,12 @@ pub fn render(s: &Snapshot) -> String {
         table.refusals as f64,
     );
     w.single(
+        "xwan_flow_evictions_total",
+        "counter",
+        "Unanswered flows (a lone SYN, UDP with no reply) evicted to make room when the table was full.",
+        table.evictions as f64,
+    );
+    w.single(
         "xwan_sticky_clients",
         "gauge",
         "Clients whose new connections stick to one uplink.",

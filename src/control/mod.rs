@@ -1,17 +1,19 @@
 //! The control plane around a running router: a Unix socket speaking
-//! line-delimited JSON (`xwan status`, `flows`, `uplink`, `reload`), and the
+//! line-delimited JSON (`xwan status`, `flows`, `uplink`, `reload`, `events`), and the
 //! Prometheus metrics endpoint.
 
 mod client;
+mod events;
 pub mod metrics;
 pub mod protocol;
 mod server;
 
 use std::path::PathBuf;
 
-pub use client::request;
+pub use client::{request, subscribe};
+pub use events::EventBus;
 pub use metrics::{MetricsServer, MetricsSource};
-pub use protocol::{AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl};
+pub use protocol::{AdminState, Event, FlowReport, Reply, Request, StatusReport, UplinkControl};
 pub use server::{ControlServer, Handler};
 
 #[derive(Debug, thiserror::Error)]

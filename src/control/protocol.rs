@@ -1,8 +1,11 @@
 //! The control protocol: one JSON object per line each way.
 //!
 //! Requests: `{"cmd":"status"}`, `{"cmd":"flows","uplink":"isp1","host":"192.168.50.10","limit":100}`,
-//! `{"cmd":"uplink","name":"isp1","state":"down"}` (`up`, `down`, `auto`), `{"cmd":"reload"}`.
+//! `{"cmd":"uplink","name":"isp1","state":"down"}` (`up`, `down`, `auto`), `{"cmd":"reload"}`,
+//! `{"cmd":"events"}`.
 //! Replies: `{"ok":true,...}` with the result, or `{"ok":false,"error":"..."}`.
+//! `events` is answered with `{"ok":true,"message":...}`, then one [`Event`]
+//! per line, one per change of an uplink's state, until the client goes.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -14,7 +17,7 @@ use crate::flow::{tcp_state, FlowInfo, FlowKind};
 use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::router::Stats;
 
-pub use crate::health::AdminState;
+pub use crate::health::{AdminState, Cause};
 
 /// The longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -36,13 +39,27 @@ pub enum Request {
         state: AdminState,
     },
     Reload,
+    Events,
+}
+
+/// A change of an uplink's state, as `xwan events` streams it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub uplink: String,
+    pub interface: String,
+    /// "up" or "down".
+    pub state: String,
+    pub cause: Cause,
+    pub reason: String,
 }
 
 impl Request {
     /// Whether the request changes the router (and needs root).
     pub fn is_change(&self) -> bool {
         match self {
-            Request::Status | Request::Flows { .. } => false,
+            Request::Status | Request::Flows { .. } | Request::Events => false,
             Request::Uplink { .. } | Request::Reload => true,
         }
     }
@@ -54,6 +71,7 @@ impl Request {
             Request::Flows { .. } => "flows",
             Request::Uplink { .. } => "uplink",
             Request::Reload => "reload",
+            Request::Events => "events",
         }
     }
 }
@@ -134,6 +152,9 @@ pub struct UplinkReport {
     /// Takes new flows.
     pub up: bool,
     pub admin: AdminState,
+    /// Why it is down (probes, loss, latency, traffic, link, admin, initial, reload); None while up.
+    #[serde(default)]
+    pub down_cause: Option<Cause>,
     /// Seconds since `up` last changed.
     pub since_s: u64,
     /// Mean probe round-trip time over the recent rounds.
@@ -162,6 +183,9 @@ pub struct FlowTableReport {
     pub inserts: u64,
     pub expiries: u64,
     pub refusals: u64,
+    /// Unanswered flows evicted when the table was full (early drop).
+    #[serde(default)]
+    pub evictions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +213,7 @@ pub struct WorkerReport {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UplinkControl {
     pub admin: AdminState,
+    pub cause: Option<Cause>,
     pub since_s: u64,
     pub rtt_ms: Option<f64>,
     pub loss: f64,
@@ -221,6 +246,7 @@ impl StatusReport {
                     priority: wan.priority,
                     up: s.up,
                     admin: c.admin,
+                    down_cause: c.cause,
                     since_s: c.since_s,
                     probe_rtt_ms: c.rtt_ms,
                     probe_loss: c.loss,
@@ -242,6 +268,7 @@ impl StatusReport {
                 inserts: stats.table.inserts,
                 expiries: stats.table.expiries,
                 refusals: stats.table.refusals,
+                evictions: stats.table.evictions,
             },
             sticky_clients: stats.sticky_clients,
             forwarded: stats.totals.forwarded,

@@ -18,20 +18,30 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
-use super::protocol::{Reply, Request, MAX_REQUEST_BYTES};
+use super::protocol::{Event, Reply, Request, MAX_REQUEST_BYTES};
 use super::ControlError;
 use crate::config::ControlGroup;
 
 /// Answers control requests.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Reply;
+
+    /// A subscription to the uplink state changes for `events`; an error
+    /// message when there is none to give.
+    fn subscribe(&self) -> Result<Receiver<Event>, String> {
+        Err("this server streams no events".to_string())
+    }
 }
+
+/// How often an idle event stream checks that its client is still there.
+const EVENT_CHECK: Duration = Duration::from_secs(1);
 
 /// Connections served at once; more are refused with an error reply.
 const MAX_CONNECTIONS: usize = 16;
@@ -175,7 +185,7 @@ impl Policy {
         match (access, request.is_change(), &self.group) {
             (Access::Everything, _, _) | (Access::ReadOnly, false, _) => None,
             (Access::ReadOnly, true, Some(group)) => Some(format!(
-                "permission denied: `xwan {}` changes the router and needs root; {who} may only read                  (status, flows) as a member of [control] group {:?}",
+                "permission denied: `xwan {}` changes the router and needs root; {who} may only read                  (status, flows, events) as a member of [control] group {:?}",
                 request.name(),
                 group.name
             )),
@@ -185,7 +195,7 @@ impl Policy {
                 group.name
             )),
             (_, _, None) => Some(format!(
-                "permission denied: `xwan {}` needs root ({who} is not; [control] group can let a                  group read status and flows)",
+                "permission denied: `xwan {}` needs root ({who} is not; [control] group can let a                  group read status, flows and events)",
                 request.name()
             )),
         }
@@ -260,8 +270,15 @@ fn serve(stream: UnixStream, handler: &dyn Handler, policy: &Policy) {
         }
         let reply = match serde_json::from_str::<Request>(text.trim()) {
             Ok(request) => match policy.refusal(access, uid, &request) {
-                None => handler.handle(request),
                 Some(refusal) => Reply::error(refusal),
+                None if request == Request::Events => match handler.subscribe() {
+                    Ok(events) => {
+                        stream_events(reader.get_ref(), &mut writer, &events);
+                        return;
+                    }
+                    Err(error) => Reply::error(error),
+                },
+                None => handler.handle(request),
             },
             Err(e) => Reply::error(format!("bad request: {e}")),
         };
@@ -269,4 +286,47 @@ fn serve(stream: UnixStream, handler: &dyn Handler, policy: &Policy) {
             return;
         }
     }
+}
+
+/// Writes `events` to the client, one JSON line each, after a first reply,
+/// until the client closes the connection.
+fn stream_events(reader: &UnixStream, writer: &mut UnixStream, events: &Receiver<Event>) {
+    if write_reply(writer, &Reply::done("streaming uplink state changes")).is_err() {
+        return;
+    }
+    loop {
+        match events.recv_timeout(EVENT_CHECK) {
+            Ok(event) => {
+                let Ok(mut line) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                line.push(b'\n');
+                if writer.write_all(&line).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if client_gone(reader) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Whether the client closed its end (what it sends on a stream is ignored).
+fn client_gone(mut reader: &UnixStream) -> bool {
+    if reader.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 256];
+    let gone = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    gone || reader.set_nonblocking(false).is_err()
 }

@@ -6,7 +6,9 @@
 
 mod table;
 
-pub use table::{tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, TableStats};
+pub use table::{
+    tcp_flags_for, Flow, FlowInfo, FlowTable, InsertError, Removed, SavedFlow, TableStats,
+};
 
 use crate::config::{Timeouts, UplinkId};
 use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};

@@ -16,7 +16,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{idle_timeout, tcp_state, FlowKey, FlowSpec, Side};
@@ -38,11 +38,15 @@ pub struct Flow {
     /// TCP: the sequence number the LAN host expects next from the remote
     /// end (the highest seen from the WAN side), for an RST on failover.
     pub next_seq_to_lan: AtomicU32,
+    /// The table's insert count when it was inserted: the order of
+    /// insertion, finer than `created`, for early drop (`evict.rs`).
+    opened: u32,
 }
 
 impl Flow {
     fn new(spec: FlowSpec, now: u32) -> Flow {
         Flow {
+            opened: 0,
             spec,
             created: now,
             last_seen: AtomicU32::new(now),
@@ -61,6 +65,15 @@ impl Flow {
             self.tcp.load(Ordering::Relaxed),
             timeouts,
         )
+    }
+
+    /// What is kept of it once it leaves the table.
+    fn last_state(&self) -> Removed {
+        Removed {
+            spec: self.spec,
+            tcp: self.tcp.load(Ordering::Relaxed),
+            next_seq_to_lan: self.next_seq_to_lan.load(Ordering::Relaxed),
+        }
     }
 
     fn info(&self, now: u32) -> FlowInfo {
@@ -113,6 +126,8 @@ pub struct TableStats {
     pub inserts: u64,
     pub expiries: u64,
     pub refusals: u64,
+    /// Unanswered flows evicted to make room for new ones (early drop).
+    pub evictions: u64,
 }
 
 /// An index entry: 0 is empty, otherwise `(slot << 1 | side) + 1`.
@@ -314,6 +329,11 @@ pub struct FlowTable {
     inserts: AtomicU64,
     expiries: AtomicU64,
     refusals: AtomicU64,
+    evictions: AtomicU64,
+    /// Where the next early drop starts looking, and the second of the last
+    /// one that found nothing (`evict.rs`).
+    evict_cursor: AtomicUsize,
+    fruitless_scan: AtomicU32,
 }
 
 /// Flows per shard the table aims for at its maximum.
@@ -339,6 +359,9 @@ impl FlowTable {
             inserts: AtomicU64::new(0),
             expiries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            evict_cursor: AtomicUsize::new(0),
+            fruitless_scan: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -396,8 +419,9 @@ impl FlowTable {
             self.refusals.fetch_add(1, Ordering::Relaxed);
             return Err(InsertError::Full);
         }
-        shard.insert(&self.hasher, Flow::new(spec, now));
-        self.inserts.fetch_add(1, Ordering::Relaxed);
+        let mut flow = Flow::new(spec, now);
+        flow.opened = self.inserts.fetch_add(1, Ordering::Relaxed) as u32;
+        shard.insert(&self.hasher, flow);
         Ok(spec)
     }
 
@@ -436,11 +460,7 @@ impl FlowTable {
                 let Some(flow) = shard.slab[slot].as_ref().filter(|f| doomed(f)) else {
                     continue;
                 };
-                let last = Removed {
-                    spec: flow.spec,
-                    tcp: flow.tcp.load(Ordering::Relaxed),
-                    next_seq_to_lan: flow.next_seq_to_lan.load(Ordering::Relaxed),
-                };
+                let last = flow.last_state();
                 if shard.remove(&self.hasher, slot).is_some() {
                     removed.push(last);
                 }
@@ -499,6 +519,7 @@ impl FlowTable {
             inserts: self.inserts.load(Ordering::Relaxed),
             expiries: self.expiries.load(Ordering::Relaxed),
             refusals: self.refusals.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
 
@@ -538,6 +559,11 @@ pub fn tcp_flags_for(side: Side, syn: bool, fin: bool, rst: bool) -> u8 {
         | (if fin { fin_bit } else { 0 })
         | (if rst { tcp_state::RST } else { 0 })
 }
+
+mod evict;
+mod saved;
+
+pub use saved::SavedFlow;
 
 #[cfg(test)]
 mod tests;

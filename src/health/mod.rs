@@ -1,22 +1,32 @@
-//! Uplink health: ICMP echo probes to each uplink's targets, judged in
-//! rounds, with separate thresholds to go down and to come back up, and an
-//! operator's override. Pure logic with the clock passed in: the I/O layer
-//! sends the probes this asks for and reports the replies it sees.
+//! Uplink health: probes to each uplink's targets (ICMP echo, TCP SYN, DNS
+//! query), judged in rounds, with separate thresholds to go down and to come
+//! back up, quality triggers on loss and latency with hysteresis, evidence
+//! from the uplink's own TCP traffic that calls for a burst of probes at
+//! once, and an operator's override. Pure logic with the clock passed in: the
+//! I/O layer sends the probes this asks for and reports the replies it sees.
 //!
 //! A round is one probe to every target of an uplink, every `interval_ms`;
 //! it succeeds when at least `reliability` targets answer within
 //! `timeout_ms`. An uplink goes down after `down_after` failed rounds in a
-//! row and up after `up_after` good ones. An uplink without targets is up
-//! while its link is up and its gateway resolves. Every uplink starts up (so
-//! traffic flows at once) and probes take it down if they fail.
+//! row, when the loss of its last 10 rounds reaches its failure threshold,
+//! or when the mean round-trip time of its last `down_after` rounds does; it
+//! comes back after `up_after` good rounds in a row once the loss of the last
+//! 10 and the mean round trip of the last `up_after` are at or under their
+//! recovery thresholds. Each uplink has its own settings. An uplink without targets is up while its link is up and its
+//! gateway resolves. An uplink starts in its `initial_state` (up: traffic
+//! flows at once and probes take it down if they fail; down: it waits for
+//! `up_after` good rounds).
+
+mod traffic;
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, UplinkId};
+use crate::config::{Config, ProbeTarget, Trigger, UplinkId, Wan};
+pub use traffic::{Evidence, TrafficTracker};
 
 /// An operator's override of an uplink's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +40,71 @@ pub enum AdminState {
     Auto,
 }
 
+/// Why an uplink is down (or, in a transition to up, what brought it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// `down_after` failed rounds in a row, or not yet `up_after` good ones.
+    Probes,
+    /// Loss over the failure threshold.
+    Loss,
+    /// Mean round-trip time over the failure threshold.
+    Latency,
+    /// New TCP connections unanswered and a burst of probes failed.
+    Traffic,
+    /// The link is down or the gateway does not resolve.
+    Link,
+    /// An operator's override.
+    Admin,
+    /// `initial_state = "down"`, not yet proven.
+    Initial,
+    /// The probe targets changed with a reload.
+    Reload,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Probes => "probes",
+            Cause::Loss => "loss",
+            Cause::Latency => "latency",
+            Cause::Traffic => "traffic",
+            Cause::Link => "link",
+            Cause::Admin => "admin",
+            Cause::Initial => "initial",
+            Cause::Reload => "reload",
+        }
+    }
+}
+
 /// A probe the I/O layer must send now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
     pub uplink: UplinkId,
-    pub target: Ipv4Addr,
+    pub target: ProbeTarget,
     pub seq: u16,
+}
+
+/// What answered a probe, as the I/O layer saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// An echo reply from this address.
+    Icmp(Ipv4Addr),
+    /// A SYN-ACK or an RST from this address and port.
+    Tcp(SocketAddrV4),
+    /// A DNS response from this server.
+    Dns(Ipv4Addr),
+}
+
+impl Answer {
+    fn answers(&self, target: &ProbeTarget) -> bool {
+        match (self, target) {
+            (Answer::Icmp(a), ProbeTarget::Icmp(t)) => a == t,
+            (Answer::Tcp(a), ProbeTarget::Tcp(t)) => a == t,
+            (Answer::Dns(a), ProbeTarget::Dns { server, .. }) => a == server,
+            _ => false,
+        }
+    }
 }
 
 /// An uplink's change of state.
@@ -43,7 +112,8 @@ pub struct Probe {
 pub struct Transition {
     pub uplink: UplinkId,
     pub up: bool,
-    /// Why, for the log and the hook.
+    pub cause: Cause,
+    /// Why, in words, for the log, the hook and the event stream.
     pub reason: String,
 }
 
@@ -52,6 +122,8 @@ pub struct Transition {
 pub struct HealthReport {
     pub up: bool,
     pub admin: AdminState,
+    /// Why it is down; None while up.
+    pub cause: Option<Cause>,
     /// When `up` last changed.
     pub since: Duration,
     /// Mean round-trip time of the answered probes of the recent rounds.
@@ -60,6 +132,7 @@ pub struct HealthReport {
     pub loss: f64,
 }
 
+/// One uplink's health settings, from `[health]` and its `[wan.health]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     pub interval: Duration,
@@ -67,17 +140,54 @@ pub struct Settings {
     pub down_after: u32,
     pub up_after: u32,
     pub reliability: u32,
+    /// Loss thresholds, in percent.
+    pub loss: Option<Trigger<u32>>,
+    pub latency: Option<Trigger<Duration>>,
+    pub initial_up: bool,
 }
 
 impl Settings {
-    pub fn from_config(config: &Config) -> Settings {
+    pub fn for_uplink(wan: &Wan) -> Settings {
+        let h = &wan.health;
         Settings {
-            interval: Duration::from_millis(config.health.interval_ms),
-            timeout: Duration::from_millis(config.health.timeout_ms),
-            down_after: config.health.down_after,
-            up_after: config.health.up_after,
-            reliability: config.health.reliability,
+            interval: Duration::from_millis(h.interval_ms),
+            timeout: Duration::from_millis(h.timeout_ms),
+            down_after: h.down_after,
+            up_after: h.up_after,
+            reliability: h.reliability,
+            loss: h.loss,
+            latency: h.latency_ms.map(|t| Trigger {
+                failure: Duration::from_millis(t.failure),
+                recovery: Duration::from_millis(t.recovery),
+            }),
+            initial_up: h.initial_up,
         }
+    }
+}
+
+/// What the monitor needs of one uplink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub settings: Settings,
+    pub targets: Vec<ProbeTarget>,
+}
+
+impl Setup {
+    /// One per uplink of `config`; a removed uplink (`removed[i]`) probes nothing.
+    pub fn all(config: &Config, removed: &[bool]) -> Vec<Setup> {
+        config
+            .wans
+            .iter()
+            .enumerate()
+            .map(|(id, wan)| Setup {
+                settings: Settings::for_uplink(wan),
+                targets: if removed.get(id).copied().unwrap_or(false) {
+                    Vec::new()
+                } else {
+                    wan.probe.clone()
+                },
+            })
+            .collect()
     }
 }
 
@@ -89,12 +199,32 @@ struct Round {
     rtts: Vec<Option<Duration>>,
 }
 
-/// Rounds kept for the RTT and loss figures.
+/// Rounds kept for the RTT and loss figures and the loss trigger.
 const HISTORY: usize = 10;
+
+/// A burst: probes sent [`BURST_PROBES`] times, [`BURST_GAP`] apart, to every
+/// target; judged [`BURST_WAIT`] (at most the uplink's timeout) after the first.
+const BURST_PROBES: u32 = 3;
+const BURST_GAP: Duration = Duration::from_millis(40);
+const BURST_WAIT: Duration = Duration::from_millis(250);
+
+/// After a burst that was answered, the least time before the next one.
+const BURST_QUIET: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+struct Burst {
+    started: Duration,
+    /// The sequence of each probe round of the burst sent so far.
+    seqs: Vec<u16>,
+    answered: bool,
+    /// The evidence that started it, for the reason.
+    evidence: Evidence,
+}
 
 #[derive(Debug, Clone)]
 struct UplinkHealth {
-    targets: Vec<Ipv4Addr>,
+    settings: Settings,
+    targets: Vec<ProbeTarget>,
     pending: VecDeque<Round>,
     history: VecDeque<Round>,
     next_round: Duration,
@@ -103,12 +233,37 @@ struct UplinkHealth {
     bad_streak: u32,
     /// What the probes (or the link) say.
     healthy: bool,
+    /// Why the probes say down.
+    cause: Cause,
     admin: AdminState,
     since: Duration,
     link_ok: bool,
+    burst: Option<Burst>,
+    quiet_until: Duration,
 }
 
 impl UplinkHealth {
+    fn new(setup: Setup, now: Duration) -> UplinkHealth {
+        let healthy = setup.settings.initial_up || setup.targets.is_empty();
+        UplinkHealth {
+            settings: setup.settings,
+            targets: setup.targets,
+            pending: VecDeque::new(),
+            history: VecDeque::new(),
+            next_round: now,
+            next_seq: 1,
+            good_streak: 0,
+            bad_streak: 0,
+            healthy,
+            cause: Cause::Initial,
+            admin: AdminState::Auto,
+            since: now,
+            link_ok: true,
+            burst: None,
+            quiet_until: now,
+        }
+    }
+
     fn up(&self) -> bool {
         match self.admin {
             AdminState::Up => true,
@@ -116,35 +271,99 @@ impl UplinkHealth {
             AdminState::Auto => self.healthy && self.link_ok,
         }
     }
+
+    /// Why it is down, if it is.
+    fn cause(&self) -> Option<Cause> {
+        match self.admin {
+            _ if self.up() => None,
+            AdminState::Down => Some(Cause::Admin),
+            _ if !self.link_ok => Some(Cause::Link),
+            _ => Some(self.cause),
+        }
+    }
+
+    fn take_seq(&mut self) -> u16 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
+    }
+
+    /// Loss (0 to 1) over the recent rounds and the mean round-trip time of
+    /// the last `window` of them.
+    fn quality(&self, window: usize) -> (f64, Option<Duration>) {
+        let answered = |r: &Round| r.rtts.iter().flatten().count();
+        let probes: usize = self.history.iter().map(|r| r.rtts.len()).sum();
+        let got: usize = self.history.iter().map(answered).sum();
+        let loss = if probes == 0 {
+            0.0
+        } else {
+            1.0 - got as f64 / probes as f64
+        };
+        let rtts: Vec<Duration> = self
+            .history
+            .iter()
+            .rev()
+            .take(window)
+            .flat_map(|r| r.rtts.iter().flatten().copied())
+            .collect();
+        let mean = (!rtts.is_empty()).then(|| rtts.iter().sum::<Duration>() / rtts.len() as u32);
+        (loss, mean)
+    }
+
+    /// The quality trigger that holds the uplink down (`failing`: over a
+    /// failure threshold; otherwise over a recovery one), with its reason.
+    fn quality_fault(&self, failing: bool) -> Option<(Cause, String)> {
+        let s = &self.settings;
+        let window = if failing { s.down_after } else { s.up_after };
+        let (loss, mean) = self.quality(window as usize);
+        let loss_pct = loss * 100.0;
+        if let Some(t) = s.loss {
+            let limit = if failing { t.failure } else { t.recovery };
+            let over = if failing {
+                loss_pct >= f64::from(limit)
+            } else {
+                loss_pct > f64::from(limit)
+            };
+            if over {
+                let word = if failing { "failure" } else { "recovery" };
+                return Some((
+                    Cause::Loss,
+                    format!("loss {loss_pct:.0}% over the recent rounds (the {word} threshold is {limit}%)"),
+                ));
+            }
+        }
+        if let (Some(t), Some(mean)) = (s.latency, mean) {
+            let limit = if failing { t.failure } else { t.recovery };
+            let over = if failing { mean >= limit } else { mean > limit };
+            if over {
+                let word = if failing { "failure" } else { "recovery" };
+                return Some((
+                    Cause::Latency,
+                    format!(
+                        "mean round trip {:.1} ms over the last {window} rounds (the {word} threshold is {} ms)",
+                        mean.as_secs_f64() * 1000.0,
+                        limit.as_millis()
+                    ),
+                ));
+            }
+        }
+        None
+    }
 }
 
 /// The health of every uplink.
 #[derive(Debug, Clone)]
 pub struct Monitor {
-    settings: Settings,
     uplinks: Vec<UplinkHealth>,
 }
 
 impl Monitor {
-    /// `targets[i]` are uplink `i`'s probe targets; every uplink starts up.
-    pub fn new(settings: Settings, targets: Vec<Vec<Ipv4Addr>>, now: Duration) -> Monitor {
+    /// One [`Setup`] per uplink; each starts in its `initial_state`.
+    pub fn new(setups: Vec<Setup>, now: Duration) -> Monitor {
         Monitor {
-            settings,
-            uplinks: targets
+            uplinks: setups
                 .into_iter()
-                .map(|targets| UplinkHealth {
-                    targets,
-                    pending: VecDeque::new(),
-                    history: VecDeque::new(),
-                    next_round: now,
-                    next_seq: 1,
-                    good_streak: 0,
-                    bad_streak: 0,
-                    healthy: true,
-                    admin: AdminState::Auto,
-                    since: now,
-                    link_ok: true,
-                })
+                .map(|setup| UplinkHealth::new(setup, now))
                 .collect(),
         }
     }
@@ -153,35 +372,32 @@ impl Monitor {
         self.uplinks[usize::from(uplink)].up()
     }
 
-    /// New settings and targets from a reloaded configuration (one target
-    /// list per uplink, in the same order). An uplink whose targets changed
-    /// starts judging afresh (its rounds, streaks and figures are dropped)
-    /// but keeps its state until the new rounds say otherwise (an uplink left
-    /// without targets is judged by its link alone at once); overrides stay.
-    pub fn reconfigure(
-        &mut self,
-        settings: Settings,
-        targets: Vec<Vec<Ipv4Addr>>,
-        now: Duration,
-    ) -> Vec<Transition> {
-        self.settings = settings;
+    /// New settings and targets from a reloaded configuration (one per
+    /// uplink, in the same order). New settings apply from the next round.
+    /// An uplink whose targets changed starts judging afresh (its rounds,
+    /// streaks and figures are dropped) but keeps its state until the new
+    /// rounds say otherwise (an uplink left without targets is judged by its
+    /// link alone at once); overrides stay.
+    pub fn reconfigure(&mut self, setups: Vec<Setup>, now: Duration) -> Vec<Transition> {
         let mut transitions = Vec::new();
-        for (id, targets) in targets.into_iter().enumerate().take(self.uplinks.len()) {
+        for (id, setup) in setups.into_iter().enumerate().take(self.uplinks.len()) {
             let was_up = self.uplinks[id].up();
             let u = &mut self.uplinks[id];
-            if u.targets == targets {
+            u.settings = setup.settings;
+            if u.targets == setup.targets {
                 continue;
             }
-            if targets.is_empty() {
+            if setup.targets.is_empty() {
                 u.healthy = true;
             }
-            u.targets = targets;
+            u.targets = setup.targets;
             u.pending.clear();
             u.history.clear();
+            u.burst = None;
             u.good_streak = 0;
             u.bad_streak = 0;
             u.next_round = now;
-            transitions.extend(self.settle(id as UplinkId, was_up, now, || {
+            transitions.extend(self.settle(id as UplinkId, was_up, now, Cause::Reload, || {
                 "probe targets changed".to_string()
             }));
         }
@@ -194,6 +410,7 @@ impl Monitor {
         uplink: UplinkId,
         was_up: bool,
         now: Duration,
+        cause: Cause,
         reason: impl FnOnce() -> String,
     ) -> Option<Transition> {
         let u = &mut self.uplinks[usize::from(uplink)];
@@ -203,6 +420,7 @@ impl Monitor {
             Transition {
                 uplink,
                 up,
+                cause,
                 reason: reason(),
             }
         })
@@ -216,10 +434,11 @@ impl Monitor {
         let u = &mut self.uplinks[usize::from(uplink)];
         if !ok && u.link_ok && !u.targets.is_empty() {
             u.healthy = false;
+            u.cause = Cause::Link;
             u.good_streak = 0;
         }
         u.link_ok = ok;
-        self.settle(uplink, was_up, now, || {
+        self.settle(uplink, was_up, now, Cause::Link, || {
             if ok {
                 "link up and gateway resolved".to_string()
             } else {
@@ -237,20 +456,26 @@ impl Monitor {
     ) -> Option<Transition> {
         let was_up = self.is_up(uplink);
         self.uplinks[usize::from(uplink)].admin = admin;
-        self.settle(uplink, was_up, now, || {
+        self.settle(uplink, was_up, now, Cause::Admin, || {
             format!("operator set {admin:?}").to_lowercase()
         })
     }
 
-    /// Records a probe reply from `from` with sequence `seq`.
-    pub fn reply(&mut self, uplink: UplinkId, from: Ipv4Addr, seq: u16, now: Duration) {
-        let timeout = self.settings.timeout;
+    /// Records a probe answer with sequence `seq`.
+    pub fn reply(&mut self, uplink: UplinkId, answer: Answer, seq: u16, now: Duration) {
         let Some(u) = self.uplinks.get_mut(usize::from(uplink)) else {
             return;
         };
-        let Some(target) = u.targets.iter().position(|t| *t == from) else {
+        let Some(target) = u.targets.iter().position(|t| answer.answers(t)) else {
             return;
         };
+        if let Some(burst) = &mut u.burst {
+            if burst.seqs.contains(&seq) {
+                burst.answered = true;
+                return;
+            }
+        }
+        let timeout = u.settings.timeout;
         if let Some(round) = u.pending.iter_mut().find(|r| r.seq == seq) {
             let rtt = now.saturating_sub(round.sent);
             if rtt <= timeout {
@@ -259,8 +484,32 @@ impl Monitor {
         }
     }
 
-    /// Advances to `now`: judges the rounds whose time is up and says which
-    /// probes to send and which uplinks changed state.
+    /// Takes the TCP evidence of every uplink (from [`TrafficTracker`]): an
+    /// uplink that is up, probes, and whose new connections go unanswered
+    /// while another uplink's are answered gets a burst of probes at once.
+    pub fn traffic(&mut self, evidence: &[Option<Evidence>], now: Duration) {
+        for (id, evidence) in evidence.iter().enumerate().take(self.uplinks.len()) {
+            let u = &mut self.uplinks[id];
+            let Some(evidence) = evidence else { continue };
+            if u.burst.is_some()
+                || now < u.quiet_until
+                || u.targets.is_empty()
+                || u.admin != AdminState::Auto
+                || !u.up()
+            {
+                continue;
+            }
+            u.burst = Some(Burst {
+                started: now,
+                seqs: Vec::new(),
+                answered: false,
+                evidence: *evidence,
+            });
+        }
+    }
+
+    /// Advances to `now`: judges the rounds and bursts whose time is up and
+    /// says which probes to send and which uplinks changed state.
     pub fn tick(&mut self, now: Duration) -> (Vec<Probe>, Vec<Transition>) {
         let mut probes = Vec::new();
         let mut transitions = Vec::new();
@@ -269,8 +518,10 @@ impl Monitor {
             if self.uplinks[id].targets.is_empty() {
                 continue;
             }
+            transitions.extend(self.burst(uplink, now, &mut probes));
+            let timeout = self.uplinks[id].settings.timeout;
             while let Some(round) = self.uplinks[id].pending.front() {
-                if now < round.sent + self.settings.timeout {
+                if now < round.sent + timeout {
                     break;
                 }
                 let round = self.uplinks[id].pending.pop_front().expect("front exists");
@@ -278,9 +529,8 @@ impl Monitor {
             }
             let u = &mut self.uplinks[id];
             if now >= u.next_round {
-                let seq = u.next_seq;
-                u.next_seq = u.next_seq.wrapping_add(1);
-                u.next_round = now + self.settings.interval;
+                let seq = u.take_seq();
+                u.next_round = now + u.settings.interval;
                 u.pending.push_back(Round {
                     seq,
                     sent: now,
@@ -288,7 +538,7 @@ impl Monitor {
                 });
                 probes.extend(u.targets.iter().map(|target| Probe {
                     uplink,
-                    target: *target,
+                    target: target.clone(),
                     seq,
                 }));
             }
@@ -296,10 +546,58 @@ impl Monitor {
         (probes, transitions)
     }
 
+    /// Sends a running burst's probes and judges it when its time is up: no
+    /// answer takes the uplink down at once.
+    fn burst(
+        &mut self,
+        uplink: UplinkId,
+        now: Duration,
+        probes: &mut Vec<Probe>,
+    ) -> Option<Transition> {
+        let was_up = self.is_up(uplink);
+        let u = &mut self.uplinks[usize::from(uplink)];
+        let burst = u.burst.as_mut()?;
+        if burst.answered {
+            u.burst = None;
+            u.quiet_until = now + BURST_QUIET;
+            return None;
+        }
+        let wait = BURST_WAIT.min(u.settings.timeout);
+        if now >= burst.started + wait {
+            let burst = u.burst.take().expect("a burst runs");
+            u.quiet_until = now + BURST_QUIET;
+            u.healthy = false;
+            u.cause = Cause::Traffic;
+            u.good_streak = 0;
+            let e = burst.evidence;
+            let sent = burst.seqs.len() * u.targets.len();
+            return self.settle(uplink, was_up, now, Cause::Traffic, || {
+                format!(
+                    "{} new TCP connections to {} destinations unanswered for {} ms while another uplink's were answered; {sent} burst probes unanswered in {} ms",
+                    e.unanswered,
+                    e.destinations,
+                    e.waited.as_millis(),
+                    wait.as_millis()
+                )
+            });
+        }
+        let sent = burst.seqs.len() as u32;
+        if sent < BURST_PROBES && now >= burst.started + BURST_GAP * sent {
+            let seq = u.take_seq();
+            u.burst.as_mut().expect("a burst runs").seqs.push(seq);
+            probes.extend(u.targets.iter().map(|target| Probe {
+                uplink,
+                target: target.clone(),
+                seq,
+            }));
+        }
+        None
+    }
+
     fn judge(&mut self, uplink: UplinkId, round: Round, now: Duration) -> Option<Transition> {
         let was_up = self.is_up(uplink);
-        let settings = self.settings;
         let u = &mut self.uplinks[usize::from(uplink)];
+        let settings = u.settings;
         let answered = round.rtts.iter().filter(|r| r.is_some()).count() as u32;
         let needed = settings.reliability.min(u.targets.len() as u32).max(1);
         let good = answered >= needed;
@@ -314,192 +612,58 @@ impl Monitor {
         if u.history.len() > HISTORY {
             u.history.pop_front();
         }
-        if u.healthy && u.bad_streak >= settings.down_after {
-            u.healthy = false;
-        } else if !u.healthy && u.good_streak >= settings.up_after {
-            u.healthy = true;
-        }
-        let (bad, good_streak) = (u.bad_streak, u.good_streak);
-        self.settle(uplink, was_up, now, || {
-            if good {
-                format!("{good_streak} good probe rounds in a row")
-            } else {
-                format!("{bad} failed probe rounds in a row")
+        let mut reason = None;
+        if u.healthy {
+            if u.bad_streak >= settings.down_after {
+                u.healthy = false;
+                u.cause = Cause::Probes;
+                reason = Some(format!("{} failed probe rounds in a row", u.bad_streak));
+            } else if u.history.len() >= settings.down_after as usize {
+                if let Some((cause, why)) = u.quality_fault(true) {
+                    u.healthy = false;
+                    u.cause = cause;
+                    reason = Some(why);
+                }
             }
-        })
+        } else if u.good_streak >= settings.up_after {
+            match u.quality_fault(false) {
+                Some((cause, _)) => u.cause = cause,
+                None => {
+                    u.healthy = true;
+                    u.cause = Cause::Probes;
+                    let (loss, mean) = u.quality(settings.up_after as usize);
+                    reason = Some(format!(
+                        "{} good probe rounds in a row (loss {:.0}%, mean round trip {})",
+                        u.good_streak,
+                        loss * 100.0,
+                        mean.map_or("-".to_string(), |m| format!(
+                            "{:.1} ms",
+                            m.as_secs_f64() * 1000.0
+                        ))
+                    ));
+                }
+            }
+        } else if u.cause == Cause::Initial && u.bad_streak > 0 {
+            u.cause = Cause::Probes;
+        }
+        let cause = u.cause;
+        let reason = reason.unwrap_or_default();
+        self.settle(uplink, was_up, now, cause, || reason)
     }
 
     pub fn report(&self, uplink: UplinkId) -> HealthReport {
         let u = &self.uplinks[usize::from(uplink)];
-        let rtts: Vec<f64> = u
-            .history
-            .iter()
-            .flat_map(|r| r.rtts.iter().flatten())
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .collect();
-        let probes: usize = u.history.iter().map(|r| r.rtts.len()).sum();
+        let (loss, mean) = u.quality(HISTORY);
         HealthReport {
             up: u.up(),
             admin: u.admin,
+            cause: u.cause(),
             since: u.since,
-            rtt_ms: (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64),
-            loss: if probes == 0 {
-                0.0
-            } else {
-                1.0 - rtts.len() as f64 / probes as f64
-            },
+            rtt_ms: mean.map(|d| d.as_secs_f64() * 1000.0),
+            loss,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T1: Ipv4Addr = Ipv4Addr::new(198, 18, 11, 2);
-    const T2: Ipv4Addr = Ipv4Addr::new(198, 18, 12, 2);
-
-    fn settings() -> Settings {
-        Settings {
-            interval: Duration::from_millis(300),
-            timeout: Duration::from_millis(250),
-            down_after: 3,
-            up_after: 2,
-            reliability: 1,
-        }
-    }
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    /// Runs the monitor for `rounds` rounds; `answers(uplink, target)` says
-    /// whether a probe gets a reply (after 10 ms). Returns the transitions.
-    fn run(
-        monitor: &mut Monitor,
-        start: u64,
-        rounds: u64,
-        answers: impl Fn(UplinkId, Ipv4Addr) -> bool,
-    ) -> Vec<(u64, Transition)> {
-        let mut out = Vec::new();
-        let mut t = start;
-        while t < start + rounds * 300 {
-            let (probes, transitions) = monitor.tick(ms(t));
-            out.extend(transitions.into_iter().map(|tr| (t, tr)));
-            for p in probes {
-                if answers(p.uplink, p.target) {
-                    monitor.reply(p.uplink, p.target, p.seq, ms(t + 10));
-                }
-            }
-            t += 10;
-        }
-        out
-    }
-
-    #[test]
-    fn goes_down_after_down_after_failed_rounds_and_back_after_up_after() {
-        let mut m = Monitor::new(settings(), vec![vec![T1], vec![T2]], ms(0));
-        assert!(run(&mut m, 0, 5, |_, _| true).is_empty());
-        // The path behind uplink 0 dies.
-        let transitions = run(&mut m, 1500, 6, |u, _| u != 0);
-        assert_eq!(transitions.len(), 1, "{transitions:?}");
-        let (at, t) = &transitions[0];
-        assert_eq!((t.uplink, t.up), (0, false));
-        // Three rounds sent at 1500, 1800, 2100, each judged 250 ms later.
-        assert_eq!(*at, 2350);
-        assert!(!m.is_up(0) && m.is_up(1));
-        assert!(m.report(0).loss >= 0.5, "recent rounds mostly lost");
-        let transitions = run(&mut m, 3300, 4, |_, _| true);
-        assert_eq!(transitions.len(), 1);
-        assert_eq!((transitions[0].1.uplink, transitions[0].1.up), (0, true));
-        assert!(m.report(0).rtt_ms.unwrap() > 9.0);
-    }
-
-    #[test]
-    fn late_replies_count_as_lost() {
-        let mut m = Monitor::new(settings(), vec![vec![T1]], ms(0));
-        let mut t = 0;
-        let mut transitions = Vec::new();
-        while t < 3000 {
-            let (probes, tr) = m.tick(ms(t));
-            transitions.extend(tr);
-            for p in probes {
-                m.reply(p.uplink, p.target, p.seq, ms(t + 260));
-            }
-            t += 10;
-        }
-        assert_eq!(transitions.len(), 1);
-        assert!(!transitions[0].up);
-    }
-
-    #[test]
-    fn reliability_needs_k_of_n_targets() {
-        let mut s = settings();
-        s.reliability = 2;
-        let mut m = Monitor::new(s, vec![vec![T1, T2]], ms(0));
-        // One of two targets answers: not enough.
-        let transitions = run(&mut m, 0, 5, |_, t| t == T1);
-        assert_eq!(transitions.len(), 1);
-        assert!(!transitions[0].1.up);
-        assert_eq!(m.report(0).loss, 0.5);
-    }
-
-    #[test]
-    fn reconfigured_targets_start_afresh_and_settings_apply() {
-        let mut m = Monitor::new(settings(), vec![vec![T1], vec![T2]], ms(0));
-        // Uplink 0's probes die: down.
-        let transitions = run(&mut m, 0, 5, |u, _| u != 0);
-        assert_eq!(transitions.len(), 1);
-        assert!(!m.is_up(0));
-        // New targets for uplink 0 (that answer) and a quicker way back up.
-        let mut quick = settings();
-        quick.up_after = 1;
-        assert!(m
-            .reconfigure(quick, vec![vec![T2], vec![T2]], ms(1500))
-            .is_empty());
-        assert!(!m.is_up(0), "state kept until the new rounds judge");
-        assert!(m.report(0).rtt_ms.is_none(), "figures start afresh");
-        let transitions = run(&mut m, 1500, 2, |_, _| true);
-        assert_eq!(transitions.len(), 1);
-        assert_eq!((transitions[0].1.uplink, transitions[0].1.up), (0, true));
-        // No targets: up while the link is.
-        run(&mut m, 2200, 5, |u, _| u == 0);
-        assert!(!m.is_up(1));
-        let transitions = m.reconfigure(settings(), vec![vec![T2], vec![]], ms(3700));
-        assert_eq!(transitions.len(), 1);
-        assert_eq!((transitions[0].uplink, transitions[0].up), (1, true));
-        assert!(m.tick(ms(3800)).0.iter().all(|p| p.uplink == 0));
-    }
-
-    #[test]
-    fn operator_override_and_link_state() {
-        let mut m = Monitor::new(settings(), vec![vec![], vec![T2]], ms(0));
-        let t = m.set_admin(0, AdminState::Down, ms(5)).unwrap();
-        assert!(!t.up);
-        assert!(m.set_admin(0, AdminState::Down, ms(6)).is_none());
-        assert!(m.set_admin(0, AdminState::Auto, ms(7)).unwrap().up);
-        // No targets: up while the link is.
-        assert!(!m.set_link(0, false, ms(8)).unwrap().up);
-        assert!(m.tick(ms(9)).1.is_empty());
-        assert!(m.set_admin(0, AdminState::Up, ms(10)).unwrap().up);
-        assert_eq!(m.report(0).since, ms(10));
-    }
-
-    #[test]
-    fn link_loss_is_at_once_and_its_return_waits_for_up_after_rounds() {
-        let mut m = Monitor::new(settings(), vec![vec![T1], vec![T2]], ms(0));
-        assert!(run(&mut m, 0, 3, |_, _| true).is_empty());
-        let t = m.set_link(0, false, ms(1000)).expect("down at once");
-        assert!(!t.up && !m.is_up(0) && m.is_up(1));
-        // Back: still down until up_after good rounds.
-        assert!(m.set_link(0, true, ms(1100)).is_none());
-        let transitions = run(&mut m, 1100, 4, |_, _| true);
-        assert_eq!(transitions.len(), 1, "{transitions:?}");
-        let (at, t) = &transitions[0];
-        assert_eq!((t.uplink, t.up), (0, true));
-        assert!(
-            *at >= 1100 + 250,
-            "up at {at} ms, before a round was judged"
-        );
-    }
-}
+mod tests;

@@ -8,7 +8,7 @@ use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
     Balance, Control, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat, PortRange,
-    Timeouts,
+    ProbeTarget, Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -22,8 +22,9 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         gateway_auto: false,
         weight,
         priority,
-        probe: vec![Ipv4Addr::new(203, 0, 113, 10)],
+        probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
         mtu: None,
+        health: DEFAULT_HEALTH,
     }
 }
 
@@ -78,10 +79,7 @@ fn example_config() -> Config {
         health: Health {
             interval_ms: 1000,
             timeout_ms: 500,
-            down_after: 3,
-            up_after: 3,
-            reliability: 1,
-            hook: None,
+            ..DEFAULT_HEALTH
         },
         timeouts: Timeouts {
             tcp_established_s: 7440,
@@ -92,10 +90,14 @@ fn example_config() -> Config {
         limits: Limits {
             max_flows: 65536,
             max_flows_per_host: 0,
+            max_flows_per_forward: 0,
+            max_flows_per_source: 0,
         },
         control: Control {
             socket: PathBuf::from("/run/xwan.sock"),
             metrics: None,
+            state: None,
+            checkpoint_s: 0,
             group: None,
         },
         local: Local {

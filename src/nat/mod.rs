@@ -59,6 +59,26 @@ impl PortAllocator {
         Some(port)
     }
 
+    /// One more flow of `inside` uses outside `port` (a flow restored from a
+    /// saved state): reuses its mapping when it is that port, else takes the
+    /// port when it is in the range and free. False, taking nothing, when
+    /// `inside` is mapped to another port or `port` is not available.
+    pub fn acquire_port(&mut self, inside: Endpoint, port: u16) -> bool {
+        if let Some(mapping) = self.mappings.get_mut(&inside) {
+            if mapping.port != port {
+                return false;
+            }
+            mapping.users += 1;
+            return true;
+        }
+        if !self.range.contains(port) || self.is_taken(port) {
+            return false;
+        }
+        self.set_taken(port, true);
+        self.mappings.insert(inside, Mapping { port, users: 1 });
+        true
+    }
+
     /// One flow of `inside` ended; the port is freed when it was the last.
     pub fn release(&mut self, inside: Endpoint) {
         if let Some(mapping) = self.mappings.get_mut(&inside) {
@@ -194,6 +214,33 @@ mod tests {
         assert_eq!(nat.in_use(), 4);
         nat.release(inside(10, 1001));
         assert_eq!(nat.acquire(inside(10, 2000)), Some(ports[1]));
+    }
+
+    #[test]
+    fn restored_ports_are_taken_once_and_shared_by_one_endpoint() {
+        let mut nat = PortAllocator::new(PortRange {
+            lo: 20000,
+            hi: 20010,
+        });
+        assert!(nat.acquire_port(inside(10, 5000), 20005));
+        assert!(
+            nat.acquire_port(inside(10, 5000), 20005),
+            "second flow, same mapping"
+        );
+        assert!(
+            !nat.acquire_port(inside(10, 5000), 20006),
+            "one endpoint, one port"
+        );
+        assert!(!nat.acquire_port(inside(11, 5000), 20005), "no overloading");
+        assert!(
+            !nat.acquire_port(inside(12, 5000), 30000),
+            "outside the range"
+        );
+        assert_ne!(nat.acquire(inside(13, 20005)), Some(20005));
+        nat.release(inside(10, 5000));
+        nat.release(inside(10, 5000));
+        assert_eq!(nat.mapping(inside(10, 5000)), None);
+        assert!(nat.acquire_port(inside(11, 5000), 20005));
     }
 
     #[test]

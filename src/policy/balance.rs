@@ -220,6 +220,7 @@ mod tests {
                 priority: *priority,
                 probe: vec![],
                 mtu: None,
+                health: crate::config::DEFAULT_HEALTH,
             })
             .collect()
     }

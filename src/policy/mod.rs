@@ -154,4 +154,47 @@ impl Policy {
     pub fn sticky_clients(&self) -> usize {
         self.sticky_table.len()
     }
+
+    /// The sticky mode and its clients as (key, uplink, seconds since last
+    /// used at `now`), for a restart.
+    pub fn save_sticky(&self, now: u32) -> (Sticky, Vec<(u64, UplinkId, u32)>) {
+        let clients = self
+            .sticky_table
+            .iter()
+            .map(|e| {
+                let idle = now.saturating_sub(e.last_used.load(Ordering::Relaxed));
+                (*e.key(), e.uplink, idle)
+            })
+            .collect();
+        (self.sticky, clients)
+    }
+
+    /// Puts saved sticky clients back at `now`, when they were saved in this
+    /// policy's sticky mode (a key means something else in another);
+    /// `uplink` maps a saved uplink to today's, None for one that is gone.
+    /// Returns how many were restored.
+    pub fn restore_sticky(
+        &self,
+        mode: Sticky,
+        clients: &[(u64, UplinkId, u32)],
+        uplink: impl Fn(UplinkId) -> Option<UplinkId>,
+        now: u32,
+    ) -> usize {
+        if mode != self.sticky {
+            return 0;
+        }
+        let mut restored = 0;
+        for &(key, saved, idle) in clients {
+            if self.sticky_table.len() >= self.sticky_limit || idle > self.sticky_timeout_s {
+                continue;
+            }
+            if let Some(uplink) = uplink(saved) {
+                let last_used = AtomicU32::new(now.saturating_sub(idle));
+                self.sticky_table
+                    .insert(key, StickyEntry { uplink, last_used });
+                restored += 1;
+            }
+        }
+        restored
+    }
 }

@@ -1,10 +1,10 @@
 //! Per-worker counters: each worker writes only its own (no shared cache line
 //! on the packet path); readers add them up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{DropReason, KernelReason, Port, Verdict};
-use crate::packet::icmp;
+use crate::packet::{icmp, Frame, Transport};
 
 /// Packets and bytes through one uplink, each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +29,32 @@ pub struct LaneCounters {
     icmp_sent: [AtomicU64; 2],
     /// Per uplink: packets out, bytes out, packets in, bytes in.
     uplinks: Vec<[AtomicU64; 4]>,
+    /// Per uplink: the SYNs of new connections and their answers.
+    tcp: Vec<TcpCounters>,
+}
+
+/// How many of the latest SYNs' destinations each worker keeps per uplink.
+pub const RECENT_SYNS: usize = 8;
+
+/// One worker's TCP evidence of one uplink's health.
+#[derive(Debug, Default)]
+struct TcpCounters {
+    /// SYNs (without ACK) sent out the uplink.
+    syns: AtomicU64,
+    /// SYN-ACKs and RSTs that came in on it.
+    answers: AtomicU64,
+    /// Destination address of SYN number `n` at `n % RECENT_SYNS`.
+    recent: [AtomicU32; RECENT_SYNS],
+}
+
+/// A reading of one worker's [`TcpCounters`] for one uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynCounts {
+    pub syns: u64,
+    pub answers: u64,
+    /// Destination of SYN number `n` (for the last [`RECENT_SYNS`] of them)
+    /// at `n % RECENT_SYNS`, as a big-endian address.
+    pub recent: [u32; RECENT_SYNS],
 }
 
 /// Adds to a counter only this thread writes: a plain load and store, no
@@ -51,7 +77,58 @@ impl LaneCounters {
             drops: zeros(DropReason::ALL.len()),
             icmp_sent: [0; 2].map(AtomicU64::new),
             uplinks: (0..uplinks).map(|_| [0; 4].map(AtomicU64::new)).collect(),
+            tcp: (0..uplinks).map(|_| TcpCounters::default()).collect(),
         }
+    }
+
+    /// Counts a forwarded TCP segment that is evidence of an uplink's
+    /// health: a SYN out (with its destination), or a SYN-ACK or RST in.
+    pub fn tcp_evidence(&self, from: Port, frame: &Frame, verdict: &Verdict) {
+        let Transport::Tcp { flags, .. } = frame.transport else {
+            return;
+        };
+        if !flags.syn && !flags.rst {
+            return;
+        }
+        match (from, *verdict) {
+            (
+                Port::Lan,
+                Verdict::Forward {
+                    port: Port::Wan(uplink),
+                    ..
+                },
+            ) if flags.syn && !flags.ack => {
+                if let Some(c) = self.tcp.get(usize::from(uplink)) {
+                    let n = c.syns.load(Ordering::Relaxed);
+                    c.recent[n as usize % RECENT_SYNS]
+                        .store(u32::from_be_bytes(frame.dst), Ordering::Relaxed);
+                    c.syns.store(n + 1, Ordering::Release);
+                }
+            }
+            (
+                Port::Wan(uplink),
+                Verdict::Forward {
+                    port: Port::Lan, ..
+                },
+            ) if flags.ack || flags.rst => {
+                if let Some(c) = self.tcp.get(usize::from(uplink)) {
+                    bump(&c.answers, 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// This worker's TCP evidence, per uplink.
+    pub fn syn_counts(&self) -> Vec<SynCounts> {
+        self.tcp
+            .iter()
+            .map(|c| SynCounts {
+                syns: c.syns.load(Ordering::Acquire),
+                answers: c.answers.load(Ordering::Relaxed),
+                recent: std::array::from_fn(|i| c.recent[i].load(Ordering::Relaxed)),
+            })
+            .collect()
     }
 
     /// Counts an ICMP error the core made (its frame is counted as forwarded too).

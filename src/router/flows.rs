@@ -97,11 +97,11 @@ impl Router {
         frame: &Frame,
         now: u32,
     ) -> Result<FlowSpec, Verdict> {
-        if !self.hosts.take(spec.inside.addr) {
+        if let Err(reason) = self.take_allowance(&spec) {
             self.release_mapping(&spec);
-            return Err(Verdict::Drop(DropReason::HostLimit));
+            return Err(Verdict::Drop(reason));
         }
-        match self.table.insert(spec, now) {
+        match self.insert_or_evict(spec, now) {
             Ok(actual) => {
                 if actual == spec {
                     self.uplinks[usize::from(spec.uplink)]
@@ -110,7 +110,7 @@ impl Router {
                 } else {
                     // Another worker created this flow first: use it.
                     self.release_mapping(&spec);
-                    self.hosts.give_back(spec.inside.addr);
+                    self.give_back_allowance(&spec);
                 }
                 self.table.with_flow(side, &actual.key(side), |flow| {
                     record(flow, side, frame, now)
@@ -119,12 +119,62 @@ impl Router {
             }
             Err(error) => {
                 self.release_mapping(&spec);
-                self.hosts.give_back(spec.inside.addr);
+                self.give_back_allowance(&spec);
                 Err(Verdict::Drop(match error {
                     InsertError::Full => DropReason::TableFull,
                     InsertError::Clash => DropReason::TupleClash,
                 }))
             }
+        }
+    }
+
+    /// Inserts a flow; when the table is full, first evicts a batch of
+    /// unanswered flows (early drop: a 64th of the table, 1 to 4096) and
+    /// tries once more.
+    fn insert_or_evict(&self, spec: FlowSpec, now: u32) -> Result<FlowSpec, InsertError> {
+        match self.table.insert(spec, now) {
+            Err(InsertError::Full) => {
+                let batch = (self.table.stats().max_flows as usize / 64).clamp(1, 4096);
+                let evicted = self.table.evict_unanswered(now, batch);
+                if evicted.is_empty() {
+                    return Err(InsertError::Full);
+                }
+                for flow in &evicted {
+                    self.release(&flow.spec);
+                }
+                self.table.insert(spec, now)
+            }
+            other => other,
+        }
+    }
+
+    /// Counts a new flow against its limits: a flow opened from the
+    /// Internet against its forward's target and its source, any other
+    /// against its LAN host.
+    pub(super) fn take_allowance(&self, spec: &FlowSpec) -> Result<(), DropReason> {
+        if spec.kind != FlowKind::Dnat {
+            return self
+                .hosts
+                .take(spec.inside.addr)
+                .then_some(())
+                .ok_or(DropReason::HostLimit);
+        }
+        if !self.forward_targets.take(spec.inside) {
+            return Err(DropReason::ForwardLimit);
+        }
+        if !self.forward_sources.take(spec.remote.addr) {
+            self.forward_targets.give_back(spec.inside);
+            return Err(DropReason::SourceLimit);
+        }
+        Ok(())
+    }
+
+    pub(super) fn give_back_allowance(&self, spec: &FlowSpec) {
+        if spec.kind == FlowKind::Dnat {
+            self.forward_targets.give_back(spec.inside);
+            self.forward_sources.give_back(spec.remote.addr);
+        } else {
+            self.hosts.give_back(spec.inside.addr);
         }
     }
 
@@ -139,7 +189,7 @@ impl Router {
     /// Accounts for a flow that left the table.
     pub(super) fn release(&self, spec: &FlowSpec) {
         self.release_mapping(spec);
-        self.hosts.give_back(spec.inside.addr);
+        self.give_back_allowance(spec);
         self.uplinks[usize::from(spec.uplink)]
             .flows
             .fetch_sub(1, Ordering::Relaxed);

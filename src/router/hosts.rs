@@ -1,19 +1,26 @@
-//! The per-host flow limit (`[limits] max_flows_per_host`): one LAN host's
-//! SYN flood (or a flood at one forwarded host) fills its own share of the
-//! flow table, not everyone's.
+//! The flow limits of `[limits]`: per LAN host (`max_flows_per_host`, the
+//! flows it opens, hairpinned ones included), per port forward target
+//! (`max_flows_per_forward`) and per Internet source
+//! (`max_flows_per_source`) for the flows opened from the Internet. One
+//! host's SYN flood, or a spoofed flood at a forwarded port, fills its own
+//! share of the flow table, and the flows opened from outside never use a
+//! LAN host's own allowance.
+
+use std::hash::Hash;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-/// Flows per LAN host, counted while they are in the table.
-pub struct HostLimit {
+/// Flows per key (a host's address, a forward's target endpoint), counted
+/// while they are in the table.
+pub struct HostLimit<K: Hash + Eq> {
     /// 0: no limit (and nothing is counted).
     limit: u32,
-    flows: DashMap<[u8; 4], u32, ahash::RandomState>,
+    flows: DashMap<K, u32, ahash::RandomState>,
 }
 
-impl HostLimit {
-    pub fn new(limit: u32) -> HostLimit {
+impl<K: Hash + Eq> HostLimit<K> {
+    pub fn new(limit: u32) -> HostLimit<K> {
         HostLimit {
             limit,
             flows: DashMap::default(),
@@ -22,7 +29,7 @@ impl HostLimit {
 
     /// Counts one more flow for `host`; false, counting nothing, when it has
     /// its limit already.
-    pub fn take(&self, host: [u8; 4]) -> bool {
+    pub fn take(&self, host: K) -> bool {
         if self.limit == 0 {
             return true;
         }
@@ -35,7 +42,7 @@ impl HostLimit {
     }
 
     /// One flow of `host` left the table.
-    pub fn give_back(&self, host: [u8; 4]) {
+    pub fn give_back(&self, host: K) {
         if self.limit == 0 {
             return;
         }

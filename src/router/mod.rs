@@ -50,6 +50,7 @@ mod lan;
 mod neighbours;
 mod outbox;
 mod reconfigure;
+mod state;
 mod wan;
 
 use std::cell::RefCell;
@@ -62,13 +63,14 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
-pub use counters::{LaneCounters, Totals, Traffic};
+pub use counters::{LaneCounters, SynCounts, Totals, Traffic, RECENT_SYNS};
 pub use failover::Failover;
 pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
 pub use reconfigure::Reconfigured;
+pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
 use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
@@ -133,6 +135,8 @@ pub struct Lane {
 
 /// Per-uplink state besides the policy's.
 struct Uplink {
+    /// `[[wan]] name`: what a saved state knows the uplink by.
+    name: String,
     /// The SNAT address as a big-endian u32, 0 while unknown ("auto" and the
     /// kernel has none); changed by [`Router::set_uplink_address`].
     address: AtomicU32,
@@ -223,7 +227,9 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit,
+    hosts: HostLimit<[u8; 4]>,
+    forward_targets: HostLimit<Endpoint>,
+    forward_sources: HostLimit<[u8; 4]>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     unresolved: Mutex<HashSet<[u8; 4]>>,
@@ -300,6 +306,7 @@ impl Router {
                 .iter()
                 .zip(&macs.wans)
                 .map(|(wan, mac)| Uplink {
+                    name: wan.name.clone(),
                     address: AtomicU32::new(u32::from(wan.address)),
                     mac: *mac,
                     mtu: Mtu::new(wan.mtu),
@@ -315,6 +322,8 @@ impl Router {
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
             hosts: HostLimit::new(config.limits.max_flows_per_host),
+            forward_targets: HostLimit::new(config.limits.max_flows_per_forward),
+            forward_sources: HostLimit::new(config.limits.max_flows_per_source),
             fragments: Fragments::default(),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
@@ -344,10 +353,14 @@ impl Router {
             outbox: &lane.outbox,
         };
         let verdict = match packet::parse(frame) {
-            Ok(parsed) => match meta.port {
-                Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
-                Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
-            },
+            Ok(parsed) => {
+                let verdict = match meta.port {
+                    Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
+                    Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
+                };
+                lane.counters.tcp_evidence(meta.port, &parsed, &verdict);
+                verdict
+            }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
         };
@@ -400,6 +413,12 @@ impl Router {
         keep: impl Fn(&FlowSpec) -> bool,
     ) -> Vec<FlowInfo> {
         self.table.snapshot(seconds(now), limit, keep)
+    }
+
+    /// Every worker's TCP evidence, per worker then per uplink (read by the
+    /// health checks).
+    pub fn syn_counts(&self) -> Vec<Vec<SynCounts>> {
+        lock(&self.workers).iter().map(|w| w.syn_counts()).collect()
     }
 
     pub fn stats(&self) -> Stats {

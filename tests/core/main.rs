@@ -15,6 +15,7 @@ mod mtu;
 mod neighbours;
 mod properties;
 mod reload;
+mod restart;
 mod tcp_options;
 
 use std::net::Ipv4Addr;

@@ -23,6 +23,7 @@ use nix::sched::{setns, CloneFlags};
 use xwan::config::Config;
 
 pub mod bulk;
+pub mod restart;
 
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
 
@@ -69,7 +70,8 @@ impl TxOffload {
 
 /// The test config: the testbed's two uplinks with the given weights, nth
 /// balancing, HTTPS pinned to isp2, and TCP 8080 on both WANs forwarded to
-/// 192.168.50.10:80. `socket` is the control socket (one per testbed).
+/// 192.168.50.10:80. `socket` is the control socket (one per testbed); the
+/// state file is `xwan.state` beside it.
 pub fn config_toml(weights: [u32; 2], socket: &Path) -> String {
     format!(
         r#"[lan]
@@ -109,10 +111,12 @@ wan = ["isp1", "isp2"]
 
 [control]
 socket = "{socket}"
+state = "{state}"
 "#,
         w1 = weights[0],
         w2 = weights[1],
         socket = socket.display(),
+        state = socket.with_file_name("xwan.state").display(),
     )
 }
 

@@ -53,12 +53,17 @@ impl Validator<'_> {
             .transpose()
     }
 
-    pub(super) fn wans(&self, raw: &[Spanned<RawWan>], lan: &Lan) -> Result<Vec<Wan>> {
+    pub(super) fn wans(
+        &self,
+        raw: &[Spanned<RawWan>],
+        lan: &Lan,
+        health: &Health,
+    ) -> Result<Vec<Wan>> {
         self.wan_count(raw)?;
         let mut wans: Vec<Wan> = Vec::with_capacity(raw.len());
         for (i, table) in raw.iter().enumerate() {
             let key = |k: &str| format!("wan[{}].{k}", i + 1);
-            let wan = self.wan(table.get_ref(), &key)?;
+            let wan = self.wan(table.get_ref(), &key, health)?;
             self.wan_clashes(table.get_ref(), &wan, &wans, lan, &key)?;
             wans.push(wan);
         }
@@ -93,7 +98,7 @@ impl Validator<'_> {
 
     /// One `[[wan]]` section's values, each checked on its own (in this order:
     /// the first problem is the one reported).
-    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String) -> Result<Wan> {
+    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String, health: &Health) -> Result<Wan> {
         Ok(Wan {
             name: self.uplink_name(&w.name, &key("name"))?,
             interface: self.interface_name(&w.interface, &key("interface"))?,
@@ -108,9 +113,10 @@ impl Validator<'_> {
                 None => Vec::new(),
                 Some(p) => OneOrList::items(p, &key("probe"))
                     .into_iter()
-                    .map(|item| self.addr_item(&item))
+                    .map(|item| self.probe_target(&item))
                     .collect::<Result<_>>()?,
             },
+            health: self.health(w.health.as_ref(), &key("health"), health)?,
         })
     }
 

@@ -51,6 +51,33 @@ const MSS_RANGE: (u16, u16) = (536, 9176);
 /// so one host's SYN flood cannot fill it.
 pub const DEFAULT_MAX_FLOWS_PER_HOST: u32 = 65536;
 
+/// `[health]` when the file leaves a key out.
+pub const DEFAULT_HEALTH: Health = Health {
+    interval_ms: 500,
+    timeout_ms: 1000,
+    down_after: 3,
+    up_after: 3,
+    reliability: 1,
+    hook: None,
+    loss: None,
+    latency_ms: None,
+    initial_up: true,
+};
+
+/// Default `[limits] max_flows_per_forward`: flows from the Internet to one
+/// port forward's target.
+pub const DEFAULT_MAX_FLOWS_PER_FORWARD: u32 = 65536;
+
+/// Default `[limits] max_flows_per_source`: flows one Internet address opens
+/// through port forwards.
+pub const DEFAULT_MAX_FLOWS_PER_SOURCE: u32 = 4096;
+
+/// Default state file, `[control] state`.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/xwan/state";
+
+/// Default seconds between checkpoints, `[control] checkpoint_s`.
+pub const DEFAULT_CHECKPOINT_S: u32 = 30;
+
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
 
@@ -65,7 +92,8 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     let v = Validator { src };
     let lan = v.lan(&raw.lan)?;
-    let wans = v.wans(&raw.wan, &lan)?;
+    let health = v.health(raw.health.as_ref(), "health", &DEFAULT_HEALTH)?;
+    let wans = v.wans(&raw.wan, &lan, &health)?;
     let balance = v.balance(raw.balance.as_ref())?;
     let names: Vec<&str> = wans.iter().map(|w| w.name.as_str()).collect();
     let rules = raw
@@ -77,7 +105,6 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     v.unique_rule_names(&raw.rule, &rules)?;
     let nat = v.nat(raw.nat.as_ref())?;
     let forwards = v.forwards(&raw.forward, &lan, &names, &nat)?;
-    let health = v.health(raw.health.as_ref())?;
     let timeouts = v.timeouts(raw.timeouts.as_ref())?;
     let limits = v.limits(raw.limits.as_ref())?;
     let control = v.control(raw.control.as_ref())?;
@@ -207,6 +234,44 @@ impl Validator<'_> {
                 format!("expected an IPv4 address string, found {}", item.value),
             )),
         }
+    }
+
+    /// A probe target: an address (ICMP echo), `tcp://ADDR:PORT` or
+    /// `dns://ADDR/NAME`.
+    fn probe_target(&self, item: &Item<'_>) -> Result<ProbeTarget> {
+        let Scalar::Str(s) = item.value else {
+            return self.addr_item(item).map(ProbeTarget::Icmp);
+        };
+        let err = |msg: String| self.err(item.span.clone(), &item.key, msg);
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            return match rest.parse::<SocketAddrV4>() {
+                Ok(addr) if addr.port() != 0 => Ok(ProbeTarget::Tcp(addr)),
+                _ => Err(err(format!(
+                    "{s:?} is not a TCP probe (\"tcp://ADDRESS:PORT\", like \"tcp://198.18.11.2:443\")"
+                ))),
+            };
+        }
+        if let Some(rest) = s.strip_prefix("dns://") {
+            let parsed = rest.split_once('/').and_then(|(server, name)| {
+                let name = name.trim_end_matches('.');
+                let labels_ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    });
+                Some((server.parse().ok()?, name.to_string())).filter(|_| labels_ok)
+            });
+            return match parsed {
+                Some((server, name)) => Ok(ProbeTarget::Dns { server, name }),
+                None => Err(err(format!(
+                    "{s:?} is not a DNS probe (\"dns://SERVER/NAME\", like \"dns://198.18.11.2/example.com\")"
+                ))),
+            };
+        }
+        self.addr_item(item).map(ProbeTarget::Icmp)
     }
 
     fn nets(&self, raw: &Spanned<OneOrList>, key: &str) -> Result<Vec<Ipv4Net>> {

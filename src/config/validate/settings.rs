@@ -3,55 +3,145 @@
 use super::*;
 
 impl Validator<'_> {
-    pub(super) fn health(&self, raw: Option<&RawHealth>) -> Result<Health> {
+    /// `[health]` (`key` "health", over the built-in defaults) or an
+    /// uplink's `[wan.health]` (`key` "wan[i].health", over `[health]`).
+    pub(super) fn health(
+        &self,
+        raw: Option<&RawHealth>,
+        key: &str,
+        base: &Health,
+    ) -> Result<Health> {
+        let k = |name: &str| format!("{key}.{name}");
+        let int = |value: Option<&Spanned<i64>>, name: &str, default: u32| {
+            self.int(value, &k(name), default, 1, u32::MAX)
+        };
         Ok(Health {
             interval_ms: self.int(
                 raw.and_then(|h| h.interval_ms.as_ref()),
-                "health.interval_ms",
-                500,
+                &k("interval_ms"),
+                base.interval_ms,
                 1,
                 u64::MAX,
             )?,
             timeout_ms: self.int(
                 raw.and_then(|h| h.timeout_ms.as_ref()),
-                "health.timeout_ms",
-                1000,
+                &k("timeout_ms"),
+                base.timeout_ms,
                 1,
                 u64::MAX,
             )?,
-            down_after: self.int(
+            down_after: int(
                 raw.and_then(|h| h.down_after.as_ref()),
-                "health.down_after",
-                3,
-                1,
-                u32::MAX,
+                "down_after",
+                base.down_after,
             )?,
-            up_after: self.int(
+            up_after: int(
                 raw.and_then(|h| h.up_after.as_ref()),
-                "health.up_after",
-                3,
-                1,
-                u32::MAX,
+                "up_after",
+                base.up_after,
             )?,
-            reliability: self.int(
+            reliability: int(
                 raw.and_then(|h| h.reliability.as_ref()),
-                "health.reliability",
-                1,
-                1,
-                u32::MAX,
+                "reliability",
+                base.reliability,
             )?,
             hook: match raw.and_then(|h| h.hook.as_ref()) {
                 Some(hook) if hook.get_ref().trim().is_empty() => {
                     return Err(self.err(
                         hook.span(),
-                        "health.hook",
+                        k("hook"),
                         "empty command; leave the key out for no hook",
                     ))
                 }
                 Some(hook) => Some(hook.get_ref().clone()),
-                None => None,
+                None => base.hook.clone(),
+            },
+            loss: self.trigger(
+                raw.and_then(|h| h.failure_loss.as_ref()),
+                raw.and_then(|h| h.recovery_loss.as_ref()),
+                (&k("failure_loss"), &k("recovery_loss")),
+                100,
+                base.loss,
+            )?,
+            latency_ms: self.trigger(
+                raw.and_then(|h| h.failure_latency_ms.as_ref()),
+                raw.and_then(|h| h.recovery_latency_ms.as_ref()),
+                (&k("failure_latency_ms"), &k("recovery_latency_ms")),
+                u64::MAX,
+                base.latency_ms,
+            )?,
+            initial_up: match raw.and_then(|h| h.initial_state.as_ref()) {
+                None => base.initial_up,
+                Some(s) => match s.get_ref().as_str() {
+                    "up" => true,
+                    "down" => false,
+                    other => {
+                        return Err(self.err(
+                            s.span(),
+                            k("initial_state"),
+                            format!("{other:?} is not a state (up or down)"),
+                        ))
+                    }
+                },
             },
         })
+    }
+
+    /// A failure threshold and its recovery threshold (by default half the
+    /// failure one); a recovery threshold alone, or one above its failure
+    /// threshold, is an error. Neither given: `base`.
+    fn trigger<T>(
+        &self,
+        failure: Option<&Spanned<i64>>,
+        recovery: Option<&Spanned<i64>>,
+        keys: (&str, &str),
+        max: T,
+        base: Option<Trigger<T>>,
+    ) -> Result<Option<Trigger<T>>>
+    where
+        T: TryFrom<i64>
+            + Into<i128>
+            + Copy
+            + std::fmt::Display
+            + From<u8>
+            + std::ops::Div<Output = T>,
+    {
+        let one = T::from(1);
+        let fail = match failure {
+            Some(f) => self.int(Some(f), keys.0, one, one, max)?,
+            None => match (recovery, base) {
+                (None, base) => return Ok(base),
+                (Some(_), Some(base)) => base.failure,
+                (Some(r), None) => {
+                    return Err(self.err(
+                        r.span(),
+                        keys.1,
+                        format!("a recovery threshold needs {} as well", keys.0),
+                    ))
+                }
+            },
+        };
+        let recovery = match recovery {
+            None => fail / T::from(2),
+            Some(r) => {
+                let value = self.int(Some(r), keys.1, T::from(0), T::from(0), max)?;
+                if value.into() > fail.into() {
+                    return Err(self.err(
+                        r.span(),
+                        keys.1,
+                        format!(
+                            "{value} is above {} ({fail}): an uplink must be better to come back than to stay",
+                            keys.0
+                        ),
+                    ));
+                }
+                value
+            }
+        };
+        Ok(Some(Trigger {
+            failure: fail,
+            recovery,
+        }))
     }
 
     pub(super) fn timeouts(&self, raw: Option<&RawTimeouts>) -> Result<Timeouts> {
@@ -87,6 +177,20 @@ impl Validator<'_> {
                 raw.and_then(|l| l.max_flows_per_host.as_ref()),
                 "limits.max_flows_per_host",
                 DEFAULT_MAX_FLOWS_PER_HOST,
+                0,
+                u32::MAX,
+            )?,
+            max_flows_per_forward: self.int(
+                raw.and_then(|l| l.max_flows_per_forward.as_ref()),
+                "limits.max_flows_per_forward",
+                DEFAULT_MAX_FLOWS_PER_FORWARD,
+                0,
+                u32::MAX,
+            )?,
+            max_flows_per_source: self.int(
+                raw.and_then(|l| l.max_flows_per_source.as_ref()),
+                "limits.max_flows_per_source",
+                DEFAULT_MAX_FLOWS_PER_SOURCE,
                 0,
                 u32::MAX,
             )?,
@@ -208,6 +312,25 @@ impl Validator<'_> {
                 }
             },
         };
+        let state = match raw.and_then(|c| c.state.as_ref()) {
+            None => Some(PathBuf::from(DEFAULT_STATE_FILE)),
+            Some(s) if s.get_ref() == "off" => None,
+            Some(s) if s.get_ref().is_empty() => {
+                return Err(self.err(
+                    s.span(),
+                    "control.state",
+                    "empty path (\"off\" turns it off)",
+                ));
+            }
+            Some(s) => Some(PathBuf::from(s.get_ref())),
+        };
+        let checkpoint_s = self.int(
+            raw.and_then(|c| c.checkpoint_s.as_ref()),
+            "control.checkpoint_s",
+            DEFAULT_CHECKPOINT_S,
+            0,
+            86_400,
+        )?;
         let group = match raw.and_then(|c| c.group.as_ref()) {
             None => None,
             Some(g) => Some(
@@ -218,6 +341,8 @@ impl Validator<'_> {
         Ok(Control {
             socket,
             metrics,
+            state,
+            checkpoint_s,
             group,
         })
     }

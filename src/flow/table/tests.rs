@@ -143,3 +143,78 @@ proptest! {
         prop_assert_eq!(table.len() as usize, idle.iter().filter(|a| **a <= 300).count());
     }
 }
+
+#[test]
+fn saved_flows_come_back_with_their_state_and_times() {
+    let table = FlowTable::new(100);
+    let s = spec(10, 4000, 1, 20000);
+    table.insert(s, 100).unwrap();
+    table.with_flow(Side::Lan, &s.lan_key(), |f| {
+        FlowTable::touch(f, Side::Wan, 60, 130, true, tcp_state::SYN_FROM_WAN);
+        FlowTable::track_seq_to_lan(f, 1000, 10);
+    });
+    let saved = table.save(150);
+    assert_eq!(saved.len(), 1);
+    assert_eq!((saved[0].age_s, saved[0].idle_s), (50, 20));
+    assert_eq!(saved[0].next_seq_to_lan, 1010);
+
+    let other = FlowTable::new(100);
+    other.restore(&saved[0], 5000).unwrap();
+    assert_eq!(other.save(5000), saved);
+    assert_eq!(other.restore(&saved[0], 5000), Err(InsertError::Clash));
+    // A clock younger than the offsets starts them at its zero.
+    let young = FlowTable::new(100);
+    young.restore(&saved[0], 10).unwrap();
+    assert_eq!(young.save(10)[0].idle_s, 10);
+}
+
+#[test]
+fn early_drop_evicts_unanswered_oldest_first_never_answered() {
+    let table = FlowTable::new(8);
+    // Two answered UDP flows, then six unanswered.
+    for i in 0..8u16 {
+        let s = spec(10, 4000 + i, 1, 20000 + i);
+        table.insert(s, 0).unwrap();
+        if i < 2 {
+            table.with_flow(Side::Wan, &s.wan_key(), |f| {
+                FlowTable::touch(f, Side::Wan, 60, 0, true, 0)
+            });
+        }
+    }
+    assert_eq!(
+        table.insert(spec(10, 5000, 1, 21000), 0),
+        Err(InsertError::Full)
+    );
+    let evicted = table.evict_unanswered(0, 2);
+    let ports: Vec<u16> = evicted.iter().map(|r| r.spec.inside.port).collect();
+    assert_eq!(ports, [4002, 4003], "the two oldest unanswered");
+    assert_eq!(table.len(), 6);
+    assert_eq!(table.stats().evictions, 2);
+    let all = table.evict_unanswered(0, 100);
+    assert_eq!(all.len(), 4);
+    assert!(table
+        .with_flow(Side::Lan, &spec(10, 4000, 1, 20000).lan_key(), |_| ())
+        .is_some());
+    // Only answered flows left: nothing to evict, and the next call in the
+    // same second does not scan again.
+    assert!(table.evict_unanswered(0, 1).is_empty());
+    assert_eq!(table.len(), 2);
+}
+
+#[test]
+fn established_tcp_is_never_evicted_but_a_lone_syn_is() {
+    let table = FlowTable::new(2);
+    let mut established = spec(10, 4000, 1, 20000);
+    established.protocol = crate::packet::PROTO_TCP;
+    let mut syn = spec(10, 4001, 1, 20001);
+    syn.protocol = crate::packet::PROTO_TCP;
+    table.insert(established, 0).unwrap();
+    table.insert(syn, 0).unwrap();
+    table.with_flow(Side::Lan, &established.lan_key(), |f| {
+        FlowTable::touch(f, Side::Lan, 60, 0, true, tcp_state::SYN_FROM_LAN);
+        FlowTable::touch(f, Side::Wan, 60, 0, true, tcp_state::SYN_FROM_WAN);
+    });
+    let evicted = table.evict_unanswered(1, 2);
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].spec, syn);
+}

@@ -34,8 +34,8 @@ use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl, WorkerReport,
 };
-use crate::control::Handler;
-use crate::health::Settings;
+use crate::control::{Event, Handler};
+use crate::health::Setup;
 use crate::io::sync;
 use crate::router::Router;
 
@@ -93,6 +93,7 @@ impl RuntimeControl {
                 let report = monitor.report(id as UplinkId);
                 UplinkControl {
                     admin: report.admin,
+                    cause: report.cause,
                     since_s: now.saturating_sub(report.since).as_secs(),
                     rtt_ms: report.rtt_ms,
                     loss: report.loss,
@@ -216,19 +217,7 @@ impl RuntimeControl {
         let now = self.parts.epoch.elapsed();
         let transitions = {
             let mut monitor = sync::lock(&self.parts.monitor);
-            let targets = config
-                .wans
-                .iter()
-                .zip(&plan.next.removed)
-                .map(|(wan, removed)| {
-                    if *removed {
-                        Vec::new()
-                    } else {
-                        wan.probe.clone()
-                    }
-                })
-                .collect();
-            let mut transitions = monitor.reconfigure(Settings::from_config(config), targets, now);
+            let mut transitions = monitor.reconfigure(Setup::all(config, &plan.next.removed), now);
             for id in &plan.removed {
                 transitions.extend(monitor.set_admin(*id, AdminState::Down, now));
             }
@@ -323,7 +312,16 @@ impl Handler for RuntimeControl {
                 Ok(message) => Reply::done(message),
                 Err(error) => Reply::error(error),
             },
+            Request::Events => Reply::error("events stream on their own connection"),
         }
+    }
+
+    fn subscribe(&self) -> Result<std::sync::mpsc::Receiver<Event>, String> {
+        self.parts
+            .changes
+            .events
+            .subscribe()
+            .ok_or_else(|| "too many event subscribers".to_string())
     }
 }
 

@@ -6,7 +6,8 @@
 //! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
 //! XDP backend attaches (it detaches it when stopped); in both, with `[local]
 //! routes`, xwan's routing tables and rules for the router's own traffic
-//! ([`local_routes`]), removed at exit. No sysctl is written: if
+//! ([`local_routes`]), removed at exit; with `[control] state`, the hold table
+//! of `hold.rs`, left in place on purpose. No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
@@ -14,6 +15,7 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second;
+//! - the checkpoint thread saves the state every `[control] checkpoint_s`;
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
@@ -39,15 +41,18 @@
 //! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
 //! `local_routes` (removed on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics), and `panic` (the hook that turns a panic in any thread into the
-//! orderly stop and an error exit). [`Running`] holds them in the order they stop.
+//! metrics), `panic` (the hook that turns a panic in any thread into the
+//! orderly stop and an error exit), `state_file` (the state saved for the next
+//! start, restored before forwarding) and `hold` (the table that keeps the
+//! kernel off the saved flows while xwan is not running). [`Running`] holds
+//! them in the order they stop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
 use crate::io::system::{KernelState, RouteEvents};
@@ -65,6 +70,7 @@ mod control_glue;
 mod data_path;
 mod discovery;
 mod health_thread;
+mod hold;
 mod interfaces;
 mod kernel_uplinks;
 mod loaded_config;
@@ -73,6 +79,7 @@ mod neighbours;
 mod options;
 mod panic;
 mod signals;
+mod state_file;
 mod threads;
 mod uplink_monitor;
 
@@ -132,6 +139,8 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     runtime: Arc<RuntimeControl>,
+    /// `[control] state`: saved on the orderly stop.
+    state: Option<PathBuf>,
 }
 
 impl Running {
@@ -170,8 +179,10 @@ impl Running {
                 wans: found.wans.iter().map(|l| l.mac).collect(),
             },
         ));
-        for id in 0..config.wans.len() {
-            router.set_uplink_up(id as UplinkId, true);
+        for (id, wan) in config.wans.iter().enumerate() {
+            // An uplink that starts down waits for its probes (health_thread).
+            let up = wan.health.initial_up || wan.probe.is_empty();
+            router.set_uplink_up(id as UplinkId, up);
         }
         let loaded = Arc::new(LoadedConfig::new(config.clone(), config_path.to_path_buf()));
         let local = Arc::new(RwLock::new(found.local_addresses.clone()));
@@ -203,6 +214,18 @@ impl Running {
             options,
             &neighbours.gateway_macs,
         );
+        // The saved flows go back before the first frame is forwarded, and
+        // the kernel never answers their packets while xwan is not running.
+        if config.control.state.is_some() {
+            hold::hold(config);
+        } else {
+            hold::release();
+        }
+        let restored = config
+            .control
+            .state
+            .as_deref()
+            .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
         let kernel = kernel_update(&data_path, &setup, local)?;
         watch.follow_with(Arc::clone(&kernel));
@@ -212,6 +235,13 @@ impl Running {
             Arc::clone(&loaded),
             &found.lan,
         ));
+        if let Some(restored) = restored.filter(|r| !r.resets.is_empty()) {
+            let sent = changes.send_resets(&restored.resets);
+            info!(
+                rst_sent = sent,
+                "reset the TCP connections of the saved flows dropped"
+            );
+        }
         let health = HealthThread::new(
             Arc::clone(&router),
             Arc::clone(&loaded),
@@ -244,6 +274,7 @@ impl Running {
             stop,
             epoch,
             runtime,
+            state: config.control.state.clone(),
         };
         let monitor = UplinkMonitor {
             events: RouteEvents::open()?,
@@ -256,6 +287,7 @@ impl Running {
             last_error: None,
         };
         running.start_housekeeping(monitor, health, reload)?;
+        running.start_checkpoints(config.control.checkpoint_s)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
             config.control.group.clone(),
@@ -306,6 +338,23 @@ impl Running {
                     info!("SIGHUP: reloading the configuration");
                     // The outcome is logged either way.
                     let _ = runtime.reload();
+                }
+            })
+        })
+    }
+
+    /// Saves the state every `checkpoint_s` seconds (0: only at the stop),
+    /// so a crash loses only the newest flows.
+    fn start_checkpoints(&mut self, checkpoint_s: u32) -> Result<(), RunError> {
+        let Some(path) = self.state.as_ref().filter(|_| checkpoint_s > 0) else {
+            return Ok(());
+        };
+        let path = path.clone();
+        let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
+        self.threads.spawn("checkpoint", move || {
+            every(Duration::from_secs(u64::from(checkpoint_s)), &stop, || {
+                if let Err(e) = state_file::save(&path, &router, epoch.elapsed()) {
+                    warn!(path = %path.display(), error = %e, "checkpoint of the state failed");
                 }
             })
         })
@@ -386,6 +435,19 @@ impl Running {
                 .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
+        // Workers stopped: the table is final.
+        if let Some(path) = &self.state {
+            let started = Instant::now();
+            match state_file::save(path, &self.router, self.epoch.elapsed()) {
+                Ok(flows) => info!(
+                    path = %path.display(),
+                    flows,
+                    ms = started.elapsed().as_millis() as u64,
+                    "saved the state for the next start"
+                ),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot save the state"),
+            }
+        }
         drop(self.signals);
         result
     }

@@ -58,6 +58,9 @@ wan = ["isp2"]
 
 [nat]
 ports = "20000-59999"
+
+[control]
+state = "off"
 "#;
 
 fn config(text: &str) -> Config {

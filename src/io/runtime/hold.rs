@@ -1,0 +1,135 @@
+//! The hold table: while xwan is not running (between a stop or a crash
+//! and the next start), the kernel would answer the Internet side of the
+//! saved flows itself (an RST for a TCP segment to a NAT port,
+//! port-unreachable for UDP), and the connections the next start restores
+//! would be gone. So with `[control] state` on, the start loads
+//! `table ip xwan_hold`, which drops what arrives for the NAT ports and
+//! forwarded ports of the WAN addresses (nothing else: the kernel's own
+//! ports are outside `[nat] ports`), and leaves it in place when xwan
+//! stops or dies. While xwan runs it changes nothing: those frames are
+//! xwan's (redirected by XDP before the kernel sees them, or dropped by
+//! `table ip xwan` in packet mode). A start with the state off deletes it;
+//! so does `nft delete table ip xwan_hold` by hand.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use tracing::{info, warn};
+
+use crate::config::{Config, Proto};
+
+pub const HOLD_TABLE: &str = "xwan_hold";
+
+/// The table's rules for `config`.
+fn ruleset(config: &Config) -> String {
+    let addrs = |ids: &mut dyn Iterator<Item = usize>| {
+        let list: Vec<String> = ids.map(|i| config.wans[i].address.to_string()).collect();
+        list.join(", ")
+    };
+    let mut s = format!(
+        "table ip {HOLD_TABLE} {{}}\ndelete table ip {HOLD_TABLE}\ntable ip {HOLD_TABLE} {{\n\
+         \tchain prerouting {{\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
+    );
+    let all = addrs(&mut (0..config.wans.len()));
+    let nat = format!("{}-{}", config.nat.ports.lo, config.nat.ports.hi);
+    let _ = writeln!(
+        s,
+        "\t\tip daddr {{ {all} }} meta l4proto {{ tcp, udp }} th dport {nat} drop"
+    );
+    for forward in &config.forwards {
+        let proto = if forward.proto == Proto::Udp {
+            "udp"
+        } else {
+            "tcp"
+        };
+        let on = addrs(&mut forward.wans.iter().map(|&id| usize::from(id)));
+        let _ = writeln!(
+            s,
+            "\t\tip daddr {{ {on} }} {proto} dport {} drop",
+            forward.port
+        );
+    }
+    s.push_str("\t}\n}\n");
+    s
+}
+
+fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running nft: {e}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| format!("writing to nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Loads (or replaces) the hold table for `config`.
+pub fn hold(config: &Config) {
+    match nft(&["-f", "-"], Some(&ruleset(config))) {
+        Ok(()) => info!("loaded table ip {HOLD_TABLE}: while xwan is not running the kernel will not reset its flows"),
+        Err(e) => warn!(error = %e, "cannot load table ip {HOLD_TABLE}: while xwan is not running (a restart) the kernel may reset the saved TCP connections"),
+    }
+}
+
+/// Deletes the hold table an earlier run left, if any (the state is off).
+pub fn release() {
+    if nft(&["list", "table", "ip", HOLD_TABLE], None).is_ok() {
+        match nft(&["delete", "table", "ip", HOLD_TABLE], None) {
+            Ok(()) => info!("deleted table ip {HOLD_TABLE}"),
+            Err(e) => warn!(error = %e, "cannot delete table ip {HOLD_TABLE}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_the_nat_and_forwarded_ports_of_the_wan_addresses_only() {
+        let text = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+[[forward]]
+proto = "udp"
+port = 5353
+to = "192.168.50.10:53"
+wan = "isp2"
+"#;
+        let config = Config::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let rules = ruleset(&config);
+        assert!(rules.contains(
+            "ip daddr { 198.18.1.2, 198.18.2.2 } meta l4proto { tcp, udp } th dport 20000-59999 drop"
+        ));
+        assert!(rules.contains("ip daddr { 198.18.2.2 } udp dport 5353 drop"));
+        assert_eq!(rules.matches("drop").count(), 2);
+    }
+}
