@@ -9,6 +9,7 @@ XWAN_PACKAGES=(
   libbpf-dev libxdp-dev
   iproute2 iptables nftables conntrack iperf3 netsniff-ng tcpdump ethtool
   iputils-ping traceroute netcat-openbsd procps kmod
+  dnsmasq-base isc-dhcp-client
   dpkg-dev man-db systemd python3
 )
 

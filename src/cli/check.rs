@@ -70,8 +70,14 @@ struct Invalid<'a> {
 
 pub fn check(args: &CheckArgs) -> ExitCode {
     match Config::load(&args.config) {
-        Ok(config) => {
-            let notes = machine_notes(&config, &args.config);
+        Ok(mut config) => {
+            let mut notes = machine_notes(&config, &args.config);
+            // "auto" shows what the kernel has now; unresolved if it cannot say.
+            if let Err(e) = crate::io::resolve_auto(&mut config) {
+                notes.push(format!(
+                    "cannot read the kernel's addresses and routes: {e}"
+                ));
+            }
             let here = nat_ports_here(&config);
             if args.json {
                 super::show::print_json(&valid(&config, &args.config, notes, here));
@@ -182,7 +188,7 @@ pub fn machine_notes(config: &Config, file: &Path) -> Vec<String> {
         }
     }
     if let Ok(addresses) = system::ipv4_addresses() {
-        for wan in &config.wans {
+        for wan in config.wans.iter().filter(|w| !w.address_auto) {
             if missing.contains(&wan.interface.as_str()) {
                 continue;
             }

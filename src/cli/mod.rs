@@ -95,7 +95,20 @@ fn run(args: &RunArgs, config: Config) -> ExitCode {
     }
 }
 
-fn kernel_script(_args: &KernelScriptArgs, config: Config) -> ExitCode {
+fn kernel_script(_args: &KernelScriptArgs, mut config: Config) -> ExitCode {
+    // The recipe is static: "auto" takes what the kernel has now.
+    if let Err(e) = crate::io::resolve_auto(&mut config) {
+        eprintln!("cannot read the kernel's addresses and routes: {e}");
+    }
+    if let Some(wan) = config.wans.iter().find(|w| !w.resolved()) {
+        eprintln!(
+            "uplink {}: address {}, gateway {}: the kernel recipe needs both",
+            wan.name,
+            wan.address_text(),
+            wan.gateway_text()
+        );
+        return ExitCode::FAILURE;
+    }
     print!("{}", crate::kernel_script::render(&config));
     ExitCode::SUCCESS
 }

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use super::{EventsArgs, FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
-use crate::control::protocol::{AdminState, FlowReport, Reply, Request, StatusReport};
+use crate::control::protocol::{
+    AdminState, FlowReport, Reply, Request, StatusReport, UplinkReport,
+};
 use crate::control::{self};
 
 fn ask(socket: &std::path::Path, request: &Request) -> Result<Reply, ExitCode> {
@@ -84,17 +86,17 @@ pub fn status_table(s: &StatusReport) -> String {
     let _ =
         writeln!(
         out,
-        "\n{:<8} {:<8} {:<15} {:<17} {:<16} {:<11} {:>7} {:>8} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "\n{:<8} {:<8} {:<22} {:<17} {:<16} {:<11} {:>7} {:>8} {:>5} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "UPLINK", "IFACE", "ADDRESS", "GATEWAY MAC", "STATE", "ADMIN", "SINCE", "RTT", "LOSS", "FLOWS",
         "PKTS OUT", "BYTES OUT", "PKTS IN", "BYTES IN", "NAT PORTS"
     );
     for u in &s.uplinks {
         let _ = writeln!(
             out,
-            "{:<8} {:<8} {:<15} {:<17} {:<16} {:<11} {:>6}s {:>8} {:>4.0}% {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "{:<8} {:<8} {:<22} {:<17} {:<16} {:<11} {:>6}s {:>8} {:>4.0}% {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
             u.name,
             u.interface,
-            u.address.to_string(),
+            address(u),
             u.gateway_mac.as_deref().unwrap_or("unresolved"),
             match (u.up, u.down_cause) {
                 (true, _) => "up".to_string(),
@@ -282,6 +284,16 @@ pub fn events(args: &EventsArgs) -> ExitCode {
 
 pub fn reload(args: &ReloadArgs) -> ExitCode {
     done(ask(&args.socket, &Request::Reload))
+}
+
+/// An uplink's address in the status table: `198.18.1.2`, or for
+/// `address = "auto"`, `auto 198.18.1.2` or `auto (unresolved)`.
+fn address(u: &UplinkReport) -> String {
+    match (u.address_auto, u.address.is_unspecified()) {
+        (false, _) => u.address.to_string(),
+        (true, true) => "auto (unresolved)".to_string(),
+        (true, false) => format!("auto {}", u.address),
+    }
 }
 
 #[cfg(test)]

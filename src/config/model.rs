@@ -26,6 +26,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub control: Control,
+    pub local: Local,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +47,18 @@ pub struct Lan {
 pub struct Wan {
     pub name: String,
     pub interface: String,
-    /// SNAT address of this uplink.
+    /// SNAT address of this uplink: written in the file, or (with
+    /// `address_auto`) the interface's address as the kernel has it now,
+    /// [`Ipv4Addr::UNSPECIFIED`] while it has none.
     pub address: Ipv4Addr,
-    /// Next hop.
+    /// Next hop: written in the file, or (with `gateway_auto`) the gateway of
+    /// the kernel's default route through the interface now, unspecified while
+    /// there is none.
     pub gateway: Ipv4Addr,
+    /// `address = "auto"`: followed from the kernel (see [`Wan::resolved`]).
+    pub address_auto: bool,
+    /// `gateway = "auto"`: followed from the kernel.
+    pub gateway_auto: bool,
     /// 1..=1000.
     pub weight: u32,
     /// Lower is preferred.
@@ -93,6 +102,33 @@ impl fmt::Display for ProbeTarget {
             ProbeTarget::Tcp(addr) => write!(f, "tcp://{addr}"),
             ProbeTarget::Dns { server, name } => write!(f, "dns://{server}/{name}"),
         }
+    }
+}
+
+impl Wan {
+    /// Whether both the address and the gateway are known (always, unless
+    /// one of them is "auto" and the kernel has none yet).
+    pub fn resolved(&self) -> bool {
+        !self.address.is_unspecified() && !self.gateway.is_unspecified()
+    }
+
+    /// How the address reads in `xwan check` and `xwan status`:
+    /// `198.18.1.2`, `auto (now 198.18.1.2 on wan1)` or `auto (unresolved)`.
+    pub fn address_text(&self) -> String {
+        auto_text(self.address, self.address_auto, &self.interface)
+    }
+
+    /// How the gateway reads, as [`Wan::address_text`].
+    pub fn gateway_text(&self) -> String {
+        auto_text(self.gateway, self.gateway_auto, &self.interface)
+    }
+}
+
+fn auto_text(value: Ipv4Addr, auto: bool, interface: &str) -> String {
+    match (auto, value.is_unspecified()) {
+        (false, _) => value.to_string(),
+        (true, true) => "auto (unresolved)".to_string(),
+        (true, false) => format!("auto (now {value} on {interface})"),
     }
 }
 
@@ -318,4 +354,38 @@ pub struct Control {
 pub struct ControlGroup {
     pub name: String,
     pub gid: u32,
+}
+
+/// `[local]`: the router's own traffic (see `io/runtime/local_routes.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    /// false: xwan leaves the kernel's routing alone.
+    pub routes: bool,
+    /// Where the router's own new connections go: an uplink (another one
+    /// while it is down) or balanced over the best tier that is up.
+    pub uplink: LocalUplink,
+    /// The first of xwan's routing tables: `table + id` per uplink,
+    /// `table + MAX_UPLINKS` for the router's own connections, and
+    /// `table + MAX_UPLINKS + 1 + i` for `rules[i]`.
+    pub table: u32,
+    /// `[[local.rule]]`: the router's own connections by destination and
+    /// port, first match wins, before `uplink`.
+    pub rules: Vec<LocalRule>,
+}
+
+/// One `[[local.rule]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalRule {
+    pub proto: Proto,
+    /// Empty means any.
+    pub dst: Vec<Ipv4Net>,
+    /// Empty means any; only with tcp or udp.
+    pub dst_port: Vec<PortRange>,
+    pub uplink: LocalUplink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalUplink {
+    Uplink(UplinkId),
+    Balance,
 }

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub timeouts: Option<RawTimeouts>,
     pub limits: Option<RawLimits>,
     pub control: Option<RawControl>,
+    pub local: Option<RawLocal>,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +134,25 @@ pub(super) struct RawControl {
     pub state: Option<Spanned<String>>,
     pub checkpoint_s: Option<Spanned<i64>>,
     pub group: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLocal {
+    pub routes: Option<Spanned<bool>>,
+    pub uplink: Option<Spanned<String>>,
+    pub table: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawLocalRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLocalRule {
+    pub proto: Option<Spanned<String>>,
+    pub dst: Option<Spanned<OneOrList>>,
+    pub dst_port: Option<Spanned<OneOrList>>,
+    pub uplink: Spanned<String>,
 }
 
 /// A string or an integer: what the flexible keys (addresses, ports, names)

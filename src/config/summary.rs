@@ -24,8 +24,8 @@ impl Display for Config {
                 "  {:width$}  {}  {} via {}  weight {}  priority {}  mtu {}",
                 w.name,
                 w.interface,
-                w.address,
-                w.gateway,
+                w.address_text(),
+                w.gateway_text(),
                 w.weight,
                 w.priority,
                 mtu_text(w.mtu)

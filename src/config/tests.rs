@@ -181,6 +181,8 @@ fn example_parses_to_the_expected_model() {
                 interface: "wan1".into(),
                 address: ip("198.18.1.2"),
                 gateway: ip("198.18.1.1"),
+                address_auto: false,
+                gateway_auto: false,
                 weight: 1,
                 priority: 1,
                 probe: vec![ProbeTarget::Icmp(ip("198.18.11.2"))],
@@ -192,6 +194,8 @@ fn example_parses_to_the_expected_model() {
                 interface: "wan2".into(),
                 address: ip("198.18.2.2"),
                 gateway: ip("198.18.2.1"),
+                address_auto: false,
+                gateway_auto: false,
                 weight: 3,
                 priority: 2,
                 probe: vec![
@@ -280,6 +284,12 @@ fn example_parses_to_the_expected_model() {
             state: Some(PathBuf::from("/var/lib/xwan/state")),
             checkpoint_s: 30,
             group: None,
+        },
+        local: Local {
+            routes: true,
+            uplink: LocalUplink::Uplink(0),
+            table: 7800,
+            rules: Vec::new(),
         },
     };
     assert_eq!(config, expected);
@@ -1375,6 +1385,51 @@ fn dist_example_is_valid() {
         config.control.metrics,
         Some("127.0.0.1:9847".parse().unwrap())
     );
+}
+
+#[test]
+fn auto_addresses_and_the_local_section() {
+    let text = BASE.replacen(
+        "address = \"198.18.1.2\"\ngateway = \"198.18.1.1\"",
+        "address = \"auto\"\ngateway = \"auto\"",
+        1,
+    );
+    let config = ok(&format!(
+        "{text}\n[local]\nuplink = \"balance\"\ntable = 300\n"
+    ));
+    let wan = &config.wans[0];
+    assert!(wan.address_auto && wan.gateway_auto && !wan.resolved());
+    assert_eq!(wan.address_text(), "auto (unresolved)");
+    assert!(!config.wans[1].address_auto);
+    assert_eq!(config.local.uplink, LocalUplink::Balance);
+    assert_eq!(config.local.table, 300);
+    let mut resolved = wan.clone();
+    resolved.address = ip("198.18.1.50");
+    resolved.gateway = ip("198.18.1.1");
+    assert_eq!(resolved.address_text(), "auto (now 198.18.1.50 on wan1)");
+    assert!(resolved.resolved());
+
+    let text = with("\n[local]\nuplink = \"isp9\"\n");
+    assert_invalid(&text, "local.uplink", "\"isp9\"", "names no uplink");
+    let config = ok(&with(
+        "\n[[local.rule]]\nproto = \"tcp\"\ndst = \"203.0.113.0/24\"\ndst_port = \"443,8000-8100\"\nuplink = \"isp2\"\n",
+    ));
+    assert_eq!(
+        config.local.rules,
+        vec![LocalRule {
+            proto: Proto::Tcp,
+            dst: vec![net("203.0.113.0/24")],
+            dst_port: vec![
+                PortRange { lo: 443, hi: 443 },
+                PortRange { lo: 8000, hi: 8100 }
+            ],
+            uplink: LocalUplink::Uplink(1),
+        }]
+    );
+    let text = with("\n[[local.rule]]\ndst_port = \"53\"\nuplink = \"isp1\"\n");
+    assert_invalid(&text, "local.rule[1].dst_port", "\"53\"", "ports need");
+    let text = with("\n[local]\ntable = 254\n");
+    assert_invalid(&text, "local.table", "254", "");
 }
 
 /// BASE with `[wan.health]` keys for the first uplink and `[health]` keys.

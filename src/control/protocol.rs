@@ -137,8 +137,15 @@ pub struct StatusReport {
 pub struct UplinkReport {
     pub name: String,
     pub interface: String,
+    /// Unspecified (0.0.0.0) while an "auto" address is unresolved.
     pub address: Ipv4Addr,
+    /// Unspecified while an "auto" gateway is unresolved.
     pub gateway: Ipv4Addr,
+    /// `address = "auto"`: `address` is what the kernel has now.
+    #[serde(default)]
+    pub address_auto: bool,
+    #[serde(default)]
+    pub gateway_auto: bool,
     pub gateway_mac: Option<String>,
     pub weight: u32,
     pub priority: u32,
@@ -232,6 +239,8 @@ impl StatusReport {
                     interface: wan.interface.clone(),
                     address: wan.address,
                     gateway: wan.gateway,
+                    address_auto: wan.address_auto,
+                    gateway_auto: wan.gateway_auto,
                     gateway_mac: s.gateway_mac.map(format_mac),
                     weight: wan.weight,
                     priority: wan.priority,

@@ -427,9 +427,17 @@ impl Monitor {
     }
 
     /// The link and gateway state the I/O layer sees (both must be good).
+    /// An uplink with probes whose link goes down must then pass `up_after`
+    /// probe rounds again once it is back.
     pub fn set_link(&mut self, uplink: UplinkId, ok: bool, now: Duration) -> Option<Transition> {
         let was_up = self.is_up(uplink);
-        self.uplinks[usize::from(uplink)].link_ok = ok;
+        let u = &mut self.uplinks[usize::from(uplink)];
+        if !ok && u.link_ok && !u.targets.is_empty() {
+            u.healthy = false;
+            u.cause = Cause::Link;
+            u.good_streak = 0;
+        }
+        u.link_ok = ok;
         self.settle(uplink, was_up, now, Cause::Link, || {
             if ok {
                 "link up and gateway resolved".to_string()

@@ -173,6 +173,27 @@ fn operator_override_and_link_state() {
 }
 
 #[test]
+fn link_loss_is_at_once_and_its_return_waits_for_up_after_rounds() {
+    let mut m = monitor(settings(), vec![vec![T1], vec![T2]], ms(0));
+    assert!(run(&mut m, 0, 3, |_, _| true).is_empty());
+    let t = m.set_link(0, false, ms(1000)).expect("down at once");
+    assert!(!t.up && !m.is_up(0) && m.is_up(1));
+    assert_eq!(t.cause, Cause::Link);
+    assert_eq!(m.report(0).cause, Some(Cause::Link));
+    // Back: still down until up_after good rounds.
+    assert!(m.set_link(0, true, ms(1100)).is_none());
+    assert_eq!(m.report(0).cause, Some(Cause::Link), "not yet proven");
+    let transitions = run(&mut m, 1100, 4, |_, _| true);
+    assert_eq!(transitions.len(), 1, "{transitions:?}");
+    let (at, t) = &transitions[0];
+    assert_eq!((t.uplink, t.up), (0, true));
+    assert!(
+        *at >= 1100 + 250,
+        "up at {at} ms, before a round was judged"
+    );
+}
+
+#[test]
 fn latency_trigger_goes_down_and_recovers_with_hysteresis() {
     let mut s = settings();
     s.timeout = ms(280);

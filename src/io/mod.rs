@@ -29,7 +29,7 @@ mod sys;
 pub mod system;
 mod systemd;
 
-pub use runtime::{run, DataPathReport, IoMode, RunError, RunOptions, Running};
+pub use runtime::{resolve_auto, run, DataPathReport, IoMode, RunError, RunOptions, Running};
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
-    Balance, Control, Forward, Health, Lan, Limits, MssClamp, Nat, PortRange, ProbeTarget,
-    Timeouts, DEFAULT_HEALTH,
+    Balance, Control, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat, PortRange,
+    ProbeTarget, Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -18,6 +18,8 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         interface: format!("wan{n}"),
         address: Ipv4Addr::new(198, 18, n, 2),
         gateway: Ipv4Addr::new(198, 18, n, 1),
+        address_auto: false,
+        gateway_auto: false,
         weight,
         priority,
         probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
@@ -97,6 +99,12 @@ fn example_config() -> Config {
             state: None,
             checkpoint_s: 0,
             group: None,
+        },
+        local: Local {
+            routes: true,
+            uplink: LocalUplink::Uplink(0),
+            table: 7800,
+            rules: Vec::new(),
         },
     }
 }

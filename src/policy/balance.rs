@@ -214,6 +214,8 @@ mod tests {
                 interface: format!("wan{}", i + 1),
                 address: Ipv4Addr::new(198, 18, i as u8 + 1, 2),
                 gateway: Ipv4Addr::new(198, 18, i as u8 + 1, 1),
+                address_auto: false,
+                gateway_auto: false,
                 weight: *weight,
                 priority: *priority,
                 probe: vec![],

@@ -281,7 +281,7 @@ impl Router {
             Port::Lan => (self.lan_address()?, self.lan_mac),
             Port::Wan(uplink) => {
                 let uplink = self.uplinks.get(usize::from(uplink))?;
-                (uplink.address, uplink.mac)
+                (uplink.address(), uplink.mac)
             }
         };
         if let Some(len) = icmp_packet::make_error(buf, frame, error, from) {

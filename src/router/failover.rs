@@ -5,6 +5,9 @@
 //! a live uplink, and port-forward flows over the dead uplink are dropped.
 //! Flows on other uplinks are never touched.
 
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
 use etherparse::PacketBuilder;
 
 use super::Router;
@@ -30,8 +33,31 @@ impl Router {
     /// marked down, so new flows go elsewhere).
     pub fn fail_over(&self, uplink: UplinkId) -> Failover {
         let removed = self.table.remove_where(|flow| flow.spec.uplink == uplink);
+        self.failed_over(&removed)
+    }
+
+    /// A new SNAT address for `uplink` (unspecified: it has none), for new
+    /// flows at once; the flows of the old address, which can no longer
+    /// reach it, are failed over as [`Router::fail_over`] does (those of
+    /// port forwards too: they came in to the old address).
+    pub fn set_uplink_address(&self, uplink: UplinkId, address: Ipv4Addr) -> Failover {
+        let Some(entry) = self.uplinks.get(usize::from(uplink)) else {
+            return Failover::default();
+        };
+        let old = entry.address.swap(u32::from(address), Ordering::Relaxed);
+        if old == u32::from(address) {
+            return Failover::default();
+        }
+        let old = old.to_be_bytes();
+        let removed = self
+            .table
+            .remove_where(|flow| flow.spec.uplink == uplink && flow.spec.outside.addr == old);
+        self.failed_over(&removed)
+    }
+
+    fn failed_over(&self, removed: &[Removed]) -> Failover {
         let mut out = Failover::default();
-        for flow in &removed {
+        for flow in removed {
             self.release(&flow.spec);
             if flow.spec.kind == FlowKind::Dnat {
                 out.forwards += 1;

@@ -27,7 +27,10 @@ impl Router {
         ctx: &FrameContext,
     ) -> Verdict {
         let inside = Endpoint::new(frame.src, frame.ports().0);
-        let address = self.uplinks[usize::from(uplink)].address;
+        let address = self.uplinks[usize::from(uplink)].address();
+        if address == [0; 4] {
+            return Verdict::Drop(DropReason::NoUplink);
+        }
         let nat = &self.uplinks[usize::from(uplink)].nat[nat_index(frame.protocol)];
         let Some(outside_port) = lock(nat).acquire(inside) else {
             return Verdict::Drop(DropReason::PortsExhausted);

@@ -137,7 +137,9 @@ pub struct Lane {
 struct Uplink {
     /// `[[wan]] name`: what a saved state knows the uplink by.
     name: String,
-    address: [u8; 4],
+    /// The SNAT address as a big-endian u32, 0 while unknown ("auto" and the
+    /// kernel has none); changed by [`Router::set_uplink_address`].
+    address: AtomicU32,
     mac: [u8; 6],
     /// Changed by [`Router::reconfigure`]; a relaxed load costs a plain read.
     mtu: Mtu,
@@ -146,6 +148,12 @@ struct Uplink {
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
     nat: [Mutex<PortAllocator>; 3],
     flows: AtomicU32,
+}
+
+impl Uplink {
+    fn address(&self) -> [u8; 4] {
+        self.address.load(Ordering::Relaxed).to_be_bytes()
+    }
 }
 
 /// Totals and state for `xwan status`.
@@ -299,7 +307,7 @@ impl Router {
                 .zip(&macs.wans)
                 .map(|(wan, mac)| Uplink {
                     name: wan.name.clone(),
-                    address: wan.address.octets(),
+                    address: AtomicU32::new(u32::from(wan.address)),
                     mac: *mac,
                     mtu: Mtu::new(wan.mtu),
                     gateway_mac: AtomicU64::new(0),
@@ -370,8 +378,13 @@ impl Router {
     fn uplink_with_address(&self, addr: [u8; 4]) -> Option<UplinkId> {
         self.uplinks
             .iter()
-            .position(|u| u.address == addr)
+            .position(|u| u.address() == addr)
             .map(|i| i as UplinkId)
+    }
+
+    /// Whether an uplink takes new flows (as health last said).
+    pub fn uplink_up(&self, uplink: UplinkId) -> bool {
+        self.live.load().policy.balancer().is_up(uplink)
     }
 
     /// Health input: whether an uplink may take new flows.

@@ -107,7 +107,7 @@ impl Router {
             uplinks: self
                 .uplinks
                 .iter()
-                .map(|u| (u.name.clone(), u.address))
+                .map(|u| (u.name.clone(), u.address()))
                 .collect(),
             nat_ports: self.nat_ports,
             sticky,
@@ -160,7 +160,7 @@ impl Router {
         let map = |saved: UplinkId| {
             let id = (*ids.get(usize::from(saved))?)?;
             let same =
-                snapshot.uplinks[usize::from(saved)].1 == self.uplinks[usize::from(id)].address;
+                snapshot.uplinks[usize::from(saved)].1 == self.uplinks[usize::from(id)].address();
             same.then_some(id)
         };
         out.sticky_clients = self.live.load().policy.restore_sticky(
@@ -184,7 +184,7 @@ impl Router {
         }
         let old = usize::from(saved.spec.uplink);
         let uplink = ids.get(old).copied().flatten().ok_or(Drop::UplinkGone)?;
-        if snapshot.uplinks[old].1 != self.uplinks[usize::from(uplink)].address {
+        if snapshot.uplinks[old].1 != self.uplinks[usize::from(uplink)].address() {
             return Err(Drop::AddressChanged);
         }
         let mut spec = saved.spec;

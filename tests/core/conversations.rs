@@ -510,3 +510,39 @@ fn fix_tcp_checksum(frame: &mut [u8]) {
     let check = !checksum::fold(checksum::sum_bytes(sum, &frame[34..]));
     frame[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&check.to_be_bytes());
 }
+
+#[test]
+fn a_new_uplink_address_serves_new_flows_and_fails_over_the_old_ones() {
+    let mut b = Bench::new("");
+    // isp2 out of service: every new flow takes isp1.
+    b.router.set_uplink_up(1, false);
+    let lan = from_host(HOST, SERVER);
+    // One TCP flow and one UDP flow through isp1 on its first address.
+    let (_, syn) = b.forward_any_wan(testing::tcp(&lan, 40000, 80, SYN, b""));
+    assert_eq!(syn.src, ISP1);
+    let wan = from_internet(0, SERVER, ISP1);
+    b.forward(
+        Port::Wan(0),
+        testing::tcp(&wan, 80, syn.src_port, SYN_ACK, b""),
+        Port::Lan,
+    );
+    let (isp1, udp) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    assert_eq!((isp1, udp.src), (0, ISP1));
+
+    // The same address again changes nothing.
+    assert_eq!(b.router.set_uplink_address(0, ISP1), Default::default());
+    let renumbered = Ipv4Addr::new(198, 18, 1, 60);
+    let failed = b.router.set_uplink_address(0, renumbered);
+    assert_eq!((failed.reset, failed.remapped), (1, 1));
+    let rst = testing::check(&failed.resets[0]).expect("a valid RST");
+    assert_eq!((rst.src, rst.dst_port), (SERVER, 40000));
+    assert_eq!(b.router.stats().table.flows, 0);
+
+    // The UDP flow's next packet is mapped afresh on the new address.
+    let (uplink, moved) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    assert_eq!((uplink, moved.src), (0, renumbered));
+    // An uplink without an address takes no new flows.
+    b.router.set_uplink_address(0, Ipv4Addr::UNSPECIFIED);
+    let (verdict, _) = b.send(Port::Lan, testing::udp(&lan, 5001, 53, b"q"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NoUplink));
+}

@@ -4,6 +4,7 @@
 //! conversations go on with the same outside endpoints. Flows the new
 //! configuration no longer allows are dropped, each counted, with RSTs.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use xwan::router::{Port, Restored, Snapshot, Verdict};
@@ -192,6 +193,41 @@ fn a_changed_nat_range_or_address_drops_what_it_touches() {
         .restore_state(&Snapshot::decode(&bytes).unwrap(), b.now);
     assert_eq!(restored.address_changed, 1, "{restored:?}");
     assert_eq!(restored.flows, 2);
+}
+
+/// An "auto" uplink is saved and compared by the address it resolved to:
+/// after a renumbering the state carries the new address, and a new start
+/// keeps the flows when its uplink resolved to that address again.
+#[test]
+fn an_auto_uplink_is_compared_by_its_resolved_address() {
+    let renumbered = Ipv4Addr::new(198, 18, 2, 50);
+    let mut old = Bench::new(FORWARD);
+    old.router.set_uplink_address(1, renumbered);
+    converse(&mut old);
+    let bytes = old.router.save_state(old.now).encode();
+    let auto =
+        base_with("", "", FORWARD).replacen("address = \"198.18.2.2\"", "address = \"auto\"", 1);
+    let restore = |b: &Bench| {
+        b.router
+            .restore_state(&Snapshot::decode(&bytes).unwrap(), b.now)
+    };
+
+    let b = Bench::from_text(&auto);
+    b.router.set_uplink_address(1, renumbered);
+    let restored = restore(&b);
+    assert_eq!(
+        (restored.flows, restored.address_changed),
+        (3, 0),
+        "{restored:?}"
+    );
+
+    let restored = restore(&Bench::from_text(&auto));
+    assert_eq!(restored.address_changed, 1, "unresolved: {restored:?}");
+    let restored = restore(&Bench::new(FORWARD));
+    assert_eq!(
+        restored.address_changed, 1,
+        "the configured one: {restored:?}"
+    );
 }
 
 #[test]

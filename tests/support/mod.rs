@@ -8,6 +8,8 @@
 //! are plain `std::net` sockets with timeouts, and "which uplink" is what the
 //! server sees as its peer's address.
 
+pub mod uplinks;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};

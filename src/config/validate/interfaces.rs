@@ -102,8 +102,10 @@ impl Validator<'_> {
         Ok(Wan {
             name: self.uplink_name(&w.name, &key("name"))?,
             interface: self.interface_name(&w.interface, &key("interface"))?,
-            address: self.addr(&w.address, &key("address"))?,
-            gateway: self.addr(&w.gateway, &key("gateway"))?,
+            address: self.addr_or_auto(&w.address, &key("address"))?,
+            gateway: self.addr_or_auto(&w.gateway, &key("gateway"))?,
+            address_auto: is_auto(&w.address),
+            gateway_auto: is_auto(&w.gateway),
             weight: self.int(w.weight.as_ref(), &key("weight"), 1, 1, 1000)?,
             priority: self.int(w.priority.as_ref(), &key("priority"), 1, 0, u32::MAX)?,
             mtu: self.mtu(w.mtu.as_ref(), &key("mtu"))?,
@@ -178,7 +180,11 @@ impl Validator<'_> {
         lan: &Lan,
         key: &dyn Fn(&str) -> String,
     ) -> Result<()> {
-        let (address, gateway) = (wan.address, wan.gateway);
+        let address = wan.address;
+        if wan.address_auto {
+            // Known only at run time: the kernel's, so usable and the interface's own.
+            return self.gateway_usable(w, wan, key);
+        }
         if !usable_host(address) {
             return Err(self.err(
                 w.address.span(),
@@ -201,7 +207,13 @@ impl Validator<'_> {
                 format!("{address} is inside the LAN network {net}"),
             ));
         }
-        if !usable_host(gateway) || gateway == address {
+        self.gateway_usable(w, wan, key)
+    }
+
+    /// A gateway written in the file: a host address, not the uplink's own.
+    fn gateway_usable(&self, w: &RawWan, wan: &Wan, key: &dyn Fn(&str) -> String) -> Result<()> {
+        let (address, gateway) = (wan.address, wan.gateway);
+        if !wan.gateway_auto && (!usable_host(gateway) || gateway == address) {
             return Err(self.err(
                 w.gateway.span(),
                 key("gateway"),
@@ -210,4 +222,17 @@ impl Validator<'_> {
         }
         Ok(())
     }
+
+    /// An address, or "auto" (unspecified until the kernel says).
+    fn addr_or_auto(&self, raw: &Spanned<String>, key: &str) -> Result<Ipv4Addr> {
+        if is_auto(raw) {
+            Ok(Ipv4Addr::UNSPECIFIED)
+        } else {
+            self.addr(raw, key)
+        }
+    }
+}
+
+fn is_auto(raw: &Spanned<String>) -> bool {
+    raw.get_ref() == "auto"
 }

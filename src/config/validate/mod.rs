@@ -18,6 +18,12 @@ mod interfaces;
 mod rules;
 mod settings;
 
+/// The first of xwan's routing tables, `[local] table`.
+const DEFAULT_LOCAL_TABLE: u32 = 7800;
+
+/// The most `[[local.rule]]` sections.
+const MAX_LOCAL_RULES: usize = 64;
+
 /// Default control socket path, `[control] socket`.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/xwan/xwan.sock";
 
@@ -102,6 +108,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     let timeouts = v.timeouts(raw.timeouts.as_ref())?;
     let limits = v.limits(raw.limits.as_ref())?;
     let control = v.control(raw.control.as_ref())?;
+    let local = v.local(raw.local.as_ref(), &names)?;
     Ok(Config {
         lan,
         wans,
@@ -113,6 +120,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
         timeouts,
         limits,
         control,
+        local,
     })
 }
 

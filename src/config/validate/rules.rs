@@ -91,7 +91,7 @@ impl Validator<'_> {
     }
 
     /// `proto`: tcp, udp, icmp or any (the default).
-    fn rule_proto(&self, raw: Option<&Spanned<String>>, key: &str) -> Result<Proto> {
+    pub(super) fn rule_proto(&self, raw: Option<&Spanned<String>>, key: &str) -> Result<Proto> {
         Ok(match raw {
             None => Proto::Any,
             Some(p) => match p.get_ref().as_str() {

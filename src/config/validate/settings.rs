@@ -197,6 +197,90 @@ impl Validator<'_> {
         })
     }
 
+    /// `[local]`: on by default, the router's own connections by the first uplink.
+    pub(super) fn local(&self, raw: Option<&RawLocal>, uplinks: &[&str]) -> Result<Local> {
+        let routes = raw
+            .and_then(|l| l.routes.as_ref())
+            .is_none_or(|r| *r.get_ref());
+        let uplink = match raw.and_then(|l| l.uplink.as_ref()) {
+            None => LocalUplink::Uplink(0),
+            Some(u) => self.local_uplink(u, "local.uplink", uplinks)?,
+        };
+        let rules = match raw {
+            None => Vec::new(),
+            Some(l) => l
+                .rule
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.local_rule(i, r, uplinks))
+                .collect::<Result<_>>()?,
+        };
+        if let Some(extra) = raw.and_then(|l| l.rule.get(MAX_LOCAL_RULES)) {
+            return Err(self.err(
+                extra.span(),
+                "local.rule",
+                format!("at most {MAX_LOCAL_RULES} [[local.rule]] sections"),
+            ));
+        }
+        // Clear of the kernel's reserved tables (253-255) and of 0, with room
+        // for every table xwan numbers from it.
+        let top = u32::MAX - (MAX_UPLINKS + 1 + MAX_LOCAL_RULES) as u32;
+        let table = self.int(
+            raw.and_then(|l| l.table.as_ref()),
+            "local.table",
+            DEFAULT_LOCAL_TABLE,
+            256,
+            top,
+        )?;
+        Ok(Local {
+            routes,
+            uplink,
+            table,
+            rules,
+        })
+    }
+
+    fn local_rule(
+        &self,
+        i: usize,
+        raw: &Spanned<RawLocalRule>,
+        uplinks: &[&str],
+    ) -> Result<LocalRule> {
+        let r = raw.get_ref();
+        let key = |k: &str| format!("local.rule[{}].{k}", i + 1);
+        let proto = self.rule_proto(r.proto.as_ref(), &key("proto"))?;
+        Ok(LocalRule {
+            proto,
+            dst: self.rule_nets(r.dst.as_ref(), &key("dst"))?,
+            dst_port: self.rule_ports(r.dst_port.as_ref(), &key("dst_port"), proto)?,
+            uplink: self.local_uplink(&r.uplink, &key("uplink"), uplinks)?,
+        })
+    }
+
+    /// An uplink's name or "balance".
+    fn local_uplink(
+        &self,
+        raw: &Spanned<String>,
+        key: &str,
+        uplinks: &[&str],
+    ) -> Result<LocalUplink> {
+        if raw.get_ref() == "balance" {
+            return Ok(LocalUplink::Balance);
+        }
+        match uplinks.iter().position(|name| name == raw.get_ref()) {
+            Some(id) => Ok(LocalUplink::Uplink(uplink_id(id))),
+            None => Err(self.err(
+                raw.span(),
+                key,
+                format!(
+                    "{:?} names no uplink (uplinks: {}; or balance)",
+                    raw.get_ref(),
+                    uplinks.join(", ")
+                ),
+            )),
+        }
+    }
+
     pub(super) fn control(&self, raw: Option<&RawControl>) -> Result<Control> {
         let socket = match raw.and_then(|c| c.socket.as_ref()) {
             None => PathBuf::from(DEFAULT_CONTROL_SOCKET),

@@ -289,10 +289,15 @@ impl XdpDataPath {
         self.zero_copy
     }
 
-    /// The program's maps of owned traffic (port forwards, bypass prefixes), to
-    /// update them on a reload; `owned` must be what the data path started with.
-    pub fn owned_maps(&self, owned: &crate::io::OwnedTraffic) -> Result<OwnedMaps, XdpError> {
-        self.program.owned_maps(owned)
+    /// The program's maps of owned traffic (port forwards, bypass prefixes,
+    /// addresses), to update them on a reload or an address change; `interfaces`
+    /// and `owned` must be what the data path started with.
+    pub fn owned_maps(
+        &self,
+        interfaces: &[crate::io::Interface],
+        owned: &crate::io::OwnedTraffic,
+    ) -> Result<OwnedMaps, XdpError> {
+        self.program.owned_maps(interfaces, owned)
     }
 
     /// How the XDP program runs on each interface.

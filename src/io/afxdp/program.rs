@@ -112,10 +112,7 @@ impl Program {
                     (ROLE_WAN, *addr)
                 }
             };
-            let mut value = [0u8; 12];
-            value[0..4].copy_from_slice(&(slot as u32).to_ne_bytes());
-            value[4..8].copy_from_slice(&role.to_ne_bytes());
-            value[8..12].copy_from_slice(&wan_addr.octets());
+            let value = iface_value(slot, role, wan_addr);
             self.update("ifaces", &interface.ifindex.to_ne_bytes(), &value)?;
         }
         for net in &owned.lan_networks {
@@ -151,13 +148,26 @@ impl Program {
         MapHandle::try_from(&map).map_err(|err| map_error(map_name, err))
     }
 
-    /// The maps a reload or an address change rewrites, holding what
-    /// [`Program::load`] put in them from `owned`.
-    pub fn owned_maps(&self, owned: &OwnedTraffic) -> Result<OwnedMaps, XdpError> {
+    /// The maps a reload rewrites, holding what [`Program::load`] put in them
+    /// from `owned` for `interfaces`.
+    pub fn owned_maps(
+        &self,
+        interfaces: &[Interface],
+        owned: &OwnedTraffic,
+    ) -> Result<OwnedMaps, XdpError> {
         Ok(OwnedMaps {
             forwards: self.map_handle("forwards")?,
             bypass: self.map_handle("bypass_nets")?,
             local: self.map_handle("local_addrs")?,
+            ifaces: self.map_handle("ifaces")?,
+            wans: interfaces
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, i)| match i.port {
+                    Port::Wan(uplink) => Some((i.ifindex, slot, usize::from(uplink))),
+                    Port::Lan => None,
+                })
+                .collect(),
             current: Mutex::new(Keys::of(owned)),
         })
     }
@@ -347,6 +357,8 @@ struct Keys {
     forwards: BTreeSet<Key>,
     bypass: BTreeSet<Key>,
     local: BTreeSet<Key>,
+    /// By uplink id.
+    wan: Vec<Ipv4Addr>,
 }
 
 impl Keys {
@@ -355,17 +367,21 @@ impl Keys {
             forwards: forward_keys(owned),
             bypass: bypass_keys(owned),
             local: local_keys(owned),
+            wan: owned.wan_addresses.clone(),
         }
     }
 }
 
-/// The maps of the owned traffic a reload or an address change may change
-/// (the port forwards, the bypass prefixes, the router's own addresses),
-/// usable from any thread while the program runs.
+/// The maps of the owned traffic a reload or a new address may change: the
+/// port forwards, the bypass prefixes, the router's addresses and each WAN
+/// interface's address, usable from any thread while the program runs.
 pub struct OwnedMaps {
     forwards: MapHandle,
     bypass: MapHandle,
     local: MapHandle,
+    ifaces: MapHandle,
+    /// (ifindex, slot, uplink id) of each WAN interface.
+    wans: Vec<(u32, usize, usize)>,
     current: Mutex<Keys>,
 }
 
@@ -409,8 +425,29 @@ impl OwnedMaps {
                 have.remove(&key);
             }
         }
+        for &(ifindex, slot, uplink) in &self.wans {
+            let (Some(now), Some(was)) = (wanted.wan.get(uplink), current.wan.get(uplink)) else {
+                continue;
+            };
+            if now != was {
+                let value = iface_value(slot, ROLE_WAN, *now);
+                self.ifaces
+                    .update(&ifindex.to_ne_bytes(), &value, MapFlags::ANY)
+                    .map_err(|err| map_error("ifaces", err))?;
+            }
+        }
+        current.wan = wanted.wan;
         Ok(())
     }
+}
+
+/// An `ifaces` map value: the interface's slot, role and (on a WAN) address.
+fn iface_value(slot: usize, role: u32, wan_addr: Ipv4Addr) -> [u8; 12] {
+    let mut value = [0u8; 12];
+    value[0..4].copy_from_slice(&(slot as u32).to_ne_bytes());
+    value[4..8].copy_from_slice(&role.to_ne_bytes());
+    value[8..12].copy_from_slice(&wan_addr.octets());
+    value
 }
 
 fn prefix_key(net: &Ipv4Net) -> [u8; 8] {

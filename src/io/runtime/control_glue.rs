@@ -27,6 +27,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use super::health_thread::{SharedMonitor, StateChanges};
+use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
@@ -56,6 +57,8 @@ pub struct ControlParts {
     pub io: String,
     pub workers: WorkerStatsSource,
     pub kernel: KernelUpdate,
+    /// What "auto" addresses and gateways resolve to now.
+    pub uplinks: Arc<KernelUplinks>,
 }
 
 pub struct RuntimeControl {
@@ -198,7 +201,8 @@ impl RuntimeControl {
         let _one = sync::lock(&self.reloading);
         let file = self.parts.config.file().to_path_buf();
         let new = Config::load(&file).map_err(|e| e.to_string())?;
-        let new = super::discovery::fit_nat_ports(&new).map_err(|e| e.to_string())?;
+        let mut new = super::discovery::fit_nat_ports(&new).map_err(|e| e.to_string())?;
+        self.parts.uplinks.fill(&mut new);
         let running = self.parts.config.running();
         let plan = running.reload(&new, &file).map_err(|e| e.to_string())?;
         let config = &plan.next.config;
@@ -238,6 +242,59 @@ impl RuntimeControl {
         } else {
             format!("reloaded {}: {}", file.display(), changes.join("; "))
         })
+    }
+}
+
+impl RuntimeControl {
+    /// Applies what the kernel says "auto" addresses and gateways are now
+    /// (after [`KernelUplinks::update`]): the kernel side of the data path
+    /// first (the XDP maps' or the nftables table's WAN addresses), then each
+    /// new address to the core, for new flows at once, the flows of an
+    /// address that went away failed over (their TCP clients get an RST);
+    /// the housekeeping threads follow the new gateways and addresses from
+    /// [`LoadedConfig`].
+    pub fn follow_kernel(&self) {
+        let _one = sync::lock(&self.reloading);
+        let running = self.parts.config.running();
+        let mut config = running.config.clone();
+        self.parts.uplinks.fill(&mut config);
+        if config == running.config {
+            return;
+        }
+        if let Err(e) = (self.parts.kernel)(&config) {
+            warn!(error = %e, "the kernel side of the data path did not take the new addresses");
+        }
+        for (id, (was, now)) in running.config.wans.iter().zip(&config.wans).enumerate() {
+            if was.address != now.address {
+                let failed = self
+                    .parts
+                    .router
+                    .set_uplink_address(id as UplinkId, now.address);
+                let sent = self.parts.changes.send_resets(&failed.resets);
+                info!(
+                    uplink = %now.name,
+                    tcp_reset = failed.reset,
+                    rst_sent = sent,
+                    remapped = failed.remapped,
+                    forwards_dropped = failed.forwards,
+                    "address {} (was {})",
+                    now.address_text(),
+                    was.address_text()
+                );
+            }
+            if was.gateway != now.gateway {
+                info!(uplink = %now.name, "gateway {} (was {})", now.gateway_text(), was.gateway_text());
+            }
+        }
+        self.parts.config.replace(RunningConfig {
+            config,
+            removed: running.removed.clone(),
+        });
+    }
+
+    /// The configuration in force.
+    pub fn running(&self) -> Arc<RunningConfig> {
+        self.parts.config.running()
     }
 }
 

@@ -138,9 +138,9 @@ pub(super) fn start_data_path(
     }
 }
 
-/// What a reload or a change of the router's addresses changes on the
-/// kernel side: the XDP program's maps of forwarded ports, bypassed prefixes
-/// and local addresses, or the packet backend's nftables table (replaced in
+/// What a reload, a change of the router's addresses or a new "auto" uplink
+/// address changes on the kernel side: the XDP program's maps of forwarded
+/// ports, bypassed prefixes, local addresses and WAN addresses, or the packet backend's nftables table (replaced in
 /// one transaction), laid out with the addresses in `local` at the time.
 pub(super) fn kernel_update(
     data_path: &DataPath,
@@ -150,7 +150,7 @@ pub(super) fn kernel_update(
     let owned = move |config: &Config| owned_traffic(config, &sync::read(&local));
     Ok(match data_path {
         DataPath::Xdp(path) => {
-            let maps = path.owned_maps(&setup.owned)?;
+            let maps = path.owned_maps(&setup.interfaces, &setup.owned)?;
             Arc::new(move |config: &Config| maps.update(&owned(config)).map_err(|e| e.to_string()))
         }
         DataPath::Packet { filter, .. } => {

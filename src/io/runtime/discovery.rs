@@ -42,7 +42,8 @@ pub(super) fn check_privileges() -> Result<(), RunError> {
 }
 
 /// Finds every configured interface (the config guarantees each is used once) and
-/// checks that each WAN address is configured on its interface.
+/// checks that each WAN address written in the file is configured on its
+/// interface ("auto" ones are what the interface has).
 pub(super) fn discover(config: &Config) -> Result<Discovered, RunError> {
     let lan = system::link(&config.lan.interface)?;
     let wans = config
@@ -51,17 +52,21 @@ pub(super) fn discover(config: &Config) -> Result<Discovered, RunError> {
         .map(|wan| system::link(&wan.interface))
         .collect::<Result<Vec<_>, _>>()?;
     let addresses = system::ipv4_addresses()?;
-    for wan in &config.wans {
+    for wan in config.wans.iter().filter(|w| !w.address_auto) {
         system::check_address(&addresses, &wan.interface, wan.address)?;
     }
-    let mut local_addresses: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
-    local_addresses.sort();
-    local_addresses.dedup();
     Ok(Discovered {
         lan,
         wans,
-        local_addresses,
+        local_addresses: sorted_addresses(&addresses),
     })
+}
+
+fn sorted_addresses(addresses: &[system::InterfaceAddress]) -> Vec<Ipv4Addr> {
+    let mut local: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
+    local.sort();
+    local.dedup();
+    local
 }
 
 /// The configuration with the NAT range it runs with: a default range
@@ -159,6 +164,7 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
                 f.wans
                     .iter()
                     .filter_map(|&id| config.wans.get(usize::from(id)))
+                    .filter(|wan| !wan.address.is_unspecified())
                     .map(move |wan| (wan.address, f.port))
             })
             .collect()
@@ -218,8 +224,8 @@ pub(super) fn log_summary(
             format_mac(&link.mac),
             link.mtu,
             link.rx_queues,
-            wan.address,
-            wan.gateway,
+            wan.address_text(),
+            wan.gateway_text(),
             gateway.map_or_else(|| "resolving".to_owned(), |mac| format!("at {}", format_mac(&mac)))
         );
     }

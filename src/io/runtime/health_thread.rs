@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
+use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
 use crate::config::{Config, ProbeTarget, UplinkId};
 use crate::control::{Event, EventBus};
@@ -67,6 +68,8 @@ pub struct HealthThread {
     generation: u64,
     probers: Vec<Prober>,
     changes: Arc<StateChanges>,
+    /// Each uplink's link, address and gateway, from the event monitor.
+    kernel: Arc<KernelUplinks>,
     traffic: TrafficTracker,
     epoch: Instant,
 }
@@ -214,18 +217,13 @@ fn run_hook(hook: &str, event: &Event) {
         });
 }
 
-/// Up with a carrier, asked of the kernel in this thread's network namespace
-/// (`/sys/class/net` shows the namespace that mounted sysfs instead).
-fn link_is_up(interface: &str) -> bool {
-    crate::io::system::link_is_up(interface)
-}
-
 impl HealthThread {
     pub fn new(
         router: Arc<Router>,
         config: Arc<LoadedConfig>,
         monitor: SharedMonitor,
         changes: Arc<StateChanges>,
+        kernel: Arc<KernelUplinks>,
         wans: &[Link],
         epoch: Instant,
     ) -> HealthThread {
@@ -257,6 +255,7 @@ impl HealthThread {
             generation,
             probers,
             changes,
+            kernel,
             traffic,
             epoch,
         };
@@ -265,9 +264,11 @@ impl HealthThread {
     }
 
     /// Opens the probe sockets of the uplinks that probe (again when their
-    /// targets changed), closes the others'.
+    /// targets changed), closes the others'; probes go from each uplink's
+    /// address as it is now.
     fn open_sockets(&mut self, config: &Config, removed: &[bool]) {
         for ((prober, wan), removed) in self.probers.iter_mut().zip(&config.wans).zip(removed) {
+            prober.origin.src = wan.address;
             let probes = !wan.probe.is_empty() && !removed;
             if !probes {
                 prober.socket = None;
@@ -337,7 +338,7 @@ impl HealthThread {
                 let gateway_ok = prober.socket.is_some()
                     || now < GATEWAY_GRACE
                     || stats.uplinks[id].gateway_mac.is_some();
-                let ok = link_is_up(&prober.interface) && gateway_ok;
+                let ok = self.kernel.usable(id) && gateway_ok;
                 transitions.extend(monitor.set_link(id as UplinkId, ok, now));
                 if let Some(socket) = &prober.socket {
                     for reply in socket.recv() {

@@ -6,9 +6,8 @@
 //! backend's nftables set).
 //!
 //! [`InterfaceWatch::refresh`] reads them all and applies what changed. The
-//! runtime calls it at start and every second from the sweeper thread; it is
-//! also what an rtnetlink monitor calls on `RTM_NEWLINK`, `RTM_DELLINK`,
-//! `RTM_NEWADDR` and `RTM_DELADDR`.
+//! runtime calls it at start, and the uplink monitor (`uplink_monitor.rs`)
+//! on every rtnetlink link, IPv4 address or IPv4 route event.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -81,7 +80,7 @@ impl InterfaceWatch {
         let _ = self.kernel.set(kernel);
     }
 
-    /// [`InterfaceWatch::refresh`] for a periodic caller: an error is logged
+    /// [`InterfaceWatch::refresh`] for the event monitor: an error is logged
     /// once until it changes.
     pub(super) fn tick(&self) {
         let outcome = self.refresh().err();

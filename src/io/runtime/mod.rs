@@ -4,8 +4,10 @@
 //!
 //! Kernel changes: in packet mode, the nftables table `ip xwan` described in
 //! [`crate::io::afpacket::KernelFilter`], removed at exit; in XDP mode, whatever the
-//! XDP backend attaches (it detaches it when stopped); with `[control] state`,
-//! the hold table of `hold.rs`, left in place on purpose. No sysctl is written: if
+//! XDP backend attaches (it detaches it when stopped); in both, with `[local]
+//! routes`, xwan's routing tables and rules for the router's own traffic
+//! ([`local_routes`]), removed at exit; with `[control] state`, the hold table
+//! of `hold.rs`, left in place on purpose. No sysctl is written: if
 //! `net.ipv4.ip_local_port_range` overlaps `[nat] ports`, xwan refuses to start and
 //! says which value to set, because the kernel could otherwise give one of the
 //! router's own connections a port the NAT hands out.
@@ -17,9 +19,14 @@
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
 //!   ([`RuntimeControl::reload`]);
-//! - the neighbour thread, every 500 ms, reads the kernel's neighbour table, hands
-//!   gateway and LAN host MACs to the core (and clears a gateway's MAC when the
-//!   kernel marks it failed), and asks the kernel to resolve gateways and the LAN
+//! - the uplink monitor ([`uplink_monitor`]), on rtnetlink events: the
+//!   interfaces' MTUs and the router's addresses ([`interfaces`]), each
+//!   uplink's link and "auto" address and gateway (applied to the core, the
+//!   kernel side of the data path and the configuration in force), the
+//!   routes and rules of the router's own traffic ([`local_routes`]), and on
+//!   a neighbour event or every 500 ms the neighbour table: gateway and LAN
+//!   host MACs handed to the core (a gateway's cleared when the kernel marks
+//!   it failed), and resolutions asked of the kernel for gateways and the LAN
 //!   hosts the core is missing (a netlink `NTF_USE` request: see
 //!   [`crate::io::system::NeighbourProber`]); after a reload it follows the
 //!   new gateways.
@@ -31,7 +38,8 @@
 //! asked to do and its errors), `discovery` (privileges, interfaces, addresses,
 //! the kernel's port range, the traffic xwan owns), `signals`, `threads` (the
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
-//! and its kernel change, undone on drop), `neighbours`, `health_thread`,
+//! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
+//! `local_routes` (removed on drop), `neighbours`, `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
 //! metrics), `panic` (the hook that turns a panic in any thread into the
 //! orderly stop and an error exit), `state_file` (the state saved for the next
@@ -47,6 +55,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
+use crate::io::system::{KernelState, RouteEvents};
 use crate::router::{InterfaceMacs, Router};
 
 use super::afpacket::TABLE;
@@ -63,13 +72,16 @@ mod discovery;
 mod health_thread;
 mod hold;
 mod interfaces;
+mod kernel_uplinks;
 mod loaded_config;
+mod local_routes;
 mod neighbours;
 mod options;
 mod panic;
 mod signals;
 mod state_file;
 mod threads;
+mod uplink_monitor;
 
 pub use data_path::DataPathReport;
 use data_path::{
@@ -79,10 +91,14 @@ use discovery::{
     check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
 };
 use interfaces::InterfaceWatch;
+pub use kernel_uplinks::resolve_auto;
+use kernel_uplinks::KernelUplinks;
+use local_routes::LocalRoutes;
 use neighbours::NeighbourThread;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
 use threads::{every, Threads};
+use uplink_monitor::UplinkMonitor;
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
 /// kernel change; SIGHUP reloads the configuration. Logs go to whatever
@@ -139,7 +155,12 @@ impl Running {
         // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
         let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
-        let config = &fit_nat_ports(config)?;
+        let mut config = fit_nat_ports(config)?;
+        // "auto" addresses and gateways as the kernel has them now.
+        let uplinks = Arc::new(KernelUplinks::new(config.wans.len()));
+        uplinks.update(&KernelState::read()?, &config.wans);
+        uplinks.fill(&mut config);
+        let config = &config;
 
         let queues = options
             .queues
@@ -226,6 +247,7 @@ impl Running {
             Arc::clone(&loaded),
             Arc::clone(&monitor),
             Arc::clone(&changes),
+            Arc::clone(&uplinks),
             &found.wans,
             epoch,
         );
@@ -238,7 +260,10 @@ impl Running {
             io: io_name(&data_path).to_string(),
             workers: worker_stats_source(&data_path),
             kernel,
+            uplinks: Arc::clone(&uplinks),
         }));
+        let local_routes =
+            LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
         let mut running = Running {
             control: None,
             metrics: None,
@@ -251,7 +276,17 @@ impl Running {
             runtime,
             state: config.control.state.clone(),
         };
-        running.start_housekeeping(neighbours, watch, health, reload)?;
+        let monitor = UplinkMonitor {
+            events: RouteEvents::open()?,
+            neighbours,
+            watch,
+            runtime: Arc::clone(&running.runtime),
+            uplinks,
+            router: Arc::clone(&running.router),
+            local: local_routes,
+            last_error: None,
+        };
+        running.start_housekeeping(monitor, health, reload)?;
         running.start_checkpoints(config.control.checkpoint_s)?;
         running.control = Some(ControlServer::start(
             &config.control.socket,
@@ -269,8 +304,7 @@ impl Running {
 
     fn start_housekeeping(
         &mut self,
-        mut neighbours: NeighbourThread,
-        watch: Arc<InterfaceWatch>,
+        monitor: UplinkMonitor,
         health: HealthThread,
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
@@ -281,13 +315,11 @@ impl Running {
                 if removed > 0 {
                     debug!(removed, "expired idle flows");
                 }
-                watch.tick();
             })
         })?;
         let stop = Arc::clone(&self.stop);
-        self.threads.spawn("neighbour", move || {
-            every(Duration::from_millis(500), &stop, || neighbours.refresh())
-        })?;
+        self.threads
+            .spawn("uplink-monitor", move || monitor.run(&stop))?;
         let stop = Arc::clone(&self.stop);
         self.threads.spawn("health", move || health.run(&stop))?;
         if let Some(watchdog) = Watchdog::from_env(progress_source(&self.data_path)) {

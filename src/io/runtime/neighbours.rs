@@ -102,6 +102,10 @@ impl NeighbourThread {
         self.follow_config();
         let table = system::neighbours()?;
         for (id, (interface, ifindex, gateway)) in self.gateways.iter().enumerate() {
+            if gateway.is_unspecified() {
+                // An "auto" gateway the kernel has no default route for yet.
+                continue;
+            }
             let entry = table
                 .iter()
                 .find(|n| n.addr == *gateway && n.interface == *interface);

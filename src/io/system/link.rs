@@ -51,21 +51,6 @@ pub fn index_and_mtu(name: &str) -> Result<(u32, u32), SystemError> {
     Ok((sock.ifindex(name)?, sock.mtu(name)?))
 }
 
-/// Whether an interface is up with a carrier (`IFF_UP` and `IFF_RUNNING`: operstate
-/// up or unknown), in the calling thread's network namespace; false if it does not
-/// exist. Cheap enough to call often: one ioctl on a socket kept per thread.
-pub fn link_is_up(name: &str) -> bool {
-    thread_local! {
-        static SOCKET: Option<IoctlSocket> = IoctlSocket::open().ok();
-    }
-    SOCKET.with(|socket| {
-        socket
-            .as_ref()
-            .and_then(|s| s.flags(name).ok())
-            .is_some_and(|flags| flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
-    })
-}
-
 /// Counts `rx-*` under `/sys/class/net/NAME/queues`, only when sysfs shows the same
 /// interface (same ifindex) as the calling thread's namespace.
 fn sysfs_rx_queues(name: &str, ifindex: u32) -> Option<u32> {
@@ -155,6 +140,7 @@ impl IoctlSocket {
 mod tests {
     use super::*;
     use crate::io::system::netns::TestNetns;
+    use crate::io::system::KernelState;
 
     #[test]
     fn finds_a_veth_in_its_own_namespace() {
@@ -199,11 +185,15 @@ mod tests {
         let peer = ns.run(|| link("xa1")).expect("xa1 exists");
         assert!(!peer.up);
         assert_eq!(peer.rx_queues, 1);
-        // xa0 is up but its peer is down: no carrier.
-        assert!(!ns.run(|| link_is_up("xa0")));
+        // xa0 is up but its peer is down: no carrier (as rtnetlink reports it).
+        let carrier = |name: &str| {
+            let state = ns.run(KernelState::read).expect("rtnetlink dump");
+            state.link(name).map(|l| (l.up, l.carrier))
+        };
+        assert_eq!(carrier("xa0"), Some((true, false)));
         ns.ip(&["link", "set", "xa1", "up"]);
-        assert!(ns.run(|| link_is_up("xa0")));
-        assert!(!ns.run(|| link_is_up("wan3")));
+        assert_eq!(carrier("xa0"), Some((true, true)));
+        assert_eq!(carrier("wan3"), None);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   `ip neigh replace ADDR dev DEV use`: the kernel creates the entry if needed and runs
 //!   its normal ARP state machine (an ARP request when unknown, a unicast probe when stale).
 //!   No datagram is sent to the neighbour.
+//! - [`rtnetlink`]: links, addresses and default routes read at once
+//!   ([`KernelState`]), their changes as events ([`RouteEvents`]), and the
+//!   routes and rules xwan owns for the router's own traffic.
 //! - [`read_sysctl`] / [`write_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`,
 //!   which answer for the calling thread's network namespace.
 
@@ -18,11 +21,13 @@ mod link;
 mod neigh;
 #[cfg(test)]
 pub(crate) mod netns;
+pub mod rtnetlink;
 mod sysctl;
 
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
-pub use link::{index_and_mtu, link, link_is_up, Link};
+pub use link::{index_and_mtu, link, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
+pub use rtnetlink::{Changes, KernelState, RouteEvents};
 pub use sysctl::{local_port_range, read_sysctl, write_sysctl};
 
 use std::io;
