@@ -16,23 +16,7 @@ use xwan::control::protocol::{AdminState, Cause, UplinkControl, WorkerReport};
 use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
 
-const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.50.0/24"]
-
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
-"#;
+const CONFIG: &str = testing::TWO_UPLINKS;
 
 /// A router core with traffic through it: three TCP SYNs out (nth: isp1,
 /// isp2, isp1) and one frame dropped as spoofed.

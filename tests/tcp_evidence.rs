@@ -10,23 +10,7 @@ use xwan::config::Config;
 use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict, RECENT_SYNS};
 use xwan::testing::{self, Addressing, ACK, RST, SYN, SYN_ACK};
 
-const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.50.0/24"]
-
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
-"#;
+const CONFIG: &str = testing::TWO_UPLINKS;
 
 fn meta(port: Port) -> FrameMeta {
     FrameMeta {

@@ -2,6 +2,27 @@
 //! and checked by re-parsing them and recomputing every checksum in full.
 //! [`fuzz`] is the fuzzing harness built on them.
 
+/// The smallest configuration of the tests: the LAN 192.168.50.0/24 on lan0,
+/// isp1 (198.18.1.2 via 198.18.1.1 on wan1) and isp2 (198.18.2.2 via
+/// 198.18.2.1 on wan2), every other key at its default.
+pub const TWO_UPLINKS: &str = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+"#;
+
 pub mod fuzz;
 mod rng;
 

@@ -39,23 +39,7 @@ pub const ISP2: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 
-pub const BASE_CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.50.0/24"]
-
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
-"#;
+pub const BASE_CONFIG: &str = xwan::testing::TWO_UPLINKS;
 
 pub fn config(extra: &str) -> Config {
     let text = format!("{BASE_CONFIG}\n{extra}");
