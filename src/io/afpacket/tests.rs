@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use super::filter::{ruleset, Ownership};
+use super::socket::{TxScratch, BATCH};
 use super::*;
 use crate::config::PortRange;
 use crate::io::system::netns::{enter_named, TestNetns};
 use crate::io::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
-use crate::router::{DropReason, KernelReason};
+use crate::router::{DropReason, FrameMeta, KernelReason, Verdict};
 
 const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
