@@ -57,6 +57,12 @@ pub trait FrameProcessor: Send + Sync + 'static {
     /// bigger than the frame it answers), each with the
     /// port it goes out by, in order; called after every `process`.
     fn drain(&self, _worker: &mut Self::Worker, _send: &mut dyn FnMut(Port, &[u8])) {}
+
+    /// Hands `punt` the frames the last `process` call left to the kernel
+    /// besides the one it returned (the held later fragments of a packet
+    /// whose first fragment the kernel gets), in order. Only a backend whose
+    /// kernel does not see every frame itself takes them (AF_XDP's punt path).
+    fn drain_kernel(&self, _worker: &mut Self::Worker, _punt: &mut dyn FnMut(&mut [u8])) {}
 }
 
 impl FrameProcessor for Router {
@@ -72,6 +78,10 @@ impl FrameProcessor for Router {
 
     fn drain(&self, worker: &mut Lane, send: &mut dyn FnMut(Port, &[u8])) {
         worker.drain(send);
+    }
+
+    fn drain_kernel(&self, worker: &mut Lane, punt: &mut dyn FnMut(&mut [u8])) {
+        worker.drain_kernel(punt);
     }
 }
 

@@ -10,6 +10,7 @@ mod hairpin;
 mod hostile;
 mod icmp_errors;
 mod interface_facts;
+mod leftovers;
 mod limits;
 mod mtu;
 mod neighbours;

@@ -20,12 +20,22 @@
 //!   and no route).
 //!
 //! The device is not persistent: it disappears when xwan exits, even killed.
+//!
+//! Besides the frame a worker gets back from the core, the core can leave
+//! the kernel frames it held (the later fragments of a packet whose first
+//! fragment turned out to be the kernel's): [`Punting`] punts those after
+//! each frame, counted with the worker's own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tracing::warn;
 
+use super::worker::WorkerCounters;
 use super::XdpError;
-use crate::io::{sys, system};
+use crate::io::{sys, system, FrameProcessor};
 use crate::packet;
+use crate::router::{FrameMeta, Port, Verdict};
 
 /// The TAP device's name, one per network namespace (one xwan runs per
 /// namespace: the XDP program refuses a second).
@@ -77,5 +87,40 @@ impl Punt {
             dst.copy_from_slice(&self.mac);
         }
         self.tap.inject(frame)
+    }
+}
+
+/// What an AF_XDP worker runs: the processor `P`, with the frames it leaves
+/// to the kernel besides the one it returns punted after its other frames,
+/// counted in the worker's `kernel_verdicts`, `punted` and `punt_failed`.
+pub(super) struct Punting<P> {
+    pub(super) inner: Arc<P>,
+    pub(super) punt: Arc<Punt>,
+    pub(super) counters: Arc<WorkerCounters>,
+}
+
+impl<P: FrameProcessor> FrameProcessor for Punting<P> {
+    type Worker = P::Worker;
+
+    fn worker(&self) -> P::Worker {
+        self.inner.worker()
+    }
+
+    fn process(&self, worker: &mut P::Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        self.inner.process(worker, frame, meta)
+    }
+
+    fn drain(&self, worker: &mut P::Worker, send: &mut dyn FnMut(Port, &[u8])) {
+        self.inner.drain(worker, send);
+        self.inner.drain_kernel(worker, &mut |frame| {
+            self.counters
+                .kernel_verdicts
+                .fetch_add(1, Ordering::Relaxed);
+            let outcome = match self.punt.inject(frame) {
+                Ok(()) => &self.counters.punted,
+                Err(_) => &self.counters.punt_failed,
+            };
+            outcome.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }
