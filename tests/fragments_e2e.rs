@@ -103,6 +103,22 @@ fn out_of_order(datagram: &[u8], id: u16) -> Vec<Vec<u8>> {
     pieces
 }
 
+/// A UDP datagram from the server's [`PINNED_PORT`] to `port` of isp1's
+/// address, crafted with IP id `id` and sent out of order from isp1 straight
+/// onto the uplink.
+fn send_out_of_order_from_isp1(tb: &Testbed, port: u16, id: u16, payload: &[u8]) {
+    let wan = Addressing {
+        src_mac: frames::mac_of(tb, "isp1", "cust"),
+        dst_mac: frames::mac_of(tb, "rtr", "wan1"),
+        src: SERVER1,
+        dst: WAN1,
+        ttl: 60,
+    };
+    let mut datagram = testing::udp(&wan, PINNED_PORT, port, payload);
+    testing::set_df_and_id(&mut datagram, false, id);
+    frames::send_frames(tb, "isp1", "cust", &out_of_order(&datagram, id));
+}
+
 fn out_of_order_fragments_from_the_lan_arrive_whole(mode: RouterMode) {
     let mut tb = Testbed::up(TxOffload::On);
     let text = config(&tb, None);
@@ -144,17 +160,8 @@ fn out_of_order_fragments_from_a_wan_arrive_whole(mode: RouterMode) {
     };
     assert_eq!(*mapped.ip(), WAN1);
     // The answer, crafted and sent out of order from isp1 straight onto the uplink.
-    let wan = Addressing {
-        src_mac: frames::mac_of(&tb, "isp1", "cust"),
-        dst_mac: frames::mac_of(&tb, "rtr", "wan1"),
-        src: SERVER1,
-        dst: WAN1,
-        ttl: 60,
-    };
     let payload = pattern(3000, 22);
-    let mut datagram = testing::udp(&wan, PINNED_PORT, mapped.port(), &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x6262);
-    frames::send_frames(&tb, "isp1", "cust", &out_of_order(&datagram, 0x6262));
+    send_out_of_order_from_isp1(&tb, mapped.port(), 0x6262, &payload);
     let (n, from) = client
         .recv_from(&mut buf)
         .expect("the answer arrives at h1");
@@ -168,17 +175,8 @@ fn out_of_order_fragments_to_the_router_itself_arrive_whole(mode: RouterMode) {
     tb.start_router(mode, &text);
     // Port 7000 of isp1's address: below the NAT range, not forwarded.
     let own = tb.bind_udp("rtr", SocketAddrV4::new(WAN1, 7000));
-    let wan = Addressing {
-        src_mac: frames::mac_of(&tb, "isp1", "cust"),
-        dst_mac: frames::mac_of(&tb, "rtr", "wan1"),
-        src: SERVER1,
-        dst: WAN1,
-        ttl: 60,
-    };
     let payload = pattern(3000, 23);
-    let mut datagram = testing::udp(&wan, PINNED_PORT, 7000, &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x6363);
-    frames::send_frames(&tb, "isp1", "cust", &out_of_order(&datagram, 0x6363));
+    send_out_of_order_from_isp1(&tb, 7000, 0x6363, &payload);
     let mut buf = vec![0u8; 65536];
     let (n, from) = own
         .recv_from(&mut buf)
