@@ -1,7 +1,8 @@
 //! The punt path: a frame the XDP program redirected to a worker but the core
 //! leaves to the kernel ([`Verdict::Kernel`](crate::router::Verdict): a bypass
 //! rule anywhere in the rule list, traffic to the router the program could not
-//! tell apart, TTL expiry the core cannot answer) is handed to the kernel
+//! tell apart such as the fragments of its own packets, TTL expiry the core
+//! cannot answer) is handed to the kernel
 //! instead of being dropped, as VPP's and DPDK's exception paths do: it is
 //! written to a TAP device, [`DEVICE`], and the kernel receives it there as if
 //! it had come in on a NIC, and routes, forwards or delivers it as it would
