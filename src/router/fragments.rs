@@ -8,7 +8,8 @@
 //! its later fragments go to the kernel after it.
 //!
 //! The table is bounded: at most [`MAX_ENTRIES`], each living [`LIFETIME`]
-//! from its first fragment; when it is full the oldest entry makes room.
+//! from its first fragment; when it is full the oldest entry makes room for
+//! a translated packet (a packet of the kernel's is then not remembered).
 //! Unfragmented traffic never touches it, so a fragment flood costs only
 //! fragments.
 //!
@@ -182,6 +183,12 @@ impl Fragments {
             released.frames = mine.into_iter().map(|h| h.frame).collect();
         }
         if !table.entries.contains_key(&key) {
+            // A packet of the kernel's never pushes out one the core
+            // translates: a flood of first fragments to the router cannot
+            // take the table from its flows.
+            if matches!(fate, Fate::Kernel(_)) && table.entries.len() >= MAX_ENTRIES {
+                return released;
+            }
             while table.entries.len() >= MAX_ENTRIES && !table.order.is_empty() {
                 if table.pop_oldest() {
                     table.evicted += 1;

@@ -4,7 +4,7 @@
 //! dropped (never answered with another); a translated ICMP error longer than
 //! the egress MTU is cut to it.
 
-use xwan::router::{DropReason, KernelReason, Port, Verdict};
+use xwan::router::{DropReason, KernelReason, Port, Verdict, MAX_FRAGMENTS};
 use xwan::testing;
 
 use super::*;
@@ -76,6 +76,38 @@ fn out_of_order_fragments_from_the_lan_to_a_wan_address_that_the_kernel_owns_rea
         &datagram,
         KernelReason::LocalDestination,
     );
+}
+
+/// With the fragment table full of the flows' packets, a first fragment of
+/// the kernel's pushes none of them out: it goes to the kernel unremembered.
+#[test]
+fn a_flood_of_first_fragments_to_the_router_does_not_take_the_table() {
+    let mut b = Bench::new("");
+    let lan = from_host(HOST, SERVER);
+    let flow = testing::udp(&lan, 5000, 4500, &[1u8; 200]);
+    for id in 0..MAX_FRAGMENTS as u16 {
+        let first = testing::fragment(&flow, id, 64)[0].clone();
+        assert!(matches!(
+            b.send(Port::Lan, first).0,
+            Verdict::Forward { .. }
+        ));
+    }
+    let to_router = testing::udp(&from_internet(0, SERVER, ISP1), 4500, 7000, &[2u8; 200]);
+    for id in 0..100 {
+        let first = testing::fragment(&to_router, id, 64)[0].clone();
+        assert_eq!(
+            b.send(Port::Wan(0), first).0,
+            Verdict::Kernel(KernelReason::RouterTraffic)
+        );
+    }
+    let stats = b.router.stats().fragments;
+    assert_eq!((stats.entries, stats.evicted), (MAX_FRAGMENTS, 0));
+    // The flow's later fragments still follow their first.
+    let later = testing::fragment(&flow, 7, 64)[1].clone();
+    assert!(matches!(
+        b.send(Port::Lan, later).0,
+        Verdict::Forward { .. }
+    ));
 }
 
 #[test]
