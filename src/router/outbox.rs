@@ -29,7 +29,9 @@ impl Outbox {
             ..
         } = self;
         spare.extend(frames.drain(..).map(|(_, frame)| frame));
-        spare.append(kernel);
+        if !kernel.is_empty() {
+            spare.append(kernel);
+        }
     }
 
     fn copy(&mut self, frame: &[u8]) -> Vec<u8> {
