@@ -112,7 +112,8 @@ pub enum ZeroCopy {
 pub struct OwnedTraffic {
     /// Inside prefixes: LAN traffic from these to anywhere else is xwan's.
     pub lan_networks: Vec<Ipv4Net>,
-    /// Destinations always left to the kernel (bypass rules that match on destination only).
+    /// Destinations always left to the kernel (bypass rules that match on
+    /// destination only, less what an earlier rule of another action can match).
     pub bypass: Vec<Ipv4Net>,
     /// The router's own addresses on every interface: traffic to them is the kernel's.
     pub local_addresses: Vec<Ipv4Addr>,

@@ -135,7 +135,8 @@ fn owned_traffic_follows_the_config() {
     };
     let owned = owned_traffic(&config, &found.local_addresses);
     assert_eq!(owned.lan_networks, config.lan.networks);
-    // Only the bypass rule ahead of the pinning rule is unconditional.
+    // Only the bypass rule ahead of the pinning rule (which matches any
+    // destination) is unconditional.
     assert_eq!(
         owned.bypass,
         vec!["198.51.100.0/24".parse::<Ipv4Net>().unwrap()]
