@@ -281,15 +281,7 @@ impl QueueWorker {
         stop: &AtomicBool,
         epoch: Instant,
     ) -> Result<WorkerEnd, XdpError> {
-        // The worker sleeps in poll() when idle; woken by a frame it must
-        // run at once, not after the threads that share its CPU (a load
-        // generator, a compiler): measured in the testbed on a busy 2-CPU
-        // machine, ping through the idle router p99 0.95-3.7 ms at normal
-        // priority, 0.27-0.50 ms at SCHED_FIFO 1, throughput not lower.
-        if let Err(err) = sys::sched::set_lowest_realtime() {
-            tracing::info!(queue = self.queue, %err,
-                "the AF_XDP worker runs at normal priority (no real-time scheduling allowed)");
-        }
+        crate::io::idle::prefer_prompt_wakeups(&format!("xdp queue {}", self.queue));
         let mut state = processor.worker();
         let mut batch = [FrameDesc::default(); BATCH];
         let mut outgoing: Vec<Vec<FrameDesc>> = self
