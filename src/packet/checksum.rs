@@ -175,6 +175,19 @@ mod tests {
     }
 
     proptest! {
+        /// The pseudo-header sum is the sum of the 12 bytes RFC 768 and
+        /// RFC 793 lay out.
+        #[test]
+        fn pseudo_header_sum_matches_its_bytes(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
+                                               proto in any::<u8>(), len in any::<u16>()) {
+            let mut bytes = [0u8; 12];
+            bytes[0..4].copy_from_slice(&src);
+            bytes[4..8].copy_from_slice(&dst);
+            bytes[9] = proto;
+            bytes[10..12].copy_from_slice(&len.to_be_bytes());
+            prop_assert_eq!(fold(pseudo_header_sum(src, dst, proto, len)), fold(sum_bytes(0, &bytes)));
+        }
+
         /// Folding every change into one delta gives the checksum the
         /// updates one by one give, bit for bit.
         #[test]
