@@ -5,23 +5,27 @@
 //! when the general path would forward it unchanged in kind (same flow, same
 //! egress, no fragmentation, no ICMP answer, nothing held) and declines
 //! (None) before recording anything otherwise, so the general path then
-//! sees the frame as if the fast path did not exist. Tests in
+//! sees the frame as if the fast path did not exist (and takes the frame as
+//! `parse_plain` read it, which is what the general parser reads, so a new
+//! flow's first packet is not parsed twice: `Router::process`). Tests in
 //! `tests/core/established.rs` hold the two paths byte-identical.
 
 use super::flows::record;
 use super::{key_of, FrameContext, Router};
 use crate::flow::{FlowKind, Side};
-use crate::packet::{self, L3_OFFSET};
+use crate::packet::{self, Frame, L3_OFFSET};
 use crate::verdict::{Port, Verdict};
 
 impl Router {
-    /// The verdict for `buf` when the fast path takes it, its bytes
-    /// rewritten; None (nothing changed, nothing recorded) otherwise.
-    pub(super) fn established(&self, buf: &mut [u8], ctx: &FrameContext) -> Option<Verdict> {
-        if ctx.meta.gso.is_some() || ctx.meta.checksum_partial {
-            return None;
-        }
-        let frame = packet::parse_plain(buf)?;
+    /// The verdict for `buf`, which [`packet::parse_plain`] read as
+    /// `frame`, when the fast path takes it, its bytes rewritten; None
+    /// (nothing changed, nothing recorded) otherwise.
+    pub(super) fn established(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        ctx: &FrameContext,
+    ) -> Option<Verdict> {
         // The general path's classification, for the one outcome taken here:
         // from the LAN, a LAN host to neither the LAN nor a WAN address;
         // from a WAN, a non-LAN source to a WAN address.
@@ -38,7 +42,7 @@ impl Router {
                 plain.then_some(Side::Wan)?
             }
         };
-        let key = key_of(&frame);
+        let key = key_of(frame);
         let timeouts = self.timeouts.get();
         let (egress, deltas) = self
             .table
@@ -56,11 +60,11 @@ impl Router {
                 if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
                     return None;
                 }
-                record(flow, side, &frame, ctx.now);
+                record(flow, side, frame, ctx.now);
                 Some((egress, flow.deltas[side as usize]))
             })
             .flatten()?;
-        packet::apply_established(buf, &frame, &egress.rewrite, deltas);
+        packet::apply_established(buf, frame, &egress.rewrite, deltas);
         Some(Verdict::Forward {
             port: egress.port,
             len: frame.end,
@@ -216,7 +220,8 @@ mod tests {
                 outbox: &lane.outbox,
             };
             let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
-            let verdict = router.established(&mut out, &ctx);
+            let plain = packet::parse_plain(&out).expect("a plain frame");
+            let verdict = router.established(&mut out, &plain, &ctx);
             assert_eq!(
                 verdict,
                 Some(Verdict::Forward {
@@ -231,7 +236,8 @@ mod tests {
                 ..ctx
             };
             let mut back = segment(tcp, &flow.wan, flow.wan_ports, ACK, b"back");
-            let verdict = router.established(&mut back, &ctx);
+            let plain = packet::parse_plain(&back).expect("a plain frame");
+            let verdict = router.established(&mut back, &plain, &ctx);
             assert_eq!(
                 verdict,
                 Some(Verdict::Forward {
@@ -292,10 +298,11 @@ mod tests {
                 };
                 let before = packets_recorded(&router);
                 let mut fast = bytes.clone();
-                match router.established(&mut fast, &ctx) {
+                let plain = packet::parse_plain(&bytes);
+                match plain.and_then(|plain| router.established(&mut fast, &plain, &ctx)) {
                     Some(verdict) => {
                         let mut general = bytes.clone();
-                        prop_assert_eq!(router.general(&mut general, &ctx), verdict);
+                        prop_assert_eq!(router.general(&mut general, None, &ctx), verdict);
                         prop_assert_eq!(fast, general);
                     }
                     None => {

@@ -354,17 +354,33 @@ impl Router {
             counters: &lane.counters,
             outbox: &lane.outbox,
         };
-        let verdict = match self.established(frame, &ctx) {
+        // The established fast path, for a plain frame; what it read goes on
+        // to the general path when it declines.
+        let plain = if meta.gso.is_none() && !meta.checksum_partial {
+            packet::parse_plain(frame)
+        } else {
+            None
+        };
+        let taken = plain
+            .as_ref()
+            .and_then(|plain| self.established(frame, plain, &ctx));
+        let verdict = match taken {
             Some(verdict) => verdict,
-            None => self.general(frame, &ctx),
+            None => self.general(frame, plain, &ctx),
         };
         lane.counters.count(meta.port, &verdict);
         verdict
     }
 
-    /// The general path: every frame the established fast path declines.
-    fn general(&self, frame: &mut [u8], ctx: &FrameContext) -> Verdict {
-        match packet::parse(frame) {
+    /// The general path: every frame the established fast path declines,
+    /// with what it read of it (the general parser's [`Frame`], so it is
+    /// not parsed twice), if anything.
+    fn general(&self, frame: &mut [u8], parsed: Option<Frame>, ctx: &FrameContext) -> Verdict {
+        let parsed = match parsed {
+            Some(parsed) => Ok(parsed),
+            None => packet::parse(frame),
+        };
+        match parsed {
             Ok(parsed) => {
                 let verdict = match ctx.meta.port {
                     Port::Lan => self.lan_ingress(frame, &parsed, ctx),
