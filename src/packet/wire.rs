@@ -406,11 +406,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpMessage<T> {
     pub fn set_checksum(&mut self, checksum: u16) {
         set16(self.buffer.as_mut(), field::ICMP_CHECKSUM, checksum);
     }
-
-    #[inline]
-    pub fn set_echo_id(&mut self, id: u16) {
-        set16(self.buffer.as_mut(), field::ECHO_ID, id);
-    }
 }
 
 #[cfg(test)]
@@ -483,14 +478,13 @@ mod tests {
         view.set_checksum(3);
         assert_eq!(udp, [0, 1, 0, 2, 0, 0, 0, 3]);
 
-        let mut icmp = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let mut icmp = [8u8, 0, 0, 0, 1, 2, 0, 9];
         let mut view = IcmpMessage::new_checked(&mut icmp[..]).expect("a header");
-        view.set_echo_id(0x0102);
         view.set_checksum(0x0304);
         assert_eq!(
-            (view.msg_type(), view.code(), view.echo_id()),
-            (8, 0, 0x0102)
+            (view.msg_type(), view.code(), view.echo_id(), view.body()),
+            (8, 0, 0x0102, &[][..])
         );
-        assert_eq!(icmp, [8, 0, 3, 4, 1, 2, 0, 0]);
+        assert_eq!(icmp, [8, 0, 3, 4, 1, 2, 0, 9]);
     }
 }
