@@ -15,7 +15,7 @@
 use super::{DropReason, FrameContext, KernelReason, Port, Router, Verdict};
 use crate::flow::{FlowKey, FlowKind, FlowSpec, Side};
 use crate::packet::icmp::{self, ErrorRewrite, QuoteError, Quoted};
-use crate::packet::wire::field;
+use crate::packet::wire::{field, IcmpMessage, Ipv4Frame};
 use crate::packet::{checksum, Fragmentation, Frame, L3_OFFSET};
 
 /// The tuple of a reply to the quoted packet: the flow key to look it up by.
@@ -209,24 +209,21 @@ impl Router {
     }
 }
 
-/// Where the IPv4 total length sits in its header.
-const IP_TOTAL_LENGTH: usize = 2;
-
-/// Cuts the translated error `frame` in `buf` to end at `end`: its IP total
-/// length and header checksum follow, and its ICMP checksum loses the sum
-/// of the bytes cut off (incremental updates, RFC 1624).
+/// Cuts the translated error `frame` in `buf` to end at `end` (past its
+/// ICMP header): its IP total length and header checksum follow, and its
+/// ICMP checksum loses the sum of the bytes cut off (incremental updates,
+/// RFC 1624).
 fn truncate(buf: &mut [u8], frame: &Frame, end: usize) {
-    let read = |buf: &[u8], at: usize| u16::from_be_bytes([buf[at], buf[at + 1]]);
     let cut = checksum::fold(checksum::sum_bytes(0, &buf[end..frame.end]));
-    let icmp_at = frame.l4 + field::ICMP_CHECKSUM.start;
-    let icmp = checksum::update16(read(buf, icmp_at), cut, 0);
-    buf[icmp_at..icmp_at + 2].copy_from_slice(&icmp.to_be_bytes());
-    let length_at = L3_OFFSET + IP_TOTAL_LENGTH;
-    let old_length = read(buf, length_at);
+    if let Some(mut icmp) = IcmpMessage::new_checked(&mut buf[frame.l4..end]) {
+        icmp.set_checksum(checksum::update16(icmp.checksum(), cut, 0));
+    }
     // At most the frame's own length, which came from the same 16-bit field.
     let length = (end - L3_OFFSET) as u16;
-    buf[length_at..length_at + 2].copy_from_slice(&length.to_be_bytes());
-    let check_at = L3_OFFSET + field::IP_CHECKSUM.start;
-    let check = checksum::update16(read(buf, check_at), old_length, length);
-    buf[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
+    if let Some(mut ip) = Ipv4Frame::new_checked(&mut buf[..end]) {
+        let check = checksum::update16(ip.checksum(), ip.total_len(), length);
+        ip.set_checksum(check);
+    }
+    let at = L3_OFFSET + field::IP_TOTAL_LEN.start;
+    buf[at..at + 2].copy_from_slice(&length.to_be_bytes());
 }
