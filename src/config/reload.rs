@@ -111,6 +111,15 @@ impl RunningConfig {
                 changed(&list(&old.lan.networks), &list(&new.lan.networks)),
             );
         }
+        if new.dataplane != old.dataplane {
+            refuse(
+                "dataplane.offload".into(),
+                changed(
+                    &format!("{:?}", old.dataplane.offload).to_lowercase(),
+                    &format!("{:?}", new.dataplane.offload).to_lowercase(),
+                ),
+            );
+        }
         // Where each uplink of the new file goes: the id of the same name.
         let mut ids: Vec<UplinkId> = Vec::with_capacity(new.wans.len());
         for (i, wan) in new.wans.iter().enumerate() {

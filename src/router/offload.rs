@@ -1,0 +1,185 @@
+//! The in-kernel fast path as the core decides it: which flows may be
+//! forwarded by the eBPF program at the interfaces (`io/offload`), and what
+//! that program does with each of their packets, computed from the flow and
+//! the router's current state (MACs, MTUs, addresses). The core stays the
+//! authority: the I/O layer asks it for the whole set ([`Router::offloadable`])
+//! and keeps the kernel's map equal to it, and gives back what the fast path
+//! saw ([`Router::credit_offloaded`]) so counters, last seen and the sequence
+//! a failover RST needs stay exact.
+//!
+//! A flow is offered once it is established (TCP: both SYNs seen, no FIN or
+//! RST yet; UDP: packets both ways), while its next hops' MACs are known and
+//! it is not close to its idle timeout (so it leaves the map before the
+//! sweeper frees it). Hairpinned flows and ICMP echo stay with the workers.
+//! Segments with SYN, FIN or RST never take the fast path: the core sees
+//! every TCP state change.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{seconds, Egress, Router};
+use crate::flow::{idle_timeout, tcp_state, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, Side};
+use crate::packet::checksum::{fold, sum_bytes};
+use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
+use crate::verdict::Port;
+
+/// Seconds before its idle timeout at which a flow leaves the fast path, so
+/// the entry is gone before the sweeper (which runs every second) frees it.
+pub const EXPIRY_MARGIN_S: u32 = 3;
+
+/// One direction of an offloaded flow: what the fast path matches and what
+/// it makes of a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadEntry {
+    /// Where the packets come in.
+    pub ingress: Port,
+    /// Their tuple as they arrive.
+    pub key: FlowKey,
+    /// Where they go out.
+    pub egress: Port,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// Their new source and destination.
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// What the address change adds to the IP header checksum (a folded
+    /// one's-complement sum, RFC 1624: HC' = ~(~HC + delta)); the TTL's
+    /// decrement is the fast path's own.
+    pub ip_delta: u16,
+    /// What the address change adds to the TCP/UDP checksum (its
+    /// pseudo-header part: also applied to a partial checksum).
+    pub pseudo_delta: u16,
+    /// What the port change adds to the TCP/UDP checksum.
+    pub port_delta: u16,
+    /// The egress MTU: longer packets (or GSO segments) go to the workers.
+    pub mtu: u16,
+}
+
+/// A flow the fast path may carry, both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadFlow {
+    pub spec: FlowSpec,
+    /// From the inside host (its LAN key), then from the remote end (its
+    /// WAN key).
+    pub entries: [OffloadEntry; 2],
+}
+
+/// What the fast path saw of one direction of a flow since the last credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffloadCredit {
+    pub packets: u64,
+    pub bytes: u64,
+    /// When it last saw a packet, on the router's clock (None: none since
+    /// the last credit).
+    pub last_seen: Option<Duration>,
+    /// TCP from the remote end: the sequence the inside host expects next.
+    pub next_seq_to_lan: Option<u32>,
+}
+
+/// The folded one's-complement sum that turns a checksum over `old` into one
+/// over `new` (both of even length).
+fn delta(old: &[u8], new: &[u8]) -> u16 {
+    fold(u32::from(!fold(sum_bytes(0, old))) + u32::from(fold(sum_bytes(0, new))))
+}
+
+fn words(a: Endpoint, b: Endpoint) -> ([u8; 8], [u8; 4]) {
+    let mut addrs = [0; 8];
+    addrs[..4].copy_from_slice(&a.addr);
+    addrs[4..].copy_from_slice(&b.addr);
+    let mut ports = [0; 4];
+    ports[..2].copy_from_slice(&a.port.to_be_bytes());
+    ports[2..].copy_from_slice(&b.port.to_be_bytes());
+    (addrs, ports)
+}
+
+impl OffloadEntry {
+    fn new(ingress: Port, key: FlowKey, egress: Egress, mtu: u16) -> OffloadEntry {
+        let (old_addrs, old_ports) = words(key.src, key.dst);
+        let rewrite = egress.rewrite;
+        let (new_addrs, new_ports) = words(rewrite.src, rewrite.dst);
+        let addresses = delta(&old_addrs, &new_addrs);
+        OffloadEntry {
+            ingress,
+            key,
+            egress: egress.port,
+            src_mac: rewrite.src_mac,
+            dst_mac: rewrite.dst_mac,
+            src: rewrite.src,
+            dst: rewrite.dst,
+            ip_delta: addresses,
+            pseudo_delta: addresses,
+            port_delta: delta(&old_ports, &new_ports),
+            mtu,
+        }
+    }
+}
+
+/// Whether a flow in this state may take the fast path.
+fn established(spec: &FlowSpec, tcp: u8, packets: [u64; 2]) -> bool {
+    match spec.protocol {
+        PROTO_TCP => tcp == tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN,
+        PROTO_UDP => packets[0] > 0 && packets[1] > 0,
+        _ => false,
+    }
+}
+
+impl Router {
+    /// Every flow the fast path may carry at `now`, with both directions'
+    /// entries computed from the router's current state.
+    pub fn offloadable(&self, now: Duration) -> Vec<OffloadFlow> {
+        let now = seconds(now);
+        let timeouts = self.timeouts.get();
+        self.table
+            .snapshot(now, usize::MAX, |spec| {
+                matches!(spec.kind, FlowKind::Snat | FlowKind::Dnat)
+                    && matches!(spec.protocol, PROTO_TCP | PROTO_UDP)
+            })
+            .into_iter()
+            .filter(|info| {
+                established(&info.spec, info.tcp, info.packets)
+                    && info.idle_s + EXPIRY_MARGIN_S
+                        < idle_timeout(info.spec.protocol, info.tcp, &timeouts)
+            })
+            .filter_map(|info| self.offload_flow(&info.spec))
+            .collect()
+    }
+
+    /// Both directions of an established flow; None while a next hop's MAC
+    /// is unknown.
+    fn offload_flow(&self, spec: &FlowSpec) -> Option<OffloadFlow> {
+        let outbound = self.egress_to_remote(spec).ok()?;
+        let inbound = self.egress_to_inside(spec);
+        let wan = Port::Wan(spec.uplink);
+        Some(OffloadFlow {
+            spec: *spec,
+            entries: [
+                OffloadEntry::new(Port::Lan, spec.lan_key(), outbound, self.mtu(outbound.port)),
+                OffloadEntry::new(wan, spec.wan_key(), inbound, self.mtu(inbound.port)),
+            ],
+        })
+    }
+
+    /// Records on the flow `key` (arriving on `side`) what the fast path saw
+    /// of it; false when the flow is gone.
+    pub fn credit_offloaded(&self, side: Side, key: &FlowKey, credit: OffloadCredit) -> bool {
+        self.table
+            .with_flow(side, key, |flow| credit_flow(flow, side, &credit))
+            .is_some()
+    }
+}
+
+fn credit_flow(flow: &Flow, side: Side, credit: &OffloadCredit) {
+    let i = side as usize;
+    flow.packets[i].fetch_add(credit.packets, Ordering::Relaxed);
+    flow.bytes[i].fetch_add(credit.bytes, Ordering::Relaxed);
+    if let Some(seen) = credit.last_seen {
+        flow.last_seen
+            .fetch_max(seconds(seen), Ordering::Relaxed);
+    }
+    if let Some(next) = credit.next_seq_to_lan {
+        FlowTable::track_seq_to_lan(flow, next, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests;
