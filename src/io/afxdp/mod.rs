@@ -31,6 +31,7 @@ pub use punt::DEVICE as PUNT_DEVICE;
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
+use crate::io::offload::OffloadParts;
 use crate::io::system::{self, SystemError};
 use crate::io::{sys, DataPathSetup, FrameProcessor, ZeroCopy};
 use crate::router::Router;
@@ -300,6 +301,11 @@ impl XdpDataPath {
         self.program.owned_maps(interfaces, owned)
     }
 
+    /// The in-kernel fast path's program and maps (`io/offload`).
+    pub fn offload_parts(&self) -> Result<OffloadParts, XdpError> {
+        self.program.offload_parts()
+    }
+
     /// How the XDP program runs on each interface.
     pub fn modes(&self) -> Vec<(String, XdpMode)> {
         self.program.modes()
@@ -427,4 +433,20 @@ fn open_workers(
         None => false,
     };
     Ok((workers, zero_copy))
+}
+
+/// The fast path's program and maps from an XDP object loaded for no
+/// interface and never attached (for its tests).
+#[cfg(test)]
+pub(crate) fn unattached_offload_parts() -> Result<OffloadParts, XdpError> {
+    let owned = crate::io::OwnedTraffic {
+        lan_networks: Vec::new(),
+        bypass: Vec::new(),
+        local_addresses: Vec::new(),
+        wan_addresses: Vec::new(),
+        nat_ports: crate::config::PortRange { lo: 20000, hi: 59999 },
+        tcp_forwards: Vec::new(),
+        udp_forwards: Vec::new(),
+    };
+    Program::load(&[], &owned)?.offload_parts()
 }

@@ -21,6 +21,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
 use crate::io::{sync, sys};
+use crate::io::offload::OffloadParts;
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::Port;
 
@@ -31,6 +32,8 @@ pub const MAX_QUEUES: u32 = 64;
 
 /// The program's name, as the kernel reports it (at most 15 characters).
 const PROGRAM_NAME: &str = "xwan_xdp";
+/// The fast path's TC program in the same object.
+const OFFLOAD_PROGRAM: &str = "xwan_offload";
 
 const ROLE_LAN: u32 = 0;
 const ROLE_WAN: u32 = 1;
@@ -202,6 +205,24 @@ impl Program {
             .find(|prog| prog.name() == PROGRAM_NAME)
             .map(|prog| prog.as_fd().as_raw_fd())
             .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {PROGRAM_NAME}")))
+    }
+
+    /// The fast path's TC program and maps (`offload.bpf.h`), with their own
+    /// descriptors: they outlive the object.
+    pub fn offload_parts(&self) -> Result<OffloadParts, XdpError> {
+        let program = self
+            .object
+            .progs()
+            .find(|prog| prog.name() == OFFLOAD_PROGRAM)
+            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {OFFLOAD_PROGRAM}")))?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|err| XdpError::Load(format!("{OFFLOAD_PROGRAM}: {err}")))?;
+        Ok(OffloadParts {
+            program,
+            entries: self.map_handle("offload")?,
+            stats: self.map_handle("offload_stats")?,
+        })
     }
 
     fn attach_one(&self, interface: &Interface) -> Result<Attachment, XdpError> {

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// xwan's in-kernel fast path for established flows (included by xwan.bpf.c,
+// so both programs share its maps). The userspace core decides which flows
+// take it and what their packets become (src/router/offload.rs); the I/O
+// layer (src/io/offload) keeps the `offload` map equal to the core's set and
+// reads `offload_stats` back into the flow table.
+//
+// xwan_offload runs at TC ingress (TCX, through a BPF link) on the LAN and
+// WAN interfaces. A packet goes the fast way when its (ingress interface,
+// 5-tuple) is in `offload` and it is whole (no fragment, no IP options),
+// its TTL is above 1, it is TCP without SYN, FIN or RST or it is UDP, and it
+// fits the egress MTU (a GSO super-frame: its segments do, so it stays whole).
+// It is then rewritten (MACs, addresses, ports, TTL, checksums by the
+// precomputed deltas), counted per CPU and redirected to the egress
+// interface. Anything else goes on as if the program were not there.
+//
+// With --io xdp, the XDP program runs first: it passes the frames the fast
+// path takes (same checks, offload_eligible) to the kernel instead of to the
+// workers, so TC sees them.
+
+#define MAX_OFFLOAD 65536
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+
+#define TCX_NEXT -1
+#define TCX_REDIRECT 7
+
+// Matches OffloadKey in src/io/offload/map.rs.
+struct offload_key {
+	__u32 ifindex;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+// Matches OffloadValue in src/io/offload/map.rs. The deltas are folded
+// one's-complement sums as the checksum fields hold them (network order).
+struct offload_entry {
+	__u32 egress_ifindex;
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u16 ip_delta;
+	__u16 pseudo_delta;
+	__u16 port_delta;
+	__u16 mtu; // host order
+	__u32 track_seq; // TCP towards the LAN: note the sequence the host expects
+};
+
+// Per CPU, per entry. Matches OffloadStats in src/io/offload/map.rs.
+struct offload_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u32 next_seq; // host order; 0: none seen
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OFFLOAD);
+	__type(key, struct offload_key);
+	__type(value, struct offload_entry);
+} offload SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_OFFLOAD);
+	__type(key, struct offload_key);
+	__type(value, struct offload_stats);
+} offload_stats SEC(".maps");
+
+// The entry for the IPv4 packet at `ip` (headers bounds-checked up to
+// `data_end`) arriving on `ifindex`, if the fast path may take it: `gso_size`
+// is the payload per segment of a GSO super-frame (0: a plain packet), `len`
+// the bytes from `ip` to the end of the packet.
+static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, struct iphdr *ip,
+							      void *data_end, __u32 gso_size,
+							      __u32 len)
+{
+	if ((void *)(ip + 1) > data_end)
+		return NULL;
+	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1)
+		return NULL;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return NULL;
+	if (bpf_ntohs(ip->tot_len) > len)
+		return NULL;
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u32 l4_header;
+
+	if (ip->protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > data_end)
+			return NULL;
+		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+			return NULL;
+		l4_header = (l4[12] >> 4) * 4;
+	} else if (ip->protocol == IPPROTO_UDP) {
+		if ((void *)(l4 + 8) > data_end)
+			return NULL;
+		l4_header = 8;
+	} else {
+		return NULL;
+	}
+
+	struct offload_key key = {
+		.ifindex = ifindex,
+		.saddr = ip->saddr,
+		.daddr = ip->daddr,
+		.sport = *(__be16 *)l4,
+		.dport = *(__be16 *)(l4 + 2),
+		.proto = ip->protocol,
+	};
+	struct offload_entry *e = bpf_map_lookup_elem(&offload, &key);
+
+	if (!e)
+		return NULL;
+	if (gso_size) {
+		if (sizeof(struct iphdr) + l4_header + gso_size > e->mtu)
+			return NULL;
+	} else if (bpf_ntohs(ip->tot_len) > e->mtu) {
+		return NULL;
+	}
+	return e;
+}
+
+// ~(~check + add), folded.
+static __always_inline __u16 csum_add_fold(__u16 check, __u32 add)
+{
+	__u32 sum = (__u16)~check + add;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline void count(struct offload_key *key, struct __sk_buff *skb, __u32 next_seq)
+{
+	struct offload_stats *st = bpf_map_lookup_elem(&offload_stats, key);
+
+	if (!st)
+		return;
+	st->packets += skb->gso_segs ? skb->gso_segs : 1;
+	st->bytes += skb->len;
+	// Serial-number comparison (RFC 1982): keep the furthest.
+	if (next_seq && (!st->next_seq || (__s32)(next_seq - st->next_seq) > 0))
+		st->next_seq = next_seq;
+}
+
+SEC("tcx/ingress")
+int xwan_offload(struct __sk_buff *skb)
+{
+	// Ethernet, IPv4 without options and the TCP header in the linear part.
+	if (skb->data_end - skb->data < ETH_HLEN + 20 + 20)
+		bpf_skb_pull_data(skb, ETH_HLEN + 20 + 20);
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+
+	struct iphdr *ip = (void *)(eth + 1);
+	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, ip, data_end,
+						   skb->gso_size, skb->len - ETH_HLEN);
+
+	if (!e)
+		return TCX_NEXT;
+	// offload_eligible checked the IP header and the L4 header's start.
+	if ((void *)(ip + 1) > data_end)
+		return TCX_NEXT;
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u32 csum_off;
+	__u64 mangled_0 = 0;
+	__u32 next_seq = 0;
+
+	if (ip->protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > data_end)
+			return TCX_NEXT;
+		csum_off = ETH_HLEN + sizeof(struct iphdr) + 16;
+		if (e->track_seq) {
+			__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) -
+					(l4[12] >> 4) * 4;
+
+			next_seq = bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
+		}
+	} else {
+		if ((void *)(l4 + 8) > data_end)
+			return TCX_NEXT;
+		csum_off = ETH_HLEN + sizeof(struct iphdr) + 6;
+		mangled_0 = BPF_F_MARK_MANGLED_0;
+	}
+
+	struct offload_key key = {
+		.ifindex = skb->ingress_ifindex,
+		.saddr = ip->saddr,
+		.daddr = ip->daddr,
+		.sport = *(__be16 *)l4,
+		.dport = *(__be16 *)(l4 + 2),
+		.proto = ip->protocol,
+	};
+
+	count(&key, skb, next_seq);
+
+	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, e->src_mac, 6);
+	__u16 old_ttl = *(__u16 *)&ip->ttl;
+
+	ip->ttl--;
+	__u16 new_ttl = *(__u16 *)&ip->ttl;
+	__u32 ip_add = (__u16)~old_ttl + new_ttl + e->ip_delta;
+
+	ip->check = csum_add_fold(ip->check, ip_add);
+	ip->saddr = e->saddr;
+	ip->daddr = e->daddr;
+	*(__be16 *)l4 = e->sport;
+	*(__be16 *)(l4 + 2) = e->dport;
+
+	__u32 egress = e->egress_ifindex;
+	__u32 pseudo = e->pseudo_delta;
+	__u32 ports = e->port_delta;
+
+	bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | mangled_0);
+	bpf_l4_csum_replace(skb, csum_off, 0, ports, mangled_0);
+	return bpf_redirect(egress, 0);
+}
