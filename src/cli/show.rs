@@ -143,6 +143,23 @@ pub fn status_table(s: &StatusReport) -> String {
     };
     let _ = writeln!(out, "dropped: {}", nonzero(&s.drops));
     let _ = writeln!(out, "to kernel: {}", nonzero(&s.to_kernel));
+    let o = &s.offload;
+    let _ = write!(out, "offload: {}", o.state);
+    if !o.hooks.is_empty() {
+        let hooks: Vec<String> = o.hooks.iter().map(|(i, h)| format!("{i} {h}")).collect();
+        let _ = write!(
+            out,
+            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel, {} refused (map full), {} map errors",
+            hooks.join(", "),
+            o.entries,
+            o.capacity,
+            o.packets,
+            o.bytes,
+            o.refused_full,
+            o.map_errors
+        );
+    }
+    let _ = writeln!(out);
     for w in &s.workers {
         let _ = writeln!(
             out,

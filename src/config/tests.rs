@@ -1263,11 +1263,15 @@ fn lan_address_and_mtus() {
 fn dataplane_offload_forms() {
     assert_eq!(ok(BASE).dataplane.offload, Offload::Auto);
     assert_eq!(
-        ok(&with("[dataplane]\noffload = \"off\"\n")).dataplane.offload,
+        ok(&with("[dataplane]\noffload = \"off\"\n"))
+            .dataplane
+            .offload,
         Offload::Off
     );
     assert_eq!(
-        ok(&with("[dataplane]\noffload = \"auto\"\n")).dataplane.offload,
+        ok(&with("[dataplane]\noffload = \"auto\"\n"))
+            .dataplane
+            .offload,
         Offload::Auto
     );
     assert_invalid(

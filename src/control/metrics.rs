@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::protocol::{UplinkControl, WorkerReport};
+use super::protocol::{OffloadReport, UplinkControl, WorkerReport};
 use super::ControlError;
 use crate::router::{Stats, UplinkStats};
 
@@ -614,6 +614,64 @@ fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
         deadline,
         stop,
     );
+}
+
+/// The in-kernel fast path's metrics (`[dataplane] offload`).
+pub fn render_offload(r: &OffloadReport) -> String {
+    let mut w = Writer { out: String::new() };
+    w.family(
+        "xwan_offload_hook",
+        "gauge",
+        "The hook of the in-kernel fast path on each interface (1).",
+    );
+    for (interface, hook) in &r.hooks {
+        w.sample(
+            "xwan_offload_hook",
+            &[("interface", interface), ("hook", hook)],
+            1.0,
+        );
+    }
+    for (name, kind, help, value) in [
+        (
+            "xwan_offload_entries",
+            "gauge",
+            "Entries of the fast path's map (two per offloaded flow).",
+            r.entries,
+        ),
+        (
+            "xwan_offload_capacity",
+            "gauge",
+            "Entries the fast path's map holds at most.",
+            r.capacity,
+        ),
+        (
+            "xwan_offload_refused_full_total",
+            "counter",
+            "Entries the full map refused (their flows stay with the workers).",
+            r.refused_full,
+        ),
+        (
+            "xwan_offload_map_errors_total",
+            "counter",
+            "Fast path entries that could not be written or removed.",
+            r.map_errors,
+        ),
+        (
+            "xwan_offload_packets_total",
+            "counter",
+            "Packets forwarded by the in-kernel fast path.",
+            r.packets,
+        ),
+        (
+            "xwan_offload_bytes_total",
+            "counter",
+            "Bytes forwarded by the in-kernel fast path.",
+            r.bytes,
+        ),
+    ] {
+        w.single(name, kind, help, value as f64);
+    }
+    w.out
 }
 
 #[cfg(test)]

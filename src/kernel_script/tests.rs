@@ -8,8 +8,7 @@ use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
     Balance, Control, Dataplane, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat,
-    Offload, PortRange,
-    ProbeTarget, Timeouts, DEFAULT_HEALTH,
+    Offload, PortRange, ProbeTarget, Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 

@@ -173,8 +173,7 @@ fn credit_flow(flow: &Flow, side: Side, credit: &OffloadCredit) {
     flow.packets[i].fetch_add(credit.packets, Ordering::Relaxed);
     flow.bytes[i].fetch_add(credit.bytes, Ordering::Relaxed);
     if let Some(seen) = credit.last_seen {
-        flow.last_seen
-            .fetch_max(seconds(seen), Ordering::Relaxed);
+        flow.last_seen.fetch_max(seconds(seen), Ordering::Relaxed);
     }
     if let Some(next) = credit.next_seq_to_lan {
         FlowTable::track_seq_to_lan(flow, next, 0);

@@ -72,8 +72,8 @@ impl Established {
             "{}\n[[forward]]\nproto = \"tcp\"\nport = {FORWARDED}\nto = \"{HOST}:80\"\n",
             super::TWO_UPLINKS
         );
-        let config = Config::from_toml(&text, Path::new("test.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config =
+            Config::from_toml(&text, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"));
         let router = Router::new(
             &config,
             InterfaceMacs {
@@ -133,7 +133,13 @@ impl Established {
         self.forward(Port::Wan(0), tcp(&to_wan, 443, outside, SYN_ACK, &[]));
         self.forward(Port::Lan, tcp(&lan(HOST, SERVER), port, 443, ACK, &[]));
         Conversation {
-            outbound: tcp(&lan(HOST, SERVER), port, 443, ACK, b"GET / HTTP/1.1\r\n\r\n"),
+            outbound: tcp(
+                &lan(HOST, SERVER),
+                port,
+                443,
+                ACK,
+                b"GET / HTTP/1.1\r\n\r\n",
+            ),
             inbound: tcp(&to_wan, 443, outside, ACK, b"HTTP/1.1 200 OK\r\n\r\nhello"),
         }
     }
@@ -146,7 +152,13 @@ impl Established {
         self.forward(Port::Lan, tcp(&lan(HOST, CLIENT), 80, port, SYN_ACK, &[]));
         self.forward(Port::Wan(0), tcp(&to_wan, port, FORWARDED, ACK, &[]));
         Conversation {
-            outbound: tcp(&lan(HOST, CLIENT), 80, port, ACK, b"HTTP/1.1 200 OK\r\n\r\n"),
+            outbound: tcp(
+                &lan(HOST, CLIENT),
+                80,
+                port,
+                ACK,
+                b"HTTP/1.1 200 OK\r\n\r\n",
+            ),
             inbound: tcp(&to_wan, port, FORWARDED, ACK, b"GET / HTTP/1.1\r\n\r\n"),
         }
     }

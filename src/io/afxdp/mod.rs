@@ -444,7 +444,10 @@ pub(crate) fn unattached_offload_parts() -> Result<OffloadParts, XdpError> {
         bypass: Vec::new(),
         local_addresses: Vec::new(),
         wan_addresses: Vec::new(),
-        nat_ports: crate::config::PortRange { lo: 20000, hi: 59999 },
+        nat_ports: crate::config::PortRange {
+            lo: 20000,
+            hi: 59999,
+        },
         tcp_forwards: Vec::new(),
         udp_forwards: Vec::new(),
     };

@@ -20,8 +20,8 @@ use ipnet::Ipv4Net;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
-use crate::io::{sync, sys};
 use crate::io::offload::OffloadParts;
+use crate::io::{sync, sys};
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::Port;
 
@@ -214,7 +214,9 @@ impl Program {
             .object
             .progs()
             .find(|prog| prog.name() == OFFLOAD_PROGRAM)
-            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {OFFLOAD_PROGRAM}")))?
+            .ok_or_else(|| {
+                XdpError::Load(format!("the XDP object has no program {OFFLOAD_PROGRAM}"))
+            })?
             .as_fd()
             .try_clone_to_owned()
             .map_err(|err| XdpError::Load(format!("{OFFLOAD_PROGRAM}: {err}")))?;

@@ -79,7 +79,8 @@ pub struct Offload {
     wans: Vec<u32>,
     /// Per interface: the hook that serves it.
     hooks: Vec<(String, &'static str)>,
-    _links: Vec<OwnedFd>,
+    /// The TCX links: the program stays attached while they are open.
+    links: Mutex<Vec<OwnedFd>>,
 }
 
 /// Why the fast path could not start (xwan then runs without it).
@@ -98,13 +99,18 @@ impl Offload {
         for interface in interfaces {
             let link = sys::bpf::attach_tcx_ingress(parts.program.as_raw_fd(), interface.ifindex)
                 .map_err(|source| OffloadError {
-                    interface: interface.name.clone(),
-                    source,
-                })?;
+                interface: interface.name.clone(),
+                source,
+            })?;
             links.push(link);
             hooks.push((interface.name.clone(), "tc"));
         }
-        let ifindex_of = |port: Port| interfaces.iter().find(|i| i.port == port).map(|i| i.ifindex);
+        let ifindex_of = |port: Port| {
+            interfaces
+                .iter()
+                .find(|i| i.port == port)
+                .map(|i| i.ifindex)
+        };
         let lan = ifindex_of(Port::Lan).unwrap_or(0);
         let wans = (0..)
             .map_while(|uplink| ifindex_of(Port::Wan(uplink)))
@@ -122,7 +128,7 @@ impl Offload {
             lan,
             wans,
             hooks,
-            _links: links,
+            links: Mutex::new(links),
         })
     }
 
@@ -149,6 +155,20 @@ impl Offload {
         OffloadStats {
             entries: state.installed.len() as u64,
             ..state.stats.clone()
+        }
+    }
+
+    /// Detaches the program, then empties the map into the flow table: the
+    /// orderly stop, before the state is saved.
+    pub fn stop(&self, router: &Router, now: Duration) {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        let mut state = self.lock();
+        let installed: Vec<(EntryKey, Installed)> = state.installed.drain().collect();
+        for (key, entry) in installed {
+            state.uninstall(&key, entry, router, now);
         }
     }
 
@@ -192,15 +212,9 @@ impl Offload {
             .map(|(key, _)| *key)
             .collect();
         for key in stale {
-            let Some(mut installed) = state.installed.remove(&key) else {
-                continue;
-            };
-            if let Err(e) = state.maps.remove(&key) {
-                state.stats.map_errors += 1;
-                warn!(error = %e, "offload: cannot remove an entry");
+            if let Some(installed) = state.installed.remove(&key) {
+                state.uninstall(&key, installed, router, now);
             }
-            let totals = state.maps.take_totals(&key);
-            credit(router, &mut installed, totals, now, &mut state.stats);
         }
         for (key, want) in wanted {
             if state.installed.contains_key(&key) {
@@ -217,6 +231,24 @@ impl Offload {
                 }
             }
         }
+    }
+}
+
+impl State {
+    /// Removes an entry from the map and credits its last counters.
+    fn uninstall(
+        &mut self,
+        key: &EntryKey,
+        mut installed: Installed,
+        router: &Router,
+        now: Duration,
+    ) {
+        if let Err(e) = self.maps.remove(key) {
+            self.stats.map_errors += 1;
+            warn!(error = %e, "offload: cannot remove an entry");
+        }
+        let totals = self.maps.take_totals(key);
+        credit(router, &mut installed, totals, now, &mut self.stats);
     }
 }
 

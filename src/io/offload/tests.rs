@@ -32,7 +32,7 @@ fn unattached() -> (Offload, OwnedFd) {
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
         hooks: Vec::new(),
-        _links: Vec::new(),
+        links: Mutex::new(Vec::new()),
     };
     (offload, program)
 }
@@ -68,7 +68,10 @@ fn same_as_core(bench: &mut Established, c: Conversation) {
     bench.now += Duration::from_secs(5);
     offload.sync(&bench.router, bench.now);
     let after = bench.router.flows(bench.now, 10, |_| true)[0].clone();
-    assert_eq!(after.packets, [before.packets[0] + 2, before.packets[1] + 2]);
+    assert_eq!(
+        after.packets,
+        [before.packets[0] + 2, before.packets[1] + 2]
+    );
     assert_eq!(after.idle_s, 0);
     assert_eq!(offload.stats().packets, 2);
 }

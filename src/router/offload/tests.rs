@@ -17,14 +17,22 @@ fn apply(entry: &OffloadEntry, frame: &[u8]) -> Vec<u8> {
     out[6..12].copy_from_slice(&entry.src_mac);
     let ttl = out[22];
     let check = u16::from_be_bytes([out[24], out[25]]);
-    let check = update16(check, u16::from_be_bytes([ttl, out[23]]), u16::from_be_bytes([ttl - 1, out[23]]));
+    let check = update16(
+        check,
+        u16::from_be_bytes([ttl, out[23]]),
+        u16::from_be_bytes([ttl - 1, out[23]]),
+    );
     out[22] = ttl - 1;
     out[24..26].copy_from_slice(&ip_check(check, entry.ip_delta).to_be_bytes());
     out[26..30].copy_from_slice(&entry.src.addr);
     out[30..34].copy_from_slice(&entry.dst.addr);
     out[34..36].copy_from_slice(&entry.src.port.to_be_bytes());
     out[36..38].copy_from_slice(&entry.dst.port.to_be_bytes());
-    let at = if entry.key.protocol == PROTO_TCP { 34 + 16 } else { 34 + 6 };
+    let at = if entry.key.protocol == PROTO_TCP {
+        34 + 16
+    } else {
+        34 + 6
+    };
     let l4 = u16::from_be_bytes([out[at], out[at + 1]]);
     let l4 = ip_check(ip_check(l4, entry.pseudo_delta), entry.port_delta);
     out[at..at + 2].copy_from_slice(&l4.to_be_bytes());
@@ -45,10 +53,19 @@ fn same_as_core(bench: &mut Established, outbound: Vec<u8>, inbound: Vec<u8>) {
         let seen = testing::check(&frame).expect("a valid frame");
         assert_eq!(entry.key.src.addr, seen.src.octets());
         assert_eq!(entry.key.dst.addr, seen.dst.octets());
-        assert_eq!((entry.key.src.port, entry.key.dst.port), (seen.src_port, seen.dst_port));
+        assert_eq!(
+            (entry.key.src.port, entry.key.dst.port),
+            (seen.src_port, seen.dst_port)
+        );
         let fast = apply(entry, &frame);
         let (verdict, core) = bench.send(entry.ingress, frame);
-        assert_eq!(verdict, Verdict::Forward { port: entry.egress, len: core.len() });
+        assert_eq!(
+            verdict,
+            Verdict::Forward {
+                port: entry.egress,
+                len: core.len()
+            }
+        );
         assert_eq!(fast, core, "fast path and core differ for {entry:?}");
         testing::check(&fast).expect("valid checksums");
     }
@@ -62,10 +79,16 @@ fn tcp_snat_entries_rewrite_as_the_core_does() {
     let flow = only_flow(&bench);
     assert_eq!(flow.entries[0].ingress, Port::Lan);
     assert_eq!(flow.entries[0].egress, Port::Wan(0));
-    assert_eq!((flow.entries[0].src_mac, flow.entries[0].dst_mac), (WAN_MAC, GATEWAY_MAC));
+    assert_eq!(
+        (flow.entries[0].src_mac, flow.entries[0].dst_mac),
+        (WAN_MAC, GATEWAY_MAC)
+    );
     assert_eq!(flow.entries[1].ingress, Port::Wan(0));
     assert_eq!(flow.entries[1].egress, Port::Lan);
-    assert_eq!((flow.entries[1].src_mac, flow.entries[1].dst_mac), (LAN_MAC, HOST_MAC));
+    assert_eq!(
+        (flow.entries[1].src_mac, flow.entries[1].dst_mac),
+        (LAN_MAC, HOST_MAC)
+    );
     assert_eq!((flow.entries[0].mtu, flow.entries[1].mtu), (1500, 1500));
 }
 
@@ -155,7 +178,10 @@ fn credits_reach_the_flow() {
     let failed = bench.router.fail_over(0);
     assert_eq!(failed.reset, 1);
     let rst = &failed.resets[0];
-    assert_eq!(u32::from_be_bytes([rst[38], rst[39], rst[40], rst[41]]), 123_456);
+    assert_eq!(
+        u32::from_be_bytes([rst[38], rst[39], rst[40], rst[41]]),
+        123_456
+    );
     // A flow that is gone takes no credit.
     assert!(!bench
         .router

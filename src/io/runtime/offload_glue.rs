@@ -1,0 +1,103 @@
+//! `[dataplane] offload` at run time: whether the in-kernel fast path runs
+//! ([`crate::io::offload`]), and its figures for status and metrics.
+//!
+//! It runs with `--io xdp`, whose object holds the program. With `--io
+//! packet` it is unavailable: AF_PACKET taps see frames before TC ingress,
+//! so a frame redirected there would reach the workers too.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::data_path::DataPath;
+use crate::config::{Config, Offload as OffloadSetting};
+use crate::control::protocol::OffloadReport;
+use crate::io::offload::{Offload, MAX_ENTRIES};
+use crate::io::DataPathSetup;
+use crate::router::Router;
+
+/// The fast path, if it runs, and why not otherwise.
+pub(super) struct FastPath {
+    pub offload: Option<Arc<Offload>>,
+    /// "on", "off" or "unavailable (why)".
+    state: String,
+    /// The router's clock.
+    epoch: Instant,
+}
+
+impl FastPath {
+    pub fn start(data_path: &DataPath, setup: &DataPathSetup, config: &Config) -> FastPath {
+        let without = |state: String| FastPath {
+            offload: None,
+            state,
+            epoch: setup.epoch,
+        };
+        if config.dataplane.offload == OffloadSetting::Off {
+            return without("off".to_string());
+        }
+        let path = match data_path {
+            DataPath::Xdp(path) => path,
+            DataPath::Packet { .. } => {
+                info!(
+                    "offload unavailable with --io packet: established flows stay with the workers"
+                );
+                return without("unavailable (--io packet)".to_string());
+            }
+        };
+        let started = path
+            .offload_parts()
+            .map_err(|e| e.to_string())
+            .and_then(|parts| Offload::start(parts, &setup.interfaces).map_err(|e| e.to_string()));
+        match started {
+            Ok(offload) => FastPath {
+                offload: Some(Arc::new(offload)),
+                state: "on".to_string(),
+                epoch: setup.epoch,
+            },
+            Err(why) => {
+                warn!("offload unavailable ({why}): established flows stay with the workers");
+                without(format!("unavailable ({why})"))
+            }
+        }
+    }
+
+    pub fn report(&self) -> OffloadReport {
+        let Some(offload) = &self.offload else {
+            return OffloadReport {
+                state: self.state.clone(),
+                ..OffloadReport::default()
+            };
+        };
+        let stats = offload.stats();
+        OffloadReport {
+            state: self.state.clone(),
+            hooks: offload
+                .hooks()
+                .iter()
+                .map(|(interface, hook)| (interface.clone(), hook.to_string()))
+                .collect(),
+            entries: stats.entries,
+            capacity: u64::from(MAX_ENTRIES),
+            refused_full: stats.refused_full,
+            map_errors: stats.map_errors,
+            packets: stats.packets,
+            bytes: stats.bytes,
+        }
+    }
+
+    /// Brings the flow table up to date with the fast path (see
+    /// [`Offload::sync`]); nothing without it.
+    pub fn sync(&self, router: &Router) {
+        if let Some(offload) = &self.offload {
+            offload.sync(router, self.epoch.elapsed());
+        }
+    }
+
+    /// Detaches the program and takes its last counters into the flow table.
+    pub fn stop(&self, router: &Router) {
+        if let Some(offload) = &self.offload {
+            offload.stop(router, self.epoch.elapsed());
+        }
+    }
+}
