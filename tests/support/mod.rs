@@ -50,6 +50,9 @@ pub enum RouterMode {
     XwanXdp,
     /// `xwan run --io packet`.
     XwanPacket,
+    /// `xwan run --io xdp` with `[dataplane] offload = "off"`: the workers
+    /// forward every packet.
+    XwanXdpOffloadOff,
 }
 
 /// Transmit checksum offload on the LAN hosts' and servers' interfaces.
@@ -290,6 +293,11 @@ impl Testbed {
                 };
                 self.spawn_xwan(&config_path, io);
             }
+            RouterMode::XwanXdpOffloadOff => {
+                let text = format!("{config_text}\n[dataplane]\noffload = \"off\"\n");
+                std::fs::write(&config_path, text).expect("write the config");
+                self.spawn_xwan(&config_path, "xdp");
+            }
         }
     }
 
@@ -302,7 +310,7 @@ impl Testbed {
         env: &[(&str, &str)],
     ) {
         let io = match mode {
-            RouterMode::XwanXdp => "xdp",
+            RouterMode::XwanXdp | RouterMode::XwanXdpOffloadOff => "xdp",
             RouterMode::XwanPacket => "packet",
             RouterMode::Kernel => panic!("start_xwan_with_env starts xwan, not the kernel recipe"),
         };
