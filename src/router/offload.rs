@@ -130,17 +130,18 @@ impl Router {
         let now = seconds(now);
         let timeouts = self.timeouts.get();
         self.table
-            .snapshot(now, usize::MAX, |spec| {
-                matches!(spec.kind, FlowKind::Snat | FlowKind::Dnat)
-                    && matches!(spec.protocol, PROTO_TCP | PROTO_UDP)
+            .scan(|flow| {
+                let spec = &flow.spec;
+                let tcp = flow.tcp.load(Ordering::Relaxed);
+                let packets = [0, 1].map(|i| flow.packets[i].load(Ordering::Relaxed));
+                let idle = now.saturating_sub(flow.last_seen.load(Ordering::Relaxed));
+                let offered = matches!(spec.kind, FlowKind::Snat | FlowKind::Dnat)
+                    && established(spec, tcp, packets)
+                    && idle + EXPIRY_MARGIN_S < idle_timeout(spec.protocol, tcp, &timeouts);
+                offered.then_some(flow.spec)
             })
-            .into_iter()
-            .filter(|info| {
-                established(&info.spec, info.tcp, info.packets)
-                    && info.idle_s + EXPIRY_MARGIN_S
-                        < idle_timeout(info.spec.protocol, info.tcp, &timeouts)
-            })
-            .filter_map(|info| self.offload_flow(&info.spec))
+            .iter()
+            .filter_map(|spec| self.offload_flow(spec))
             .collect()
     }
 
