@@ -160,6 +160,12 @@ impl Router {
         })
     }
 
+    /// Flows in the table now (one atomic load: how much a scan for
+    /// [`Router::offloadable`] would read).
+    pub fn flow_count(&self) -> u32 {
+        self.table.len()
+    }
+
     /// Records on the flow `key` (arriving on `side`) what the fast path saw
     /// of it; false when the flow is gone.
     pub fn credit_offloaded(&self, side: Side, key: &FlowKey, credit: OffloadCredit) -> bool {

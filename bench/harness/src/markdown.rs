@@ -421,7 +421,7 @@ fn markdown(data: &Data, title: &str) -> String {
          the pass-through one of the last column) turns GSO off on their peers: every packet is \
          then routed one by one. Compare xwan --io xdp with the last column for the cost per \
          packet, with the kernel column for what a user gets on veth. With offload on, an \
-         established connection's packets (after its first second) are forwarded by xwan's TC \
+         established connection's packets (after its first 0.2-1 s) are forwarded by xwan's TC \
          program in the kernel, GRO-merged super-frames whole, without the trip to the \
          workers.\n\n",
     );

@@ -4,8 +4,9 @@
 //! every WAN interface, and the bookkeeping that keeps its map equal to
 //! what the router core decides ([`Router::offloadable`]).
 //!
-//! [`Offload::sync`] runs every second before the flow sweeper, and before
-//! a failover, a status or a flow listing: it reads the per-CPU counters of
+//! [`Offload::sync`] runs every second before the flow sweeper (and every
+//! 200 ms while the table is small: `io/runtime/offload_glue.rs`), and
+//! before a failover, a status or a flow listing: it reads the per-CPU counters of
 //! every installed entry back into the flow table (packets, bytes, last
 //! seen, the sequence a failover RST needs), removes the entries of flows
 //! the core no longer offers (closing, gone, near their idle timeout, a

@@ -15,7 +15,9 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second, after bringing the
-//!   flow table and the in-kernel fast path in line (`offload_glue`);
+//!   flow table and the in-kernel fast path in line (`offload_glue`); with
+//!   the fast path on, the offload thread does that every 200 ms too while
+//!   the table is small, so established flows reach it sooner;
 //! - the checkpoint thread saves the state every `[control] checkpoint_s`;
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
@@ -331,6 +333,15 @@ impl Running {
                 }
             })
         })?;
+        if self.fast_path.is_on() {
+            let (router, stop) = (Arc::clone(&self.router), Arc::clone(&self.stop));
+            let fast_path = Arc::clone(&self.fast_path);
+            self.threads.spawn("offload", move || {
+                every(offload_glue::QUICK_SYNC, &stop, || {
+                    fast_path.quick_sync(&router)
+                })
+            })?;
+        }
         let stop = Arc::clone(&self.stop);
         self.threads
             .spawn("uplink-monitor", move || monitor.run(&stop))?;

@@ -6,7 +6,7 @@
 //! so a frame redirected there would reach the workers too.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -14,6 +14,11 @@ use super::data_path::DataPath;
 use crate::config::{Config, Offload as OffloadSetting};
 use crate::control::protocol::OffloadReport;
 use crate::io::offload::{Offload, MAX_ENTRIES};
+
+/// How often the offload thread picks up newly established flows while the
+/// table is small enough to scan cheaply (at most [`MAX_ENTRIES`] flows, the
+/// map's own size); a bigger table is scanned once a second, by the sweeper.
+pub(super) const QUICK_SYNC: Duration = Duration::from_millis(200);
 use crate::io::DataPathSetup;
 use crate::router::Router;
 
@@ -91,6 +96,18 @@ impl FastPath {
     pub fn sync(&self, router: &Router) {
         if let Some(offload) = &self.offload {
             offload.sync(router, self.epoch.elapsed());
+        }
+    }
+
+    /// Whether the fast path runs.
+    pub fn is_on(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// The offload thread's tick: [`FastPath::sync`] while the table is small.
+    pub fn quick_sync(&self, router: &Router) {
+        if router.flow_count() <= MAX_ENTRIES {
+            self.sync(router);
         }
     }
 
