@@ -450,6 +450,18 @@ gateway = "198.18.3.1"
     }
 
     #[test]
+    fn offload_changes_need_a_restart() {
+        let e = reload(
+            &running(),
+            &format!("{BASE}\n[dataplane]\noffload = \"off\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.refusals.len(), 1);
+        assert_eq!(e.refusals[0].key, "dataplane.offload");
+        assert_eq!(e.refusals[0].message, "changed from auto to off");
+    }
+
+    #[test]
     fn changes_that_need_a_restart_are_refused_by_key() {
         let text = BASE
             .replace("address = \"198.18.2.2\"", "address = \"198.18.2.9\"")

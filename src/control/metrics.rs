@@ -694,4 +694,25 @@ mod tests {
             "# HELP x_total Things.\n# TYPE x_total counter\nx_total 2\ny{a=\"1\",b=\"q\\\"\"} 0.25\n"
         );
     }
+
+    #[test]
+    fn offload_metrics_name_each_hook_and_count() {
+        let out = render_offload(&OffloadReport {
+            state: "on".into(),
+            hooks: vec![("lan0".into(), "tc".into()), ("wan1".into(), "tc".into())],
+            entries: 4,
+            capacity: 65536,
+            refused_full: 1,
+            map_errors: 0,
+            packets: 1000,
+            bytes: 1_500_000,
+        });
+        assert!(out.contains("xwan_offload_hook{interface=\"lan0\",hook=\"tc\"} 1\n"));
+        assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"tc\"} 1\n"));
+        assert!(out.contains("\nxwan_offload_entries 4\n"));
+        assert!(out.contains("\nxwan_offload_refused_full_total 1\n"));
+        assert!(out.contains("\nxwan_offload_packets_total 1000\n"));
+        assert!(out.contains("\nxwan_offload_bytes_total 1500000\n"));
+        assert!(out.contains("# TYPE xwan_offload_packets_total counter\n"));
+    }
 }

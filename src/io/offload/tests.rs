@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::map::{EntryKey, EntryValue};
 use super::*;
 use crate::io::afxdp::unattached_offload_parts;
 use crate::router::Verdict;
@@ -157,4 +158,36 @@ fn addressing_of(frame: &[u8]) -> testing::Addressing {
         dst: seen.dst,
         ttl: 64,
     }
+}
+
+#[test]
+fn a_full_map_leaves_flows_to_the_workers() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    let entry = bench.router.offloadable(bench.now)[0].entries[0];
+    {
+        let state = offload.lock();
+        for i in 0..MAX_ENTRIES {
+            let key = crate::flow::FlowKey {
+                protocol: 17,
+                src: crate::packet::Endpoint::new([10, 0, (i >> 8) as u8, i as u8], 1),
+                dst: crate::packet::Endpoint::new([10, 1, 0, 0], (i >> 16) as u16),
+            };
+            state
+                .maps
+                .insert(
+                    &EntryKey::new(999, &key),
+                    &EntryValue::new(1, &entry, false),
+                )
+                .expect("room for the filler");
+        }
+    }
+    offload.sync(&bench.router, bench.now);
+    let stats = offload.stats();
+    assert_eq!(
+        (stats.entries, stats.refused_full, stats.map_errors),
+        (0, 2, 0)
+    );
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
 }
