@@ -4,9 +4,10 @@
 //! every WAN interface, and the bookkeeping that keeps its map equal to
 //! what the router core decides ([`Router::offloadable`]).
 //!
-//! [`Offload::sync`] runs every second before the flow sweeper (and every
-//! 200 ms while the table is small: `io/runtime/offload_glue.rs`), and
-//! before a failover, a status or a flow listing: it reads the per-CPU counters of
+//! [`Offload::sync`] runs every second before the flow sweeper, and before
+//! a failover, a status or a flow listing (and [`Offload::refresh`], the
+//! same without reading the counters back, every 200 ms while the table is
+//! small: `io/runtime/offload_glue.rs`): it reads the per-CPU counters of
 //! every installed entry back into the flow table (packets, bytes, last
 //! seen, the sequence a failover RST needs), removes the entries of flows
 //! the core no longer offers (closing, gone, near their idle timeout, a
@@ -173,13 +174,28 @@ impl Offload {
         }
     }
 
-    /// Brings the core and the map in line at `now` (the router's clock).
+    /// Brings the core and the map in line at `now` (the router's clock):
+    /// every entry's counters read back, then the map made equal to the
+    /// core's set.
     pub fn sync(&self, router: &Router, now: Duration) {
+        self.bring_in_line(router, now, true);
+    }
+
+    /// [`Offload::sync`] without reading back the counters of the entries
+    /// that stay (one system call each): newly established flows in, gone
+    /// ones out.
+    pub fn refresh(&self, router: &Router, now: Duration) {
+        self.bring_in_line(router, now, false);
+    }
+
+    fn bring_in_line(&self, router: &Router, now: Duration, read_counters: bool) {
         let mut state = self.lock();
         let state = &mut *state;
-        for (key, installed) in state.installed.iter_mut() {
-            let totals = state.maps.totals(key);
-            credit(router, installed, totals, now, &mut state.stats);
+        if read_counters {
+            for (key, installed) in state.installed.iter_mut() {
+                let totals = state.maps.totals(key);
+                credit(router, installed, totals, now, &mut state.stats);
+            }
         }
         let mut wanted: HashMap<EntryKey, Installed> = HashMap::new();
         for flow in router.offloadable(now) {

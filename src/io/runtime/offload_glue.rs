@@ -104,10 +104,14 @@ impl FastPath {
         self.offload.is_some()
     }
 
-    /// The offload thread's tick: [`FastPath::sync`] while the table is small.
+    /// The offload thread's tick, while the table is small: newly
+    /// established flows into the map ([`Offload::refresh`]; the counters
+    /// are read back by [`FastPath::sync`]).
     pub fn quick_sync(&self, router: &Router) {
-        if router.flow_count() <= MAX_ENTRIES {
-            self.sync(router);
+        if let Some(offload) = &self.offload {
+            if router.flow_count() <= MAX_ENTRIES {
+                offload.refresh(router, self.epoch.elapsed());
+            }
         }
     }
 
