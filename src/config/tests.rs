@@ -1262,6 +1262,9 @@ fn lan_address_and_mtus() {
 #[test]
 fn dataplane_offload_forms() {
     assert_eq!(ok(BASE).dataplane.offload, Offload::Auto);
+    assert!(ok(BASE)
+        .to_string()
+        .contains("\nOffload   auto (established flows in the kernel with --io xdp)\n"));
     assert_eq!(
         ok(&with("[dataplane]\noffload = \"off\"\n"))
             .dataplane
