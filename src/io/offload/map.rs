@@ -1,9 +1,13 @@
 //! The fast path's maps as bytes: keys, entries and per-CPU counters laid
 //! out as the C side declares them (offload.bpf.h), and their reads and writes.
 
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::flow::FlowKey;
+use crate::io::sys;
 use crate::router::OffloadEntry;
 
 /// Entries the map holds (two per flow); matches MAX_OFFLOAD on the C side.
@@ -11,11 +15,13 @@ pub const MAX_ENTRIES: u32 = 65536;
 
 /// `struct offload_key`: ingress ifindex, then the tuple in network order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntryKey([u8; 20]);
+pub struct EntryKey([u8; KEY_LEN]);
+
+const KEY_LEN: usize = 20;
 
 impl EntryKey {
     pub fn new(ifindex: u32, key: &FlowKey) -> EntryKey {
-        let mut bytes = [0u8; 20];
+        let mut bytes = [0u8; KEY_LEN];
         bytes[0..4].copy_from_slice(&ifindex.to_ne_bytes());
         bytes[4..8].copy_from_slice(&key.src.addr);
         bytes[8..12].copy_from_slice(&key.dst.addr);
@@ -127,6 +133,34 @@ impl Maps {
             }
         }
         totals
+    }
+
+    /// The counters of every entry, summed over the CPUs, read in batches
+    /// (a few system calls for the whole map); None if the kernel refuses.
+    pub fn all_totals(&self) -> Option<HashMap<EntryKey, Totals>> {
+        let (keys, values) = sys::bpf::lookup_batch(
+            self.stats.as_fd().as_raw_fd(),
+            KEY_LEN,
+            STATS_LEN,
+            self.cpus,
+            4096,
+        )
+        .ok()?;
+        let stride = STATS_LEN.div_ceil(8) * 8;
+        let per_key = stride * self.cpus;
+        Some(
+            keys.chunks_exact(KEY_LEN)
+                .zip(values.chunks_exact(per_key))
+                .filter_map(|(key, cpus)| {
+                    let key = EntryKey(key.try_into().ok()?);
+                    let mut totals = Totals::default();
+                    for cpu in cpus.chunks_exact(stride) {
+                        totals.add(cpu);
+                    }
+                    Some((key, totals))
+                })
+                .collect(),
+        )
     }
 
     /// The last counters of a removed entry, deleting them.

@@ -192,8 +192,13 @@ impl Offload {
         let mut state = self.lock();
         let state = &mut *state;
         if read_counters {
+            // In batches; one entry at a time if the kernel refuses that.
+            let all = state.maps.all_totals();
             for (key, installed) in state.installed.iter_mut() {
-                let totals = state.maps.totals(key);
+                let totals = match &all {
+                    Some(all) => all.get(key).copied().unwrap_or_default(),
+                    None => state.maps.totals(key),
+                };
                 credit(router, installed, totals, now, &mut state.stats);
             }
         }

@@ -146,3 +146,64 @@ pub fn test_run_tc(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Resul
     out.truncate(opts.data_size_out as usize);
     Ok((opts.retval, out))
 }
+
+/// Every entry of the BPF hash map `map` (a per-CPU one: `values_per_key`
+/// values of `value_size` bytes each, one per possible CPU, each padded to 8
+/// bytes as the kernel lays them out), read in batches
+/// (`BPF_MAP_LOOKUP_BATCH`) of `batch` entries: their keys and values, in one
+/// buffer each, `key_size` and `values_per_key * round_up(value_size, 8)`
+/// bytes per entry. Entries added or removed meanwhile may be missed or seen.
+pub fn lookup_batch(
+    map: RawFd,
+    key_size: usize,
+    value_size: usize,
+    values_per_key: usize,
+    batch: u32,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let stride = value_size.div_ceil(8) * 8 * values_per_key;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let (mut all_keys, mut all_values) = (Vec::new(), Vec::new());
+    let mut keys = vec![0u8; key_size * batch as usize];
+    let mut values = vec![0u8; stride * batch as usize];
+    // The position token of a hash map (a bucket index) is 4 bytes; 8 leave room.
+    let mut token = [0u8; 8];
+    let mut first = true;
+    loop {
+        let mut count = batch;
+        let mut next = [0u8; 8];
+        let in_batch = if first {
+            std::ptr::null_mut()
+        } else {
+            token.as_mut_ptr().cast()
+        };
+        // SAFETY: keys and values hold `batch` entries of key_size and stride
+        // bytes, next and token 8 bytes, all live and writable for the call;
+        // the kernel writes at most `count` (= batch) entries.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                map,
+                in_batch,
+                next.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = rc == -libc::ENOENT;
+        if rc < 0 && !done {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let count = (count as usize).min(batch as usize);
+        all_keys.extend_from_slice(&keys[..count * key_size]);
+        all_values.extend_from_slice(&values[..count * stride]);
+        if done {
+            return Ok((all_keys, all_values));
+        }
+        token = next;
+        first = false;
+    }
+}
