@@ -140,6 +140,9 @@ fn failover_rst_carries_the_fast_paths_sequence() {
     offload.sync(&bench.router, bench.now);
     // Data from the server on the fast path only: seq 1000 + 25 bytes.
     assert_eq!(run(&program, &c.inbound, WAN_IFINDEX).0, REDIRECT);
+    let all = offload.lock().maps.all_totals().expect("batched reads");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.values().map(|t| t.packets).sum::<u64>(), 1);
     offload.sync(&bench.router, bench.now);
     let failed = bench.router.fail_over(0);
     let rst = &failed.resets[0];
@@ -186,6 +189,9 @@ fn a_full_map_leaves_flows_to_the_workers() {
                 .expect("room for the filler");
         }
     }
+    // The counters of the whole map in batches of 4096.
+    let all = offload.lock().maps.all_totals().expect("batched reads");
+    assert_eq!(all.len(), MAX_ENTRIES as usize);
     offload.sync(&bench.router, bench.now);
     let stats = offload.stats();
     assert_eq!(
