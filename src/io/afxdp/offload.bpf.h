@@ -159,6 +159,10 @@ static __always_inline void count(struct offload_key *key, struct __sk_buff *skb
 SEC("tcx/ingress")
 int xwan_offload(struct __sk_buff *skb)
 {
+	// A VLAN tag the device took off stays with the kernel, as tagged
+	// frames do.
+	if (skb->vlan_present)
+		return TCX_NEXT;
 	// Ethernet, IPv4 without options and the TCP header in the linear part.
 	if (skb->data_end - skb->data < ETH_HLEN + 20 + 20)
 		bpf_skb_pull_data(skb, ETH_HLEN + 20 + 20);
