@@ -10,23 +10,16 @@ use xwan::config::Config;
 use xwan::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
 
-pub const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.0.0/16"]
+/// [`testing::TWO_UPLINKS`] with a LAN of 192.168.0.0/16 (the inside
+/// endpoints span 192.168.0-3.x), a few rules, and room for every flow for
+/// as long as a run lasts.
+fn config() -> String {
+    let lan = testing::TWO_UPLINKS.replace("192.168.50.0/24", "192.168.0.0/16");
+    assert_ne!(lan, testing::TWO_UPLINKS, "the base configuration's LAN");
+    lan + RULES_AND_LIMITS
+}
 
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
-
+const RULES_AND_LIMITS: &str = r#"
 [[rule]]
 name = "web"
 proto = "tcp"
@@ -87,7 +80,7 @@ pub fn lan_udp(i: u32) -> Vec<u8> {
 
 impl Setup {
     pub fn new(flows: u32) -> Setup {
-        let config = Config::from_toml(CONFIG, Path::new("bench.toml")).expect("bench config");
+        let config = Config::from_toml(&config(), Path::new("bench.toml")).expect("bench config");
         let router = Router::new(
             &config,
             InterfaceMacs {

@@ -18,8 +18,8 @@
 //! `up_after` good rounds).
 
 mod traffic;
+mod uplink;
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ProbeTarget, Trigger, UplinkId, Wan};
 pub use traffic::{Evidence, TrafficTracker};
+use uplink::{
+    Burst, Round, UplinkHealth, BURST_GAP, BURST_PROBES, BURST_QUIET, BURST_WAIT, HISTORY,
+};
 
 /// An operator's override of an uplink's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,166 +191,6 @@ impl Setup {
                 },
             })
             .collect()
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Round {
-    seq: u16,
-    sent: Duration,
-    /// Round-trip time per target, once answered.
-    rtts: Vec<Option<Duration>>,
-}
-
-/// Rounds kept for the RTT and loss figures and the loss trigger.
-const HISTORY: usize = 10;
-
-/// A burst: probes sent [`BURST_PROBES`] times, [`BURST_GAP`] apart, to every
-/// target; judged [`BURST_WAIT`] (at most the uplink's timeout) after the first.
-const BURST_PROBES: u32 = 3;
-const BURST_GAP: Duration = Duration::from_millis(40);
-const BURST_WAIT: Duration = Duration::from_millis(250);
-
-/// After a burst that was answered, the least time before the next one.
-const BURST_QUIET: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone)]
-struct Burst {
-    started: Duration,
-    /// The sequence of each probe round of the burst sent so far.
-    seqs: Vec<u16>,
-    answered: bool,
-    /// The evidence that started it, for the reason.
-    evidence: Evidence,
-}
-
-#[derive(Debug, Clone)]
-struct UplinkHealth {
-    settings: Settings,
-    targets: Vec<ProbeTarget>,
-    pending: VecDeque<Round>,
-    history: VecDeque<Round>,
-    next_round: Duration,
-    next_seq: u16,
-    good_streak: u32,
-    bad_streak: u32,
-    /// What the probes (or the link) say.
-    healthy: bool,
-    /// Why the probes say down.
-    cause: Cause,
-    admin: AdminState,
-    since: Duration,
-    link_ok: bool,
-    burst: Option<Burst>,
-    quiet_until: Duration,
-}
-
-impl UplinkHealth {
-    fn new(setup: Setup, now: Duration) -> UplinkHealth {
-        let healthy = setup.settings.initial_up || setup.targets.is_empty();
-        UplinkHealth {
-            settings: setup.settings,
-            targets: setup.targets,
-            pending: VecDeque::new(),
-            history: VecDeque::new(),
-            next_round: now,
-            next_seq: 1,
-            good_streak: 0,
-            bad_streak: 0,
-            healthy,
-            cause: Cause::Initial,
-            admin: AdminState::Auto,
-            since: now,
-            link_ok: true,
-            burst: None,
-            quiet_until: now,
-        }
-    }
-
-    fn up(&self) -> bool {
-        match self.admin {
-            AdminState::Up => true,
-            AdminState::Down => false,
-            AdminState::Auto => self.healthy && self.link_ok,
-        }
-    }
-
-    /// Why it is down, if it is.
-    fn cause(&self) -> Option<Cause> {
-        match self.admin {
-            _ if self.up() => None,
-            AdminState::Down => Some(Cause::Admin),
-            _ if !self.link_ok => Some(Cause::Link),
-            _ => Some(self.cause),
-        }
-    }
-
-    fn take_seq(&mut self) -> u16 {
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        seq
-    }
-
-    /// Loss (0 to 1) over the recent rounds and the mean round-trip time of
-    /// the last `window` of them.
-    fn quality(&self, window: usize) -> (f64, Option<Duration>) {
-        let answered = |r: &Round| r.rtts.iter().flatten().count();
-        let probes: usize = self.history.iter().map(|r| r.rtts.len()).sum();
-        let got: usize = self.history.iter().map(answered).sum();
-        let loss = if probes == 0 {
-            0.0
-        } else {
-            1.0 - got as f64 / probes as f64
-        };
-        let rtts: Vec<Duration> = self
-            .history
-            .iter()
-            .rev()
-            .take(window)
-            .flat_map(|r| r.rtts.iter().flatten().copied())
-            .collect();
-        let mean = (!rtts.is_empty()).then(|| rtts.iter().sum::<Duration>() / rtts.len() as u32);
-        (loss, mean)
-    }
-
-    /// The quality trigger that holds the uplink down (`failing`: over a
-    /// failure threshold; otherwise over a recovery one), with its reason.
-    fn quality_fault(&self, failing: bool) -> Option<(Cause, String)> {
-        let s = &self.settings;
-        let window = if failing { s.down_after } else { s.up_after };
-        let (loss, mean) = self.quality(window as usize);
-        let loss_pct = loss * 100.0;
-        if let Some(t) = s.loss {
-            let limit = if failing { t.failure } else { t.recovery };
-            let over = if failing {
-                loss_pct >= f64::from(limit)
-            } else {
-                loss_pct > f64::from(limit)
-            };
-            if over {
-                let word = if failing { "failure" } else { "recovery" };
-                return Some((
-                    Cause::Loss,
-                    format!("loss {loss_pct:.0}% over the recent rounds (the {word} threshold is {limit}%)"),
-                ));
-            }
-        }
-        if let (Some(t), Some(mean)) = (s.latency, mean) {
-            let limit = if failing { t.failure } else { t.recovery };
-            let over = if failing { mean >= limit } else { mean > limit };
-            if over {
-                let word = if failing { "failure" } else { "recovery" };
-                return Some((
-                    Cause::Latency,
-                    format!(
-                        "mean round trip {:.1} ms over the last {window} rounds (the {word} threshold is {} ms)",
-                        mean.as_secs_f64() * 1000.0,
-                        limit.as_millis()
-                    ),
-                ));
-            }
-        }
-        None
     }
 }
 

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use super::filter::{ruleset, Ownership};
+use super::socket::{TxScratch, BATCH};
 use super::*;
 use crate::config::PortRange;
 use crate::io::system::netns::{enter_named, TestNetns};
 use crate::io::{DataPathSetup, Interface, OwnedTraffic, ZeroCopy};
-use crate::router::{DropReason, KernelReason};
+use crate::router::{DropReason, FrameMeta, KernelReason, Verdict};
 
 const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
@@ -137,30 +138,8 @@ impl Testbed {
         let host = TestNetns::new(&format!("{tag}-h"));
         let router = TestNetns::new(&format!("{tag}-r"));
         let isp = TestNetns::new(&format!("{tag}-i"));
-        router.ip(&[
-            "link",
-            "add",
-            "lan0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            host.name(),
-        ]);
-        router.ip(&[
-            "link",
-            "add",
-            "wan1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            isp.name(),
-        ]);
+        router.veth("lan0", &host, "eth0");
+        router.veth("wan1", &isp, "eth0");
         router.ip(&["link", "set", "lan0", "address", &mac_text(LAN_MAC), "up"]);
         router.ip(&["link", "set", "wan1", "address", &mac_text(WAN_MAC), "up"]);
         router.ip(&["addr", "add", "192.168.50.1/24", "dev", "lan0"]);

@@ -335,17 +335,7 @@ fn a_second_data_path_on_the_same_interfaces_is_refused() {
 
 #[test]
 fn a_missing_interface_is_named() {
-    let setup = DataPathSetup {
-        interfaces: vec![Interface {
-            name: "xwan-missing0".to_string(),
-            ifindex: 999_999,
-            mac: LAN_MAC,
-            port: Port::Lan,
-            rx_queues: 1,
-        }],
-        queues: 1,
-        ..Testbed::setup_without_bed()
-    };
+    let setup = Testbed::one_interface("xwan-missing0", 999_999, LAN_MAC, 1);
     let err = check_setup(&setup).expect_err("missing interface");
     assert!(
         matches!(err, XdpError::NoInterface(ref name) if name == "xwan-missing0"),
@@ -357,17 +347,7 @@ fn a_missing_interface_is_named() {
 #[test]
 fn an_mtu_too_large_for_a_frame_is_refused() {
     // The loopback interface (ifindex 1) has an MTU of 65536.
-    let setup = DataPathSetup {
-        interfaces: vec![Interface {
-            name: "lo".to_string(),
-            ifindex: 1,
-            mac: [0; 6],
-            port: Port::Lan,
-            rx_queues: 1,
-        }],
-        queues: 1,
-        ..Testbed::setup_without_bed()
-    };
+    let setup = Testbed::one_interface("lo", 1, [0; 6], 1);
     let err = check_setup(&setup).expect_err("MTU too large");
     assert!(
         matches!(err, XdpError::MtuTooLarge { mtu: 65536, .. }),
@@ -378,17 +358,7 @@ fn an_mtu_too_large_for_a_frame_is_refused() {
 
 #[test]
 fn queue_count_must_match_the_workers() {
-    let setup = DataPathSetup {
-        interfaces: vec![Interface {
-            name: "lo".to_string(),
-            ifindex: 1,
-            mac: [0; 6],
-            port: Port::Lan,
-            rx_queues: 1,
-        }],
-        queues: 2,
-        ..Testbed::setup_without_bed()
-    };
+    let setup = Testbed::one_interface("lo", 1, [0; 6], 2);
     let err = check_setup(&setup).expect_err("queue mismatch");
     assert!(
         matches!(
@@ -404,6 +374,22 @@ fn queue_count_must_match_the_workers() {
 }
 
 impl Testbed {
+    /// A setup of one LAN interface with one RX queue, for the checks that
+    /// refuse a setup before any socket opens.
+    fn one_interface(name: &str, ifindex: u32, mac: [u8; 6], queues: u32) -> DataPathSetup {
+        DataPathSetup {
+            interfaces: vec![Interface {
+                name: name.to_string(),
+                ifindex,
+                mac,
+                port: Port::Lan,
+                rx_queues: 1,
+            }],
+            queues,
+            ..Testbed::setup_without_bed()
+        }
+    }
+
     /// A setup for checks that never reach an interface.
     fn setup_without_bed() -> DataPathSetup {
         DataPathSetup {

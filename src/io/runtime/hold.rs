@@ -104,27 +104,15 @@ mod tests {
 
     #[test]
     fn drops_the_nat_and_forwarded_ports_of_the_wan_addresses_only() {
-        let text = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.50.0/24"]
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
+        let text = crate::testing::TWO_UPLINKS.to_owned()
+            + r#"
 [[forward]]
 proto = "udp"
 port = 5353
 to = "192.168.50.10:53"
 wan = "isp2"
 "#;
-        let config = Config::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let config = Config::from_toml(&text, std::path::Path::new("t.toml")).unwrap();
         let rules = ruleset(&config);
         assert!(rules.contains(
             "ip daddr { 198.18.1.2, 198.18.2.2 } meta l4proto { tcp, udp } th dport 20000-59999 drop"

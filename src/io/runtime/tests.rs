@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use super::discovery::{port_range_advice, Discovered};
 use super::*;
@@ -10,25 +11,14 @@ use crate::io::system::netns::{enter_named, TestNetns};
 use crate::io::system::Link;
 use crate::io::ZeroCopy;
 use crate::router::Port;
+use crate::testing::TWO_UPLINKS;
 use ipnet::Ipv4Net;
 
-const CONFIG: &str = r#"
-[lan]
-interface = "lan0"
-networks = ["192.168.50.0/24"]
+/// [`TWO_UPLINKS`] with rules (a bypass after a pinning rule among them),
+/// forwards, the NAT range and no state file.
+static CONFIG: LazyLock<String> = LazyLock::new(|| format!("{TWO_UPLINKS}{EXTRAS}"));
 
-[[wan]]
-name = "isp1"
-interface = "wan1"
-address = "198.18.1.2"
-gateway = "198.18.1.1"
-
-[[wan]]
-name = "isp2"
-interface = "wan2"
-address = "198.18.2.2"
-gateway = "198.18.2.1"
-
+const EXTRAS: &str = r#"
 [[rule]]
 name = "docs-direct"
 dst = ["198.51.100.0/24"]
@@ -106,7 +96,7 @@ fn port_range_advice_prefers_ports_above_the_nat_range() {
 
 #[test]
 fn owned_traffic_follows_the_config() {
-    let config = config(CONFIG);
+    let config = config(&CONFIG);
     let found = Discovered {
         lan: fake_link("lan0", 1),
         wans: vec![fake_link("wan1", 2), fake_link("wan2", 3)],
@@ -157,7 +147,7 @@ fn owned_traffic_follows_the_config() {
 #[test]
 fn discovery_names_what_is_missing() {
     let ns = TestNetns::new("rt-disc");
-    let config = config(CONFIG);
+    let config = config(&CONFIG);
     ns.ip(&[
         "link", "add", "lan0", "type", "veth", "peer", "name", "wan1",
     ]);
@@ -208,7 +198,7 @@ fn kernel_port_range_must_leave_the_nat_range_alone() {
         hi: 59999,
     };
     let set = |value: &str| set_local_port_range(&ns, value);
-    let explicit = config(CONFIG);
+    let explicit = config(&CONFIG);
     assert_eq!(explicit.nat.ports, nat);
     set("32768 60999");
     let err = ns.run(|| fit_nat_ports(&explicit)).expect_err("overlap");
@@ -260,18 +250,7 @@ fn runs_in_packet_mode_and_cleans_up() {
     let host = TestNetns::new("rt-h");
     let router = TestNetns::new("rt-r");
     let isps = [TestNetns::new("rt-i1"), TestNetns::new("rt-i2")];
-    router.ip(&[
-        "link",
-        "add",
-        "lan0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        host.name(),
-    ]);
+    router.veth("lan0", &host, "eth0");
     router.ip(&["addr", "add", "192.168.50.1/24", "dev", "lan0"]);
     router.ip(&["link", "set", "lan0", "up"]);
     host.ip(&["addr", "add", "192.168.50.10/24", "dev", "eth0"]);
@@ -282,18 +261,7 @@ fn runs_in_packet_mode_and_cleans_up() {
     for (i, isp) in isps.iter().enumerate() {
         let n = i + 1;
         let wan = format!("wan{n}");
-        router.ip(&[
-            "link",
-            "add",
-            &wan,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            isp.name(),
-        ]);
+        router.veth(&wan, isp, "eth0");
         router.ip(&["addr", "add", &format!("198.18.{n}.2/24"), "dev", &wan]);
         router.ip(&["link", "set", &wan, "up"]);
         isp.ip(&["addr", "add", &format!("198.18.{n}.1/24"), "dev", "eth0"]);
@@ -342,7 +310,7 @@ fn runs_in_packet_mode_and_cleans_up() {
         })
         .collect();
 
-    let config = config(CONFIG);
+    let config = config(&CONFIG);
     let options = RunOptions {
         io: Some(IoMode::Packet),
         queues: None,

@@ -203,18 +203,7 @@ mod tests {
     fn probe_resolves_a_neighbour() {
         let router = TestNetns::new("neigh-r");
         let peer = TestNetns::new("neigh-p");
-        router.ip(&[
-            "link",
-            "add",
-            "wan1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "isp1",
-            "netns",
-            peer.name(),
-        ]);
+        router.veth("wan1", &peer, "isp1");
         router.ip(&["link", "set", "wan1", "address", "02:00:00:00:01:02", "up"]);
         router.ip(&["addr", "add", "198.18.1.2/24", "dev", "wan1"]);
         peer.ip(&["link", "set", "isp1", "address", "02:00:00:00:01:01", "up"]);

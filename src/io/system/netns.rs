@@ -57,6 +57,22 @@ impl TestNetns {
         );
     }
 
+    /// A veth pair: `name` here, `peer_name` in `peer`.
+    pub(crate) fn veth(&self, name: &str, peer: &TestNetns, peer_name: &str) {
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer.name(),
+        ]);
+    }
+
     /// Runs a command inside the namespace (`ip netns exec`) and returns its output.
     pub(crate) fn exec(&self, cmd: &[&str]) -> Output {
         Command::new("ip")
