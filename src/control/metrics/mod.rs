@@ -444,5 +444,4 @@ mod tests {
         assert!(out.contains("\nxwan_offload_bytes_total 1500000\n"));
         assert!(out.contains("# TYPE xwan_offload_packets_total counter\n"));
     }
-
 }
