@@ -70,6 +70,12 @@ pub fn iperf3(
         .stderr(Stdio::null())
         .spawn()
         .expect("start iperf3 -s");
+    // Once the server listens, one client run.
+    let listening = poll(Duration::from_secs(5), || {
+        let ss = tb.exec(server_node, &["ss", "-Hltn", "sport", "=", ":5201"]);
+        !String::from_utf8_lossy(&ss.stdout).trim().is_empty()
+    });
+    assert!(listening, "iperf3 -s does not listen");
     let time = seconds.to_string();
     let mut args = vec![
         "timeout",
@@ -86,26 +92,15 @@ pub fn iperf3(
     if reverse {
         args.push("-R");
     }
-    let mut out = None;
-    // The server may need a moment to listen.
-    poll(Duration::from_secs(5), || {
-        let run = tb.exec(client, &args);
-        let ok = run.status.success();
-        out = Some(run);
-        ok
-    });
+    let out = tb.exec(client, &args);
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let out = out.expect("iperf3 ran");
-    assert!(
-        out.status.success(),
-        "iperf3 failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "iperf3 failed: {text}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J output");
     report["end"]["sum_received"]["bytes"]
         .as_u64()
-        .expect("iperf3 received bytes")
+        .unwrap_or_else(|| panic!("no received bytes in iperf3's report: {text}"))
 }
 
 /// Sends `size` bytes from `from` and reads them at `to`, checked; the
