@@ -435,21 +435,9 @@ fn open_workers(
     Ok((workers, zero_copy))
 }
 
-/// The fast path's program and maps from an XDP object loaded for no
-/// interface and never attached (for its tests).
-#[cfg(test)]
-pub(crate) fn unattached_offload_parts() -> Result<OffloadParts, XdpError> {
-    let owned = crate::io::OwnedTraffic {
-        lan_networks: Vec::new(),
-        bypass: Vec::new(),
-        local_addresses: Vec::new(),
-        wan_addresses: Vec::new(),
-        nat_ports: crate::config::PortRange {
-            lo: 20000,
-            hi: 59999,
-        },
-        tcp_forwards: Vec::new(),
-        udp_forwards: Vec::new(),
-    };
-    Program::load(&[], &owned)?.offload_parts()
+/// The fast path's programs and maps from the XDP object loaded for no
+/// interface and never attached (`--io packet`, which runs no XDP program,
+/// and the tests); `owned` fills the XDP program's own maps.
+pub fn load_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
+    Program::load(&[], owned)?.offload_parts()
 }

@@ -17,7 +17,9 @@
 //
 // With --io xdp, the XDP program runs first: it passes the frames the fast
 // path takes (same checks, offload_eligible) to the kernel instead of to the
-// workers, so TC sees them.
+// workers, so TC sees them. With --io packet, the workers' AF_PACKET sockets
+// see every frame before TC ingress: xwan_offload_tap, their socket filter,
+// keeps those frames from them (same checks), so none is forwarded twice.
 
 #define MAX_OFFLOAD 65536
 
@@ -238,4 +240,33 @@ int xwan_offload(struct __sk_buff *skb)
 	bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | mangled_0);
 	bpf_l4_csum_replace(skb, csum_off, 0, ports, mangled_0);
 	return bpf_redirect(egress, 0);
+}
+
+// The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not
+// for this socket) for a frame xwan_offload will forward, its whole length
+// otherwise. The socket sees the frame from its Ethernet header.
+SEC("socket")
+int xwan_offload_tap(struct __sk_buff *skb)
+{
+	__be16 proto;
+	// The IPv4 header and up to a TCP header, 4-byte aligned as the
+	// verifier wants the stack read.
+	__u32 l3[10] = {};
+
+	if (skb->vlan_present)
+		return skb->len;
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0 ||
+	    proto != bpf_htons(ETH_P_IP))
+		return skb->len;
+	// A short UDP datagram has only its own 8-byte header (a failed load
+	// clears the buffer, so the shorter one comes second).
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, l3, sizeof(l3)) < 0 &&
+	    bpf_skb_load_bytes(skb, ETH_HLEN, l3, 20 + 8) < 0)
+		return skb->len;
+
+	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, (struct iphdr *)l3,
+						   (void *)l3 + sizeof(l3), skb->gso_size,
+						   skb->len - ETH_HLEN);
+
+	return e ? 0 : skb->len;
 }

@@ -37,9 +37,12 @@ use map::{EntryKey, EntryValue, Maps, Totals};
 
 pub use map::MAX_ENTRIES;
 
-/// The program and maps the XDP object holds for the fast path.
+/// The programs and maps the XDP object holds for the fast path.
 pub struct OffloadParts {
+    /// `xwan_offload`, for TCX ingress.
     pub program: OwnedFd,
+    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`).
+    pub tap: OwnedFd,
     pub entries: MapHandle,
     pub stats: MapHandle,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::map::{EntryKey, EntryValue};
 use super::*;
-use crate::io::afxdp::unattached_offload_parts;
+use crate::io::afxdp::load_offload_parts;
 use crate::router::Verdict;
 use crate::testing::offload::{Conversation, Established};
 use crate::testing::{self, FIN_ACK};
@@ -22,7 +22,19 @@ const NEXT: u32 = u32::MAX;
 
 /// The fast path with its maps but no link (the test runs the program itself).
 fn unattached() -> (Offload, OwnedFd) {
-    let parts = unattached_offload_parts().expect("load the XDP object (needs root)");
+    let owned = crate::io::OwnedTraffic {
+        lan_networks: Vec::new(),
+        bypass: Vec::new(),
+        local_addresses: Vec::new(),
+        wan_addresses: Vec::new(),
+        nat_ports: crate::config::PortRange {
+            lo: 20000,
+            hi: 59999,
+        },
+        tcp_forwards: Vec::new(),
+        udp_forwards: Vec::new(),
+    };
+    let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
     let offload = Offload {
         state: Mutex::new(State {

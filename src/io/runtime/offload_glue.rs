@@ -1,18 +1,20 @@
 //! `[dataplane] offload` at run time: whether the in-kernel fast path runs
 //! ([`crate::io::offload`]), and its figures for status and metrics.
 //!
-//! It runs with `--io xdp`, whose object holds the program. With `--io
-//! packet` it is unavailable: AF_PACKET taps see frames before TC ingress,
-//! so a frame redirected there would reach the workers too.
+//! With `--io xdp` the XDP program passes the fast path's frames to TC;
+//! with `--io packet` the workers' AF_PACKET sockets, which see every frame
+//! before TC ingress, get a socket filter that keeps those frames from them.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::data_path::DataPath;
 use crate::config::{Config, Offload as OffloadSetting};
 use crate::control::protocol::OffloadReport;
+use crate::io::afxdp::load_offload_parts;
 use crate::io::offload::{Offload, MAX_ENTRIES};
 
 /// How often the offload thread picks up newly established flows while the
@@ -41,19 +43,20 @@ impl FastPath {
         if config.dataplane.offload == OffloadSetting::Off {
             return without("off".to_string());
         }
-        let path = match data_path {
-            DataPath::Xdp(path) => path,
-            DataPath::Packet { .. } => {
-                info!(
-                    "offload unavailable with --io packet: established flows stay with the workers"
-                );
-                return without("unavailable (--io packet)".to_string());
-            }
-        };
-        let started = path
-            .offload_parts()
-            .map_err(|e| e.to_string())
-            .and_then(|parts| Offload::start(parts, &setup.interfaces).map_err(|e| e.to_string()));
+        let started = match data_path {
+            DataPath::Xdp(path) => path.offload_parts().map_err(|e| e.to_string()),
+            // No XDP program runs: the same object, loaded for the maps and
+            // programs, and the sockets' filter keeps the fast path's frames
+            // from the workers before TC takes them.
+            DataPath::Packet { path, .. } => load_offload_parts(&setup.owned)
+                .map_err(|e| e.to_string())
+                .and_then(|parts| {
+                    path.attach_filter(parts.tap.as_raw_fd())
+                        .map(|()| parts)
+                        .map_err(|e| e.to_string())
+                }),
+        }
+        .and_then(|parts| Offload::start(parts, &setup.interfaces).map_err(|e| e.to_string()));
         match started {
             Ok(offload) => FastPath {
                 offload: Some(Arc::new(offload)),
