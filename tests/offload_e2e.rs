@@ -1,5 +1,5 @@
-//! The in-kernel fast path (`[dataplane] offload`, on by default with `--io
-//! xdp`) in the testbed, with real traffic and the peers untouched (no XDP
+//! The in-kernel fast path (`[dataplane] offload`, on by default) in the
+//! testbed, with `--io xdp` and `--io packet`, with real traffic and the peers untouched (no XDP
 //! program or GRO switched on at the far ends): established packets go by
 //! it (its counters rise, the workers' do not), `xwan flows` stays right,
 //! idle flows still expire and busy ones do not, a failover's RST carries
@@ -23,11 +23,15 @@ use offload_support::{flow_to, iperf3, offload, pump, wait_entries, worker_rx};
 use support::{config_toml, ip_of, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1};
 use xwan::control::{request, Reply, Request};
 
-fn xdp_testbed(extra: &str) -> Testbed {
+fn testbed(mode: RouterMode, extra: &str) -> Testbed {
     let mut tb = Testbed::up(TxOffload::On);
     let config = format!("{}\n{extra}", config_toml([1, 1], &tb.path("xwan.sock")));
-    tb.start_router(RouterMode::XwanXdp, &config);
+    tb.start_router(mode, &config);
     tb
+}
+
+fn xdp_testbed(extra: &str) -> Testbed {
+    testbed(RouterMode::XwanXdp, extra)
 }
 
 /// A connection from h1 to SERVER1:`port`, through isp1 when `isp1`.
@@ -45,8 +49,17 @@ fn connection(tb: &Testbed, port: u16, isp1: bool) -> (TcpStream, TcpStream) {
 }
 
 #[test]
-fn established_tcp_takes_the_fast_path_and_flows_stay_right() {
-    let tb = xdp_testbed("");
+fn established_tcp_takes_the_fast_path_and_flows_stay_right_xdp() {
+    established_tcp_takes_the_fast_path(RouterMode::XwanXdp);
+}
+
+#[test]
+fn established_tcp_takes_the_fast_path_and_flows_stay_right_packet() {
+    established_tcp_takes_the_fast_path(RouterMode::XwanPacket);
+}
+
+fn established_tcp_takes_the_fast_path(mode: RouterMode) {
+    let tb = testbed(mode, "");
     let report = offload(&tb);
     assert_eq!(report.state, "on");
     assert_eq!(report.hooks.len(), 3, "{report:?}");
@@ -65,10 +78,11 @@ fn established_tcp_takes_the_fast_path_and_flows_stay_right() {
     let (rx1, fast1) = (worker_rx(&tb), offload(&tb).packets);
     let fast = fast1 - fast0;
     eprintln!(
-        "32 MiB: {fast} packets on the fast path, {} frames to the workers",
+        "{mode:?}, 32 MiB: {fast} packets on the fast path, {} frames to the workers",
         rx1 - rx0
     );
-    // 16 MiB each way is over 11000 full segments each way, plus ACKs.
+    // 16 MiB each way is over 11000 full segments each way, plus ACKs
+    // (counted per segment in GSO super-frames).
     assert!(fast > 20_000, "fast path packets {fast}");
     assert!(
         rx1 - rx0 < fast / 20,
@@ -100,7 +114,7 @@ fn established_tcp_takes_the_fast_path_and_flows_stay_right() {
         let started = Instant::now();
         let bytes = iperf3(&tb, "h1", "inet", SERVER1, 2, reverse);
         eprintln!(
-            "iperf3 {} through the fast path: {:.2} Gbit/s ({:?})",
+            "{mode:?}: iperf3 {} through the fast path: {:.2} Gbit/s ({:?})",
             if reverse { "download" } else { "upload" },
             bytes as f64 * 8.0 / 2.0 / 1e9,
             started.elapsed()
@@ -163,8 +177,18 @@ fn busy_udp_flows_stay_and_idle_ones_expire() {
 }
 
 #[test]
-fn failover_rst_carries_the_sequence_the_fast_path_saw() {
-    let tb = xdp_testbed(
+fn failover_rst_carries_the_sequence_the_fast_path_saw_xdp() {
+    failover_rst_carries_the_sequence_the_fast_path_saw(RouterMode::XwanXdp);
+}
+
+#[test]
+fn failover_rst_carries_the_sequence_the_fast_path_saw_packet() {
+    failover_rst_carries_the_sequence_the_fast_path_saw(RouterMode::XwanPacket);
+}
+
+fn failover_rst_carries_the_sequence_the_fast_path_saw(mode: RouterMode) {
+    let tb = testbed(
+        mode,
         "[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n",
     );
     let (mut client, mut conn) = connection(&tb, 5100, true);
@@ -231,10 +255,10 @@ fn reload_keeps_established_flows_on_the_fast_path() {
 }
 
 #[test]
-fn offload_off_and_packet_mode_leave_every_packet_to_the_workers() {
-    for (mode, state) in [
-        (RouterMode::XwanXdpOffloadOff, "off"),
-        (RouterMode::XwanPacket, "unavailable (--io packet)"),
+fn offload_off_leaves_every_packet_to_the_workers() {
+    for mode in [
+        RouterMode::XwanXdpOffloadOff,
+        RouterMode::XwanPacketOffloadOff,
     ] {
         let mut tb = Testbed::up(TxOffload::On);
         let config = config_toml([1, 1], &tb.path("xwan.sock"));
@@ -244,7 +268,7 @@ fn offload_off_and_packet_mode_leave_every_packet_to_the_workers() {
         std::thread::sleep(Duration::from_millis(1500));
         pump(&conn, &client, 1 << 20, 2);
         let report = offload(&tb);
-        assert_eq!(report.state, state, "{mode:?}");
+        assert_eq!(report.state, "off", "{mode:?}");
         assert_eq!((report.entries, report.packets), (0, 0), "{mode:?}");
     }
 }

@@ -53,6 +53,8 @@ pub enum RouterMode {
     /// `xwan run --io xdp` with `[dataplane] offload = "off"`: the workers
     /// forward every packet.
     XwanXdpOffloadOff,
+    /// `xwan run --io packet` with `[dataplane] offload = "off"`.
+    XwanPacketOffloadOff,
 }
 
 /// Transmit checksum offload on the LAN hosts' and servers' interfaces.
@@ -293,10 +295,15 @@ impl Testbed {
                 };
                 self.spawn_xwan(&config_path, io);
             }
-            RouterMode::XwanXdpOffloadOff => {
+            RouterMode::XwanXdpOffloadOff | RouterMode::XwanPacketOffloadOff => {
                 let text = format!("{config_text}\n[dataplane]\noffload = \"off\"\n");
                 std::fs::write(&config_path, text).expect("write the config");
-                self.spawn_xwan(&config_path, "xdp");
+                let io = if mode == RouterMode::XwanXdpOffloadOff {
+                    "xdp"
+                } else {
+                    "packet"
+                };
+                self.spawn_xwan(&config_path, io);
             }
         }
     }
@@ -311,7 +318,7 @@ impl Testbed {
     ) {
         let io = match mode {
             RouterMode::XwanXdp | RouterMode::XwanXdpOffloadOff => "xdp",
-            RouterMode::XwanPacket => "packet",
+            RouterMode::XwanPacket | RouterMode::XwanPacketOffloadOff => "packet",
             RouterMode::Kernel => panic!("start_xwan_with_env starts xwan, not the kernel recipe"),
         };
         let config_path = self.path("xwan.toml");
