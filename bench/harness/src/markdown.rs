@@ -374,8 +374,8 @@ fn markdown(data: &Data, title: &str) -> String {
 
     md.push_str("## TCP throughput (iperf3, MTU 1500, hosts at default offloads)\n\n");
     md.push_str("![TCP throughput](tcp.svg)\n\n");
-    md.push_str("| figure | xwan --io xdp (offload on) | xwan --io xdp, offload off | xwan --io packet | kernel recipe | kernel recipe + XDP pass program | xdp / kernel | packet / kernel |\n");
-    md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    md.push_str("| figure | xwan --io xdp (offload on) | xwan --io xdp, offload off | xwan --io packet (offload on) | xwan --io packet, offload off | kernel recipe | kernel recipe + XDP pass program | xdp / kernel | packet / kernel |\n");
+    md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (metric, label, unit) in [
         ("tcp_up_1", "1 stream, LAN → internet", Unit::Gbit),
         ("tcp_down_1", "1 stream, internet → LAN (-R)", Unit::Gbit),
@@ -390,10 +390,17 @@ fn markdown(data: &Data, title: &str) -> String {
             Unit::Plain,
         ),
     ] {
-        let cells: Vec<String> = ["xdp", "xdp-nooffload", "packet", "kernel", "kernel-xdp"]
-            .iter()
-            .map(|m| fmt_stat(data.stat(m, metric), unit))
-            .collect();
+        let cells: Vec<String> = [
+            "xdp",
+            "xdp-nooffload",
+            "packet",
+            "packet-nooffload",
+            "kernel",
+            "kernel-xdp",
+        ]
+        .iter()
+        .map(|m| fmt_stat(data.stat(m, metric), unit))
+        .collect();
         let _ = writeln!(
             md,
             "| {label} | {} | {} | {} |",
@@ -405,14 +412,20 @@ fn markdown(data: &Data, title: &str) -> String {
     let _ = writeln!(
         md,
         "\nxwan --io packet passed {} MiB of GSO super-frames through whole over its TCP runs \
-         (translated once, cut by the egress veth or the kernel).\n",
+         with offload on, {} MiB with it off (translated once, cut by the egress veth or the \
+         kernel).\n",
         fmt_stat(data.stat("packet", "tcp_gso_passthrough_mib"), Unit::Plain),
+        fmt_stat(
+            data.stat("packet-nooffload", "tcp_gso_passthrough_mib"),
+            Unit::Plain
+        ),
     );
     let _ = writeln!(
         md,
-        "xwan --io xdp (offload on) forwarded {} MiB of its TCP runs in the kernel (its TC fast \
-         path), the rest through its workers.\n",
+        "With offload on, xwan's TC fast path forwarded {} MiB of the TCP runs in the kernel \
+         with --io xdp and {} MiB with --io packet, the rest went through the workers.\n",
         fmt_stat(data.stat("xdp", "tcp_offload_mib"), Unit::Plain),
+        fmt_stat(data.stat("packet", "tcp_offload_mib"), Unit::Plain),
     );
     md.push_str(
         "The kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
@@ -610,10 +623,11 @@ const METHOD: &str = "## How it is measured
   server on the router's LAN address, plus the p50 RTT from the router namespace to
   203.0.113.10, minus the p50 RTT over loopback (the ping-pong's own cost, counted twice by
   the two halves).
-- Offload: `xwan --io xdp (offload on)` is xwan's default; its in-kernel fast path takes a
-  flow once it is established (TCP handshake done, a UDP reply seen), so the one-way UDP
-  floods of the rate figures stay with its workers (the same figures as offload off, within
-  noise), while the TCP runs and the latency pings cross the fast path.
+- Offload: on is xwan's default in both modes; its in-kernel fast path (a TC program) takes
+  a flow once it is established (TCP handshake done, a UDP reply seen), so the one-way UDP
+  floods of the rate figures stay with the workers (the same figures as offload off, within
+  noise), while the TCP runs and the latency pings cross the fast path. With --io packet no
+  XDP program runs, so the hosts' GSO super-frames cross the router whole.
 - Other work: the names of running processes are checked for compilers and linkers at the
   start and the end of each timed rate window; windows that saw some are listed at the top.
 - CPU: /proc/stat (user + nice + system + irq + softirq + steal, both CPUs: disjoint
