@@ -401,7 +401,7 @@ pub struct Dataplane {
 /// the kernel by eBPF (`io/offload`), the core deciding which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offload {
-    /// Where the data path supports it (`--io xdp`).
+    /// Where the kernel supports it (TCX, Linux 6.6+), in both `--io` modes.
     Auto,
     Off,
 }

@@ -110,7 +110,7 @@ impl Display for Config {
             f,
             "Offload   {}",
             match self.dataplane.offload {
-                Offload::Auto => "auto (established flows in the kernel with --io xdp)",
+                Offload::Auto => "auto (established flows forwarded in the kernel)",
                 Offload::Off => "off",
             }
         )?;

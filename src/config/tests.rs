@@ -1264,7 +1264,7 @@ fn dataplane_offload_forms() {
     assert_eq!(ok(BASE).dataplane.offload, Offload::Auto);
     assert!(ok(BASE)
         .to_string()
-        .contains("\nOffload   auto (established flows in the kernel with --io xdp)\n"));
+        .contains("\nOffload   auto (established flows forwarded in the kernel)\n"));
     assert_eq!(
         ok(&with("[dataplane]\noffload = \"off\"\n"))
             .dataplane
