@@ -272,3 +272,20 @@ fn offload_off_leaves_every_packet_to_the_workers() {
         assert_eq!((report.entries, report.packets), (0, 0), "{mode:?}");
     }
 }
+
+#[test]
+fn ping_takes_the_fast_path_once_answered() {
+    for mode in [RouterMode::XwanXdp, RouterMode::XwanPacket] {
+        let tb = testbed(mode, "");
+        let server = SERVER1.to_string();
+        let out = tb.exec_ok("h1", &["ping", "-c", "30", "-i", "0.1", "-q", &server]);
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(summary.contains(" 0% packet loss"), "{mode:?}: {summary}");
+        // After the first few pings (the flow answered, then synced within
+        // 200 ms) every request and reply goes by the fast path.
+        let fast = offload(&tb).packets;
+        assert!(fast >= 30, "{mode:?}: fast path packets {fast}");
+        let flow = flow_to(&tb, "icmp", &format!("{SERVER1}:0")).expect("the echo flow");
+        assert!(flow.packets_out >= 30 && flow.packets_in >= 30, "{flow:?}");
+    }
+}

@@ -8,9 +8,9 @@
 //! a failover RST needs stay exact.
 //!
 //! A flow is offered once it is established (TCP: both SYNs seen, no FIN or
-//! RST yet; UDP: packets both ways), while its next hops' MACs are known and
-//! it is not close to its idle timeout (so it leaves the map before the
-//! sweeper frees it). Hairpinned flows and ICMP echo stay with the workers.
+//! RST yet; UDP and ICMP echo: packets both ways), while its next hops' MACs
+//! are known and it is not close to its idle timeout (so it leaves the map
+//! before the sweeper frees it). Hairpinned flows stay with the workers.
 //! Segments with SYN, FIN or RST never take the fast path: the core sees
 //! every TCP state change.
 
@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::{seconds, Egress, Router};
 use crate::flow::{idle_timeout, tcp_state, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, Side};
 use crate::packet::checksum::{fold, sum_bytes};
-use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
+use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::verdict::Port;
 
 /// Seconds before its idle timeout at which a flow leaves the fast path, so
@@ -47,9 +47,10 @@ pub struct OffloadEntry {
     /// decrement is the fast path's own.
     pub ip_delta: u16,
     /// What the address change adds to the TCP/UDP checksum (its
-    /// pseudo-header part: also applied to a partial checksum).
+    /// pseudo-header part: also applied to a partial checksum; 0 for ICMP).
     pub pseudo_delta: u16,
-    /// What the port change adds to the TCP/UDP checksum.
+    /// What the port change adds to the TCP/UDP checksum (an ICMP echo's:
+    /// the identifier's, which stands for a port in the key).
     pub port_delta: u16,
     /// The egress MTU: longer packets (or GSO segments) go to the workers.
     pub mtu: u16,
@@ -99,6 +100,12 @@ impl OffloadEntry {
         let (new_addrs, new_ports) = words(rewrite.src, rewrite.dst);
         let addresses = delta(&old_addrs, &new_addrs);
         OffloadEntry {
+            // ICMP's checksum covers no pseudo-header.
+            pseudo_delta: if key.protocol == PROTO_ICMP {
+                0
+            } else {
+                addresses
+            },
             ingress,
             key,
             egress: egress.port,
@@ -107,7 +114,6 @@ impl OffloadEntry {
             src: rewrite.src,
             dst: rewrite.dst,
             ip_delta: addresses,
-            pseudo_delta: addresses,
             port_delta: delta(&old_ports, &new_ports),
             mtu,
         }
@@ -118,7 +124,7 @@ impl OffloadEntry {
 fn established(spec: &FlowSpec, tcp: u8, packets: [u64; 2]) -> bool {
     match spec.protocol {
         PROTO_TCP => tcp == tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN,
-        PROTO_UDP => packets[0] > 0 && packets[1] > 0,
+        PROTO_UDP | PROTO_ICMP => packets[0] > 0 && packets[1] > 0,
         _ => false,
     }
 }

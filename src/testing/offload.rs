@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{tcp, udp, Addressing, ACK, SYN, SYN_ACK};
+use super::{icmp_echo, tcp, udp, Addressing, ACK, SYN, SYN_ACK};
 use crate::config::Config;
 use crate::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
 
@@ -172,6 +172,21 @@ impl Established {
         Conversation {
             outbound: udp(&lan(HOST, SERVER), port, 53, b"another query"),
             inbound: udp(&to_wan, 53, outside, b"another answer"),
+        }
+    }
+
+    /// An ICMP echo (ping) from HOST with identifier `id` to SERVER, answered.
+    pub fn icmp_echo(&mut self, id: u16) -> Conversation {
+        let out = self.forward(
+            Port::Lan,
+            icmp_echo(&lan(HOST, SERVER), true, id, 1, b"ping"),
+        );
+        let outside = u16::from_be_bytes([out[38], out[39]]);
+        let to_wan = internet(SERVER, WAN_ADDR);
+        self.forward(Port::Wan(0), icmp_echo(&to_wan, false, outside, 1, b"ping"));
+        Conversation {
+            outbound: icmp_echo(&lan(HOST, SERVER), true, id, 2, b"ping again"),
+            inbound: icmp_echo(&to_wan, false, outside, 2, b"ping again"),
         }
     }
 }

@@ -9,7 +9,8 @@
 // xwan_offload runs at TC ingress (TCX, through a BPF link) on the LAN and
 // WAN interfaces. A packet goes the fast way when its (ingress interface,
 // 5-tuple) is in `offload` and it is whole (no fragment, no IP options),
-// its TTL is above 1, it is TCP without SYN, FIN or RST or it is UDP, and it
+// its TTL is above 1, it is TCP without SYN, FIN or RST, UDP, or an ICMP
+// echo request or reply, and it
 // fits the egress MTU (a GSO super-frame: its segments do, so it stays whole).
 // It is then rewritten (MACs, addresses, ports, TTL, checksums by the
 // precomputed deltas), counted per CPU and redirected to the egress
@@ -81,12 +82,14 @@ struct {
 } offload_stats SEC(".maps");
 
 // The entry for the IPv4 packet at `ip` (headers bounds-checked up to
-// `data_end`) arriving on `ifindex`, if the fast path may take it: `gso_size`
-// is the payload per segment of a GSO super-frame (0: a plain packet), `len`
-// the bytes from `ip` to the end of the packet.
+// `data_end`) arriving on `ifindex`, if the fast path may take it, and its
+// key in `key`: `gso_size` is the payload per segment of a GSO super-frame
+// (0: a plain packet), `len` the bytes from `ip` to the end of the packet.
+// An ICMP echo's identifier stands for the source port of a request and the
+// destination port of a reply, the other port 0, as in the core's keys.
 static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, struct iphdr *ip,
 							      void *data_end, __u32 gso_size,
-							      __u32 len)
+							      __u32 len, struct offload_key *key)
 {
 	if ((void *)(ip + 1) > data_end)
 		return NULL;
@@ -98,7 +101,8 @@ static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, str
 		return NULL;
 
 	__u8 *l4 = (__u8 *)(ip + 1);
-	__u32 l4_header;
+	__u32 l4_header = 8;
+	__be16 sport, dport;
 
 	if (ip->protocol == IPPROTO_TCP) {
 		if ((void *)(l4 + 20) > data_end)
@@ -106,23 +110,40 @@ static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, str
 		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
 			return NULL;
 		l4_header = (l4[12] >> 4) * 4;
+		sport = *(__be16 *)l4;
+		dport = *(__be16 *)(l4 + 2);
 	} else if (ip->protocol == IPPROTO_UDP) {
 		if ((void *)(l4 + 8) > data_end)
 			return NULL;
-		l4_header = 8;
+		sport = *(__be16 *)l4;
+		dport = *(__be16 *)(l4 + 2);
+	} else if (ip->protocol == IPPROTO_ICMP) {
+		if ((void *)(l4 + 8) > data_end || l4[1] != 0)
+			return NULL;
+		if (l4[0] == ICMP_ECHO) {
+			sport = *(__be16 *)(l4 + 4);
+			dport = 0;
+		} else if (l4[0] == ICMP_ECHOREPLY) {
+			sport = 0;
+			dport = *(__be16 *)(l4 + 4);
+		} else {
+			return NULL;
+		}
 	} else {
 		return NULL;
 	}
 
-	struct offload_key key = {
-		.ifindex = ifindex,
-		.saddr = ip->saddr,
-		.daddr = ip->daddr,
-		.sport = *(__be16 *)l4,
-		.dport = *(__be16 *)(l4 + 2),
-		.proto = ip->protocol,
-	};
-	struct offload_entry *e = bpf_map_lookup_elem(&offload, &key);
+	key->ifindex = ifindex;
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	key->sport = sport;
+	key->dport = dport;
+	key->proto = ip->protocol;
+	key->pad[0] = 0;
+	key->pad[1] = 0;
+	key->pad[2] = 0;
+
+	struct offload_entry *e = bpf_map_lookup_elem(&offload, key);
 
 	if (!e)
 		return NULL;
@@ -177,8 +198,9 @@ int xwan_offload(struct __sk_buff *skb)
 		return TCX_NEXT;
 
 	struct iphdr *ip = (void *)(eth + 1);
+	struct offload_key key;
 	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, ip, data_end,
-						   skb->gso_size, skb->len - ETH_HLEN);
+						   skb->gso_size, skb->len - ETH_HLEN, &key);
 
 	if (!e)
 		return TCX_NEXT;
@@ -187,35 +209,31 @@ int xwan_offload(struct __sk_buff *skb)
 		return TCX_NEXT;
 
 	__u8 *l4 = (__u8 *)(ip + 1);
-	__u32 csum_off;
-	__u64 mangled_0 = 0;
+	__u32 csum_off = ETH_HLEN + sizeof(struct iphdr);
+	__u64 l4_flags = 0;
 	__u32 next_seq = 0;
+	__u8 protocol = ip->protocol;
 
-	if (ip->protocol == IPPROTO_TCP) {
+	if (protocol == IPPROTO_TCP) {
 		if ((void *)(l4 + 20) > data_end)
 			return TCX_NEXT;
-		csum_off = ETH_HLEN + sizeof(struct iphdr) + 16;
+		csum_off += 16;
 		if (e->track_seq) {
 			__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) -
 					(l4[12] >> 4) * 4;
 
 			next_seq = bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
 		}
+	} else if (protocol == IPPROTO_UDP) {
+		if ((void *)(l4 + 8) > data_end)
+			return TCX_NEXT;
+		csum_off += 6;
+		l4_flags = BPF_F_MARK_MANGLED_0;
 	} else {
 		if ((void *)(l4 + 8) > data_end)
 			return TCX_NEXT;
-		csum_off = ETH_HLEN + sizeof(struct iphdr) + 6;
-		mangled_0 = BPF_F_MARK_MANGLED_0;
+		csum_off += 2;
 	}
-
-	struct offload_key key = {
-		.ifindex = skb->ingress_ifindex,
-		.saddr = ip->saddr,
-		.daddr = ip->daddr,
-		.sport = *(__be16 *)l4,
-		.dport = *(__be16 *)(l4 + 2),
-		.proto = ip->protocol,
-	};
 
 	count(&key, skb, next_seq);
 
@@ -230,15 +248,22 @@ int xwan_offload(struct __sk_buff *skb)
 	ip->check = csum_add_fold(ip->check, ip_add);
 	ip->saddr = e->saddr;
 	ip->daddr = e->daddr;
-	*(__be16 *)l4 = e->sport;
-	*(__be16 *)(l4 + 2) = e->dport;
+	if (protocol == IPPROTO_ICMP) {
+		// The echo identifier: a request's stands for its source port.
+		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
+	} else {
+		*(__be16 *)l4 = e->sport;
+		*(__be16 *)(l4 + 2) = e->dport;
+	}
 
 	__u32 egress = e->egress_ifindex;
 	__u32 pseudo = e->pseudo_delta;
 	__u32 ports = e->port_delta;
 
-	bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | mangled_0);
-	bpf_l4_csum_replace(skb, csum_off, 0, ports, mangled_0);
+	// ICMP has no pseudo-header.
+	if (protocol != IPPROTO_ICMP)
+		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | l4_flags);
+	bpf_l4_csum_replace(skb, csum_off, 0, ports, l4_flags);
 	return bpf_redirect(egress, 0);
 }
 
@@ -264,9 +289,10 @@ int xwan_offload_tap(struct __sk_buff *skb)
 	    bpf_skb_load_bytes(skb, ETH_HLEN, l3, 20 + 8) < 0)
 		return skb->len;
 
+	struct offload_key key;
 	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, (struct iphdr *)l3,
 						   (void *)l3 + sizeof(l3), skb->gso_size,
-						   skb->len - ETH_HLEN);
+						   skb->len - ETH_HLEN, &key);
 
 	return e ? 0 : skb->len;
 }

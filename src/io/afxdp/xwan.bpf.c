@@ -359,7 +359,9 @@ int xwan_xdp(struct xdp_md *ctx)
 	if (!owned)
 		return XDP_PASS;
 	// The in-kernel fast path's (offload.bpf.h): on to TC ingress.
-	if (offload_eligible(ifindex, ip, data_end, 0, (__u32)(data_end - (void *)ip)))
+	struct offload_key offload_key;
+
+	if (offload_eligible(ifindex, ip, data_end, 0, (__u32)(data_end - (void *)ip), &offload_key))
 		return XDP_PASS;
 
 	if (ctx->rx_queue_index >= MAX_QUEUES)

@@ -114,6 +114,13 @@ fn udp_snat_both_ways_as_the_core() {
 }
 
 #[test]
+fn icmp_echo_both_ways_as_the_core() {
+    let mut bench = Established::new();
+    let c = bench.icmp_echo(777);
+    same_as_core(&mut bench, c);
+}
+
+#[test]
 fn what_is_not_the_fast_paths_goes_on() {
     let mut bench = Established::new();
     let c = bench.tcp_snat(40000);

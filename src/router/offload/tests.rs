@@ -8,8 +8,9 @@ use crate::testing::offload::{Established, GATEWAY_MAC, HOST_MAC, LAN_MAC, WAN_M
 use crate::testing::{self, tcp, Addressing, FIN_ACK};
 use crate::verdict::Verdict;
 
-/// What the eBPF program does with a matching frame (TCP/UDP, IPv4 without
-/// options): MACs, addresses, ports, TTL, checksums by the entry's deltas.
+/// What the eBPF program does with a matching frame (TCP, UDP or ICMP echo,
+/// IPv4 without options): MACs, addresses, ports or echo identifier, TTL,
+/// checksums by the entry's deltas.
 fn apply(entry: &OffloadEntry, frame: &[u8]) -> Vec<u8> {
     let mut out = frame.to_vec();
     let ip_check = |c: u16, d: u16| !fold(u32::from(!c) + u32::from(d));
@@ -26,13 +27,23 @@ fn apply(entry: &OffloadEntry, frame: &[u8]) -> Vec<u8> {
     out[24..26].copy_from_slice(&ip_check(check, entry.ip_delta).to_be_bytes());
     out[26..30].copy_from_slice(&entry.src.addr);
     out[30..34].copy_from_slice(&entry.dst.addr);
-    out[34..36].copy_from_slice(&entry.src.port.to_be_bytes());
-    out[36..38].copy_from_slice(&entry.dst.port.to_be_bytes());
-    let at = if entry.key.protocol == PROTO_TCP {
-        34 + 16
-    } else {
-        34 + 6
+    let at = match entry.key.protocol {
+        PROTO_TCP => 34 + 16,
+        PROTO_UDP => 34 + 6,
+        _ => 34 + 2,
     };
+    if entry.key.protocol == PROTO_ICMP {
+        // The identifier: a request's (type 8) stands for its source port.
+        let id = if out[34] == 8 {
+            entry.src.port
+        } else {
+            entry.dst.port
+        };
+        out[38..40].copy_from_slice(&id.to_be_bytes());
+    } else {
+        out[34..36].copy_from_slice(&entry.src.port.to_be_bytes());
+        out[36..38].copy_from_slice(&entry.dst.port.to_be_bytes());
+    }
     let l4 = u16::from_be_bytes([out[at], out[at + 1]]);
     let l4 = ip_check(ip_check(l4, entry.pseudo_delta), entry.port_delta);
     out[at..at + 2].copy_from_slice(&l4.to_be_bytes());
@@ -53,10 +64,13 @@ fn same_as_core(bench: &mut Established, outbound: Vec<u8>, inbound: Vec<u8>) {
         let seen = testing::check(&frame).expect("a valid frame");
         assert_eq!(entry.key.src.addr, seen.src.octets());
         assert_eq!(entry.key.dst.addr, seen.dst.octets());
-        assert_eq!(
-            (entry.key.src.port, entry.key.dst.port),
-            (seen.src_port, seen.dst_port)
-        );
+        // (An ICMP echo's identifier stands for one port in the key.)
+        if entry.key.protocol != PROTO_ICMP {
+            assert_eq!(
+                (entry.key.src.port, entry.key.dst.port),
+                (seen.src_port, seen.dst_port)
+            );
+        }
         let fast = apply(entry, &frame);
         let (verdict, core) = bench.send(entry.ingress, frame);
         assert_eq!(
@@ -103,6 +117,15 @@ fn tcp_dnat_entries_rewrite_as_the_core_does() {
 fn udp_entries_rewrite_as_the_core_does() {
     let mut bench = Established::new();
     let c = bench.udp_snat(5353);
+    same_as_core(&mut bench, c.outbound, c.inbound);
+}
+
+#[test]
+fn icmp_echo_entries_rewrite_as_the_core_does() {
+    let mut bench = Established::new();
+    let c = bench.icmp_echo(777);
+    let flow = only_flow(&bench);
+    assert_eq!(flow.entries[0].pseudo_delta, 0, "ICMP has no pseudo-header");
     same_as_core(&mut bench, c.outbound, c.inbound);
 }
 
