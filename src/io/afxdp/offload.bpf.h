@@ -67,9 +67,13 @@ struct offload_stats {
 	__u32 pad;
 };
 
+// Allocated entry by entry (BPF_F_NO_PREALLOC): the per-CPU counters of a
+// full map would take MAX_OFFLOAD x 24 bytes per possible CPU from the start.
+// Entries are added and removed by xwan only, not by the programs.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_OFFLOAD);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct offload_key);
 	__type(value, struct offload_entry);
 } offload SEC(".maps");
@@ -77,6 +81,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, MAX_OFFLOAD);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct offload_key);
 	__type(value, struct offload_stats);
 } offload_stats SEC(".maps");
