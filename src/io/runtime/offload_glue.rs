@@ -49,7 +49,7 @@ impl FastPath {
             // programs, and the sockets' filter keeps the fast path's frames
             // from the workers before TC takes them.
             DataPath::Packet { path, .. } => load_offload_parts(&setup.owned)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("loading its BPF object: {e}"))
                 .and_then(|parts| {
                     path.attach_filter(parts.tap.as_raw_fd())
                         .map(|()| parts)
