@@ -93,6 +93,7 @@ fn established_tcp_takes_the_fast_path(mode: RouterMode) {
     let remote = format!("{SERVER1}:5001");
     let flow = flow_to(&tb, "tcp", &remote).expect("the flow is listed");
     assert_eq!(flow.state, "established");
+    assert!(flow.offloaded, "{flow:?}");
     assert!(flow.idle_s <= 1, "{flow:?}");
     // Bytes counted with their Ethernet and IP headers: at least the payload.
     for bytes in [flow.bytes_out, flow.bytes_in] {
@@ -108,6 +109,7 @@ fn established_tcp_takes_the_fast_path(mode: RouterMode) {
     );
     let closed = flow_to(&tb, "tcp", &remote).expect("the closing flow is listed");
     assert_ne!(closed.state, "established");
+    assert!(!closed.offloaded, "{closed:?}");
 
     // iperf3 both ways (noisy: a sanity figure, not a benchmark).
     for reverse in [false, true] {

@@ -333,6 +333,9 @@ pub struct FlowReport {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub bytes_in: u64,
+    /// On the in-kernel fast path (`[dataplane] offload`) now.
+    #[serde(default)]
+    pub offloaded: bool,
 }
 
 fn endpoint(e: &Endpoint) -> String {
@@ -371,6 +374,7 @@ impl FlowReport {
             bytes_out: flow.bytes[0],
             packets_in: flow.packets[1],
             bytes_in: flow.bytes[1],
+            offloaded: false,
         }
     }
 }

@@ -22,7 +22,7 @@ mod map;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -153,6 +153,16 @@ impl Offload {
     /// Which hook serves each interface.
     pub fn hooks(&self) -> &[(String, &'static str)] {
         &self.hooks
+    }
+
+    /// The LAN-side keys of the flows whose entries are in the map.
+    pub fn carried(&self) -> HashSet<FlowKey> {
+        self.lock()
+            .installed
+            .values()
+            .filter(|i| i.side == Side::Lan)
+            .map(|i| i.key)
+            .collect()
     }
 
     pub fn stats(&self) -> OffloadStats {

@@ -156,6 +156,7 @@ impl RuntimeControl {
                 }
                 matches && total.get() <= limit
             });
+        let carried = self.parts.fast_path.carried();
         Reply::Flows {
             ok: true,
             total: total.get(),
@@ -167,7 +168,10 @@ impl RuntimeControl {
                         .wans
                         .get(usize::from(f.spec.uplink))
                         .map_or("?", |w| w.name.as_str());
-                    FlowReport::new(f, name)
+                    FlowReport {
+                        offloaded: carried.contains(&f.spec.lan_key()),
+                        ..FlowReport::new(f, name)
+                    }
                 })
                 .collect(),
         }

@@ -5,6 +5,7 @@
 //! with `--io packet` the workers' AF_PACKET sockets, which see every frame
 //! before TC ingress, get a socket filter that keeps those frames from them.
 
+use std::collections::HashSet;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use tracing::warn;
 use super::data_path::DataPath;
 use crate::config::{Config, Offload as OffloadSetting};
 use crate::control::protocol::OffloadReport;
+use crate::flow::FlowKey;
 use crate::io::afxdp::load_offload_parts;
 use crate::io::offload::{Offload, MAX_ENTRIES};
 
@@ -100,6 +102,13 @@ impl FastPath {
         if let Some(offload) = &self.offload {
             offload.sync(router, self.epoch.elapsed());
         }
+    }
+
+    /// The LAN-side keys of the flows on the fast path now (none without it).
+    pub fn carried(&self) -> HashSet<FlowKey> {
+        self.offload
+            .as_ref()
+            .map_or_else(HashSet::new, |offload| offload.carried())
     }
 
     /// Whether the fast path runs.
