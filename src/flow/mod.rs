@@ -11,7 +11,7 @@ pub use table::{
 };
 
 use crate::config::{Timeouts, UplinkId};
-use crate::packet::{Endpoint, PROTO_TCP, PROTO_UDP};
+use crate::packet::{ChecksumDeltas, Endpoint, PROTO_TCP, PROTO_UDP};
 
 /// Which of a flow's two keys a frame is looked up by: the tuple it has on
 /// the LAN, or on a WAN. (A [`Port`](crate::verdict::Port) without the uplink:
@@ -103,6 +103,27 @@ impl FlowSpec {
             Side::Lan => self.lan_key(),
             Side::Wan => self.wan_key(),
         }
+    }
+
+    /// The endpoints (source, destination) this flow's packets arriving on
+    /// `side` leave with: `outside → remote` towards the remote end,
+    /// `lan_peer → inside` to the inside host.
+    pub fn translated(&self, side: Side) -> (Endpoint, Endpoint) {
+        match side {
+            Side::Lan => (self.outside, self.remote),
+            Side::Wan => (self.lan_peer(), self.inside),
+        }
+    }
+
+    /// The checksum deltas of this flow's whole TCP and UDP packets arriving
+    /// on `side` with the tuple [`FlowSpec::key`] (not a hairpinned flow's
+    /// packets from the LAN, which arrive addressed to the forwarded port),
+    /// translated to [`FlowSpec::translated`], their TTL decremented: the
+    /// one computation both the core's established fast path and an
+    /// offload of the flow read. The flow table keeps them in `Flow::deltas`.
+    pub fn checksum_deltas(&self, side: Side) -> ChecksumDeltas {
+        let key = self.key(side);
+        ChecksumDeltas::new((key.src, key.dst), self.translated(side))
     }
 }
 

@@ -21,12 +21,15 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{idle_timeout, tcp_state, FlowKey, FlowSpec, Side};
 use crate::config::Timeouts;
-use crate::packet::Endpoint;
+use crate::packet::{ChecksumDeltas, Endpoint};
 
 /// One flow in the slab.
 #[derive(Debug)]
 pub struct Flow {
     pub spec: FlowSpec,
+    /// [`FlowSpec::checksum_deltas`] for packets from the LAN side and from
+    /// the WAN side, computed once when the flow is made.
+    pub deltas: [ChecksumDeltas; 2],
     /// Seconds, on the router's clock.
     pub created: u32,
     pub last_seen: AtomicU32,
@@ -48,6 +51,7 @@ impl Flow {
         Flow {
             opened: 0,
             spec,
+            deltas: [Side::Lan, Side::Wan].map(|side| spec.checksum_deltas(side)),
             created: now,
             last_seen: AtomicU32::new(now),
             tcp: AtomicU8::new(0),

@@ -96,6 +96,32 @@ pub fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     !fold(sum)
 }
 
+/// What the 16-bit word `old` becoming `new` adds to a checksum delta
+/// (RFC 1624: ~m + m'), unfolded; sum several and fold them once.
+#[inline]
+pub fn delta16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
+}
+
+/// [`delta16`] for a 32-bit field (an IPv4 address).
+#[inline]
+pub fn delta32(old: [u8; 4], new: [u8; 4]) -> u32 {
+    delta16(
+        u16::from_be_bytes([old[0], old[1]]),
+        u16::from_be_bytes([new[0], new[1]]),
+    ) + delta16(
+        u16::from_be_bytes([old[2], old[3]]),
+        u16::from_be_bytes([new[2], new[3]]),
+    )
+}
+
+/// The checksum `check` after changes whose folded delta is `delta` (a sum
+/// of [`delta16`]s, folded): RFC 1624 eqn. 3 with every change at once.
+#[inline]
+pub fn apply_delta(check: u16, delta: u16) -> u16 {
+    !fold(u32::from(!check) + u32::from(delta))
+}
+
 /// The checksum `check` after the covered bytes `old` became `new`: both of
 /// even length and starting at an even offset of the covered data.
 pub fn update_words(check: u16, old: &[u8], new: &[u8]) -> u16 {
@@ -149,6 +175,28 @@ mod tests {
     }
 
     proptest! {
+        /// The pseudo-header sum is the sum of the 12 bytes RFC 768 and
+        /// RFC 793 lay out.
+        #[test]
+        fn pseudo_header_sum_matches_its_bytes(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
+                                               proto in any::<u8>(), len in any::<u16>()) {
+            let mut bytes = [0u8; 12];
+            bytes[0..4].copy_from_slice(&src);
+            bytes[4..8].copy_from_slice(&dst);
+            bytes[9] = proto;
+            bytes[10..12].copy_from_slice(&len.to_be_bytes());
+            prop_assert_eq!(fold(pseudo_header_sum(src, dst, proto, len)), fold(sum_bytes(0, &bytes)));
+        }
+
+        /// Folding every change into one delta gives the checksum the
+        /// updates one by one give, bit for bit.
+        #[test]
+        fn one_delta_equals_updates_in_turn(check in any::<u16>(), a in any::<[u8; 4]>(),
+                                            b in any::<[u8; 4]>(), c in any::<u16>(), d in any::<u16>()) {
+            let delta = fold(delta32(a, b) + delta16(c, d));
+            prop_assert_eq!(apply_delta(check, delta), update16(update32(check, a, b), c, d));
+        }
+
         /// An incremental update gives the same checksum as recomputing it.
         #[test]
         fn incremental_equals_full(mut data in proptest::collection::vec(any::<u8>(), 8..64),

@@ -5,7 +5,11 @@
 use super::checksum::{self, update16, update32};
 use super::parse::{Fragmentation, Frame, Transport, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use super::rewrite::{read16, rewrite_ip, rewrite_transport, write16, Endpoint, Words, L4};
-use super::wire::field;
+use super::wire::{field, IcmpMessage};
+
+/// ICMP echo request and reply types.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
 
 /// The quoted packet as the router needs it: where its headers are and its
 /// tuple (for ICMP echo the identifier, as in [`Frame::ports`]).
@@ -33,8 +37,12 @@ pub enum QuoteError {
 
 /// The packet quoted by the ICMP error `frame` (parsed from `buf`).
 pub fn quoted(buf: &[u8], frame: &Frame) -> Result<Quoted, QuoteError> {
-    let ip = frame.l4 + 8;
-    let bytes = buf.get(ip..frame.end).ok_or(QuoteError::Truncated)?;
+    let message = buf
+        .get(frame.l4..frame.end)
+        .and_then(IcmpMessage::new_checked)
+        .ok_or(QuoteError::Truncated)?;
+    let ip = frame.l4 + field::ICMP_HEADER_LEN;
+    let bytes = message.body();
     if bytes.len() < 20 || bytes[0] >> 4 != 4 {
         return Err(QuoteError::Truncated);
     }
@@ -52,9 +60,15 @@ pub fn quoted(buf: &[u8], frame: &Frame) -> Result<Quoted, QuoteError> {
     let (ports, kind) = match protocol {
         PROTO_TCP => ((word(0), word(2)), L4::Tcp),
         PROTO_UDP => ((word(0), word(2)), L4::Udp),
-        PROTO_ICMP if t[1] == 0 && (t[0] == 0 || t[0] == 8) => {
-            let request = t[0] == 8;
-            let id = word(4);
+        PROTO_ICMP => {
+            // The quote holds at least 8 bytes after its IP header.
+            let echo = IcmpMessage::new_checked(t).ok_or(QuoteError::Truncated)?;
+            let request = match (echo.msg_type(), echo.code()) {
+                (ICMP_ECHO_REQUEST, 0) => true,
+                (ICMP_ECHO_REPLY, 0) => false,
+                _ => return Err(QuoteError::Untranslatable),
+            };
+            let id = echo.echo_id();
             let ports = if request { (id, 0) } else { (0, id) };
             (ports, L4::Echo { request })
         }
@@ -110,7 +124,14 @@ impl IcmpSum {
 /// checksum; the ICMP checksum for every word changed; the outer addresses,
 /// TTL, IP checksum and MACs. Every update is incremental.
 pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: &ErrorRewrite) {
-    let mut icmp = IcmpSum(read16(buf, frame.l4 + field::ICMP_CHECKSUM.start));
+    let Some(message) = buf
+        .get(frame.l4..frame.end)
+        .and_then(IcmpMessage::new_checked)
+    else {
+        // A parsed ICMP error always holds its header.
+        return;
+    };
+    let mut icmp = IcmpSum(message.checksum());
     let ip = quoted.ip;
     let mut ip_check = read16(buf, ip + 10);
     if rewrite.quoted_src.addr != quoted.src.addr {
@@ -128,7 +149,12 @@ pub fn translate_error(buf: &mut [u8], frame: &Frame, quoted: &Quoted, rewrite: 
     let new = (rewrite.quoted_src, rewrite.quoted_dst);
     // The TCP checksum, at offset 16, is only in a quote that long.
     rewrite_transport(&mut icmp, buf, l4, frame.end, quoted.kind, old, new);
-    write16(buf, frame.l4 + field::ICMP_CHECKSUM.start, icmp.0);
+    if let Some(mut message) = buf
+        .get_mut(frame.l4..frame.end)
+        .and_then(IcmpMessage::new_checked)
+    {
+        message.set_checksum(icmp.0);
+    }
     rewrite_ip(
         buf,
         frame,

@@ -1,8 +1,10 @@
-//! Packet formats: parsing a frame into a plain [`Frame`] and rewriting it in place.
+//! Packet formats: parsing a frame into a plain [`Frame`] (in general, or at
+//! fixed offsets for the established fast path) and rewriting it in place.
 
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+mod fast;
 mod fragment;
 pub mod icmp;
 mod parse;
@@ -10,12 +12,14 @@ mod rewrite;
 mod tcp;
 pub mod wire;
 
+pub use fast::parse_plain;
 pub use fragment::fragment;
 pub use parse::{
     parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 pub use rewrite::{
-    apply, apply_partial, carries_partial_checksum, complete_partial_checksum, Endpoint, Rewrite,
+    apply, apply_established, apply_partial, carries_partial_checksum, complete_partial_checksum,
+    ChecksumDeltas, Endpoint, Rewrite,
 };
 pub use tcp::{clamp_mss, mss_option};

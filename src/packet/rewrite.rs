@@ -1,9 +1,11 @@
 //! Rewriting a parsed frame in place: MACs, addresses, ports (ICMP echo
 //! identifier), TTL, and every checksum they are covered by.
 
-use super::checksum::{self, update16, update32, update_transport};
+use super::checksum::{
+    self, apply_delta, delta16, delta32, fold, update16, update32, update_transport,
+};
 use super::parse::{Frame, Transport, PROTO_TCP, PROTO_UDP};
-use super::wire::{field, Ipv4Frame};
+use super::wire::{field, Ipv4Frame, TcpSegment, UdpDatagram};
 
 /// An IPv4 address and a port (for ICMP echo, the identifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +27,80 @@ pub struct Rewrite {
     pub dst_mac: [u8; 6],
     pub src: Endpoint,
     pub dst: Endpoint,
+}
+
+/// What rewriting one direction of a flow does to the checksums of its
+/// whole TCP and UDP packets, as two folded RFC 1624 deltas: the IP header's
+/// (both addresses and the TTL decrement) and the transport checksum's
+/// (the pseudo-header's addresses and both ports). They depend on the
+/// tuples only, so they are computed once per flow direction
+/// (`FlowSpec::checksum_deltas`, kept in the flow table's `Flow::deltas`)
+/// and every packet applies them with one addition each
+/// ([`apply_established`]); a program that forwards a flow's packets
+/// outside the core (an eBPF offload) reads the same values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChecksumDeltas {
+    /// For the IPv4 header checksum.
+    pub ip: u16,
+    /// For the TCP or UDP checksum (a UDP checksum of 0 stays 0).
+    pub l4: u16,
+}
+
+/// What decrementing the TTL adds to the IP checksum delta: the word
+/// (TTL, protocol) loses 0x0100, whatever the protocol ([`delta16`] of
+/// `w` and `w - 0x100`, a constant).
+const TTL_DECREMENT: u32 = 0xfeff;
+
+impl ChecksumDeltas {
+    /// The deltas for a packet whose endpoints go from `old` to `new`
+    /// (source, destination) and whose TTL is decremented.
+    pub fn new(old: (Endpoint, Endpoint), new: (Endpoint, Endpoint)) -> ChecksumDeltas {
+        let addresses = delta32(old.0.addr, new.0.addr) + delta32(old.1.addr, new.1.addr);
+        let ports = delta16(old.0.port, new.0.port) + delta16(old.1.port, new.1.port);
+        ChecksumDeltas {
+            ip: fold(addresses + TTL_DECREMENT),
+            l4: fold(addresses + ports),
+        }
+    }
+}
+
+/// The established fast path's rewrite: [`apply`] for a whole TCP or UDP
+/// packet with a complete checksum whose tuple is the one `deltas` was made
+/// for, its new endpoints `rewrite`'s: fixed-offset writes through the
+/// typed views, each checksum updated by one precomputed delta. Gives the
+/// bytes [`apply`] gives (a property test holds them equal).
+pub fn apply_established(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, deltas: ChecksumDeltas) {
+    if let Some(mut ip) = Ipv4Frame::new_checked(&mut *buf) {
+        ip.set_macs(rewrite.src_mac, rewrite.dst_mac);
+        ip.set_ttl(frame.ttl.wrapping_sub(1));
+        let check = apply_delta(ip.checksum(), deltas.ip);
+        ip.set_checksum(check);
+        ip.set_src(rewrite.src.addr);
+        ip.set_dst(rewrite.dst.addr);
+    }
+    let Some(segment) = buf.get_mut(frame.l4..frame.end) else {
+        return;
+    };
+    match frame.protocol {
+        PROTO_TCP => {
+            if let Some(mut tcp) = TcpSegment::new_checked(segment) {
+                tcp.set_src_port(rewrite.src.port);
+                tcp.set_dst_port(rewrite.dst.port);
+                let check = apply_delta(tcp.checksum(), deltas.l4);
+                tcp.set_checksum(check);
+            }
+        }
+        PROTO_UDP => {
+            if let Some(mut udp) = UdpDatagram::new_checked(segment) {
+                udp.set_src_port(rewrite.src.port);
+                udp.set_dst_port(rewrite.dst.port);
+                let check =
+                    update_transport(PROTO_UDP, udp.checksum(), |c| apply_delta(c, deltas.l4));
+                udp.set_checksum(check);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(super) fn read16(buf: &[u8], at: usize) -> u16 {
@@ -125,17 +201,20 @@ pub fn apply_partial(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite) {
     if !matches!(frame.transport, Transport::Tcp { .. }) {
         return;
     }
-    let old = (
-        Endpoint::new(frame.src, frame.ports().0),
-        Endpoint::new(frame.dst, frame.ports().1),
-    );
-    rewrite_ports(buf, frame.l4, old, (rewrite.src, rewrite.dst));
-    let at = frame.l4 + field::TCP_CHECKSUM.start;
+    // The parser checked that the whole TCP header is there.
+    let Some(mut tcp) = buf
+        .get_mut(frame.l4..frame.end)
+        .and_then(TcpSegment::new_checked)
+    else {
+        return;
+    };
+    tcp.set_src_port(rewrite.src.port);
+    tcp.set_dst_port(rewrite.dst.port);
     // The field holds a sum, not its complement: update the complement.
-    let mut check = !read16(buf, at);
+    let mut check = !tcp.checksum();
     check = update32(check, frame.src, rewrite.src.addr);
     check = update32(check, frame.dst, rewrite.dst.addr);
-    write16(buf, at, !check);
+    tcp.set_checksum(!check);
 }
 
 /// The transport header a rewrite changes.

@@ -3,7 +3,7 @@
 use super::checksum::update_words;
 use super::parse::{Frame, Transport};
 use super::rewrite::{read16, write16};
-use super::wire::field;
+use super::wire::{field, TcpSegment};
 
 const OPTION_END: u8 = 0;
 const OPTION_NOP: u8 = 1;
@@ -19,10 +19,8 @@ pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool
         return None;
     }
     let l4 = frame.l4;
-    // The parser checked that the whole header, options included, is there.
-    let header_end = l4 + usize::from(buf[l4 + field::TCP_DATA_OFFSET] >> 4) * 4;
-    let options = l4 + field::TCP_OPTIONS;
-    let value = options + mss_option(buf.get(options..header_end)?)?;
+    let tcp = TcpSegment::new_checked(buf.get(l4..frame.end)?)?;
+    let value = l4 + field::TCP_OPTIONS + mss_option(tcp.options())?;
     let announced = read16(buf, value);
     if announced <= mss {
         return None;

@@ -8,7 +8,7 @@ use super::neighbours::unpack_mac;
 use super::{Egress, FrameContext, Gso, Router};
 use crate::config::MssClamp;
 use crate::flow::{FlowKind, FlowSpec};
-use crate::packet::wire::field;
+use crate::packet::wire::{field, TcpSegment};
 use crate::packet::{
     self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, Transport, L3_OFFSET,
 };
@@ -178,10 +178,14 @@ impl Router {
             && frame.fragmentation == Fragmentation::Whole
             && usize::from(gso.csum_start) == frame.l4
             && usize::from(gso.csum_offset) == field::TCP_CHECKSUM.start;
-        // The parser checked that the whole TCP header is there.
-        let headers =
-            frame.l4 - L3_OFFSET + usize::from(buf[frame.l4 + field::TCP_DATA_OFFSET] >> 4) * 4;
-        if !tcp || gso.size == 0 || headers + usize::from(gso.size) > usize::from(mtu) {
+        let headers = buf
+            .get(frame.l4..frame.end)
+            .and_then(TcpSegment::new_checked)
+            .map_or(usize::MAX, |segment| {
+                frame.l4 - L3_OFFSET + segment.header_len()
+            });
+        if !tcp || gso.size == 0 || headers.saturating_add(usize::from(gso.size)) > usize::from(mtu)
+        {
             return Verdict::Drop(DropReason::GsoNotWhole);
         }
         if frame.is_syn() {

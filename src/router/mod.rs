@@ -2,7 +2,8 @@
 //! No I/O and no clock of its own: time is passed in. One [`Router`] is shared
 //! by every worker thread; each worker holds a [`Lane`] with its counters.
 //!
-//! What the core does with a frame:
+//! What the core does with a frame (a whole TCP or UDP packet of a known
+//! flow takes a fast path through the same steps: `established.rs`):
 //! - From the LAN to the Internet: the first packet of a connection gets a flow
 //!   (rules, balancing, SNAT mapping), every packet leaves by its flow's uplink.
 //! - From the Internet to a WAN address: the reply direction of a flow, or a
@@ -39,6 +40,7 @@
 
 mod counters;
 mod egress;
+mod established;
 mod failover;
 mod flows;
 mod fragments;
@@ -354,20 +356,44 @@ impl Router {
             counters: &lane.counters,
             outbox: &lane.outbox,
         };
-        let verdict = match packet::parse(frame) {
+        // The established fast path, for a plain frame; what it read goes on
+        // to the general path when it declines.
+        let plain = if meta.gso.is_none() && !meta.checksum_partial {
+            packet::parse_plain(frame)
+        } else {
+            None
+        };
+        let taken = plain
+            .as_ref()
+            .and_then(|plain| self.established(frame, plain, &ctx));
+        let verdict = match taken {
+            Some(verdict) => verdict,
+            None => self.general(frame, plain, &ctx),
+        };
+        lane.counters.count(meta.port, &verdict);
+        verdict
+    }
+
+    /// The general path: every frame the established fast path declines,
+    /// with what it read of it (the general parser's [`Frame`], so it is
+    /// not parsed twice), if anything.
+    fn general(&self, frame: &mut [u8], parsed: Option<Frame>, ctx: &FrameContext) -> Verdict {
+        let parsed = match parsed {
+            Some(parsed) => Ok(parsed),
+            None => packet::parse(frame),
+        };
+        match parsed {
             Ok(parsed) => {
-                let verdict = match meta.port {
-                    Port::Lan => self.lan_ingress(frame, &parsed, &ctx),
-                    Port::Wan(_) => self.wan_ingress(frame, &parsed, &ctx),
+                let verdict = match ctx.meta.port {
+                    Port::Lan => self.lan_ingress(frame, &parsed, ctx),
+                    Port::Wan(_) => self.wan_ingress(frame, &parsed, ctx),
                 };
-                lane.counters.tcp_evidence(meta.port, &parsed, &verdict);
+                ctx.counters.tcp_evidence(ctx.meta.port, &parsed, &verdict);
                 verdict
             }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
-        };
-        lane.counters.count(meta.port, &verdict);
-        verdict
+        }
     }
 
     fn is_lan(&self, addr: [u8; 4]) -> bool {

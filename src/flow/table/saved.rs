@@ -67,7 +67,6 @@ impl FlowTable {
             return Err(InsertError::Full);
         }
         let flow = Flow {
-            spec,
             created: now.saturating_sub(saved.age_s),
             last_seen: AtomicU32::new(now.saturating_sub(saved.idle_s)),
             tcp: AtomicU8::new(saved.tcp),
@@ -75,6 +74,7 @@ impl FlowTable {
             bytes: saved.bytes.map(AtomicU64::new),
             next_seq_to_lan: AtomicU32::new(saved.next_seq_to_lan),
             opened: self.inserts.fetch_add(1, Ordering::Relaxed) as u32,
+            ..Flow::new(spec, now)
         };
         shard.insert(&self.hasher, flow);
         Ok(())

@@ -56,6 +56,7 @@ impl<P: FrameProcessor> PacketWorker<P> {
                 );
             }
         }
+        crate::io::idle::prefer_prompt_wakeups(&format!("packet worker {}", self.index));
         let mut state = WorkerState {
             core: self.processor.worker(),
             counters: PacketCounters::default(),

@@ -281,6 +281,7 @@ impl QueueWorker {
         stop: &AtomicBool,
         epoch: Instant,
     ) -> Result<WorkerEnd, XdpError> {
+        crate::io::idle::prefer_prompt_wakeups(&format!("xdp queue {}", self.queue));
         let mut state = processor.worker();
         let mut batch = [FrameDesc::default(); BATCH];
         let mut outgoing: Vec<Vec<FrameDesc>> = self

@@ -1,0 +1,317 @@
+//! The established fast path: a whole TCP or UDP packet of a known flow,
+//! read at fixed offsets (`packet::parse_plain`), its flow found, checked
+//! and recorded in one closure under one shard read lock, and rewritten in
+//! one pass with the checksum deltas the flow keeps. It takes a frame only
+//! when the general path would forward it unchanged in kind (same flow, same
+//! egress, no fragmentation, no ICMP answer, nothing held) and declines
+//! (None) before recording anything otherwise, so the general path then
+//! sees the frame as if the fast path did not exist (and takes the frame as
+//! `parse_plain` read it, which is what the general parser reads, so a new
+//! flow's first packet is not parsed twice: `Router::process`). Tests in
+//! `tests/core/established.rs` hold the two paths byte-identical.
+
+use super::flows::record;
+use super::{key_of, FrameContext, Router};
+use crate::flow::{FlowKind, Side};
+use crate::packet::{self, Frame, L3_OFFSET};
+use crate::verdict::{Port, Verdict};
+
+impl Router {
+    /// The verdict for `buf`, which [`packet::parse_plain`] read as
+    /// `frame`, when the fast path takes it, its bytes rewritten; None
+    /// (nothing changed, nothing recorded) otherwise.
+    pub(super) fn established(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        ctx: &FrameContext,
+    ) -> Option<Verdict> {
+        // The general path's classification, for the one outcome taken here:
+        // from the LAN, a LAN host to neither the LAN nor a WAN address;
+        // from a WAN, a non-LAN source to a WAN address.
+        let side = match ctx.meta.port {
+            Port::Lan => {
+                let plain = self.is_lan(frame.src)
+                    && !self.is_lan(frame.dst)
+                    && self.uplink_with_address(frame.dst).is_none();
+                plain.then_some(Side::Lan)?
+            }
+            Port::Wan(_) => {
+                let plain =
+                    self.uplink_with_address(frame.dst).is_some() && !self.is_lan(frame.src);
+                plain.then_some(Side::Wan)?
+            }
+        };
+        let key = key_of(frame);
+        let timeouts = self.timeouts.get();
+        let (egress, deltas) = self
+            .table
+            .with_flow(side, &key, |flow| {
+                let spec = &flow.spec;
+                if flow.is_expired(ctx.now, &timeouts)
+                    || matches!(spec.kind, FlowKind::Hairpin { .. })
+                {
+                    return None;
+                }
+                let egress = match side {
+                    Side::Lan => self.egress_to_remote(spec).ok()?,
+                    Side::Wan => self.egress_to_inside(spec),
+                };
+                if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+                    return None;
+                }
+                record(flow, side, frame, ctx.now);
+                Some((egress, flow.deltas[side as usize]))
+            })
+            .flatten()?;
+        packet::apply_established(buf, frame, &egress.rewrite, deltas);
+        Some(Verdict::Forward {
+            port: egress.port,
+            len: frame.end,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::super::{seconds, FrameMeta, InterfaceMacs, Lane};
+    use super::*;
+    use crate::config::Config;
+    use crate::testing::{self, Addressing, Flags, ACK, SYN, SYN_ACK};
+
+    const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const WAN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
+    const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
+    const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+    const NOW: Duration = Duration::from_secs(1000);
+
+    fn router() -> (Router, Lane) {
+        let config = Config::from_toml(testing::TWO_UPLINKS, Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let router = Router::new(
+            &config,
+            InterfaceMacs {
+                lan: LAN_MAC,
+                wans: WAN_MACS.to_vec(),
+            },
+        );
+        for (id, mac) in GATEWAY_MACS.iter().enumerate() {
+            router.set_gateway_mac(id as u8, Some(*mac));
+            router.set_uplink_up(id as u8, true);
+        }
+        for host in 10..20 {
+            router.set_lan_mac(Ipv4Addr::new(192, 168, 50, host), HOST_MAC);
+        }
+        let lane = router.lane();
+        (router, lane)
+    }
+
+    fn meta(port: Port) -> FrameMeta {
+        FrameMeta {
+            port,
+            now: NOW,
+            checksum_partial: false,
+            gso: None,
+        }
+    }
+
+    fn segment(
+        tcp: bool,
+        a: &Addressing,
+        ports: (u16, u16),
+        flags: Flags,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        if tcp {
+            testing::tcp(a, ports.0, ports.1, flags, payload)
+        } else {
+            testing::udp(a, ports.0, ports.1, payload)
+        }
+    }
+
+    /// One flow, opened through `process`: the LAN host's addressing, its
+    /// ports, and the reply direction as it arrives from the WAN.
+    struct Opened {
+        tcp: bool,
+        lan: Addressing,
+        lan_ports: (u16, u16),
+        uplink: u8,
+        wan: Addressing,
+        wan_ports: (u16, u16),
+    }
+
+    fn open(
+        router: &Router,
+        lane: &mut Lane,
+        tcp: bool,
+        host: u8,
+        port: u16,
+        server: u8,
+    ) -> Opened {
+        let lan = Addressing {
+            src_mac: HOST_MAC,
+            dst_mac: LAN_MAC,
+            src: Ipv4Addr::new(192, 168, 50, host),
+            dst: Ipv4Addr::new(203, 0, 113, server),
+            ttl: 64,
+        };
+        let mut first = segment(tcp, &lan, (port, 443), SYN, b"hello");
+        let Verdict::Forward {
+            port: Port::Wan(uplink),
+            len,
+        } = router.process(lane, &mut first, meta(Port::Lan))
+        else {
+            panic!("the first packet opens a flow");
+        };
+        let seen = testing::check(&first[..len]).expect("a valid frame out");
+        let wan = Addressing {
+            src_mac: GATEWAY_MACS[usize::from(uplink)],
+            dst_mac: WAN_MACS[usize::from(uplink)],
+            src: seen.dst,
+            dst: seen.src,
+            ttl: 60,
+        };
+        let wan_ports = (seen.dst_port, seen.src_port);
+        let mut reply = segment(tcp, &wan, wan_ports, SYN_ACK, b"hi");
+        let verdict = router.process(lane, &mut reply, meta(Port::Wan(uplink)));
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Forward {
+                    port: Port::Lan,
+                    ..
+                }
+            ),
+            "{verdict:?}"
+        );
+        Opened {
+            tcp,
+            lan,
+            lan_ports: (port, 443),
+            uplink,
+            wan,
+            wan_ports,
+        }
+    }
+
+    fn packets_recorded(router: &Router) -> u64 {
+        router
+            .flows(NOW, usize::MAX, |_| true)
+            .iter()
+            .map(|f| f.packets[0] + f.packets[1])
+            .sum()
+    }
+
+    #[test]
+    fn takes_plain_packets_of_open_flows_both_ways() {
+        let (router, mut lane) = router();
+        for tcp in [false, true] {
+            let flow = open(&router, &mut lane, tcp, 10, 2000, 1);
+            let ctx = FrameContext {
+                meta: meta(Port::Lan),
+                now: seconds(NOW),
+                counters: &lane.counters,
+                outbox: &lane.outbox,
+            };
+            let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
+            let plain = packet::parse_plain(&out).expect("a plain frame");
+            let verdict = router.established(&mut out, &plain, &ctx);
+            assert_eq!(
+                verdict,
+                Some(Verdict::Forward {
+                    port: Port::Wan(flow.uplink),
+                    len: out.len()
+                })
+            );
+            let seen = testing::check(&out).expect("valid checksums");
+            assert_eq!((seen.src, seen.src_port), (flow.wan.dst, flow.wan_ports.1));
+            let ctx = FrameContext {
+                meta: meta(Port::Wan(flow.uplink)),
+                ..ctx
+            };
+            let mut back = segment(tcp, &flow.wan, flow.wan_ports, ACK, b"back");
+            let plain = packet::parse_plain(&back).expect("a plain frame");
+            let verdict = router.established(&mut back, &plain, &ctx);
+            assert_eq!(
+                verdict,
+                Some(Verdict::Forward {
+                    port: Port::Lan,
+                    len: back.len()
+                })
+            );
+            let seen = testing::check(&back).expect("valid checksums");
+            assert_eq!(
+                (seen.dst, seen.dst_port, seen.dst_mac),
+                (flow.lan.src, 2000, HOST_MAC)
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// For every frame the fast path takes, the general path gives the
+        /// same verdict and the same bytes; a frame it declines is left
+        /// untouched and unrecorded. Frames of open flows both ways, of any
+        /// size (over the MTU too), TCP flags, TTL and DF, then up to three
+        /// header bytes changed at random.
+        #[test]
+        fn the_fast_path_is_the_general_path_for_what_it_takes(
+            flows in proptest::collection::vec((any::<bool>(), 10u8..20, 1024u16..1100, 1u8..4), 1..6),
+            frames in proptest::collection::vec(
+                (any::<prop::sample::Index>(), any::<bool>(), 0usize..1600, any::<(bool, bool, bool, bool)>(),
+                 0u8..4, proptest::collection::vec((0usize..60, any::<u8>()), 0..3)),
+                1..40),
+        ) {
+            let (router, mut lane) = router();
+            let opened: Vec<Opened> = flows
+                .iter()
+                .map(|&(tcp, host, port, server)| open(&router, &mut lane, tcp, host, port, server))
+                .collect();
+            for (which, from_wan, size, flags, ttl, edits) in frames {
+                let flow = &opened[which.index(opened.len())];
+                let flags = Flags { syn: flags.0 && flags.1, ack: true, fin: flags.2 && flags.3, rst: false };
+                let payload = vec![0x5a; size];
+                let (mut addressing, ports, port) = if from_wan {
+                    (flow.wan, flow.wan_ports, Port::Wan(flow.uplink))
+                } else {
+                    (flow.lan, flow.lan_ports, Port::Lan)
+                };
+                addressing.ttl = [0, 1, 2, 64][usize::from(ttl)];
+                let mut bytes = segment(flow.tcp, &addressing, ports, flags, &payload);
+                for (at, value) in edits {
+                    if let Some(byte) = bytes.get_mut(at) {
+                        *byte = value;
+                    }
+                }
+                let ctx = FrameContext {
+                    meta: meta(port),
+                    now: seconds(NOW),
+                    counters: &lane.counters,
+                    outbox: &lane.outbox,
+                };
+                let before = packets_recorded(&router);
+                let mut fast = bytes.clone();
+                let plain = packet::parse_plain(&bytes);
+                match plain.and_then(|plain| router.established(&mut fast, &plain, &ctx)) {
+                    Some(verdict) => {
+                        let mut general = bytes.clone();
+                        prop_assert_eq!(router.general(&mut general, None, &ctx), verdict);
+                        prop_assert_eq!(fast, general);
+                    }
+                    None => {
+                        prop_assert_eq!(&fast, &bytes, "a declined frame is left as it was");
+                        prop_assert_eq!(packets_recorded(&router), before, "and nothing is recorded");
+                    }
+                }
+                lane.outbox.get_mut().clear();
+            }
+        }
+    }
+}
