@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::{seconds, Egress, Router};
 use crate::flow::{idle_timeout, tcp_state, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, Side};
-use crate::packet::checksum::{fold, sum_bytes};
+use crate::packet::checksum::{delta16, delta32, fold};
 use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::verdict::Port;
 
@@ -42,9 +42,9 @@ pub struct OffloadEntry {
     /// Their new source and destination.
     pub src: Endpoint,
     pub dst: Endpoint,
-    /// What the address change adds to the IP header checksum (a folded
-    /// one's-complement sum, RFC 1624: HC' = ~(~HC + delta)); the TTL's
-    /// decrement is the fast path's own.
+    /// What the address change and the TTL's decrement add to the IP
+    /// header checksum (a folded one's-complement sum, RFC 1624:
+    /// HC' = ~(~HC + delta)), as the core's established path adds it.
     pub ip_delta: u16,
     /// What the address change adds to the TCP/UDP checksum (its
     /// pseudo-header part: also applied to a partial checksum; 0 for ICMP).
@@ -77,35 +77,15 @@ pub struct OffloadCredit {
     pub next_seq_to_lan: Option<u32>,
 }
 
-/// The folded one's-complement sum that turns a checksum over `old` into one
-/// over `new` (both of even length).
-fn delta(old: &[u8], new: &[u8]) -> u16 {
-    fold(u32::from(!fold(sum_bytes(0, old))) + u32::from(fold(sum_bytes(0, new))))
-}
-
-fn words(a: Endpoint, b: Endpoint) -> ([u8; 8], [u8; 4]) {
-    let mut addrs = [0; 8];
-    addrs[..4].copy_from_slice(&a.addr);
-    addrs[4..].copy_from_slice(&b.addr);
-    let mut ports = [0; 4];
-    ports[..2].copy_from_slice(&a.port.to_be_bytes());
-    ports[2..].copy_from_slice(&b.port.to_be_bytes());
-    (addrs, ports)
-}
-
 impl OffloadEntry {
-    fn new(ingress: Port, key: FlowKey, egress: Egress, mtu: u16) -> OffloadEntry {
-        let (old_addrs, old_ports) = words(key.src, key.dst);
+    /// The entry for `spec`'s packets arriving on `side` (with `ingress`
+    /// their port), sent by `egress` with its MTU.
+    fn new(spec: &FlowSpec, side: Side, ingress: Port, egress: Egress, mtu: u16) -> OffloadEntry {
+        let key = spec.key(side);
         let rewrite = egress.rewrite;
-        let (new_addrs, new_ports) = words(rewrite.src, rewrite.dst);
-        let addresses = delta(&old_addrs, &new_addrs);
+        let addresses =
+            delta32(key.src.addr, rewrite.src.addr) + delta32(key.dst.addr, rewrite.dst.addr);
         OffloadEntry {
-            // ICMP's checksum covers no pseudo-header.
-            pseudo_delta: if key.protocol == PROTO_ICMP {
-                0
-            } else {
-                addresses
-            },
             ingress,
             key,
             egress: egress.port,
@@ -113,8 +93,17 @@ impl OffloadEntry {
             dst_mac: rewrite.dst_mac,
             src: rewrite.src,
             dst: rewrite.dst,
-            ip_delta: addresses,
-            port_delta: delta(&old_ports, &new_ports),
+            // The one computation the core's established path reads too.
+            ip_delta: spec.checksum_deltas(side).ip,
+            // ICMP's checksum covers no pseudo-header.
+            pseudo_delta: if key.protocol == PROTO_ICMP {
+                0
+            } else {
+                fold(addresses)
+            },
+            port_delta: fold(
+                delta16(key.src.port, rewrite.src.port) + delta16(key.dst.port, rewrite.dst.port),
+            ),
             mtu,
         }
     }
@@ -160,8 +149,14 @@ impl Router {
         Some(OffloadFlow {
             spec: *spec,
             entries: [
-                OffloadEntry::new(Port::Lan, spec.lan_key(), outbound, self.mtu(outbound.port)),
-                OffloadEntry::new(wan, spec.wan_key(), inbound, self.mtu(inbound.port)),
+                OffloadEntry::new(
+                    spec,
+                    Side::Lan,
+                    Port::Lan,
+                    outbound,
+                    self.mtu(outbound.port),
+                ),
+                OffloadEntry::new(spec, Side::Wan, wan, inbound, self.mtu(inbound.port)),
             ],
         })
     }

@@ -31,7 +31,7 @@
 #define TCX_NEXT -1
 #define TCX_REDIRECT 7
 
-// Matches OffloadKey in src/io/offload/map.rs.
+// Matches EntryKey in src/io/offload/map.rs.
 struct offload_key {
 	__u32 ifindex;
 	__be32 saddr;
@@ -42,8 +42,9 @@ struct offload_key {
 	__u8 pad[3];
 };
 
-// Matches OffloadValue in src/io/offload/map.rs. The deltas are folded
-// one's-complement sums as the checksum fields hold them (network order).
+// Matches EntryValue in src/io/offload/map.rs. The deltas are folded
+// one's-complement sums as the checksum fields hold them (network order);
+// the IP one covers the TTL's decrement too.
 struct offload_entry {
 	__u32 egress_ifindex;
 	__u8 src_mac[6];
@@ -59,7 +60,7 @@ struct offload_entry {
 	__u32 track_seq; // TCP towards the LAN: note the sequence the host expects
 };
 
-// Per CPU, per entry. Matches OffloadStats in src/io/offload/map.rs.
+// Per CPU, per entry. Matches Totals in src/io/offload/map.rs.
 struct offload_stats {
 	__u64 packets;
 	__u64 bytes;
@@ -244,13 +245,9 @@ int xwan_offload(struct __sk_buff *skb)
 
 	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
 	__builtin_memcpy(eth->h_source, e->src_mac, 6);
-	__u16 old_ttl = *(__u16 *)&ip->ttl;
-
+	// The IP delta covers the TTL's decrement too.
 	ip->ttl--;
-	__u16 new_ttl = *(__u16 *)&ip->ttl;
-	__u32 ip_add = (__u16)~old_ttl + new_ttl + e->ip_delta;
-
-	ip->check = csum_add_fold(ip->check, ip_add);
+	ip->check = csum_add_fold(ip->check, e->ip_delta);
 	ip->saddr = e->saddr;
 	ip->daddr = e->daddr;
 	if (protocol == IPPROTO_ICMP) {

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::flow::tcp_state;
-use crate::packet::checksum::update16;
 use crate::testing::offload::{Established, GATEWAY_MAC, HOST_MAC, LAN_MAC, WAN_MAC};
 use crate::testing::{self, tcp, Addressing, FIN_ACK};
 use crate::verdict::Verdict;
@@ -16,14 +15,8 @@ fn apply(entry: &OffloadEntry, frame: &[u8]) -> Vec<u8> {
     let ip_check = |c: u16, d: u16| !fold(u32::from(!c) + u32::from(d));
     out[0..6].copy_from_slice(&entry.dst_mac);
     out[6..12].copy_from_slice(&entry.src_mac);
-    let ttl = out[22];
+    out[22] -= 1;
     let check = u16::from_be_bytes([out[24], out[25]]);
-    let check = update16(
-        check,
-        u16::from_be_bytes([ttl, out[23]]),
-        u16::from_be_bytes([ttl - 1, out[23]]),
-    );
-    out[22] = ttl - 1;
     out[24..26].copy_from_slice(&ip_check(check, entry.ip_delta).to_be_bytes());
     out[26..30].copy_from_slice(&entry.src.addr);
     out[30..34].copy_from_slice(&entry.dst.addr);
