@@ -139,6 +139,11 @@ static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, str
 		return NULL;
 	}
 
+	// Headers past the packet's own length (a BIG TCP super-frame's length
+	// field is 0, for one) stay with the kernel.
+	if (bpf_ntohs(ip->tot_len) < sizeof(struct iphdr) + l4_header)
+		return NULL;
+
 	key->ifindex = ifindex;
 	key->saddr = ip->saddr;
 	key->daddr = ip->daddr;
