@@ -47,6 +47,7 @@ pub fn two_uplink_router(config: &Config) -> Router {
 }
 
 pub mod fuzz;
+pub mod offload;
 mod rng;
 
 use std::net::Ipv4Addr;
