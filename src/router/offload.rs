@@ -8,9 +8,13 @@
 //! a failover RST needs stay exact.
 //!
 //! A flow is offered once it is established (TCP: both SYNs seen, no FIN or
-//! RST yet; UDP and ICMP echo: packets both ways), while its next hops' MACs
-//! are known and it is not close to its idle timeout (so it leaves the map
-//! before the sweeper frees it). Hairpinned flows stay with the workers.
+//! RST yet; UDP and ICMP echo: packets both ways), while its uplink is up
+//! (a port-forwarded flow: while its forward is configured), its next hops'
+//! MACs are known and it is not close to its idle timeout (so it leaves the
+//! map before the sweeper frees it). An uplink marked down or a forward
+//! reloaded away thus takes its flows off the fast path at the next sync,
+//! which reads their final counters, before the failover or the reload
+//! builds their RSTs. Hairpinned flows stay with the workers.
 //! Segments with SYN, FIN or RST never take the fast path: the core sees
 //! every TCP state change.
 
@@ -124,13 +128,24 @@ impl Router {
     pub fn offloadable(&self, now: Duration) -> Vec<OffloadFlow> {
         let now = seconds(now);
         let timeouts = self.timeouts.get();
+        let live = self.live.load();
+        let balancer = live.policy.balancer();
         self.table
             .scan(|flow| {
                 let spec = &flow.spec;
                 let tcp = flow.tcp.load(Ordering::Relaxed);
                 let packets = [0, 1].map(|i| flow.packets[i].load(Ordering::Relaxed));
                 let idle = now.saturating_sub(flow.last_seen.load(Ordering::Relaxed));
-                let offered = matches!(spec.kind, FlowKind::Snat | FlowKind::Dnat)
+                let kept = match spec.kind {
+                    FlowKind::Snat => true,
+                    FlowKind::Dnat => {
+                        live.forwards
+                            .contains_key(&(spec.protocol, spec.outside.port, spec.uplink))
+                    }
+                    FlowKind::Hairpin { .. } => false,
+                };
+                let offered = kept
+                    && balancer.is_up(spec.uplink)
                     && established(spec, tcp, packets)
                     && idle + EXPIRY_MARGIN_S < idle_timeout(spec.protocol, tcp, &timeouts);
                 offered.then_some(flow.spec)

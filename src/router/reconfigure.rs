@@ -150,6 +150,17 @@ impl Router {
     /// # Panics
     /// If `config` has a different number of uplinks.
     pub fn reconfigure(&self, config: &Config) -> Reconfigured {
+        self.reconfigure_with(config, || {})
+    }
+
+    /// [`Router::reconfigure`], running `before_closing` once the new
+    /// configuration is live and before the flows of removed port forwards
+    /// are closed: the I/O layer takes them off the fast path there (they
+    /// are no longer offered), so their RSTs carry the final sequence.
+    ///
+    /// # Panics
+    /// If `config` has a different number of uplinks.
+    pub fn reconfigure_with(&self, config: &Config, before_closing: impl FnOnce()) -> Reconfigured {
         assert_eq!(
             config.wans.len(),
             self.uplinks.len(),
@@ -180,6 +191,7 @@ impl Router {
         if removed_forwards.is_empty() {
             return Reconfigured::default();
         }
+        before_closing();
         let gone = self.table.remove_where(|flow| {
             let spec = &flow.spec;
             let port = match spec.kind {

@@ -30,6 +30,7 @@ use std::time::Duration;
 use libbpf_rs::MapHandle;
 use tracing::{info, warn};
 
+use crate::config::UplinkId;
 use crate::flow::{FlowKey, Side};
 use crate::io::{sys, Interface};
 use crate::router::{OffloadCredit, Port, Router};
@@ -191,17 +192,29 @@ impl Offload {
     /// every entry's counters read back, then the map made equal to the
     /// core's set.
     pub fn sync(&self, router: &Router, now: Duration) {
-        self.bring_in_line(router, now, true);
+        self.bring_in_line(router, now, true, None);
+    }
+
+    /// [`Offload::sync`] with none of `uplink`'s flows in the map afterwards
+    /// (their final counters read): before its address changes.
+    pub fn sync_without(&self, router: &Router, now: Duration, uplink: UplinkId) {
+        self.bring_in_line(router, now, true, Some(uplink));
     }
 
     /// [`Offload::sync`] without reading back the counters of the entries
     /// that stay (one system call each): newly established flows in, gone
     /// ones out.
     pub fn refresh(&self, router: &Router, now: Duration) {
-        self.bring_in_line(router, now, false);
+        self.bring_in_line(router, now, false, None);
     }
 
-    fn bring_in_line(&self, router: &Router, now: Duration, read_counters: bool) {
+    fn bring_in_line(
+        &self,
+        router: &Router,
+        now: Duration,
+        read_counters: bool,
+        leaving: Option<UplinkId>,
+    ) {
         let mut state = self.lock();
         let state = &mut *state;
         if read_counters {
@@ -217,6 +230,9 @@ impl Offload {
         }
         let mut wanted: HashMap<EntryKey, Installed> = HashMap::new();
         for flow in router.offloadable(now) {
+            if leaving == Some(flow.spec.uplink) {
+                continue;
+            }
             for (side, entry) in [Side::Lan, Side::Wan].into_iter().zip(flow.entries) {
                 let (Some(ingress), Some(egress)) =
                     (self.ifindex(entry.ingress), self.ifindex(entry.egress))

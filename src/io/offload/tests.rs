@@ -219,3 +219,25 @@ fn a_full_map_leaves_flows_to_the_workers() {
     );
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
 }
+
+#[test]
+fn a_down_uplink_or_its_address_change_empties_its_entries() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 2);
+    // Marked down: the sync before the failover takes it off the map, so
+    // no packet moves past the counters the RST is built from.
+    bench.router.set_uplink_up(0, false);
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 0);
+    assert_eq!(run(&program, &c.inbound, WAN_IFINDEX).0, NEXT);
+    bench.router.set_uplink_up(0, true);
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 2);
+    // Before its address changes: none of its flows stay.
+    offload.sync_without(&bench.router, bench.now, 0);
+    assert_eq!(offload.stats().entries, 0);
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+}

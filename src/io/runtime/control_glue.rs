@@ -222,7 +222,10 @@ impl RuntimeControl {
                 file.display()
             )
         })?;
-        let reconfigured = self.parts.router.reconfigure(config);
+        let fast_path = &self.parts.fast_path;
+        let router = &self.parts.router;
+        let reconfigured = router.reconfigure_with(config, || fast_path.sync(router));
+        fast_path.sync(router);
         let rst_sent = self.parts.changes.send_resets(&reconfigured.resets);
         let now = self.parts.epoch.elapsed();
         let transitions = {
@@ -276,7 +279,9 @@ impl RuntimeControl {
         }
         for (id, (was, now)) in running.config.wans.iter().zip(&config.wans).enumerate() {
             if was.address != now.address {
-                self.parts.fast_path.sync(&self.parts.router);
+                self.parts
+                    .fast_path
+                    .sync_without(&self.parts.router, id as UplinkId);
                 let failed = self
                     .parts
                     .router

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::data_path::DataPath;
-use crate::config::{Config, Offload as OffloadSetting};
+use crate::config::{Config, Offload as OffloadSetting, UplinkId};
 use crate::control::protocol::OffloadReport;
 use crate::flow::FlowKey;
 use crate::io::afxdp::load_offload_parts;
@@ -101,6 +101,14 @@ impl FastPath {
     pub fn sync(&self, router: &Router) {
         if let Some(offload) = &self.offload {
             offload.sync(router, self.epoch.elapsed());
+        }
+    }
+
+    /// [`FastPath::sync`] that also takes `uplink`'s flows off the fast path
+    /// (their final counters read), before its address changes under them.
+    pub fn sync_without(&self, router: &Router, uplink: UplinkId) {
+        if let Some(offload) = &self.offload {
+            offload.sync_without(router, self.epoch.elapsed(), uplink);
         }
     }
 

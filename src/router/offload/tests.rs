@@ -203,3 +203,32 @@ fn credits_reach_the_flow() {
         .router
         .credit_offloaded(Side::Wan, &flow.entries[1].key, credit));
 }
+
+#[test]
+fn flows_of_a_down_uplink_are_not_offered() {
+    let mut bench = Established::new();
+    bench.tcp_snat(40000);
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+    bench.router.set_uplink_up(0, false);
+    assert!(bench.router.offloadable(bench.now).is_empty());
+    bench.router.set_uplink_up(0, true);
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+}
+
+#[test]
+fn a_reloaded_away_forward_leaves_the_fast_path_before_its_flows_close() {
+    let mut bench = Established::new();
+    bench.tcp_dnat(50000);
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+    let without_forward = crate::config::Config::from_toml(
+        crate::testing::TWO_UPLINKS,
+        std::path::Path::new("test.toml"),
+    )
+    .expect("a valid configuration");
+    let mut offered_before_closing = None;
+    let reloaded = bench.router.reconfigure_with(&without_forward, || {
+        offered_before_closing = Some(bench.router.offloadable(bench.now).len());
+    });
+    assert_eq!(offered_before_closing, Some(0));
+    assert_eq!(reloaded.forward_flows_closed, 1);
+}
