@@ -146,7 +146,7 @@ pub struct OffloadReport {
     /// Entries in the map (two per flow) and its capacity.
     pub entries: u64,
     pub capacity: u64,
-    /// Entries the full map refused: their flows stay with the workers.
+    /// Flows the full map refused (each counted once): they stay with the workers.
     pub refused_full: u64,
     /// Entries that could not be written or removed for another reason.
     pub map_errors: u64,

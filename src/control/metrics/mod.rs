@@ -376,7 +376,7 @@ pub fn render_offload(r: &OffloadReport) -> String {
         (
             "xwan_offload_refused_full_total",
             "counter",
-            "Entries the full map refused (their flows stay with the workers).",
+            "Flows the full map refused (they stay with the workers), each counted once.",
             r.refused_full,
         ),
         (

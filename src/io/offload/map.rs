@@ -119,6 +119,12 @@ impl Maps {
         Ok(())
     }
 
+    /// Rewrites an installed entry in place (its counters go on): the key
+    /// never misses in between, as it would between a delete and an insert.
+    pub fn replace(&self, key: &EntryKey, value: &EntryValue) -> Result<(), libbpf_rs::Error> {
+        self.entries.update(&key.0, &value.0, MapFlags::EXIST)
+    }
+
     /// Removes an entry; its counters stay until [`Maps::take_totals`].
     pub fn remove(&self, key: &EntryKey) -> Result<(), libbpf_rs::Error> {
         self.entries.delete(&key.0)

@@ -53,7 +53,8 @@ pub struct OffloadParts {
 pub struct OffloadStats {
     /// Entries in the map (two per flow).
     pub entries: u64,
-    /// Entries the full map refused (their flows stay with the workers).
+    /// Flows the full map refused (they stay with the workers), each counted
+    /// once while it waits.
     pub refused_full: u64,
     /// Entries that could not be written or removed for another reason.
     pub map_errors: u64,
@@ -74,6 +75,9 @@ struct Installed {
 struct State {
     maps: Maps,
     installed: HashMap<EntryKey, Installed>,
+    /// The flows the full map refused at the last pass (by their first
+    /// entry's key), so each is counted once while it waits.
+    refused: HashSet<EntryKey>,
     stats: OffloadStats,
 }
 
@@ -126,11 +130,7 @@ impl Offload {
             "offload: established flows forwarded in the kernel (TC ingress)"
         );
         Ok(Offload {
-            state: Mutex::new(State {
-                maps: Maps::new(parts.entries, parts.stats),
-                installed: HashMap::new(),
-                stats: OffloadStats::default(),
-            }),
+            state: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
             lan,
             wans,
             hooks,
@@ -228,11 +228,12 @@ impl Offload {
                 credit(router, installed, totals, now, &mut state.stats);
             }
         }
-        let mut wanted: HashMap<EntryKey, Installed> = HashMap::new();
+        let mut flows: Vec<Vec<(EntryKey, Installed)>> = Vec::new();
         for flow in router.offloadable(now) {
             if leaving == Some(flow.spec.uplink) {
                 continue;
             }
+            let mut entries = Vec::with_capacity(2);
             for (side, entry) in [Side::Lan, Side::Wan].into_iter().zip(flow.entries) {
                 let (Some(ingress), Some(egress)) =
                     (self.ifindex(entry.ingress), self.ifindex(entry.egress))
@@ -241,7 +242,7 @@ impl Offload {
                 };
                 let key = EntryKey::new(ingress, &entry.key);
                 let value = EntryValue::new(egress, &entry, side == Side::Wan);
-                wanted.insert(
+                entries.push((
                     key,
                     Installed {
                         side,
@@ -249,43 +250,91 @@ impl Offload {
                         value,
                         seen: Totals::default(),
                     },
-                );
+                ));
             }
+            flows.push(entries);
         }
-        let stale: Vec<EntryKey> = state
-            .installed
+        let wanted: HashMap<EntryKey, EntryValue> = flows
             .iter()
-            .filter(|(key, installed)| {
-                wanted
-                    .get(key)
-                    .is_none_or(|want| want.value != installed.value)
-            })
-            .map(|(key, _)| *key)
+            .flatten()
+            .map(|(key, want)| (*key, want.value))
             .collect();
-        for key in stale {
+        let gone: Vec<EntryKey> = state
+            .installed
+            .keys()
+            .filter(|key| !wanted.contains_key(key))
+            .copied()
+            .collect();
+        let freed = !gone.is_empty();
+        for key in gone {
             if let Some(installed) = state.installed.remove(&key) {
                 state.uninstall(&key, installed, router, now);
             }
         }
-        for (key, want) in wanted {
-            if state.installed.contains_key(&key) {
+        // A changed entry (a MAC, an MTU) is rewritten in place: its key
+        // never misses, so no packet the XDP program passed for the fast
+        // path finds it gone at TC.
+        for (key, value) in &wanted {
+            let Some(installed) = state.installed.get_mut(key) else {
+                continue;
+            };
+            if installed.value == *value {
                 continue;
             }
-            match state.maps.insert(&key, &want.value) {
-                Ok(()) => {
-                    state.installed.insert(key, want);
-                }
-                Err(e) if map::is_full(&e) => state.stats.refused_full += 1,
+            match state.maps.replace(key, value) {
+                Ok(()) => installed.value = *value,
                 Err(e) => {
                     state.stats.map_errors += 1;
-                    warn!(error = %e, "offload: cannot install an entry");
+                    warn!(error = %e, "offload: cannot update an entry");
                 }
             }
         }
+        // Once the map is full, the rest of this pass's new flows are
+        // refused without asking the kernel for each (each counted once).
+        let mut full = !freed && state.installed.len() >= MAX_ENTRIES as usize;
+        let mut refused = HashSet::new();
+        for entries in flows {
+            let Some(flow) = entries.first().map(|(key, _)| *key) else {
+                continue;
+            };
+            for (key, want) in entries {
+                if state.installed.contains_key(&key) {
+                    continue;
+                }
+                if full {
+                    refused.insert(flow);
+                    continue;
+                }
+                match state.maps.insert(&key, &want.value) {
+                    Ok(()) => {
+                        state.installed.insert(key, want);
+                    }
+                    Err(e) if map::is_full(&e) => {
+                        full = true;
+                        refused.insert(flow);
+                    }
+                    Err(e) => {
+                        state.stats.map_errors += 1;
+                        warn!(error = %e, "offload: cannot install an entry");
+                    }
+                }
+            }
+        }
+        state.stats.refused_full += refused.difference(&state.refused).count() as u64;
+        state.refused = refused;
     }
 }
 
 impl State {
+    fn new(maps: Maps) -> State {
+        State {
+            maps,
+            installed: HashMap::new(),
+            refused: HashSet::new(),
+            stats: OffloadStats::default(),
+        }
+    }
+
     /// Removes an entry from the map and credits its last counters.
     fn uninstall(
         &mut self,

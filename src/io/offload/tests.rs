@@ -37,11 +37,7 @@ fn unattached() -> (Offload, OwnedFd) {
     let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
     let offload = Offload {
-        state: Mutex::new(State {
-            maps: Maps::new(parts.entries, parts.stats),
-            installed: HashMap::new(),
-            stats: OffloadStats::default(),
-        }),
+        state: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
         hooks: Vec::new(),
@@ -211,13 +207,45 @@ fn a_full_map_leaves_flows_to_the_workers() {
     // The counters of the whole map in batches of 4096.
     let all = offload.lock().maps.all_totals().expect("batched reads");
     assert_eq!(all.len(), MAX_ENTRIES as usize);
-    offload.sync(&bench.router, bench.now);
-    let stats = offload.stats();
-    assert_eq!(
-        (stats.entries, stats.refused_full, stats.map_errors),
-        (0, 2, 0)
-    );
+    bench.udp_snat(5353);
+    // Two flows refused, each counted once however many syncs it waits.
+    for _ in 0..3 {
+        offload.sync(&bench.router, bench.now);
+        let stats = offload.stats();
+        assert_eq!(
+            (stats.entries, stats.refused_full, stats.map_errors),
+            (0, 2, 0)
+        );
+    }
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+}
+
+#[test]
+fn a_changed_entry_is_rewritten_in_place() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
+    bench.router.set_interface_mtu(Port::Wan(0), 1400);
+    offload.sync(&bench.router, bench.now);
+    let state = offload.lock();
+    let installed: Vec<_> = state.installed.iter().collect();
+    assert_eq!(installed.len(), 2);
+    for (key, entry) in installed {
+        // Its counters went on: the packet before the change is still there.
+        assert_eq!(state.maps.totals(key).packets, entry.seen.packets);
+    }
+    assert_eq!(
+        state
+            .installed
+            .values()
+            .map(|e| e.seen.packets)
+            .sum::<u64>(),
+        1
+    );
+    drop(state);
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
 }
 
 #[test]
