@@ -16,7 +16,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{idle_timeout, tcp_state, FlowKey, FlowSpec, Side};
@@ -41,6 +41,9 @@ pub struct Flow {
     /// TCP: the sequence number the LAN host expects next from the remote
     /// end (the highest seen from the WAN side), for an RST on failover.
     pub next_seq_to_lan: AtomicU32,
+    /// Entries of it are in the in-kernel fast path's map (set before they
+    /// go in, cleared once they are out): early drop passes it by.
+    pub offloaded: AtomicBool,
     /// The table's insert count when it was inserted: the order of
     /// insertion, finer than `created`, for early drop (`evict.rs`).
     opened: u32,
@@ -58,6 +61,7 @@ impl Flow {
             packets: [AtomicU64::new(0), AtomicU64::new(0)],
             bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             next_seq_to_lan: AtomicU32::new(0),
+            offloaded: AtomicBool::new(false),
         }
     }
 

@@ -191,6 +191,20 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Marks the flow `key` (arriving on `side`) as having entries in the
+    /// fast path's map, or no longer, so early drop passes it by while it
+    /// has; false when the flow is gone (then none may go in). Under the
+    /// flow's shard lock: a flow found here is not being evicted.
+    pub fn mark_offloaded(&self, side: Side, key: &FlowKey, offloaded: bool) -> bool {
+        self.table
+            .with_flow(side, key, |flow| {
+                flow.offloaded.store(offloaded, Ordering::Relaxed);
+            })
+            .is_some()
+    }
+}
+
 fn credit_flow(flow: &Flow, side: Side, credit: &OffloadCredit) {
     let i = side as usize;
     flow.packets[i].fetch_add(credit.packets, Ordering::Relaxed);

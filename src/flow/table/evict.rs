@@ -3,7 +3,9 @@
 //! closed; UDP or ICMP with nothing back from the peer of whoever opened
 //! it) make room for new ones, the oldest first. Established flows and
 //! answered UDP are never evicted, so a flood of connection attempts is
-//! pushed out by the next new flows within seconds.
+//! pushed out by the next new flows within seconds. Neither is a flow whose
+//! entries are in the fast path's map (one closed with a FIN or RST, until
+//! the next sync takes them out): a flow leaves the map before it is freed.
 
 use std::sync::atomic::Ordering;
 
@@ -47,7 +49,9 @@ impl FlowTable {
                 .iter()
                 .enumerate()
                 .filter_map(|(slot, flow)| {
-                    let flow = flow.as_ref().filter(|f| f.is_unanswered())?;
+                    let flow = flow
+                        .as_ref()
+                        .filter(|f| f.is_unanswered() && !f.offloaded.load(Ordering::Relaxed))?;
                     Some((newest.wrapping_sub(flow.opened), slot))
                 })
                 .collect();

@@ -182,10 +182,8 @@ impl Offload {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
         let mut state = self.lock();
-        let installed: Vec<(EntryKey, Installed)> = state.installed.drain().collect();
-        for (key, entry) in installed {
-            state.uninstall(&key, entry, router, now);
-        }
+        let all: Vec<EntryKey> = state.installed.keys().copied().collect();
+        state.uninstall(all, router, now);
     }
 
     /// Brings the core and the map in line at `now` (the router's clock):
@@ -266,11 +264,7 @@ impl Offload {
             .copied()
             .collect();
         let freed = !gone.is_empty();
-        for key in gone {
-            if let Some(installed) = state.installed.remove(&key) {
-                state.uninstall(&key, installed, router, now);
-            }
-        }
+        state.uninstall(gone, router, now);
         // A changed entry (a MAC, an MTU) is rewritten in place: its key
         // never misses, so no packet the XDP program passed for the fast
         // path finds it gone at TC.
@@ -297,6 +291,8 @@ impl Offload {
             let Some(flow) = entries.first().map(|(key, _)| *key) else {
                 continue;
             };
+            let keys: Vec<EntryKey> = entries.iter().map(|(key, _)| *key).collect();
+            let mut marked = None;
             for (key, want) in entries {
                 if state.installed.contains_key(&key) {
                     continue;
@@ -305,6 +301,12 @@ impl Offload {
                     refused.insert(flow);
                     continue;
                 }
+                // Marked first: a flow evicted since the scan is not found,
+                // and one found is then never evicted with its entry in.
+                if !router.mark_offloaded(want.side, &want.key, true) {
+                    break;
+                }
+                marked = Some((want.side, want.key));
                 match state.maps.insert(&key, &want.value) {
                     Ok(()) => {
                         state.installed.insert(key, want);
@@ -317,6 +319,11 @@ impl Offload {
                         state.stats.map_errors += 1;
                         warn!(error = %e, "offload: cannot install an entry");
                     }
+                }
+            }
+            if let Some((side, key)) = marked {
+                if !keys.iter().any(|key| state.installed.contains_key(key)) {
+                    router.mark_offloaded(side, &key, false);
                 }
             }
         }
@@ -336,19 +343,26 @@ impl State {
     }
 
     /// Removes an entry from the map and credits its last counters.
-    fn uninstall(
-        &mut self,
-        key: &EntryKey,
-        mut installed: Installed,
-        router: &Router,
-        now: Duration,
-    ) {
-        if let Err(e) = self.maps.remove(key) {
-            self.stats.map_errors += 1;
-            warn!(error = %e, "offload: cannot remove an entry");
+    /// Removes entries (both of each flow) from the map and credits their
+    /// last counters, read after the delete; then their flows are unmarked
+    /// (early drop may take them).
+    fn uninstall(&mut self, keys: Vec<EntryKey>, router: &Router, now: Duration) {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(mut installed) = self.installed.remove(&key) else {
+                continue;
+            };
+            if let Err(e) = self.maps.remove(&key) {
+                self.stats.map_errors += 1;
+                warn!(error = %e, "offload: cannot remove an entry");
+            }
+            let totals = self.maps.take_totals(&key);
+            credit(router, &mut installed, totals, now, &mut self.stats);
+            out.push(installed);
         }
-        let totals = self.maps.take_totals(key);
-        credit(router, &mut installed, totals, now, &mut self.stats);
+        for installed in out {
+            router.mark_offloaded(installed.side, &installed.key, false);
+        }
     }
 }
 

@@ -232,3 +232,32 @@ fn a_reloaded_away_forward_leaves_the_fast_path_before_its_flows_close() {
     assert_eq!(offered_before_closing, Some(0));
     assert_eq!(reloaded.forward_flows_closed, 1);
 }
+
+#[test]
+fn early_drop_passes_an_offloaded_flow_by() {
+    let mut bench = Established::new();
+    bench.tcp_snat(40000);
+    let spec = only_flow(&bench).spec;
+    assert!(bench
+        .router
+        .mark_offloaded(Side::Lan, &spec.lan_key(), true));
+    // Reset: unanswered for early drop, but its entries are still in the
+    // map until the next sync.
+    let host = Addressing {
+        src_mac: HOST_MAC,
+        dst_mac: LAN_MAC,
+        src: crate::testing::offload::HOST,
+        dst: crate::testing::offload::SERVER,
+        ttl: 64,
+    };
+    bench.send(Port::Lan, tcp(&host, 40000, 443, testing::RST, &[]));
+    let now = seconds(bench.now);
+    assert!(bench.router.table.evict_unanswered(now, 8).is_empty());
+    assert!(bench
+        .router
+        .mark_offloaded(Side::Lan, &spec.lan_key(), false));
+    assert_eq!(bench.router.table.evict_unanswered(now + 1, 8).len(), 1);
+    assert!(!bench
+        .router
+        .mark_offloaded(Side::Lan, &spec.lan_key(), true));
+}
