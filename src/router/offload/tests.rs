@@ -122,16 +122,21 @@ fn icmp_echo_entries_rewrite_as_the_core_does() {
     same_as_core(&mut bench, c.outbound, c.inbound);
 }
 
-#[test]
-fn only_established_flows_are_offered() {
-    let mut bench = Established::new();
-    let host = Addressing {
+/// The inside host's packets to the server.
+fn host_to_server() -> Addressing {
+    Addressing {
         src_mac: HOST_MAC,
         dst_mac: LAN_MAC,
         src: crate::testing::offload::HOST,
         dst: crate::testing::offload::SERVER,
         ttl: 64,
-    };
+    }
+}
+
+#[test]
+fn only_established_flows_are_offered() {
+    let mut bench = Established::new();
+    let host = host_to_server();
     // A SYN alone, and a UDP query without an answer: not yet.
     bench.send(Port::Lan, tcp(&host, 41000, 443, testing::SYN, &[]));
     bench.send(Port::Lan, testing::udp(&host, 6000, 53, b"q"));
@@ -243,13 +248,7 @@ fn early_drop_passes_an_offloaded_flow_by() {
         .mark_offloaded(Side::Lan, &spec.lan_key(), true));
     // Reset: unanswered for early drop, but its entries are still in the
     // map until the next sync.
-    let host = Addressing {
-        src_mac: HOST_MAC,
-        dst_mac: LAN_MAC,
-        src: crate::testing::offload::HOST,
-        dst: crate::testing::offload::SERVER,
-        ttl: 64,
-    };
+    let host = host_to_server();
     bench.send(Port::Lan, tcp(&host, 40000, 443, testing::RST, &[]));
     let now = seconds(bench.now);
     assert!(bench.router.table.evict_unanswered(now, 8).is_empty());
