@@ -65,8 +65,13 @@ struct offload_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u32 next_seq; // host order; 0: none seen
-	__u32 pad;
+	__u32 seq_stamp; // when this CPU noted next_seq (bpf_ktime_get_ns() >> 20)
 };
+
+// A CPU's noted sequence older than this (in 2^20 ns, about a second) is
+// replaced, not compared: the flow may have moved on by more than 2^31 bytes
+// on other CPUs since.
+#define SEQ_STALE 1024
 
 // Allocated entry by entry (BPF_F_NO_PREALLOC): the per-CPU counters of a
 // full map would take MAX_OFFLOAD x 24 bytes per possible CPU from the start.
@@ -185,9 +190,16 @@ static __always_inline void count(struct offload_key *key, struct __sk_buff *skb
 		return;
 	st->packets += skb->gso_segs ? skb->gso_segs : 1;
 	st->bytes += skb->len;
-	// Serial-number comparison (RFC 1982): keep the furthest.
-	if (next_seq && (!st->next_seq || (__s32)(next_seq - st->next_seq) > 0))
+	if (!next_seq)
+		return;
+	__u32 now = bpf_ktime_get_ns() >> 20;
+
+	// Serial-number comparison (RFC 1982): keep the furthest, of recent
+	// packets; userspace takes the sequence of the CPU that noted one last.
+	if (!st->next_seq || now - st->seq_stamp > SEQ_STALE ||
+	    (__s32)(next_seq - st->next_seq) > 0)
 		st->next_seq = next_seq;
+	st->seq_stamp = now;
 }
 
 SEC("tcx/ingress")

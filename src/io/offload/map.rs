@@ -62,8 +62,13 @@ impl EntryValue {
 pub struct Totals {
     pub packets: u64,
     pub bytes: u64,
-    /// The furthest sequence number (RFC 1982 order) any CPU noted; 0: none.
+    /// The sequence number the CPU that noted one last noted (the furthest
+    /// of those that noted one at the same time); 0: none. A CPU the flow
+    /// left long ago may hold one more than 2^31 behind, which would look
+    /// ahead in RFC 1982 order.
     pub next_seq: u32,
+    /// When it was noted (`bpf_ktime_get_ns() >> 20`, wrapping).
+    pub seq_stamp: u32,
 }
 
 const STATS_LEN: usize = 24;
@@ -76,9 +81,18 @@ impl Totals {
         let word = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
         self.packets += word(0);
         self.bytes += word(8);
-        let seq = u32::from_ne_bytes(bytes[16..20].try_into().unwrap_or([0; 4]));
-        if seq != 0 && (self.next_seq == 0 || (seq.wrapping_sub(self.next_seq) as i32) > 0) {
+        let half = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
+        let (seq, stamp) = (half(16), half(20));
+        if seq == 0 {
+            return;
+        }
+        let later = |a: u32, b: u32| (a.wrapping_sub(b) as i32) > 0;
+        if self.next_seq == 0
+            || later(stamp, self.seq_stamp)
+            || (stamp == self.seq_stamp && later(seq, self.next_seq))
+        {
             self.next_seq = seq;
+            self.seq_stamp = stamp;
         }
     }
 }
@@ -175,5 +189,35 @@ impl Maps {
         // Best effort: a stale counter is overwritten when the key returns.
         let _ = self.stats.delete(&key.0);
         totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(packets: u64, seq: u32, stamp: u32) -> Vec<u8> {
+        let mut b = vec![0u8; STATS_LEN];
+        b[0..8].copy_from_slice(&packets.to_ne_bytes());
+        b[16..20].copy_from_slice(&seq.to_ne_bytes());
+        b[20..24].copy_from_slice(&stamp.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn the_newest_cpus_sequence_wins_over_a_stale_one_that_looks_ahead() {
+        // CPU 0 carried the flow long ago; it went on for more than 2^31
+        // bytes on CPU 1, so CPU 0's sequence looks ahead in RFC 1982 order.
+        let mut totals = Totals::default();
+        for c in [cpu(5, 0x10, 100), cpu(9, 0x8000_0020, 5000), cpu(0, 0, 0)] {
+            totals.add(&c);
+        }
+        assert_eq!((totals.packets, totals.next_seq), (14, 0x8000_0020));
+        // Noted at the same time on two CPUs: the furthest.
+        let mut totals = Totals::default();
+        for c in [cpu(1, 2000, 7), cpu(1, 1000, 7)] {
+            totals.add(&c);
+        }
+        assert_eq!(totals.next_seq, 2000);
     }
 }
