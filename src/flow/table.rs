@@ -557,17 +557,10 @@ impl FlowTable {
     /// packet must not refresh the mapping) and TCP flags.
     pub fn touch(flow: &Flow, side: Side, bytes: usize, now: u32, refresh: bool, tcp_flags: u8) {
         let i = side as usize;
-        // One direction of a flow is received by one queue (the NIC hashes a
-        // tuple to one queue), so these counters have one writer: a load and
-        // a store, no locked read-modify-write. Were two workers ever to
-        // race here, a count would be off by one, never a verdict.
-        let packets = &flow.packets[i];
-        packets.store(packets.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        let total = &flow.bytes[i];
-        total.store(
-            total.load(Ordering::Relaxed) + bytes as u64,
-            Ordering::Relaxed,
-        );
+        // Adds, not a load and a store: the offload thread credits what the
+        // in-kernel fast path forwarded to these counters too.
+        flow.packets[i].fetch_add(1, Ordering::Relaxed);
+        flow.bytes[i].fetch_add(bytes as u64, Ordering::Relaxed);
         if refresh && flow.last_seen.load(Ordering::Relaxed) != now {
             flow.last_seen.store(now, Ordering::Relaxed);
         }
