@@ -14,7 +14,7 @@
 //!   router itself (a port of the WAN address that is neither a NAT port nor
 //!   forwarded): the router's own socket gets it whole (xdp: the core holds
 //!   the later fragments until the first shows it is the kernel's, then
-//!   punts them all).
+//!   punts them all), from a WAN and from the LAN.
 //! - A LAN host sending with another host's address does not attract that
 //!   host's port-forwarded traffic (LAN MACs come from the neighbour table).
 
@@ -52,6 +52,7 @@ modes!(
     out_of_order_fragments_from_a_wan_arrive_whole: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_hairpinned_to_a_forward_arrive_whole: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_to_the_router_itself_arrive_whole: [Kernel, XwanPacket, XwanXdp],
+    out_of_order_fragments_from_the_lan_to_a_wan_address_reach_the_router: [Kernel, XwanPacket, XwanXdp],
     a_spoofing_lan_host_does_not_get_the_victims_forwarded_traffic: [Kernel, XwanPacket, XwanXdp],
 );
 
@@ -126,22 +127,42 @@ fn send_out_of_order_from_isp1(tb: &Testbed, port: u16, id: u16, payload: &[u8])
     frames::send_frames(tb, "isp1", "cust", &out_of_order(&datagram, id));
 }
 
+/// A UDP datagram `from` a LAN host (the namespace `host`) `to` an address,
+/// crafted with IP id `id` and sent out of order from the host onto the LAN.
+fn send_out_of_order_from_lan(
+    tb: &Testbed,
+    host: &str,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    id: u16,
+    payload: &[u8],
+) {
+    let lan = Addressing {
+        src_mac: frames::mac_of(tb, host, "eth0"),
+        dst_mac: frames::mac_of(tb, "rtr", "lan0"),
+        src: *from.ip(),
+        dst: *to.ip(),
+        ttl: 64,
+    };
+    let mut datagram = testing::udp(&lan, from.port(), to.port(), payload);
+    testing::set_df_and_id(&mut datagram, false, id);
+    frames::send_frames(tb, host, "eth0", &out_of_order(&datagram, id));
+}
+
 fn out_of_order_fragments_from_the_lan_arrive_whole(mode: RouterMode) {
     let mut tb = Testbed::up(TxOffload::On);
     let text = config(&tb, None);
     tb.start_router(mode, &text);
     let server = tb.bind_udp("inet", SocketAddrV4::new(SERVER1, PINNED_PORT));
-    let lan = Addressing {
-        src_mac: frames::mac_of(&tb, "h1", "eth0"),
-        dst_mac: frames::mac_of(&tb, "rtr", "lan0"),
-        src: HOST1,
-        dst: SERVER1,
-        ttl: 64,
-    };
     let payload = pattern(3000, 21);
-    let mut datagram = testing::udp(&lan, 4001, PINNED_PORT, &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x5151);
-    frames::send_frames(&tb, "h1", "eth0", &out_of_order(&datagram, 0x5151));
+    send_out_of_order_from_lan(
+        &tb,
+        "h1",
+        SocketAddrV4::new(HOST1, 4001),
+        SocketAddrV4::new(SERVER1, PINNED_PORT),
+        0x5151,
+        &payload,
+    );
     let mut buf = vec![0u8; 65536];
     let (n, peer) = server
         .recv_from(&mut buf)
@@ -165,17 +186,15 @@ fn out_of_order_fragments_hairpinned_to_a_forward_arrive_whole(mode: RouterMode)
     tb.exec_ok("h1", &["ping", "-n", "-c", "1", "-W", "2", "203.0.113.10"]);
     std::thread::sleep(Duration::from_millis(600));
     let target = tb.bind_udp("h1", SocketAddrV4::new(HOST1, FORWARDED_UDP));
-    let lan = Addressing {
-        src_mac: frames::mac_of(&tb, "h2", "eth0"),
-        dst_mac: frames::mac_of(&tb, "rtr", "lan0"),
-        src: HOST2,
-        dst: WAN1,
-        ttl: 64,
-    };
     let payload = pattern(3000, 24);
-    let mut datagram = testing::udp(&lan, 4003, FORWARDED_UDP, &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x6464);
-    frames::send_frames(&tb, "h2", "eth0", &out_of_order(&datagram, 0x6464));
+    send_out_of_order_from_lan(
+        &tb,
+        "h2",
+        SocketAddrV4::new(HOST2, 4003),
+        SocketAddrV4::new(WAN1, FORWARDED_UDP),
+        0x6464,
+        &payload,
+    );
     let mut buf = vec![0u8; 65536];
     let (n, _) = target
         .recv_from(&mut buf)
@@ -222,6 +241,29 @@ fn out_of_order_fragments_to_the_router_itself_arrive_whole(mode: RouterMode) {
         .recv_from(&mut buf)
         .expect("the datagram arrives at the router's own socket");
     assert_eq!(from, SocketAddrV4::new(SERVER1, PINNED_PORT).into());
+    assert_eq!(&buf[..n], &payload[..], "byte for byte");
+}
+
+fn out_of_order_fragments_from_the_lan_to_a_wan_address_reach_the_router(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let text = config(&tb, None);
+    tb.start_router(mode, &text);
+    // Port 7000 of isp1's address: below the NAT range, not forwarded.
+    let own = tb.bind_udp("rtr", SocketAddrV4::new(WAN1, 7000));
+    let payload = pattern(3000, 25);
+    send_out_of_order_from_lan(
+        &tb,
+        "h1",
+        SocketAddrV4::new(HOST1, 4004),
+        SocketAddrV4::new(WAN1, 7000),
+        0x6565,
+        &payload,
+    );
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = own
+        .recv_from(&mut buf)
+        .expect("the datagram arrives at the router's own socket");
+    assert_eq!(from, SocketAddrV4::new(HOST1, 4004).into());
     assert_eq!(&buf[..n], &payload[..], "byte for byte");
 }
 
