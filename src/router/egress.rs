@@ -44,12 +44,12 @@ impl Router {
     }
 
     /// The egress of a flow's replies: to the inside host.
-    pub(super) fn egress_to_inside(&self, spec: &FlowSpec) -> Egress {
+    pub(super) fn egress_to_inside(&self, spec: &FlowSpec, ctx: &FrameContext) -> Egress {
         Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
-                dst_mac: self.inside_mac(spec),
+                dst_mac: self.inside_mac_cached(spec, ctx.neighbours),
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },

@@ -55,7 +55,7 @@ impl Router {
                 }
                 let egress = match side {
                     Side::Lan => self.egress_to_remote(spec).ok()?,
-                    Side::Wan => self.egress_to_inside(spec),
+                    Side::Wan => self.egress_to_inside(spec, ctx),
                 };
                 if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
                     return None;
@@ -218,6 +218,7 @@ mod tests {
                 now: seconds(NOW),
                 counters: &lane.counters,
                 outbox: &lane.outbox,
+                neighbours: &lane.neighbours,
             };
             let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
             let plain = packet::parse_plain(&out).expect("a plain frame");
@@ -250,6 +251,37 @@ mod tests {
                 (seen.dst, seen.dst_port, seen.dst_mac),
                 (flow.lan.src, 2000, HOST_MAC)
             );
+        }
+    }
+
+    /// A LAN host's new MAC (from the neighbour table) reaches the next reply
+    /// the fast path takes, though the lane cached the old one.
+    #[test]
+    fn a_neighbour_change_reaches_the_next_reply() {
+        let (router, mut lane) = router();
+        let flow = open(&router, &mut lane, false, 10, 2000, 1);
+        let moved = [2, 0, 0, 0, 0, 0x99];
+        for (mac, change) in [
+            (HOST_MAC, None),
+            (moved, Some(moved)),
+            (HOST_MAC, Some(HOST_MAC)),
+        ] {
+            if let Some(mac) = change {
+                router.set_lan_mac(Ipv4Addr::from(flow.lan.src), mac);
+            }
+            let mut back = segment(false, &flow.wan, flow.wan_ports, ACK, b"back");
+            let verdict = router.process(&mut lane, &mut back, meta(Port::Wan(flow.uplink)));
+            assert!(
+                matches!(
+                    verdict,
+                    Verdict::Forward {
+                        port: Port::Lan,
+                        ..
+                    }
+                ),
+                "{verdict:?}"
+            );
+            assert_eq!(testing::check(&back).expect("a valid frame").dst_mac, mac);
         }
     }
 
@@ -295,6 +327,7 @@ mod tests {
                     now: seconds(NOW),
                     counters: &lane.counters,
                     outbox: &lane.outbox,
+                    neighbours: &lane.neighbours,
                 };
                 let before = packets_recorded(&router);
                 let mut fast = bytes.clone();

@@ -16,7 +16,14 @@
 //! every host the table does not know yet (a first ping, a first DNS
 //! answer); holding would also need the core to keep frames for a thread
 //! that cannot send them.
+//!
+//! The established fast path reads a LAN host's MAC from its lane's
+//! [`NeighbourCache`] (a few entries copied from the table, no lock and no
+//! shared write per packet), which the lane empties whenever the table's
+//! epoch moved (any MAC set or changed since), so a neighbour change reaches
+//! the next packet of every lane.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
@@ -32,6 +39,27 @@ impl Router {
         self.lan_hosts
             .get(&spec.inside.addr)
             .map_or(spec.lan_mac, |mac| *mac)
+    }
+
+    /// [`Router::inside_mac`] through a lane's cache: only the table's
+    /// entries are cached (a flow's own MAC is its fallback, never shared).
+    pub(super) fn inside_mac_cached(&self, spec: &FlowSpec, cache: &NeighbourCache) -> [u8; 6] {
+        let epoch = self.neighbour_epoch.load(Ordering::Acquire);
+        if cache.epoch.get() != epoch {
+            cache.clear(epoch);
+        }
+        let addr = spec.inside.addr;
+        let entry = &cache.entries[NeighbourCache::index(addr)];
+        match entry.get() {
+            Some((cached, mac)) if cached == addr => mac,
+            _ => match self.lan_hosts.get(&addr) {
+                Some(mac) => {
+                    entry.set(Some((addr, *mac)));
+                    *mac
+                }
+                None => spec.lan_mac,
+            },
+        }
     }
 
     /// The MAC of a LAN host, or the verdict when it is unknown (and the
@@ -56,7 +84,11 @@ impl Router {
 
     /// Sets the MAC of a LAN host (from the kernel's neighbour table).
     pub fn set_lan_mac(&self, addr: Ipv4Addr, mac: [u8; 6]) {
-        self.lan_hosts.insert(addr.octets(), mac);
+        if self.lan_hosts.insert(addr.octets(), mac) != Some(mac) {
+            // After the table's write: a lane that sees the new epoch reads
+            // the new MAC (or a newer one).
+            self.neighbour_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         lock(&self.unresolved).remove(&addr.octets());
     }
 
@@ -66,6 +98,37 @@ impl Router {
             .iter()
             .map(|a| Ipv4Addr::from(*a))
             .collect()
+    }
+}
+
+/// One lane's copy of some of the LAN hosts' MACs (direct-mapped by the
+/// address's last byte), valid for the table's epoch it holds.
+pub(super) struct NeighbourCache {
+    epoch: Cell<u64>,
+    entries: Box<[Cell<Option<([u8; 4], [u8; 6])>>]>,
+}
+
+impl NeighbourCache {
+    const ENTRIES: usize = 256;
+
+    fn index(addr: [u8; 4]) -> usize {
+        usize::from(addr[3]) % Self::ENTRIES
+    }
+
+    fn clear(&self, epoch: u64) {
+        for entry in self.entries.iter() {
+            entry.set(None);
+        }
+        self.epoch.set(epoch);
+    }
+}
+
+impl Default for NeighbourCache {
+    fn default() -> NeighbourCache {
+        NeighbourCache {
+            epoch: Cell::new(0),
+            entries: (0..Self::ENTRIES).map(|_| Cell::new(None)).collect(),
+        }
     }
 }
 
