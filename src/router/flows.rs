@@ -42,7 +42,9 @@ impl Router {
             remote,
             uplink,
             kind,
-            lan_mac: self.lan_host_mac(frame.src).unwrap_or(frame.src_mac),
+            lan_mac: self
+                .lan_host_mac_cached(frame.src, ctx.neighbours)
+                .unwrap_or(frame.src_mac),
         };
         match self.insert(spec, Side::Lan, frame, ctx.now) {
             Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),

@@ -41,38 +41,56 @@ impl Router {
             .map_or(spec.lan_mac, |mac| *mac)
     }
 
-    /// [`Router::inside_mac`] through a lane's cache: only the table's
-    /// entries are cached (a flow's own MAC is its fallback, never shared).
+    /// [`Router::inside_mac`] through a lane's cache.
     pub(super) fn inside_mac_cached(&self, spec: &FlowSpec, cache: &NeighbourCache) -> [u8; 6] {
-        let epoch = self.neighbour_epoch.load(Ordering::Acquire);
-        if cache.epoch.get() != epoch {
-            cache.clear(epoch);
-        }
-        let addr = spec.inside.addr;
-        let entry = &cache.entries[NeighbourCache::index(addr)];
-        match entry.get() {
-            Some((cached, mac)) if cached == addr => mac,
-            _ => match self.lan_hosts.get(&addr) {
-                Some(mac) => {
-                    entry.set(Some((addr, *mac)));
-                    *mac
-                }
-                None => spec.lan_mac,
-            },
-        }
+        self.cached_lan_mac(spec.inside.addr, cache)
+            .unwrap_or(spec.lan_mac)
     }
 
     /// The MAC of a LAN host, or the verdict when it is unknown (and the
     /// address noted for the I/O layer to resolve).
     pub(super) fn lan_host_mac(&self, addr: [u8; 4]) -> Result<[u8; 6], Verdict> {
-        if let Some(mac) = self.lan_hosts.get(&addr) {
-            return Ok(*mac);
+        match self.lan_hosts.get(&addr) {
+            Some(mac) => Ok(*mac),
+            None => Err(self.unresolved(addr)),
         }
+    }
+
+    /// [`Router::lan_host_mac`] through a lane's cache.
+    pub(super) fn lan_host_mac_cached(
+        &self,
+        addr: [u8; 4],
+        cache: &NeighbourCache,
+    ) -> Result<[u8; 6], Verdict> {
+        self.cached_lan_mac(addr, cache)
+            .ok_or_else(|| self.unresolved(addr))
+    }
+
+    /// The table's MAC for `addr` through a lane's cache (only the table's
+    /// entries are cached: a flow's own MAC is its fallback, never shared).
+    fn cached_lan_mac(&self, addr: [u8; 4], cache: &NeighbourCache) -> Option<[u8; 6]> {
+        let epoch = self.neighbour_epoch.load(Ordering::Acquire);
+        if cache.epoch.get() != epoch {
+            cache.clear(epoch);
+        }
+        let entry = &cache.entries[NeighbourCache::index(addr)];
+        match entry.get() {
+            Some((cached, mac)) if cached == addr => Some(mac),
+            _ => {
+                let mac = *self.lan_hosts.get(&addr)?;
+                entry.set(Some((addr, mac)));
+                Some(mac)
+            }
+        }
+    }
+
+    /// Notes a LAN address whose MAC is unknown for the I/O layer to resolve.
+    fn unresolved(&self, addr: [u8; 4]) -> Verdict {
         let mut unresolved = lock(&self.unresolved);
         if unresolved.len() < MAX_UNRESOLVED {
             unresolved.insert(addr);
         }
-        Err(Verdict::Drop(DropReason::NeighbourUnresolved))
+        Verdict::Drop(DropReason::NeighbourUnresolved)
     }
 
     /// Sets the MAC of an uplink's gateway (from the kernel's neighbour table).
