@@ -92,6 +92,11 @@ impl Setup {
             router.set_gateway_mac(id as u8, Some(*mac));
             router.set_uplink_up(id as u8, true);
         }
+        // The LAN hosts resolved, as the neighbour thread leaves them
+        // within a round of their first packet.
+        for host in 0..INSIDE_ENDPOINTS {
+            router.set_lan_mac(inside(host).0, HOST_MAC);
+        }
         let mut setup = Setup {
             lane: router.lane(),
             router,
