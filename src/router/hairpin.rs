@@ -45,7 +45,7 @@ impl Router {
             ..key
         };
         if let Some(spec) = self.record_or_expire(Side::Lan, &lan_key, frame, ctx.now) {
-            return self.forward_to_remote(buf, frame, &spec, ctx);
+            return self.forward_to_remote(buf, frame, &spec, None, ctx);
         }
         if !opens_connection(frame) {
             return Verdict::Drop(DropReason::TcpNoFlow);

@@ -61,7 +61,7 @@ impl Router {
             lan_mac,
         };
         match self.insert(spec, Side::Wan, frame, ctx.now) {
-            Ok(spec) => self.emit(buf, frame, self.egress_to_inside(&spec, ctx), ctx),
+            Ok((spec, _)) => self.emit(buf, frame, self.egress_to_inside(&spec, ctx), ctx),
             Err(verdict) => verdict,
         }
     }
