@@ -121,6 +121,16 @@ mod tests {
         }
     }
 
+    fn context(lane: &Lane, port: Port) -> FrameContext<'_> {
+        FrameContext {
+            meta: meta(port),
+            now: seconds(NOW),
+            counters: &lane.counters,
+            outbox: &lane.outbox,
+            neighbours: &lane.neighbours,
+        }
+    }
+
     fn segment(
         tcp: bool,
         a: &Addressing,
@@ -213,13 +223,7 @@ mod tests {
         let (router, mut lane) = router();
         for tcp in [false, true] {
             let flow = open(&router, &mut lane, tcp, 10, 2000, 1);
-            let ctx = FrameContext {
-                meta: meta(Port::Lan),
-                now: seconds(NOW),
-                counters: &lane.counters,
-                outbox: &lane.outbox,
-                neighbours: &lane.neighbours,
-            };
+            let ctx = context(&lane, Port::Lan);
             let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
             let plain = packet::parse_plain(&out).expect("a plain frame");
             let verdict = router.established(&mut out, &plain, &ctx);
@@ -267,7 +271,7 @@ mod tests {
             (HOST_MAC, Some(HOST_MAC)),
         ] {
             if let Some(mac) = change {
-                router.set_lan_mac(Ipv4Addr::from(flow.lan.src), mac);
+                router.set_lan_mac(flow.lan.src, mac);
             }
             let mut back = segment(false, &flow.wan, flow.wan_ports, ACK, b"back");
             let verdict = router.process(&mut lane, &mut back, meta(Port::Wan(flow.uplink)));
@@ -325,13 +329,7 @@ mod tests {
             let egress = router.egress_to_remote(&flows[0].spec).expect("a next hop");
             let mut general = bytes.clone();
             if kind == 0 {
-                let ctx = FrameContext {
-                    meta: meta(Port::Lan),
-                    now: seconds(NOW),
-                    counters: &lane.counters,
-                    outbox: &lane.outbox,
-                    neighbours: &lane.neighbours,
-                };
+                let ctx = context(&lane, Port::Lan);
                 if let Some(limit) = router.mss_limit(egress.port, &ctx) {
                     packet::clamp_mss(&mut general, &frame, limit, false);
                 }
@@ -377,13 +375,7 @@ mod tests {
                         *byte = value;
                     }
                 }
-                let ctx = FrameContext {
-                    meta: meta(port),
-                    now: seconds(NOW),
-                    counters: &lane.counters,
-                    outbox: &lane.outbox,
-                    neighbours: &lane.neighbours,
-                };
+                let ctx = context(&lane, port);
                 let before = packets_recorded(&router);
                 let mut fast = bytes.clone();
                 let plain = packet::parse_plain(&bytes);

@@ -123,8 +123,11 @@ impl Router {
 /// address's last byte), valid for the table's epoch it holds.
 pub(super) struct NeighbourCache {
     epoch: Cell<u64>,
-    entries: Box<[Cell<Option<([u8; 4], [u8; 6])>>]>,
+    entries: Box<[Cell<Option<CachedMac>>]>,
 }
+
+/// A LAN host's address and the MAC the table had for it.
+type CachedMac = ([u8; 4], [u8; 6]);
 
 impl NeighbourCache {
     const ENTRIES: usize = 256;
