@@ -1,4 +1,5 @@
-//! Compiles the XDP program (src/io/afxdp/xwan.bpf.c) to BPF bytecode in OUT_DIR,
+//! Compiles the XDP program (src/io/afxdp/xwan.bpf.c, with the TC fast path of
+//! offload.bpf.h) to BPF bytecode in OUT_DIR,
 //! where src/io/afxdp embeds it with `include_bytes!`; and records the git
 //! revision for `xwan --version` (XWAN_GIT_REV, "unknown" outside a checkout).
 //!
@@ -10,10 +11,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const SOURCE: &str = "src/io/afxdp/xwan.bpf.c";
+/// The in-kernel fast path, included by SOURCE.
+const OFFLOAD: &str = "src/io/afxdp/offload.bpf.h";
 
 fn main() {
     git_revision();
     println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-changed={OFFLOAD}");
     println!("cargo:rerun-if-env-changed=CLANG");
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

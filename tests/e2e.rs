@@ -2,7 +2,9 @@
 //! namespaces (`testbed/testbed.sh`). They need root: `cargo test --test e2e`.
 //!
 //! Every scenario runs for each router mode, with transmit checksum offload
-//! on and off at the LAN hosts and servers. Which uplink a connection took is
+//! on and off at the LAN hosts and servers, and in both xwan modes once more
+//! with the in-kernel fast path off (`[dataplane] offload = "off"`; on is the
+//! default). Which uplink a connection took is
 //! what the server sees as its peer's address (the router's WAN address after
 //! SNAT); the ISPs drop packets whose source is not their customer's address,
 //! so a reply leaving by the wrong WAN fails.
@@ -51,6 +53,16 @@ macro_rules! matrix {
             #[test]
             fn xwan_packet_tx_off() {
                 super::$scenario(RouterMode::XwanPacket, TxOffload::Off);
+            }
+
+            #[test]
+            fn xwan_xdp_offload_off() {
+                super::$scenario(RouterMode::XwanXdpOffloadOff, TxOffload::On);
+            }
+
+            #[test]
+            fn xwan_packet_offload_off() {
+                super::$scenario(RouterMode::XwanPacketOffloadOff, TxOffload::On);
             }
         }
     )*};

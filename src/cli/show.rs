@@ -143,6 +143,23 @@ pub fn status_table(s: &StatusReport) -> String {
     };
     let _ = writeln!(out, "dropped: {}", nonzero(&s.drops));
     let _ = writeln!(out, "to kernel: {}", nonzero(&s.to_kernel));
+    let o = &s.offload;
+    let _ = write!(out, "offload: {}", o.state);
+    if !o.hooks.is_empty() {
+        let hooks: Vec<String> = o.hooks.iter().map(|(i, h)| format!("{i} {h}")).collect();
+        let _ = write!(
+            out,
+            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel, {} refused (map full), {} map errors",
+            hooks.join(", "),
+            o.entries,
+            o.capacity,
+            o.packets,
+            o.bytes,
+            o.refused_full,
+            o.map_errors
+        );
+    }
+    let _ = writeln!(out);
     for w in &s.workers {
         let _ = writeln!(
             out,
@@ -183,7 +200,8 @@ pub fn flows(args: &FlowsArgs) -> ExitCode {
 }
 
 /// Flows as a table, like `conntrack -L`; `total` is how many matched, the
-/// last line says how many of them are not shown.
+/// last line says how many of them are not shown. A state marked `(k)`: the
+/// flow is on the in-kernel fast path.
 pub fn flows_table(flows: &[FlowReport], total: usize) -> String {
     let mut out = format!(
         "{:<5} {:<5} {:<21} {:<21} {:<21} {:<8} {:<12} {:>6} {:>6} {:>8} {:>10} {:>8} {:>10}\n",
@@ -211,7 +229,11 @@ pub fn flows_table(flows: &[FlowReport], total: usize) -> String {
             f.outside,
             f.remote,
             f.uplink,
-            f.state,
+            if f.offloaded {
+                format!("{} (k)", f.state)
+            } else {
+                f.state.clone()
+            },
             f.age_s,
             f.idle_s,
             f.packets_out,
@@ -219,6 +241,9 @@ pub fn flows_table(flows: &[FlowReport], total: usize) -> String {
             f.packets_in,
             human_bytes(f.bytes_in)
         );
+    }
+    if flows.iter().any(|f| f.offloaded) {
+        out.push_str("(k): forwarded in the kernel (offload)\n");
     }
     let hidden = total.saturating_sub(flows.len());
     if hidden > 0 {
@@ -315,7 +340,22 @@ mod tests {
             bytes_out: 60,
             packets_in: 1,
             bytes_in: 90,
+            offloaded: false,
         }
+    }
+
+    #[test]
+    fn flows_on_the_fast_path_are_marked() {
+        let fast = FlowReport {
+            state: "established".into(),
+            offloaded: true,
+            ..flow(1000)
+        };
+        let table = flows_table(&[fast, flow(1001)], 2);
+        assert!(table.contains(" established (k) "), "{table}");
+        assert_eq!(table.matches("(k)").count(), 2, "{table}");
+        assert!(table.ends_with("(k): forwarded in the kernel (offload)\n2 flows\n"));
+        assert!(!flows_table(&[flow(1001)], 1).contains("(k)"));
     }
 
     #[test]

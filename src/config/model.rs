@@ -27,6 +27,7 @@ pub struct Config {
     pub limits: Limits,
     pub control: Control,
     pub local: Local,
+    pub dataplane: Dataplane,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -388,4 +389,19 @@ pub struct LocalRule {
 pub enum LocalUplink {
     Uplink(UplinkId),
     Balance,
+}
+
+/// `[dataplane]`: how the data path forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dataplane {
+    pub offload: Offload,
+}
+
+/// `[dataplane] offload`: whether established flows are forwarded inside
+/// the kernel by eBPF (`io/offload`), the core deciding which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// Where the kernel supports it (TCX, Linux 6.6+), in both `--io` modes.
+    Auto,
+    Off,
 }

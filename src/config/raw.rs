@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub control: Option<RawControl>,
     pub local: Option<RawLocal>,
+    pub dataplane: Option<RawDataplane>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +145,12 @@ pub(super) struct RawLocal {
     pub table: Option<Spanned<i64>>,
     #[serde(default)]
     pub rule: Vec<Spanned<RawLocalRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataplane {
+    pub offload: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -111,6 +111,15 @@ impl RunningConfig {
                 changed(&list(&old.lan.networks), &list(&new.lan.networks)),
             );
         }
+        if new.dataplane != old.dataplane {
+            refuse(
+                "dataplane.offload".into(),
+                changed(
+                    &format!("{:?}", old.dataplane.offload).to_lowercase(),
+                    &format!("{:?}", new.dataplane.offload).to_lowercase(),
+                ),
+            );
+        }
         // Where each uplink of the new file goes: the id of the same name.
         let mut ids: Vec<UplinkId> = Vec::with_capacity(new.wans.len());
         for (i, wan) in new.wans.iter().enumerate() {
@@ -438,6 +447,18 @@ gateway = "198.18.3.1"
         assert_eq!(back.restored, [0]);
         assert!(back.removed.is_empty());
         assert_eq!(back.next, running());
+    }
+
+    #[test]
+    fn offload_changes_need_a_restart() {
+        let e = reload(
+            &running(),
+            &format!("{BASE}\n[dataplane]\noffload = \"off\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.refusals.len(), 1);
+        assert_eq!(e.refusals[0].key, "dataplane.offload");
+        assert_eq!(e.refusals[0].message, "changed from auto to off");
     }
 
     #[test]

@@ -106,6 +106,14 @@ impl Display for Config {
                 self.limits.max_flows, per_host
             )?,
         }
+        writeln!(
+            f,
+            "Offload   {}",
+            match self.dataplane.offload {
+                Offload::Auto => "auto (established flows forwarded in the kernel)",
+                Offload::Off => "off",
+            }
+        )?;
         write!(f, "Control   {}", self.control.socket.display())?;
         if let Some(group) = &self.control.group {
             write!(f, " (group {} may read)", group.name)?;

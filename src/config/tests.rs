@@ -291,6 +291,9 @@ fn example_parses_to_the_expected_model() {
             table: 7800,
             rules: Vec::new(),
         },
+        dataplane: Dataplane {
+            offload: Offload::Auto,
+        },
     };
     assert_eq!(config, expected);
 }
@@ -1254,6 +1257,32 @@ fn lan_address_and_mtus() {
         1,
     );
     assert_invalid(&text, "wan[2].mtu", "mtu = 100", "100 is out of range");
+}
+
+#[test]
+fn dataplane_offload_forms() {
+    assert_eq!(ok(BASE).dataplane.offload, Offload::Auto);
+    assert!(ok(BASE)
+        .to_string()
+        .contains("\nOffload   auto (established flows forwarded in the kernel)\n"));
+    assert_eq!(
+        ok(&with("[dataplane]\noffload = \"off\"\n"))
+            .dataplane
+            .offload,
+        Offload::Off
+    );
+    assert_eq!(
+        ok(&with("[dataplane]\noffload = \"auto\"\n"))
+            .dataplane
+            .offload,
+        Offload::Auto
+    );
+    assert_invalid(
+        &with("[dataplane]\noffload = \"on\"\n"),
+        "dataplane.offload",
+        "offload",
+        "\"on\" is not an offload setting",
+    );
 }
 
 #[test]

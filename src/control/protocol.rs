@@ -131,6 +131,28 @@ pub struct StatusReport {
     pub drops: BTreeMap<String, u64>,
     pub to_kernel: BTreeMap<String, u64>,
     pub workers: Vec<WorkerReport>,
+    /// The in-kernel fast path (`[dataplane] offload`).
+    #[serde(default)]
+    pub offload: OffloadReport,
+}
+
+/// The in-kernel fast path in `xwan status` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OffloadReport {
+    /// "on", "off" (as configured) or "unavailable (why)".
+    pub state: String,
+    /// Per interface, the hook that serves it ("tc").
+    pub hooks: Vec<(String, String)>,
+    /// Entries in the map (two per flow) and its capacity.
+    pub entries: u64,
+    pub capacity: u64,
+    /// Entries the full map refused: their flows stay with the workers.
+    pub refused_full: u64,
+    /// Entries that could not be written or removed for another reason.
+    pub map_errors: u64,
+    /// Packets and bytes forwarded in the kernel.
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,6 +307,7 @@ impl StatusReport {
                 .map(|(r, n)| (r.label().to_string(), *n))
                 .collect(),
             workers: Vec::new(),
+            offload: OffloadReport::default(),
         }
     }
 }
@@ -310,6 +333,9 @@ pub struct FlowReport {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub bytes_in: u64,
+    /// On the in-kernel fast path (`[dataplane] offload`) now.
+    #[serde(default)]
+    pub offloaded: bool,
 }
 
 fn endpoint(e: &Endpoint) -> String {
@@ -348,6 +374,7 @@ impl FlowReport {
             bytes_out: flow.bytes[0],
             packets_in: flow.packets[1],
             bytes_in: flow.bytes[1],
+            offloaded: false,
         }
     }
 }

@@ -519,6 +519,17 @@ impl FlowTable {
         out
     }
 
+    /// What `pick` makes of each flow it picks (under each shard's read
+    /// lock in turn; nothing is copied for the flows it passes over).
+    pub fn scan<R>(&self, mut pick: impl FnMut(&Flow) -> Option<R>) -> Vec<R> {
+        let mut out = Vec::new();
+        for lock in self.shards.iter() {
+            let shard = Self::read(lock);
+            out.extend(shard.slab.iter().flatten().filter_map(&mut pick));
+        }
+        out
+    }
+
     pub fn len(&self) -> u32 {
         self.count.load(Ordering::Relaxed)
     }

@@ -22,6 +22,7 @@
 pub mod afpacket;
 pub mod afxdp;
 mod idle;
+pub mod offload;
 mod probe;
 mod runtime;
 mod sync;

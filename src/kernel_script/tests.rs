@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
-    Balance, Control, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat, PortRange,
-    ProbeTarget, Timeouts, DEFAULT_HEALTH,
+    Balance, Control, Dataplane, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat,
+    Offload, PortRange, ProbeTarget, Timeouts, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -105,6 +105,9 @@ fn example_config() -> Config {
             uplink: LocalUplink::Uplink(0),
             table: 7800,
             rules: Vec::new(),
+        },
+        dataplane: Dataplane {
+            offload: Offload::Auto,
         },
     }
 }

@@ -43,13 +43,18 @@ impl Router {
         })
     }
 
-    /// The egress of a flow's replies: to the inside host.
-    pub(super) fn egress_to_inside(&self, spec: &FlowSpec, ctx: &FrameContext) -> Egress {
+    /// The egress of a flow's replies: to the inside host, its MAC through
+    /// the lane's cache when there is a lane.
+    pub(super) fn egress_to_inside(&self, spec: &FlowSpec, lane: Option<&FrameContext>) -> Egress {
+        let dst_mac = match lane {
+            Some(ctx) => self.inside_mac_cached(spec, ctx.neighbours),
+            None => self.inside_mac(spec),
+        };
         Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
-                dst_mac: self.inside_mac_cached(spec, ctx.neighbours),
+                dst_mac,
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },

@@ -35,7 +35,7 @@ impl Router {
         let Some(target) = forward else {
             return match self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
                 Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
-                    self.emit(buf, frame, self.egress_to_inside(&spec, ctx), ctx)
+                    self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx)
                 }
                 _ => Verdict::Drop(DropReason::NoMapping),
             };

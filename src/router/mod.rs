@@ -50,6 +50,7 @@ mod icmp;
 mod interfaces;
 mod lan;
 mod neighbours;
+mod offload;
 mod outbox;
 mod reconfigure;
 mod state;
@@ -71,6 +72,7 @@ pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
+pub use offload::{OffloadCredit, OffloadEntry, OffloadFlow, EXPIRY_MARGIN_S};
 pub use reconfigure::Reconfigured;
 pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 

@@ -24,6 +24,7 @@ gateway = "198.18.2.1"
 "#;
 
 pub mod fuzz;
+pub mod offload;
 mod rng;
 
 use std::net::Ipv4Addr;

@@ -50,6 +50,11 @@ pub enum RouterMode {
     XwanXdp,
     /// `xwan run --io packet`.
     XwanPacket,
+    /// `xwan run --io xdp` with `[dataplane] offload = "off"`: the workers
+    /// forward every packet.
+    XwanXdpOffloadOff,
+    /// `xwan run --io packet` with `[dataplane] offload = "off"`.
+    XwanPacketOffloadOff,
 }
 
 /// Transmit checksum offload on the LAN hosts' and servers' interfaces.
@@ -290,6 +295,16 @@ impl Testbed {
                 };
                 self.spawn_xwan(&config_path, io);
             }
+            RouterMode::XwanXdpOffloadOff | RouterMode::XwanPacketOffloadOff => {
+                let text = format!("{config_text}\n[dataplane]\noffload = \"off\"\n");
+                std::fs::write(&config_path, text).expect("write the config");
+                let io = if mode == RouterMode::XwanXdpOffloadOff {
+                    "xdp"
+                } else {
+                    "packet"
+                };
+                self.spawn_xwan(&config_path, io);
+            }
         }
     }
 
@@ -302,8 +317,8 @@ impl Testbed {
         env: &[(&str, &str)],
     ) {
         let io = match mode {
-            RouterMode::XwanXdp => "xdp",
-            RouterMode::XwanPacket => "packet",
+            RouterMode::XwanXdp | RouterMode::XwanXdpOffloadOff => "xdp",
+            RouterMode::XwanPacket | RouterMode::XwanPacketOffloadOff => "packet",
             RouterMode::Kernel => panic!("start_xwan_with_env starts xwan, not the kernel recipe"),
         };
         let config_path = self.path("xwan.toml");

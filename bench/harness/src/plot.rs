@@ -15,6 +15,8 @@ const GROUP: i32 = 100;
 fn color(mode: &str) -> RGBColor {
     match mode {
         "xdp" => RGBColor(31, 119, 180),
+        "xdp-nooffload" => RGBColor(148, 103, 189),
+        "packet-nooffload" => RGBColor(140, 86, 75),
         "packet" => RGBColor(255, 127, 14),
         "kernel" => RGBColor(44, 160, 44),
         "kernel-xdp" => RGBColor(214, 39, 40),
@@ -56,16 +58,23 @@ pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
 
     let name = "tcp.svg";
     let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_4", "tcp_down_4"];
-    let series: Vec<_> = ["xdp", "packet", "kernel", "kernel-xdp"]
-        .iter()
-        .map(|m| {
-            (
-                mode_name(m).to_string(),
-                color(m),
-                tcp.iter().map(|t| data.stat(m, t)).collect(),
-            )
-        })
-        .collect();
+    let series: Vec<_> = [
+        "xdp",
+        "xdp-nooffload",
+        "packet",
+        "packet-nooffload",
+        "kernel",
+        "kernel-xdp",
+    ]
+    .iter()
+    .map(|m| {
+        (
+            mode_name(m).to_string(),
+            color(m),
+            tcp.iter().map(|t| data.stat(m, t)).collect(),
+        )
+    })
+    .collect();
     bars(
         &out.join(name),
         "TCP throughput (iperf3, MTU 1500)",

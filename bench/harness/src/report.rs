@@ -2,7 +2,10 @@
 //!
 //! scripts/bench appends one JSON object per measurement to the raw file:
 //! `{"rep":1,"mode":"xdp","metric":"pps_1k","value":211234.0}`. Modes are the
-//! three routers (`xdp`, `packet`, `kernel`), `kernel-xdp` (the kernel recipe
+//! five routers (`xdp` and `packet`: xwan --io xdp and --io packet with
+//! their in-kernel fast path, on by default; `xdp-nooffload` and
+//! `packet-nooffload`: the same with `[dataplane] offload = "off"`; `kernel`),
+//! `kernel-xdp` (the kernel recipe
 //! with a pass-through XDP program on the router's interfaces, TCP only),
 //! `generator` (the generator's ceiling: an XDP drop on the router's LAN
 //! interface, no router) and `baseline` (round-trip times without forwarding).
@@ -14,8 +17,14 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The three routers compared, in table order.
-pub const ROUTERS: [&str; 3] = ["xdp", "packet", "kernel"];
+/// The routers compared, in table order.
+pub const ROUTERS: [&str; 5] = [
+    "xdp",
+    "xdp-nooffload",
+    "packet",
+    "packet-nooffload",
+    "kernel",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -240,9 +249,11 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
     Ok(data)
 }
 
-const MODE_NAMES: [(&str, &str); 4] = [
-    ("xdp", "xwan --io xdp"),
-    ("packet", "xwan --io packet"),
+const MODE_NAMES: [(&str, &str); 6] = [
+    ("xdp", "xwan --io xdp (offload on)"),
+    ("xdp-nooffload", "xwan --io xdp, offload off"),
+    ("packet", "xwan --io packet (offload on)"),
+    ("packet-nooffload", "xwan --io packet, offload off"),
     ("kernel", "kernel recipe"),
     ("kernel-xdp", "kernel recipe + XDP pass program"),
 ];

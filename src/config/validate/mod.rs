@@ -109,6 +109,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     let limits = v.limits(raw.limits.as_ref())?;
     let control = v.control(raw.control.as_ref())?;
     let local = v.local(raw.local.as_ref(), &names)?;
+    let dataplane = v.dataplane(raw.dataplane.as_ref())?;
     Ok(Config {
         lan,
         wans,
@@ -121,6 +122,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
         limits,
         control,
         local,
+        dataplane,
     })
 }
 

@@ -197,6 +197,27 @@ impl Validator<'_> {
         })
     }
 
+    /// `[dataplane]`: offload "auto" unless the file says "off".
+    pub(super) fn dataplane(&self, raw: Option<&RawDataplane>) -> Result<Dataplane> {
+        let offload = match raw.and_then(|d| d.offload.as_ref()) {
+            None => Offload::Auto,
+            Some(value) => match value.get_ref().as_str() {
+                "auto" => Offload::Auto,
+                "off" => Offload::Off,
+                other => {
+                    return Err(self.err(
+                        value.span(),
+                        "dataplane.offload",
+                        format!(
+                            "{other:?} is not an offload setting (expected \"auto\" or \"off\")"
+                        ),
+                    ))
+                }
+            },
+        };
+        Ok(Dataplane { offload })
+    }
+
     /// `[local]`: on by default, the router's own connections by the first uplink.
     pub(super) fn local(&self, raw: Option<&RawLocal>, uplinks: &[&str]) -> Result<Local> {
         let routes = raw

@@ -6,7 +6,7 @@ mod http;
 
 use std::fmt::Write as _;
 
-use super::protocol::{UplinkControl, WorkerReport};
+use super::protocol::{OffloadReport, UplinkControl, WorkerReport};
 use crate::router::{Stats, UplinkStats};
 
 pub use http::{MetricsServer, MetricsSource, MAX_CONNECTIONS, REQUEST_DEADLINE, STOP_CHECK};
@@ -345,6 +345,64 @@ pub fn render(s: &Snapshot) -> String {
     w.out
 }
 
+/// The in-kernel fast path's metrics (`[dataplane] offload`).
+pub fn render_offload(r: &OffloadReport) -> String {
+    let mut w = Writer { out: String::new() };
+    w.family(
+        "xwan_offload_hook",
+        "gauge",
+        "The hook of the in-kernel fast path on each interface (1).",
+    );
+    for (interface, hook) in &r.hooks {
+        w.sample(
+            "xwan_offload_hook",
+            &[("interface", interface), ("hook", hook)],
+            1.0,
+        );
+    }
+    for (name, kind, help, value) in [
+        (
+            "xwan_offload_entries",
+            "gauge",
+            "Entries of the fast path's map (two per offloaded flow).",
+            r.entries,
+        ),
+        (
+            "xwan_offload_capacity",
+            "gauge",
+            "Entries the fast path's map holds at most.",
+            r.capacity,
+        ),
+        (
+            "xwan_offload_refused_full_total",
+            "counter",
+            "Entries the full map refused (their flows stay with the workers).",
+            r.refused_full,
+        ),
+        (
+            "xwan_offload_map_errors_total",
+            "counter",
+            "Fast path entries that could not be written or removed.",
+            r.map_errors,
+        ),
+        (
+            "xwan_offload_packets_total",
+            "counter",
+            "Packets forwarded by the in-kernel fast path.",
+            r.packets,
+        ),
+        (
+            "xwan_offload_bytes_total",
+            "counter",
+            "Bytes forwarded by the in-kernel fast path.",
+            r.bytes,
+        ),
+    ] {
+        w.single(name, kind, help, value as f64);
+    }
+    w.out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +422,26 @@ mod tests {
             w.out,
             "# HELP x_total Things.\n# TYPE x_total counter\nx_total 2\ny{a=\"1\",b=\"q\\\"\"} 0.25\n"
         );
+    }
+
+    #[test]
+    fn offload_metrics_name_each_hook_and_count() {
+        let out = render_offload(&OffloadReport {
+            state: "on".into(),
+            hooks: vec![("lan0".into(), "tc".into()), ("wan1".into(), "tc".into())],
+            entries: 4,
+            capacity: 65536,
+            refused_full: 1,
+            map_errors: 0,
+            packets: 1000,
+            bytes: 1_500_000,
+        });
+        assert!(out.contains("xwan_offload_hook{interface=\"lan0\",hook=\"tc\"} 1\n"));
+        assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"tc\"} 1\n"));
+        assert!(out.contains("\nxwan_offload_entries 4\n"));
+        assert!(out.contains("\nxwan_offload_refused_full_total 1\n"));
+        assert!(out.contains("\nxwan_offload_packets_total 1000\n"));
+        assert!(out.contains("\nxwan_offload_bytes_total 1500000\n"));
+        assert!(out.contains("# TYPE xwan_offload_packets_total counter\n"));
     }
 }

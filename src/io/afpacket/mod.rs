@@ -29,6 +29,7 @@ mod worker;
 pub use filter::{FilterError, FilterHandle, KernelFilter, TABLE};
 
 use std::io;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -199,6 +200,9 @@ pub struct PacketDataPath {
     stop: Arc<AtomicBool>,
     live: Arc<[LiveStats]>,
     progress: Arc<Progress>,
+    /// Every worker socket (another descriptor of it) and its interface's
+    /// name, for [`PacketDataPath::attach_filter`].
+    sockets: Vec<(String, OwnedFd)>,
 }
 
 /// One interface as a worker sees it.
@@ -254,12 +258,25 @@ impl PacketDataPath {
         if workers > 1 {
             join_fanout_groups(&sockets)?;
         }
+        let mut dups = Vec::with_capacity(workers * setup.interfaces.len());
+        for attached in sockets.iter().flatten() {
+            let fd = attached
+                .socket
+                .dup()
+                .map_err(|source| PacketError::Socket {
+                    interface: attached.name.clone(),
+                    op: "duplicating an AF_PACKET socket",
+                    source,
+                })?;
+            dups.push((attached.name.clone(), fd));
+        }
 
         let mut path = PacketDataPath {
             workers: Vec::with_capacity(workers),
             stop: Arc::clone(&setup.stop),
             live: (0..workers).map(|_| LiveStats::default()).collect(),
             progress: Progress::new(workers),
+            sockets: dups,
         };
         for (index, attached) in sockets.into_iter().enumerate() {
             let worker = PacketWorker {
@@ -287,6 +304,20 @@ impl PacketDataPath {
             }
         }
         Ok(path)
+    }
+
+    /// Attaches the socket filter program `prog` to every worker socket:
+    /// the frames it refuses no longer reach the workers (the in-kernel
+    /// fast path's, `io/offload`).
+    pub fn attach_filter(&self, prog: RawFd) -> Result<(), PacketError> {
+        for (name, fd) in &self.sockets {
+            socket::attach_filter(fd, prog).map_err(|source| PacketError::Socket {
+                interface: name.clone(),
+                op: "attaching the offload socket filter",
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads every worker's live figures, in worker order.

@@ -54,6 +54,12 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
+    /// Another descriptor of the same socket (for [`attach_filter`], from
+    /// outside the worker that owns it).
+    pub(crate) fn dup(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
     /// Joins a `PACKET_FANOUT_HASH` group: the kernel spreads the interface's frames
     /// over the group's sockets by flow hash, each frame to one socket. With `None`
     /// the kernel creates a group with an id of its own choosing, returned here.
@@ -253,6 +259,12 @@ static PLAIN_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
 /// Reusable headers for [`PacketSocket::send`]: make one with `TxScratch::new(BATCH)`.
 pub(crate) type TxScratch = SendBatch;
+
+/// Attaches the socket filter program `prog` (`SO_ATTACH_BPF`) to the socket
+/// `fd`: frames it returns 0 for are not queued to the socket.
+pub(crate) fn attach_filter(fd: &OwnedFd, prog: RawFd) -> io::Result<()> {
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_BPF, &prog)
+}
 
 #[cfg(test)]
 mod tests {

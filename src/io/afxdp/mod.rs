@@ -31,6 +31,7 @@ pub use punt::DEVICE as PUNT_DEVICE;
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
+use crate::io::offload::OffloadParts;
 use crate::io::system::{self, SystemError};
 use crate::io::{sys, DataPathSetup, FrameProcessor, ZeroCopy};
 use crate::router::Router;
@@ -300,6 +301,11 @@ impl XdpDataPath {
         self.program.owned_maps(interfaces, owned)
     }
 
+    /// The in-kernel fast path's program and maps (`io/offload`).
+    pub fn offload_parts(&self) -> Result<OffloadParts, XdpError> {
+        self.program.offload_parts()
+    }
+
     /// How the XDP program runs on each interface.
     pub fn modes(&self) -> Vec<(String, XdpMode)> {
         self.program.modes()
@@ -427,4 +433,11 @@ fn open_workers(
         None => false,
     };
     Ok((workers, zero_copy))
+}
+
+/// The fast path's programs and maps from the XDP object loaded for no
+/// interface and never attached (`--io packet`, which runs no XDP program,
+/// and the tests); `owned` fills the XDP program's own maps.
+pub fn load_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
+    Program::load(&[], owned)?.offload_parts()
 }

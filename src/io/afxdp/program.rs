@@ -20,6 +20,7 @@ use ipnet::Ipv4Net;
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 use super::XdpError;
+use crate::io::offload::OffloadParts;
 use crate::io::{sync, sys};
 use crate::io::{Interface, OwnedTraffic};
 use crate::router::Port;
@@ -31,6 +32,10 @@ pub const MAX_QUEUES: u32 = 64;
 
 /// The program's name, as the kernel reports it (at most 15 characters).
 const PROGRAM_NAME: &str = "xwan_xdp";
+/// The fast path's TC program in the same object, and the socket filter
+/// that hides its frames from AF_PACKET taps.
+const OFFLOAD_PROGRAM: &str = "xwan_offload";
+const OFFLOAD_TAP: &str = "xwan_offload_tap";
 
 const ROLE_LAN: u32 = 0;
 const ROLE_WAN: u32 = 1;
@@ -202,6 +207,28 @@ impl Program {
             .find(|prog| prog.name() == PROGRAM_NAME)
             .map(|prog| prog.as_fd().as_raw_fd())
             .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {PROGRAM_NAME}")))
+    }
+
+    /// The fast path's TC program and maps (`offload.bpf.h`), with their own
+    /// descriptors: they outlive the object.
+    pub fn offload_parts(&self) -> Result<OffloadParts, XdpError> {
+        Ok(OffloadParts {
+            program: self.program_of(OFFLOAD_PROGRAM)?,
+            tap: self.program_of(OFFLOAD_TAP)?,
+            entries: self.map_handle("offload")?,
+            stats: self.map_handle("offload_stats")?,
+        })
+    }
+
+    /// A descriptor of its own for the program `name`.
+    fn program_of(&self, name: &str) -> Result<OwnedFd, XdpError> {
+        self.object
+            .progs()
+            .find(|prog| prog.name() == name)
+            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {name}")))?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|err| XdpError::Load(format!("{name}: {err}")))
     }
 
     fn attach_one(&self, interface: &Interface) -> Result<Attachment, XdpError> {

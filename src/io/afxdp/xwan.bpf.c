@@ -36,6 +36,8 @@
 //   key follow it to the core, which translates them as their first one.
 // TTL is not looked at: a frame xwan owns whose TTL expires here is the
 // core's, which answers ICMP time exceeded itself.
+// Frames of flows on the in-kernel fast path (offload.bpf.h) are XDP_PASS,
+// for its TC program.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
 // (interface, queue) slot, bpf_redirect_map falls back to XDP_PASS too.
 
@@ -65,6 +67,8 @@
 
 #define IP_OFFSET 0x1fff
 #define IP_MF 0x2000
+
+#include "offload.bpf.h"
 
 // Per attached interface, keyed by ifindex.
 struct iface {
@@ -353,6 +357,11 @@ int xwan_xdp(struct xdp_md *ctx)
 	else
 		owned = wan_owns(s, iface->wan_addr, ip, l4, data_end);
 	if (!owned)
+		return XDP_PASS;
+	// The in-kernel fast path's (offload.bpf.h): on to TC ingress.
+	struct offload_key offload_key;
+
+	if (offload_eligible(ifindex, ip, data_end, 0, (__u32)(data_end - (void *)ip), &offload_key))
 		return XDP_PASS;
 
 	if (ctx->rx_queue_index >= MAX_QUEUES)

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use super::health_thread::{SharedMonitor, StateChanges};
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
+use super::offload_glue::FastPath;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
@@ -59,6 +60,8 @@ pub struct ControlParts {
     pub kernel: KernelUpdate,
     /// What "auto" addresses and gateways resolve to now.
     pub uplinks: Arc<KernelUplinks>,
+    /// The in-kernel fast path: synced before the flows are shown.
+    pub fast_path: Arc<FastPath>,
 }
 
 pub struct RuntimeControl {
@@ -103,6 +106,7 @@ impl RuntimeControl {
     }
 
     fn status(&self) -> Reply {
+        self.parts.fast_path.sync(&self.parts.router);
         let running = self.parts.config.running();
         let stats = self.parts.router.stats();
         let controls = self.controls(&running);
@@ -118,6 +122,7 @@ impl RuntimeControl {
         status.uptime_s = self.parts.epoch.elapsed().as_secs();
         status.io = self.parts.io.clone();
         status.workers = (self.parts.workers)();
+        status.offload = self.parts.fast_path.report();
         Reply::Status {
             ok: true,
             status: Box::new(status),
@@ -125,6 +130,7 @@ impl RuntimeControl {
     }
 
     fn flows(&self, uplink: Option<&str>, host: Option<Ipv4Addr>, limit: Option<usize>) -> Reply {
+        self.parts.fast_path.sync(&self.parts.router);
         let running = self.parts.config.running();
         let uplink = match uplink
             .map(|name| self.uplink_id(&running, name))
@@ -150,6 +156,7 @@ impl RuntimeControl {
                 }
                 matches && total.get() <= limit
             });
+        let carried = self.parts.fast_path.carried();
         Reply::Flows {
             ok: true,
             total: total.get(),
@@ -161,7 +168,10 @@ impl RuntimeControl {
                         .wans
                         .get(usize::from(f.spec.uplink))
                         .map_or("?", |w| w.name.as_str());
-                    FlowReport::new(f, name)
+                    FlowReport {
+                        offloaded: carried.contains(&f.spec.lan_key()),
+                        ..FlowReport::new(f, name)
+                    }
                 })
                 .collect(),
         }
@@ -266,10 +276,12 @@ impl RuntimeControl {
         }
         for (id, (was, now)) in running.config.wans.iter().zip(&config.wans).enumerate() {
             if was.address != now.address {
+                self.parts.fast_path.sync(&self.parts.router);
                 let failed = self
                     .parts
                     .router
                     .set_uplink_address(id as UplinkId, now.address);
+                self.parts.fast_path.sync(&self.parts.router);
                 let sent = self.parts.changes.send_resets(&failed.resets);
                 info!(
                     uplink = %now.name,
@@ -327,6 +339,7 @@ impl Handler for RuntimeControl {
 
 impl MetricsSource for RuntimeControl {
     fn metrics(&self) -> String {
+        self.parts.fast_path.sync(&self.parts.router);
         let running = self.parts.config.running();
         let stats = self.parts.router.stats();
         let controls = self.controls(&running);
@@ -344,11 +357,13 @@ impl MetricsSource for RuntimeControl {
             })
             .collect::<Vec<_>>();
         let workers = (self.parts.workers)();
-        metrics::render(&metrics::Snapshot {
+        let mut out = metrics::render(&metrics::Snapshot {
             uplinks: &uplinks,
             stats: &stats,
             workers: &workers,
             uptime_s: self.parts.epoch.elapsed().as_secs_f64(),
-        })
+        });
+        out.push_str(&metrics::render_offload(&self.parts.fast_path.report()));
+        out
     }
 }

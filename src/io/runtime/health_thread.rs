@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
+use super::offload_glue::FastPath;
 use crate::config::{Config, ProbeTarget, UplinkId};
 use crate::control::{Event, EventBus};
 use crate::health::{Monitor, Setup, TrafficTracker, Transition};
@@ -83,12 +84,19 @@ pub struct StateChanges {
     lan: Option<FrameSocket>,
     /// Where `xwan events` subscribers listen.
     pub events: EventBus,
+    /// Synced before a failover (the RSTs' sequence numbers) and after it.
+    fast_path: Arc<FastPath>,
 }
 
 impl StateChanges {
     /// Opens the LAN socket for the RSTs (a failure is logged: failovers then
     /// only remove the flows, and TCP clients wait for their own timeouts).
-    pub fn new(router: Arc<Router>, config: Arc<LoadedConfig>, lan: &Link) -> StateChanges {
+    pub fn new(
+        router: Arc<Router>,
+        config: Arc<LoadedConfig>,
+        lan: &Link,
+        fast_path: Arc<FastPath>,
+    ) -> StateChanges {
         let lan = match FrameSocket::open(lan.ifindex) {
             Ok(socket) => Some(socket),
             Err(e) => {
@@ -101,6 +109,7 @@ impl StateChanges {
             config,
             lan,
             events: EventBus::default(),
+            fast_path,
         }
     }
 
@@ -117,7 +126,9 @@ impl StateChanges {
         if transition.up {
             info!(uplink = %name, reason = %transition.reason, "uplink up");
         } else {
+            self.fast_path.sync(&self.router);
             let failed = self.router.fail_over(transition.uplink);
+            self.fast_path.sync(&self.router);
             let sent = self.send_resets(&failed.resets);
             warn!(
                 uplink = %name,

@@ -14,7 +14,10 @@
 //!
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
-//! - the sweeper calls [`Router::expire`] every second;
+//! - the sweeper calls [`Router::expire`] every second, after bringing the
+//!   flow table and the in-kernel fast path in line (`offload_glue`); with
+//!   the fast path on, the offload thread does that every 200 ms too while
+//!   the table is small, so established flows reach it sooner;
 //! - the checkpoint thread saves the state every `[control] checkpoint_s`;
 //! - the health thread probes the uplinks ([`health_thread`]);
 //! - the reloader reloads the configuration on SIGHUP, as `xwan reload` does
@@ -39,7 +42,8 @@
 //! the kernel's port range, the traffic xwan owns), `signals`, `threads` (the
 //! housekeeping threads, stopped and joined on drop), `data_path` (the backend
 //! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
-//! `local_routes` (removed on drop), `neighbours`, `health_thread`,
+//! `local_routes` (removed on drop), `neighbours`, `offload_glue` (the
+//! in-kernel fast path, detached on drop), `health_thread`,
 //! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
 //! metrics), `panic` (the hook that turns a panic in any thread into the
 //! orderly stop and an error exit), `state_file` (the state saved for the next
@@ -76,6 +80,7 @@ mod kernel_uplinks;
 mod loaded_config;
 mod local_routes;
 mod neighbours;
+mod offload_glue;
 mod options;
 mod panic;
 mod signals;
@@ -95,6 +100,7 @@ pub use kernel_uplinks::resolve_auto;
 use kernel_uplinks::KernelUplinks;
 use local_routes::LocalRoutes;
 use neighbours::NeighbourThread;
+use offload_glue::FastPath;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
 use threads::{every, Threads};
@@ -134,6 +140,8 @@ pub struct Running {
     metrics: Option<MetricsServer>,
     threads: Threads,
     data_path: DataPath,
+    /// The in-kernel fast path, detached after the data path.
+    fast_path: Arc<FastPath>,
     signals: Signals,
     router: Arc<Router>,
     stop: Arc<AtomicBool>,
@@ -227,6 +235,7 @@ impl Running {
             .as_deref()
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
         let data_path = start_data_path(&router, &setup, config, options.io)?;
+        let fast_path = Arc::new(FastPath::start(&data_path, &setup, config));
         let kernel = kernel_update(&data_path, &setup, local)?;
         watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
@@ -234,6 +243,7 @@ impl Running {
             Arc::clone(&router),
             Arc::clone(&loaded),
             &found.lan,
+            Arc::clone(&fast_path),
         ));
         if let Some(restored) = restored.filter(|r| !r.resets.is_empty()) {
             let sent = changes.send_resets(&restored.resets);
@@ -261,6 +271,7 @@ impl Running {
             workers: worker_stats_source(&data_path),
             kernel,
             uplinks: Arc::clone(&uplinks),
+            fast_path: Arc::clone(&fast_path),
         }));
         let local_routes =
             LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
@@ -269,6 +280,7 @@ impl Running {
             metrics: None,
             threads: Threads::new(Arc::clone(&stop)),
             data_path,
+            fast_path,
             signals,
             router,
             stop,
@@ -309,14 +321,27 @@ impl Running {
         reload: Arc<AtomicBool>,
     ) -> Result<(), RunError> {
         let (router, stop, epoch) = (Arc::clone(&self.router), Arc::clone(&self.stop), self.epoch);
+        let fast_path = Arc::clone(&self.fast_path);
         self.threads.spawn("sweeper", move || {
             every(Duration::from_secs(1), &stop, || {
+                // The fast path's counters first (a busy flow is not idle),
+                // and its entries of flows about to expire out of the map.
+                fast_path.sync(&router);
                 let removed = router.expire(epoch.elapsed());
                 if removed > 0 {
                     debug!(removed, "expired idle flows");
                 }
             })
         })?;
+        if self.fast_path.is_on() {
+            let (router, stop) = (Arc::clone(&self.router), Arc::clone(&self.stop));
+            let fast_path = Arc::clone(&self.fast_path);
+            self.threads.spawn("offload", move || {
+                every(offload_glue::QUICK_SYNC, &stop, || {
+                    fast_path.quick_sync(&router)
+                })
+            })?;
+        }
         let stop = Arc::clone(&self.stop);
         self.threads
             .spawn("uplink-monitor", move || monitor.run(&stop))?;
@@ -435,7 +460,8 @@ impl Running {
                 .map(DataPathReport::Xdp)
                 .map_err(RunError::from),
         };
-        // Workers stopped: the table is final.
+        self.fast_path.stop(&self.router);
+        // Workers stopped, the fast path detached: the table is final.
         if let Some(path) = &self.state {
             let started = Instant::now();
             match state_file::save(path, &self.router, self.epoch.elapsed()) {

@@ -310,7 +310,9 @@ fn runs_in_packet_mode_and_cleans_up() {
         })
         .collect();
 
-    let config = config(&CONFIG);
+    // The workers' own GSO passthrough is what this checks: offload off, or
+    // the in-kernel fast path would take the bulk transfer from them.
+    let config = config(&format!("{}\n[dataplane]\noffload = \"off\"\n", *CONFIG));
     let options = RunOptions {
         io: Some(IoMode::Packet),
         queues: None,

@@ -98,3 +98,112 @@ pub fn program_name(prog_id: u32) -> Option<String> {
         .ok()
         .map(|name| name.to_string_lossy().into_owned())
 }
+
+/// Attaches the TC program `prog` (of type `BPF_PROG_TYPE_SCHED_CLS`, attach type
+/// `BPF_TCX_INGRESS`) at the ingress of interface `ifindex` through a TCX BPF link,
+/// after any program already there; it stays attached as long as the returned
+/// descriptor is open, so a crashed xwan leaves nothing attached.
+pub fn attach_tcx_ingress(prog: RawFd, ifindex_: u32) -> io::Result<OwnedFd> {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let ifindex = ifindex(ifindex_)?;
+    // SAFETY: opts is a valid, sized options struct that outlives the call; the
+    // descriptor is only a number to the kernel, which checks it.
+    let fd = check(unsafe {
+        libbpf_sys::bpf_link_create(prog, ifindex, libbpf_sys::BPF_TCX_INGRESS, &opts)
+    })?;
+    // SAFETY: bpf_link_create returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Runs the TC program `prog` once on `frame` (`BPF_PROG_TEST_RUN`) as if it
+/// arrived on interface `ingress_ifindex`: its return value and the frame as
+/// it left the program.
+#[cfg(test)]
+pub fn test_run_tc(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Result<(u32, Vec<u8>)> {
+    // struct __sk_buff up to `ifindex`: every field zero but ingress_ifindex
+    // (offset 36), the only ones the kernel accepts besides mark and priority.
+    let mut ctx = [0u8; 44];
+    ctx[36..40].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+        data_in: frame.as_ptr().cast(),
+        data_size_in: frame.len() as u32,
+        data_out: out.as_mut_ptr().cast(),
+        data_size_out: out.len() as u32,
+        ctx_in: ctx.as_ptr().cast(),
+        ctx_size_in: ctx.len() as u32,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: every pointer in opts points at a live buffer of the size given
+    // beside it, for the duration of the call; the kernel writes at most
+    // data_size_out bytes to data_out.
+    check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog, &mut opts) })?;
+    out.truncate(opts.data_size_out as usize);
+    Ok((opts.retval, out))
+}
+
+/// Every entry of the BPF hash map `map` (a per-CPU one: `values_per_key`
+/// values of `value_size` bytes each, one per possible CPU, each padded to 8
+/// bytes as the kernel lays them out), read in batches
+/// (`BPF_MAP_LOOKUP_BATCH`) of `batch` entries: their keys and values, in one
+/// buffer each, `key_size` and `values_per_key * round_up(value_size, 8)`
+/// bytes per entry. Entries added or removed meanwhile may be missed or seen.
+pub fn lookup_batch(
+    map: RawFd,
+    key_size: usize,
+    value_size: usize,
+    values_per_key: usize,
+    batch: u32,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let stride = value_size.div_ceil(8) * 8 * values_per_key;
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: size_of::<libbpf_sys::bpf_map_batch_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let (mut all_keys, mut all_values) = (Vec::new(), Vec::new());
+    let mut keys = vec![0u8; key_size * batch as usize];
+    let mut values = vec![0u8; stride * batch as usize];
+    // The position token of a hash map (a bucket index) is 4 bytes; 8 leave room.
+    let mut token = [0u8; 8];
+    let mut first = true;
+    loop {
+        let mut count = batch;
+        let mut next = [0u8; 8];
+        let in_batch = if first {
+            std::ptr::null_mut()
+        } else {
+            token.as_mut_ptr().cast()
+        };
+        // SAFETY: keys and values hold `batch` entries of key_size and stride
+        // bytes, next and token 8 bytes, all live and writable for the call;
+        // the kernel writes at most `count` (= batch) entries.
+        let rc = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                map,
+                in_batch,
+                next.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let done = rc == -libc::ENOENT;
+        if rc < 0 && !done {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let count = (count as usize).min(batch as usize);
+        all_keys.extend_from_slice(&keys[..count * key_size]);
+        all_values.extend_from_slice(&values[..count * stride]);
+        if done {
+            return Ok((all_keys, all_values));
+        }
+        token = next;
+        first = false;
+    }
+}

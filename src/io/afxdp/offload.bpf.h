@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// xwan's in-kernel fast path for established flows (included by xwan.bpf.c,
+// so both programs share its maps). The userspace core decides which flows
+// take it and what their packets become (src/router/offload.rs); the I/O
+// layer (src/io/offload) keeps the `offload` map equal to the core's set and
+// reads `offload_stats` back into the flow table.
+//
+// xwan_offload runs at TC ingress (TCX, through a BPF link) on the LAN and
+// WAN interfaces. A packet goes the fast way when its (ingress interface,
+// 5-tuple) is in `offload` and it is whole (no fragment, no IP options),
+// its TTL is above 1, it is TCP without SYN, FIN or RST, UDP, or an ICMP
+// echo request or reply, and it
+// fits the egress MTU (a GSO super-frame: its segments do, so it stays whole).
+// It is then rewritten (MACs, addresses, ports, TTL, checksums by the
+// precomputed deltas), counted per CPU and redirected to the egress
+// interface. Anything else goes on as if the program were not there.
+//
+// With --io xdp, the XDP program runs first: it passes the frames the fast
+// path takes (same checks, offload_eligible) to the kernel instead of to the
+// workers, so TC sees them. With --io packet, the workers' AF_PACKET sockets
+// see every frame before TC ingress: xwan_offload_tap, their socket filter,
+// keeps those frames from them (same checks), so none is forwarded twice.
+
+#define MAX_OFFLOAD 65536
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+
+#define TCX_NEXT -1
+#define TCX_REDIRECT 7
+
+// Matches EntryKey in src/io/offload/map.rs.
+struct offload_key {
+	__u32 ifindex;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+// Matches EntryValue in src/io/offload/map.rs. The deltas are folded
+// one's-complement sums as the checksum fields hold them (network order);
+// the IP one covers the TTL's decrement too.
+struct offload_entry {
+	__u32 egress_ifindex;
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u16 ip_delta;
+	__u16 pseudo_delta;
+	__u16 port_delta;
+	__u16 mtu; // host order
+	__u32 track_seq; // TCP towards the LAN: note the sequence the host expects
+};
+
+// Per CPU, per entry. Matches Totals in src/io/offload/map.rs.
+struct offload_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u32 next_seq; // host order; 0: none seen
+	__u32 pad;
+};
+
+// Allocated entry by entry (BPF_F_NO_PREALLOC): the per-CPU counters of a
+// full map would take MAX_OFFLOAD x 24 bytes per possible CPU from the start.
+// Entries are added and removed by xwan only, not by the programs.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_OFFLOAD);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct offload_key);
+	__type(value, struct offload_entry);
+} offload SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_OFFLOAD);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct offload_key);
+	__type(value, struct offload_stats);
+} offload_stats SEC(".maps");
+
+// The entry for the IPv4 packet at `ip` (headers bounds-checked up to
+// `data_end`) arriving on `ifindex`, if the fast path may take it, and its
+// key in `key`: `gso_size` is the payload per segment of a GSO super-frame
+// (0: a plain packet), `len` the bytes from `ip` to the end of the packet.
+// An ICMP echo's identifier stands for the source port of a request and the
+// destination port of a reply, the other port 0, as in the core's keys.
+static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, struct iphdr *ip,
+							      void *data_end, __u32 gso_size,
+							      __u32 len, struct offload_key *key)
+{
+	if ((void *)(ip + 1) > data_end)
+		return NULL;
+	if (ip->version != 4 || ip->ihl != 5 || ip->ttl <= 1)
+		return NULL;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return NULL;
+	if (bpf_ntohs(ip->tot_len) > len)
+		return NULL;
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u32 l4_header = 8;
+	__be16 sport, dport;
+
+	if (ip->protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > data_end)
+			return NULL;
+		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+			return NULL;
+		l4_header = (l4[12] >> 4) * 4;
+		sport = *(__be16 *)l4;
+		dport = *(__be16 *)(l4 + 2);
+	} else if (ip->protocol == IPPROTO_UDP) {
+		if ((void *)(l4 + 8) > data_end)
+			return NULL;
+		sport = *(__be16 *)l4;
+		dport = *(__be16 *)(l4 + 2);
+	} else if (ip->protocol == IPPROTO_ICMP) {
+		if ((void *)(l4 + 8) > data_end || l4[1] != 0)
+			return NULL;
+		if (l4[0] == ICMP_ECHO) {
+			sport = *(__be16 *)(l4 + 4);
+			dport = 0;
+		} else if (l4[0] == ICMP_ECHOREPLY) {
+			sport = 0;
+			dport = *(__be16 *)(l4 + 4);
+		} else {
+			return NULL;
+		}
+	} else {
+		return NULL;
+	}
+
+	// Headers past the packet's own length (a BIG TCP super-frame's length
+	// field is 0, for one) stay with the kernel.
+	if (bpf_ntohs(ip->tot_len) < sizeof(struct iphdr) + l4_header)
+		return NULL;
+
+	key->ifindex = ifindex;
+	key->saddr = ip->saddr;
+	key->daddr = ip->daddr;
+	key->sport = sport;
+	key->dport = dport;
+	key->proto = ip->protocol;
+	key->pad[0] = 0;
+	key->pad[1] = 0;
+	key->pad[2] = 0;
+
+	struct offload_entry *e = bpf_map_lookup_elem(&offload, key);
+
+	if (!e)
+		return NULL;
+	if (gso_size) {
+		if (sizeof(struct iphdr) + l4_header + gso_size > e->mtu)
+			return NULL;
+	} else if (bpf_ntohs(ip->tot_len) > e->mtu) {
+		return NULL;
+	}
+	return e;
+}
+
+// ~(~check + add), folded.
+static __always_inline __u16 csum_add_fold(__u16 check, __u32 add)
+{
+	__u32 sum = (__u16)~check + add;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+static __always_inline void count(struct offload_key *key, struct __sk_buff *skb, __u32 next_seq)
+{
+	struct offload_stats *st = bpf_map_lookup_elem(&offload_stats, key);
+
+	if (!st)
+		return;
+	st->packets += skb->gso_segs ? skb->gso_segs : 1;
+	st->bytes += skb->len;
+	// Serial-number comparison (RFC 1982): keep the furthest.
+	if (next_seq && (!st->next_seq || (__s32)(next_seq - st->next_seq) > 0))
+		st->next_seq = next_seq;
+}
+
+SEC("tcx/ingress")
+int xwan_offload(struct __sk_buff *skb)
+{
+	// A VLAN tag the device took off stays with the kernel, as tagged
+	// frames do.
+	if (skb->vlan_present)
+		return TCX_NEXT;
+	// Ethernet, IPv4 without options and the TCP header in the linear part.
+	if (skb->data_end - skb->data < ETH_HLEN + 20 + 20)
+		bpf_skb_pull_data(skb, ETH_HLEN + 20 + 20);
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+
+	struct iphdr *ip = (void *)(eth + 1);
+	struct offload_key key;
+	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, ip, data_end,
+						   skb->gso_size, skb->len - ETH_HLEN, &key);
+
+	if (!e)
+		return TCX_NEXT;
+	// offload_eligible checked the IP header and the L4 header's start.
+	if ((void *)(ip + 1) > data_end)
+		return TCX_NEXT;
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u32 csum_off = ETH_HLEN + sizeof(struct iphdr);
+	__u64 l4_flags = 0;
+	__u32 next_seq = 0;
+	__u8 protocol = ip->protocol;
+
+	if (protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > data_end)
+			return TCX_NEXT;
+		csum_off += 16;
+		if (e->track_seq) {
+			__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) -
+					(l4[12] >> 4) * 4;
+
+			next_seq = bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
+		}
+	} else if (protocol == IPPROTO_UDP) {
+		if ((void *)(l4 + 8) > data_end)
+			return TCX_NEXT;
+		csum_off += 6;
+		l4_flags = BPF_F_MARK_MANGLED_0;
+	} else {
+		if ((void *)(l4 + 8) > data_end)
+			return TCX_NEXT;
+		csum_off += 2;
+	}
+
+	count(&key, skb, next_seq);
+
+	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, e->src_mac, 6);
+	// The IP delta covers the TTL's decrement too.
+	ip->ttl--;
+	ip->check = csum_add_fold(ip->check, e->ip_delta);
+	ip->saddr = e->saddr;
+	ip->daddr = e->daddr;
+	if (protocol == IPPROTO_ICMP) {
+		// The echo identifier: a request's stands for its source port.
+		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
+	} else {
+		*(__be16 *)l4 = e->sport;
+		*(__be16 *)(l4 + 2) = e->dport;
+	}
+
+	__u32 egress = e->egress_ifindex;
+	__u32 pseudo = e->pseudo_delta;
+	__u32 ports = e->port_delta;
+
+	// ICMP has no pseudo-header.
+	if (protocol != IPPROTO_ICMP)
+		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | l4_flags);
+	bpf_l4_csum_replace(skb, csum_off, 0, ports, l4_flags);
+	return bpf_redirect(egress, 0);
+}
+
+// The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not
+// for this socket) for a frame xwan_offload will forward, its whole length
+// otherwise. The socket sees the frame from its Ethernet header.
+SEC("socket")
+int xwan_offload_tap(struct __sk_buff *skb)
+{
+	__be16 proto;
+	// The IPv4 header and up to a TCP header, 4-byte aligned as the
+	// verifier wants the stack read.
+	__u32 l3[10] = {};
+
+	if (skb->vlan_present)
+		return skb->len;
+	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0 ||
+	    proto != bpf_htons(ETH_P_IP))
+		return skb->len;
+	// A short UDP datagram has only its own 8-byte header (a failed load
+	// clears the buffer, so the shorter one comes second).
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, l3, sizeof(l3)) < 0 &&
+	    bpf_skb_load_bytes(skb, ETH_HLEN, l3, 20 + 8) < 0)
+		return skb->len;
+
+	struct offload_key key;
+	struct offload_entry *e = offload_eligible(skb->ingress_ifindex, (struct iphdr *)l3,
+						   (void *)l3 + sizeof(l3), skb->gso_size,
+						   skb->len - ETH_HLEN, &key);
+
+	return e ? 0 : skb->len;
+}

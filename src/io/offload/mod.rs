@@ -1,0 +1,318 @@
+//! The in-kernel fast path for established flows (`[dataplane] offload`):
+//! the TC program `xwan_offload` (src/io/afxdp/offload.bpf.h, in the XDP
+//! object so both share its maps) attached at TCX ingress of the LAN and
+//! every WAN interface, and the bookkeeping that keeps its map equal to
+//! what the router core decides ([`Router::offloadable`]).
+//!
+//! [`Offload::sync`] runs every second before the flow sweeper, and before
+//! a failover, a status or a flow listing (and [`Offload::refresh`], the
+//! same without reading the counters back, every 200 ms while the table is
+//! small: `io/runtime/offload_glue.rs`): it reads the per-CPU counters of
+//! every installed entry back into the flow table (packets, bytes, last
+//! seen, the sequence a failover RST needs), removes the entries of flows
+//! the core no longer offers (closing, gone, near their idle timeout, a
+//! changed MAC, MTU or address: those are re-added with their new values),
+//! reading their counters a last time, and installs the new ones. So an
+//! entry leaves the map before its flow is freed, and a busy flow's last
+//! seen is fresh when the sweeper looks. When the map is full, flows stay
+//! with the workers (`refused_full`).
+
+mod map;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use libbpf_rs::MapHandle;
+use tracing::{info, warn};
+
+use crate::flow::{FlowKey, Side};
+use crate::io::{sys, Interface};
+use crate::router::{OffloadCredit, Port, Router};
+use map::{EntryKey, EntryValue, Maps, Totals};
+
+pub use map::MAX_ENTRIES;
+
+/// The programs and maps the XDP object holds for the fast path.
+pub struct OffloadParts {
+    /// `xwan_offload`, for TCX ingress.
+    pub program: OwnedFd,
+    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`).
+    pub tap: OwnedFd,
+    pub entries: MapHandle,
+    pub stats: MapHandle,
+}
+
+/// The fast path's figures, for `xwan status` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    /// Entries in the map (two per flow).
+    pub entries: u64,
+    /// Entries the full map refused (their flows stay with the workers).
+    pub refused_full: u64,
+    /// Entries that could not be written or removed for another reason.
+    pub map_errors: u64,
+    /// Packets and bytes the fast path forwarded (of entries installed now
+    /// and removed since the start).
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One installed entry: what the core knows it by and what was last read.
+struct Installed {
+    side: Side,
+    key: FlowKey,
+    value: EntryValue,
+    seen: Totals,
+}
+
+struct State {
+    maps: Maps,
+    installed: HashMap<EntryKey, Installed>,
+    stats: OffloadStats,
+}
+
+/// The fast path, attached; dropping it detaches the program (its links close).
+pub struct Offload {
+    state: Mutex<State>,
+    /// The LAN's ifindex, then each uplink's.
+    lan: u32,
+    wans: Vec<u32>,
+    /// Per interface: the hook that serves it.
+    hooks: Vec<(String, &'static str)>,
+    /// The TCX links: the program stays attached while they are open.
+    links: Mutex<Vec<OwnedFd>>,
+}
+
+/// Why the fast path could not start (xwan then runs without it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot attach the offload program to {interface}: {source}")]
+pub struct OffloadError {
+    interface: String,
+    source: std::io::Error,
+}
+
+impl Offload {
+    /// Attaches the program at TCX ingress of every interface.
+    pub fn start(parts: OffloadParts, interfaces: &[Interface]) -> Result<Offload, OffloadError> {
+        let mut links = Vec::with_capacity(interfaces.len());
+        let mut hooks = Vec::with_capacity(interfaces.len());
+        for interface in interfaces {
+            let link = sys::bpf::attach_tcx_ingress(parts.program.as_raw_fd(), interface.ifindex)
+                .map_err(|source| OffloadError {
+                interface: interface.name.clone(),
+                source,
+            })?;
+            links.push(link);
+            hooks.push((interface.name.clone(), "tc"));
+        }
+        let ifindex_of = |port: Port| {
+            interfaces
+                .iter()
+                .find(|i| i.port == port)
+                .map(|i| i.ifindex)
+        };
+        let lan = ifindex_of(Port::Lan).unwrap_or(0);
+        let wans = (0..)
+            .map_while(|uplink| ifindex_of(Port::Wan(uplink)))
+            .collect();
+        info!(
+            interfaces = interfaces.len(),
+            "offload: established flows forwarded in the kernel (TC ingress)"
+        );
+        Ok(Offload {
+            state: Mutex::new(State {
+                maps: Maps::new(parts.entries, parts.stats),
+                installed: HashMap::new(),
+                stats: OffloadStats::default(),
+            }),
+            lan,
+            wans,
+            hooks,
+            links: Mutex::new(links),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn ifindex(&self, port: Port) -> Option<u32> {
+        match port {
+            Port::Lan => Some(self.lan),
+            Port::Wan(uplink) => self.wans.get(usize::from(uplink)).copied(),
+        }
+    }
+
+    /// Which hook serves each interface.
+    pub fn hooks(&self) -> &[(String, &'static str)] {
+        &self.hooks
+    }
+
+    /// The LAN-side keys of the flows whose entries are in the map.
+    pub fn carried(&self) -> HashSet<FlowKey> {
+        self.lock()
+            .installed
+            .values()
+            .filter(|i| i.side == Side::Lan)
+            .map(|i| i.key)
+            .collect()
+    }
+
+    pub fn stats(&self) -> OffloadStats {
+        let state = self.lock();
+        OffloadStats {
+            entries: state.installed.len() as u64,
+            ..state.stats.clone()
+        }
+    }
+
+    /// Detaches the program, then empties the map into the flow table: the
+    /// orderly stop, before the state is saved.
+    pub fn stop(&self, router: &Router, now: Duration) {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        let mut state = self.lock();
+        let installed: Vec<(EntryKey, Installed)> = state.installed.drain().collect();
+        for (key, entry) in installed {
+            state.uninstall(&key, entry, router, now);
+        }
+    }
+
+    /// Brings the core and the map in line at `now` (the router's clock):
+    /// every entry's counters read back, then the map made equal to the
+    /// core's set.
+    pub fn sync(&self, router: &Router, now: Duration) {
+        self.bring_in_line(router, now, true);
+    }
+
+    /// [`Offload::sync`] without reading back the counters of the entries
+    /// that stay (one system call each): newly established flows in, gone
+    /// ones out.
+    pub fn refresh(&self, router: &Router, now: Duration) {
+        self.bring_in_line(router, now, false);
+    }
+
+    fn bring_in_line(&self, router: &Router, now: Duration, read_counters: bool) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if read_counters {
+            // In batches; one entry at a time if the kernel refuses that.
+            let all = state.maps.all_totals();
+            for (key, installed) in state.installed.iter_mut() {
+                let totals = match &all {
+                    Some(all) => all.get(key).copied().unwrap_or_default(),
+                    None => state.maps.totals(key),
+                };
+                credit(router, installed, totals, now, &mut state.stats);
+            }
+        }
+        let mut wanted: HashMap<EntryKey, Installed> = HashMap::new();
+        for flow in router.offloadable(now) {
+            for (side, entry) in [Side::Lan, Side::Wan].into_iter().zip(flow.entries) {
+                let (Some(ingress), Some(egress)) =
+                    (self.ifindex(entry.ingress), self.ifindex(entry.egress))
+                else {
+                    continue;
+                };
+                let key = EntryKey::new(ingress, &entry.key);
+                let value = EntryValue::new(egress, &entry, side == Side::Wan);
+                wanted.insert(
+                    key,
+                    Installed {
+                        side,
+                        key: entry.key,
+                        value,
+                        seen: Totals::default(),
+                    },
+                );
+            }
+        }
+        let stale: Vec<EntryKey> = state
+            .installed
+            .iter()
+            .filter(|(key, installed)| {
+                wanted
+                    .get(key)
+                    .is_none_or(|want| want.value != installed.value)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in stale {
+            if let Some(installed) = state.installed.remove(&key) {
+                state.uninstall(&key, installed, router, now);
+            }
+        }
+        for (key, want) in wanted {
+            if state.installed.contains_key(&key) {
+                continue;
+            }
+            match state.maps.insert(&key, &want.value) {
+                Ok(()) => {
+                    state.installed.insert(key, want);
+                }
+                Err(e) if map::is_full(&e) => state.stats.refused_full += 1,
+                Err(e) => {
+                    state.stats.map_errors += 1;
+                    warn!(error = %e, "offload: cannot install an entry");
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    /// Removes an entry from the map and credits its last counters.
+    fn uninstall(
+        &mut self,
+        key: &EntryKey,
+        mut installed: Installed,
+        router: &Router,
+        now: Duration,
+    ) {
+        if let Err(e) = self.maps.remove(key) {
+            self.stats.map_errors += 1;
+            warn!(error = %e, "offload: cannot remove an entry");
+        }
+        let totals = self.maps.take_totals(key);
+        credit(router, &mut installed, totals, now, &mut self.stats);
+    }
+}
+
+/// Credits what the fast path did for `installed` since the last read.
+fn credit(
+    router: &Router,
+    installed: &mut Installed,
+    totals: Totals,
+    now: Duration,
+    stats: &mut OffloadStats,
+) {
+    let packets = totals.packets.saturating_sub(installed.seen.packets);
+    let bytes = totals.bytes.saturating_sub(installed.seen.bytes);
+    let next_seq = (totals.next_seq != 0 && totals.next_seq != installed.seen.next_seq)
+        .then_some(totals.next_seq);
+    if packets == 0 && next_seq.is_none() {
+        return;
+    }
+    installed.seen = totals;
+    stats.packets += packets;
+    stats.bytes += bytes;
+    router.credit_offloaded(
+        installed.side,
+        &installed.key,
+        OffloadCredit {
+            packets,
+            bytes,
+            last_seen: (packets > 0).then_some(now),
+            next_seq_to_lan: next_seq,
+        },
+    );
+}

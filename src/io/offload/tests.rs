@@ -1,0 +1,221 @@
+//! The fast path's eBPF program run by the kernel (`BPF_PROG_TEST_RUN`, no
+//! interface needed) on the frames the router core forwards, installed by
+//! [`Offload::sync`] from the core's own entries: it must make the same
+//! bytes as the core, count what it forwards back into the flow table, and
+//! leave to the workers what is not its. Needs root (CAP_BPF).
+
+use std::time::Duration;
+
+use super::map::{EntryKey, EntryValue};
+use super::*;
+use crate::io::afxdp::load_offload_parts;
+use crate::router::Verdict;
+use crate::testing::offload::{Conversation, Established};
+use crate::testing::{self, FIN_ACK};
+
+const LAN_IFINDEX: u32 = 101;
+const WAN_IFINDEX: u32 = 102;
+const WAN2_IFINDEX: u32 = 103;
+/// TCX_REDIRECT and TCX_NEXT as the program returns them.
+const REDIRECT: u32 = 7;
+const NEXT: u32 = u32::MAX;
+
+/// The fast path with its maps but no link (the test runs the program itself).
+fn unattached() -> (Offload, OwnedFd) {
+    let owned = crate::io::OwnedTraffic {
+        lan_networks: Vec::new(),
+        bypass: Vec::new(),
+        local_addresses: Vec::new(),
+        wan_addresses: Vec::new(),
+        nat_ports: crate::config::PortRange {
+            lo: 20000,
+            hi: 59999,
+        },
+        tcp_forwards: Vec::new(),
+        udp_forwards: Vec::new(),
+    };
+    let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
+    let program = parts.program.try_clone().expect("dup the program");
+    let offload = Offload {
+        state: Mutex::new(State {
+            maps: Maps::new(parts.entries, parts.stats),
+            installed: HashMap::new(),
+            stats: OffloadStats::default(),
+        }),
+        lan: LAN_IFINDEX,
+        wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
+        hooks: Vec::new(),
+        links: Mutex::new(Vec::new()),
+    };
+    (offload, program)
+}
+
+fn run(program: &OwnedFd, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
+    sys::bpf::test_run_tc(program.as_raw_fd(), frame, ifindex).expect("BPF_PROG_TEST_RUN")
+}
+
+/// Both directions of `c`: the program redirects each data packet out the
+/// right interface with the core's bytes, and the flow's counters take it.
+fn same_as_core(bench: &mut Established, c: Conversation) {
+    let (offload, program) = unattached();
+    offload.refresh(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 2);
+    let before = bench.router.flows(bench.now, 10, |_| true)[0].clone();
+    for (frame, ingress, egress) in [
+        (c.outbound, LAN_IFINDEX, WAN_IFINDEX),
+        (c.inbound, WAN_IFINDEX, LAN_IFINDEX),
+    ] {
+        let (retval, fast) = run(&program, &frame, ingress);
+        assert_eq!(retval, REDIRECT, "redirected");
+        let port = if ingress == LAN_IFINDEX {
+            Port::Lan
+        } else {
+            Port::Wan(0)
+        };
+        let (verdict, core) = bench.send(port, frame);
+        assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+        assert_eq!(fast, core, "the program and the core differ (out {egress})");
+        testing::check(&fast).expect("valid checksums");
+    }
+    // The core saw one packet each way itself; the fast path's come back
+    // with a sync, not with a refresh.
+    bench.now += Duration::from_secs(5);
+    offload.refresh(&bench.router, bench.now);
+    assert_eq!(offload.stats().packets, 0);
+    offload.sync(&bench.router, bench.now);
+    let after = bench.router.flows(bench.now, 10, |_| true)[0].clone();
+    assert_eq!(
+        after.packets,
+        [before.packets[0] + 2, before.packets[1] + 2]
+    );
+    assert_eq!(after.idle_s, 0);
+    assert_eq!(offload.stats().packets, 2);
+}
+
+#[test]
+fn tcp_snat_both_ways_as_the_core() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    same_as_core(&mut bench, c);
+}
+
+#[test]
+fn tcp_dnat_both_ways_as_the_core() {
+    let mut bench = Established::new();
+    let c = bench.tcp_dnat(50000);
+    same_as_core(&mut bench, c);
+}
+
+#[test]
+fn udp_snat_both_ways_as_the_core() {
+    let mut bench = Established::new();
+    let c = bench.udp_snat(5353);
+    same_as_core(&mut bench, c);
+}
+
+#[test]
+fn icmp_echo_both_ways_as_the_core() {
+    let mut bench = Established::new();
+    let c = bench.icmp_echo(777);
+    same_as_core(&mut bench, c);
+}
+
+#[test]
+fn what_is_not_the_fast_paths_goes_on() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    offload.sync(&bench.router, bench.now);
+    // On the wrong interface, with TTL 1, too big for the egress MTU, a FIN.
+    assert_eq!(run(&program, &c.outbound, WAN_IFINDEX).0, NEXT);
+    let mut ttl1 = c.outbound.clone();
+    testing::edit_ip_header(&mut ttl1, |ip| ip[8] = 1);
+    assert_eq!(run(&program, &ttl1, LAN_IFINDEX).0, NEXT);
+    bench.router.set_interface_mtu(Port::Wan(0), 576);
+    offload.sync(&bench.router, bench.now);
+    let big = testing::tcp(
+        &addressing_of(&c.outbound),
+        40000,
+        443,
+        testing::ACK,
+        &[0u8; 1000],
+    );
+    assert_eq!(run(&program, &big, LAN_IFINDEX).0, NEXT);
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
+    let fin = testing::tcp(&addressing_of(&c.outbound), 40000, 443, FIN_ACK, &[]);
+    assert_eq!(run(&program, &fin, LAN_IFINDEX).0, NEXT);
+    // The core saw the FIN: the flow leaves the fast path.
+    bench.send(Port::Lan, fin);
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 0);
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+}
+
+#[test]
+fn failover_rst_carries_the_fast_paths_sequence() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    offload.sync(&bench.router, bench.now);
+    // Data from the server on the fast path only: seq 1000 + 25 bytes.
+    assert_eq!(run(&program, &c.inbound, WAN_IFINDEX).0, REDIRECT);
+    let all = offload.lock().maps.all_totals().expect("batched reads");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.values().map(|t| t.packets).sum::<u64>(), 1);
+    offload.sync(&bench.router, bench.now);
+    let failed = bench.router.fail_over(0);
+    let rst = &failed.resets[0];
+    let payload = c.inbound.len() - 14 - 20 - 20;
+    assert_eq!(
+        u32::from_be_bytes([rst[38], rst[39], rst[40], rst[41]]),
+        1000 + payload as u32
+    );
+    offload.sync(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 0);
+}
+
+fn addressing_of(frame: &[u8]) -> testing::Addressing {
+    let seen = testing::check(frame).expect("a valid frame");
+    testing::Addressing {
+        src_mac: frame[6..12].try_into().expect("6 bytes"),
+        dst_mac: frame[0..6].try_into().expect("6 bytes"),
+        src: seen.src,
+        dst: seen.dst,
+        ttl: 64,
+    }
+}
+
+#[test]
+fn a_full_map_leaves_flows_to_the_workers() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program) = unattached();
+    let entry = bench.router.offloadable(bench.now)[0].entries[0];
+    {
+        let state = offload.lock();
+        for i in 0..MAX_ENTRIES {
+            let key = crate::flow::FlowKey {
+                protocol: 17,
+                src: crate::packet::Endpoint::new([10, 0, (i >> 8) as u8, i as u8], 1),
+                dst: crate::packet::Endpoint::new([10, 1, 0, 0], (i >> 16) as u16),
+            };
+            state
+                .maps
+                .insert(
+                    &EntryKey::new(999, &key),
+                    &EntryValue::new(1, &entry, false),
+                )
+                .expect("room for the filler");
+        }
+    }
+    // The counters of the whole map in batches of 4096.
+    let all = offload.lock().maps.all_totals().expect("batched reads");
+    assert_eq!(all.len(), MAX_ENTRIES as usize);
+    offload.sync(&bench.router, bench.now);
+    let stats = offload.stats();
+    assert_eq!(
+        (stats.entries, stats.refused_full, stats.map_errors),
+        (0, 2, 0)
+    );
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+}

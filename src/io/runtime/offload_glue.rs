@@ -1,0 +1,136 @@
+//! `[dataplane] offload` at run time: whether the in-kernel fast path runs
+//! ([`crate::io::offload`]), and its figures for status and metrics.
+//!
+//! With `--io xdp` the XDP program passes the fast path's frames to TC;
+//! with `--io packet` the workers' AF_PACKET sockets, which see every frame
+//! before TC ingress, get a socket filter that keeps those frames from them.
+
+use std::collections::HashSet;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::data_path::DataPath;
+use crate::config::{Config, Offload as OffloadSetting};
+use crate::control::protocol::OffloadReport;
+use crate::flow::FlowKey;
+use crate::io::afxdp::load_offload_parts;
+use crate::io::offload::{Offload, MAX_ENTRIES};
+
+/// How often the offload thread picks up newly established flows while the
+/// table is small enough to scan cheaply (at most [`MAX_ENTRIES`] flows, the
+/// map's own size); a bigger table is scanned once a second, by the sweeper.
+pub(super) const QUICK_SYNC: Duration = Duration::from_millis(200);
+use crate::io::DataPathSetup;
+use crate::router::Router;
+
+/// The fast path, if it runs, and why not otherwise.
+pub(super) struct FastPath {
+    pub offload: Option<Arc<Offload>>,
+    /// "on", "off" or "unavailable (why)".
+    state: String,
+    /// The router's clock.
+    epoch: Instant,
+}
+
+impl FastPath {
+    pub fn start(data_path: &DataPath, setup: &DataPathSetup, config: &Config) -> FastPath {
+        let without = |state: String| FastPath {
+            offload: None,
+            state,
+            epoch: setup.epoch,
+        };
+        if config.dataplane.offload == OffloadSetting::Off {
+            return without("off".to_string());
+        }
+        let started = match data_path {
+            DataPath::Xdp(path) => path.offload_parts().map_err(|e| e.to_string()),
+            // No XDP program runs: the same object, loaded for the maps and
+            // programs, and the sockets' filter keeps the fast path's frames
+            // from the workers before TC takes them.
+            DataPath::Packet { path, .. } => load_offload_parts(&setup.owned)
+                .map_err(|e| format!("loading its BPF object: {e}"))
+                .and_then(|parts| {
+                    path.attach_filter(parts.tap.as_raw_fd())
+                        .map(|()| parts)
+                        .map_err(|e| e.to_string())
+                }),
+        }
+        .and_then(|parts| Offload::start(parts, &setup.interfaces).map_err(|e| e.to_string()));
+        match started {
+            Ok(offload) => FastPath {
+                offload: Some(Arc::new(offload)),
+                state: "on".to_string(),
+                epoch: setup.epoch,
+            },
+            Err(why) => {
+                warn!("offload unavailable ({why}): established flows stay with the workers");
+                without(format!("unavailable ({why})"))
+            }
+        }
+    }
+
+    pub fn report(&self) -> OffloadReport {
+        let Some(offload) = &self.offload else {
+            return OffloadReport {
+                state: self.state.clone(),
+                ..OffloadReport::default()
+            };
+        };
+        let stats = offload.stats();
+        OffloadReport {
+            state: self.state.clone(),
+            hooks: offload
+                .hooks()
+                .iter()
+                .map(|(interface, hook)| (interface.clone(), hook.to_string()))
+                .collect(),
+            entries: stats.entries,
+            capacity: u64::from(MAX_ENTRIES),
+            refused_full: stats.refused_full,
+            map_errors: stats.map_errors,
+            packets: stats.packets,
+            bytes: stats.bytes,
+        }
+    }
+
+    /// Brings the flow table up to date with the fast path (see
+    /// [`Offload::sync`]); nothing without it.
+    pub fn sync(&self, router: &Router) {
+        if let Some(offload) = &self.offload {
+            offload.sync(router, self.epoch.elapsed());
+        }
+    }
+
+    /// The LAN-side keys of the flows on the fast path now (none without it).
+    pub fn carried(&self) -> HashSet<FlowKey> {
+        self.offload
+            .as_ref()
+            .map_or_else(HashSet::new, |offload| offload.carried())
+    }
+
+    /// Whether the fast path runs.
+    pub fn is_on(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// The offload thread's tick, while the table is small: newly
+    /// established flows into the map ([`Offload::refresh`]; the counters
+    /// are read back by [`FastPath::sync`]).
+    pub fn quick_sync(&self, router: &Router) {
+        if let Some(offload) = &self.offload {
+            if router.flow_count() <= MAX_ENTRIES {
+                offload.refresh(router, self.epoch.elapsed());
+            }
+        }
+    }
+
+    /// Detaches the program and takes its last counters into the flow table.
+    pub fn stop(&self, router: &Router) {
+        if let Some(offload) = &self.offload {
+            offload.stop(router, self.epoch.elapsed());
+        }
+    }
+}

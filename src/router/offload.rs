@@ -1,0 +1,192 @@
+//! The in-kernel fast path as the core decides it: which flows may be
+//! forwarded by the eBPF program at the interfaces (`io/offload`), and what
+//! that program does with each of their packets, computed from the flow and
+//! the router's current state (MACs, MTUs, addresses). The core stays the
+//! authority: the I/O layer asks it for the whole set ([`Router::offloadable`])
+//! and keeps the kernel's map equal to it, and gives back what the fast path
+//! saw ([`Router::credit_offloaded`]) so counters, last seen and the sequence
+//! a failover RST needs stay exact.
+//!
+//! A flow is offered once it is established (TCP: both SYNs seen, no FIN or
+//! RST yet; UDP and ICMP echo: packets both ways), while its next hops' MACs
+//! are known and it is not close to its idle timeout (so it leaves the map
+//! before the sweeper frees it). Hairpinned flows stay with the workers.
+//! Segments with SYN, FIN or RST never take the fast path: the core sees
+//! every TCP state change.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{seconds, Egress, Router};
+use crate::flow::{idle_timeout, tcp_state, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, Side};
+use crate::packet::checksum::{delta16, delta32, fold};
+use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::verdict::Port;
+
+/// Seconds before its idle timeout at which a flow leaves the fast path, so
+/// the entry is gone before the sweeper (which runs every second) frees it.
+pub const EXPIRY_MARGIN_S: u32 = 3;
+
+/// One direction of an offloaded flow: what the fast path matches and what
+/// it makes of a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadEntry {
+    /// Where the packets come in.
+    pub ingress: Port,
+    /// Their tuple as they arrive.
+    pub key: FlowKey,
+    /// Where they go out.
+    pub egress: Port,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// Their new source and destination.
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// What the address change and the TTL's decrement add to the IP
+    /// header checksum (a folded one's-complement sum, RFC 1624:
+    /// HC' = ~(~HC + delta)), as the core's established path adds it.
+    pub ip_delta: u16,
+    /// What the address change adds to the TCP/UDP checksum (its
+    /// pseudo-header part: also applied to a partial checksum; 0 for ICMP).
+    pub pseudo_delta: u16,
+    /// What the port change adds to the TCP/UDP checksum (an ICMP echo's:
+    /// the identifier's, which stands for a port in the key).
+    pub port_delta: u16,
+    /// The egress MTU: longer packets (or GSO segments) go to the workers.
+    pub mtu: u16,
+}
+
+/// A flow the fast path may carry, both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadFlow {
+    pub spec: FlowSpec,
+    /// From the inside host (its LAN key), then from the remote end (its
+    /// WAN key).
+    pub entries: [OffloadEntry; 2],
+}
+
+/// What the fast path saw of one direction of a flow since the last credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OffloadCredit {
+    pub packets: u64,
+    pub bytes: u64,
+    /// When it last saw a packet, on the router's clock (None: none since
+    /// the last credit).
+    pub last_seen: Option<Duration>,
+    /// TCP from the remote end: the sequence the inside host expects next.
+    pub next_seq_to_lan: Option<u32>,
+}
+
+impl OffloadEntry {
+    /// The entry for `spec`'s packets arriving on `side` (with `ingress`
+    /// their port), sent by `egress` with its MTU.
+    fn new(spec: &FlowSpec, side: Side, ingress: Port, egress: Egress, mtu: u16) -> OffloadEntry {
+        let key = spec.key(side);
+        let rewrite = egress.rewrite;
+        let addresses =
+            delta32(key.src.addr, rewrite.src.addr) + delta32(key.dst.addr, rewrite.dst.addr);
+        OffloadEntry {
+            ingress,
+            key,
+            egress: egress.port,
+            src_mac: rewrite.src_mac,
+            dst_mac: rewrite.dst_mac,
+            src: rewrite.src,
+            dst: rewrite.dst,
+            // The one computation the core's established path reads too.
+            ip_delta: spec.checksum_deltas(side).ip,
+            // ICMP's checksum covers no pseudo-header.
+            pseudo_delta: if key.protocol == PROTO_ICMP {
+                0
+            } else {
+                fold(addresses)
+            },
+            port_delta: fold(
+                delta16(key.src.port, rewrite.src.port) + delta16(key.dst.port, rewrite.dst.port),
+            ),
+            mtu,
+        }
+    }
+}
+
+/// Whether a flow in this state may take the fast path.
+fn established(spec: &FlowSpec, tcp: u8, packets: [u64; 2]) -> bool {
+    match spec.protocol {
+        PROTO_TCP => tcp == tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN,
+        PROTO_UDP | PROTO_ICMP => packets[0] > 0 && packets[1] > 0,
+        _ => false,
+    }
+}
+
+impl Router {
+    /// Every flow the fast path may carry at `now`, with both directions'
+    /// entries computed from the router's current state.
+    pub fn offloadable(&self, now: Duration) -> Vec<OffloadFlow> {
+        let now = seconds(now);
+        let timeouts = self.timeouts.get();
+        self.table
+            .scan(|flow| {
+                let spec = &flow.spec;
+                let tcp = flow.tcp.load(Ordering::Relaxed);
+                let packets = [0, 1].map(|i| flow.packets[i].load(Ordering::Relaxed));
+                let idle = now.saturating_sub(flow.last_seen.load(Ordering::Relaxed));
+                let offered = matches!(spec.kind, FlowKind::Snat | FlowKind::Dnat)
+                    && established(spec, tcp, packets)
+                    && idle + EXPIRY_MARGIN_S < idle_timeout(spec.protocol, tcp, &timeouts);
+                offered.then_some(flow.spec)
+            })
+            .iter()
+            .filter_map(|spec| self.offload_flow(spec))
+            .collect()
+    }
+
+    /// Both directions of an established flow; None while a next hop's MAC
+    /// is unknown.
+    fn offload_flow(&self, spec: &FlowSpec) -> Option<OffloadFlow> {
+        let outbound = self.egress_to_remote(spec).ok()?;
+        let inbound = self.egress_to_inside(spec, None);
+        let wan = Port::Wan(spec.uplink);
+        Some(OffloadFlow {
+            spec: *spec,
+            entries: [
+                OffloadEntry::new(
+                    spec,
+                    Side::Lan,
+                    Port::Lan,
+                    outbound,
+                    self.mtu(outbound.port),
+                ),
+                OffloadEntry::new(spec, Side::Wan, wan, inbound, self.mtu(inbound.port)),
+            ],
+        })
+    }
+
+    /// Flows in the table now (one atomic load: how much a scan for
+    /// [`Router::offloadable`] would read).
+    pub fn flow_count(&self) -> u32 {
+        self.table.len()
+    }
+
+    /// Records on the flow `key` (arriving on `side`) what the fast path saw
+    /// of it; false when the flow is gone.
+    pub fn credit_offloaded(&self, side: Side, key: &FlowKey, credit: OffloadCredit) -> bool {
+        self.table
+            .with_flow(side, key, |flow| credit_flow(flow, side, &credit))
+            .is_some()
+    }
+}
+
+fn credit_flow(flow: &Flow, side: Side, credit: &OffloadCredit) {
+    let i = side as usize;
+    flow.packets[i].fetch_add(credit.packets, Ordering::Relaxed);
+    flow.bytes[i].fetch_add(credit.bytes, Ordering::Relaxed);
+    if let Some(seen) = credit.last_seen {
+        flow.last_seen.fetch_max(seconds(seen), Ordering::Relaxed);
+    }
+    if let Some(next) = credit.next_seq_to_lan {
+        FlowTable::track_seq_to_lan(flow, next, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests;

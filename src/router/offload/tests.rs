@@ -1,0 +1,205 @@
+//! The entries the core computes for the fast path: applied as the eBPF
+//! program applies them, they make the same bytes as the core.
+
+use super::*;
+use crate::flow::tcp_state;
+use crate::testing::offload::{Established, GATEWAY_MAC, HOST_MAC, LAN_MAC, WAN_MAC};
+use crate::testing::{self, tcp, Addressing, FIN_ACK};
+use crate::verdict::Verdict;
+
+/// What the eBPF program does with a matching frame (TCP, UDP or ICMP echo,
+/// IPv4 without options): MACs, addresses, ports or echo identifier, TTL,
+/// checksums by the entry's deltas.
+fn apply(entry: &OffloadEntry, frame: &[u8]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    let ip_check = |c: u16, d: u16| !fold(u32::from(!c) + u32::from(d));
+    out[0..6].copy_from_slice(&entry.dst_mac);
+    out[6..12].copy_from_slice(&entry.src_mac);
+    out[22] -= 1;
+    let check = u16::from_be_bytes([out[24], out[25]]);
+    out[24..26].copy_from_slice(&ip_check(check, entry.ip_delta).to_be_bytes());
+    out[26..30].copy_from_slice(&entry.src.addr);
+    out[30..34].copy_from_slice(&entry.dst.addr);
+    let at = match entry.key.protocol {
+        PROTO_TCP => 34 + 16,
+        PROTO_UDP => 34 + 6,
+        _ => 34 + 2,
+    };
+    if entry.key.protocol == PROTO_ICMP {
+        // The identifier: a request's (type 8) stands for its source port.
+        let id = if out[34] == 8 {
+            entry.src.port
+        } else {
+            entry.dst.port
+        };
+        out[38..40].copy_from_slice(&id.to_be_bytes());
+    } else {
+        out[34..36].copy_from_slice(&entry.src.port.to_be_bytes());
+        out[36..38].copy_from_slice(&entry.dst.port.to_be_bytes());
+    }
+    let l4 = u16::from_be_bytes([out[at], out[at + 1]]);
+    let l4 = ip_check(ip_check(l4, entry.pseudo_delta), entry.port_delta);
+    out[at..at + 2].copy_from_slice(&l4.to_be_bytes());
+    out
+}
+
+fn only_flow(bench: &Established) -> OffloadFlow {
+    let flows = bench.router.offloadable(bench.now);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    flows[0]
+}
+
+/// Both directions of `conversation`'s flow: the entry matches the frame as
+/// it arrives and makes of it what the core makes.
+fn same_as_core(bench: &mut Established, outbound: Vec<u8>, inbound: Vec<u8>) {
+    let flow = only_flow(bench);
+    for (entry, frame) in flow.entries.iter().zip([outbound, inbound]) {
+        let seen = testing::check(&frame).expect("a valid frame");
+        assert_eq!(entry.key.src.addr, seen.src.octets());
+        assert_eq!(entry.key.dst.addr, seen.dst.octets());
+        // (An ICMP echo's identifier stands for one port in the key.)
+        if entry.key.protocol != PROTO_ICMP {
+            assert_eq!(
+                (entry.key.src.port, entry.key.dst.port),
+                (seen.src_port, seen.dst_port)
+            );
+        }
+        let fast = apply(entry, &frame);
+        let (verdict, core) = bench.send(entry.ingress, frame);
+        assert_eq!(
+            verdict,
+            Verdict::Forward {
+                port: entry.egress,
+                len: core.len()
+            }
+        );
+        assert_eq!(fast, core, "fast path and core differ for {entry:?}");
+        testing::check(&fast).expect("valid checksums");
+    }
+}
+
+#[test]
+fn tcp_snat_entries_rewrite_as_the_core_does() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    same_as_core(&mut bench, c.outbound, c.inbound);
+    let flow = only_flow(&bench);
+    assert_eq!(flow.entries[0].ingress, Port::Lan);
+    assert_eq!(flow.entries[0].egress, Port::Wan(0));
+    assert_eq!(
+        (flow.entries[0].src_mac, flow.entries[0].dst_mac),
+        (WAN_MAC, GATEWAY_MAC)
+    );
+    assert_eq!(flow.entries[1].ingress, Port::Wan(0));
+    assert_eq!(flow.entries[1].egress, Port::Lan);
+    assert_eq!(
+        (flow.entries[1].src_mac, flow.entries[1].dst_mac),
+        (LAN_MAC, HOST_MAC)
+    );
+    assert_eq!((flow.entries[0].mtu, flow.entries[1].mtu), (1500, 1500));
+}
+
+#[test]
+fn tcp_dnat_entries_rewrite_as_the_core_does() {
+    let mut bench = Established::new();
+    let c = bench.tcp_dnat(50000);
+    same_as_core(&mut bench, c.outbound, c.inbound);
+}
+
+#[test]
+fn udp_entries_rewrite_as_the_core_does() {
+    let mut bench = Established::new();
+    let c = bench.udp_snat(5353);
+    same_as_core(&mut bench, c.outbound, c.inbound);
+}
+
+#[test]
+fn icmp_echo_entries_rewrite_as_the_core_does() {
+    let mut bench = Established::new();
+    let c = bench.icmp_echo(777);
+    let flow = only_flow(&bench);
+    assert_eq!(flow.entries[0].pseudo_delta, 0, "ICMP has no pseudo-header");
+    same_as_core(&mut bench, c.outbound, c.inbound);
+}
+
+#[test]
+fn only_established_flows_are_offered() {
+    let mut bench = Established::new();
+    let host = Addressing {
+        src_mac: HOST_MAC,
+        dst_mac: LAN_MAC,
+        src: crate::testing::offload::HOST,
+        dst: crate::testing::offload::SERVER,
+        ttl: 64,
+    };
+    // A SYN alone, and a UDP query without an answer: not yet.
+    bench.send(Port::Lan, tcp(&host, 41000, 443, testing::SYN, &[]));
+    bench.send(Port::Lan, testing::udp(&host, 6000, 53, b"q"));
+    assert!(bench.router.offloadable(bench.now).is_empty());
+    // Established: offered; after a FIN: back to the workers.
+    bench.tcp_snat(42000);
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+    bench.send(Port::Lan, tcp(&host, 42000, 443, FIN_ACK, &[]));
+    assert!(bench.router.offloadable(bench.now).is_empty());
+}
+
+#[test]
+fn unknown_gateway_or_idle_flows_are_not_offered() {
+    let mut bench = Established::new();
+    bench.tcp_snat(40000);
+    bench.router.set_gateway_mac(0, None);
+    assert!(bench.router.offloadable(bench.now).is_empty());
+    bench.router.set_gateway_mac(0, Some(GATEWAY_MAC));
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+    // Close to its idle timeout (UDP: 300 s by default): taken off first.
+    let mut bench = Established::new();
+    bench.udp_snat(5353);
+    bench.now += Duration::from_secs(300 - u64::from(EXPIRY_MARGIN_S) - 1);
+    assert_eq!(bench.router.offloadable(bench.now).len(), 1);
+    bench.now += Duration::from_secs(1);
+    assert!(bench.router.offloadable(bench.now).is_empty());
+}
+
+#[test]
+fn the_mtu_follows_the_interface() {
+    let mut bench = Established::new();
+    bench.tcp_snat(40000);
+    bench.router.set_interface_mtu(Port::Wan(0), 1400);
+    let flow = only_flow(&bench);
+    assert_eq!((flow.entries[0].mtu, flow.entries[1].mtu), (1400, 1500));
+}
+
+#[test]
+fn credits_reach_the_flow() {
+    let mut bench = Established::new();
+    bench.tcp_snat(40000);
+    let flow = only_flow(&bench);
+    let before = bench.router.flows(bench.now, 10, |_| true)[0].clone();
+    let later = bench.now + Duration::from_secs(20);
+    let credit = OffloadCredit {
+        packets: 10,
+        bytes: 15000,
+        last_seen: Some(later),
+        next_seq_to_lan: Some(123_456),
+    };
+    assert!(bench
+        .router
+        .credit_offloaded(Side::Wan, &flow.entries[1].key, credit));
+    let after = bench.router.flows(later, 10, |_| true)[0].clone();
+    assert_eq!(after.packets[1], before.packets[1] + 10);
+    assert_eq!(after.bytes[1], before.bytes[1] + 15000);
+    assert_eq!(after.idle_s, 0);
+    assert_eq!(after.tcp, tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN);
+    // The failover RST carries the credited sequence.
+    let failed = bench.router.fail_over(0);
+    assert_eq!(failed.reset, 1);
+    let rst = &failed.resets[0];
+    assert_eq!(
+        u32::from_be_bytes([rst[38], rst[39], rst[40], rst[41]]),
+        123_456
+    );
+    // A flow that is gone takes no credit.
+    assert!(!bench
+        .router
+        .credit_offloaded(Side::Wan, &flow.entries[1].key, credit));
+}

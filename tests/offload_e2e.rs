@@ -1,0 +1,293 @@
+//! The in-kernel fast path (`[dataplane] offload`, on by default) in the
+//! testbed, with `--io xdp` and `--io packet`, with real traffic and the peers untouched (no XDP
+//! program or GRO switched on at the far ends): established packets go by
+//! it (its counters rise, the workers' do not), `xwan flows` stays right,
+//! idle flows still expire and busy ones do not, a failover's RST carries
+//! the sequence the client expects, and a reload keeps it working. Needs root.
+
+// Shared with the other end-to-end suites; not every helper is used here.
+#[path = "support/offload.rs"]
+mod offload_support;
+#[allow(dead_code)]
+#[path = "support/parity.rs"]
+mod parity;
+#[allow(dead_code)]
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use offload_support::{flow_to, iperf3, offload, pump, wait_entries, worker_rx};
+use support::{config_toml, ip_of, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1};
+use xwan::control::{request, Reply, Request};
+
+fn testbed(mode: RouterMode, extra: &str) -> Testbed {
+    let mut tb = Testbed::up(TxOffload::On);
+    let config = format!("{}\n{extra}", config_toml([1, 1], &tb.path("xwan.sock")));
+    tb.start_router(mode, &config);
+    tb
+}
+
+fn xdp_testbed(extra: &str) -> Testbed {
+    testbed(RouterMode::XwanXdp, extra)
+}
+
+/// A connection from h1 to SERVER1:`port`, through isp1 when `isp1`.
+fn connection(tb: &Testbed, port: u16, isp1: bool) -> (TcpStream, TcpStream) {
+    let server = SocketAddrV4::new(SERVER1, port);
+    let listener = tb.listen_tcp("inet", server);
+    for _ in 0..4 {
+        let client = tb.connect_tcp("h1", server).expect("connect");
+        let (conn, peer) = listener.accept();
+        if !isp1 || ip_of(peer) == WAN1 {
+            return (client, conn);
+        }
+    }
+    panic!("nth balancing gives isp1 one connection of two");
+}
+
+#[test]
+fn established_tcp_takes_the_fast_path_and_flows_stay_right_xdp() {
+    established_tcp_takes_the_fast_path(RouterMode::XwanXdp);
+}
+
+#[test]
+fn established_tcp_takes_the_fast_path_and_flows_stay_right_packet() {
+    established_tcp_takes_the_fast_path(RouterMode::XwanPacket);
+}
+
+fn established_tcp_takes_the_fast_path(mode: RouterMode) {
+    let tb = testbed(mode, "");
+    let report = offload(&tb);
+    assert_eq!(report.state, "on");
+    assert_eq!(report.hooks.len(), 3, "{report:?}");
+    assert!(
+        report.hooks.iter().all(|(_, hook)| hook == "tc"),
+        "{report:?}"
+    );
+
+    let (client, conn) = connection(&tb, 5001, false);
+    pump(&client, &conn, 1000, 1);
+    assert!(wait_entries(&tb, 2), "entries: {:?}", offload(&tb));
+    let (rx0, fast0) = (worker_rx(&tb), offload(&tb).packets);
+    let size = 16 << 20;
+    pump(&client, &conn, size, 2);
+    pump(&conn, &client, size, 3);
+    let (rx1, fast1) = (worker_rx(&tb), offload(&tb).packets);
+    let fast = fast1 - fast0;
+    eprintln!(
+        "{mode:?}, 32 MiB: {fast} packets on the fast path, {} frames to the workers",
+        rx1 - rx0
+    );
+    // 16 MiB each way is over 11000 full segments each way, plus ACKs
+    // (counted per segment in GSO super-frames).
+    assert!(fast > 20_000, "fast path packets {fast}");
+    assert!(
+        rx1 - rx0 < fast / 20,
+        "workers received {} frames",
+        rx1 - rx0
+    );
+
+    let remote = format!("{SERVER1}:5001");
+    let flow = flow_to(&tb, "tcp", &remote).expect("the flow is listed");
+    assert_eq!(flow.state, "established");
+    assert!(flow.offloaded, "{flow:?}");
+    assert!(flow.idle_s <= 1, "{flow:?}");
+    // Bytes counted with their Ethernet and IP headers: at least the payload.
+    for bytes in [flow.bytes_out, flow.bytes_in] {
+        assert!(bytes >= size as u64 && bytes < 2 * size as u64, "{flow:?}");
+    }
+
+    // A closing connection leaves the fast path, its FINs seen by the core.
+    drop((client, conn));
+    assert!(
+        poll(Duration::from_secs(5), || offload(&tb).entries == 0),
+        "{:?}",
+        offload(&tb)
+    );
+    let closed = flow_to(&tb, "tcp", &remote).expect("the closing flow is listed");
+    assert_ne!(closed.state, "established");
+    assert!(!closed.offloaded, "{closed:?}");
+
+    // iperf3 both ways (noisy: a sanity figure, not a benchmark).
+    for reverse in [false, true] {
+        let started = Instant::now();
+        let bytes = iperf3(&tb, "h1", "inet", SERVER1, 2, reverse);
+        eprintln!(
+            "{mode:?}: iperf3 {} through the fast path: {:.2} Gbit/s ({:?})",
+            if reverse { "download" } else { "upload" },
+            bytes as f64 * 8.0 / 2.0 / 1e9,
+            started.elapsed()
+        );
+        assert!(bytes > 0);
+    }
+}
+
+#[test]
+fn busy_udp_flows_stay_and_idle_ones_expire() {
+    let tb = xdp_testbed("[timeouts]\nudp_s = 6\n");
+    let server = tb.bind_udp("inet", SocketAddrV4::new(SERVER1, 5300));
+    server
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let client = tb.bind_udp("h1", SocketAddrV4::new(HOST1, 5301));
+    let stop = AtomicBool::new(false);
+    let peers = std::thread::scope(|s| {
+        let echo = s.spawn(|| {
+            let mut peers = std::collections::BTreeSet::new();
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = server.recv_from(&mut buf) {
+                    peers.insert(peer);
+                    server.send_to(&buf[..n], peer).expect("echo");
+                }
+            }
+            peers
+        });
+        // Ten seconds of a datagram every 100 ms: longer than udp_s, so
+        // only the fast path's counters keep the flow (and its mapping).
+        let mut buf = [0u8; 1500];
+        for i in 0..100u32 {
+            client
+                .send_to(&i.to_be_bytes(), SocketAddrV4::new(SERVER1, 5300))
+                .expect("send");
+            let (n, _) = client.recv_from(&mut buf).expect("the echo comes back");
+            assert_eq!(&buf[..n], &i.to_be_bytes());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        echo.join().expect("echo thread")
+    });
+    assert_eq!(peers.len(), 1, "one mapping all along: {peers:?}");
+    let fast = offload(&tb).packets;
+    assert!(fast > 100, "fast path packets {fast}");
+    let remote = format!("{SERVER1}:5300");
+    let flow = flow_to(&tb, "udp", &remote).expect("the flow is listed");
+    assert!(
+        flow.packets_out >= 100 && flow.packets_in >= 100,
+        "{flow:?}"
+    );
+    // Idle: out of the map, then expired.
+    assert!(
+        poll(Duration::from_secs(15), || flow_to(&tb, "udp", &remote)
+            .is_none()),
+        "the idle flow expires"
+    );
+    assert_eq!(offload(&tb).entries, 0);
+}
+
+#[test]
+fn failover_rst_carries_the_sequence_the_fast_path_saw_xdp() {
+    failover_rst_carries_the_sequence_the_fast_path_saw(RouterMode::XwanXdp);
+}
+
+#[test]
+fn failover_rst_carries_the_sequence_the_fast_path_saw_packet() {
+    failover_rst_carries_the_sequence_the_fast_path_saw(RouterMode::XwanPacket);
+}
+
+fn failover_rst_carries_the_sequence_the_fast_path_saw(mode: RouterMode) {
+    let tb = testbed(
+        mode,
+        "[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n",
+    );
+    let (mut client, mut conn) = connection(&tb, 5100, true);
+    pump(&conn, &client, 1000, 1);
+    assert!(wait_entries(&tb, 2), "entries: {:?}", offload(&tb));
+    // The server's data goes by the fast path only: the core learns the
+    // sequence the client expects from its counters.
+    let fast0 = offload(&tb).packets;
+    pump(&conn, &client, 1 << 20, 2);
+    assert!(offload(&tb).packets > fast0 + 500, "{:?}", offload(&tb));
+
+    tb.exec_ok("isp1", &["iptables", "-I", "FORWARD", "-j", "DROP"]);
+    let cut = Instant::now();
+    client
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let reset = client.read(&mut buf);
+    // Linux takes an RST only with exactly the sequence it expects (RFC 5961).
+    assert!(
+        matches!(&reset, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "the client should get an RST, got {reset:?} after {:?}",
+        cut.elapsed()
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        cut.elapsed()
+    );
+    assert!(
+        poll(Duration::from_secs(3), || offload(&tb).entries == 0),
+        "{:?}",
+        offload(&tb)
+    );
+    let _ = conn.write_all(b"x");
+}
+
+#[test]
+fn reload_keeps_established_flows_on_the_fast_path() {
+    let tb = xdp_testbed("");
+    let (client, conn) = connection(&tb, 5002, false);
+    pump(&client, &conn, 1000, 1);
+    assert!(wait_entries(&tb, 2), "entries: {:?}", offload(&tb));
+    // Other weights and a smaller uplink MTU: the entries follow.
+    let config = config_toml([2, 1], &tb.path("xwan.sock"))
+        .replace(
+            "gateway = \"198.18.1.1\"",
+            "gateway = \"198.18.1.1\"\nmtu = 1400",
+        )
+        .replace(
+            "gateway = \"198.18.2.1\"",
+            "gateway = \"198.18.2.1\"\nmtu = 1400",
+        );
+    std::fs::write(tb.path("xwan.toml"), config).expect("write the config");
+    match request(&tb.path("xwan.sock"), &Request::Reload) {
+        Ok(Reply::Done { ok: true, .. }) => {}
+        other => panic!("reload: {other:?}"),
+    }
+    let fast0 = offload(&tb).packets;
+    pump(&client, &conn, 4 << 20, 2);
+    pump(&conn, &client, 4 << 20, 3);
+    assert!(offload(&tb).entries >= 2, "{:?}", offload(&tb));
+    assert!(offload(&tb).packets > fast0 + 2000, "{:?}", offload(&tb));
+}
+
+#[test]
+fn offload_off_leaves_every_packet_to_the_workers() {
+    for mode in [
+        RouterMode::XwanXdpOffloadOff,
+        RouterMode::XwanPacketOffloadOff,
+    ] {
+        let mut tb = Testbed::up(TxOffload::On);
+        let config = config_toml([1, 1], &tb.path("xwan.sock"));
+        tb.start_router(mode, &config);
+        let (client, conn) = connection(&tb, 5003, false);
+        pump(&client, &conn, 1 << 20, 1);
+        std::thread::sleep(Duration::from_millis(1500));
+        pump(&conn, &client, 1 << 20, 2);
+        let report = offload(&tb);
+        assert_eq!(report.state, "off", "{mode:?}");
+        assert_eq!((report.entries, report.packets), (0, 0), "{mode:?}");
+    }
+}
+
+#[test]
+fn ping_takes_the_fast_path_once_answered() {
+    for mode in [RouterMode::XwanXdp, RouterMode::XwanPacket] {
+        let tb = testbed(mode, "");
+        let server = SERVER1.to_string();
+        let out = tb.exec_ok("h1", &["ping", "-c", "30", "-i", "0.1", "-q", &server]);
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(summary.contains(" 0% packet loss"), "{mode:?}: {summary}");
+        // After the first few pings (the flow answered, then synced within
+        // 200 ms) every request and reply goes by the fast path.
+        let fast = offload(&tb).packets;
+        assert!(fast >= 30, "{mode:?}: fast path packets {fast}");
+        let flow = flow_to(&tb, "icmp", &format!("{SERVER1}:0")).expect("the echo flow");
+        assert!(flow.packets_out >= 30 && flow.packets_in >= 30, "{flow:?}");
+    }
+}
