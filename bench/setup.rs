@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xwan::config::Config;
-use xwan::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
-use xwan::testing::{self, Addressing, SYN};
+use xwan::router::{FrameMeta, Lane, Port, Router, Verdict};
+use xwan::testing::{self, Addressing, GATEWAY_MACS, LAN_MAC, SYN, WAN_MACS};
 
 /// [`testing::TWO_UPLINKS`] with a LAN of 192.168.0.0/16 (the inside
 /// endpoints span 192.168.0-3.x), a few rules, and room for every flow for
@@ -38,10 +38,7 @@ udp_s = 31536000
 max_flows = 2000000
 "#;
 
-pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 pub const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-pub const WAN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
-pub const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
 
 /// Inside endpoints used to fill the table (each one's mapping is shared by
 /// its flows to many servers, as real hosts' are).
@@ -81,17 +78,7 @@ pub fn lan_udp(i: u32) -> Vec<u8> {
 impl Setup {
     pub fn new(flows: u32) -> Setup {
         let config = Config::from_toml(&config(), Path::new("bench.toml")).expect("bench config");
-        let router = Router::new(
-            &config,
-            InterfaceMacs {
-                lan: LAN_MAC,
-                wans: WAN_MACS.to_vec(),
-            },
-        );
-        for (id, mac) in GATEWAY_MACS.iter().enumerate() {
-            router.set_gateway_mac(id as u8, Some(*mac));
-            router.set_uplink_up(id as u8, true);
-        }
+        let router = testing::two_uplink_router(&config);
         let mut setup = Setup {
             lane: router.lane(),
             router,

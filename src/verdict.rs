@@ -136,6 +136,10 @@ reasons! {
         IcmpNoFlow => "icmp_no_flow",
         /// An ICMP error quoting less than an IPv4 header and 8 bytes.
         IcmpTruncated => "icmp_truncated",
+        /// An ICMP error about a flow's packet whose own TTL expires here:
+        /// never answered with another error (RFC 1122 3.2.2), dropped as
+        /// the kernel drops it.
+        IcmpErrorTtlExpired => "icmp_error_ttl_expired",
         /// From a WAN with a source address inside the LAN networks.
         SpoofedSource => "spoofed_source",
         /// A GSO super-frame the core cannot pass whole (not a whole TCP

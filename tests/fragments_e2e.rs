@@ -7,7 +7,11 @@
 //! - Crafted fragments sent out of order (the last first, the first last)
 //!   from a LAN host and, towards a flow's mapping, from the ISP's side of
 //!   an uplink: held by the router until the first comes, then translated;
-//!   the receiver's socket gets the datagram byte for byte.
+//!   the receiver's socket gets the datagram byte for byte. And towards the
+//!   router itself (a port of the WAN address that is neither a NAT port nor
+//!   forwarded): the router's own socket gets it whole (xdp: the core holds
+//!   the later fragments until the first shows it is the kernel's, then
+//!   punts them all).
 //! - A LAN host sending with another host's address does not attract that
 //!   host's port-forwarded traffic (LAN MACs come from the neighbour table).
 
@@ -42,7 +46,8 @@ macro_rules! modes {
 modes!(
     a_big_datagram_without_df_is_fragmented_for_a_smaller_uplink_mtu: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_from_the_lan_arrive_whole: [Kernel, XwanPacket, XwanXdp],
-    out_of_order_fragments_from_a_wan_arrive_whole: [Kernel, XwanPacket],
+    out_of_order_fragments_from_a_wan_arrive_whole: [Kernel, XwanPacket, XwanXdp],
+    out_of_order_fragments_to_the_router_itself_arrive_whole: [Kernel, XwanPacket, XwanXdp],
     a_spoofing_lan_host_does_not_get_the_victims_forwarded_traffic: [Kernel, XwanPacket, XwanXdp],
 );
 
@@ -98,6 +103,22 @@ fn out_of_order(datagram: &[u8], id: u16) -> Vec<Vec<u8>> {
     pieces
 }
 
+/// A UDP datagram from the server's [`PINNED_PORT`] to `port` of isp1's
+/// address, crafted with IP id `id` and sent out of order from isp1 straight
+/// onto the uplink.
+fn send_out_of_order_from_isp1(tb: &Testbed, port: u16, id: u16, payload: &[u8]) {
+    let wan = Addressing {
+        src_mac: frames::mac_of(tb, "isp1", "cust"),
+        dst_mac: frames::mac_of(tb, "rtr", "wan1"),
+        src: SERVER1,
+        dst: WAN1,
+        ttl: 60,
+    };
+    let mut datagram = testing::udp(&wan, PINNED_PORT, port, payload);
+    testing::set_df_and_id(&mut datagram, false, id);
+    frames::send_frames(tb, "isp1", "cust", &out_of_order(&datagram, id));
+}
+
 fn out_of_order_fragments_from_the_lan_arrive_whole(mode: RouterMode) {
     let mut tb = Testbed::up(TxOffload::On);
     let text = config(&tb, None);
@@ -139,20 +160,27 @@ fn out_of_order_fragments_from_a_wan_arrive_whole(mode: RouterMode) {
     };
     assert_eq!(*mapped.ip(), WAN1);
     // The answer, crafted and sent out of order from isp1 straight onto the uplink.
-    let wan = Addressing {
-        src_mac: frames::mac_of(&tb, "isp1", "cust"),
-        dst_mac: frames::mac_of(&tb, "rtr", "wan1"),
-        src: SERVER1,
-        dst: WAN1,
-        ttl: 60,
-    };
     let payload = pattern(3000, 22);
-    let mut datagram = testing::udp(&wan, PINNED_PORT, mapped.port(), &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x6262);
-    frames::send_frames(&tb, "isp1", "cust", &out_of_order(&datagram, 0x6262));
+    send_out_of_order_from_isp1(&tb, mapped.port(), 0x6262, &payload);
     let (n, from) = client
         .recv_from(&mut buf)
         .expect("the answer arrives at h1");
+    assert_eq!(from, SocketAddrV4::new(SERVER1, PINNED_PORT).into());
+    assert_eq!(&buf[..n], &payload[..], "byte for byte");
+}
+
+fn out_of_order_fragments_to_the_router_itself_arrive_whole(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let text = config(&tb, None);
+    tb.start_router(mode, &text);
+    // Port 7000 of isp1's address: below the NAT range, not forwarded.
+    let own = tb.bind_udp("rtr", SocketAddrV4::new(WAN1, 7000));
+    let payload = pattern(3000, 23);
+    send_out_of_order_from_isp1(&tb, 7000, 0x6363, &payload);
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = own
+        .recv_from(&mut buf)
+        .expect("the datagram arrives at the router's own socket");
     assert_eq!(from, SocketAddrV4::new(SERVER1, PINNED_PORT).into());
     assert_eq!(&buf[..n], &payload[..], "byte for byte");
 }

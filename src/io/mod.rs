@@ -58,6 +58,12 @@ pub trait FrameProcessor: Send + Sync + 'static {
     /// bigger than the frame it answers), each with the
     /// port it goes out by, in order; called after every `process`.
     fn drain(&self, _worker: &mut Self::Worker, _send: &mut dyn FnMut(Port, &[u8])) {}
+
+    /// Hands `punt` the frames the last `process` call left to the kernel
+    /// besides the one it returned (the held later fragments of a packet
+    /// whose first fragment the kernel gets), in order. Only a backend whose
+    /// kernel does not see every frame itself takes them (AF_XDP's punt path).
+    fn drain_kernel(&self, _worker: &mut Self::Worker, _punt: &mut dyn FnMut(&mut [u8])) {}
 }
 
 impl FrameProcessor for Router {
@@ -73,6 +79,10 @@ impl FrameProcessor for Router {
 
     fn drain(&self, worker: &mut Lane, send: &mut dyn FnMut(Port, &[u8])) {
         worker.drain(send);
+    }
+
+    fn drain_kernel(&self, worker: &mut Lane, punt: &mut dyn FnMut(&mut [u8])) {
+        worker.drain_kernel(punt);
     }
 }
 
@@ -103,7 +113,8 @@ pub enum ZeroCopy {
 pub struct OwnedTraffic {
     /// Inside prefixes: LAN traffic from these to anywhere else is xwan's.
     pub lan_networks: Vec<Ipv4Net>,
-    /// Destinations always left to the kernel (bypass rules that match on destination only).
+    /// Destinations always left to the kernel (bypass rules that match on
+    /// destination only, less what an earlier rule of another action can match).
     pub bypass: Vec<Ipv4Net>,
     /// The router's own addresses on every interface: traffic to them is the kernel's.
     pub local_addresses: Vec<Ipv4Addr>,

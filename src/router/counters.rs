@@ -65,14 +65,15 @@ const PER_LINE: usize = 16;
 /// (later fragments held until their first came), the two ICMP errors the
 /// core made (time exceeded, fragmentation needed), one per kernel reason,
 /// one per drop reason, then per uplink: packets out, bytes out, packets in,
-/// bytes in.
+/// bytes in (from an even index, so a packets/bytes pair is never split
+/// across two lines: the compiler then checks one line for both).
 const FORWARDED: usize = 0;
 const TAKEN: usize = 1;
 const HELD: usize = 2;
 const ICMP_SENT: usize = 3;
 const KERNEL: usize = 5;
 const DROPS: usize = KERNEL + KernelReason::ALL.len();
-const UPLINKS: usize = DROPS + DropReason::ALL.len();
+const UPLINKS: usize = (DROPS + DropReason::ALL.len()).next_multiple_of(2);
 
 /// Adds to a counter only this thread writes: a plain load and store, no
 /// read-modify-write on the packet path.

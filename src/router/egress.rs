@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::fragments::Fate;
 use super::neighbours::unpack_mac;
 use super::{Egress, FrameContext, Gso, Router};
 use crate::config::MssClamp;
@@ -128,9 +129,9 @@ impl Router {
         packet::apply(buf, frame, &egress.rewrite, partial);
         let verdict = self.fit(buf, frame.end, egress.port, ctx);
         if frame.fragmentation == Fragmentation::First {
-            let released = self
-                .fragments
-                .first(ctx.meta.port, frame, egress, ctx.meta.now);
+            let released =
+                self.fragments
+                    .first(ctx.meta.port, frame, Fate::Translate(egress), ctx.meta.now);
             ctx.counters
                 .count_drops(DropReason::FragmentTimeout, released.timed_out);
             for mut held in released.frames {
@@ -200,33 +201,52 @@ impl Router {
         }
     }
 
-    /// A later fragment: translated as its first fragment was, or held until
-    /// that comes.
+    /// A later fragment: translated as its first fragment was, left to the
+    /// kernel as its first fragment was, or held until that comes.
     pub(super) fn later_fragment(
         &self,
         buf: &mut [u8],
         frame: &Frame,
         ctx: &FrameContext,
     ) -> Verdict {
-        if frame.ttl <= 1 {
-            return Verdict::Drop(DropReason::FragmentTtlExpired);
+        let fate = self.fragments.later(ctx.meta.port, frame, ctx.meta.now);
+        match fate {
+            // The kernel takes it whatever its TTL, as it took the first.
+            Some(Fate::Kernel(reason)) => Verdict::Kernel(reason),
+            _ if frame.ttl <= 1 => Verdict::Drop(DropReason::FragmentTtlExpired),
+            Some(Fate::Translate(egress)) => self.translate_later(buf, frame, egress, ctx),
+            None => self.hold(buf, frame, ctx),
         }
-        let Some(egress) = self.fragments.later(ctx.meta.port, frame, ctx.meta.now) else {
-            let held = self
-                .fragments
-                .hold(ctx.meta.port, frame, &buf[..frame.end], ctx.meta.now);
-            let (verdict, timed_out) = match held {
-                Ok(timed_out) => {
-                    ctx.counters.held();
-                    (Verdict::Taken, timed_out)
-                }
-                Err(full) => (Verdict::Drop(DropReason::FragmentHoldFull), full.timed_out),
-            };
-            ctx.counters
-                .count_drops(DropReason::FragmentTimeout, timed_out);
-            return verdict;
+    }
+
+    /// Holds a later fragment until its first fragment comes.
+    fn hold(&self, buf: &[u8], frame: &Frame, ctx: &FrameContext) -> Verdict {
+        let held = self
+            .fragments
+            .hold(ctx.meta.port, frame, &buf[..frame.end], ctx.meta.now);
+        let (verdict, timed_out) = match held {
+            Ok(timed_out) => {
+                ctx.counters.held();
+                (Verdict::Taken, timed_out)
+            }
+            Err(full) => (Verdict::Drop(DropReason::FragmentHoldFull), full.timed_out),
         };
-        self.translate_later(buf, frame, egress, ctx)
+        ctx.counters
+            .count_drops(DropReason::FragmentTimeout, timed_out);
+        verdict
+    }
+
+    /// A first fragment the core left to the kernel: its later fragments go
+    /// there too, those held so far at once.
+    pub(super) fn first_to_kernel(&self, frame: &Frame, reason: KernelReason, ctx: &FrameContext) {
+        let released =
+            self.fragments
+                .first(ctx.meta.port, frame, Fate::Kernel(reason), ctx.meta.now);
+        ctx.counters
+            .count_drops(DropReason::FragmentTimeout, released.timed_out);
+        for held in released.frames {
+            ctx.to_kernel_also(reason, &held);
+        }
     }
 
     /// Rewrites a later fragment as its first fragment was and fits it to the MTU.

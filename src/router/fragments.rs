@@ -3,10 +3,13 @@
 //! how it was translated (egress port, MACs, addresses) is remembered under
 //! (port it came in by, source, destination, protocol, IP identification).
 //! The later fragments of that packet get the same addresses, MACs and port;
-//! only their IP header changes.
+//! only their IP header changes. A first fragment the core leaves to the
+//! kernel is remembered too (the router's own traffic, a bypass rule), and
+//! its later fragments go to the kernel after it.
 //!
 //! The table is bounded: at most [`MAX_ENTRIES`], each living [`LIFETIME`]
-//! from its first fragment; when it is full the oldest entry makes room.
+//! from its first fragment; when it is full the oldest entry makes room for
+//! a translated packet (a packet of the kernel's is then not remembered).
 //! Unfragmented traffic never touches it, so a fragment flood costs only
 //! fragments.
 //!
@@ -21,7 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{lock, Egress, Port};
+use super::{lock, Egress, KernelReason, Port};
 use crate::packet::Frame;
 
 /// The most packets whose fragments are followed at once.
@@ -45,6 +48,15 @@ pub struct FragmentStats {
     pub evicted: u64,
     /// Later fragments held now, waiting for their first.
     pub held: usize,
+}
+
+/// What became of a packet's first fragment, and so becomes of its later ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Translated and sent as this says.
+    Translate(Egress),
+    /// Left to the kernel, for this reason.
+    Kernel(KernelReason),
 }
 
 /// A later fragment held until its first fragment comes.
@@ -91,7 +103,7 @@ impl Key {
 }
 
 struct Entry {
-    egress: Egress,
+    fate: Fate,
     created: Duration,
 }
 
@@ -153,9 +165,9 @@ pub struct Fragments {
 }
 
 impl Fragments {
-    /// Remembers how the first fragment `frame`, which came in by `port`, was
-    /// translated; gives back the later fragments of its packet held so far.
-    pub fn first(&self, port: Port, frame: &Frame, egress: Egress, now: Duration) -> Released {
+    /// Remembers what became of the first fragment `frame`, which came in by
+    /// `port`; gives back the later fragments of its packet held so far.
+    pub fn first(&self, port: Port, frame: &Frame, fate: Fate, now: Duration) -> Released {
         let key = Key::of(port, frame);
         let mut table = lock(&self.table);
         table.expire(now);
@@ -171,6 +183,12 @@ impl Fragments {
             released.frames = mine.into_iter().map(|h| h.frame).collect();
         }
         if !table.entries.contains_key(&key) {
+            // A packet of the kernel's never pushes out one the core
+            // translates: a flood of first fragments to the router cannot
+            // take the table from its flows.
+            if matches!(fate, Fate::Kernel(_)) && table.entries.len() >= MAX_ENTRIES {
+                return released;
+            }
             while table.entries.len() >= MAX_ENTRIES && !table.order.is_empty() {
                 if table.pop_oldest() {
                     table.evicted += 1;
@@ -182,13 +200,7 @@ impl Fragments {
         while table.order.len() >= 2 * MAX_ENTRIES {
             table.pop_oldest();
         }
-        table.entries.insert(
-            key,
-            Entry {
-                egress,
-                created: now,
-            },
-        );
+        table.entries.insert(key, Entry { fate, created: now });
         table.order.push_back((key, now));
         released
     }
@@ -217,12 +229,12 @@ impl Fragments {
         Ok(timed_out)
     }
 
-    /// How the first fragment of the packet the later fragment `frame` (in by
-    /// `port`) belongs to was translated, if it was, recently.
-    pub fn later(&self, port: Port, frame: &Frame, now: Duration) -> Option<Egress> {
+    /// What became of the first fragment of the packet the later fragment
+    /// `frame` (in by `port`) belongs to, if it came recently.
+    pub fn later(&self, port: Port, frame: &Frame, now: Duration) -> Option<Fate> {
         let table = lock(&self.table);
         let entry = table.entries.get(&Key::of(port, frame))?;
-        (now.saturating_sub(entry.created) <= LIFETIME).then_some(entry.egress)
+        (now.saturating_sub(entry.created) <= LIFETIME).then_some(entry.fate)
     }
 
     pub fn stats(&self) -> FragmentStats {

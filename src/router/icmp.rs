@@ -15,7 +15,8 @@
 use super::{DropReason, FrameContext, KernelReason, Port, Router, Verdict};
 use crate::flow::{FlowKey, FlowKind, FlowSpec, Side};
 use crate::packet::icmp::{self, ErrorRewrite, QuoteError, Quoted};
-use crate::packet::{Fragmentation, Frame, L3_OFFSET};
+use crate::packet::wire::{field, IcmpMessage, Ipv4Frame};
+use crate::packet::{checksum, Fragmentation, Frame, L3_OFFSET};
 
 /// The tuple of a reply to the quoted packet: the flow key to look it up by.
 fn reply_key(quoted: &Quoted) -> FlowKey {
@@ -33,9 +34,6 @@ impl Router {
     fn check_error(&self, buf: &[u8], frame: &Frame) -> Result<Quoted, Verdict> {
         if frame.fragmentation != Fragmentation::Whole {
             return Err(Verdict::Drop(DropReason::Fragment));
-        }
-        if frame.ttl <= 1 {
-            return Err(Verdict::Kernel(KernelReason::TtlExpired));
         }
         let quoted = icmp::quoted(buf, frame).map_err(|e| match e {
             QuoteError::Truncated => Verdict::Drop(DropReason::IcmpTruncated),
@@ -178,6 +176,10 @@ impl Router {
         self.send_error(buf, frame, quoted, &rewrite, egress.port)
     }
 
+    /// Sends the translated error out `port`: dropped when its TTL expires
+    /// here, cut to the egress MTU when longer (RFC 1812 4.3.2.3 lets an
+    /// error be truncated; the quoted IP header and the 8 bytes after it
+    /// always stay whole).
     fn send_error(
         &self,
         buf: &mut [u8],
@@ -186,13 +188,42 @@ impl Router {
         rewrite: &ErrorRewrite,
         port: Port,
     ) -> Verdict {
-        if frame.end - L3_OFFSET > usize::from(self.mtu(port)) {
+        if frame.ttl <= 1 {
+            return Verdict::Drop(DropReason::IcmpErrorTtlExpired);
+        }
+        let room = L3_OFFSET + usize::from(self.mtu(port));
+        // An even ICMP length keeps the checksum's 16-bit words where they were.
+        let end = if frame.end <= room {
+            frame.end
+        } else {
+            frame.l4 + (room.saturating_sub(frame.l4) & !1)
+        };
+        if end < quoted.l4 + 8 {
             return Verdict::Drop(DropReason::TooBig);
         }
         icmp::translate_error(buf, frame, quoted, rewrite);
-        Verdict::Forward {
-            port,
-            len: frame.end,
+        if end < frame.end {
+            truncate(buf, frame, end);
         }
+        Verdict::Forward { port, len: end }
     }
+}
+
+/// Cuts the translated error `frame` in `buf` to end at `end` (past its
+/// ICMP header): its IP total length and header checksum follow, and its
+/// ICMP checksum loses the sum of the bytes cut off (incremental updates,
+/// RFC 1624).
+fn truncate(buf: &mut [u8], frame: &Frame, end: usize) {
+    let cut = checksum::fold(checksum::sum_bytes(0, &buf[end..frame.end]));
+    if let Some(mut icmp) = IcmpMessage::new_checked(&mut buf[frame.l4..end]) {
+        icmp.set_checksum(checksum::update16(icmp.checksum(), cut, 0));
+    }
+    // At most the frame's own length, which came from the same 16-bit field.
+    let length = (end - L3_OFFSET) as u16;
+    if let Some(mut ip) = Ipv4Frame::new_checked(&mut buf[..end]) {
+        let check = checksum::update16(ip.checksum(), ip.total_len(), length);
+        ip.set_checksum(check);
+    }
+    let at = L3_OFFSET + field::IP_TOTAL_LEN.start;
+    buf[at..at + 2].copy_from_slice(&length.to_be_bytes());
 }

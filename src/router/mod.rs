@@ -17,7 +17,9 @@
 //!   with the packet they quote (`icmp.rs`).
 //! - Fragments: the first one is translated with its flow, the later ones
 //!   follow it through a small table (`fragments.rs`); a later one that comes
-//!   first is held (bounded) and sent after its first.
+//!   first is held (bounded) and sent after its first. The later fragments of
+//!   a first fragment left to the kernel go to the kernel too, the held ones
+//!   from the lane's outbox ([`Lane::drain_kernel`]).
 //! - TTL of 1 or less: answered with time-exceeded from the router's address
 //!   on the side the frame came in by (on the LAN, `[lan] address` or else the
 //!   LAN interface's, which the I/O layer reports: `interfaces.rs`; without
@@ -79,7 +81,9 @@ pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 use crate::config::{Config, PortRange, UplinkId};
 use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
 use crate::nat::PortAllocator;
-use crate::packet::{self, Endpoint, Frame, ParseOutcome, Rewrite, PROTO_TCP, PROTO_UDP};
+use crate::packet::{
+    self, Endpoint, Fragmentation, Frame, ParseOutcome, Rewrite, PROTO_TCP, PROTO_UDP,
+};
 use crate::policy::{Policy, Rules};
 use flows::opens_connection;
 use fragments::Fragments;
@@ -209,6 +213,14 @@ impl FrameContext<'_> {
             },
         );
         self.outbox.borrow_mut().push(port, frame);
+    }
+
+    /// Queues a frame for the kernel besides the one `process` returns,
+    /// counted as left to it for `reason`.
+    fn to_kernel_also(&self, reason: KernelReason, frame: &[u8]) {
+        self.counters
+            .count(self.meta.port, &Verdict::Kernel(reason));
+        self.outbox.borrow_mut().push_kernel(frame);
     }
 }
 
@@ -388,6 +400,11 @@ impl Router {
                     Port::Lan => self.lan_ingress(frame, &parsed, ctx),
                     Port::Wan(_) => self.wan_ingress(frame, &parsed, ctx),
                 };
+                if let (Verdict::Kernel(reason), Fragmentation::First) =
+                    (verdict, parsed.fragmentation)
+                {
+                    self.first_to_kernel(&parsed, reason, ctx);
+                }
                 ctx.counters.tcp_evidence(ctx.meta.port, &parsed, &verdict);
                 verdict
             }

@@ -23,6 +23,29 @@ address = "198.18.2.2"
 gateway = "198.18.2.1"
 "#;
 
+/// The MACs of the tests' router: its LAN interface, its WAN interfaces and
+/// their gateways, in uplink order.
+pub const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+pub const WAN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
+pub const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
+
+/// A router for `config` (two uplinks, as [`TWO_UPLINKS`]) on those MACs,
+/// both uplinks up and their gateways resolved.
+pub fn two_uplink_router(config: &Config) -> Router {
+    let router = Router::new(
+        config,
+        InterfaceMacs {
+            lan: LAN_MAC,
+            wans: WAN_MACS.to_vec(),
+        },
+    );
+    for (id, mac) in GATEWAY_MACS.iter().enumerate() {
+        router.set_gateway_mac(id as u8, Some(*mac));
+        router.set_uplink_up(id as u8, true);
+    }
+    router
+}
+
 pub mod fuzz;
 pub mod offload;
 mod rng;
@@ -33,7 +56,9 @@ use etherparse::{
     IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
 };
 
+use crate::config::Config;
 use crate::packet::{self, checksum};
+use crate::router::{InterfaceMacs, Router};
 
 /// TCP flags for [`tcp`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

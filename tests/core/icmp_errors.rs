@@ -218,10 +218,11 @@ fn errors_that_match_no_flow_are_dropped_or_left_to_the_kernel() {
         Port::Wan(0),
         testing::icmp_error(&dying, 3, 3, [0; 4], &out[14..]),
     );
-    assert_eq!(verdict, Verdict::Kernel(KernelReason::TtlExpired));
+    assert_eq!(verdict, Verdict::Drop(DropReason::IcmpErrorTtlExpired));
     let totals = b.router.stats().totals;
     assert_eq!(totals.drop_count(DropReason::IcmpNoFlow), 1);
     assert_eq!(totals.drop_count(DropReason::IcmpTruncated), 1);
+    assert_eq!(totals.drop_count(DropReason::IcmpErrorTtlExpired), 1);
     assert_eq!(totals.time_exceeded_sent, 0);
 }
 

@@ -10,6 +10,7 @@ mod hairpin;
 mod hostile;
 mod icmp_errors;
 mod interface_facts;
+mod leftovers;
 mod limits;
 mod mtu;
 mod neighbours;
@@ -23,12 +24,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use xwan::config::Config;
-use xwan::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict};
+use xwan::router::{FrameMeta, Lane, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, Seen};
 
-pub const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-pub const WAN_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x02], [0x02, 0, 0, 0, 2, 0x02]];
-pub const GATEWAY_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 1, 0x01], [0x02, 0, 0, 0, 2, 0x01]];
+pub use xwan::testing::{GATEWAY_MACS, LAN_MAC, WAN_MACS};
 pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub const HOST2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
 pub const HOST2: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 11);
@@ -66,17 +65,7 @@ impl Bench {
     }
 
     fn from_config(config: Config) -> Bench {
-        let router = Router::new(
-            &config,
-            InterfaceMacs {
-                lan: LAN_MAC,
-                wans: WAN_MACS.to_vec(),
-            },
-        );
-        for (id, mac) in GATEWAY_MACS.iter().enumerate() {
-            router.set_gateway_mac(id as u8, Some(*mac));
-            router.set_uplink_up(id as u8, true);
-        }
+        let router = testing::two_uplink_router(&config);
         router.set_lan_mac(HOST, HOST_MAC);
         router.set_lan_mac(HOST2, HOST2_MAC);
         let lane = router.lane();

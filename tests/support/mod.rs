@@ -23,6 +23,7 @@ use nix::sched::{setns, CloneFlags};
 use xwan::config::Config;
 
 pub mod bulk;
+pub mod punt;
 pub mod restart;
 
 const TESTBED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/testbed.sh");
@@ -131,6 +132,8 @@ pub struct Testbed {
     prefix: String,
     dir: PathBuf,
     router: Option<Child>,
+    /// The router runs `xwan --io xdp`: going down checks [`punt::lost`].
+    xdp: bool,
 }
 
 /// A prefix no other testbed of this or any concurrent test process uses.
@@ -177,6 +180,7 @@ impl Testbed {
             prefix,
             dir,
             router: None,
+            xdp: false,
         };
         let out = testbed_sh(&["up", &testbed.prefix, "--tx-offload", tx.flag()]);
         assert!(
@@ -389,6 +393,7 @@ impl Testbed {
             .spawn()
             .expect("spawn xwan run");
         self.router = Some(child);
+        self.xdp = io == "xdp";
         let ready = poll(Duration::from_secs(15), || {
             if let Some(child) = self.router.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -430,12 +435,20 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        let lost = if self.xdp && self.router.is_some() && !thread::panicking() {
+            punt::lost(&self.path("xwan.toml"))
+        } else {
+            None
+        };
         self.stop_router();
         let out = testbed_sh(&["down", &self.prefix]);
         if !out.status.success() {
             eprintln!("testbed.sh down {} failed: {}", self.prefix, describe(&out));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(lost) = lost {
+            panic!("{lost}");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod markdown;
 mod pingpong;
 mod plot;
 mod report;
+mod targets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,10 +1,11 @@
 //! `results.md`: the tables of figures per router with their ratios, the
-//! targets met or missed, and how each figure is measured.
+//! targets met or missed (`targets.rs`), and how each figure is measured.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::report::{mode_name, Data, ReportError, Stat, LOADS, ROUTERS};
+use crate::targets;
 
 /// Writes `results.md` into `out`, creating it.
 pub fn write(data: &Data, out: &Path, title: &str) -> Result<(), ReportError> {
@@ -401,7 +402,7 @@ fn markdown(data: &Data, title: &str) -> String {
         fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
     );
 
-    targets(&mut md, data);
+    targets::write(&mut md, data);
 
     md.push_str("## Small packets and flow scale\n\n");
     md.push_str("![delivered pps by mode](pps_by_mode.svg)\n![pps vs flows](pps_vs_flows.svg)\n\n");
@@ -555,157 +556,7 @@ fn markdown(data: &Data, title: &str) -> String {
          bench/results/README.md for what to add), so only round trips are reported.\n\n",
     );
 
-    md.push_str(METHOD);
+    // How each figure is measured: the end of results.md, kept as markdown.
+    md.push_str(include_str!("method.md"));
     md
 }
-
-/// The targets of issue 13, met or missed, with the figures they come from.
-fn targets(md: &mut String, data: &Data) {
-    md.push_str("## Targets\n\n");
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    let m = |mode: &str, metric: &str| data.median(mode, metric);
-    if let (Some(frac), Some(x), Some(p)) = (
-        m("xdp", "ceiling_frac"),
-        m("xdp", "pps_1k"),
-        m("packet", "pps_1k"),
-    ) {
-        let _ = writeln!(
-            md,
-            "- generator on 1 CPU: xwan --io xdp ≥ 90 % of the ceiling and never below --io \
-             packet: {:.0} % of the ceiling, {:.2}× --io packet ({}).",
-            frac * 100.0,
-            x / p,
-            verdict(frac >= 0.9 && x >= p)
-        );
-    }
-    if let (Some(x), Some(k)) = (m("xdp", "pps_1k_gen2"), m("kernel", "pps_1k_gen2")) {
-        let r = x / k;
-        let _ = writeln!(
-            md,
-            "- generator on 2 CPUs: xwan --io xdp ≥ 1.0× the kernel recipe (goal 1.3×): {r:.2}× ({}).",
-            verdict(r >= 1.0)
-        );
-    }
-    if let (Some(x), Some(k)) = (m("xdp", "lat_idle_mean"), m("kernel", "lat_idle_mean")) {
-        let _ = writeln!(
-            md,
-            "- idle ping within 10 µs of the kernel recipe's average: {:.1} µs vs {:.1} µs ({}).",
-            x / 1e3,
-            k / 1e3,
-            verdict(x - k <= 10_000.0)
-        );
-    }
-    if let (Some(x), Some(k)) = (m("xdp", "lat_50_p99"), m("kernel", "lat_50_p99")) {
-        let _ = writeln!(
-            md,
-            "- RTT p99 at 50 % load within 2× the kernel recipe's: {:.1} µs vs {:.1} µs, {:.2}× ({}).",
-            x / 1e3,
-            k / 1e3,
-            x / k,
-            verdict(x <= 2.0 * k)
-        );
-    }
-    md.push_str(
-        "- criterion (core, quiet machine): ≤ 40 ns established, ≤ 300 ns new flow: \
-         `cargo bench --bench core -- --quick`, not part of this run.\n",
-    );
-    offload_targets(md, data);
-    md.push('\n');
-}
-
-/// The targets of issue 14 (the in-kernel fast path: xwan --io xdp with
-/// offload on), met or missed. The rate and CPU figures come from the 1 k
-/// established flows (each answered once before the flood), which the fast
-/// path takes like the TCP runs and the latency pings.
-fn offload_targets(md: &mut String, data: &Data) {
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    let m = |mode: &str, metric: &str| data.median(mode, metric);
-    if let (Some(x), Some(k)) = (m("xdp", "pps_1k_gen2"), m("kernel", "pps_1k_gen2")) {
-        let r = x / k;
-        let _ = writeln!(
-            md,
-            "- offload, generator on 2 CPUs: ≥ 1.5× the kernel recipe: {r:.2}× ({}).",
-            verdict(r >= 1.5)
-        );
-    }
-    if let Some(frac) = m("xdp", "ceiling_frac") {
-        let _ = writeln!(
-            md,
-            "- offload, generator on 1 CPU: ≥ 95 % of the ceiling: {:.0} % ({}).",
-            frac * 100.0,
-            verdict(frac >= 0.95)
-        );
-    }
-    if let (Some(x), Some(k)) = (m("xdp", "lat_idle_mean"), m("kernel", "lat_idle_mean")) {
-        let _ = writeln!(
-            md,
-            "- offload, idle RTT within 5 µs of the kernel recipe's: {:.1} µs vs {:.1} µs ({}).",
-            x / 1e3,
-            k / 1e3,
-            verdict(x - k <= 5_000.0)
-        );
-    }
-    if let (Some(x), Some(k)) = (m("xdp", "cpu_total_ns"), m("kernel", "cpu_total_ns")) {
-        let _ = writeln!(
-            md,
-            "- offload, CPU per forwarded packet below the kernel recipe's: {x:.0} ns vs {k:.0} ns ({}).",
-            verdict(x < k)
-        );
-    }
-}
-
-const METHOD: &str = "## How it is measured
-
-- Testbed: `testbed/testbed.sh up` (LAN host h1 behind a bridge, the router namespace, two ISP
-  namespaces, an internet namespace), every router interface set to one RX and one TX queue.
-  A fresh testbed for every mode and repetition; the switch namespace's bridge does not
-  call iptables (`net.bridge.bridge-nf-call-iptables=0` there, where br_netfilter is loaded). xwan runs with `--cpus 1` (one worker on
-  CPU 1); the kernel recipe is `xwan kernel-script` of the same configuration
-  (bench/bench.toml).
-- Small packets: trafgen (netsniff-ng) pinned to CPU 0, 60-byte frames (64 on a wire with the
-  FCS) from 192.168.50.10 to 203.0.113.200-202, UDP checksum 0, valid IP checksum. 1 k flows:
-  1000 destination ports. 100 k flows: 1000 source × 101 destination ports; 1 M flows: 1000 ×
-  1001 (coprime counts, so every combination occurs once per cycle). The flow table is filled
-  by a first pass over every flow before the timed pass. Each ISP namespace counts and drops
-  the flood on its customer-facing veth,
-  not forwarded further (see Peers). Sent = the LAN host's TX counter.
-- Established flows (the 1 k-flow set, every mode alike): before its rate windows, two paced
-  passes of trafgen (20 kpps) over the 1000 flows while `bench/harness/prime.py reflect` in
-  each ISP namespace (an AF_PACKET socket on the customer-facing veth, at most 1000 replies
-  and 20 s) answers the first datagram of each source tuple, addresses and ports swapped, and
-  `prime.py sink` on the LAN host takes the replies on the flood's source port and counts the
-  flows answered; the reflectors then exit, and 1.5 s pass (xwan's offload map is synced
-  every 200 ms) before the flood. The 100 k and 1 M flow sets and the new-flow pass are
-  one-way: they measure the workers' flow table and new-flow path.
-- New flows per second: the first pass over the 1 M flows, every packet a new 5-tuple, at the
-  generator's full speed: flows delivered to the ISPs / duration of the pass.
-- Generator ceiling: the same 1 k-flow trafgen run into an XDP drop program on the router's LAN
-  interface, no router. Two placements: trafgen on CPU 0 (the router's worker alone on CPU 1),
-  and trafgen as two processes on CPUs 0 and 1 (sharing CPU 1 with the worker).
-- Peers: for every rate figure the ISPs' customer-facing veths run no XDP program and no GRO
-  (as an ISP's modem would): delivered frames are their RX counter, and a blackhole route
-  drops the flood (destinations 203.0.113.200/30) so the ISPs do not forward it.
-- TCP: iperf3 server on 203.0.113.10 in the internet namespace, client on h1, `-t 5`, 1 and 8
-  streams (`-P`), both directions; the ISPs have no XDP program during this step.
-- Latency: `xwan-bench ping`, one UDP ping at a time at 5000/s from h1 to `xwan-bench echo` on
-  203.0.113.10, RTT in an HDR histogram, after half a second of uncounted pings (with offload
-  on, the ping's flow is then on the in-kernel fast path); idle, then with trafgen rate-limited (`-b`) to 50 %
-  and 90 % of the mode's own 1 k-flow rate in the background. Quantiles are never mixed:
-  each is compared with the same quantile of the kernel recipe; added p50 = RTT p50 − baseline, where the
-  baseline (measured in the ceiling run, no forwarding) is the p50 RTT from h1 to an echo
-  server on the router's LAN address, plus the p50 RTT from the router namespace to
-  203.0.113.10, minus the p50 RTT over loopback (the ping-pong's own cost, counted twice by
-  the two halves).
-- Offload: on is xwan's default in both modes; its in-kernel fast path (a TC program) takes
-  a flow once it is established (TCP handshake done, a UDP reply seen): the 1 k established
-  flows, the TCP runs and the latency pings cross it, the one-way 100 k and 1 M floods stay
-  with the workers. The share forwarded in the kernel is xwan's `offload.packets` (from
-  `xwan status --json`) over the timed window, divided by the packets delivered. With --io packet no
-  XDP program runs, so the hosts' GSO super-frames cross the router whole.
-- Other work: the names of running processes are checked for compilers and linkers at the
-  start and the end of each timed rate window; windows that saw some are listed at the top.
-- CPU: /proc/stat (user + nice + system + irq + softirq + steal, both CPUs: disjoint
-  categories, each tick counted once) over the timed 1 k-flow pass, per delivered packet, less
-  the same per packet of the ceiling run. The kernel has no IRQ time accounting here, so softirq time is
-  sampled at each tick (250 Hz): figures are statistical.
-";

@@ -188,6 +188,38 @@ where
         .map_err(|e| e.to_string())
 }
 
+/// One mode's medians (divided by 1000) as a line with its legend entry and
+/// a point of `radius` at each.
+fn medians<'a, DB, CT, X>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    mode: &str,
+    points: &[(X, Stat)],
+    radius: i32,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate<From = (X, f64)>,
+    X: Clone + 'static,
+{
+    let c = color(mode);
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().map(|(x, s)| (x.clone(), s.median / 1e3)),
+            c.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(mode_name(mode))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
+    chart
+        .draw_series(
+            points
+                .iter()
+                .map(|(x, s)| Circle::new((x.clone(), s.median / 1e3), radius, c.filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// A vertical min–max line with caps at x, half-width `cap`.
 fn whisker(x: i32, cap: i32, s: &Stat, scale: f64, c: &RGBColor) -> Vec<PathElement<(i32, f64)>> {
     let (lo, hi) = (s.min * scale, s.max * scale);
@@ -259,21 +291,7 @@ fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
         if points.is_empty() {
             continue;
         }
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|(x, s)| (*x, s.median / 1e3)),
-                c.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(mode_name(mode))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|(x, s)| Circle::new((*x, s.median / 1e3), 4, c.filled())),
-            )
-            .map_err(|e| e.to_string())?;
+        medians(&mut chart, mode, &points, 4)?;
         for (x, s) in &points {
             let segment = vec![(*x, s.min / 1e3), (*x, s.max / 1e3)];
             chart
@@ -341,23 +359,7 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
             if points.is_empty() {
                 continue;
             }
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|(x, s)| (*x, s.median / 1e3)),
-                    c.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(mode_name(mode))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    points
-                        .iter()
-                        .map(|(x, s)| Circle::new((*x, s.median / 1e3), 3, c.filled())),
-                )
-                .map_err(|e| e.to_string())?;
+            medians(&mut chart, mode, &points, 3)?;
             for (x, s) in &points {
                 chart
                     .draw_series(whisker(*x, 4, s, 1e-3, &c))

@@ -25,6 +25,9 @@
 //!   - `iifname "LAN" jump from_lan`;
 //!   - `iifname . ip daddr { "WAN_IF" . WAN_ADDRESS, ... } jump owned_ports`;
 //! - chain `owned_ports`, the traffic to a WAN address that the core translates:
+//!   - `ip frag-off & 0x1fff != 0 return` (a later fragment has no ports: its
+//!     bytes where ports would be are payload, and must not decide; the first
+//!     fragment does, and the kernel never completes a packet without it);
 //!   - `meta l4proto { tcp, udp } th dport NAT_LO-NAT_HI drop`;
 //!   - `icmp type echo-reply icmp id NAT_LO-NAT_HI drop`;
 //!   - `ip daddr . tcp dport { WAN_ADDRESS . PORT, ... } drop` for TCP port
@@ -269,6 +272,7 @@ pub fn ruleset(
     );
 
     let _ = writeln!(s, "\tchain owned_ports {{");
+    let _ = writeln!(s, "\t\tip frag-off & 0x1fff != 0 return");
     let _ = writeln!(s, "\t\tmeta l4proto {{ tcp, udp }} th dport {nat} drop");
     let _ = writeln!(s, "\t\ticmp type echo-reply icmp id {nat} drop");
     for (proto, forwards) in [("tcp", &owned.tcp_forwards), ("udp", &owned.udp_forwards)] {

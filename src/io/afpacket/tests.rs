@@ -429,6 +429,10 @@ fn ruleset_mirrors_the_owned_traffic_and_rules() {
     ping_ports.proto = Proto::Icmp;
     ping_ports.dst_port = vec![PortRange { lo: 1, hi: 2 }];
     let text = ruleset(&setup, &[docs, ssh, ping_ports], Ownership::None).expect("a LAN interface");
+    assert!(
+        text.contains("chain owned_ports {\n\t\tip frag-off & 0x1fff != 0 return\n"),
+        "later fragments leave owned_ports before any port is read:\n{text}"
+    );
     for line in [
         "meta l4proto { tcp, udp } th dport 10000-19999 drop",
         "icmp type echo-reply icmp id 10000-19999 drop",

@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 
 pub use program::{OwnedMaps, XdpMode};
 use program::{Program, MAX_QUEUES};
-use punt::Punt;
 pub use punt::DEVICE as PUNT_DEVICE;
+use punt::{Punt, Punting};
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
@@ -211,7 +211,11 @@ impl XdpDataPath {
             let counters = Arc::new(WorkerCounters::default());
             let cpu = (!setup.cpus.is_empty()).then(|| setup.cpus[index % setup.cpus.len()]);
             let thread = {
-                let processor = Arc::clone(&processor);
+                let processor = Punting {
+                    inner: Arc::clone(&processor),
+                    punt: Arc::clone(&punt),
+                    counters: Arc::clone(&counters),
+                };
                 let counters = Arc::clone(&counters);
                 let stop = Arc::clone(&setup.stop);
                 let ready = ready_tx.clone();
@@ -227,7 +231,7 @@ impl XdpDataPath {
                         }
                         let _ = ready.send(Ok(()));
                         drop(ready);
-                        let result = worker.run(processor.as_ref(), &counters, &stop, epoch);
+                        let result = worker.run(&processor, &counters, &stop, epoch);
                         if result.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }

@@ -1,7 +1,8 @@
 //! The punt path: a frame the XDP program redirected to a worker but the core
 //! leaves to the kernel ([`Verdict::Kernel`](crate::router::Verdict): a bypass
 //! rule anywhere in the rule list, traffic to the router the program could not
-//! tell apart, TTL expiry the core cannot answer) is handed to the kernel
+//! tell apart such as the fragments of its own packets, TTL expiry the core
+//! cannot answer) is handed to the kernel
 //! instead of being dropped, as VPP's and DPDK's exception paths do: it is
 //! written to a TAP device, [`DEVICE`], and the kernel receives it there as if
 //! it had come in on a NIC, and routes, forwards or delivers it as it would
@@ -20,12 +21,22 @@
 //!   and no route).
 //!
 //! The device is not persistent: it disappears when xwan exits, even killed.
+//!
+//! Besides the frame a worker gets back from the core, the core can leave
+//! the kernel frames it held (the later fragments of a packet whose first
+//! fragment turned out to be the kernel's): [`Punting`] punts those after
+//! each frame, counted with the worker's own.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tracing::warn;
 
+use super::worker::WorkerCounters;
 use super::XdpError;
-use crate::io::{sys, system};
+use crate::io::{sys, system, FrameProcessor};
 use crate::packet;
+use crate::router::{FrameMeta, Port, Verdict};
 
 /// The TAP device's name, one per network namespace (one xwan runs per
 /// namespace: the XDP program refuses a second).
@@ -77,5 +88,40 @@ impl Punt {
             dst.copy_from_slice(&self.mac);
         }
         self.tap.inject(frame)
+    }
+}
+
+/// What an AF_XDP worker runs: the processor `P`, with the frames it leaves
+/// to the kernel besides the one it returns punted after its other frames,
+/// counted in the worker's `kernel_verdicts`, `punted` and `punt_failed`.
+pub(super) struct Punting<P> {
+    pub(super) inner: Arc<P>,
+    pub(super) punt: Arc<Punt>,
+    pub(super) counters: Arc<WorkerCounters>,
+}
+
+impl<P: FrameProcessor> FrameProcessor for Punting<P> {
+    type Worker = P::Worker;
+
+    fn worker(&self) -> P::Worker {
+        self.inner.worker()
+    }
+
+    fn process(&self, worker: &mut P::Worker, frame: &mut [u8], meta: FrameMeta) -> Verdict {
+        self.inner.process(worker, frame, meta)
+    }
+
+    fn drain(&self, worker: &mut P::Worker, send: &mut dyn FnMut(Port, &[u8])) {
+        self.inner.drain(worker, send);
+        self.inner.drain_kernel(worker, &mut |frame| {
+            self.counters
+                .kernel_verdicts
+                .fetch_add(1, Ordering::Relaxed);
+            let outcome = match self.punt.inject(frame) {
+                Ok(()) => &self.counters.punted,
+                Err(_) => &self.counters.punt_failed,
+            };
+            outcome.fetch_add(1, Ordering::Relaxed);
+        });
     }
 }

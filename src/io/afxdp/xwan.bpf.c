@@ -29,11 +29,18 @@
 //       ICMP:    an echo request whose identifier is in the NAT range.
 //     Quoted packets that are non-first fragments carry no ports and are
 //     left to the kernel.
-// - on either side, a later fragment (offset > 0, no ports to look at) of a
-//   datagram whose first fragment was redirected: when the program redirects
-//   a first fragment (MF set, offset 0) it notes (source, destination,
-//   protocol, IP id) in the LRU map `fragments`, and later fragments with that
-//   key follow it to the core, which translates them as their first one.
+//   - every fragment, first or later, whatever it carries: the core
+//     translates those of its flows, holds a later one that comes before its
+//     first, and punts to the kernel those of a packet whose first fragment
+//     is the kernel's (a later fragment has no ports to look at, and may
+//     come first).
+// - on the LAN, a later fragment (offset > 0, no ports to look at) of a
+//   hairpinned datagram whose first fragment was redirected: when the
+//   program redirects a first fragment (MF set, offset 0) it notes (source,
+//   destination, protocol, IP id) in the LRU map `fragments`, and later
+//   fragments with that key follow it to the core, which translates them as
+//   their first one. (Later fragments to a non-local destination are the
+//   core's anyway.)
 // TTL is not looked at: a frame xwan owns whose TTL expires here is the
 // core's, which answers ICMP time exceeded itself.
 // Frames of flows on the in-kernel fast path (offload.bpf.h) are XDP_PASS,
@@ -203,6 +210,11 @@ static __always_inline int is_later_fragment(const struct iphdr *ip)
 	return (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
 }
 
+static __always_inline int is_fragment(const struct iphdr *ip)
+{
+	return (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
+}
+
 // A later fragment whose first fragment was redirected.
 static __always_inline int follows_first(const struct iphdr *ip)
 {
@@ -284,8 +296,8 @@ static __always_inline int wan_owns(const struct settings *s, __be32 wan_addr,
 {
 	if (ip->daddr != wan_addr)
 		return 0;
-	if (is_later_fragment(ip))
-		return follows_first(ip);
+	if (is_fragment(ip))
+		return 1;
 	if ((void *)(l4 + 8) > data_end)
 		return 0;
 
@@ -367,7 +379,8 @@ int xwan_xdp(struct xdp_md *ctx)
 	if (ctx->rx_queue_index >= MAX_QUEUES)
 		return XDP_PASS;
 
-	if ((ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) == bpf_htons(IP_MF)) {
+	if (iface->role == ROLE_LAN &&
+	    (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) == bpf_htons(IP_MF)) {
 		struct fragment_key frag = fragment_of(ip);
 		__u8 one = 1;
 

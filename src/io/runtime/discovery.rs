@@ -141,20 +141,33 @@ pub(super) fn interfaces(found: &Discovered) -> Vec<Interface> {
 }
 
 pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> OwnedTraffic {
-    // Destination-only bypass rules ahead of every other rule: whatever they match
-    // is the kernel's whatever else the packet holds.
-    let bypass: Vec<Ipv4Net> = config
-        .rules
-        .iter()
-        .take_while(|r| r.action == Action::Bypass)
-        .filter(|r| {
-            r.proto == Proto::Any
-                && r.src.is_empty()
-                && r.src_port.is_empty()
-                && r.dst_port.is_empty()
-        })
-        .flat_map(|r| r.dst.iter().copied())
-        .collect();
+    // The prefixes of destination-only bypass rules that no earlier rule of
+    // another action can match: whatever goes there is the kernel's whatever
+    // else the packet holds (an earlier bypass rule only bypasses it sooner),
+    // so the XDP program passes it and it reaches the kernel on its own
+    // interface rather than through the punt device.
+    let mut bypass: Vec<Ipv4Net> = Vec::new();
+    let mut earlier: Vec<&[Ipv4Net]> = Vec::new();
+    for rule in &config.rules {
+        if rule.action != Action::Bypass {
+            earlier.push(&rule.dst);
+            continue;
+        }
+        if rule.proto != Proto::Any
+            || !rule.src.is_empty()
+            || !rule.src_port.is_empty()
+            || !rule.dst_port.is_empty()
+        {
+            continue;
+        }
+        let overlap =
+            |a: &Ipv4Net, b: &Ipv4Net| a.contains(&b.network()) || b.contains(&a.network());
+        bypass.extend(rule.dst.iter().filter(|net| {
+            !earlier
+                .iter()
+                .any(|dst| dst.is_empty() || dst.iter().any(|d| overlap(d, net)))
+        }));
+    }
     let forwards = |proto: Proto| -> Vec<(Ipv4Addr, u16)> {
         config
             .forwards

@@ -5,7 +5,8 @@
 //! would be gone. So with `[control] state` on, the start loads
 //! `table ip xwan_hold`, which drops what arrives for the NAT ports and
 //! forwarded ports of the WAN addresses (nothing else: the kernel's own
-//! ports are outside `[nat] ports`), and leaves it in place when xwan
+//! ports are outside `[nat] ports`; a later fragment, which has no ports,
+//! is let through: its first fragment decides), and leaves it in place when xwan
 //! stops or dies. While xwan runs it changes nothing: those frames are
 //! xwan's (redirected by XDP before the kernel sees them, or dropped by
 //! `table ip xwan` in packet mode). A start with the state off deletes it;
@@ -31,6 +32,7 @@ fn ruleset(config: &Config) -> String {
         "table ip {HOLD_TABLE} {{}}\ndelete table ip {HOLD_TABLE}\ntable ip {HOLD_TABLE} {{\n\
          \tchain prerouting {{\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
     );
+    let _ = writeln!(s, "\t\tip frag-off & 0x1fff != 0 return");
     let all = addrs(&mut (0..config.wans.len()));
     let nat = format!("{}-{}", config.nat.ports.lo, config.nat.ports.hi);
     let _ = writeln!(
@@ -118,6 +120,8 @@ wan = "isp2"
             "ip daddr { 198.18.1.2, 198.18.2.2 } meta l4proto { tcp, udp } th dport 20000-59999 drop"
         ));
         assert!(rules.contains("ip daddr { 198.18.2.2 } udp dport 5353 drop"));
+        // Before them: later fragments, which carry no ports, pass.
+        assert!(rules.contains("prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n\t\tip frag-off & 0x1fff != 0 return\n"));
         assert_eq!(rules.matches("drop").count(), 2);
     }
 }

@@ -94,6 +94,37 @@ fn port_range_advice_prefers_ports_above_the_nat_range() {
     );
 }
 
+/// A destination-only bypass rule after a rule of another action: its
+/// prefixes that the earlier rule cannot match are the XDP program's to pass.
+#[test]
+fn bypass_prefixes_no_earlier_rule_can_match_are_passed_by_the_program() {
+    let rules = r#"
+[[rule]]
+name = "docs-via-isp1"
+dst = ["203.0.113.0/24"]
+action = "isp1"
+
+[[rule]]
+name = "vpn"
+dst = ["10.0.0.0/8", "203.0.113.128/25"]
+action = "bypass"
+
+[[rule]]
+name = "web"
+proto = "tcp"
+dst_port = "443"
+action = "isp2"
+
+[[rule]]
+name = "after-any"
+dst = ["172.16.0.0/12"]
+action = "bypass"
+"#;
+    let config = config(&format!("{TWO_UPLINKS}{rules}"));
+    let owned = owned_traffic(&config, &[]);
+    assert_eq!(owned.bypass, vec!["10.0.0.0/8".parse::<Ipv4Net>().unwrap()]);
+}
+
 #[test]
 fn owned_traffic_follows_the_config() {
     let config = config(&CONFIG);
@@ -104,7 +135,8 @@ fn owned_traffic_follows_the_config() {
     };
     let owned = owned_traffic(&config, &found.local_addresses);
     assert_eq!(owned.lan_networks, config.lan.networks);
-    // Only the bypass rule ahead of the pinning rule is unconditional.
+    // Only the bypass rule ahead of the pinning rule (which matches any
+    // destination) is unconditional.
     assert_eq!(
         owned.bypass,
         vec!["198.51.100.0/24".parse::<Ipv4Net>().unwrap()]

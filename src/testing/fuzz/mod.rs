@@ -31,11 +31,12 @@ use std::time::Duration;
 
 use super::{
     check, check_fragment, check_icmp_error, fragment, icmp_echo, icmp_error, mss_option,
-    reassemble, tcp, tcp_with_options, udp, with_ip_options, Addressing, ACK, SYN, SYN_ACK,
+    reassemble, tcp, tcp_with_options, two_uplink_router, udp, with_ip_options, Addressing, ACK,
+    GATEWAY_MACS, LAN_MAC, SYN, SYN_ACK, WAN_MACS,
 };
 use crate::config::Config;
 use crate::packet::checksum;
-use crate::router::{FrameMeta, InterfaceMacs, Lane, Port, Router, Verdict, MAX_FRAGMENTS};
+use crate::router::{FrameMeta, Lane, Port, Router, Verdict, MAX_FRAGMENTS};
 
 pub use mutate::{run_mutations, Mutator};
 
@@ -83,9 +84,6 @@ max_flows = 256
 max_flows_per_host = 96
 "#;
 
-const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const WAN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
-const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
 const HOSTS: [([u8; 4], [u8; 6]); 2] = [
     ([192, 168, 50, 10], [2, 0, 0, 0, 0, 0x10]),
     ([192, 168, 50, 11], [2, 0, 0, 0, 0, 0x11]),
@@ -320,17 +318,7 @@ impl Harness {
     pub fn new() -> Harness {
         let config = Config::from_toml(CONFIG, Path::new("fuzz.toml"))
             .unwrap_or_else(|e| panic!("the harness config is valid: {e}"));
-        let router = Router::new(
-            &config,
-            InterfaceMacs {
-                lan: LAN_MAC,
-                wans: WAN_MACS.to_vec(),
-            },
-        );
-        for (id, mac) in GATEWAY_MACS.iter().enumerate() {
-            router.set_gateway_mac(id as u8, Some(*mac));
-            router.set_uplink_up(id as u8, true);
-        }
+        let router = two_uplink_router(&config);
         for (addr, mac) in HOSTS {
             router.set_lan_mac(Ipv4Addr::from(addr), mac);
         }
