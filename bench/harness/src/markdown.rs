@@ -411,8 +411,9 @@ fn markdown(data: &Data, title: &str) -> String {
         "The 1 k-flow set is primed (see How it is measured): `flows answered` is how many of \
          its flows' replies reached the LAN host, `in the fast path` how many flows xwan's \
          in-kernel fast path held when the flood began (its map's entries / 2), and `share \
-         forwarded in the kernel` the fast path's packet counter over the timed window divided \
-         by the packets delivered. The 100 k and 1 M flow sets are one-way (no reply, so never \
+         forwarded in the kernel` the fast path's packet counter over the whole flood (warm-up \
+         and timed window) divided by the flood's packets delivered (raw.jsonl: `offloaded_*`, \
+         `flood_*`). The 100 k and 1 M flow sets are one-way (no reply, so never \
          offloaded; the fast path's map holds 32768 flows in any case): they measure the \
          workers' flow table at scale.\n\n",
     );

@@ -202,17 +202,18 @@ impl Data {
                     }
                 }
                 // The share of the delivered flood that xwan's in-kernel
-                // fast path forwarded (it counts the packets it redirects).
+                // fast path forwarded (it counts the packets it redirects),
+                // both counted over the whole flood.
                 for step in OFFLOAD_STEPS {
-                    let offloaded = self.get(rep, mode, &format!("offload_{step}"));
-                    let pps = self.get(rep, mode, &format!("pps_{step}"));
-                    if let (Some(offloaded), Some(pps)) = (offloaded, pps) {
-                        if pps > 0.0 {
+                    let offloaded = self.get(rep, mode, &format!("offloaded_{step}"));
+                    let flood = self.get(rep, mode, &format!("flood_{step}"));
+                    if let (Some(offloaded), Some(flood)) = (offloaded, flood) {
+                        if flood > 0.0 {
                             self.insert(
                                 rep,
                                 mode,
                                 &format!("offload_share_{step}"),
-                                offloaded / pps,
+                                offloaded / flood,
                             );
                         }
                     }
@@ -235,8 +236,9 @@ impl Data {
     }
 }
 
-/// The rate windows whose fast-path packets scripts/bench records
-/// (`offload_<step>`, packets per second, beside `pps_<step>`).
+/// The rate steps whose floods scripts/bench counts whole: `flood_<step>`
+/// packets delivered, `offloaded_<step>` of them forwarded by xwan's
+/// in-kernel fast path.
 const OFFLOAD_STEPS: [&str; 4] = ["1k", "1k_gen2", "100k", "1m"];
 
 /// The loads latency is measured at: idle, 50 % and 90 % of the mode's own
@@ -302,11 +304,11 @@ mod tests {
     #[test]
     fn offload_share_is_fast_path_packets_over_delivered() {
         let data = data_of(
-            r#"{"rep":1,"mode":"xdp","metric":"pps_1k","value":400000}
-{"rep":1,"mode":"xdp","metric":"offload_1k","value":396000}
-{"rep":1,"mode":"xdp","metric":"pps_1m","value":300000}
-{"rep":1,"mode":"xdp","metric":"offload_1m","value":0}
-{"rep":1,"mode":"kernel","metric":"pps_1k","value":350000}
+            r#"{"rep":1,"mode":"xdp","metric":"flood_1k","value":400000}
+{"rep":1,"mode":"xdp","metric":"offloaded_1k","value":396000}
+{"rep":1,"mode":"xdp","metric":"flood_1m","value":300000}
+{"rep":1,"mode":"xdp","metric":"offloaded_1m","value":0}
+{"rep":1,"mode":"kernel","metric":"flood_1k","value":350000}
 "#,
         );
         assert_eq!(data.median("xdp", "offload_share_1k"), Some(0.99));
@@ -315,8 +317,8 @@ mod tests {
         assert_eq!(data.median("kernel", "offload_share_1k"), None);
         // Nothing delivered: no share rather than a division by zero.
         let none = data_of(
-            r#"{"rep":1,"mode":"packet","metric":"pps_100k","value":0}
-{"rep":1,"mode":"packet","metric":"offload_100k","value":0}
+            r#"{"rep":1,"mode":"packet","metric":"flood_100k","value":0}
+{"rep":1,"mode":"packet","metric":"offloaded_100k","value":0}
 "#,
         );
         assert_eq!(none.median("packet", "offload_share_100k"), None);
