@@ -7,11 +7,14 @@
 //! - Crafted fragments sent out of order (the last first, the first last)
 //!   from a LAN host and, towards a flow's mapping, from the ISP's side of
 //!   an uplink: held by the router until the first comes, then translated;
-//!   the receiver's socket gets the datagram byte for byte. And towards the
+//!   the receiver's socket gets the datagram byte for byte; from a LAN host
+//!   to a UDP port forward on a WAN address, hairpinned to another LAN host
+//!   (xdp: every TCP or UDP fragment from the LAN to a WAN address is the
+//!   core's, which holds the later ones). And towards the
 //!   router itself (a port of the WAN address that is neither a NAT port nor
 //!   forwarded): the router's own socket gets it whole (xdp: the core holds
 //!   the later fragments until the first shows it is the kernel's, then
-//!   punts them all).
+//!   punts them all), from a WAN and from the LAN.
 //! - A LAN host sending with another host's address does not attract that
 //!   host's port-forwarded traffic (LAN MACs come from the neighbour table).
 
@@ -47,9 +50,14 @@ modes!(
     a_big_datagram_without_df_is_fragmented_for_a_smaller_uplink_mtu: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_from_the_lan_arrive_whole: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_from_a_wan_arrive_whole: [Kernel, XwanPacket, XwanXdp],
+    out_of_order_fragments_hairpinned_to_a_forward_arrive_whole: [Kernel, XwanPacket, XwanXdp],
     out_of_order_fragments_to_the_router_itself_arrive_whole: [Kernel, XwanPacket, XwanXdp],
+    out_of_order_fragments_from_the_lan_to_a_wan_address_reach_the_router: [Kernel, XwanPacket, XwanXdp],
     a_spoofing_lan_host_does_not_get_the_victims_forwarded_traffic: [Kernel, XwanPacket, XwanXdp],
 );
+
+/// h2, the LAN host that is not the forward's target.
+const HOST2: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 11);
 
 /// The UDP port whose traffic a rule pins to isp1.
 const PINNED_PORT: u16 = 5555;
@@ -119,27 +127,78 @@ fn send_out_of_order_from_isp1(tb: &Testbed, port: u16, id: u16, payload: &[u8])
     frames::send_frames(tb, "isp1", "cust", &out_of_order(&datagram, id));
 }
 
+/// A UDP datagram `from` a LAN host (the namespace `host`) `to` an address,
+/// crafted with IP id `id` and sent out of order from the host onto the LAN.
+fn send_out_of_order_from_lan(
+    tb: &Testbed,
+    host: &str,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+    id: u16,
+    payload: &[u8],
+) {
+    let lan = Addressing {
+        src_mac: frames::mac_of(tb, host, "eth0"),
+        dst_mac: frames::mac_of(tb, "rtr", "lan0"),
+        src: *from.ip(),
+        dst: *to.ip(),
+        ttl: 64,
+    };
+    let mut datagram = testing::udp(&lan, from.port(), to.port(), payload);
+    testing::set_df_and_id(&mut datagram, false, id);
+    frames::send_frames(tb, host, "eth0", &out_of_order(&datagram, id));
+}
+
 fn out_of_order_fragments_from_the_lan_arrive_whole(mode: RouterMode) {
     let mut tb = Testbed::up(TxOffload::On);
     let text = config(&tb, None);
     tb.start_router(mode, &text);
     let server = tb.bind_udp("inet", SocketAddrV4::new(SERVER1, PINNED_PORT));
-    let lan = Addressing {
-        src_mac: frames::mac_of(&tb, "h1", "eth0"),
-        dst_mac: frames::mac_of(&tb, "rtr", "lan0"),
-        src: HOST1,
-        dst: SERVER1,
-        ttl: 64,
-    };
     let payload = pattern(3000, 21);
-    let mut datagram = testing::udp(&lan, 4001, PINNED_PORT, &payload);
-    testing::set_df_and_id(&mut datagram, false, 0x5151);
-    frames::send_frames(&tb, "h1", "eth0", &out_of_order(&datagram, 0x5151));
+    send_out_of_order_from_lan(
+        &tb,
+        "h1",
+        SocketAddrV4::new(HOST1, 4001),
+        SocketAddrV4::new(SERVER1, PINNED_PORT),
+        0x5151,
+        &payload,
+    );
     let mut buf = vec![0u8; 65536];
     let (n, peer) = server
         .recv_from(&mut buf)
         .expect("the datagram arrives at the server");
     assert_eq!(peer.ip(), std::net::IpAddr::V4(WAN1));
+    assert_eq!(&buf[..n], &payload[..], "byte for byte");
+}
+
+/// The UDP port forwarded on isp1's address to the same port of h1.
+const FORWARDED_UDP: u16 = 9090;
+
+fn out_of_order_fragments_hairpinned_to_a_forward_arrive_whole(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let mut text = config(&tb, None);
+    text.push_str(&format!(
+        "\n[[forward]]\nproto = \"udp\"\nport = {FORWARDED_UDP}\nto = \"{HOST1}:{FORWARDED_UDP}\"\nwan = [\"isp1\"]\n"
+    ));
+    tb.start_router(mode, &text);
+    // h1 has talked through the router, so the router knows its MAC (the
+    // core sends to LAN hosts the neighbour table has).
+    tb.exec_ok("h1", &["ping", "-n", "-c", "1", "-W", "2", "203.0.113.10"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let target = tb.bind_udp("h1", SocketAddrV4::new(HOST1, FORWARDED_UDP));
+    let payload = pattern(3000, 24);
+    send_out_of_order_from_lan(
+        &tb,
+        "h2",
+        SocketAddrV4::new(HOST2, 4003),
+        SocketAddrV4::new(WAN1, FORWARDED_UDP),
+        0x6464,
+        &payload,
+    );
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = target
+        .recv_from(&mut buf)
+        .expect("the datagram arrives at h1 through the forward");
     assert_eq!(&buf[..n], &payload[..], "byte for byte");
 }
 
@@ -182,6 +241,29 @@ fn out_of_order_fragments_to_the_router_itself_arrive_whole(mode: RouterMode) {
         .recv_from(&mut buf)
         .expect("the datagram arrives at the router's own socket");
     assert_eq!(from, SocketAddrV4::new(SERVER1, PINNED_PORT).into());
+    assert_eq!(&buf[..n], &payload[..], "byte for byte");
+}
+
+fn out_of_order_fragments_from_the_lan_to_a_wan_address_reach_the_router(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let text = config(&tb, None);
+    tb.start_router(mode, &text);
+    // Port 7000 of isp1's address: below the NAT range, not forwarded.
+    let own = tb.bind_udp("rtr", SocketAddrV4::new(WAN1, 7000));
+    let payload = pattern(3000, 25);
+    send_out_of_order_from_lan(
+        &tb,
+        "h1",
+        SocketAddrV4::new(HOST1, 4004),
+        SocketAddrV4::new(WAN1, 7000),
+        0x6565,
+        &payload,
+    );
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = own
+        .recv_from(&mut buf)
+        .expect("the datagram arrives at the router's own socket");
+    assert_eq!(from, SocketAddrV4::new(HOST1, 4004).into());
     assert_eq!(&buf[..n], &payload[..], "byte for byte");
 }
 

@@ -12,23 +12,6 @@ use xwan::testing::{self, SYN};
 
 use super::*;
 
-/// Sends fragments in on `port`, expects each forwarded on `out`, and
-/// returns the forwarded frames after checking their IP headers.
-fn forward_all(b: &mut Bench, port: Port, fragments: &[Vec<u8>], out: Port) -> Vec<Vec<u8>> {
-    fragments
-        .iter()
-        .map(|f| {
-            let (verdict, bytes) = b.send(port, f.clone());
-            match verdict {
-                Verdict::Forward { port, .. } => assert_eq!(port, out),
-                other => panic!("fragment not forwarded: {other:?}"),
-            }
-            testing::check_fragment(&bytes).unwrap();
-            bytes
-        })
-        .collect()
-}
-
 #[test]
 fn fragments_in_order_follow_their_first_both_ways() {
     let mut b = Bench::new("");
@@ -87,11 +70,7 @@ fn later_fragments_before_their_first_are_held_until_it_comes_both_ways() {
     let payload: Vec<u8> = (0..2000u32).map(|i| (i * 3) as u8).collect();
     let pieces = testing::fragment(&testing::udp(&lan, 5000, 4500, &payload), 9, 512);
     assert_eq!(pieces.len(), 4);
-    for i in [3, 1] {
-        assert_eq!(b.send(Port::Lan, pieces[i].clone()).0, Verdict::Taken);
-        assert!(b.also_sent().is_empty());
-    }
-    assert_eq!(b.router.stats().fragments.held, 2);
+    hold_all(&mut b, Port::Lan, &[pieces[3].clone(), pieces[1].clone()]);
     let (verdict, first) = b.send(Port::Lan, pieces[0].clone());
     let Verdict::Forward {
         port: Port::Wan(uplink),

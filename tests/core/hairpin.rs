@@ -239,3 +239,27 @@ fn frames_from_the_internet_with_lan_sources_are_dropped() {
         Verdict::Drop(DropReason::SpoofedSource)
     );
 }
+
+#[test]
+fn out_of_order_fragments_to_a_forward_are_held_and_hairpinned_whole() {
+    let mut b = bench();
+    let to_wan = from_host(HOST, ISP1);
+    let payload: Vec<u8> = (0..2000u32).map(|i| (i * 7) as u8).collect();
+    let pieces = testing::fragment(&testing::udp(&to_wan, 6000, 5353, &payload), 0x4242, 512);
+    assert_eq!(pieces.len(), 4);
+    hold_all(&mut b, Port::Lan, &[pieces[3].clone(), pieces[1].clone()]);
+    let mut out = forward_all(&mut b, Port::Lan, &pieces[..1], Port::Lan);
+    for (port, frame) in b.also_sent() {
+        assert_eq!(port, Port::Lan);
+        out.push(frame);
+    }
+    assert_eq!(out.len(), 3, "the two held ones follow the first");
+    out.extend(forward_all(&mut b, Port::Lan, &pieces[2..3], Port::Lan));
+    let seen = testing::check(&testing::reassemble(&out).unwrap()).unwrap();
+    assert_eq!(
+        (seen.src, seen.dst, seen.dst_port, seen.dst_mac),
+        (ISP1, HOST2, 53, HOST2_MAC)
+    );
+    assert_eq!(seen.payload, payload);
+    assert_eq!(b.router.stats().fragments.held, 0);
+}

@@ -208,3 +208,31 @@ pub fn with_partial_checksum(mut frame: Vec<u8>) -> Vec<u8> {
     frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
     frame
 }
+
+/// Sends fragments in on `port`, expects each forwarded on `out`, and
+/// returns the forwarded frames after checking their IP headers.
+pub fn forward_all(b: &mut Bench, port: Port, fragments: &[Vec<u8>], out: Port) -> Vec<Vec<u8>> {
+    fragments
+        .iter()
+        .map(|f| {
+            let (verdict, bytes) = b.send(port, f.clone());
+            match verdict {
+                Verdict::Forward { port, .. } => assert_eq!(port, out),
+                other => panic!("fragment not forwarded: {other:?}"),
+            }
+            testing::check_fragment(&bytes).unwrap();
+            bytes
+        })
+        .collect()
+}
+
+/// Sends later fragments in on `port` before their first: each is held
+/// (taken, nothing sent), and the router holds them all.
+pub fn hold_all(b: &mut Bench, port: Port, fragments: &[Vec<u8>]) {
+    let before = b.router.stats().fragments.held;
+    for f in fragments {
+        assert_eq!(b.send(port, f.clone()).0, Verdict::Taken);
+        assert!(b.also_sent().is_empty());
+    }
+    assert_eq!(b.router.stats().fragments.held, before + fragments.len());
+}

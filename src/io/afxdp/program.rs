@@ -11,7 +11,7 @@
 //! - `xwan_xdp` held by a BPF link: a running xwan owns the interface: error;
 //! - any other program: someone else's: error, nothing is touched.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
@@ -123,14 +123,14 @@ impl Program {
         for net in &owned.lan_networks {
             self.update("lan_nets", &prefix_key(net), &[1])?;
         }
-        for key in bypass_keys(owned) {
-            self.update("bypass_nets", &key, &[1])?;
+        for (key, value) in bypass_keys(owned) {
+            self.update("bypass_nets", &key, &[value])?;
         }
-        for key in local_keys(owned) {
-            self.update("local_addrs", &key, &[1])?;
+        for (key, value) in local_keys(owned) {
+            self.update("local_addrs", &key, &[value])?;
         }
-        for key in forward_keys(owned) {
-            self.update("forwards", &key, &[1])?;
+        for (key, value) in forward_keys(owned) {
+            self.update("forwards", &key, &[value])?;
         }
         let mut settings = [0u8; 4];
         settings[0..2].copy_from_slice(&owned.nat_ports.lo.to_ne_bytes());
@@ -344,8 +344,16 @@ fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {
 /// A map key, as the C side lays it out.
 type Key = Vec<u8>;
 
+/// A map's entries: key and one-byte value.
+type Entries = BTreeMap<Key, u8>;
+
+/// `local_addrs` values: one of the router's addresses, and one that is also
+/// a WAN address (the C side's LOCAL_ADDR and WAN_ADDR).
+const LOCAL_ADDR: u8 = 1;
+const WAN_ADDR: u8 = 2;
+
 /// The `forwards` keys of the TCP and UDP forwards.
-fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+fn forward_keys(owned: &OwnedTraffic) -> Entries {
     let forwards = owned
         .tcp_forwards
         .iter()
@@ -357,33 +365,42 @@ fn forward_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
             key[0..4].copy_from_slice(&addr.octets());
             key[4..6].copy_from_slice(&port.to_be_bytes());
             key[6] = proto;
-            key
+            (key, 1)
         })
         .collect()
 }
 
-fn bypass_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+fn bypass_keys(owned: &OwnedTraffic) -> Entries {
     owned
         .bypass
         .iter()
-        .map(|net| prefix_key(net).to_vec())
+        .map(|net| (prefix_key(net).to_vec(), 1))
         .collect()
 }
 
-fn local_keys(owned: &OwnedTraffic) -> BTreeSet<Key> {
+/// The router's addresses, each marked as a WAN address or not: fragments
+/// from the LAN to a WAN address are the core's (hairpinning).
+fn local_keys(owned: &OwnedTraffic) -> Entries {
     owned
         .local_addresses
         .iter()
-        .map(|addr| addr.octets().to_vec())
+        .map(|addr| {
+            let value = if owned.wan_addresses.contains(addr) {
+                WAN_ADDR
+            } else {
+                LOCAL_ADDR
+            };
+            (addr.octets().to_vec(), value)
+        })
         .collect()
 }
 
 /// What the updatable maps hold.
 #[derive(Debug, Default)]
 struct Keys {
-    forwards: BTreeSet<Key>,
-    bypass: BTreeSet<Key>,
-    local: BTreeSet<Key>,
+    forwards: Entries,
+    bypass: Entries,
+    local: Entries,
     /// By uplink id.
     wan: Vec<Ipv4Addr>,
 }
@@ -413,8 +430,8 @@ pub struct OwnedMaps {
 }
 
 impl OwnedMaps {
-    /// Brings the maps to `owned`: new entries go in first, then the old ones
-    /// go. Each entry changes atomically, and entries that stay are not
+    /// Brings the maps to `owned`: new and changed entries go in first, then
+    /// the old ones go. Each entry changes atomically, and entries that stay are not
     /// touched, so the traffic they describe is redirected throughout.
     pub fn update(&self, owned: &OwnedTraffic) -> Result<(), XdpError> {
         let mut guard = sync::lock(&self.current);
@@ -440,13 +457,21 @@ impl OwnedMaps {
                 &wanted.local,
             ),
         ] {
-            let missing: Vec<Key> = want.difference(have).cloned().collect();
-            for key in missing {
-                map.update(&key, &[1], MapFlags::ANY)
+            let missing: Vec<(Key, u8)> = want
+                .iter()
+                .filter(|(key, value)| have.get(*key) != Some(value))
+                .map(|(key, value)| (key.clone(), *value))
+                .collect();
+            for (key, value) in missing {
+                map.update(&key, &[value], MapFlags::ANY)
                     .map_err(|err| map_error(name, err))?;
-                have.insert(key);
+                have.insert(key, value);
             }
-            let stale: Vec<Key> = have.difference(want).cloned().collect();
+            let stale: Vec<Key> = have
+                .keys()
+                .filter(|key| !want.contains_key(*key))
+                .cloned()
+                .collect();
             for key in stale {
                 map.delete(&key).map_err(|err| map_error(name, err))?;
                 have.remove(&key);

@@ -14,7 +14,7 @@
 //   a bypass prefix, not to a broadcast or multicast address (MAC or IP), and
 //   not to one of the router's own addresses unless it is a WAN address and
 //   the TCP or UDP destination port is forwarded on it or in the NAT range
-//   (hairpinning, both ways: the core's);
+//   (hairpinning, both ways: the core's), or a TCP or UDP fragment (below);
 // - on a WAN: IPv4 addressed to that WAN's own address, and
 //   - TCP or UDP whose destination port is in the NAT range or is a port
 //     forwarded on that address;
@@ -34,13 +34,11 @@
 //     first, and punts to the kernel those of a packet whose first fragment
 //     is the kernel's (a later fragment has no ports to look at, and may
 //     come first).
-// - on the LAN, a later fragment (offset > 0, no ports to look at) of a
-//   hairpinned datagram whose first fragment was redirected: when the
-//   program redirects a first fragment (MF set, offset 0) it notes (source,
-//   destination, protocol, IP id) in the LRU map `fragments`, and later
-//   fragments with that key follow it to the core, which translates them as
-//   their first one. (Later fragments to a non-local destination are the
-//   core's anyway.)
+// - on the LAN, every TCP or UDP fragment, first or later, to a WAN address
+//   (`local_addrs` value WAN_ADDR): the core hairpins those of forwarded or
+//   NAT ports, holds a later one that comes before its first, and punts the
+//   router's own. (Fragments to a non-local destination are the core's
+//   anyway.)
 // TTL is not looked at: a frame xwan owns whose TTL expires here is the
 // core's, which answers ICMP time exceeded itself.
 // Frames of flows on the in-kernel fast path (offload.bpf.h) are XDP_PASS,
@@ -61,10 +59,13 @@
 #define MAX_PREFIXES 1024
 #define MAX_ADDRESSES 256
 #define MAX_FORWARDS 4096
-#define MAX_FRAGMENTS 4096
 
 #define ROLE_LAN 0
 #define ROLE_WAN 1
+
+// The local_addrs value of a WAN address (program.rs; the router's other
+// addresses have 1).
+#define WAN_ADDR 2
 
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
@@ -92,15 +93,6 @@ struct prefix_key {
 struct forward_key {
 	__be32 addr;
 	__be16 port;
-	__u8 proto;
-	__u8 pad;
-};
-
-// A datagram in fragments, as every one of its fragments carries it.
-struct fragment_key {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 id;
 	__u8 proto;
 	__u8 pad;
 };
@@ -155,13 +147,6 @@ struct {
 } forwards SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_FRAGMENTS);
-	__type(key, struct fragment_key);
-	__type(value, __u8);
-} fragments SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -196,43 +181,24 @@ static __always_inline int is_multicast_or_broadcast(__be32 addr)
 	return (bpf_ntohl(addr) & 0xe0000000) == 0xe0000000;
 }
 
-static __always_inline struct fragment_key fragment_of(const struct iphdr *ip)
-{
-	struct fragment_key key = {
-		.saddr = ip->saddr, .daddr = ip->daddr, .id = ip->id, .proto = ip->protocol, .pad = 0
-	};
-
-	return key;
-}
-
-static __always_inline int is_later_fragment(const struct iphdr *ip)
-{
-	return (ip->frag_off & bpf_htons(IP_OFFSET)) != 0;
-}
-
 static __always_inline int is_fragment(const struct iphdr *ip)
 {
 	return (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) != 0;
 }
 
-// A later fragment whose first fragment was redirected.
-static __always_inline int follows_first(const struct iphdr *ip)
-{
-	struct fragment_key key = fragment_of(ip);
-
-	return bpf_map_lookup_elem(&fragments, &key) != NULL;
-}
-
-// To one of the router's own addresses from the LAN: the core's only when it
-// hairpins it: a TCP or UDP port forwarded on that (WAN) address, or the
-// target's answer to a NAT port.
+// To one of the router's own addresses (`local`, its local_addrs value)
+// from the LAN: the core's only when it may hairpin it: a TCP or UDP port
+// forwarded on that WAN address, or the target's answer to a NAT port; a
+// fragment to a WAN address, which may be a later one with no ports.
 static __always_inline int lan_hairpin(const struct settings *s, const struct iphdr *ip,
-				       __u8 *l4, void *data_end)
+				       __u8 local, __u8 *l4, void *data_end)
 {
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return 0;
-	if (is_later_fragment(ip))
-		return follows_first(ip);
+	if (local != WAN_ADDR)
+		return 0;
+	if (is_fragment(ip))
+		return 1;
 	if ((void *)(l4 + 4) > data_end)
 		return 0;
 
@@ -250,8 +216,10 @@ static __always_inline int lan_owns(const struct settings *s, const struct iphdr
 		return 0;
 	if (is_multicast_or_broadcast(ip->daddr))
 		return 0;
-	if (bpf_map_lookup_elem(&local_addrs, &ip->daddr))
-		return lan_hairpin(s, ip, l4, data_end);
+	__u8 *local = bpf_map_lookup_elem(&local_addrs, &ip->daddr);
+
+	if (local)
+		return lan_hairpin(s, ip, *local, l4, data_end);
 	if (in_prefixes(&bypass_nets, ip->daddr))
 		return 0;
 	return 1;
@@ -378,14 +346,6 @@ int xwan_xdp(struct xdp_md *ctx)
 
 	if (ctx->rx_queue_index >= MAX_QUEUES)
 		return XDP_PASS;
-
-	if (iface->role == ROLE_LAN &&
-	    (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) == bpf_htons(IP_MF)) {
-		struct fragment_key frag = fragment_of(ip);
-		__u8 one = 1;
-
-		bpf_map_update_elem(&fragments, &frag, &one, BPF_ANY);
-	}
 
 	__u32 key = iface->slot * MAX_QUEUES + ctx->rx_queue_index;
 
