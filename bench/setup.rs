@@ -79,6 +79,11 @@ impl Setup {
     pub fn new(flows: u32) -> Setup {
         let config = Config::from_toml(&config(), Path::new("bench.toml")).expect("bench config");
         let router = testing::two_uplink_router(&config);
+        // The LAN hosts resolved, as the neighbour thread leaves them
+        // within a round of their first packet.
+        for host in 0..INSIDE_ENDPOINTS {
+            router.set_lan_mac(inside(host).0, HOST_MAC);
+        }
         let mut setup = Setup {
             lane: router.lane(),
             router,

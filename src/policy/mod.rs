@@ -118,7 +118,11 @@ impl Policy {
             let fresh = now.saturating_sub(entry.last_used.load(Ordering::Relaxed))
                 <= self.sticky_timeout_s;
             if fresh && self.balancer.is_candidate(entry.uplink) {
-                entry.last_used.store(now, Ordering::Relaxed);
+                // Written only when the second moved: the entry's cache line
+                // stays shared between workers opening flows of one client.
+                if entry.last_used.load(Ordering::Relaxed) != now {
+                    entry.last_used.store(now, Ordering::Relaxed);
+                }
                 return Choice::Uplink(entry.uplink);
             }
         }

@@ -11,7 +11,7 @@ use crate::config::MssClamp;
 use crate::flow::{FlowKind, FlowSpec};
 use crate::packet::wire::{field, TcpSegment};
 use crate::packet::{
-    self, icmp as icmp_packet, Fragmentation, Frame, Rewrite, Transport, L3_OFFSET,
+    self, icmp as icmp_packet, ChecksumDeltas, Fragmentation, Frame, Rewrite, Transport, L3_OFFSET,
 };
 use crate::verdict::{DropReason, KernelReason, Port, Verdict};
 
@@ -44,29 +44,37 @@ impl Router {
         })
     }
 
-    /// The egress of a flow's replies: to the inside host.
-    pub(super) fn egress_to_inside(&self, spec: &FlowSpec) -> Egress {
+    /// The egress of a flow's replies: to the inside host, its MAC through
+    /// the lane's cache when there is a lane.
+    pub(super) fn egress_to_inside(&self, spec: &FlowSpec, lane: Option<&FrameContext>) -> Egress {
+        let dst_mac = match lane {
+            Some(ctx) => self.inside_mac_cached(spec, ctx.neighbours),
+            None => self.inside_mac(spec),
+        };
         Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
-                dst_mac: self.inside_mac(spec),
+                dst_mac,
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },
         }
     }
 
-    /// Sends a packet from the inside host on to the flow's remote end.
+    /// Sends a packet from the inside host on to the flow's remote end
+    /// (with the flow's checksum deltas for that direction when the caller
+    /// has them: see [`Router::emit_with`]).
     pub(super) fn forward_to_remote(
         &self,
         buf: &mut [u8],
         frame: &Frame,
         spec: &FlowSpec,
+        deltas: Option<ChecksumDeltas>,
         ctx: &FrameContext,
     ) -> Verdict {
         match self.egress_to_remote(spec) {
-            Ok(egress) => self.emit(buf, frame, egress, ctx),
+            Ok(egress) => self.emit_with(buf, frame, egress, deltas, ctx),
             Err(verdict) => verdict,
         }
     }
@@ -108,6 +116,20 @@ impl Router {
         egress: Egress,
         ctx: &FrameContext,
     ) -> Verdict {
+        self.emit_with(buf, frame, egress, None, ctx)
+    }
+
+    /// [`Router::emit`], rewriting a whole TCP or UDP packet whose checksums
+    /// are complete with `deltas` (its flow's [`ChecksumDeltas`] for the
+    /// direction it travels: what `packet::apply` would compute again).
+    pub(super) fn emit_with(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        egress: Egress,
+        deltas: Option<ChecksumDeltas>,
+        ctx: &FrameContext,
+    ) -> Verdict {
         let mtu = self.mtu(egress.port);
         if let Some(gso) = ctx.meta.gso {
             return self.emit_whole(buf, frame, egress, ctx, gso, mtu);
@@ -126,7 +148,16 @@ impl Router {
                 packet::clamp_mss(buf, frame, mss, partial);
             }
         }
-        packet::apply(buf, frame, &egress.rewrite, partial);
+        let l4 = matches!(
+            frame.transport,
+            Transport::Tcp { .. } | Transport::Udp { .. }
+        );
+        match deltas {
+            Some(deltas) if whole && !partial && l4 => {
+                packet::apply_established(buf, frame, &egress.rewrite, deltas);
+            }
+            _ => packet::apply(buf, frame, &egress.rewrite, partial),
+        }
         let verdict = self.fit(buf, frame.end, egress.port, ctx);
         if frame.fragmentation == Fragmentation::First {
             let released =

@@ -55,7 +55,7 @@ impl Router {
                 }
                 let egress = match side {
                     Side::Lan => self.egress_to_remote(spec).ok()?,
-                    Side::Wan => self.egress_to_inside(spec),
+                    Side::Wan => self.egress_to_inside(spec, Some(ctx)),
                 };
                 if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
                     return None;
@@ -118,6 +118,16 @@ mod tests {
             now: NOW,
             checksum_partial: false,
             gso: None,
+        }
+    }
+
+    fn context(lane: &Lane, port: Port) -> FrameContext<'_> {
+        FrameContext {
+            meta: meta(port),
+            now: seconds(NOW),
+            counters: &lane.counters,
+            outbox: &lane.outbox,
+            neighbours: &lane.neighbours,
         }
     }
 
@@ -213,12 +223,7 @@ mod tests {
         let (router, mut lane) = router();
         for tcp in [false, true] {
             let flow = open(&router, &mut lane, tcp, 10, 2000, 1);
-            let ctx = FrameContext {
-                meta: meta(Port::Lan),
-                now: seconds(NOW),
-                counters: &lane.counters,
-                outbox: &lane.outbox,
-            };
+            let ctx = context(&lane, Port::Lan);
             let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
             let plain = packet::parse_plain(&out).expect("a plain frame");
             let verdict = router.established(&mut out, &plain, &ctx);
@@ -253,8 +258,88 @@ mod tests {
         }
     }
 
+    /// A LAN host's new MAC (from the neighbour table) reaches the next reply
+    /// the fast path takes, though the lane cached the old one.
+    #[test]
+    fn a_neighbour_change_reaches_the_next_reply() {
+        let (router, mut lane) = router();
+        let flow = open(&router, &mut lane, false, 10, 2000, 1);
+        let moved = [2, 0, 0, 0, 0, 0x99];
+        for (mac, change) in [
+            (HOST_MAC, None),
+            (moved, Some(moved)),
+            (HOST_MAC, Some(HOST_MAC)),
+        ] {
+            if let Some(mac) = change {
+                router.set_lan_mac(flow.lan.src, mac);
+            }
+            let mut back = segment(false, &flow.wan, flow.wan_ports, ACK, b"back");
+            let verdict = router.process(&mut lane, &mut back, meta(Port::Wan(flow.uplink)));
+            assert!(
+                matches!(
+                    verdict,
+                    Verdict::Forward {
+                        port: Port::Lan,
+                        ..
+                    }
+                ),
+                "{verdict:?}"
+            );
+            assert_eq!(testing::check(&back).expect("a valid frame").dst_mac, mac);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A new source-NATed flow's first packet, rewritten with the deltas
+        /// its flow just computed, has the bytes the general rewrite gives
+        /// it (MSS clamped first for a SYN): TCP SYNs with an MSS option,
+        /// UDP with and without a checksum, any TTL that is forwarded, any
+        /// size that fits.
+        #[test]
+        fn a_new_flows_first_packet_is_rewritten_as_the_general_rewrite_does(
+            kind in 0u8..3, host in 10u8..20, port in 1024u16..60000, server in 1u8..200,
+            ttl in 2u8..=255, size in 0usize..1400, mss in 500u16..9000,
+        ) {
+            let (router, mut lane) = router();
+            let lan = Addressing {
+                src_mac: HOST_MAC,
+                dst_mac: LAN_MAC,
+                src: Ipv4Addr::new(192, 168, 50, host),
+                dst: Ipv4Addr::new(203, 0, 113, server),
+                ttl,
+            };
+            let payload = vec![0xa5; size];
+            let mut bytes = match kind {
+                0 => testing::tcp_with_options(&lan, port, 443, SYN, &[2, 4, (mss >> 8) as u8, mss as u8], &[]),
+                _ => testing::udp(&lan, port, 53, &payload),
+            };
+            if kind == 2 {
+                bytes[40..42].copy_from_slice(&[0, 0]);
+            }
+            let frame = packet::parse(&bytes).expect("a valid frame");
+            let mut out = bytes.clone();
+            let verdict = router.process(&mut lane, &mut out, meta(Port::Lan));
+            let Verdict::Forward { port: Port::Wan(_), len } = verdict else {
+                panic!("the first packet opens a flow: {verdict:?}");
+            };
+            let inside = crate::packet::Endpoint::new(lan.src.octets(), port);
+            let flows = router.flows(NOW, 1, |spec| spec.inside == inside);
+            let egress = router.egress_to_remote(&flows[0].spec).expect("a next hop");
+            let mut general = bytes.clone();
+            if kind == 0 {
+                let ctx = context(&lane, Port::Lan);
+                if let Some(limit) = router.mss_limit(egress.port, &ctx) {
+                    packet::clamp_mss(&mut general, &frame, limit, false);
+                }
+            }
+            packet::apply(&mut general, &frame, &egress.rewrite, false);
+            prop_assert_eq!(&out[..len], &general[..len]);
+            if kind == 2 {
+                prop_assert_eq!(&out[40..42], &[0, 0], "no UDP checksum stays none");
+            }
+        }
 
         /// For every frame the fast path takes, the general path gives the
         /// same verdict and the same bytes; a frame it declines is left
@@ -290,12 +375,7 @@ mod tests {
                         *byte = value;
                     }
                 }
-                let ctx = FrameContext {
-                    meta: meta(port),
-                    now: seconds(NOW),
-                    counters: &lane.counters,
-                    outbox: &lane.outbox,
-                };
+                let ctx = context(&lane, port);
                 let before = packets_recorded(&router);
                 let mut fast = bytes.clone();
                 let plain = packet::parse_plain(&bytes);

@@ -2,12 +2,13 @@
 //! recording the packet on it, opening a source-NATed flow (the one place
 //! that does), inserting, and giving back what a flow held when it leaves.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use super::{lock, nat_index, FrameContext, Router};
 use crate::config::UplinkId;
 use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
-use crate::packet::{Endpoint, Frame, Transport};
+use crate::packet::{ChecksumDeltas, Endpoint, Frame, Transport};
 use crate::verdict::{DropReason, Verdict};
 
 impl Router {
@@ -42,10 +43,17 @@ impl Router {
             remote,
             uplink,
             kind,
-            lan_mac: self.lan_host_mac(frame.src).unwrap_or(frame.src_mac),
+            lan_mac: self
+                .lan_host_mac_cached(frame.src, ctx.neighbours)
+                .unwrap_or(frame.src_mac),
         };
         match self.insert(spec, Side::Lan, frame, ctx.now) {
-            Ok(spec) => self.forward_to_remote(buf, frame, &spec, ctx),
+            Ok((spec, deltas)) => {
+                // A source-NATed flow's first packet is rewritten with the
+                // checksum deltas its flow just computed.
+                let deltas = (kind == FlowKind::Snat).then_some(deltas);
+                self.forward_to_remote(buf, frame, &spec, deltas, ctx)
+            }
             Err(verdict) => verdict,
         }
     }
@@ -88,20 +96,26 @@ impl Router {
             .flatten()
     }
 
-    /// Inserts a new flow and records its first packet; on failure, gives back
-    /// what was taken for it and returns the verdict.
+    /// Inserts a new flow and records its first packet, and returns the
+    /// flow's spec and its checksum deltas for packets from `side`; on
+    /// failure, gives back what was taken for it and returns the verdict.
     pub(super) fn insert(
         &self,
         spec: FlowSpec,
         side: Side,
         frame: &Frame,
         now: u32,
-    ) -> Result<FlowSpec, Verdict> {
+    ) -> Result<(FlowSpec, ChecksumDeltas), Verdict> {
         if let Err(reason) = self.take_allowance(&spec) {
             self.release_mapping(&spec);
             return Err(Verdict::Drop(reason));
         }
-        match self.insert_or_evict(spec, now, |flow| record(flow, side, frame, now)) {
+        let deltas = Cell::new(ChecksumDeltas::default());
+        let first = |flow: &Flow| {
+            record(flow, side, frame, now);
+            deltas.set(flow.deltas[side as usize]);
+        };
+        match self.insert_or_evict(spec, now, first) {
             Ok(actual) => {
                 if actual == spec {
                     self.uplinks[usize::from(spec.uplink)]
@@ -112,7 +126,7 @@ impl Router {
                     self.release_mapping(&spec);
                     self.give_back_allowance(&spec);
                 }
-                Ok(actual)
+                Ok((actual, deltas.get()))
             }
             Err(error) => {
                 self.release_mapping(&spec);

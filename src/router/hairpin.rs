@@ -35,7 +35,7 @@ impl Router {
         let Some(target) = forward else {
             return match self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
                 Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
-                    self.emit(buf, frame, self.egress_to_inside(&spec), ctx)
+                    self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx)
                 }
                 _ => Verdict::Drop(DropReason::NoMapping),
             };
@@ -45,7 +45,7 @@ impl Router {
             ..key
         };
         if let Some(spec) = self.record_or_expire(Side::Lan, &lan_key, frame, ctx.now) {
-            return self.forward_to_remote(buf, frame, &spec, ctx);
+            return self.forward_to_remote(buf, frame, &spec, None, ctx);
         }
         if !opens_connection(frame) {
             return Verdict::Drop(DropReason::TcpNoFlow);

@@ -36,7 +36,7 @@ impl Router {
         }
         let key = key_of(frame);
         if let Some(spec) = self.record_or_expire(Side::Lan, &key, frame, ctx.now) {
-            return self.forward_to_remote(buf, frame, &spec, ctx);
+            return self.forward_to_remote(buf, frame, &spec, None, ctx);
         }
 
         let conn = NewConnection {

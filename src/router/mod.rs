@@ -89,7 +89,7 @@ use flows::opens_connection;
 use fragments::Fragments;
 use hosts::HostLimit;
 use interfaces::{LanAddress, Mtu};
-use neighbours::unpack_mac;
+use neighbours::{unpack_mac, NeighbourCache};
 use outbox::Outbox;
 use reconfigure::{Live, MssCell, TimeoutCell};
 
@@ -139,6 +139,8 @@ pub struct Lane {
     counters: Arc<LaneCounters>,
     /// Frames made besides the one `process` returns ([`Lane::drain`]).
     outbox: RefCell<Outbox>,
+    /// LAN hosts' MACs for the established fast path's replies.
+    neighbours: NeighbourCache,
 }
 
 /// Per-uplink state besides the policy's.
@@ -200,6 +202,7 @@ struct FrameContext<'a> {
     now: u32,
     counters: &'a LaneCounters,
     outbox: &'a RefCell<Outbox>,
+    neighbours: &'a NeighbourCache,
 }
 
 impl FrameContext<'_> {
@@ -248,6 +251,9 @@ pub struct Router {
     forward_sources: HostLimit<[u8; 4]>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
+    /// Moves on every change of `lan_hosts`: the lanes' [`NeighbourCache`]s
+    /// are valid for one epoch.
+    neighbour_epoch: AtomicU64,
     unresolved: Mutex<HashSet<[u8; 4]>>,
     workers: Mutex<Vec<Arc<LaneCounters>>>,
 }
@@ -342,6 +348,7 @@ impl Router {
             forward_sources: HostLimit::new(config.limits.max_flows_per_source),
             fragments: Fragments::default(),
             lan_hosts: DashMap::default(),
+            neighbour_epoch: AtomicU64::new(0),
             unresolved: Mutex::new(HashSet::new()),
             workers: Mutex::new(Vec::new()),
         }
@@ -354,6 +361,7 @@ impl Router {
         Lane {
             counters,
             outbox: RefCell::default(),
+            neighbours: NeighbourCache::default(),
         }
     }
 
@@ -367,6 +375,7 @@ impl Router {
             now: seconds(meta.now),
             counters: &lane.counters,
             outbox: &lane.outbox,
+            neighbours: &lane.neighbours,
         };
         // The established fast path, for a plain frame; what it read goes on
         // to the general path when it declines.

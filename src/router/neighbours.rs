@@ -16,7 +16,14 @@
 //! every host the table does not know yet (a first ping, a first DNS
 //! answer); holding would also need the core to keep frames for a thread
 //! that cannot send them.
+//!
+//! The established fast path reads a LAN host's MAC from its lane's
+//! [`NeighbourCache`] (a few entries copied from the table, no lock and no
+//! shared write per packet), which the lane empties whenever the table's
+//! epoch moved (any MAC set or changed since), so a neighbour change reaches
+//! the next packet of every lane.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
@@ -34,17 +41,56 @@ impl Router {
             .map_or(spec.lan_mac, |mac| *mac)
     }
 
+    /// [`Router::inside_mac`] through a lane's cache.
+    pub(super) fn inside_mac_cached(&self, spec: &FlowSpec, cache: &NeighbourCache) -> [u8; 6] {
+        self.cached_lan_mac(spec.inside.addr, cache)
+            .unwrap_or(spec.lan_mac)
+    }
+
     /// The MAC of a LAN host, or the verdict when it is unknown (and the
     /// address noted for the I/O layer to resolve).
     pub(super) fn lan_host_mac(&self, addr: [u8; 4]) -> Result<[u8; 6], Verdict> {
-        if let Some(mac) = self.lan_hosts.get(&addr) {
-            return Ok(*mac);
+        match self.lan_hosts.get(&addr) {
+            Some(mac) => Ok(*mac),
+            None => Err(self.unresolved(addr)),
         }
+    }
+
+    /// [`Router::lan_host_mac`] through a lane's cache.
+    pub(super) fn lan_host_mac_cached(
+        &self,
+        addr: [u8; 4],
+        cache: &NeighbourCache,
+    ) -> Result<[u8; 6], Verdict> {
+        self.cached_lan_mac(addr, cache)
+            .ok_or_else(|| self.unresolved(addr))
+    }
+
+    /// The table's MAC for `addr` through a lane's cache (only the table's
+    /// entries are cached: a flow's own MAC is its fallback, never shared).
+    fn cached_lan_mac(&self, addr: [u8; 4], cache: &NeighbourCache) -> Option<[u8; 6]> {
+        let epoch = self.neighbour_epoch.load(Ordering::Acquire);
+        if cache.epoch.get() != epoch {
+            cache.clear(epoch);
+        }
+        let entry = &cache.entries[NeighbourCache::index(addr)];
+        match entry.get() {
+            Some((cached, mac)) if cached == addr => Some(mac),
+            _ => {
+                let mac = *self.lan_hosts.get(&addr)?;
+                entry.set(Some((addr, mac)));
+                Some(mac)
+            }
+        }
+    }
+
+    /// Notes a LAN address whose MAC is unknown for the I/O layer to resolve.
+    fn unresolved(&self, addr: [u8; 4]) -> Verdict {
         let mut unresolved = lock(&self.unresolved);
         if unresolved.len() < MAX_UNRESOLVED {
             unresolved.insert(addr);
         }
-        Err(Verdict::Drop(DropReason::NeighbourUnresolved))
+        Verdict::Drop(DropReason::NeighbourUnresolved)
     }
 
     /// Sets the MAC of an uplink's gateway (from the kernel's neighbour table).
@@ -56,7 +102,11 @@ impl Router {
 
     /// Sets the MAC of a LAN host (from the kernel's neighbour table).
     pub fn set_lan_mac(&self, addr: Ipv4Addr, mac: [u8; 6]) {
-        self.lan_hosts.insert(addr.octets(), mac);
+        if self.lan_hosts.insert(addr.octets(), mac) != Some(mac) {
+            // After the table's write: a lane that sees the new epoch reads
+            // the new MAC (or a newer one).
+            self.neighbour_epoch.fetch_add(1, Ordering::AcqRel);
+        }
         lock(&self.unresolved).remove(&addr.octets());
     }
 
@@ -66,6 +116,40 @@ impl Router {
             .iter()
             .map(|a| Ipv4Addr::from(*a))
             .collect()
+    }
+}
+
+/// One lane's copy of some of the LAN hosts' MACs (direct-mapped by the
+/// address's last byte), valid for the table's epoch it holds.
+pub(super) struct NeighbourCache {
+    epoch: Cell<u64>,
+    entries: Box<[Cell<Option<CachedMac>>]>,
+}
+
+/// A LAN host's address and the MAC the table had for it.
+type CachedMac = ([u8; 4], [u8; 6]);
+
+impl NeighbourCache {
+    const ENTRIES: usize = 256;
+
+    fn index(addr: [u8; 4]) -> usize {
+        usize::from(addr[3]) % Self::ENTRIES
+    }
+
+    fn clear(&self, epoch: u64) {
+        for entry in self.entries.iter() {
+            entry.set(None);
+        }
+        self.epoch.set(epoch);
+    }
+}
+
+impl Default for NeighbourCache {
+    fn default() -> NeighbourCache {
+        NeighbourCache {
+            epoch: Cell::new(0),
+            entries: (0..Self::ENTRIES).map(|_| Cell::new(None)).collect(),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ impl Router {
         }
         let key = key_of(frame);
         if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
-            return self.emit(buf, frame, self.egress_to_inside(&spec), ctx);
+            return self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx);
         }
         let live = self.live.load();
         let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
@@ -61,7 +61,7 @@ impl Router {
             lan_mac,
         };
         match self.insert(spec, Side::Wan, frame, ctx.now) {
-            Ok(spec) => self.emit(buf, frame, self.egress_to_inside(&spec), ctx),
+            Ok((spec, _)) => self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx),
             Err(verdict) => verdict,
         }
     }

@@ -141,7 +141,7 @@ fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
 const HEADLINE: &[Row] = &[
     (
         "pps_1k",
-        "64-byte UDP, 1 k flows, generator on 1 CPU, delivered",
+        "64-byte UDP, 1 k established flows (each answered once), generator on 1 CPU, delivered",
         Unit::Kpps,
         true,
     ),
@@ -152,8 +152,14 @@ const HEADLINE: &[Row] = &[
         false,
     ),
     (
+        "offload_share_1k",
+        "same, share forwarded in the kernel by xwan's fast path",
+        Unit::Percent,
+        false,
+    ),
+    (
         "pps_1k_gen2",
-        "64-byte UDP, 1 k flows, generator on 2 CPUs, delivered",
+        "64-byte UDP, 1 k established flows, generator on 2 CPUs, delivered",
         Unit::Kpps,
         true,
     ),
@@ -164,8 +170,14 @@ const HEADLINE: &[Row] = &[
         false,
     ),
     (
+        "offload_share_1k_gen2",
+        "same, share forwarded in the kernel by xwan's fast path",
+        Unit::Percent,
+        false,
+    ),
+    (
         "pps_1m",
-        "64-byte UDP, 1 M flows, delivered",
+        "64-byte UDP, 1 M one-way flows (never answered), delivered",
         Unit::Kpps,
         true,
     ),
@@ -194,27 +206,55 @@ const HEADLINE: &[Row] = &[
 ];
 
 const SMALL_PACKETS: &[Row] = &[
-    ("pps_1k", "1 k flows: delivered", Unit::Kpps, true),
-    ("sent_1k", "1 k flows: sent", Unit::Kpps, true),
+    (
+        "primed_1k",
+        "1 k established flows: flows answered through the router before the flood (of 1000)",
+        Unit::Plain,
+        false,
+    ),
+    (
+        "offload_flows_1k",
+        "1 k established flows: flows in xwan's in-kernel fast path after priming",
+        Unit::Plain,
+        false,
+    ),
+    (
+        "pps_1k",
+        "1 k established flows: delivered",
+        Unit::Kpps,
+        true,
+    ),
+    ("sent_1k", "1 k established flows: sent", Unit::Kpps, true),
     (
         "loss_1k",
-        "1 k flows: loss (sent − delivered)",
+        "1 k established flows: loss (sent − delivered)",
         Unit::Percent,
         false,
     ),
     (
         "lan_drop_1k",
-        "1 k flows: dropped at lan0",
+        "1 k established flows: dropped at lan0",
         Unit::Kpps,
         false,
     ),
     (
         "batch_1k",
-        "1 k flows: xwan's mean RX batch (frames)",
+        "1 k established flows: xwan's mean RX batch (frames)",
         Unit::Plain,
         false,
     ),
-    ("pps_100k", "100 k flows: delivered", Unit::Kpps, true),
+    (
+        "offload_share_1k",
+        "1 k established flows: share of delivered forwarded in the kernel (offload)",
+        Unit::Percent,
+        false,
+    ),
+    (
+        "pps_100k",
+        "100 k one-way flows: delivered",
+        Unit::Kpps,
+        true,
+    ),
     ("sent_100k", "100 k flows: sent", Unit::Kpps, true),
     ("loss_100k", "100 k flows: loss", Unit::Percent, false),
     (
@@ -235,7 +275,13 @@ const SMALL_PACKETS: &[Row] = &[
         Unit::Thousands,
         false,
     ),
-    ("pps_1m", "1 M flows: delivered", Unit::Kpps, true),
+    (
+        "offload_share_100k",
+        "100 k flows: share forwarded in the kernel (offload)",
+        Unit::Percent,
+        false,
+    ),
+    ("pps_1m", "1 M one-way flows: delivered", Unit::Kpps, true),
     ("sent_1m", "1 M flows: sent", Unit::Kpps, true),
     ("loss_1m", "1 M flows: loss", Unit::Percent, false),
     (
@@ -254,6 +300,12 @@ const SMALL_PACKETS: &[Row] = &[
         "flows_1m",
         "1 M flows: flows in the table when measured",
         Unit::Thousands,
+        false,
+    ),
+    (
+        "offload_share_1m",
+        "1 M flows: share forwarded in the kernel (offload)",
+        Unit::Percent,
         false,
     ),
     (
@@ -340,7 +392,12 @@ fn markdown(data: &Data, title: &str) -> String {
          router), measured in the same run: {} on 1 CPU (CPU 0), {} on 2 CPUs. Headline rate \
          figures are taken with the peers as a real network has them: no XDP program and no \
          GRO on the ISPs' or the LAN host's interfaces (the ISPs count delivered frames with \
-         their interface counters and drop them with a blackhole route).\n",
+         their interface counters and drop them with a blackhole route). The 1 k-flow rows \
+         measure established flows in every mode: before the flood each of its 1000 flows got \
+         one reply from the far side, through the router, as every real UDP flow worth \
+         forwarding fast has (QUIC, DNS, games, VPN); the 1 M-flow and new-flow rows are \
+         one-way floods, never answered, which measure the workers' table and new-flow path \
+         (xwan's fast path takes a UDP flow only once a reply is seen).\n",
         fmt_stat(data.stat("generator", "pps_1k"), Unit::Kpps),
         fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
     );
@@ -350,6 +407,16 @@ fn markdown(data: &Data, title: &str) -> String {
     md.push_str("## Small packets and flow scale\n\n");
     md.push_str("![delivered pps by mode](pps_by_mode.svg)\n![pps vs flows](pps_vs_flows.svg)\n\n");
     router_table(&mut md, data, SMALL_PACKETS);
+    md.push_str(
+        "The 1 k-flow set is primed (see How it is measured): `flows answered` is how many of \
+         its flows' replies reached the LAN host, `in the fast path` how many flows xwan's \
+         in-kernel fast path held when the flood began (its map's entries / 2), and `share \
+         forwarded in the kernel` the fast path's packet counter over the whole flood (warm-up \
+         and timed window) divided by the flood's packets delivered (raw.jsonl: `offloaded_*`, \
+         `flood_*`). The 100 k and 1 M flow sets are one-way (no reply, so never \
+         offloaded; the fast path's map holds 32768 flows in any case): they measure the \
+         workers' flow table at scale.\n\n",
+    );
     md.push_str(
         "Loss is counted where it happens: `dropped at lan0` are frames the router's LAN veth \
          could not hand on (xdp mode: the redirect into xwan's AF_XDP RX ring failed because the \
@@ -490,53 +557,7 @@ fn markdown(data: &Data, title: &str) -> String {
          bench/results/README.md for what to add), so only round trips are reported.\n\n",
     );
 
-    md.push_str(METHOD);
+    // How each figure is measured: the end of results.md, kept as markdown.
+    md.push_str(include_str!("method.md"));
     md
 }
-
-const METHOD: &str = "## How it is measured
-
-- Testbed: `testbed/testbed.sh up` (LAN host h1 behind a bridge, the router namespace, two ISP
-  namespaces, an internet namespace), every router interface set to one RX and one TX queue.
-  A fresh testbed for every mode and repetition; the switch namespace's bridge does not
-  call iptables (`net.bridge.bridge-nf-call-iptables=0` there, where br_netfilter is loaded). xwan runs with `--cpus 1` (one worker on
-  CPU 1); the kernel recipe is `xwan kernel-script` of the same configuration
-  (bench/bench.toml).
-- Small packets: trafgen (netsniff-ng) pinned to CPU 0, 60-byte frames (64 on a wire with the
-  FCS) from 192.168.50.10 to 203.0.113.200-202, UDP checksum 0, valid IP checksum. 1 k flows:
-  1000 destination ports. 100 k flows: 1000 source × 101 destination ports; 1 M flows: 1000 ×
-  1001 (coprime counts, so every combination occurs once per cycle). The flow table is filled
-  by a first pass over every flow before the timed pass. Each ISP namespace counts and drops
-  the flood on its customer-facing veth,
-  not forwarded further (see Peers). Sent = the LAN host's TX counter.
-- New flows per second: the first pass over the 1 M flows, every packet a new 5-tuple, at the
-  generator's full speed: flows delivered to the ISPs / duration of the pass.
-- Generator ceiling: the same 1 k-flow trafgen run into an XDP drop program on the router's LAN
-  interface, no router. Two placements: trafgen on CPU 0 (the router's worker alone on CPU 1),
-  and trafgen as two processes on CPUs 0 and 1 (sharing CPU 1 with the worker).
-- Peers: for every rate figure the ISPs' customer-facing veths run no XDP program and no GRO
-  (as an ISP's modem would): delivered frames are their RX counter, and a blackhole route
-  drops the flood (destinations 203.0.113.200/30) so the ISPs do not forward it.
-- TCP: iperf3 server on 203.0.113.10 in the internet namespace, client on h1, `-t 5`, 1 and 8
-  streams (`-P`), both directions; the ISPs have no XDP program during this step.
-- Latency: `xwan-bench ping`, one UDP ping at a time at 5000/s from h1 to `xwan-bench echo` on
-  203.0.113.10, RTT in an HDR histogram, after half a second of uncounted pings (with offload
-  on, the ping's flow is then on the in-kernel fast path); idle, then with trafgen rate-limited (`-b`) to 50 %
-  and 90 % of the mode's own 1 k-flow rate in the background. Quantiles are never mixed:
-  each is compared with the same quantile of the kernel recipe; added p50 = RTT p50 − baseline, where the
-  baseline (measured in the ceiling run, no forwarding) is the p50 RTT from h1 to an echo
-  server on the router's LAN address, plus the p50 RTT from the router namespace to
-  203.0.113.10, minus the p50 RTT over loopback (the ping-pong's own cost, counted twice by
-  the two halves).
-- Offload: on is xwan's default in both modes; its in-kernel fast path (a TC program) takes
-  a flow once it is established (TCP handshake done, a UDP reply seen), so the one-way UDP
-  floods of the rate figures stay with the workers (the same figures as offload off, within
-  noise), while the TCP runs and the latency pings cross the fast path. With --io packet no
-  XDP program runs, so the hosts' GSO super-frames cross the router whole.
-- Other work: the names of running processes are checked for compilers and linkers at the
-  start and the end of each timed rate window; windows that saw some are listed at the top.
-- CPU: /proc/stat (user + nice + system + irq + softirq + steal, both CPUs: disjoint
-  categories, each tick counted once) over the timed 1 k-flow pass, per delivered packet, less
-  the same per packet of the ceiling run. The kernel has no IRQ time accounting here, so softirq time is
-  sampled at each tick (250 Hz): figures are statistical.
-";

@@ -201,6 +201,23 @@ impl Data {
                         self.insert(rep, mode, "pps_per_cpu", 1e9 / router);
                     }
                 }
+                // The share of the delivered flood that xwan's in-kernel
+                // fast path forwarded (it counts the packets it redirects),
+                // both counted over the whole flood.
+                for step in OFFLOAD_STEPS {
+                    let offloaded = self.get(rep, mode, &format!("offloaded_{step}"));
+                    let flood = self.get(rep, mode, &format!("flood_{step}"));
+                    if let (Some(offloaded), Some(flood)) = (offloaded, flood) {
+                        if flood > 0.0 {
+                            self.insert(
+                                rep,
+                                mode,
+                                &format!("offload_share_{step}"),
+                                offloaded / flood,
+                            );
+                        }
+                    }
+                }
                 if let (Some(p1k), Some(p1m)) = (pps_1k, self.get(rep, mode, "pps_1m")) {
                     if p1m > 0.0 {
                         self.insert(rep, mode, "slowdown_1m", p1k / p1m);
@@ -218,6 +235,11 @@ impl Data {
         }
     }
 }
+
+/// The rate steps whose floods scripts/bench counts whole: `flood_<step>`
+/// packets delivered, `offloaded_<step>` of them forwarded by xwan's
+/// in-kernel fast path.
+const OFFLOAD_STEPS: [&str; 4] = ["1k", "1k_gen2", "100k", "1m"];
 
 /// The loads latency is measured at: idle, 50 % and 90 % of the mode's own
 /// 1 k-flow rate.
@@ -263,4 +285,42 @@ pub fn mode_name(mode: &str) -> &str {
         .iter()
         .find(|(m, _)| *m == mode)
         .map_or(mode, |(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_of(lines: &str) -> Data {
+        let dir = std::env::temp_dir().join(format!("xwan-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("raw.jsonl");
+        std::fs::write(&raw, lines).unwrap();
+        let data = load(&raw).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        data
+    }
+
+    #[test]
+    fn offload_share_is_fast_path_packets_over_delivered() {
+        let data = data_of(
+            r#"{"rep":1,"mode":"xdp","metric":"flood_1k","value":400000}
+{"rep":1,"mode":"xdp","metric":"offloaded_1k","value":396000}
+{"rep":1,"mode":"xdp","metric":"flood_1m","value":300000}
+{"rep":1,"mode":"xdp","metric":"offloaded_1m","value":0}
+{"rep":1,"mode":"kernel","metric":"flood_1k","value":350000}
+"#,
+        );
+        assert_eq!(data.median("xdp", "offload_share_1k"), Some(0.99));
+        assert_eq!(data.median("xdp", "offload_share_1m"), Some(0.0));
+        // No fast path, no share: the kernel recipe's cell stays n/a.
+        assert_eq!(data.median("kernel", "offload_share_1k"), None);
+        // Nothing delivered: no share rather than a division by zero.
+        let none = data_of(
+            r#"{"rep":1,"mode":"packet","metric":"flood_100k","value":0}
+{"rep":1,"mode":"packet","metric":"offloaded_100k","value":0}
+"#,
+        );
+        assert_eq!(none.median("packet", "offload_share_100k"), None);
+    }
 }
