@@ -149,14 +149,15 @@ pub fn status_table(s: &StatusReport) -> String {
         let hooks: Vec<String> = o.hooks.iter().map(|(i, h)| format!("{i} {h}")).collect();
         let _ = write!(
             out,
-            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel, {} refused (map full), {} map errors",
+            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel, {} refused (map full), {} map errors, {} lost (entry gone before TC)",
             hooks.join(", "),
             o.entries,
             o.capacity,
             o.packets,
             o.bytes,
             o.refused_full,
-            o.map_errors
+            o.map_errors,
+            o.lost
         );
     }
     let _ = writeln!(out);

@@ -150,6 +150,10 @@ pub struct OffloadReport {
     pub refused_full: u64,
     /// Entries that could not be written or removed for another reason.
     pub map_errors: u64,
+    /// Frames passed for the fast path whose entry was gone when TC looked
+    /// (removed in between): dropped rather than left to the kernel un-NATed.
+    #[serde(default)]
+    pub lost: u64,
     /// Packets and bytes forwarded in the kernel.
     pub packets: u64,
     pub bytes: u64,

@@ -386,6 +386,12 @@ pub fn render_offload(r: &OffloadReport) -> String {
             r.map_errors,
         ),
         (
+            "xwan_offload_lost_total",
+            "counter",
+            "Frames passed for the fast path whose entry was gone when TC looked: dropped, not left to the kernel un-NATed.",
+            r.lost,
+        ),
+        (
             "xwan_offload_packets_total",
             "counter",
             "Packets forwarded by the in-kernel fast path.",
@@ -433,6 +439,7 @@ mod tests {
             capacity: 65536,
             refused_full: 1,
             map_errors: 0,
+            lost: 3,
             packets: 1000,
             bytes: 1_500_000,
         });
@@ -440,6 +447,7 @@ mod tests {
         assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"tc\"} 1\n"));
         assert!(out.contains("\nxwan_offload_entries 4\n"));
         assert!(out.contains("\nxwan_offload_refused_full_total 1\n"));
+        assert!(out.contains("\nxwan_offload_lost_total 3\n"));
         assert!(out.contains("\nxwan_offload_packets_total 1000\n"));
         assert!(out.contains("\nxwan_offload_bytes_total 1500000\n"));
         assert!(out.contains("# TYPE xwan_offload_packets_total counter\n"));

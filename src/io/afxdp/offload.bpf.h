@@ -29,6 +29,7 @@
 #define TCP_FLAG_RST 0x04
 
 #define TCX_NEXT -1
+#define TCX_DROP 2
 #define TCX_REDIRECT 7
 
 // Matches EntryKey in src/io/offload/map.rs.
@@ -91,6 +92,34 @@ struct {
 	__type(key, struct offload_key);
 	__type(value, struct offload_stats);
 } offload_stats SEC(".maps");
+
+// Frames the XDP program passed for the fast path (marked) that TC could not
+// forward after all (their entry removed in between): dropped, as the
+// workers would not see them and the kernel must not forward them un-NATed.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} offload_lost SEC(".maps");
+
+// In the metadata of a frame the XDP program passes for the fast path.
+#define OFFLOAD_MARK 0x7877616eu
+
+// Marks a frame the XDP program passes to TC for the fast path (metadata in
+// front of the frame, which the kernel carries into the skb).
+static __always_inline void offload_mark(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
+		return;
+
+	void *data = (void *)(long)ctx->data;
+	__u32 *meta = (void *)(long)ctx->data_meta;
+
+	if ((void *)(meta + 1) > data)
+		return;
+	*meta = OFFLOAD_MARK;
+}
 
 // The entry for the IPv4 packet at `ip` (headers bounds-checked up to
 // `data_end`) arriving on `ifindex`, if the fast path may take it, and its
@@ -202,13 +231,18 @@ static __always_inline void count(struct offload_key *key, struct __sk_buff *skb
 	st->seq_stamp = now;
 }
 
-SEC("tcx/ingress")
-int xwan_offload(struct __sk_buff *skb)
+// Whether the XDP program passed this frame for the fast path.
+static __always_inline int offload_marked(struct __sk_buff *skb)
 {
-	// A VLAN tag the device took off stays with the kernel, as tagged
-	// frames do.
-	if (skb->vlan_present)
-		return TCX_NEXT;
+	void *data = (void *)(long)skb->data;
+	__u32 *meta = (void *)(long)skb->data_meta;
+
+	return (void *)(meta + 1) <= data && *meta == OFFLOAD_MARK;
+}
+
+// The fast path for one frame: its redirect, or TCX_NEXT.
+static __always_inline int offload_forward(struct __sk_buff *skb)
+{
 	// Ethernet, IPv4 without options and the TCP header in the linear part.
 	if (skb->data_end - skb->data < ETH_HLEN + 20 + 20)
 		bpf_skb_pull_data(skb, ETH_HLEN + 20 + 20);
@@ -284,6 +318,28 @@ int xwan_offload(struct __sk_buff *skb)
 		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | l4_flags);
 	bpf_l4_csum_replace(skb, csum_off, 0, ports, l4_flags);
 	return bpf_redirect(egress, 0);
+}
+
+SEC("tcx/ingress")
+int xwan_offload(struct __sk_buff *skb)
+{
+	// A VLAN tag the device took off stays with the kernel, as tagged
+	// frames do.
+	if (skb->vlan_present)
+		return TCX_NEXT;
+
+	int marked = offload_marked(skb);
+	int verdict = offload_forward(skb);
+
+	if (verdict == TCX_NEXT && marked) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&offload_lost, &zero);
+
+		if (lost)
+			*lost += 1;
+		return TCX_DROP;
+	}
+	return verdict;
 }
 
 // The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not

@@ -217,6 +217,7 @@ impl Program {
             tap: self.program_of(OFFLOAD_TAP)?,
             entries: self.map_handle("offload")?,
             stats: self.map_handle("offload_stats")?,
+            lost: self.map_handle("offload_lost")?,
         })
     }
 

@@ -107,16 +107,30 @@ pub fn is_full(err: &libbpf_rs::Error) -> bool {
 pub struct Maps {
     entries: MapHandle,
     stats: MapHandle,
+    /// `offload_lost`: one per-CPU count.
+    lost: MapHandle,
     cpus: usize,
 }
 
 impl Maps {
-    pub fn new(entries: MapHandle, stats: MapHandle) -> Maps {
+    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle) -> Maps {
         let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
         Maps {
             entries,
             stats,
+            lost,
             cpus,
+        }
+    }
+
+    /// Marked frames TC dropped, summed over the CPUs (zero if unreadable).
+    pub fn lost(&self) -> u64 {
+        match self.lost.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
+            Ok(Some(cpus)) => cpus
+                .iter()
+                .filter_map(|cpu| Some(u64::from_ne_bytes(cpu.get(..8)?.try_into().ok()?)))
+                .sum(),
+            _ => 0,
         }
     }
 

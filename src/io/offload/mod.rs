@@ -46,6 +46,8 @@ pub struct OffloadParts {
     pub tap: OwnedFd,
     pub entries: MapHandle,
     pub stats: MapHandle,
+    /// Marked frames TC dropped (`offload_lost`).
+    pub lost: MapHandle,
 }
 
 /// The fast path's figures, for `xwan status` and metrics.
@@ -58,6 +60,9 @@ pub struct OffloadStats {
     pub refused_full: u64,
     /// Entries that could not be written or removed for another reason.
     pub map_errors: u64,
+    /// Frames the XDP program passed for the fast path whose entry was gone
+    /// when TC looked (removed in between): dropped, never forwarded un-NATed.
+    pub lost: u64,
     /// Packets and bytes the fast path forwarded (of entries installed now
     /// and removed since the start).
     pub packets: u64,
@@ -130,7 +135,11 @@ impl Offload {
             "offload: established flows forwarded in the kernel (TC ingress)"
         );
         Ok(Offload {
-            state: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
+            state: Mutex::new(State::new(Maps::new(
+                parts.entries,
+                parts.stats,
+                parts.lost,
+            ))),
             lan,
             wans,
             hooks,
@@ -170,6 +179,7 @@ impl Offload {
         let state = self.lock();
         OffloadStats {
             entries: state.installed.len() as u64,
+            lost: state.maps.lost(),
             ..state.stats.clone()
         }
     }

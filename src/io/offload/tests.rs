@@ -37,7 +37,11 @@ fn unattached() -> (Offload, OwnedFd) {
     let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
     let offload = Offload {
-        state: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
+        state: Mutex::new(State::new(Maps::new(
+            parts.entries,
+            parts.stats,
+            parts.lost,
+        ))),
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
         hooks: Vec::new(),

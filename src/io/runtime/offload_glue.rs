@@ -91,6 +91,7 @@ impl FastPath {
             capacity: u64::from(MAX_ENTRIES),
             refused_full: stats.refused_full,
             map_errors: stats.map_errors,
+            lost: stats.lost,
             packets: stats.packets,
             bytes: stats.bytes,
         }
