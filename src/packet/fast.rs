@@ -120,22 +120,8 @@ mod tests {
         }
     }
 
-    fn frame(
-        tcp: bool,
-        a: &Addressing,
-        ports: (u16, u16),
-        flags: Flags,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        if tcp {
-            testing::tcp(a, ports.0, ports.1, flags, payload)
-        } else {
-            testing::udp(a, ports.0, ports.1, payload)
-        }
-    }
-
     fn plain_udp() -> Vec<u8> {
-        frame(
+        testing::tcp_or_udp(
             false,
             &addressing([192, 168, 50, 10], [203, 0, 113, 10], 64),
             (4000, 53),
@@ -145,7 +131,7 @@ mod tests {
     }
 
     fn plain_tcp(flags: Flags) -> Vec<u8> {
-        frame(
+        testing::tcp_or_udp(
             true,
             &addressing([192, 168, 50, 10], [203, 0, 113, 10], 64),
             (4000, 80),
@@ -183,7 +169,7 @@ mod tests {
             ),
             (
                 "TTL 1",
-                frame(
+                testing::tcp_or_udp(
                     false,
                     &addressing([192, 168, 50, 10], [203, 0, 113, 10], 1),
                     (1, 2),
@@ -211,7 +197,7 @@ mod tests {
             ),
             (
                 "multicast",
-                frame(
+                testing::tcp_or_udp(
                     false,
                     &addressing([192, 168, 50, 10], [239, 1, 1, 1], 64),
                     (1, 2),
@@ -275,7 +261,7 @@ mod tests {
             cut in proptest::option::of(0usize..120),
         ) {
             let flags = Flags { syn: flags.0, ack: flags.1, fin: flags.2, rst: flags.3 };
-            let mut bytes = frame(tcp, &addressing(src, dst, ttl), ports, flags, &payload);
+            let mut bytes = testing::tcp_or_udp(tcp, &addressing(src, dst, ttl), ports, flags, &payload);
             if let Some(check) = check {
                 set_l4_checksum(&mut bytes, check);
             }
@@ -307,7 +293,7 @@ mod tests {
             // Not multicast, which the parser leaves to the kernel.
             old.1.addr[0] %= 224;
             let a = addressing(old.0.addr, old.1.addr, ttl);
-            let mut bytes = frame(tcp, &a, (old.0.port, old.1.port), ACK, &payload);
+            let mut bytes = testing::tcp_or_udp(tcp, &a, (old.0.port, old.1.port), ACK, &payload);
             set_l4_checksum(&mut bytes, l4_check);
             bytes[24..26].copy_from_slice(&ip_check.to_be_bytes());
             // The general parser does not mind the IP checksum here: the

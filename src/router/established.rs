@@ -131,20 +131,6 @@ mod tests {
         }
     }
 
-    fn segment(
-        tcp: bool,
-        a: &Addressing,
-        ports: (u16, u16),
-        flags: Flags,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        if tcp {
-            testing::tcp(a, ports.0, ports.1, flags, payload)
-        } else {
-            testing::udp(a, ports.0, ports.1, payload)
-        }
-    }
-
     /// One flow, opened through `process`: the LAN host's addressing, its
     /// ports, and the reply direction as it arrives from the WAN.
     struct Opened {
@@ -171,7 +157,7 @@ mod tests {
             dst: Ipv4Addr::new(203, 0, 113, server),
             ttl: 64,
         };
-        let mut first = segment(tcp, &lan, (port, 443), SYN, b"hello");
+        let mut first = testing::tcp_or_udp(tcp, &lan, (port, 443), SYN, b"hello");
         let Verdict::Forward {
             port: Port::Wan(uplink),
             len,
@@ -188,7 +174,7 @@ mod tests {
             ttl: 60,
         };
         let wan_ports = (seen.dst_port, seen.src_port);
-        let mut reply = segment(tcp, &wan, wan_ports, SYN_ACK, b"hi");
+        let mut reply = testing::tcp_or_udp(tcp, &wan, wan_ports, SYN_ACK, b"hi");
         let verdict = router.process(lane, &mut reply, meta(Port::Wan(uplink)));
         assert!(
             matches!(
@@ -224,7 +210,7 @@ mod tests {
         for tcp in [false, true] {
             let flow = open(&router, &mut lane, tcp, 10, 2000, 1);
             let ctx = context(&lane, Port::Lan);
-            let mut out = segment(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
+            let mut out = testing::tcp_or_udp(tcp, &flow.lan, flow.lan_ports, ACK, b"more");
             let plain = packet::parse_plain(&out).expect("a plain frame");
             let verdict = router.established(&mut out, &plain, &ctx);
             assert_eq!(
@@ -240,7 +226,7 @@ mod tests {
                 meta: meta(Port::Wan(flow.uplink)),
                 ..ctx
             };
-            let mut back = segment(tcp, &flow.wan, flow.wan_ports, ACK, b"back");
+            let mut back = testing::tcp_or_udp(tcp, &flow.wan, flow.wan_ports, ACK, b"back");
             let plain = packet::parse_plain(&back).expect("a plain frame");
             let verdict = router.established(&mut back, &plain, &ctx);
             assert_eq!(
@@ -273,7 +259,7 @@ mod tests {
             if let Some(mac) = change {
                 router.set_lan_mac(flow.lan.src, mac);
             }
-            let mut back = segment(false, &flow.wan, flow.wan_ports, ACK, b"back");
+            let mut back = testing::tcp_or_udp(false, &flow.wan, flow.wan_ports, ACK, b"back");
             let verdict = router.process(&mut lane, &mut back, meta(Port::Wan(flow.uplink)));
             assert!(
                 matches!(
@@ -369,7 +355,7 @@ mod tests {
                     (flow.lan, flow.lan_ports, Port::Lan)
                 };
                 addressing.ttl = [0, 1, 2, 64][usize::from(ttl)];
-                let mut bytes = segment(flow.tcp, &addressing, ports, flags, &payload);
+                let mut bytes = testing::tcp_or_udp(flow.tcp, &addressing, ports, flags, &payload);
                 for (at, value) in edits {
                     if let Some(byte) = bytes.get_mut(at) {
                         *byte = value;

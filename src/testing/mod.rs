@@ -164,6 +164,22 @@ pub fn udp(a: &Addressing, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<
     out
 }
 
+/// A TCP segment (with `flags`) or, when `tcp` is false, a UDP datagram
+/// between `ports` (source, destination), with valid checksums.
+pub fn tcp_or_udp(
+    tcp: bool,
+    a: &Addressing,
+    ports: (u16, u16),
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    if tcp {
+        self::tcp(a, ports.0, ports.1, flags, payload)
+    } else {
+        udp(a, ports.0, ports.1, payload)
+    }
+}
+
 /// An ICMP echo request or reply.
 pub fn icmp_echo(a: &Addressing, request: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let echo = IcmpEchoHeader { id, seq };
