@@ -6,6 +6,7 @@
 //! the sequence the client expects, and a reload keeps it working. Needs root.
 
 // Shared with the other end-to-end suites; not every helper is used here.
+#[allow(dead_code)]
 #[path = "support/offload.rs"]
 mod offload_support;
 #[allow(dead_code)]
@@ -15,12 +16,12 @@ mod parity;
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use offload_support::{flow_to, iperf3, offload, pump, wait_entries, worker_rx};
-use support::{config_toml, ip_of, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1};
+use offload_support::{connection, flow_to, iperf3, offload, pump, wait_entries, worker_rx};
+use support::{config_toml, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1};
 use xwan::control::{request, Reply, Request};
 
 fn testbed(mode: RouterMode, extra: &str) -> Testbed {
@@ -32,20 +33,6 @@ fn testbed(mode: RouterMode, extra: &str) -> Testbed {
 
 fn xdp_testbed(extra: &str) -> Testbed {
     testbed(RouterMode::XwanXdp, extra)
-}
-
-/// A connection from h1 to SERVER1:`port`, through isp1 when `isp1`.
-fn connection(tb: &Testbed, port: u16, isp1: bool) -> (TcpStream, TcpStream) {
-    let server = SocketAddrV4::new(SERVER1, port);
-    let listener = tb.listen_tcp("inet", server);
-    for _ in 0..4 {
-        let client = tb.connect_tcp("h1", server).expect("connect");
-        let (conn, peer) = listener.accept();
-        if !isp1 || ip_of(peer) == WAN1 {
-            return (client, conn);
-        }
-    }
-    panic!("nth balancing gives isp1 one connection of two");
 }
 
 #[test]

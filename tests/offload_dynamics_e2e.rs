@@ -1,0 +1,260 @@
+//! The in-kernel fast path (`[dataplane] offload`) while the router's world
+//! changes under flows it carries, in the testbed with real traffic and the
+//! peers untouched, with `--io xdp` and `--io packet`: an uplink failing
+//! (its entries leave the map, UDP moves to the other uplink, TCP gets an
+//! RST Linux accepts, nothing leaks un-NATed or out the dead uplink), the
+//! gateway's MAC changing, the WAN interface's MTU shrinking, and entries
+//! removed again and again under a flood in both directions. Needs root.
+
+// Shared with the other end-to-end suites; not every helper is used here.
+#[allow(dead_code)]
+#[path = "support/health.rs"]
+mod health_support;
+#[allow(dead_code)]
+#[path = "support/offload.rs"]
+mod offload_support;
+#[allow(dead_code)]
+#[path = "support/parity.rs"]
+mod parity;
+#[allow(dead_code)]
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use health_support::Events;
+use offload_support::{
+    connection, flow_to, ifindex, map_entries, offload, unix_us, wait_entries, Capture, MapEntry,
+    UdpStream,
+};
+use support::{config_toml, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1, WAN2};
+
+/// Probes every 300 ms, down after 3 failed rounds: about a second.
+const FAST_HEALTH: &str =
+    "[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n";
+
+/// The UDP and TCP ports the tests' flows use, pinned to isp1 by a rule
+/// (not strict: while isp1 is down they are balanced over the others).
+const UDP_PORT: u16 = 5600;
+const TCP_PORT: u16 = 5601;
+
+/// The testbed with xwan in `mode`, the test ports pinned to isp1 and
+/// `extra` appended to the config.
+fn testbed(mode: RouterMode, extra: &str) -> Testbed {
+    let mut tb = Testbed::up(TxOffload::On);
+    let config = format!(
+        "{}\n{extra}\n[[rule]]\nname = \"udp-via-isp1\"\nproto = \"udp\"\ndst_port = \"{UDP_PORT}\"\naction = \"isp1\"\n\n[[rule]]\nname = \"tcp-via-isp1\"\nproto = \"tcp\"\ndst_port = \"{TCP_PORT}\"\naction = \"isp1\"\n",
+        config_toml([1, 1], &tb.path("xwan.sock"))
+    );
+    tb.start_router(mode, &config);
+    tb
+}
+
+/// The map's entries that come in or go out by `ifindex`.
+fn through(entries: &[MapEntry], ifindex: u32) -> Vec<MapEntry> {
+    entries
+        .iter()
+        .filter(|e| e.ingress == ifindex || e.egress == ifindex)
+        .copied()
+        .collect()
+}
+
+/// Captures, on both ISPs' customer-facing interfaces, of every frame the
+/// router sends them with a LAN source address: any is a leak.
+fn leak_watch(tb: &Testbed) -> [Capture; 2] {
+    ["isp1", "isp2"].map(|isp| Capture::start(tb, isp, "cust", "ip src net 192.168.50.0/24"))
+}
+
+fn assert_no_leak(mode: RouterMode, watch: [Capture; 2]) {
+    for (isp, capture) in ["isp1", "isp2"].into_iter().zip(watch) {
+        let leaked = capture.stop();
+        assert!(
+            leaked.is_empty(),
+            "{mode:?}: {} frames with a LAN source reached {isp}, the first {:?}",
+            leaked.len(),
+            leaked[0].ipv4()
+        );
+    }
+}
+
+mod failover_while_flowing_on_the_fast_path {
+    #[test]
+    fn xdp() {
+        super::failover_while_flowing(super::RouterMode::XwanXdp);
+    }
+
+    #[test]
+    fn packet() {
+        super::failover_while_flowing(super::RouterMode::XwanPacket);
+    }
+}
+
+/// A UDP stream (a datagram every 5 ms, echoed) and a TCP connection (the
+/// server sending ~4 MB/s) through isp1, both on the fast path, then the
+/// path behind isp1 cut as `e2e_failover` cuts it: isp1's entries leave the
+/// map by the time the router declares it down, the stream reaches the
+/// server from isp2's address within a second of that, the TCP client gets
+/// an RST with the sequence it expects (ECONNRESET), and, captured at both
+/// ISPs, no frame with a LAN source ever left a WAN and none of the flows'
+/// frames went out wan1 after the declaration.
+fn failover_while_flowing(mode: RouterMode) {
+    let tb = testbed(mode, FAST_HEALTH);
+    let wan1 = ifindex(&tb, "rtr", "wan1");
+    let wan2 = ifindex(&tb, "rtr", "wan2");
+    let leaks = leak_watch(&tb);
+    let filter = format!("udp port {UDP_PORT} or tcp port {TCP_PORT}");
+    let out_wan1 = Capture::start(&tb, "isp1", "cust", &filter);
+    let server = SocketAddrV4::new(SERVER1, UDP_PORT);
+    let stream = UdpStream::start(
+        &tb,
+        SocketAddrV4::new(HOST1, UDP_PORT),
+        server,
+        (1, Duration::from_millis(5)),
+        Duration::from_secs(25),
+    );
+    let (mut client, mut conn) = connection(&tb, TCP_PORT, true);
+    let stop = AtomicBool::new(false);
+    let (event, reset, cut, reset_after) = std::thread::scope(|s| {
+        s.spawn(|| {
+            conn.set_write_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            let chunk = [7u8; 8192];
+            while !stop.load(Ordering::Relaxed) {
+                match conn.write(&chunk) {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let reader = s.spawn(|| {
+            client
+                .set_read_timeout(Some(Duration::from_secs(8)))
+                .expect("timeout");
+            let mut buf = [0u8; 65536];
+            let mut total = 0usize;
+            loop {
+                match client.read(&mut buf) {
+                    Ok(0) => return (total, Ok(()), unix_us()),
+                    Ok(n) => total += n,
+                    Err(e) => return (total, Err(e), unix_us()),
+                }
+            }
+        });
+
+        // Both flows on the fast path through isp1: their four entries in
+        // the map, `(k)` in the flows, the counters rising.
+        assert!(wait_entries(&tb, 4), "{mode:?}: {:?}", offload(&tb));
+        let before = through(&map_entries(&tb), wan1);
+        assert_eq!(before.len(), 4, "{mode:?}: {before:?}");
+        for (protocol, port) in [("udp", UDP_PORT), ("tcp", TCP_PORT)] {
+            let flow = flow_to(&tb, protocol, &format!("{SERVER1}:{port}")).expect("listed");
+            assert!(
+                flow.offloaded && flow.uplink == "isp1",
+                "{mode:?}: {flow:?}"
+            );
+        }
+        let fast0 = offload(&tb).packets;
+        std::thread::sleep(Duration::from_millis(500));
+        let fast1 = offload(&tb).packets;
+        assert!(
+            fast1 > fast0 + 100,
+            "{mode:?}: fast path {fast0} -> {fast1}"
+        );
+
+        let events = Events::subscribe(&tb);
+        let cut = unix_us();
+        tb.exec_ok("isp1", &["iptables", "-I", "FORWARD", "-j", "DROP"]);
+        let event = events
+            .wait_for("isp1", "down", Duration::from_secs(5))
+            .expect("isp1 goes down");
+        // The failover synced the map before it was announced.
+        let left = through(&map_entries(&tb), wan1);
+        assert!(left.is_empty(), "{mode:?}: isp1's entries stay: {left:?}");
+        let (_, reset, at) = reader.join().expect("reader");
+        stop.store(true, Ordering::Relaxed);
+        (event, reset, cut, at.saturating_sub(cut))
+    });
+    let down_us = event.time_ms * 1000;
+
+    // The stream resumes from isp2's address, and goes by the fast path again.
+    let moved = poll(Duration::from_secs(3), || {
+        stream.arrivals().iter().any(|a| *a.from.ip() == WAN2)
+    });
+    assert!(moved, "{mode:?}: the stream never arrived from {WAN2}");
+    assert!(
+        poll(Duration::from_secs(3), || {
+            flow_to(&tb, "udp", &format!("{SERVER1}:{UDP_PORT}"))
+                .is_some_and(|f| f.offloaded && f.uplink == "isp2")
+        }),
+        "{mode:?}: {:?}",
+        flow_to(&tb, "udp", &format!("{SERVER1}:{UDP_PORT}"))
+    );
+    assert_eq!(
+        through(&map_entries(&tb), wan2).len(),
+        2,
+        "{mode:?}: {:?}",
+        map_entries(&tb)
+    );
+    let arrivals = stream.stop();
+    let first_wan2 = arrivals
+        .iter()
+        .find(|a| *a.from.ip() == WAN2)
+        .expect("arrived from WAN2");
+    let last_wan1 = arrivals
+        .iter()
+        .filter(|a| *a.from.ip() == WAN1)
+        .map(|a| a.time_us)
+        .max()
+        .expect("arrived from WAN1");
+    assert!(
+        arrivals
+            .iter()
+            .all(|a| *a.from.ip() == WAN1 || *a.from.ip() == WAN2),
+        "{mode:?}: a datagram from elsewhere"
+    );
+    let resumed = first_wan2.time_us.saturating_sub(down_us);
+    eprintln!(
+        "{mode:?}: down {} ms after the cut; RST {} ms after it; UDP: last from WAN1 {} ms after the cut, first from WAN2 {} ms after the declaration",
+        down_us.saturating_sub(cut) / 1000,
+        reset_after / 1000,
+        last_wan1.saturating_sub(cut) / 1000,
+        resumed / 1000
+    );
+    assert!(
+        first_wan2.time_us + 1000 >= down_us,
+        "{mode:?}: from WAN2 before isp1 went down"
+    );
+    assert!(
+        resumed < 1_000_000,
+        "{mode:?}: the stream resumed {resumed} µs after isp1 went down"
+    );
+
+    // Linux takes an RST only with exactly the sequence it expects (RFC 5961).
+    assert!(
+        matches!(&reset, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "{mode:?}: the client should get an RST, got {reset:?}"
+    );
+    assert!(
+        reset_after < 4_000_000,
+        "{mode:?}: RST {reset_after} µs after the cut"
+    );
+
+    let sent = out_wan1.stop();
+    let late: Vec<_> = sent.iter().filter(|f| f.time_us > down_us + 1000).collect();
+    assert!(
+        sent.iter().any(|f| f.time_us < down_us),
+        "{mode:?}: the flows never went out wan1"
+    );
+    assert!(
+        late.is_empty(),
+        "{mode:?}: {} frames of the flows went out wan1 after isp1 was declared down, the first {:?} {} µs after",
+        late.len(),
+        late[0].ipv4(),
+        late[0].time_us - down_us
+    );
+    assert_no_leak(mode, leaks);
+}
