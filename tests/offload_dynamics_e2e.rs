@@ -8,6 +8,9 @@
 
 // Shared with the other end-to-end suites; not every helper is used here.
 #[allow(dead_code)]
+#[path = "support/frames.rs"]
+mod frames;
+#[allow(dead_code)]
 #[path = "support/health.rs"]
 mod health_support;
 #[allow(dead_code)]
@@ -257,4 +260,123 @@ fn failover_while_flowing(mode: RouterMode) {
         late[0].time_us - down_us
     );
     assert_no_leak(mode, leaks);
+}
+
+mod gateway_mac_change_while_flowing_on_the_fast_path {
+    #[test]
+    fn xdp() {
+        super::gateway_mac_change_while_flowing(super::RouterMode::XwanXdp);
+    }
+
+    #[test]
+    fn packet() {
+        super::gateway_mac_change_while_flowing(super::RouterMode::XwanPacket);
+    }
+}
+
+/// isp1's gateway takes a new MAC (`ip link set cust address`, announced by
+/// a gratuitous ARP as a router that changes its MAC does: `arp_notify`)
+/// while a UDP stream flows through it on the fast path: the router's
+/// entries carry the new MAC within a few seconds, the stream keeps reaching
+/// the server (the gap bounded), and its frames keep going by the fast path
+/// to the new MAC.
+fn gateway_mac_change_while_flowing(mode: RouterMode) {
+    let tb = testbed(mode, "");
+    let wan1 = ifindex(&tb, "rtr", "wan1");
+    let server = SocketAddrV4::new(SERVER1, UDP_PORT);
+    let stream = UdpStream::start(
+        &tb,
+        SocketAddrV4::new(HOST1, UDP_PORT),
+        server,
+        (1, Duration::from_millis(5)),
+        Duration::from_secs(20),
+    );
+    assert!(wait_entries(&tb, 2), "{mode:?}: {:?}", offload(&tb));
+    let old = frames::mac_of(&tb, "isp1", "cust");
+    let out_wan1 = |tb: &Testbed| -> Vec<MapEntry> {
+        map_entries(tb)
+            .into_iter()
+            .filter(|e| e.egress == wan1)
+            .collect()
+    };
+    let before = out_wan1(&tb);
+    assert!(
+        before.len() == 1 && before[0].dst_mac == old,
+        "{mode:?}: {before:?}"
+    );
+    let capture = Capture::start(&tb, "isp1", "cust", &format!("udp port {UDP_PORT}"));
+
+    let new = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
+    tb.exec_ok(
+        "isp1",
+        &["sysctl", "-qw", "net.ipv4.conf.cust.arp_notify=1"],
+    );
+    let changed = unix_us();
+    tb.exec_ok(
+        "isp1",
+        &["ip", "link", "set", "cust", "address", "02:00:5e:10:00:01"],
+    );
+    let learnt = poll(Duration::from_secs(5), || {
+        let now = out_wan1(&tb);
+        now.len() == 1 && now[0].dst_mac == new
+    });
+    assert!(learnt, "{mode:?}: the entry keeps {:?}", out_wan1(&tb));
+    let updated = unix_us();
+    let report = parity::status(&tb);
+    assert_eq!(
+        report.uplinks[0].gateway_mac.as_deref(),
+        Some("02:00:5e:10:00:01"),
+        "{mode:?}"
+    );
+
+    // Still on the fast path, to the new MAC.
+    let fast0 = offload(&tb).packets;
+    std::thread::sleep(Duration::from_millis(500));
+    let fast1 = offload(&tb).packets;
+    assert!(
+        fast1 > fast0 + 100,
+        "{mode:?}: fast path {fast0} -> {fast1}"
+    );
+    let flow = flow_to(&tb, "udp", &format!("{SERVER1}:{UDP_PORT}")).expect("listed");
+    assert!(
+        flow.offloaded && flow.uplink == "isp1",
+        "{mode:?}: {flow:?}"
+    );
+    let arrivals = stream.stop();
+    let frames = capture.stop();
+
+    let after: Vec<_> = arrivals.iter().filter(|a| a.time_us > changed).collect();
+    let gap = after
+        .windows(2)
+        .map(|w| w[1].time_us - w[0].time_us)
+        .chain(after.first().map(|a| a.time_us - changed))
+        .max()
+        .expect("arrivals after the change");
+    let to_old = frames
+        .iter()
+        .filter(|f| f.time_us > changed && f.frame[0..6] == old)
+        .count();
+    let late_to_old = frames
+        .iter()
+        .filter(|f| f.time_us > updated && f.frame[0..6] == old)
+        .count();
+    let to_new = frames
+        .iter()
+        .filter(|f| f.time_us > updated && f.frame[0..6] == new)
+        .count();
+    eprintln!(
+        "{mode:?}: entry updated {} ms after the change; longest gap at the server {} ms; {to_old} frames to the old MAC after the change",
+        (updated - changed) / 1000,
+        gap / 1000
+    );
+    assert!(
+        after.iter().all(|a| *a.from.ip() == WAN1),
+        "{mode:?}: the stream left isp1"
+    );
+    assert!(gap < 2_000_000, "{mode:?}: the stream stopped for {gap} µs");
+    assert_eq!(
+        late_to_old, 0,
+        "{mode:?}: frames to the old MAC after the update"
+    );
+    assert!(to_new > 50, "{mode:?}: {to_new} frames to the new MAC");
 }

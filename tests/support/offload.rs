@@ -296,7 +296,9 @@ impl Capture {
             .args([
                 "tcpdump", "-i", interface, "-Q", "in", "-n", "-U", "-Z", "root",
             ])
-            .args(["-s", "128", "-w"])
+            // Each frame handed over at once, not in blocks of about a
+            // second (a short capture would see nothing).
+            .args(["--immediate-mode", "-s", "128", "-w"])
             .arg(&file)
             .arg(filter)
             .stdin(Stdio::null())
