@@ -25,7 +25,8 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use health_support::Events;
 use offload_support::{
@@ -379,4 +380,195 @@ fn gateway_mac_change_while_flowing(mode: RouterMode) {
         "{mode:?}: frames to the old MAC after the update"
     );
     assert!(to_new > 50, "{mode:?}: {to_new} frames to the new MAC");
+}
+
+mod mtu_change_while_flowing_on_the_fast_path {
+    #[test]
+    fn xdp() {
+        super::mtu_change_while_flowing(super::RouterMode::XwanXdp);
+    }
+
+    #[test]
+    fn packet() {
+        super::mtu_change_while_flowing(super::RouterMode::XwanPacket);
+    }
+}
+
+/// A UDP server that checks every datagram byte for byte against
+/// [`offload_support::datagram`] and echoes the short ones (so the flow is
+/// answered, and only the LAN-to-internet direction carries the long ones).
+struct CheckingServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    got: Arc<Mutex<Vec<(u32, usize, bool)>>>,
+}
+
+impl CheckingServer {
+    fn start(tb: &Testbed, addr: SocketAddrV4) -> CheckingServer {
+        let socket = tb.bind_udp("inet", addr);
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let thread = std::thread::spawn({
+            let (stop, got) = (Arc::clone(&stop), Arc::clone(&got));
+            move || {
+                let mut buf = [0u8; 4096];
+                // Bounded: the test ends it, or 30 s pass.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let seq = u32::from_be_bytes(buf[..4].try_into().unwrap_or_default());
+                    let ok = buf[..n] == offload_support::datagram(seq, n)[..];
+                    got.lock().expect("got").push((seq, n, ok));
+                    if n <= 64 {
+                        let _ = socket.send_to(&buf[..n], from);
+                    }
+                }
+            }
+        });
+        CheckingServer {
+            stop,
+            thread: Some(thread),
+            got,
+        }
+    }
+
+    /// The datagrams among `seqs` that arrived: (seq, length, whole).
+    fn got(&self, seqs: std::ops::Range<u32>) -> Vec<(u32, usize, bool)> {
+        let got = self.got.lock().expect("got");
+        got.iter()
+            .filter(|g| seqs.contains(&g.0))
+            .copied()
+            .collect()
+    }
+
+    /// Waits up to a second for `n` datagrams among `seqs`.
+    fn wait(&self, seqs: std::ops::Range<u32>, n: usize) -> Vec<(u32, usize, bool)> {
+        poll(Duration::from_secs(1), || self.got(seqs.clone()).len() >= n);
+        self.got(seqs)
+    }
+}
+
+impl Drop for CheckingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The router's wan1 MTU lowered from 1500 to 1400 under an established UDP
+/// flow on the fast path: its entry's MTU follows; 1500-byte datagrams
+/// without DF, which took the fast path before, now go to the workers and
+/// reach the server fragmented (no fragment over 1400 at the ISP) and byte
+/// for byte; with DF the sender gets frag-needed (path MTU 1400) and the
+/// server none of them; datagrams that fit still take the fast path.
+fn mtu_change_while_flowing(mode: RouterMode) {
+    const PORT: u16 = 5700;
+    let tb = testbed(mode, &format!("[[rule]]\nname = \"mtu-via-isp1\"\nproto = \"udp\"\ndst_port = \"{PORT}\"\naction = \"isp1\"\n"));
+    let wan1 = ifindex(&tb, "rtr", "wan1");
+    let to = SocketAddrV4::new(SERVER1, PORT);
+    let server = CheckingServer::start(&tb, to);
+    // Answered: on the fast path.
+    {
+        let client = tb.bind_udp("h1", SocketAddrV4::new(HOST1, PORT));
+        let mut buf = [0u8; 64];
+        for seq in 0..5 {
+            client
+                .send_to(&offload_support::datagram(seq, 32), to)
+                .expect("send");
+            client.recv_from(&mut buf).expect("the echo");
+        }
+    }
+    assert!(wait_entries(&tb, 2), "{mode:?}: {:?}", offload(&tb));
+    let mtu_out = |tb: &Testbed| {
+        map_entries(tb)
+            .iter()
+            .find(|e| e.egress == wan1)
+            .map(|e| e.mtu)
+    };
+    assert_eq!(mtu_out(&tb), Some(1500), "{mode:?}");
+    let fast = |tb: &Testbed| offload(tb).packets;
+    let whole = |got: &[(u32, usize, bool)], size: usize| got.iter().all(|g| g.1 == size && g.2);
+
+    // 1500-byte packets without DF: the fast path takes them.
+    let before = fast(&tb);
+    let sent = offload_support::send_datagrams(&tb, "h1", PORT, to, 100..110, 1472, false);
+    assert_eq!(sent.sent, 10, "{mode:?}");
+    let got = server.wait(100..110, 10);
+    assert!(got.len() == 10 && whole(&got, 1472), "{mode:?}: {got:?}");
+    assert!(
+        fast(&tb) >= before + 10,
+        "{mode:?}: {before} -> {}",
+        fast(&tb)
+    );
+
+    tb.exec_ok("rtr", &["ip", "link", "set", "wan1", "mtu", "1400"]);
+    assert!(
+        poll(Duration::from_secs(3), || mtu_out(&tb) == Some(1400)),
+        "{mode:?}: the entry keeps MTU {:?}",
+        mtu_out(&tb)
+    );
+
+    // Without DF: fragmented by the workers, whole at the server.
+    let at_isp = Capture::start(&tb, "isp1", "cust", "ip src host 198.18.1.2 and not icmp");
+    let before = fast(&tb);
+    let sent = offload_support::send_datagrams(&tb, "h1", PORT, to, 200..220, 1472, false);
+    assert_eq!(sent.sent, 20, "{mode:?}");
+    let got = server.wait(200..220, 20);
+    assert!(got.len() == 20 && whole(&got, 1472), "{mode:?}: {got:?}");
+    assert_eq!(
+        fast(&tb),
+        before,
+        "{mode:?}: long packets took the fast path"
+    );
+    let frames = at_isp.stop();
+    let fragments = frames.iter().filter(|f| f.is_fragment()).count();
+    let longest = frames.iter().map(|f| f.ip_len()).max().unwrap_or(0);
+    assert!(fragments >= 40, "{mode:?}: {fragments} fragments at isp1");
+    assert!(longest <= 1400, "{mode:?}: a {longest}-byte packet at isp1");
+
+    // With DF: frag-needed back to the host, nothing at the server.
+    let at_host = Capture::start(&tb, "h1", "eth0", "icmp[0] == 3 and icmp[1] == 4");
+    let before = fast(&tb);
+    let df = offload_support::send_datagrams(&tb, "h1", PORT, to, 300..310, 1472, true);
+    assert_eq!(df.path_mtu, 1400, "{mode:?}: {df:?}");
+    assert!(df.refused > 0, "{mode:?}: {df:?}");
+    assert_eq!(
+        fast(&tb),
+        before,
+        "{mode:?}: long packets took the fast path"
+    );
+    let needed = at_host.stop();
+    assert!(
+        !needed.is_empty() && needed.iter().all(|f| f.frame[38..42] == [0, 0, 0x05, 0x78]),
+        "{mode:?}: frag-needed {:?}",
+        needed.iter().map(|f| f.frame.clone()).collect::<Vec<_>>()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.got(300..310).is_empty(),
+        "{mode:?}: DF datagrams arrived"
+    );
+
+    // What fits takes the fast path still.
+    let before = fast(&tb);
+    let sent = offload_support::send_datagrams(&tb, "h1", PORT, to, 400..420, 1372, false);
+    assert_eq!(sent.sent, 20, "{mode:?}");
+    let got = server.wait(400..420, 20);
+    assert!(got.len() == 20 && whole(&got, 1372), "{mode:?}: {got:?}");
+    assert!(
+        fast(&tb) >= before + 20,
+        "{mode:?}: {before} -> {}",
+        fast(&tb)
+    );
+    eprintln!(
+        "{mode:?}: {fragments} fragments at isp1 for 20 datagrams, the longest packet {longest} bytes; DF: {} sent, {} refused, path MTU {}, {} frag-needed",
+        df.sent, df.refused, df.path_mtu, needed.len()
+    );
 }

@@ -505,3 +505,77 @@ impl Drop for UdpStream {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// The payload of datagram `seq` of [`send_datagrams`]: its number, then
+/// bytes that depend on it and on their place.
+pub fn datagram(seq: u32, size: usize) -> Vec<u8> {
+    let mut data = seq.to_be_bytes().to_vec();
+    data.extend((0..size.saturating_sub(4)).map(|j| (seq as usize + j) as u8));
+    data
+}
+
+/// What [`send_datagrams`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub sent: u32,
+    /// Refused by the sender's kernel (EMSGSIZE: over the path MTU it
+    /// learnt, with DF).
+    pub refused: u32,
+    /// The socket's path MTU at the end (IP_MTU).
+    pub path_mtu: u32,
+}
+
+/// Sends datagrams `seqs` ([`datagram`]s of `size` bytes, 10 ms apart)
+/// from `node`'s port `from_port` to `to`, with DF on every one (`df`:
+/// IP_PMTUDISC_DO) or on none (IP_PMTUDISC_DONT, so the path may fragment
+/// them), through python3's socket module.
+pub fn send_datagrams(
+    tb: &Testbed,
+    node: &str,
+    from_port: u16,
+    to: SocketAddrV4,
+    seqs: std::ops::Range<u32>,
+    size: usize,
+    df: bool,
+) -> Sent {
+    const SCRIPT: &str = "import errno, socket, sys, time\n\
+        df, port, host, dport, first, end, size = sys.argv[1:]\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.setsockopt(socket.IPPROTO_IP, 10, 2 if df == '1' else 0)\n\
+        s.bind(('0.0.0.0', int(port)))\n\
+        s.connect((host, int(dport)))\n\
+        sent = refused = 0\n\
+        for seq in range(int(first), int(end)):\n    \
+            data = seq.to_bytes(4, 'big') + bytes((seq + j) % 256 for j in range(int(size) - 4))\n    \
+            try:\n        s.send(data)\n        sent += 1\n    \
+            except OSError as e:\n        \
+                if e.errno != errno.EMSGSIZE:\n            raise\n        \
+                refused += 1\n    \
+            time.sleep(0.01)\n\
+        print(sent, refused, s.getsockopt(socket.IPPROTO_IP, 14))\n";
+    let args = [
+        if df { "1" } else { "0" }.to_string(),
+        from_port.to_string(),
+        to.ip().to_string(),
+        to.port().to_string(),
+        seqs.start.to_string(),
+        seqs.end.to_string(),
+        size.to_string(),
+    ];
+    let mut all = vec!["python3", "-c", SCRIPT];
+    all.extend(args.iter().map(String::as_str));
+    let out = tb.exec_ok(node, &all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers: Vec<u32> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers[..] {
+        [sent, refused, path_mtu] => Sent {
+            sent,
+            refused,
+            path_mtu,
+        },
+        _ => panic!("the sender said {text:?}"),
+    }
+}
