@@ -23,7 +23,7 @@ mod parity;
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,10 +34,14 @@ use offload_support::{
     UdpStream,
 };
 use support::{config_toml, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1, WAN1, WAN2};
+use xwan::control::{request, AdminState, Reply, Request};
 
 /// Probes every 300 ms, down after 3 failed rounds: about a second.
 const FAST_HEALTH: &str =
     "[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n";
+
+/// The router's LAN address.
+const LAN_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 
 /// The UDP and TCP ports the tests' flows use, pinned to isp1 by a rule
 /// (not strict: while isp1 is down they are balanced over the others).
@@ -571,4 +575,193 @@ fn mtu_change_while_flowing(mode: RouterMode) {
         "{mode:?}: {fragments} fragments at isp1 for 20 datagrams, the longest packet {longest} bytes; DF: {} sent, {} refused, path MTU {}, {} frag-needed",
         df.sent, df.refused, df.path_mtu, needed.len()
     );
+}
+
+mod entries_removed_under_a_flood_in_both_directions {
+    #[test]
+    fn xdp() {
+        super::entries_removed_under_a_flood(super::RouterMode::XwanXdp);
+    }
+
+    #[test]
+    fn packet() {
+        super::entries_removed_under_a_flood(super::RouterMode::XwanPacket);
+    }
+}
+
+/// Forces an uplink's state through the control socket.
+fn set_uplink(tb: &Testbed, name: &str, state: AdminState) {
+    let reply = request(
+        &tb.path("xwan.sock"),
+        &Request::Uplink {
+            name: name.to_string(),
+            state,
+        },
+    );
+    assert!(
+        matches!(reply, Ok(Reply::Done { ok: true, .. })),
+        "uplink {name} {state:?}: {reply:?}"
+    );
+}
+
+/// The packets of the router namespace's iptables rules that count the
+/// flood's frames reaching its own stack (`-t raw PREROUTING`).
+fn stack_counts(tb: &Testbed) -> Vec<u64> {
+    let out = tb.exec_ok(
+        "rtr",
+        &["iptables", "-w", "-t", "raw", "-nvxL", "PREROUTING"],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The XDP-to-TC window: with `--io xdp` the XDP program passes a fast-path
+/// frame to the kernel marked, and TC forwards it by its entry; an entry
+/// removed in between must not let the frame reach the kernel's stack
+/// un-NATed (TC drops it, counted `lost`). A UDP flood in both directions
+/// (16 datagrams a millisecond from the LAN host, each echoed by the
+/// server) on the fast path while its entries are removed again and again:
+/// isp1 forced down (the flow's entries removed, the flow failed over and
+/// re-made through isp2, which puts it back on the fast path), then isp1
+/// back up and isp2 down (the same the other way), six times, the flow
+/// flooded on the fast path 300 ms after each move. Nothing
+/// leaves a WAN with a LAN source (tcpdump at both ISPs), the server hears
+/// only the WAN addresses, the LAN host only the server, and (xdp) iptables
+/// counters in the router namespace see none of the flood's frames reach
+/// its stack (while they do count a datagram sent to the router itself). The race itself is a window of microseconds between two
+/// hooks of one softirq: the `lost` count is reported, not asserted (0 or
+/// 1 in the runs so far: hit now and then, not deterministically; the
+/// no-leak checks hold either way). `--io packet` has no such window (its socket filter and TC look
+/// the entry up separately, and a frame neither takes goes to the kernel's
+/// stack, where xwan's nftables table drops it): the same checks but the
+/// iptables counters, which see every frame there by design.
+fn entries_removed_under_a_flood(mode: RouterMode) {
+    let tb = testbed(mode, "");
+    let wan1 = ifindex(&tb, "rtr", "wan1");
+    let wan2 = ifindex(&tb, "rtr", "wan2");
+    let xdp = mode == RouterMode::XwanXdp;
+    if xdp {
+        for (interface, port) in [
+            ("lan0", "--dport"),
+            ("wan1", "--sport"),
+            ("wan2", "--sport"),
+        ] {
+            tb.exec_ok(
+                "rtr",
+                &[
+                    "iptables",
+                    "-w",
+                    "-t",
+                    "raw",
+                    "-A",
+                    "PREROUTING",
+                    "-i",
+                    interface,
+                    "-p",
+                    "udp",
+                    port,
+                    &UDP_PORT.to_string(),
+                ],
+            );
+        }
+    }
+    let leaks = leak_watch(&tb);
+    let at_host = Capture::start(
+        &tb,
+        "h1",
+        "eth0",
+        &format!("udp port {UDP_PORT} and not (src host {SERVER1} and dst host {HOST1})"),
+    );
+    let stream = UdpStream::start(
+        &tb,
+        SocketAddrV4::new(HOST1, UDP_PORT),
+        SocketAddrV4::new(SERVER1, UDP_PORT),
+        (16, Duration::from_millis(1)),
+        Duration::from_secs(25),
+    );
+    // Back on the fast path through `ifindex`, then flooded there a while.
+    let carried = |ifindex: u32| {
+        let back = poll(Duration::from_secs(3), || {
+            through(&map_entries(&tb), ifindex).len() == 2
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        back
+    };
+    assert!(carried(wan1), "{mode:?}: {:?}", map_entries(&tb));
+    let fast0 = offload(&tb).packets;
+    let started = Instant::now();
+    let mut removals = 0;
+    for cycle in 0..6 {
+        set_uplink(&tb, "isp1", AdminState::Down);
+        removals += 1;
+        assert!(
+            carried(wan2),
+            "{mode:?} cycle {cycle}: {:?}",
+            map_entries(&tb)
+        );
+        set_uplink(&tb, "isp1", AdminState::Up);
+        set_uplink(&tb, "isp2", AdminState::Down);
+        removals += 1;
+        assert!(
+            carried(wan1),
+            "{mode:?} cycle {cycle}: {:?}",
+            map_entries(&tb)
+        );
+        set_uplink(&tb, "isp2", AdminState::Up);
+    }
+    let took = started.elapsed();
+    let report = offload(&tb);
+    let echoes = stream.echoes();
+    let arrivals = stream.stop();
+    let wrong = at_host.stop();
+    assert_no_leak(mode, leaks);
+    let from_wan = |wan| arrivals.iter().filter(|a| *a.from.ip() == wan).count();
+    let (n1, n2) = (from_wan(WAN1), from_wan(WAN2));
+    eprintln!(
+        "{mode:?}: {removals} removals in {took:?}; {} datagrams at the server ({n1} from WAN1, {n2} from WAN2), {echoes} echoes back; fast path {} packets; lost {}",
+        arrivals.len(),
+        report.packets - fast0,
+        report.lost
+    );
+    assert_eq!(
+        n1 + n2,
+        arrivals.len(),
+        "{mode:?}: a datagram from elsewhere"
+    );
+    assert!(n1 > 0 && n2 > 0, "{mode:?}");
+    assert!(
+        wrong.is_empty(),
+        "{mode:?}: {} frames of the flow reached the LAN host from or to elsewhere, the first {:?}",
+        wrong.len(),
+        wrong[0].ipv4()
+    );
+    // Most of the flood went by the fast path (both directions; a third of
+    // all while each move takes the flow off it until its next sync).
+    assert!(
+        (report.packets - fast0) * 3 > arrivals.len() as u64 + echoes,
+        "{mode:?}: fast path {} packets",
+        report.packets - fast0
+    );
+    if xdp {
+        assert_eq!(
+            stack_counts(&tb),
+            vec![0, 0, 0],
+            "{mode:?}: frames of the flood reached the router's own stack"
+        );
+        // The counters do see what reaches the stack: one datagram to the
+        // router's own LAN address.
+        let probe = tb.bind_udp("h1", SocketAddrV4::new(HOST1, 0));
+        probe
+            .send_to(b"x", SocketAddrV4::new(LAN_ADDRESS, UDP_PORT))
+            .expect("send");
+        assert!(
+            poll(Duration::from_secs(1), || stack_counts(&tb)
+                == vec![1, 0, 0]),
+            "{mode:?}: {:?}",
+            stack_counts(&tb)
+        );
+    }
 }
