@@ -629,7 +629,8 @@ fn stack_counts(tb: &Testbed) -> Vec<u64> {
 /// back up and isp2 down (the same the other way), six times, the flow
 /// flooded on the fast path 300 ms after each move. Nothing
 /// leaves a WAN with a LAN source (tcpdump at both ISPs), the server hears
-/// only the WAN addresses, the LAN host only the server, and (xdp) iptables
+/// only the WAN addresses and each datagram at most once (none forwarded
+/// by both the fast path and the workers), the LAN host only the server, and (xdp) iptables
 /// counters in the router namespace see none of the flood's frames reach
 /// its stack (while they do count a datagram sent to the router itself). The race itself is a window of microseconds between two
 /// hooks of one softirq: the `lost` count is reported, not asserted (0 or
@@ -720,6 +721,9 @@ fn entries_removed_under_a_flood(mode: RouterMode) {
     assert_no_leak(mode, leaks);
     let from_wan = |wan| arrivals.iter().filter(|a| *a.from.ip() == wan).count();
     let (n1, n2) = (from_wan(WAN1), from_wan(WAN2));
+    let mut seqs: Vec<u32> = arrivals.iter().map(|a| a.seq).collect();
+    seqs.sort_unstable();
+    let twice = seqs.windows(2).filter(|w| w[0] == w[1]).count();
     eprintln!(
         "{mode:?}: {removals} removals in {took:?}; {} datagrams at the server ({n1} from WAN1, {n2} from WAN2), {echoes} echoes back; fast path {} packets; lost {}",
         arrivals.len(),
