@@ -736,6 +736,8 @@ fn entries_removed_under_a_flood(mode: RouterMode) {
         "{mode:?}: a datagram from elsewhere"
     );
     assert!(n1 > 0 && n2 > 0, "{mode:?}");
+    // None forwarded twice (by the fast path and by the workers).
+    assert_eq!(twice, 0, "{mode:?}: datagrams arrived twice");
     assert!(
         wrong.is_empty(),
         "{mode:?}: {} frames of the flow reached the LAN host from or to elsewhere, the first {:?}",
