@@ -402,9 +402,14 @@ pub fn unix_us() -> u64 {
 /// datagram to where it came from: `burst` numbered datagrams every `every`
 /// until stopped, or `limit` passes (the load is bounded).
 pub struct UdpStream {
+    /// Cleared to stop the sender; `stop` then ends the rest.
+    sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Datagrams the sender's kernel took (numbered 1 to this).
+    sent: Arc<AtomicU32>,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
     echoes: Arc<AtomicU64>,
+    sender: Option<std::thread::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -419,10 +424,12 @@ impl UdpStream {
         let short = Some(Duration::from_millis(50));
         let echo = tb.bind_udp("inet", server);
         echo.set_read_timeout(short).expect("timeout");
-        let sender = tb.bind_udp("h1", client);
-        let receiver = sender.try_clone().expect("clone the socket");
+        let socket = tb.bind_udp("h1", client);
+        let receiver = socket.try_clone().expect("clone the socket");
         receiver.set_read_timeout(short).expect("timeout");
+        let sending = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU32::new(0));
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let echoes = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + limit;
@@ -460,22 +467,31 @@ impl UdpStream {
                 }
             }
         }));
-        threads.push(std::thread::spawn(move || {
-            let mut seq = 0u32;
-            while running() {
-                for _ in 0..burst {
-                    seq += 1;
-                    // A full socket buffer or an unreachable moment: the
-                    // datagram is lost, as on a real network.
-                    let _ = sender.send_to(&seq.to_be_bytes(), server);
+        let sender = std::thread::spawn({
+            let (sending, sent) = (Arc::clone(&sending), Arc::clone(&sent));
+            move || {
+                let mut seq = 0u32;
+                while sending.load(Ordering::Relaxed) && running() {
+                    for _ in 0..burst {
+                        // A datagram the kernel refuses (a full buffer, an
+                        // unreachable moment) is sent again, so every number
+                        // up to `sent` left the host once.
+                        if socket.send_to(&(seq + 1).to_be_bytes(), server).is_ok() {
+                            seq += 1;
+                        }
+                    }
+                    sent.store(seq, Ordering::Relaxed);
+                    std::thread::sleep(every);
                 }
-                std::thread::sleep(every);
             }
-        }));
+        });
         UdpStream {
+            sending,
             stop,
+            sent,
             arrivals,
             echoes,
+            sender: Some(sender),
             threads,
         }
     }
@@ -490,8 +506,20 @@ impl UdpStream {
         self.echoes.load(Ordering::Relaxed)
     }
 
-    /// Stops the stream; what the server got.
-    pub fn stop(mut self) -> Vec<Arrival> {
+    /// Datagrams sent so far.
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops the stream (the sender first, then, once the last datagrams
+    /// and echoes had 200 ms to arrive, the server and the receiver); what
+    /// the server got.
+    pub fn stop(&mut self) -> Vec<Arrival> {
+        self.sending.store(false, Ordering::Relaxed);
+        if let Some(sender) = self.sender.take() {
+            sender.join().expect("sender thread");
+        }
+        std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
             thread.join().expect("stream thread");
@@ -502,8 +530,26 @@ impl UdpStream {
 
 impl Drop for UdpStream {
     fn drop(&mut self) {
+        self.sending.store(false, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A counter of the `Udp:` lines of `/proc/net/snmp` in `node`'s namespace
+/// (`RcvbufErrors`: datagrams its sockets had no room for).
+pub fn udp_counter(tb: &Testbed, node: &str, name: &str) -> u64 {
+    let out = tb.exec_ok(node, &["cat", "/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        panic!("no Udp lines in /proc/net/snmp: {text}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Udp {name} in /proc/net/snmp"))
 }
 
 /// The payload of datagram `seq` of [`send_datagrams`]: its number, then
