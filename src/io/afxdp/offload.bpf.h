@@ -23,8 +23,8 @@
 // and redirected right there (offload_xdp_forward); any other it passes to the
 // kernel, marked, for TC. With --io packet, the workers' AF_PACKET sockets
 // see every frame before TC ingress: xwan_offload_tap, their socket filter,
-// keeps those frames from them (same checks) and marks the ones it gives
-// them, which TC then leaves alone, so none is forwarded twice.
+// keeps those frames from them (same checks) and leaves its decision in the
+// skb for TC to follow, so none is forwarded twice or lost uncounted.
 
 #define MAX_OFFLOAD 65536
 
@@ -97,9 +97,10 @@ struct {
 	__type(value, struct offload_stats);
 } offload_stats SEC(".maps");
 
-// Frames the XDP program passed for the fast path (marked) that TC could not
-// forward after all (their entry removed in between): dropped, as the
-// workers would not see them and the kernel must not forward them un-NATed.
+// Frames the XDP program passed for the fast path (marked), or the workers'
+// socket filter kept from them for it, that TC could not forward after all
+// (their entry removed in between): dropped, as the workers would not see
+// them and the kernel must not forward them un-NATed.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -132,6 +133,10 @@ struct {
 // In cb[0] of a frame xwan_offload_tap gave the workers (--io packet): TC
 // leaves it to them even if its entry appeared in between.
 #define WORKERS_MARK 0x7877726bu
+// In cb[0] of a frame xwan_offload_tap kept from the workers for the fast
+// path (--io packet): TC drops it, counted, if its entry vanished in between,
+// as it does a frame the XDP program marked.
+#define FAST_MARK 0x78776670u
 
 // In the metadata of a frame the XDP program passes for the fast path.
 #define OFFLOAD_MARK 0x7877616eu
@@ -453,18 +458,20 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 SEC("tcx/ingress")
 int xwan_offload(struct __sk_buff *skb)
 {
-	// The workers have it (--io packet): the socket filter found no entry
-	// when the frame passed the workers' sockets, just before.
-	if (skb->cb[0] == WORKERS_MARK) {
+	// --io packet: the workers' socket filter decided, just before. The
+	// workers have it when it found no entry; otherwise the fast path does.
+	__u32 tap = skb->cb[0];
+
+	if (tap == WORKERS_MARK || tap == FAST_MARK)
 		skb->cb[0] = 0;
+	if (tap == WORKERS_MARK)
 		return TCX_NEXT;
-	}
 	// A VLAN tag the device took off stays with the kernel, as tagged
 	// frames do.
 	if (skb->vlan_present)
 		return TCX_NEXT;
 
-	int marked = offload_marked(skb);
+	int marked = tap == FAST_MARK || offload_marked(skb);
 	int verdict = offload_forward(skb);
 
 	if (verdict == TCX_NEXT && marked) {
@@ -509,15 +516,16 @@ static __always_inline int offload_tap_verdict(struct __sk_buff *skb)
 
 // The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not
 // for this socket) for a frame xwan_offload will forward, its whole length
-// otherwise, marked (WORKERS_MARK in cb[0], which the kernel keeps from the
-// taps to TC ingress) so that TC leaves it to the workers even if its entry
-// is installed in the moment between: no frame is forwarded twice.
+// otherwise. Either way it leaves its decision in cb[0] (which the kernel
+// keeps from the taps to TC ingress), so TC follows it even if the entry
+// comes or goes in the moment between: a frame given to the workers is not
+// forwarded by TC too, and one kept from them whose entry vanished is
+// dropped, counted `lost`, not left to the stack.
 SEC("socket")
 int xwan_offload_tap(struct __sk_buff *skb)
 {
 	int verdict = offload_tap_verdict(skb);
 
-	if (verdict)
-		skb->cb[0] = WORKERS_MARK;
+	skb->cb[0] = verdict ? WORKERS_MARK : FAST_MARK;
 	return verdict;
 }

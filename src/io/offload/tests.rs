@@ -285,13 +285,18 @@ fn a_down_uplink_or_its_address_change_empties_its_entries() {
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
 }
 
-/// `cb[0]` of a frame the workers' socket filter gave them (offload.bpf.h).
+/// `cb[0]` of a frame the workers' socket filter gave them, and of one it
+/// kept from them for the fast path (offload.bpf.h).
 const WORKERS_MARK: u32 = 0x7877_726b;
+const FAST_MARK: u32 = 0x7877_6670;
+/// TCX_DROP.
+const DROP: u32 = 2;
 
 /// `--io packet`: a frame the workers' socket filter gives them (no entry
-/// yet) is marked, and TC leaves a marked frame to them even once the entry
-/// is in, so a flow installed between the two never has a frame forwarded
-/// twice; unmarked, TC forwards it, and the filter keeps it from them.
+/// yet) is marked so, and TC leaves it to them even once the entry is in,
+/// so a flow installed between the two never has a frame forwarded twice;
+/// a frame it keeps from them is marked for the fast path, which TC
+/// forwards, or drops and counts if the entry vanished in between.
 #[test]
 fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
     let mut bench = Established::new();
@@ -317,5 +322,18 @@ fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
 
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
     let kept = filter(0);
-    assert_eq!((kept.retval, kept.cb0), (0, 0), "kept from the workers");
+    assert_eq!(
+        (kept.retval, kept.cb0),
+        (0, FAST_MARK),
+        "kept from the workers"
+    );
+
+    // Its entry gone before TC looks: dropped and counted, not left to the
+    // kernel's stack.
+    let all = offload.lock().installed.keys().copied().collect();
+    offload.lock().uninstall(all, &bench.router, bench.now);
+    let dropped = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, kept.cb0)
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!((dropped.retval, dropped.cb0), (DROP, 0));
+    assert_eq!(offload.stats().lost, 1);
 }
