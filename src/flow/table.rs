@@ -99,8 +99,13 @@ impl Shard {
         }
     }
 
+    /// The bucket `key` on `side` probes from.
+    fn home(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> usize {
+        hasher.bucket(side, key) as usize & self.mask
+    }
+
     fn find(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Option<usize> {
-        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        let mut at = self.home(hasher, side, key);
         loop {
             let bucket = self.buckets[at];
             if bucket == 0 {
@@ -119,7 +124,7 @@ impl Shard {
     }
 
     fn index(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
-        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        let mut at = self.home(hasher, side, key);
         while self.buckets[at] != 0 {
             at = (at + 1) & self.mask;
         }
@@ -130,7 +135,7 @@ impl Shard {
     /// sequence is broken (no tombstones).
     fn unindex(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
         let wanted = encode(slot, side);
-        let mut hole = hasher.bucket(side, key) as usize & self.mask;
+        let mut hole = self.home(hasher, side, key);
         while self.buckets[hole] != wanted {
             hole = (hole + 1) & self.mask;
         }
@@ -138,9 +143,7 @@ impl Shard {
         while self.buckets[next] != 0 {
             let (other_slot, other_side) = decode(self.buckets[next]);
             let home = match &self.slab[other_slot] {
-                Some(flow) => {
-                    hasher.bucket(other_side, &flow.spec.key(other_side)) as usize & self.mask
-                }
+                Some(flow) => self.home(hasher, other_side, &flow.spec.key(other_side)),
                 None => next,
             };
             // The entry at `next` may fill the hole unless its home lies
@@ -234,9 +237,16 @@ impl KeyHasher {
         }
     }
 
+    /// A keyed folded multiply, then a finalizer (a bijection: the
+    /// collisions stay the keyed multiply's) that spreads every input bit
+    /// over every output bit: without it, keys that differ in a port alone
+    /// (many flows to one endpoint, all in one shard) shared most of their
+    /// index bits and piled up in probe runs tens of buckets long.
     fn mix(&self, a: u64, b: u64, seed: usize) -> u64 {
         let product = u128::from(a ^ self.seeds[seed]) * u128::from(b ^ self.seeds[seed + 1]);
-        (product as u64) ^ ((product >> 64) as u64)
+        let folded = (product as u64) ^ ((product >> 64) as u64);
+        let x = (folded ^ (folded >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
+        x ^ (x >> 32)
     }
 
     fn endpoint_word(endpoint: &Endpoint) -> u64 {
