@@ -13,7 +13,7 @@
 use super::flows::record;
 use super::{key_of, FrameContext, Router};
 use crate::flow::{FlowKind, Side};
-use crate::packet::{self, Frame, L3_OFFSET};
+use crate::packet::{self, Frame, Transport, L3_OFFSET};
 use crate::verdict::{Port, Verdict};
 
 impl Router {
@@ -26,6 +26,13 @@ impl Router {
         frame: &Frame,
         ctx: &FrameContext,
     ) -> Option<Verdict> {
+        // SYN, FIN and RST change a flow's state and are evidence of an
+        // uplink's health (`LaneCounters::tcp_evidence`): the general path's.
+        if let Transport::Tcp { flags, .. } = frame.transport {
+            if flags.syn || flags.fin || flags.rst {
+                return None;
+            }
+        }
         // The general path's classification, for the one outcome taken here:
         // from the LAN, a LAN host to neither the LAN nor a WAN address;
         // from a WAN, a non-LAN source to a WAN address.

@@ -172,14 +172,17 @@ impl Router {
         if spec.kind != FlowKind::Dnat {
             return self
                 .hosts
-                .take(spec.inside.addr)
+                .take(u32::from_be_bytes(spec.inside.addr))
                 .then_some(())
                 .ok_or(DropReason::HostLimit);
         }
         if !self.forward_targets.take(spec.inside) {
             return Err(DropReason::ForwardLimit);
         }
-        if !self.forward_sources.take(spec.remote.addr) {
+        if !self
+            .forward_sources
+            .take(u32::from_be_bytes(spec.remote.addr))
+        {
             self.forward_targets.give_back(spec.inside);
             return Err(DropReason::SourceLimit);
         }
@@ -189,9 +192,10 @@ impl Router {
     pub(super) fn give_back_allowance(&self, spec: &FlowSpec) {
         if spec.kind == FlowKind::Dnat {
             self.forward_targets.give_back(spec.inside);
-            self.forward_sources.give_back(spec.remote.addr);
+            self.forward_sources
+                .give_back(u32::from_be_bytes(spec.remote.addr));
         } else {
-            self.hosts.give_back(spec.inside.addr);
+            self.hosts.give_back(u32::from_be_bytes(spec.inside.addr));
         }
     }
 

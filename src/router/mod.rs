@@ -246,9 +246,10 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit<[u8; 4]>,
+    /// Keyed by address as a big-endian u32 (one word for the hasher).
+    hosts: HostLimit<u32>,
     forward_targets: HostLimit<Endpoint>,
-    forward_sources: HostLimit<[u8; 4]>,
+    forward_sources: HostLimit<u32>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     /// Moves on every change of `lan_hosts`: the lanes' [`NeighbourCache`]s

@@ -141,10 +141,15 @@ fn same_flow_twice_returns_the_first_and_clashes_are_refused() {
 proptest! {
     /// Whatever the order of inserts and removals, every live flow is found
     /// from both sides and removed flows are gone (the index stays intact
-    /// through backward-shift deletion).
+    /// through backward-shift deletion). A table of 8 flows has 32 buckets,
+    /// half of them in use when full: a flow's two keys often end their
+    /// searches at the same empty bucket.
     #[test]
-    fn index_stays_consistent(ops in proptest::collection::vec((0u8..40, any::<bool>()), 1..300)) {
-        let table = FlowTable::new(64);
+    fn index_stays_consistent(
+        max_flows in prop::sample::select(vec![8u32, 64]),
+        ops in proptest::collection::vec((0u8..40, any::<bool>()), 1..300),
+    ) {
+        let table = FlowTable::new(max_flows);
         let mut live = std::collections::HashSet::new();
         for (n, insert) in ops {
             let s = spec(n, 1000 + u16::from(n), n % 3, 20000 + u16::from(n));
