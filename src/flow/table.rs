@@ -266,16 +266,17 @@ impl KeyHasher {
         }
     }
 
-    /// A keyed folded multiply, then a finalizer (a bijection: the
-    /// collisions stay the keyed multiply's) that spreads every input bit
-    /// over every output bit: without it, keys that differ in a port alone
-    /// (many flows to one endpoint, all in one shard) shared most of their
-    /// index bits and piled up in probe runs tens of buckets long.
+    /// A keyed folded multiply, its upper half folded into its lower half
+    /// (a bijection: the collisions stay the keyed multiply's). The low
+    /// bits of a product depend only on the low bits of its operands, so
+    /// without that last fold keys that differ in a port alone (many flows
+    /// to one endpoint, all in one shard) shared most of their bucket index
+    /// and piled up in long probe runs. The shard index, bits 32 and up,
+    /// is what it was.
     fn mix(&self, a: u64, b: u64, seed: usize) -> u64 {
         let product = u128::from(a ^ self.seeds[seed]) * u128::from(b ^ self.seeds[seed + 1]);
         let folded = (product as u64) ^ ((product >> 64) as u64);
-        let x = (folded ^ (folded >> 32)).wrapping_mul(0xd6e8_feb8_6659_fd93);
-        x ^ (x >> 32)
+        folded ^ (folded >> 32)
     }
 
     fn endpoint_word(endpoint: &Endpoint) -> u64 {

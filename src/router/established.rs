@@ -135,6 +135,7 @@ mod tests {
             counters: &lane.counters,
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
+            live: &lane.live,
         }
     }
 

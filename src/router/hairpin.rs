@@ -24,7 +24,7 @@ impl Router {
             return Verdict::Kernel(KernelReason::LocalDestination);
         };
         let key = key_of(frame);
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let forward = live.forwards.get(&(frame.protocol, key.dst.port, uplink));
         if forward.is_none() && !self.nat_ports.contains(key.dst.port) {
             return Verdict::Kernel(KernelReason::LocalDestination);

@@ -45,7 +45,7 @@ impl Router {
             dst: frame.dst,
             ports,
         };
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let decision = live.policy.decide(&conn);
         if let Some(verdict) = self.refuse_new(decision.action, frame) {
             return verdict;

@@ -91,7 +91,7 @@ use hosts::HostLimit;
 use interfaces::{LanAddress, Mtu};
 use neighbours::{unpack_mac, NeighbourCache};
 use outbox::Outbox;
-use reconfigure::{Live, MssCell, TimeoutCell};
+use reconfigure::{Live, LiveCache, MssCell, TimeoutCell};
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +141,8 @@ pub struct Lane {
     outbox: RefCell<Outbox>,
     /// LAN hosts' MACs for the established fast path's replies.
     neighbours: NeighbourCache,
+    /// The settings in force, for new connections.
+    live: LiveCache,
 }
 
 /// Per-uplink state besides the policy's.
@@ -203,6 +205,7 @@ struct FrameContext<'a> {
     counters: &'a LaneCounters,
     outbox: &'a RefCell<Outbox>,
     neighbours: &'a NeighbourCache,
+    live: &'a LiveCache,
 }
 
 impl FrameContext<'_> {
@@ -242,6 +245,9 @@ pub struct Router {
     nat_ports: PortRange,
     mss_clamp: MssCell,
     live: ArcSwap<Live>,
+    /// Moves on every swap of `live`: the lanes' [`LiveCache`]s are valid
+    /// for one epoch.
+    live_epoch: AtomicU64,
     /// Serialises uplink state changes with reconfiguration, so neither is lost.
     reconfiguring: Mutex<()>,
     table: FlowTable,
@@ -341,6 +347,7 @@ impl Router {
             nat_ports: config.nat.ports,
             mss_clamp: MssCell::new(config.nat.mss_clamp),
             live: ArcSwap::from_pointee(Live::new(config, policy)),
+            live_epoch: AtomicU64::new(0),
             reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
@@ -363,6 +370,7 @@ impl Router {
             counters,
             outbox: RefCell::default(),
             neighbours: NeighbourCache::default(),
+            live: LiveCache::new(self),
         }
     }
 
@@ -377,6 +385,7 @@ impl Router {
             counters: &lane.counters,
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
+            live: &lane.live,
         };
         // The established fast path, for a plain frame; what it read goes on
         // to the general path when it declines.

@@ -36,7 +36,7 @@ impl Router {
         if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
             return self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx);
         }
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
             return if self.owns_port(frame.protocol, key.dst.port, uplink) {
                 Verdict::Drop(DropReason::NoMapping)
