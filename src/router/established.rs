@@ -51,26 +51,27 @@ impl Router {
         };
         let key = key_of(frame);
         let timeouts = self.timeouts.get();
-        let (egress, deltas) = self
-            .table
-            .with_flow(side, &key, |flow| {
-                let spec = &flow.spec;
-                if flow.is_expired(ctx.now, &timeouts)
-                    || matches!(spec.kind, FlowKind::Hairpin { .. })
-                {
-                    return None;
-                }
-                let egress = match side {
-                    Side::Lan => self.egress_to_remote(spec).ok()?,
-                    Side::Wan => self.egress_to_inside(spec, Some(ctx)),
-                };
-                if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
-                    return None;
-                }
-                record(flow, side, frame, ctx.now);
-                Some((egress, flow.deltas[side as usize]))
-            })
-            .flatten()?;
+        let found = self.table.with_flow(side, &key, |flow| {
+            let spec = &flow.spec;
+            if flow.is_expired(ctx.now, &timeouts) || matches!(spec.kind, FlowKind::Hairpin { .. })
+            {
+                return None;
+            }
+            let egress = match side {
+                Side::Lan => self.egress_to_remote(spec).ok()?,
+                Side::Wan => self.egress_to_inside(spec, Some(ctx)),
+            };
+            if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+                return None;
+            }
+            record(flow, side, frame, ctx.now);
+            Some((egress, flow.deltas[side as usize]))
+        });
+        let Some(found) = found else {
+            ctx.absent.set(Some((side, key)));
+            return None;
+        };
+        let (egress, deltas) = found?;
         packet::apply_established(buf, frame, &egress.rewrite, deltas);
         Some(Verdict::Forward {
             port: egress.port,
@@ -81,6 +82,7 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
     use std::net::Ipv4Addr;
     use std::path::Path;
     use std::time::Duration;
@@ -136,6 +138,7 @@ mod tests {
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
             live: &lane.live,
+            absent: Cell::new(None),
         }
     }
 

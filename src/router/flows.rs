@@ -61,14 +61,19 @@ impl Router {
     /// Records this packet on the live flow `key` belongs to (counters, last
     /// seen, TCP state) and returns the flow's spec; a flow found expired is
     /// removed instead, its mapping released, and None returned. One lookup
-    /// under one lock: the hot path of every established packet.
+    /// under one lock, none when the established fast path found no flow
+    /// for `key` in this frame already.
     pub(super) fn record_or_expire(
         &self,
         side: Side,
         key: &FlowKey,
         frame: &Frame,
-        now: u32,
+        ctx: &FrameContext,
     ) -> Option<FlowSpec> {
+        if ctx.absent.get() == Some((side, *key)) {
+            return None;
+        }
+        let now = ctx.now;
         let timeouts = self.timeouts.get();
         let found = self.table.with_flow(side, key, |flow| {
             if flow.is_expired(now, &timeouts) {

@@ -58,7 +58,7 @@ mod reconfigure;
 mod state;
 mod wan;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,7 +79,7 @@ pub use reconfigure::Reconfigured;
 pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
-use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
+use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, Side, TableStats};
 use crate::nat::PortAllocator;
 use crate::packet::{
     self, Endpoint, Fragmentation, Frame, ParseOutcome, Rewrite, PROTO_TCP, PROTO_UDP,
@@ -206,6 +206,9 @@ struct FrameContext<'a> {
     outbox: &'a RefCell<Outbox>,
     neighbours: &'a NeighbourCache,
     live: &'a LiveCache,
+    /// A key the established fast path found no flow for (so the general
+    /// path does not search for it again).
+    absent: Cell<Option<(Side, FlowKey)>>,
 }
 
 impl FrameContext<'_> {
@@ -386,6 +389,7 @@ impl Router {
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
             live: &lane.live,
+            absent: Cell::new(None),
         };
         // The established fast path, for a plain frame; what it read goes on
         // to the general path when it declines.
