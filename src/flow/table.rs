@@ -110,6 +110,7 @@ impl Shard {
 
     /// The slot of the flow `key` on `side` belongs to, or the empty bucket
     /// that ended the search (where the key would be indexed).
+    #[inline]
     fn probe(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Result<usize, usize> {
         let mut at = self.home(hasher, side, key);
         loop {

@@ -10,7 +10,7 @@
 //! flow's first packet is not parsed twice: `Router::process`). Tests in
 //! `tests/core/established.rs` hold the two paths byte-identical.
 
-use super::flows::record;
+use super::flows::record_with;
 use super::{key_of, FrameContext, Router};
 use crate::flow::{FlowKind, Side};
 use crate::packet::{self, Frame, Transport, L3_OFFSET};
@@ -64,7 +64,7 @@ impl Router {
             if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
                 return None;
             }
-            record(flow, side, frame, ctx.now);
+            record_with(flow, side, frame, ctx.now, (false, false, false));
             Some((egress, flow.deltas[side as usize]))
         });
         let Some(found) = found else {

@@ -235,7 +235,19 @@ pub(super) fn opens_connection(frame: &Frame) -> bool {
 /// (inbound RSTs do not refresh a mapping: RFC 7857), TCP state, and the
 /// sequence the LAN host expects next.
 pub(super) fn record(flow: &Flow, side: Side, frame: &Frame, now: u32) {
-    let (syn, fin, rst) = tcp_bits(frame);
+    record_with(flow, side, frame, now, tcp_bits(frame));
+}
+
+/// [`record`] with the segment's SYN, FIN and RST bits known (the
+/// established fast path takes none of them: constants there).
+#[inline]
+pub(super) fn record_with(
+    flow: &Flow,
+    side: Side,
+    frame: &Frame,
+    now: u32,
+    (syn, fin, rst): (bool, bool, bool),
+) {
     let refresh = !(side == Side::Wan && rst);
     FlowTable::touch(
         flow,
