@@ -149,12 +149,13 @@ pub fn status_table(s: &StatusReport) -> String {
         let hooks: Vec<String> = o.hooks.iter().map(|(i, h)| format!("{i} {h}")).collect();
         let _ = write!(
             out,
-            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel, {} refused (map full), {} map errors, {} lost (entry gone before TC)",
+            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel ({} by xdp), {} refused (map full), {} map errors, {} lost (entry gone before TC)",
             hooks.join(", "),
             o.entries,
             o.capacity,
             o.packets,
             o.bytes,
+            o.xdp_packets,
             o.refused_full,
             o.map_errors,
             o.lost

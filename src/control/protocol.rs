@@ -141,7 +141,9 @@ pub struct StatusReport {
 pub struct OffloadReport {
     /// "on", "off" (as configured) or "unavailable (why)".
     pub state: String,
-    /// Per interface, the hook that serves it ("tc").
+    /// Per interface, the hook that forwards the fast path's frames leaving
+    /// through it: "xdp" (the XDP program, for frames with a complete
+    /// checksum; `--io xdp` and a driver that accepts XDP frames) or "tc".
     pub hooks: Vec<(String, String)>,
     /// Entries in the map (two per flow) and its capacity.
     pub entries: u64,
@@ -157,6 +159,9 @@ pub struct OffloadReport {
     /// Packets and bytes forwarded in the kernel.
     pub packets: u64,
     pub bytes: u64,
+    /// Of those packets, the ones the XDP program forwarded (the rest: TC).
+    #[serde(default)]
+    pub xdp_packets: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

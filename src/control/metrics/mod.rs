@@ -351,7 +351,7 @@ pub fn render_offload(r: &OffloadReport) -> String {
     w.family(
         "xwan_offload_hook",
         "gauge",
-        "The hook of the in-kernel fast path on each interface (1).",
+        "The hook that forwards the in-kernel fast path's frames leaving through each interface (1).",
     );
     for (interface, hook) in &r.hooks {
         w.sample(
@@ -403,6 +403,12 @@ pub fn render_offload(r: &OffloadReport) -> String {
             "Bytes forwarded by the in-kernel fast path.",
             r.bytes,
         ),
+        (
+            "xwan_offload_xdp_packets_total",
+            "counter",
+            "Packets of the in-kernel fast path forwarded by the XDP program itself (the rest: by TC).",
+            r.xdp_packets,
+        ),
     ] {
         w.single(name, kind, help, value as f64);
     }
@@ -434,7 +440,7 @@ mod tests {
     fn offload_metrics_name_each_hook_and_count() {
         let out = render_offload(&OffloadReport {
             state: "on".into(),
-            hooks: vec![("lan0".into(), "tc".into()), ("wan1".into(), "tc".into())],
+            hooks: vec![("lan0".into(), "tc".into()), ("wan1".into(), "xdp".into())],
             entries: 4,
             capacity: 65536,
             refused_full: 1,
@@ -442,9 +448,11 @@ mod tests {
             lost: 3,
             packets: 1000,
             bytes: 1_500_000,
+            xdp_packets: 600,
         });
         assert!(out.contains("xwan_offload_hook{interface=\"lan0\",hook=\"tc\"} 1\n"));
-        assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"tc\"} 1\n"));
+        assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"xdp\"} 1\n"));
+        assert!(out.contains("\nxwan_offload_xdp_packets_total 600\n"));
         assert!(out.contains("\nxwan_offload_entries 4\n"));
         assert!(out.contains("\nxwan_offload_refused_full_total 1\n"));
         assert!(out.contains("\nxwan_offload_lost_total 3\n"));

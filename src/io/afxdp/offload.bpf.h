@@ -16,9 +16,12 @@
 // precomputed deltas), counted per CPU and redirected to the egress
 // interface. Anything else goes on as if the program were not there.
 //
-// With --io xdp, the XDP program runs first: it passes the frames the fast
-// path takes (same checks, offload_eligible) to the kernel instead of to the
-// workers, so TC sees them. With --io packet, the workers' AF_PACKET sockets
+// With --io xdp, the XDP program runs first and takes the fast path's frames
+// (same checks, offload_eligible) from the workers: a frame whose egress
+// interface accepts XDP frames (`xdp_egress`, kept by xwan from the device's
+// NETDEV_XDP_ACT_NDO_XMIT feature) and whose checksum is complete is rewritten
+// and redirected right there (offload_xdp_forward); any other it passes to the
+// kernel, marked, for TC. With --io packet, the workers' AF_PACKET sockets
 // see every frame before TC ingress: xwan_offload_tap, their socket filter,
 // keeps those frames from them (same checks), so none is forwarded twice.
 
@@ -102,6 +105,28 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } offload_lost SEC(".maps");
+
+// Packets forwarded per hook, per CPU: [HOOK_XDP] by the XDP program,
+// [HOOK_TC] by TC.
+#define HOOK_XDP 0
+#define HOOK_TC 1
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} offload_hooks SEC(".maps");
+
+// The interfaces the XDP program may redirect rewritten frames to (their
+// driver accepts XDP frames: NETDEV_XDP_ACT_NDO_XMIT; a veth only while its
+// peer runs an XDP program or has GRO on), keyed by ifindex. Kept by xwan.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65);
+	__type(key, __u32);
+	__type(value, __u8);
+} xdp_egress SEC(".maps");
 
 // In the metadata of a frame the XDP program passes for the fast path.
 #define OFFLOAD_MARK 0x7877616eu
@@ -211,14 +236,20 @@ static __always_inline __u16 csum_add_fold(__u16 check, __u32 add)
 	return ~sum;
 }
 
-static __always_inline void count(struct offload_key *key, struct __sk_buff *skb, __u32 next_seq)
+// Counts `packets` packets of `bytes` bytes for `key`, and the TCP sequence
+// the host expects next (0: none), for the hook that forwarded them.
+static __always_inline void count(struct offload_key *key, __u32 hook, __u64 packets, __u64 bytes,
+				  __u32 next_seq)
 {
 	struct offload_stats *st = bpf_map_lookup_elem(&offload_stats, key);
+	__u64 *by_hook = bpf_map_lookup_elem(&offload_hooks, &hook);
 
+	if (by_hook)
+		*by_hook += packets;
 	if (!st)
 		return;
-	st->packets += skb->gso_segs ? skb->gso_segs : 1;
-	st->bytes += skb->len;
+	st->packets += packets;
+	st->bytes += bytes;
 	if (!next_seq)
 		return;
 	__u32 now = bpf_ktime_get_ns() >> 20;
@@ -229,6 +260,104 @@ static __always_inline void count(struct offload_key *key, struct __sk_buff *skb
 	    (__s32)(next_seq - st->next_seq) > 0)
 		st->next_seq = next_seq;
 	st->seq_stamp = now;
+}
+
+// The sequence number that follows the TCP segment of `ip` at `l4` (its
+// header bounds-checked).
+static __always_inline __u32 tcp_next_seq(const struct iphdr *ip, const __u8 *l4)
+{
+	__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) - (l4[12] >> 4) * 4;
+
+	return bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
+}
+
+// Whether a TCP or UDP packet's checksum is a partial one: the pseudo-header's
+// sum alone, as a sender on this machine leaves it for the device to finish
+// (CHECKSUM_PARTIAL, e.g. across a veth). Only its skb says so, and only TC's
+// rewrite (bpf_l4_csum_replace) knows what to do with it: such a frame is not
+// redirected from XDP. A complete checksum that happens to look partial (one
+// in 65536) merely takes TC.
+static __always_inline int partial_checksum(const struct iphdr *ip, void *data_end)
+{
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u16 *check;
+
+	if (ip->protocol == IPPROTO_TCP)
+		check = (void *)(l4 + 16);
+	else if (ip->protocol == IPPROTO_UDP)
+		check = (void *)(l4 + 6);
+	else
+		return 0;
+	if ((void *)(check + 1) > data_end)
+		return 1;
+
+	// In the byte order of the packet's 16-bit words, as the field holds it.
+	__u32 sum = (ip->saddr & 0xffff) + (ip->saddr >> 16) + (ip->daddr & 0xffff) +
+		    (ip->daddr >> 16) + bpf_htons(ip->protocol) +
+		    bpf_htons(bpf_ntohs(ip->tot_len) - sizeof(struct iphdr));
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == *check;
+}
+
+// The fast path in the XDP program, for the frame of `ip` (whole, checked by
+// offload_eligible, up to `data_end`) and its entry `e`: rewritten, counted
+// and redirected to the egress interface when that accepts XDP frames and the
+// checksum is complete; -1 (pass it to TC) otherwise.
+static __always_inline int offload_xdp_forward(struct ethhdr *eth, struct iphdr *ip,
+					       void *data_end, struct offload_key *key,
+					       struct offload_entry *e)
+{
+	__u32 egress = e->egress_ifindex;
+
+	if (!bpf_map_lookup_elem(&xdp_egress, &egress) || partial_checksum(ip, data_end))
+		return -1;
+	if ((void *)(eth + 1) > data_end || (void *)(ip + 1) > data_end)
+		return -1;
+
+	__u8 *l4 = (__u8 *)(ip + 1);
+	__u16 *check;
+	__u32 next_seq = 0;
+	__u8 protocol = ip->protocol;
+
+	if ((void *)(l4 + 20) <= data_end && protocol == IPPROTO_TCP) {
+		check = (void *)(l4 + 16);
+		if (e->track_seq)
+			next_seq = tcp_next_seq(ip, l4);
+	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_UDP) {
+		check = (void *)(l4 + 6);
+	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_ICMP) {
+		check = (void *)(l4 + 2);
+	} else {
+		return -1;
+	}
+
+	count(key, HOOK_XDP, 1, (void *)data_end - (void *)eth, next_seq);
+
+	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, e->src_mac, 6);
+	// The IP delta covers the TTL's decrement too.
+	ip->ttl--;
+	ip->check = csum_add_fold(ip->check, e->ip_delta);
+	ip->saddr = e->saddr;
+	ip->daddr = e->daddr;
+	if (protocol == IPPROTO_ICMP) {
+		// The echo identifier: a request's stands for its source port.
+		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
+		*check = csum_add_fold(*check, e->port_delta);
+	} else {
+		*(__be16 *)l4 = e->sport;
+		*(__be16 *)(l4 + 2) = e->dport;
+		// A UDP datagram without a checksum (0) keeps none; one whose
+		// new checksum comes to 0 carries 0xffff (RFC 768).
+		if (protocol != IPPROTO_UDP || *check) {
+			__u16 sum = csum_add_fold(*check, (__u32)e->pseudo_delta + e->port_delta);
+
+			*check = (protocol == IPPROTO_UDP && !sum) ? 0xffff : sum;
+		}
+	}
+	return bpf_redirect(egress, 0);
 }
 
 // Whether the XDP program passed this frame for the fast path.
@@ -275,12 +404,8 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 		if ((void *)(l4 + 20) > data_end)
 			return TCX_NEXT;
 		csum_off += 16;
-		if (e->track_seq) {
-			__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) -
-					(l4[12] >> 4) * 4;
-
-			next_seq = bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
-		}
+		if (e->track_seq)
+			next_seq = tcp_next_seq(ip, l4);
 	} else if (protocol == IPPROTO_UDP) {
 		if ((void *)(l4 + 8) > data_end)
 			return TCX_NEXT;
@@ -292,7 +417,7 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 		csum_off += 2;
 	}
 
-	count(&key, skb, next_seq);
+	count(&key, HOOK_TC, skb->gso_segs ? skb->gso_segs : 1, skb->len, next_seq);
 
 	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
 	__builtin_memcpy(eth->h_source, e->src_mac, 6);

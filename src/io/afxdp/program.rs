@@ -218,6 +218,8 @@ impl Program {
             entries: self.map_handle("offload")?,
             stats: self.map_handle("offload_stats")?,
             lost: self.map_handle("offload_lost")?,
+            hooks: self.map_handle("offload_hooks")?,
+            xdp_egress: self.map_handle("xdp_egress")?,
         })
     }
 

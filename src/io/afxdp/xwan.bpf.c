@@ -41,9 +41,10 @@
 //   anyway.)
 // TTL is not looked at: a frame xwan owns whose TTL expires here is the
 // core's, which answers ICMP time exceeded itself.
-// Frames of flows on the in-kernel fast path (offload.bpf.h) are XDP_PASS,
-// marked in their metadata (TC drops, counted, a marked frame it cannot forward),
-// for its TC program.
+// Frames of flows on the in-kernel fast path (offload.bpf.h) are rewritten and
+// redirected here when their egress interface accepts XDP frames and their
+// checksum is complete; otherwise they are XDP_PASS, marked in their metadata
+// (TC drops, counted, a marked frame it cannot forward), for its TC program.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
 // (interface, queue) slot, bpf_redirect_map falls back to XDP_PASS too.
 
@@ -341,8 +342,14 @@ int xwan_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	// The in-kernel fast path's (offload.bpf.h): on to TC ingress.
 	struct offload_key offload_key;
+	struct offload_entry *entry = offload_eligible(ifindex, ip, data_end, 0,
+						       (__u32)(data_end - (void *)ip), &offload_key);
 
-	if (offload_eligible(ifindex, ip, data_end, 0, (__u32)(data_end - (void *)ip), &offload_key)) {
+	if (entry) {
+		int verdict = offload_xdp_forward(eth, ip, data_end, &offload_key, entry);
+
+		if (verdict >= 0)
+			return verdict;
 		offload_mark(ctx);
 		return XDP_PASS;
 	}

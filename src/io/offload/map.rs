@@ -104,34 +104,51 @@ pub fn is_full(err: &libbpf_rs::Error) -> bool {
         .contains(&format!("os error {}", libc::E2BIG))
 }
 
+/// `offload_hooks`' index of the XDP program's count (offload.bpf.h).
+const HOOK_XDP: u32 = 0;
+
+/// A per-CPU array's u64 at `index`, summed over the CPUs (zero if unreadable).
+fn percpu_sum(map: &MapHandle, index: u32) -> u64 {
+    match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(cpus)) => cpus
+            .iter()
+            .filter_map(|cpu| Some(u64::from_ne_bytes(cpu.get(..8)?.try_into().ok()?)))
+            .sum(),
+        _ => 0,
+    }
+}
+
 pub struct Maps {
     entries: MapHandle,
     stats: MapHandle,
     /// `offload_lost`: one per-CPU count.
     lost: MapHandle,
+    /// `offload_hooks`: per-CPU packets forwarded by the XDP program, by TC.
+    hooks: MapHandle,
     cpus: usize,
 }
 
 impl Maps {
-    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle) -> Maps {
+    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle, hooks: MapHandle) -> Maps {
         let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
         Maps {
             entries,
             stats,
             lost,
+            hooks,
             cpus,
         }
     }
 
     /// Marked frames TC dropped, summed over the CPUs (zero if unreadable).
     pub fn lost(&self) -> u64 {
-        match self.lost.lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY) {
-            Ok(Some(cpus)) => cpus
-                .iter()
-                .filter_map(|cpu| Some(u64::from_ne_bytes(cpu.get(..8)?.try_into().ok()?)))
-                .sum(),
-            _ => 0,
-        }
+        percpu_sum(&self.lost, 0)
+    }
+
+    /// Packets the XDP program forwarded, summed over the CPUs (zero if
+    /// unreadable).
+    pub fn by_xdp(&self) -> u64 {
+        percpu_sum(&self.hooks, HOOK_XDP)
     }
 
     /// Installs an entry with its counters at zero (counters first, so the

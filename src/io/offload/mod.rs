@@ -27,12 +27,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use libbpf_rs::MapHandle;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use tracing::{info, warn};
 
 use crate::config::UplinkId;
 use crate::flow::{FlowKey, Side};
-use crate::io::{sys, Interface};
+use crate::io::{sync, sys, Interface};
 use crate::router::{OffloadCredit, Port, Router};
 use map::{EntryKey, EntryValue, Maps, Totals};
 
@@ -48,6 +48,10 @@ pub struct OffloadParts {
     pub stats: MapHandle,
     /// Marked frames TC dropped (`offload_lost`).
     pub lost: MapHandle,
+    /// Packets forwarded per hook (`offload_hooks`).
+    pub hooks: MapHandle,
+    /// The interfaces the XDP program may redirect to (`xdp_egress`).
+    pub xdp_egress: MapHandle,
 }
 
 /// The fast path's figures, for `xwan status` and metrics.
@@ -67,6 +71,8 @@ pub struct OffloadStats {
     /// and removed since the start).
     pub packets: u64,
     pub bytes: u64,
+    /// Of those packets, the ones the XDP program forwarded itself.
+    pub by_xdp: u64,
 }
 
 /// One installed entry: what the core knows it by and what was last read.
@@ -92,10 +98,34 @@ pub struct Offload {
     /// The LAN's ifindex, then each uplink's.
     lan: u32,
     wans: Vec<u32>,
-    /// Per interface: the hook that serves it.
-    hooks: Vec<(String, &'static str)>,
+    /// Per interface, by name and ifindex: the hook that forwards the fast
+    /// path's frames leaving through it.
+    hooks: Mutex<Vec<(String, u32, Hook)>>,
+    /// `xdp_egress`, when the XDP program runs (`--io xdp`): the interfaces
+    /// it may redirect to.
+    xdp_egress: Option<MapHandle>,
     /// The TCX links: the program stays attached while they are open.
     links: Mutex<Vec<OwnedFd>>,
+}
+
+/// Where the fast path forwards the frames that leave through an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// The XDP program rewrites and redirects them (`--io xdp`, the
+    /// interface's driver accepts XDP frames, and the frame's checksum is
+    /// complete; the others take TC).
+    Xdp,
+    /// TC ingress of the interface they arrive on.
+    Tc,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+        }
+    }
 }
 
 /// Why the fast path could not start (xwan then runs without it).
@@ -107,8 +137,14 @@ pub struct OffloadError {
 }
 
 impl Offload {
-    /// Attaches the program at TCX ingress of every interface.
-    pub fn start(parts: OffloadParts, interfaces: &[Interface]) -> Result<Offload, OffloadError> {
+    /// Attaches the program at TCX ingress of every interface; with `xdp`
+    /// (the XDP program runs on them) the XDP program also forwards to the
+    /// interfaces whose driver accepts XDP frames ([`Offload::detect_hooks`]).
+    pub fn start(
+        parts: OffloadParts,
+        interfaces: &[Interface],
+        xdp: bool,
+    ) -> Result<Offload, OffloadError> {
         let mut links = Vec::with_capacity(interfaces.len());
         let mut hooks = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
@@ -118,7 +154,7 @@ impl Offload {
                 source,
             })?;
             links.push(link);
-            hooks.push((interface.name.clone(), "tc"));
+            hooks.push((interface.name.clone(), interface.ifindex, Hook::Tc));
         }
         let ifindex_of = |port: Port| {
             interfaces
@@ -130,27 +166,76 @@ impl Offload {
         let wans = (0..)
             .map_while(|uplink| ifindex_of(Port::Wan(uplink)))
             .collect();
-        info!(
-            interfaces = interfaces.len(),
-            "offload: established flows forwarded in the kernel (TC ingress)"
-        );
-        Ok(Offload {
+        let offload = Offload {
             state: Mutex::new(State::new(Maps::new(
                 parts.entries,
                 parts.stats,
                 parts.lost,
+                parts.hooks,
             ))),
             lan,
             wans,
-            hooks,
+            hooks: Mutex::new(hooks),
+            xdp_egress: xdp.then_some(parts.xdp_egress),
             links: Mutex::new(links),
-        })
+        };
+        offload.detect_hooks();
+        info!(
+            hooks = %offload.hooks_line(),
+            "offload: established flows forwarded in the kernel"
+        );
+        Ok(offload)
+    }
+
+    /// Looks again which interfaces accept XDP frames (a veth does while
+    /// its peer runs an XDP program or has GRO on) and tells the XDP program;
+    /// nothing without it. Runs at start and with every sync.
+    pub fn detect_hooks(&self) {
+        let Some(xdp_egress) = &self.xdp_egress else {
+            return;
+        };
+        let mut hooks = sync::lock(&self.hooks);
+        for (name, ifindex, hook) in hooks.iter_mut() {
+            let accepts = match sys::bpf::accepts_xdp_frames(*ifindex) {
+                Ok(accepts) => accepts,
+                Err(e) => {
+                    warn!(interface = %name, error = %e, "offload: cannot query XDP features");
+                    false
+                }
+            };
+            let key = ifindex.to_ne_bytes();
+            let now = if accepts { Hook::Xdp } else { Hook::Tc };
+            if now == *hook {
+                continue;
+            }
+            let written = if accepts {
+                xdp_egress.update(&key, &[1], MapFlags::ANY)
+            } else {
+                xdp_egress.delete(&key)
+            };
+            match written {
+                Ok(()) => {
+                    info!(interface = %name, hook = now.name(), "offload: frames leaving here are forwarded by {}", now.name());
+                    *hook = now;
+                }
+                Err(e) => {
+                    self.lock().stats.map_errors += 1;
+                    warn!(interface = %name, error = %e, "offload: cannot update xdp_egress");
+                }
+            }
+        }
+    }
+
+    fn hooks_line(&self) -> String {
+        self.hooks()
+            .iter()
+            .map(|(name, hook)| format!("{name} {}", hook.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.state)
     }
 
     fn ifindex(&self, port: Port) -> Option<u32> {
@@ -160,9 +245,13 @@ impl Offload {
         }
     }
 
-    /// Which hook serves each interface.
-    pub fn hooks(&self) -> &[(String, &'static str)] {
-        &self.hooks
+    /// Per interface, the hook that forwards the fast path's frames leaving
+    /// through it.
+    pub fn hooks(&self) -> Vec<(String, Hook)> {
+        sync::lock(&self.hooks)
+            .iter()
+            .map(|(name, _, hook)| (name.clone(), *hook))
+            .collect()
     }
 
     /// The LAN-side keys of the flows whose entries are in the map.
@@ -180,6 +269,7 @@ impl Offload {
         OffloadStats {
             entries: state.installed.len() as u64,
             lost: state.maps.lost(),
+            by_xdp: state.maps.by_xdp(),
             ..state.stats.clone()
         }
     }
@@ -187,10 +277,7 @@ impl Offload {
     /// Detaches the program, then empties the map into the flow table: the
     /// orderly stop, before the state is saved.
     pub fn stop(&self, router: &Router, now: Duration) {
-        self.links
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        sync::lock(&self.links).clear();
         let mut state = self.lock();
         let all: Vec<EntryKey> = state.installed.keys().copied().collect();
         state.uninstall(all, router, now);
@@ -223,6 +310,7 @@ impl Offload {
         read_counters: bool,
         leaving: Option<UplinkId>,
     ) {
+        self.detect_hooks();
         let mut state = self.lock();
         let state = &mut *state;
         if read_counters {

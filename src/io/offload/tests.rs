@@ -41,10 +41,12 @@ fn unattached() -> (Offload, OwnedFd) {
             parts.entries,
             parts.stats,
             parts.lost,
+            parts.hooks,
         ))),
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
-        hooks: Vec::new(),
+        hooks: Mutex::new(Vec::new()),
+        xdp_egress: None,
         links: Mutex::new(Vec::new()),
     };
     (offload, program)

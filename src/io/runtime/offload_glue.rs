@@ -1,7 +1,8 @@
 //! `[dataplane] offload` at run time: whether the in-kernel fast path runs
 //! ([`crate::io::offload`]), and its figures for status and metrics.
 //!
-//! With `--io xdp` the XDP program passes the fast path's frames to TC;
+//! With `--io xdp` the XDP program forwards the fast path's frames itself
+//! to interfaces that accept XDP frames and passes the others to TC;
 //! with `--io packet` the workers' AF_PACKET sockets, which see every frame
 //! before TC ingress, get a socket filter that keeps those frames from them.
 
@@ -58,7 +59,10 @@ impl FastPath {
                         .map_err(|e| e.to_string())
                 }),
         }
-        .and_then(|parts| Offload::start(parts, &setup.interfaces).map_err(|e| e.to_string()));
+        .and_then(|parts| {
+            let xdp = matches!(data_path, DataPath::Xdp(_));
+            Offload::start(parts, &setup.interfaces, xdp).map_err(|e| e.to_string())
+        });
         match started {
             Ok(offload) => FastPath {
                 offload: Some(Arc::new(offload)),
@@ -84,8 +88,8 @@ impl FastPath {
             state: self.state.clone(),
             hooks: offload
                 .hooks()
-                .iter()
-                .map(|(interface, hook)| (interface.clone(), hook.to_string()))
+                .into_iter()
+                .map(|(interface, hook)| (interface, hook.name().to_string()))
                 .collect(),
             entries: stats.entries,
             capacity: u64::from(MAX_ENTRIES),
@@ -94,6 +98,7 @@ impl FastPath {
             lost: stats.lost,
             packets: stats.packets,
             bytes: stats.bytes,
+            xdp_packets: stats.by_xdp,
         }
     }
 

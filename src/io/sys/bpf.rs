@@ -54,8 +54,9 @@ pub struct XdpPrograms {
     pub offloaded: u32,
 }
 
-/// Which XDP programs interface `ifindex` runs.
-pub fn query_xdp(ifindex_: u32) -> io::Result<XdpPrograms> {
+/// What the kernel says of XDP on interface `ifindex`: its programs and its
+/// driver's XDP features (netdev netlink, `NETDEV_XDP_ACT_*`).
+fn xdp_query(ifindex_: u32) -> io::Result<libbpf_sys::bpf_xdp_query_opts> {
     let mut query = libbpf_sys::bpf_xdp_query_opts {
         sz: size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t,
         ..Default::default()
@@ -63,6 +64,22 @@ pub fn query_xdp(ifindex_: u32) -> io::Result<XdpPrograms> {
     let ifindex = ifindex(ifindex_)?;
     // SAFETY: query is a valid, sized options struct the call fills in.
     check(unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut query) })?;
+    Ok(query)
+}
+
+/// `NETDEV_XDP_ACT_NDO_XMIT`: the driver transmits XDP frames redirected to it.
+const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+
+/// Whether interface `ifindex` transmits XDP frames redirected to it (its
+/// driver's `NETDEV_XDP_ACT_NDO_XMIT`: a veth has it while its peer runs an
+/// XDP program or has GRO on).
+pub fn accepts_xdp_frames(ifindex_: u32) -> io::Result<bool> {
+    Ok(xdp_query(ifindex_)?.feature_flags & XDP_ACT_NDO_XMIT != 0)
+}
+
+/// Which XDP programs interface `ifindex` runs.
+pub fn query_xdp(ifindex_: u32) -> io::Result<XdpPrograms> {
+    let query = xdp_query(ifindex_)?;
     Ok(XdpPrograms {
         native: query.drv_prog_id,
         generic: query.skb_prog_id,
