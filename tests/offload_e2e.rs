@@ -292,12 +292,11 @@ fn ping_takes_the_fast_path_once_answered() {
     }
 }
 
-/// `--io xdp`: the XDP program forwards the fast path's frames itself, with
-/// the core's bytes, to an interface whose driver accepts XDP frames (a veth
-/// does while its peer has GRO on: here switched on at the peers for this
-/// test only), found at run time and shown per interface; frames with a
-/// partial checksum, and every frame once the peer's GRO is off again, go by
-/// TC, without a break in the connection.
+/// `--io xdp`: the XDP program forwards the fast path's frames itself, with the core's bytes, to an interface whose driver
+/// accepts XDP frames (a veth does while its peer has GRO on: here switched
+/// on at the peers for this test only), found at run time and shown per
+/// interface; frames with a partial checksum, and every frame once the
+/// peer's GRO is off again, go by TC, without a break in the connection.
 #[test]
 fn xdp_forwards_itself_to_interfaces_that_accept_xdp_frames() {
     let mut tb = Testbed::up(TxOffload::Off);
@@ -379,4 +378,27 @@ fn xdp_forwards_itself_to_interfaces_that_accept_xdp_frames() {
     let after = offload(&tb);
     assert!(after.packets - before.packets > 10_000, "{after:?}");
     assert_eq!(after.xdp_packets, before.xdp_packets, "{after:?}");
+}
+
+/// `offload = "tc"` keeps TC even for interfaces that accept XDP frames
+/// (GRO on at the peers' veths).
+#[test]
+fn tc_setting_keeps_tc_for_interfaces_that_accept_xdp_frames() {
+    let tb = xdp_testbed("[dataplane]\noffload = \"tc\"\n");
+    for (node, peer) in [("isp1", "cust"), ("sw", "rtr")] {
+        tb.exec_ok(node, &["ethtool", "-K", peer, "gro", "on"]);
+    }
+    let (client, conn) = connection(&tb, 5005, true);
+    pump(&client, &conn, 1000, 1);
+    assert!(wait_entries(&tb, 2), "entries: {:?}", offload(&tb));
+    // Several syncs later (200 ms each): still TC, and TC forwards.
+    std::thread::sleep(Duration::from_secs(1));
+    pump(&client, &conn, 1 << 20, 2);
+    let report = offload(&tb);
+    assert!(
+        report.hooks.iter().all(|(_, hook)| hook == "tc"),
+        "{report:?}"
+    );
+    assert!(report.packets > 500, "{report:?}");
+    assert_eq!(report.xdp_packets, 0, "{report:?}");
 }

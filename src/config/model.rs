@@ -398,10 +398,15 @@ pub struct Dataplane {
 }
 
 /// `[dataplane] offload`: whether established flows are forwarded inside
-/// the kernel by eBPF (`io/offload`), the core deciding which.
+/// the kernel by eBPF (`io/offload`), the core deciding which, and by which
+/// hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offload {
-    /// Where the kernel supports it (TCX, Linux 6.6+), in both `--io` modes.
+    /// Where the kernel supports it (TCX, Linux 6.6+), in both `--io` modes:
+    /// TC, and with `--io xdp` the XDP program itself for frames leaving
+    /// through an interface whose driver accepts XDP frames.
     Auto,
+    /// TC only.
+    Tc,
     Off,
 }

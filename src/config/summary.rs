@@ -111,6 +111,7 @@ impl Display for Config {
             "Offload   {}",
             match self.dataplane.offload {
                 Offload::Auto => "auto (established flows forwarded in the kernel)",
+                Offload::Tc => "tc (established flows forwarded in the kernel, by TC only)",
                 Offload::Off => "off",
             }
         )?;

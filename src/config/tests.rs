@@ -1277,6 +1277,11 @@ fn dataplane_offload_forms() {
             .offload,
         Offload::Auto
     );
+    let tc = ok(&with("[dataplane]\noffload = \"tc\"\n"));
+    assert_eq!(tc.dataplane.offload, Offload::Tc);
+    assert!(tc
+        .to_string()
+        .contains("\nOffload   tc (established flows forwarded in the kernel, by TC only)\n"));
     assert_invalid(
         &with("[dataplane]\noffload = \"on\"\n"),
         "dataplane.offload",

@@ -197,19 +197,20 @@ impl Validator<'_> {
         })
     }
 
-    /// `[dataplane]`: offload "auto" unless the file says "off".
+    /// `[dataplane]`: offload "auto" unless the file says "tc" or "off".
     pub(super) fn dataplane(&self, raw: Option<&RawDataplane>) -> Result<Dataplane> {
         let offload = match raw.and_then(|d| d.offload.as_ref()) {
             None => Offload::Auto,
             Some(value) => match value.get_ref().as_str() {
                 "auto" => Offload::Auto,
+                "tc" => Offload::Tc,
                 "off" => Offload::Off,
                 other => {
                     return Err(self.err(
                         value.span(),
                         "dataplane.offload",
                         format!(
-                            "{other:?} is not an offload setting (expected \"auto\" or \"off\")"
+                            "{other:?} is not an offload setting (expected \"auto\", \"tc\" or \"off\")"
                         ),
                     ))
                 }

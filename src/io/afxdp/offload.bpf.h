@@ -23,7 +23,8 @@
 // and redirected right there (offload_xdp_forward); any other it passes to the
 // kernel, marked, for TC. With --io packet, the workers' AF_PACKET sockets
 // see every frame before TC ingress: xwan_offload_tap, their socket filter,
-// keeps those frames from them (same checks), so none is forwarded twice.
+// keeps those frames from them (same checks) and marks the ones it gives
+// them, which TC then leaves alone, so none is forwarded twice.
 
 #define MAX_OFFLOAD 65536
 
@@ -127,6 +128,10 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } xdp_egress SEC(".maps");
+
+// In cb[0] of a frame xwan_offload_tap gave the workers (--io packet): TC
+// leaves it to them even if its entry appeared in between.
+#define WORKERS_MARK 0x7877726bu
 
 // In the metadata of a frame the XDP program passes for the fast path.
 #define OFFLOAD_MARK 0x7877616eu
@@ -448,6 +453,12 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 SEC("tcx/ingress")
 int xwan_offload(struct __sk_buff *skb)
 {
+	// The workers have it (--io packet): the socket filter found no entry
+	// when the frame passed the workers' sockets, just before.
+	if (skb->cb[0] == WORKERS_MARK) {
+		skb->cb[0] = 0;
+		return TCX_NEXT;
+	}
 	// A VLAN tag the device took off stays with the kernel, as tagged
 	// frames do.
 	if (skb->vlan_present)
@@ -467,11 +478,10 @@ int xwan_offload(struct __sk_buff *skb)
 	return verdict;
 }
 
-// The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not
-// for this socket) for a frame xwan_offload will forward, its whole length
-// otherwise. The socket sees the frame from its Ethernet header.
-SEC("socket")
-int xwan_offload_tap(struct __sk_buff *skb)
+// xwan_offload_tap's verdict on a frame: 0 when xwan_offload will forward
+// it, its whole length otherwise. The socket sees the frame from its
+// Ethernet header.
+static __always_inline int offload_tap_verdict(struct __sk_buff *skb)
 {
 	__be16 proto;
 	// The IPv4 header and up to a TCP header, 4-byte aligned as the
@@ -495,4 +505,19 @@ int xwan_offload_tap(struct __sk_buff *skb)
 						   skb->len - ETH_HLEN, &key);
 
 	return e ? 0 : skb->len;
+}
+
+// The socket filter of the workers' AF_PACKET sockets (--io packet): 0 (not
+// for this socket) for a frame xwan_offload will forward, its whole length
+// otherwise, marked (WORKERS_MARK in cb[0], which the kernel keeps from the
+// taps to TC ingress) so that TC leaves it to the workers even if its entry
+// is installed in the moment between: no frame is forwarded twice.
+SEC("socket")
+int xwan_offload_tap(struct __sk_buff *skb)
+{
+	int verdict = offload_tap_verdict(skb);
+
+	if (verdict)
+		skb->cb[0] = WORKERS_MARK;
+	return verdict;
 }

@@ -41,8 +41,9 @@
 //   anyway.)
 // TTL is not looked at: a frame xwan owns whose TTL expires here is the
 // core's, which answers ICMP time exceeded itself.
-// Frames of flows on the in-kernel fast path (offload.bpf.h) are rewritten and
-// redirected here when their egress interface accepts XDP frames and their
+// Frames of flows on the in-kernel fast path (offload.bpf.h), looked up first,
+// before the rules above (an entry exists only for a flow xwan took), are
+// rewritten and redirected here when their egress interface accepts XDP frames and their
 // checksum is complete; otherwise they are XDP_PASS, marked in their metadata
 // (TC drops, counted, a marked frame it cannot forward), for its TC program.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
@@ -302,12 +303,6 @@ int xwan_xdp(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 zero = 0;
 
-	struct iface *iface = bpf_map_lookup_elem(&ifaces, &ifindex);
-	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
-
-	if (!iface || !s)
-		return XDP_PASS;
-
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
@@ -332,15 +327,9 @@ int xwan_xdp(struct xdp_md *ctx)
 	if ((void *)l4 > data_end)
 		return XDP_PASS;
 
-	int owned;
-
-	if (iface->role == ROLE_LAN)
-		owned = lan_owns(s, ip, l4, data_end);
-	else
-		owned = wan_owns(s, iface->wan_addr, ip, l4, data_end);
-	if (!owned)
-		return XDP_PASS;
-	// The in-kernel fast path's (offload.bpf.h): on to TC ingress.
+	// The in-kernel fast path's (offload.bpf.h) first, before the ownership
+	// lookups: an entry exists only for a flow the core took, keyed by the
+	// interface its frames arrive on, and TC would take its frames anyway.
 	struct offload_key offload_key;
 	struct offload_entry *entry = offload_eligible(ifindex, ip, data_end, 0,
 						       (__u32)(data_end - (void *)ip), &offload_key);
@@ -354,6 +343,20 @@ int xwan_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
+	struct iface *iface = bpf_map_lookup_elem(&ifaces, &ifindex);
+	struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+
+	if (!iface || !s)
+		return XDP_PASS;
+
+	int owned;
+
+	if (iface->role == ROLE_LAN)
+		owned = lan_owns(s, ip, l4, data_end);
+	else
+		owned = wan_owns(s, iface->wan_addr, ip, l4, data_end);
+	if (!owned)
+		return XDP_PASS;
 	if (ctx->rx_queue_index >= MAX_QUEUES)
 		return XDP_PASS;
 

@@ -98,14 +98,21 @@ pub struct Offload {
     /// The LAN's ifindex, then each uplink's.
     lan: u32,
     wans: Vec<u32>,
-    /// Per interface, by name and ifindex: the hook that forwards the fast
-    /// path's frames leaving through it.
-    hooks: Mutex<Vec<(String, u32, Hook)>>,
+    /// Per interface: the hook that forwards the fast path's frames leaving
+    /// through it.
+    hooks: Mutex<Vec<EgressHook>>,
     /// `xdp_egress`, when the XDP program runs (`--io xdp`): the interfaces
     /// it may redirect to.
     xdp_egress: Option<MapHandle>,
     /// The TCX links: the program stays attached while they are open.
     links: Mutex<Vec<OwnedFd>>,
+}
+
+/// An interface the fast path forwards to, and how.
+struct EgressHook {
+    name: String,
+    ifindex: u32,
+    hook: Hook,
 }
 
 /// Where the fast path forwards the frames that leave through an interface.
@@ -138,7 +145,7 @@ pub struct OffloadError {
 
 impl Offload {
     /// Attaches the program at TCX ingress of every interface; with `xdp`
-    /// (the XDP program runs on them) the XDP program also forwards to the
+    /// (`--io xdp`, `offload = "auto"`) the XDP program also forwards to the
     /// interfaces whose driver accepts XDP frames ([`Offload::detect_hooks`]).
     pub fn start(
         parts: OffloadParts,
@@ -154,7 +161,11 @@ impl Offload {
                 source,
             })?;
             links.push(link);
-            hooks.push((interface.name.clone(), interface.ifindex, Hook::Tc));
+            hooks.push(EgressHook {
+                name: interface.name.clone(),
+                ifindex: interface.ifindex,
+                hook: Hook::Tc,
+            });
         }
         let ifindex_of = |port: Port| {
             interfaces
@@ -195,7 +206,12 @@ impl Offload {
             return;
         };
         let mut hooks = sync::lock(&self.hooks);
-        for (name, ifindex, hook) in hooks.iter_mut() {
+        for EgressHook {
+            name,
+            ifindex,
+            hook,
+        } in hooks.iter_mut()
+        {
             let accepts = match sys::bpf::accepts_xdp_frames(*ifindex) {
                 Ok(accepts) => accepts,
                 Err(e) => {
@@ -250,7 +266,7 @@ impl Offload {
     pub fn hooks(&self) -> Vec<(String, Hook)> {
         sync::lock(&self.hooks)
             .iter()
-            .map(|(name, _, hook)| (name.clone(), *hook))
+            .map(|e| (e.name.clone(), e.hook))
             .collect()
     }
 

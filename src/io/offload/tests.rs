@@ -22,6 +22,12 @@ const NEXT: u32 = u32::MAX;
 
 /// The fast path with its maps but no link (the test runs the program itself).
 fn unattached() -> (Offload, OwnedFd) {
+    let (offload, program, _tap) = unattached_with_tap();
+    (offload, program)
+}
+
+/// [`unattached`], and the workers' socket filter.
+fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
     let owned = crate::io::OwnedTraffic {
         lan_networks: Vec::new(),
         bypass: Vec::new(),
@@ -36,6 +42,7 @@ fn unattached() -> (Offload, OwnedFd) {
     };
     let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
+    let tap = parts.tap.try_clone().expect("dup the socket filter");
     let offload = Offload {
         state: Mutex::new(State::new(Maps::new(
             parts.entries,
@@ -49,11 +56,13 @@ fn unattached() -> (Offload, OwnedFd) {
         xdp_egress: None,
         links: Mutex::new(Vec::new()),
     };
-    (offload, program)
+    (offload, program, tap)
 }
 
 fn run(program: &OwnedFd, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
-    sys::bpf::test_run_tc(program.as_raw_fd(), frame, ifindex).expect("BPF_PROG_TEST_RUN")
+    let run =
+        sys::bpf::test_run_skb(program.as_raw_fd(), frame, ifindex, 0).expect("BPF_PROG_TEST_RUN");
+    (run.retval, run.frame)
 }
 
 /// Both directions of `c`: the program redirects each data packet out the
@@ -274,4 +283,39 @@ fn a_down_uplink_or_its_address_change_empties_its_entries() {
     offload.sync_without(&bench.router, bench.now, 0);
     assert_eq!(offload.stats().entries, 0);
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+}
+
+/// `cb[0]` of a frame the workers' socket filter gave them (offload.bpf.h).
+const WORKERS_MARK: u32 = 0x7877_726b;
+
+/// `--io packet`: a frame the workers' socket filter gives them (no entry
+/// yet) is marked, and TC leaves a marked frame to them even once the entry
+/// is in, so a flow installed between the two never has a frame forwarded
+/// twice; unmarked, TC forwards it, and the filter keeps it from them.
+#[test]
+fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40000);
+    let (offload, program, tap) = unattached_with_tap();
+    // The kernel pulls 14 bytes before a socket filter's test run, where
+    // AF_PACKET pushes the Ethernet header back for it.
+    let for_filter = [&[0u8; 14][..], &c.outbound].concat();
+    let filter = |cb0| {
+        sys::bpf::test_run_skb(tap.as_raw_fd(), &for_filter, LAN_IFINDEX, cb0)
+            .expect("BPF_PROG_TEST_RUN")
+    };
+    let given = filter(0);
+    assert_eq!(given.retval as usize, c.outbound.len(), "to the workers");
+    assert_eq!(given.cb0, WORKERS_MARK);
+
+    offload.refresh(&bench.router, bench.now);
+    assert_eq!(offload.stats().entries, 2);
+    let left = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, given.cb0)
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!((left.retval, left.cb0), (NEXT, 0), "left to the workers");
+    assert_eq!(left.frame, c.outbound, "untouched");
+
+    assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
+    let kept = filter(0);
+    assert_eq!((kept.retval, kept.cb0), (0, 0), "kept from the workers");
 }

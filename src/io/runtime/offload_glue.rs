@@ -43,9 +43,12 @@ impl FastPath {
             state,
             epoch: setup.epoch,
         };
-        if config.dataplane.offload == OffloadSetting::Off {
-            return without("off".to_string());
-        }
+        // The XDP program forwards too with `--io xdp` unless told "tc".
+        let xdp = match config.dataplane.offload {
+            OffloadSetting::Off => return without("off".to_string()),
+            OffloadSetting::Tc => false,
+            OffloadSetting::Auto => matches!(data_path, DataPath::Xdp(_)),
+        };
         let started = match data_path {
             DataPath::Xdp(path) => path.offload_parts().map_err(|e| e.to_string()),
             // No XDP program runs: the same object, loaded for the maps and
@@ -59,10 +62,7 @@ impl FastPath {
                         .map_err(|e| e.to_string())
                 }),
         }
-        .and_then(|parts| {
-            let xdp = matches!(data_path, DataPath::Xdp(_));
-            Offload::start(parts, &setup.interfaces, xdp).map_err(|e| e.to_string())
-        });
+        .and_then(|parts| Offload::start(parts, &setup.interfaces, xdp).map_err(|e| e.to_string()));
         match started {
             Ok(offload) => FastPath {
                 offload: Some(Arc::new(offload)),

@@ -135,15 +135,37 @@ pub fn attach_tcx_ingress(prog: RawFd, ifindex_: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Runs the TC program `prog` once on `frame` (`BPF_PROG_TEST_RUN`) as if it
-/// arrived on interface `ingress_ifindex`: its return value and the frame as
-/// it left the program.
+/// What one `BPF_PROG_TEST_RUN` of a program on an skb gave.
 #[cfg(test)]
-pub fn test_run_tc(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Result<(u32, Vec<u8>)> {
-    // struct __sk_buff up to `ifindex`: every field zero but ingress_ifindex
-    // (offset 36), the only ones the kernel accepts besides mark and priority.
-    let mut ctx = [0u8; 44];
+#[derive(Debug)]
+pub struct SkbRun {
+    pub retval: u32,
+    /// The frame as it left the program.
+    pub frame: Vec<u8>,
+    /// `cb[0]` of its `__sk_buff` afterwards.
+    pub cb0: u32,
+}
+
+/// Runs the skb program `prog` (TC, or a socket filter) once on `frame`
+/// (`BPF_PROG_TEST_RUN`) as if it arrived on interface `ingress_ifindex` with
+/// `cb0` in `cb[0]` of its `__sk_buff`. The kernel pulls the Ethernet header
+/// before it runs a socket filter, where AF_PACKET pushes it back: give such
+/// a program its frame behind 14 more bytes.
+#[cfg(test)]
+pub fn test_run_skb(
+    prog: RawFd,
+    frame: &[u8],
+    ingress_ifindex: u32,
+    cb0: u32,
+) -> io::Result<SkbRun> {
+    // struct __sk_buff up to cb[]: every field zero but ingress_ifindex
+    // (offset 36) and cb[0] (offset 48), among the few the kernel accepts.
+    let mut ctx = [0u8; 68];
     ctx[36..40].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx[48..52].copy_from_slice(&cb0.to_ne_bytes());
+    // The kernel writes the whole struct __sk_buff (192 bytes since Linux
+    // 5.16) back, or nothing (ENOSPC); room for a bigger one.
+    let mut ctx_out = [0u8; 256];
     let mut out = vec![0u8; frame.len() + 256];
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
@@ -153,15 +175,23 @@ pub fn test_run_tc(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Resul
         data_size_out: out.len() as u32,
         ctx_in: ctx.as_ptr().cast(),
         ctx_size_in: ctx.len() as u32,
+        ctx_out: ctx_out.as_mut_ptr().cast(),
+        ctx_size_out: ctx_out.len() as u32,
         repeat: 1,
         ..Default::default()
     };
     // SAFETY: every pointer in opts points at a live buffer of the size given
     // beside it, for the duration of the call; the kernel writes at most
-    // data_size_out bytes to data_out.
+    // data_size_out bytes to data_out and ctx_size_out to ctx_out.
     check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog, &mut opts) })?;
     out.truncate(opts.data_size_out as usize);
-    Ok((opts.retval, out))
+    let mut cb0 = [0u8; 4];
+    cb0.copy_from_slice(&ctx_out[48..52]);
+    Ok(SkbRun {
+        retval: opts.retval,
+        frame: out,
+        cb0: u32::from_ne_bytes(cb0),
+    })
 }
 
 /// Every entry of the BPF hash map `map` (a per-CPU one: `values_per_key`
