@@ -99,18 +99,30 @@ impl Shard {
         }
     }
 
+    /// The bucket `key` on `side` probes from.
+    fn home(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> usize {
+        hasher.bucket(side, key) as usize & self.mask
+    }
+
     fn find(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Option<usize> {
-        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        self.probe(hasher, side, key).ok()
+    }
+
+    /// The slot of the flow `key` on `side` belongs to, or the empty bucket
+    /// that ended the search (where the key would be indexed).
+    #[inline]
+    fn probe(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Result<usize, usize> {
+        let mut at = self.home(hasher, side, key);
         loop {
             let bucket = self.buckets[at];
             if bucket == 0 {
-                return None;
+                return Err(at);
             }
             let (slot, bucket_side) = decode(bucket);
             if bucket_side == side {
                 if let Some(flow) = &self.slab[slot] {
                     if flow.spec.key(side) == *key {
-                        return Some(slot);
+                        return Ok(slot);
                     }
                 }
             }
@@ -119,7 +131,12 @@ impl Shard {
     }
 
     fn index(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
-        let mut at = hasher.bucket(side, key) as usize & self.mask;
+        let home = self.home(hasher, side, key);
+        self.index_from(home, side, slot);
+    }
+
+    /// Indexes `slot` on `side` in the first empty bucket from `at`.
+    fn index_from(&mut self, mut at: usize, side: Side, slot: usize) {
         while self.buckets[at] != 0 {
             at = (at + 1) & self.mask;
         }
@@ -130,7 +147,7 @@ impl Shard {
     /// sequence is broken (no tombstones).
     fn unindex(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
         let wanted = encode(slot, side);
-        let mut hole = hasher.bucket(side, key) as usize & self.mask;
+        let mut hole = self.home(hasher, side, key);
         while self.buckets[hole] != wanted {
             hole = (hole + 1) & self.mask;
         }
@@ -138,9 +155,7 @@ impl Shard {
         while self.buckets[next] != 0 {
             let (other_slot, other_side) = decode(self.buckets[next]);
             let home = match &self.slab[other_slot] {
-                Some(flow) => {
-                    hasher.bucket(other_side, &flow.spec.key(other_side)) as usize & self.mask
-                }
+                Some(flow) => self.home(hasher, other_side, &flow.spec.key(other_side)),
                 None => next,
             };
             // The entry at `next` may fill the hole unless its home lies
@@ -177,12 +192,29 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, hasher: &KeyHasher, flow: Flow) -> usize {
+    /// Where a flow with `spec`'s keys goes, the shard grown first when it
+    /// is full (a growth moves every bucket): the empty buckets that ended
+    /// both keys' searches, or (Err) the slots holding either key already.
+    fn vacancy(
+        &mut self,
+        hasher: &KeyHasher,
+        spec: &FlowSpec,
+    ) -> Result<(usize, usize), (Option<usize>, Option<usize>)> {
         if self.live >= self.capacity {
             self.grow(hasher);
         }
-        let lan = flow.spec.lan_key();
-        let wan = flow.spec.wan_key();
+        match (
+            self.probe(hasher, Side::Lan, &spec.lan_key()),
+            self.probe(hasher, Side::Wan, &spec.wan_key()),
+        ) {
+            (Err(lan), Err(wan)) => Ok((lan, wan)),
+            (lan, wan) => Err((lan.ok(), wan.ok())),
+        }
+    }
+
+    /// Inserts `flow` at the buckets [`Shard::vacancy`] found for it, the
+    /// shard unchanged since: no key is hashed or searched again.
+    fn insert_at(&mut self, flow: Flow, (lan, wan): (usize, usize)) -> usize {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(flow);
@@ -193,8 +225,9 @@ impl Shard {
                 self.slab.len() - 1
             }
         };
-        self.index(hasher, Side::Lan, &lan, slot);
-        self.index(hasher, Side::Wan, &wan, slot);
+        self.index_from(lan, Side::Lan, slot);
+        // From its own bucket on: the LAN key may have taken it.
+        self.index_from(wan, Side::Wan, slot);
         self.live += 1;
         slot
     }
@@ -234,9 +267,17 @@ impl KeyHasher {
         }
     }
 
+    /// A keyed folded multiply, its upper half folded into its lower half
+    /// (a bijection: the collisions stay the keyed multiply's). The low
+    /// bits of a product depend only on the low bits of its operands, so
+    /// without that last fold keys that differ in a port alone (many flows
+    /// to one endpoint, all in one shard) shared most of their bucket index
+    /// and piled up in long probe runs. The shard index, bits 32 and up,
+    /// is what it was.
     fn mix(&self, a: u64, b: u64, seed: usize) -> u64 {
         let product = u128::from(a ^ self.seeds[seed]) * u128::from(b ^ self.seeds[seed + 1]);
-        (product as u64) ^ ((product >> 64) as u64)
+        let folded = (product as u64) ^ ((product >> 64) as u64);
+        folded ^ (folded >> 32)
     }
 
     fn endpoint_word(endpoint: &Endpoint) -> u64 {
@@ -345,32 +386,32 @@ impl FlowTable {
     ) -> Result<FlowSpec, InsertError> {
         let lock = self.shard_of(spec.protocol, &spec.remote);
         let mut shard = Self::write(lock);
-        let lan = shard.find(&self.hasher, Side::Lan, &spec.lan_key());
-        let wan = shard.find(&self.hasher, Side::Wan, &spec.wan_key());
-        match (lan, wan) {
-            (None, None) => {}
-            (Some(a), Some(b)) if a == b => {
+        let vacancy = match shard.vacancy(&self.hasher, &spec) {
+            Ok(vacancy) => vacancy,
+            Err((Some(a), Some(b))) if a == b => {
                 if let Some(existing) = &shard.slab[a] {
                     first(existing);
                     return Ok(existing.spec);
                 }
+                return self.refuse(InsertError::Clash);
             }
-            _ => {
-                self.refusals.fetch_add(1, Ordering::Relaxed);
-                return Err(InsertError::Clash);
-            }
-        }
+            Err(_) => return self.refuse(InsertError::Clash),
+        };
         if !self.reserve() {
-            self.refusals.fetch_add(1, Ordering::Relaxed);
-            return Err(InsertError::Full);
+            return self.refuse(InsertError::Full);
         }
         let mut flow = Flow::new(spec, now);
         flow.opened = self.inserts.fetch_add(1, Ordering::Relaxed) as u32;
-        let slot = shard.insert(&self.hasher, flow);
+        let slot = shard.insert_at(flow, vacancy);
         if let Some(flow) = &shard.slab[slot] {
             first(flow);
         }
         Ok(spec)
+    }
+
+    fn refuse<T>(&self, error: InsertError) -> Result<T, InsertError> {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        Err(error)
     }
 
     fn reserve(&self) -> bool {

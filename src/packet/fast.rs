@@ -1,8 +1,10 @@
 //! The established fast path's reading of a frame: one length check, then
 //! fixed-offset reads through the typed views (`wire.rs`), for the frames
-//! that make up nearly all of the traffic of established flows: a whole
-//! TCP or UDP packet with the shortest IPv4 header. Anything else is
-//! declined (None) and goes through the general parser.
+//! that make up nearly all of the traffic: a whole TCP or UDP packet with
+//! the shortest IPv4 header. Anything else is declined (None) and goes
+//! through the general parser. What it reads is what the general parser
+//! reads, so a frame the fast path then leaves to the general path (a new
+//! flow's first packet, a SYN, FIN or RST) is not parsed twice.
 
 use super::checksum;
 use super::parse::{Fragmentation, Frame, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
@@ -16,16 +18,14 @@ const PLAIN_VERSION_IHL: u8 = 0x45;
 const DONT_FRAGMENT: u16 = 0x4000;
 
 /// The [`Frame`] [`parse`](super::parse) gives for `buf`, when `buf` holds
-/// a frame the established fast path may take: an untagged unicast IPv4
-/// packet with a 20-byte header and a valid header checksum, not a
-/// fragment, a TTL above 1, carrying UDP, or TCP without SYN, FIN or RST,
-/// whose TCP or UDP checksum is not partial (see
+/// an untagged unicast IPv4 packet with a 20-byte header and a valid header
+/// checksum, not a fragment, a TTL above 1, carrying TCP or UDP whose
+/// checksum is not partial (see
 /// [`carries_partial_checksum`](super::carries_partial_checksum)). None for
 /// anything else, which the general path handles.
 pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
     let ip = Ipv4Frame::new_checked(buf)?;
-    // The cheap refusals first: a SYN opening a flow is declined in a few
-    // instructions, before the checksums are summed.
+    // The cheap refusals first, before the checksums are summed.
     if ip.ether_type() != ETHERTYPE_IPV4
         || ip.dst_mac()[0] & 1 != 0
         || ip.version_ihl() != PLAIN_VERSION_IHL
@@ -43,19 +43,20 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
         PROTO_TCP => {
             let tcp = TcpSegment::new_checked(segment)?;
             let flags = tcp.flags();
-            if flags & (tcp_flag::SYN | tcp_flag::FIN | tcp_flag::RST) != 0 {
-                return None;
-            }
+            let flags = TcpFlags {
+                syn: flags & tcp_flag::SYN != 0,
+                ack: flags & tcp_flag::ACK != 0,
+                fin: flags & tcp_flag::FIN != 0,
+                rst: flags & tcp_flag::RST != 0,
+            };
             let transport = Transport::Tcp {
                 src_port: tcp.src_port(),
                 dst_port: tcp.dst_port(),
-                flags: TcpFlags {
-                    ack: flags & tcp_flag::ACK != 0,
-                    ..TcpFlags::default()
-                },
+                flags,
                 seq: tcp.seq(),
-                // Fits: at most a 16-bit total length.
-                seq_len: tcp.payload_len() as u32,
+                // Fits: at most a 16-bit total length. SYN and FIN each
+                // take a sequence number.
+                seq_len: tcp.payload_len() as u32 + u32::from(flags.syn) + u32::from(flags.fin),
             };
             (transport, Some(tcp.checksum()))
         }
@@ -152,7 +153,15 @@ mod tests {
 
     #[test]
     fn takes_plain_tcp_and_udp_as_the_general_parser_reads_them() {
-        for frame in [plain_udp(), plain_tcp(ACK)] {
+        let mut rst = plain_tcp(ACK);
+        rst[34 + 13] |= tcp_flag::RST;
+        for frame in [
+            plain_udp(),
+            plain_tcp(ACK),
+            plain_tcp(SYN),
+            plain_tcp(FIN_ACK),
+            rst,
+        ] {
             let plain = parse_plain(&frame).expect("a plain frame");
             assert_eq!(Ok(plain), parse(&frame));
         }
@@ -161,8 +170,6 @@ mod tests {
     #[test]
     fn declines_what_the_fast_path_must_not_take() {
         let mut declined: Vec<(&str, Vec<u8>)> = vec![
-            ("SYN", plain_tcp(SYN)),
-            ("FIN", plain_tcp(FIN_ACK)),
             (
                 "IP options",
                 testing::with_ip_options(&plain_udp(), &[1, 1, 1, 0]),
@@ -206,9 +213,6 @@ mod tests {
                 ),
             ),
         ];
-        let mut rst = plain_tcp(ACK);
-        rst[34 + 13] |= tcp_flag::RST;
-        declined.push(("RST", rst));
         let mut bad_ip = plain_udp();
         bad_ip[24] ^= 1;
         declined.push(("bad IP checksum", bad_ip));

@@ -6,9 +6,10 @@ use super::checksum::{
 };
 use super::parse::{Frame, Transport, PROTO_TCP, PROTO_UDP};
 use super::wire::{field, Ipv4Frame, TcpSegment, UdpDatagram};
+use std::hash::{Hash, Hasher};
 
 /// An IPv4 address and a port (for ICMP echo, the identifier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
     pub addr: [u8; 4],
     pub port: u16,
@@ -17,6 +18,15 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(addr: [u8; 4], port: u16) -> Endpoint {
         Endpoint { addr, port }
+    }
+}
+
+/// One 48-bit word for the address and the port (equal endpoints, equal
+/// words): one round of the map's hasher, where the derived impl fed the
+/// address as a slice (its length, then its bytes) and the port apart.
+impl Hash for Endpoint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(u32::from_be_bytes(self.addr)) << 16 | u64::from(self.port));
     }
 }
 

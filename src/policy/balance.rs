@@ -2,7 +2,7 @@
 //! priority tier that has any up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::config::{BalanceMode, UplinkId, Wan};
 
@@ -87,7 +87,7 @@ pub struct Balancer {
     /// (weight, priority) per uplink.
     uplinks: Vec<(u32, u32)>,
     up: AtomicU64,
-    schedule: RwLock<Arc<Schedule>>,
+    schedule: RwLock<Schedule>,
     counter: AtomicU64,
     seed: u64,
 }
@@ -99,7 +99,7 @@ impl Balancer {
             mode,
             uplinks: wans.iter().map(|w| (w.weight, w.priority)).collect(),
             up: AtomicU64::new(0),
-            schedule: RwLock::new(Arc::new(Schedule::default())),
+            schedule: RwLock::new(Schedule::default()),
             counter: AtomicU64::new(0),
             seed,
         }
@@ -112,7 +112,7 @@ impl Balancer {
         let uplinks: Vec<(u32, u32)> = wans.iter().map(|w| (w.weight, w.priority)).collect();
         Balancer {
             mode,
-            schedule: RwLock::new(Arc::new(Schedule::new(&uplinks, up))),
+            schedule: RwLock::new(Schedule::new(&uplinks, up)),
             uplinks,
             up: AtomicU64::new(up),
             counter: AtomicU64::new(0),
@@ -136,17 +136,16 @@ impl Balancer {
         } else {
             self.up.fetch_and(!bit, Ordering::AcqRel) & !bit
         };
-        *schedule = Arc::new(Schedule::new(&self.uplinks, mask));
+        *schedule = Schedule::new(&self.uplinks, mask);
         self.counter.store(0, Ordering::Release);
     }
 
-    fn schedule(&self) -> Arc<Schedule> {
-        Arc::clone(
-            &self
-                .schedule
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+    /// The schedule, read-locked while it is used (no reference count to
+    /// move: two locked operations where a clone of an `Arc` took four).
+    fn schedule(&self) -> RwLockReadGuard<'_, Schedule> {
+        self.schedule
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether `uplink` is one new connections may be balanced onto now.

@@ -10,10 +10,10 @@
 //! flow's first packet is not parsed twice: `Router::process`). Tests in
 //! `tests/core/established.rs` hold the two paths byte-identical.
 
-use super::flows::record;
+use super::flows::record_with;
 use super::{key_of, FrameContext, Router};
 use crate::flow::{FlowKind, Side};
-use crate::packet::{self, Frame, L3_OFFSET};
+use crate::packet::{self, Frame, Transport, L3_OFFSET};
 use crate::verdict::{Port, Verdict};
 
 impl Router {
@@ -26,6 +26,13 @@ impl Router {
         frame: &Frame,
         ctx: &FrameContext,
     ) -> Option<Verdict> {
+        // SYN, FIN and RST change a flow's state and are evidence of an
+        // uplink's health (`LaneCounters::tcp_evidence`): the general path's.
+        if let Transport::Tcp { flags, .. } = frame.transport {
+            if flags.syn || flags.fin || flags.rst {
+                return None;
+            }
+        }
         // The general path's classification, for the one outcome taken here:
         // from the LAN, a LAN host to neither the LAN nor a WAN address;
         // from a WAN, a non-LAN source to a WAN address.
@@ -44,26 +51,27 @@ impl Router {
         };
         let key = key_of(frame);
         let timeouts = self.timeouts.get();
-        let (egress, deltas) = self
-            .table
-            .with_flow(side, &key, |flow| {
-                let spec = &flow.spec;
-                if flow.is_expired(ctx.now, &timeouts)
-                    || matches!(spec.kind, FlowKind::Hairpin { .. })
-                {
-                    return None;
-                }
-                let egress = match side {
-                    Side::Lan => self.egress_to_remote(spec).ok()?,
-                    Side::Wan => self.egress_to_inside(spec, Some(ctx)),
-                };
-                if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
-                    return None;
-                }
-                record(flow, side, frame, ctx.now);
-                Some((egress, flow.deltas[side as usize]))
-            })
-            .flatten()?;
+        let found = self.table.with_flow(side, &key, |flow| {
+            let spec = &flow.spec;
+            if flow.is_expired(ctx.now, &timeouts) || matches!(spec.kind, FlowKind::Hairpin { .. })
+            {
+                return None;
+            }
+            let egress = match side {
+                Side::Lan => self.egress_to_remote(spec).ok()?,
+                Side::Wan => self.egress_to_inside(spec, Some(ctx)),
+            };
+            if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+                return None;
+            }
+            record_with(flow, side, frame, ctx.now, (false, false, false));
+            Some((egress, flow.deltas[side as usize]))
+        });
+        let Some(found) = found else {
+            ctx.absent.set(Some((side, key)));
+            return None;
+        };
+        let (egress, deltas) = found?;
         packet::apply_established(buf, frame, &egress.rewrite, deltas);
         Some(Verdict::Forward {
             port: egress.port,
@@ -74,6 +82,7 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
     use std::net::Ipv4Addr;
     use std::path::Path;
     use std::time::Duration;
@@ -128,6 +137,8 @@ mod tests {
             counters: &lane.counters,
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
+            live: &lane.live,
+            absent: Cell::new(None),
         }
     }
 

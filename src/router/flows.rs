@@ -61,14 +61,19 @@ impl Router {
     /// Records this packet on the live flow `key` belongs to (counters, last
     /// seen, TCP state) and returns the flow's spec; a flow found expired is
     /// removed instead, its mapping released, and None returned. One lookup
-    /// under one lock: the hot path of every established packet.
+    /// under one lock, none when the established fast path found no flow
+    /// for `key` in this frame already.
     pub(super) fn record_or_expire(
         &self,
         side: Side,
         key: &FlowKey,
         frame: &Frame,
-        now: u32,
+        ctx: &FrameContext,
     ) -> Option<FlowSpec> {
+        if ctx.absent.get() == Some((side, *key)) {
+            return None;
+        }
+        let now = ctx.now;
         let timeouts = self.timeouts.get();
         let found = self.table.with_flow(side, key, |flow| {
             if flow.is_expired(now, &timeouts) {
@@ -172,14 +177,17 @@ impl Router {
         if spec.kind != FlowKind::Dnat {
             return self
                 .hosts
-                .take(spec.inside.addr)
+                .take(u32::from_be_bytes(spec.inside.addr))
                 .then_some(())
                 .ok_or(DropReason::HostLimit);
         }
         if !self.forward_targets.take(spec.inside) {
             return Err(DropReason::ForwardLimit);
         }
-        if !self.forward_sources.take(spec.remote.addr) {
+        if !self
+            .forward_sources
+            .take(u32::from_be_bytes(spec.remote.addr))
+        {
             self.forward_targets.give_back(spec.inside);
             return Err(DropReason::SourceLimit);
         }
@@ -189,9 +197,10 @@ impl Router {
     pub(super) fn give_back_allowance(&self, spec: &FlowSpec) {
         if spec.kind == FlowKind::Dnat {
             self.forward_targets.give_back(spec.inside);
-            self.forward_sources.give_back(spec.remote.addr);
+            self.forward_sources
+                .give_back(u32::from_be_bytes(spec.remote.addr));
         } else {
-            self.hosts.give_back(spec.inside.addr);
+            self.hosts.give_back(u32::from_be_bytes(spec.inside.addr));
         }
     }
 
@@ -226,7 +235,19 @@ pub(super) fn opens_connection(frame: &Frame) -> bool {
 /// (inbound RSTs do not refresh a mapping: RFC 7857), TCP state, and the
 /// sequence the LAN host expects next.
 pub(super) fn record(flow: &Flow, side: Side, frame: &Frame, now: u32) {
-    let (syn, fin, rst) = tcp_bits(frame);
+    record_with(flow, side, frame, now, tcp_bits(frame));
+}
+
+/// [`record`] with the segment's SYN, FIN and RST bits known (the
+/// established fast path takes none of them: constants there).
+#[inline]
+pub(super) fn record_with(
+    flow: &Flow,
+    side: Side,
+    frame: &Frame,
+    now: u32,
+    (syn, fin, rst): (bool, bool, bool),
+) {
     let refresh = !(side == Side::Wan && rst);
     FlowTable::touch(
         flow,

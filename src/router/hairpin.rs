@@ -24,7 +24,7 @@ impl Router {
             return Verdict::Kernel(KernelReason::LocalDestination);
         };
         let key = key_of(frame);
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let forward = live.forwards.get(&(frame.protocol, key.dst.port, uplink));
         if forward.is_none() && !self.nat_ports.contains(key.dst.port) {
             return Verdict::Kernel(KernelReason::LocalDestination);
@@ -33,7 +33,7 @@ impl Router {
             return self.ttl_expired(buf, frame, ctx);
         }
         let Some(target) = forward else {
-            return match self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
+            return match self.record_or_expire(Side::Wan, &key, frame, ctx) {
                 Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
                     self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx)
                 }
@@ -44,7 +44,7 @@ impl Router {
             dst: *target,
             ..key
         };
-        if let Some(spec) = self.record_or_expire(Side::Lan, &lan_key, frame, ctx.now) {
+        if let Some(spec) = self.record_or_expire(Side::Lan, &lan_key, frame, ctx) {
             return self.forward_to_remote(buf, frame, &spec, None, ctx);
         }
         if !opens_connection(frame) {

@@ -67,16 +67,16 @@ mod tests {
     #[test]
     fn counts_up_to_the_limit_and_forgets_hosts_with_none() {
         let hosts = HostLimit::new(2);
-        let a = [192, 168, 50, 10];
+        let a = u32::from_be_bytes([192, 168, 50, 10]);
         assert!(hosts.take(a) && hosts.take(a));
         assert!(!hosts.take(a));
-        assert!(hosts.take([192, 168, 50, 11]));
+        assert!(hosts.take(u32::from_be_bytes([192, 168, 50, 11])));
         hosts.give_back(a);
         assert!(hosts.take(a));
         for _ in 0..2 {
             hosts.give_back(a);
         }
-        hosts.give_back([192, 168, 50, 11]);
+        hosts.give_back(u32::from_be_bytes([192, 168, 50, 11]));
         assert_eq!(hosts.hosts(), 0);
     }
 

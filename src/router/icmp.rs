@@ -98,7 +98,7 @@ impl Router {
             }
         }
         // ...or the target's reply to the client, from the forwarded port.
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         if let Some(target) = live
             .forwards
             .get(&(quoted.protocol, quoted.src.port, uplink))

@@ -35,7 +35,7 @@ impl Router {
             return self.ttl_expired(buf, frame, ctx);
         }
         let key = key_of(frame);
-        if let Some(spec) = self.record_or_expire(Side::Lan, &key, frame, ctx.now) {
+        if let Some(spec) = self.record_or_expire(Side::Lan, &key, frame, ctx) {
             return self.forward_to_remote(buf, frame, &spec, None, ctx);
         }
 
@@ -45,7 +45,7 @@ impl Router {
             dst: frame.dst,
             ports,
         };
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let decision = live.policy.decide(&conn);
         if let Some(verdict) = self.refuse_new(decision.action, frame) {
             return verdict;

@@ -58,7 +58,7 @@ mod reconfigure;
 mod state;
 mod wan;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,7 +79,7 @@ pub use reconfigure::Reconfigured;
 pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 
 use crate::config::{Config, PortRange, UplinkId};
-use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, TableStats};
+use crate::flow::{FlowInfo, FlowKey, FlowSpec, FlowTable, Side, TableStats};
 use crate::nat::PortAllocator;
 use crate::packet::{
     self, Endpoint, Fragmentation, Frame, ParseOutcome, Rewrite, PROTO_TCP, PROTO_UDP,
@@ -91,7 +91,7 @@ use hosts::HostLimit;
 use interfaces::{LanAddress, Mtu};
 use neighbours::{unpack_mac, NeighbourCache};
 use outbox::Outbox;
-use reconfigure::{Live, MssCell, TimeoutCell};
+use reconfigure::{Live, LiveCache, MssCell, TimeoutCell};
 
 /// MAC addresses of the router's own interfaces, as the I/O layer found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +141,8 @@ pub struct Lane {
     outbox: RefCell<Outbox>,
     /// LAN hosts' MACs for the established fast path's replies.
     neighbours: NeighbourCache,
+    /// The settings in force, for new connections.
+    live: LiveCache,
 }
 
 /// Per-uplink state besides the policy's.
@@ -203,6 +205,10 @@ struct FrameContext<'a> {
     counters: &'a LaneCounters,
     outbox: &'a RefCell<Outbox>,
     neighbours: &'a NeighbourCache,
+    live: &'a LiveCache,
+    /// A key the established fast path found no flow for (so the general
+    /// path does not search for it again).
+    absent: Cell<Option<(Side, FlowKey)>>,
 }
 
 impl FrameContext<'_> {
@@ -242,13 +248,17 @@ pub struct Router {
     nat_ports: PortRange,
     mss_clamp: MssCell,
     live: ArcSwap<Live>,
+    /// Moves on every swap of `live`: the lanes' [`LiveCache`]s are valid
+    /// for one epoch.
+    live_epoch: AtomicU64,
     /// Serialises uplink state changes with reconfiguration, so neither is lost.
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    hosts: HostLimit<[u8; 4]>,
+    /// Keyed by address as a big-endian u32 (one word for the hasher).
+    hosts: HostLimit<u32>,
     forward_targets: HostLimit<Endpoint>,
-    forward_sources: HostLimit<[u8; 4]>,
+    forward_sources: HostLimit<u32>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     /// Moves on every change of `lan_hosts`: the lanes' [`NeighbourCache`]s
@@ -340,6 +350,7 @@ impl Router {
             nat_ports: config.nat.ports,
             mss_clamp: MssCell::new(config.nat.mss_clamp),
             live: ArcSwap::from_pointee(Live::new(config, policy)),
+            live_epoch: AtomicU64::new(0),
             reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
@@ -362,6 +373,7 @@ impl Router {
             counters,
             outbox: RefCell::default(),
             neighbours: NeighbourCache::default(),
+            live: LiveCache::new(self),
         }
     }
 
@@ -376,6 +388,8 @@ impl Router {
             counters: &lane.counters,
             outbox: &lane.outbox,
             neighbours: &lane.neighbours,
+            live: &lane.live,
+            absent: Cell::new(None),
         };
         // The established fast path, for a plain frame; what it read goes on
         // to the general path when it declines.

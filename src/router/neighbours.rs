@@ -120,7 +120,8 @@ impl Router {
 }
 
 /// One lane's copy of some of the LAN hosts' MACs (direct-mapped by the
-/// address's last byte), valid for the table's epoch it holds.
+/// address's low ten bits: every host of a /22 has a slot of its own),
+/// valid for the table's epoch it holds.
 pub(super) struct NeighbourCache {
     epoch: Cell<u64>,
     entries: Box<[Cell<Option<CachedMac>>]>,
@@ -130,10 +131,10 @@ pub(super) struct NeighbourCache {
 type CachedMac = ([u8; 4], [u8; 6]);
 
 impl NeighbourCache {
-    const ENTRIES: usize = 256;
+    const ENTRIES: usize = 1024;
 
     fn index(addr: [u8; 4]) -> usize {
-        usize::from(addr[3]) % Self::ENTRIES
+        u32::from_be_bytes(addr) as usize % Self::ENTRIES
     }
 
     fn clear(&self, epoch: u64) {

@@ -6,7 +6,8 @@
 //!   address, read for new connections, forwarded ports and ICMP errors the
 //!   core makes. [`Router::reconfigure`] builds a new one and
 //!   swaps it in with one atomic pointer store, so a worker sees either the
-//!   old settings or the new ones, never a mix.
+//!   old settings or the new ones, never a mix; each lane keeps a copy
+//!   ([`LiveCache`]) until the store's epoch moves.
 //! - the MTUs and timeouts, which every packet of an established flow reads,
 //!   and MSS clamping, which every SYN reads: atomics, so those paths take no
 //!   extra step.
@@ -14,6 +15,7 @@
 //! Flows are never touched by a reload, except those of a port forward that no
 //! longer exists: they are removed and their TCP clients reset.
 
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,44 @@ impl Live {
             forwards: forwards(config),
             lan_address: config.lan.address.map(|a| a.octets()),
         }
+    }
+}
+
+/// One lane's copy of the [`Live`] in force, valid for the router's
+/// `live_epoch` it holds: a new connection reads it with one atomic load
+/// (the epoch) instead of `ArcSwap::load` (a thread-local debt slot and two
+/// sequentially consistent operations).
+pub(super) struct LiveCache {
+    epoch: Cell<u64>,
+    live: RefCell<Arc<Live>>,
+}
+
+impl LiveCache {
+    /// The router's settings now: the epoch read first, so a reload in
+    /// between leaves a newer copy under an older epoch (refreshed again
+    /// at the next read), never the reverse.
+    pub fn new(router: &Router) -> LiveCache {
+        let epoch = router.live_epoch.load(Ordering::Acquire);
+        LiveCache {
+            epoch: Cell::new(epoch),
+            live: RefCell::new(router.live.load_full()),
+        }
+    }
+}
+
+impl Router {
+    /// The settings in force, through a lane's cache (refreshed when a
+    /// reload moved the epoch; a read nested in another keeps the copy the
+    /// outer one holds).
+    pub(super) fn live<'a>(&self, cache: &'a LiveCache) -> Ref<'a, Arc<Live>> {
+        let epoch = self.live_epoch.load(Ordering::Acquire);
+        if cache.epoch.get() != epoch {
+            if let Ok(mut live) = cache.live.try_borrow_mut() {
+                *live = self.live.load_full();
+                cache.epoch.set(epoch);
+            }
+        }
+        cache.live.borrow()
     }
 }
 
@@ -186,6 +226,9 @@ impl Router {
             self.timeouts.set(&config.timeouts);
             self.mss_clamp.set(config.nat.mss_clamp);
             self.live.store(Arc::new(live));
+            // After the store: a lane that sees the new epoch loads the new
+            // settings (or newer ones).
+            self.live_epoch.fetch_add(1, Ordering::AcqRel);
             removed
         };
         if removed_forwards.is_empty() {

@@ -33,10 +33,10 @@ impl Router {
             return self.ttl_expired(buf, frame, ctx);
         }
         let key = key_of(frame);
-        if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx.now) {
+        if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx) {
             return self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx);
         }
-        let live = self.live.load();
+        let live = self.live(ctx.live);
         let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
             return if self.owns_port(frame.protocol, key.dst.port, uplink) {
                 Verdict::Drop(DropReason::NoMapping)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use super::{Flow, FlowTable, InsertError, Side};
+use super::{Flow, FlowTable, InsertError};
 use crate::flow::FlowSpec;
 
 /// A flow as saved: what it is, its TCP tracking (what a failover RST needs
@@ -54,17 +54,11 @@ impl FlowTable {
     pub fn restore(&self, saved: &SavedFlow, now: u32) -> Result<(), InsertError> {
         let spec: FlowSpec = saved.spec;
         let mut shard = Self::write(self.shard_of(spec.protocol, &spec.remote));
-        let taken = shard
-            .find(&self.hasher, Side::Lan, &spec.lan_key())
-            .or_else(|| shard.find(&self.hasher, Side::Wan, &spec.wan_key()))
-            .is_some();
-        if taken {
-            self.refusals.fetch_add(1, Ordering::Relaxed);
-            return Err(InsertError::Clash);
-        }
+        let Ok(vacancy) = shard.vacancy(&self.hasher, &spec) else {
+            return self.refuse(InsertError::Clash);
+        };
         if !self.reserve() {
-            self.refusals.fetch_add(1, Ordering::Relaxed);
-            return Err(InsertError::Full);
+            return self.refuse(InsertError::Full);
         }
         let flow = Flow {
             created: now.saturating_sub(saved.age_s),
@@ -76,7 +70,7 @@ impl FlowTable {
             opened: self.inserts.fetch_add(1, Ordering::Relaxed) as u32,
             ..Flow::new(spec, now)
         };
-        shard.insert(&self.hasher, flow);
+        shard.insert_at(flow, vacancy);
         Ok(())
     }
 }
