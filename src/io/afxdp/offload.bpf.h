@@ -108,17 +108,14 @@ struct {
 	__type(value, __u64);
 } offload_lost SEC(".maps");
 
-// Packets forwarded per hook, per CPU: [HOOK_XDP] by the XDP program,
-// [HOOK_TC] by TC.
-#define HOOK_XDP 0
-#define HOOK_TC 1
-
+// Packets the XDP program forwarded itself, per CPU (the rest of the fast
+// path's: TC).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} offload_hooks SEC(".maps");
+} offload_by_xdp SEC(".maps");
 
 // The interfaces the XDP program may redirect rewritten frames to (their
 // driver accepts XDP frames: NETDEV_XDP_ACT_NDO_XMIT; a veth only while its
@@ -246,22 +243,20 @@ static __always_inline __u16 csum_add_fold(__u16 check, __u32 add)
 	return ~sum;
 }
 
-// Counts `packets` packets of `bytes` bytes for `key`, and the TCP sequence
-// the host expects next (0: none), for the hook that forwarded them.
-static __always_inline void count(struct offload_key *key, __u32 hook, __u64 packets, __u64 bytes,
-				  __u32 next_seq)
+// Counts `packets` packets of `bytes` bytes (as on the wire: Ethernet
+// header included) for `key`, and the TCP sequence the host expects next (0:
+// none). Whether the entry's counters were there.
+static __always_inline int count(struct offload_key *key, __u64 packets, __u64 bytes,
+				 __u32 next_seq)
 {
 	struct offload_stats *st = bpf_map_lookup_elem(&offload_stats, key);
-	__u64 *by_hook = bpf_map_lookup_elem(&offload_hooks, &hook);
 
-	if (by_hook)
-		*by_hook += packets;
 	if (!st)
-		return;
+		return 0;
 	st->packets += packets;
 	st->bytes += bytes;
 	if (!next_seq)
-		return;
+		return 1;
 	__u32 now = bpf_ktime_get_ns() >> 20;
 
 	// Serial-number comparison (RFC 1982): keep the furthest, of recent
@@ -270,6 +265,7 @@ static __always_inline void count(struct offload_key *key, __u32 hook, __u64 pac
 	    (__s32)(next_seq - st->next_seq) > 0)
 		st->next_seq = next_seq;
 	st->seq_stamp = now;
+	return 1;
 }
 
 // The sequence number that follows the TCP segment of `ip` at `l4` (its
@@ -343,7 +339,13 @@ static __always_inline int offload_xdp_forward(struct ethhdr *eth, struct iphdr 
 		return -1;
 	}
 
-	count(key, HOOK_XDP, 1, (void *)data_end - (void *)eth, next_seq);
+	if (count(key, 1, (void *)data_end - (void *)eth, next_seq)) {
+		__u32 zero = 0;
+		__u64 *by_xdp = bpf_map_lookup_elem(&offload_by_xdp, &zero);
+
+		if (by_xdp)
+			*by_xdp += 1;
+	}
 
 	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
 	__builtin_memcpy(eth->h_source, e->src_mac, 6);
@@ -427,7 +429,12 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 		csum_off += 2;
 	}
 
-	count(&key, HOOK_TC, skb->gso_segs ? skb->gso_segs : 1, skb->len, next_seq);
+	// A GSO super-frame counts its segments, each with its own headers.
+	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u32 headers = ETH_HLEN + sizeof(struct iphdr) +
+			(protocol == IPPROTO_TCP ? (l4[12] >> 4) * 4 : 8);
+
+	count(&key, segs, skb->len + (__u64)(segs - 1) * headers, next_seq);
 
 	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
 	__builtin_memcpy(eth->h_source, e->src_mac, 6);
@@ -458,21 +465,23 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 SEC("tcx/ingress")
 int xwan_offload(struct __sk_buff *skb)
 {
-	// --io packet: the workers' socket filter decided, just before. The
-	// workers have it when it found no entry; otherwise the fast path does.
+	// --io xdp: the XDP program passed it for the fast path (metadata).
+	int marked = offload_marked(skb);
+	// --io packet: the workers' socket filter decided, just before (cb[0];
+	// looked at only when the XDP program did not mark the frame, so a
+	// value something else left there cannot overrule that): the workers
+	// have it when it found no entry, the fast path otherwise.
 	__u32 tap = skb->cb[0];
 
-	if (tap == WORKERS_MARK || tap == FAST_MARK)
+	if (!marked && (tap == WORKERS_MARK || tap == FAST_MARK)) {
 		skb->cb[0] = 0;
-	if (tap == WORKERS_MARK)
-		return TCX_NEXT;
+		if (tap == WORKERS_MARK)
+			return TCX_NEXT;
+		marked = 1;
+	}
 	// A VLAN tag the device took off stays with the kernel, as tagged
-	// frames do.
-	if (skb->vlan_present)
-		return TCX_NEXT;
-
-	int marked = tap == FAST_MARK || offload_marked(skb);
-	int verdict = offload_forward(skb);
+	// frames do (a marked one is dropped below, counted).
+	int verdict = skb->vlan_present ? TCX_NEXT : offload_forward(skb);
 
 	if (verdict == TCX_NEXT && marked) {
 		__u32 zero = 0;

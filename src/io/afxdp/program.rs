@@ -218,7 +218,7 @@ impl Program {
             entries: self.map_handle("offload")?,
             stats: self.map_handle("offload_stats")?,
             lost: self.map_handle("offload_lost")?,
-            hooks: self.map_handle("offload_hooks")?,
+            by_xdp: self.map_handle("offload_by_xdp")?,
             xdp_egress: self.map_handle("xdp_egress")?,
         })
     }

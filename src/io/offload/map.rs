@@ -104,9 +104,6 @@ pub fn is_full(err: &libbpf_rs::Error) -> bool {
         .contains(&format!("os error {}", libc::E2BIG))
 }
 
-/// `offload_hooks`' index of the XDP program's count (offload.bpf.h).
-const HOOK_XDP: u32 = 0;
-
 /// A per-CPU array's u64 at `index`, summed over the CPUs (zero if unreadable).
 fn percpu_sum(map: &MapHandle, index: u32) -> u64 {
     match map.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY) {
@@ -123,19 +120,19 @@ pub struct Maps {
     stats: MapHandle,
     /// `offload_lost`: one per-CPU count.
     lost: MapHandle,
-    /// `offload_hooks`: per-CPU packets forwarded by the XDP program, by TC.
-    hooks: MapHandle,
+    /// `offload_by_xdp`: per-CPU packets the XDP program forwarded itself.
+    by_xdp: MapHandle,
     cpus: usize,
 }
 
 impl Maps {
-    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle, hooks: MapHandle) -> Maps {
+    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle, by_xdp: MapHandle) -> Maps {
         let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
         Maps {
             entries,
             stats,
             lost,
-            hooks,
+            by_xdp,
             cpus,
         }
     }
@@ -148,7 +145,7 @@ impl Maps {
     /// Packets the XDP program forwarded, summed over the CPUs (zero if
     /// unreadable).
     pub fn by_xdp(&self) -> u64 {
-        percpu_sum(&self.hooks, HOOK_XDP)
+        percpu_sum(&self.by_xdp, 0)
     }
 
     /// Installs an entry with its counters at zero (counters first, so the

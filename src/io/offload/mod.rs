@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use crate::config::UplinkId;
 use crate::flow::{FlowKey, Side};
-use crate::io::{sync, sys, Interface};
+use crate::io::{sync, sys, system, Interface};
 use crate::router::{OffloadCredit, Port, Router};
 use map::{EntryKey, EntryValue, Maps, Totals};
 
@@ -48,8 +48,8 @@ pub struct OffloadParts {
     pub stats: MapHandle,
     /// Marked frames TC dropped (`offload_lost`).
     pub lost: MapHandle,
-    /// Packets forwarded per hook (`offload_hooks`).
-    pub hooks: MapHandle,
+    /// Packets the XDP program forwarded itself (`offload_by_xdp`).
+    pub by_xdp: MapHandle,
     /// The interfaces the XDP program may redirect to (`xdp_egress`).
     pub xdp_egress: MapHandle,
 }
@@ -113,14 +113,16 @@ struct EgressHook {
     name: String,
     ifindex: u32,
     hook: Hook,
+    /// Its XDP features could not be read at the last look (warned once).
+    query_failed: bool,
 }
 
 /// Where the fast path forwards the frames that leave through an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// The XDP program rewrites and redirects them (`--io xdp`, the
-    /// interface's driver accepts XDP frames, and the frame's checksum is
-    /// complete; the others take TC).
+    /// interface's driver accepts XDP frames and it has no qdisc, and the
+    /// frame's checksum is complete; the others take TC).
     Xdp,
     /// TC ingress of the interface they arrive on.
     Tc,
@@ -165,6 +167,7 @@ impl Offload {
                 name: interface.name.clone(),
                 ifindex: interface.ifindex,
                 hook: Hook::Tc,
+                query_failed: false,
             });
         }
         let ifindex_of = |port: Port| {
@@ -182,7 +185,7 @@ impl Offload {
                 parts.entries,
                 parts.stats,
                 parts.lost,
-                parts.hooks,
+                parts.by_xdp,
             ))),
             lan,
             wans,
@@ -198,45 +201,59 @@ impl Offload {
         Ok(offload)
     }
 
-    /// Looks again which interfaces accept XDP frames (a veth does while
-    /// its peer runs an XDP program or has GRO on) and tells the XDP program;
-    /// nothing without it. Runs at start and with every sync.
+    /// Looks again which interfaces the XDP program may forward to and tells
+    /// it; nothing without it. Runs at start and with every sync. An
+    /// interface qualifies when its driver accepts XDP frames (a veth does
+    /// while its peer runs an XDP program or has GRO on) and it has no
+    /// queueing discipline (`noqueue`, a veth's default): an XDP redirect
+    /// goes straight to the driver, past any qdisc, so a WAN shaped by CAKE,
+    /// HTB or fq_codel (a NIC's `mq` default included) keeps TC, whose
+    /// redirect goes through it.
     pub fn detect_hooks(&self) {
         let Some(xdp_egress) = &self.xdp_egress else {
             return;
         };
+        let qdiscs = system::root_qdiscs().unwrap_or_else(|e| {
+            warn!(error = %e, "offload: cannot list the queueing disciplines; TC only");
+            HashMap::new()
+        });
         let mut hooks = sync::lock(&self.hooks);
-        for EgressHook {
-            name,
-            ifindex,
-            hook,
-        } in hooks.iter_mut()
-        {
-            let accepts = match sys::bpf::accepts_xdp_frames(*ifindex) {
+        for egress in hooks.iter_mut() {
+            let accepts = match sys::bpf::accepts_xdp_frames(egress.ifindex) {
                 Ok(accepts) => accepts,
                 Err(e) => {
-                    warn!(interface = %name, error = %e, "offload: cannot query XDP features");
+                    if !egress.query_failed {
+                        warn!(interface = %egress.name, error = %e, "offload: cannot query XDP features; TC until it answers");
+                    }
+                    egress.query_failed = true;
                     false
                 }
             };
-            let key = ifindex.to_ne_bytes();
-            let now = if accepts { Hook::Xdp } else { Hook::Tc };
-            if now == *hook {
+            if accepts {
+                egress.query_failed = false;
+            }
+            let unqueued = qdiscs.get(&egress.ifindex).map(String::as_str) == Some("noqueue");
+            let now = if accepts && unqueued {
+                Hook::Xdp
+            } else {
+                Hook::Tc
+            };
+            if now == egress.hook {
                 continue;
             }
-            let written = if accepts {
-                xdp_egress.update(&key, &[1], MapFlags::ANY)
-            } else {
-                xdp_egress.delete(&key)
+            let key = egress.ifindex.to_ne_bytes();
+            let written = match now {
+                Hook::Xdp => xdp_egress.update(&key, &[1], MapFlags::ANY),
+                Hook::Tc => xdp_egress.delete(&key),
             };
             match written {
                 Ok(()) => {
-                    info!(interface = %name, hook = now.name(), "offload: frames leaving here are forwarded by {}", now.name());
-                    *hook = now;
+                    info!(interface = %egress.name, hook = now.name(), "offload: frames leaving here are forwarded by {}", now.name());
+                    egress.hook = now;
                 }
                 Err(e) => {
                     self.lock().stats.map_errors += 1;
-                    warn!(interface = %name, error = %e, "offload: cannot update xdp_egress");
+                    warn!(interface = %egress.name, error = %e, "offload: cannot update xdp_egress");
                 }
             }
         }

@@ -48,7 +48,7 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
             parts.entries,
             parts.stats,
             parts.lost,
-            parts.hooks,
+            parts.by_xdp,
         ))),
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],

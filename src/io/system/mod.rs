@@ -27,7 +27,7 @@ mod sysctl;
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
 pub use link::{index_and_mtu, link, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
-pub use rtnetlink::{Changes, KernelState, RouteEvents};
+pub use rtnetlink::{root_qdiscs, Changes, KernelState, RouteEvents};
 pub use sysctl::{local_port_range, read_sysctl, write_sysctl};
 
 use std::io;

@@ -5,6 +5,7 @@
 //! with [`XWAN_PROTOCOL`] so a later start finds and removes what a crashed
 //! one left.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::{AddressFamily, IpProtocol, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -112,6 +114,31 @@ impl KernelState {
             .min_by_key(|r| (r.table != MAIN_TABLE, r.metric))
             .map(|r| r.gateway)
     }
+}
+
+/// The kind of each interface's root queueing discipline ("noqueue", "mq",
+/// "fq_codel", "cake", ...), by ifindex.
+pub fn root_qdiscs() -> Result<HashMap<u32, String>, SystemError> {
+    let all = request(
+        RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        NLM_F_DUMP,
+    )?;
+    Ok(all
+        .iter()
+        .filter_map(|message| {
+            let RouteNetlinkMessage::NewQueueDiscipline(qdisc) = message else {
+                return None;
+            };
+            if qdisc.header.parent != TcHandle::ROOT {
+                return None;
+            }
+            let kind = qdisc.attributes.iter().find_map(|a| match a {
+                TcAttribute::Kind(kind) => Some(kind.clone()),
+                _ => None,
+            })?;
+            Some((u32::try_from(qdisc.header.index).ok()?, kind))
+        })
+        .collect())
 }
 
 fn link_state(message: &RouteNetlinkMessage) -> Option<LinkState> {
@@ -233,6 +260,7 @@ fn message_name(message: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::GetAddress(_) => "address dump",
         RouteNetlinkMessage::GetRoute(_) => "route dump",
         RouteNetlinkMessage::GetRule(_) => "rule dump",
+        RouteNetlinkMessage::GetQueueDiscipline(_) => "qdisc dump",
         RouteNetlinkMessage::NewRoute(_) => "new route",
         RouteNetlinkMessage::DelRoute(_) => "delete route",
         RouteNetlinkMessage::NewRule(_) => "new rule",
