@@ -113,7 +113,8 @@ struct EgressHook {
     name: String,
     ifindex: u32,
     hook: Hook,
-    /// Its XDP features could not be read at the last look (warned once).
+    /// Its XDP features or the qdiscs could not be read at the last look
+    /// (warned once).
     query_failed: bool,
 }
 
@@ -213,26 +214,23 @@ impl Offload {
         let Some(xdp_egress) = &self.xdp_egress else {
             return;
         };
-        let qdiscs = system::root_qdiscs().unwrap_or_else(|e| {
-            warn!(error = %e, "offload: cannot list the queueing disciplines; TC only");
-            HashMap::new()
-        });
         let mut hooks = sync::lock(&self.hooks);
-        for egress in hooks.iter_mut() {
-            let accepts = match sys::bpf::accepts_xdp_frames(egress.ifindex) {
-                Ok(accepts) => accepts,
-                Err(e) => {
-                    if !egress.query_failed {
-                        warn!(interface = %egress.name, error = %e, "offload: cannot query XDP features; TC until it answers");
-                    }
-                    egress.query_failed = true;
-                    false
-                }
-            };
-            if accepts {
-                egress.query_failed = false;
+        let qdiscs = system::root_qdiscs();
+        if let Err(e) = &qdiscs {
+            if hooks.iter().all(|egress| !egress.query_failed) {
+                warn!(error = %e, "offload: cannot list the queueing disciplines; TC until it answers");
             }
-            let unqueued = qdiscs.get(&egress.ifindex).map(String::as_str) == Some("noqueue");
+        }
+        for egress in hooks.iter_mut() {
+            let features = sys::bpf::accepts_xdp_frames(egress.ifindex);
+            if let (Err(e), false) = (&features, egress.query_failed) {
+                warn!(interface = %egress.name, error = %e, "offload: cannot query XDP features; TC until it answers");
+            }
+            egress.query_failed = features.is_err() || qdiscs.is_err();
+            let accepts = features.unwrap_or(false);
+            let unqueued = qdiscs
+                .as_ref()
+                .is_ok_and(|q| q.get(&egress.ifindex).map(String::as_str) == Some("noqueue"));
             let now = if accepts && unqueued {
                 Hook::Xdp
             } else {
