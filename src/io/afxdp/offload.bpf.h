@@ -268,6 +268,28 @@ static __always_inline int count(struct offload_key *key, __u64 packets, __u64 b
 	return 1;
 }
 
+// The rewrite both hooks make of a whole packet of entry `e`, but the L4
+// checksum (each hook patches that its own way): MACs, TTL and the IP
+// checksum (its delta covers the TTL's decrement too), addresses, and the
+// ports, or an ICMP echo's identifier (a request's stands for its source
+// port). The headers up to 8 bytes of L4 are bounds-checked by the caller.
+static __always_inline void rewrite_headers(struct ethhdr *eth, struct iphdr *ip, __u8 *l4,
+					    const struct offload_entry *e)
+{
+	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
+	__builtin_memcpy(eth->h_source, e->src_mac, 6);
+	ip->ttl--;
+	ip->check = csum_add_fold(ip->check, e->ip_delta);
+	ip->saddr = e->saddr;
+	ip->daddr = e->daddr;
+	if (ip->protocol == IPPROTO_ICMP) {
+		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
+	} else {
+		*(__be16 *)l4 = e->sport;
+		*(__be16 *)(l4 + 2) = e->dport;
+	}
+}
+
 // The sequence number that follows the TCP segment of `ip` at `l4` (its
 // header bounds-checked).
 static __always_inline __u32 tcp_next_seq(const struct iphdr *ip, const __u8 *l4)
@@ -347,20 +369,10 @@ static __always_inline int offload_xdp_forward(struct ethhdr *eth, struct iphdr 
 			*by_xdp += 1;
 	}
 
-	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
-	__builtin_memcpy(eth->h_source, e->src_mac, 6);
-	// The IP delta covers the TTL's decrement too.
-	ip->ttl--;
-	ip->check = csum_add_fold(ip->check, e->ip_delta);
-	ip->saddr = e->saddr;
-	ip->daddr = e->daddr;
+	rewrite_headers(eth, ip, l4, e);
 	if (protocol == IPPROTO_ICMP) {
-		// The echo identifier: a request's stands for its source port.
-		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
 		*check = csum_add_fold(*check, e->port_delta);
 	} else {
-		*(__be16 *)l4 = e->sport;
-		*(__be16 *)(l4 + 2) = e->dport;
 		// A UDP datagram without a checksum (0) keeps none; one whose
 		// new checksum comes to 0 carries 0xffff (RFC 768).
 		if (protocol != IPPROTO_UDP || *check) {
@@ -436,20 +448,7 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 
 	count(&key, segs, skb->len + (__u64)(segs - 1) * headers, next_seq);
 
-	__builtin_memcpy(eth->h_dest, e->dst_mac, 6);
-	__builtin_memcpy(eth->h_source, e->src_mac, 6);
-	// The IP delta covers the TTL's decrement too.
-	ip->ttl--;
-	ip->check = csum_add_fold(ip->check, e->ip_delta);
-	ip->saddr = e->saddr;
-	ip->daddr = e->daddr;
-	if (protocol == IPPROTO_ICMP) {
-		// The echo identifier: a request's stands for its source port.
-		*(__be16 *)(l4 + 4) = l4[0] == ICMP_ECHO ? e->sport : e->dport;
-	} else {
-		*(__be16 *)l4 = e->sport;
-		*(__be16 *)(l4 + 2) = e->dport;
-	}
+	rewrite_headers(eth, ip, l4, e);
 
 	__u32 egress = e->egress_ifindex;
 	__u32 pseudo = e->pseudo_delta;

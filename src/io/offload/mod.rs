@@ -203,7 +203,8 @@ impl Offload {
     }
 
     /// Looks again which interfaces the XDP program may forward to and tells
-    /// it; nothing without it. Runs at start and with every sync. An
+    /// it; nothing without it. Runs at start and on the offload thread's
+    /// 200 ms tick (not on the failover, status or flow-listing paths). An
     /// interface qualifies when its driver accepts XDP frames (a veth does
     /// while its peer runs an XDP program or has GRO on) and it has no
     /// queueing discipline (`noqueue`, a veth's default): an XDP redirect
@@ -341,7 +342,6 @@ impl Offload {
         read_counters: bool,
         leaving: Option<UplinkId>,
     ) {
-        self.detect_hooks();
         let mut state = self.lock();
         let state = &mut *state;
         if read_counters {

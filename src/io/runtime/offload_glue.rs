@@ -130,11 +130,13 @@ impl FastPath {
         self.offload.is_some()
     }
 
-    /// The offload thread's tick, while the table is small: newly
+    /// The offload thread's tick: which hook serves each interface
+    /// ([`Offload::detect_hooks`]), and while the table is small newly
     /// established flows into the map ([`Offload::refresh`]; the counters
     /// are read back by [`FastPath::sync`]).
     pub fn quick_sync(&self, router: &Router) {
         if let Some(offload) = &self.offload {
+            offload.detect_hooks();
             if router.flow_count() <= MAX_ENTRIES {
                 offload.refresh(router, self.epoch.elapsed());
             }
