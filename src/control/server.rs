@@ -14,7 +14,8 @@
 //!   it needs root.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, Shutdown};
 
 use super::protocol::{Event, Reply, Request, MAX_REQUEST_BYTES};
 use super::ControlError;
@@ -49,6 +50,12 @@ const MAX_CONNECTIONS: usize = 16;
 /// A running control socket.
 pub struct ControlServer {
     path: PathBuf,
+    /// The socket file's device and inode as bound: the stop removes the
+    /// path only while it is still this socket.
+    bound: Option<(u64, u64)>,
+    /// A second handle on the listening socket, shut down to wake the
+    /// accept loop: a wake that needs nothing from the file system.
+    listener: UnixListener,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -71,6 +78,8 @@ impl ControlServer {
             return Err(ControlError::InUse(path.to_path_buf()));
         }
         let listener = bind_private(path, group.as_ref().map(|g| g.gid)).map_err(error)?;
+        let bound = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let waker = listener.try_clone().map_err(error)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
@@ -85,6 +94,8 @@ impl ControlServer {
         };
         Ok(ControlServer {
             path: path.to_path_buf(),
+            bound,
+            listener: waker,
             stop,
             thread: Some(thread),
         })
@@ -95,14 +106,21 @@ impl ControlServer {
         self.shutdown();
     }
 
+    /// Wakes and joins the accept loop, whatever became of the socket's
+    /// file: shutting the listening socket down makes a blocked `accept`
+    /// return at once (EINVAL), so the stop waits on nothing outside xwan.
+    /// Then removes the file if it is still this socket's.
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.path);
+        let _ = nix::sys::socket::shutdown(self.listener.as_raw_fd(), Shutdown::Both);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        let still_ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| Some((m.dev(), m.ino())) == self.bound);
+        if still_ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -213,7 +231,13 @@ fn accept_loop(
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(mut stream) = stream else { continue };
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            // Shut down without the stop (no one else does that): nothing
+            // more will come.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
+            Err(_) => continue,
+        };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             let _ = write_reply(&mut stream, &Reply::error("too many control connections"));
             continue;

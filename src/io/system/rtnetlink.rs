@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 
 use super::SystemError;
 use crate::config::{PortRange, Proto};
-use crate::io::sys::poll;
+use crate::io::sys::{self, poll};
 use ipnet::Ipv4Net;
 
 /// The routing protocol number on every route and rule xwan adds
@@ -205,6 +205,9 @@ fn default_route(message: &RouteNetlinkMessage) -> Option<DefaultRoute> {
     })
 }
 
+/// The longest an rtnetlink request waits for each part of its answer.
+const REQUEST_LIMIT_S: libc::time_t = 5;
+
 /// Sends one request and collects the answer: every message of a dump, or
 /// nothing for an acknowledged change; the kernel's error as an error.
 fn request(
@@ -214,6 +217,13 @@ fn request(
     let what = format!("rtnetlink {}", message_name(&message));
     let err = |e: std::io::Error| SystemError::io(what.clone(), e);
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(err)?;
+    // The kernel answers at once; the bound keeps a thread that waits on
+    // it (and the stop that joins that thread) from waiting for ever.
+    let timeout = libc::timeval {
+        tv_sec: REQUEST_LIMIT_S,
+        tv_usec: 0,
+    };
+    sys::socket::setsockopt(&socket, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout).map_err(err)?;
     socket.bind_auto().map_err(err)?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(err)?;
     let mut header = NetlinkHeader::default();

@@ -1,0 +1,54 @@
+//! A stop that waits on nothing outside xwan (issue 24): with the control
+//! socket's file removed while xwan runs (a temporary directory cleaned,
+//! tmpfiles, an operator), SIGTERM still ends the process within
+//! [`STOP_LIMIT`], with the orderly stop's work done: the state saved, the
+//! kernel changes undone. Needs root: `cargo test --test stop_e2e`.
+
+// Shared with the other end-to-end suites; not every helper is used here.
+#[allow(dead_code)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{config_toml, RouterMode, Testbed, TxOffload};
+
+/// The bound on an orderly stop in the testbed (docs/service.md): the
+/// housekeeping threads notice the stop within 50 ms, the control and
+/// metrics servers within 100 ms, the workers within their poll timeout.
+const STOP_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether the packet mode's nftables table exists in the router namespace.
+fn nft_table_present(tb: &Testbed) -> bool {
+    tb.exec("rtr", &["nft", "list", "table", "ip", "xwan"])
+        .status
+        .success()
+}
+
+fn stops_without_its_socket_file(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    let socket = tb.path("xwan.sock");
+    tb.start_router(mode, &config_toml([1, 1], &socket));
+    std::fs::remove_file(&socket).expect("remove the control socket's file");
+    let asked = Instant::now();
+    tb.signal_router("TERM");
+    let status = tb.wait_router_exit(STOP_LIMIT);
+    let took = asked.elapsed();
+    let log = tb.xwan_log();
+    let status =
+        status.unwrap_or_else(|| panic!("xwan still runs {STOP_LIMIT:?} after SIGTERM:\n{log}"));
+    eprintln!("stopped in {took:?} with the socket file removed");
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(log.contains("saved the state for the next start"), "{log}");
+    assert!(!nft_table_present(&tb), "table ip xwan left behind:\n{log}");
+    assert!(!socket.exists(), "a socket file reappeared");
+}
+
+#[test]
+fn stops_within_the_bound_with_its_socket_file_removed_xdp() {
+    stops_without_its_socket_file(RouterMode::XwanXdp);
+}
+
+#[test]
+fn stops_within_the_bound_with_its_socket_file_removed_packet() {
+    stops_without_its_socket_file(RouterMode::XwanPacket);
+}
