@@ -33,11 +33,26 @@ fn udp_round(client: &UdpSocket, server: &UdpSocket, n: u8) -> SocketAddr {
     peer
 }
 
-/// A paced 4 MiB download to h1 and a UDP exchange, xwan stopped with
-/// `signal` (after a checkpoint when it is KILL) and started again in the
-/// middle; both carry on, byte-exact, from the same outside endpoints.
-fn survives_a_restart(mode: RouterMode, signal: &str) {
+/// How the test stops xwan in the middle of the traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM to the process.
+    Term,
+    /// SIGTERM to the process and to its process group at once, as
+    /// `timeout` forwards one: the same request twice, one orderly stop.
+    TermTwiceAtOnce,
+    /// SIGKILL after a checkpoint.
+    Kill,
+}
+
+/// A paced 4 MiB download to h1 and a UDP exchange, xwan stopped by `stop`
+/// and started again in the middle; both carry on, byte-exact, from the
+/// same outside endpoints.
+fn survives_a_restart(mode: RouterMode, stop: Stop) {
     let mut tb = Testbed::up(TxOffload::Off);
+    if stop == Stop::TermTwiceAtOnce {
+        tb.own_process_group();
+    }
     let config = format!(
         "{}checkpoint_s = 1\n",
         config_toml([1, 1], &tb.path("xwan.sock"))
@@ -60,11 +75,28 @@ fn survives_a_restart(mode: RouterMode, signal: &str) {
 
     // Past a checkpoint (every second), mid-download.
     std::thread::sleep(Duration::from_millis(1500));
-    let status = tb.signal_xwan(signal);
+    let status = match stop {
+        Stop::Term => tb.signal_xwan("TERM"),
+        Stop::Kill => tb.signal_xwan("KILL"),
+        Stop::TermTwiceAtOnce => {
+            tb.signal_router_and_group("TERM");
+            tb.wait_router_exit(Duration::from_secs(15))
+                .unwrap_or_else(|| panic!("xwan did not exit:\n{}", tb.xwan_log()))
+        }
+    };
     let log = tb.xwan_log();
-    if signal == "TERM" {
+    if stop != Stop::Kill {
+        // The orderly stop, whole: the state saved, the rules removed.
         assert!(status.success(), "{status}:\n{log}");
         assert!(log.contains("saved the state for the next start"), "{log}");
+        assert!(!log.contains("forcing the exit"), "{log}");
+        let table = tb.exec("rtr", &["nft", "list", "table", "ip", "xwan"]);
+        assert!(!table.status.success(), "table ip xwan left behind:\n{log}");
+        if mode == RouterMode::XwanPacket {
+            assert!(log.contains("removed nftables table ip xwan"), "{log}");
+        } else {
+            assert!(log.contains("XDP data path stopped"), "{log}");
+        }
     }
     tb.start_xwan_again(mode);
     let log = tb.xwan_log();
@@ -89,22 +121,32 @@ fn survives_a_restart(mode: RouterMode, signal: &str) {
 
 #[test]
 fn tcp_and_udp_survive_sigterm_and_a_new_start_xdp() {
-    survives_a_restart(RouterMode::XwanXdp, "TERM");
+    survives_a_restart(RouterMode::XwanXdp, Stop::Term);
 }
 
 #[test]
 fn tcp_and_udp_survive_sigterm_and_a_new_start_packet() {
-    survives_a_restart(RouterMode::XwanPacket, "TERM");
+    survives_a_restart(RouterMode::XwanPacket, Stop::Term);
+}
+
+#[test]
+fn sigterm_to_the_process_and_its_group_at_once_is_one_orderly_stop_xdp() {
+    survives_a_restart(RouterMode::XwanXdp, Stop::TermTwiceAtOnce);
+}
+
+#[test]
+fn sigterm_to_the_process_and_its_group_at_once_is_one_orderly_stop_packet() {
+    survives_a_restart(RouterMode::XwanPacket, Stop::TermTwiceAtOnce);
 }
 
 #[test]
 fn tcp_and_udp_survive_sigkill_after_a_checkpoint_xdp() {
-    survives_a_restart(RouterMode::XwanXdp, "KILL");
+    survives_a_restart(RouterMode::XwanXdp, Stop::Kill);
 }
 
 #[test]
 fn tcp_and_udp_survive_sigkill_after_a_checkpoint_packet() {
-    survives_a_restart(RouterMode::XwanPacket, "KILL");
+    survives_a_restart(RouterMode::XwanPacket, Stop::Kill);
 }
 
 /// Two connections, one through each uplink; isp2 is renamed isp3 in the

@@ -13,6 +13,7 @@ pub mod uplinks;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -134,6 +135,9 @@ pub struct Testbed {
     router: Option<Child>,
     /// The router runs `xwan --io xdp`: going down checks [`punt::lost`].
     xdp: bool,
+    /// Start xwan as the leader of a process group of its own (see
+    /// [`Testbed::own_process_group`]).
+    own_group: bool,
 }
 
 /// A prefix no other testbed of this or any concurrent test process uses.
@@ -181,6 +185,7 @@ impl Testbed {
             dir,
             router: None,
             xdp: false,
+            own_group: false,
         };
         let out = testbed_sh(&["up", &testbed.prefix, "--tx-offload", tx.flag()]);
         assert!(
@@ -355,6 +360,26 @@ impl Testbed {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// xwan, from its next start, leads a process group of its own, as a
+    /// child of `timeout` does: [`Testbed::signal_router_and_group`] can
+    /// signal it and its group at once without reaching the test.
+    pub fn own_process_group(&mut self) {
+        self.own_group = true;
+    }
+
+    /// Sends a signal to the router process and to its process group at
+    /// once (one `kill`, microseconds apart), as `timeout` forwards one.
+    pub fn signal_router_and_group(&self, signal: &str) {
+        assert!(self.own_group, "xwan shares the test's process group");
+        let child = self.router.as_ref().expect("a router process");
+        let pid = child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), "--", &pid, &format!("-{pid}")])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} -{pid} failed");
+    }
+
     /// What the router process has logged so far.
     pub fn router_log(&self) -> String {
         std::fs::read_to_string(self.path("xwan.log")).unwrap_or_default()
@@ -375,7 +400,11 @@ impl Testbed {
         );
         let log_path = self.path("xwan.log");
         let log = File::create(&log_path).expect("create the xwan log");
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        if self.own_group {
+            command.process_group(0);
+        }
+        let child = command
             .args([
                 "netns",
                 "exec",

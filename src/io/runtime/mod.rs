@@ -275,6 +275,7 @@ impl Running {
         }));
         let local_routes =
             LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
+        signals.save_on_forced_exit(config.control.state.as_deref(), &router, epoch);
         let mut running = Running {
             control: None,
             metrics: None,

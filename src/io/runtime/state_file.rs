@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
@@ -23,6 +24,10 @@ fn unix_now() -> u64 {
 /// Saves the router's state at `now` (its clock) to `path`; returns how
 /// many flows were written.
 pub fn save(path: &Path, router: &Router, now: Duration) -> io::Result<usize> {
+    // One save at a time: a forced exit's may start while the orderly
+    // stop's (or a checkpoint) still writes the same temporary file.
+    static SAVING: Mutex<()> = Mutex::new(());
+    let _one = SAVING.lock().unwrap_or_else(PoisonError::into_inner);
     let started = Instant::now();
     let mut snapshot = router.save_state(now);
     snapshot.saved_at = unix_now();
