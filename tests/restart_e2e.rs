@@ -13,6 +13,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
+use support::poll;
+
 use support::restart::{paced_send, receive_all};
 use support::{config_toml, ip_of, pattern, RouterMode, Testbed, TxOffload, HOST1, SERVER1};
 
@@ -214,4 +216,77 @@ fn a_removed_uplink_loses_its_flows_only() {
         .read_exact(&mut buf[..5])
         .expect("server receives");
     assert_eq!(&buf[..5], b"there");
+}
+
+/// The MAC of h1's interface.
+fn h1_mac(tb: &Testbed) -> String {
+    let out = tb.exec_ok("h1", &["cat", "/sys/class/net/eth0/address"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A UDP flow through one testbed; xwan stopped (the state saved); the
+/// testbed rebuilt (the same addresses, new veths: new MACs) and xwan
+/// started there on the saved state. Before h1 sends anything, the router
+/// asks the kernel for h1's MAC (a restored flow trusts none saved with
+/// it), and the first datagram the server sends to the restored flow's
+/// outside endpoint reaches h1; h1's answer leaves by the same endpoint.
+fn a_restored_flow_reaches_its_host_at_a_new_mac(mode: RouterMode) {
+    let server_at = SocketAddrV4::new(SERVER1, 5300);
+    let client_at = SocketAddrV4::new(HOST1, 41000);
+    let (state, old_mac, peer) = {
+        let mut tb = Testbed::up(TxOffload::Off);
+        tb.start_router(mode, &config_toml([1, 1], &tb.path("xwan.sock")));
+        let server = tb.bind_udp("inet", server_at);
+        let client = tb.bind_udp("h1", client_at);
+        client.connect(server_at).expect("connect the UDP client");
+        let peer = udp_round(&client, &server, 1);
+        let status = tb.signal_xwan("TERM");
+        assert!(status.success(), "{status}:\n{}", tb.xwan_log());
+        let state = std::fs::read(tb.path("xwan.state")).expect("the saved state");
+        (state, h1_mac(&tb), peer)
+    };
+    let mut tb = Testbed::up(TxOffload::Off);
+    assert_ne!(h1_mac(&tb), old_mac, "the rebuilt testbed has new MACs");
+    std::fs::write(tb.path("xwan.state"), state).expect("move the state over");
+    tb.start_router(mode, &config_toml([1, 1], &tb.path("xwan.sock")));
+    let log = tb.xwan_log();
+    assert!(log.lines().any(|l| l.contains("restored=1")), "{log}");
+    // h1 has sent nothing: only xwan's request makes the kernel resolve it.
+    let resolved = poll(Duration::from_secs(3), || {
+        let out = tb.exec_ok("rtr", &["ip", "-4", "neigh", "show", "192.168.50.10"]);
+        String::from_utf8_lossy(&out.stdout).contains(&h1_mac(&tb))
+    });
+    assert!(resolved, "the restored flow's host was not resolved");
+    // The kernel's neighbour event reaches the core within a round trip
+    // of the monitor thread (it wakes on the event).
+    std::thread::sleep(Duration::from_millis(100));
+    let server = tb.bind_udp("inet", server_at);
+    let client = tb.bind_udp("h1", client_at);
+    client.connect(server_at).expect("connect the UDP client");
+    server
+        .send_to(&[7; 60], peer)
+        .expect("the server sends first");
+    let mut buf = [0u8; 100];
+    let len = client.recv(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "the first datagram to the restored flow: {e}\n{}",
+            tb.xwan_log()
+        )
+    });
+    assert_eq!(&buf[..len], &[7; 60]);
+    assert_eq!(
+        udp_round(&client, &server, 2),
+        peer,
+        "same outside endpoint"
+    );
+}
+
+#[test]
+fn a_restored_flow_reaches_its_host_at_a_new_mac_xdp() {
+    a_restored_flow_reaches_its_host_at_a_new_mac(RouterMode::XwanXdp);
+}
+
+#[test]
+fn a_restored_flow_reaches_its_host_at_a_new_mac_packet() {
+    a_restored_flow_reaches_its_host_at_a_new_mac(RouterMode::XwanPacket);
 }

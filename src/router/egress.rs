@@ -45,13 +45,18 @@ impl Router {
     }
 
     /// The egress of a flow's replies: to the inside host, its MAC through
-    /// the lane's cache when there is a lane.
-    pub(super) fn egress_to_inside(&self, spec: &FlowSpec, lane: Option<&FrameContext>) -> Egress {
+    /// the lane's cache when there is a lane; the verdict when the MAC is
+    /// unknown.
+    pub(super) fn egress_to_inside(
+        &self,
+        spec: &FlowSpec,
+        lane: Option<&FrameContext>,
+    ) -> Result<Egress, Verdict> {
         let dst_mac = match lane {
-            Some(ctx) => self.inside_mac_cached(spec, ctx.neighbours),
-            None => self.inside_mac(spec),
+            Some(ctx) => self.inside_mac_cached(spec, ctx.neighbours)?,
+            None => self.inside_mac(spec)?,
         };
-        Egress {
+        Ok(Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
@@ -59,7 +64,7 @@ impl Router {
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },
-        }
+        })
     }
 
     /// Sends a packet from the inside host on to the flow's remote end

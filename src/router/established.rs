@@ -59,7 +59,7 @@ impl Router {
             }
             let egress = match side {
                 Side::Lan => self.egress_to_remote(spec).ok()?,
-                Side::Wan => self.egress_to_inside(spec, Some(ctx)),
+                Side::Wan => self.egress_to_inside(spec, Some(ctx)).ok()?,
             };
             if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
                 return None;

@@ -87,7 +87,7 @@ impl Router {
         // The peer as the LAN host knows it (for a hairpinned flow, the WAN
         // address and forwarded port).
         let peer = spec.lan_peer();
-        let builder = PacketBuilder::ethernet2(self.lan_mac, self.inside_mac(spec))
+        let builder = PacketBuilder::ethernet2(self.lan_mac, self.inside_mac(spec).ok()?)
             .ipv4(peer.addr, spec.inside.addr, 64)
             .tcp(peer.port, spec.inside.port, flow.next_seq_to_lan, 0)
             .rst();

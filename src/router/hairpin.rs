@@ -35,7 +35,10 @@ impl Router {
         let Some(target) = forward else {
             return match self.record_or_expire(Side::Wan, &key, frame, ctx) {
                 Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
-                    self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx)
+                    match self.egress_to_inside(&spec, Some(ctx)) {
+                        Ok(egress) => self.emit(buf, frame, egress, ctx),
+                        Err(verdict) => verdict,
+                    }
                 }
                 _ => Verdict::Drop(DropReason::NoMapping),
             };

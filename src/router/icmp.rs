@@ -134,9 +134,13 @@ impl Router {
         spec: &FlowSpec,
     ) -> Verdict {
         let lan_peer = spec.lan_peer();
+        let dst_mac = match self.inside_mac(spec) {
+            Ok(mac) => mac,
+            Err(verdict) => return verdict,
+        };
         let rewrite = ErrorRewrite {
             src_mac: self.lan_mac,
-            dst_mac: self.inside_mac(spec),
+            dst_mac,
             // An error from the remote host itself comes from the endpoint
             // the inside host knows it by; one from a router on the way keeps
             // its address.

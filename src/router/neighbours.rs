@@ -17,6 +17,10 @@
 //! answer); holding would also need the core to keep frames for a thread
 //! that cannot send them.
 //!
+//! A flow restored from a saved state trusts no MAC saved with it: its
+//! replies wait for the table, as a port forward's do (the restored hosts
+//! are asked for at start).
+//!
 //! The established fast path reads a LAN host's MAC from its lane's
 //! [`NeighbourCache`] (a few entries copied from the table, no lock and no
 //! shared write per packet), which the lane empties whenever the table's
@@ -34,17 +38,33 @@ use crate::verdict::{DropReason, Verdict};
 
 impl Router {
     /// The MAC of a flow's inside host: the table's now, or while it has
-    /// none, the one the flow opened with.
-    pub(super) fn inside_mac(&self, spec: &FlowSpec) -> [u8; 6] {
-        self.lan_hosts
-            .get(&spec.inside.addr)
-            .map_or(spec.lan_mac, |mac| *mac)
+    /// none, the one the flow opened with; a restored flow has none of its
+    /// own ([`NO_MAC`]), so without the table's it gets the verdict (and
+    /// the address noted for the I/O layer to resolve).
+    pub(super) fn inside_mac(&self, spec: &FlowSpec) -> Result<[u8; 6], Verdict> {
+        match self.lan_hosts.get(&spec.inside.addr) {
+            Some(mac) => Ok(*mac),
+            None => own_mac(spec).ok_or_else(|| self.unresolved(spec.inside.addr)),
+        }
     }
 
     /// [`Router::inside_mac`] through a lane's cache.
-    pub(super) fn inside_mac_cached(&self, spec: &FlowSpec, cache: &NeighbourCache) -> [u8; 6] {
+    pub(super) fn inside_mac_cached(
+        &self,
+        spec: &FlowSpec,
+        cache: &NeighbourCache,
+    ) -> Result<[u8; 6], Verdict> {
         self.cached_lan_mac(spec.inside.addr, cache)
-            .unwrap_or(spec.lan_mac)
+            .or_else(|| own_mac(spec))
+            .ok_or_else(|| self.unresolved(spec.inside.addr))
+    }
+
+    /// Notes the inside hosts of restored flows for the I/O layer to
+    /// resolve at once: their saved MACs are not used (see [`NO_MAC`]).
+    pub(super) fn resolve_restored(&self, addr: [u8; 4]) {
+        if self.lan_hosts.get(&addr).is_none() {
+            self.unresolved(addr);
+        }
     }
 
     /// The MAC of a LAN host, or the verdict when it is unknown (and the
@@ -117,6 +137,17 @@ impl Router {
             .map(|a| Ipv4Addr::from(*a))
             .collect()
     }
+}
+
+/// A flow's own MAC when it has none: a flow restored from a saved state.
+/// The MAC saved with it may belong to nobody now (the LAN's hosts changed
+/// while xwan was not running), so a restored flow's inside host is reached
+/// through the neighbour table only, as a port forward's target is.
+pub const NO_MAC: [u8; 6] = [0; 6];
+
+/// The MAC a flow opened with, unless it has none ([`NO_MAC`]).
+fn own_mac(spec: &FlowSpec) -> Option<[u8; 6]> {
+    (spec.lan_mac != NO_MAC).then_some(spec.lan_mac)
 }
 
 /// One lane's copy of some of the LAN hosts' MACs (direct-mapped by the

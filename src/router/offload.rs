@@ -159,7 +159,7 @@ impl Router {
     /// is unknown.
     fn offload_flow(&self, spec: &FlowSpec) -> Option<OffloadFlow> {
         let outbound = self.egress_to_remote(spec).ok()?;
-        let inbound = self.egress_to_inside(spec, None);
+        let inbound = self.egress_to_inside(spec, None).ok()?;
         let wan = Port::Wan(spec.uplink);
         Some(OffloadFlow {
             spec: *spec,

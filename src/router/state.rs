@@ -9,6 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
+use super::neighbours::NO_MAC;
 use super::{lock, nat_index, Router};
 use crate::config::{PortRange, Sticky, UplinkId};
 use crate::flow::{idle_timeout, FlowKind, Removed, SavedFlow};
@@ -189,6 +190,8 @@ impl Router {
         }
         let mut spec = saved.spec;
         spec.uplink = uplink;
+        // The LAN's hosts may have other MACs now: the table decides.
+        spec.lan_mac = NO_MAC;
         let snat = spec.is_snat();
         if !self.is_lan(spec.inside.addr) || (snat && !self.nat_ports.contains(spec.outside.port)) {
             return Err(Drop::RangeChanged);
@@ -221,6 +224,7 @@ impl Router {
         self.uplinks[usize::from(uplink)]
             .flows
             .fetch_add(1, Ordering::Relaxed);
+        self.resolve_restored(spec.inside.addr);
         Ok(())
     }
 }

@@ -34,7 +34,10 @@ impl Router {
         }
         let key = key_of(frame);
         if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx) {
-            return self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx);
+            return match self.egress_to_inside(&spec, Some(ctx)) {
+                Ok(egress) => self.emit(buf, frame, egress, ctx),
+                Err(verdict) => verdict,
+            };
         }
         let live = self.live(ctx.live);
         let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
@@ -61,7 +64,10 @@ impl Router {
             lan_mac,
         };
         match self.insert(spec, Side::Wan, frame, ctx.now) {
-            Ok((spec, _)) => self.emit(buf, frame, self.egress_to_inside(&spec, Some(ctx)), ctx),
+            Ok((spec, _)) => match self.egress_to_inside(&spec, Some(ctx)) {
+                Ok(egress) => self.emit(buf, frame, egress, ctx),
+                Err(verdict) => verdict,
+            },
             Err(verdict) => verdict,
         }
     }

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use xwan::router::{Port, Restored, Snapshot, Verdict};
+use xwan::router::{DropReason, Port, Restored, Snapshot, Verdict};
 use xwan::testing::{self, ACK, SYN, SYN_ACK};
 
 use super::*;
@@ -120,6 +120,49 @@ fn flows_continue_with_the_same_outside_endpoints() {
     assert_eq!(stats.table.flows, 0);
     assert_eq!(stats.limited_hosts, 0);
     assert!(stats.uplinks.iter().all(|u| u.nat_in_use == [0; 3]));
+}
+
+/// The LAN's hosts changed while xwan was not running (another testbed,
+/// the same addresses): a restored flow's reply never goes to the MAC
+/// saved with it. Until the neighbour table has the host, the reply is
+/// dropped as `neighbour_unresolved`, the host noted for resolution, and no
+/// flow is offered to the fast path; then both use the table's MAC.
+#[test]
+fn restored_flows_take_their_macs_from_the_neighbour_table_only() {
+    const NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x10];
+    let mut old = Bench::new(FORWARD);
+    let [_, (udp_uplink, udp_port)] = converse(&mut old);
+    let snapshot = Snapshot::decode(&old.router.save_state(old.now).encode()).expect("decodes");
+    // A new router whose neighbour table knows no host yet.
+    let router = testing::two_uplink_router(&config(FORWARD));
+    let lane = router.lane();
+    let mut b = Bench {
+        router,
+        lane,
+        now: Duration::from_secs(3),
+    };
+    assert_eq!(b.router.restore_state(&snapshot, b.now).flows, 3);
+    assert_eq!(b.router.unresolved_lan_hosts(), [HOST], "asked for at once");
+    assert!(b.router.offloadable(b.now).is_empty());
+
+    let outside = [ISP1, ISP2][usize::from(udp_uplink)];
+    let wan = from_internet(usize::from(udp_uplink), SERVER, outside);
+    let answer = || testing::udp(&wan, 53, udp_port, b"answer");
+    let (verdict, _) = b.send(Port::Wan(udp_uplink), answer());
+    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+
+    b.router.set_lan_mac(HOST, NEW_MAC);
+    let back = b.forward(Port::Wan(udp_uplink), answer(), Port::Lan);
+    assert_eq!(
+        (back.dst, back.dst_port, back.dst_mac),
+        (HOST, 5000, NEW_MAC)
+    );
+    let offered = b.router.offloadable(b.now);
+    assert!(!offered.is_empty());
+    for flow in offered {
+        let to_lan = flow.entries.iter().find(|e| e.egress == Port::Lan);
+        assert_eq!(to_lan.expect("an entry towards the LAN").dst_mac, NEW_MAC);
+    }
 }
 
 #[test]

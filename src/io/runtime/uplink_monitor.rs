@@ -50,6 +50,8 @@ pub(super) struct UplinkMonitor {
 impl UplinkMonitor {
     pub(super) fn run(mut self, stop: &AtomicBool) {
         self.follow_kernel();
+        // At once: the hosts of restored flows wait for their MACs.
+        self.neighbours.refresh();
         let mut neighbours_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let changes = self.events.wait(WAKE);
