@@ -290,3 +290,36 @@ fn a_restored_flow_reaches_its_host_at_a_new_mac_xdp() {
 fn a_restored_flow_reaches_its_host_at_a_new_mac_packet() {
     a_restored_flow_reaches_its_host_at_a_new_mac(RouterMode::XwanPacket);
 }
+
+/// The hold table is loaded in-process through libnftables, as the main
+/// table is: xwan started with no `nft` binary on its PATH still loads it,
+/// with its drop of the NAT range on the WAN addresses, and leaves it in
+/// place when it stops.
+#[test]
+fn the_hold_table_needs_no_nft_binary() {
+    let mut tb = Testbed::up(TxOffload::Off);
+    let config = config_toml([1, 1], &tb.path("xwan.sock"));
+    // A PATH with `ip` alone (it starts xwan in the router's namespace).
+    let bin = tb.path("bin");
+    std::fs::create_dir_all(&bin).expect("a bin directory");
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("iproute2's ip");
+    std::os::unix::fs::symlink(ip, bin.join("ip")).expect("link ip");
+    let path = bin.to_string_lossy().into_owned();
+    tb.start_xwan_with_env(RouterMode::XwanPacket, &config, &[("PATH", &path)]);
+    let log = tb.xwan_log();
+    assert!(log.contains("loaded table ip xwan_hold"), "{log}");
+    let listed = |tb: &Testbed| {
+        let out = tb.exec_ok("rtr", &["nft", "list", "table", "ip", "xwan_hold"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rules = listed(&tb);
+    assert!(
+        rules.contains("ip daddr { 198.18.1.2, 198.18.2.2 } meta l4proto { tcp, udp } th dport 20000-59999 drop"),
+        "{rules}"
+    );
+    assert!(tb.signal_xwan("TERM").success(), "{}", tb.xwan_log());
+    assert_eq!(listed(&tb), rules, "left in place at the stop");
+}

@@ -10,15 +10,15 @@
 //! stops or dies. While xwan runs it changes nothing: those frames are
 //! xwan's (redirected by XDP before the kernel sees them, or dropped by
 //! `table ip xwan` in packet mode). A start with the state off deletes it;
-//! so does `nft delete table ip xwan_hold` by hand.
+//! so does `nft delete table ip xwan_hold` by hand. Loaded through
+//! libnftables in-process, as the main table is.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
 use tracing::{info, warn};
 
 use crate::config::{Config, Proto};
+use crate::io::sys::nftables::Nftables;
 
 pub const HOLD_TABLE: &str = "xwan_hold";
 
@@ -56,35 +56,17 @@ fn ruleset(config: &Config) -> String {
     s
 }
 
-fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), String> {
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running nft: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| format!("writing to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+/// Runs `script` in one transaction through libnftables, in-process as
+/// the main table is ([`Nftables`]): no `nft` binary needed. The context
+/// (and its netlink socket) is closed at once: the hold table is not owned
+/// by it, so it stays.
+fn nft(script: &str) -> Result<(), String> {
+    Nftables::open()?.run(script)
 }
 
 /// Loads (or replaces) the hold table for `config`.
 pub fn hold(config: &Config) {
-    match nft(&["-f", "-"], Some(&ruleset(config))) {
+    match nft(&ruleset(config)) {
         Ok(()) => info!("loaded table ip {HOLD_TABLE}: while xwan is not running the kernel will not reset its flows"),
         Err(e) => warn!(error = %e, "cannot load table ip {HOLD_TABLE}: while xwan is not running (a restart) the kernel may reset the saved TCP connections"),
     }
@@ -92,8 +74,8 @@ pub fn hold(config: &Config) {
 
 /// Deletes the hold table an earlier run left, if any (the state is off).
 pub fn release() {
-    if nft(&["list", "table", "ip", HOLD_TABLE], None).is_ok() {
-        match nft(&["delete", "table", "ip", HOLD_TABLE], None) {
+    if nft(&format!("list table ip {HOLD_TABLE}")).is_ok() {
+        match nft(&format!("delete table ip {HOLD_TABLE}")) {
             Ok(()) => info!("deleted table ip {HOLD_TABLE}"),
             Err(e) => warn!(error = %e, "cannot delete table ip {HOLD_TABLE}"),
         }
