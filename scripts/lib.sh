@@ -20,9 +20,12 @@ need_root() {
   [[ $(id -u) -eq 0 ]] || die "$1 needs root (network namespaces, XDP, nftables): run it with sudo"
 }
 
+# install_packages [PACKAGE...]: those missing of the list (XWAN_PACKAGES
+# without one).
 install_packages() {
-  local missing=()
-  for p in "${XWAN_PACKAGES[@]}"; do
+  local missing=() wanted=("$@")
+  ((${#wanted[@]})) || wanted=("${XWAN_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
