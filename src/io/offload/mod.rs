@@ -42,8 +42,9 @@ pub use map::MAX_ENTRIES;
 pub struct OffloadParts {
     /// `xwan_offload`, for TCX ingress.
     pub program: OwnedFd,
-    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`).
-    pub tap: OwnedFd,
+    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`),
+    /// when it was loaded.
+    pub tap: Option<OwnedFd>,
     pub entries: MapHandle,
     pub stats: MapHandle,
     /// Marked frames TC dropped (`offload_lost`).

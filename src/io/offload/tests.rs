@@ -42,7 +42,7 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
     };
     let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
-    let tap = parts.tap.try_clone().expect("dup the socket filter");
+    let tap = parts.tap.expect("the socket filter, loaded");
     let offload = Offload {
         state: Mutex::new(State::new(Maps::new(
             parts.entries,
@@ -364,6 +364,10 @@ fn tc_forwards_or_drops_what_the_xdp_program_marked() {
     assert_eq!(verdict, DROP, "marked, entry gone: dropped");
     assert_eq!(offload.stats().lost, 1);
     let (verdict, out) = run(&program, &c.outbound, LAN_IFINDEX);
-    assert_eq!((verdict, out), (NEXT, c.outbound.clone()), "unmarked: goes on");
+    assert_eq!(
+        (verdict, out),
+        (NEXT, c.outbound.clone()),
+        "unmarked: goes on"
+    );
     assert_eq!(offload.stats().lost, 1);
 }

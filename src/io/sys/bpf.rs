@@ -69,6 +69,35 @@ fn xdp_query(ifindex_: u32) -> io::Result<libbpf_sys::bpf_xdp_query_opts> {
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the driver transmits XDP frames redirected to it.
 const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: AF_XDP sockets bind in zero-copy mode.
+pub const XDP_ACT_XSK_ZEROCOPY: u64 = 1 << 3;
+
+/// The XDP features interface `ifindex`'s driver reports (netdev netlink,
+/// `NETDEV_XDP_ACT_*`; 0 where the kernel has no such query, before 6.3).
+pub fn xdp_feature_flags(ifindex_: u32) -> io::Result<u64> {
+    Ok(xdp_query(ifindex_)?.feature_flags)
+}
+
+/// Whether the kernel attaches TC programs through TCX links (Linux 6.6):
+/// a `BPF_PROG_QUERY` of `BPF_TCX_INGRESS` on interface `ifindex` answers
+/// (EINVAL before 6.6).
+pub fn tcx_supported(ifindex_: u32) -> io::Result<bool> {
+    let mut opts = libbpf_sys::bpf_prog_query_opts {
+        sz: size_of::<libbpf_sys::bpf_prog_query_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let ifindex = ifindex(ifindex_)?;
+    // SAFETY: opts is a valid, sized options struct the call fills in; its
+    // id arrays are null with a count of 0 (all zero by default), so the
+    // kernel writes only the count.
+    let rc =
+        unsafe { libbpf_sys::bpf_prog_query_opts(ifindex, libbpf_sys::BPF_TCX_INGRESS, &mut opts) };
+    match check(rc) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Whether interface `ifindex` transmits XDP frames redirected to it (its
 /// driver's `NETDEV_XDP_ACT_NDO_XMIT`: a veth has it while its peer runs an
