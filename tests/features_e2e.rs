@@ -73,16 +73,15 @@ fn a_forced_absence_is_one_line_in_the_log_status_and_metrics() {
     assert_eq!(state_of(&status, "tcx"), FeatureState::Forced);
     assert_eq!(state_of(&status, "tc-program"), FeatureState::Available);
     assert_eq!(status.features.len(), 10, "{:?}", status.features);
-    assert!(
-        status.offload.state.contains("tcx"),
-        "the fast path says what it lacks: {}",
-        status.offload.state
+    assert_eq!(
+        status.offload.state, "on (TC by clsact: no TCX)",
+        "the fast path says how it attached"
     );
     let log = tb.router_log();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("feature tcx:")).collect();
     assert_eq!(lines.len(), 1, "one line for tcx:\n{log}");
     assert!(
-        lines[0].contains("forced-absent") && lines[0].contains("no in-kernel fast path"),
+        lines[0].contains("forced-absent") && lines[0].contains("clsact filter"),
         "{}",
         lines[0]
     );
@@ -104,7 +103,47 @@ fn a_forced_absence_is_one_line_in_the_log_status_and_metrics() {
     );
     let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
     assert!(shown.contains("features:\n"), "{shown}");
-    assert!(shown.contains("  tcx: forced-absent (XWAN_TEST_ABSENT); no in-kernel fast path"));
+    assert!(shown.contains("  tcx: forced-absent (XWAN_TEST_ABSENT); the fast path attaches by"));
+}
+
+/// The TC program's filters on the router's interfaces (clsact ingress).
+fn clsact_filters(tb: &Testbed) -> usize {
+    ["lan0", "wan1", "wan2"]
+        .iter()
+        .map(|dev| {
+            let out = tb.exec("rtr", &["tc", "filter", "show", "dev", dev, "ingress"]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("xwan_offload"))
+                .count()
+        })
+        .sum()
+}
+
+/// Without TCX the fast path attaches by clsact filters: one per interface,
+/// removed by the orderly stop; a crash leaves them, and the next start
+/// replaces them (still one each), so no stale program forwards beside it.
+#[test]
+fn without_tcx_the_fast_path_attaches_by_clsact_and_cleans_up() {
+    let mode = RouterMode::XwanAbsent {
+        io: "packet",
+        absent: "tcx",
+    };
+    let mut tb = Testbed::up(TxOffload::On);
+    let text = config(&tb);
+    tb.start_router(mode, &text);
+    assert_eq!(clsact_filters(&tb), 3);
+    tb.signal_router("TERM");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert_eq!(clsact_filters(&tb), 0, "the orderly stop removes them");
+
+    tb.start_router(mode, &text);
+    tb.signal_router("KILL");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert_eq!(clsact_filters(&tb), 3, "a crash leaves them");
+    tb.start_router(mode, &text);
+    assert_eq!(clsact_filters(&tb), 3, "replaced, not added beside");
+    assert_eq!(status(&tb).offload.state, "on (TC by clsact: no TCX)");
 }
 
 #[test]
@@ -189,7 +228,10 @@ fn check_kernel_prints_every_feature_and_the_plan() {
     assert!(text.contains("xwan run would use: io "), "{text}");
     // The interfaces of the file are asked: the testbed's veths report
     // XDP features.
-    assert!(text.contains("xdp-features: available (on lan0, wan1, wan2)"), "{text}");
+    assert!(
+        text.contains("xdp-features: available (on lan0, wan1, wan2)"),
+        "{text}"
+    );
 
     let out = tb.exec(
         "rtr",

@@ -8,7 +8,7 @@
 //! | `xdp-program` | load `xwan_xdp` alone | no `--io xdp` (`auto` takes packet) |
 //! | `tc-program` | load `xwan_offload` alone | no in-kernel fast path |
 //! | `socket-filter` | load `xwan_offload_tap` alone | `--io packet` without the fast path |
-//! | `tcx` | `BPF_PROG_QUERY` of `BPF_TCX_INGRESS` on `lo` | no in-kernel fast path |
+//! | `tcx` | `BPF_PROG_QUERY` of `BPF_TCX_INGRESS` on `lo` | the fast path attaches by clsact |
 //! | `af-xdp` | `socket(AF_XDP)` | no `--io xdp` |
 //! | `xsk-zerocopy` | every interface's `NETDEV_XDP_ACT_XSK_ZEROCOPY` | `auto` takes packet |
 //! | `xdp-features` | any interface reports `NETDEV_XDP_ACT_*` | the fast path forwards by TC only |
@@ -82,7 +82,8 @@ impl Feature {
             Feature::TcProgram => "no in-kernel fast path: the workers forward every packet",
             Feature::SocketFilter => "--io packet runs without the in-kernel fast path",
             Feature::Tcx => {
-                "no in-kernel fast path (its TC program attaches by TCX link, Linux 6.6+)"
+                "the fast path attaches by a clsact filter (netlink) instead of a TCX link: \
+                 one a crash leaves behind stays until the next start replaces it"
             }
             Feature::AfXdp => "--io xdp cannot run; auto uses packet",
             Feature::XskZeroCopy => "AF_XDP would copy every frame: auto uses packet",

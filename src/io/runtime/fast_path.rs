@@ -19,7 +19,7 @@ use crate::config::UplinkId;
 use crate::control::protocol::OffloadReport;
 use crate::flow::FlowKey;
 use crate::io::afxdp::load_offload_parts;
-use crate::io::offload::{Offload, MAX_ENTRIES};
+use crate::io::offload::{Offload, TcAttach, MAX_ENTRIES};
 
 /// How often the offload thread picks up newly established flows while the
 /// table is small enough to scan cheaply (at most [`MAX_ENTRIES`] flows, the
@@ -73,12 +73,16 @@ impl FastPath {
                 }),
         }
         .and_then(|parts| {
-            Offload::start(parts, &setup.interfaces, plan.xdp_hook).map_err(|e| e.to_string())
+            Offload::start(parts, &setup.interfaces, plan.attach, plan.xdp_hook)
+                .map_err(|e| e.to_string())
         });
         match started {
             Ok(offload) => FastPath {
                 offload: Some(Arc::new(offload)),
-                state: "on".to_string(),
+                state: match plan.attach {
+                    TcAttach::Tcx => "on".to_string(),
+                    TcAttach::Clsact => "on (TC by clsact: no TCX)".to_string(),
+                },
                 epoch: setup.epoch,
             },
             Err(why) => {

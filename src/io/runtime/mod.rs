@@ -125,8 +125,8 @@ pub struct KernelReport {
     /// would refuse to start.
     pub io: Result<String, String>,
     pub why: String,
-    /// "on (TC)", "on (TC, and XDP where the egress takes XDP frames)",
-    /// "off" or "unavailable (...)".
+    /// "on (TC by TCX link)", "on (TC by clsact filter, and XDP where the
+    /// egress takes XDP frames)", "off" or "unavailable (...)".
     pub fast_path: String,
 }
 
@@ -161,10 +161,18 @@ pub fn kernel_report(config: Option<&Config>, options: &RunOptions) -> KernelRep
             Ok(plan.backend.name().to_string()),
             plan.why,
             match plan.fast_path {
-                Ok(f) if f.xdp_hook => {
-                    "on (TC, and XDP where the egress takes XDP frames)".to_string()
-                }
-                Ok(_) => "on (TC)".to_string(),
+                Ok(f) => format!(
+                    "on (TC by {}{})",
+                    match f.attach {
+                        crate::io::offload::TcAttach::Tcx => "TCX link",
+                        crate::io::offload::TcAttach::Clsact => "clsact filter",
+                    },
+                    if f.xdp_hook {
+                        ", and XDP where the egress takes XDP frames"
+                    } else {
+                        ""
+                    }
+                ),
                 Err(why) => why,
             },
         ),

@@ -15,6 +15,7 @@
 use super::options::{IoMode, RunError};
 use crate::config::Offload as OffloadSetting;
 use crate::io::features::{Feature, Features};
+use crate::io::offload::TcAttach;
 use crate::io::ZeroCopy;
 
 /// The backend chosen.
@@ -52,6 +53,8 @@ pub(super) struct FastPathPlan {
     /// The XDP program forwards too, to interfaces whose driver accepts XDP
     /// frames (`--io xdp`, `offload = "auto"`, the kernel reports xdp-features).
     pub xdp_hook: bool,
+    /// TCX where the kernel has it, clsact otherwise.
+    pub attach: TcAttach,
 }
 
 /// Chooses the plan; an explicit `--io` that cannot run here is refused
@@ -109,7 +112,7 @@ pub(super) fn fast_path(
     if offload == OffloadSetting::Off {
         return Err("off".to_string());
     }
-    let mut needs = vec![Feature::TcProgram, Feature::Tcx];
+    let mut needs = vec![Feature::TcProgram];
     if backend == Backend::Packet {
         needs.push(Feature::SocketFilter);
     }
@@ -125,6 +128,11 @@ pub(super) fn fast_path(
         xdp_hook: backend == Backend::Xdp
             && offload == OffloadSetting::Auto
             && features.has(Feature::XdpFeatures),
+        attach: if features.has(Feature::Tcx) {
+            TcAttach::Tcx
+        } else {
+            TcAttach::Clsact
+        },
     })
 }
 
@@ -147,10 +155,22 @@ mod tests {
     fn auto_takes_xdp_only_with_zero_copy() {
         let all = plan(&[], IoMode::Auto).unwrap();
         assert_eq!(all.backend, Backend::Xdp);
-        assert_eq!(all.fast_path, Ok(FastPathPlan { xdp_hook: true }));
+        assert_eq!(
+            all.fast_path,
+            Ok(FastPathPlan {
+                xdp_hook: true,
+                attach: TcAttach::Tcx
+            })
+        );
         let veth = plan(&[Feature::XskZeroCopy], IoMode::Auto).unwrap();
         assert_eq!(veth.backend, Backend::Packet);
-        assert_eq!(veth.fast_path, Ok(FastPathPlan { xdp_hook: false }));
+        assert_eq!(
+            veth.fast_path,
+            Ok(FastPathPlan {
+                xdp_hook: false,
+                attach: TcAttach::Tcx
+            })
+        );
         let off = choose(
             &Features::with(&[]),
             IoMode::Auto,
@@ -193,22 +213,37 @@ mod tests {
         let p = plan(&[Feature::SocketFilter], IoMode::Xdp).unwrap();
         assert_eq!(
             p.fast_path,
-            Ok(FastPathPlan { xdp_hook: true }),
+            Ok(FastPathPlan {
+                xdp_hook: true,
+                attach: TcAttach::Tcx
+            }),
             "xdp needs no tap"
         );
         let p = plan(&[Feature::SocketFilter], IoMode::Packet).unwrap();
         assert!(p.fast_path.is_err());
         let p = plan(&[Feature::Tcx], IoMode::Packet).unwrap();
-        assert!(p.fast_path.unwrap_err().contains("tcx"));
+        assert_eq!(p.fast_path.unwrap().attach, TcAttach::Clsact);
         let p = plan(&[Feature::XdpFeatures, Feature::XdpMeta], IoMode::Xdp).unwrap();
-        assert_eq!(p.fast_path, Ok(FastPathPlan { xdp_hook: false }));
+        assert_eq!(
+            p.fast_path,
+            Ok(FastPathPlan {
+                xdp_hook: false,
+                attach: TcAttach::Tcx
+            })
+        );
         let tc = choose(
             &Features::with(&[]),
             IoMode::Xdp,
             ZeroCopy::Auto,
             OffloadSetting::Tc,
         );
-        assert_eq!(tc.unwrap().fast_path, Ok(FastPathPlan { xdp_hook: false }));
+        assert_eq!(
+            tc.unwrap().fast_path,
+            Ok(FastPathPlan {
+                xdp_hook: false,
+                attach: TcAttach::Tcx
+            })
+        );
         let off = choose(
             &Features::with(&[]),
             IoMode::Xdp,

@@ -164,6 +164,61 @@ pub fn attach_tcx_ingress(prog: RawFd, ifindex_: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// xwan's cls_bpf filter at a clsact ingress hook (kernels without TCX):
+/// its handle and priority, fixed so a start replaces what a crashed xwan
+/// left behind.
+const CLSACT_HANDLE: u32 = 0x7877;
+const CLSACT_PRIORITY: u32 = 0x7877;
+
+fn clsact_hook(ifindex: libc::c_int) -> libbpf_sys::bpf_tc_hook {
+    libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as libbpf_sys::size_t,
+        ifindex,
+        attach_point: libbpf_sys::BPF_TC_INGRESS,
+        ..Default::default()
+    }
+}
+
+/// Attaches the TC program `prog` at the clsact ingress hook of interface
+/// `ifindex` as a direct-action cls_bpf filter over netlink (the way before
+/// TCX, Linux 6.6), creating the clsact qdisc if the interface has none and
+/// replacing xwan's own filter if one is there. Unlike a TCX link it stays
+/// until [`detach_clsact_ingress`] removes it.
+pub fn attach_clsact_ingress(prog: RawFd, ifindex_: u32) -> io::Result<()> {
+    let mut hook = clsact_hook(ifindex(ifindex_)?);
+    // SAFETY: hook is a valid, sized struct that outlives the call.
+    match check(unsafe { libbpf_sys::bpf_tc_hook_create(&mut hook) }) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let mut opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        prog_fd: prog,
+        flags: libbpf_sys::BPF_TC_F_REPLACE,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and opts are valid, sized structs that outlive the call;
+    // the descriptor is only a number to the kernel, which checks it.
+    check(unsafe { libbpf_sys::bpf_tc_attach(&hook, &mut opts) }).map(drop)
+}
+
+/// Removes the filter [`attach_clsact_ingress`] put on interface `ifindex`
+/// (the clsact qdisc stays: other filters may use it).
+pub fn detach_clsact_ingress(ifindex_: u32) -> io::Result<()> {
+    let hook = clsact_hook(ifindex(ifindex_)?);
+    let opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and opts are valid, sized structs that outlive the call.
+    check(unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) }).map(drop)
+}
+
 /// What one `BPF_PROG_TEST_RUN` of a program on an skb gave.
 #[cfg(test)]
 #[derive(Debug)]
