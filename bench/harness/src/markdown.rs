@@ -410,7 +410,7 @@ fn markdown(data: &Data, title: &str) -> String {
             .iter()
             .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", data.label(mode)))
             .collect();
-        let _ = writeln!(md, "{}.\n", list.join(", "));
+        let _ = writeln!(md, "{}.\n", list.join("; "));
     }
 
     md.push_str("## Headline\n\n");
@@ -508,27 +508,44 @@ fn markdown(data: &Data, title: &str) -> String {
             .collect();
         table_row(&mut md, label, &cells, &ratios);
     }
-    let _ = writeln!(
-        md,
-        "\nxwan --io packet passed {} MiB of GSO super-frames through whole over its TCP runs \
-         with offload on, {} MiB with it off, --io auto {} MiB (when it ran packet) \
-         (translated once, cut by the egress veth or the kernel).\n",
-        fmt_stat(data.stat("packet", "tcp_gso_passthrough_mib"), Unit::Plain),
-        fmt_stat(
-            data.stat("packet-nooffload", "tcp_gso_passthrough_mib"),
-            Unit::Plain
-        ),
-        fmt_stat(data.stat("auto", "tcp_gso_passthrough_mib"), Unit::Plain),
+    // What crossed whole (packet backend) and what the fast path took, for
+    // the modes measured.
+    let measured = |modes: &[&str], metric: &str| -> Vec<String> {
+        modes
+            .iter()
+            .filter_map(|m| {
+                data.stat(m, metric).map(|s| {
+                    format!(
+                        "{} MiB with {}",
+                        fmt_stat(Some(s), Unit::Plain),
+                        data.label(m)
+                    )
+                })
+            })
+            .collect()
+    };
+    let passed = measured(
+        &["auto", "packet", "packet-nooffload"],
+        "tcp_gso_passthrough_mib",
     );
-    let _ = writeln!(
-        md,
-        "With offload on, xwan's TC fast path forwarded {} MiB of the TCP runs in the kernel \
-         with --io xdp, {} MiB with --io packet and {} MiB with --io auto, the rest went \
-         through the workers.\n",
-        fmt_stat(data.stat("xdp", "tcp_offload_mib"), Unit::Plain),
-        fmt_stat(data.stat("packet", "tcp_offload_mib"), Unit::Plain),
-        fmt_stat(data.stat("auto", "tcp_offload_mib"), Unit::Plain),
-    );
+    if !passed.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nGSO super-frames xwan's packet workers passed through whole over the TCP runs \
+             (translated once, cut by the egress veth or the kernel): {}.",
+            passed.join("; ")
+        );
+    }
+    let offloaded = measured(&OFFLOAD_ON, "tcp_offload_mib");
+    if !offloaded.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nForwarded in the kernel by xwan's TC fast path over the TCP runs (the rest went \
+             through the workers): {}.",
+            offloaded.join("; ")
+        );
+    }
+    md.push('\n');
     md.push_str(
         "The kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
          the veths unsegmented, so one routing decision moves ~40 MTU-sized packets; so does \

@@ -124,10 +124,10 @@ impl Data {
     }
 
     /// A mode's name in tables and legends; `auto` with the backend it ran,
-    /// e.g. "xwan --io auto (packet), offload on".
+    /// e.g. "xwan --io auto (packet, offload on)".
     pub fn label(&self, mode: &str) -> String {
         match (mode, self.text(mode, "io")) {
-            ("auto", Some(io)) => format!("xwan --io auto ({io}), offload on"),
+            ("auto", Some(io)) => format!("xwan --io auto ({io}, offload on)"),
             _ => mode_name(mode).to_string(),
         }
     }
@@ -407,7 +407,7 @@ mod tests {
 {"rep":2,"mode":"auto","metric":"io","text":"packet"}
 "#,
         );
-        assert_eq!(data.label("auto"), "xwan --io auto (packet), offload on");
+        assert_eq!(data.label("auto"), "xwan --io auto (packet, offload on)");
         assert_eq!(data.short_label("auto"), "auto (packet)");
         // Only auto carries its backend in its name; xdp's is a note.
         assert_eq!(data.label("xdp"), "xwan --io xdp (offload on)");
