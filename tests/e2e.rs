@@ -64,6 +64,36 @@ macro_rules! matrix {
             fn xwan_packet_offload_off() {
                 super::$scenario(RouterMode::XwanPacketOffloadOff, TxOffload::On);
             }
+
+            #[test]
+            fn xwan_auto() {
+                super::$scenario(RouterMode::XwanAuto, TxOffload::On);
+            }
+
+            // Each fallback, on any kernel (XWAN_TEST_ABSENT).
+            #[test]
+            fn xwan_auto_without_xdp_or_tcx() {
+                let absent = "xdp-program,af-xdp,tcx,rt-sched";
+                super::$scenario(RouterMode::XwanAbsent { io: "auto", absent }, TxOffload::On);
+            }
+
+            #[test]
+            fn xwan_xdp_without_tc_program() {
+                let absent = "tc-program";
+                super::$scenario(RouterMode::XwanAbsent { io: "xdp", absent }, TxOffload::On);
+            }
+
+            #[test]
+            fn xwan_xdp_without_xdp_features() {
+                let absent = "xdp-features,xdp-meta";
+                super::$scenario(RouterMode::XwanAbsent { io: "xdp", absent }, TxOffload::Off);
+            }
+
+            #[test]
+            fn xwan_packet_without_socket_filter() {
+                let absent = "socket-filter";
+                super::$scenario(RouterMode::XwanAbsent { io: "packet", absent }, TxOffload::On);
+            }
         }
     )*};
 }

@@ -50,9 +50,10 @@ pub struct RunArgs {
     /// Configuration file.
     #[arg(short, long, value_name = "FILE", env = CONFIG_ENV, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
-    /// I/O backend (default: xdp, falling back to packet).
-    #[arg(long, value_enum, value_name = "BACKEND")]
-    pub io: Option<IoBackend>,
+    /// I/O backend: auto takes AF_XDP where every interface has zero-copy
+    /// AF_XDP, AF_PACKET with the in-kernel fast path elsewhere.
+    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = IoBackend::Auto)]
+    pub io: IoBackend,
     /// Queues (and worker threads) per interface (default: every queue).
     #[arg(long, value_name = "N")]
     pub queues: Option<NonZeroU32>,
@@ -70,6 +71,8 @@ pub struct RunArgs {
 /// How frames reach the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IoBackend {
+    /// The faster of the two that this machine can run.
+    Auto,
     /// XDP program + AF_XDP sockets.
     Xdp,
     /// AF_PACKET raw sockets.
@@ -125,6 +128,13 @@ pub struct CheckArgs {
     /// Print JSON instead of the summary (an error too, on stdout, still exit 1).
     #[arg(long)]
     pub json: bool,
+    /// Probe this kernel's optional features instead (for the interfaces
+    /// the file names) and say how `xwan run` would run here; starts nothing.
+    #[arg(long)]
+    pub kernel: bool,
+    /// With --kernel: the backend `xwan run --io` would be given.
+    #[arg(long, value_enum, value_name = "BACKEND", default_value_t = IoBackend::Auto, requires = "kernel")]
+    pub io: IoBackend,
 }
 
 #[derive(Debug, Args)]
@@ -250,7 +260,7 @@ mod tests {
             panic!("expected run, got {:?}", cli.command);
         };
         assert_eq!(run.config, PathBuf::from("x.toml"));
-        assert_eq!(run.io, Some(IoBackend::Packet));
+        assert_eq!(run.io, IoBackend::Packet);
         assert_eq!(run.queues.map(NonZeroU32::get), Some(2));
         assert_eq!(run.zero_copy, ZeroCopy::Off);
         assert_eq!(run.cpus, Some(CpuList(vec![0, 1])));

@@ -68,6 +68,47 @@ struct Invalid<'a> {
     column: Option<usize>,
 }
 
+/// `xwan check --kernel`: the feature table and the plan, for the
+/// interfaces of the file (a file that does not load is reported, and the
+/// probes run for no interface).
+pub fn kernel(args: &CheckArgs) -> ExitCode {
+    let (config, trouble) = match Config::load(&args.config) {
+        Ok(config) => (Some(config), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let options = crate::io::RunOptions {
+        io: super::io_mode(args.io),
+        queues: None,
+        zero_copy: crate::io::ZeroCopy::Auto,
+        cpus: Vec::new(),
+    };
+    let report = crate::io::kernel_report(config.as_ref(), &options);
+    if args.json {
+        super::show::print_json(&report);
+    } else {
+        print!("{}", kernel_text(&report));
+        if let Some(e) = trouble {
+            eprintln!("note: {e}: the per-interface probes asked no interface");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn kernel_text(report: &crate::io::KernelReport) -> String {
+    let mut out = format!("{}: optional features\n", report.kernel);
+    for line in &report.features {
+        out.push_str(&format!("  {line}\n"));
+    }
+    match &report.io {
+        Ok(io) => out.push_str(&format!(
+            "xwan run would use: io {io} ({}); fast path {}\n",
+            report.why, report.fast_path
+        )),
+        Err(e) => out.push_str(&format!("xwan run would refuse to start: {e}\n")),
+    }
+    out
+}
+
 pub fn check(args: &CheckArgs) -> ExitCode {
     match Config::load(&args.config) {
         Ok(mut config) => {

@@ -25,6 +25,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => with_config(&args.config, |config| run(&args, config)),
+        Command::Check(args) if args.kernel => check::kernel(&args),
         Command::Check(args) => check::check(&args),
         Command::Status(args) => show::status(&args),
         Command::Flows(args) => show::flows(&args),
@@ -53,12 +54,18 @@ fn with_config(path: &Path, command: impl FnOnce(Config) -> ExitCode) -> ExitCod
     }
 }
 
+/// The backend asked for, as the I/O layer takes it.
+fn io_mode(io: IoBackend) -> crate::io::IoMode {
+    match io {
+        IoBackend::Auto => crate::io::IoMode::Auto,
+        IoBackend::Xdp => crate::io::IoMode::Xdp,
+        IoBackend::Packet => crate::io::IoMode::Packet,
+    }
+}
+
 fn run(args: &RunArgs, config: Config) -> ExitCode {
     let options = crate::io::RunOptions {
-        io: args.io.map(|io| match io {
-            IoBackend::Xdp => crate::io::IoMode::Xdp,
-            IoBackend::Packet => crate::io::IoMode::Packet,
-        }),
+        io: io_mode(args.io),
         queues: args.queues.map(|q| q.get()),
         zero_copy: match args.zero_copy {
             ZeroCopy::Auto => crate::io::ZeroCopy::Auto,

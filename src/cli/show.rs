@@ -162,6 +162,12 @@ pub fn status_table(s: &StatusReport) -> String {
         );
     }
     let _ = writeln!(out);
+    if !s.features.is_empty() {
+        let _ = writeln!(out, "features:");
+        for line in &s.features {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     for w in &s.workers {
         let _ = writeln!(
             out,

@@ -134,6 +134,10 @@ pub struct StatusReport {
     /// The in-kernel fast path (`[dataplane] offload`).
     #[serde(default)]
     pub offload: OffloadReport,
+    /// The optional kernel features probed at start (`xwan check --kernel`
+    /// prints the same lines).
+    #[serde(default)]
+    pub features: Vec<FeatureLine>,
 }
 
 /// The in-kernel fast path in `xwan status` and metrics.
@@ -317,6 +321,7 @@ impl StatusReport {
                 .collect(),
             workers: Vec::new(),
             offload: OffloadReport::default(),
+            features: Vec::new(),
         }
     }
 }
@@ -385,5 +390,53 @@ impl FlowReport {
             bytes_in: flow.bytes[1],
             offloaded: false,
         }
+    }
+}
+
+/// What a probe of an optional kernel feature found (`crate::io::features`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureState {
+    Available,
+    Unavailable,
+    /// Refused with EPERM or EACCES: says nothing of what the kernel supports.
+    NotPermitted,
+    /// Made absent by the test switch, not probed.
+    #[serde(rename = "forced-absent")]
+    Forced,
+}
+
+impl FeatureState {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureState::Available => "available",
+            FeatureState::Unavailable => "unavailable",
+            FeatureState::NotPermitted => "not-permitted",
+            FeatureState::Forced => "forced-absent",
+        }
+    }
+}
+
+/// One feature's line: its state, what the probe saw, and what xwan does
+/// about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureLine {
+    pub name: String,
+    pub state: FeatureState,
+    pub detail: String,
+    /// Empty when available; what xwan does without it otherwise.
+    pub effect: String,
+}
+
+impl std::fmt::Display for FeatureLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.state.name())?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", self.detail)?;
+        }
+        if !self.effect.is_empty() {
+            write!(f, "; {}", self.effect)?;
+        }
+        Ok(())
     }
 }

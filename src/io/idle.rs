@@ -24,9 +24,15 @@ use super::sys::sched;
 /// 0.95-3.7 ms at normal priority, 0.27-0.50 ms at `SCHED_FIFO` 1 with
 /// `--io xdp`, 3.3-12.9 ms against 0.16-0.23 ms (most rounds) with
 /// `--io packet`; throughput not lower in either.
+/// The start-up's `rt-sched` feature line says once whether it is allowed;
+/// each worker says so at debug level.
 pub fn prefer_prompt_wakeups(worker: &str) {
+    if super::features::forced_absent().contains(&super::features::Feature::RtSched) {
+        tracing::debug!(worker, "worker at normal priority (rt-sched forced absent)");
+        return;
+    }
     if let Err(err) = sched::set_lowest_realtime() {
-        tracing::info!(worker, %err, "worker at normal priority (real-time scheduling not allowed)");
+        tracing::debug!(worker, %err, "worker at normal priority (real-time scheduling not allowed)");
     }
 }
 

@@ -21,6 +21,8 @@
 
 pub mod afpacket;
 pub mod afxdp;
+mod bpf_object;
+pub mod features;
 mod idle;
 pub mod offload;
 mod probe;
@@ -30,7 +32,10 @@ mod sys;
 pub mod system;
 mod systemd;
 
-pub use runtime::{resolve_auto, run, DataPathReport, IoMode, RunError, RunOptions, Running};
+pub use runtime::{
+    kernel_report, resolve_auto, run, DataPathReport, IoMode, KernelReport, RunError, RunOptions,
+    Running,
+};
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;

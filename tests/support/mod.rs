@@ -57,6 +57,14 @@ pub enum RouterMode {
     XwanXdpOffloadOff,
     /// `xwan run --io packet` with `[dataplane] offload = "off"`.
     XwanPacketOffloadOff,
+    /// `xwan run` with no `--io`: the backend `auto` picks here.
+    XwanAuto,
+    /// `xwan run --io IO` with the features named (comma-separated) made
+    /// absent by the test switch `XWAN_TEST_ABSENT`: a fallback path.
+    XwanAbsent {
+        io: &'static str,
+        absent: &'static str,
+    },
 }
 
 /// Transmit checksum offload on the LAN hosts' and servers' interfaces.
@@ -314,6 +322,10 @@ impl Testbed {
                 };
                 self.spawn_xwan(&config_path, io);
             }
+            RouterMode::XwanAuto => self.spawn_xwan(&config_path, "auto"),
+            RouterMode::XwanAbsent { io, absent } => {
+                self.spawn_xwan_env(&config_path, io, &[("XWAN_TEST_ABSENT", absent)]);
+            }
         }
     }
 
@@ -328,6 +340,8 @@ impl Testbed {
         let io = match mode {
             RouterMode::XwanXdp | RouterMode::XwanXdpOffloadOff => "xdp",
             RouterMode::XwanPacket | RouterMode::XwanPacketOffloadOff => "packet",
+            RouterMode::XwanAuto => "auto",
+            RouterMode::XwanAbsent { io, .. } => io,
             RouterMode::Kernel => panic!("start_xwan_with_env starts xwan, not the kernel recipe"),
         };
         let config_path = self.path("xwan.toml");

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::report::{mode_name, Data, ReportError, Stat, LOADS, ROUTERS};
+use crate::report::{Data, ReportError, Stat, LOADS, OFFLOAD_ON};
 use crate::targets;
 
 /// Writes `results.md` into `out`, creating it.
@@ -100,21 +100,14 @@ fn ratio(data: &Data, a: &str, b: &str, metric: &str) -> String {
 /// xwan to the kernel mean something for it.
 type Row<'a> = (&'a str, &'a str, Unit, bool);
 
-/// A table with one row per figure and one column per router, plus the
-/// ratios of xwan to the kernel recipe.
+/// A table with one row per figure and one column per router the run
+/// measured, plus the ratios of each xwan mode to the kernel recipe.
 fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
-    let xwan = &ROUTERS[..ROUTERS.len() - 1];
-    let names: Vec<&str> = ROUTERS.iter().map(|m| mode_name(m)).collect();
-    let ratios: Vec<String> = xwan.iter().map(|m| format!("{m} / kernel")).collect();
-    let _ = writeln!(
-        md,
-        "| figure | {} | {} |",
-        names.join(" | "),
-        ratios.join(" | ")
-    );
-    let _ = writeln!(md, "|{}", " --- |".repeat(1 + ROUTERS.len() + xwan.len()));
+    let routers = data.routers();
+    let xwan: Vec<&str> = routers.iter().copied().filter(|m| *m != "kernel").collect();
+    table_header(md, data, &routers, &xwan);
     for (metric, label, unit, with_ratios) in rows {
-        let cells: Vec<String> = ROUTERS
+        let cells: Vec<String> = routers
             .iter()
             .map(|m| fmt_stat(data.stat(m, metric), *unit))
             .collect();
@@ -128,14 +121,30 @@ fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
                 }
             })
             .collect();
-        let _ = writeln!(
-            md,
-            "| {label} | {} | {} |",
-            cells.join(" | "),
-            ratios.join(" | ")
-        );
+        table_row(md, label, &cells, &ratios);
     }
     md.push('\n');
+}
+
+/// The header of a table with a column per mode in `columns` and a ratio to
+/// the kernel recipe per mode in `ratios`.
+fn table_header(md: &mut String, data: &Data, columns: &[&str], ratios: &[&str]) {
+    let mut head = vec!["figure".to_string()];
+    head.extend(columns.iter().map(|m| data.label(m)));
+    head.extend(
+        ratios
+            .iter()
+            .map(|m| format!("{} / kernel", data.short_label(m))),
+    );
+    let _ = writeln!(md, "| {} |", head.join(" | "));
+    let _ = writeln!(md, "|{}", " --- |".repeat(head.len()));
+}
+
+fn table_row(md: &mut String, label: &str, cells: &[String], ratios: &[String]) {
+    let mut row = vec![label.to_string()];
+    row.extend(cells.iter().cloned());
+    row.extend(ratios.iter().cloned());
+    let _ = writeln!(md, "| {} |", row.join(" | "));
 }
 
 const HEADLINE: &[Row] = &[
@@ -350,6 +359,26 @@ const CPU: &[Row] = &[
     ),
 ];
 
+/// The backend each xwan mode ran (`io` of `xwan status --json`, read once
+/// the router was up): what `--io auto` chose on this machine.
+fn backends(md: &mut String, data: &Data) {
+    let ran: Vec<String> = data
+        .routers()
+        .iter()
+        .filter_map(|m| data.text(m, "io").map(|io| format!("{m}: {io}")))
+        .collect();
+    if ran.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Backend each xwan mode ran (`io` of `xwan status --json` once the router was up; \
+         `--io auto`, xwan run's default, takes AF_XDP only where every interface binds it in \
+         zero-copy mode, AF_PACKET with the in-kernel fast path elsewhere): {}.\n",
+        ran.join("; ")
+    );
+}
+
 fn markdown(data: &Data, title: &str) -> String {
     let mut md = String::new();
     let reps = data.reps().len();
@@ -379,9 +408,9 @@ fn markdown(data: &Data, title: &str) -> String {
         );
         let list: Vec<String> = disturbed
             .iter()
-            .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", mode_name(mode)))
+            .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", data.label(mode)))
             .collect();
-        let _ = writeln!(md, "{}.\n", list.join(", "));
+        let _ = writeln!(md, "{}.\n", list.join("; "));
     }
 
     md.push_str("## Headline\n\n");
@@ -401,6 +430,8 @@ fn markdown(data: &Data, title: &str) -> String {
         fmt_stat(data.stat("generator", "pps_1k"), Unit::Kpps),
         fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
     );
+
+    backends(&mut md, data);
 
     targets::write(&mut md, data);
 
@@ -442,8 +473,17 @@ fn markdown(data: &Data, title: &str) -> String {
 
     md.push_str("## TCP throughput (iperf3, MTU 1500, hosts at default offloads)\n\n");
     md.push_str("![TCP throughput](tcp.svg)\n\n");
-    md.push_str("| figure | xwan --io xdp (offload on) | xwan --io xdp, offload off | xwan --io packet (offload on) | xwan --io packet, offload off | kernel recipe | kernel recipe + XDP pass program | xdp / kernel | packet / kernel |\n");
-    md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    let mut columns = data.routers();
+    if data.stat("kernel-xdp", "tcp_up_1").is_some() {
+        columns.push("kernel-xdp");
+    }
+    // Ratios for the modes with their fast path on, as xwan runs by default.
+    let ratios: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|m| OFFLOAD_ON.contains(m))
+        .collect();
+    table_header(&mut md, data, &columns, &ratios);
     for (metric, label, unit) in [
         ("tcp_up_1", "1 stream, LAN → internet", Unit::Gbit),
         ("tcp_down_1", "1 stream, internet → LAN (-R)", Unit::Gbit),
@@ -458,43 +498,54 @@ fn markdown(data: &Data, title: &str) -> String {
             Unit::Plain,
         ),
     ] {
-        let cells: Vec<String> = [
-            "xdp",
-            "xdp-nooffload",
-            "packet",
-            "packet-nooffload",
-            "kernel",
-            "kernel-xdp",
-        ]
-        .iter()
-        .map(|m| fmt_stat(data.stat(m, metric), unit))
-        .collect();
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|m| fmt_stat(data.stat(m, metric), unit))
+            .collect();
+        let ratios: Vec<String> = ratios
+            .iter()
+            .map(|m| ratio(data, m, "kernel", metric))
+            .collect();
+        table_row(&mut md, label, &cells, &ratios);
+    }
+    // What crossed whole (packet backend) and what the fast path took, for
+    // the modes measured.
+    let measured = |modes: &[&str], metric: &str| -> Vec<String> {
+        modes
+            .iter()
+            .filter_map(|m| {
+                data.stat(m, metric).map(|s| {
+                    format!(
+                        "{} MiB with {}",
+                        fmt_stat(Some(s), Unit::Plain),
+                        data.label(m)
+                    )
+                })
+            })
+            .collect()
+    };
+    let passed = measured(
+        &["auto", "packet", "packet-nooffload"],
+        "tcp_gso_passthrough_mib",
+    );
+    if !passed.is_empty() {
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {} |",
-            cells.join(" | "),
-            ratio(data, "xdp", "kernel", metric),
-            ratio(data, "packet", "kernel", metric)
+            "\nGSO super-frames xwan's packet workers passed through whole over the TCP runs \
+             (translated once, cut by the egress veth or the kernel): {}.",
+            passed.join("; ")
         );
     }
-    let _ = writeln!(
-        md,
-        "\nxwan --io packet passed {} MiB of GSO super-frames through whole over its TCP runs \
-         with offload on, {} MiB with it off (translated once, cut by the egress veth or the \
-         kernel).\n",
-        fmt_stat(data.stat("packet", "tcp_gso_passthrough_mib"), Unit::Plain),
-        fmt_stat(
-            data.stat("packet-nooffload", "tcp_gso_passthrough_mib"),
-            Unit::Plain
-        ),
-    );
-    let _ = writeln!(
-        md,
-        "With offload on, xwan's TC fast path forwarded {} MiB of the TCP runs in the kernel \
-         with --io xdp and {} MiB with --io packet, the rest went through the workers.\n",
-        fmt_stat(data.stat("xdp", "tcp_offload_mib"), Unit::Plain),
-        fmt_stat(data.stat("packet", "tcp_offload_mib"), Unit::Plain),
-    );
+    let offloaded = measured(&OFFLOAD_ON, "tcp_offload_mib");
+    if !offloaded.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nForwarded in the kernel by xwan's TC fast path over the TCP runs (the rest went \
+             through the workers): {}.",
+            offloaded.join("; ")
+        );
+    }
+    md.push('\n');
     md.push_str(
         "The kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
          the veths unsegmented, so one routing decision moves ~40 MTU-sized packets; so does \
@@ -513,7 +564,7 @@ fn markdown(data: &Data, title: &str) -> String {
         "| mode | load | offered | RTT mean | RTT p50 | RTT p99 | RTT p99.9 | added p50 | lost |\n",
     );
     md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    for mode in ROUTERS {
+    for mode in data.routers() {
         for load in LOADS {
             let offered = if load == "idle" {
                 "0".to_string()
@@ -529,7 +580,7 @@ fn markdown(data: &Data, title: &str) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {offered} | {} | {} | {} | {} | {} | {} |",
-                mode_name(mode),
+                data.label(mode),
                 if load == "idle" {
                     "idle".to_string()
                 } else {

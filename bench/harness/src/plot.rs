@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::{mode_name, Data, ReportError, Stat, LOADS, QUANTILES, ROUTERS};
+use crate::report::{Data, ReportError, Stat, LOADS, QUANTILES};
 
 const SIZE: (u32, u32) = (860, 480);
 /// Width of one group of bars (or one load step) on the integer x axes.
@@ -14,6 +14,7 @@ const GROUP: i32 = 100;
 
 fn color(mode: &str) -> RGBColor {
     match mode {
+        "auto" => RGBColor(23, 190, 207),
         "xdp" => RGBColor(31, 119, 180),
         "xdp-nooffload" => RGBColor(148, 103, 189),
         "packet-nooffload" => RGBColor(140, 86, 75),
@@ -39,13 +40,11 @@ pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
         color("generator"),
         vec![data.stat("generator", "pps_1k")],
     )];
-    series.extend(ROUTERS.iter().map(|m| {
-        (
-            mode_name(m).to_string(),
-            color(m),
-            vec![data.stat(m, "pps_1k")],
-        )
-    }));
+    series.extend(
+        data.routers()
+            .iter()
+            .map(|m| (data.label(m), color(m), vec![data.stat(m, "pps_1k")])),
+    );
     bars(
         &out.join(name),
         "64-byte UDP, 1 k established flows: delivered rate",
@@ -58,23 +57,19 @@ pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
 
     let name = "tcp.svg";
     let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_4", "tcp_down_4"];
-    let series: Vec<_> = [
-        "xdp",
-        "xdp-nooffload",
-        "packet",
-        "packet-nooffload",
-        "kernel",
-        "kernel-xdp",
-    ]
-    .iter()
-    .map(|m| {
-        (
-            mode_name(m).to_string(),
-            color(m),
-            tcp.iter().map(|t| data.stat(m, t)).collect(),
-        )
-    })
-    .collect();
+    let mut modes = data.routers();
+    modes.push("kernel-xdp");
+    let series: Vec<_> = modes
+        .iter()
+        .filter(|m| tcp.iter().any(|t| data.stat(m, t).is_some()))
+        .map(|m| {
+            (
+                data.label(m),
+                color(m),
+                tcp.iter().map(|t| data.stat(m, t)).collect(),
+            )
+        })
+        .collect();
     bars(
         &out.join(name),
         "TCP throughput (iperf3, MTU 1500)",
@@ -82,8 +77,8 @@ pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
         &[
             "1 stream up",
             "1 stream down",
-            "8 streams up",
-            "8 streams down",
+            "4 streams up",
+            "4 streams down",
         ],
         &series,
         1e-9,
@@ -192,6 +187,7 @@ where
 /// a point of `radius` at each.
 fn medians<'a, DB, CT, X>(
     chart: &mut ChartContext<'a, DB, CT>,
+    data: &Data,
     mode: &str,
     points: &[(X, Stat)],
     radius: i32,
@@ -208,7 +204,7 @@ where
             c.stroke_width(2),
         ))
         .map_err(|e| e.to_string())?
-        .label(mode_name(mode))
+        .label(data.label(mode))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
     chart
         .draw_series(
@@ -232,7 +228,8 @@ fn whisker(x: i32, cap: i32, s: &Stat, scale: f64, c: &RGBColor) -> Vec<PathElem
 
 fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
     let flows = [(1e3, "1k"), (1e5, "100k"), (1.001e6, "1m")];
-    let top = ROUTERS
+    let routers = data.routers();
+    let top = routers
         .iter()
         .flat_map(|m| {
             flows
@@ -282,7 +279,7 @@ fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
             .label("generator ceiling (1 k flows)")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], grey));
     }
-    for mode in ROUTERS {
+    for mode in routers {
         let c = color(mode);
         let points: Vec<(f64, Stat)> = flows
             .iter()
@@ -291,7 +288,7 @@ fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
         if points.is_empty() {
             continue;
         }
-        medians(&mut chart, mode, &points, 4)?;
+        medians(&mut chart, data, mode, &points, 4)?;
         for (x, s) in &points {
             let segment = vec![(*x, s.min / 1e3), (*x, s.max / 1e3)];
             chart
@@ -316,8 +313,9 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let panels = root.split_evenly((1, QUANTILES.len()));
+    let routers = data.routers();
     for (panel, q) in panels.iter().zip(QUANTILES) {
-        let top = ROUTERS
+        let top = routers
             .iter()
             .flat_map(|m| {
                 LOADS
@@ -349,7 +347,7 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        for mode in ROUTERS {
+        for mode in &routers {
             let c = color(mode);
             let points: Vec<(i32, Stat)> = LOADS
                 .iter()
@@ -359,7 +357,7 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
             if points.is_empty() {
                 continue;
             }
-            medians(&mut chart, mode, &points, 3)?;
+            medians(&mut chart, data, mode, &points, 3)?;
             for (x, s) in &points {
                 chart
                     .draw_series(whisker(*x, 4, s, 1e-3, &c))

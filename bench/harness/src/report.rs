@@ -1,8 +1,11 @@
 //! From raw measurements to `results.md` and the plots.
 //!
 //! scripts/bench appends one JSON object per measurement to the raw file:
-//! `{"rep":1,"mode":"xdp","metric":"pps_1k","value":211234.0}`. Modes are the
-//! five routers (`xdp` and `packet`: xwan --io xdp and --io packet with
+//! `{"rep":1,"mode":"xdp","metric":"pps_1k","value":211234.0}`, or a text
+//! in place of the value: `{"rep":1,"mode":"auto","metric":"io","text":"packet"}`
+//! (the backend xwan ran, `io` of `xwan status --json`). Modes are the six
+//! routers (`auto`: xwan run's default `--io auto`, which picks its backend
+//! at start; `xdp` and `packet`: xwan --io xdp and --io packet; all three with
 //! their in-kernel fast path, on by default; `xdp-nooffload` and
 //! `packet-nooffload`: the same with `[dataplane] offload = "off"`; `kernel`),
 //! `kernel-xdp` (the kernel recipe
@@ -17,14 +20,18 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The routers compared, in table order.
-pub const ROUTERS: [&str; 5] = [
+/// The routers compared, in table order; the kernel recipe last.
+pub const ROUTERS: [&str; 6] = [
+    "auto",
     "xdp",
     "xdp-nooffload",
     "packet",
     "packet-nooffload",
     "kernel",
 ];
+
+/// The xwan modes with their in-kernel fast path on (xwan's default).
+pub const OFFLOAD_ON: [&str; 3] = ["auto", "xdp", "packet"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -39,6 +46,8 @@ pub enum ReportError {
         line: usize,
         source: serde_json::Error,
     },
+    #[error("{path}:{line}: neither a value nor a text")]
+    NoValue { path: String, line: usize },
     #[error("{path}: no measurements")]
     Empty { path: String },
     #[error("plot {name}: {message}")]
@@ -50,7 +59,8 @@ struct Record {
     rep: u32,
     mode: String,
     metric: String,
-    value: f64,
+    value: Option<f64>,
+    text: Option<String>,
 }
 
 /// Median, smallest and largest of a figure over the repetitions.
@@ -84,13 +94,52 @@ impl Stat {
     }
 }
 
-/// Every value by (mode, metric), then by repetition.
+/// Every value by (mode, metric), then by repetition; the texts likewise.
 #[derive(Debug, Default)]
 pub struct Data {
     values: BTreeMap<(String, String), BTreeMap<u32, f64>>,
+    texts: BTreeMap<(String, String), BTreeMap<u32, String>>,
 }
 
 impl Data {
+    /// The routers of ROUTERS this run measured, in table order.
+    pub fn routers(&self) -> Vec<&'static str> {
+        ROUTERS
+            .into_iter()
+            .filter(|r| self.values.keys().any(|(mode, _)| mode == r))
+            .collect()
+    }
+
+    /// A text figure over the repetitions: its distinct values, in order of
+    /// first appearance, joined by " / "; None when never recorded.
+    pub fn text(&self, mode: &str, metric: &str) -> Option<String> {
+        let by_rep = self.texts.get(&(mode.to_string(), metric.to_string()))?;
+        let mut seen: Vec<&str> = Vec::new();
+        for t in by_rep.values() {
+            if !seen.contains(&t.as_str()) {
+                seen.push(t);
+            }
+        }
+        Some(seen.join(" / "))
+    }
+
+    /// A mode's name in tables and legends; `auto` with the backend it ran,
+    /// e.g. "xwan --io auto (packet, offload on)".
+    pub fn label(&self, mode: &str) -> String {
+        match (mode, self.text(mode, "io")) {
+            ("auto", Some(io)) => format!("xwan --io auto ({io}, offload on)"),
+            _ => mode_name(mode).to_string(),
+        }
+    }
+
+    /// A mode's short name, in ratio headers: "auto (packet)", "xdp".
+    pub fn short_label(&self, mode: &str) -> String {
+        match (mode, self.text(mode, "io")) {
+            ("auto", Some(io)) => format!("auto ({io})"),
+            _ => mode.to_string(),
+        }
+    }
+
     fn insert(&mut self, rep: u32, mode: &str, metric: &str, value: f64) {
         self.values
             .entry((mode.to_string(), metric.to_string()))
@@ -262,7 +311,21 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
             line: i + 1,
             source,
         })?;
-        data.insert(r.rep, &r.mode, &r.metric, r.value);
+        match (r.value, r.text) {
+            (Some(value), _) => data.insert(r.rep, &r.mode, &r.metric, value),
+            (None, Some(text)) => {
+                data.texts
+                    .entry((r.mode, r.metric))
+                    .or_default()
+                    .insert(r.rep, text);
+            }
+            (None, None) => {
+                return Err(ReportError::NoValue {
+                    path: path.clone(),
+                    line: i + 1,
+                })
+            }
+        }
     }
     if data.values.is_empty() {
         return Err(ReportError::Empty { path });
@@ -271,7 +334,8 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
     Ok(data)
 }
 
-const MODE_NAMES: [(&str, &str); 6] = [
+const MODE_NAMES: [(&str, &str); 7] = [
+    ("auto", "xwan --io auto (offload on)"),
     ("xdp", "xwan --io xdp (offload on)"),
     ("xdp-nooffload", "xwan --io xdp, offload off"),
     ("packet", "xwan --io packet (offload on)"),
@@ -291,14 +355,22 @@ pub fn mode_name(mode: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn data_of(lines: &str) -> Data {
-        let dir = std::env::temp_dir().join(format!("xwan-bench-report-{}", std::process::id()));
+    /// `lines` loaded from a raw file of their own (tests run in parallel).
+    fn load_lines(lines: &str) -> Result<Data, ReportError> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let raw = dir.join("raw.jsonl");
         std::fs::write(&raw, lines).unwrap();
-        let data = load(&raw).unwrap();
+        let data = load(&raw);
         std::fs::remove_dir_all(&dir).unwrap();
         data
+    }
+
+    fn data_of(lines: &str) -> Data {
+        load_lines(lines).unwrap()
     }
 
     #[test]
@@ -322,5 +394,42 @@ mod tests {
 "#,
         );
         assert_eq!(none.median("packet", "offload_share_100k"), None);
+    }
+
+    #[test]
+    fn auto_is_labelled_with_the_backend_it_ran() {
+        let data = data_of(
+            r#"{"rep":1,"mode":"auto","metric":"io","text":"packet"}
+{"rep":1,"mode":"auto","metric":"pps_1k","value":300000}
+{"rep":1,"mode":"xdp","metric":"io","text":"xdp (copy)"}
+{"rep":1,"mode":"xdp","metric":"pps_1k","value":250000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+{"rep":2,"mode":"auto","metric":"io","text":"packet"}
+"#,
+        );
+        assert_eq!(data.label("auto"), "xwan --io auto (packet, offload on)");
+        assert_eq!(data.short_label("auto"), "auto (packet)");
+        // Only auto carries its backend in its name; xdp's is a note.
+        assert_eq!(data.label("xdp"), "xwan --io xdp (offload on)");
+        assert_eq!(data.text("xdp", "io").as_deref(), Some("xdp (copy)"));
+        // Only the routers measured, auto first, the kernel recipe last.
+        assert_eq!(data.routers(), ["auto", "xdp", "kernel"]);
+        // Two backends over the repetitions: both named.
+        let mixed = data_of(
+            r#"{"rep":1,"mode":"auto","metric":"io","text":"packet"}
+{"rep":2,"mode":"auto","metric":"io","text":"xdp (zero-copy)"}
+{"rep":1,"mode":"auto","metric":"pps_1k","value":1}
+"#,
+        );
+        assert_eq!(mixed.short_label("auto"), "auto (packet / xdp (zero-copy))");
+        // Not recorded (an older raw.jsonl): the plain name.
+        let old = data_of(r#"{"rep":1,"mode":"auto","metric":"pps_1k","value":1}"#);
+        assert_eq!(old.label("auto"), "xwan --io auto (offload on)");
+    }
+
+    #[test]
+    fn a_record_needs_a_value_or_a_text() {
+        let err = load_lines(r#"{"rep":1,"mode":"auto","metric":"io"}"#).unwrap_err();
+        assert!(matches!(err, ReportError::NoValue { line: 1, .. }), "{err}");
     }
 }

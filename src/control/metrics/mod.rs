@@ -6,7 +6,7 @@ mod http;
 
 use std::fmt::Write as _;
 
-use super::protocol::{OffloadReport, UplinkControl, WorkerReport};
+use super::protocol::{FeatureLine, OffloadReport, UplinkControl, WorkerReport};
 use crate::router::{Stats, UplinkStats};
 
 pub use http::{MetricsServer, MetricsSource, MAX_CONNECTIONS, REQUEST_DEADLINE, STOP_CHECK};
@@ -345,6 +345,25 @@ pub fn render(s: &Snapshot) -> String {
     w.out
 }
 
+/// The optional kernel features probed at start: `xwan_feature{name,state}`
+/// 1 for each (`xwan check --kernel` prints the same).
+pub fn render_features(features: &[FeatureLine]) -> String {
+    let mut w = Writer { out: String::new() };
+    w.family(
+        "xwan_feature",
+        "gauge",
+        "An optional kernel feature and what its probe found at start (1).",
+    );
+    for line in features {
+        w.sample(
+            "xwan_feature",
+            &[("name", &line.name), ("state", line.state.name())],
+            1.0,
+        );
+    }
+    w.out
+}
+
 /// The in-kernel fast path's metrics (`[dataplane] offload`).
 pub fn render_offload(r: &OffloadReport) -> String {
     let mut w = Writer { out: String::new() };
@@ -418,6 +437,7 @@ pub fn render_offload(r: &OffloadReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::protocol::FeatureState;
 
     #[test]
     fn label_values_and_numbers_are_spelled_as_the_format_wants() {
@@ -434,6 +454,23 @@ mod tests {
             w.out,
             "# HELP x_total Things.\n# TYPE x_total counter\nx_total 2\ny{a=\"1\",b=\"q\\\"\"} 0.25\n"
         );
+    }
+
+    #[test]
+    fn a_feature_is_one_sample_with_its_state() {
+        let line = |name: &str, state| FeatureLine {
+            name: name.into(),
+            state,
+            detail: "why".into(),
+            effect: "what".into(),
+        };
+        let out = render_features(&[
+            line("xdp-meta", FeatureState::Unavailable),
+            line("tcx", FeatureState::Available),
+        ]);
+        assert!(out.starts_with("# HELP xwan_feature "));
+        assert!(out.contains("\nxwan_feature{name=\"xdp-meta\",state=\"unavailable\"} 1\n"));
+        assert!(out.contains("\nxwan_feature{name=\"tcx\",state=\"available\"} 1\n"));
     }
 
     #[test]

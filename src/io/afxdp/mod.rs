@@ -31,6 +31,7 @@ use punt::{Punt, Punting};
 use worker::{BindMode, QueueWorker, FRAME_SIZE};
 pub use worker::{WorkerCounters, WorkerEnd};
 
+use crate::io::bpf_object::BpfProgram;
 use crate::io::offload::OffloadParts;
 use crate::io::system::{self, SystemError};
 use crate::io::{sys, DataPathSetup, FrameProcessor, ZeroCopy};
@@ -176,9 +177,15 @@ pub struct XdpDataPath {
 }
 
 impl XdpDataPath {
-    /// Starts the data path with the router core.
-    pub fn start(router: Arc<Router>, setup: &DataPathSetup) -> Result<XdpDataPath, XdpError> {
-        XdpDataPath::start_with(router, setup)
+    /// Starts the data path with the router core; with `offload`, the
+    /// object's fast path (`xwan_offload`) is loaded beside the XDP program,
+    /// for [`XdpDataPath::offload_parts`].
+    pub fn start(
+        router: Arc<Router>,
+        setup: &DataPathSetup,
+        offload: bool,
+    ) -> Result<XdpDataPath, XdpError> {
+        XdpDataPath::start_with(router, setup, offload)
     }
 
     /// Starts the data path with any frame processor: checks the interfaces, loads
@@ -187,9 +194,15 @@ impl XdpDataPath {
     pub fn start_with<P: FrameProcessor>(
         processor: Arc<P>,
         setup: &DataPathSetup,
+        offload: bool,
     ) -> Result<XdpDataPath, XdpError> {
         check_setup(setup)?;
-        let mut program = Program::load(&setup.interfaces, &setup.owned)?;
+        let programs: &[BpfProgram] = if offload {
+            &[BpfProgram::Xdp, BpfProgram::Offload]
+        } else {
+            &[BpfProgram::Xdp]
+        };
+        let mut program = Program::load(&setup.interfaces, &setup.owned, programs)?;
         let punt = Arc::new(Punt::open()?);
         let (workers, zero_copy) = open_workers(setup, &punt)?;
         for worker in &workers {
@@ -439,9 +452,9 @@ fn open_workers(
     Ok((workers, zero_copy))
 }
 
-/// The fast path's programs and maps from the XDP object loaded for no
-/// interface and never attached (`--io packet`, which runs no XDP program,
-/// and the tests); `owned` fills the XDP program's own maps.
+/// The fast path's programs and maps from the BPF object loaded for no
+/// interface and without its XDP program (`--io packet`, which runs none,
+/// and the tests): the TC program and the workers' socket filter.
 pub fn load_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
-    Program::load(&[], owned)?.offload_parts()
+    Program::load(&[], owned, &[BpfProgram::Offload, BpfProgram::Tap])?.offload_parts()
 }

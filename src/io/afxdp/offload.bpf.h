@@ -21,7 +21,7 @@
 // interface accepts XDP frames (`xdp_egress`, kept by xwan from the device's
 // NETDEV_XDP_ACT_NDO_XMIT feature) and whose checksum is complete is rewritten
 // and redirected right there (offload_xdp_forward); any other it passes to the
-// kernel, marked, for TC. With --io packet, the workers' AF_PACKET sockets
+// kernel, marked (its source MAC), for TC. With --io packet, the workers' AF_PACKET sockets
 // see every frame before TC ingress: xwan_offload_tap, their socket filter,
 // keeps those frames from them (same checks) and leaves its decision in the
 // skb for TC to follow, so none is forwarded twice or lost uncounted.
@@ -135,22 +135,20 @@ struct {
 // as it does a frame the XDP program marked.
 #define FAST_MARK 0x78776670u
 
-// In the metadata of a frame the XDP program passes for the fast path.
-#define OFFLOAD_MARK 0x7877616eu
+// The Ethernet source address the XDP program writes into a frame it passes
+// to TC for the fast path: "zwanfp", locally administered and unicast. TC
+// rewrites both MACs of every frame it forwards and drops, counted, a marked
+// frame it cannot forward, so the mark never leaves the box. A plain store
+// into a header XDP owns, where XDP metadata (bpf_xdp_adjust_meta) would need
+// a helper some kernels refuse (kernel-features.md), and costs less: no
+// helper call, no headroom move.
+#define OFFLOAD_MARK_MAC { 0x7a, 0x77, 0x61, 0x6e, 0x66, 0x70 }
 
-// Marks a frame the XDP program passes to TC for the fast path (metadata in
-// front of the frame, which the kernel carries into the skb).
-static __always_inline void offload_mark(struct xdp_md *ctx)
+static __always_inline void offload_mark(struct ethhdr *eth)
 {
-	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
-		return;
+	__u8 mark[6] = OFFLOAD_MARK_MAC;
 
-	void *data = (void *)(long)ctx->data;
-	__u32 *meta = (void *)(long)ctx->data_meta;
-
-	if ((void *)(meta + 1) > data)
-		return;
-	*meta = OFFLOAD_MARK;
+	__builtin_memcpy(eth->h_source, mark, 6);
 }
 
 // The entry for the IPv4 packet at `ip` (headers bounds-checked up to
@@ -384,13 +382,20 @@ static __always_inline int offload_xdp_forward(struct ethhdr *eth, struct iphdr 
 	return bpf_redirect(egress, 0);
 }
 
-// Whether the XDP program passed this frame for the fast path.
+// Whether the XDP program passed this frame for the fast path (its source
+// MAC is the mark).
 static __always_inline int offload_marked(struct __sk_buff *skb)
 {
+	__u8 mark[6] = OFFLOAD_MARK_MAC;
 	void *data = (void *)(long)skb->data;
-	__u32 *meta = (void *)(long)skb->data_meta;
+	struct ethhdr *eth = data;
 
-	return (void *)(meta + 1) <= data && *meta == OFFLOAD_MARK;
+	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
+		return 0;
+	for (int i = 0; i < 6; i++)
+		if (eth->h_source[i] != mark[i])
+			return 0;
+	return 1;
 }
 
 // The fast path for one frame: its redirect, or TCX_NEXT.
@@ -464,7 +469,7 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 SEC("tcx/ingress")
 int xwan_offload(struct __sk_buff *skb)
 {
-	// --io xdp: the XDP program passed it for the fast path (metadata).
+	// --io xdp: the XDP program passed it for the fast path (source MAC).
 	int marked = offload_marked(skb);
 	// --io packet: the workers' socket filter decided, just before (cb[0];
 	// looked at only when the XDP program did not mark the frame, so a

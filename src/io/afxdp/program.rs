@@ -17,9 +17,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use ipnet::Ipv4Net;
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::XdpError;
+use crate::io::bpf_object::{self, BpfProgram};
 use crate::io::offload::OffloadParts;
 use crate::io::{sync, sys};
 use crate::io::{Interface, OwnedTraffic};
@@ -32,10 +33,6 @@ pub const MAX_QUEUES: u32 = 64;
 
 /// The program's name, as the kernel reports it (at most 15 characters).
 const PROGRAM_NAME: &str = "xwan_xdp";
-/// The fast path's TC program in the same object, and the socket filter
-/// that hides its frames from AF_PACKET taps.
-const OFFLOAD_PROGRAM: &str = "xwan_offload";
-const OFFLOAD_TAP: &str = "xwan_offload_tap";
 
 const ROLE_LAN: u32 = 0;
 const ROLE_WAN: u32 = 1;
@@ -43,12 +40,6 @@ const ROLE_WAN: u32 = 1;
 /// `IPPROTO_TCP` / `IPPROTO_UDP`.
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
-
-/// The compiled program; libbpf parses it as ELF, so keep it 8-byte aligned.
-#[repr(C, align(8))]
-struct Aligned<T: ?Sized>(T);
-
-static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/xwan.bpf.o")));
 
 /// How the program runs on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,33 +58,38 @@ struct Attachment {
     _link: OwnedFd,
 }
 
-/// The loaded program and its maps; attachments are removed on drop.
+/// The loaded object, with the programs asked for, and its maps;
+/// attachments are removed on drop.
 pub struct Program {
     object: Object,
+    loaded: Vec<BpfProgram>,
     attachments: Vec<Attachment>,
 }
 
 impl Program {
-    /// Loads the program and fills every map but the XSKMAP.
-    pub fn load(interfaces: &[Interface], owned: &OwnedTraffic) -> Result<Program, XdpError> {
+    /// Loads the programs `wanted` of the object and fills every map but
+    /// the XSKMAP.
+    pub fn load(
+        interfaces: &[Interface],
+        owned: &OwnedTraffic,
+        wanted: &[BpfProgram],
+    ) -> Result<Program, XdpError> {
         if interfaces.len() > MAX_INTERFACES {
             return Err(XdpError::Setup(format!(
                 "{} interfaces, the XDP program handles at most {MAX_INTERFACES}",
                 interfaces.len()
             )));
         }
-        let open = ObjectBuilder::default()
-            .open_memory(&OBJECT.0)
-            .map_err(|err| XdpError::Load(err.to_string()))?;
-        let object = open.load().map_err(|err| {
-            if is_permission(&err) {
-                XdpError::Permission("loading the XDP program".to_string())
+        let object = bpf_object::load(wanted).map_err(|refusal| {
+            if refusal.not_permitted {
+                XdpError::Permission(format!("loading the BPF programs ({refusal})"))
             } else {
-                XdpError::Load(err.to_string())
+                XdpError::Load(refusal.summary)
             }
         })?;
         let program = Program {
             object,
+            loaded: wanted.to_vec(),
             attachments: Vec::new(),
         };
         program.fill_maps(interfaces, owned)?;
@@ -202,19 +198,29 @@ impl Program {
     }
 
     pub(super) fn program_fd(&self) -> Result<RawFd, XdpError> {
+        self.loaded_program(BpfProgram::Xdp)
+            .map(|prog| prog.as_fd().as_raw_fd())
+    }
+
+    /// `which`, if it was loaded.
+    fn loaded_program(&self, which: BpfProgram) -> Result<libbpf_rs::Program<'_>, XdpError> {
+        let name = which.name();
         self.object
             .progs()
-            .find(|prog| prog.name() == PROGRAM_NAME)
-            .map(|prog| prog.as_fd().as_raw_fd())
-            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {PROGRAM_NAME}")))
+            .find(|prog| prog.name() == name && self.loaded.contains(&which))
+            .ok_or_else(|| XdpError::Load(format!("the BPF program {name} was not loaded")))
     }
 
     /// The fast path's TC program and maps (`offload.bpf.h`), with their own
     /// descriptors: they outlive the object.
     pub fn offload_parts(&self) -> Result<OffloadParts, XdpError> {
         Ok(OffloadParts {
-            program: self.program_of(OFFLOAD_PROGRAM)?,
-            tap: self.program_of(OFFLOAD_TAP)?,
+            program: self.program_of(BpfProgram::Offload)?,
+            tap: self
+                .loaded
+                .contains(&BpfProgram::Tap)
+                .then(|| self.program_of(BpfProgram::Tap))
+                .transpose()?,
             entries: self.map_handle("offload")?,
             stats: self.map_handle("offload_stats")?,
             lost: self.map_handle("offload_lost")?,
@@ -223,15 +229,12 @@ impl Program {
         })
     }
 
-    /// A descriptor of its own for the program `name`.
-    fn program_of(&self, name: &str) -> Result<OwnedFd, XdpError> {
-        self.object
-            .progs()
-            .find(|prog| prog.name() == name)
-            .ok_or_else(|| XdpError::Load(format!("the XDP object has no program {name}")))?
+    /// A descriptor of its own for the program `which`.
+    fn program_of(&self, which: BpfProgram) -> Result<OwnedFd, XdpError> {
+        self.loaded_program(which)?
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|err| XdpError::Load(format!("{name}: {err}")))
+            .map_err(|err| XdpError::Load(format!("{}: {err}", which.name())))
     }
 
     fn attach_one(&self, interface: &Interface) -> Result<Attachment, XdpError> {
@@ -510,8 +513,4 @@ fn prefix_key(net: &Ipv4Net) -> [u8; 8] {
     key[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
     key[4..8].copy_from_slice(&net.network().octets());
     key
-}
-
-fn is_permission(err: &libbpf_rs::Error) -> bool {
-    matches!(err.kind(), libbpf_rs::ErrorKind::PermissionDenied)
 }

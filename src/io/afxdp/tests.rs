@@ -242,7 +242,8 @@ fn ping(ns: &str, args: &str) -> u32 {
 fn forwards_owned_traffic_and_leaves_the_rest_to_the_kernel() {
     let bed = Testbed::new();
     let setup = bed.setup();
-    let started = bed.in_router(move || XdpDataPath::start_with(Arc::new(OneHostNat), &setup));
+    let started =
+        bed.in_router(move || XdpDataPath::start_with(Arc::new(OneHostNat), &setup, false));
     let path = started.expect("start the AF_XDP data path");
     assert!(!path.zero_copy(), "veth has no zero-copy mode");
     assert_eq!(
@@ -324,8 +325,8 @@ fn a_second_data_path_on_the_same_interfaces_is_refused() {
     let first_setup = bed.setup();
     let second_setup = bed.setup();
     let (first, second) = bed.in_router(move || {
-        let first = XdpDataPath::start_with(Arc::new(OneHostNat), &first_setup);
-        let second = XdpDataPath::start_with(Arc::new(OneHostNat), &second_setup);
+        let first = XdpDataPath::start_with(Arc::new(OneHostNat), &first_setup, false);
+        let second = XdpDataPath::start_with(Arc::new(OneHostNat), &second_setup, false);
         (first, second)
     });
     let first = first.expect("first data path");
@@ -451,11 +452,16 @@ fn a_stale_xwan_program_is_replaced() {
     let setup = bed.setup();
     let lan_ifindex = setup.interfaces[0].ifindex;
     let (stale, path) = bed.in_router(move || {
-        let stale = program::Program::load(&setup.interfaces, &setup.owned).expect("load");
+        let stale = program::Program::load(
+            &setup.interfaces,
+            &setup.owned,
+            &[crate::io::bpf_object::BpfProgram::Xdp],
+        )
+        .expect("load");
         attach_by_netlink(stale.program_fd().expect("program fd"), lan_ifindex);
         drop(stale);
         let stale = attached_program(lan_ifindex);
-        let path = XdpDataPath::start_with(Arc::new(OneHostNat), &setup);
+        let path = XdpDataPath::start_with(Arc::new(OneHostNat), &setup, false);
         (stale, path)
     });
     assert_ne!(
@@ -488,7 +494,7 @@ fn another_programs_xdp_is_left_alone() {
         let foreign = load_pass_program();
         attach_by_netlink(foreign.as_raw_fd(), lan_ifindex);
         let id = attached_program(lan_ifindex);
-        let result = XdpDataPath::start_with(Arc::new(OneHostNat), &setup).map(|_| ());
+        let result = XdpDataPath::start_with(Arc::new(OneHostNat), &setup, false).map(|_| ());
         (id, result, attached_program(lan_ifindex))
     });
     let err = result.expect_err("someone else's XDP program must not be replaced");

@@ -44,8 +44,8 @@
 // Frames of flows on the in-kernel fast path (offload.bpf.h), looked up first,
 // before the rules above (an entry exists only for a flow xwan took), are
 // rewritten and redirected here when their egress interface accepts XDP frames and their
-// checksum is complete; otherwise they are XDP_PASS, marked in their metadata
-// (TC drops, counted, a marked frame it cannot forward), for its TC program.
+// checksum is complete; otherwise they are XDP_PASS, marked in their source
+// MAC (TC drops, counted, a marked frame it cannot forward), for its TC program.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
 // (interface, queue) slot, bpf_redirect_map falls back to XDP_PASS too.
 
@@ -339,7 +339,7 @@ int xwan_xdp(struct xdp_md *ctx)
 
 		if (verdict >= 0)
 			return verdict;
-		offload_mark(ctx);
+		offload_mark(eth);
 		return XDP_PASS;
 	}
 

@@ -42,8 +42,9 @@ pub use map::MAX_ENTRIES;
 pub struct OffloadParts {
     /// `xwan_offload`, for TCX ingress.
     pub program: OwnedFd,
-    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`).
-    pub tap: OwnedFd,
+    /// `xwan_offload_tap`, the AF_PACKET sockets' filter (`--io packet`),
+    /// when it was loaded.
+    pub tap: Option<OwnedFd>,
     pub entries: MapHandle,
     pub stats: MapHandle,
     /// Marked frames TC dropped (`offload_lost`).
@@ -104,8 +105,40 @@ pub struct Offload {
     /// `xdp_egress`, when the XDP program runs (`--io xdp`): the interfaces
     /// it may redirect to.
     xdp_egress: Option<MapHandle>,
-    /// The TCX links: the program stays attached while they are open.
-    links: Mutex<Vec<OwnedFd>>,
+    /// The program's attachments, one per interface: it stays attached
+    /// while they are held.
+    links: Mutex<Vec<TcLink>>,
+}
+
+/// How the TC program attaches at ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcAttach {
+    /// A TCX BPF link (Linux 6.6+): gone when its descriptor closes, a
+    /// crash included.
+    Tcx,
+    /// A direct-action cls_bpf filter at the clsact qdisc, over netlink
+    /// (kernels without TCX): removed on drop; one a crash leaves behind is
+    /// replaced by the next start (same handle and priority).
+    Clsact,
+}
+
+/// The program attached at one interface's ingress; dropping it detaches.
+enum TcLink {
+    Tcx { _link: OwnedFd },
+    Clsact { name: String, ifindex: u32 },
+}
+
+impl Drop for TcLink {
+    fn drop(&mut self) {
+        if let TcLink::Clsact { name, ifindex } = self {
+            if let Err(e) = sys::bpf::detach_clsact_ingress(*ifindex) {
+                // A deleted interface took its filter with it.
+                if e.raw_os_error() != Some(libc::ENODEV) {
+                    warn!(interface = %name, error = %e, "offload: cannot remove the clsact filter");
+                }
+            }
+        }
+    }
 }
 
 /// An interface the fast path forwards to, and how.
@@ -147,19 +180,30 @@ pub struct OffloadError {
 }
 
 impl Offload {
-    /// Attaches the program at TCX ingress of every interface; with `xdp`
-    /// (`--io xdp`, `offload = "auto"`) the XDP program also forwards to the
-    /// interfaces whose driver accepts XDP frames ([`Offload::detect_hooks`]).
+    /// Attaches the program at the ingress of every interface, as `attach`
+    /// says; with `xdp` (`--io xdp`, `offload = "auto"`) the XDP program
+    /// also forwards to the interfaces whose driver accepts XDP frames
+    /// ([`Offload::detect_hooks`]).
     pub fn start(
         parts: OffloadParts,
         interfaces: &[Interface],
+        attach: TcAttach,
         xdp: bool,
     ) -> Result<Offload, OffloadError> {
         let mut links = Vec::with_capacity(interfaces.len());
         let mut hooks = Vec::with_capacity(interfaces.len());
         for interface in interfaces {
-            let link = sys::bpf::attach_tcx_ingress(parts.program.as_raw_fd(), interface.ifindex)
-                .map_err(|source| OffloadError {
+            let program = parts.program.as_raw_fd();
+            let link = match attach {
+                TcAttach::Tcx => sys::bpf::attach_tcx_ingress(program, interface.ifindex)
+                    .map(|link| TcLink::Tcx { _link: link }),
+                TcAttach::Clsact => sys::bpf::attach_clsact_ingress(program, interface.ifindex)
+                    .map(|()| TcLink::Clsact {
+                        name: interface.name.clone(),
+                        ifindex: interface.ifindex,
+                    }),
+            }
+            .map_err(|source| OffloadError {
                 interface: interface.name.clone(),
                 source,
             })?;

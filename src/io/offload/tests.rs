@@ -42,7 +42,7 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
     };
     let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
     let program = parts.program.try_clone().expect("dup the program");
-    let tap = parts.tap.try_clone().expect("dup the socket filter");
+    let tap = parts.tap.expect("the socket filter, loaded");
     let offload = Offload {
         state: Mutex::new(State::new(Maps::new(
             parts.entries,
@@ -335,5 +335,39 @@ fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
     let dropped = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, kept.cb0)
         .expect("BPF_PROG_TEST_RUN");
     assert_eq!((dropped.retval, dropped.cb0), (DROP, 0));
+    assert_eq!(offload.stats().lost, 1);
+}
+
+/// `--io xdp`: a frame the XDP program passed to TC for the fast path
+/// carries the mark in its source MAC ("zwanfp"); TC forwards it with the
+/// entry's real MACs, or drops and counts it when the entry vanished in
+/// between, so it never reaches the kernel's stack un-NATed. An unmarked
+/// frame without an entry goes on untouched.
+#[test]
+fn tc_forwards_or_drops_what_the_xdp_program_marked() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40001);
+    let (offload, program) = unattached();
+    let mut marked = c.outbound.clone();
+    marked[6..12].copy_from_slice(b"zwanfp");
+
+    offload.refresh(&bench.router, bench.now);
+    let (verdict, out) = run(&program, &marked, LAN_IFINDEX);
+    let (_, expected) = run(&program, &c.outbound, LAN_IFINDEX);
+    assert_eq!(verdict, REDIRECT);
+    assert_eq!(out, expected, "the mark is rewritten like any source MAC");
+    assert_ne!(&out[6..12], b"zwanfp");
+
+    let all = offload.lock().installed.keys().copied().collect();
+    offload.lock().uninstall(all, &bench.router, bench.now);
+    let (verdict, _) = run(&program, &marked, LAN_IFINDEX);
+    assert_eq!(verdict, DROP, "marked, entry gone: dropped");
+    assert_eq!(offload.stats().lost, 1);
+    let (verdict, out) = run(&program, &c.outbound, LAN_IFINDEX);
+    assert_eq!(
+        (verdict, out),
+        (NEXT, c.outbound.clone()),
+        "unmarked: goes on"
+    );
     assert_eq!(offload.stats().lost, 1);
 }

@@ -1,9 +1,8 @@
 //! The backend `xwan run` drives, and the kernel changes that come with it.
 
-use super::control_glue::{KernelUpdate, WorkerStatsSource};
-use super::discovery::owned_traffic;
-use super::interfaces::LocalAddresses;
-use super::options::{IoMode, RunError};
+use super::discovery::{owned_traffic, LocalAddresses};
+use super::options::RunError;
+use super::plan::{Backend, Plan};
 use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
@@ -13,6 +12,13 @@ use crate::io::{sync, DataPathSetup};
 use crate::router::Router;
 use std::sync::Arc;
 use tracing::{info, warn};
+
+/// Per-worker figures from the data path, read when `xwan status` asks.
+pub(super) type WorkerStatsSource = Box<dyn Fn() -> Vec<WorkerReport> + Send + Sync>;
+
+/// Brings the kernel side of the data path to a reloaded configuration (laid
+/// out by uplink id); the error says what failed.
+pub(super) type KernelUpdate = Arc<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
 
 /// The running backend. Dropped without [`super::Running::shutdown`], it stops
 /// its workers first and then undoes its kernel change (field order).
@@ -100,11 +106,13 @@ pub enum DataPathReport {
     Xdp(XdpReport),
 }
 
+/// Starts the backend of `plan`; with `--io auto`, an AF_XDP data path that
+/// fails to start anyway (an attach the driver refuses) gives way to packet.
 pub(super) fn start_data_path(
     router: &Arc<Router>,
     setup: &DataPathSetup,
     config: &Config,
-    io: Option<IoMode>,
+    plan: &Plan,
 ) -> Result<DataPath, RunError> {
     let packet = || -> Result<DataPath, RunError> {
         // The filter goes in first: until the workers run, owned traffic is dropped
@@ -122,19 +130,19 @@ pub(super) fn start_data_path(
         info!(workers = setup.queues, "AF_PACKET data path started");
         Ok(DataPath::Packet { path, filter })
     };
-    match io {
-        Some(IoMode::Packet) => packet(),
-        Some(IoMode::Xdp) => Ok(DataPath::Xdp(XdpDataPath::start(
-            Arc::clone(router),
-            setup,
-        )?)),
-        None => match XdpDataPath::start(Arc::clone(router), setup) {
-            Ok(path) => Ok(DataPath::Xdp(path)),
-            Err(err) => {
-                warn!("XDP data path unavailable ({err}); falling back to AF_PACKET");
-                packet()
+    match plan.backend {
+        Backend::Packet => packet(),
+        Backend::Xdp => {
+            let offload = plan.fast_path.is_ok();
+            match XdpDataPath::start(Arc::clone(router), setup, offload) {
+                Ok(path) => Ok(DataPath::Xdp(path)),
+                Err(err) if plan.auto => {
+                    warn!("XDP data path unavailable ({err}); falling back to AF_PACKET");
+                    packet()
+                }
+                Err(err) => Err(err.into()),
             }
-        },
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! Start-up checks and discovery: privileges, the interfaces and addresses of a
 //! configuration, the kernel's port range, the traffic xwan owns, the summary logged.
 
-use super::options::{IoMode, RunError, RunOptions};
+use super::options::RunError;
 use crate::config::{Action, Config, PortRange, Proto, UplinkId};
+use crate::io::features::ProbedInterface;
 use crate::io::system::{self, format_mac, Link, SystemError};
 use crate::io::{DataPathSetup, Interface, OwnedTraffic};
 use crate::router::Port;
@@ -193,21 +194,27 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
     }
 }
 
+/// The interfaces the per-interface feature probes look at: the LAN's and
+/// every uplink's.
+pub(super) fn probed_interfaces(found: &Discovered) -> Vec<ProbedInterface> {
+    std::iter::once(&found.lan)
+        .chain(&found.wans)
+        .map(|link| ProbedInterface {
+            name: link.name.clone(),
+            ifindex: link.ifindex,
+        })
+        .collect()
+}
+
 pub(super) fn log_summary(
     config: &Config,
     config_path: &Path,
     found: &Discovered,
     setup: &DataPathSetup,
-    options: &RunOptions,
     gateway_macs: &[Option<[u8; 6]>],
 ) {
-    let mode = match options.io {
-        Some(IoMode::Xdp) => "xdp",
-        Some(IoMode::Packet) => "packet",
-        None => "xdp (packet if XDP cannot start)",
-    };
     info!(
-        "xwan {} starting: config {}, io {mode}, {} worker(s), cpus {:?}",
+        "xwan {} starting: config {}, {} worker(s), cpus {:?}",
         crate::VERSION,
         config_path.display(),
         setup.queues,
@@ -255,3 +262,7 @@ pub(super) fn log_summary(
         }
     }
 }
+
+/// The router's own IPv4 addresses as last read, shared with the kernel-side
+/// updates (a reload lays out the kernel side with them too).
+pub(super) type LocalAddresses = std::sync::Arc<std::sync::RwLock<Vec<std::net::Ipv4Addr>>>;

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
+use super::fast_path::FastPath;
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
-use super::offload_glue::FastPath;
 use crate::config::{Config, ProbeTarget, UplinkId};
 use crate::control::{Event, EventBus};
 use crate::health::{Monitor, Setup, TrafficTracker, Transition};

@@ -10,20 +10,17 @@
 //! on every rtnetlink link, IPv4 address or IPv4 route event.
 
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{info, warn};
 
-use super::control_glue::KernelUpdate;
+use super::data_path::KernelUpdate;
+use super::discovery::LocalAddresses;
 use super::loaded_config::LoadedConfig;
 use crate::config::UplinkId;
 use crate::io::sync;
 use crate::io::system::{self, SystemError};
 use crate::router::{Port, Router};
-
-/// The router's own IPv4 addresses as last read, shared with the kernel-side
-/// updates (a reload lays out the kernel side with them too).
-pub(super) type LocalAddresses = Arc<RwLock<Vec<Ipv4Addr>>>;
 
 /// The router's interfaces and what was last read from them.
 pub(super) struct InterfaceWatch {

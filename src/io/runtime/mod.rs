@@ -15,7 +15,7 @@
 //! Housekeeping threads, on the same clock as the workers
 //! ([`DataPathSetup::epoch`]):
 //! - the sweeper calls [`Router::expire`] every second, after bringing the
-//!   flow table and the in-kernel fast path in line (`offload_glue`); with
+//!   flow table and the in-kernel fast path in line (`fast_path`); with
 //!   the fast path on, the offload thread does that every 200 ms too while
 //!   the table is small, so established flows reach it sooner;
 //! - the checkpoint thread saves the state every `[control] checkpoint_s`;
@@ -37,19 +37,23 @@
 //! The control socket and, with `[control] metrics`, the Prometheus endpoint
 //! are served on threads of their own.
 //!
-//! The files, with no import cycle between them: `options` (what `xwan run` is
-//! asked to do and its errors), `discovery` (privileges, interfaces, addresses,
-//! the kernel's port range, the traffic xwan owns), `signals`, `threads` (the
-//! housekeeping threads, stopped and joined on drop), `data_path` (the backend
-//! and its kernel change, undone on drop), `kernel_uplinks`, `uplink_monitor`,
-//! `local_routes` (removed on drop), `neighbours`, `offload_glue` (the
-//! in-kernel fast path, detached on drop), `health_thread`,
-//! `loaded_config` and `control_glue` (the answers on the control socket, reloads,
-//! metrics), `panic` (the hook that turns a panic in any thread into the
-//! orderly stop and an error exit), `state_file` (the state saved for the next
-//! start, restored before forwarding) and `hold` (the table that keeps the
-//! kernel off the saved flows while xwan is not running). [`Running`] holds
-//! them in the order they stop.
+//! Start-up reads in one direction: **probe** (`discovery`: privileges,
+//! interfaces, addresses, the kernel's port range, the traffic xwan owns;
+//! [`crate::io::features`]: what this kernel offers), then **choose**
+//! (`plan`: the backend and the fast path), then **build** (`data_path`: the
+//! backend and its kernel change, undone on drop; `fast_path`: the in-kernel
+//! fast path, detached on drop; `neighbours`, `health_thread`,
+//! `kernel_uplinks`, `local_routes`, removed on drop; `runtime_control`: the
+//! answers on the control socket, reloads, metrics), then **run** (`threads`:
+//! the housekeeping threads, stopped and joined on drop; `uplink_monitor`,
+//! `signals`). Beside them: `options` (what `xwan run` is asked to do and its
+//! errors), `interfaces` (MTUs and the router's addresses, followed live),
+//! `loaded_config`, `panic` (the hook that turns a panic in any thread into
+//! the orderly stop and an error exit), `state_file` (the state saved for the
+//! next start, restored before forwarding) and `hold` (the table that keeps
+//! the kernel off the saved flows while xwan is not running). No file imports
+//! one that comes after it in that order. [`Running`] holds the parts in the
+//! order they stop.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +63,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
+use crate::io::features::{Features, State};
 use crate::io::system::{KernelState, RouteEvents};
 use crate::router::{InterfaceMacs, Router};
 
@@ -66,13 +71,13 @@ use super::afpacket::TABLE;
 use super::systemd::{self, Watchdog};
 use super::{sync, DataPathSetup};
 use crate::control::{ControlServer, MetricsServer};
-use control_glue::{ControlParts, RuntimeControl};
 use health_thread::{HealthThread, StateChanges};
 use loaded_config::LoadedConfig;
+use runtime_control::{ControlParts, RuntimeControl};
 
-mod control_glue;
 mod data_path;
 mod discovery;
+mod fast_path;
 mod health_thread;
 mod hold;
 mod interfaces;
@@ -80,9 +85,10 @@ mod kernel_uplinks;
 mod loaded_config;
 mod local_routes;
 mod neighbours;
-mod offload_glue;
 mod options;
 mod panic;
+mod plan;
+mod runtime_control;
 mod signals;
 mod state_file;
 mod threads;
@@ -94,17 +100,92 @@ use data_path::{
 };
 use discovery::{
     check_privileges, discover, fit_nat_ports, interfaces, log_summary, owned_traffic,
+    probed_interfaces,
 };
+use fast_path::FastPath;
 use interfaces::InterfaceWatch;
 pub use kernel_uplinks::resolve_auto;
 use kernel_uplinks::KernelUplinks;
 use local_routes::LocalRoutes;
 use neighbours::NeighbourThread;
-use offload_glue::FastPath;
 pub use options::{IoMode, RunError, RunOptions};
 use signals::Signals;
 use threads::{every, Threads};
 use uplink_monitor::UplinkMonitor;
+
+/// What `xwan check --kernel` prints: every optional feature as probed here
+/// (for the interfaces `config` names, those this machine has; none
+/// without one), and how
+/// `xwan run` with `options` would run. Starts nothing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelReport {
+    pub kernel: String,
+    pub features: Vec<crate::io::features::FeatureLine>,
+    /// The backend `xwan run` would take ("xdp", "packet"), or why it
+    /// would refuse to start.
+    pub io: Result<String, String>,
+    pub why: String,
+    /// "on (TC by TCX link)", "on (TC by clsact filter, and XDP where the
+    /// egress takes XDP frames)", "off" or "unavailable (...)".
+    pub fast_path: String,
+}
+
+pub fn kernel_report(config: Option<&Config>, options: &RunOptions) -> KernelReport {
+    let names = config.map_or_else(Vec::new, |config| {
+        std::iter::once(&config.lan.interface)
+            .chain(config.wans.iter().map(|w| &w.interface))
+            .collect()
+    });
+    let interfaces: Vec<_> = names
+        .into_iter()
+        .filter_map(|name| {
+            let (ifindex, _) = crate::io::system::index_and_mtu(name).ok()?;
+            Some(crate::io::features::ProbedInterface {
+                name: name.clone(),
+                ifindex,
+            })
+        })
+        .collect();
+    let features = Features::probe(&interfaces);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| "Linux (release unknown)".to_string());
+    let chosen = plan::choose(
+        &features,
+        options.io,
+        options.zero_copy,
+        config.map_or(crate::config::Offload::Auto, |c| c.dataplane.offload),
+    );
+    let (io, why, fast_path) = match chosen {
+        Ok(plan) => (
+            Ok(plan.backend.name().to_string()),
+            plan.why,
+            match plan.fast_path {
+                Ok(f) => format!(
+                    "on (TC by {}{})",
+                    match f.attach {
+                        crate::io::offload::TcAttach::Tcx => "TCX link",
+                        crate::io::offload::TcAttach::Clsact => "clsact filter",
+                    },
+                    if f.xdp_hook {
+                        ", and XDP where the egress takes XDP frames"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(why) => why,
+            },
+        ),
+        Err(e) => (Err(e.to_string()), String::new(), String::new()),
+    };
+    KernelReport {
+        kernel,
+        features: features.lines(),
+        io,
+        why,
+        fast_path,
+    }
+}
 
 /// Runs the router until SIGINT or SIGTERM (or a worker fails), then undoes every
 /// kernel change; SIGHUP reloads the configuration. Logs go to whatever
@@ -163,6 +244,21 @@ impl Running {
         // From here on SIGINT/SIGTERM stop xwan the orderly way, start-up included.
         let signals = Signals::register(&stop, &reload)?;
         let found = discover(config)?;
+        // Probe, then choose: what this kernel offers, and how to run on it.
+        let features = Features::probe(&probed_interfaces(&found));
+        for line in features.lines() {
+            match line.state {
+                State::Available => debug!("feature {line}"),
+                _ => warn!("feature {line}"),
+            }
+        }
+        let plan = plan::choose(
+            &features,
+            options.io,
+            options.zero_copy,
+            config.dataplane.offload,
+        )?;
+        info!("io {}: {}", plan.backend.name(), plan.why);
         let mut config = fit_nat_ports(config)?;
         // "auto" addresses and gateways as the kernel has them now.
         let uplinks = Arc::new(KernelUplinks::new(config.wans.len()));
@@ -219,7 +315,6 @@ impl Running {
             config_path,
             &found,
             &setup,
-            options,
             &neighbours.gateway_macs,
         );
         // The saved flows go back before the first frame is forwarded, and
@@ -234,8 +329,8 @@ impl Running {
             .state
             .as_deref()
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
-        let data_path = start_data_path(&router, &setup, config, options.io)?;
-        let fast_path = Arc::new(FastPath::start(&data_path, &setup, config));
+        let data_path = start_data_path(&router, &setup, config, &plan)?;
+        let fast_path = Arc::new(FastPath::start(&data_path, &setup, &plan.fast_path));
         let kernel = kernel_update(&data_path, &setup, local)?;
         watch.follow_with(Arc::clone(&kernel));
         let monitor = health_thread::monitor(config, epoch);
@@ -272,6 +367,7 @@ impl Running {
             kernel,
             uplinks: Arc::clone(&uplinks),
             fast_path: Arc::clone(&fast_path),
+            features: features.lines(),
         }));
         let local_routes =
             LocalRoutes::start(config, found.wans.iter().map(|l| l.ifindex).collect())?;
@@ -338,7 +434,7 @@ impl Running {
             let (router, stop) = (Arc::clone(&self.router), Arc::clone(&self.stop));
             let fast_path = Arc::clone(&self.fast_path);
             self.threads.spawn("offload", move || {
-                every(offload_glue::QUICK_SYNC, &stop, || {
+                every(fast_path::QUICK_SYNC, &stop, || {
                     fast_path.quick_sync(&router)
                 })
             })?;

@@ -10,6 +10,8 @@ use crate::io::ZeroCopy;
 /// Which backend moves the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoMode {
+    /// The faster of the two that this machine can run (`plan`).
+    Auto,
     /// XDP program + AF_XDP sockets.
     Xdp,
     /// AF_PACKET raw sockets (the kernel keeps a copy of every frame).
@@ -19,8 +21,7 @@ pub enum IoMode {
 /// How `xwan run` runs, from the command line.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// None: XDP, falling back to packet if XDP cannot start.
-    pub io: Option<IoMode>,
+    pub io: IoMode,
     /// Worker threads; None: the largest RX queue count of the interfaces.
     pub queues: Option<u32>,
     pub zero_copy: ZeroCopy,
@@ -52,6 +53,8 @@ pub enum RunError {
     Xdp(#[from] XdpError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("reading the interfaces' MTUs and addresses: {0}")]
     Interfaces(String),
     #[error("installing the SIGINT/SIGTERM/SIGHUP handlers: {0}")]

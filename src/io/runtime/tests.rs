@@ -346,7 +346,7 @@ fn runs_in_packet_mode_and_cleans_up() {
     // the in-kernel fast path would take the bulk transfer from them.
     let config = config(&format!("{}\n[dataplane]\noffload = \"off\"\n", *CONFIG));
     let options = RunOptions {
-        io: Some(IoMode::Packet),
+        io: IoMode::Packet,
         queues: None,
         zero_copy: ZeroCopy::Off,
         cpus: Vec::new(),

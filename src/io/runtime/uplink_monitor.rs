@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::control_glue::RuntimeControl;
 use super::interfaces::InterfaceWatch;
 use super::kernel_uplinks::KernelUplinks;
 use super::local_routes::LocalRoutes;
 use super::neighbours::NeighbourThread;
+use super::runtime_control::RuntimeControl;
 use crate::config::{RunningConfig, UplinkId};
 use crate::io::system::{KernelState, RouteEvents};
 use crate::router::Router;

@@ -69,6 +69,35 @@ fn xdp_query(ifindex_: u32) -> io::Result<libbpf_sys::bpf_xdp_query_opts> {
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the driver transmits XDP frames redirected to it.
 const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: AF_XDP sockets bind in zero-copy mode.
+pub const XDP_ACT_XSK_ZEROCOPY: u64 = 1 << 3;
+
+/// The XDP features interface `ifindex`'s driver reports (netdev netlink,
+/// `NETDEV_XDP_ACT_*`; 0 where the kernel has no such query, before 6.3).
+pub fn xdp_feature_flags(ifindex_: u32) -> io::Result<u64> {
+    Ok(xdp_query(ifindex_)?.feature_flags)
+}
+
+/// Whether the kernel attaches TC programs through TCX links (Linux 6.6):
+/// a `BPF_PROG_QUERY` of `BPF_TCX_INGRESS` on interface `ifindex` answers
+/// (EINVAL before 6.6).
+pub fn tcx_supported(ifindex_: u32) -> io::Result<bool> {
+    let mut opts = libbpf_sys::bpf_prog_query_opts {
+        sz: size_of::<libbpf_sys::bpf_prog_query_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let ifindex = ifindex(ifindex_)?;
+    // SAFETY: opts is a valid, sized options struct the call fills in; its
+    // id arrays are null with a count of 0 (all zero by default), so the
+    // kernel writes only the count.
+    let rc =
+        unsafe { libbpf_sys::bpf_prog_query_opts(ifindex, libbpf_sys::BPF_TCX_INGRESS, &mut opts) };
+    match check(rc) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Whether interface `ifindex` transmits XDP frames redirected to it (its
 /// driver's `NETDEV_XDP_ACT_NDO_XMIT`: a veth has it while its peer runs an
@@ -133,6 +162,61 @@ pub fn attach_tcx_ingress(prog: RawFd, ifindex_: u32) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: bpf_link_create returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// xwan's cls_bpf filter at a clsact ingress hook (kernels without TCX):
+/// its handle and priority, fixed so a start replaces what a crashed xwan
+/// left behind.
+const CLSACT_HANDLE: u32 = 0x7877;
+const CLSACT_PRIORITY: u32 = 0x7877;
+
+fn clsact_hook(ifindex: libc::c_int) -> libbpf_sys::bpf_tc_hook {
+    libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as libbpf_sys::size_t,
+        ifindex,
+        attach_point: libbpf_sys::BPF_TC_INGRESS,
+        ..Default::default()
+    }
+}
+
+/// Attaches the TC program `prog` at the clsact ingress hook of interface
+/// `ifindex` as a direct-action cls_bpf filter over netlink (the way before
+/// TCX, Linux 6.6), creating the clsact qdisc if the interface has none and
+/// replacing xwan's own filter if one is there. Unlike a TCX link it stays
+/// until [`detach_clsact_ingress`] removes it.
+pub fn attach_clsact_ingress(prog: RawFd, ifindex_: u32) -> io::Result<()> {
+    let mut hook = clsact_hook(ifindex(ifindex_)?);
+    // SAFETY: hook is a valid, sized struct that outlives the call.
+    match check(unsafe { libbpf_sys::bpf_tc_hook_create(&mut hook) }) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let mut opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        prog_fd: prog,
+        flags: libbpf_sys::BPF_TC_F_REPLACE,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and opts are valid, sized structs that outlive the call;
+    // the descriptor is only a number to the kernel, which checks it.
+    check(unsafe { libbpf_sys::bpf_tc_attach(&hook, &mut opts) }).map(drop)
+}
+
+/// Removes the filter [`attach_clsact_ingress`] put on interface `ifindex`
+/// (the clsact qdisc stays: other filters may use it).
+pub fn detach_clsact_ingress(ifindex_: u32) -> io::Result<()> {
+    let hook = clsact_hook(ifindex(ifindex_)?);
+    let opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and opts are valid, sized structs that outlive the call.
+    check(unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) }).map(drop)
 }
 
 /// What one `BPF_PROG_TEST_RUN` of a program on an skb gave.

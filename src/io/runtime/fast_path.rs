@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::data_path::DataPath;
-use crate::config::{Config, Offload as OffloadSetting, UplinkId};
+use super::plan::FastPathPlan;
+use crate::config::UplinkId;
 use crate::control::protocol::OffloadReport;
 use crate::flow::FlowKey;
 use crate::io::afxdp::load_offload_parts;
-use crate::io::offload::{Offload, MAX_ENTRIES};
+use crate::io::offload::{Offload, TcAttach, MAX_ENTRIES};
 
 /// How often the offload thread picks up newly established flows while the
 /// table is small enough to scan cheaply (at most [`MAX_ENTRIES`] flows, the
@@ -37,36 +38,51 @@ pub(super) struct FastPath {
 }
 
 impl FastPath {
-    pub fn start(data_path: &DataPath, setup: &DataPathSetup, config: &Config) -> FastPath {
+    /// Starts the fast path as `plan` says, or records why it does not run
+    /// ("off", or the feature it lacks); one that fails to attach leaves the
+    /// workers every packet, and says why.
+    pub fn start(
+        data_path: &DataPath,
+        setup: &DataPathSetup,
+        plan: &Result<FastPathPlan, String>,
+    ) -> FastPath {
         let without = |state: String| FastPath {
             offload: None,
             state,
             epoch: setup.epoch,
         };
-        // The XDP program forwards too with `--io xdp` unless told "tc".
-        let xdp = match config.dataplane.offload {
-            OffloadSetting::Off => return without("off".to_string()),
-            OffloadSetting::Tc => false,
-            OffloadSetting::Auto => matches!(data_path, DataPath::Xdp(_)),
+        let plan = match plan {
+            Ok(plan) => *plan,
+            Err(why) => return without(why.clone()),
         };
         let started = match data_path {
             DataPath::Xdp(path) => path.offload_parts().map_err(|e| e.to_string()),
-            // No XDP program runs: the same object, loaded for the maps and
-            // programs, and the sockets' filter keeps the fast path's frames
-            // from the workers before TC takes them.
+            // No XDP program runs: the object, loaded for the maps and the
+            // TC program, and the sockets' filter keeps the fast path's
+            // frames from the workers before TC takes them.
             DataPath::Packet { path, .. } => load_offload_parts(&setup.owned)
-                .map_err(|e| format!("loading its BPF object: {e}"))
+                .map_err(|e| format!("loading its BPF programs: {e}"))
                 .and_then(|parts| {
-                    path.attach_filter(parts.tap.as_raw_fd())
-                        .map(|()| parts)
-                        .map_err(|e| e.to_string())
+                    let tap = parts
+                        .tap
+                        .as_ref()
+                        .ok_or_else(|| "no socket filter".to_string())?;
+                    path.attach_filter(tap.as_raw_fd())
+                        .map_err(|e| e.to_string())?;
+                    Ok(parts)
                 }),
         }
-        .and_then(|parts| Offload::start(parts, &setup.interfaces, xdp).map_err(|e| e.to_string()));
+        .and_then(|parts| {
+            Offload::start(parts, &setup.interfaces, plan.attach, plan.xdp_hook)
+                .map_err(|e| e.to_string())
+        });
         match started {
             Ok(offload) => FastPath {
                 offload: Some(Arc::new(offload)),
-                state: "on".to_string(),
+                state: match plan.attach {
+                    TcAttach::Tcx => "on".to_string(),
+                    TcAttach::Clsact => "on (TC by clsact: no TCX)".to_string(),
+                },
                 epoch: setup.epoch,
             },
             Err(why) => {

@@ -26,26 +26,21 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::data_path::{KernelUpdate, WorkerStatsSource};
+use super::fast_path::FastPath;
 use super::health_thread::{SharedMonitor, StateChanges};
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
-use super::offload_glue::FastPath;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
 use crate::control::protocol::{
-    AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl, WorkerReport,
+    AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl,
 };
 use crate::control::{Event, Handler};
 use crate::health::Setup;
+use crate::io::features::FeatureLine;
 use crate::io::sync;
 use crate::router::Router;
-
-/// Per-worker figures from the data path, read when `xwan status` asks.
-pub type WorkerStatsSource = Box<dyn Fn() -> Vec<WorkerReport> + Send + Sync>;
-
-/// Brings the kernel side of the data path to a reloaded configuration (laid
-/// out by uplink id); the error says what failed.
-pub type KernelUpdate = Arc<dyn Fn(&Config) -> Result<(), String> + Send + Sync>;
 
 /// What [`RuntimeControl`] is made of.
 pub struct ControlParts {
@@ -62,6 +57,8 @@ pub struct ControlParts {
     pub uplinks: Arc<KernelUplinks>,
     /// The in-kernel fast path: synced before the flows are shown.
     pub fast_path: Arc<FastPath>,
+    /// The kernel features probed at start, one line each.
+    pub features: Vec<FeatureLine>,
 }
 
 pub struct RuntimeControl {
@@ -123,6 +120,7 @@ impl RuntimeControl {
         status.io = self.parts.io.clone();
         status.workers = (self.parts.workers)();
         status.offload = self.parts.fast_path.report();
+        status.features = self.parts.features.clone();
         Reply::Status {
             ok: true,
             status: Box::new(status),
@@ -369,6 +367,7 @@ impl MetricsSource for RuntimeControl {
             uptime_s: self.parts.epoch.elapsed().as_secs_f64(),
         });
         out.push_str(&metrics::render_offload(&self.parts.fast_path.report()));
+        out.push_str(&metrics::render_features(&self.parts.features));
         out
     }
 }
