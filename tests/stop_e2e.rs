@@ -1,8 +1,9 @@
 //! A stop that waits on nothing outside xwan (issue 24): with the control
 //! socket's file removed while xwan runs (a temporary directory cleaned,
-//! tmpfiles, an operator), SIGTERM still ends the process within
-//! [`STOP_LIMIT`], with the orderly stop's work done: the state saved, the
-//! kernel changes undone. Needs root: `cargo test --test stop_e2e`.
+//! tmpfiles, an operator), or its interfaces deleted, SIGTERM still ends the
+//! process within [`STOP_LIMIT`], with the orderly stop's work done: the
+//! state saved, the kernel changes undone. Needs root:
+//! `cargo test --test stop_e2e`.
 
 // Shared with the other end-to-end suites; not every helper is used here.
 #[allow(dead_code)]
@@ -51,4 +52,38 @@ fn stops_within_the_bound_with_its_socket_file_removed_xdp() {
 #[test]
 fn stops_within_the_bound_with_its_socket_file_removed_packet() {
     stops_without_its_socket_file(RouterMode::XwanPacket);
+}
+
+/// Its interfaces deleted under it (a veth removed, a USB NIC pulled):
+/// SIGTERM still ends xwan within [`STOP_LIMIT`], with the state saved.
+fn stops_without_its_interfaces(mode: RouterMode) {
+    let mut tb = Testbed::up(TxOffload::On);
+    tb.start_router(mode, &config_toml([1, 1], &tb.path("xwan.sock")));
+    for interface in ["lan0", "wan1", "wan2"] {
+        tb.exec_ok("rtr", &["ip", "link", "del", interface]);
+    }
+    let asked = Instant::now();
+    tb.signal_router("TERM");
+    let status = tb.wait_router_exit(STOP_LIMIT);
+    let took = asked.elapsed();
+    let log = tb.xwan_log();
+    let status =
+        status.unwrap_or_else(|| panic!("xwan still runs {STOP_LIMIT:?} after SIGTERM:\n{log}"));
+    eprintln!("stopped in {took:?} with its interfaces deleted ({status})");
+    assert!(
+        log.contains("SIGTERM: stopping"),
+        "stopped by the signal:\n{log}"
+    );
+    assert!(log.contains("saved the state for the next start"), "{log}");
+    assert!(!nft_table_present(&tb), "table ip xwan left behind:\n{log}");
+}
+
+#[test]
+fn stops_within_the_bound_with_its_interfaces_deleted_xdp() {
+    stops_without_its_interfaces(RouterMode::XwanXdp);
+}
+
+#[test]
+fn stops_within_the_bound_with_its_interfaces_deleted_packet() {
+    stops_without_its_interfaces(RouterMode::XwanPacket);
 }
