@@ -81,3 +81,42 @@ fn stops_within_the_bound_with_its_interfaces_deleted_xdp() {
 fn stops_within_the_bound_with_its_interfaces_deleted_packet() {
     stops_without_its_interfaces(RouterMode::XwanPacket);
 }
+
+/// The orderly stop stuck on the file system (the state's temporary file is
+/// a FIFO nobody reads: the save blocks in `open`): a second SIGTERM 1.2 s
+/// after the first forces the exit, which tries the save for 2 s on a
+/// thread of its own, says what it skipped, and exits with status 1.
+#[test]
+fn an_insisting_sigterm_forces_the_exit_of_a_stuck_stop() {
+    let mut tb = Testbed::up(TxOffload::On);
+    let socket = tb.path("xwan.sock");
+    tb.start_router(RouterMode::XwanPacket, &config_toml([1, 1], &socket));
+    let tmp = tb.path("xwan.state.tmp");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&tmp)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", tmp.display());
+    tb.signal_router("TERM");
+    assert!(
+        tb.wait_router_exit(Duration::from_millis(1200)).is_none(),
+        "the stop did not block on the FIFO:\n{}",
+        tb.xwan_log()
+    );
+    let insisted = Instant::now();
+    tb.signal_router("TERM");
+    let status = tb.wait_router_exit(STOP_LIMIT);
+    let log = tb.xwan_log();
+    let status = status.unwrap_or_else(|| panic!("the forced exit took too long:\n{log}"));
+    eprintln!(
+        "forced exit {:?} after the second SIGTERM",
+        insisted.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("SIGTERM again: forcing the exit"), "{log}");
+    assert!(log.contains("the state was not saved within 2s"), "{log}");
+    assert!(
+        log.contains("forced exit skips the rest of the orderly stop"),
+        "{log}"
+    );
+}
