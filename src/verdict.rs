@@ -119,8 +119,15 @@ reasons! {
         TcpNoFlow => "tcp_no_flow",
         /// To a NAT port of a WAN address with no mapping for that sender.
         NoMapping => "no_mapping",
-        /// The next hop's MAC is not known yet.
+        /// The next hop's MAC is not known yet (and the frame could not
+        /// wait for it: see `router/waiting.rs`).
         NeighbourUnresolved => "neighbour_unresolved",
+        /// A frame that waited for its LAN host's MAC longer than the
+        /// host took to resolve (`router/waiting.rs`).
+        NeighbourTimeout => "neighbour_timeout",
+        /// A frame that waited for its LAN host's MAC, released, and refused
+        /// by the LAN interface's socket.
+        NeighbourSendFailed => "neighbour_send_failed",
         /// The 5-tuple clashes with an existing flow's.
         TupleClash => "tuple_clash",
         /// The LAN host has `limits.max_flows_per_host` flows already.

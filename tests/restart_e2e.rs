@@ -229,7 +229,8 @@ fn h1_mac(tb: &Testbed) -> String {
 /// started there on the saved state. Before h1 sends anything, the router
 /// asks the kernel for h1's MAC (a restored flow trusts none saved with
 /// it), and the first datagram the server sends to the restored flow's
-/// outside endpoint reaches h1; h1's answer leaves by the same endpoint.
+/// outside endpoint reaches h1 (had the core not heard of the MAC yet, it
+/// would wait for it); h1's answer leaves by the same endpoint.
 fn a_restored_flow_reaches_its_host_at_a_new_mac(mode: RouterMode) {
     let server_at = SocketAddrV4::new(SERVER1, 5300);
     let client_at = SocketAddrV4::new(HOST1, 41000);
@@ -257,9 +258,6 @@ fn a_restored_flow_reaches_its_host_at_a_new_mac(mode: RouterMode) {
         String::from_utf8_lossy(&out.stdout).contains(&h1_mac(&tb))
     });
     assert!(resolved, "the restored flow's host was not resolved");
-    // The kernel's neighbour event reaches the core within a round trip
-    // of the monitor thread (it wakes on the event).
-    std::thread::sleep(Duration::from_millis(100));
     let server = tb.bind_udp("inet", server_at);
     let client = tb.bind_udp("h1", client_at);
     client.connect(server_at).expect("connect the UDP client");

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::fragments::Fate;
-use super::neighbours::unpack_mac;
+use super::neighbours::{unpack_mac, NO_MAC};
 use super::{Egress, FrameContext, Gso, Router};
 use crate::config::MssClamp;
 use crate::flow::{FlowKind, FlowSpec};
@@ -56,7 +56,11 @@ impl Router {
             Some(ctx) => self.inside_mac_cached(spec, ctx.neighbours)?,
             None => self.inside_mac(spec)?,
         };
-        Ok(Egress {
+        Ok(self.to_inside(spec, dst_mac))
+    }
+
+    fn to_inside(&self, spec: &FlowSpec, dst_mac: [u8; 6]) -> Egress {
+        Egress {
             port: Port::Lan,
             rewrite: Rewrite {
                 src_mac: self.lan_mac,
@@ -64,7 +68,46 @@ impl Router {
                 src: spec.lan_peer(),
                 dst: spec.inside,
             },
-        })
+        }
+    }
+
+    /// Sends a reply of `spec` on to its inside host; while the host's MAC
+    /// is unknown, translates it and keeps it until the MAC is known
+    /// (`waiting.rs`), or when it cannot wait, the verdict.
+    pub(super) fn emit_to_inside(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame,
+        spec: &FlowSpec,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let unresolved = match self.egress_to_inside(spec, Some(ctx)) {
+            Ok(egress) => return self.emit(buf, frame, egress, ctx),
+            Err(verdict) => verdict,
+        };
+        // Only what goes out as one frame with its checksums complete waits.
+        let fits = frame.end - L3_OFFSET <= usize::from(self.lan_mtu.get());
+        let partial = ctx.meta.checksum_partial || packet::carries_partial_checksum(buf, frame);
+        if ctx.meta.gso.is_some() || frame.fragmentation != Fragmentation::Whole || !fits || partial
+        {
+            return unresolved;
+        }
+        let addr = spec.inside.addr;
+        match self.emit(buf, frame, self.to_inside(spec, NO_MAC), ctx) {
+            Verdict::Forward {
+                port: Port::Lan,
+                len,
+            } if self.waiting.push(addr, &buf[..len], ctx.meta.now) => {
+                // The MAC may have come meanwhile, its frames released
+                // before this one waited: send them from here.
+                for waited in self.release_waiting(addr.into(), ctx.meta.now) {
+                    ctx.send_also(Port::Lan, &waited);
+                }
+                Verdict::Taken
+            }
+            Verdict::Forward { .. } => unresolved,
+            other => other,
+        }
     }
 
     /// Sends a packet from the inside host on to the flow's remote end

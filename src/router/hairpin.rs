@@ -35,10 +35,7 @@ impl Router {
         let Some(target) = forward else {
             return match self.record_or_expire(Side::Wan, &key, frame, ctx) {
                 Some(spec) if matches!(spec.kind, FlowKind::Hairpin { .. }) => {
-                    match self.egress_to_inside(&spec, Some(ctx)) {
-                        Ok(egress) => self.emit(buf, frame, egress, ctx),
-                        Err(verdict) => verdict,
-                    }
+                    self.emit_to_inside(buf, frame, &spec, ctx)
                 }
                 _ => Verdict::Drop(DropReason::NoMapping),
             };

@@ -56,11 +56,12 @@ mod offload;
 mod outbox;
 mod reconfigure;
 mod state;
+mod waiting;
 mod wan;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -265,6 +266,11 @@ pub struct Router {
     /// are valid for one epoch.
     neighbour_epoch: AtomicU64,
     unresolved: Mutex<HashSet<[u8; 4]>>,
+    /// Set when an address joins `unresolved`, for the I/O layer to ask
+    /// for it without waiting for its next round.
+    unresolved_news: AtomicBool,
+    /// Frames waiting for a LAN host's MAC (`waiting.rs`).
+    waiting: waiting::NeighbourWait,
     workers: Mutex<Vec<Arc<LaneCounters>>>,
 }
 
@@ -361,6 +367,8 @@ impl Router {
             lan_hosts: DashMap::default(),
             neighbour_epoch: AtomicU64::new(0),
             unresolved: Mutex::new(HashSet::new()),
+            unresolved_news: AtomicBool::new(false),
+            waiting: waiting::NeighbourWait::new(config.wans.len()),
             workers: Mutex::new(Vec::new()),
         }
     }
@@ -491,7 +499,11 @@ impl Router {
 
     pub fn stats(&self) -> Stats {
         let workers = lock(&self.workers);
-        let totals = Totals::sum(self.uplinks.len(), workers.iter().map(|w| w.as_ref()));
+        let counters = workers.iter().map(|w| w.as_ref());
+        let totals = Totals::sum(
+            self.uplinks.len(),
+            counters.chain(std::iter::once(&self.waiting.counters)),
+        );
         let live = self.live.load();
         Stats {
             uplinks: self

@@ -10,16 +10,17 @@
 //! learned from a frame is shared: port forwards, other flows and the RSTs
 //! and ICMP errors of other flows see only the table. So a host sending with
 //! another's address attracts none of that host's traffic: at most the
-//! replies to its own packets, and only until the address resolves (one
-//! neighbour-thread round, 500 ms, plus an ARP exchange). Dropping or
+//! replies to its own packets, and only until the address resolves (the
+//! neighbour thread asks within 50 ms, then an ARP exchange). Dropping or
 //! holding those replies instead would lose or delay the first answer to
 //! every host the table does not know yet (a first ping, a first DNS
-//! answer); holding would also need the core to keep frames for a thread
-//! that cannot send them.
+//! answer).
 //!
-//! A flow restored from a saved state trusts no MAC saved with it: its
-//! replies wait for the table, as a port forward's do (the restored hosts
-//! are asked for at start).
+//! A flow with no MAC of its own waits for the table: a port forward's
+//! (its target looked up in the table only) and a flow restored from a
+//! saved state (it trusts no MAC saved with it; the restored hosts are
+//! asked for at start). Its frames wait in `waiting.rs` until the host
+//! resolves, as the kernel queues them.
 //!
 //! The established fast path reads a LAN host's MAC from its lane's
 //! [`NeighbourCache`] (a few entries copied from the table, no lock and no
@@ -107,8 +108,8 @@ impl Router {
     /// Notes a LAN address whose MAC is unknown for the I/O layer to resolve.
     fn unresolved(&self, addr: [u8; 4]) -> Verdict {
         let mut unresolved = lock(&self.unresolved);
-        if unresolved.len() < MAX_UNRESOLVED {
-            unresolved.insert(addr);
+        if unresolved.len() < MAX_UNRESOLVED && unresolved.insert(addr) {
+            self.unresolved_news.store(true, Ordering::Relaxed);
         }
         Verdict::Drop(DropReason::NeighbourUnresolved)
     }
@@ -128,6 +129,12 @@ impl Router {
             self.neighbour_epoch.fetch_add(1, Ordering::AcqRel);
         }
         lock(&self.unresolved).remove(&addr.octets());
+    }
+
+    /// Whether an address joined [`Router::unresolved_lan_hosts`] since the
+    /// last call.
+    pub fn unresolved_news(&self) -> bool {
+        self.unresolved_news.swap(false, Ordering::Relaxed)
     }
 
     /// LAN addresses whose MAC the core needed and did not have.

@@ -3,6 +3,7 @@
 //! the WAN it came in on; anything else to a NAT port is dropped, and the
 //! rest of the traffic to the router's addresses goes to the kernel.
 
+use super::neighbours::NO_MAC;
 use super::{key_of, opens_connection, FrameContext, Router};
 use crate::config::UplinkId;
 use crate::flow::{FlowKind, FlowSpec, Side};
@@ -34,10 +35,7 @@ impl Router {
         }
         let key = key_of(frame);
         if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx) {
-            return match self.egress_to_inside(&spec, Some(ctx)) {
-                Ok(egress) => self.emit(buf, frame, egress, ctx),
-                Err(verdict) => verdict,
-            };
+            return self.emit_to_inside(buf, frame, &spec, ctx);
         }
         let live = self.live(ctx.live);
         let Some(inside) = live.forwards.get(&(frame.protocol, key.dst.port, uplink)) else {
@@ -50,10 +48,9 @@ impl Router {
         if !opens_connection(frame) {
             return Verdict::Drop(DropReason::TcpNoFlow);
         }
-        let lan_mac = match self.lan_host_mac(inside.addr) {
-            Ok(mac) => mac,
-            Err(verdict) => return verdict,
-        };
+        // An unresolved target (asked for now) gets its flow all the same:
+        // the first packet waits for its MAC (`waiting.rs`).
+        let lan_mac = self.lan_host_mac(inside.addr).unwrap_or(NO_MAC);
         let spec = FlowSpec {
             protocol: frame.protocol,
             inside: *inside,
@@ -64,10 +61,7 @@ impl Router {
             lan_mac,
         };
         match self.insert(spec, Side::Wan, frame, ctx.now) {
-            Ok((spec, _)) => match self.egress_to_inside(&spec, Some(ctx)) {
-                Ok(egress) => self.emit(buf, frame, egress, ctx),
-                Err(verdict) => verdict,
-            },
+            Ok((spec, _)) => self.emit_to_inside(buf, frame, &spec, ctx),
             Err(verdict) => verdict,
         }
     }

@@ -51,8 +51,9 @@ fn a_spoofing_host_gets_neither_the_victims_replies_nor_its_forwarded_traffic() 
 
 /// A flow opened before its host's address is in the table sends its own
 /// replies to its first frame's MAC (and asks for the address) until the
-/// table has it; a port forward to an address the table does not know is
-/// dropped and asked for, never sent to a MAC learned from a frame.
+/// table has it; a port forward's packet to an address the table does not
+/// know waits for it (and asks for it), never sent to a MAC learned from a
+/// frame.
 #[test]
 fn before_resolution_only_the_flows_own_replies_use_its_frames_mac() {
     let mut b =
@@ -70,19 +71,27 @@ fn before_resolution_only_the_flows_own_replies_use_its_frames_mac() {
         "the flow's own first frame's MAC"
     );
 
-    // The forward to the same address is not sent there.
+    // The forward to the same address is not sent there: it waits.
     let client = from_internet(0, Ipv4Addr::new(198, 51, 100, 7), ISP1);
     assert_eq!(
         b.send(Port::Wan(0), testing::udp(&client, 40000, 5353, b"x"))
             .0,
-        Verdict::Drop(DropReason::NeighbourUnresolved)
+        Verdict::Taken
     );
+    assert!(b.router.release_waiting(newcomer, b.now).is_empty());
 
-    // Once the neighbour thread publishes the address, the table wins for
-    // the flow too.
+    // Once the neighbour thread publishes the address, the waiting packet
+    // goes there, and the table wins for the flow too.
     let mac = [0x02, 0, 0, 0, 0, 0x77];
     b.router.set_lan_mac(newcomer, mac);
     assert!(b.router.unresolved_lan_hosts().is_empty());
+    let waited = b.router.release_waiting(newcomer, b.now);
+    assert_eq!(waited.len(), 1);
+    let waited = testing::check(&waited[0]).expect("a whole frame");
+    assert_eq!(
+        (waited.dst, waited.dst_port, waited.dst_mac),
+        (newcomer, 53, mac)
+    );
     let back = b.forward(Port::Wan(uplink), reply, Port::Lan);
     assert_eq!((back.dst, back.dst_mac), (newcomer, mac));
     let forwarded = b.forward(
@@ -91,4 +100,56 @@ fn before_resolution_only_the_flows_own_replies_use_its_frames_mac() {
         Port::Lan,
     );
     assert_eq!((forwarded.dst, forwarded.dst_mac), (newcomer, mac));
+}
+
+/// Replies to a host the table does not know wait, a few per host (the
+/// rest dropped as `neighbour_unresolved`), for as long as the kernel
+/// tries to resolve it; those still waiting then are dropped and counted
+/// as `neighbour_timeout`, and nothing is released for the host later.
+#[test]
+fn waiting_frames_are_bounded_and_expire_counted() {
+    let mut b = Bench::new("");
+    let newcomer = Ipv4Addr::new(192, 168, 50, 77);
+    let mut lan = from_host(newcomer, SERVER);
+    lan.src_mac = SPOOFER_MAC;
+    let (uplink, out) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
+    // A flow restored from a saved state has no MAC of its own: take one
+    // through a restart so its replies wait for the table.
+    let snapshot = b.router.save_state(b.now);
+    let router = testing::two_uplink_router(&config(""));
+    let lane = router.lane();
+    let mut b = Bench {
+        router,
+        lane,
+        now: b.now,
+    };
+    assert_eq!(b.router.restore_state(&snapshot, b.now).flows, 1);
+    let wan = from_internet(usize::from(uplink), SERVER, out.src);
+    let verdicts: Vec<Verdict> = (0..5)
+        .map(|_| {
+            b.send(
+                Port::Wan(uplink),
+                testing::udp(&wan, 53, out.src_port, b"a"),
+            )
+            .0
+        })
+        .collect();
+    let unresolved = Verdict::Drop(DropReason::NeighbourUnresolved);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Taken,
+            Verdict::Taken,
+            Verdict::Taken,
+            unresolved,
+            unresolved
+        ]
+    );
+    b.advance(3);
+    b.router.expire_waiting(b.now);
+    let drops = |b: &Bench, reason| b.router.stats().totals.drop_count(reason);
+    assert_eq!(drops(&b, DropReason::NeighbourTimeout), 3);
+    assert_eq!(drops(&b, DropReason::NeighbourUnresolved), 2);
+    b.router.set_lan_mac(newcomer, [0x02, 0, 0, 0, 0, 0x77]);
+    assert!(b.router.release_waiting(newcomer, b.now).is_empty());
 }

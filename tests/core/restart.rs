@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use xwan::router::{DropReason, Port, Restored, Snapshot, Verdict};
+use xwan::router::{Port, Restored, Snapshot, Verdict};
 use xwan::testing::{self, ACK, SYN, SYN_ACK};
 
 use super::*;
@@ -124,9 +124,10 @@ fn flows_continue_with_the_same_outside_endpoints() {
 
 /// The LAN's hosts changed while xwan was not running (another testbed,
 /// the same addresses): a restored flow's reply never goes to the MAC
-/// saved with it. Until the neighbour table has the host, the reply is
-/// dropped as `neighbour_unresolved`, the host noted for resolution, and no
-/// flow is offered to the fast path; then both use the table's MAC.
+/// saved with it. Until the neighbour table has the host, the reply waits
+/// (the host noted for resolution) and no flow is offered to the fast
+/// path; then the reply goes out with the table's MAC, and so do the next
+/// ones and the fast path's entries.
 #[test]
 fn restored_flows_take_their_macs_from_the_neighbour_table_only() {
     const NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x10];
@@ -149,9 +150,15 @@ fn restored_flows_take_their_macs_from_the_neighbour_table_only() {
     let wan = from_internet(usize::from(udp_uplink), SERVER, outside);
     let answer = || testing::udp(&wan, 53, udp_port, b"answer");
     let (verdict, _) = b.send(Port::Wan(udp_uplink), answer());
-    assert_eq!(verdict, Verdict::Drop(DropReason::NeighbourUnresolved));
+    assert_eq!(verdict, Verdict::Taken);
 
     b.router.set_lan_mac(HOST, NEW_MAC);
+    let waited = b.router.release_waiting(HOST, b.now);
+    let waited = testing::check(&waited[0]).expect("a whole frame");
+    assert_eq!(
+        (waited.dst, waited.dst_port, waited.dst_mac),
+        (HOST, 5000, NEW_MAC)
+    );
     let back = b.forward(Port::Wan(udp_uplink), answer(), Port::Lan);
     assert_eq!(
         (back.dst, back.dst_port, back.dst_mac),

@@ -307,7 +307,7 @@ impl Running {
             epoch,
         };
         let mut neighbours =
-            NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found)?;
+            NeighbourThread::new(Arc::clone(&router), Arc::clone(&loaded), &found, epoch)?;
         neighbours.refresh();
 
         log_summary(

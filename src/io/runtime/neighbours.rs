@@ -1,16 +1,21 @@
-//! The neighbour thread: gateway and LAN host MACs from the kernel's neighbour table.
+//! The neighbour thread: gateway and LAN host MACs from the kernel's
+//! neighbour table; and the frames that waited in the core for a LAN host's
+//! MAC, sent out the LAN once it comes (or counted when they waited too
+//! long: [`Router::expire_waiting`]).
 
 use super::discovery::Discovered;
 use super::loaded_config::LoadedConfig;
 use super::options::RunError;
 use crate::config::UplinkId;
+use crate::io::probe::FrameSocket;
 use crate::io::system::{self, format_mac, NeighbourProber, SystemError};
 use crate::router::Router;
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use tracing::{info, warn};
+use std::time::Instant;
+use tracing::{debug, info, warn};
 
 /// Keeps the core's neighbour MACs in step with the kernel's neighbour table.
 pub(super) struct NeighbourThread {
@@ -27,6 +32,11 @@ pub(super) struct NeighbourThread {
     pub(super) gateway_macs: Vec<Option<[u8; 6]>>,
     pub(super) lan_macs: HashMap<Ipv4Addr, [u8; 6]>,
     pub(super) last_error: Option<String>,
+    /// Sends the frames that waited for a LAN host's MAC; None if it could
+    /// not be opened (they are then dropped when they have waited too long).
+    pub(super) lan: Option<FrameSocket>,
+    /// The router's clock.
+    pub(super) epoch: Instant,
 }
 
 /// At most this many LAN hosts are probed per refresh (a scan of the LAN from
@@ -38,9 +48,15 @@ impl NeighbourThread {
         router: Arc<Router>,
         loaded: Arc<LoadedConfig>,
         found: &Discovered,
+        epoch: Instant,
     ) -> Result<NeighbourThread, RunError> {
         let (running, generation) = loaded.current();
         let config = &running.config;
+        let lan = FrameSocket::open(found.lan.ifindex)
+            .inspect_err(|e| {
+                warn!(interface = %found.lan.name, error = %e, "cannot open a socket to send the frames that waited for a LAN host's MAC");
+            })
+            .ok();
         Ok(NeighbourThread {
             router,
             config: loaded,
@@ -58,6 +74,8 @@ impl NeighbourThread {
             gateway_macs: vec![None; config.wans.len()],
             lan_macs: HashMap::new(),
             last_error: None,
+            lan,
+            epoch,
         })
     }
 
@@ -96,6 +114,21 @@ impl NeighbourThread {
                 self.gateway_macs[id] = None;
             }
         }
+    }
+
+    /// Sends the frames that waited for `addr`'s MAC, which the core has now.
+    fn send_waiting(&self, addr: Ipv4Addr) {
+        let frames = self.router.release_waiting(addr, self.epoch.elapsed());
+        let sent = |frame: &Vec<u8>| {
+            let lan = self.lan.as_ref()?;
+            lan.send(frame)
+                .inspect_err(
+                    |e| debug!(%addr, error = %e, "a frame that waited for its MAC was not sent"),
+                )
+                .ok()
+        };
+        let unsent = frames.iter().filter(|f| sent(f).is_none()).count();
+        self.router.count_waiting_unsent(unsent as u64);
     }
 
     pub(super) fn try_refresh(&mut self) -> Result<(), SystemError> {
@@ -145,8 +178,10 @@ impl NeighbourThread {
             {
                 self.router.set_lan_mac(n.addr, mac);
                 self.lan_macs.insert(n.addr, mac);
+                self.send_waiting(n.addr);
             }
         }
+        self.router.expire_waiting(self.epoch.elapsed());
         let missing = self.router.unresolved_lan_hosts();
         for addr in missing.into_iter().take(MAX_LAN_PROBES) {
             if !self.lan_macs.contains_key(&addr) {

@@ -59,7 +59,10 @@ impl UplinkMonitor {
                 self.follow_kernel();
             }
             self.follow_health(&self.runtime.running());
-            if changes.neighbours || neighbours_at.elapsed() >= NEIGHBOUR_ROUND {
+            // A LAN host the core is missing (a frame waits for it) is
+            // asked for within a wake, not a round.
+            let missing = self.router.unresolved_news();
+            if changes.neighbours || missing || neighbours_at.elapsed() >= NEIGHBOUR_ROUND {
                 self.neighbours.refresh();
                 neighbours_at = Instant::now();
             }
