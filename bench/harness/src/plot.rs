@@ -19,6 +19,8 @@ fn color(mode: &str) -> RGBColor {
         "xdp-nooffload" => RGBColor(148, 103, 189),
         "packet-nooffload" => RGBColor(140, 86, 75),
         "packet" => RGBColor(255, 127, 14),
+        // packet's colour, lighter: the same mode with its page polled.
+        "packet-page" => RGBColor(255, 187, 120),
         "kernel" => RGBColor(44, 160, 44),
         "kernel-xdp" => RGBColor(214, 39, 40),
         _ => RGBColor(127, 127, 127),
