@@ -153,6 +153,13 @@ fn strip_links(text: &str) -> String {
     out
 }
 
+/// `text` in `font`, then back to roman.
+fn span(out: &mut String, font: &str, text: impl Iterator<Item = char>) {
+    out.push_str(font);
+    out.extend(text);
+    out.push_str("\\fR");
+}
+
 /// Inline Markdown as roff fonts: `code` and **bold** bold, *italic* italic.
 fn inline(text: &str) -> String {
     let text = escape(&strip_links(text));
@@ -160,38 +167,20 @@ fn inline(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '`' => {
-                out.push_str("\\fB");
-                for c in chars.by_ref() {
-                    if c == '`' {
-                        break;
-                    }
-                    out.push(c);
-                }
-                out.push_str("\\fR");
-            }
+            '`' => span(&mut out, "\\fB", chars.by_ref().take_while(|&c| c != '`')),
             '*' if chars.peek() == Some(&'*') => {
                 chars.next();
-                out.push_str("\\fB");
+                let mut bold = String::new();
                 while let Some(c) = chars.next() {
                     if c == '*' && chars.peek() == Some(&'*') {
                         chars.next();
                         break;
                     }
-                    out.push(c);
+                    bold.push(c);
                 }
-                out.push_str("\\fR");
+                span(&mut out, "\\fB", bold.chars());
             }
-            '*' => {
-                out.push_str("\\fI");
-                for c in chars.by_ref() {
-                    if c == '*' {
-                        break;
-                    }
-                    out.push(c);
-                }
-                out.push_str("\\fR");
-            }
+            '*' => span(&mut out, "\\fI", chars.by_ref().take_while(|&c| c != '*')),
             c => out.push(c),
         }
     }
