@@ -144,6 +144,16 @@ fn without_tcx_the_fast_path_attaches_by_clsact_and_cleans_up() {
     tb.start_router(mode, &text);
     assert_eq!(clsact_filters(&tb), 3, "replaced, not added beside");
     assert_eq!(status(&tb).offload.state, "on (TC by clsact: no TCX)");
+    // A start of another kind (TCX here, or the fast path off) removes
+    // what a crash left too: no stale filter forwards beside it.
+    tb.signal_router("KILL");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert_eq!(clsact_filters(&tb), 3);
+    tb.start_router(RouterMode::XwanPacketOffloadOff, &text);
+    assert_eq!(clsact_filters(&tb), 0, "removed at start");
+    assert!(tb
+        .router_log()
+        .contains("removed the clsact filter a stopped xwan left behind"));
 }
 
 #[test]

@@ -216,7 +216,9 @@ impl RunningConfig {
                 changed(&show(&old.control.group), &show(&new.control.group)),
             );
         }
-        if new.control.page != old.control.page {
+        // A changed listener is refused below (and with it the default of
+        // page_flows, which follows the listener's address).
+        if new.control.page != old.control.page && new.control.metrics == old.control.metrics {
             let show = |p: &Page| {
                 format!(
                     "page {}, token {}, flows {}",

@@ -330,6 +330,7 @@ impl Running {
             .state
             .as_deref()
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
+        crate::io::offload::remove_stale_filters(&setup.interfaces);
         let data_path = start_data_path(&router, &setup, config, &plan)?;
         let fast_path = Arc::new(FastPath::start(&data_path, &setup, &plan.fast_path));
         let kernel = kernel_update(&data_path, &setup, local)?;
