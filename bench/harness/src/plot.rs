@@ -137,7 +137,8 @@ fn bars(
         })
         .draw()
         .map_err(|e| e.to_string())?;
-    let width = GROUP * 8 / 10 / series.len() as i32;
+    // No series (a --short run has no TCP figures): the axes alone.
+    let width = GROUP * 8 / 10 / series.len().max(1) as i32;
     for (i, (name, c, stats)) in series.iter().enumerate() {
         let mut first = true;
         for (g, stat) in stats.iter().enumerate() {
@@ -376,5 +377,34 @@ fn quantile_name(q: &str) -> &'static str {
         "p50" => "p50",
         "p99" => "p99",
         _ => "p99.9",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_tcp_still_gets_every_plot() {
+        let dir = std::env::temp_dir().join(format!("xwan-bench-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("raw.jsonl");
+        std::fs::write(
+            &raw,
+            r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
+{"rep":1,"mode":"packet","metric":"pps_1k","value":300000}
+{"rep":1,"mode":"packet-page","metric":"pps_1k","value":299000}
+{"rep":1,"mode":"packet-page","metric":"lat_50_p99","value":70000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+"#,
+        )
+        .unwrap();
+        let data = crate::report::load(&raw).unwrap();
+        all(&data, &dir).unwrap();
+        let tcp = std::fs::read_to_string(dir.join("tcp.svg")).unwrap();
+        let pps = std::fs::read_to_string(dir.join("pps_by_mode.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(tcp.contains("TCP throughput"));
+        assert!(pps.contains("+ status page polled"), "{pps}");
     }
 }
