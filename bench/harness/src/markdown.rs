@@ -642,9 +642,6 @@ mod tests {
 
     #[test]
     fn packet_page_is_a_column_a_ratio_and_a_note() {
-        let dir = std::env::temp_dir().join(format!("xwan-bench-md-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("raw.jsonl");
         let mut lines = String::new();
         for rep in 1..=3 {
             for (mode, pps) in [("packet", 300e3), ("packet-page", 299e3), ("kernel", 200e3)] {
@@ -663,10 +660,7 @@ mod tests {
                 "{{\"rep\":{rep},\"mode\":\"packet-page\",\"metric\":\"page_failed\",\"value\":0}}\n"
             );
         }
-        std::fs::write(&raw, lines).unwrap();
-        let data = crate::report::load(&raw).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        let md = markdown(&data, "");
+        let md = markdown(&crate::report::data_of(&lines), "");
         assert!(
             md.contains(
                 "| figure | xwan --io packet (offload on) | xwan --io packet (offload on) + status \

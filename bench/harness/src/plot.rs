@@ -386,20 +386,16 @@ mod tests {
 
     #[test]
     fn a_run_without_tcp_still_gets_every_plot() {
-        let dir = std::env::temp_dir().join(format!("xwan-bench-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("raw.jsonl");
-        std::fs::write(
-            &raw,
+        let data = crate::report::data_of(
             r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
 {"rep":1,"mode":"packet","metric":"pps_1k","value":300000}
 {"rep":1,"mode":"packet-page","metric":"pps_1k","value":299000}
 {"rep":1,"mode":"packet-page","metric":"lat_50_p99","value":70000}
 {"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
 "#,
-        )
-        .unwrap();
-        let data = crate::report::load(&raw).unwrap();
+        );
+        let dir = std::env::temp_dir().join(format!("xwan-bench-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         all(&data, &dir).unwrap();
         let tcp = std::fs::read_to_string(dir.join("tcp.svg")).unwrap();
         let pps = std::fs::read_to_string(dir.join("pps_by_mode.svg")).unwrap();

@@ -362,27 +362,29 @@ pub fn mode_name(mode: &str) -> &str {
         .map_or(mode, |(_, name)| name)
 }
 
+/// `lines` loaded from a raw file of their own (tests run in parallel).
+#[cfg(test)]
+pub(crate) fn load_lines(lines: &str) -> Result<Data, ReportError> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = dir.join("raw.jsonl");
+    std::fs::write(&raw, lines).unwrap();
+    let data = load(&raw);
+    std::fs::remove_dir_all(&dir).unwrap();
+    data
+}
+
+/// `lines`, which must load, as [`Data`].
+#[cfg(test)]
+pub(crate) fn data_of(lines: &str) -> Data {
+    load_lines(lines).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `lines` loaded from a raw file of their own (tests run in parallel).
-    fn load_lines(lines: &str) -> Result<Data, ReportError> {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("raw.jsonl");
-        std::fs::write(&raw, lines).unwrap();
-        let data = load(&raw);
-        std::fs::remove_dir_all(&dir).unwrap();
-        data
-    }
-
-    fn data_of(lines: &str) -> Data {
-        load_lines(lines).unwrap()
-    }
 
     #[test]
     fn offload_share_is_fast_path_packets_over_delivered() {
