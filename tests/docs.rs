@@ -21,6 +21,8 @@
 //!   docs/troubleshooting.md is a message the source prints, and every
 //!   warning and error message of the source (`warn!`, `error!`,
 //!   `#[error(...)]`) is a heading there or is listed in [`NOT_ACTIONABLE`].
+//! - `every_kernel_feature_has_its_row`: docs/kernel.md's feature table
+//!   lists exactly the features src/io/features.rs probes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -689,4 +691,38 @@ fn troubleshooting_matches_the_source() {
             "NOT_ACTIONABLE names {message:?}, which the source no longer prints"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// The kernel features.
+
+/// Every feature `xwan check --kernel` reports (the names in
+/// src/io/features.rs, `Feature::X => "name"`) has its row in docs/kernel.md,
+/// and the table lists no other.
+#[test]
+fn every_kernel_feature_has_its_row() {
+    let source = read("src/io/features.rs");
+    let names: BTreeSet<String> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Feature::"))
+        .filter_map(|l| l.split_once(" => \"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.strip_suffix("\","))
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        names.len() >= 10,
+        "only {} features found: {names:?}",
+        names.len()
+    );
+    let rows: BTreeSet<String> = read("docs/kernel.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(name, _)| name.to_string()))
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .collect();
+    assert_eq!(
+        names, rows,
+        "the features of src/io/features.rs (left) against the rows of docs/kernel.md's table (right)"
+    );
 }
