@@ -3,7 +3,8 @@
 
 # Debian packages: the build (clang compiles the XDP program; libbpf/libxdp
 # for AF_XDP), the testbed's tools, and what scripts/test-package uses
-# (dpkg-shlibdeps for the package's dependencies, man, systemd-analyze).
+# (dpkg-shlibdeps for the package's dependencies, man, systemd-analyze), and
+# chromium for the status page's headless-browser test (tests/page_e2e.rs).
 XWAN_PACKAGES=(
   clang llvm libclang-dev libelf-dev zlib1g-dev libpcap-dev pkg-config m4 gcc-multilib
   libbpf-dev libxdp-dev
@@ -11,6 +12,7 @@ XWAN_PACKAGES=(
   iputils-ping traceroute netcat-openbsd procps kmod
   dnsmasq-base isc-dhcp-client
   dpkg-dev man-db systemd python3
+  chromium
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

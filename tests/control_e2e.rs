@@ -421,7 +421,7 @@ fn every_control_request_against_a_running_router() {
         0.0
     );
     assert!(metric(&scrape, "xwan_worker_rx_packets_total", &[("queue", "0")]) > 0.0);
-    let (head, _) = http_get(&testbed, "/");
+    let (head, _) = http_get(&testbed, "/nothing");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // bad reloads: refused with the place and key, the router unchanged

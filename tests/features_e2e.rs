@@ -72,7 +72,7 @@ fn a_forced_absence_is_one_line_in_the_log_status_and_metrics() {
     assert_eq!(status.io, "packet");
     assert_eq!(state_of(&status, "tcx"), FeatureState::Forced);
     assert_eq!(state_of(&status, "tc-program"), FeatureState::Available);
-    assert_eq!(status.features.len(), 10, "{:?}", status.features);
+    assert_eq!(status.features.len(), 11, "{:?}", status.features);
     assert_eq!(
         status.offload.state, "on (TC by clsact: no TCX)",
         "the fast path says how it attached"
@@ -144,6 +144,16 @@ fn without_tcx_the_fast_path_attaches_by_clsact_and_cleans_up() {
     tb.start_router(mode, &text);
     assert_eq!(clsact_filters(&tb), 3, "replaced, not added beside");
     assert_eq!(status(&tb).offload.state, "on (TC by clsact: no TCX)");
+    // A start of another kind (TCX here, or the fast path off) removes
+    // what a crash left too: no stale filter forwards beside it.
+    tb.signal_router("KILL");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert_eq!(clsact_filters(&tb), 3);
+    tb.start_router(RouterMode::XwanPacketOffloadOff, &text);
+    assert_eq!(clsact_filters(&tb), 0, "removed at start");
+    assert!(tb
+        .router_log()
+        .contains("removed the clsact filter a stopped xwan left behind"));
 }
 
 #[test]
@@ -221,6 +231,7 @@ fn check_kernel_prints_every_feature_and_the_plan() {
         "xdp-features",
         "xdp-meta",
         "rt-sched",
+        "nft-owner",
         "capabilities",
     ] {
         assert!(text.contains(&format!("\n  {name}: ")), "{name}:\n{text}");
@@ -249,7 +260,7 @@ fn check_kernel_prints_every_feature_and_the_plan() {
         ],
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(json["features"].as_array().map(Vec::len), Some(10));
+    assert_eq!(json["features"].as_array().map(Vec::len), Some(11));
     let af_xdp = json["features"]
         .as_array()
         .unwrap()
@@ -263,4 +274,51 @@ fn check_kernel_prints_every_feature_and_the_plan() {
             .is_some_and(|e| e.contains("af-xdp")),
         "{json}"
     );
+}
+
+/// `table ip xwan` in the router's namespace, as nft lists it (empty: none).
+fn xwan_table(tb: &Testbed) -> String {
+    let out = tb.exec("rtr", &["nft", "list", "table", "ip", "xwan"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Without owned nftables tables, `--io packet`'s table is loaded without
+/// the flag: the orderly stop removes it, a crash leaves it (the kernel
+/// cannot), and the next start replaces it. With the flag (this kernel) a
+/// crash takes it away.
+#[test]
+fn without_owned_tables_the_packet_table_is_replaced_after_a_crash() {
+    let unowned = RouterMode::XwanAbsent {
+        io: "packet",
+        absent: "nft-owner",
+    };
+    let mut tb = Testbed::up(TxOffload::On);
+    let text = config(&tb);
+    tb.start_router(unowned, &text);
+    let table = xwan_table(&tb);
+    assert!(table.contains("table ip xwan"), "{table}");
+    assert!(!table.contains("owner"), "not owned: {table}");
+    assert_eq!(state_of(&status(&tb), "nft-owner"), FeatureState::Forced);
+    tb.signal_router("KILL");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert!(
+        xwan_table(&tb).contains("table ip xwan"),
+        "a crash leaves it"
+    );
+    tb.start_router(unowned, &text);
+    assert_eq!(xwan_table(&tb).matches("table ip xwan").count(), 1);
+    tb.signal_router("TERM");
+    assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+    assert!(xwan_table(&tb).is_empty(), "the orderly stop removes it");
+
+    tb.start_router(RouterMode::XwanPacket, &text);
+    if state_of(&status(&tb), "nft-owner") == FeatureState::Available {
+        assert!(xwan_table(&tb).contains("owner"), "owned here");
+        tb.signal_router("KILL");
+        assert!(tb.wait_router_exit(Duration::from_secs(15)).is_some());
+        assert!(
+            xwan_table(&tb).is_empty(),
+            "the kernel deleted it with xwan"
+        );
+    }
 }

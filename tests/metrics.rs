@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_parse::{Scrape, Value};
 use xwan::config::Config;
-use xwan::control::metrics::{self, MetricsServer, MetricsSource, Snapshot, Uplink};
+use xwan::control::metrics::{self, MetricsServer, MetricsSource, PageAccess, Snapshot, Uplink};
 use xwan::control::protocol::{AdminState, Cause, UplinkControl, WorkerReport};
 use xwan::router::{FrameMeta, InterfaceMacs, Port, Router, Verdict};
 use xwan::testing::{self, Addressing, SYN};
@@ -268,6 +268,18 @@ impl MetricsSource for Fixed {
     fn metrics(&self) -> String {
         self.0.clone()
     }
+
+    fn page_document(&self) -> String {
+        "{\"page\":1}".into()
+    }
+}
+
+/// The status page on, without a token.
+fn page_on() -> PageAccess {
+    PageAccess {
+        on: true,
+        token: None,
+    }
 }
 
 /// Sends `request` raw and reads the whole response.
@@ -289,6 +301,7 @@ fn the_http_responder_serves_get_metrics_and_refuses_the_rest() {
     let server = MetricsServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Fixed(text.clone())),
+        PageAccess::default(),
     )
     .unwrap();
     let addr = server.local_addr();
@@ -308,6 +321,7 @@ fn the_http_responder_serves_get_metrics_and_refuses_the_rest() {
     assert!(query.starts_with("HTTP/1.1 200 OK"), "{query}");
     for request in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET /status.json HTTP/1.1\r\n\r\n",
         b"GET /metricsx HTTP/1.1\r\n\r\n",
         b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     ] {
@@ -336,6 +350,7 @@ fn a_slow_client_does_not_hold_up_another_scrape() {
     let server = MetricsServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Fixed("x 1\n".into())),
+        page_on(),
     )
     .unwrap();
     let addr = server.local_addr();
@@ -384,6 +399,7 @@ fn connections_are_bounded_and_never_delay_the_stop() {
     let server = MetricsServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Fixed("x 1\n".into())),
+        page_on(),
     )
     .unwrap();
     let addr = server.local_addr();
@@ -404,4 +420,53 @@ fn connections_are_bounded_and_never_delay_the_stop() {
     );
     assert!(TcpStream::connect(addr).is_err(), "stopped");
     drop(silent);
+}
+
+/// With the page on, `GET /` is the page and `GET /status.json` its
+/// document; a token, when set, is asked of both (never of the metrics), in
+/// the query or an Authorization header.
+#[test]
+fn the_status_page_and_its_document_ask_for_the_token() {
+    let token = "0123456789abcdef-token";
+    let server = MetricsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Fixed("x 1\n".into())),
+        PageAccess {
+            on: true,
+            token: Some(token.into()),
+        },
+    )
+    .unwrap();
+    let addr = server.local_addr();
+    for request in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET /status.json HTTP/1.1\r\n\r\n",
+        b"GET /status.json?token=0123456789abcdef-tokex HTTP/1.1\r\n\r\n",
+        b"GET /status.json HTTP/1.1\r\nAuthorization: Bearer nope\r\n\r\n",
+    ] {
+        let response = http(addr, request);
+        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    }
+    let page = http(
+        addr,
+        format!("GET /?token={token} HTTP/1.1\r\n\r\n").as_bytes(),
+    );
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("Content-Type: text/html; charset=utf-8"));
+    assert!(page.contains("<title>xwan status</title>"));
+    let json = http(
+        addr,
+        format!("GET /status.json HTTP/1.1\r\nauthorization: Bearer {token}\r\n\r\n").as_bytes(),
+    );
+    assert!(json.starts_with("HTTP/1.1 200 OK"), "{json}");
+    assert!(json.contains("Content-Type: application/json"));
+    assert!(json.ends_with("{\"page\":1}"), "{json}");
+    let metrics = http(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(
+        metrics.starts_with("HTTP/1.1 200 OK"),
+        "no token for metrics"
+    );
+    let other = http(addr, b"GET /flows HTTP/1.1\r\n\r\n");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    server.stop();
 }

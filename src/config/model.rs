@@ -348,6 +348,33 @@ pub struct Control {
     /// The group whose members may read status, flows and events on the control
     /// socket; None: root only.
     pub group: Option<ControlGroup>,
+    /// The status page (`GET /` and `GET /status.json` on the metrics
+    /// listener); only where `metrics` is set.
+    pub page: Page,
+}
+
+/// `[control] page`, `page_token`, `page_flows`: the read-only status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Served at all (default true).
+    pub on: bool,
+    /// A token the page and its JSON ask for (`?token=` or `Authorization:
+    /// Bearer`); None: none (the metrics never ask).
+    pub token: Option<String>,
+    /// The top flows (addresses and ports of LAN hosts and their peers) in
+    /// the page's JSON. Default: only when the listener is a loopback address,
+    /// so no flow details leave the box unless configured.
+    pub flows: bool,
+}
+
+impl Default for Page {
+    fn default() -> Page {
+        Page {
+            on: true,
+            token: None,
+            flows: false,
+        }
+    }
 }
 
 /// `[control] group`: its name, and its id on this system.

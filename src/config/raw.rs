@@ -135,6 +135,9 @@ pub(super) struct RawControl {
     pub state: Option<Spanned<String>>,
     pub checkpoint_s: Option<Spanned<i64>>,
     pub group: Option<Spanned<String>>,
+    pub page: Option<Spanned<bool>>,
+    pub page_token: Option<Spanned<String>>,
+    pub page_flows: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

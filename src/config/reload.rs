@@ -14,7 +14,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::model::{Action, Config, ControlGroup, UplinkId};
+use super::model::{Action, Config, ControlGroup, Page, UplinkId};
 
 /// The configuration a running router holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,6 +214,22 @@ impl RunningConfig {
             refuse(
                 "control.group".into(),
                 changed(&show(&old.control.group), &show(&new.control.group)),
+            );
+        }
+        // A changed listener is refused below (and with it the default of
+        // page_flows, which follows the listener's address).
+        if new.control.page != old.control.page && new.control.metrics == old.control.metrics {
+            let show = |p: &Page| {
+                format!(
+                    "page {}, token {}, flows {}",
+                    if p.on { "on" } else { "off" },
+                    if p.token.is_some() { "set" } else { "none" },
+                    if p.flows { "shown" } else { "hidden" }
+                )
+            };
+            refuse(
+                "control.page".into(),
+                changed(&show(&old.control.page), &show(&new.control.page)),
             );
         }
         if new.control.metrics != old.control.metrics {

@@ -120,6 +120,15 @@ impl Display for Config {
             write!(f, " (group {} may read)", group.name)?;
         }
         match self.control.metrics {
+            Some(addr) if self.control.page.on => writeln!(
+                f,
+                ", metrics on http://{addr}/metrics, status page on http://{addr}/{}",
+                if self.control.page.token.is_some() {
+                    " (token)"
+                } else {
+                    ""
+                }
+            ),
             Some(addr) => writeln!(f, ", metrics on http://{addr}/metrics"),
             None => writeln!(f),
         }

@@ -284,6 +284,7 @@ fn example_parses_to_the_expected_model() {
             state: Some(PathBuf::from("/var/lib/xwan/state")),
             checkpoint_s: 30,
             group: None,
+            page: Page::default(),
         },
         local: Local {
             routes: true,

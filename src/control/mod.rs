@@ -5,6 +5,7 @@
 mod client;
 mod events;
 pub mod metrics;
+pub mod page;
 pub mod protocol;
 mod server;
 

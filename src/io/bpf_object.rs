@@ -13,6 +13,7 @@
 //! They share the object's maps, so the ones a data path needs are loaded
 //! together, in one object.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 use libbpf_rs::{Object, ObjectBuilder, PrintLevel};
@@ -65,13 +66,32 @@ impl std::fmt::Display for Refusal {
 static LOG: Mutex<String> = Mutex::new(String::new());
 /// Held for the whole of one load, so the log is that load's.
 static LOADING: Mutex<()> = Mutex::new(());
+/// Set while a load runs: only its messages are kept for its summary.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+/// The most of one load's messages kept (a verifier log can be megabytes;
+/// its end, which says why, is what the summary reads).
+const LOG_KEPT: usize = 64 * 1024;
 
-/// libbpf's messages, verifier logs included: kept for the load's summary and
-/// logged at debug level, never printed to stderr.
+/// libbpf's messages, verifier logs included: logged at debug level, never
+/// printed to stderr, and the load's own kept for its summary.
 fn capture(_level: PrintLevel, message: String) {
     tracing::debug!(target: "xwan::bpf", "{}", message.trim_end());
-    crate::io::sync::lock(&LOG).push_str(&message);
+    if CAPTURING.load(Ordering::SeqCst) {
+        let mut log = crate::io::sync::lock(&LOG);
+        log.push_str(&message);
+        if log.len() > 2 * LOG_KEPT {
+            let cut = log.len() - LOG_KEPT;
+            let cut = (cut..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(0);
+            log.drain(..cut);
+        }
+    }
 }
+
+/// The maps only the XDP program uses that some kernels cannot create (an
+/// XSKMAP needs AF_XDP sockets, CONFIG_XDP_SOCKETS): not created without it.
+const XDP_ONLY_MAPS: [&str; 1] = ["xsks"];
 
 /// Opens the object and loads the programs in `wanted` (every map is
 /// created either way).
@@ -82,6 +102,8 @@ pub fn load(wanted: &[BpfProgram]) -> Result<Object, Refusal> {
     });
     let _loading = crate::io::sync::lock(&LOADING);
     crate::io::sync::lock(&LOG).clear();
+    CAPTURING.store(true, Ordering::SeqCst);
+    let xdp = wanted.contains(&BpfProgram::Xdp);
     let result = ObjectBuilder::default()
         .open_memory(&OBJECT.0)
         .and_then(|mut open| {
@@ -89,16 +111,45 @@ pub fn load(wanted: &[BpfProgram]) -> Result<Object, Refusal> {
                 let name = program.name().to_string_lossy().into_owned();
                 program.set_autoload(wanted.iter().any(|w| w.name() == name));
             }
+            for mut map in open.maps_mut() {
+                let name = map.name().to_string_lossy().into_owned();
+                if !xdp && XDP_ONLY_MAPS.contains(&name.as_str()) {
+                    map.set_autocreate(false)?;
+                }
+                // TC looks for the XDP program's mark only when it runs.
+                if name.ends_with(".rodata.xwan") {
+                    if let Some(rodata) = map.initial_value_mut() {
+                        set_xdp_marks(rodata, xdp);
+                    }
+                }
+            }
             open.load()
         });
+    CAPTURING.store(false, Ordering::SeqCst);
     let log = std::mem::take(&mut *crate::io::sync::lock(&LOG));
-    result.map_err(|err| Refusal {
-        not_permitted: matches!(err.kind(), libbpf_rs::ErrorKind::PermissionDenied),
-        summary: match verifier_summary(&log) {
-            Some(line) => format!("{err}; verifier: {line} (the whole log at debug level: -vv)"),
-            None => err.to_string(),
-        },
+    result.map_err(|err| {
+        let verifier = log.contains("-- BEGIN PROG LOAD LOG --");
+        Refusal {
+            // The verifier refuses with EACCES too: that is no permission
+            // matter.
+            not_permitted: !verifier
+                && matches!(err.kind(), libbpf_rs::ErrorKind::PermissionDenied),
+            summary: match verifier_summary(&log) {
+                Some(line) => {
+                    format!("{err}; verifier: {line} (the whole log at debug level: -vv)")
+                }
+                None => err.to_string(),
+            },
+        }
     })
+}
+
+/// The object's section `.rodata.xwan` holds one variable, `xdp_marks`
+/// (offload.bpf.h): its one byte.
+fn set_xdp_marks(rodata: &mut [u8], on: bool) {
+    if let Some(flag) = rodata.first_mut() {
+        *flag = u8::from(on);
+    }
 }
 
 /// Whether the kernel loads `program` on its own (an object with only it).

@@ -1,7 +1,9 @@
 //! The optional kernel features xwan uses, probed one at a time at start
 //! (and by `xwan check --kernel`), each with what xwan does without it.
-//! Nothing here changes the system: programs are loaded and dropped, never
-//! attached; sockets are opened and closed.
+//! Nothing here changes the system for longer than a probe: programs are
+//! loaded and dropped, never attached; sockets are opened and closed; the
+//! `nft-owner` probe's table is owned by its socket, so the kernel deletes it
+//! when the probe ends.
 //!
 //! | feature | probe | without it |
 //! |---|---|---|
@@ -14,6 +16,7 @@
 //! | `xdp-features` | any interface reports `NETDEV_XDP_ACT_*` | the fast path forwards by TC only |
 //! | `xdp-meta` | libbpf's helper probe of `bpf_xdp_adjust_meta` for XDP | nothing: not used |
 //! | `rt-sched` | `SCHED_FIFO` 1 on a throwaway thread | workers at normal priority |
+//! | `nft-owner` | an nftables table with `flags owner` on a netlink socket of its own, gone when the socket closes | `--io packet`'s table is not owned: a killed xwan leaves it until the next start |
 //! | `capabilities` | `CapEff` of /proc/self/status | loads read "not permitted" |
 //!
 //! A test switch, `XWAN_TEST_ABSENT=name,name...` in the environment, makes
@@ -43,11 +46,12 @@ pub enum Feature {
     XdpFeatures,
     XdpMeta,
     RtSched,
+    NftOwner,
     Capabilities,
 }
 
 impl Feature {
-    pub const ALL: [Feature; 10] = [
+    pub const ALL: [Feature; 11] = [
         Feature::XdpProgram,
         Feature::TcProgram,
         Feature::SocketFilter,
@@ -57,6 +61,7 @@ impl Feature {
         Feature::XdpFeatures,
         Feature::XdpMeta,
         Feature::RtSched,
+        Feature::NftOwner,
         Feature::Capabilities,
     ];
 
@@ -71,6 +76,7 @@ impl Feature {
             Feature::XdpFeatures => "xdp-features",
             Feature::XdpMeta => "xdp-meta",
             Feature::RtSched => "rt-sched",
+            Feature::NftOwner => "nft-owner",
             Feature::Capabilities => "capabilities",
         }
     }
@@ -92,6 +98,10 @@ impl Feature {
                 "not needed: the XDP program marks the frames it hands to TC in their source MAC"
             }
             Feature::RtSched => "workers run at normal priority (a longer latency tail under load)",
+            Feature::NftOwner => {
+                "--io packet's nftables table is not owned by xwan: a killed xwan leaves it \
+                 (dropping the LAN's forwarded traffic) until the next start replaces it"
+            }
             Feature::Capabilities => "BPF loads and attaches are refused as not permitted",
         }
     }
@@ -253,6 +263,7 @@ fn probe_one(feature: Feature, interfaces: &[ProbedInterface]) -> Outcome {
             "bpf_xdp_adjust_meta",
         ),
         Feature::RtSched => realtime(),
+        Feature::NftOwner => nft_owner(),
         Feature::Capabilities => capabilities(),
     }
 }
@@ -338,6 +349,24 @@ fn realtime() -> Outcome {
         Ok(Ok(())) => (State::Available, String::new()),
         Ok(Err(e)) => errno_outcome("sched_setscheduler(SCHED_FIFO)", &e),
         Err(e) => (State::Unavailable, e),
+    }
+}
+
+/// A table with the `owner` flag, made on a netlink socket of its own: the
+/// kernel deletes it when that socket closes, at the end of the probe.
+fn nft_owner() -> Outcome {
+    let mut nft = match sys::nftables::Nftables::open() {
+        Ok(nft) => nft,
+        Err(e) => return (State::Unavailable, e),
+    };
+    let probe = format!(
+        "add table ip xwan_probe_{} {{ flags owner; }}",
+        std::process::id()
+    );
+    match nft.run(&probe) {
+        Ok(()) => (State::Available, String::new()),
+        Err(e) if e.contains("Operation not permitted") => (State::NotPermitted, e),
+        Err(e) => (State::Unavailable, e.trim().to_string()),
     }
 }
 

@@ -99,6 +99,7 @@ fn example_config() -> Config {
             state: None,
             checkpoint_s: 0,
             group: None,
+            page: crate::config::Page::default(),
         },
         local: Local {
             routes: true,

@@ -3,6 +3,8 @@
 //! drift from `xwan --help`:
 //! - `DIR/man/xwan.8` and one page per subcommand, `xwan-run.8`, `xwan-check.8`, …
 //!   (cargo-deb gzips them);
+//! - `DIR/man/xwan.toml.5`, the configuration file's page, from
+//!   docs/configuration.md (see `man5.rs`), so the reference is written once;
 //! - `DIR/completions/xwan.bash`, `_xwan` (zsh), `xwan.fish`.
 //!
 //! DIR defaults to `target/dist`. A crate of its own so that clap_mangen and
@@ -15,6 +17,8 @@ use std::process::ExitCode;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
+
+mod man5;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,11 +59,17 @@ fn dist(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// Section 8 (system administration: the binary is /usr/sbin/xwan).
+/// Section 8 (system administration: the binary is /usr/sbin/xwan), and
+/// section 5 for the configuration file.
 fn man_pages(dir: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir)?;
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+    let markdown = fs::read_to_string(&reference)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", reference.display())))?;
+    let file_page = dir.join("xwan.toml.5");
+    fs::write(&file_page, man5::render(&markdown, xwan::VERSION))?;
     let xwan = xwan::cli::Cli::command().version(xwan::VERSION);
-    let mut written = vec![page(&xwan, "xwan", dir)?];
+    let mut written = vec![file_page, page(&xwan, "xwan", dir)?];
     for sub in xwan.get_subcommands() {
         let name = format!("xwan-{}", sub.get_name());
         // The subcommand's page is named and titled as `man xwan-run` finds it.

@@ -40,6 +40,8 @@ enum Unit {
     Thousands,
     /// A plain number.
     Plain,
+    /// A count, shown whole.
+    Count,
     /// CPU time over wall time: how many CPUs were busy.
     Cpus,
 }
@@ -50,14 +52,14 @@ impl Unit {
             Unit::Kpps | Unit::KPerS | Unit::Micros | Unit::Thousands => v / 1e3,
             Unit::Gbit => v / 1e9,
             Unit::Percent => v * 100.0,
-            Unit::Nanos | Unit::Plain | Unit::Cpus => v,
+            Unit::Nanos | Unit::Plain | Unit::Count | Unit::Cpus => v,
         }
     }
 
     fn digits(self) -> usize {
         match self {
             Unit::Gbit | Unit::Cpus => 2,
-            Unit::Nanos | Unit::Thousands => 0,
+            Unit::Nanos | Unit::Thousands | Unit::Count => 0,
             _ => 1,
         }
     }
@@ -71,7 +73,7 @@ impl Unit {
             Unit::Nanos => " ns",
             Unit::Percent => " %",
             Unit::Thousands => " k",
-            Unit::Plain | Unit::Cpus => "",
+            Unit::Plain | Unit::Count | Unit::Cpus => "",
         }
     }
 }
@@ -379,6 +381,26 @@ fn backends(md: &mut String, data: &Data) {
     );
 }
 
+/// What packet-page's reader of the status page fetched: the figures of
+/// `packet + page polled` hold only if it was answered all along.
+fn page_polls(md: &mut String, data: &Data) {
+    let Some(answered) = data.stat("packet-page", "page_answered") else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "{}: xwan --io packet with `[control] metrics = \"127.0.0.1:9900\"` (the plain packet \
+         mode has no listener), and in the router's namespace a reader \
+         (bench/harness/page_poll.py) that fetched `/status.json` and `/` once a second each \
+         for as long as the router ran, each on a new connection: {} fetches answered per \
+         repetition, {} failed, {} KiB read.\n",
+        data.label("packet-page"),
+        fmt_stat(Some(answered), Unit::Count),
+        fmt_stat(data.stat("packet-page", "page_failed"), Unit::Count),
+        fmt_stat(data.stat("packet-page", "page_kib"), Unit::Count),
+    );
+}
+
 fn markdown(data: &Data, title: &str) -> String {
     let mut md = String::new();
     let reps = data.reps().len();
@@ -432,6 +454,7 @@ fn markdown(data: &Data, title: &str) -> String {
     );
 
     backends(&mut md, data);
+    page_polls(&mut md, data);
 
     targets::write(&mut md, data);
 
@@ -525,7 +548,7 @@ fn markdown(data: &Data, title: &str) -> String {
             .collect()
     };
     let passed = measured(
-        &["auto", "packet", "packet-nooffload"],
+        &["auto", "packet", "packet-page", "packet-nooffload"],
         "tcp_gso_passthrough_mib",
     );
     if !passed.is_empty() {
@@ -611,4 +634,41 @@ fn markdown(data: &Data, title: &str) -> String {
     // How each figure is measured: the end of results.md, kept as markdown.
     md.push_str(include_str!("method.md"));
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_page_is_a_column_a_ratio_and_a_note() {
+        let mut lines = String::new();
+        for rep in 1..=3 {
+            for (mode, pps) in [("packet", 300e3), ("packet-page", 299e3), ("kernel", 200e3)] {
+                lines += &format!(
+                    "{{\"rep\":{rep},\"mode\":\"{mode}\",\"metric\":\"pps_1k\",\"value\":{pps}}}\n"
+                );
+                lines += &format!(
+                    "{{\"rep\":{rep},\"mode\":\"{mode}\",\"metric\":\"lat_50_p99\",\"value\":70000}}\n"
+                );
+            }
+            lines += &format!(
+                "{{\"rep\":{rep},\"mode\":\"packet-page\",\"metric\":\"page_answered\",\"value\":{}}}\n",
+                80 + rep
+            );
+            lines += &format!(
+                "{{\"rep\":{rep},\"mode\":\"packet-page\",\"metric\":\"page_failed\",\"value\":0}}\n"
+            );
+        }
+        let md = markdown(&crate::report::data_of(&lines), "");
+        assert!(
+            md.contains(
+                "| figure | xwan --io packet (offload on) | xwan --io packet (offload on) + status \
+                 page polled | kernel recipe | packet / kernel | packet + page polled / kernel |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| xwan --io packet (offload on) + status page polled | 50 % |"));
+        assert!(md.contains("82 [81–83] fetches answered per repetition, 0 [0–0] failed"));
+    }
 }

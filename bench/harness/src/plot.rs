@@ -19,6 +19,8 @@ fn color(mode: &str) -> RGBColor {
         "xdp-nooffload" => RGBColor(148, 103, 189),
         "packet-nooffload" => RGBColor(140, 86, 75),
         "packet" => RGBColor(255, 127, 14),
+        // packet's colour, lighter: the same mode with its page polled.
+        "packet-page" => RGBColor(255, 187, 120),
         "kernel" => RGBColor(44, 160, 44),
         "kernel-xdp" => RGBColor(214, 39, 40),
         _ => RGBColor(127, 127, 127),
@@ -135,7 +137,8 @@ fn bars(
         })
         .draw()
         .map_err(|e| e.to_string())?;
-    let width = GROUP * 8 / 10 / series.len() as i32;
+    // No series (a --short run has no TCP figures): the axes alone.
+    let width = GROUP * 8 / 10 / series.len().max(1) as i32;
     for (i, (name, c, stats)) in series.iter().enumerate() {
         let mut first = true;
         for (g, stat) in stats.iter().enumerate() {
@@ -374,5 +377,30 @@ fn quantile_name(q: &str) -> &'static str {
         "p50" => "p50",
         "p99" => "p99",
         _ => "p99.9",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_tcp_still_gets_every_plot() {
+        let data = crate::report::data_of(
+            r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
+{"rep":1,"mode":"packet","metric":"pps_1k","value":300000}
+{"rep":1,"mode":"packet-page","metric":"pps_1k","value":299000}
+{"rep":1,"mode":"packet-page","metric":"lat_50_p99","value":70000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+"#,
+        );
+        let dir = std::env::temp_dir().join(format!("xwan-bench-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        all(&data, &dir).unwrap();
+        let tcp = std::fs::read_to_string(dir.join("tcp.svg")).unwrap();
+        let pps = std::fs::read_to_string(dir.join("pps_by_mode.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(tcp.contains("TCP throughput"));
+        assert!(pps.contains("+ status page polled"), "{pps}");
     }
 }

@@ -6,8 +6,11 @@
 //! (the backend xwan ran, `io` of `xwan status --json`). Modes are the six
 //! routers (`auto`: xwan run's default `--io auto`, which picks its backend
 //! at start; `xdp` and `packet`: xwan --io xdp and --io packet; all three with
-//! their in-kernel fast path, on by default; `xdp-nooffload` and
-//! `packet-nooffload`: the same with `[dataplane] offload = "off"`; `kernel`),
+//! their in-kernel fast path, on by default; `packet-page`: `packet` with
+//! the metrics listener on and its status page polled, `/status.json` and
+//! `/` once a second each, for as long as the router runs; `xdp-nooffload`
+//! and `packet-nooffload`: the same as xdp and packet with `[dataplane]
+//! offload = "off"`; `kernel`),
 //! `kernel-xdp` (the kernel recipe
 //! with a pass-through XDP program on the router's interfaces, TCP only),
 //! `generator` (the generator's ceiling: an XDP drop on the router's LAN
@@ -20,18 +23,20 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The routers compared, in table order; the kernel recipe last.
-pub const ROUTERS: [&str; 6] = [
+/// The routers compared, in table order; the kernel recipe last;
+/// `packet-page` next to `packet`, which it is compared with.
+pub const ROUTERS: [&str; 7] = [
     "auto",
     "xdp",
     "xdp-nooffload",
     "packet",
+    "packet-page",
     "packet-nooffload",
     "kernel",
 ];
 
 /// The xwan modes with their in-kernel fast path on (xwan's default).
-pub const OFFLOAD_ON: [&str; 3] = ["auto", "xdp", "packet"];
+pub const OFFLOAD_ON: [&str; 4] = ["auto", "xdp", "packet", "packet-page"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -132,10 +137,12 @@ impl Data {
         }
     }
 
-    /// A mode's short name, in ratio headers: "auto (packet)", "xdp".
+    /// A mode's short name, in ratio headers: "auto (packet)", "xdp",
+    /// "packet + page polled".
     pub fn short_label(&self, mode: &str) -> String {
         match (mode, self.text(mode, "io")) {
             ("auto", Some(io)) => format!("auto ({io})"),
+            ("packet-page", _) => "packet + page polled".to_string(),
             _ => mode.to_string(),
         }
     }
@@ -334,11 +341,15 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
     Ok(data)
 }
 
-const MODE_NAMES: [(&str, &str); 7] = [
+const MODE_NAMES: [(&str, &str); 8] = [
     ("auto", "xwan --io auto (offload on)"),
     ("xdp", "xwan --io xdp (offload on)"),
     ("xdp-nooffload", "xwan --io xdp, offload off"),
     ("packet", "xwan --io packet (offload on)"),
+    (
+        "packet-page",
+        "xwan --io packet (offload on) + status page polled",
+    ),
     ("packet-nooffload", "xwan --io packet, offload off"),
     ("kernel", "kernel recipe"),
     ("kernel-xdp", "kernel recipe + XDP pass program"),
@@ -351,27 +362,29 @@ pub fn mode_name(mode: &str) -> &str {
         .map_or(mode, |(_, name)| name)
 }
 
+/// `lines` loaded from a raw file of their own (tests run in parallel).
+#[cfg(test)]
+pub(crate) fn load_lines(lines: &str) -> Result<Data, ReportError> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let raw = dir.join("raw.jsonl");
+    std::fs::write(&raw, lines).unwrap();
+    let data = load(&raw);
+    std::fs::remove_dir_all(&dir).unwrap();
+    data
+}
+
+/// `lines`, which must load, as [`Data`].
+#[cfg(test)]
+pub(crate) fn data_of(lines: &str) -> Data {
+    load_lines(lines).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `lines` loaded from a raw file of their own (tests run in parallel).
-    fn load_lines(lines: &str) -> Result<Data, ReportError> {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let raw = dir.join("raw.jsonl");
-        std::fs::write(&raw, lines).unwrap();
-        let data = load(&raw);
-        std::fs::remove_dir_all(&dir).unwrap();
-        data
-    }
-
-    fn data_of(lines: &str) -> Data {
-        load_lines(lines).unwrap()
-    }
 
     #[test]
     fn offload_share_is_fast_path_packets_over_delivered() {
@@ -425,6 +438,29 @@ mod tests {
         // Not recorded (an older raw.jsonl): the plain name.
         let old = data_of(r#"{"rep":1,"mode":"auto","metric":"pps_1k","value":1}"#);
         assert_eq!(old.label("auto"), "xwan --io auto (offload on)");
+    }
+
+    #[test]
+    fn packet_page_sits_next_to_packet_and_says_the_page_is_polled() {
+        let data = data_of(
+            r#"{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+{"rep":1,"mode":"packet-page","metric":"io","text":"packet"}
+{"rep":1,"mode":"packet-page","metric":"pps_1k","value":290000}
+{"rep":1,"mode":"packet-page","metric":"page_answered","value":80}
+{"rep":1,"mode":"packet","metric":"io","text":"packet"}
+{"rep":1,"mode":"packet","metric":"pps_1k","value":300000}
+{"rep":1,"mode":"xdp","metric":"pps_1k","value":250000}
+"#,
+        );
+        assert_eq!(data.routers(), ["xdp", "packet", "packet-page", "kernel"]);
+        assert_eq!(
+            data.label("packet-page"),
+            "xwan --io packet (offload on) + status page polled"
+        );
+        assert_eq!(data.short_label("packet-page"), "packet + page polled");
+        assert_eq!(data.label("packet"), "xwan --io packet (offload on)");
+        assert!(OFFLOAD_ON.contains(&"packet-page"));
+        assert_eq!(data.median("packet-page", "page_answered"), Some(80.0));
     }
 
     #[test]

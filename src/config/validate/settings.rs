@@ -360,12 +360,37 @@ impl Validator<'_> {
                     .map_err(|msg| self.err(g.span(), "control.group", msg))?,
             ),
         };
+        let token = match raw.and_then(|c| c.page_token.as_ref()) {
+            None => None,
+            Some(t) => {
+                let text = t.get_ref();
+                if text.len() < 16 || !text.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(self.err(
+                        t.span(),
+                        "control.page_token",
+                        "at least 16 printable characters, no spaces",
+                    ));
+                }
+                Some(text.clone())
+            }
+        };
+        let page = Page {
+            on: raw
+                .and_then(|c| c.page.as_ref())
+                .is_none_or(|p| *p.get_ref()),
+            token,
+            flows: match raw.and_then(|c| c.page_flows.as_ref()) {
+                Some(f) => *f.get_ref(),
+                None => metrics.is_some_and(|m| m.ip().is_loopback()),
+            },
+        };
         Ok(Control {
             socket,
             metrics,
             state,
             checkpoint_s,
             group,
+            page,
         })
     }
 }

@@ -1,6 +1,10 @@
 //! The metrics endpoint: a small HTTP/1.1 responder off the data path.
 //!
-//! `GET /metrics` answers 200 with the metrics; any other request 404. One
+//! `GET /metrics` answers 200 with the metrics; with `[control] page` on
+//! (the default), `GET /` the status page and `GET /status.json` its
+//! document ([`super::super::page`]), both behind `[control] page_token`
+//! when one is set (`?token=` or `Authorization: Bearer`; 401 otherwise);
+//! any other request 404. Nothing here changes the router. One
 //! request per connection, at most 8 KiB of request head. Up to
 //! [`MAX_CONNECTIONS`] connections are served at once, each on a thread of its
 //! own; one more is answered 503 at once. Each connection has
@@ -21,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::super::ControlError;
+use super::super::{page, ControlError};
 use super::CONTENT_TYPE;
 
 /// The longest request head read.
@@ -37,9 +41,26 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// whether the server is stopping.
 pub const STOP_CHECK: Duration = Duration::from_millis(100);
 
-/// Renders the metrics when they are asked for.
+/// Renders the metrics, and the status page's document, when they are
+/// asked for.
 pub trait MetricsSource: Send + Sync + 'static {
     fn metrics(&self) -> String;
+
+    /// The status page's JSON ([`super::super::page::PageDocument`]).
+    fn page_document(&self) -> String;
+}
+
+/// Whether the status page is served, and the token it asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageAccess {
+    pub on: bool,
+    pub token: Option<String>,
+}
+
+/// What the responder serves from.
+struct Served {
+    source: Arc<dyn MetricsSource>,
+    page: PageAccess,
 }
 
 /// A running metrics endpoint.
@@ -50,12 +71,14 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Listens on `addr` and answers `GET /metrics` from `source` until
-    /// [`MetricsServer::stop`].
+    /// Listens on `addr` and answers `GET /metrics` (and the status page as
+    /// `page` says) from `source` until [`MetricsServer::stop`].
     pub fn start(
         addr: SocketAddr,
         source: Arc<dyn MetricsSource>,
+        page: PageAccess,
     ) -> Result<MetricsServer, ControlError> {
+        let served = Arc::new(Served { source, page });
         let error = |source| ControlError::Metrics { addr, source };
         let listener = TcpListener::bind(addr).map_err(error)?;
         let addr = listener.local_addr().map_err(error)?;
@@ -64,7 +87,7 @@ impl MetricsServer {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("xwan-metrics".into())
-                .spawn(move || accept_loop(&listener, &source, &stop))
+                .spawn(move || accept_loop(&listener, &served, &stop))
                 .map_err(error)?
         };
         Ok(MetricsServer {
@@ -111,7 +134,7 @@ impl Drop for MetricsServer {
 /// Accepts connections until `stop`, each served on a thread of its own (at
 /// most [`MAX_CONNECTIONS`]); then waits for them, which takes at most
 /// [`STOP_CHECK`].
-fn accept_loop(listener: &TcpListener, source: &Arc<dyn MetricsSource>, stop: &Arc<AtomicBool>) {
+fn accept_loop(listener: &TcpListener, served: &Arc<Served>, stop: &Arc<AtomicBool>) {
     let mut serving: Vec<JoinHandle<()>> = Vec::new();
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -127,10 +150,10 @@ fn accept_loop(listener: &TcpListener, source: &Arc<dyn MetricsSource>, stop: &A
             );
             continue;
         }
-        let (source, stop) = (Arc::clone(source), Arc::clone(stop));
+        let (served, stop) = (Arc::clone(served), Arc::clone(stop));
         let spawned = std::thread::Builder::new()
             .name("xwan-metrics-conn".into())
-            .spawn(move || serve(stream, source.as_ref(), &stop));
+            .spawn(move || serve(stream, &served, &stop));
         if let Ok(handle) = spawned {
             serving.push(handle);
         }
@@ -216,22 +239,83 @@ fn write_before(
     true
 }
 
-/// The status line and body for a request head.
-fn answer(head: Option<&str>, source: &dyn MetricsSource) -> (&'static str, String) {
+/// The status line, content type and body for a request head.
+fn answer(head: Option<&str>, served: &Served) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
     let Some(line) = head.and_then(|h| h.lines().next()) else {
-        return ("400 Bad Request", "bad request\n".into());
+        return ("400 Bad Request", TEXT, "bad request\n".into());
     };
     let mut words = line.split_whitespace();
     let (method, target) = (words.next(), words.next());
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
+    let (path, query) = match target.map(|t| t.split_once('?').unwrap_or((t, ""))) {
+        Some((path, query)) => (Some(path), query),
+        None => (None, ""),
+    };
+    let page = |ok: fn(&Served) -> (&'static str, String)| {
+        if !served.page.on {
+            return (
+                "404 Not Found",
+                TEXT,
+                "not found: the status page is off ([control] page)\n".into(),
+            );
+        }
+        if !authorized(served.page.token.as_deref(), head.unwrap_or(""), query) {
+            return (
+                "401 Unauthorized",
+                TEXT,
+                "the status page needs its token: ?token=... or Authorization: Bearer ...\n".into(),
+            );
+        }
+        let (content_type, body) = ok(served);
+        ("200 OK", content_type, body)
+    };
     match (method, path) {
-        (Some("GET"), Some("/metrics")) => ("200 OK", source.metrics()),
+        (Some("GET"), Some("/metrics")) => ("200 OK", CONTENT_TYPE, served.source.metrics()),
+        (Some("GET"), Some("/") | Some("/index.html")) => {
+            page(|_| ("text/html; charset=utf-8", page::HTML.to_string()))
+        }
+        (Some("GET"), Some("/status.json")) => {
+            page(|served| ("application/json", served.source.page_document()))
+        }
         (Some(_), Some(_)) => (
             "404 Not Found",
-            "not found: xwan serves GET /metrics\n".into(),
+            TEXT,
+            "not found: xwan serves GET /metrics, / and /status.json\n".into(),
         ),
-        _ => ("400 Bad Request", "bad request\n".into()),
+        _ => ("400 Bad Request", TEXT, "bad request\n".into()),
     }
+}
+
+/// Whether a request may see the page: no token set, or the token in its
+/// query (`token=`) or its `Authorization: Bearer` header.
+fn authorized(token: Option<&str>, head: &str, query: &str) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let in_query = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .any(|given| same(given, token));
+    let in_header = head.lines().skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("authorization")
+                && value
+                    .trim()
+                    .strip_prefix("Bearer ")
+                    .is_some_and(|given| same(given.trim(), token))
+        })
+    });
+    in_query || in_header
+}
+
+/// Compares without stopping at the first difference.
+fn same(given: &str, token: &str) -> bool {
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 /// A whole HTTP/1.1 response that closes the connection.
@@ -251,11 +335,11 @@ fn refuse(stream: &mut TcpStream, status: &str, body: &str) {
 
 /// Serves one connection within [`REQUEST_DEADLINE`]; a client out of time is
 /// answered 408 if it can still take it.
-fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
+fn serve(mut stream: TcpStream, served: &Served, stop: &AtomicBool) {
     let deadline = Instant::now() + REQUEST_DEADLINE;
-    let (status, body) = match read_head(&mut stream, deadline, stop) {
-        Ok(head) => answer(Some(&head), source),
-        Err(Cut::Failed) => answer(None, source),
+    let (status, content_type, body) = match read_head(&mut stream, deadline, stop) {
+        Ok(head) => answer(Some(&head), served),
+        Err(Cut::Failed) => answer(None, served),
         Err(Cut::OutOfTime) => {
             refuse(
                 &mut stream,
@@ -264,11 +348,6 @@ fn serve(mut stream: TcpStream, source: &dyn MetricsSource, stop: &AtomicBool) {
             );
             return;
         }
-    };
-    let content_type = if status.starts_with("200") {
-        CONTENT_TYPE
-    } else {
-        "text/plain; charset=utf-8"
     };
     let _ = write_before(
         &mut stream,

@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use super::protocol::{FeatureLine, OffloadReport, UplinkControl, WorkerReport};
 use crate::router::{Stats, UplinkStats};
 
-pub use http::{MetricsServer, MetricsSource, MAX_CONNECTIONS, REQUEST_DEADLINE, STOP_CHECK};
+pub use http::{
+    MetricsServer, MetricsSource, PageAccess, MAX_CONNECTIONS, REQUEST_DEADLINE, STOP_CHECK,
+};
 
 /// The Content-Type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

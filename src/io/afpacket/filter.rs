@@ -94,18 +94,36 @@ pub struct FilterHandle {
 
 impl KernelFilter {
     /// Loads the table for this setup and these steering rules, replacing a
-    /// table of the same name that no live process owns. Opens the netlink
-    /// socket in the calling thread's network namespace.
-    pub fn install(setup: &DataPathSetup, rules: &[Rule]) -> Result<KernelFilter, FilterError> {
+    /// table of the same name that no live process owns; with `owner` (the
+    /// `nft-owner` feature) owned by xwan where the kernel takes it. Opens
+    /// the netlink socket in the calling thread's network namespace.
+    pub fn install(
+        setup: &DataPathSetup,
+        rules: &[Rule],
+        owner: bool,
+    ) -> Result<KernelFilter, FilterError> {
         let mut nft = Nftables::open().map_err(FilterError::Library)?;
+        let unowned = |nft: &mut Nftables| {
+            nft.run(&ruleset(setup, rules, Ownership::None)?)
+                .map_err(|message| FilterError::Nft {
+                    op: "install",
+                    message: explain(message),
+                })
+        };
+        if !owner {
+            unowned(&mut nft)?;
+            return Ok(KernelFilter {
+                handle: FilterHandle {
+                    nft: Arc::new(Mutex::new(nft)),
+                    owned: false,
+                },
+                installed: true,
+            });
+        }
         let owned = match nft.run(&ruleset(setup, rules, Ownership::Take)?) {
             Ok(()) => true,
             Err(owned_error) => {
-                nft.run(&ruleset(setup, rules, Ownership::None)?)
-                    .map_err(|message| FilterError::Nft {
-                        op: "install",
-                        message: explain(message),
-                    })?;
+                unowned(&mut nft)?;
                 warn!(
                     "nftables cannot make table ip {TABLE} owned by xwan ({owned_error}; owned tables need \
                      Linux 5.12 and nftables 0.9.9): a killed xwan leaves the table behind until it starts again"

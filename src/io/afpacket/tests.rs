@@ -465,7 +465,7 @@ fn ruleset_mirrors_the_owned_traffic_and_rules() {
     );
 
     let loaded = bed.router.run(|| {
-        let filter = KernelFilter::install(&setup, &[]).expect("nft accepts the ruleset");
+        let filter = KernelFilter::install(&setup, &[], true).expect("nft accepts the ruleset");
         let listed = bed.router.exec(&["nft", "list", "table", "ip", TABLE]);
         filter.remove().expect("removed");
         String::from_utf8_lossy(&listed.stdout).into_owned()
@@ -543,7 +543,7 @@ fn filter_stops_the_kernel_forwarding_and_answering_owned_traffic() {
     );
     let filter = bed
         .router
-        .run(|| KernelFilter::install(&setup, &[]))
+        .run(|| KernelFilter::install(&setup, &[], true))
         .expect("filter installs");
     assert!(bed.router.run(KernelFilter::present).expect("nft list"));
     assert_eq!(
@@ -562,7 +562,7 @@ fn filter_stops_the_kernel_forwarding_and_answering_owned_traffic() {
         (false, "silent", "silent", "refused", "silent"),
         "after the replacement"
     );
-    let second = bed.router.run(|| KernelFilter::install(&setup, &[]));
+    let second = bed.router.run(|| KernelFilter::install(&setup, &[], true));
     let refused = second.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         refused.contains("owned by another running process"),
@@ -584,7 +584,7 @@ fn filter_stops_the_kernel_forwarding_and_answering_owned_traffic() {
     assert!(stale.status.success(), "{stale:?}");
     let fresh = bed
         .router
-        .run(|| KernelFilter::install(&setup, &[]))
+        .run(|| KernelFilter::install(&setup, &[], true))
         .expect("replaces the stale table");
     assert!(fresh.owned());
     bed.router.run(|| fresh.remove()).expect("removed");

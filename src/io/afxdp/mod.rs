@@ -458,3 +458,10 @@ fn open_workers(
 pub fn load_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
     Program::load(&[], owned, &[BpfProgram::Offload, BpfProgram::Tap])?.offload_parts()
 }
+
+/// The fast path's parts as `--io xdp` loads them (with the XDP program, so
+/// TC looks for its mark), never attached: for the tests.
+#[cfg(test)]
+pub fn load_xdp_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
+    Program::load(&[], owned, &[BpfProgram::Xdp, BpfProgram::Offload])?.offload_parts()
+}

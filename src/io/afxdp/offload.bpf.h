@@ -144,6 +144,12 @@ struct {
 // helper call, no headroom move.
 #define OFFLOAD_MARK_MAC { 0x7a, 0x77, 0x61, 0x6e, 0x66, 0x70 }
 
+// Set (before load, in the read-only data the verifier reads as constants)
+// when the XDP program is loaded with TC, which marks frames: only then does
+// TC look for the mark, so with --io packet a frame's source MAC, whatever a
+// host put there, never overrules its socket filter's cb[0] decision.
+const volatile __u8 xdp_marks SEC(".rodata.xwan") = 0;
+
 static __always_inline void offload_mark(struct ethhdr *eth)
 {
 	__u8 mark[6] = OFFLOAD_MARK_MAC;
@@ -390,6 +396,8 @@ static __always_inline int offload_marked(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	struct ethhdr *eth = data;
 
+	if (!xdp_marks)
+		return 0;
 	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
 		return 0;
 	for (int i = 0; i < 6; i++)

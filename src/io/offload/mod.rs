@@ -179,6 +179,36 @@ pub struct OffloadError {
     source: std::io::Error,
 }
 
+/// Removes the fast path's clsact filters a crashed xwan left on
+/// `interfaces` (kernels without TCX, or `tcx` forced absent), whatever
+/// this start does: left there, such a filter would go on forwarding by
+/// its own stale map beside this run. Run before the data path starts.
+pub fn remove_stale_filters(interfaces: &[Interface]) {
+    for interface in interfaces {
+        let stale = match sys::bpf::clsact_ingress_program(interface.ifindex) {
+            Ok(Some(id)) => sys::bpf::program_name(id).is_some_and(|n| n == OFFLOAD_PROGRAM),
+            Ok(None) => false,
+            Err(e) => {
+                warn!(interface = %interface.name, error = %e, "offload: cannot look for a stale clsact filter");
+                false
+            }
+        };
+        if stale {
+            match sys::bpf::detach_clsact_ingress(interface.ifindex) {
+                Ok(()) => {
+                    warn!(interface = %interface.name, "offload: removed the clsact filter a stopped xwan left behind")
+                }
+                Err(e) => {
+                    warn!(interface = %interface.name, error = %e, "offload: cannot remove a stale clsact filter")
+                }
+            }
+        }
+    }
+}
+
+/// The TC program's name, as the kernel reports it.
+const OFFLOAD_PROGRAM: &str = "xwan_offload";
+
 impl Offload {
     /// Attaches the program at the ingress of every interface, as `attach`
     /// says; with `xdp` (`--io xdp`, `offload = "auto"`) the XDP program

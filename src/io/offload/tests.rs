@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::map::{EntryKey, EntryValue};
 use super::*;
-use crate::io::afxdp::load_offload_parts;
+use crate::io::afxdp::{load_offload_parts, load_xdp_offload_parts};
 use crate::router::Verdict;
 use crate::testing::offload::{Conversation, Established};
 use crate::testing::{self, FIN_ACK};
@@ -26,9 +26,22 @@ fn unattached() -> (Offload, OwnedFd) {
     (offload, program)
 }
 
-/// [`unattached`], and the workers' socket filter.
+/// [`unattached`], and the workers' socket filter (`--io packet`'s object).
 fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
-    let owned = crate::io::OwnedTraffic {
+    let parts = load_offload_parts(&owned()).expect("load the BPF object (needs root)");
+    let tap = parts.tap.as_ref().expect("the socket filter, loaded");
+    let tap = tap.try_clone().expect("dup the socket filter");
+    let (offload, program) = unattached_from(parts);
+    (offload, program, tap)
+}
+
+/// [`unattached`] as `--io xdp` loads it: TC looks for the XDP program's mark.
+fn unattached_xdp() -> (Offload, OwnedFd) {
+    unattached_from(load_xdp_offload_parts(&owned()).expect("load the BPF object (needs root)"))
+}
+
+fn owned() -> crate::io::OwnedTraffic {
+    crate::io::OwnedTraffic {
         lan_networks: Vec::new(),
         bypass: Vec::new(),
         local_addresses: Vec::new(),
@@ -39,10 +52,11 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
         },
         tcp_forwards: Vec::new(),
         udp_forwards: Vec::new(),
-    };
-    let parts = load_offload_parts(&owned).expect("load the XDP object (needs root)");
+    }
+}
+
+fn unattached_from(parts: OffloadParts) -> (Offload, OwnedFd) {
     let program = parts.program.try_clone().expect("dup the program");
-    let tap = parts.tap.expect("the socket filter, loaded");
     let offload = Offload {
         state: Mutex::new(State::new(Maps::new(
             parts.entries,
@@ -56,7 +70,7 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
         xdp_egress: None,
         links: Mutex::new(Vec::new()),
     };
-    (offload, program, tap)
+    (offload, program)
 }
 
 fn run(program: &OwnedFd, frame: &[u8], ifindex: u32) -> (u32, Vec<u8>) {
@@ -347,7 +361,7 @@ fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
 fn tc_forwards_or_drops_what_the_xdp_program_marked() {
     let mut bench = Established::new();
     let c = bench.tcp_snat(40001);
-    let (offload, program) = unattached();
+    let (offload, program) = unattached_xdp();
     let mut marked = c.outbound.clone();
     marked[6..12].copy_from_slice(b"zwanfp");
 
@@ -370,4 +384,25 @@ fn tc_forwards_or_drops_what_the_xdp_program_marked() {
         "unmarked: goes on"
     );
     assert_eq!(offload.stats().lost, 1);
+}
+
+/// `--io packet` runs no XDP program, so TC never takes a source MAC for its
+/// mark: a frame its socket filter gave the workers stays theirs even when
+/// a host sends it from the mark's address and its entry appeared since.
+#[test]
+fn without_the_xdp_program_a_source_mac_is_no_mark() {
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40002);
+    let (offload, program, _tap) = unattached_with_tap();
+    let mut spoofed = c.outbound.clone();
+    spoofed[6..12].copy_from_slice(b"zwanfp");
+    offload.refresh(&bench.router, bench.now);
+    let left = sys::bpf::test_run_skb(program.as_raw_fd(), &spoofed, LAN_IFINDEX, WORKERS_MARK)
+        .expect("BPF_PROG_TEST_RUN");
+    assert_eq!((left.retval, left.cb0), (NEXT, 0), "left to the workers");
+    let all = offload.lock().installed.keys().copied().collect();
+    offload.lock().uninstall(all, &bench.router, bench.now);
+    let (verdict, _) = run(&program, &spoofed, LAN_IFINDEX);
+    assert_eq!(verdict, NEXT, "no entry, no mark: goes on");
+    assert_eq!(offload.stats().lost, 0);
 }

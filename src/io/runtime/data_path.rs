@@ -117,7 +117,7 @@ pub(super) fn start_data_path(
     let packet = || -> Result<DataPath, RunError> {
         // The filter goes in first: until the workers run, owned traffic is dropped
         // rather than forwarded un-NATed by the kernel.
-        let filter = KernelFilter::install(setup, &config.rules)?;
+        let filter = KernelFilter::install(setup, &config.rules, plan.nft_owner)?;
         if filter.owned() {
             info!(
                 "installed nftables table ip {TABLE}, owned by xwan (the kernel leaves xwan's traffic alone, \

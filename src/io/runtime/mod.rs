@@ -70,6 +70,7 @@ use crate::router::{InterfaceMacs, Router};
 use super::afpacket::TABLE;
 use super::systemd::{self, Watchdog};
 use super::{sync, DataPathSetup};
+use crate::control::metrics::PageAccess;
 use crate::control::{ControlServer, MetricsServer};
 use health_thread::{HealthThread, StateChanges};
 use loaded_config::LoadedConfig;
@@ -329,6 +330,7 @@ impl Running {
             .state
             .as_deref()
             .and_then(|path| state_file::restore(path, &router, epoch.elapsed()));
+        crate::io::offload::remove_stale_filters(&setup.interfaces);
         let data_path = start_data_path(&router, &setup, config, &plan)?;
         let fast_path = Arc::new(FastPath::start(&data_path, &setup, &plan.fast_path));
         let kernel = kernel_update(&data_path, &setup, local)?;
@@ -403,8 +405,19 @@ impl Running {
             running.runtime.clone(),
         )?);
         if let Some(addr) = config.control.metrics {
-            let server = MetricsServer::start(addr, running.runtime.clone())?;
-            info!("metrics on http://{}/metrics", server.local_addr());
+            let page = &config.control.page;
+            let access = PageAccess {
+                on: page.on,
+                token: page.token.clone(),
+            };
+            let server = MetricsServer::start(addr, running.runtime.clone(), access)?;
+            let addr = server.local_addr();
+            if page.on {
+                running.start_page_history(page.flows)?;
+                info!("metrics on http://{addr}/metrics, status page on http://{addr}/");
+            } else {
+                info!("metrics on http://{addr}/metrics");
+            }
             running.metrics = Some(server);
         }
         info!("running; SIGINT or SIGTERM stops xwan and undoes its kernel changes");
@@ -461,6 +474,20 @@ impl Running {
                     // The outcome is logged either way.
                     let _ = runtime.reload();
                 }
+            })
+        })
+    }
+
+    /// Feeds the status page's history once a second: the status, the
+    /// uplink events, and every 2 s with `top_flows` the busiest flows.
+    fn start_page_history(&mut self, top_flows: bool) -> Result<(), RunError> {
+        let (runtime, stop) = (Arc::clone(&self.runtime), Arc::clone(&self.stop));
+        let events = runtime.subscribe_page();
+        let mut tick = 0u64;
+        self.threads.spawn("page-history", move || {
+            every(Duration::from_secs(1), &stop, || {
+                runtime.sample_history(&events, top_flows && tick % 2 == 0);
+                tick += 1;
             })
         })
     }

@@ -42,6 +42,8 @@ pub(super) struct Plan {
     pub why: String,
     /// `--io auto`: a backend that fails to start may give way to packet.
     pub auto: bool,
+    /// `--io packet`'s nftables table is made owned by xwan (`nft-owner`).
+    pub nft_owner: bool,
     /// The fast path, or why it does not run ("off" as configured, or the
     /// feature it lacks).
     pub fast_path: Result<FastPathPlan, String>,
@@ -99,6 +101,7 @@ pub(super) fn choose(
         backend,
         why,
         auto: io == IoMode::Auto,
+        nft_owner: features.has(Feature::NftOwner),
         fast_path: fast_path(features, backend, offload),
     })
 }

@@ -21,6 +21,7 @@
 //!    sockets) from [`LoadedConfig`] on their next round.
 
 use std::net::Ipv4Addr;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,6 +34,7 @@ use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
+use crate::control::page::{History, PageDocument};
 use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl,
 };
@@ -65,6 +67,8 @@ pub struct RuntimeControl {
     parts: ControlParts,
     /// One reload at a time.
     reloading: Mutex<()>,
+    /// What the status page draws beyond a status (bounded).
+    history: Mutex<History>,
 }
 
 impl RuntimeControl {
@@ -72,6 +76,7 @@ impl RuntimeControl {
         RuntimeControl {
             parts,
             reloading: Mutex::new(()),
+            history: Mutex::new(History::default()),
         }
     }
 
@@ -103,6 +108,14 @@ impl RuntimeControl {
     }
 
     fn status(&self) -> Reply {
+        Reply::Status {
+            ok: true,
+            status: Box::new(self.status_report()),
+        }
+    }
+
+    /// The status as `xwan status` shows it, the fast path synced first.
+    fn status_report(&self) -> StatusReport {
         self.parts.fast_path.sync(&self.parts.router);
         let running = self.parts.config.running();
         let stats = self.parts.router.stats();
@@ -121,9 +134,36 @@ impl RuntimeControl {
         status.workers = (self.parts.workers)();
         status.offload = self.parts.fast_path.report();
         status.features = self.parts.features.clone();
-        Reply::Status {
-            ok: true,
-            status: Box::new(status),
+        status
+    }
+
+    /// The uplink events for the status page's history (a subscription of
+    /// its own; one that finds every slot taken gets none).
+    pub fn subscribe_page(&self) -> Receiver<Event> {
+        self.parts
+            .changes
+            .events
+            .subscribe()
+            .unwrap_or_else(|| std::sync::mpsc::channel().1)
+    }
+
+    /// One second of the status page's history: the status sampled, the
+    /// uplink events since the last call from `events`, and with
+    /// `top_flows` (allowed, and due) the busiest flows among the first
+    /// [`TOP_FLOWS_SCANNED`].
+    pub fn sample_history(&self, events: &Receiver<Event>, top_flows: bool) {
+        let status = self.status_report();
+        let flows = top_flows.then(|| match self.flows(None, None, Some(TOP_FLOWS_SCANNED)) {
+            Reply::Flows { flows, .. } => flows,
+            _ => Vec::new(),
+        });
+        let mut history = sync::lock(&self.history);
+        history.record(&status, self.parts.epoch.elapsed().as_millis() as u64);
+        for event in events.try_iter() {
+            history.record_event(event);
+        }
+        if let Some(flows) = flows {
+            history.set_top_flows(flows);
         }
     }
 
@@ -340,7 +380,21 @@ impl Handler for RuntimeControl {
     }
 }
 
+/// Flows looked at for the status page's top flows: a bound on the work of
+/// one look (every 2 s) when the table holds more.
+pub const TOP_FLOWS_SCANNED: usize = 20_000;
+
 impl MetricsSource for RuntimeControl {
+    fn page_document(&self) -> String {
+        let status = self.status_report();
+        let history = sync::lock(&self.history);
+        serde_json::to_string(&PageDocument {
+            status: &status,
+            history: &history,
+        })
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
     fn metrics(&self) -> String {
         self.parts.fast_path.sync(&self.parts.router);
         let running = self.parts.config.running();

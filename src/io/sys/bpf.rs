@@ -205,6 +205,26 @@ pub fn attach_clsact_ingress(prog: RawFd, ifindex_: u32) -> io::Result<()> {
     check(unsafe { libbpf_sys::bpf_tc_attach(&hook, &mut opts) }).map(drop)
 }
 
+/// The id of the program in xwan's clsact filter slot on interface
+/// `ifindex` (handle and priority of [`attach_clsact_ingress`]), if any.
+pub fn clsact_ingress_program(ifindex_: u32) -> io::Result<Option<u32>> {
+    let hook = clsact_hook(ifindex(ifindex_)?);
+    let mut opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and opts are valid, sized structs that outlive the call;
+    // the call fills in opts.
+    match check(unsafe { libbpf_sys::bpf_tc_query(&hook, &mut opts) }) {
+        Ok(_) => Ok(Some(opts.prog_id)),
+        // No clsact qdisc, or no filter in the slot.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the filter [`attach_clsact_ingress`] put on interface `ifindex`
 /// (the clsact qdisc stays: other filters may use it).
 pub fn detach_clsact_ingress(ifindex_: u32) -> io::Result<()> {
