@@ -116,7 +116,7 @@ fn an_insisting_sigterm_forces_the_exit_of_a_stuck_stop() {
     assert!(log.contains("SIGTERM again: forcing the exit"), "{log}");
     assert!(log.contains("the state was not saved within 2s"), "{log}");
     assert!(
-        log.contains("forced exit skips the rest of the orderly stop"),
+        log.contains("forced exit: the rest of the orderly stop is skipped"),
         "{log}"
     );
 }

@@ -189,10 +189,9 @@ fn forced_exit(name: &str, save: &LastSave) -> ! {
         }
     }
     warn!(
-        "forced exit skips the rest of the orderly stop: joining the threads, removing table \
-         ip xwan (owned: the kernel deletes it with the process) and xwan's routes and rules \
-         (the next start removes them), the control socket (the next start replaces it); \
-         XDP links and the fast path go with the process"
+        "forced exit: the rest of the orderly stop is skipped; the XDP links, the fast path \
+         and table ip xwan go with the process, the next start removes the routes, rules and \
+         control socket left"
     );
     std::process::exit(1)
 }
