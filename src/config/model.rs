@@ -356,7 +356,8 @@ pub struct Control {
 /// `[control] page`, `page_token`, `page_flows`: the read-only status page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Served at all (default true).
+    /// Served at all. Default: when the listener is a loopback address; on
+    /// any other, only when set.
     pub on: bool,
     /// A token the page and its JSON ask for (`?token=` or `Authorization:
     /// Bearer`); None: none (the metrics never ask).
