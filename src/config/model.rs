@@ -368,10 +368,11 @@ pub struct Page {
     pub flows: bool,
 }
 
+/// Without `[control] metrics`: no listener, so no page.
 impl Default for Page {
     fn default() -> Page {
         Page {
-            on: true,
+            on: false,
             token: None,
             flows: false,
         }
