@@ -209,7 +209,9 @@ fn the_json_endpoint_is_the_status_document_plus_history() {
     let mut tb = Testbed::up(TxOffload::On);
     let text = config(&tb);
     tb.start_router(RouterMode::XwanPacket, &text);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(1500));
+    traffic(&tb);
+    std::thread::sleep(Duration::from_millis(2500));
     let response = get(&tb, "/status.json");
     let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -240,6 +242,24 @@ fn the_json_endpoint_is_the_status_document_plus_history() {
             "{series}"
         );
     }
+    // The traffic shows in the rates, the fast path's part included.
+    let peak = |series: &str| {
+        ["isp1", "isp2"]
+            .iter()
+            .flat_map(|u| {
+                page["history"]["uplinks"][u][series]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|v| v.as_f64())
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        peak("bps_out") > 0.0 && peak("bps_in") > 0.0,
+        "{}",
+        page["history"]
+    );
     assert!(page["history"]["events"].is_array());
     assert!(page["history"]["top_flows"].is_array());
 }

@@ -356,7 +356,8 @@ pub struct Control {
 /// `[control] page`, `page_token`, `page_flows`: the read-only status page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Served at all (default true).
+    /// Served at all. Default: when the listener is a loopback address; on
+    /// any other, only when set.
     pub on: bool,
     /// A token the page and its JSON ask for (`?token=` or `Authorization:
     /// Bearer`); None: none (the metrics never ask).
@@ -367,10 +368,11 @@ pub struct Page {
     pub flows: bool,
 }
 
+/// Without `[control] metrics`: no listener, so no page.
 impl Default for Page {
     fn default() -> Page {
         Page {
-            on: true,
+            on: false,
             token: None,
             flows: false,
         }

@@ -1378,6 +1378,41 @@ fn control_metrics_is_off_unless_set() {
 }
 
 #[test]
+fn the_status_page_leaves_the_box_only_when_asked() {
+    let local = ok(&with("[control]\nmetrics = \"127.0.0.1:9847\"\n"));
+    assert!(local.control.page.on && local.control.page.flows);
+    assert_eq!(local.control.page.token, None);
+    assert!(local
+        .to_string()
+        .contains("status page on http://127.0.0.1:9847/"));
+    let open = ok(&with("[control]\nmetrics = \"0.0.0.0:9847\"\n"));
+    assert!(!open.control.page.on && !open.control.page.flows);
+    let asked = ok(&with(
+        "[control]\nmetrics = \"0.0.0.0:9847\"\npage = true\npage_token = \"abcdefghij-0123456789\"\n",
+    ));
+    assert!(asked.control.page.on && !asked.control.page.flows);
+    assert_eq!(
+        asked.control.page.token.as_deref(),
+        Some("abcdefghij-0123456789")
+    );
+    assert!(asked
+        .to_string()
+        .contains("status page on http://0.0.0.0:9847/ (token)"));
+    assert_invalid(
+        &with("[control]\nmetrics = \"0.0.0.0:9847\"\npage_token = \"short\"\n"),
+        "control.page_token",
+        "page_token",
+        "at least 16 characters",
+    );
+    assert_invalid(
+        &with("[control]\nmetrics = \"0.0.0.0:9847\"\npage_token = \"abcdefghij+0123456789\"\n"),
+        "control.page_token",
+        "page_token",
+        "a letter, a digit",
+    );
+}
+
+#[test]
 fn control_group_is_resolved_or_refused_with_its_line() {
     assert_eq!(ok(BASE).control.group, None);
     // The root group exists on every Linux system.

@@ -161,6 +161,10 @@ struct Uplink {
     /// Port allocators for TCP, UDP and ICMP echo identifiers.
     nat: [Mutex<PortAllocator>; 3],
     flows: AtomicU32,
+    /// What the in-kernel fast path forwarded by this uplink, as credited
+    /// back ([`Router::credit_offloaded`]): packets and bytes out (from the
+    /// LAN), then in. The workers' own are counted by their lanes.
+    offloaded: [AtomicU64; 4],
 }
 
 impl Uplink {
@@ -351,6 +355,7 @@ impl Router {
                     gateway_mac: AtomicU64::new(0),
                     nat: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
                     flows: AtomicU32::new(0),
+                    offloaded: [(); 4].map(|_| AtomicU64::new(0)),
                 })
                 .collect(),
             nat_ports: config.nat.ports,
@@ -515,7 +520,15 @@ impl Router {
                     gateway_mac: unpack_mac(u.gateway_mac.load(Ordering::Relaxed)),
                     flows: u.flows.load(Ordering::Relaxed),
                     nat_in_use: [0, 1, 2].map(|i| lock(&u.nat[i]).in_use()),
-                    traffic: totals.uplinks[id],
+                    traffic: {
+                        let mut traffic = totals.uplinks[id];
+                        let offloaded = u.offloaded.each_ref().map(|c| c.load(Ordering::Relaxed));
+                        traffic.packets_out += offloaded[0];
+                        traffic.bytes_out += offloaded[1];
+                        traffic.packets_in += offloaded[2];
+                        traffic.bytes_in += offloaded[3];
+                        traffic
+                    },
                 })
                 .collect(),
             totals,

@@ -185,9 +185,17 @@ impl Router {
     /// Records on the flow `key` (arriving on `side`) what the fast path saw
     /// of it; false when the flow is gone.
     pub fn credit_offloaded(&self, side: Side, key: &FlowKey, credit: OffloadCredit) -> bool {
-        self.table
-            .with_flow(side, key, |flow| credit_flow(flow, side, &credit))
-            .is_some()
+        let uplink = self.table.with_flow(side, key, |flow| {
+            credit_flow(flow, side, &credit);
+            flow.spec.uplink
+        });
+        // The uplink's totals take it too (`xwan status`, the metrics).
+        if let Some(u) = uplink.and_then(|id| self.uplinks.get(usize::from(id))) {
+            let first = side as usize * 2;
+            u.offloaded[first].fetch_add(credit.packets, Ordering::Relaxed);
+            u.offloaded[first + 1].fetch_add(credit.bytes, Ordering::Relaxed);
+        }
+        uplink.is_some()
     }
 }
 

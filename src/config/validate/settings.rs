@@ -364,20 +364,24 @@ impl Validator<'_> {
             None => None,
             Some(t) => {
                 let text = t.get_ref();
-                if text.len() < 16 || !text.chars().all(|c| c.is_ascii_graphic()) {
+                // Characters a URL carries as they are (RFC 3986 unreserved).
+                let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+                if text.len() < 16 || !text.chars().all(url_safe) {
                     return Err(self.err(
                         t.span(),
                         "control.page_token",
-                        "at least 16 printable characters, no spaces",
+                        "at least 16 characters, each a letter, a digit or one of - . _ ~",
                     ));
                 }
                 Some(text.clone())
             }
         };
+        // Off the box only when asked for: default on a loopback listener.
+        let loopback = metrics.is_some_and(|m| m.ip().is_loopback());
         let page = Page {
             on: raw
                 .and_then(|c| c.page.as_ref())
-                .is_none_or(|p| *p.get_ref()),
+                .map_or(loopback, |p| *p.get_ref()),
             token,
             flows: match raw.and_then(|c| c.page_flows.as_ref()) {
                 Some(f) => *f.get_ref(),

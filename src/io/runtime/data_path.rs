@@ -6,9 +6,9 @@ use super::plan::{Backend, Plan};
 use crate::config::Config;
 use crate::control::protocol::WorkerReport;
 use crate::io::afpacket::{KernelFilter, PacketDataPath, PacketReport, TABLE};
-use crate::io::afxdp::{XdpDataPath, XdpReport};
+use crate::io::afxdp::{XdpDataPath, XdpMode, XdpReport};
 use crate::io::systemd::ProgressSource;
-use crate::io::{sync, DataPathSetup};
+use crate::io::{sync, DataPathSetup, ZeroCopy};
 use crate::router::Router;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -132,17 +132,43 @@ pub(super) fn start_data_path(
     };
     match plan.backend {
         Backend::Packet => packet(),
-        Backend::Xdp => {
+        Backend::Xdp if plan.auto => {
+            // Auto took AF_XDP for zero-copy: nothing less (copy mode, or
+            // the program in generic mode) is worth it over packet.
+            let strict = DataPathSetup {
+                zero_copy: ZeroCopy::On,
+                ..setup.clone()
+            };
             let offload = plan.fast_path.is_ok();
-            match XdpDataPath::start(Arc::clone(router), setup, offload) {
-                Ok(path) => Ok(DataPath::Xdp(path)),
-                Err(err) if plan.auto => {
-                    warn!("XDP data path unavailable ({err}); falling back to AF_PACKET");
+            match XdpDataPath::start(Arc::clone(router), &strict, offload) {
+                Ok(path) if path.modes().iter().all(|(_, m)| *m == XdpMode::Native) => {
+                    Ok(DataPath::Xdp(path))
+                }
+                Ok(path) => {
+                    let generic: Vec<String> = path
+                        .modes()
+                        .into_iter()
+                        .filter(|(_, m)| *m != XdpMode::Native)
+                        .map(|(i, _)| i)
+                        .collect();
+                    drop(path);
+                    warn!(
+                        "auto: XDP runs in generic mode on {} (no zero-copy there); AF_PACKET instead",
+                        generic.join(", ")
+                    );
                     packet()
                 }
-                Err(err) => Err(err.into()),
+                Err(err) => {
+                    warn!("auto: zero-copy AF_XDP did not start ({err}); AF_PACKET instead");
+                    packet()
+                }
             }
         }
+        Backend::Xdp => Ok(DataPath::Xdp(XdpDataPath::start(
+            Arc::clone(router),
+            setup,
+            plan.fast_path.is_ok(),
+        )?)),
     }
 }
 

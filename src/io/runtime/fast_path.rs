@@ -73,7 +73,9 @@ impl FastPath {
                 }),
         }
         .and_then(|parts| {
-            Offload::start(parts, &setup.interfaces, plan.attach, plan.xdp_hook)
+            // An auto start that gave way to packet runs no XDP program.
+            let xdp_hook = plan.xdp_hook && matches!(data_path, DataPath::Xdp(_));
+            Offload::start(parts, &setup.interfaces, plan.attach, xdp_hook)
                 .map_err(|e| e.to_string())
         });
         match started {

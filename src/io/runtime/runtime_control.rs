@@ -34,7 +34,7 @@ use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
 use crate::config::{Config, RunningConfig, UplinkId};
 use crate::control::metrics::{self, MetricsSource};
-use crate::control::page::{History, PageDocument};
+use crate::control::page::{History, PageDocument, TOP_FLOWS};
 use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl,
 };
@@ -69,6 +69,8 @@ pub struct RuntimeControl {
     reloading: Mutex<()>,
     /// What the status page draws beyond a status (bounded).
     history: Mutex<History>,
+    /// The status of the history's last sample, which the page is served.
+    last_status: Mutex<Option<StatusReport>>,
 }
 
 impl RuntimeControl {
@@ -77,6 +79,7 @@ impl RuntimeControl {
             parts,
             reloading: Mutex::new(()),
             history: Mutex::new(History::default()),
+            last_status: Mutex::new(None),
         }
     }
 
@@ -117,6 +120,12 @@ impl RuntimeControl {
     /// The status as `xwan status` shows it, the fast path synced first.
     fn status_report(&self) -> StatusReport {
         self.parts.fast_path.sync(&self.parts.router);
+        self.status_now()
+    }
+
+    /// The status with the fast path's counters as the sweeper last read
+    /// them (at most a second old), for the status page.
+    fn status_now(&self) -> StatusReport {
         let running = self.parts.config.running();
         let stats = self.parts.router.stats();
         let controls = self.controls(&running);
@@ -147,24 +156,41 @@ impl RuntimeControl {
             .unwrap_or_else(|| std::sync::mpsc::channel().1)
     }
 
-    /// One second of the status page's history: the status sampled, the
-    /// uplink events since the last call from `events`, and with
+    /// One second of the status page's history: the status sampled (no
+    /// sync of the fast path of its own: the sweeper's is at most a second
+    /// old), the uplink events since the last call from `events`, and with
     /// `top_flows` (allowed, and due) the busiest flows among the first
-    /// [`TOP_FLOWS_SCANNED`].
+    /// [`TOP_FLOWS_SCANNED`] of the table. The page's requests are served
+    /// from this sample, so a client costs the router nothing more.
     pub fn sample_history(&self, events: &Receiver<Event>, top_flows: bool) {
-        let status = self.status_report();
-        let flows = top_flows.then(|| match self.flows(None, None, Some(TOP_FLOWS_SCANNED)) {
-            Reply::Flows { flows, .. } => flows,
-            _ => Vec::new(),
-        });
+        let status = self.status_now();
+        let at_ms = self.parts.epoch.elapsed().as_millis() as u64;
+        let flows = top_flows.then(|| self.top_flows());
         let mut history = sync::lock(&self.history);
-        history.record(&status, self.parts.epoch.elapsed().as_millis() as u64);
+        history.record(&status, at_ms);
         for event in events.try_iter() {
             history.record_event(event);
         }
         if let Some(flows) = flows {
             history.set_top_flows(flows);
         }
+        *sync::lock(&self.last_status) = Some(status);
+    }
+
+    /// The [`TOP_FLOWS`] busiest of the first [`TOP_FLOWS_SCANNED`] flows.
+    fn top_flows(&self) -> Vec<FlowReport> {
+        let running = self.parts.config.running();
+        let mut flows =
+            self.parts
+                .router
+                .flows(self.parts.epoch.elapsed(), TOP_FLOWS_SCANNED, |_| true);
+        flows.sort_by_key(|f| std::cmp::Reverse(f.bytes[0] + f.bytes[1]));
+        flows.truncate(TOP_FLOWS);
+        let carried = self.parts.fast_path.carried();
+        flows
+            .iter()
+            .map(|f| flow_report(&running, &carried, f))
+            .collect()
     }
 
     fn flows(&self, uplink: Option<&str>, host: Option<Ipv4Addr>, limit: Option<usize>) -> Reply {
@@ -200,17 +226,7 @@ impl RuntimeControl {
             total: total.get(),
             flows: flows
                 .iter()
-                .map(|f| {
-                    let name = running
-                        .config
-                        .wans
-                        .get(usize::from(f.spec.uplink))
-                        .map_or("?", |w| w.name.as_str());
-                    FlowReport {
-                        offloaded: carried.contains(&f.spec.lan_key()),
-                        ..FlowReport::new(f, name)
-                    }
-                })
+                .map(|f| flow_report(&running, &carried, f))
                 .collect(),
         }
     }
@@ -381,12 +397,15 @@ impl Handler for RuntimeControl {
 }
 
 /// Flows looked at for the status page's top flows: a bound on the work of
-/// one look (every 2 s) when the table holds more.
+/// one look (every 2 s) when the table holds more; the page lists the
+/// busiest of these.
 pub const TOP_FLOWS_SCANNED: usize = 20_000;
 
 impl MetricsSource for RuntimeControl {
     fn page_document(&self) -> String {
-        let status = self.status_report();
+        let status = sync::lock(&self.last_status)
+            .clone()
+            .unwrap_or_else(|| self.status_now());
         let history = sync::lock(&self.history);
         serde_json::to_string(&PageDocument {
             status: &status,
@@ -423,5 +442,23 @@ impl MetricsSource for RuntimeControl {
         out.push_str(&metrics::render_offload(&self.parts.fast_path.report()));
         out.push_str(&metrics::render_features(&self.parts.features));
         out
+    }
+}
+
+/// A flow as `xwan flows` shows it: its uplink's name, and whether the
+/// fast path carries it (`carried`: the LAN-side keys it holds now).
+fn flow_report(
+    running: &RunningConfig,
+    carried: &std::collections::HashSet<crate::flow::FlowKey>,
+    f: &crate::flow::FlowInfo,
+) -> FlowReport {
+    let name = running
+        .config
+        .wans
+        .get(usize::from(f.spec.uplink))
+        .map_or("?", |w| w.name.as_str());
+    FlowReport {
+        offloaded: carried.contains(&f.spec.lan_key()),
+        ..FlowReport::new(f, name)
     }
 }

@@ -180,6 +180,7 @@ fn credits_reach_the_flow() {
     bench.tcp_snat(40000);
     let flow = only_flow(&bench);
     let before = bench.router.flows(bench.now, 10, |_| true)[0].clone();
+    let traffic_before = bench.router.stats().uplinks[0].traffic;
     let later = bench.now + Duration::from_secs(20);
     let credit = OffloadCredit {
         packets: 10,
@@ -195,6 +196,11 @@ fn credits_reach_the_flow() {
     assert_eq!(after.bytes[1], before.bytes[1] + 15000);
     assert_eq!(after.idle_s, 0);
     assert_eq!(after.tcp, tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN);
+    // The uplink's totals take it too: in, from the WAN side.
+    let traffic = bench.router.stats().uplinks[0].traffic;
+    assert_eq!(traffic.packets_in, traffic_before.packets_in + 10);
+    assert_eq!(traffic.bytes_in, traffic_before.bytes_in + 15000);
+    assert_eq!(traffic.bytes_out, traffic_before.bytes_out);
     // The failover RST carries the credited sequence.
     let failed = bench.router.fail_over(0);
     assert_eq!(failed.reset, 1);
