@@ -193,6 +193,39 @@ impl RunningConfig {
                 refuse(key.into(), changed(&was, &now));
             }
         }
+        // The router's own routes and rules are laid out at start (their
+        // tables and kernel rules); where each rule and `uplink` sends its
+        // traffic follows a reload, what they match does not.
+        if new.local.routes != old.local.routes {
+            refuse(
+                "local.routes".into(),
+                changed(&old.local.routes, &new.local.routes),
+            );
+        }
+        if new.local.table != old.local.table {
+            refuse(
+                "local.table".into(),
+                changed(&old.local.table, &new.local.table),
+            );
+        }
+        let matches = |local: &super::model::Local| -> Vec<_> {
+            local
+                .rules
+                .iter()
+                .map(|r| (r.proto, r.dst.clone(), r.dst_port.clone()))
+                .collect()
+        };
+        if matches(&new.local) != matches(&old.local) {
+            refuse(
+                "local.rule".into(),
+                format!(
+                    "what the rules match changed ({} rule(s) before, {} now; each rule's uplink \
+                     alone may change live)",
+                    old.local.rules.len(),
+                    new.local.rules.len()
+                ),
+            );
+        }
         if new.control.state != old.control.state {
             let show = |s: &Option<std::path::PathBuf>| {
                 s.as_ref().map_or("off".into(), |p| p.display().to_string())
@@ -475,6 +508,36 @@ gateway = "198.18.3.1"
         assert_eq!(e.refusals.len(), 1);
         assert_eq!(e.refusals[0].key, "dataplane.offload");
         assert_eq!(e.refusals[0].message, "changed from auto to off");
+    }
+
+    #[test]
+    fn the_router_own_rules_match_what_they_matched_at_start() {
+        let rule = |port: &str, uplink: &str| {
+            format!(
+                "\n[[local.rule]]\nproto = \"tcp\"\ndst_port = \"{port}\"\nuplink = \"{uplink}\"\n"
+            )
+        };
+        let before = format!("{BASE}{}", rule("22", "isp1"));
+        let running = RunningConfig::new(config(&before));
+        let moved = format!("{BASE}{}", rule("22", "isp2"));
+        assert!(
+            reload(&running, &moved).is_ok(),
+            "a rule's uplink changes live"
+        );
+        for (text, key) in [
+            (format!("{BASE}{}", rule("23", "isp1")), "local.rule"),
+            (format!("{before}{}", rule("80", "isp2")), "local.rule"),
+            (BASE.to_string(), "local.rule"),
+            (format!("{before}\n[local]\ntable = 7900\n"), "local.table"),
+            (
+                format!("{before}\n[local]\nroutes = false\n"),
+                "local.routes",
+            ),
+        ] {
+            let e = reload(&running, &text).unwrap_err();
+            let keys: Vec<&str> = e.refusals.iter().map(|r| r.key.as_str()).collect();
+            assert_eq!(keys, [key], "{text}");
+        }
     }
 
     #[test]

@@ -195,6 +195,19 @@ impl Features {
     pub fn lines(&self) -> Vec<FeatureLine> {
         self.lines.iter().map(|(_, line)| line.clone()).collect()
     }
+
+    /// One log line per feature: a warning for each that is missing and
+    /// costs something, information for one xwan does not need
+    /// (`xdp-meta`), debug for the rest.
+    pub fn log(&self) {
+        for (feature, line) in &self.lines {
+            match (line.state, feature) {
+                (State::Available, _) => tracing::debug!("feature {line}"),
+                (_, Feature::XdpMeta) => tracing::info!("feature {line}"),
+                _ => tracing::warn!("feature {line}"),
+            }
+        }
+    }
 }
 
 /// The features the test switch names; an unknown name is warned of.

@@ -460,8 +460,13 @@ pub fn load_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadPart
 }
 
 /// The fast path's parts as `--io xdp` loads them (with the XDP program, so
-/// TC looks for its mark), never attached: for the tests.
+/// TC looks for its mark), never attached, and a descriptor of the XDP
+/// program: for the tests.
 #[cfg(test)]
-pub fn load_xdp_offload_parts(owned: &crate::io::OwnedTraffic) -> Result<OffloadParts, XdpError> {
-    Program::load(&[], owned, &[BpfProgram::Xdp, BpfProgram::Offload])?.offload_parts()
+pub fn load_xdp_offload_parts(
+    owned: &crate::io::OwnedTraffic,
+) -> Result<(OffloadParts, std::os::fd::OwnedFd), XdpError> {
+    let program = Program::load(&[], owned, &[BpfProgram::Xdp, BpfProgram::Offload])?;
+    let xdp = program.program_of(BpfProgram::Xdp)?;
+    Ok((program.offload_parts()?, xdp))
 }

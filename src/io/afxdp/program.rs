@@ -230,7 +230,7 @@ impl Program {
     }
 
     /// A descriptor of its own for the program `which`.
-    fn program_of(&self, which: BpfProgram) -> Result<OwnedFd, XdpError> {
+    pub(super) fn program_of(&self, which: BpfProgram) -> Result<OwnedFd, XdpError> {
         self.loaded_program(which)?
             .as_fd()
             .try_clone_to_owned()

@@ -35,9 +35,12 @@ fn unattached_with_tap() -> (Offload, OwnedFd, OwnedFd) {
     (offload, program, tap)
 }
 
-/// [`unattached`] as `--io xdp` loads it: TC looks for the XDP program's mark.
-fn unattached_xdp() -> (Offload, OwnedFd) {
-    unattached_from(load_xdp_offload_parts(&owned()).expect("load the BPF object (needs root)"))
+/// [`unattached`] as `--io xdp` loads it (TC looks for the XDP program's
+/// mark), and the XDP program.
+fn unattached_xdp() -> (Offload, OwnedFd, OwnedFd) {
+    let (parts, xdp) = load_xdp_offload_parts(&owned()).expect("load the BPF object (needs root)");
+    let (offload, program) = unattached_from(parts);
+    (offload, program, xdp)
 }
 
 fn owned() -> crate::io::OwnedTraffic {
@@ -361,7 +364,7 @@ fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
 fn tc_forwards_or_drops_what_the_xdp_program_marked() {
     let mut bench = Established::new();
     let c = bench.tcp_snat(40001);
-    let (offload, program) = unattached_xdp();
+    let (offload, program, _xdp) = unattached_xdp();
     let mut marked = c.outbound.clone();
     marked[6..12].copy_from_slice(b"zwanfp");
 
@@ -405,4 +408,33 @@ fn without_the_xdp_program_a_source_mac_is_no_mark() {
     let (verdict, _) = run(&program, &spoofed, LAN_IFINDEX);
     assert_eq!(verdict, NEXT, "no entry, no mark: goes on");
     assert_eq!(offload.stats().lost, 0);
+}
+
+/// The XDP program itself marks what it passes to TC: a frame of an entry
+/// whose egress takes no XDP frames leaves it XDP_PASS with the mark as its
+/// source MAC and nothing else changed, and TC, given that frame, forwards
+/// it as the core would. Run on loopback (a test run's ingress must exist):
+/// the entry is keyed by its ifindex.
+#[test]
+fn the_xdp_program_marks_what_it_passes_to_tc() {
+    const LO: u32 = 1;
+    const XDP_PASS: u32 = 2;
+    let mut bench = Established::new();
+    let c = bench.tcp_snat(40003);
+    let (mut offload, program, xdp) = unattached_xdp();
+    offload.lan = LO;
+    offload.refresh(&bench.router, bench.now);
+    let (verdict, passed) =
+        sys::bpf::test_run_xdp(xdp.as_raw_fd(), &c.outbound, LO).expect("BPF_PROG_TEST_RUN");
+    assert_eq!(verdict, XDP_PASS);
+    assert_eq!(&passed[6..12], b"zwanfp", "marked");
+    assert_eq!(passed[12..], c.outbound[12..], "nothing else changed");
+    assert_eq!(passed[..6], c.outbound[..6]);
+    let (tc, out) = run(&program, &passed, LO);
+    assert_eq!(tc, REDIRECT);
+    assert_ne!(&out[6..12], b"zwanfp", "TC rewrote the MACs");
+    // A frame of no entry is not the fast path's: no mark.
+    let other = bench.tcp_snat(40004).outbound;
+    let (_, untouched) = sys::bpf::test_run_xdp(xdp.as_raw_fd(), &other, LO).expect("run");
+    assert_eq!(untouched[6..12], other[6..12]);
 }

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, UplinkId};
-use crate::io::features::{Features, State};
+use crate::io::features::Features;
 use crate::io::system::{KernelState, RouteEvents};
 use crate::router::{InterfaceMacs, Router};
 
@@ -247,12 +247,7 @@ impl Running {
         let found = discover(config)?;
         // Probe, then choose: what this kernel offers, and how to run on it.
         let features = Features::probe(&probed_interfaces(&found));
-        for line in features.lines() {
-            match line.state {
-                State::Available => debug!("feature {line}"),
-                _ => warn!("feature {line}"),
-            }
-        }
+        features.log();
         let plan = plan::choose(
             &features,
             options.io,

@@ -239,6 +239,36 @@ pub fn detach_clsact_ingress(ifindex_: u32) -> io::Result<()> {
     check(unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) }).map(drop)
 }
 
+/// Runs the XDP program `prog` once on `frame` (`BPF_PROG_TEST_RUN`) as if
+/// it arrived on queue 0 of interface `ingress_ifindex`, which must exist in
+/// this network namespace: its verdict and the frame as it left it.
+#[cfg(test)]
+pub fn test_run_xdp(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Result<(u32, Vec<u8>)> {
+    // struct xdp_md: data, data_end, data_meta (zero here), ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+        data_in: frame.as_ptr().cast(),
+        data_size_in: frame.len() as u32,
+        data_out: out.as_mut_ptr().cast(),
+        data_size_out: out.len() as u32,
+        ctx_in: ctx.as_ptr().cast(),
+        ctx_size_in: ctx.len() as u32,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: every pointer in opts points at a live buffer of the size given
+    // beside it, for the duration of the call; the kernel writes at most
+    // data_size_out bytes to data_out.
+    check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog, &mut opts) })?;
+    out.truncate(opts.data_size_out as usize);
+    Ok((opts.retval, out))
+}
+
 /// What one `BPF_PROG_TEST_RUN` of a program on an skb gave.
 #[cfg(test)]
 #[derive(Debug)]
