@@ -126,16 +126,7 @@ fn xwan_pid(testbed: &Testbed) -> String {
 
 /// `GET path` on the metrics endpoint, from inside the router's namespace.
 fn http_get(testbed: &Testbed, path: &str) -> (String, String) {
-    let response = testbed.in_ns("rtr", || {
-        let mut stream = TcpStream::connect(METRICS).expect("connect to the metrics endpoint");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: xwan\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    });
+    let response = testbed.http_get("rtr", METRICS, path);
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
     (head.to_string(), body.to_string())
 }

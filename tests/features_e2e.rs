@@ -10,8 +10,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use support::{config_toml, RouterMode, Testbed, TxOffload};
@@ -45,16 +43,7 @@ fn state_of(status: &StatusReport, name: &str) -> FeatureState {
 }
 
 fn metrics(tb: &Testbed) -> String {
-    tb.in_ns("rtr", || {
-        let mut stream = TcpStream::connect(METRICS).expect("connect to the metrics endpoint");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: xwan\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
+    tb.http_get("rtr", METRICS, "/metrics")
 }
 
 #[test]

@@ -10,8 +10,7 @@
 #[allow(dead_code)]
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -189,19 +188,6 @@ fn wait_state(tb: &Testbed, name: &str, state: &str, limit: Duration) -> Option<
     None
 }
 
-fn get(tb: &Testbed, path: &str) -> String {
-    tb.in_ns("rtr", || {
-        let mut stream = TcpStream::connect(LISTEN).expect("connect to the page's listener");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: xwan\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    })
-}
-
 /// The page's JSON is the status document with `history` beside it: every
 /// key `xwan status --json` prints, of the same type.
 #[test]
@@ -212,7 +198,7 @@ fn the_json_endpoint_is_the_status_document_plus_history() {
     std::thread::sleep(Duration::from_millis(1500));
     traffic(&tb);
     std::thread::sleep(Duration::from_millis(2500));
-    let response = get(&tb, "/status.json");
+    let response = tb.http_get("rtr", LISTEN, "/status.json");
     let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     let page: serde_json::Value = serde_json::from_str(body).expect("JSON");

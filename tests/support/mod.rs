@@ -272,6 +272,20 @@ impl Testbed {
         Ok(stream)
     }
 
+    /// `GET path` over HTTP/1.1 to `addr` from a node's namespace: the whole
+    /// response, head and body.
+    pub fn http_get(&self, node: &str, addr: &str, path: &str) -> String {
+        self.in_ns(node, || {
+            let mut stream = TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("connect to {addr} in {node}: {e}"));
+            stream.set_read_timeout(Some(IO_LIMIT)).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: xwan\r\n\r\n").unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        })
+    }
+
     /// A UDP socket bound in a node's namespace, with a read timeout.
     pub fn bind_udp(&self, node: &str, addr: SocketAddrV4) -> UdpSocket {
         let socket = self

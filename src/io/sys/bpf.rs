@@ -249,6 +249,19 @@ pub fn test_run_xdp(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Resu
     let mut ctx = [0u8; 24];
     ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
     ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    test_run(prog, frame, &ctx, &mut [])
+}
+
+/// One `BPF_PROG_TEST_RUN` of `prog` on `frame` with the context `ctx_in`,
+/// the context the kernel writes back in `ctx_out` (none when empty): the
+/// program's return value and the frame as it left it.
+#[cfg(test)]
+fn test_run(
+    prog: RawFd,
+    frame: &[u8],
+    ctx_in: &[u8],
+    ctx_out: &mut [u8],
+) -> io::Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut opts = libbpf_sys::bpf_test_run_opts {
         sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
@@ -256,14 +269,21 @@ pub fn test_run_xdp(prog: RawFd, frame: &[u8], ingress_ifindex: u32) -> io::Resu
         data_size_in: frame.len() as u32,
         data_out: out.as_mut_ptr().cast(),
         data_size_out: out.len() as u32,
-        ctx_in: ctx.as_ptr().cast(),
-        ctx_size_in: ctx.len() as u32,
+        ctx_in: ctx_in.as_ptr().cast(),
+        ctx_size_in: ctx_in.len() as u32,
+        ctx_out: if ctx_out.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            ctx_out.as_mut_ptr().cast()
+        },
+        ctx_size_out: ctx_out.len() as u32,
         repeat: 1,
         ..Default::default()
     };
     // SAFETY: every pointer in opts points at a live buffer of the size given
-    // beside it, for the duration of the call; the kernel writes at most
-    // data_size_out bytes to data_out.
+    // beside it (ctx_out null when it has none), for the duration of the
+    // call; the kernel writes at most data_size_out bytes to data_out and
+    // ctx_size_out to ctx_out.
     check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog, &mut opts) })?;
     out.truncate(opts.data_size_out as usize);
     Ok((opts.retval, out))
@@ -300,30 +320,12 @@ pub fn test_run_skb(
     // The kernel writes the whole struct __sk_buff (192 bytes since Linux
     // 5.16) back, or nothing (ENOSPC); room for a bigger one.
     let mut ctx_out = [0u8; 256];
-    let mut out = vec![0u8; frame.len() + 256];
-    let mut opts = libbpf_sys::bpf_test_run_opts {
-        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
-        data_in: frame.as_ptr().cast(),
-        data_size_in: frame.len() as u32,
-        data_out: out.as_mut_ptr().cast(),
-        data_size_out: out.len() as u32,
-        ctx_in: ctx.as_ptr().cast(),
-        ctx_size_in: ctx.len() as u32,
-        ctx_out: ctx_out.as_mut_ptr().cast(),
-        ctx_size_out: ctx_out.len() as u32,
-        repeat: 1,
-        ..Default::default()
-    };
-    // SAFETY: every pointer in opts points at a live buffer of the size given
-    // beside it, for the duration of the call; the kernel writes at most
-    // data_size_out bytes to data_out and ctx_size_out to ctx_out.
-    check(unsafe { libbpf_sys::bpf_prog_test_run_opts(prog, &mut opts) })?;
-    out.truncate(opts.data_size_out as usize);
+    let (retval, frame) = test_run(prog, frame, &ctx, &mut ctx_out)?;
     let mut cb0 = [0u8; 4];
     cb0.copy_from_slice(&ctx_out[48..52]);
     Ok(SkbRun {
-        retval: opts.retval,
-        frame: out,
+        retval,
+        frame,
         cb0: u32::from_ne_bytes(cb0),
     })
 }
