@@ -20,6 +20,6 @@ pub use parse::{
 };
 pub use rewrite::{
     apply, apply_established, apply_partial, carries_partial_checksum, complete_partial_checksum,
-    ChecksumDeltas, Endpoint, Rewrite,
+    Addr4, Addr6, ChecksumDeltas, Endpoint, Endpoint6, Rewrite,
 };
 pub use tcp::{clamp_mss, mss_option};

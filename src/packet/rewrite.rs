@@ -8,15 +8,24 @@ use super::parse::{Frame, Transport, PROTO_TCP, PROTO_UDP};
 use super::wire::{field, Ipv4Frame, TcpSegment, UdpDatagram};
 use std::hash::{Hash, Hasher};
 
-/// An IPv4 address and a port (for ICMP echo, the identifier).
+/// An IPv4 address.
+pub type Addr4 = [u8; 4];
+/// An IPv6 address.
+pub type Addr6 = [u8; 16];
+
+/// An address and a port (for ICMP echo, the identifier): IPv4 unless
+/// said otherwise ([`Endpoint6`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub addr: [u8; 4],
+pub struct Endpoint<A = Addr4> {
+    pub addr: A,
     pub port: u16,
 }
 
-impl Endpoint {
-    pub fn new(addr: [u8; 4], port: u16) -> Endpoint {
+/// An IPv6 address and a port.
+pub type Endpoint6 = Endpoint<Addr6>;
+
+impl<A> Endpoint<A> {
+    pub fn new(addr: A, port: u16) -> Endpoint<A> {
         Endpoint { addr, port }
     }
 }
@@ -24,9 +33,20 @@ impl Endpoint {
 /// One 48-bit word for the address and the port (equal endpoints, equal
 /// words): one round of the map's hasher, where the derived impl fed the
 /// address as a slice (its length, then its bytes) and the port apart.
-impl Hash for Endpoint {
+impl Hash for Endpoint<Addr4> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(u64::from(u32::from_be_bytes(self.addr)) << 16 | u64::from(self.port));
+    }
+}
+
+/// Two 64-bit words for the address, one for the port: three rounds of the
+/// map's hasher.
+impl Hash for Endpoint<Addr6> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let addr = u128::from_be_bytes(self.addr);
+        state.write_u64((addr >> 64) as u64);
+        state.write_u64(addr as u64);
+        state.write_u16(self.port);
     }
 }
 
