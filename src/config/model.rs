@@ -2,10 +2,10 @@
 //! router core and the I/O layer can use it without further validation.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Index of an uplink in [`Config::wans`] (and everywhere the core counts uplinks).
 pub type UplinkId = u8;
@@ -33,12 +33,19 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
     pub interface: String,
-    /// Inside prefixes: only sources in these are SNATed.
+    /// Inside IPv4 prefixes: only sources in these are SNATed.
     pub networks: Vec<Ipv4Net>,
+    /// Inside IPv6 prefixes (ULA or GUA), from the same `networks` key: only
+    /// sources in these are translated (or routed, `nat6 = "off"`).
+    pub networks6: Vec<Ipv6Net>,
     /// The router's own address on the LAN, inside one of `networks`: the
     /// source of the ICMP errors the core sends to LAN hosts. None: the LAN
     /// interface's address (`xwan run` reads it).
     pub address: Option<Ipv4Addr>,
+    /// `address6`: the router's own IPv6 address on the LAN, inside one of
+    /// `networks6`: the source of the ICMPv6 errors the core sends to LAN
+    /// hosts. None: the LAN interface's global or ULA address.
+    pub address6: Option<Ipv6Addr>,
     /// MTU of the LAN link, 576..=9216. None: the interface's (`xwan run`
     /// reads it and follows its changes; the core assumes 1500 until told).
     pub mtu: Option<u16>,
@@ -71,6 +78,71 @@ pub struct Wan {
     /// The health settings in force for this uplink: `[health]` with this
     /// uplink's `[wan.health]` keys over it.
     pub health: Health,
+    /// IPv6 on this uplink (`gateway6` given); None: it carries IPv4 only.
+    pub ipv6: Option<Wan6>,
+}
+
+/// An uplink's IPv6 side: `address6`, `gateway6`, `prefix6`, `nat6`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wan6 {
+    /// The router's own address on this uplink: the NAT66 address with
+    /// `nat6 = "masquerade"`, the source of its probes and of the ICMPv6
+    /// errors it sends that way. Unspecified: none given, or "auto" and the
+    /// kernel has no global address on the interface yet.
+    pub address: Ipv6Addr,
+    pub address_auto: bool,
+    /// Next hop, usually the ISP router's link-local address; "auto": the
+    /// kernel's IPv6 default route through the interface (learnt from RAs).
+    pub gateway: Ipv6Addr,
+    pub gateway_auto: bool,
+    /// The prefix the ISP routes (delegates) to this uplink, which the LAN
+    /// prefixes are mapped onto (`nat6 = "prefix"` or `"npt"`) or which holds
+    /// them (`"off"`). None: not given (masquerade only).
+    pub prefix: Option<Ipv6Net>,
+    /// `prefix6 = "auto"`: the prefix is followed from the kernel (the
+    /// delegated prefix the system's DHCPv6-PD client installs as an
+    /// unreachable or blackhole route, or the interface's own /64).
+    pub prefix_auto: bool,
+    pub nat: Nat6,
+}
+
+impl Wan6 {
+    /// Whether the address, the gateway and (where the translation needs it)
+    /// the prefix are known.
+    pub fn resolved(&self) -> bool {
+        let prefix_known = self.prefix.is_some() || self.nat == Nat6::Masquerade;
+        let address_known = !self.address.is_unspecified() || self.nat != Nat6::Masquerade;
+        !self.gateway.is_unspecified() && prefix_known && address_known
+    }
+}
+
+/// `nat6`: how the LAN's IPv6 prefixes leave by an uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat6 {
+    /// Each LAN prefix mapped 1:1 onto a prefix of the same length inside
+    /// `prefix6` (its subnet ID kept), host bits kept, transport checksums
+    /// fixed: pf `binat`, nftables `snat ip6 prefix to`. The default with a
+    /// prefix.
+    Prefix,
+    /// RFC 6296 checksum-neutral NPTv6 onto the same prefix.
+    Npt,
+    /// NAT66 to `address6` with port mapping, as IPv4 SNAT: for uplinks that
+    /// give one address or one /64 on the link. The default without a prefix.
+    Masquerade,
+    /// No translation: the uplink routes the LAN's own prefixes (inside
+    /// `prefix6`).
+    Off,
+}
+
+impl Nat6 {
+    pub fn name(self) -> &'static str {
+        match self {
+            Nat6::Prefix => "prefix",
+            Nat6::Npt => "npt",
+            Nat6::Masquerade => "masquerade",
+            Nat6::Off => "off",
+        }
+    }
 }
 
 /// One health-check target of an uplink and how it is probed.
@@ -125,8 +197,11 @@ impl Wan {
     }
 }
 
-fn auto_text(value: Ipv4Addr, auto: bool, interface: &str) -> String {
-    match (auto, value.is_unspecified()) {
+pub(super) fn auto_text<A: fmt::Display + Copy>(value: A, auto: bool, interface: &str) -> String
+where
+    std::net::IpAddr: From<A>,
+{
+    match (auto, std::net::IpAddr::from(value).is_unspecified()) {
         (false, _) => value.to_string(),
         (true, true) => "auto (unresolved)".to_string(),
         (true, false) => format!("auto (now {value} on {interface})"),
@@ -203,10 +278,15 @@ pub enum Action {
 pub struct Rule {
     pub name: String,
     pub proto: Proto,
-    /// Empty means any.
+    /// IPv4 sources. `src` and `src6` both empty: any source of either
+    /// family; only one of them empty: no source of that family matches.
     pub src: Vec<Ipv4Net>,
-    /// Empty means any.
+    /// IPv6 sources, from the same `src` key.
+    pub src6: Vec<Ipv6Net>,
+    /// IPv4 destinations, as `src`.
     pub dst: Vec<Ipv4Net>,
+    /// IPv6 destinations, from the same `dst` key.
+    pub dst6: Vec<Ipv6Net>,
     /// Empty means any.
     pub src_port: Vec<PortRange>,
     /// Empty means any.

@@ -38,6 +38,7 @@ pub(super) struct RawLan {
     pub interface: Spanned<String>,
     pub networks: Spanned<OneOrList>,
     pub address: Option<Spanned<String>>,
+    pub address6: Option<Spanned<String>>,
     pub mtu: Option<Spanned<i64>>,
 }
 
@@ -54,6 +55,10 @@ pub(super) struct RawWan {
     pub mtu: Option<Spanned<i64>>,
     /// `[wan.health]`: this uplink's overrides of `[health]`.
     pub health: Option<RawHealth>,
+    pub address6: Option<Spanned<String>>,
+    pub gateway6: Option<Spanned<String>>,
+    pub prefix6: Option<Spanned<String>>,
+    pub nat6: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

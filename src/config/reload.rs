@@ -111,6 +111,19 @@ impl RunningConfig {
                 changed(&list(&old.lan.networks), &list(&new.lan.networks)),
             );
         }
+        if new.lan.networks6 != old.lan.networks6 {
+            refuse(
+                "lan.networks".into(),
+                changed(&list(&old.lan.networks6), &list(&new.lan.networks6)),
+            );
+        }
+        if new.lan.address6 != old.lan.address6 {
+            let text = |a: Option<std::net::Ipv6Addr>| a.map_or("none".into(), |a| a.to_string());
+            refuse(
+                "lan.address6".into(),
+                changed(&text(old.lan.address6), &text(new.lan.address6)),
+            );
+        }
         if new.dataplane != old.dataplane {
             refuse(
                 "dataplane.offload".into(),
@@ -144,6 +157,22 @@ impl RunningConfig {
                 refuse(
                     format!("{key}.interface"),
                     changed(&running.interface, &wan.interface),
+                );
+            }
+            if wan.ipv6 != running.ipv6 {
+                let text = |v6: &Option<super::Wan6>| match v6 {
+                    None => "no IPv6".to_string(),
+                    Some(v6) => format!(
+                        "address6 {} gateway6 {} prefix6 {} nat6 {}",
+                        v6.address,
+                        v6.gateway,
+                        v6.prefix.map_or("none".into(), |p| p.to_string()),
+                        v6.nat.name()
+                    ),
+                };
+                refuse(
+                    format!("{key}.gateway6"),
+                    changed(&text(&running.ipv6), &text(&wan.ipv6)),
                 );
             }
             if wan.address != running.address {

@@ -6,14 +6,20 @@ use super::model::*;
 
 impl Display for Config {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let networks: Vec<String> = (self.lan.networks.iter().map(ToString::to_string))
+            .chain(self.lan.networks6.iter().map(ToString::to_string))
+            .collect();
         write!(
             f,
             "LAN       {}  {}",
             self.lan.interface,
-            list(&self.lan.networks)
+            networks.join(", ")
         )?;
         if let Some(address) = self.lan.address {
             write!(f, "  address {address}")?;
+        }
+        if let Some(address) = self.lan.address6 {
+            write!(f, "  address6 {address}")?;
         }
         writeln!(f, "  mtu {}", mtu_text(self.lan.mtu))?;
         writeln!(f, "Uplinks   {}", self.wans.len())?;
@@ -34,6 +40,9 @@ impl Display for Config {
                 writeln!(f, "  no probes")?;
             } else {
                 writeln!(f, "  probes {}", list(&w.probe))?;
+            }
+            if let Some(v6) = &w.ipv6 {
+                writeln!(f, "  {:width$}  {}", "", Ipv6Line(v6, &w.interface))?;
             }
             if w.health != self.health {
                 writeln!(f, "  {:width$}  health: {}", "", health_line(&w.health))?;
@@ -155,6 +164,31 @@ impl Config {
     }
 }
 
+/// An uplink's IPv6 side, e.g. `ipv6 auto (unresolved) via fe80::1  prefix
+/// 2001:db8:100::/56  nat6 prefix`.
+struct Ipv6Line<'a>(&'a Wan6, &'a str);
+
+impl Display for Ipv6Line<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let (v6, interface) = (self.0, self.1);
+        let address = match (v6.address_auto, v6.address.is_unspecified()) {
+            (false, true) => "no address".to_string(),
+            (false, false) => v6.address.to_string(),
+            (true, true) => "auto (unresolved)".to_string(),
+            (true, false) => format!("auto (now {} on {interface})", v6.address),
+        };
+        let gateway = auto_text(v6.gateway, v6.gateway_auto, interface);
+        write!(f, "ipv6 {address} via {gateway}")?;
+        match (v6.prefix, v6.prefix_auto) {
+            (Some(prefix), false) => write!(f, "  prefix {prefix}")?,
+            (Some(prefix), true) => write!(f, "  prefix auto (now {prefix})")?,
+            (None, true) => write!(f, "  prefix auto (unresolved)")?,
+            (None, false) => {}
+        }
+        write!(f, "  nat6 {}", v6.nat.name())
+    }
+}
+
 /// A rule's match, e.g. `tcp from 192.168.50.0/25 to any port 443`.
 struct RuleMatch<'a>(&'a Rule);
 
@@ -162,14 +196,14 @@ impl Display for RuleMatch<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let r = self.0;
         write!(f, "{}", r.proto)?;
-        if !r.src.is_empty() || !r.src_port.is_empty() {
-            write!(f, " from {}", nets(&r.src))?;
+        if !r.src.is_empty() || !r.src6.is_empty() || !r.src_port.is_empty() {
+            write!(f, " from {}", nets(&r.src, &r.src6))?;
             if !r.src_port.is_empty() {
                 write!(f, " port {}", ports(&r.src_port))?;
             }
         }
-        if !r.dst.is_empty() || !r.dst_port.is_empty() {
-            write!(f, " to {}", nets(&r.dst))?;
+        if !r.dst.is_empty() || !r.dst6.is_empty() || !r.dst_port.is_empty() {
+            write!(f, " to {}", nets(&r.dst, &r.dst6))?;
             if !r.dst_port.is_empty() {
                 write!(f, " port {}", ports(&r.dst_port))?;
             }
@@ -186,11 +220,12 @@ fn list<T: Display>(items: &[T]) -> String {
         .join(", ")
 }
 
-fn nets<T: Display>(items: &[T]) -> String {
-    if items.is_empty() {
-        "any".to_string()
-    } else {
-        list(items)
+fn nets<T: Display, U: Display>(v4: &[T], v6: &[U]) -> String {
+    match (v4.is_empty(), v6.is_empty()) {
+        (true, true) => "any".to_string(),
+        (false, true) => list(v4),
+        (true, false) => list(v6),
+        (false, false) => format!("{}, {}", list(v4), list(v6)),
     }
 }
 

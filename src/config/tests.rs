@@ -172,7 +172,9 @@ fn example_parses_to_the_expected_model() {
         lan: Lan {
             interface: "lan0".into(),
             networks: vec![net("192.168.50.0/24")],
+            networks6: Vec::new(),
             address: None,
+            address6: None,
             mtu: None,
         },
         wans: vec![
@@ -188,6 +190,7 @@ fn example_parses_to_the_expected_model() {
                 probe: vec![ProbeTarget::Icmp(ip("198.18.11.2"))],
                 mtu: None,
                 health: DEFAULT_HEALTH,
+                ipv6: None,
             },
             Wan {
                 name: "isp2".into(),
@@ -204,6 +207,7 @@ fn example_parses_to_the_expected_model() {
                 ],
                 mtu: None,
                 health: DEFAULT_HEALTH,
+                ipv6: None,
             },
         ],
         balance: Balance {
@@ -217,6 +221,8 @@ fn example_parses_to_the_expected_model() {
                 proto: Proto::Tcp,
                 src: vec![net("192.168.50.0/25")],
                 dst: vec![net("0.0.0.0/0")],
+                src6: Vec::new(),
+                dst6: Vec::new(),
                 src_port: vec![PortRange {
                     lo: 1024,
                     hi: 65535,
@@ -230,6 +236,8 @@ fn example_parses_to_the_expected_model() {
                 proto: Proto::Udp,
                 src: vec![],
                 dst: vec![],
+                src6: Vec::new(),
+                dst6: Vec::new(),
                 src_port: vec![],
                 dst_port: vec![
                     PortRange { lo: 53, hi: 53 },
@@ -1675,3 +1683,4 @@ fn a_nat_range_set_in_the_file_is_never_moved() {
     assert_eq!(nat.avoid_kernel_ports(kernel(32768, 60999)), None);
     assert_eq!(nat.ports, kernel(20000, 59999));
 }
+mod ipv6;

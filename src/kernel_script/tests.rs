@@ -25,6 +25,7 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
         mtu: None,
         health: DEFAULT_HEALTH,
+        ipv6: None,
     }
 }
 
@@ -34,6 +35,8 @@ fn rule(name: &str, proto: Proto, action: Action) -> Rule {
         proto,
         src: Vec::new(),
         dst: Vec::new(),
+        src6: Vec::new(),
+        dst6: Vec::new(),
         src_port: Vec::new(),
         dst_port: Vec::new(),
         action,
@@ -54,7 +57,9 @@ fn example_config() -> Config {
         lan: Lan {
             interface: "lan0".to_string(),
             networks: vec!["192.168.50.0/24".parse().unwrap()],
+            networks6: Vec::new(),
             address: None,
+            address6: None,
             mtu: None,
         },
         wans: vec![wan(1, 1, 1), wan(2, 1, 1)],

@@ -153,9 +153,10 @@ impl Balancer {
         self.schedule().members.iter().any(|(id, _)| *id == uplink)
     }
 
-    /// The uplink for a new connection between `src` and `dst`; None when no
-    /// uplink is up.
-    pub fn pick(&self, src: [u8; 4], dst: [u8; 4]) -> Option<UplinkId> {
+    /// The uplink for a new connection between `src` and `dst` (addresses
+    /// folded to 32 bits, [`Family::folded`](super::Family::folded)); None
+    /// when no uplink is up.
+    pub fn pick(&self, src: u32, dst: u32) -> Option<UplinkId> {
         let schedule = self.schedule();
         if schedule.members.is_empty() {
             return None;
@@ -168,8 +169,7 @@ impl Balancer {
             BalanceMode::Hash => {
                 // Weighted rendezvous hashing: the pair keeps its uplink while
                 // that uplink is up, whatever happens to the others.
-                let pair =
-                    u64::from(u32::from_be_bytes(src)) << 32 | u64::from(u32::from_be_bytes(dst));
+                let pair = u64::from(src) << 32 | u64::from(dst);
                 schedule
                     .members
                     .iter()
@@ -220,6 +220,7 @@ mod tests {
                 probe: vec![],
                 mtu: None,
                 health: crate::config::DEFAULT_HEALTH,
+                ipv6: None,
             })
             .collect()
     }
@@ -240,7 +241,7 @@ mod tests {
             let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
             let mut counts = vec![0u64; weights.len()];
             for _ in 0..total * cycles {
-                counts[usize::from(balancer.pick([1; 4], [2; 4]).unwrap())] += 1;
+                counts[usize::from(balancer.pick(0x0101_0101, 0x0202_0202).unwrap())] += 1;
             }
             for (count, weight) in counts.iter().zip(&weights) {
                 prop_assert_eq!(*count, u64::from(*weight) * cycles);
@@ -252,11 +253,11 @@ mod tests {
         fn hash_is_stable(src in any::<[u8; 4]>(), dst in any::<[u8; 4]>()) {
             let balancer = Balancer::new(BalanceMode::Hash, &wans(&[(1, 1), (2, 1), (1, 1)]), 7);
             all_up(&balancer, 3);
-            let first = balancer.pick(src, dst).unwrap();
-            prop_assert_eq!(balancer.pick(src, dst), Some(first));
+            let first = balancer.pick(u32::from_be_bytes(src), u32::from_be_bytes(dst)).unwrap();
+            prop_assert_eq!(balancer.pick(u32::from_be_bytes(src), u32::from_be_bytes(dst)), Some(first));
             let other = (first + 1) % 3;
             balancer.set_up(other, false);
-            prop_assert_eq!(balancer.pick(src, dst), Some(first));
+            prop_assert_eq!(balancer.pick(u32::from_be_bytes(src), u32::from_be_bytes(dst)), Some(first));
         }
     }
 
@@ -269,7 +270,7 @@ mod tests {
         assert!(next.is_up(0) && !next.is_up(1) && next.is_up(2));
         let mut counts = [0; 3];
         for _ in 0..8 {
-            counts[usize::from(next.pick([1; 4], [2; 4]).unwrap())] += 1;
+            counts[usize::from(next.pick(0x0101_0101, 0x0202_0202).unwrap())] += 1;
         }
         assert_eq!(counts, [2, 0, 6], "weights 1 and 3 over the up uplinks");
         next.set_up(1, true);
@@ -282,7 +283,7 @@ mod tests {
         let balancer = Balancer::new(BalanceMode::Nth, &wans(&[(2, 1), (1, 1)]), 1);
         all_up(&balancer, 2);
         let picks: Vec<_> = (0..6)
-            .map(|_| balancer.pick([1; 4], [2; 4]).unwrap())
+            .map(|_| balancer.pick(0x0101_0101, 0x0202_0202).unwrap())
             .collect();
         assert_eq!(picks, [0, 1, 0, 0, 1, 0]);
     }
@@ -291,11 +292,11 @@ mod tests {
     fn lower_priority_only_when_the_better_tier_is_down() {
         let balancer = Balancer::new(BalanceMode::Nth, &wans(&[(1, 1), (1, 2)]), 1);
         all_up(&balancer, 2);
-        assert!((0..10).all(|_| balancer.pick([1; 4], [2; 4]) == Some(0)));
+        assert!((0..10).all(|_| balancer.pick(0x0101_0101, 0x0202_0202) == Some(0)));
         balancer.set_up(0, false);
-        assert!((0..10).all(|_| balancer.pick([1; 4], [2; 4]) == Some(1)));
+        assert!((0..10).all(|_| balancer.pick(0x0101_0101, 0x0202_0202) == Some(1)));
         balancer.set_up(1, false);
-        assert_eq!(balancer.pick([1; 4], [2; 4]), None);
+        assert_eq!(balancer.pick(0x0101_0101, 0x0202_0202), None);
     }
 
     #[test]
@@ -304,7 +305,7 @@ mod tests {
             let balancer = Balancer::new(mode, &wans(&[(3, 1), (1, 1)]), 42);
             all_up(&balancer, 2);
             let first = (0..20000u32)
-                .filter(|i| balancer.pick(i.to_be_bytes(), [203, 0, 113, 10]) == Some(0))
+                .filter(|i| balancer.pick(*i, 0xcb00_710a) == Some(0))
                 .count();
             // 3:1 → 15000 of 20000; allow 2% either way.
             assert!((14600..15400).contains(&first), "{mode:?}: {first}");

@@ -7,7 +7,7 @@ mod balance;
 mod rules;
 
 pub use balance::{best_tier, smooth_round_robin, Balancer};
-pub use rules::{NewConnection, RuleDecision, Rules};
+pub use rules::{Family, NewConnection, RuleDecision, Rules};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -86,12 +86,17 @@ impl Policy {
     }
 
     /// What the rules say about a new connection.
-    pub fn decide(&self, conn: &NewConnection) -> RuleDecision {
+    pub fn decide<A: Family>(&self, conn: &NewConnection<A>) -> RuleDecision {
         self.rules.decide(conn)
     }
 
     /// Where a new connection goes at `now` (seconds), given the rules' decision.
-    pub fn assign(&self, decision: RuleDecision, conn: &NewConnection, now: u32) -> Choice {
+    pub fn assign<A: Family>(
+        &self,
+        decision: RuleDecision,
+        conn: &NewConnection<A>,
+        now: u32,
+    ) -> Choice {
         match decision.action {
             Action::Bypass => Choice::Bypass,
             Action::Drop => Choice::Drop(DropReason::Rule),
@@ -101,16 +106,16 @@ impl Policy {
         }
     }
 
-    fn sticky_key(&self, conn: &NewConnection) -> Option<u64> {
-        let src = u64::from(u32::from_be_bytes(conn.src));
+    fn sticky_key<A: Family>(&self, conn: &NewConnection<A>) -> Option<u64> {
+        let src = u64::from(conn.src.folded());
         match self.sticky {
             Sticky::None => None,
             Sticky::Src => Some(src),
-            Sticky::SrcDst => Some(src << 32 | u64::from(u32::from_be_bytes(conn.dst))),
+            Sticky::SrcDst => Some(src << 32 | u64::from(conn.dst.folded())),
         }
     }
 
-    fn balance(&self, conn: &NewConnection, now: u32) -> Choice {
+    fn balance<A: Family>(&self, conn: &NewConnection<A>, now: u32) -> Choice {
         let Some(key) = self.sticky_key(conn) else {
             return self.pick(conn);
         };
@@ -141,9 +146,9 @@ impl Policy {
         choice
     }
 
-    fn pick(&self, conn: &NewConnection) -> Choice {
+    fn pick<A: Family>(&self, conn: &NewConnection<A>) -> Choice {
         self.balancer
-            .pick(conn.src, conn.dst)
+            .pick(conn.src.folded(), conn.dst.folded())
             .map_or(Choice::Drop(DropReason::NoUplink), Choice::Uplink)
     }
 

@@ -1,41 +1,102 @@
 //! Steering rules: the first rule that matches a new connection decides.
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::config::{Action, PortRange, Proto, Rule};
-use crate::packet::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{Addr4, Addr6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
-/// What a new connection looks like to the rules.
+/// What a new connection looks like to the rules (IPv4 unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewConnection {
+pub struct NewConnection<A = Addr4> {
     pub protocol: u8,
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+    pub src: A,
+    pub dst: A,
     /// None for ICMP: a rule with a port condition never matches it.
     pub ports: Option<(u16, u16)>,
+}
+
+/// An address family as the rules and the balancer see it.
+pub trait Family: Copy {
+    /// Its ICMP's protocol number (`proto = "icmp"` means this one).
+    const ICMP: u8;
+    const IS_V6: bool;
+    /// The address as a number, IPv4 in the low 32 bits.
+    fn bits(self) -> u128;
+    /// The address folded to 32 bits, for hashing and sticky keys.
+    fn folded(self) -> u32 {
+        let bits = self.bits();
+        (bits ^ bits >> 32 ^ bits >> 64 ^ bits >> 96) as u32
+    }
+}
+
+impl Family for Addr4 {
+    const ICMP: u8 = PROTO_ICMP;
+    const IS_V6: bool = false;
+    fn bits(self) -> u128 {
+        u128::from(u32::from_be_bytes(self))
+    }
+    fn folded(self) -> u32 {
+        u32::from_be_bytes(self)
+    }
+}
+
+impl Family for Addr6 {
+    const ICMP: u8 = PROTO_ICMPV6;
+    const IS_V6: bool = true;
+    fn bits(self) -> u128 {
+        u128::from_be_bytes(self)
+    }
+}
+
+/// A rule's prefixes of both families as (network, mask) pairs. None of
+/// either: any address; some of one family only: no address of the other.
+#[derive(Debug, Clone, Default)]
+struct Prefixes {
+    v4: Vec<(u128, u128)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Prefixes {
+    fn new(v4: &[Ipv4Net], v6: &[Ipv6Net]) -> Prefixes {
+        Prefixes {
+            v4: v4
+                .iter()
+                .map(|n| (n.network().to_bits().into(), n.netmask().to_bits().into()))
+                .collect(),
+            v6: v6
+                .iter()
+                .map(|n| (n.network().to_bits(), n.netmask().to_bits()))
+                .collect(),
+        }
+    }
+
+    fn matches<A: Family>(&self, addr: A) -> bool {
+        let own = if A::IS_V6 { &self.v6 } else { &self.v4 };
+        let bits = addr.bits();
+        (self.v4.is_empty() && self.v6.is_empty())
+            || own.iter().any(|(net, mask)| bits & mask == *net)
+    }
 }
 
 /// A rule with its prefixes as (network, mask) pairs.
 #[derive(Debug, Clone)]
 struct CompiledRule {
-    protocol: Option<u8>,
-    src: Vec<(u32, u32)>,
-    dst: Vec<(u32, u32)>,
+    proto: Proto,
+    src: Prefixes,
+    dst: Prefixes,
     src_port: Vec<PortRange>,
     dst_port: Vec<PortRange>,
     action: Action,
     strict: bool,
 }
 
-fn prefixes(nets: &[Ipv4Net]) -> Vec<(u32, u32)> {
-    nets.iter()
-        .map(|net| (u32::from(net.network()), u32::from(net.netmask())))
-        .collect()
-}
-
-fn addr_matches(prefixes: &[(u32, u32)], addr: [u8; 4]) -> bool {
-    let addr = u32::from_be_bytes(addr);
-    prefixes.is_empty() || prefixes.iter().any(|(net, mask)| addr & mask == *net)
+fn proto_matches<A: Family>(proto: Proto, protocol: u8) -> bool {
+    match proto {
+        Proto::Tcp => protocol == PROTO_TCP,
+        Proto::Udp => protocol == PROTO_UDP,
+        Proto::Icmp => protocol == A::ICMP,
+        Proto::Any => true,
+    }
 }
 
 fn port_matches(ranges: &[PortRange], port: Option<u16>) -> bool {
@@ -62,14 +123,9 @@ impl Rules {
             rules: rules
                 .iter()
                 .map(|rule| CompiledRule {
-                    protocol: match rule.proto {
-                        Proto::Tcp => Some(PROTO_TCP),
-                        Proto::Udp => Some(PROTO_UDP),
-                        Proto::Icmp => Some(PROTO_ICMP),
-                        Proto::Any => None,
-                    },
-                    src: prefixes(&rule.src),
-                    dst: prefixes(&rule.dst),
+                    proto: rule.proto,
+                    src: Prefixes::new(&rule.src, &rule.src6),
+                    dst: Prefixes::new(&rule.dst, &rule.dst6),
                     src_port: rule.src_port.clone(),
                     dst_port: rule.dst_port.clone(),
                     action: rule.action,
@@ -80,13 +136,13 @@ impl Rules {
     }
 
     /// The first matching rule's action; `balance` when none matches.
-    pub fn decide(&self, conn: &NewConnection) -> RuleDecision {
+    pub fn decide<A: Family>(&self, conn: &NewConnection<A>) -> RuleDecision {
         self.rules
             .iter()
             .find(|rule| {
-                rule.protocol.is_none_or(|p| p == conn.protocol)
-                    && addr_matches(&rule.src, conn.src)
-                    && addr_matches(&rule.dst, conn.dst)
+                proto_matches::<A>(rule.proto, conn.protocol)
+                    && rule.src.matches(conn.src)
+                    && rule.dst.matches(conn.dst)
                     && port_matches(&rule.src_port, conn.ports.map(|p| p.0))
                     && port_matches(&rule.dst_port, conn.ports.map(|p| p.1))
             })

@@ -7,14 +7,15 @@ impl Validator<'_> {
     pub(super) fn lan(&self, raw: &Spanned<RawLan>) -> Result<Lan> {
         let lan = raw.get_ref();
         let interface = self.interface_name(&lan.interface, "lan.interface")?;
-        let networks = self.nets(&lan.networks, "lan.networks")?;
-        if networks.is_empty() {
+        let (networks, networks6) = self.nets_both(&lan.networks, "lan.networks")?;
+        if networks.is_empty() && networks6.is_empty() {
             return Err(self.err(
                 lan.networks.span(),
                 "lan.networks",
                 "no networks: list at least one inside prefix, like \"192.168.50.0/24\"",
             ));
         }
+        let address6 = self.lan_address6(lan.address6.as_ref(), &networks6)?;
         let address = match &lan.address {
             None => None,
             Some(raw) => {
@@ -43,7 +44,9 @@ impl Validator<'_> {
         Ok(Lan {
             interface,
             networks,
+            networks6,
             address,
+            address6,
             mtu,
         })
     }
@@ -63,7 +66,7 @@ impl Validator<'_> {
         let mut wans: Vec<Wan> = Vec::with_capacity(raw.len());
         for (i, table) in raw.iter().enumerate() {
             let key = |k: &str| format!("wan[{}].{k}", i + 1);
-            let wan = self.wan(table.get_ref(), &key, health)?;
+            let wan = self.wan(table.get_ref(), &key, health, lan)?;
             self.wan_clashes(table.get_ref(), &wan, &wans, lan, &key)?;
             wans.push(wan);
         }
@@ -98,7 +101,13 @@ impl Validator<'_> {
 
     /// One `[[wan]]` section's values, each checked on its own (in this order:
     /// the first problem is the one reported).
-    fn wan(&self, w: &RawWan, key: &dyn Fn(&str) -> String, health: &Health) -> Result<Wan> {
+    fn wan(
+        &self,
+        w: &RawWan,
+        key: &dyn Fn(&str) -> String,
+        health: &Health,
+        lan: &Lan,
+    ) -> Result<Wan> {
         Ok(Wan {
             name: self.uplink_name(&w.name, &key("name"))?,
             interface: self.interface_name(&w.interface, &key("interface"))?,
@@ -117,6 +126,7 @@ impl Validator<'_> {
                     .collect::<Result<_>>()?,
             },
             health: self.health(w.health.as_ref(), &key("health"), health)?,
+            ipv6: self.wan6(w, key, lan)?,
         })
     }
 
@@ -233,6 +243,6 @@ impl Validator<'_> {
     }
 }
 
-fn is_auto(raw: &Spanned<String>) -> bool {
+pub(super) fn is_auto(raw: &Spanned<String>) -> bool {
     raw.get_ref() == "auto"
 }

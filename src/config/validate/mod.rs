@@ -2,11 +2,11 @@
 //! the key and the place in the file. Checks run in file-section order and
 //! the first problem found is reported.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_spanned::Spanned;
 
 use super::error::{ConfigError, Source};
@@ -15,6 +15,7 @@ use super::raw::*;
 
 mod forwards;
 mod interfaces;
+mod ipv6;
 mod rules;
 mod settings;
 
@@ -94,6 +95,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
     let lan = v.lan(&raw.lan)?;
     let health = v.health(raw.health.as_ref(), "health", &DEFAULT_HEALTH)?;
     let wans = v.wans(&raw.wan, &lan, &health)?;
+    v.wans6(&raw.wan, &wans, &lan, raw.lan.get_ref().networks.span())?;
     let balance = v.balance(raw.balance.as_ref())?;
     let names: Vec<&str> = wans.iter().map(|w| w.name.as_str()).collect();
     let rules = raw
@@ -274,26 +276,6 @@ impl Validator<'_> {
             };
         }
         self.addr_item(item).map(ProbeTarget::Icmp)
-    }
-
-    fn nets(&self, raw: &Spanned<OneOrList>, key: &str) -> Result<Vec<Ipv4Net>> {
-        OneOrList::items(raw, key)
-            .into_iter()
-            .map(|item| match item.value {
-                Scalar::Str(s) => {
-                    parse_net(s).map_err(|msg| self.err(item.span.clone(), &item.key, msg))
-                }
-                Scalar::Int(_) => Err(self.err(
-                    item.span.clone(),
-                    &item.key,
-                    format!(
-                        "expected an address or CIDR prefix string like \"192.168.50.0/24\", \
-                         found {}",
-                        item.value
-                    ),
-                )),
-            })
-            .collect()
     }
 }
 

@@ -60,8 +60,8 @@ impl Validator<'_> {
             Some(name) => name.get_ref().clone(),
         };
         let proto = self.rule_proto(r.proto.as_ref(), &key("proto"))?;
-        let src = self.rule_nets(r.src.as_ref(), &key("src"))?;
-        let dst = self.rule_nets(r.dst.as_ref(), &key("dst"))?;
+        let (src, src6) = self.rule_nets(r.src.as_ref(), &key("src"))?;
+        let (dst, dst6) = self.rule_nets(r.dst.as_ref(), &key("dst"))?;
         let src_port = self.rule_ports(r.src_port.as_ref(), &key("src_port"), proto)?;
         let dst_port = self.rule_ports(r.dst_port.as_ref(), &key("dst_port"), proto)?;
         let action = self.rule_action(&r.action, &key("action"), uplinks)?;
@@ -82,7 +82,9 @@ impl Validator<'_> {
             name,
             proto,
             src,
+            src6,
             dst,
+            dst6,
             src_port,
             dst_port,
             action,
@@ -159,12 +161,12 @@ impl Validator<'_> {
         &self,
         raw: Option<&Spanned<OneOrList>>,
         key: &str,
-    ) -> Result<Vec<Ipv4Net>> {
+    ) -> Result<(Vec<Ipv4Net>, Vec<Ipv6Net>)> {
         let Some(raw) = raw else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
-        let nets = self.nets(raw, key)?;
-        if nets.is_empty() {
+        let nets = self.nets_both(raw, key)?;
+        if nets.0.is_empty() && nets.1.is_empty() {
             return Err(self.err(
                 raw.span(),
                 key,

@@ -271,9 +271,18 @@ impl Validator<'_> {
         let r = raw.get_ref();
         let key = |k: &str| format!("local.rule[{}].{k}", i + 1);
         let proto = self.rule_proto(r.proto.as_ref(), &key("proto"))?;
+        let (dst, dst6) = self.rule_nets(r.dst.as_ref(), &key("dst"))?;
+        if let (Some(raw), false) = (&r.dst, dst6.is_empty()) {
+            return Err(self.err(
+                raw.span(),
+                key("dst"),
+                "IPv6 destinations are not steered by [local] rules: the router's own IPv6 \
+                 traffic follows the kernel's routes",
+            ));
+        }
         Ok(LocalRule {
             proto,
-            dst: self.rule_nets(r.dst.as_ref(), &key("dst"))?,
+            dst,
             dst_port: self.rule_ports(r.dst_port.as_ref(), &key("dst_port"), proto)?,
             uplink: self.local_uplink(&r.uplink, &key("uplink"), uplinks)?,
         })

@@ -399,6 +399,8 @@ fn rule(name: &str, action: crate::config::Action) -> crate::config::Rule {
         proto: crate::config::Proto::Any,
         src: Vec::new(),
         dst: Vec::new(),
+        src6: Vec::new(),
+        dst6: Vec::new(),
         src_port: Vec::new(),
         dst_port: Vec::new(),
         action,
