@@ -11,7 +11,9 @@ pub use table::{
 };
 
 use crate::config::{Timeouts, UplinkId};
-use crate::packet::{ChecksumDeltas, Endpoint, PROTO_TCP, PROTO_UDP};
+use std::hash::{Hash, Hasher};
+
+use crate::packet::{Addr4, ChecksumDeltas, Endpoint, Family, PROTO_TCP, PROTO_UDP};
 
 /// Which of a flow's two keys a frame is looked up by: the tuple it has on
 /// the LAN, or on a WAN. (A [`Port`](crate::verdict::Port) without the uplink:
@@ -24,11 +26,19 @@ pub enum Side {
 
 /// A 5-tuple as seen on the wire (ICMP echo: the identifier stands for the
 /// source port of a request and the destination port of a reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FlowKey {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowKey<A = Addr4> {
     pub protocol: u8,
-    pub src: Endpoint,
-    pub dst: Endpoint,
+    pub src: Endpoint<A>,
+    pub dst: Endpoint<A>,
+}
+
+impl<A: Family> Hash for FlowKey<A> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.protocol.hash(state);
+        self.src.hash(state);
+        self.dst.hash(state);
+    }
 }
 
 /// Which translation a flow gets, from who opened it.
@@ -50,23 +60,23 @@ pub enum FlowKind {
 /// arrive as `remote → outside` and reach the inside host as
 /// `lan_peer → inside`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlowSpec {
+pub struct FlowSpec<A = Addr4> {
     pub protocol: u8,
     /// The LAN host's endpoint.
-    pub inside: Endpoint,
+    pub inside: Endpoint<A>,
     /// The endpoint on the WAN address that stands for `inside`.
-    pub outside: Endpoint,
+    pub outside: Endpoint<A>,
     /// The Internet endpoint.
-    pub remote: Endpoint,
+    pub remote: Endpoint<A>,
     pub uplink: UplinkId,
     pub kind: FlowKind,
     pub lan_mac: [u8; 6],
 }
 
-impl FlowSpec {
+impl<A: Family> FlowSpec<A> {
     /// The tuple of this flow's packets as they arrive from the LAN (for a
     /// hairpinned flow: once the forwarded port is resolved to its target).
-    pub fn lan_key(&self) -> FlowKey {
+    pub fn lan_key(&self) -> FlowKey<A> {
         FlowKey {
             protocol: self.protocol,
             src: self.inside,
@@ -76,7 +86,7 @@ impl FlowSpec {
 
     /// The tuple of this flow's packets as they arrive from the WAN (for a
     /// hairpinned flow: from the forward's target, on the LAN).
-    pub fn wan_key(&self) -> FlowKey {
+    pub fn wan_key(&self) -> FlowKey<A> {
         FlowKey {
             protocol: self.protocol,
             src: self.remote,
@@ -86,7 +96,7 @@ impl FlowSpec {
 
     /// The endpoint the inside host talks to: the remote endpoint, or for a
     /// hairpinned flow the forwarded port on the WAN address.
-    pub fn lan_peer(&self) -> Endpoint {
+    pub fn lan_peer(&self) -> Endpoint<A> {
         match self.kind {
             FlowKind::Hairpin { port } => Endpoint::new(self.outside.addr, port),
             FlowKind::Snat | FlowKind::Dnat => self.remote,
@@ -98,7 +108,7 @@ impl FlowSpec {
         !matches!(self.kind, FlowKind::Dnat)
     }
 
-    pub fn key(&self, side: Side) -> FlowKey {
+    pub fn key(&self, side: Side) -> FlowKey<A> {
         match side {
             Side::Lan => self.lan_key(),
             Side::Wan => self.wan_key(),
@@ -108,7 +118,7 @@ impl FlowSpec {
     /// The endpoints (source, destination) this flow's packets arriving on
     /// `side` leave with: `outside → remote` towards the remote end,
     /// `lan_peer → inside` to the inside host.
-    pub fn translated(&self, side: Side) -> (Endpoint, Endpoint) {
+    pub fn translated(&self, side: Side) -> (Endpoint<A>, Endpoint<A>) {
         match side {
             Side::Lan => (self.outside, self.remote),
             Side::Wan => (self.lan_peer(), self.inside),

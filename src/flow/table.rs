@@ -21,14 +21,14 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{tcp_state, FlowKey, FlowSpec, Side};
 use crate::config::Timeouts;
-use crate::packet::Endpoint;
+use crate::packet::{Addr4, Endpoint, Family, HashWords};
 
 pub use entry::Flow;
 
 /// The last state of a flow taken out of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Removed {
-    pub spec: FlowSpec,
+pub struct Removed<A = Addr4> {
+    pub spec: FlowSpec<A>,
     /// [`tcp_state`] flags.
     pub tcp: u8,
     /// See [`Flow::next_seq_to_lan`].
@@ -37,8 +37,8 @@ pub struct Removed {
 
 /// A copy of a flow for listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowInfo {
-    pub spec: FlowSpec,
+pub struct FlowInfo<A = Addr4> {
+    pub spec: FlowSpec<A>,
     pub tcp: u8,
     pub age_s: u32,
     pub idle_s: u32,
@@ -70,10 +70,10 @@ pub struct TableStats {
 /// An index entry: 0 is empty, otherwise `(slot << 1 | side) + 1`.
 type Bucket = u32;
 
-struct Shard {
+struct Shard<A> {
     buckets: Vec<Bucket>,
     mask: usize,
-    slab: Vec<Option<Flow>>,
+    slab: Vec<Option<Flow<A>>>,
     free: Vec<u32>,
     live: u32,
     capacity: u32,
@@ -86,8 +86,8 @@ fn bucket_count(capacity: u32) -> usize {
         .max(8)
 }
 
-impl Shard {
-    fn new(capacity: u32) -> Shard {
+impl<A: Family> Shard<A> {
+    fn new(capacity: u32) -> Shard<A> {
         let buckets = bucket_count(capacity);
         Shard {
             buckets: vec![0; buckets],
@@ -100,18 +100,18 @@ impl Shard {
     }
 
     /// The bucket `key` on `side` probes from.
-    fn home(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> usize {
+    fn home(&self, hasher: &KeyHasher, side: Side, key: &FlowKey<A>) -> usize {
         hasher.bucket(side, key) as usize & self.mask
     }
 
-    fn find(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Option<usize> {
+    fn find(&self, hasher: &KeyHasher, side: Side, key: &FlowKey<A>) -> Option<usize> {
         self.probe(hasher, side, key).ok()
     }
 
     /// The slot of the flow `key` on `side` belongs to, or the empty bucket
     /// that ended the search (where the key would be indexed).
     #[inline]
-    fn probe(&self, hasher: &KeyHasher, side: Side, key: &FlowKey) -> Result<usize, usize> {
+    fn probe(&self, hasher: &KeyHasher, side: Side, key: &FlowKey<A>) -> Result<usize, usize> {
         let mut at = self.home(hasher, side, key);
         loop {
             let bucket = self.buckets[at];
@@ -130,7 +130,7 @@ impl Shard {
         }
     }
 
-    fn index(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
+    fn index(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey<A>, slot: usize) {
         let home = self.home(hasher, side, key);
         self.index_from(home, side, slot);
     }
@@ -145,7 +145,7 @@ impl Shard {
 
     /// Removes `key`'s index entry, shifting later entries back so no probe
     /// sequence is broken (no tombstones).
-    fn unindex(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey, slot: usize) {
+    fn unindex(&mut self, hasher: &KeyHasher, side: Side, key: &FlowKey<A>, slot: usize) {
         let wanted = encode(slot, side);
         let mut hole = self.home(hasher, side, key);
         while self.buckets[hole] != wanted {
@@ -177,7 +177,7 @@ impl Shard {
         let buckets = bucket_count(self.capacity);
         self.buckets = vec![0; buckets];
         self.mask = buckets - 1;
-        let live: Vec<(usize, FlowKey, FlowKey)> = self
+        let live: Vec<(usize, FlowKey<A>, FlowKey<A>)> = self
             .slab
             .iter()
             .enumerate()
@@ -198,7 +198,7 @@ impl Shard {
     fn vacancy(
         &mut self,
         hasher: &KeyHasher,
-        spec: &FlowSpec,
+        spec: &FlowSpec<A>,
     ) -> Result<(usize, usize), (Option<usize>, Option<usize>)> {
         if self.live >= self.capacity {
             self.grow(hasher);
@@ -214,7 +214,7 @@ impl Shard {
 
     /// Inserts `flow` at the buckets [`Shard::vacancy`] found for it, the
     /// shard unchanged since: no key is hashed or searched again.
-    fn insert_at(&mut self, flow: Flow, (lan, wan): (usize, usize)) -> usize {
+    fn insert_at(&mut self, flow: Flow<A>, (lan, wan): (usize, usize)) -> usize {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = Some(flow);
@@ -232,7 +232,7 @@ impl Shard {
         slot
     }
 
-    fn remove(&mut self, hasher: &KeyHasher, slot: usize) -> Option<FlowSpec> {
+    fn remove(&mut self, hasher: &KeyHasher, slot: usize) -> Option<FlowSpec<A>> {
         let spec = self.slab[slot].as_ref()?.spec;
         self.unindex(hasher, Side::Lan, &spec.lan_key(), slot);
         self.unindex(hasher, Side::Wan, &spec.wan_key(), slot);
@@ -260,14 +260,14 @@ const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Keyed hashes of tuples (the key is random per table, so a sender cannot
 /// choose tuples that collide).
 struct KeyHasher {
-    seeds: [u64; 4],
+    seeds: [u64; 6],
 }
 
 impl KeyHasher {
     fn new() -> KeyHasher {
         let state = RandomState::new();
         KeyHasher {
-            seeds: [1u64, 2, 3, 4].map(|i| state.hash_one(i)),
+            seeds: [1u64, 2, 3, 4, 5, 6].map(|i| state.hash_one(i)),
         }
     }
 
@@ -287,26 +287,33 @@ impl KeyHasher {
         folded ^ (folded >> 32)
     }
 
-    fn endpoint_word(endpoint: &Endpoint) -> u64 {
-        u64::from(u32::from_be_bytes(endpoint.addr)) << 16 | u64::from(endpoint.port)
+    /// The endpoint in one word: IPv4's address and port as they are (a
+    /// bijection); IPv6's address halves through a keyed mix of their own,
+    /// then the port.
+    #[inline]
+    fn endpoint_word<A: Family>(&self, endpoint: &Endpoint<A>) -> u64 {
+        match A::hash_words(endpoint) {
+            HashWords::One(word) => word,
+            HashWords::Three(high, low, port) => self.mix(high, low, 4) ^ u64::from(port),
+        }
     }
 
     /// The hash that picks a shard: the Internet endpoint and the protocol,
     /// common to both keys of a flow.
-    fn shard(&self, protocol: u8, remote: &Endpoint) -> u64 {
-        self.mix(Self::endpoint_word(remote), u64::from(protocol), 0)
+    fn shard<A: Family>(&self, protocol: u8, remote: &Endpoint<A>) -> u64 {
+        self.mix(self.endpoint_word(remote), u64::from(protocol), 0)
     }
 
-    fn bucket(&self, side: Side, key: &FlowKey) -> u64 {
-        let a = Self::endpoint_word(&key.src);
-        let b = Self::endpoint_word(&key.dst) << 9 | u64::from(key.protocol) << 1 | side as u64;
+    fn bucket<A: Family>(&self, side: Side, key: &FlowKey<A>) -> u64 {
+        let a = self.endpoint_word(&key.src);
+        let b = self.endpoint_word(&key.dst) << 9 | u64::from(key.protocol) << 1 | side as u64;
         self.mix(a, b, 2)
     }
 }
 
 /// The flow table shared by every worker.
-pub struct FlowTable {
-    shards: Box<[RwLock<Shard>]>,
+pub struct FlowTable<A = Addr4> {
+    shards: Box<[RwLock<Shard<A>>]>,
     shard_mask: usize,
     hasher: KeyHasher,
     count: AtomicU32,
@@ -324,8 +331,8 @@ pub struct FlowTable {
 /// Flows per shard the table aims for at its maximum.
 const FLOWS_PER_SHARD: u32 = 4096;
 
-impl FlowTable {
-    pub fn new(max_flows: u32) -> FlowTable {
+impl<A: Family> FlowTable<A> {
+    pub fn new(max_flows: u32) -> FlowTable<A> {
         let max_flows = max_flows.max(1);
         let shards = (max_flows / FLOWS_PER_SHARD)
             .next_power_of_two()
@@ -350,31 +357,36 @@ impl FlowTable {
         }
     }
 
-    fn shard_of(&self, protocol: u8, remote: &Endpoint) -> &RwLock<Shard> {
+    fn shard_of(&self, protocol: u8, remote: &Endpoint<A>) -> &RwLock<Shard<A>> {
         let hash = self.hasher.shard(protocol, remote);
         &self.shards[(hash >> 32) as usize & self.shard_mask]
     }
 
-    fn remote_of(side: Side, key: &FlowKey) -> &Endpoint {
+    fn remote_of(side: Side, key: &FlowKey<A>) -> &Endpoint<A> {
         match side {
             Side::Lan => &key.dst,
             Side::Wan => &key.src,
         }
     }
 
-    fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    fn read(lock: &RwLock<Shard<A>>) -> RwLockReadGuard<'_, Shard<A>> {
         // A poisoned lock only means a thread panicked while holding it; the
         // shard's invariants hold between statements, so keep using it.
         lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    fn write(lock: &RwLock<Shard<A>>) -> RwLockWriteGuard<'_, Shard<A>> {
         lock.write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the flow that `key` arriving on `side` belongs to.
-    pub fn with_flow<R>(&self, side: Side, key: &FlowKey, f: impl FnOnce(&Flow) -> R) -> Option<R> {
+    pub fn with_flow<R>(
+        &self,
+        side: Side,
+        key: &FlowKey<A>,
+        f: impl FnOnce(&Flow<A>) -> R,
+    ) -> Option<R> {
         let shard = Self::read(self.shard_of(key.protocol, Self::remote_of(side, key)));
         let slot = shard.find(&self.hasher, side, key)?;
         shard.slab[slot].as_ref().map(f)
@@ -387,10 +399,10 @@ impl FlowTable {
     /// `spec` only then.
     pub fn insert(
         &self,
-        spec: FlowSpec,
+        spec: FlowSpec<A>,
         now: u32,
-        first: impl FnOnce(&Flow),
-    ) -> Result<FlowSpec, InsertError> {
+        first: impl FnOnce(&Flow<A>),
+    ) -> Result<FlowSpec<A>, InsertError> {
         let lock = self.shard_of(spec.protocol, &spec.remote);
         let mut shard = Self::write(lock);
         let vacancy = match shard.vacancy(&self.hasher, &spec) {
@@ -433,10 +445,10 @@ impl FlowTable {
     pub fn remove_if_expired(
         &self,
         side: Side,
-        key: &FlowKey,
+        key: &FlowKey<A>,
         now: u32,
         timeouts: &Timeouts,
-    ) -> Option<FlowSpec> {
+    ) -> Option<FlowSpec<A>> {
         let mut shard = Self::write(self.shard_of(key.protocol, Self::remote_of(side, key)));
         let slot = shard.find(&self.hasher, side, key)?;
         if !shard.slab[slot].as_ref()?.is_expired(now, timeouts) {
@@ -448,7 +460,7 @@ impl FlowTable {
     }
 
     /// Removes every flow `doomed` says yes to.
-    pub fn remove_where(&self, mut doomed: impl FnMut(&Flow) -> bool) -> Vec<Removed> {
+    pub fn remove_where(&self, mut doomed: impl FnMut(&Flow<A>) -> bool) -> Vec<Removed<A>> {
         let mut removed = Vec::new();
         for lock in self.shards.iter() {
             let mut shard = Self::write(lock);
@@ -467,7 +479,7 @@ impl FlowTable {
     }
 
     /// Removes every flow idle for longer than its timer at `now`.
-    pub fn expire(&self, now: u32, timeouts: &Timeouts) -> Vec<Removed> {
+    pub fn expire(&self, now: u32, timeouts: &Timeouts) -> Vec<Removed<A>> {
         let removed = self.remove_where(|flow| flow.is_expired(now, timeouts));
         self.expiries
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
@@ -483,8 +495,8 @@ impl FlowTable {
         &self,
         now: u32,
         limit: usize,
-        keep: impl Fn(&FlowSpec) -> bool,
-    ) -> Vec<FlowInfo> {
+        keep: impl Fn(&FlowSpec<A>) -> bool,
+    ) -> Vec<FlowInfo<A>> {
         let mut out = Vec::new();
         for lock in self.shards.iter() {
             let shard = Self::read(lock);
@@ -502,7 +514,7 @@ impl FlowTable {
 
     /// What `pick` makes of each flow it picks (under each shard's read
     /// lock in turn; nothing is copied for the flows it passes over).
-    pub fn scan<R>(&self, mut pick: impl FnMut(&Flow) -> Option<R>) -> Vec<R> {
+    pub fn scan<R>(&self, mut pick: impl FnMut(&Flow<A>) -> Option<R>) -> Vec<R> {
         let mut out = Vec::new();
         for lock in self.shards.iter() {
             let shard = Self::read(lock);
@@ -532,7 +544,7 @@ impl FlowTable {
 
     /// Records a packet of `flow` from `side`: counters, last seen (unless the
     /// packet must not refresh the mapping) and TCP flags.
-    pub fn touch(flow: &Flow, side: Side, bytes: usize, now: u32, refresh: bool, tcp_flags: u8) {
+    pub fn touch(flow: &Flow<A>, side: Side, bytes: usize, now: u32, refresh: bool, tcp_flags: u8) {
         let i = side as usize;
         // Adds, not a load and a store: the offload thread credits what the
         // in-kernel fast path forwarded to these counters too.
@@ -548,7 +560,7 @@ impl FlowTable {
 
     /// Records a TCP segment from the WAN side: the LAN host will expect
     /// `seq + seq_len` next, unless it has seen further already.
-    pub fn track_seq_to_lan(flow: &Flow, seq: u32, seq_len: u32) {
+    pub fn track_seq_to_lan(flow: &Flow<A>, seq: u32, seq_len: u32) {
         let next = seq.wrapping_add(seq_len);
         let known = flow.next_seq_to_lan.load(Ordering::Relaxed);
         // Serial-number comparison (RFC 1982): `next` is ahead of `known`.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+mod family;
 mod fast;
 mod fragment;
 pub mod icmp;
@@ -12,6 +13,7 @@ mod rewrite;
 mod tcp;
 pub mod wire;
 
+pub use family::{Family, HashWords};
 pub use fast::parse_plain;
 pub use fragment::fragment;
 pub use parse::{

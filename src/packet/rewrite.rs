@@ -1,12 +1,12 @@
 //! Rewriting a parsed frame in place: MACs, addresses, ports (ICMP echo
 //! identifier), TTL, and every checksum they are covered by.
 
-use super::checksum::{
-    self, apply_delta, delta16, delta32, fold, update16, update32, update_transport,
-};
+use super::checksum::{self, apply_delta, delta16, fold, update16, update32, update_transport};
 use super::parse::{Frame, Transport, PROTO_TCP, PROTO_UDP};
 use super::wire::{field, Ipv4Frame, TcpSegment, UdpDatagram};
 use std::hash::{Hash, Hasher};
+
+use super::family::{Family, HashWords};
 
 /// An IPv4 address.
 pub type Addr4 = [u8; 4];
@@ -30,23 +30,20 @@ impl<A> Endpoint<A> {
     }
 }
 
-/// One 48-bit word for the address and the port (equal endpoints, equal
-/// words): one round of the map's hasher, where the derived impl fed the
-/// address as a slice (its length, then its bytes) and the port apart.
-impl Hash for Endpoint<Addr4> {
+/// The family's hash words ([`Family::hash_words`]): for IPv4 one 48-bit
+/// word for the address and the port (equal endpoints, equal words), one
+/// round of the map's hasher, where a derived impl fed the address as a
+/// slice (its length, then its bytes) and the port apart.
+impl<A: Family> Hash for Endpoint<A> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(u32::from_be_bytes(self.addr)) << 16 | u64::from(self.port));
-    }
-}
-
-/// Two 64-bit words for the address, one for the port: three rounds of the
-/// map's hasher.
-impl Hash for Endpoint<Addr6> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let addr = u128::from_be_bytes(self.addr);
-        state.write_u64((addr >> 64) as u64);
-        state.write_u64(addr as u64);
-        state.write_u16(self.port);
+        match A::hash_words(self) {
+            HashWords::One(word) => state.write_u64(word),
+            HashWords::Three(high, low, port) => {
+                state.write_u64(high);
+                state.write_u64(low);
+                state.write_u16(port);
+            }
+        }
     }
 }
 
@@ -84,11 +81,19 @@ const TTL_DECREMENT: u32 = 0xfeff;
 impl ChecksumDeltas {
     /// The deltas for a packet whose endpoints go from `old` to `new`
     /// (source, destination) and whose TTL is decremented.
-    pub fn new(old: (Endpoint, Endpoint), new: (Endpoint, Endpoint)) -> ChecksumDeltas {
-        let addresses = delta32(old.0.addr, new.0.addr) + delta32(old.1.addr, new.1.addr);
+    /// IPv6 has no header checksum: its `ip` delta is 0.
+    pub fn new<A: Family>(
+        old: (Endpoint<A>, Endpoint<A>),
+        new: (Endpoint<A>, Endpoint<A>),
+    ) -> ChecksumDeltas {
+        let addresses = A::delta(old.0.addr, new.0.addr) + A::delta(old.1.addr, new.1.addr);
         let ports = delta16(old.0.port, new.0.port) + delta16(old.1.port, new.1.port);
         ChecksumDeltas {
-            ip: fold(addresses + TTL_DECREMENT),
+            ip: if A::IS_V6 {
+                0
+            } else {
+                fold(addresses + TTL_DECREMENT)
+            },
             l4: fold(addresses + ports),
         }
     }

@@ -154,7 +154,7 @@ impl Balancer {
     }
 
     /// The uplink for a new connection between `src` and `dst` (addresses
-    /// folded to 32 bits, [`Family::folded`](super::Family::folded)); None
+    /// folded to 32 bits, [`Family::folded`](crate::packet::Family::folded)); None
     /// when no uplink is up.
     pub fn pick(&self, src: u32, dst: u32) -> Option<UplinkId> {
         let schedule = self.schedule();

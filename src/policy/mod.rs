@@ -7,7 +7,7 @@ mod balance;
 mod rules;
 
 pub use balance::{best_tier, smooth_round_robin, Balancer};
-pub use rules::{Family, NewConnection, RuleDecision, Rules};
+pub use rules::{NewConnection, RuleDecision, Rules};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::config::{Action, Balance, Sticky, UplinkId, Wan};
+use crate::packet::Family;
 use crate::verdict::DropReason;
 
 /// Where a new connection goes.

@@ -3,7 +3,7 @@
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::config::{Action, PortRange, Proto, Rule};
-use crate::packet::{Addr4, Addr6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::packet::{Addr4, Family, PROTO_TCP, PROTO_UDP};
 
 /// What a new connection looks like to the rules (IPv4 unless said otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,39 +13,6 @@ pub struct NewConnection<A = Addr4> {
     pub dst: A,
     /// None for ICMP: a rule with a port condition never matches it.
     pub ports: Option<(u16, u16)>,
-}
-
-/// An address family as the rules and the balancer see it.
-pub trait Family: Copy {
-    /// Its ICMP's protocol number (`proto = "icmp"` means this one).
-    const ICMP: u8;
-    const IS_V6: bool;
-    /// The address as a number, IPv4 in the low 32 bits.
-    fn bits(self) -> u128;
-    /// The address folded to 32 bits, for hashing and sticky keys.
-    fn folded(self) -> u32 {
-        let bits = self.bits();
-        (bits ^ bits >> 32 ^ bits >> 64 ^ bits >> 96) as u32
-    }
-}
-
-impl Family for Addr4 {
-    const ICMP: u8 = PROTO_ICMP;
-    const IS_V6: bool = false;
-    fn bits(self) -> u128 {
-        u128::from(u32::from_be_bytes(self))
-    }
-    fn folded(self) -> u32 {
-        u32::from_be_bytes(self)
-    }
-}
-
-impl Family for Addr6 {
-    const ICMP: u8 = PROTO_ICMPV6;
-    const IS_V6: bool = true;
-    fn bits(self) -> u128 {
-        u128::from_be_bytes(self)
-    }
 }
 
 /// A rule's prefixes of both families as (network, mask) pairs. None of

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use super::{FlowInfo, Removed};
 use crate::config::Timeouts;
 use crate::flow::{idle_timeout, FlowSpec, Side};
-use crate::packet::ChecksumDeltas;
+use crate::packet::{Addr4, ChecksumDeltas, Family};
 
 /// One flow in the slab.
 #[derive(Debug)]
-pub struct Flow {
-    pub spec: FlowSpec,
+pub struct Flow<A = Addr4> {
+    pub spec: FlowSpec<A>,
     /// [`FlowSpec::checksum_deltas`] for packets from the LAN side and from
     /// the WAN side, computed once when the flow is made.
     pub deltas: [ChecksumDeltas; 2],
@@ -34,8 +34,8 @@ pub struct Flow {
     pub(super) opened: u32,
 }
 
-impl Flow {
-    pub(super) fn new(spec: FlowSpec, now: u32) -> Flow {
+impl<A: Family> Flow<A> {
+    pub(super) fn new(spec: FlowSpec<A>, now: u32) -> Flow<A> {
         Flow {
             opened: 0,
             spec,
@@ -61,7 +61,7 @@ impl Flow {
     }
 
     /// What is kept of it once it leaves the table.
-    pub(super) fn last_state(&self) -> Removed {
+    pub(super) fn last_state(&self) -> Removed<A> {
         Removed {
             spec: self.spec,
             tcp: self.tcp.load(Ordering::Relaxed),
@@ -69,7 +69,7 @@ impl Flow {
         }
     }
 
-    pub(super) fn info(&self, now: u32) -> FlowInfo {
+    pub(super) fn info(&self, now: u32) -> FlowInfo<A> {
         FlowInfo {
             spec: self.spec,
             tcp: self.tcp.load(Ordering::Relaxed),

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 
 use super::{Flow, FlowTable, Removed};
 use crate::flow::{tcp_state, FlowKind, Side};
-use crate::packet::PROTO_TCP;
+use crate::packet::{Family, PROTO_TCP};
 
-impl Flow {
+impl<A: Family> Flow<A> {
     /// Never answered: see the module's documentation.
     pub fn is_unanswered(&self) -> bool {
         if self.spec.protocol == PROTO_TCP {
@@ -27,13 +27,13 @@ impl Flow {
     }
 }
 
-impl FlowTable {
+impl<A: Family> FlowTable<A> {
     /// Removes up to `want` unanswered flows, the oldest of a shard first,
     /// visiting the shards in turn from where the last call stopped. When a
     /// visit of every shard finds none, further calls in the same second
     /// (`now`) return at once: a table full of established flows costs one
     /// scan a second, not one per refused packet.
-    pub fn evict_unanswered(&self, now: u32, want: usize) -> Vec<Removed> {
+    pub fn evict_unanswered(&self, now: u32, want: usize) -> Vec<Removed<A>> {
         if want == 0 || self.fruitless_scan.load(Ordering::Relaxed) == now {
             return Vec::new();
         }

@@ -84,7 +84,7 @@ fn flows_to_one_endpoint_can_fill_the_whole_table() {
 }
 
 /// The mean number of buckets a lookup of each key in `shard` reads.
-fn mean_probe_length(shard: &Shard, hasher: &KeyHasher) -> f64 {
+fn mean_probe_length(shard: &Shard<Addr4>, hasher: &KeyHasher) -> f64 {
     let mut keys = 0;
     let mut probes = 0;
     for (at, &bucket) in shard.buckets.iter().enumerate() {
@@ -263,4 +263,17 @@ fn established_tcp_is_never_evicted_but_a_lone_syn_is() {
     let evicted = table.evict_unanswered(1, 2);
     assert_eq!(evicted.len(), 1);
     assert_eq!(evicted[0].spec, syn);
+}
+
+/// IPv4 flows pay nothing for IPv6: the table is instantiated per family,
+/// and an IPv4 flow keeps the size it had before IPv6 (a 14-byte key; the
+/// slab entry of 88 bytes); an IPv6 flow's is 128 bytes (its three
+/// 16-byte addresses).
+#[test]
+fn an_ipv4_flow_keeps_its_size_and_an_ipv6_flow_costs_its_addresses() {
+    use crate::packet::Addr6;
+    assert_eq!(std::mem::size_of::<FlowKey<Addr4>>(), 14);
+    assert_eq!(std::mem::size_of::<FlowKey<Addr6>>(), 38);
+    assert_eq!(std::mem::size_of::<Option<Flow<Addr4>>>(), 88);
+    assert_eq!(std::mem::size_of::<Option<Flow<Addr6>>>(), 128);
 }
