@@ -14,7 +14,7 @@
 //!   WAN ingress, hairpin), the flow lifecycle, neighbours, egress.
 //! - [`flow`]: the flow table, the CONNMARK equivalent.
 //! - [`policy`]: steering rules and balancing for new connections.
-//! - [`nat`]: the SNAT port allocator.
+//! - [`nat`]: the SNAT port allocator, and IPv6 prefix translation.
 //! - [`verdict`]: what the core decides (the port a frame leaves by, or why
 //!   the kernel gets it, or why it is dropped); the bottom of the core.
 //!

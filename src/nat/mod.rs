@@ -5,8 +5,13 @@
 //! inside endpoints ever share an outside port. The inside port is kept when it
 //! is in the range and free (port preservation); otherwise a port is chosen from
 //! the same class (0-1023 or 1024-65535, RFC 4787 REQ-3) when the range has one.
+//!
+//! IPv6 needs no ports for this: [`prefix`] maps a LAN prefix onto an
+//! uplink's, address by address.
 
 #![forbid(unsafe_code)]
+
+pub mod prefix;
 
 use std::collections::HashMap;
 
