@@ -189,6 +189,12 @@ fn inconsistent_ipv6_keys_are_refused_with_key_and_line() {
     // A mapped prefix overlapping the LAN.
     let text = DUAL.replace("fd00:50::", "2001:db8:100:50::");
     assert_invalid(&text, "wan[1].prefix6", "prefix6 = ", "overlaps");
+    // Two LAN prefixes that differ only above the delegated length.
+    let text = DUAL.replace(
+        r#"networks = ["192.168.50.0/24", "fd00:50::/64"]"#,
+        r#"networks = ["192.168.50.0/24", "fd00:50::/64", "fd01:50::/64"]"#,
+    );
+    assert_invalid(&text, "wan[1].prefix6", "prefix6 = ", "map onto one prefix");
     // A prefix too long to be delegated.
     let text = DUAL.replace("2001:db8:100::/56", "2001:db8:100::/96");
     assert_invalid(&text, "wan[1].prefix6", "prefix6 = ", "routed prefix");

@@ -229,6 +229,22 @@ impl Validator<'_> {
                 return Err(self.err(raw.span(), key("prefix6"), problem));
             }
         }
+        if matches!(wan6.nat, Nat6::Prefix | Nat6::Npt) {
+            let nets = &lan.networks6;
+            for (i, a) in nets.iter().enumerate() {
+                if let Some(b) = nets[..i].iter().find(|b| mapped_onto_one(**b, *a, prefix)) {
+                    return Err(self.err(
+                        raw.span(),
+                        key("prefix6"),
+                        format!(
+                            "the LAN networks {b} and {a} map onto one prefix inside {prefix}: \
+                             a mapping keeps the LAN's bits below /{} only, where they are equal",
+                            prefix.prefix_len()
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -320,6 +336,16 @@ fn parse_net6(s: &str) -> std::result::Result<Ipv6Net, String> {
     net.map(|n| n.trunc()).ok_or_else(|| {
         format!("{s:?} is not an IPv6 address or CIDR prefix (like \"fd00:50::/64\")")
     })
+}
+
+/// Whether LAN prefixes `a` and `b` overlap once mapped into `delegated`:
+/// a mapping keeps their bits from the delegated length on, so they do when
+/// those bits agree up to the shorter of the two.
+fn mapped_onto_one(a: Ipv6Net, b: Ipv6Net, delegated: Ipv6Net) -> bool {
+    let from = u32::from(delegated.prefix_len());
+    let to = u32::from(a.prefix_len().min(b.prefix_len()));
+    let kept = u128::MAX.checked_shr(from).unwrap_or(0) & !u128::MAX.checked_shr(to).unwrap_or(0);
+    (a.network().to_bits() ^ b.network().to_bits()) & kept == 0
 }
 
 /// A unicast address a host may have (not unspecified, loopback or multicast).
