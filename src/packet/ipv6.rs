@@ -8,33 +8,47 @@
 
 use std::net::Ipv6Addr;
 
+use etherparse::EtherType;
+
 use super::parse::{ParseOutcome, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
 use super::rewrite::Addr6;
 use super::wire::{field, tcp_flag, IcmpMessage, TcpSegment, UdpDatagram};
 use super::wire6::{field6, get16, Ipv6Frame, ETHERTYPE_IPV6};
 use crate::verdict::{DropReason, KernelReason};
 
-/// IPv6 next-header values of the extension headers the parser walks
-/// (RFC 8200 4, RFC 4302) and of those that end the walk.
+/// Next-header values (RFC 8200 4, RFC 4302) the walk knows. Hop-by-Hop
+/// Options: left to the kernel when forwarding, passed over in a quote.
 pub const NEXT_HOP_BY_HOP: u8 = 0;
+/// Routing: passed over with no segments left, left to the kernel with some.
 pub const NEXT_ROUTING: u8 = 43;
+/// Fragment: read into [`Fragment6`]; a later fragment ends the walk.
 pub const NEXT_FRAGMENT: u8 = 44;
 /// ESP: what follows is encrypted, the walk ends.
 pub const NEXT_ESP: u8 = 50;
+/// Authentication Header: passed over (its length counts 4-byte units).
 pub const NEXT_AH: u8 = 51;
 /// No Next Header: nothing follows, the walk ends.
 pub const NEXT_NONE: u8 = 59;
+/// Destination Options: passed over, as the router is not the destination.
 pub const NEXT_DEST_OPTS: u8 = 60;
 
-/// The upper-layer protocol number of ICMPv6.
+/// The upper-layer protocol number of ICMPv6, which the router translates
+/// like TCP and UDP (its checksum covers the pseudo-header).
 pub const PROTO_ICMPV6: u8 = 58;
 
-/// ICMPv6 types (RFC 4443): the errors that quote a packet, and echo.
+/// ICMPv6 errors that quote a packet (RFC 4443 3), translated with it:
+/// destination unreachable.
 pub const ICMP6_DEST_UNREACHABLE: u8 = 1;
+/// Packet too big: how a sender learns the path MTU, as routers do not
+/// fragment IPv6.
 pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
+/// Time exceeded (the hop limit ran out): what traceroute reads.
 pub const ICMP6_TIME_EXCEEDED: u8 = 3;
+/// Parameter problem.
 pub const ICMP6_PARAMETER_PROBLEM: u8 = 4;
+/// Echo request (RFC 4443 4): its identifier stands for the source port.
 pub const ICMP6_ECHO_REQUEST: u8 = 128;
+/// Echo reply: its identifier stands for the destination port.
 pub const ICMP6_ECHO_REPLY: u8 = 129;
 
 /// The most extension headers walked: a legitimate packet has a handful at
@@ -68,9 +82,11 @@ impl Fragment6 {
 /// `IcmpOther`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame6 {
+    /// The sender's MAC: where an error about the frame goes back to.
     pub src_mac: [u8; 6],
     pub src: Addr6,
     pub dst: Addr6,
+    /// As received: the rewrite writes it less one.
     pub hop_limit: u8,
     /// The upper-layer protocol, after the extension headers (for a later
     /// fragment, the Fragment header's next header; for ESP and No Next
@@ -161,8 +177,15 @@ fn ethernet(frame: &[u8]) -> Result<Ipv6Frame<&[u8]>, ParseOutcome> {
     let ether_type = get16(frame, field::ETH_TYPE.start).ok_or(MALFORMED)?;
     match ether_type {
         ETHERTYPE_IPV6 => {}
-        // 802.1Q, 802.1ad, and the old double-tagging type.
-        0x8100 | 0x88a8 | 0x9100 => return Err(ParseOutcome::Kernel(KernelReason::Vlan)),
+        tag if [
+            EtherType::VLAN_TAGGED_FRAME,
+            EtherType::PROVIDER_BRIDGING,
+            EtherType::VLAN_DOUBLE_TAGGED_FRAME,
+        ]
+        .contains(&EtherType(tag)) =>
+        {
+            return Err(ParseOutcome::Kernel(KernelReason::Vlan))
+        }
         _ => return Err(ParseOutcome::Kernel(KernelReason::NotIpv4)),
     }
     // The ethertype read means the destination MAC is there.
@@ -200,7 +223,8 @@ fn forwardable_scope(src: Addr6, dst: Addr6) -> Result<(), ParseOutcome> {
     Ok(())
 }
 
-/// ff00::/8.
+/// Whether `addr` is multicast (ff00::/8): such a destination is the
+/// kernel's to handle, and such a source is never answered with an error.
 pub fn is_multicast6(addr: Addr6) -> bool {
     addr[0] == 0xff
 }
@@ -391,7 +415,9 @@ fn tcp(segment: &[u8]) -> Result<Transport, ParseOutcome> {
         src_port: tcp.src_port(),
         dst_port: tcp.dst_port(),
         seq: tcp.seq(),
-        seq_len: payload + u32::from(flags.syn) + u32::from(flags.fin),
+        seq_len: payload
+            .saturating_add(u32::from(flags.syn))
+            .saturating_add(u32::from(flags.fin)),
         flags,
     })
 }
