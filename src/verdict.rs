@@ -81,6 +81,19 @@ reasons! {
         RouterTraffic => "router_traffic",
         /// An ICMP message other than echo, left to the kernel.
         IcmpOther => "icmp_other",
+        /// An IPv6 packet that must not leave its link, or cannot: a
+        /// link-local (fe80::/10) source or destination, an unspecified or
+        /// loopback source or destination. The kernel answers what is for
+        /// the router (Neighbour Discovery, DHCPv6) and drops the rest.
+        LinkLocal => "link_local",
+        /// An IPv6 packet with a Hop-by-Hop Options header: routers may
+        /// leave it to the slow path (RFC 8200 4.3), and the kernel knows its
+        /// options (router alert for MLD, jumbograms).
+        Ipv6HopByHop => "ipv6_hop_by_hop",
+        /// An IPv6 packet with a Routing header that has segments left: its
+        /// destination address is only the next waypoint, which the kernel
+        /// processes (or refuses) by type.
+        Ipv6Routing => "ipv6_routing",
     }
 }
 
@@ -154,5 +167,12 @@ reasons! {
         /// segments too big for the egress MTU), left unchanged: the I/O
         /// layer cuts it and sends its segments through the core instead.
         GsoNotWhole => "gso_not_whole",
+        /// An IPv6 packet with more extension headers than the core walks
+        /// (8): no legitimate sender needs that many, and a longer chain
+        /// only costs the parser (RFC 9098, RFC 9288).
+        Ipv6Extensions => "ipv6_extensions",
+        /// A UDP datagram over IPv6 without a checksum (0): the checksum is
+        /// mandatory in IPv6 (RFC 8200 8.1), and a receiver drops it anyway.
+        UdpZeroChecksum6 => "udp_zero_checksum6",
     }
 }
