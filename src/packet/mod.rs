@@ -35,8 +35,7 @@ pub use ipv6::{
 };
 pub use parse::{
     parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
-    ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-    PROTO_UDP,
+    ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 pub use rewrite::{
     apply, apply_established, apply_partial, carries_partial_checksum, complete_partial_checksum,

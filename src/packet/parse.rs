@@ -126,7 +126,6 @@ pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
 
 /// Parses `frame`; anything that is not untagged IPv4 unicast with a valid
 /// header becomes the verdict it leads to.
