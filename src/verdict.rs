@@ -174,5 +174,15 @@ reasons! {
         /// A UDP datagram over IPv6 without a checksum (0): the checksum is
         /// mandatory in IPv6 (RFC 8200 8.1), and a receiver drops it anyway.
         UdpZeroChecksum6 => "udp_zero_checksum6",
+        /// An IPv6 fragment: the core does not reassemble nor follow IPv6
+        /// fragments yet, and never fragments (RFC 8200).
+        Ipv6Fragment => "ipv6_fragment",
+        /// A LAN address RFC 6296 NPTv6 cannot map (the word it adjusts is
+        /// 0xFFFF, or the interface identifier would be all zero).
+        Untranslatable6 => "untranslatable6",
+        /// An IPv6 packet whose hop limit expires here, with no address to
+        /// send the time-exceeded error from (`[lan] address6` and the LAN
+        /// interface have none), or about a packet no error may answer.
+        HopLimitExpired6 => "hop_limit_expired6",
     }
 }

@@ -16,7 +16,7 @@ pub mod prefix;
 use std::collections::HashMap;
 
 use crate::config::PortRange;
-use crate::packet::Endpoint;
+use crate::packet::{Addr4, Endpoint, Family};
 
 #[derive(Debug, Clone, Copy)]
 struct Mapping {
@@ -27,17 +27,17 @@ struct Mapping {
 
 /// Allocates outside ports from a range for inside endpoints.
 #[derive(Debug)]
-pub struct PortAllocator {
+pub struct PortAllocator<A = Addr4> {
     range: PortRange,
     /// One bit per port number: taken or not.
     taken: Vec<u64>,
-    mappings: HashMap<Endpoint, Mapping, ahash::RandomState>,
+    mappings: HashMap<Endpoint<A>, Mapping, ahash::RandomState>,
     /// Where the next search for a free port starts.
     cursor: u16,
 }
 
-impl PortAllocator {
-    pub fn new(range: PortRange) -> PortAllocator {
+impl<A: Family> PortAllocator<A> {
+    pub fn new(range: PortRange) -> PortAllocator<A> {
         PortAllocator {
             range,
             taken: vec![0; 65536 / 64],
@@ -53,7 +53,7 @@ impl PortAllocator {
 
     /// The outside port for `inside`, reusing its mapping or creating one; one
     /// more flow now uses it. None when the range has no free port.
-    pub fn acquire(&mut self, inside: Endpoint) -> Option<u16> {
+    pub fn acquire(&mut self, inside: Endpoint<A>) -> Option<u16> {
         if let Some(mapping) = self.mappings.get_mut(&inside) {
             mapping.users += 1;
             return Some(mapping.port);
@@ -68,7 +68,7 @@ impl PortAllocator {
     /// saved state): reuses its mapping when it is that port, else takes the
     /// port when it is in the range and free. False, taking nothing, when
     /// `inside` is mapped to another port or `port` is not available.
-    pub fn acquire_port(&mut self, inside: Endpoint, port: u16) -> bool {
+    pub fn acquire_port(&mut self, inside: Endpoint<A>, port: u16) -> bool {
         if let Some(mapping) = self.mappings.get_mut(&inside) {
             if mapping.port != port {
                 return false;
@@ -85,7 +85,7 @@ impl PortAllocator {
     }
 
     /// One flow of `inside` ended; the port is freed when it was the last.
-    pub fn release(&mut self, inside: Endpoint) {
+    pub fn release(&mut self, inside: Endpoint<A>) {
         if let Some(mapping) = self.mappings.get_mut(&inside) {
             mapping.users -= 1;
             if mapping.users == 0 {
@@ -97,7 +97,7 @@ impl PortAllocator {
     }
 
     /// The outside port of `inside`'s mapping, if it has one.
-    pub fn mapping(&self, inside: Endpoint) -> Option<u16> {
+    pub fn mapping(&self, inside: Endpoint<A>) -> Option<u16> {
         self.mappings.get(&inside).map(|m| m.port)
     }
 

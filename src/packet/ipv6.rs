@@ -10,7 +10,7 @@ use std::net::Ipv6Addr;
 
 use etherparse::EtherType;
 
-use super::parse::{ParseOutcome, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
+use super::parse::{ParseOutcome, Parsed, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
 use super::rewrite::Addr6;
 use super::wire::{field, tcp_flag, IcmpMessage, TcpSegment, UdpDatagram};
 use super::wire6::{field6, get16, Ipv6Frame, ETHERTYPE_IPV6};
@@ -460,6 +460,17 @@ fn icmp6(segment: &[u8]) -> Result<Transport, ParseOutcome> {
         ) => Transport::IcmpError { icmp_type, code },
         (icmp_type, _) => Transport::IcmpOther { icmp_type },
     })
+}
+
+impl Parsed for Frame6 {
+    #[inline]
+    fn end(&self) -> usize {
+        self.end
+    }
+    #[inline]
+    fn transport(&self) -> Transport {
+        self.transport
+    }
 }
 
 #[cfg(test)]

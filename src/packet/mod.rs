@@ -34,7 +34,7 @@ pub use ipv6::{
     NEXT_ROUTING, PROTO_ICMPV6,
 };
 pub use parse::{
-    parse, Fragmentation, Frame, ParseOutcome, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
+    parse, Fragmentation, Frame, ParseOutcome, Parsed, TcpFlags, Transport, ICMP_DEST_UNREACHABLE,
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, L3_OFFSET, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 };
 pub use rewrite::{

@@ -117,6 +117,24 @@ impl Frame {
     }
 }
 
+/// What the flow layer records of any parsed frame, IPv4 or IPv6.
+pub trait Parsed {
+    /// End of the IP packet in the frame (its length on the wire).
+    fn end(&self) -> usize;
+    fn transport(&self) -> Transport;
+}
+
+impl Parsed for Frame {
+    #[inline]
+    fn end(&self) -> usize {
+        self.end
+    }
+    #[inline]
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+}
+
 /// ICMP types that are errors quoting a packet.
 pub const ICMP_DEST_UNREACHABLE: u8 = 3;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::{lock, nat_index, FrameContext, Router};
 use crate::config::UplinkId;
 use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
-use crate::packet::{ChecksumDeltas, Endpoint, Frame, Transport};
+use crate::packet::{ChecksumDeltas, Endpoint, Family, Frame, Parsed, Transport};
 use crate::verdict::{DropReason, Verdict};
 
 impl Router {
@@ -224,8 +224,8 @@ impl Router {
 
 /// Whether a segment may open a connection: anything but TCP, or a TCP SYN
 /// without ACK.
-pub(super) fn opens_connection(frame: &Frame) -> bool {
-    match frame.transport {
+pub(super) fn opens_connection(frame: &impl Parsed) -> bool {
+    match frame.transport() {
         Transport::Tcp { flags, .. } => flags.syn && !flags.ack,
         _ => true,
     }
@@ -234,17 +234,17 @@ pub(super) fn opens_connection(frame: &Frame) -> bool {
 /// Records a packet of `flow` that arrived on `side`: counters, last seen
 /// (inbound RSTs do not refresh a mapping: RFC 7857), TCP state, and the
 /// sequence the LAN host expects next.
-pub(super) fn record(flow: &Flow, side: Side, frame: &Frame, now: u32) {
+pub(super) fn record<A: Family>(flow: &Flow<A>, side: Side, frame: &impl Parsed, now: u32) {
     record_with(flow, side, frame, now, tcp_bits(frame));
 }
 
 /// [`record`] with the segment's SYN, FIN and RST bits known (the
 /// established fast path takes none of them: constants there).
 #[inline]
-pub(super) fn record_with(
-    flow: &Flow,
+pub(super) fn record_with<A: Family>(
+    flow: &Flow<A>,
     side: Side,
-    frame: &Frame,
+    frame: &impl Parsed,
     now: u32,
     (syn, fin, rst): (bool, bool, bool),
 ) {
@@ -252,18 +252,18 @@ pub(super) fn record_with(
     FlowTable::touch(
         flow,
         side,
-        frame.end,
+        frame.end(),
         now,
         refresh,
         tcp_flags_for(side, syn, fin, rst),
     );
-    if let (Side::Wan, Transport::Tcp { seq, seq_len, .. }) = (side, frame.transport) {
+    if let (Side::Wan, Transport::Tcp { seq, seq_len, .. }) = (side, frame.transport()) {
         FlowTable::track_seq_to_lan(flow, seq, seq_len);
     }
 }
 
-pub(super) fn tcp_bits(frame: &Frame) -> (bool, bool, bool) {
-    match frame.transport {
+pub(super) fn tcp_bits(frame: &impl Parsed) -> (bool, bool, bool) {
+    match frame.transport() {
         Transport::Tcp { flags, .. } => (flags.syn, flags.fin, flags.rst),
         _ => (false, false, false),
     }

@@ -50,6 +50,7 @@ mod hairpin;
 mod hosts;
 mod icmp;
 mod interfaces;
+mod ipv6;
 mod lan;
 mod neighbours;
 mod offload;
@@ -276,6 +277,8 @@ pub struct Router {
     /// Frames waiting for a LAN host's MAC (`waiting.rs`).
     waiting: waiting::NeighbourWait,
     workers: Mutex<Vec<Arc<LaneCounters>>>,
+    /// Everything IPv6 (`ipv6/`).
+    v6: ipv6::Ipv6State,
 }
 
 /// The most LAN addresses remembered as waiting for resolution.
@@ -333,6 +336,13 @@ impl Router {
             config.limits.max_flows as usize,
             seed,
         );
+        let policy6 = Policy::new(
+            Rules::new(&config.rules),
+            &config.balance,
+            &config.wans,
+            config.limits.max_flows as usize,
+            seed.rotate_left(17),
+        );
         Router {
             lan_networks: config
                 .lan
@@ -360,7 +370,7 @@ impl Router {
                 .collect(),
             nat_ports: config.nat.ports,
             mss_clamp: MssCell::new(config.nat.mss_clamp),
-            live: ArcSwap::from_pointee(Live::new(config, policy)),
+            live: ArcSwap::from_pointee(Live::new(config, policy, policy6)),
             live_epoch: AtomicU64::new(0),
             reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
@@ -375,6 +385,7 @@ impl Router {
             unresolved_news: AtomicBool::new(false),
             waiting: waiting::NeighbourWait::new(config.wans.len()),
             workers: Mutex::new(Vec::new()),
+            v6: ipv6::Ipv6State::new(config),
         }
     }
 
@@ -444,6 +455,10 @@ impl Router {
                 ctx.counters.tcp_evidence(ctx.meta.port, &parsed, &verdict);
                 verdict
             }
+            // parse6 leaves what is not IPv6 either to the kernel as well.
+            Err(ParseOutcome::Kernel(KernelReason::NotIpv4)) if self.v6.enabled() => {
+                self.ipv6_frame(frame, ctx)
+            }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),
         }
@@ -468,10 +483,16 @@ impl Router {
         self.live.load().policy.balancer().is_up(uplink)
     }
 
-    /// Health input: whether an uplink may take new flows.
+    /// Health input: whether an uplink may take new flows, of both
+    /// families (IPv6 only where the uplink carries it and can translate;
+    /// [`Router::set_uplink_up6`] says it for IPv6 alone).
     pub fn set_uplink_up(&self, uplink: UplinkId, up: bool) {
         let _reconfiguring = lock(&self.reconfiguring);
-        self.live.load().policy.balancer().set_up(uplink, up);
+        let live = self.live.load();
+        live.policy.balancer().set_up(uplink, up);
+        live.policy6
+            .balancer()
+            .set_up(uplink, up && self.v6.carries(uplink));
     }
 
     /// Expires idle flows and sticky clients, freeing their NAT ports; returns
@@ -482,8 +503,10 @@ impl Router {
         for flow in &removed {
             self.release(&flow.spec);
         }
-        self.live.load().policy.expire(now);
-        removed.len()
+        let live = self.live.load();
+        live.policy.expire(now);
+        live.policy6.expire(now);
+        removed.len() + self.expire6(now)
     }
 
     /// Copies of the flows `keep` says yes to, at most `limit`.

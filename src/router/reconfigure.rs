@@ -32,14 +32,18 @@ pub(super) type Forwards = HashMap<(u8, u16, UplinkId), Endpoint>;
 /// The settings a reload swaps whole.
 pub(super) struct Live {
     pub policy: Policy,
+    /// IPv6's own balancer (uplinks are up for each family apart) and
+    /// sticky table, with the same rules.
+    pub policy6: Policy,
     pub forwards: Forwards,
     pub lan_address: Option<[u8; 4]>,
 }
 
 impl Live {
-    pub fn new(config: &Config, policy: Policy) -> Live {
+    pub fn new(config: &Config, policy: Policy, policy6: Policy) -> Live {
         Live {
             policy,
+            policy6,
             forwards: forwards(config),
             lan_address: config.lan.address.map(|a| a.octets()),
         }
@@ -212,7 +216,10 @@ impl Router {
             let policy =
                 old.policy
                     .reconfigured(Rules::new(&config.rules), &config.balance, &config.wans);
-            let live = Live::new(config, policy);
+            let policy6 =
+                old.policy6
+                    .reconfigured(Rules::new(&config.rules), &config.balance, &config.wans);
+            let live = Live::new(config, policy, policy6);
             let removed: Vec<(u8, u16, UplinkId)> = old
                 .forwards
                 .keys()

@@ -10,6 +10,7 @@ mod hairpin;
 mod hostile;
 mod icmp_errors;
 mod interface_facts;
+mod ipv6;
 mod leftovers;
 mod limits;
 mod mtu;

@@ -1,0 +1,285 @@
+//! IPv6 from the LAN: a packet of a known flow leaves by the flow's uplink;
+//! the first packet of a new connection goes through the rules and the IPv6
+//! balancer and opens a flow translated as its uplink's `nat6` says.
+
+use std::sync::atomic::Ordering;
+
+use super::super::flows::{opens_connection, record};
+use super::super::{lock, nat_index, FrameContext, Router};
+use super::key_of;
+use crate::config::{Nat6, UplinkId};
+use crate::flow::{FlowKind, FlowSpec, InsertError, Side};
+use crate::packet::{Addr6, Endpoint6, Error6, Frame6, Rewrite6, Transport, PROTO_TCP, PROTO_UDP};
+use crate::policy::{Choice, NewConnection};
+use crate::verdict::{DropReason, KernelReason, Port, Verdict};
+
+/// ICMPv6 destination unreachable, "no route to destination" (RFC 4443
+/// 3.1): what a new connection no uplink can carry gets, so the client's
+/// connect fails at once (Linux aborts a connecting TCP socket on it).
+const NO_ROUTE: u8 = 0;
+
+impl Router {
+    pub(super) fn lan_ingress6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let v6 = &self.v6;
+        if v6.is_lan(frame.dst) || self.is_router_address6(frame.dst) {
+            return Verdict::Kernel(KernelReason::LocalDestination);
+        }
+        if !v6.is_lan(frame.src) {
+            return Verdict::Kernel(KernelReason::NotInside);
+        }
+        self.learn_lan_host6(frame);
+        let ports = match frame.transport {
+            Transport::Fragment => return Verdict::Drop(DropReason::Ipv6Fragment),
+            _ if frame.fragment.is_some() => return Verdict::Drop(DropReason::Ipv6Fragment),
+            Transport::IcmpError { .. } => return self.icmp_error_from_lan6(buf, frame, ctx),
+            Transport::Tcp { .. } | Transport::Udp { .. } => Some(frame.ports()),
+            Transport::IcmpEcho { request: true, .. } => None,
+            Transport::IcmpEcho { request: false, .. } | Transport::IcmpOther { .. } => {
+                return Verdict::Kernel(KernelReason::IcmpOther)
+            }
+            Transport::Other { .. } => None,
+        };
+        if frame.hop_limit <= 1 {
+            return self.answer6(buf, frame, Error6::TimeExceeded, ctx);
+        }
+        let key = key_of(frame);
+        if let Some(spec) = self.record_or_expire6(Side::Lan, &key, frame, ctx) {
+            return self.forward_to_remote6(buf, frame, &spec, ctx);
+        }
+        let conn = NewConnection {
+            protocol: frame.protocol,
+            src: frame.src,
+            dst: frame.dst,
+            ports,
+        };
+        let live = self.live(ctx.live);
+        let decision = live.policy6.decide(&conn);
+        match decision.action {
+            crate::config::Action::Bypass => return Verdict::Kernel(KernelReason::Bypass),
+            crate::config::Action::Drop => return Verdict::Drop(DropReason::Rule),
+            _ if !opens_connection(frame) => return Verdict::Drop(DropReason::TcpNoFlow),
+            _ => {}
+        }
+        let uplink = match live.policy6.assign(decision, &conn, ctx.now) {
+            Choice::Uplink(uplink) if self.v6.carries(uplink) => uplink,
+            Choice::Bypass => return Verdict::Kernel(KernelReason::Bypass),
+            Choice::Drop(DropReason::Rule) => return Verdict::Drop(DropReason::Rule),
+            // No uplink can carry it: say so at once, so that a client
+            // racing IPv6 against IPv4 (Happy Eyeballs) takes IPv4 now
+            // rather than after its timeout.
+            Choice::Uplink(_) | Choice::Drop(_) => {
+                return self.answer6(buf, frame, Error6::Unreachable { code: NO_ROUTE }, ctx)
+            }
+        };
+        drop(live);
+        self.open_flow6(buf, frame, uplink, ctx)
+    }
+
+    /// Opens the flow of a LAN host's new connection over `uplink`: its
+    /// outside endpoint as the uplink's `nat6` makes it, the flow inserted
+    /// and its first packet recorded and sent.
+    fn open_flow6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        uplink: UplinkId,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let state = &self.v6.uplinks[usize::from(uplink)];
+        let Some(nat) = state.nat else {
+            return Verdict::Drop(DropReason::NoUplink);
+        };
+        let inside = Endpoint6::new(frame.src, frame.ports().0);
+        let outside = match self.outside6(nat, uplink, frame.protocol, inside) {
+            Ok(outside) => outside,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let spec = FlowSpec {
+            protocol: frame.protocol,
+            inside,
+            outside,
+            remote: Endpoint6::new(frame.dst, frame.ports().1),
+            uplink,
+            kind: FlowKind::Snat,
+            lan_mac: frame.src_mac,
+        };
+        match self.insert6(spec, Side::Lan, frame, ctx.now) {
+            Ok(spec) => self.forward_to_remote6(buf, frame, &spec, ctx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// Where `inside` appears behind `uplink`: its mapped address (prefix,
+    /// npt), the uplink's address with a NAT66 port (masquerade), or itself
+    /// (off).
+    fn outside6(
+        &self,
+        nat: Nat6,
+        uplink: UplinkId,
+        protocol: u8,
+        inside: Endpoint6,
+    ) -> Result<Endpoint6, DropReason> {
+        let state = &self.v6.uplinks[usize::from(uplink)];
+        let addressing = state.addressing.load();
+        match nat {
+            Nat6::Prefix | Nat6::Npt => addressing
+                .maps
+                .iter()
+                .find_map(|map| map.outbound(inside.addr))
+                .map(|addr| Endpoint6::new(addr, inside.port))
+                .ok_or(DropReason::Untranslatable6),
+            Nat6::Off => Ok(inside),
+            Nat6::Masquerade => {
+                let address = addressing.address.ok_or(DropReason::NoUplink)?;
+                if !matches!(
+                    protocol,
+                    PROTO_TCP | PROTO_UDP | crate::packet::PROTO_ICMPV6
+                ) {
+                    return Err(DropReason::UnsupportedProtocol);
+                }
+                let port = lock(&state.ports[nat_index(protocol)])
+                    .acquire(inside)
+                    .ok_or(DropReason::PortsExhausted)?;
+                Ok(Endpoint6::new(address, port))
+            }
+        }
+    }
+
+    /// Inserts a new IPv6 flow and records its first packet; on failure
+    /// gives back what was taken for it.
+    pub(super) fn insert6(
+        &self,
+        spec: FlowSpec<Addr6>,
+        side: Side,
+        frame: &Frame6,
+        now: u32,
+    ) -> Result<FlowSpec<Addr6>, Verdict> {
+        let inserted = self
+            .v6
+            .table
+            .insert(spec, now, |flow| record(flow, side, frame, now));
+        match inserted {
+            Ok(actual) => {
+                let state = &self.v6.uplinks[usize::from(actual.uplink)];
+                if actual == spec {
+                    state.flows.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.release_port6(&spec);
+                }
+                Ok(actual)
+            }
+            Err(error) => {
+                self.release_port6(&spec);
+                Err(Verdict::Drop(match error {
+                    InsertError::Full => DropReason::TableFull,
+                    InsertError::Clash => DropReason::TupleClash,
+                }))
+            }
+        }
+    }
+
+    fn release_port6(&self, spec: &FlowSpec<Addr6>) {
+        let state = &self.v6.uplinks[usize::from(spec.uplink)];
+        if state.nat == Some(Nat6::Masquerade) && spec.is_snat() {
+            lock(&state.ports[nat_index(spec.protocol)]).release(spec.inside);
+        }
+    }
+
+    /// Records this packet on the live IPv6 flow `key` belongs to and returns
+    /// its spec; an expired flow is removed instead.
+    pub(super) fn record_or_expire6(
+        &self,
+        side: Side,
+        key: &crate::flow::FlowKey<Addr6>,
+        frame: &Frame6,
+        ctx: &FrameContext,
+    ) -> Option<FlowSpec<Addr6>> {
+        let now = ctx.now;
+        let timeouts = self.timeouts.get();
+        let found = self.v6.table.with_flow(side, key, |flow| {
+            if flow.is_expired(now, &timeouts) {
+                return None;
+            }
+            record(flow, side, frame, now);
+            Some(flow.spec)
+        })?;
+        if found.is_none() {
+            if let Some(spec) = self.v6.table.remove_if_expired(side, key, now, &timeouts) {
+                self.release6(&spec);
+            }
+        }
+        found
+    }
+
+    /// Sends a flow's packet from its inside host out its uplink: the MTU
+    /// checked (packet too big back to the host), the gateway's MAC, the
+    /// rewrite.
+    pub(super) fn forward_to_remote6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        spec: &FlowSpec<Addr6>,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let id = usize::from(spec.uplink);
+        if let Some(verdict) = self.too_big6(buf, frame, self.uplinks[id].mtu.get(), ctx) {
+            return verdict;
+        }
+        let Some(gateway) = self.gateway_mac6(spec.uplink) else {
+            return Verdict::Drop(DropReason::NeighbourUnresolved);
+        };
+        let rewrite = Rewrite6 {
+            src_mac: self.uplinks[id].mac,
+            dst_mac: gateway,
+            src: spec.outside,
+            dst: spec.remote,
+        };
+        let len = crate::packet::apply6(buf, frame, &rewrite);
+        Verdict::Forward {
+            port: Port::Wan(spec.uplink),
+            len,
+        }
+    }
+
+    /// A packet bigger than the egress `mtu` (routers never fragment IPv6,
+    /// RFC 8200 5): answered with packet too big, so its sender learns the
+    /// path MTU.
+    pub(super) fn too_big6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        mtu: u16,
+        ctx: &FrameContext,
+    ) -> Option<Verdict> {
+        let too_big = frame.end - crate::packet::L3_OFFSET > usize::from(mtu);
+        too_big.then(|| {
+            let mtu = u32::from(mtu);
+            self.answer6(buf, frame, Error6::PacketTooBig { mtu }, ctx)
+        })
+    }
+
+    /// Notes the MAC a LAN host sends from, for the replies to inbound
+    /// connections (written only when it changed: the map's shard stays
+    /// shared between workers).
+    fn learn_lan_host6(&self, frame: &Frame6) {
+        if self.v6.lan_hosts.get(&frame.src).map(|m| *m) != Some(frame.src_mac) {
+            self.v6.lan_hosts.insert(frame.src, frame.src_mac);
+        }
+    }
+
+    /// Whether `addr` is one of the router's own IPv6 addresses (its LAN
+    /// address, an uplink's address).
+    pub(super) fn is_router_address6(&self, addr: Addr6) -> bool {
+        self.lan_address6() == Some(addr)
+            || self
+                .v6
+                .uplinks
+                .iter()
+                .any(|u| u.addressing.load().address == Some(addr))
+    }
+}

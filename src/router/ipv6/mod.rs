@@ -1,0 +1,306 @@
+//! IPv6: the same router for the other family. A frame with ethertype
+//! 0x86DD comes here when the configuration has IPv6 (`[lan] networks` with
+//! an IPv6 prefix); without it every IPv6 frame stays the kernel's, as
+//! before.
+//!
+//! What the core does with an IPv6 frame:
+//! - From the LAN: the first packet of a connection goes through the same
+//!   rules and a balancer of its own (over the uplinks that carry IPv6 and
+//!   are up for it) and opens a flow pinned to its uplink; every packet
+//!   leaves translated the way that uplink's `nat6` says (`lan.rs`): the
+//!   LAN prefix mapped onto the uplink's (host bits kept, or RFC 6296), NAT66
+//!   to the uplink's address with a port, or untouched.
+//! - From a WAN: replies of known flows go back to their LAN host; with a
+//!   prefix mapping (or `nat6 = "off"`), a new connection to a LAN host's
+//!   outside address opens a flow pinned to the uplink it came in by, so
+//!   its replies leave that way (`wan.rs`).
+//! - ICMPv6 errors about a flow's packets are translated with the packet
+//!   they quote; the core answers hop-limit expiry (time exceeded), packets
+//!   bigger than the egress MTU (packet too big: routers never fragment
+//!   IPv6) and new connections no uplink can carry (unreachable, so a Happy
+//!   Eyeballs client falls back to IPv4 at once) (`icmp.rs`).
+//! - Neighbour Discovery, MLD, link-local traffic, Hop-by-Hop options and
+//!   routing headers with segments left stay the kernel's; fragments are
+//!   dropped and counted (`ipv6_fragment`) for now.
+//!
+//! IPv6 flows live in a table of their own (`FlowTable<Addr6>`), so IPv4
+//! flows keep their size.
+
+mod icmp;
+mod lan;
+mod wan;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use ipnet::Ipv6Net;
+
+use super::neighbours::{pack_mac, unpack_mac};
+use super::{lock, nat_index, FrameContext, Router};
+use crate::config::{Config, Nat6, UplinkId};
+use crate::flow::{FlowKey, FlowSpec, FlowTable};
+use crate::nat::prefix::{outside_prefix, PrefixMap, PrefixTranslation};
+use crate::nat::PortAllocator;
+use crate::packet::{self, Addr6, Endpoint6, Frame6, ParseOutcome};
+use crate::verdict::{Port, Verdict};
+
+/// The router's IPv6 state.
+pub(super) struct Ipv6State {
+    lan_networks: Vec<Ipv6Net>,
+    /// `[lan] address6`, else the LAN interface's (the I/O layer tells).
+    lan_address: RwLock<Option<Addr6>>,
+    lan_address_configured: Option<Addr6>,
+    uplinks: Vec<Uplink6>,
+    pub(super) table: FlowTable<Addr6>,
+    /// LAN hosts' MACs: from the kernel's neighbour table, and learnt from
+    /// the frames they send (an inbound connection needs its host's MAC).
+    lan_hosts: DashMap<Addr6, [u8; 6], ahash::RandomState>,
+}
+
+/// One uplink's IPv6 side.
+struct Uplink6 {
+    /// None: the uplink carries no IPv6.
+    nat: Option<Nat6>,
+    addressing: ArcSwap<Addressing6>,
+    /// The gateway's MAC with bit 48 set, or 0 while unknown.
+    gateway_mac: AtomicU64,
+    /// NAT66 port allocators for TCP, UDP and ICMPv6 echo identifiers.
+    ports: [Mutex<PortAllocator<Addr6>>; 3],
+    flows: AtomicU32,
+}
+
+/// What an uplink's translation needs to know of its addresses, swapped
+/// whole when the kernel's change (a new SLAAC address, a delegated prefix
+/// that changed).
+#[derive(Debug, Default)]
+struct Addressing6 {
+    address: Option<Addr6>,
+    prefix: Option<Ipv6Net>,
+    /// One map per LAN prefix, onto its prefix inside `prefix` (prefix and
+    /// npt); empty otherwise.
+    maps: Vec<PrefixMap>,
+}
+
+impl Addressing6 {
+    fn new(
+        nat: Option<Nat6>,
+        address: Option<Addr6>,
+        prefix: Option<Ipv6Net>,
+        lan: &[Ipv6Net],
+    ) -> Addressing6 {
+        let translation = match nat {
+            Some(Nat6::Prefix) => Some(PrefixTranslation::KeepHostBits),
+            Some(Nat6::Npt) => Some(PrefixTranslation::ChecksumNeutral),
+            _ => None,
+        };
+        let maps = match (translation, prefix) {
+            (Some(translation), Some(prefix)) => lan
+                .iter()
+                .filter_map(|inside| {
+                    let outside = outside_prefix(*inside, prefix).ok()?;
+                    PrefixMap::new(*inside, outside, translation).ok()
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Addressing6 {
+            address,
+            prefix,
+            maps,
+        }
+    }
+
+    /// Whether new connections can be translated.
+    fn usable(&self, nat: Nat6) -> bool {
+        match nat {
+            Nat6::Masquerade => self.address.is_some(),
+            Nat6::Prefix | Nat6::Npt => !self.maps.is_empty(),
+            Nat6::Off => self.prefix.is_some(),
+        }
+    }
+}
+
+impl Ipv6State {
+    pub(super) fn new(config: &Config) -> Ipv6State {
+        let lan = &config.lan.networks6;
+        Ipv6State {
+            lan_networks: lan.clone(),
+            lan_address: RwLock::new(config.lan.address6.map(|a| a.octets())),
+            lan_address_configured: config.lan.address6.map(|a| a.octets()),
+            uplinks: config
+                .wans
+                .iter()
+                .map(|wan| {
+                    let v6 = wan.ipv6.as_ref();
+                    let nat = v6.map(|v6| v6.nat);
+                    let address = v6.map(|v6| v6.address.octets()).filter(|a| *a != [0; 16]);
+                    let prefix = v6.and_then(|v6| v6.prefix);
+                    Uplink6 {
+                        nat,
+                        addressing: ArcSwap::from_pointee(Addressing6::new(
+                            nat, address, prefix, lan,
+                        )),
+                        gateway_mac: AtomicU64::new(0),
+                        ports: [(); 3].map(|_| Mutex::new(PortAllocator::new(config.nat.ports))),
+                        flows: AtomicU32::new(0),
+                    }
+                })
+                .collect(),
+            table: FlowTable::new(config.limits.max_flows),
+            lan_hosts: DashMap::default(),
+        }
+    }
+
+    /// Whether the configuration gives the core IPv6 to forward.
+    pub(super) fn enabled(&self) -> bool {
+        !self.lan_networks.is_empty()
+    }
+
+    fn is_lan(&self, addr: Addr6) -> bool {
+        let addr = std::net::Ipv6Addr::from(addr);
+        self.lan_networks.iter().any(|net| net.contains(&addr))
+    }
+
+    /// Whether `uplink` carries IPv6 and can translate a new connection now.
+    pub(super) fn carries(&self, uplink: UplinkId) -> bool {
+        self.uplinks
+            .get(usize::from(uplink))
+            .and_then(|u| Some(u.addressing.load().usable(u.nat?)))
+            .unwrap_or(false)
+    }
+}
+
+/// The tuple of an IPv6 frame as it arrived.
+fn key_of(frame: &Frame6) -> FlowKey<Addr6> {
+    let (src_port, dst_port) = frame.ports();
+    FlowKey {
+        protocol: frame.protocol,
+        src: Endpoint6::new(frame.src, src_port),
+        dst: Endpoint6::new(frame.dst, dst_port),
+    }
+}
+
+impl Router {
+    /// An IPv6 frame: parsed, then by where it came in.
+    pub(super) fn ipv6_frame(&self, buf: &mut [u8], ctx: &FrameContext) -> Verdict {
+        let frame = match packet::parse6(buf) {
+            Ok(frame) => frame,
+            Err(ParseOutcome::Kernel(reason)) => return Verdict::Kernel(reason),
+            Err(ParseOutcome::Drop(reason)) => return Verdict::Drop(reason),
+        };
+        match ctx.meta.port {
+            Port::Lan => self.lan_ingress6(buf, &frame, ctx),
+            Port::Wan(uplink) => self.wan_ingress6(buf, &frame, uplink, ctx),
+        }
+    }
+
+    /// Health input for IPv6 alone: whether an uplink may take new IPv6
+    /// connections (an uplink can be up for IPv4 and down for IPv6). Only
+    /// an uplink that carries IPv6 can be up for it.
+    pub fn set_uplink_up6(&self, uplink: UplinkId, up: bool) {
+        let _reconfiguring = lock(&self.reconfiguring);
+        let up = up && self.v6.carries(uplink);
+        self.live.load().policy6.balancer().set_up(uplink, up);
+    }
+
+    /// Whether an uplink takes new IPv6 connections.
+    pub fn uplink_up6(&self, uplink: UplinkId) -> bool {
+        self.live.load().policy6.balancer().is_up(uplink)
+    }
+
+    /// Sets an uplink's own IPv6 address (`address6 = "auto"`: the kernel's
+    /// global address on its interface), None while it has none.
+    pub fn set_uplink_address6(&self, uplink: UplinkId, address: Option<std::net::Ipv6Addr>) {
+        self.readdress6(uplink, |old| (address.map(|a| a.octets()), old.prefix));
+    }
+
+    /// Sets the prefix an uplink's ISP delegates (`prefix6 = "auto"`): the
+    /// mappings of the LAN prefixes follow at once; flows already open keep
+    /// the outside addresses they had.
+    pub fn set_uplink_prefix6(&self, uplink: UplinkId, prefix: Option<Ipv6Net>) {
+        self.readdress6(uplink, |old| (old.address, prefix.map(|p| p.trunc())));
+    }
+
+    fn readdress6(
+        &self,
+        uplink: UplinkId,
+        change: impl FnOnce(&Addressing6) -> (Option<Addr6>, Option<Ipv6Net>),
+    ) {
+        let Some(state) = self.v6.uplinks.get(usize::from(uplink)) else {
+            return;
+        };
+        let (address, prefix) = change(&state.addressing.load());
+        state
+            .addressing
+            .store(Addressing6::new(state.nat, address, prefix, &self.v6.lan_networks).into());
+    }
+
+    /// Sets the MAC of an uplink's IPv6 gateway (from the kernel's
+    /// neighbour table).
+    pub fn set_gateway_mac6(&self, uplink: UplinkId, mac: Option<[u8; 6]>) {
+        if let Some(state) = self.v6.uplinks.get(usize::from(uplink)) {
+            state
+                .gateway_mac
+                .store(mac.map_or(0, pack_mac), Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the MAC of a LAN host's IPv6 address (from the kernel's
+    /// neighbour table).
+    pub fn set_lan_mac6(&self, addr: std::net::Ipv6Addr, mac: [u8; 6]) {
+        self.v6.lan_hosts.insert(addr.octets(), mac);
+    }
+
+    /// The LAN interface's IPv6 address, used as the source of the ICMPv6
+    /// errors sent to LAN hosts unless `[lan] address6` says otherwise.
+    pub fn set_lan_interface_address6(&self, addr: Option<std::net::Ipv6Addr>) {
+        if self.v6.lan_address_configured.is_none() {
+            if let Ok(mut address) = self.v6.lan_address.write() {
+                *address = addr.map(|a| a.octets());
+            }
+        }
+    }
+
+    /// The IPv6 flows and each uplink's share of them, for status.
+    pub fn ipv6_flow_count(&self) -> (u32, Vec<u32>) {
+        (
+            self.v6.table.len(),
+            self.v6
+                .uplinks
+                .iter()
+                .map(|u| u.flows.load(Ordering::Relaxed))
+                .collect(),
+        )
+    }
+
+    /// Expires idle IPv6 flows, freeing their NAT66 ports; returns how many
+    /// were removed.
+    pub(super) fn expire6(&self, now: u32) -> usize {
+        let removed = self.v6.table.expire(now, &self.timeouts.get());
+        for flow in &removed {
+            self.release6(&flow.spec);
+        }
+        removed.len()
+    }
+
+    /// Gives back what an IPv6 flow held: its NAT66 port, its count.
+    fn release6(&self, spec: &FlowSpec<Addr6>) {
+        if let Some(uplink) = self.v6.uplinks.get(usize::from(spec.uplink)) {
+            if uplink.nat == Some(Nat6::Masquerade) && spec.is_snat() {
+                lock(&uplink.ports[nat_index(spec.protocol)]).release(spec.inside);
+            }
+            uplink.flows.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn gateway_mac6(&self, uplink: UplinkId) -> Option<[u8; 6]> {
+        let state = self.v6.uplinks.get(usize::from(uplink))?;
+        unpack_mac(state.gateway_mac.load(Ordering::Relaxed))
+    }
+
+    fn lan_address6(&self) -> Option<Addr6> {
+        self.v6.lan_address.read().ok().and_then(|a| *a)
+    }
+}

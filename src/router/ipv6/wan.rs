@@ -1,0 +1,144 @@
+//! IPv6 from a WAN: the replies of known flows go back to their LAN host;
+//! with a prefix mapping (or no translation), a new connection to a LAN
+//! host's outside address opens a flow pinned to the uplink it came in by,
+//! so its replies leave the same way; the rest addressed to the router is
+//! the kernel's.
+
+use super::super::flows::opens_connection;
+use super::super::{FrameContext, Router};
+use super::key_of;
+use crate::config::{Nat6, UplinkId};
+use crate::flow::{FlowKind, FlowSpec, Side};
+use crate::packet::{apply6, Addr6, Endpoint6, Error6, Frame6, Rewrite6, Transport};
+use crate::verdict::{DropReason, KernelReason, Port, Verdict};
+
+impl Router {
+    pub(super) fn wan_ingress6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        uplink: UplinkId,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let Some(nat) = self.v6.uplinks.get(usize::from(uplink)).and_then(|u| u.nat) else {
+            return Verdict::Kernel(KernelReason::RouterTraffic);
+        };
+        if self.v6.is_lan(frame.src) {
+            return Verdict::Drop(DropReason::SpoofedSource);
+        }
+        let inbound = self.inbound_address6(nat, uplink, frame.dst);
+        let to_router = self.is_router_address6(frame.dst);
+        if inbound.is_none() && !to_router {
+            return Verdict::Kernel(KernelReason::RouterTraffic);
+        }
+        match frame.transport {
+            Transport::Fragment => return Verdict::Drop(DropReason::Ipv6Fragment),
+            _ if frame.fragment.is_some() => return Verdict::Drop(DropReason::Ipv6Fragment),
+            Transport::IcmpError { .. } => return self.icmp_error_from_wan6(buf, frame, ctx),
+            Transport::IcmpOther { .. } => return Verdict::Kernel(KernelReason::IcmpOther),
+            // An echo request to the router itself.
+            Transport::IcmpEcho { request: true, .. } if inbound.is_none() => {
+                return Verdict::Kernel(KernelReason::RouterTraffic)
+            }
+            Transport::Tcp { .. }
+            | Transport::Udp { .. }
+            | Transport::Other { .. }
+            | Transport::IcmpEcho { .. } => {}
+        }
+        if frame.hop_limit <= 1 {
+            return self.answer6(buf, frame, Error6::TimeExceeded, ctx);
+        }
+        let key = key_of(frame);
+        if let Some(spec) = self.record_or_expire6(Side::Wan, &key, frame, ctx) {
+            return self.forward_to_inside6(buf, frame, &spec, ctx);
+        }
+        let Some(inside) = inbound else {
+            // To the router's own address: NAT66 ports are the core's.
+            return if nat == Nat6::Masquerade && self.nat_ports.contains(key.dst.port) {
+                Verdict::Drop(DropReason::NoMapping)
+            } else {
+                Verdict::Kernel(KernelReason::RouterTraffic)
+            };
+        };
+        match frame.transport {
+            // A reply opens nothing.
+            Transport::IcmpEcho { request: false, .. } => {
+                return Verdict::Drop(DropReason::NoMapping)
+            }
+            _ if !opens_connection(frame) => return Verdict::Drop(DropReason::TcpNoFlow),
+            _ => {}
+        }
+        let spec = FlowSpec {
+            protocol: frame.protocol,
+            inside: Endpoint6::new(inside, key.dst.port),
+            outside: key.dst,
+            remote: key.src,
+            uplink,
+            kind: FlowKind::Dnat,
+            lan_mac: self
+                .v6
+                .lan_hosts
+                .get(&inside)
+                .map_or(super::super::neighbours::NO_MAC, |m| *m),
+        };
+        match self.insert6(spec, Side::Wan, frame, ctx.now) {
+            Ok(spec) => self.forward_to_inside6(buf, frame, &spec, ctx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// The LAN host an address of `uplink` stands for: a mapped address
+    /// (prefix, npt), or a LAN address the uplink routes (off); None for the
+    /// router's own addresses and anything else.
+    fn inbound_address6(&self, nat: Nat6, uplink: UplinkId, dst: Addr6) -> Option<Addr6> {
+        let addressing = self.v6.uplinks[usize::from(uplink)].addressing.load();
+        match nat {
+            Nat6::Prefix | Nat6::Npt => addressing.maps.iter().find_map(|m| m.inbound(dst)),
+            Nat6::Off => {
+                let inside = addressing
+                    .prefix
+                    .is_some_and(|p| p.contains(&std::net::Ipv6Addr::from(dst)));
+                (inside && self.v6.is_lan(dst)).then_some(dst)
+            }
+            Nat6::Masquerade => None,
+        }
+    }
+
+    /// Sends a flow's packet from the Internet on to its inside host: the
+    /// LAN MTU checked, the host's MAC (the flow's, else the neighbour
+    /// table's), the rewrite.
+    pub(super) fn forward_to_inside6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        spec: &FlowSpec<Addr6>,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        if let Some(verdict) = self.too_big6(buf, frame, self.lan_mtu.get(), ctx) {
+            return verdict;
+        }
+        let Some(dst_mac) = self.inside_mac6(spec) else {
+            return Verdict::Drop(DropReason::NeighbourUnresolved);
+        };
+        let rewrite = Rewrite6 {
+            src_mac: self.lan_mac,
+            dst_mac,
+            src: spec.remote,
+            dst: spec.inside,
+        };
+        let len = apply6(buf, frame, &rewrite);
+        Verdict::Forward {
+            port: Port::Lan,
+            len,
+        }
+    }
+
+    /// A flow's inside host's MAC: the one it opened with, else what the
+    /// neighbour table (or the host's own frames) said since.
+    pub(super) fn inside_mac6(&self, spec: &FlowSpec<Addr6>) -> Option<[u8; 6]> {
+        if spec.lan_mac != super::super::neighbours::NO_MAC {
+            return Some(spec.lan_mac);
+        }
+        self.v6.lan_hosts.get(&spec.inside.addr).map(|m| *m)
+    }
+}

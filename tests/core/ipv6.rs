@@ -1,0 +1,544 @@
+//! IPv6 through the core: every translation form, both directions, inbound
+//! connections by prefix, the errors the core sends, ICMPv6 errors
+//! translated with their quote, and what stays the kernel's. Every frame is
+//! built with etherparse and every frame out is parsed again with its
+//! upper-layer checksum recomputed in full.
+
+use std::net::Ipv6Addr;
+
+use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use xwan::router::{DropReason, KernelReason, Port, Router, Verdict};
+use xwan::testing;
+
+use super::{Bench, HOST_MAC};
+
+const LAN_ADDR6: &str = "fd00:50::1";
+const HOST6: &str = "fd00:50::a";
+const HOST6_B: &str = "fd00:50::b";
+const SERVER6: &str = "2001:db8:ffff::10";
+/// isp2's own address: NAT66 (masquerade).
+const ISP2_6: &str = "2001:db8:2::2";
+
+/// Two uplinks: isp1 maps the LAN's /64 into its delegated /56 (`nat6` as
+/// given), isp2 masquerades to its one address.
+fn config_text(nat6: &str) -> String {
+    format!(
+        r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24", "fd00:50::/64"]
+address6 = "{LAN_ADDR6}"
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+gateway6 = "fe80::1"
+prefix6 = "2001:db8:100::/56"
+nat6 = "{nat6}"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+address6 = "{ISP2_6}"
+gateway6 = "fe80::1"
+
+[balance]
+mode = "nth"
+"#
+    )
+}
+
+fn a6(text: &str) -> [u8; 16] {
+    text.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+/// The core bench, with the IPv6 gateways resolved too.
+struct Bench6(Bench);
+
+impl Bench6 {
+    fn new(nat6: &str) -> Bench6 {
+        Bench6::from_text(&config_text(nat6))
+    }
+
+    fn from_text(text: &str) -> Bench6 {
+        let bench = Bench::from_text(text);
+        for (id, mac) in testing::GATEWAY_MACS.iter().enumerate() {
+            bench.router.set_gateway_mac6(id as u8, Some(*mac));
+        }
+        Bench6(bench)
+    }
+
+    fn router(&self) -> &Router {
+        &self.0.router
+    }
+
+    fn send(&mut self, port: Port, frame: Vec<u8>) -> (Verdict, Vec<u8>) {
+        self.0.send(port, frame)
+    }
+
+    /// The error the core answers `frame` with, back out `port`: in the
+    /// frame's own buffer, or from the outbox when it did not fit.
+    fn answered(&mut self, port: Port, frame: Vec<u8>) -> (Seen6, usize) {
+        let (verdict, bytes) = self.send(port, frame);
+        let bytes = match verdict {
+            Verdict::Forward { port: out, .. } if out == port => bytes,
+            Verdict::Taken => {
+                let mut also = self.0.also_sent();
+                assert_eq!(also.len(), 1, "one error");
+                assert_eq!(also[0].0, port);
+                also.remove(0).1
+            }
+            other => panic!("expected an answer, got {other:?}"),
+        };
+        (check(&bytes), bytes.len())
+    }
+
+    fn forward(&mut self, port: Port, frame: Vec<u8>, out: Port) -> Seen6 {
+        let (verdict, bytes) = self.send(port, frame);
+        assert_eq!(
+            verdict,
+            Verdict::Forward {
+                port: out,
+                len: bytes.len()
+            },
+            "expected a forward on {out:?}"
+        );
+        check(&bytes)
+    }
+}
+
+/// What a frame out carries, its checksum checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen6 {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop_limit: u8,
+    /// TCP/UDP ports, or the echo identifier as both.
+    ports: (u16, u16),
+    payload: Vec<u8>,
+    /// ICMPv6 type and code, for ICMPv6.
+    icmp: Option<(u8, u8)>,
+}
+
+fn check(frame: &[u8]) -> Seen6 {
+    let sliced = SlicedPacket::from_ethernet(frame).unwrap_or_else(|e| panic!("{e:?}"));
+    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &sliced.net else {
+        panic!("not IPv6");
+    };
+    let header = ip.header().to_header();
+    let (ports, payload, icmp) = match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let sum = tcp
+                .to_header()
+                .calc_checksum_ipv6(&header, tcp.payload())
+                .unwrap();
+            assert_eq!(sum, tcp.checksum(), "TCP checksum");
+            (
+                (tcp.source_port(), tcp.destination_port()),
+                tcp.payload().to_vec(),
+                None,
+            )
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            let sum = udp
+                .to_header()
+                .calc_checksum_ipv6(&header, udp.payload())
+                .unwrap();
+            assert_eq!(sum, udp.checksum(), "UDP checksum");
+            (
+                (udp.source_port(), udp.destination_port()),
+                udp.payload().to_vec(),
+                None,
+            )
+        }
+        Some(TransportSlice::Icmpv6(icmp)) => {
+            assert!(
+                icmp.is_checksum_valid(header.source, header.destination),
+                "ICMPv6 checksum"
+            );
+            let id = match icmp.icmp_type() {
+                Icmpv6Type::EchoRequest(echo) | Icmpv6Type::EchoReply(echo) => echo.id,
+                _ => 0,
+            };
+            (
+                (id, id),
+                icmp.payload().to_vec(),
+                Some((icmp.type_u8(), icmp.code_u8())),
+            )
+        }
+        other => panic!("unexpected transport {other:?}"),
+    };
+    Seen6 {
+        src_mac: eth.source(),
+        dst_mac: eth.destination(),
+        src: header.source,
+        dst: header.destination,
+        hop_limit: header.hop_limit,
+        ports,
+        payload,
+        icmp,
+    }
+}
+
+fn tcp6(src: &str, dst: &str, ports: (u16, u16), syn: bool, payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(HOST_MAC, testing::LAN_MAC)
+        .ipv6(a6(src), a6(dst), 64)
+        .tcp(ports.0, ports.1, 1000, 64240);
+    let builder = if syn { builder.syn() } else { builder.ack(1) };
+    let mut out = Vec::new();
+    builder.write(&mut out, payload).unwrap();
+    out
+}
+
+fn udp6(src: &str, dst: &str, ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, testing::LAN_MAC)
+        .ipv6(a6(src), a6(dst), 64)
+        .udp(ports.0, ports.1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+fn echo6(src: &str, dst: &str, request: bool, id: u16, hop_limit: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let builder =
+        PacketBuilder::ethernet2(HOST_MAC, testing::LAN_MAC).ipv6(a6(src), a6(dst), hop_limit);
+    let builder = if request {
+        builder.icmpv6_echo_request(id, 1)
+    } else {
+        builder.icmpv6_echo_reply(id, 1)
+    };
+    builder.write(&mut out, b"ping").unwrap();
+    out
+}
+
+/// A frame from the Internet (the gateway's MAC to the uplink's).
+fn from_wan(uplink: usize, mut frame: Vec<u8>) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&testing::WAN_MACS[uplink]);
+    frame[6..12].copy_from_slice(&testing::GATEWAY_MACS[uplink]);
+    frame
+}
+
+#[test]
+fn a_prefix_mapping_keeps_the_host_bits_both_ways() {
+    let mut bench = Bench6::new("prefix");
+    // nth: the first new connection goes by isp1.
+    let out = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 443), true, b""),
+        Port::Wan(0),
+    );
+    assert_eq!(out.src, a6("2001:db8:100::a"), "mapped, host bits kept");
+    assert_eq!(out.dst, a6(SERVER6));
+    assert_eq!(out.ports, (40000, 443));
+    assert_eq!(out.hop_limit, 63);
+    assert_eq!(
+        (out.src_mac, out.dst_mac),
+        (testing::WAN_MACS[0], testing::GATEWAY_MACS[0])
+    );
+    let reply = from_wan(
+        0,
+        tcp6(SERVER6, "2001:db8:100::a", (443, 40000), true, b"hello"),
+    );
+    let back = bench.forward(Port::Wan(0), reply, Port::Lan);
+    assert_eq!(back.dst, a6(HOST6));
+    assert_eq!(back.src, a6(SERVER6));
+    assert_eq!(back.payload, b"hello");
+    assert_eq!((back.src_mac, back.dst_mac), (testing::LAN_MAC, HOST_MAC));
+}
+
+#[test]
+fn npt_is_checksum_neutral_and_reversible() {
+    let mut bench = Bench6::new("npt");
+    let sent = udp6(HOST6, SERVER6, (5000, 53), b"query");
+    let sent_sum = check(&sent);
+    let out = bench.forward(Port::Lan, sent.clone(), Port::Wan(0));
+    assert_ne!(out.src, a6(HOST6));
+    assert_eq!(&out.src[..7], &a6("2001:db8:100::")[..7]);
+    // The UDP checksum field is untouched: the address's sum did not move.
+    let udp_sum = |f: &[u8]| u16::from_be_bytes([f[14 + 40 + 6], f[14 + 40 + 7]]);
+    let (_, bytes) = {
+        let mut again = Bench6::new("npt");
+        again.send(Port::Lan, sent.clone())
+    };
+    assert_eq!(udp_sum(&bytes), udp_sum(&sent));
+    assert_eq!(sent_sum.payload, out.payload);
+    let outside = Ipv6Addr::from(out.src).to_string();
+    let reply = from_wan(0, udp6(SERVER6, &outside, (53, 5000), b"answer"));
+    let back = bench.forward(Port::Wan(0), reply, Port::Lan);
+    assert_eq!(back.dst, a6(HOST6));
+    assert_eq!(back.payload, b"answer");
+}
+
+#[test]
+fn masquerade_maps_a_port_on_the_uplinks_address() {
+    let mut bench = Bench6::new("prefix");
+    // The first connection takes isp1, the second isp2 (nth 1:1).
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), true, b""),
+        Port::Wan(0),
+    );
+    let out = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40001, 80), true, b""),
+        Port::Wan(1),
+    );
+    assert_eq!(out.src, a6(ISP2_6));
+    let port = out.ports.0;
+    let reply = from_wan(1, tcp6(SERVER6, ISP2_6, (80, port), true, b"ok"));
+    let back = bench.forward(Port::Wan(1), reply, Port::Lan);
+    assert_eq!((back.dst, back.ports), (a6(HOST6), (80, 40001)));
+    // Nothing maps an unknown port on the uplink's address.
+    let stray = from_wan(
+        1,
+        tcp6(SERVER6, ISP2_6, (80, port.wrapping_add(1)), false, b""),
+    );
+    let (verdict, _) = bench.send(Port::Wan(1), stray);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Drop(DropReason::NoMapping) | Verdict::Kernel(KernelReason::RouterTraffic)
+        ),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn echo_goes_out_and_its_reply_comes_back() {
+    let mut bench = Bench6::new("prefix");
+    let out = bench.forward(Port::Lan, echo6(HOST6, SERVER6, true, 77, 64), Port::Wan(0));
+    assert_eq!(out.icmp, Some((128, 0)));
+    let reply = from_wan(0, echo6(SERVER6, "2001:db8:100::a", false, 77, 64));
+    let back = bench.forward(Port::Wan(0), reply, Port::Lan);
+    assert_eq!((back.dst, back.icmp), (a6(HOST6), Some((129, 0))));
+}
+
+#[test]
+fn an_inbound_connection_reaches_the_mapped_host_and_replies_leave_its_uplink() {
+    let mut bench = Bench6::new("prefix");
+    bench
+        .router()
+        .set_lan_mac6(HOST6_B.parse().unwrap(), [2, 0, 0, 0, 0, 0x1b]);
+    let syn = from_wan(0, tcp6(SERVER6, "2001:db8:100::b", (50000, 22), true, b""));
+    let inside = bench.forward(Port::Wan(0), syn, Port::Lan);
+    assert_eq!(inside.dst, a6(HOST6_B));
+    assert_eq!(inside.dst_mac, [2, 0, 0, 0, 0, 0x1b]);
+    // The reply leaves by the uplink the connection came in on, whatever
+    // the balancer would say for a new one.
+    for _ in 0..3 {
+        let reply = tcp6(HOST6_B, SERVER6, (22, 50000), true, b"ssh");
+        let out = bench.forward(Port::Lan, reply, Port::Wan(0));
+        assert_eq!(out.src, a6("2001:db8:100::b"));
+    }
+    // A SYN to isp2's masqueraded address opens nothing.
+    let syn = from_wan(1, tcp6(SERVER6, ISP2_6, (50000, 22), true, b""));
+    let (verdict, _) = bench.send(Port::Wan(1), syn);
+    assert_eq!(verdict, Verdict::Kernel(KernelReason::RouterTraffic));
+}
+
+#[test]
+fn hop_limit_expiry_is_answered_from_the_lan_address() {
+    let mut bench = Bench6::new("prefix");
+    let (error, _) = bench.answered(Port::Lan, echo6(HOST6, SERVER6, true, 9, 1));
+    assert_eq!(error.icmp, Some((3, 0)), "time exceeded");
+    assert_eq!((error.src, error.dst), (a6(LAN_ADDR6), a6(HOST6)));
+    assert_eq!(error.dst_mac, HOST_MAC);
+}
+
+#[test]
+fn a_packet_bigger_than_the_uplink_mtu_gets_packet_too_big() {
+    let text = config_text("prefix").replace(
+        "prefix6 = \"2001:db8:100::/56\"",
+        "prefix6 = \"2001:db8:100::/56\"\nmtu = 1400",
+    );
+    let mut bench = Bench6::from_text(&text);
+    let big = udp6(HOST6, SERVER6, (5000, 9), &[7; 1400]);
+    let (error, len) = bench.answered(Port::Lan, big);
+    assert_eq!(error.icmp, Some((2, 0)), "packet too big");
+    assert_eq!(error.dst, a6(HOST6));
+    assert!(len <= 14 + 1280, "at most the minimum MTU");
+    // One that fits goes.
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5000, 9), &[7; 1300]),
+        Port::Wan(0),
+    );
+}
+
+#[test]
+fn with_no_uplink_for_ipv6_a_new_connection_is_refused_at_once() {
+    let mut bench = Bench6::new("prefix");
+    bench.router().set_uplink_up6(0, false);
+    bench.router().set_uplink_up6(1, false);
+    let (error, _) = bench.answered(Port::Lan, tcp6(HOST6, SERVER6, (40000, 443), true, b""));
+    assert_eq!(error.icmp, Some((1, 0)), "unreachable, no route");
+    // IPv4 is untouched: its uplinks are up.
+    assert!(bench.router().uplink_up(0) && bench.router().uplink_up(1));
+}
+
+#[test]
+fn an_uplink_down_for_ipv6_alone_takes_no_new_ipv6_connection() {
+    let mut bench = Bench6::new("prefix");
+    bench.router().set_uplink_up6(0, false);
+    for port in 40000..40004 {
+        bench.forward(
+            Port::Lan,
+            tcp6(HOST6, SERVER6, (port, 80), true, b""),
+            Port::Wan(1),
+        );
+    }
+    assert!(bench.router().uplink_up(0), "IPv4 stays up");
+}
+
+#[test]
+fn a_packet_too_big_from_the_internet_reaches_the_host_with_its_quote_put_back() {
+    let mut bench = Bench6::new("prefix");
+    let first = tcp6(HOST6, SERVER6, (40000, 443), true, b"");
+    let out = bench.send(Port::Lan, first).1;
+    // A router beyond isp1 says the path is narrower, quoting what it got.
+    let quoted = &out[14..];
+    let mut error = Vec::new();
+    PacketBuilder::ethernet2(testing::GATEWAY_MACS[0], testing::WAN_MACS[0])
+        .ipv6(a6("2001:db8:11::1"), a6("2001:db8:100::a"), 60)
+        .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut error, quoted)
+        .unwrap();
+    let back = bench.forward(Port::Wan(0), error, Port::Lan);
+    assert_eq!(back.icmp, Some((2, 0)));
+    assert_eq!(back.dst, a6(HOST6));
+    // The quote is the packet as the host sent it.
+    let quote = &back.payload;
+    assert_eq!(&quote[8..24], &a6(HOST6), "quoted source");
+    assert_eq!(&quote[24..40], &a6(SERVER6), "quoted destination");
+}
+
+#[test]
+fn neighbour_discovery_link_local_and_multicast_stay_the_kernels() {
+    let mut bench = Bench6::new("prefix");
+    let mut ns = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, [0x33, 0x33, 0xff, 0, 0, 1])
+        .ipv6(a6(HOST6), a6("ff02::1:ff00:1"), 255)
+        .icmpv6(Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut ns, &a6(LAN_ADDR6))
+        .unwrap();
+    assert_eq!(
+        bench.send(Port::Lan, ns).0,
+        Verdict::Kernel(KernelReason::Multicast)
+    );
+    let link_local = udp6("fe80::10", "fe80::1", (546, 547), b"dhcpv6");
+    assert_eq!(
+        bench.send(Port::Lan, link_local).0,
+        Verdict::Kernel(KernelReason::LinkLocal)
+    );
+    let to_router = tcp6(HOST6, LAN_ADDR6, (40000, 22), true, b"");
+    assert_eq!(
+        bench.send(Port::Lan, to_router).0,
+        Verdict::Kernel(KernelReason::LocalDestination)
+    );
+    let not_inside = tcp6("fd99::1", SERVER6, (40000, 22), true, b"");
+    assert_eq!(
+        bench.send(Port::Lan, not_inside).0,
+        Verdict::Kernel(KernelReason::NotInside)
+    );
+}
+
+#[test]
+fn a_source_inside_the_lan_from_a_wan_is_spoofed() {
+    let mut bench = Bench6::new("prefix");
+    let spoofed = from_wan(0, tcp6(HOST6_B, "2001:db8:100::a", (1, 2), true, b""));
+    assert_eq!(
+        bench.send(Port::Wan(0), spoofed).0,
+        Verdict::Drop(DropReason::SpoofedSource)
+    );
+}
+
+#[test]
+fn without_ipv6_in_the_config_every_ipv6_frame_stays_the_kernels() {
+    let mut bench = Bench6::from_text(testing::TWO_UPLINKS);
+    let (verdict, _) = bench.send(Port::Lan, tcp6(HOST6, SERVER6, (40000, 443), true, b""));
+    assert_eq!(verdict, Verdict::Kernel(KernelReason::NotIpv4));
+}
+
+#[test]
+fn a_delegated_prefix_that_changes_moves_new_connections_and_keeps_old_ones() {
+    let mut bench = Bench6::new("prefix");
+    let before = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), true, b""),
+        Port::Wan(0),
+    );
+    assert_eq!(before.src, a6("2001:db8:100::a"));
+    bench
+        .router()
+        .set_uplink_prefix6(0, Some("2001:db8:200::/56".parse().unwrap()));
+    // The open flow keeps its outside address.
+    let again = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), false, b"x"),
+        Port::Wan(0),
+    );
+    assert_eq!(again.src, a6("2001:db8:100::a"));
+    // isp2 for the next, then isp1 again with the new prefix.
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40001, 80), true, b""),
+        Port::Wan(1),
+    );
+    let after = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40002, 80), true, b""),
+        Port::Wan(0),
+    );
+    assert_eq!(after.src, a6("2001:db8:200::a"));
+}
+
+#[test]
+fn ipv4_and_ipv6_flow_side_by_side() {
+    let mut bench = Bench6::new("prefix");
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), true, b""),
+        Port::Wan(0),
+    );
+    let (verdict, _) = bench.send(
+        Port::Lan,
+        testing::tcp(
+            &testing::Addressing {
+                src_mac: HOST_MAC,
+                dst_mac: testing::LAN_MAC,
+                src: super::HOST,
+                dst: super::SERVER,
+                ttl: 64,
+            },
+            40000,
+            80,
+            testing::SYN,
+            b"",
+        ),
+    );
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Forward {
+                port: Port::Wan(_),
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    assert_eq!(bench.router().ipv6_flow_count().0, 1);
+    assert_eq!(bench.router().stats().table.flows, 1);
+}
