@@ -37,12 +37,12 @@ pub use runtime::{
     Running,
 };
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::config::PortRange;
 use crate::router::{FrameMeta, Lane, Port, Router, Verdict};
@@ -131,6 +131,30 @@ pub struct OwnedTraffic {
     pub tcp_forwards: Vec<(Ipv4Addr, u16)>,
     /// UDP ports forwarded to the LAN (per WAN address they listen on).
     pub udp_forwards: Vec<(Ipv4Addr, u16)>,
+    /// The IPv6 traffic xwan owns; empty without IPv6 in the configuration.
+    pub v6: OwnedTraffic6,
+}
+
+/// The IPv6 traffic xwan owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedTraffic6 {
+    /// Inside prefixes: LAN traffic from these to anywhere else is xwan's.
+    pub lan_networks: Vec<Ipv6Net>,
+    /// The router's own global addresses (its LAN address, the uplinks'):
+    /// traffic to them is the kernel's, but for NAT66 ports.
+    pub local_addresses: Vec<Ipv6Addr>,
+    /// One per uplink, in config order.
+    pub uplinks: Vec<OwnedUplink6>,
+}
+
+/// What of an uplink's IPv6 traffic is xwan's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedUplink6 {
+    /// Whole prefixes: the LAN prefixes mapped onto the uplink's (prefix,
+    /// npt), or the LAN prefixes it routes (off).
+    pub prefixes: Vec<Ipv6Net>,
+    /// The NAT66 address (masquerade), whose NAT ports are xwan's.
+    pub address: Option<Ipv6Addr>,
 }
 
 /// Everything a backend needs to start.

@@ -542,3 +542,29 @@ fn ipv4_and_ipv6_flow_side_by_side() {
     assert_eq!(bench.router().ipv6_flow_count().0, 1);
     assert_eq!(bench.router().stats().table.flows, 1);
 }
+
+#[test]
+fn a_ping_in_through_a_mapping_gets_its_reply_out() {
+    let mut bench = Bench6::new("prefix");
+    let ping = from_wan(0, echo6(SERVER6, "2001:db8:100::b", true, 5, 64));
+    bench
+        .router()
+        .set_lan_mac6(HOST6_B.parse().unwrap(), [2, 0, 0, 0, 0, 0x1b]);
+    let inside = bench.forward(Port::Wan(0), ping, Port::Lan);
+    assert_eq!((inside.dst, inside.icmp), (a6(HOST6_B), Some((128, 0))));
+    let reply = bench.forward(
+        Port::Lan,
+        echo6(HOST6_B, SERVER6, false, 5, 64),
+        Port::Wan(0),
+    );
+    assert_eq!(
+        (reply.src, reply.icmp),
+        (a6("2001:db8:100::b"), Some((129, 0)))
+    );
+    // A reply that answers nothing opens nothing.
+    let stray = echo6(HOST6, SERVER6, false, 6, 64);
+    assert_eq!(
+        bench.send(Port::Lan, stray).0,
+        Verdict::Drop(DropReason::NoMapping)
+    );
+}

@@ -55,7 +55,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use tracing::warn;
 
 use crate::config::{Action, PortRange, Proto, Rule};
@@ -187,12 +187,22 @@ impl FilterHandle {
     }
 
     fn delete(&self) -> Result<(), FilterError> {
-        self.lock()
-            .run(&format!("delete table ip {TABLE}"))
+        let mut nft = self.lock();
+        let v6 = nft.run(&format!("delete table ip6 {TABLE}"));
+        nft.run(&format!("delete table ip {TABLE}"))
             .map_err(|message| FilterError::Nft {
                 op: "delete",
                 message,
-            })
+            })?;
+        match v6 {
+            Err(message) if !message.contains("No such file or directory") => {
+                Err(FilterError::Nft {
+                    op: "delete",
+                    message,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Nftables> {
@@ -341,28 +351,155 @@ pub fn ruleset(
         );
     }
     let _ = writeln!(s, "\t}}\n}}");
+    ruleset6(&mut s, setup, lan, rules, ownership);
     Ok(s)
 }
 
-/// One `from_lan` line for a steering rule; None for a rule that can match nothing
-/// (ports on ICMP).
-fn rule_line(rule: &Rule) -> Option<String> {
-    let has_ports = !rule.src_port.is_empty() || !rule.dst_port.is_empty();
-    let mut parts: Vec<String> = Vec::new();
-    match (rule.proto, has_ports) {
-        (Proto::Tcp, _) => parts.push("meta l4proto tcp".into()),
-        (Proto::Udp, _) => parts.push("meta l4proto udp".into()),
-        (Proto::Icmp, true) => return None,
-        (Proto::Icmp, false) => parts.push("meta l4proto icmp".into()),
-        (Proto::Any, true) => parts.push("meta l4proto { tcp, udp }".into()),
-        (Proto::Any, false) => {}
+/// The IPv6 table, `table ip6 xwan`, after the IPv4 one in the same
+/// transaction (see the module documentation); without IPv6 in the
+/// configuration, only a stale one is removed.
+fn ruleset6(
+    s: &mut String,
+    setup: &DataPathSetup,
+    lan: &crate::io::Interface,
+    rules: &[Rule],
+    ownership: Ownership,
+) {
+    let v6 = &setup.owned.v6;
+    if ownership != Ownership::Keep {
+        let _ = writeln!(s, "table ip6 {TABLE} {{}}\ndelete table ip6 {TABLE}");
     }
+    if v6.lan_networks.is_empty() {
+        return;
+    }
+    if ownership == Ownership::Keep {
+        let _ = writeln!(s, "delete table ip6 {TABLE}");
+    }
+    let _ = writeln!(s, "table ip6 {TABLE} {{");
+    if ownership != Ownership::None {
+        let _ = writeln!(s, "\tflags owner;");
+    }
+    let lan_networks = Ipv6Net::aggregate(&v6.lan_networks);
+    typed_set(s, "lan_networks", "ipv6_addr", true, &lan_networks);
+    typed_set(
+        s,
+        "local_addresses",
+        "ipv6_addr",
+        false,
+        &v6.local_addresses,
+    );
+    let nat = range(setup.owned.nat_ports);
+    let errors = "echo-request, echo-reply, destination-unreachable, packet-too-big, \
+                  time-exceeded, parameter-problem";
+    let _ = writeln!(s, "\tchain owned_ports {{");
+    let _ = writeln!(s, "\t\texthdr frag exists return");
+    let _ = writeln!(s, "\t\tmeta l4proto {{ tcp, udp }} th dport {nat} drop");
+    let _ = writeln!(s, "\t\ticmpv6 type echo-reply icmpv6 id {nat} drop");
+    let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s, "\tchain owned_prefixes {{");
+    let _ = writeln!(s, "\t\texthdr hbh exists return");
+    let _ = writeln!(s, "\t\ticmpv6 type != {{ {errors} }} return");
+    let _ = writeln!(s, "\t\tdrop\n\t}}");
+    let _ = writeln!(s, "\tchain from_lan {{");
+    for line in [
+        "ip6 saddr != @lan_networks return",
+        "meta pkttype != host return",
+        "ip6 saddr fe80::/10 return",
+        "ip6 daddr fe80::/10 return",
+        "ip6 daddr @local_addresses return",
+        "ip6 daddr @lan_networks return",
+        "exthdr hbh exists return",
+        "rt seg-left != 0 return",
+    ] {
+        let _ = writeln!(s, "\t\t{line}");
+    }
+    let _ = writeln!(s, "\t\ticmpv6 type != {{ {errors} }} return");
+    let _ = writeln!(s, "\t\tip6 hoplimit <= 1 drop");
+    for rule in rules {
+        if let Some(line) = rule_line6(rule) {
+            let _ = writeln!(s, "\t\t{line}");
+        }
+    }
+    let _ = writeln!(s, "\t\tdrop\n\t}}");
+    let _ = writeln!(s, "\tchain prerouting {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook prerouting priority raw; policy accept;"
+    );
+    let _ = writeln!(s, "\t\tiifname {} jump from_lan", quote(&lan.name));
+    for interface in &setup.interfaces {
+        let Port::Wan(id) = interface.port else {
+            continue;
+        };
+        let Some(uplink) = v6.uplinks.get(usize::from(id)) else {
+            continue;
+        };
+        let name = quote(&interface.name);
+        if !uplink.prefixes.is_empty() {
+            let _ = writeln!(
+                s,
+                "\t\tiifname {name} ip6 daddr {} jump owned_prefixes",
+                nets6(&uplink.prefixes)
+            );
+        }
+        if let Some(address) = uplink.address {
+            let _ = writeln!(s, "\t\tiifname {name} ip6 daddr {address} jump owned_ports");
+        }
+    }
+    let _ = writeln!(s, "\t}}\n}}");
+}
+
+/// One `from_lan` line of the IPv4 table for a steering rule; None for a
+/// rule that can match no IPv4 packet (ports on ICMP, prefixes of IPv6 only).
+fn rule_line(rule: &Rule) -> Option<String> {
+    let family_only = |v4: &[Ipv4Net], v6: &[Ipv6Net]| v4.is_empty() && !v6.is_empty();
+    if family_only(&rule.src, &rule.src6) || family_only(&rule.dst, &rule.dst6) {
+        return None;
+    }
+    let mut parts = proto_parts(rule, "icmp")?;
     if !rule.src.is_empty() {
         parts.push(format!("ip saddr {}", nets(&rule.src)));
     }
     if !rule.dst.is_empty() {
         parts.push(format!("ip daddr {}", nets(&rule.dst)));
     }
+    Some(rule_tail(rule, parts))
+}
+
+/// The same for the IPv6 table.
+fn rule_line6(rule: &Rule) -> Option<String> {
+    let family_only = |v4: &[Ipv4Net], v6: &[Ipv6Net]| v6.is_empty() && !v4.is_empty();
+    if family_only(&rule.src, &rule.src6) || family_only(&rule.dst, &rule.dst6) {
+        return None;
+    }
+    let mut parts = proto_parts(rule, "ipv6-icmp")?;
+    if !rule.src6.is_empty() {
+        parts.push(format!("ip6 saddr {}", nets6(&rule.src6)));
+    }
+    if !rule.dst6.is_empty() {
+        parts.push(format!("ip6 daddr {}", nets6(&rule.dst6)));
+    }
+    Some(rule_tail(rule, parts))
+}
+
+/// A rule's protocol match (`icmp` is the family's ICMP); None where ports
+/// are asked of ICMP.
+fn proto_parts(rule: &Rule, icmp: &str) -> Option<Vec<String>> {
+    let has_ports = !rule.src_port.is_empty() || !rule.dst_port.is_empty();
+    let mut parts: Vec<String> = Vec::new();
+    match (rule.proto, has_ports) {
+        (Proto::Tcp, _) => parts.push("meta l4proto tcp".into()),
+        (Proto::Udp, _) => parts.push("meta l4proto udp".into()),
+        (Proto::Icmp, true) => return None,
+        (Proto::Icmp, false) => parts.push(format!("meta l4proto {icmp}")),
+        (Proto::Any, true) => parts.push("meta l4proto { tcp, udp }".into()),
+        (Proto::Any, false) => {}
+    }
+    Some(parts)
+}
+
+/// A rule line's ports, verdict and comment.
+fn rule_tail(rule: &Rule, mut parts: Vec<String>) -> String {
     if !rule.src_port.is_empty() {
         parts.push(format!("th sport {}", ports(&rule.src_port)));
     }
@@ -374,11 +511,21 @@ fn rule_line(rule: &Rule) -> Option<String> {
         Action::Uplink(_) | Action::Balance | Action::Drop => "drop".into(),
     });
     parts.push(format!("comment \"rule {}\"", comment(&rule.name)));
-    Some(parts.join(" "))
+    parts.join(" ")
 }
 
 fn set<T: std::fmt::Display>(s: &mut String, name: &str, interval: bool, elements: &[T]) {
-    let _ = writeln!(s, "\tset {name} {{\n\t\ttype ipv4_addr");
+    typed_set(s, name, "ipv4_addr", interval, elements);
+}
+
+fn typed_set<T: std::fmt::Display>(
+    s: &mut String,
+    name: &str,
+    kind: &str,
+    interval: bool,
+    elements: &[T],
+) {
+    let _ = writeln!(s, "\tset {name} {{\n\t\ttype {kind}");
     if interval {
         let _ = writeln!(s, "\t\tflags interval\n\t\tauto-merge");
     }
@@ -394,6 +541,15 @@ fn sorted_unique<'a>(addrs: impl Iterator<Item = &'a Ipv4Addr>) -> Vec<Ipv4Addr>
     all.sort();
     all.dedup();
     all
+}
+
+/// [`nets`] for IPv6.
+fn nets6(list: &[Ipv6Net]) -> String {
+    let merged: Vec<String> = Ipv6Net::aggregate(&list.to_vec())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    format!("{{ {} }}", merged.join(", "))
 }
 
 /// An anonymous set of prefixes, overlaps merged (nft refuses overlapping intervals).

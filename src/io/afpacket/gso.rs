@@ -2,10 +2,13 @@
 //! the MTU: TCP segments a local sender's TSO left unsplit (on veth they cross to
 //! the peer whole) and packets GRO merged on receive. With `PACKET_VNET_HDR` each
 //! frame comes with a `virtio_net_hdr` saying how it would be cut; this module cuts
-//! it the same way (IPv4 TCP and UDP), writing full IP and L4 checksums into every
-//! segment, so the core sees ordinary frames.
+//! it the same way (TCP and UDP, over IPv4 or over IPv6 without extension
+//! headers), writing full IP and L4 checksums into every segment, so the core
+//! sees ordinary frames.
 
-use crate::packet::checksum::{checksum, fold, pseudo_header_sum, transport_checksum};
+use crate::packet::checksum::{
+    checksum, fold, pseudo_header_sum, transport_checksum, transport_checksum6,
+};
 
 /// `sizeof(struct virtio_net_hdr)`.
 pub(crate) const VNET_HDR_LEN: usize = 10;
@@ -17,6 +20,7 @@ const F_DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_*` types (without the ECN bit).
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
 const GSO_UDP_L4: u8 = 5;
 const GSO_ECN: u8 = 0x80;
 
@@ -166,7 +170,8 @@ impl Segments {
 
     /// Cuts `frame` into segments of `gso.size` payload bytes, replacing the previous
     /// segments. False (and no segments) for a frame this cannot cut: not untagged
-    /// IPv4, not TCP (TCPV4) or UDP (UDP_L4), headers out of range, size 0.
+    /// IPv4 or IPv6 without extension headers, not TCP (TCPV4, TCPV6) or UDP
+    /// (UDP_L4), headers out of range, size 0.
     pub(crate) fn split(&mut self, frame: &[u8], gso: Gso) -> bool {
         self.buf.clear();
         self.spans.clear();
@@ -174,6 +179,8 @@ impl Segments {
             return false;
         };
         let payload = &frame[layout.headers..layout.end];
+        // IPv6 has no identification: the bytes are its payload length,
+        // which `finish` writes over.
         let id = u16::from_be_bytes([frame[18], frame[19]]);
         let seq = u32::from_be_bytes(
             frame[layout.l4 + 4..layout.l4 + 8]
@@ -199,6 +206,8 @@ impl Segments {
 /// Where the headers of a super-frame end.
 struct Layout {
     kind: u8,
+    /// IPv6 (a 40-byte fixed header, no extension headers), else IPv4.
+    v6: bool,
     ihl: usize,
     /// Start of the L4 header.
     l4: usize,
@@ -208,28 +217,46 @@ struct Layout {
     end: usize,
 }
 
+/// The IPv6 fixed header's length.
+const IPV6_HEADER: usize = 40;
+
 impl Layout {
     fn of(frame: &[u8], gso: Gso) -> Option<Layout> {
-        if gso.size == 0 || frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[14] >> 4 != 4
-        {
+        if gso.size == 0 || frame.len() < 34 {
             return None;
         }
-        let ihl = usize::from(frame[14] & 0x0f) * 4;
-        let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+        let (v6, ihl, end, protocol) = match ([frame[12], frame[13]], frame[14] >> 4) {
+            ([0x08, 0x00], 4) => (
+                false,
+                usize::from(frame[14] & 0x0f) * 4,
+                14 + usize::from(u16::from_be_bytes([frame[16], frame[17]])),
+                frame[23],
+            ),
+            ([0x86, 0xdd], 6) if frame.len() >= 14 + IPV6_HEADER => (
+                true,
+                IPV6_HEADER,
+                14 + IPV6_HEADER + usize::from(u16::from_be_bytes([frame[18], frame[19]])),
+                frame[20],
+            ),
+            _ => return None,
+        };
         let l4 = 14 + ihl;
         if ihl < 20 || end > frame.len() || l4 > end {
             return None;
         }
-        let headers = match (gso.kind, frame[23]) {
-            (GSO_TCPV4, 6) if l4 + 20 <= end => match usize::from(frame[l4 + 12] >> 4) * 4 {
-                doff if doff >= 20 => l4 + doff,
-                _ => return None,
-            },
-            (GSO_UDP_L4, 17) => l4 + 8,
+        let headers = match (gso.kind, protocol, v6) {
+            (GSO_TCPV4, 6, false) | (GSO_TCPV6, 6, true) if l4 + 20 <= end => {
+                match usize::from(frame[l4 + 12] >> 4) * 4 {
+                    doff if doff >= 20 => l4 + doff,
+                    _ => return None,
+                }
+            }
+            (GSO_UDP_L4, 17, _) => l4 + 8,
             _ => return None,
         };
         (headers <= end).then_some(Layout {
             kind: gso.kind,
+            v6,
             ihl,
             l4,
             headers,
@@ -237,18 +264,25 @@ impl Layout {
         })
     }
 
-    /// Fixes the headers of segment `i` of `count`: lengths, IP id, TCP sequence
-    /// number and flags, and full checksums.
+    /// Fixes the headers of segment `i` of `count`: lengths, IP id and
+    /// checksum (IPv4), TCP sequence number and flags, and full checksums.
     fn finish(&self, seg: &mut [u8], i: usize, count: usize, id: u16, seq: u32) {
-        let ip_len = (seg.len() - 14) as u16;
         let l4_len = (seg.len() - self.l4) as u16;
-        seg[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        seg[18..20].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        seg[24..26].copy_from_slice(&[0, 0]);
-        let ip_check = checksum(&seg[14..14 + self.ihl]);
-        seg[24..26].copy_from_slice(&ip_check.to_be_bytes());
+        if self.v6 {
+            seg[18..20].copy_from_slice(&l4_len.to_be_bytes());
+        } else {
+            let ip_len = (seg.len() - 14) as u16;
+            seg[16..18].copy_from_slice(&ip_len.to_be_bytes());
+            seg[18..20].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+            seg[24..26].copy_from_slice(&[0, 0]);
+            let ip_check = checksum(&seg[14..14 + self.ihl]);
+            seg[24..26].copy_from_slice(&ip_check.to_be_bytes());
+        }
         let l4 = self.l4;
-        let (proto, check_at) = if self.kind == GSO_TCPV4 {
+        let (proto, check_at) = if self.kind == GSO_UDP_L4 {
+            seg[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
+            (17, l4 + 6)
+        } else {
             seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
             const FIN: u8 = 0x01;
             const PSH: u8 = 0x08;
@@ -260,14 +294,16 @@ impl Layout {
                 seg[l4 + 13] &= !CWR;
             }
             (6, l4 + 16)
-        } else {
-            seg[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
-            (17, l4 + 6)
         };
         seg[check_at..check_at + 2].copy_from_slice(&[0, 0]);
-        let src: [u8; 4] = [seg[26], seg[27], seg[28], seg[29]];
-        let dst: [u8; 4] = [seg[30], seg[31], seg[32], seg[33]];
-        let check = transport_checksum(src, dst, proto, &seg[l4..]);
+        let check = if self.v6 {
+            let addr = |at: usize| -> [u8; 16] { seg[at..at + 16].try_into().unwrap_or([0; 16]) };
+            transport_checksum6(addr(22), addr(38), proto, &seg[l4..])
+        } else {
+            let src: [u8; 4] = [seg[26], seg[27], seg[28], seg[29]];
+            let dst: [u8; 4] = [seg[30], seg[31], seg[32], seg[33]];
+            transport_checksum(src, dst, proto, &seg[l4..])
+        };
         seg[check_at..check_at + 2].copy_from_slice(&check.to_be_bytes());
     }
 }
@@ -457,6 +493,83 @@ mod tests {
         let mut vlan = frame.clone();
         vlan[12..14].copy_from_slice(&[0x81, 0x00]);
         assert!(!segments.split(&vlan, tcp), "tagged");
+    }
+
+    /// An Ethernet + IPv6 + TCP (or UDP) super-frame with `payload` bytes.
+    fn frame6(protocol: u8, payload: usize) -> Vec<u8> {
+        let l4_header = if protocol == 6 { 20 } else { 8 };
+        let mut f = vec![0u8; 14 + 40 + l4_header + payload];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        let plen = (l4_header + payload) as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f[20] = protocol;
+        f[21] = 64;
+        f[22..38].copy_from_slice(&"fd00:50::a".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        f[38..54].copy_from_slice(
+            &"2001:db8::10"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        let l4 = 54;
+        f[l4..l4 + 4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        if protocol == 6 {
+            f[l4 + 4..l4 + 8].copy_from_slice(&0xffff_ff00u32.to_be_bytes());
+            f[l4 + 12] = 5 << 4;
+            f[l4 + 13] = 0x18 | 0x01; // PSH, ACK, FIN
+        }
+        for (k, b) in f[l4 + l4_header..].iter_mut().enumerate() {
+            *b = k as u8;
+        }
+        f
+    }
+
+    #[test]
+    fn cuts_ipv6_tcp_and_udp_super_frames() {
+        for (protocol, kind) in [(6u8, GSO_TCPV6), (17, GSO_UDP_L4)] {
+            let frame = frame6(protocol, 3000);
+            let mut segments = Segments::new();
+            assert!(
+                segments.split(&frame, Gso { kind, size: 1400 }),
+                "{protocol}"
+            );
+            assert_eq!(segments.len(), 3);
+            let header = if protocol == 6 { 20 } else { 8 };
+            let mut payload = Vec::new();
+            for i in 0..3 {
+                let seg = segments.get_mut(i).to_vec();
+                let plen = usize::from(u16::from_be_bytes([seg[18], seg[19]]));
+                assert_eq!(plen, seg.len() - 54, "payload length");
+                let src: [u8; 16] = seg[22..38].try_into().unwrap();
+                let dst: [u8; 16] = seg[38..54].try_into().unwrap();
+                let sum = sum_bytes(
+                    crate::packet::checksum::pseudo_header_sum6(src, dst, protocol, plen as u32),
+                    &seg[54..],
+                );
+                assert_eq!(fold(sum), 0xffff, "L4 checksum of segment {i}");
+                if protocol == 6 {
+                    let seq = u32::from_be_bytes(seg[58..62].try_into().unwrap());
+                    assert_eq!(seq, 0xffff_ff00u32.wrapping_add(1400 * i as u32));
+                    let fin_psh = seg[54 + 13] & 0x09;
+                    assert_eq!(fin_psh != 0, i == 2, "FIN and PSH on the last only");
+                } else {
+                    let udp_len = usize::from(u16::from_be_bytes([seg[58], seg[59]]));
+                    assert_eq!(udp_len, plen);
+                }
+                payload.extend_from_slice(&seg[54 + header..]);
+            }
+            assert_eq!(payload, frame[54 + header..], "the payload, in order");
+        }
+        // An IPv6 frame under an IPv4 kind, or the reverse, is not cut.
+        let mut segments = Segments::new();
+        assert!(!segments.split(
+            &frame6(6, 3000),
+            Gso {
+                kind: GSO_TCPV4,
+                size: 1400
+            }
+        ));
     }
 
     /// `tcp_frame` from `src` to `dst` with a valid IP checksum and the TCP

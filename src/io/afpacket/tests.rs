@@ -185,6 +185,7 @@ impl Testbed {
                 },
                 tcp_forwards: Vec::new(),
                 udp_forwards: Vec::new(),
+                v6: Default::default(),
             },
             stop: Arc::new(AtomicBool::new(false)),
             epoch: Instant::now(),
@@ -607,4 +608,69 @@ fn nft_cli(args: &[&str], stdin: &str) -> std::process::Output {
         pipe.write_all(stdin.as_bytes()).expect("write to nft");
     }
     child.wait_with_output().expect("nft output")
+}
+
+#[test]
+fn the_ipv6_table_mirrors_the_owned_ipv6_traffic_and_rules() {
+    use crate::config::{Action, Proto};
+    use crate::io::{OwnedTraffic6, OwnedUplink6};
+    let bed = Testbed::new("nft-text6");
+    let mut setup = bed.setup(1);
+    setup.owned.v6 = OwnedTraffic6 {
+        lan_networks: vec!["fd00:50::/64".parse().unwrap()],
+        local_addresses: vec!["fd00:50::1".parse().unwrap()],
+        // The one uplink of this bed, with both kinds of IPv6 traffic.
+        uplinks: vec![OwnedUplink6 {
+            prefixes: vec!["2001:db8:100::/64".parse().unwrap()],
+            address: Some("2001:db8:2::2".parse().unwrap()),
+        }],
+    };
+    let mut v6_only = rule("v6 only", Action::Bypass);
+    v6_only.dst6 = vec!["2001:db8:ffff::/48".parse().unwrap()];
+    let mut v4_only = rule("v4 only", Action::Uplink(1));
+    v4_only.src = vec!["192.168.50.0/25".parse().unwrap()];
+    let mut both = rule("both", Action::Uplink(0));
+    both.proto = Proto::Icmp;
+    let text =
+        ruleset(&setup, &[v6_only, v4_only, both], Ownership::None).expect("a LAN interface");
+    let (v4, v6) = text.split_once("table ip6 xwan {\n").expect("an ip6 table");
+    for line in [
+        "ip6 daddr { 2001:db8:ffff::/48 } return comment \"rule v6 only\"",
+        "meta l4proto ipv6-icmp drop comment \"rule both\"",
+        "icmpv6 type echo-reply icmpv6 id 10000-19999 drop",
+        "iifname \"wan1\" ip6 daddr { 2001:db8:100::/64 } jump owned_prefixes",
+        "iifname \"wan1\" ip6 daddr 2001:db8:2::2 jump owned_ports",
+        "ip6 hoplimit <= 1 drop",
+    ] {
+        assert!(
+            v6.lines().any(|l| l.trim() == line),
+            "missing {line:?} in\n{v6}"
+        );
+    }
+    assert!(
+        !v6.contains("rule v4 only"),
+        "an IPv4-only rule stays out:\n{v6}"
+    );
+    assert!(
+        !v4.contains("rule v6 only"),
+        "an IPv6-only rule stays out:\n{v4}"
+    );
+    assert!(
+        v4.contains("meta l4proto icmp drop comment \"rule both\""),
+        "{v4}"
+    );
+
+    let (listed, gone) = bed.router.run(|| {
+        let filter = KernelFilter::install(&setup, &[], true).expect("nft accepts the ruleset");
+        let listed = bed.router.exec(&["nft", "list", "table", "ip6", TABLE]);
+        filter.remove().expect("removed");
+        let gone = bed.router.exec(&["nft", "list", "table", "ip6", TABLE]);
+        (
+            String::from_utf8_lossy(&listed.stdout).into_owned(),
+            gone.status.success(),
+        )
+    });
+    assert!(listed.contains("flags owner"), "{listed}");
+    assert!(listed.contains("jump owned_prefixes"), "{listed}");
+    assert!(!gone, "the ip6 table goes with the ip one");
 }

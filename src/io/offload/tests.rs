@@ -55,6 +55,7 @@ fn owned() -> crate::io::OwnedTraffic {
         },
         tcp_forwards: Vec::new(),
         udp_forwards: Vec::new(),
+        v6: Default::default(),
     }
 }
 

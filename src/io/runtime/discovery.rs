@@ -2,13 +2,14 @@
 //! configuration, the kernel's port range, the traffic xwan owns, the summary logged.
 
 use super::options::RunError;
-use crate::config::{Action, Config, PortRange, Proto, UplinkId};
+use crate::config::{Action, Config, Nat6, PortRange, Proto, UplinkId};
 use crate::io::features::ProbedInterface;
 use crate::io::system::{self, format_mac, Link, SystemError};
-use crate::io::{DataPathSetup, Interface, OwnedTraffic};
+use crate::io::{DataPathSetup, Interface, OwnedTraffic, OwnedTraffic6, OwnedUplink6};
+use crate::nat::prefix::outside_prefix;
 use crate::router::Port;
 use ipnet::Ipv4Net;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use tracing::{info, warn};
 
@@ -156,6 +157,7 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
         }
         if rule.proto != Proto::Any
             || !rule.src.is_empty()
+            || !rule.src6.is_empty()
             || !rule.src_port.is_empty()
             || !rule.dst_port.is_empty()
         {
@@ -191,6 +193,61 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
         nat_ports: config.nat.ports,
         tcp_forwards: forwards(Proto::Tcp),
         udp_forwards: forwards(Proto::Udp),
+        v6: owned6(config),
+    }
+}
+
+/// The IPv6 traffic of `config` (its "auto" values as the kernel has them
+/// now): the LAN's prefixes; per uplink, the outside prefixes the LAN's are
+/// mapped onto (prefix, npt) or the LAN prefixes it routes (off), and its
+/// NAT66 address (masquerade).
+pub(super) fn owned6(config: &Config) -> OwnedTraffic6 {
+    let lan = &config.lan.networks6;
+    if lan.is_empty() {
+        return OwnedTraffic6::default();
+    }
+    let known = |a: Ipv6Addr| (!a.is_unspecified()).then_some(a);
+    let uplinks = config
+        .wans
+        .iter()
+        .map(|wan| {
+            let Some(v6) = &wan.ipv6 else {
+                return OwnedUplink6::default();
+            };
+            let prefixes = match (v6.nat, v6.prefix) {
+                (Nat6::Prefix | Nat6::Npt, Some(prefix)) => lan
+                    .iter()
+                    .filter_map(|net| outside_prefix(*net, prefix).ok())
+                    .collect(),
+                (Nat6::Off, Some(prefix)) => lan
+                    .iter()
+                    .filter(|net| prefix.contains(*net))
+                    .copied()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            OwnedUplink6 {
+                prefixes,
+                address: (v6.nat == Nat6::Masquerade)
+                    .then(|| known(v6.address))
+                    .flatten(),
+            }
+        })
+        .collect();
+    let mut local_addresses: Vec<Ipv6Addr> = (config.lan.address6.into_iter())
+        .chain(
+            config
+                .wans
+                .iter()
+                .filter_map(|w| known(w.ipv6.as_ref()?.address)),
+        )
+        .collect();
+    local_addresses.sort();
+    local_addresses.dedup();
+    OwnedTraffic6 {
+        lan_networks: lan.clone(),
+        local_addresses,
+        uplinks,
     }
 }
 

@@ -39,9 +39,15 @@ impl Router {
             Transport::IcmpError { .. } => return self.icmp_error_from_lan6(buf, frame, ctx),
             Transport::Tcp { .. } | Transport::Udp { .. } => Some(frame.ports()),
             Transport::IcmpEcho { request: true, .. } => None,
-            Transport::IcmpEcho { request: false, .. } | Transport::IcmpOther { .. } => {
-                return Verdict::Kernel(KernelReason::IcmpOther)
+            // A LAN host's reply to a ping that came in through a mapping.
+            Transport::IcmpEcho { request: false, .. } => {
+                let key = key_of(frame);
+                return match self.record_or_expire6(Side::Lan, &key, frame, ctx) {
+                    Some(spec) => self.forward_to_remote6(buf, frame, &spec, ctx),
+                    None => Verdict::Drop(DropReason::NoMapping),
+                };
             }
+            Transport::IcmpOther { .. } => return Verdict::Kernel(KernelReason::IcmpOther),
             Transport::Other { .. } => None,
         };
         if frame.hop_limit <= 1 {

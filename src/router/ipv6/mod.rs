@@ -190,6 +190,14 @@ impl Router {
             Err(ParseOutcome::Kernel(reason)) => return Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => return Verdict::Drop(reason),
         };
+        if ctx.meta.gso.is_some() {
+            // The I/O layer passes IPv6 super-frames whole to no one: it
+            // cuts them first.
+            return Verdict::Drop(crate::verdict::DropReason::GsoNotWhole);
+        }
+        if ctx.meta.checksum_partial {
+            packet::complete_partial_checksum6(buf, &frame);
+        }
         match ctx.meta.port {
             Port::Lan => self.lan_ingress6(buf, &frame, ctx),
             Port::Wan(uplink) => self.wan_ingress6(buf, &frame, uplink, ctx),
