@@ -199,6 +199,30 @@ fn port_words(
     words.map(|word| word.filter(|(_, old, new)| old != new))
 }
 
+/// Writes the full TCP or UDP checksum of a frame whose checksum is partial
+/// (CHECKSUM_PARTIAL from a local sender: the field holds only the
+/// pseudo-header's sum), so the rewrite that follows updates a complete
+/// one. Other protocols, and a frame whose header is cut, are left as they
+/// are.
+pub fn complete_partial_checksum6(buf: &mut [u8], frame: &Frame6) {
+    let at = match frame.protocol {
+        PROTO_TCP => frame.l4 + 16,
+        PROTO_UDP => frame.l4 + 6,
+        _ => return,
+    };
+    if frame.fragment.is_some() || at + 2 > frame.end || frame.end > buf.len() {
+        return;
+    }
+    buf[at..at + 2].copy_from_slice(&[0, 0]);
+    let check = transport_checksum6(
+        frame.src,
+        frame.dst,
+        frame.protocol,
+        &buf[frame.l4..frame.end],
+    );
+    buf[at..at + 2].copy_from_slice(&check.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,28 +442,4 @@ mod tests {
             prop_assert_eq!((after.l4, after.end), (frame.l4, frame.end));
         }
     }
-}
-
-/// Writes the full TCP or UDP checksum of a frame whose checksum is partial
-/// (CHECKSUM_PARTIAL from a local sender: the field holds only the
-/// pseudo-header's sum), so the rewrite that follows updates a complete
-/// one. Other protocols, and a frame whose header is cut, are left as they
-/// are.
-pub fn complete_partial_checksum6(buf: &mut [u8], frame: &Frame6) {
-    let at = match frame.protocol {
-        PROTO_TCP => frame.l4 + 16,
-        PROTO_UDP => frame.l4 + 6,
-        _ => return,
-    };
-    if frame.fragment.is_some() || at + 2 > frame.end || frame.end > buf.len() {
-        return;
-    }
-    buf[at..at + 2].copy_from_slice(&[0, 0]);
-    let check = transport_checksum6(
-        frame.src,
-        frame.dst,
-        frame.protocol,
-        &buf[frame.l4..frame.end],
-    );
-    buf[at..at + 2].copy_from_slice(&check.to_be_bytes());
 }
