@@ -617,3 +617,54 @@ fn script_is_valid_bash() {
         );
     }
 }
+
+/// The configs the golden scripts in `golden/` were rendered from, before
+/// the recipe learnt IPv6: IPv4-only configs must render byte for byte as
+/// they did.
+fn golden_configs() -> Vec<(&'static str, Config)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/configs/example.toml");
+    let file = Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut hashed = with_weights(&[3, 2]);
+    hashed.balance.mode = BalanceMode::Hash;
+    let mut sticky = example_config();
+    sticky.balance.sticky = Sticky::Src;
+    let mut many = example_config();
+    let mut lan = rule("local", Proto::Any, Action::Bypass);
+    lan.dst = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut blocked = rule("no-smb", Proto::Tcp, Action::Drop);
+    blocked.dst_port = vec![ports(445, 445), ports(137, 139)];
+    let mut ping = rule("ping", Proto::Icmp, Action::Uplink(0));
+    ping.src = vec!["192.168.50.0/25".parse().unwrap()];
+    many.rules.extend([lan, blocked, ping]);
+    vec![
+        ("example", example_config()),
+        ("testbed_example", file),
+        ("hash", hashed),
+        ("sticky", sticky),
+        ("rules", many),
+    ]
+}
+
+#[test]
+fn ipv4_only_configs_render_byte_for_byte_as_before_ipv6() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/kernel_script/golden");
+    for (name, config) in golden_configs() {
+        let path = format!("{dir}/{name}.sh");
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let now = render(&config);
+        if now != golden {
+            let first = now
+                .lines()
+                .zip(golden.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(now.lines().count().min(golden.lines().count()));
+            panic!(
+                "{name}: differs from {path} at line {}:\n  now:    {:?}\n  before: {:?}",
+                first + 1,
+                now.lines().nth(first),
+                golden.lines().nth(first)
+            );
+        }
+        assert!(!now.contains("ip6tables") && !now.contains("ip -6") && !now.contains("nft "));
+    }
+}
