@@ -118,22 +118,20 @@ impl Family {
     /// rule gives sources (or destinations) of the other family only. (A
     /// rule without any prefix of either family matches both.)
     fn matches_family(&self, rule: &Rule) -> bool {
-        let (src_own, src_other, dst_own, dst_other) = if self.v6 {
-            (
-                rule.src6.is_empty(),
-                rule.src.is_empty(),
-                rule.dst6.is_empty(),
-                rule.dst.is_empty(),
-            )
+        // Per side (sources, destinations): (prefixes of this family given,
+        // prefixes of the other given).
+        let sides = if self.v6 {
+            [
+                (!rule.src6.is_empty(), !rule.src.is_empty()),
+                (!rule.dst6.is_empty(), !rule.dst.is_empty()),
+            ]
         } else {
-            (
-                rule.src.is_empty(),
-                rule.src6.is_empty(),
-                rule.dst.is_empty(),
-                rule.dst6.is_empty(),
-            )
+            [
+                (!rule.src.is_empty(), !rule.src6.is_empty()),
+                (!rule.dst.is_empty(), !rule.dst6.is_empty()),
+            ]
         };
-        !(src_own && !src_other) && !(dst_own && !dst_other)
+        sides.iter().all(|&(own, other)| own || !other)
     }
 
     fn name(&self) -> &'static str {
