@@ -313,3 +313,32 @@ fn dual_stack_testbed_gives_the_router_its_isp_side() {
     let out = tb.exec("h1", &["ping", "-n", "-c", "1", "-W", "2", "192.168.50.1"]);
     assert!(out.status.success());
 }
+
+/// The dual-stack test config passes `xwan check` (no root needed).
+#[test]
+fn config_toml_dual_passes_xwan_check() {
+    let dir = std::env::temp_dir().join(format!("xwan-ipv6-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let file = dir.join("dual.toml");
+    std::fs::write(&file, config_toml_dual([1, 1], &dir.join("xwan.sock"))).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xwan"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .expect("run xwan check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("prefix 2001:db8:100::/56  nat6 prefix"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ipv6 2001:db8:2::2 via fe80::1  nat6 masquerade"),
+        "{stdout}"
+    );
+}
