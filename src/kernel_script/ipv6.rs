@@ -141,8 +141,9 @@ pub(super) fn header(s: &mut Script, config: &Config) {
         s.comment(
             "a TCP connection's packets from the LAN after its SYN look INVALID to conntrack,",
         );
-        s.comment("lose its mark and follow the main table's default route. UDP and ICMPv6 keep");
-        s.comment("their marks. xwan tracks its flows itself and has no such limit.");
+        s.comment("lose its mark and follow the main table's default route: it stays on its npt");
+        s.comment("uplink only if that uplink has the main default route. UDP and ICMPv6 keep");
+        s.comment("their marks. This is the recipe's limit, not the policy's.");
     }
 }
 
