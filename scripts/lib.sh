@@ -2,7 +2,10 @@
 # what xwan needs on a fresh Debian machine. Source it; do not run it.
 
 # Debian packages: the build (clang compiles the XDP program; libbpf/libxdp
-# for AF_XDP), the testbed's tools, and what scripts/test-package uses
+# for AF_XDP), the testbed's tools (dnsmasq-base is isp1's DHCP server and,
+# with `testbed.sh up --ipv6`, its IPv6 router advertisements; iptables
+# brings ip6tables; nftables is the kernel recipe's NAT66), and what
+# scripts/test-package uses
 # (dpkg-shlibdeps for the package's dependencies, man, systemd-analyze), and
 # chromium for the status page's headless-browser test (tests/page_e2e.rs).
 XWAN_PACKAGES=(

@@ -21,8 +21,39 @@
 # not the customer's address, as real ISPs do: a reply that leaves by the
 # wrong WAN is lost.
 #
+# Without --ipv6 every namespace has IPv6 disabled (no DAD, router
+# solicitations or MLD to disturb packet counts). With --ipv6 the same
+# topology is dual-stack, the IPv4 side unchanged:
+#   hK   eth0  fd00:50::X/64 where X is 9+K written in hex: the number of the
+#              host's IPv4 octet (h1 fd00:50::a, h2 fd00:50::b, h7 fd00:50::10),
+#              default via fd00:50::1
+#   rtr  lan0  fd00:50::1/64
+#        wan1  SLAAC from isp1's router advertisements: token ::2, so
+#              2001:db8:1::2/64, and the RA's default route via fe80::1
+#              (accept_ra=2: a forwarding box ignores RAs otherwise)
+#        wan2  2001:db8:2::2/64, static: isp2 gives one address (masquerade);
+#              its gateway is fe80::1, which isp2 does not advertise (no RA)
+#        The router's only IPv6 default route is the one isp1's RA installs
+#        on wan1 (realistic for a router on SLAAC); the router mode adds the rest.
+#   isp1 cust  2001:db8:1::1/64, fe80::1; sends RAs (dnsmasq) for
+#              2001:db8:1::/64 with the autonomous flag, and a default route
+#        core  2001:db8:11::1/64
+#        It routes the delegated prefix 2001:db8:100::/56 via 2001:db8:1::2:
+#        a static route stands in for DHCPv6-PD.
+#   isp2 cust  2001:db8:2::1/64, fe80::1    core 2001:db8:12::1/64
+#   inet isp1  2001:db8:11::2/64             isp2 2001:db8:12::2/64
+#        lo    2001:db8:ffff::10/128, 2001:db8:ffff::11/128 (the servers)
+# The ISPs' cust interfaces have fe80::1 as their only link-local address,
+# so it is the RAs' source and the router's next hop either way.
+# accept_dad=0 everywhere (addresses usable at once, no DAD delay), and
+# accept_ra=0 everywhere but the router's wan1. Each ISP drops in ip6tables
+# FORWARD any packet from its customer whose source is not the customer's
+# (isp1: 2001:db8:1::2 and 2001:db8:100::/56; isp2: 2001:db8:2::2).
+# `up --ipv6` returns once the router has its SLAAC address and the RA's
+# default route (it waits at most 3 s for them), so tests start alike.
+#
 # Usage:
-#   testbed.sh up PREFIX [--lan-hosts N] [--queues Q] [--tx-offload on|off] [--mtu M]
+#   testbed.sh up PREFIX [--lan-hosts N] [--queues Q] [--tx-offload on|off] [--mtu M] [--ipv6]
 #   testbed.sh down PREFIX
 #   testbed.sh router PREFIX kernel CONFIG             # apply `xwan kernel-script -c CONFIG`
 #   testbed.sh router PREFIX kernel-script SCRIPT.sh   # run an already generated recipe
@@ -89,12 +120,21 @@ cmd_down() {
     done
 }
 
-# A fresh namespace with lo up and no IPv6 (no DAD or router solicitations
-# to disturb packet counts).
+# A fresh namespace with lo up. Without --ipv6: no IPv6 (no DAD or router
+# solicitations to disturb packet counts). With it: IPv6 without DAD (an
+# address is usable at once) and deaf to router advertisements (only the
+# router's wan1 listens, set apart in cmd_up); interfaces made later in the
+# namespace inherit the `default` settings.
 add_ns() {
     local ns=$1
     ip netns add "$ns"
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    if ((IPV6)); then
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
+    else
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    fi
     nsx "$ns" ip link set lo up
 }
 
@@ -125,6 +165,88 @@ isp() {
     nsx "$ns" iptables -w -A FORWARD -i cust ! -s "198.18.$n.2" -j DROP
 }
 
+# The IPv6 side of ISP n: its link to the customer, its core link, routes to
+# the servers and the other ISP through inet, and anti-spoofing.
+isp6() {
+    local p=$1 n=$2 ns="$1-isp$2" src
+    nsx "$ns" ip -6 addr add "2001:db8:$n::1/64" dev cust
+    # fe80::1 is the only link-local address of cust, so it is the RAs'
+    # source and the router's next hop whoever sets it (RA for isp1, the
+    # config for isp2): the generated one goes, and no other is made later.
+    # (core keeps its own: the kernel solicits a forwarded packet's next hop
+    # from a link-local address, and sends nothing without one.)
+    nsx "$ns" ip link set dev cust addrgenmode none
+    nsx "$ns" ip -6 addr flush dev cust scope link
+    nsx "$ns" ip -6 addr add fe80::1/64 dev cust
+    nsx "$ns" ip -6 addr add "2001:db8:1$n::1/64" dev core
+    nsx "$ns" ip -6 route add 2001:db8:ffff::/64 via "2001:db8:1$n::2"
+    nsx "$ns" ip -6 route add 2001:db8::/32 via "2001:db8:1$n::2"
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.forwarding=1
+    # Like IPv4: only the customer's own sources leave the customer link.
+    for src in "${@:3}"; do
+        nsx "$ns" ip6tables -w -A FORWARD -i cust -s "$src" -j ACCEPT
+    done
+    nsx "$ns" ip6tables -w -A FORWARD -i cust -j DROP
+}
+
+# isp1's router advertisements on cust (dnsmasq, RA only: no DNS, no DHCP):
+# the on-link prefix 2001:db8:1::/64 with the autonomous flag (SLAAC), and a
+# default route for 1800 s, which outlives any test. Unsolicited RAs come
+# every 600 s at most; the router's solicitation gets one at once. dnsmasq
+# runs in isp1's namespace, so `down` stops it; it keeps no pid or lease file.
+isp1_ra() {
+    nsx "$1-isp1" dnsmasq --conf-file=/dev/null --port=0 --no-resolv --no-hosts \
+        --interface=cust --bind-interfaces --pid-file= --leasefile-ro \
+        --enable-ra --dhcp-range=2001:db8:1::,ra-only,64,12h --ra-param=cust,600,1800
+}
+
+# Waits (at most 3 s) until the router has its SLAAC address on wan1 and the
+# RA's default route: RAs arrive within milliseconds, but tests must not
+# race them.
+wait_slaac() {
+    local rtr="$1-rtr"
+    for _ in $(seq 30); do
+        if nsx "$rtr" ip -6 addr show dev wan1 | grep -q 'inet6 2001:db8:1::2/64' &&
+            nsx "$rtr" ip -6 route show default dev wan1 | grep -q '^default via fe80::1 '; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "the router got no SLAAC address or default route on wan1 from isp1's RA within 3 s"
+}
+
+# The IPv6 side of `up` (see the header).
+up6() {
+    local p=$1 hosts=$2 k
+    nsx "$p-rtr" ip -6 addr add fd00:50::1/64 dev lan0
+    for k in $(seq "$hosts"); do
+        nsx "$p-h$k" ip -6 addr add "fd00:50::$(printf '%x' $((9 + k)))/64" dev eth0
+        nsx "$p-h$k" ip -6 route add default via fd00:50::1
+    done
+    nsx "$p-rtr" ip -6 addr add 2001:db8:2::2/64 dev wan2
+
+    isp6 "$p" 1 2001:db8:1::2 2001:db8:100::/56
+    isp6 "$p" 2 2001:db8:2::2
+    # Stands in for DHCPv6-PD: the delegated prefix, routed to the router's
+    # SLAAC address (on-link: the route needs no address there yet).
+    nsx "$p-isp1" ip -6 route add 2001:db8:100::/56 via 2001:db8:1::2 dev cust
+    nsx "$p-inet" ip -6 addr add 2001:db8:11::2/64 dev isp1
+    nsx "$p-inet" ip -6 addr add 2001:db8:12::2/64 dev isp2
+    nsx "$p-inet" ip -6 addr add 2001:db8:ffff::10/128 dev lo
+    nsx "$p-inet" ip -6 addr add 2001:db8:ffff::11/128 dev lo
+    nsx "$p-inet" ip -6 route add 2001:db8:1::/64 via 2001:db8:11::1
+    nsx "$p-inet" ip -6 route add 2001:db8:100::/56 via 2001:db8:11::1
+    nsx "$p-inet" ip -6 route add 2001:db8:2::/64 via 2001:db8:12::1
+
+    # RAs first, then the router listens: the token makes wan1 solicit one,
+    # which dnsmasq (already up) answers at once. The kernel takes a token
+    # only on an interface that accepts RAs.
+    isp1_ra "$p"
+    nsx "$p-rtr" sysctl -qw net.ipv6.conf.wan1.accept_ra=2
+    nsx "$p-rtr" ip token set ::2 dev wan1
+    wait_slaac "$p"
+}
+
 # in_range VALUE LO HI: VALUE is a decimal number within LO..HI.
 in_range() {
     [[ $1 =~ ^[0-9]{1,6}$ ]] || return 1
@@ -139,7 +261,13 @@ cmd_up() {
     local hosts=2 queues=1
     TX_OFFLOAD=on
     MTU=1500
+    IPV6=0
     while [[ $# -gt 0 ]]; do
+        if [[ $1 == --ipv6 ]]; then
+            IPV6=1
+            shift
+            continue
+        fi
         [[ $# -ge 2 ]] || die "$1 needs a value"
         case $1 in
         --lan-hosts) hosts=$2 ;;
@@ -201,6 +329,10 @@ cmd_up() {
     nsx "$p-inet" ip route add 198.18.2.0/24 via 198.18.12.1
     tx_offload "$p-inet" isp1
     tx_offload "$p-inet" isp2
+
+    if ((IPV6)); then
+        up6 "$p" "$hosts"
+    fi
 
     trap - EXIT
 }

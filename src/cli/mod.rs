@@ -116,6 +116,17 @@ fn kernel_script(_args: &KernelScriptArgs, mut config: Config) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // IPv6 "auto" gateways and addresses are read by the script itself when
+    // it runs; a delegated prefix it cannot find.
+    for wan in &config.wans {
+        if wan.ipv6.as_ref().is_some_and(|v6| v6.prefix_auto) {
+            eprintln!(
+                "note: uplink {}: prefix6 = \"auto\" is not followed by the kernel recipe, which \
+                 translates nothing on it: write the delegated prefix for the recipe",
+                wan.name
+            );
+        }
+    }
     print!("{}", crate::kernel_script::render(&config));
     ExitCode::SUCCESS
 }

@@ -10,8 +10,13 @@ use crate::policy::{self, smooth_round_robin};
 /// The uplinks balancing uses: those of the best (lowest) priority, in file
 /// order (the policy's choice with every uplink up).
 pub(super) fn best_tier(config: &Config) -> Vec<usize> {
+    best_tier_of(config, &Family::v4(config))
+}
+
+/// The best tier among the uplinks that carry `family`.
+pub(super) fn best_tier_of(config: &Config, family: &Family) -> Vec<usize> {
     let priorities: Vec<u32> = config.wans.iter().map(|w| w.priority).collect();
-    policy::best_tier(&priorities, |_| true)
+    policy::best_tier(&priorities, |i| family.carries(i))
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -29,8 +34,9 @@ pub(super) fn reduced_weights(weights: &[u32]) -> Vec<u32> {
     weights.iter().map(|w| w / g).collect()
 }
 
-pub(super) fn balance(s: &mut Script, config: &Config) {
-    let tier = best_tier(config);
+pub(super) fn balance(s: &mut Script, config: &Config, family: &Family) {
+    let t = family.tables;
+    let tier = best_tier_of(config, family);
     let weights: Vec<u32> = tier.iter().map(|&i| config.wans[i].weight).collect();
     let weights = reduced_weights(&weights);
     let sticky_src =
@@ -46,7 +52,7 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
         names.join(", ")
     ));
     if sticky_src {
-        sticky_checks(s, config, &tier);
+        sticky_checks(s, config, family, &tier);
     }
     if config.balance.sticky == Sticky::SrcDst && config.balance.mode != BalanceMode::Hash {
         s.comment("sticky = src+dst is not supported by this recipe with nth or random");
@@ -62,10 +68,7 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
         }
     };
     if tier.len() == 1 {
-        s.line(&format!(
-            "iptables -t mangle -A XWAN_BALANCE -g {}",
-            target(0)
-        ));
+        s.line(&format!("{t} -t mangle -A XWAN_BALANCE -g {}", target(0)));
         return;
     }
     match config.balance.mode {
@@ -81,13 +84,10 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
             for (j, &k) in slots.iter().enumerate() {
                 let every = total - j;
                 if every == 1 {
-                    s.line(&format!(
-                        "iptables -t mangle -A XWAN_BALANCE -g {}",
-                        target(k)
-                    ));
+                    s.line(&format!("{t} -t mangle -A XWAN_BALANCE -g {}", target(k)));
                 } else {
                     s.line(&format!(
-                        "iptables -t mangle -A XWAN_BALANCE -m statistic --mode nth --every {every} --packet 0 -g {}",
+                        "{t} -t mangle -A XWAN_BALANCE -m statistic --mode nth --every {every} --packet 0 -g {}",
                         target(k)
                     ));
                 }
@@ -99,14 +99,11 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
             let mut remaining: u32 = weights.iter().sum();
             for (k, &w) in weights.iter().enumerate() {
                 if k + 1 == weights.len() {
-                    s.line(&format!(
-                        "iptables -t mangle -A XWAN_BALANCE -g {}",
-                        target(k)
-                    ));
+                    s.line(&format!("{t} -t mangle -A XWAN_BALANCE -g {}", target(k)));
                 } else {
                     let p = f64::from(w) / f64::from(remaining);
                     s.line(&format!(
-                        "iptables -t mangle -A XWAN_BALANCE -m statistic --mode random --probability {p:.10} -g {}",
+                        "{t} -t mangle -A XWAN_BALANCE -m statistic --mode random --probability {p:.10} -g {}",
                         target(k)
                     ));
                 }
@@ -126,13 +123,13 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
             s.comment("uplink owns as many slots as its weight. The seed is fixed: the same key");
             s.comment("always takes the same uplink, across reloads too.");
             s.line(&format!(
-                "iptables -t mangle -A XWAN_BALANCE -j HMARK --hmark-tuple {tuple} --hmark-mod {total} --hmark-offset {HASH_MARK_BASE:#x} --hmark-rnd {HASH_SEED:#x}"
+                "{t} -t mangle -A XWAN_BALANCE -j HMARK --hmark-tuple {tuple} --hmark-mod {total} --hmark-offset {HASH_MARK_BASE:#x} --hmark-rnd {HASH_SEED:#x}"
             ));
             let mut slot = HASH_MARK_BASE;
             for (k, &w) in weights.iter().enumerate() {
                 for _ in 0..w {
                     s.line(&format!(
-                        "iptables -t mangle -A XWAN_BALANCE -m mark --mark {slot:#x} -g {}",
+                        "{t} -t mangle -A XWAN_BALANCE -m mark --mark {slot:#x} -g {}",
                         target(k)
                     ));
                     slot += 1;
@@ -144,7 +141,8 @@ pub(super) fn balance(s: &mut Script, config: &Config) {
 
 /// sticky = src with nth / random: one `recent` list per uplink remembers the
 /// sources recently balanced onto it.
-pub(super) fn sticky_checks(s: &mut Script, config: &Config, tier: &[usize]) {
+pub(super) fn sticky_checks(s: &mut Script, config: &Config, family: &Family, tier: &[usize]) {
+    let t = family.tables;
     let seconds = config.balance.sticky_timeout_s;
     s.comment("sticky = src, approximated with -m recent: a source balanced onto an uplink in the");
     s.comment(&format!(
@@ -155,21 +153,18 @@ pub(super) fn sticky_checks(s: &mut Script, config: &Config, tier: &[usize]) {
     for &i in tier {
         let n = uplink_number(i);
         let chain = sticky_chain(n);
-        s.line(&format!("iptables -t mangle -N {chain}"));
+        s.line(&format!("{t} -t mangle -N {chain}"));
         s.line(&format!(
-            "iptables -t mangle -A {chain} -m recent --name {} --rsource --set",
-            recent_list(n)
+            "{t} -t mangle -A {chain} -m recent --name {} --rsource --set",
+            recent_list(family, n)
         ));
-        s.line(&format!(
-            "iptables -t mangle -A {chain} -g {}",
-            uplink_chain(n)
-        ));
+        s.line(&format!("{t} -t mangle -A {chain} -g {}", uplink_chain(n)));
     }
     for &i in tier {
         let n = uplink_number(i);
         s.line(&format!(
-            "iptables -t mangle -A XWAN_BALANCE -m recent --name {} --rsource --update --seconds {seconds} -g {}",
-            recent_list(n),
+            "{t} -t mangle -A XWAN_BALANCE -m recent --name {} --rsource --update --seconds {seconds} -g {}",
+            recent_list(family, n),
             uplink_chain(n)
         ));
     }

@@ -16,14 +16,21 @@
 //!
 //! What a static recipe cannot do (no health checks, so no tier failover, no
 //! `strict`; stickiness only approximated) is written into the script's header.
+//!
+//! A config with IPv6 (an uplink with `gateway6`) gets the same recipe for
+//! IPv6 after the IPv4 one (`ipv6.rs`): ip6tables marks over the uplinks that
+//! carry IPv6, `ip -6` rules and tables, and each uplink's `nat6`
+//! translation. An IPv4-only config renders exactly as it always has.
 
 mod balance;
+mod ipv6;
 
 use std::fmt::Write as _;
 
-use crate::config::{Action, BalanceMode, Config, PortRange, Proto, Rule, Sticky, Wan};
+use crate::config::{Action, BalanceMode, Config, PortRange, Proto, Rule, Sticky, UplinkId, Wan};
 
 use balance::{balance, best_tier};
+use ipv6::has_ipv6;
 
 /// Routing table of uplink `n` (1-based): `TABLE_BASE + n`.
 const TABLE_BASE: u32 = 100;
@@ -47,11 +54,93 @@ pub fn render(config: &Config) -> String {
     sysctls(&mut s, config);
     flush(&mut s);
     routing(&mut s, config);
-    mangle(&mut s, config);
+    mangle(&mut s, config, &Family::v4(config));
     filter(&mut s, config);
     nat(&mut s, config);
     conntrack(&mut s, config);
+    if has_ipv6(config) {
+        ipv6::render(&mut s, config);
+    }
     s.out
+}
+
+/// What the IPv4 and the IPv6 halves of the script differ in, where they
+/// otherwise share their code (marking, rules, balancing).
+struct Family {
+    v6: bool,
+    /// `iptables` or `ip6tables`.
+    tables: &'static str,
+    /// `-p` of a rule's `proto = "icmp"`: the family's own ICMP.
+    icmp: &'static str,
+    /// The uplinks that carry this family (indices into `config.wans`), in
+    /// file order: every uplink carries IPv4, those with `gateway6` IPv6.
+    uplinks: Vec<usize>,
+}
+
+impl Family {
+    fn v4(config: &Config) -> Family {
+        Family {
+            v6: false,
+            tables: "iptables",
+            icmp: "icmp",
+            uplinks: (0..config.wans.len()).collect(),
+        }
+    }
+
+    fn v6(config: &Config) -> Family {
+        Family {
+            v6: true,
+            tables: "ip6tables",
+            icmp: "ipv6-icmp",
+            uplinks: (0..config.wans.len())
+                .filter(|&i| config.wans[i].ipv6.is_some())
+                .collect(),
+        }
+    }
+
+    fn carries(&self, uplink: usize) -> bool {
+        self.uplinks.contains(&uplink)
+    }
+
+    /// The rule's prefixes of this family, as text: (sources, destinations).
+    fn prefixes(&self, rule: &Rule) -> (Vec<String>, Vec<String>) {
+        fn text<N: ToString>(nets: &[N]) -> Vec<String> {
+            nets.iter().map(ToString::to_string).collect()
+        }
+        if self.v6 {
+            (text(&rule.src6), text(&rule.dst6))
+        } else {
+            (text(&rule.src), text(&rule.dst))
+        }
+    }
+
+    /// Whether a connection of this family can match the rule: not when the
+    /// rule gives sources (or destinations) of the other family only. (A
+    /// rule without any prefix of either family matches both.)
+    fn matches_family(&self, rule: &Rule) -> bool {
+        // Per side (sources, destinations): (prefixes of this family given,
+        // prefixes of the other given).
+        let sides = if self.v6 {
+            [
+                (!rule.src6.is_empty(), !rule.src.is_empty()),
+                (!rule.dst6.is_empty(), !rule.dst.is_empty()),
+            ]
+        } else {
+            [
+                (!rule.src.is_empty(), !rule.src6.is_empty()),
+                (!rule.dst.is_empty(), !rule.dst6.is_empty()),
+            ]
+        };
+        sides.iter().all(|&(own, other)| own || !other)
+    }
+
+    fn name(&self) -> &'static str {
+        if self.v6 {
+            "IPv6"
+        } else {
+            "IPv4"
+        }
+    }
 }
 
 #[derive(Default)]
@@ -112,8 +201,14 @@ fn sticky_chain(number: u32) -> String {
     format!("XWAN_STICKY_{number}")
 }
 
-fn recent_list(number: u32) -> String {
-    format!("xwan_up_{number}")
+/// The `recent` list of uplink `number`'s sticky sources; the families
+/// keep lists of their own.
+fn recent_list(family: &Family, number: u32) -> String {
+    if family.v6 {
+        format!("xwan6_up_{number}")
+    } else {
+        format!("xwan_up_{number}")
+    }
 }
 
 fn header(s: &mut Script, config: &Config) {
@@ -155,6 +250,9 @@ fn header(s: &mut Script, config: &Config) {
     ));
     s.comment("  not per namespace;");
     s.comment("- the kernel's ip_local_port_range is left alone; SNAT uses [nat] ports.");
+    if has_ipv6(config) {
+        ipv6::header(s, config);
+    }
     s.line("set -euo pipefail");
 }
 
@@ -253,49 +351,72 @@ fn delete_rule(s: &mut Script, priority: u32) {
     ));
 }
 
-fn mangle(s: &mut Script, config: &Config) {
-    s.section("Marking: choose an uplink for each new connection, remember it");
+fn mangle(s: &mut Script, config: &Config, family: &Family) {
+    let t = family.tables;
+    s.section(mangle_title(family));
     s.comment("One chain per uplink sets its mark; classification jumps there with -g, so");
     s.comment("the first matching rule decides and control returns to PREROUTING.");
-    for (i, wan) in config.wans.iter().enumerate() {
+    for &i in &family.uplinks {
         let n = uplink_number(i);
         let chain = uplink_chain(n);
-        s.line(&format!("iptables -t mangle -N {chain}"));
+        s.line(&format!("{t} -t mangle -N {chain}"));
         s.line(&format!(
-            "iptables -t mangle -A {chain} -j MARK --set-mark {n}  # {}",
-            comment_text(&wan.name)
+            "{t} -t mangle -A {chain} -j MARK --set-mark {n}  # {}",
+            comment_text(&config.wans[i].name)
         ));
     }
-    s.line("iptables -t mangle -N XWAN_DROP");
+    s.line(&format!("{t} -t mangle -N XWAN_DROP"));
     s.line(&format!(
-        "iptables -t mangle -A XWAN_DROP -j MARK --set-mark {DROP_MARK:#x}"
+        "{t} -t mangle -A XWAN_DROP -j MARK --set-mark {DROP_MARK:#x}"
     ));
-    s.line("iptables -t mangle -N XWAN_BALANCE");
-    s.line("iptables -t mangle -N XWAN_CLASSIFY");
-    balance(s, config);
-    classify(s, config);
+    s.line(&format!("{t} -t mangle -N XWAN_BALANCE"));
+    s.line(&format!("{t} -t mangle -N XWAN_CLASSIFY"));
+    balance(s, config, family);
+    classify(s, config, family);
 
     s.blank();
     s.comment("Every packet: restore the connection's mark; a marked one is settled.");
-    s.line("iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark");
-    s.line("iptables -t mangle -A PREROUTING -m mark ! --mark 0 -j ACCEPT");
+    s.line(&format!(
+        "{t} -t mangle -A PREROUTING -j CONNMARK --restore-mark"
+    ));
+    s.line(&format!(
+        "{t} -t mangle -A PREROUTING -m mark ! --mark 0 -j ACCEPT"
+    ));
     s.comment("New connections from a WAN (port forwards, the router's own services) are");
     s.comment("marked by the uplink they came in on: their replies leave by the same WAN.");
-    for (i, wan) in config.wans.iter().enumerate() {
+    for &i in &family.uplinks {
         s.line(&format!(
-            "iptables -t mangle -A PREROUTING -i {} -m conntrack --ctstate NEW -j MARK --set-mark {}",
-            quote(&wan.interface),
+            "{t} -t mangle -A PREROUTING -i {} -m conntrack --ctstate NEW -j MARK --set-mark {}",
+            quote(&config.wans[i].interface),
             uplink_number(i)
         ));
     }
     s.comment("New connections from the LAN through the router go through the rules.");
+    // IPv6's UNICAST includes the router's own addresses (IPv4's does not).
+    let through = if family.v6 {
+        "-m addrtype --dst-type UNICAST -m addrtype ! --dst-type LOCAL"
+    } else {
+        "-m addrtype --dst-type UNICAST"
+    };
     s.line(&format!(
-        "iptables -t mangle -A PREROUTING -i {} -m conntrack --ctstate NEW -m addrtype --dst-type UNICAST -j XWAN_CLASSIFY",
+        "{t} -t mangle -A PREROUTING -i {} -m conntrack --ctstate NEW {through} -j XWAN_CLASSIFY",
         quote(&config.lan.interface)
     ));
-    s.line("iptables -t mangle -A PREROUTING -m mark ! --mark 0 -j CONNMARK --save-mark");
+    s.line(&format!(
+        "{t} -t mangle -A PREROUTING -m mark ! --mark 0 -j CONNMARK --save-mark"
+    ));
     s.comment("The router's own replies follow their connection's mark too.");
-    s.line("iptables -t mangle -A OUTPUT -j CONNMARK --restore-mark");
+    s.line(&format!(
+        "{t} -t mangle -A OUTPUT -j CONNMARK --restore-mark"
+    ));
+}
+
+fn mangle_title(family: &Family) -> &'static str {
+    if family.v6 {
+        "IPv6 marking: choose an uplink for each new IPv6 connection, remember it"
+    } else {
+        "Marking: choose an uplink for each new connection, remember it"
+    }
 }
 
 /// Config text made safe for a comment: control characters (a newline
@@ -306,18 +427,35 @@ fn comment_text(text: &str) -> String {
         .collect()
 }
 
-fn classify(s: &mut Script, config: &Config) {
+fn classify(s: &mut Script, config: &Config, family: &Family) {
+    let t = family.tables;
     s.blank();
     s.comment("The rules, in file order; a connection no rule matches is balanced.");
     for rule in &config.rules {
+        let usable = |u: UplinkId| family.carries(usize::from(u));
         let target = match rule.action {
-            Action::Uplink(u) => format!("-g {}", uplink_chain(uplink_number(usize::from(u)))),
-            Action::Balance => "-g XWAN_BALANCE".to_string(),
+            Action::Uplink(u) if usable(u) => {
+                format!("-g {}", uplink_chain(uplink_number(usize::from(u))))
+            }
+            // An uplink without this family is down for it, for good: as
+            // xwan does with a down uplink, balance (or drop if strict).
+            Action::Uplink(_) if rule.strict => "-g XWAN_DROP".to_string(),
+            Action::Uplink(_) | Action::Balance => "-g XWAN_BALANCE".to_string(),
             Action::Bypass => "-j RETURN".to_string(),
             Action::Drop => "-g XWAN_DROP".to_string(),
         };
         let action = match rule.action {
             Action::Uplink(u) => match config.wans.get(usize::from(u)) {
+                Some(wan) if !usable(u) => format!(
+                    "uplink {}, which carries no {}: {}",
+                    wan.name,
+                    family.name(),
+                    if rule.strict {
+                        "drop (strict)"
+                    } else {
+                        "balance"
+                    }
+                ),
                 Some(wan) => format!("uplink {}", wan.name),
                 None => format!("uplink #{u}"),
             },
@@ -325,36 +463,43 @@ fn classify(s: &mut Script, config: &Config) {
             Action::Bypass => "bypass (no mark: the main table routes it)".to_string(),
             Action::Drop => "drop (in filter FORWARD)".to_string(),
         };
+        if !family.matches_family(rule) {
+            s.comment(&format!(
+                "rule {}: (prefixes of the other family only: no {} connection matches)",
+                rule.name,
+                family.name()
+            ));
+            continue;
+        }
         s.comment(&format!("rule {}: {action}", rule.name));
-        let matches = rule_matches(rule);
+        let matches = rule_matches(rule, family);
         if matches.is_empty() {
             s.comment("  (ports with a protocol that has none: matches nothing)");
         }
         for m in matches {
-            s.line(&format!("iptables -t mangle -A XWAN_CLASSIFY {m}{target}"));
+            s.line(&format!("{t} -t mangle -A XWAN_CLASSIFY {m}{target}"));
         }
     }
-    s.line("iptables -t mangle -A XWAN_CLASSIFY -g XWAN_BALANCE");
+    s.line(&format!("{t} -t mangle -A XWAN_CLASSIFY -g XWAN_BALANCE"));
 }
 
 /// The iptables match arguments of a rule: one entry per iptables rule needed
 /// (several protocols, more ports than one multiport match holds), each ending
 /// in a space. Empty when the rule can match nothing.
-fn rule_matches(rule: &Rule) -> Vec<String> {
+fn rule_matches(rule: &Rule, family: &Family) -> Vec<String> {
+    let (src, dst) = family.prefixes(rule);
     let mut addresses = String::new();
-    if !rule.src.is_empty() {
-        let list: Vec<String> = rule.src.iter().map(|n| n.to_string()).collect();
-        let _ = write!(addresses, "-s {} ", list.join(","));
+    if !src.is_empty() {
+        let _ = write!(addresses, "-s {} ", src.join(","));
     }
-    if !rule.dst.is_empty() {
-        let list: Vec<String> = rule.dst.iter().map(|n| n.to_string()).collect();
-        let _ = write!(addresses, "-d {} ", list.join(","));
+    if !dst.is_empty() {
+        let _ = write!(addresses, "-d {} ", dst.join(","));
     }
     let has_ports = !rule.src_port.is_empty() || !rule.dst_port.is_empty();
     let protocols: &[&str] = match (rule.proto, has_ports) {
         (Proto::Tcp, _) => &["tcp"],
         (Proto::Udp, _) => &["udp"],
-        (Proto::Icmp, false) => &["icmp"],
+        (Proto::Icmp, false) => &[family.icmp],
         (Proto::Icmp, true) => &[],
         (Proto::Any, true) => &["tcp", "udp"],
         (Proto::Any, false) => &[""],

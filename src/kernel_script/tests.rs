@@ -8,7 +8,7 @@ use super::balance::reduced_weights;
 use super::*;
 use crate::config::{
     Balance, Control, Dataplane, Forward, Health, Lan, Limits, Local, LocalUplink, MssClamp, Nat,
-    Offload, PortRange, ProbeTarget, Timeouts, DEFAULT_HEALTH,
+    Nat6, Offload, PortRange, ProbeTarget, Timeouts, Wan6, DEFAULT_HEALTH,
 };
 use crate::policy::smooth_round_robin;
 
@@ -606,6 +606,467 @@ fn script_is_valid_bash() {
     let mut sticky = example_config();
     sticky.balance.sticky = Sticky::Src;
     for c in [example_config(), hashed, sticky] {
+        let out = std::process::Command::new("bash")
+            .args(["-n", "-c", &render(&c)])
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The configs the golden scripts in `golden/` were rendered from, before
+/// the recipe learnt IPv6: IPv4-only configs must render byte for byte as
+/// they did.
+fn golden_configs() -> Vec<(&'static str, Config)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/configs/example.toml");
+    let file = Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut hashed = with_weights(&[3, 2]);
+    hashed.balance.mode = BalanceMode::Hash;
+    let mut sticky = example_config();
+    sticky.balance.sticky = Sticky::Src;
+    let mut many = example_config();
+    let mut lan = rule("local", Proto::Any, Action::Bypass);
+    lan.dst = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut blocked = rule("no-smb", Proto::Tcp, Action::Drop);
+    blocked.dst_port = vec![ports(445, 445), ports(137, 139)];
+    let mut ping = rule("ping", Proto::Icmp, Action::Uplink(0));
+    ping.src = vec!["192.168.50.0/25".parse().unwrap()];
+    many.rules.extend([lan, blocked, ping]);
+    vec![
+        ("example", example_config()),
+        ("testbed_example", file),
+        ("hash", hashed),
+        ("sticky", sticky),
+        ("rules", many),
+    ]
+}
+
+#[test]
+fn ipv4_only_configs_render_byte_for_byte_as_before_ipv6() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/kernel_script/golden");
+    for (name, config) in golden_configs() {
+        let path = format!("{dir}/{name}.sh");
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let now = render(&config);
+        if now != golden {
+            let first = now
+                .lines()
+                .zip(golden.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(now.lines().count().min(golden.lines().count()));
+            panic!(
+                "{name}: differs from {path} at line {}:\n  now:    {:?}\n  before: {:?}",
+                first + 1,
+                now.lines().nth(first),
+                golden.lines().nth(first)
+            );
+        }
+        assert!(!now.contains("ip6tables") && !now.contains("ip -6") && !now.contains("nft "));
+    }
+}
+
+// ---- IPv6 ----
+
+fn net6(s: &str) -> ipnet::Ipv6Net {
+    s.parse().unwrap()
+}
+
+fn wan6(nat: Nat6, prefix: Option<&str>) -> Wan6 {
+    Wan6 {
+        address: std::net::Ipv6Addr::UNSPECIFIED,
+        address_auto: false,
+        gateway: "fe80::1".parse().unwrap(),
+        gateway_auto: false,
+        prefix: prefix.map(net6),
+        prefix_auto: false,
+        nat,
+    }
+}
+
+/// The testbed's dual-stack config (`config_toml_dual`): isp1 maps the LAN
+/// into its delegated /56 (gateway and address "auto", from RAs), isp2
+/// masquerades to its one address.
+fn dual_config() -> Config {
+    let mut c = example_config();
+    c.lan.networks6 = vec![net6("fd00:50::/64")];
+    c.wans[0].ipv6 = Some(Wan6 {
+        address_auto: true,
+        gateway: std::net::Ipv6Addr::UNSPECIFIED,
+        gateway_auto: true,
+        ..wan6(Nat6::Prefix, Some("2001:db8:100::/56"))
+    });
+    c.wans[1].ipv6 = Some(Wan6 {
+        address: "2001:db8:2::2".parse().unwrap(),
+        ..wan6(Nat6::Masquerade, None)
+    });
+    c
+}
+
+/// The script's lines starting with `prefix`.
+fn lines_with<'a>(script: &'a str, prefix: &str) -> Vec<&'a str> {
+    script.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn outside_prefix_keeps_the_lan_subnet_bits_below_the_delegation() {
+    use super::ipv6::outside_prefix;
+    let delegated = net6("2001:db8:100::/56");
+    let cases = [
+        ("fd00:0:0:5::/64", "2001:db8:100:5::/64"),
+        ("fd00:0:0:50::/64", "2001:db8:100:50::/64"),
+        // The testbed's LAN: its subnet byte (bits 56-63) is 0.
+        ("fd00:50::/64", "2001:db8:100::/64"),
+        ("fd00:0:0:7700::/56", "2001:db8:100::/56"),
+        ("fd00:0:0:12::/60", "2001:db8:100:10::/60"),
+    ];
+    for (lan, out) in cases {
+        assert_eq!(
+            outside_prefix(net6(lan), delegated),
+            Some(net6(out)),
+            "{lan}"
+        );
+    }
+    // Bits above the delegated length are not kept.
+    let delegated = net6("2001:db8:100:10::/60");
+    assert_eq!(
+        outside_prefix(net6("fd00:0:0:27::/64"), delegated),
+        Some(net6("2001:db8:100:17::/64"))
+    );
+    assert_eq!(
+        outside_prefix(net6("fd00::/48"), net6("2001:db8:100::/56")),
+        None
+    );
+}
+
+#[test]
+fn nat6_prefix_renders_nftables_prefix_nat_both_ways() {
+    let mut c = dual_config();
+    c.lan.networks6 = vec![net6("fd00:0:0:50::/64")];
+    let s = render(&c);
+    let body: Vec<&str> = s
+        .lines()
+        .skip_while(|l| *l != "nft -f - <<'NFT'")
+        .take_while(|l| *l != "NFT")
+        .collect();
+    assert_eq!(
+        body,
+        [
+            "nft -f - <<'NFT'",
+            "table ip6 xwan_nat66 {",
+            "\tchain postrouting {",
+            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+            "\t\toifname \"wan1\" ip6 saddr fd00:0:0:50::/64 snat ip6 prefix to 2001:db8:100:50::/64",
+            "\t}",
+            "\tchain prerouting {",
+            "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+            "\t\tiifname \"wan1\" ip6 daddr 2001:db8:100:50::/64 dnat ip6 prefix to fd00:0:0:50::/64",
+            "\t}",
+            "}",
+        ],
+        "{s}"
+    );
+    assert!(has_line(&s, "NFT"));
+    // A rerun starts from no table; the masquerading uplink is not in it.
+    let delete = position(
+        &s,
+        "nft delete table ip6 xwan_nat66 2>/dev/null || :  # absent on a first run",
+    );
+    assert!(delete < position(&s, "nft -f - <<'NFT'"));
+    assert!(!body.iter().any(|l| l.contains("wan2")));
+    // Inbound connections to a mapped address are DNAT: the filter passes them.
+    assert!(has_line(
+        &s,
+        "ip6tables -A FORWARD -i wan1 -m conntrack --ctstate NEW -m conntrack ! --ctstate DNAT -j DROP"
+    ));
+
+    // The testbed's LAN, fd00:50::/64, keeps subnet byte 0.
+    let s = render(&dual_config());
+    assert!(s.contains(
+        "oifname \"wan1\" ip6 saddr fd00:50::/64 snat ip6 prefix to 2001:db8:100::/64\n"
+    ));
+    assert!(s.contains(
+        "iifname \"wan1\" ip6 daddr 2001:db8:100::/64 dnat ip6 prefix to fd00:50::/64\n"
+    ));
+}
+
+#[test]
+fn nat6_prefix_maps_every_lan_prefix() {
+    let mut c = dual_config();
+    c.lan.networks6 = vec![net6("fd00:0:0:1::/64"), net6("fd00:0:0:2::/64")];
+    let s = render(&c);
+    for k in 1..=2 {
+        assert!(s.contains(&format!(
+            "\t\toifname \"wan1\" ip6 saddr fd00:0:0:{k}::/64 snat ip6 prefix to 2001:db8:100:{k}::/64\n"
+        )));
+        assert!(s.contains(&format!(
+            "\t\tiifname \"wan1\" ip6 daddr 2001:db8:100:{k}::/64 dnat ip6 prefix to fd00:0:0:{k}::/64\n"
+        )));
+    }
+}
+
+#[test]
+fn nat6_npt_renders_snpt_and_dnpt_with_the_inbound_side_untracked() {
+    let mut c = dual_config();
+    c.wans[0].ipv6.as_mut().unwrap().nat = Nat6::Npt;
+    let s = render(&c);
+    for line in [
+        "ip6tables -t raw -A PREROUTING -i wan1 -d 2001:db8:100::/64 -j NOTRACK",
+        "ip6tables -t mangle -I PREROUTING -i wan1 -d 2001:db8:100::/64 -j DNPT --src-pfx 2001:db8:100::/64 --dst-pfx fd00:50::/64",
+        "ip6tables -t mangle -A POSTROUTING -o wan1 -s fd00:50::/64 -j SNPT --src-pfx fd00:50::/64 --dst-pfx 2001:db8:100::/64",
+    ] {
+        assert!(has_line(&s, line), "missing {line}\n{s}");
+    }
+    assert!(!s.contains("nft -f"), "no prefix uplink, no nftables table");
+    assert!(s.contains("# nat6 = \"npt\" uses the kernel's stateless SNPT/DNPT"));
+    // The DNPT rule is inserted after the marking (which it must precede).
+    assert!(
+        position(&s, "ip6tables -t mangle -A PREROUTING -j CONNMARK --restore-mark")
+            < position(&s, "ip6tables -t mangle -I PREROUTING -i wan1 -d 2001:db8:100::/64 -j DNPT --src-pfx 2001:db8:100::/64 --dst-pfx fd00:50::/64")
+    );
+}
+
+#[test]
+fn nat6_masquerade_snats_to_the_address_or_masquerades_an_auto_one() {
+    let s = render(&dual_config());
+    assert_eq!(
+        lines_with(&s, "ip6tables -t nat -A POSTROUTING"),
+        [
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -p tcp -j SNAT --to-source [2001:db8:2::2]:1024-65535",
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -p udp -j SNAT --to-source [2001:db8:2::2]:1024-65535",
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -j SNAT --to-source 2001:db8:2::2",
+        ]
+    );
+    let mut c = dual_config();
+    let v6 = c.wans[1].ipv6.as_mut().unwrap();
+    v6.address = std::net::Ipv6Addr::UNSPECIFIED;
+    v6.address_auto = true;
+    let s = render(&c);
+    assert_eq!(
+        lines_with(&s, "ip6tables -t nat -A POSTROUTING"),
+        [
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -p tcp -j MASQUERADE --to-ports 1024-65535",
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -p udp -j MASQUERADE --to-ports 1024-65535",
+            "ip6tables -t nat -A POSTROUTING -o wan2 -s fd00:50::/64 -j MASQUERADE",
+        ]
+    );
+}
+
+#[test]
+fn nat6_off_translates_nothing_and_lets_the_routed_lan_be_reached() {
+    let mut c = dual_config();
+    c.lan.networks6 = vec![net6("2001:db8:100:50::/64")];
+    c.wans[0].ipv6.as_mut().unwrap().nat = Nat6::Off;
+    let s = render(&c);
+    assert!(!s.contains("nft -f") && !s.contains("SNPT") && !s.contains("-o wan1 -s 2001"));
+    assert!(s.contains("# isp1: nat6 = \"off\": no translation"));
+    assert!(!s.contains("ip6tables -A FORWARD -i wan1 "));
+    assert!(has_line(
+        &s,
+        "ip6tables -A FORWARD -i wan2 -m conntrack --ctstate NEW -m conntrack ! --ctstate DNAT -j DROP"
+    ));
+}
+
+#[test]
+fn ipv6_routes_by_the_same_marks_in_ipv6_tables() {
+    let s = render(&dual_config());
+    for line in [
+        "ip -6 rule add priority 1000 lookup main suppress_prefixlength 0",
+        "ip -6 route add default via \"$gateway6_1\" dev wan1 src \"$address6_1\" table 101",
+        "ip -6 rule add priority 1101 fwmark 1 table 101",
+        "ip -6 rule add priority 1201 from \"$address6_1\" table 101",
+        "ip -6 route add default via fe80::1 dev wan2 src 2001:db8:2::2 table 102",
+        "ip -6 rule add priority 1102 fwmark 2 table 102",
+        "ip -6 rule add priority 1202 from 2001:db8:2::2 table 102",
+        "ip6tables -t mangle -A PREROUTING -i wan1 -m conntrack --ctstate NEW -j MARK --set-mark 1",
+        "ip6tables -t mangle -A PREROUTING -i lan0 -m conntrack --ctstate NEW -m addrtype --dst-type UNICAST -m addrtype ! --dst-type LOCAL -j XWAN_CLASSIFY",
+        "ip6tables -t mangle -A OUTPUT -j CONNMARK --restore-mark",
+    ] {
+        assert!(has_line(&s, line), "missing {line}\n{s}");
+    }
+    // The IPv4 part comes first, whole.
+    assert!(
+        position(
+            &s,
+            "iptables -t mangle -A OUTPUT -j CONNMARK --restore-mark"
+        ) < position(&s, "ip6tables -t mangle -F")
+    );
+    // isp1's RA route serves unmarked IPv6; no static default is added.
+    assert!(!s.contains("ip -6 route replace default"));
+    let mut c = dual_config();
+    c.wans.swap(0, 1);
+    let s = render(&c);
+    assert!(has_line(
+        &s,
+        "ip -6 route replace default via fe80::1 dev wan2 metric 512"
+    ));
+}
+
+#[test]
+fn auto_gateway6_and_address6_are_read_when_the_script_runs() {
+    let s = render(&dual_config());
+    let accept_ra = position(&s, "sysctl -qw net.ipv6.conf.wan1.accept_ra=2");
+    let forwarding = position(&s, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+    assert!(
+        accept_ra < forwarding,
+        "forwarding on drops RA routes without accept_ra=2"
+    );
+    assert!(!s.contains("net.ipv6.conf.wan2.accept_ra"));
+    let read = position(
+        &s,
+        "gateway6_1=$(ip -6 route show default dev wan1 | awk '$1 == \"default\" && $2 == \"via\" { print $3; exit }')",
+    );
+    let used = position(
+        &s,
+        "ip -6 route add default via \"$gateway6_1\" dev wan1 src \"$address6_1\" table 101",
+    );
+    assert!(read < used);
+    assert!(s.contains("address6_1=$(ip -6 -o addr show dev wan1 scope global"));
+    assert!(s.contains("[[ -n $gateway6_1 ]] || { echo 'uplink isp1: gateway6 = auto"));
+    assert!(!s.contains("gateway6_2") && !s.contains("address6_2"));
+}
+
+#[test]
+fn rules_with_prefixes_of_one_family_stay_in_that_family() {
+    let mut c = dual_config();
+    let mut ula = rule("ula-only", Proto::Any, Action::Uplink(0));
+    ula.src6 = vec![net6("fd00::/8")];
+    let mut v4 = rule("v4-only", Proto::Tcp, Action::Uplink(0));
+    v4.dst = vec!["10.0.0.0/8".parse().unwrap()];
+    let mut both = rule("both", Proto::Udp, Action::Bypass);
+    both.dst = vec!["192.0.2.0/24".parse().unwrap()];
+    both.dst6 = vec![net6("2001:db8:ffff::/48")];
+    let mut ping = rule("ping", Proto::Icmp, Action::Uplink(1));
+    // Sources of IPv6 only, destinations of IPv4 only: matches neither.
+    let mut crossed = rule("crossed", Proto::Any, Action::Drop);
+    crossed.src6 = vec![net6("fd00::/8")];
+    crossed.dst = vec!["10.0.0.0/8".parse().unwrap()];
+    ping.dst_port = Vec::new();
+    c.rules = vec![ula, v4, both, ping, crossed];
+    let s = render(&c);
+    assert_eq!(
+        lines_with(&s, "iptables -t mangle -A XWAN_CLASSIFY"),
+        [
+            "iptables -t mangle -A XWAN_CLASSIFY -p tcp -d 10.0.0.0/8 -g XWAN_UPLINK_1",
+            "iptables -t mangle -A XWAN_CLASSIFY -p udp -d 192.0.2.0/24 -j RETURN",
+            "iptables -t mangle -A XWAN_CLASSIFY -p icmp -g XWAN_UPLINK_2",
+            "iptables -t mangle -A XWAN_CLASSIFY -g XWAN_BALANCE",
+        ],
+        "a rule with IPv6 sources only must not match every IPv4 source"
+    );
+    assert_eq!(
+        lines_with(&s, "ip6tables -t mangle -A XWAN_CLASSIFY"),
+        [
+            "ip6tables -t mangle -A XWAN_CLASSIFY -s fd00::/8 -g XWAN_UPLINK_1",
+            "ip6tables -t mangle -A XWAN_CLASSIFY -p udp -d 2001:db8:ffff::/48 -j RETURN",
+            "ip6tables -t mangle -A XWAN_CLASSIFY -p ipv6-icmp -g XWAN_UPLINK_2",
+            "ip6tables -t mangle -A XWAN_CLASSIFY -g XWAN_BALANCE",
+        ]
+    );
+    assert!(s.contains(
+        "# rule ula-only: (prefixes of the other family only: no IPv4 connection matches)"
+    ));
+    assert!(s.contains(
+        "# rule v4-only: (prefixes of the other family only: no IPv6 connection matches)"
+    ));
+}
+
+#[test]
+fn ipv6_balances_over_the_uplinks_that_carry_it_only() {
+    let mut c = dual_config();
+    let mut third = wan(3, 2, 1);
+    third.ipv6 = Some(wan6(Nat6::Prefix, Some("2001:db8:300::/48")));
+    c.wans.push(third);
+    // isp2 is IPv4 only now.
+    c.wans[1].ipv6 = None;
+    let s = render(&c);
+    let cascade6: Vec<(usize, String)> = nth_cascade(
+        &s.lines()
+            .filter_map(|l| l.strip_prefix("ip6tables "))
+            .map(|l| format!("iptables {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let taken = simulate_nth(&cascade6, 30);
+    assert_eq!(count(&taken, "XWAN_UPLINK_1"), 10, "{s}");
+    assert_eq!(count(&taken, "XWAN_UPLINK_3"), 20);
+    assert_eq!(count(&taken, "XWAN_UPLINK_2"), 0);
+    assert!(!s.contains("ip6tables -t mangle -N XWAN_UPLINK_2"));
+    assert!(!s.contains("ip6tables -t mangle -A PREROUTING -i wan2"));
+    assert!(!s.contains("ip -6 rule add priority 1102"));
+    // IPv4 still deals over all three: 1, 1 and 2.
+    let cascade4: Vec<(usize, String)> = nth_cascade(
+        &s.lines()
+            .filter(|l| l.starts_with("iptables"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let taken = simulate_nth(&cascade4, 40);
+    assert_eq!(count(&taken, "XWAN_UPLINK_2"), 10);
+    assert_eq!(count(&taken, "XWAN_UPLINK_3"), 20);
+    assert!(s.contains("# uplink isp2 carries no IPv6"));
+}
+
+#[test]
+fn an_ipv6_rule_pinned_to_an_ipv4_only_uplink_balances_or_drops_if_strict() {
+    let mut c = dual_config();
+    c.wans[1].ipv6 = None;
+    let s = render(&c);
+    // https-via-isp2: isp2 has no IPv6.
+    assert!(has_line(
+        &s,
+        "ip6tables -t mangle -A XWAN_CLASSIFY -p tcp --dport 443 -g XWAN_BALANCE"
+    ));
+    assert!(has_line(
+        &s,
+        "iptables -t mangle -A XWAN_CLASSIFY -p tcp --dport 443 -g XWAN_UPLINK_2"
+    ));
+    c.rules[0].strict = true;
+    let s = render(&c);
+    assert!(has_line(
+        &s,
+        "ip6tables -t mangle -A XWAN_CLASSIFY -p tcp --dport 443 -g XWAN_DROP"
+    ));
+    assert!(s.contains("# rule https-via-isp2: uplink isp2, which carries no IPv6: drop (strict)"));
+}
+
+#[test]
+fn ipv6_sticky_sources_keep_lists_of_their_own() {
+    let mut c = dual_config();
+    c.balance.sticky = Sticky::Src;
+    let s = render(&c);
+    assert!(has_line(
+        &s,
+        "ip6tables -t mangle -A XWAN_STICKY_1 -m recent --name xwan6_up_1 --rsource --set"
+    ));
+    assert!(has_line(
+        &s,
+        "iptables -t mangle -A XWAN_STICKY_1 -m recent --name xwan_up_1 --rsource --set"
+    ));
+}
+
+#[test]
+fn ipv6_config_text_cannot_escape_words_or_nftables_strings() {
+    let mut c = dual_config();
+    c.wans[0].interface = "w\"an1".to_string();
+    c.wans[1].interface = "w an'2".to_string();
+    let s = render(&c);
+    assert!(s.contains("ip6tables -t nat -A POSTROUTING -o 'w an'\\''2' -s fd00:50::/64"));
+    assert!(!s.contains("oifname \"w\"an1\""), "{s}");
+    assert!(s.contains("nftables cannot name the interface"));
+}
+
+#[test]
+fn dual_stack_scripts_are_valid_bash() {
+    let mut npt = dual_config();
+    npt.wans[0].ipv6.as_mut().unwrap().nat = Nat6::Npt;
+    let mut hashed = dual_config();
+    hashed.balance.mode = BalanceMode::Hash;
+    hashed.balance.sticky = Sticky::Src;
+    for c in [dual_config(), npt, hashed] {
         let out = std::process::Command::new("bash")
             .args(["-n", "-c", &render(&c)])
             .output()

@@ -12,7 +12,9 @@ pub mod uplinks;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -42,6 +44,20 @@ pub const SERVER1: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const SERVER2: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
 /// The first LAN host.
 pub const HOST1: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+
+/// IPv6 in a dual-stack testbed ([`Testbed::up_dual_stack`]; see the header
+/// of `testbed/testbed.sh`). The first LAN host: hK is fd00:50::(9+K), the
+/// number of its IPv4 octet written in hex.
+pub const HOST1_6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 0xa);
+/// The internet servers' IPv6 addresses.
+pub const SERVER1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x10);
+pub const SERVER2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x11);
+/// The router's SLAAC address on wan1, from isp1's RAs (token ::2).
+pub const WAN1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+/// The router's one address at isp2 (static), which isp2 lets out.
+pub const WAN2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+/// The prefix isp1 routes (delegates) to the router, besides WAN1_6.
+pub const DELEGATED1_6: &str = "2001:db8:100::/56";
 
 /// How the router namespace forwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,10 +104,31 @@ impl TxOffload {
 /// 192.168.50.10:80. `socket` is the control socket (one per testbed); the
 /// state file is `xwan.state` beside it.
 pub fn config_toml(weights: [u32; 2], socket: &Path) -> String {
+    config_text(weights, socket, None)
+}
+
+/// [`config_toml`] for a dual-stack testbed ([`Testbed::up_dual_stack`]):
+/// the LAN's ULA prefix fd00:50::/64 too; isp1 with its gateway and address
+/// from RAs ("auto") and its delegated prefix (nat6 by default "prefix":
+/// the LAN onto 2001:db8:100::/64, host bits kept); isp2 with its one
+/// address (nat6 by default "masquerade") and gateway fe80::1.
+pub fn config_toml_dual(weights: [u32; 2], socket: &Path) -> String {
+    let isp1 = format!("gateway6 = \"auto\"\naddress6 = \"auto\"\nprefix6 = \"{DELEGATED1_6}\"\n");
+    let isp2 = format!("address6 = \"{WAN2_6}\"\ngateway6 = \"fe80::1\"\n");
+    config_text(weights, socket, Some((&isp1, &isp2)))
+}
+
+/// The test config; `ipv6`: the LAN's IPv6 prefix and each uplink's IPv6
+/// keys (isp1's, isp2's).
+fn config_text(weights: [u32; 2], socket: &Path, ipv6: Option<(&str, &str)>) -> String {
+    let (networks, isp1, isp2) = match ipv6 {
+        None => (r#"["192.168.50.0/24"]"#, "", ""),
+        Some((isp1, isp2)) => (r#"["192.168.50.0/24", "fd00:50::/64"]"#, isp1, isp2),
+    };
     format!(
         r#"[lan]
 interface = "lan0"
-networks = ["192.168.50.0/24"]
+networks = {networks}
 
 [[wan]]
 name = "isp1"
@@ -100,7 +137,7 @@ address = "198.18.1.2"
 gateway = "198.18.1.1"
 weight = {w1}
 probe = ["198.18.11.2"]
-
+{isp1}
 [[wan]]
 name = "isp2"
 interface = "wan2"
@@ -108,7 +145,7 @@ address = "198.18.2.2"
 gateway = "198.18.2.1"
 weight = {w2}
 probe = ["198.18.12.2"]
-
+{isp2}
 [balance]
 mode = "nth"
 
@@ -183,6 +220,18 @@ fn testbed_sh(args: &[&str]) -> Output {
 impl Testbed {
     /// Build a fresh testbed (two LAN hosts, one queue per interface).
     pub fn up(tx: TxOffload) -> Testbed {
+        Testbed::up_with(tx, &[])
+    }
+
+    /// Build a fresh dual-stack testbed (`testbed.sh up --ipv6`): the same
+    /// as [`Testbed::up`], with IPv6 addresses and routes beside the IPv4
+    /// ones; the router has its SLAAC address on wan1 ([`WAN1_6`]) and the
+    /// default route isp1's RAs give by the time this returns.
+    pub fn up_dual_stack(tx: TxOffload) -> Testbed {
+        Testbed::up_with(tx, &["--ipv6"])
+    }
+
+    fn up_with(tx: TxOffload, options: &[&str]) -> Testbed {
         let prefix = unique_prefix();
         let dir = std::env::temp_dir().join(format!("xwan-e2e-{prefix}"));
         std::fs::create_dir_all(&dir)
@@ -195,7 +244,9 @@ impl Testbed {
             xdp: false,
             own_group: false,
         };
-        let out = testbed_sh(&["up", &testbed.prefix, "--tx-offload", tx.flag()]);
+        let mut args = vec!["up", &testbed.prefix, "--tx-offload", tx.flag()];
+        args.extend_from_slice(options);
+        let out = testbed_sh(&args);
         assert!(
             out.status.success(),
             "testbed.sh up failed (the e2e tests need root, iproute2, iptables, ethtool): {}",
@@ -255,6 +306,16 @@ impl Testbed {
 
     /// A TCP listener in a node's namespace.
     pub fn listen_tcp(&self, node: &str, addr: SocketAddrV4) -> Listener {
+        self.listen_tcp_at(node, addr.into())
+    }
+
+    /// An IPv6 TCP listener in a node's namespace.
+    pub fn listen_tcp6(&self, node: &str, addr: SocketAddrV6) -> Listener {
+        self.listen_tcp_at(node, addr.into())
+    }
+
+    /// A TCP listener of either family in a node's namespace.
+    pub fn listen_tcp_at(&self, node: &str, addr: SocketAddr) -> Listener {
         let listener = self
             .in_ns(node, || TcpListener::bind(addr))
             .unwrap_or_else(|e| panic!("cannot listen on {addr} in {node}: {e}"));
@@ -266,7 +327,18 @@ impl Testbed {
 
     /// A TCP connection from a node, with read and write timeouts set.
     pub fn connect_tcp(&self, node: &str, to: SocketAddrV4) -> io::Result<TcpStream> {
-        let stream = self.in_ns(node, || TcpStream::connect_timeout(&to.into(), IO_LIMIT))?;
+        self.connect_tcp_to(node, to.into())
+    }
+
+    /// An IPv6 TCP connection from a node, with read and write timeouts set.
+    pub fn connect_tcp6(&self, node: &str, to: SocketAddrV6) -> io::Result<TcpStream> {
+        self.connect_tcp_to(node, to.into())
+    }
+
+    /// A TCP connection of either family from a node, with read and write
+    /// timeouts set.
+    pub fn connect_tcp_to(&self, node: &str, to: SocketAddr) -> io::Result<TcpStream> {
+        let stream = self.in_ns(node, || TcpStream::connect_timeout(&to, IO_LIMIT))?;
         stream.set_read_timeout(Some(IO_LIMIT))?;
         stream.set_write_timeout(Some(IO_LIMIT))?;
         Ok(stream)
@@ -288,6 +360,17 @@ impl Testbed {
 
     /// A UDP socket bound in a node's namespace, with a read timeout.
     pub fn bind_udp(&self, node: &str, addr: SocketAddrV4) -> UdpSocket {
+        self.bind_udp_at(node, addr.into())
+    }
+
+    /// An IPv6 UDP socket bound in a node's namespace, with a read timeout.
+    pub fn bind_udp6(&self, node: &str, addr: SocketAddrV6) -> UdpSocket {
+        self.bind_udp_at(node, addr.into())
+    }
+
+    /// A UDP socket of either family bound in a node's namespace, with a
+    /// read timeout.
+    pub fn bind_udp_at(&self, node: &str, addr: SocketAddr) -> UdpSocket {
         let socket = self
             .in_ns(node, || UdpSocket::bind(addr))
             .unwrap_or_else(|e| panic!("cannot bind UDP {addr} in {node}: {e}"));
@@ -560,6 +643,14 @@ pub fn ip_of(addr: SocketAddr) -> Ipv4Addr {
     match addr {
         SocketAddr::V4(v4) => *v4.ip(),
         SocketAddr::V6(v6) => panic!("unexpected IPv6 peer {v6}"),
+    }
+}
+
+/// The peer's IPv6 address.
+pub fn ip6_of(addr: SocketAddr) -> Ipv6Addr {
+    match addr {
+        SocketAddr::V6(v6) => *v6.ip(),
+        SocketAddr::V4(v4) => panic!("unexpected IPv4 peer {v4}"),
     }
 }
 

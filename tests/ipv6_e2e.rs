@@ -1,0 +1,344 @@
+//! IPv6 end to end, dual-stack: a LAN host reaches an internet server over
+//! IPv6 and IPv4 at once through the router, in a testbed of network
+//! namespaces (`testbed/testbed.sh up --ipv6`). Needs root, ip6tables,
+//! nftables and dnsmasq (isp1's router advertisements):
+//! `cargo test --test ipv6_e2e`.
+//!
+//! Which uplink carried a connection is the source address the server sees:
+//! through isp1 the LAN prefix fd00:50::/64 mapped into the delegated
+//! 2001:db8:100::/56 (nat6 "prefix", host bits kept), through isp2 the
+//! router's one address there (nat6 "masquerade"). The ISPs drop any other
+//! source, so a connection that left by the wrong WAN, or untranslated,
+//! fails.
+//!
+//! Each scenario is a `fn(RouterMode)`, so more router modes can run it as
+//! they learn IPv6; the kernel recipe runs it today.
+
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::thread;
+
+use support::{
+    config_toml_dual, exchange, ip6_of, pattern, RouterMode, Testbed, TxOffload, HOST1_6, SERVER1,
+    SERVER1_6, WAN1, WAN2, WAN2_6,
+};
+
+/// h1 (fd00:50::a) as the server sees it through isp1: the LAN's /64 maps
+/// onto the /64 of the delegated 2001:db8:100::/56 that keeps the LAN
+/// prefix's own bits 56..64 (here 0, since fd00:50::/64 is fd00:50:0:0::/64),
+/// and the interface identifier is kept: 2001:db8:100::a.
+const HOST1_VIA_ISP1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xa);
+
+#[test]
+fn kernel() {
+    scenario(RouterMode::Kernel);
+}
+
+#[test]
+fn kernel_npt() {
+    npt_scenario(RouterMode::Kernel);
+}
+
+/// TCP and UDP over IPv6 from h1, balanced 1:1 and pinned by the HTTPS
+/// rule, with IPv4 beside them in the same run.
+fn scenario(mode: RouterMode) {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(mode, &config);
+    let via = |peer: IpAddr| match peer {
+        IpAddr::V6(a) if a == HOST1_VIA_ISP1 => "isp1",
+        IpAddr::V6(a) if a == WAN2_6 => "isp2",
+        IpAddr::V4(a) if a == WAN1 => "isp1",
+        IpAddr::V4(a) if a == WAN2 => "isp2",
+        other => panic!("the server saw {other}: neither uplink's address for h1"),
+    };
+
+    // UDP first: two flows, consecutive in the nth order, so one each.
+    let udp = udp_flows(&tb, SocketAddrV6::new(SERVER1_6, 5353, 0, 0), 2);
+    let udp: Vec<&str> = udp.into_iter().map(|p| via(IpAddr::V6(p))).collect();
+    assert_eq!(count(&udp), count(&["isp1", "isp2"]), "UDP over IPv6");
+
+    // Four balanced TCP connections: two each, whatever the phase.
+    let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5001, 0, 0));
+    let tcp = tcp_connections(&tb, server, 4, 64 << 10);
+    let tcp: Vec<&str> = tcp.into_iter().map(via).collect();
+    assert_eq!(
+        count(&tcp),
+        count(&["isp1", "isp1", "isp2", "isp2"]),
+        "TCP over IPv6"
+    );
+
+    // The HTTPS rule pins IPv6 to isp2 too.
+    let https = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 443, 0, 0));
+    let pinned = tcp_connections(&tb, https, 3, 16 << 10);
+    assert_eq!(
+        pinned.into_iter().map(via).collect::<Vec<_>>(),
+        ["isp2"; 3],
+        "HTTPS over IPv6"
+    );
+
+    // IPv4 in the same run: its own 1:1 balancing, the same rule.
+    let server4 = SocketAddr::V4(SocketAddrV4::new(SERVER1, 5001));
+    let tcp4 = tcp_connections(&tb, server4, 2, 64 << 10);
+    let tcp4: Vec<&str> = tcp4.into_iter().map(via).collect();
+    assert_eq!(count(&tcp4), count(&["isp1", "isp2"]), "TCP over IPv4");
+    let https4 = SocketAddr::V4(SocketAddrV4::new(SERVER1, 443));
+    let pinned4 = tcp_connections(&tb, https4, 1, 1024);
+    assert_eq!(via(pinned4[0]), "isp2", "HTTPS over IPv4");
+}
+
+/// isp1 with nat6 = "npt": RFC 6296 onto the same 2001:db8:100::/64, so
+/// the server sees h1 inside it but with a changed interface identifier
+/// whose change the prefix's change cancels in the one's-complement sum (the
+/// checksum-neutral mapping); isp2 masquerades as before. The kernel
+/// recipe's TCP through isp1 holds here because isp1 also has the main
+/// table's default route: after a SYN, conntrack sees an NPT connection's
+/// packets from the LAN as INVALID, and they lose their mark (see the
+/// recipe's header).
+fn npt_scenario(mode: RouterMode) {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock")).replacen(
+        "prefix6 = ",
+        "nat6 = \"npt\"\nprefix6 = ",
+        1,
+    );
+    tb.start_router(mode, &config);
+    let npt = |peer: Ipv6Addr| {
+        let outside = peer.segments();
+        outside[..4] == [0x2001, 0xdb8, 0x100, 0]
+            && ones_sum(&outside) == ones_sum(&HOST1_6.segments())
+            && peer != HOST1_VIA_ISP1
+    };
+    let via = |peer: IpAddr| match peer {
+        IpAddr::V6(a) if npt(a) => "isp1",
+        IpAddr::V6(a) if a == WAN2_6 => "isp2",
+        other => panic!("the server saw {other}: neither uplink's address for h1"),
+    };
+    let udp = udp_flows(&tb, SocketAddrV6::new(SERVER1_6, 5353, 0, 0), 2);
+    let udp: Vec<&str> = udp.into_iter().map(|p| via(IpAddr::V6(p))).collect();
+    assert_eq!(count(&udp), count(&["isp1", "isp2"]), "UDP over IPv6");
+    let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5001, 0, 0));
+    let tcp = tcp_connections(&tb, server, 4, 64 << 10);
+    let tcp: Vec<&str> = tcp.into_iter().map(via).collect();
+    assert_eq!(
+        count(&tcp),
+        count(&["isp1", "isp1", "isp2", "isp2"]),
+        "TCP over IPv6"
+    );
+}
+
+/// The 16-bit one's-complement sum of an address's words (0xffff and 0
+/// being the same, folded to 0).
+fn ones_sum(words: &[u16]) -> u16 {
+    let mut sum: u32 = words.iter().map(|&w| u32::from(w)).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    if sum == 0xffff {
+        0
+    } else {
+        sum as u16
+    }
+}
+
+/// How many times each uplink name occurs.
+fn count<'a>(names: &[&'a str]) -> BTreeMap<&'a str, usize> {
+    let mut counts = BTreeMap::new();
+    for name in names {
+        *counts.entry(*name).or_default() += 1;
+    }
+    counts
+}
+
+/// Opens `connections` TCP connections from h1 to `server` (in inet), one
+/// after another; on each, `size` bytes go each way at once and must arrive
+/// byte for byte. The address the server saw for each.
+fn tcp_connections(
+    tb: &Testbed,
+    server: SocketAddr,
+    connections: usize,
+    size: usize,
+) -> Vec<IpAddr> {
+    let listener = tb.listen_tcp_at("inet", server);
+    (0..connections)
+        .map(|i| {
+            let client = tb
+                .connect_tcp_to("h1", server)
+                .unwrap_or_else(|e| panic!("connection {i} to {server}: {e}"));
+            let (conn, peer) = listener.accept();
+            let seed = 2 * i as u64;
+            let upload = pattern(size, seed + 1);
+            let download = pattern(size, seed + 2);
+            let (at_server, at_client) = thread::scope(|s| {
+                let server_side = s.spawn(|| exchange(&conn, &download));
+                let at_client = exchange(&client, &upload);
+                (server_side.join().expect("server side"), at_client)
+            });
+            assert!(
+                at_server == upload,
+                "connection {i} to {server}: upload differs"
+            );
+            assert!(
+                at_client == download,
+                "connection {i} to {server}: download differs"
+            );
+            peer.ip()
+        })
+        .collect()
+}
+
+/// `flows` UDP flows from h1 (each its own socket, all kept open so no port
+/// is reused) to `server` (in inet): a request and a reply each, compared
+/// byte for byte. The IPv6 address the server saw for each.
+fn udp_flows(tb: &Testbed, server: SocketAddrV6, flows: usize) -> Vec<Ipv6Addr> {
+    let listener = tb.bind_udp6("inet", server);
+    let mut clients = Vec::new();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    for i in 0..flows {
+        let client = tb.bind_udp6("h1", SocketAddrV6::new(HOST1_6, 0, 0, 0));
+        let request = pattern(1200, 100 + i as u64);
+        client
+            .send_to(&request, server)
+            .unwrap_or_else(|e| panic!("flow {i}: send the request: {e}"));
+        let (len, peer) = listener
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("flow {i}: the request does not arrive: {e}"));
+        assert!(buf[..len] == request[..], "flow {i}: the request differs");
+        let reply = pattern(1000, 200 + i as u64);
+        listener.send_to(&reply, peer).expect("send the reply");
+        let (len, from) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("flow {i}: the reply does not arrive: {e}"));
+        assert!(buf[..len] == reply[..], "flow {i}: the reply differs");
+        assert_eq!(from, SocketAddr::V6(server));
+        seen.push(ip6_of(peer));
+        clients.push(client);
+    }
+    seen
+}
+
+/// Applying the dual-stack kernel recipe again replaces the first one
+/// (ip6tables, the nftables table, the IPv6 rules and tables), and the
+/// router still forwards IPv6.
+#[test]
+fn kernel_recipe_applies_twice_dual_stack() {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    let state = |tb: &Testbed| {
+        let text =
+            |args: &[&str]| String::from_utf8_lossy(&tb.exec_ok("rtr", args).stdout).into_owned();
+        let rules: Vec<String> = text(&["ip6tables-save"])
+            .lines()
+            .filter(|l| l.starts_with('-'))
+            .map(str::to_string)
+            .collect();
+        (
+            rules,
+            text(&["nft", "list", "table", "ip6", "xwan_nat66"]),
+            text(&["ip", "-6", "rule", "show"]),
+            text(&["ip", "-6", "route", "show", "table", "101"]),
+            text(&["ip", "-6", "route", "show", "table", "102"]),
+        )
+    };
+    tb.start_router(RouterMode::Kernel, &config);
+    let first = state(&tb);
+    assert!(
+        first.1.contains("snat prefix to 2001:db8:100::/64"),
+        "{}",
+        first.1
+    );
+    tb.start_router(RouterMode::Kernel, &config);
+    assert_eq!(state(&tb), first);
+    let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5001, 0, 0));
+    let seen = tcp_connections(&tb, server, 2, 1024);
+    assert!(
+        seen.contains(&IpAddr::V6(HOST1_VIA_ISP1)) && seen.contains(&IpAddr::V6(WAN2_6)),
+        "{seen:?}"
+    );
+}
+
+/// The testbed alone, before any router mode: the router has its SLAAC
+/// address and isp1's RA default route; isp1 lets the router's own sources
+/// out and drops isp2's (the anti-spoofing the uplink checks rely on).
+#[test]
+fn dual_stack_testbed_gives_the_router_its_isp_side() {
+    let tb = Testbed::up_dual_stack(TxOffload::On);
+    let addr = tb.exec_ok("rtr", &["ip", "-6", "addr", "show", "dev", "wan1"]);
+    assert!(
+        String::from_utf8_lossy(&addr.stdout).contains("inet6 2001:db8:1::2/64"),
+        "{}",
+        String::from_utf8_lossy(&addr.stdout)
+    );
+    let route = tb.exec_ok("rtr", &["ip", "-6", "route", "show", "default"]);
+    let route = String::from_utf8_lossy(&route.stdout);
+    assert!(
+        route.starts_with("default via fe80::1 dev wan1 proto ra"),
+        "{route}"
+    );
+    assert_eq!(
+        route.lines().count(),
+        1,
+        "no other IPv6 default route: {route}"
+    );
+    let ping_from = |source: &str| {
+        tb.exec(
+            "rtr",
+            &[
+                "ping",
+                "-6",
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-I",
+                source,
+                "2001:db8:ffff::10",
+            ],
+        )
+    };
+    assert!(ping_from("2001:db8:1::2").status.success());
+    assert!(!ping_from("2001:db8:2::2").status.success());
+    // The LAN host reaches the router.
+    let out = tb.exec(
+        "h1",
+        &["ping", "-6", "-n", "-c", "1", "-W", "2", "fd00:50::1"],
+    );
+    assert!(out.status.success());
+    // IPv4 as ever.
+    let out = tb.exec("h1", &["ping", "-n", "-c", "1", "-W", "2", "192.168.50.1"]);
+    assert!(out.status.success());
+}
+
+/// The dual-stack test config passes `xwan check` (no root needed).
+#[test]
+fn config_toml_dual_passes_xwan_check() {
+    let dir = std::env::temp_dir().join(format!("xwan-ipv6-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let file = dir.join("dual.toml");
+    std::fs::write(&file, config_toml_dual([1, 1], &dir.join("xwan.sock"))).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xwan"))
+        .args(["check", "-c"])
+        .arg(&file)
+        .output()
+        .expect("run xwan check");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("prefix 2001:db8:100::/56  nat6 prefix"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ipv6 2001:db8:2::2 via fe80::1  nat6 masquerade"),
+        "{stdout}"
+    );
+}
