@@ -115,6 +115,24 @@ pub fn status_table(s: &StatusReport) -> String {
             human_bytes(u.bytes_in),
             u.nat_ports_in_use.tcp + u.nat_ports_in_use.udp + u.nat_ports_in_use.icmp,
         );
+        if let Some(v6) = &u.ipv6 {
+            let _ = writeln!(
+                out,
+                "{:<8} ipv6 {}  {}  nat6 {}  gateway {}  flows {}  nat ports {}",
+                "",
+                if v6.up { "up" } else { "down" },
+                match (&v6.prefix, v6.address) {
+                    (Some(prefix), Some(address)) => format!("{address} prefix {prefix}"),
+                    (Some(prefix), None) => format!("prefix {prefix}"),
+                    (None, Some(address)) => address.to_string(),
+                    (None, None) => "unresolved".to_string(),
+                },
+                v6.nat6,
+                v6.gateway_mac.as_deref().unwrap_or("unresolved"),
+                v6.flows,
+                v6.nat_ports_in_use.tcp + v6.nat_ports_in_use.udp + v6.nat_ports_in_use.icmp,
+            );
+        }
     }
     let t = &s.flow_table;
     let _ = writeln!(
@@ -129,6 +147,14 @@ pub fn status_table(s: &StatusReport) -> String {
         s.sticky_clients,
         s.forwarded
     );
+    let t6 = &s.flow_table6;
+    if s.uplinks.iter().any(|u| u.ipv6.is_some()) {
+        let _ = writeln!(
+            out,
+            "ipv6 flows {} of {}  inserted {}  expired {}  refused {}",
+            t6.flows, t6.max_flows, t6.inserts, t6.expiries, t6.refusals
+        );
+    }
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
         let parts: Vec<String> = m
             .iter()

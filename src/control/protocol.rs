@@ -126,6 +126,9 @@ pub struct StatusReport {
     pub io: String,
     pub uplinks: Vec<UplinkReport>,
     pub flow_table: FlowTableReport,
+    /// IPv6 flows have a table of their own.
+    #[serde(default)]
+    pub flow_table6: FlowTableReport,
     pub sticky_clients: usize,
     pub forwarded: u64,
     pub drops: BTreeMap<String, u64>,
@@ -202,6 +205,24 @@ pub struct UplinkReport {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub bytes_in: u64,
+    /// Its IPv6 side; None where it carries no IPv6.
+    #[serde(default)]
+    pub ipv6: Option<Uplink6Report>,
+}
+
+/// An uplink's IPv6 side in `xwan status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uplink6Report {
+    /// Takes new IPv6 connections (an uplink may be up for IPv4 alone).
+    pub up: bool,
+    /// `nat6`: prefix, npt, masquerade or off.
+    pub nat6: String,
+    /// None while unknown ("auto" and the kernel has none), or not given.
+    pub address: Option<std::net::Ipv6Addr>,
+    pub prefix: Option<String>,
+    pub gateway_mac: Option<String>,
+    pub flows: u32,
+    pub nat_ports_in_use: NatPorts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +232,7 @@ pub struct NatPorts {
     pub icmp: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FlowTableReport {
     pub flows: u32,
     pub max_flows: u32,
@@ -295,16 +316,23 @@ impl StatusReport {
                     bytes_out: s.traffic.bytes_out,
                     packets_in: s.traffic.packets_in,
                     bytes_in: s.traffic.bytes_in,
+                    ipv6: s.ipv6.as_ref().map(|v6| Uplink6Report {
+                        up: v6.up,
+                        nat6: v6.nat.name().to_string(),
+                        address: v6.address,
+                        prefix: v6.prefix.map(|p| p.to_string()),
+                        gateway_mac: v6.gateway_mac.map(format_mac),
+                        flows: v6.flows,
+                        nat_ports_in_use: NatPorts {
+                            tcp: v6.nat_in_use[0],
+                            udp: v6.nat_in_use[1],
+                            icmp: v6.nat_in_use[2],
+                        },
+                    }),
                 })
                 .collect(),
-            flow_table: FlowTableReport {
-                flows: stats.table.flows,
-                max_flows: stats.table.max_flows,
-                inserts: stats.table.inserts,
-                expiries: stats.table.expiries,
-                refusals: stats.table.refusals,
-                evictions: stats.table.evictions,
-            },
+            flow_table: FlowTableReport::of(&stats.table),
+            flow_table6: FlowTableReport::of(&stats.table6),
             sticky_clients: stats.sticky_clients,
             forwarded: stats.totals.forwarded,
             drops: stats
@@ -322,6 +350,19 @@ impl StatusReport {
             workers: Vec::new(),
             offload: OffloadReport::default(),
             features: Vec::new(),
+        }
+    }
+}
+
+impl FlowTableReport {
+    fn of(table: &crate::flow::TableStats) -> FlowTableReport {
+        FlowTableReport {
+            flows: table.flows,
+            max_flows: table.max_flows,
+            inserts: table.inserts,
+            expiries: table.expiries,
+            refusals: table.refusals,
+            evictions: table.evictions,
         }
     }
 }

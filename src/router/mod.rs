@@ -76,6 +76,7 @@ pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
+pub use ipv6::Uplink6Stats;
 pub use offload::{OffloadCredit, OffloadEntry, OffloadFlow, EXPIRY_MARGIN_S};
 pub use reconfigure::Reconfigured;
 pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
@@ -184,6 +185,8 @@ pub struct Stats {
     pub fragments: FragmentStats,
     /// LAN hosts with flows counted against `limits.max_flows_per_host`.
     pub limited_hosts: usize,
+    /// The IPv6 flow table (all zero without IPv6).
+    pub table6: TableStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +197,8 @@ pub struct UplinkStats {
     /// NAT mappings in use: TCP, UDP, ICMP.
     pub nat_in_use: [usize; 3],
     pub traffic: Traffic,
+    /// Its IPv6 side; None where it carries no IPv6.
+    pub ipv6: Option<Uplink6Stats>,
 }
 
 /// Where a translated packet goes and what it becomes.
@@ -552,6 +557,7 @@ impl Router {
                         traffic.bytes_in += offloaded[3];
                         traffic
                     },
+                    ipv6: self.uplink6_stats(id as UplinkId, &live.policy6),
                 })
                 .collect(),
             totals,
@@ -559,6 +565,7 @@ impl Router {
             sticky_clients: live.policy.sticky_clients(),
             fragments: self.fragments.stats(),
             limited_hosts: self.hosts.hosts(),
+            table6: self.v6.table.stats(),
         }
     }
 }

@@ -172,6 +172,20 @@ impl Ipv6State {
     }
 }
 
+/// An uplink's IPv6 side for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink6Stats {
+    /// Takes new IPv6 connections.
+    pub up: bool,
+    pub nat: Nat6,
+    pub address: Option<std::net::Ipv6Addr>,
+    pub prefix: Option<Ipv6Net>,
+    pub gateway_mac: Option<[u8; 6]>,
+    pub flows: u32,
+    /// NAT66 mappings in use: TCP, UDP, ICMPv6.
+    pub nat_in_use: [usize; 3],
+}
+
 /// The tuple of an IPv6 frame as it arrived.
 fn key_of(frame: &Frame6) -> FlowKey<Addr6> {
     let (src_port, dst_port) = frame.ports();
@@ -301,6 +315,24 @@ impl Router {
             }
             uplink.flows.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn uplink6_stats(
+        &self,
+        uplink: UplinkId,
+        policy6: &crate::policy::Policy,
+    ) -> Option<Uplink6Stats> {
+        let state = self.v6.uplinks.get(usize::from(uplink))?;
+        let addressing = state.addressing.load();
+        Some(Uplink6Stats {
+            up: policy6.balancer().is_up(uplink),
+            nat: state.nat?,
+            address: addressing.address.map(std::net::Ipv6Addr::from),
+            prefix: addressing.prefix,
+            gateway_mac: self.gateway_mac6(uplink),
+            flows: state.flows.load(Ordering::Relaxed),
+            nat_in_use: [0, 1, 2].map(|i| lock(&state.ports[i]).in_use()),
+        })
     }
 
     fn gateway_mac6(&self, uplink: UplinkId) -> Option<[u8; 6]> {
