@@ -42,6 +42,131 @@ fn kernel_npt() {
     npt_scenario(RouterMode::Kernel);
 }
 
+#[test]
+fn packet() {
+    scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn packet_npt() {
+    npt_scenario(RouterMode::XwanPacket);
+}
+
+/// `--io auto` with IPv6 in the configuration takes packet (the XDP program
+/// owns IPv4 only) and forwards both families.
+#[test]
+fn auto() {
+    scenario(RouterMode::XwanAuto);
+}
+
+#[test]
+fn kernel_inbound() {
+    inbound_scenario(RouterMode::Kernel);
+}
+
+#[test]
+fn packet_inbound() {
+    inbound_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn kernel_errors() {
+    errors_scenario(RouterMode::Kernel);
+}
+
+#[test]
+fn packet_errors() {
+    errors_scenario(RouterMode::XwanPacket);
+}
+
+/// A connection from the Internet to h1's outside address through isp1's
+/// prefix mapping (no port forward): it reaches h1, both ways byte for
+/// byte, and h1 sees the server's own address.
+fn inbound_scenario(mode: RouterMode) {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(mode, &config);
+    let listener = tb.listen_tcp6("h1", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 2222, 0, 0));
+    let outside = SocketAddrV6::new(HOST1_VIA_ISP1, 2222, 0, 0);
+    for i in 0..3u64 {
+        let client = tb
+            .connect_tcp6("inet", outside)
+            .unwrap_or_else(|e| panic!("connection {i} to h1 through isp1's mapping: {e}"));
+        let (conn, peer) = listener.accept();
+        assert!(
+            !matches!(peer.ip(), IpAddr::V6(a) if a.segments()[0] == 0xfd00),
+            "h1 sees the Internet peer untranslated: {peer}"
+        );
+        let upload = pattern(32 << 10, 10 + i);
+        let download = pattern(32 << 10, 20 + i);
+        let (at_h1, at_server) = thread::scope(|s| {
+            let h1 = s.spawn(|| exchange(&conn, &download));
+            let at_server = exchange(&client, &upload);
+            (h1.join().expect("h1 side"), at_server)
+        });
+        assert!(at_h1 == upload, "connection {i}: what h1 got differs");
+        assert!(at_server == download, "connection {i}: what the server got differs");
+    }
+}
+
+/// The ICMPv6 errors a router owes: hop-limit expiry answered from the
+/// router's LAN address (ping with hop limit 1, and traceroute6 through
+/// both the router and an ISP, whose error comes back translated), and
+/// packet too big over a 1400-byte uplink, after which a bulk upload
+/// completes byte for byte.
+fn errors_scenario(mode: RouterMode) {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    for wan in ["wan1", "wan2"] {
+        tb.exec_ok("rtr", &["ip", "link", "set", wan, "mtu", "1400"]);
+    }
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(mode, &config);
+    let server = SERVER1_6.to_string();
+    let text = |out: std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let expired = text(tb.exec(
+        "h1",
+        &["ping", "-6", "-n", "-c", "1", "-W", "2", "-t", "1", &server],
+    ));
+    assert!(
+        expired.contains("From fd00:50::1") && expired.contains("Time exceeded"),
+        "{expired}"
+    );
+    let trace = text(tb.exec(
+        "h1",
+        &["traceroute6", "-n", "-q", "1", "-w", "2", "-m", "5", &server],
+    ));
+    let hops: Vec<&str> = trace.lines().skip(1).collect();
+    assert!(
+        hops.first().is_some_and(|h| h.contains("fd00:50::1")),
+        "the router is the first hop:\n{trace}"
+    );
+    assert!(
+        hops.iter().any(|h| h.contains("2001:db8:1::1") || h.contains("2001:db8:2::1")),
+        "an ISP's error comes back through the router:\n{trace}"
+    );
+    assert!(
+        hops.last().is_some_and(|h| h.contains(&server)),
+        "the trace reaches the server:\n{trace}"
+    );
+    let too_big = text(tb.exec(
+        "h1",
+        &["ping", "-6", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1452", &server],
+    ));
+    assert!(
+        too_big.contains("Packet too big") && too_big.contains("mtu=1400"),
+        "{too_big}"
+    );
+    let bulk = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5002, 0, 0));
+    let seen = tcp_connections(&tb, bulk, 2, 256 << 10);
+    assert_eq!(seen.len(), 2);
+}
+
 /// TCP and UDP over IPv6 from h1, balanced 1:1 and pinned by the HTTPS
 /// rule, with IPv4 beside them in the same run.
 fn scenario(mode: RouterMode) {
