@@ -57,11 +57,51 @@ pub(super) fn discover(config: &Config) -> Result<Discovered, RunError> {
     for wan in config.wans.iter().filter(|w| !w.address_auto) {
         system::check_address(&addresses, &wan.interface, wan.address)?;
     }
+    check_addresses6(config, &wans);
     Ok(Discovered {
         lan,
         wans,
         local_addresses: sorted_addresses(&addresses),
     })
+}
+
+/// Warns of each uplink's written `address6` that is not on its interface:
+/// nothing would answer the ISP router's neighbour solicitations for it, so
+/// replies to it (NAT66) would not come back. A warning rather than a
+/// refusal: IPv4 does not need it, and the address may be on its way (DHCPv6).
+fn check_addresses6(config: &Config, wans: &[Link]) {
+    let written: Vec<(&crate::config::Wan, &Link, std::net::Ipv6Addr)> = config
+        .wans
+        .iter()
+        .zip(wans)
+        .filter_map(|(wan, link)| {
+            let v6 = wan.ipv6.as_ref()?;
+            (!v6.address_auto && !v6.address.is_unspecified()).then_some((wan, link, v6.address))
+        })
+        .collect();
+    if written.is_empty() {
+        return;
+    }
+    let addresses = match system::ipv6_addresses() {
+        Ok(addresses) => addresses,
+        Err(e) => {
+            warn!(error = %e, "cannot read the IPv6 addresses to check each uplink's address6");
+            return;
+        }
+    };
+    for (wan, link, address) in written {
+        if !addresses
+            .iter()
+            .any(|a| a.ifindex == link.ifindex && a.address == address)
+        {
+            warn!(
+                uplink = %wan.name,
+                "address6 {address} is not configured on {}: replies to it will not reach xwan \
+                 unless something answers neighbour solicitations for it",
+                link.name
+            );
+        }
+    }
 }
 
 fn sorted_addresses(addresses: &[system::InterfaceAddress]) -> Vec<Ipv4Addr> {
@@ -282,6 +322,7 @@ pub(super) fn log_summary(
         .networks
         .iter()
         .map(ToString::to_string)
+        .chain(config.lan.networks6.iter().map(ToString::to_string))
         .collect();
     info!(
         "lan on {}: ifindex {}, mac {}, mtu {}, {} rx queue(s), networks {}",
@@ -304,6 +345,28 @@ pub(super) fn log_summary(
             wan.address_text(),
             wan.gateway_text(),
             gateway.map_or_else(|| "resolving".to_owned(), |mac| format!("at {}", format_mac(&mac)))
+        );
+    }
+    for wan in &config.wans {
+        let Some(v6) = &wan.ipv6 else { continue };
+        let text = |addr: std::net::Ipv6Addr, auto: bool| match (auto, addr.is_unspecified()) {
+            (false, true) => "none".to_owned(),
+            (false, false) => addr.to_string(),
+            (true, true) => "auto (unresolved)".to_owned(),
+            (true, false) => format!("auto (now {addr})"),
+        };
+        let prefix = match (v6.prefix, v6.prefix_auto) {
+            (Some(prefix), false) => prefix.to_string(),
+            (Some(prefix), true) => format!("auto (now {prefix})"),
+            (None, true) => "auto (unresolved)".to_owned(),
+            (None, false) => "none".to_owned(),
+        };
+        info!(
+            "uplink {} IPv6: address {}, gateway {}, prefix {prefix}, nat6 {}",
+            wan.name,
+            text(v6.address, v6.address_auto),
+            text(v6.gateway, v6.gateway_auto),
+            v6.nat.name()
         );
     }
     info!(

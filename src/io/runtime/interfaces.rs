@@ -1,15 +1,18 @@
 //! What the router learns from its interfaces and keeps current: their MTUs
 //! (for the core, where no `mtu` key overrides them), the LAN interface's
-//! address (the core's `[lan] address` when the key is not set), and every
+//! address (the core's `[lan] address` when the key is not set) and, with
+//! IPv6 LAN prefixes, its IPv6 address inside them (the core's `[lan]
+//! address6` when that key is not set: a usable global or unique local
+//! address, a preferred one before a deprecated one), and every
 //! address of the router (the kernel side of the data path leaves traffic to
 //! them to the kernel: the XDP program's `local_addrs` map, or the packet
 //! backend's nftables set).
 //!
 //! [`InterfaceWatch::refresh`] reads them all and applies what changed. The
 //! runtime calls it at start, and the uplink monitor (`uplink_monitor.rs`)
-//! on every rtnetlink link, IPv4 address or IPv4 route event.
+//! on every rtnetlink link, address or route event.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::{info, warn};
@@ -40,6 +43,7 @@ pub(super) struct InterfaceWatch {
 struct Seen {
     mtus: Vec<u32>,
     lan_address: Option<Ipv4Addr>,
+    lan_address6: Option<Ipv6Addr>,
 }
 
 impl InterfaceWatch {
@@ -91,16 +95,18 @@ impl InterfaceWatch {
     }
 
     /// Reads every interface's MTU and every address, hands the MTUs and the
-    /// LAN interface's address to the core, and when the router's addresses
+    /// LAN interface's addresses (IPv4, and IPv6 with IPv6 LAN prefixes) to
+    /// the core, and when the router's addresses
     /// changed, lays out the kernel side of the data path again. Changes are
     /// logged.
     pub(super) fn refresh(&self) -> Result<(), String> {
-        let mtus = self
+        let links = self
             .ports
             .iter()
-            .map(|(_, name)| system::index_and_mtu(name).map(|(_, mtu)| mtu))
-            .collect::<Result<Vec<u32>, SystemError>>()
+            .map(|(_, name)| system::index_and_mtu(name))
+            .collect::<Result<Vec<(u32, u32)>, SystemError>>()
             .map_err(|e| e.to_string())?;
+        let mtus: Vec<u32> = links.iter().map(|(_, mtu)| *mtu).collect();
         let addresses = system::ipv4_addresses().map_err(|e| e.to_string())?;
         let running = self.config.running();
         let lan = &running.config.lan;
@@ -111,6 +117,16 @@ impl InterfaceWatch {
                     && lan.networks.iter().any(|n| n.contains(&a.net.addr()))
             })
             .map(|a| a.net.addr());
+        // The LAN is the first port.
+        let lan_address6 = match (lan.networks6.is_empty(), links.first()) {
+            (false, Some((ifindex, _))) => {
+                let addresses = system::ipv6_addresses().map_err(|e| e.to_string())?;
+                system::preferred_address6(&addresses, *ifindex, |a| {
+                    lan.networks6.iter().any(|n| n.contains(&a))
+                })
+            }
+            _ => None,
+        };
         let mut local: Vec<Ipv4Addr> = addresses.iter().map(|a| a.net.addr()).collect();
         local.sort();
         local.dedup();
@@ -120,7 +136,14 @@ impl InterfaceWatch {
                 .set_interface_mtu(*port, u16::try_from(mtu).unwrap_or(u16::MAX));
         }
         self.router.set_lan_interface_address(lan_address);
-        let seen = Seen { mtus, lan_address };
+        if !lan.networks6.is_empty() {
+            self.router.set_lan_interface_address6(lan_address6);
+        }
+        let seen = Seen {
+            mtus,
+            lan_address,
+            lan_address6,
+        };
         let mut last = sync::lock(&self.last);
         if *last != seen {
             let mtus: Vec<String> = self
@@ -129,8 +152,13 @@ impl InterfaceWatch {
                 .zip(&seen.mtus)
                 .map(|((_, name), mtu)| format!("{name} {mtu}"))
                 .collect();
+            let v6 = match (lan.networks6.is_empty(), seen.lan_address6) {
+                (true, _) => String::new(),
+                (false, None) => "; LAN interface IPv6 address: none".to_owned(),
+                (false, Some(a)) => format!("; LAN interface IPv6 address: {a}"),
+            };
             info!(
-                "interface MTUs: {}; LAN interface address: {}",
+                "interface MTUs: {}; LAN interface address: {}{v6}",
                 mtus.join(", "),
                 seen.lan_address
                     .map_or_else(|| "none".to_owned(), |a| a.to_string())

@@ -32,7 +32,7 @@ use super::fast_path::FastPath;
 use super::health_thread::{SharedMonitor, StateChanges};
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
-use crate::config::{Config, RunningConfig, UplinkId};
+use crate::config::{Config, RunningConfig, UplinkId, Wan6};
 use crate::control::metrics::{self, MetricsSource};
 use crate::control::page::{History, PageDocument, TOP_FLOWS};
 use crate::control::protocol::{
@@ -313,13 +313,16 @@ impl RuntimeControl {
 }
 
 impl RuntimeControl {
-    /// Applies what the kernel says "auto" addresses and gateways are now
-    /// (after [`KernelUplinks::update`]): the kernel side of the data path
-    /// first (the XDP maps' or the nftables table's WAN addresses), then each
-    /// new address to the core, for new flows at once, the flows of an
-    /// address that went away failed over (their TCP clients get an RST);
-    /// the housekeeping threads follow the new gateways and addresses from
-    /// [`LoadedConfig`].
+    /// Applies what the kernel says "auto" addresses and gateways of both
+    /// families are now (after [`KernelUplinks::update`]): the kernel side
+    /// of the data path first (the XDP maps' or the nftables table's WAN
+    /// addresses), then each new address to the core, for new flows at
+    /// once, the flows of an IPv4 address that went away failed over (their
+    /// TCP clients get an RST), a new IPv6 address or prefix taken by new
+    /// connections; the housekeeping threads follow the new gateways and
+    /// addresses from [`LoadedConfig`]. The values "auto" had at start are
+    /// the core's already (the start fills them before building it), so the
+    /// first call changes only what moved since.
     pub fn follow_kernel(&self) {
         let _one = sync::lock(&self.reloading);
         let running = self.parts.config.running();
@@ -356,11 +359,44 @@ impl RuntimeControl {
             if was.gateway != now.gateway {
                 info!(uplink = %now.name, "gateway {} (was {})", now.gateway_text(), was.gateway_text());
             }
+            if let (Some(was6), Some(now6)) = (&was.ipv6, &now.ipv6) {
+                self.follow_kernel6(id as UplinkId, &now.name, was6, now6);
+            }
         }
         self.parts.config.replace(RunningConfig {
             config,
             removed: running.removed.clone(),
         });
+    }
+
+    /// An uplink's IPv6 side as the kernel has it now: a new address or
+    /// prefix to the core (new connections take it at once; open flows keep
+    /// the outside addresses they have), one line each in the log.
+    fn follow_kernel6(&self, id: UplinkId, name: &str, was: &Wan6, now: &Wan6) {
+        let router = &self.parts.router;
+        if was.address != now.address {
+            router.set_uplink_address6(id, Some(now.address).filter(|a| !a.is_unspecified()));
+            info!(
+                uplink = %name,
+                "IPv6 address {} (was {})",
+                auto6_text(now.address, now.address_auto),
+                auto6_text(was.address, was.address_auto)
+            );
+        }
+        if was.prefix != now.prefix {
+            router.set_uplink_prefix6(id, now.prefix);
+            let text =
+                |p: Option<ipnet::Ipv6Net>| p.map_or_else(|| "none".to_owned(), |p| p.to_string());
+            info!(uplink = %name, "IPv6 prefix {} (was {})", text(now.prefix), text(was.prefix));
+        }
+        if was.gateway != now.gateway {
+            info!(
+                uplink = %name,
+                "IPv6 gateway {} (was {})",
+                auto6_text(now.gateway, now.gateway_auto),
+                auto6_text(was.gateway, was.gateway_auto)
+            );
+        }
     }
 
     /// The configuration in force.
@@ -442,6 +478,16 @@ impl MetricsSource for RuntimeControl {
         out.push_str(&metrics::render_offload(&self.parts.fast_path.report()));
         out.push_str(&metrics::render_features(&self.parts.features));
         out
+    }
+}
+
+/// An IPv6 address or gateway as the log shows it: `2001:db8:1::2`, `auto
+/// (now 2001:db8:1::2)` or `auto (unresolved)`.
+fn auto6_text(addr: std::net::Ipv6Addr, auto: bool) -> String {
+    match (auto, addr.is_unspecified()) {
+        (false, _) => addr.to_string(),
+        (true, true) => "auto (unresolved)".to_owned(),
+        (true, false) => format!("auto (now {addr})"),
     }
 }
 

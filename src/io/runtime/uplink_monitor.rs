@@ -1,15 +1,23 @@
 //! The event monitor: one thread on an rtnetlink socket subscribed to link,
-//! IPv4 address, IPv4 route and neighbour changes. A link, address or route
-//! event reads the kernel's state again ([`KernelState`]) and applies it:
+//! address and route changes of both families, and to neighbour changes. A
+//! link, address or route event reads the kernel's state again
+//! ([`KernelState`]) and applies it:
 //! - the interfaces' MTUs, the LAN interface's address and the router's
 //!   addresses to the core and the kernel side ([`InterfaceWatch`]);
 //! - each uplink's link (down or without carrier, or an "auto" address or
 //!   gateway missing) to [`KernelUplinks`], which the health thread judges
 //!   on its next tick, so a carrier loss fails the uplink over at once;
-//! - the "auto" addresses and gateways to the running configuration
-//!   ([`RuntimeControl::follow_kernel`]);
+//! - the "auto" addresses and gateways of both families to the running
+//!   configuration and the core ([`RuntimeControl::follow_kernel`]);
 //! - xwan's routes and rules for the router's own traffic ([`LocalRoutes`]),
 //!   which also follow the uplinks' health.
+//!
+//! On every wake it also keeps each uplink's IPv6 service in line: an uplink
+//! the health thread has up is up for IPv6 only while its IPv6 side
+//! resolves ([`KernelUplinks::usable6`]: a gateway, and the address or
+//! prefix its `nat6` needs) and, after [`GATEWAY6_GRACE`] at start, the core
+//! has its IPv6 gateway's MAC; otherwise it is taken out of IPv6 service
+//! alone ([`Router::set_uplink_up6`]), IPv4 going on.
 //!
 //! A neighbour event, or [`NEIGHBOUR_ROUND`] without one, runs a round of
 //! the neighbour table ([`NeighbourThread`]: gateway and LAN host MACs, and
@@ -19,22 +27,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::interfaces::InterfaceWatch;
 use super::kernel_uplinks::KernelUplinks;
 use super::local_routes::LocalRoutes;
 use super::neighbours::NeighbourThread;
 use super::runtime_control::RuntimeControl;
-use crate::config::{RunningConfig, UplinkId};
+use crate::config::{Nat6, RunningConfig, UplinkId, Wan6};
 use crate::io::system::{KernelState, RouteEvents};
 use crate::router::Router;
 
 /// The longest the neighbour table goes unread.
 const NEIGHBOUR_ROUND: Duration = Duration::from_millis(500);
 
-/// How often the thread looks at the uplinks' health for the router's own routes.
+/// How often the thread looks at the uplinks' health for the router's own
+/// routes and for IPv6 service.
 const WAKE: Duration = Duration::from_millis(50);
+
+/// How long an uplink's IPv6 gateway may go without a MAC at start (as the
+/// health thread waits for IPv4 gateways).
+pub(super) const GATEWAY6_GRACE: Duration = Duration::from_secs(3);
 
 pub(super) struct UplinkMonitor {
     pub(super) events: RouteEvents,
@@ -89,13 +102,60 @@ impl UplinkMonitor {
         self.runtime.follow_kernel();
     }
 
-    /// The router's own routes, after the uplinks' health.
+    /// The router's own routes, after the uplinks' health; and each
+    /// uplink's IPv6 service.
     fn follow_health(&mut self, running: &RunningConfig) {
+        self.follow_ipv6(running);
         if let Some(local) = &mut self.local {
             let up: Vec<bool> = (0..running.config.wans.len())
                 .map(|id| !running.removed[id] && self.router.uplink_up(id as UplinkId))
                 .collect();
             local.update(&running.config, &up);
         }
+    }
+
+    /// Takes an uplink whose IPv6 side does not resolve out of IPv6 service
+    /// (and puts it back once it does), without touching IPv4: the health
+    /// thread's transitions set both families, this corrects IPv6 within a
+    /// wake.
+    fn follow_ipv6(&self, running: &RunningConfig) {
+        let grace = self.neighbours.epoch.elapsed() < GATEWAY6_GRACE;
+        for (id, wan) in running.config.wans.iter().enumerate() {
+            let Some(v6) = &wan.ipv6 else { continue };
+            let uplink = id as UplinkId;
+            let mac = grace || self.neighbours.gateway6_resolved(id);
+            let want = !running.removed[id]
+                && self.router.uplink_up(uplink)
+                && self.uplinks.usable6(id)
+                && mac;
+            let was = self.router.uplink_up6(uplink);
+            if want == was {
+                continue;
+            }
+            // Up only where the core can translate (else this stays down).
+            self.router.set_uplink_up6(uplink, want);
+            match (was, self.router.uplink_up6(uplink)) {
+                (false, true) => info!(uplink = %wan.name, "IPv6 up"),
+                (true, false) => {
+                    info!(uplink = %wan.name, reason = why_down6(v6, mac), "IPv6 down");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Why an uplink whose IPv6 side was judged is out of IPv6 service.
+fn why_down6(v6: &Wan6, gateway_mac: bool) -> &'static str {
+    if v6.gateway.is_unspecified() {
+        "no IPv6 default route"
+    } else if v6.nat == Nat6::Masquerade && v6.address.is_unspecified() {
+        "no global IPv6 address"
+    } else if v6.nat != Nat6::Masquerade && v6.prefix.is_none() {
+        "prefix6 unresolved"
+    } else if !gateway_mac {
+        "IPv6 gateway unresolved"
+    } else {
+        "uplink down"
     }
 }

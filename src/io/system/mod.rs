@@ -4,15 +4,16 @@
 //!   ioctls on a socket, so it answers for the network namespace of the calling thread.
 //! - [`ipv4_addresses`] / [`check_address`]: the IPv4 addresses configured on interfaces
 //!   (`getifaddrs`).
-//! - [`neighbours`]: the kernel's IPv4 neighbour table (`/proc/thread-self/net/arp`).
-//! - [`NeighbourProber`]: asks the kernel to resolve (or re-confirm) a neighbour with a
-//!   netlink `RTM_NEWNEIGH` carrying `NTF_USE`, the same request as
+//! - [`neighbours`]: the kernel's IPv4 and IPv6 neighbour tables (a netlink
+//!   `RTM_GETNEIGH` dump).
+//! - [`NeighbourProber`]: asks the kernel to resolve (or re-confirm) a neighbour of either
+//!   family with a netlink `RTM_NEWNEIGH` carrying `NTF_USE`, the same request as
 //!   `ip neigh replace ADDR dev DEV use`: the kernel creates the entry if needed and runs
-//!   its normal ARP state machine (an ARP request when unknown, a unicast probe when stale).
-//!   No datagram is sent to the neighbour.
-//! - [`rtnetlink`]: links, addresses and default routes read at once
-//!   ([`KernelState`]), their changes as events ([`RouteEvents`]), and the
-//!   routes and rules xwan owns for the router's own traffic.
+//!   its normal ARP or Neighbour Discovery state machine (a request when unknown, a
+//!   unicast probe when stale). No datagram is sent to the neighbour.
+//! - [`rtnetlink`]: links, addresses and default routes of both families read at once
+//!   ([`KernelState`]; [`ipv6_addresses`] alone), their changes as events
+//!   ([`RouteEvents`]), and the routes and rules xwan owns for the router's own traffic.
 //! - [`read_sysctl`] / [`write_sysctl`] / [`local_port_range`]: sysctls under `/proc/sys`,
 //!   which answer for the calling thread's network namespace.
 
@@ -23,11 +24,15 @@ mod neigh;
 pub(crate) mod netns;
 pub mod rtnetlink;
 mod sysctl;
+#[cfg(test)]
+pub(crate) mod test_bytes;
 
 pub use addr::{check_address, ipv4_addresses, InterfaceAddress};
 pub use link::{index_and_mtu, link, Link};
 pub use neigh::{neighbours, Neighbour, NeighbourProber};
-pub use rtnetlink::{root_qdiscs, Changes, KernelState, RouteEvents};
+pub use rtnetlink::{
+    ipv6_addresses, preferred_address6, root_qdiscs, Address6, Changes, KernelState, RouteEvents,
+};
 pub use sysctl::{local_port_range, read_sysctl, write_sysctl};
 
 use std::io;

@@ -73,6 +73,24 @@ impl TestNetns {
         ]);
     }
 
+    /// IPv6 on `dev` (whatever the host's defaults), without duplicate
+    /// address detection, so its addresses are usable at once rather than
+    /// tentative for a second.
+    pub(crate) fn ipv6_without_dad(&self, dev: &str) {
+        let out = self.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+            &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+        ]);
+        assert!(
+            out.status.success(),
+            "sysctl in {} for {dev}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs a command inside the namespace (`ip netns exec`) and returns its output.
     pub(crate) fn exec(&self, cmd: &[&str]) -> Output {
         Command::new("ip")

@@ -1,19 +1,21 @@
-//! The kernel's links, IPv4 addresses and default routes over rtnetlink
-//! (netlink-packet-route's messages on a netlink-sys socket), a socket that
-//! wakes on their changes, and the few routing changes xwan makes for the
-//! router's own traffic (routes in its own tables, `ip rule`s), each tagged
-//! with [`XWAN_PROTOCOL`] so a later start finds and removes what a crashed
-//! one left.
+//! The kernel's links, addresses (IPv4 and IPv6) and default routes over
+//! rtnetlink (netlink-packet-route's messages on a netlink-sys socket), a
+//! socket that wakes on their changes, and the few routing changes xwan
+//! makes for the router's own traffic (routes in its own tables, `ip
+//! rule`s), each tagged with [`XWAN_PROTOCOL`] so a later start finds and
+//! removes what a crashed one left.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -38,6 +40,8 @@ const GROUP_LINK: u32 = 1;
 const GROUP_NEIGH: u32 = 3;
 const GROUP_IPV4_IFADDR: u32 = 5;
 const GROUP_IPV4_ROUTE: u32 = 7;
+const GROUP_IPV6_IFADDR: u32 = 9;
+const GROUP_IPV6_ROUTE: u32 = 11;
 
 /// The main routing table.
 const MAIN_TABLE: u32 = 254;
@@ -53,27 +57,104 @@ pub struct LinkState {
     pub carrier: bool,
 }
 
-/// A default route through a gateway.
+/// A default route through a gateway (an IPv4 one by default; the gateway
+/// of an IPv6 one is usually the router's link-local address, as router
+/// advertisements install it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultRoute {
+pub struct DefaultRoute<A = Ipv4Addr> {
     pub ifindex: u32,
-    pub gateway: Ipv4Addr,
+    pub gateway: A,
     pub table: u32,
     pub metric: u32,
     pub protocol: u8,
 }
 
-/// Links, primary IPv4 addresses and default routes (every table), read at once.
+impl<A> DefaultRoute<A> {
+    fn with<B>(self, gateway: B) -> DefaultRoute<B> {
+        DefaultRoute {
+            ifindex: self.ifindex,
+            gateway,
+            table: self.table,
+            metric: self.metric,
+            protocol: self.protocol,
+        }
+    }
+}
+
+/// An IPv6 address on an interface, with what decides whether it can be
+/// used (`ip -6 addr`'s flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address6 {
+    pub ifindex: u32,
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    /// Scope universe: a global (GUA) or unique local (ULA) address, not a
+    /// link-local or host one.
+    pub global: bool,
+    /// Duplicate address detection not done yet (tentative, optimistic) or
+    /// failed: the kernel does not use it as a source, so neither does xwan.
+    pub tentative: bool,
+    /// Its preferred lifetime is over: still valid, no longer for new
+    /// connections.
+    pub deprecated: bool,
+    /// A privacy (RFC 8981) address, which the kernel replaces every day or so.
+    pub temporary: bool,
+}
+
+impl Address6 {
+    /// A global (or unique local) address the kernel has finished checking.
+    pub fn usable_global(&self) -> bool {
+        self.global && !self.tentative
+    }
+}
+
+/// The address `accept` takes among the usable global ones of an
+/// interface: a preferred one before a deprecated one, then (for an
+/// uplink's own address) a global one before a unique local one, then a
+/// stable one before a temporary one; the kernel's order otherwise.
+pub fn preferred_address6(
+    addresses: &[Address6],
+    ifindex: u32,
+    accept: impl Fn(Ipv6Addr) -> bool,
+) -> Option<Ipv6Addr> {
+    addresses
+        .iter()
+        .filter(|a| a.ifindex == ifindex && a.usable_global() && accept(a.address))
+        .min_by_key(|a| (a.deprecated, is_unique_local(a.address), a.temporary))
+        .map(|a| a.address)
+}
+
+/// fc00::/7.
+fn is_unique_local(addr: Ipv6Addr) -> bool {
+    addr.segments()[0] & 0xfe00 == 0xfc00
+}
+
+/// The gateway of the default route through `ifindex`, as a DHCP client or
+/// router advertisements install it in any table: the lowest metric, the
+/// main table first; xwan's own routes do not count.
+fn best_gateway<A: Copy>(routes: &[DefaultRoute<A>], ifindex: u32) -> Option<A> {
+    routes
+        .iter()
+        .filter(|r| r.ifindex == ifindex && r.protocol != XWAN_PROTOCOL)
+        .min_by_key(|r| (r.table != MAIN_TABLE, r.metric))
+        .map(|r| r.gateway)
+}
+
+/// Links, addresses and default routes (every table) of both families,
+/// read at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelState {
     pub links: Vec<LinkState>,
     /// (ifindex, address), primary addresses only, in the kernel's order.
     pub addresses: Vec<(u32, Ipv4Addr)>,
     pub defaults: Vec<DefaultRoute>,
+    /// Every IPv6 address, in the kernel's order.
+    pub addresses6: Vec<Address6>,
+    pub defaults6: Vec<DefaultRoute<Ipv6Addr>>,
 }
 
 impl KernelState {
-    /// Dumps the three tables of the calling thread's network namespace.
+    /// Dumps the tables of the calling thread's network namespace.
     pub fn read() -> Result<KernelState, SystemError> {
         let mut state = KernelState::default();
         let links = request(
@@ -81,14 +162,25 @@ impl KernelState {
             NLM_F_DUMP,
         )?;
         state.links = links.iter().filter_map(link_state).collect();
-        let mut address = AddressMessage::default();
-        address.header.family = AddressFamily::Inet;
-        let addresses = request(RouteNetlinkMessage::GetAddress(address), NLM_F_DUMP)?;
-        state.addresses = addresses.iter().filter_map(primary_address).collect();
-        let mut route = RouteMessage::default();
-        route.header.address_family = AddressFamily::Inet;
-        let routes = request(RouteNetlinkMessage::GetRoute(route), NLM_F_DUMP)?;
-        state.defaults = routes.iter().filter_map(default_route).collect();
+        state.addresses = dump_addresses(AddressFamily::Inet)?
+            .iter()
+            .filter_map(primary_address)
+            .collect();
+        state.addresses6 = ipv6_addresses()?;
+        state.defaults = dump_defaults(AddressFamily::Inet)?
+            .into_iter()
+            .filter_map(|r| match r.gateway {
+                IpAddr::V4(gateway) => Some(r.with(gateway)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        state.defaults6 = dump_defaults(AddressFamily::Inet6)?
+            .into_iter()
+            .filter_map(|r| match r.gateway {
+                IpAddr::V6(gateway) => Some(r.with(gateway)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
         Ok(state)
     }
 
@@ -108,12 +200,48 @@ impl KernelState {
     /// client installs it in any table: the lowest metric, the main table
     /// first; xwan's own routes do not count.
     pub fn gateway_of(&self, ifindex: u32) -> Option<Ipv4Addr> {
-        self.defaults
-            .iter()
-            .filter(|r| r.ifindex == ifindex && r.protocol != XWAN_PROTOCOL)
-            .min_by_key(|r| (r.table != MAIN_TABLE, r.metric))
-            .map(|r| r.gateway)
+        best_gateway(&self.defaults, ifindex)
     }
+
+    /// The interface's global IPv6 address (SLAAC or DHCPv6), as
+    /// [`preferred_address6`] chooses it.
+    pub fn address6_of(&self, ifindex: u32) -> Option<Ipv6Addr> {
+        preferred_address6(&self.addresses6, ifindex, |_| true)
+    }
+
+    /// The gateway of the IPv6 default route through the interface (as
+    /// router advertisements install it), chosen as [`KernelState::gateway_of`]
+    /// chooses IPv4's.
+    pub fn gateway6_of(&self, ifindex: u32) -> Option<Ipv6Addr> {
+        best_gateway(&self.defaults6, ifindex)
+    }
+}
+
+/// Every IPv6 address of the calling thread's network namespace.
+pub fn ipv6_addresses() -> Result<Vec<Address6>, SystemError> {
+    Ok(dump_addresses(AddressFamily::Inet6)?
+        .iter()
+        .filter_map(address6)
+        .collect())
+}
+
+fn dump_addresses(family: AddressFamily) -> Result<Vec<RouteNetlinkMessage>, SystemError> {
+    let mut address = AddressMessage::default();
+    address.header.family = family;
+    request(RouteNetlinkMessage::GetAddress(address), NLM_F_DUMP)
+}
+
+fn dump_defaults(family: AddressFamily) -> Result<Vec<DefaultRoute<IpAddr>>, SystemError> {
+    let mut route = RouteMessage::default();
+    route.header.address_family = family;
+    let routes = request(RouteNetlinkMessage::GetRoute(route), NLM_F_DUMP)?;
+    Ok(routes
+        .iter()
+        .filter(
+            |m| matches!(m, RouteNetlinkMessage::NewRoute(r) if r.header.address_family == family),
+        )
+        .flat_map(default_routes)
+        .collect())
 }
 
 /// The kind of each interface's root queueing discipline ("noqueue", "mq",
@@ -174,35 +302,94 @@ fn primary_address(message: &RouteNetlinkMessage) -> Option<(u32, Ipv4Addr)> {
     Some((address.header.index, local))
 }
 
-fn default_route(message: &RouteNetlinkMessage) -> Option<DefaultRoute> {
-    let RouteNetlinkMessage::NewRoute(route) = message else {
+fn address6(message: &RouteNetlinkMessage) -> Option<Address6> {
+    let RouteNetlinkMessage::NewAddress(message) = message else {
         return None;
     };
-    let header = &route.header;
-    if header.address_family != AddressFamily::Inet
-        || header.destination_prefix_length != 0
-        || header.kind != RouteType::Unicast
-    {
+    let header = &message.header;
+    if header.family != AddressFamily::Inet6 {
         return None;
     }
-    let (mut ifindex, mut gateway, mut metric) = (None, None, 0);
+    // IPv6 puts its address in IFA_ADDRESS (IFA_LOCAL only on a
+    // point-to-point link, where it is the local end).
+    let (mut address, mut local) = (None, None);
+    // The header holds the first 8 flag bits; IFA_FLAGS, when present, all 32.
+    let mut flags = AddressFlags::from_bits_retain(u32::from(header.flags.bits()));
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Address(IpAddr::V6(addr)) => address = Some(*addr),
+            AddressAttribute::Local(IpAddr::V6(addr)) => local = Some(*addr),
+            AddressAttribute::Flags(all) => flags = *all,
+            _ => {}
+        }
+    }
+    Some(Address6 {
+        ifindex: header.index,
+        address: local.or(address)?,
+        prefix_len: header.prefix_len,
+        global: header.scope == AddressScope::Universe,
+        tentative: flags.intersects(
+            AddressFlags::Tentative | AddressFlags::Optimistic | AddressFlags::Dadfailed,
+        ),
+        deprecated: flags.contains(AddressFlags::Deprecated),
+        // IFA_F_TEMPORARY is IFA_F_SECONDARY's bit.
+        temporary: flags.contains(AddressFlags::Secondary),
+    })
+}
+
+/// The default routes of a route message: one, or one per next hop of a
+/// multipath route.
+fn default_routes(message: &RouteNetlinkMessage) -> Vec<DefaultRoute<IpAddr>> {
+    let RouteNetlinkMessage::NewRoute(route) = message else {
+        return Vec::new();
+    };
+    let header = &route.header;
+    if header.destination_prefix_length != 0 || header.kind != RouteType::Unicast {
+        return Vec::new();
+    }
+    let (mut ifindex, mut gateway, mut metric, mut hops) = (None, None, 0, None);
     let mut table = u32::from(header.table);
     for attribute in &route.attributes {
         match attribute {
             RouteAttribute::Oif(index) => ifindex = Some(*index),
-            RouteAttribute::Gateway(RouteAddress::Inet(addr)) => gateway = Some(*addr),
+            RouteAttribute::Gateway(address) => gateway = ip_of(address),
             RouteAttribute::Priority(value) => metric = *value,
             RouteAttribute::Table(value) => table = *value,
+            RouteAttribute::MultiPath(next) => hops = Some(next),
             _ => {}
         }
     }
-    Some(DefaultRoute {
-        ifindex: ifindex?,
-        gateway: gateway?,
+    let route = |ifindex, gateway| DefaultRoute {
+        ifindex,
+        gateway,
         table,
         metric,
         protocol: u8::from(header.protocol),
-    })
+    };
+    match hops {
+        Some(hops) => hops
+            .iter()
+            .filter_map(|hop| {
+                let gateway = hop.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(address) => ip_of(address),
+                    _ => None,
+                })?;
+                Some(route(hop.interface_index, gateway))
+            })
+            .collect(),
+        None => match (ifindex, gateway) {
+            (Some(ifindex), Some(gateway)) => vec![route(ifindex, gateway)],
+            _ => Vec::new(),
+        },
+    }
+}
+
+fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(addr) => Some(IpAddr::V4(*addr)),
+        RouteAddress::Inet6(addr) => Some(IpAddr::V6(*addr)),
+        _ => None,
+    }
 }
 
 /// The longest an rtnetlink request waits for each part of its answer.
@@ -210,7 +397,7 @@ const REQUEST_LIMIT_S: libc::time_t = 5;
 
 /// Sends one request and collects the answer: every message of a dump, or
 /// nothing for an acknowledged change; the kernel's error as an error.
-fn request(
+pub(super) fn request(
     message: RouteNetlinkMessage,
     flags: u16,
 ) -> Result<Vec<RouteNetlinkMessage>, SystemError> {
@@ -237,31 +424,50 @@ fn request(
     let mut out = Vec::new();
     loop {
         let (data, _) = socket.recv_from_full().map_err(err)?;
-        let mut offset = 0;
-        while offset < data.len() {
-            let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                .map_err(|e| SystemError::Parse {
-                    what: what.clone(),
-                    content: e.to_string(),
-                })?;
-            let length = message.header.length as usize;
-            match message.payload {
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(out),
-                        Some(code) => Err(err(std::io::Error::from_raw_os_error(-code.get()))),
-                    }
-                }
-                NetlinkPayload::InnerMessage(inner) => out.push(inner),
-                _ => {}
-            }
-            if length == 0 {
-                break;
-            }
-            offset += length;
+        if decode(&data, &what, &mut out)? {
+            return Ok(out);
         }
     }
+}
+
+/// Decodes one datagram of an answer into `out`; true once the answer is
+/// whole (the end of a dump, or the acknowledgement of a change), the
+/// kernel's error as an error.
+pub(super) fn decode(
+    data: &[u8],
+    what: &str,
+    out: &mut Vec<RouteNetlinkMessage>,
+) -> Result<bool, SystemError> {
+    let mut offset = 0;
+    while offset < data.len() {
+        let message =
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..]).map_err(|e| {
+                SystemError::Parse {
+                    what: what.to_owned(),
+                    content: e.to_string(),
+                }
+            })?;
+        let length = message.header.length as usize;
+        match message.payload {
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(e) => {
+                return match e.code {
+                    None => Ok(true),
+                    Some(code) => Err(SystemError::io(
+                        what,
+                        std::io::Error::from_raw_os_error(-code.get()),
+                    )),
+                }
+            }
+            NetlinkPayload::InnerMessage(inner) => out.push(inner),
+            _ => {}
+        }
+        if length == 0 {
+            break;
+        }
+        offset += length;
+    }
+    Ok(false)
 }
 
 fn message_name(message: &RouteNetlinkMessage) -> &'static str {
@@ -282,15 +488,15 @@ fn message_name(message: &RouteNetlinkMessage) -> &'static str {
 /// What changed since the last [`RouteEvents::wait`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// A link, IPv4 address or IPv4 route (or the kernel dropped events:
-    /// read everything again).
+    /// A link, an address or a route of either family (or the kernel
+    /// dropped events: read everything again).
     pub state: bool,
     /// A neighbour entry.
     pub neighbours: bool,
 }
 
-/// A netlink socket subscribed to link, IPv4 address, IPv4 route and
-/// neighbour changes.
+/// A netlink socket subscribed to link, address and route changes of both
+/// families, and to neighbour changes (ARP and NDP).
 pub struct RouteEvents {
     socket: Socket,
 }
@@ -300,7 +506,14 @@ impl RouteEvents {
         let err = |e| SystemError::io("rtnetlink event socket", e);
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(err)?;
         socket.bind_auto().map_err(err)?;
-        for group in [GROUP_LINK, GROUP_NEIGH, GROUP_IPV4_IFADDR, GROUP_IPV4_ROUTE] {
+        for group in [
+            GROUP_LINK,
+            GROUP_NEIGH,
+            GROUP_IPV4_IFADDR,
+            GROUP_IPV4_ROUTE,
+            GROUP_IPV6_IFADDR,
+            GROUP_IPV6_ROUTE,
+        ] {
             socket.add_membership(group).map_err(err)?;
         }
         socket.set_non_blocking(true).map_err(err)?;
@@ -509,4 +722,383 @@ fn route_in(table: u32) -> RouteMessage {
     route.header.kind = RouteType::Unicast;
     route.attributes.push(RouteAttribute::Table(table));
     route
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::system::netns::TestNetns;
+    use crate::io::system::test_bytes::{done, nlmsg, rta, RTM_NEWADDR, RTM_NEWROUTE};
+
+    /// linux/if_addr.h, linux/rtnetlink.h.
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_FLAGS: u16 = 8;
+    const IFA_F_TEMPORARY: u32 = 0x01;
+    const IFA_F_DADFAILED: u32 = 0x08;
+    const IFA_F_DEPRECATED: u32 = 0x20;
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    const IFA_F_PERMANENT: u32 = 0x80;
+    const IFA_F_MANAGETEMPADDR: u32 = 0x100;
+    const RTPROT_RA: u8 = 9;
+
+    fn v6(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    /// An `RTM_NEWADDR` for IPv6 as the kernel dumps it: the low 8 flag
+    /// bits in the header, all of them in `IFA_FLAGS`.
+    fn addr_msg(ifindex: u32, address: &str, prefix_len: u8, scope: u8, flags: u32) -> Vec<u8> {
+        let mut payload = vec![libc::AF_INET6 as u8, prefix_len, flags as u8, scope];
+        payload.extend_from_slice(&ifindex.to_ne_bytes());
+        payload.extend(rta(IFA_ADDRESS, &v6(address).octets()));
+        payload.extend(rta(IFA_FLAGS, &flags.to_ne_bytes()));
+        nlmsg(RTM_NEWADDR, &payload)
+    }
+
+    fn decode_all(data: &[u8]) -> Vec<RouteNetlinkMessage> {
+        let mut out = Vec::new();
+        assert!(decode(data, "test dump", &mut out).expect("decodes"));
+        out
+    }
+
+    fn addresses6(data: &[u8]) -> Vec<Address6> {
+        decode_all(data).iter().filter_map(address6).collect()
+    }
+
+    #[test]
+    fn decodes_ipv6_address_flags() {
+        let universe = libc::RT_SCOPE_UNIVERSE;
+        let mut data = addr_msg(3, "fe80::5", 64, libc::RT_SCOPE_LINK, IFA_F_PERMANENT);
+        data.extend(addr_msg(3, "2001:db8:1::5", 64, universe, IFA_F_TENTATIVE));
+        data.extend(addr_msg(3, "2001:db8:1::6", 64, universe, IFA_F_DADFAILED));
+        data.extend(addr_msg(3, "2001:db8:1::7", 64, universe, IFA_F_DEPRECATED));
+        data.extend(addr_msg(3, "2001:db8:1::8", 64, universe, IFA_F_TEMPORARY));
+        // A flag above the header's 8 bits: only IFA_FLAGS has it.
+        data.extend(addr_msg(
+            3,
+            "2001:db8:1::9",
+            64,
+            universe,
+            IFA_F_MANAGETEMPADDR,
+        ));
+        data.extend(done());
+        let found = addresses6(&data);
+        let brief: Vec<(Ipv6Addr, bool, bool, bool, bool)> = found
+            .iter()
+            .map(|a| (a.address, a.global, a.tentative, a.deprecated, a.temporary))
+            .collect();
+        assert_eq!(
+            brief,
+            vec![
+                (v6("fe80::5"), false, false, false, false),
+                (v6("2001:db8:1::5"), true, true, false, false),
+                (v6("2001:db8:1::6"), true, true, false, false),
+                (v6("2001:db8:1::7"), true, false, true, false),
+                (v6("2001:db8:1::8"), true, false, false, true),
+                (v6("2001:db8:1::9"), true, false, false, false),
+            ]
+        );
+        assert!(found.iter().all(|a| a.ifindex == 3 && a.prefix_len == 64));
+
+        // An IPv4 address in the same dump is not an IPv6 one.
+        let mut payload = vec![libc::AF_INET as u8, 24, 0, 0];
+        payload.extend_from_slice(&3u32.to_ne_bytes());
+        payload.extend(rta(IFA_ADDRESS, &[198, 18, 1, 2]));
+        let mut data = nlmsg(RTM_NEWADDR, &payload);
+        data.extend(done());
+        assert!(addresses6(&data).is_empty());
+    }
+
+    fn a6(
+        address: &str,
+        global: bool,
+        tentative: bool,
+        deprecated: bool,
+        temporary: bool,
+    ) -> Address6 {
+        Address6 {
+            ifindex: 3,
+            address: v6(address),
+            prefix_len: 64,
+            global,
+            tentative,
+            deprecated,
+            temporary,
+        }
+    }
+
+    #[test]
+    fn an_uplink_takes_a_preferred_global_address() {
+        let link_local = a6("fe80::5", false, false, false, false);
+        let tentative = a6("2001:db8:1::5", true, true, false, false);
+        let deprecated = a6("2001:db8:1::7", true, false, true, false);
+        let temporary = a6("2001:db8:1::8", true, false, false, true);
+        let ula = a6("fd00:1::9", true, false, false, false);
+        let stable = a6("2001:db8:1::9", true, false, false, false);
+        let pick = |list: &[Address6]| {
+            let state = KernelState {
+                addresses6: list.to_vec(),
+                ..KernelState::default()
+            };
+            state.address6_of(3)
+        };
+        let all = [link_local, tentative, deprecated, temporary, ula, stable];
+        assert_eq!(pick(&all), Some(stable.address));
+        // A temporary global address before a unique local one.
+        assert_eq!(pick(&all[..5]), Some(temporary.address));
+        assert_eq!(
+            pick(&[link_local, tentative, deprecated, ula]),
+            Some(ula.address)
+        );
+        // Deprecated is still better than nothing.
+        assert_eq!(
+            pick(&[link_local, tentative, deprecated]),
+            Some(deprecated.address)
+        );
+        assert_eq!(pick(&[link_local, tentative]), None);
+        // Another interface's address is not this one's.
+        let other = Address6 {
+            ifindex: 4,
+            ..stable
+        };
+        assert_eq!(pick(&[other]), None);
+    }
+
+    #[test]
+    fn the_lan_takes_its_address_inside_its_networks() {
+        let lan: ipnet::Ipv6Net = "fd00:50::/64".parse().unwrap();
+        let list = [
+            a6("2001:db8:1::9", true, false, false, false),
+            a6("fd00:50::2", true, false, true, false),
+            a6("fd00:50::1", true, false, false, false),
+            a6("fd00:50::3", true, true, false, false),
+        ];
+        let inside = |a: Ipv6Addr| lan.contains(&a);
+        assert_eq!(preferred_address6(&list, 3, inside), Some(v6("fd00:50::1")));
+        assert_eq!(
+            preferred_address6(&list[..2], 3, inside),
+            Some(v6("fd00:50::2"))
+        );
+        assert_eq!(preferred_address6(&list[..1], 3, inside), None);
+    }
+
+    /// An `RTM_NEWROUTE` for IPv6 as the kernel dumps it.
+    fn route_msg(dst_len: u8, kind: u8, protocol: u8, attributes: &[Vec<u8>]) -> Vec<u8> {
+        let table = libc::RT_TABLE_MAIN;
+        let mut payload = vec![
+            libc::AF_INET6 as u8,
+            dst_len,
+            0,
+            0,
+            table,
+            protocol,
+            0,
+            kind,
+        ];
+        payload.extend_from_slice(&0u32.to_ne_bytes());
+        for attribute in attributes {
+            payload.extend_from_slice(attribute);
+        }
+        nlmsg(RTM_NEWROUTE, &payload)
+    }
+
+    fn table(id: u32) -> Vec<u8> {
+        rta(libc::RTA_TABLE, &id.to_ne_bytes())
+    }
+    fn metric(value: u32) -> Vec<u8> {
+        rta(libc::RTA_PRIORITY, &value.to_ne_bytes())
+    }
+    fn via(gateway: &str) -> Vec<u8> {
+        rta(libc::RTA_GATEWAY, &v6(gateway).octets())
+    }
+    fn dev(ifindex: u32) -> Vec<u8> {
+        rta(libc::RTA_OIF, &ifindex.to_ne_bytes())
+    }
+
+    /// `RTA_MULTIPATH` of (ifindex, gateway) hops.
+    fn multipath(hops: &[(u32, &str)]) -> Vec<u8> {
+        let mut nested = Vec::new();
+        for (ifindex, gateway) in hops {
+            let gateway = via(gateway);
+            nested.extend_from_slice(&((8 + gateway.len()) as u16).to_ne_bytes());
+            nested.extend_from_slice(&[0, 0]);
+            nested.extend_from_slice(&ifindex.to_ne_bytes());
+            nested.extend(gateway);
+        }
+        rta(libc::RTA_MULTIPATH, &nested)
+    }
+
+    #[test]
+    fn decodes_ipv6_default_routes_and_takes_the_best() {
+        let (unicast, static_) = (libc::RTN_UNICAST, libc::RTPROT_STATIC);
+        let mut data = route_msg(
+            0,
+            unicast,
+            RTPROT_RA,
+            &[table(254), metric(1024), via("fe80::1"), dev(3)],
+        );
+        data.extend(route_msg(
+            0,
+            unicast,
+            static_,
+            &[table(100), metric(10), via("fe80::2"), dev(3)],
+        ));
+        data.extend(route_msg(
+            0,
+            unicast,
+            RTPROT_RA,
+            &[table(254), metric(2048), via("fe80::3"), dev(3)],
+        ));
+        // Not defaults, or not through a gateway: not counted.
+        data.extend(route_msg(
+            64,
+            unicast,
+            libc::RTPROT_KERNEL,
+            &[table(254), metric(256), dev(3)],
+        ));
+        data.extend(route_msg(
+            0,
+            libc::RTN_UNREACHABLE,
+            static_,
+            &[table(254), metric(1), dev(1)],
+        ));
+        data.extend(route_msg(
+            0,
+            unicast,
+            static_,
+            &[table(254), metric(1), dev(3)],
+        ));
+        // xwan's own, on uplink 4: not the kernel's default.
+        data.extend(route_msg(
+            0,
+            unicast,
+            XWAN_PROTOCOL,
+            &[table(201), metric(0), via("fe80::44"), dev(4)],
+        ));
+        // A multipath default: one default per hop.
+        data.extend(route_msg(
+            0,
+            unicast,
+            static_,
+            &[
+                table(254),
+                metric(50),
+                multipath(&[(4, "fe80::4"), (5, "fe80::5")]),
+            ],
+        ));
+        data.extend(done());
+        let defaults6: Vec<DefaultRoute<Ipv6Addr>> = decode_all(&data)
+            .iter()
+            .flat_map(default_routes)
+            .filter_map(|r| match r.gateway {
+                IpAddr::V6(gateway) => Some(r.with(gateway)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let gateways: Vec<(u32, Ipv6Addr, u32, u32)> = defaults6
+            .iter()
+            .map(|r| (r.ifindex, r.gateway, r.table, r.metric))
+            .collect();
+        assert_eq!(
+            gateways,
+            vec![
+                (3, v6("fe80::1"), 254, 1024),
+                (3, v6("fe80::2"), 100, 10),
+                (3, v6("fe80::3"), 254, 2048),
+                (4, v6("fe80::44"), 201, 0),
+                (4, v6("fe80::4"), 254, 50),
+                (5, v6("fe80::5"), 254, 50),
+            ]
+        );
+        assert_eq!(defaults6[0].protocol, RTPROT_RA);
+        let state = KernelState {
+            defaults6,
+            ..KernelState::default()
+        };
+        // The main table first, then the lowest metric.
+        assert_eq!(state.gateway6_of(3), Some(v6("fe80::1")));
+        assert_eq!(state.gateway6_of(4), Some(v6("fe80::4")));
+        assert_eq!(state.gateway6_of(5), Some(v6("fe80::5")));
+        assert_eq!(state.gateway6_of(6), None);
+        // The IPv4 choice is the same rule.
+        assert_eq!(state.gateway_of(3), None);
+    }
+
+    /// The real kernel: a namespace with IPv6 addresses in every state and
+    /// IPv6 default routes in two tables, read back; and the event socket
+    /// wakes on an IPv6 route.
+    #[test]
+    fn reads_ipv6_addresses_and_default_routes() {
+        let ns = TestNetns::new("rt6");
+        ns.ip(&[
+            "link", "add", "wan1", "type", "veth", "peer", "name", "isp1",
+        ]);
+        ns.ip(&[
+            "link", "add", "lan0", "type", "veth", "peer", "name", "host0",
+        ]);
+        for dev in ["wan1", "isp1", "lan0"] {
+            ns.ipv6_without_dad(dev);
+        }
+        // lan0 checks its addresses, and is down: they stay tentative.
+        let dad = ns.exec(&["sysctl", "-qw", "net.ipv6.conf.lan0.accept_dad=1"]);
+        assert!(dad.status.success());
+        ns.ip(&["link", "set", "wan1", "up"]);
+        ns.ip(&["link", "set", "isp1", "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            "fd00:1::2/64",
+            "dev",
+            "wan1",
+            "preferred_lft",
+            "0",
+        ]);
+        ns.ip(&["addr", "add", "2001:db8:1::2/64", "dev", "wan1"]);
+        ns.ip(&["addr", "add", "fe80::1/64", "dev", "isp1"]);
+        ns.ip(&["addr", "add", "fd00:50::1/64", "dev", "lan0"]);
+        ns.ip(&[
+            "-6", "route", "add", "default", "via", "fe80::1", "dev", "wan1", "metric", "100",
+        ]);
+        ns.ip(&[
+            "-6", "route", "add", "default", "via", "fe80::9", "dev", "wan1", "metric", "5",
+            "table", "100",
+        ]);
+        let (wan1, lan0) = (ns.ifindex("wan1"), ns.ifindex("lan0"));
+        let state = ns.run(KernelState::read).expect("rtnetlink dump");
+        assert_eq!(state.address6_of(wan1), Some(v6("2001:db8:1::2")));
+        assert_eq!(state.gateway6_of(wan1), Some(v6("fe80::1")));
+        let deprecated = state
+            .addresses6
+            .iter()
+            .find(|a| a.address == v6("fd00:1::2"))
+            .expect("the deprecated address is listed");
+        assert!(deprecated.deprecated && deprecated.usable_global());
+        let tentative = state
+            .addresses6
+            .iter()
+            .find(|a| a.address == v6("fd00:50::1"))
+            .expect("the tentative address is listed");
+        assert!(tentative.tentative && tentative.ifindex == lan0);
+        assert_eq!(state.address6_of(lan0), None);
+        assert_eq!(state.gateway6_of(lan0), None);
+        assert_eq!(ns.run(ipv6_addresses).expect("dump"), state.addresses6);
+
+        let woke = ns.run(|| {
+            let events = RouteEvents::open().expect("event socket");
+            // What the set-up above still announces, then quiet.
+            while events.wait(Duration::from_millis(200)) != Changes::default() {}
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "2001:db8:9::/48",
+                "via",
+                "fe80::1",
+                "dev",
+                "wan1",
+            ]);
+            events.wait(Duration::from_secs(2))
+        });
+        assert!(woke.state, "an IPv6 route wakes the event socket");
+    }
 }
