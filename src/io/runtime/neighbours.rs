@@ -245,6 +245,12 @@ impl NeighbourThread {
             }
         }
         self.lan_macs6 = hosts;
+        let missing = self.router.unresolved_lan_hosts6();
+        for addr in missing.into_iter().take(MAX_LAN_PROBES) {
+            if !self.lan_macs6.contains_key(&addr) {
+                self.prober.probe(self.lan_ifindex, addr)?;
+            }
+        }
         Ok(())
     }
 }

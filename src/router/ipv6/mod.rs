@@ -30,6 +30,7 @@ mod icmp;
 mod lan;
 mod wan;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
@@ -57,6 +58,9 @@ pub(super) struct Ipv6State {
     /// LAN hosts' MACs: from the kernel's neighbour table, and learnt from
     /// the frames they send (an inbound connection needs its host's MAC).
     lan_hosts: DashMap<Addr6, [u8; 6], ahash::RandomState>,
+    /// LAN hosts whose MAC a frame needed and the core did not have, for
+    /// the I/O layer to ask the kernel for (bounded).
+    unresolved: Mutex<HashSet<Addr6>>,
 }
 
 /// One uplink's IPv6 side.
@@ -150,6 +154,7 @@ impl Ipv6State {
                 .collect(),
             table: FlowTable::new(config.limits.max_flows),
             lan_hosts: DashMap::default(),
+            unresolved: Mutex::new(HashSet::new()),
         }
     }
 
@@ -273,6 +278,26 @@ impl Router {
     /// neighbour table).
     pub fn set_lan_mac6(&self, addr: std::net::Ipv6Addr, mac: [u8; 6]) {
         self.v6.lan_hosts.insert(addr.octets(), mac);
+        lock(&self.v6.unresolved).remove(&addr.octets());
+    }
+
+    /// LAN hosts' IPv6 addresses whose MAC the core needed and did not have
+    /// (an inbound connection's first packet, dropped as
+    /// `neighbour_unresolved`; its sender's retransmission finds the MAC).
+    pub fn unresolved_lan_hosts6(&self) -> Vec<std::net::Ipv6Addr> {
+        lock(&self.v6.unresolved)
+            .iter()
+            .map(|a| std::net::Ipv6Addr::from(*a))
+            .collect()
+    }
+
+    /// Notes a LAN host whose MAC is unknown for the I/O layer to resolve.
+    fn unresolved6(&self, addr: Addr6) -> Verdict {
+        let mut unresolved = lock(&self.v6.unresolved);
+        if unresolved.len() < super::MAX_UNRESOLVED && unresolved.insert(addr) {
+            self.unresolved_news.store(true, Ordering::Relaxed);
+        }
+        Verdict::Drop(crate::verdict::DropReason::NeighbourUnresolved)
     }
 
     /// The LAN interface's IPv6 address, used as the source of the ICMPv6

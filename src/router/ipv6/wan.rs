@@ -118,7 +118,7 @@ impl Router {
             return verdict;
         }
         let Some(dst_mac) = self.inside_mac6(spec) else {
-            return Verdict::Drop(DropReason::NeighbourUnresolved);
+            return self.unresolved6(spec.inside.addr);
         };
         let rewrite = Rewrite6 {
             src_mac: self.lan_mac,
