@@ -3,7 +3,8 @@
 //! application reconnects at once through a live uplink instead of hanging),
 //! UDP and ICMP flows are removed so their next packet opens a new mapping on
 //! a live uplink, and port-forward flows over the dead uplink are dropped.
-//! Flows on other uplinks are never touched.
+//! Flows on other uplinks are never touched. The same holds for IPv6 flows
+//! (`fail_over6` alone when an uplink's IPv6 goes down and its IPv4 stays).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -13,7 +14,7 @@ use etherparse::PacketBuilder;
 use super::Router;
 use crate::config::UplinkId;
 use crate::flow::{tcp_state, FlowKind, Removed};
-use crate::packet::PROTO_TCP;
+use crate::packet::{Addr6, PROTO_TCP};
 
 /// The outcome of failing over an uplink's flows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,12 +29,88 @@ pub struct Failover {
     pub forwards: usize,
 }
 
+impl Failover {
+    /// Counts a removed flow by kind: a port forward's, or one of the LAN's
+    /// that is not TCP (re-mapped on its next packet).
+    fn count<A>(&mut self, spec: &crate::flow::FlowSpec<A>) {
+        if spec.kind == FlowKind::Dnat {
+            self.forwards += 1;
+        }
+        if spec.protocol != PROTO_TCP && spec.kind == FlowKind::Snat {
+            self.remapped += 1;
+        }
+    }
+
+    fn add(&mut self, other: Failover) {
+        self.resets.extend(other.resets);
+        self.reset += other.reset;
+        self.remapped += other.remapped;
+        self.forwards += other.forwards;
+    }
+}
+
 impl Router {
     /// Fails over every flow pinned to `uplink` (call it once the uplink is
     /// marked down, so new flows go elsewhere).
     pub fn fail_over(&self, uplink: UplinkId) -> Failover {
         let removed = self.table.remove_where(|flow| flow.spec.uplink == uplink);
-        self.failed_over(&removed)
+        let mut out = self.failed_over(&removed);
+        out.add(self.fail_over6(uplink));
+        out
+    }
+
+    /// Fails over the IPv6 flows pinned to `uplink` alone (its IPv6 went
+    /// down, its IPv4 goes on).
+    pub fn fail_over6(&self, uplink: UplinkId) -> Failover {
+        let removed = self
+            .v6
+            .table
+            .remove_where(|flow| flow.spec.uplink == uplink);
+        self.failed_over6(&removed)
+    }
+
+    /// Fails over the IPv6 flows of `uplink` whose outside address it no
+    /// longer has (a new NAT66 address, a delegated prefix that changed).
+    pub(super) fn fail_over6_where(
+        &self,
+        uplink: UplinkId,
+        gone: impl Fn(&crate::flow::FlowSpec<Addr6>) -> bool,
+    ) -> Failover {
+        let removed = self
+            .v6
+            .table
+            .remove_where(|flow| flow.spec.uplink == uplink && gone(&flow.spec));
+        self.failed_over6(&removed)
+    }
+
+    fn failed_over6(&self, removed: &[Removed<Addr6>]) -> Failover {
+        let mut out = Failover::default();
+        for flow in removed {
+            self.release6(&flow.spec);
+            out.count(&flow.spec);
+            if flow.spec.protocol == PROTO_TCP {
+                if let Some(frame) = self.reset_frame6(flow) {
+                    out.resets.push(frame);
+                    out.reset += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Router::reset_frame`] for an IPv6 flow.
+    fn reset_frame6(&self, flow: &Removed<Addr6>) -> Option<Vec<u8>> {
+        if flow.tcp & tcp_state::RST != 0 || flow.next_seq_to_lan == 0 {
+            return None;
+        }
+        let spec = &flow.spec;
+        let builder = PacketBuilder::ethernet2(self.lan_mac, self.inside_mac6(spec)?)
+            .ipv6(spec.remote.addr, spec.inside.addr, 64)
+            .tcp(spec.remote.port, spec.inside.port, flow.next_seq_to_lan, 0)
+            .rst();
+        let mut frame = Vec::with_capacity(builder.size(0));
+        builder.write(&mut frame, &[]).ok()?;
+        Some(frame)
     }
 
     /// A new SNAT address for `uplink` (unspecified: it has none), for new
@@ -59,13 +136,8 @@ impl Router {
         let mut out = Failover::default();
         for flow in removed {
             self.release(&flow.spec);
-            if flow.spec.kind == FlowKind::Dnat {
-                out.forwards += 1;
-            }
+            out.count(&flow.spec);
             if flow.spec.protocol != PROTO_TCP {
-                if flow.spec.kind == FlowKind::Snat {
-                    out.remapped += 1;
-                }
                 continue;
             }
             if let Some(frame) = self.reset_frame(flow) {

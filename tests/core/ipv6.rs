@@ -473,7 +473,7 @@ fn without_ipv6_in_the_config_every_ipv6_frame_stays_the_kernels() {
 }
 
 #[test]
-fn a_delegated_prefix_that_changes_moves_new_connections_and_keeps_old_ones() {
+fn a_delegated_prefix_that_changes_moves_new_connections_and_fails_over_old_ones() {
     let mut bench = Bench6::new("prefix");
     let before = bench.forward(
         Port::Lan,
@@ -481,16 +481,20 @@ fn a_delegated_prefix_that_changes_moves_new_connections_and_keeps_old_ones() {
         Port::Wan(0),
     );
     assert_eq!(before.src, a6("2001:db8:100::a"));
-    bench
+    // The server answers, so the host expects its next sequence number.
+    let reply = from_wan(0, tcp6(SERVER6, "2001:db8:100::a", (80, 40000), true, b""));
+    bench.forward(Port::Wan(0), reply, Port::Lan);
+    let failed = bench
         .router()
         .set_uplink_prefix6(0, Some("2001:db8:200::/56".parse().unwrap()));
-    // The open flow keeps its outside address.
-    let again = bench.forward(
-        Port::Lan,
-        tcp6(HOST6, SERVER6, (40000, 80), false, b"x"),
-        Port::Wan(0),
+    // The ISP routes the old prefix no more: the flow is reset towards its
+    // host, who reconnects.
+    assert_eq!((failed.reset, failed.resets.len()), (1, 1));
+    let rst = check(&failed.resets[0]);
+    assert_eq!(
+        (rst.src, rst.dst, rst.ports),
+        (a6(SERVER6), a6(HOST6), (80, 40000))
     );
-    assert_eq!(again.src, a6("2001:db8:100::a"));
     // isp2 for the next, then isp1 again with the new prefix.
     bench.forward(
         Port::Lan,
@@ -503,6 +507,61 @@ fn a_delegated_prefix_that_changes_moves_new_connections_and_keeps_old_ones() {
         Port::Wan(0),
     );
     assert_eq!(after.src, a6("2001:db8:200::a"));
+    // The same prefix again changes nothing.
+    let same = bench
+        .router()
+        .set_uplink_prefix6(0, Some("2001:db8:200::/56".parse().unwrap()));
+    assert_eq!(same.reset + same.remapped, 0);
+}
+
+#[test]
+fn an_uplink_whose_ipv6_fails_gives_its_ipv6_flows_up_and_keeps_its_ipv4_ones() {
+    let mut bench = Bench6::new("prefix");
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), true, b""),
+        Port::Wan(0),
+    );
+    let reply = from_wan(0, tcp6(SERVER6, "2001:db8:100::a", (80, 40000), true, b""));
+    bench.forward(Port::Wan(0), reply, Port::Lan);
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5000, 53), b"q"),
+        Port::Wan(1),
+    );
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5001, 53), b"q"),
+        Port::Wan(0),
+    );
+    let v4 = testing::Addressing {
+        src_mac: HOST_MAC,
+        dst_mac: testing::LAN_MAC,
+        src: super::HOST,
+        dst: super::SERVER,
+        ttl: 64,
+    };
+    let (verdict, _) = bench.send(Port::Lan, testing::udp(&v4, 6000, 53, b"v4"));
+    let Verdict::Forward { port: v4_port, .. } = verdict else {
+        panic!("{verdict:?}");
+    };
+    bench.router().set_uplink_up6(0, false);
+    let failed = bench.router().fail_over6(0);
+    assert_eq!(
+        (failed.reset, failed.remapped),
+        (1, 1),
+        "isp1's TCP and UDP flows"
+    );
+    assert_eq!(bench.router().ipv6_flow_count().0, 1, "isp2's flow stays");
+    assert_eq!(bench.router().stats().table.flows, 1, "IPv4 untouched");
+    // The UDP flow's next packet takes isp2; IPv4 goes on where it was.
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5001, 53), b"q"),
+        Port::Wan(1),
+    );
+    let (verdict, _) = bench.send(Port::Lan, testing::udp(&v4, 6000, 53, b"v4"));
+    assert!(matches!(verdict, Verdict::Forward { port, .. } if port == v4_port));
 }
 
 #[test]

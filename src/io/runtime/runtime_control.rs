@@ -369,6 +369,15 @@ impl RuntimeControl {
         });
     }
 
+    /// Fails over the IPv6 flows of an uplink whose IPv6 went down alone,
+    /// their RSTs sent to the LAN hosts; returns (resets made, sent, flows
+    /// re-mapped).
+    pub(super) fn fail_over6(&self, uplink: UplinkId) -> (usize, usize, usize) {
+        let failed = self.parts.router.fail_over6(uplink);
+        let sent = self.parts.changes.send_resets(&failed.resets);
+        (failed.reset, sent, failed.remapped)
+    }
+
     /// An uplink's IPv6 side as the kernel has it now: a new address or
     /// prefix to the core (new connections take it at once; open flows keep
     /// the outside addresses they have), one line each in the log.

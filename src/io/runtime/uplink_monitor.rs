@@ -137,7 +137,15 @@ impl UplinkMonitor {
             match (was, self.router.uplink_up6(uplink)) {
                 (false, true) => info!(uplink = %wan.name, "IPv6 up"),
                 (true, false) => {
-                    info!(uplink = %wan.name, reason = why_down6(v6, mac), "IPv6 down");
+                    let (reset, sent, remapped) = self.runtime.fail_over6(uplink);
+                    info!(
+                        uplink = %wan.name,
+                        reason = why_down6(v6, mac),
+                        tcp_reset = reset,
+                        rst_sent = sent,
+                        remapped,
+                        "IPv6 down"
+                    );
                 }
                 _ => {}
             }

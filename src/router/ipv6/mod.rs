@@ -39,7 +39,7 @@ use dashmap::DashMap;
 use ipnet::Ipv6Net;
 
 use super::neighbours::{pack_mac, unpack_mac};
-use super::{lock, nat_index, FrameContext, Router};
+use super::{lock, nat_index, Failover, FrameContext, Router};
 use crate::config::{Config, Nat6, UplinkId};
 use crate::flow::{FlowKey, FlowSpec, FlowTable};
 use crate::nat::prefix::{outside_prefix, PrefixMap, PrefixTranslation};
@@ -238,30 +238,49 @@ impl Router {
     }
 
     /// Sets an uplink's own IPv6 address (`address6 = "auto"`: the kernel's
-    /// global address on its interface), None while it has none.
-    pub fn set_uplink_address6(&self, uplink: UplinkId, address: Option<std::net::Ipv6Addr>) {
-        self.readdress6(uplink, |old| (address.map(|a| a.octets()), old.prefix));
+    /// global address on its interface), None while it has none. With NAT66
+    /// the flows of the old address, which can no longer reach it, are
+    /// failed over as [`Router::fail_over6`] does.
+    pub fn set_uplink_address6(
+        &self,
+        uplink: UplinkId,
+        address: Option<std::net::Ipv6Addr>,
+    ) -> Failover {
+        self.readdress6(uplink, |old| (address.map(|a| a.octets()), old.prefix))
     }
 
-    /// Sets the prefix an uplink's ISP delegates (`prefix6 = "auto"`): the
-    /// mappings of the LAN prefixes follow at once; flows already open keep
-    /// the outside addresses they had.
-    pub fn set_uplink_prefix6(&self, uplink: UplinkId, prefix: Option<Ipv6Net>) {
-        self.readdress6(uplink, |old| (old.address, prefix.map(|p| p.trunc())));
+    /// Sets the prefix an uplink's ISP delegates (a PPPoE redial gives a new
+    /// one): the mappings of the LAN prefixes follow at once, and the flows
+    /// whose outside address lay in the old prefix, which the ISP routes no
+    /// more, are failed over.
+    pub fn set_uplink_prefix6(&self, uplink: UplinkId, prefix: Option<Ipv6Net>) -> Failover {
+        self.readdress6(uplink, |old| (old.address, prefix.map(|p| p.trunc())))
     }
 
     fn readdress6(
         &self,
         uplink: UplinkId,
         change: impl FnOnce(&Addressing6) -> (Option<Addr6>, Option<Ipv6Net>),
-    ) {
+    ) -> Failover {
         let Some(state) = self.v6.uplinks.get(usize::from(uplink)) else {
-            return;
+            return Failover::default();
         };
         let (address, prefix) = change(&state.addressing.load());
-        state
-            .addressing
-            .store(Addressing6::new(state.nat, address, prefix, &self.v6.lan_networks).into());
+        let new = std::sync::Arc::new(Addressing6::new(
+            state.nat,
+            address,
+            prefix,
+            &self.v6.lan_networks,
+        ));
+        // New connections take the new addresses first; then the flows of
+        // the old ones go.
+        state.addressing.store(std::sync::Arc::clone(&new));
+        let kept = |outside: Addr6| match state.nat {
+            Some(Nat6::Masquerade) => new.address == Some(outside),
+            Some(Nat6::Prefix | Nat6::Npt) => new.maps.iter().any(|m| m.inbound(outside).is_some()),
+            Some(Nat6::Off) | None => true,
+        };
+        self.fail_over6_where(uplink, |spec| !kept(spec.outside.addr))
     }
 
     /// Sets the MAC of an uplink's IPv6 gateway (from the kernel's
@@ -333,7 +352,7 @@ impl Router {
     }
 
     /// Gives back what an IPv6 flow held: its NAT66 port, its count.
-    fn release6(&self, spec: &FlowSpec<Addr6>) {
+    pub(in crate::router) fn release6(&self, spec: &FlowSpec<Addr6>) {
         if let Some(uplink) = self.v6.uplinks.get(usize::from(spec.uplink)) {
             if uplink.nat == Some(Nat6::Masquerade) && spec.is_snat() {
                 lock(&uplink.ports[nat_index(spec.protocol)]).release(spec.inside);

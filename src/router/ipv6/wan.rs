@@ -135,7 +135,7 @@ impl Router {
 
     /// A flow's inside host's MAC: the one it opened with, else what the
     /// neighbour table (or the host's own frames) said since.
-    pub(super) fn inside_mac6(&self, spec: &FlowSpec<Addr6>) -> Option<[u8; 6]> {
+    pub(in crate::router) fn inside_mac6(&self, spec: &FlowSpec<Addr6>) -> Option<[u8; 6]> {
         if spec.lan_mac != super::super::neighbours::NO_MAC {
             return Some(spec.lan_mac);
         }
