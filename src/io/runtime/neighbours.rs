@@ -60,12 +60,14 @@ pub(super) struct NeighbourThread {
 /// outside must not turn into a flood of ARP requests).
 pub(super) const MAX_LAN_PROBES: usize = 64;
 
-/// Each uplink's IPv6 gateway in `config`.
+/// Each uplink's IPv6 gateway in `config`; none without IPv6 LAN prefixes
+/// (the core then leaves IPv6 to the kernel).
 fn gateways6(config: &Config) -> Vec<Option<Ipv6Addr>> {
+    let forwarded = !config.lan.networks6.is_empty();
     config
         .wans
         .iter()
-        .map(|wan| wan.ipv6.as_ref().map(|v6| v6.gateway))
+        .map(|wan| wan.ipv6.as_ref().filter(|_| forwarded).map(|v6| v6.gateway))
         .collect()
 }
 

@@ -119,6 +119,10 @@ impl UplinkMonitor {
     /// thread's transitions set both families, this corrects IPv6 within a
     /// wake.
     fn follow_ipv6(&self, running: &RunningConfig) {
+        if running.config.lan.networks6.is_empty() {
+            // The core forwards no IPv6.
+            return;
+        }
         let grace = self.neighbours.epoch.elapsed() < GATEWAY6_GRACE;
         for (id, wan) in running.config.wans.iter().enumerate() {
             let Some(v6) = &wan.ipv6 else { continue };
