@@ -222,8 +222,10 @@ impl NeighbourThread {
     }
 
     /// The IPv6 half of a round: the uplinks' IPv6 gateways, then the LAN
-    /// hosts' IPv6 MACs.
+    /// hosts' IPv6 MACs. A probe the kernel refuses (IPv6 off on that
+    /// interface) is the round's error, after the rest is done.
     fn refresh6(&mut self, table: &[Neighbour]) -> Result<(), SystemError> {
+        let mut first_error = None;
         for (id, gateway) in self.gateways6.iter().enumerate() {
             let Some(gateway) = gateway.filter(|g| !g.is_unspecified()) else {
                 continue;
@@ -235,19 +237,20 @@ impl NeighbourThread {
                 self.gateway_macs6[id] = mac;
                 self.core_has_mac6[id] = mac.is_some();
             }
-            self.prober.probe(*ifindex, gateway)?;
-        }
-        if self.lan_networks6.is_empty() {
-            return Ok(());
-        }
-        let hosts = lan_hosts6(table, self.lan_ifindex, &self.lan_networks6);
-        for (addr, mac) in &hosts {
-            if self.lan_macs6.get(addr) != Some(mac) {
-                self.router.set_lan_mac6(*addr, *mac);
+            if let Err(e) = self.prober.probe(*ifindex, gateway) {
+                first_error.get_or_insert(e);
             }
         }
-        self.lan_macs6 = hosts;
-        Ok(())
+        if !self.lan_networks6.is_empty() {
+            let hosts = lan_hosts6(table, self.lan_ifindex, &self.lan_networks6);
+            for (addr, mac) in &hosts {
+                if self.lan_macs6.get(addr) != Some(mac) {
+                    self.router.set_lan_mac6(*addr, *mac);
+                }
+            }
+            self.lan_macs6 = hosts;
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
