@@ -60,12 +60,14 @@ pub(super) struct NeighbourThread {
 /// outside must not turn into a flood of ARP requests).
 pub(super) const MAX_LAN_PROBES: usize = 64;
 
-/// Each uplink's IPv6 gateway in `config`.
+/// Each uplink's IPv6 gateway in `config`; none without IPv6 LAN prefixes
+/// (the core then leaves IPv6 to the kernel).
 fn gateways6(config: &Config) -> Vec<Option<Ipv6Addr>> {
+    let forwarded = !config.lan.networks6.is_empty();
     config
         .wans
         .iter()
-        .map(|wan| wan.ipv6.as_ref().map(|v6| v6.gateway))
+        .map(|wan| wan.ipv6.as_ref().filter(|_| forwarded).map(|v6| v6.gateway))
         .collect()
 }
 
@@ -220,8 +222,10 @@ impl NeighbourThread {
     }
 
     /// The IPv6 half of a round: the uplinks' IPv6 gateways, then the LAN
-    /// hosts' IPv6 MACs.
+    /// hosts' IPv6 MACs. A probe the kernel refuses (IPv6 off on that
+    /// interface) is the round's error, after the rest is done.
     fn refresh6(&mut self, table: &[Neighbour]) -> Result<(), SystemError> {
+        let mut first_error = None;
         for (id, gateway) in self.gateways6.iter().enumerate() {
             let Some(gateway) = gateway.filter(|g| !g.is_unspecified()) else {
                 continue;
@@ -233,25 +237,30 @@ impl NeighbourThread {
                 self.gateway_macs6[id] = mac;
                 self.core_has_mac6[id] = mac.is_some();
             }
-            self.prober.probe(*ifindex, gateway)?;
-        }
-        if self.lan_networks6.is_empty() {
-            return Ok(());
-        }
-        let hosts = lan_hosts6(table, self.lan_ifindex, &self.lan_networks6);
-        for (addr, mac) in &hosts {
-            if self.lan_macs6.get(addr) != Some(mac) {
-                self.router.set_lan_mac6(*addr, *mac);
+            if let Err(e) = self.prober.probe(*ifindex, gateway) {
+                first_error.get_or_insert(e);
             }
         }
-        self.lan_macs6 = hosts;
-        let missing = self.router.unresolved_lan_hosts6();
-        for addr in missing.into_iter().take(MAX_LAN_PROBES) {
-            if !self.lan_macs6.contains_key(&addr) {
-                self.prober.probe(self.lan_ifindex, addr)?;
+        if !self.lan_networks6.is_empty() {
+            let hosts = lan_hosts6(table, self.lan_ifindex, &self.lan_networks6);
+            for (addr, mac) in &hosts {
+                if self.lan_macs6.get(addr) != Some(mac) {
+                    self.router.set_lan_mac6(*addr, *mac);
+                }
+            }
+            self.lan_macs6 = hosts;
+            // The LAN hosts a frame needed and the core did not have.
+            let missing = self.router.unresolved_lan_hosts6();
+            for addr in missing.into_iter().take(MAX_LAN_PROBES) {
+                if self.lan_macs6.contains_key(&addr) {
+                    continue;
+                }
+                if let Err(e) = self.prober.probe(self.lan_ifindex, addr) {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 

@@ -47,7 +47,7 @@ const WAKE: Duration = Duration::from_millis(50);
 
 /// How long an uplink's IPv6 gateway may go without a MAC at start (as the
 /// health thread waits for IPv4 gateways).
-pub(super) const GATEWAY6_GRACE: Duration = Duration::from_secs(3);
+const GATEWAY6_GRACE: Duration = Duration::from_secs(3);
 
 pub(super) struct UplinkMonitor {
     pub(super) events: RouteEvents,
@@ -119,6 +119,10 @@ impl UplinkMonitor {
     /// thread's transitions set both families, this corrects IPv6 within a
     /// wake.
     fn follow_ipv6(&self, running: &RunningConfig) {
+        if running.config.lan.networks6.is_empty() {
+            // The core forwards no IPv6.
+            return;
+        }
         let grace = self.neighbours.epoch.elapsed() < GATEWAY6_GRACE;
         for (id, wan) in running.config.wans.iter().enumerate() {
             let Some(v6) = &wan.ipv6 else { continue };
@@ -165,5 +169,41 @@ fn why_down6(v6: &Wan6, gateway_mac: bool) -> &'static str {
         "IPv6 gateway unresolved"
     } else {
         "uplink down"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_why_ipv6_is_down() {
+        let resolved = Wan6 {
+            address: "2001:db8:1::2".parse().unwrap(),
+            address_auto: true,
+            gateway: "fe80::1".parse().unwrap(),
+            gateway_auto: true,
+            prefix: None,
+            prefix_auto: false,
+            nat: Nat6::Masquerade,
+        };
+        assert_eq!(why_down6(&resolved, false), "IPv6 gateway unresolved");
+        assert_eq!(why_down6(&resolved, true), "uplink down");
+        let no_route = Wan6 {
+            gateway: std::net::Ipv6Addr::UNSPECIFIED,
+            ..resolved.clone()
+        };
+        assert_eq!(why_down6(&no_route, true), "no IPv6 default route");
+        let no_address = Wan6 {
+            address: std::net::Ipv6Addr::UNSPECIFIED,
+            ..resolved.clone()
+        };
+        assert_eq!(why_down6(&no_address, true), "no global IPv6 address");
+        let no_prefix = Wan6 {
+            nat: Nat6::Prefix,
+            prefix_auto: true,
+            ..resolved
+        };
+        assert_eq!(why_down6(&no_prefix, true), "prefix6 unresolved");
     }
 }

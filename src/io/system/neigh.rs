@@ -22,7 +22,8 @@ pub struct Neighbour {
     /// The interface the entry is on.
     pub ifindex: u32,
     /// The link-layer address when the entry is valid (reachable, stale,
-    /// delay, probe, permanent); None while incomplete or failed.
+    /// delay, probe, permanent); None while incomplete or failed. Entries
+    /// of broadcast and multicast addresses (NOARP) are not listed.
     pub mac: Option<[u8; 6]>,
 }
 
@@ -59,16 +60,18 @@ fn neighbour(message: &RouteNetlinkMessage) -> Option<Neighbour> {
             _ => {}
         }
     }
-    // NUD_VALID in the kernel's words (what /proc/net/arp shows as ATF_COM).
-    let valid = matches!(
-        entry.header.state,
+    // NUD_VALID in the kernel's words (what /proc/net/arp shows as ATF_COM),
+    // less NOARP: entries for broadcast and multicast addresses, which are
+    // nobody's MAC (and which /proc/net/arp leaves out).
+    let valid = match entry.header.state {
+        NeighbourState::Noarp => return None,
         NeighbourState::Reachable
-            | NeighbourState::Stale
-            | NeighbourState::Delay
-            | NeighbourState::Probe
-            | NeighbourState::Permanent
-            | NeighbourState::Noarp
-    );
+        | NeighbourState::Stale
+        | NeighbourState::Delay
+        | NeighbourState::Probe
+        | NeighbourState::Permanent => true,
+        _ => false,
+    };
     Some(Neighbour {
         addr: addr?,
         ifindex: entry.header.ifindex,
@@ -238,6 +241,16 @@ mod tests {
             libc::NUD_FAILED,
             &gone6.octets(),
             Some(mac),
+        ));
+        // The LAN's broadcast address: nobody's MAC.
+        let broadcast = [0xff; 6];
+        let lan_broadcast = [192, 168, 50, 255];
+        data.extend(entry(
+            libc::AF_INET,
+            2,
+            libc::NUD_NOARP,
+            &lan_broadcast,
+            Some(broadcast),
         ));
         data.extend(done());
         let mut out = Vec::new();

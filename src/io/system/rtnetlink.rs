@@ -475,6 +475,7 @@ fn message_name(message: &RouteNetlinkMessage) -> &'static str {
         RouteNetlinkMessage::GetLink(_) => "link dump",
         RouteNetlinkMessage::GetAddress(_) => "address dump",
         RouteNetlinkMessage::GetRoute(_) => "route dump",
+        RouteNetlinkMessage::GetNeighbour(_) => "neighbour dump",
         RouteNetlinkMessage::GetRule(_) => "rule dump",
         RouteNetlinkMessage::GetQueueDiscipline(_) => "qdisc dump",
         RouteNetlinkMessage::NewRoute(_) => "new route",
