@@ -506,6 +506,14 @@ const NOT_ACTIONABLE: &[(&str, &str)] = &[
         "invalid data path setup: {0}",
         "internal: a bug in the runtime's set-up",
     ),
+    (
+        "the LAN prefix {inside} and the uplink prefix {outside} differ in length; prefix translation needs prefixes of the same length",
+        "internal: the core derives each outside prefix at the LAN prefix's length",
+    ),
+    (
+        "the prefix {prefix} is /0; prefix translation needs a prefix of /1 or longer",
+        "internal: validation refuses a /0 LAN prefix or delegated prefix",
+    ),
 ];
 
 /// Rust source with string continuations (`\` newline indentation) joined.
