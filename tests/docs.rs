@@ -514,6 +514,14 @@ const NOT_ACTIONABLE: &[(&str, &str)] = &[
         "the prefix {prefix} is /0; prefix translation needs a prefix of /1 or longer",
         "internal: validation refuses a /0 LAN prefix or delegated prefix",
     ),
+    (
+        "the prefix {prefix} is longer than /64; checksum-neutral NPTv6 (RFC 6296) changes a word of the interface ID, so it needs a prefix of /64 or shorter",
+        "internal: validation refuses nat6 = \"npt\" with a LAN prefix longer than /64, naming prefix6",
+    ),
+    (
+        "the LAN prefix {inside} is shorter than the delegated prefix {delegated}, so it does not fit inside it",
+        "internal: validation refuses a LAN prefix bigger than its uplink's prefix6, naming the key",
+    ),
 ];
 
 /// Rust source with string continuations (`\` newline indentation) joined.
