@@ -99,7 +99,7 @@ impl Router {
     }
 
     /// [`Router::reset_frame`] for an IPv6 flow.
-    fn reset_frame6(&self, flow: &Removed<Addr6>) -> Option<Vec<u8>> {
+    pub(super) fn reset_frame6(&self, flow: &Removed<Addr6>) -> Option<Vec<u8>> {
         if flow.tcp & tcp_state::RST != 0 || flow.next_seq_to_lan == 0 {
             return None;
         }

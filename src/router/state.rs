@@ -13,7 +13,7 @@ use super::neighbours::NO_MAC;
 use super::{lock, nat_index, Router};
 use crate::config::{PortRange, Sticky, UplinkId};
 use crate::flow::{idle_timeout, FlowKind, Removed, SavedFlow};
-use crate::packet::PROTO_TCP;
+use crate::packet::{Addr6, PROTO_TCP};
 
 mod codec;
 
@@ -33,6 +33,7 @@ pub struct Snapshot {
     pub sticky: Sticky,
     pub sticky_clients: Vec<(u64, UplinkId, u32)>,
     pub flows: Vec<SavedFlow>,
+    pub flows6: Vec<SavedFlow<Addr6>>,
 }
 
 impl Snapshot {
@@ -40,6 +41,10 @@ impl Snapshot {
     /// the restore, which neither router's clock saw).
     pub fn age_by(&mut self, seconds: u32) {
         for flow in &mut self.flows {
+            flow.age_s = flow.age_s.saturating_add(seconds);
+            flow.idle_s = flow.idle_s.saturating_add(seconds);
+        }
+        for flow in &mut self.flows6 {
             flow.age_s = flow.age_s.saturating_add(seconds);
             flow.idle_s = flow.idle_s.saturating_add(seconds);
         }
@@ -75,7 +80,34 @@ pub struct Restored {
     pub resets: Vec<Vec<u8>>,
 }
 
+/// What a failover RST needs of a saved flow.
+fn removed<A: Copy>(saved: &SavedFlow<A>) -> Removed<A> {
+    Removed {
+        spec: saved.spec,
+        tcp: saved.tcp,
+        next_seq_to_lan: saved.next_seq_to_lan,
+    }
+}
+
 impl Restored {
+    /// Counts one saved flow's fate; true when it was dropped and needs an
+    /// RST towards its LAN host (a TCP connection not dropped for expiring).
+    fn count<A>(&mut self, restored: Result<(), Drop>, saved: &SavedFlow<A>) -> bool {
+        let Err(reason) = restored else {
+            self.flows += 1;
+            return false;
+        };
+        *match reason {
+            Drop::Expired => &mut self.expired,
+            Drop::UplinkGone => &mut self.uplink_gone,
+            Drop::AddressChanged => &mut self.address_changed,
+            Drop::RangeChanged => &mut self.range_changed,
+            Drop::ForwardGone => &mut self.forward_gone,
+            Drop::Refused => &mut self.refused,
+        } += 1;
+        saved.spec.protocol == PROTO_TCP && !matches!(reason, Drop::Expired)
+    }
+
     /// Flows dropped for any reason.
     pub fn dropped(&self) -> usize {
         self.expired
@@ -88,7 +120,7 @@ impl Restored {
 }
 
 /// Why a saved flow is not restored.
-enum Drop {
+pub(super) enum Drop {
     Expired,
     UplinkGone,
     AddressChanged,
@@ -114,6 +146,7 @@ impl Router {
             sticky,
             sticky_clients,
             flows: self.table.save(now),
+            flows6: self.v6.table.save(now),
         }
     }
 
@@ -137,25 +170,15 @@ impl Router {
             .collect();
         let mut out = Restored::default();
         for saved in &snapshot.flows {
-            match self.restore_flow(snapshot, &ids, saved, now) {
-                Ok(()) => out.flows += 1,
-                Err(reason) => {
-                    *match reason {
-                        Drop::Expired => &mut out.expired,
-                        Drop::UplinkGone => &mut out.uplink_gone,
-                        Drop::AddressChanged => &mut out.address_changed,
-                        Drop::RangeChanged => &mut out.range_changed,
-                        Drop::ForwardGone => &mut out.forward_gone,
-                        Drop::Refused => &mut out.refused,
-                    } += 1;
-                    if saved.spec.protocol == PROTO_TCP && !matches!(reason, Drop::Expired) {
-                        out.resets.extend(self.reset_frame(&Removed {
-                            spec: saved.spec,
-                            tcp: saved.tcp,
-                            next_seq_to_lan: saved.next_seq_to_lan,
-                        }));
-                    }
-                }
+            let restored = self.restore_flow(snapshot, &ids, saved, now);
+            if out.count(restored, saved) {
+                out.resets.extend(self.reset_frame(&removed(saved)));
+            }
+        }
+        for saved in &snapshot.flows6 {
+            let restored = self.restore_flow6(&ids, saved, now);
+            if out.count(restored, saved) {
+                out.resets.extend(self.reset_frame6(&removed(saved)));
             }
         }
         let map = |saved: UplinkId| {

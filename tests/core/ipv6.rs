@@ -627,3 +627,64 @@ fn a_ping_in_through_a_mapping_gets_its_reply_out() {
         Verdict::Drop(DropReason::NoMapping)
     );
 }
+
+#[test]
+fn ipv6_flows_survive_a_restart_while_their_addresses_hold() {
+    let mut bench = Bench6::new("prefix");
+    // One flow by each uplink: mapped on isp1, masqueraded on isp2.
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), true, b""),
+        Port::Wan(0),
+    );
+    let masqueraded = bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40001, 80), true, b""),
+        Port::Wan(1),
+    );
+    for (uplink, outside, port) in [
+        (0, "2001:db8:100::a", 40000),
+        (1, ISP2_6, masqueraded.ports.0),
+    ] {
+        let reply = from_wan(uplink, tcp6(SERVER6, outside, (80, port), true, b""));
+        bench.forward(Port::Wan(uplink as u8), reply, Port::Lan);
+    }
+    let snapshot = xwan::router::Snapshot::decode(&bench.router().save_state(bench.0.now).encode())
+        .expect("the state file round-trips");
+    assert_eq!(snapshot.flows6.len(), 2);
+
+    // The same configuration: both come back, with their NAT66 port.
+    let mut again = Bench6::new("prefix");
+    again
+        .router()
+        .set_lan_mac6(HOST6.parse().unwrap(), HOST_MAC);
+    let restored = again.router().restore_state(&snapshot, again.0.now);
+    assert_eq!((restored.flows, restored.dropped()), (2, 0));
+    let reply = from_wan(
+        1,
+        tcp6(SERVER6, ISP2_6, (80, masqueraded.ports.0), false, b"more"),
+    );
+    let back = again.forward(Port::Wan(1), reply, Port::Lan);
+    assert_eq!(
+        (back.dst, back.ports, back.payload.as_slice()),
+        (a6(HOST6), (80, 40001), &b"more"[..])
+    );
+    let out = again.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 80), false, b"on"),
+        Port::Wan(0),
+    );
+    assert_eq!(out.src, a6("2001:db8:100::a"));
+
+    // A new delegated prefix: the mapped flow cannot come back, and its
+    // host gets an RST; the masqueraded one can.
+    let text = config_text("prefix").replace("2001:db8:100::/56", "2001:db8:200::/56");
+    let moved = Bench6::from_text(&text);
+    moved
+        .router()
+        .set_lan_mac6(HOST6.parse().unwrap(), HOST_MAC);
+    let restored = moved.router().restore_state(&snapshot, moved.0.now);
+    assert_eq!((restored.flows, restored.address_changed), (1, 1));
+    assert_eq!(restored.resets.len(), 1);
+    assert_eq!(check(&restored.resets[0]).ports, (80, 40000));
+}

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use super::{Flow, FlowTable, InsertError};
 use crate::flow::FlowSpec;
+use crate::packet::{Addr4, Family};
 
 /// A flow as saved: what it is, its TCP tracking (what a failover RST needs
 /// included), its counters, and its times as offsets from the save.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SavedFlow {
-    pub spec: FlowSpec,
+pub struct SavedFlow<A = Addr4> {
+    pub spec: FlowSpec<A>,
     /// [`tcp_state`](crate::flow::tcp_state) flags.
     pub tcp: u8,
     pub next_seq_to_lan: u32,
@@ -23,8 +24,8 @@ pub struct SavedFlow {
     pub bytes: [u64; 2],
 }
 
-impl Flow {
-    fn saved(&self, now: u32) -> SavedFlow {
+impl<A: Family> Flow<A> {
+    fn saved(&self, now: u32) -> SavedFlow<A> {
         SavedFlow {
             spec: self.spec,
             tcp: self.tcp.load(Ordering::Relaxed),
@@ -37,9 +38,9 @@ impl Flow {
     }
 }
 
-impl FlowTable {
+impl<A: Family> FlowTable<A> {
     /// Every flow, its times relative to `now`.
-    pub fn save(&self, now: u32) -> Vec<SavedFlow> {
+    pub fn save(&self, now: u32) -> Vec<SavedFlow<A>> {
         let mut out = Vec::with_capacity(self.len() as usize);
         for lock in self.shards.iter() {
             let shard = Self::read(lock);
@@ -51,8 +52,8 @@ impl FlowTable {
     /// Puts a saved flow back at `now`. Times before this clock's start
     /// (`now` smaller than an offset) become its start: such a flow was
     /// seen at most `now` seconds earlier than it really was.
-    pub fn restore(&self, saved: &SavedFlow, now: u32) -> Result<(), InsertError> {
-        let spec: FlowSpec = saved.spec;
+    pub fn restore(&self, saved: &SavedFlow<A>, now: u32) -> Result<(), InsertError> {
+        let spec: FlowSpec<A> = saved.spec;
         let mut shard = Self::write(self.shard_of(spec.protocol, &spec.remote));
         let Ok(vacancy) = shard.vacancy(&self.hasher, &spec) else {
             return self.refuse(InsertError::Clash);

@@ -11,12 +11,17 @@
 //! xwan's (redirected by XDP before the kernel sees them, or dropped by
 //! `table ip xwan` in packet mode). A start with the state off deletes it;
 //! so does `nft delete table ip xwan_hold` by hand. Loaded through
-//! libnftables in-process, as the main table is.
+//! libnftables in-process, as the main table is. With IPv6 in the
+//! configuration, `table ip6 xwan_hold` does the same for IPv6: it drops the
+//! NAT66 ports of each masquerade address, and everything to the prefixes
+//! the LAN is mapped onto (which the kernel would otherwise forward
+//! untranslated, or answer with unreachable).
 
 use std::fmt::Write as _;
 
 use tracing::{info, warn};
 
+use super::discovery::owned6;
 use crate::config::{Config, Proto};
 use crate::io::sys::nftables::Nftables;
 
@@ -53,7 +58,43 @@ fn ruleset(config: &Config) -> String {
         );
     }
     s.push_str("\t}\n}\n");
+    ruleset6(&mut s, config);
     s
+}
+
+/// The IPv6 hold table after the IPv4 one; without IPv6, only a stale one
+/// is removed.
+fn ruleset6(s: &mut String, config: &Config) {
+    let _ = writeln!(
+        s,
+        "table ip6 {HOLD_TABLE} {{}}\ndelete table ip6 {HOLD_TABLE}"
+    );
+    let owned = owned6(config);
+    let addresses: Vec<String> = (owned.uplinks.iter())
+        .filter_map(|u| u.address.map(|a| a.to_string()))
+        .collect();
+    let prefixes: Vec<String> = (owned.uplinks.iter())
+        .flat_map(|u| u.prefixes.iter().map(ToString::to_string))
+        .collect();
+    if addresses.is_empty() && prefixes.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "table ip6 {HOLD_TABLE} {{\n\tchain prerouting {{\n\t\ttype filter hook prerouting priority raw; policy accept;"
+    );
+    if !addresses.is_empty() {
+        let nat = format!("{}-{}", config.nat.ports.lo, config.nat.ports.hi);
+        let _ = writeln!(
+            s,
+            "\t\tip6 daddr {{ {} }} meta l4proto {{ tcp, udp }} th dport {nat} drop",
+            addresses.join(", ")
+        );
+    }
+    if !prefixes.is_empty() {
+        let _ = writeln!(s, "\t\tip6 daddr {{ {} }} drop", prefixes.join(", "));
+    }
+    s.push_str("\t}\n}\n");
 }
 
 /// Runs `script` in one transaction through libnftables, in-process as
@@ -72,8 +113,13 @@ pub fn hold(config: &Config) {
     }
 }
 
-/// Deletes the hold table an earlier run left, if any (the state is off).
+/// Deletes the hold tables an earlier run left, if any (the state is off).
 pub fn release() {
+    if nft(&format!("list table ip6 {HOLD_TABLE}")).is_ok() {
+        if let Err(e) = nft(&format!("delete table ip6 {HOLD_TABLE}")) {
+            warn!(error = %e, "cannot delete table ip6 {HOLD_TABLE}");
+        }
+    }
     if nft(&format!("list table ip {HOLD_TABLE}")).is_ok() {
         match nft(&format!("delete table ip {HOLD_TABLE}")) {
             Ok(()) => info!("deleted table ip {HOLD_TABLE}"),
@@ -105,5 +151,39 @@ wan = "isp2"
         // Before them: later fragments, which carry no ports, pass.
         assert!(rules.contains("prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n\t\tip frag-off & 0x1fff != 0 return\n"));
         assert_eq!(rules.matches("drop").count(), 2);
+        // No IPv6: a stale IPv6 hold table goes, none is made.
+        assert!(rules.ends_with("table ip6 xwan_hold {}\ndelete table ip6 xwan_hold\n"));
+    }
+
+    #[test]
+    fn holds_the_nat66_ports_and_the_mapped_prefixes() {
+        let text = r#"
+[lan]
+interface = "lan0"
+networks = ["192.168.50.0/24", "fd00:50::/64"]
+
+[[wan]]
+name = "isp1"
+interface = "wan1"
+address = "198.18.1.2"
+gateway = "198.18.1.1"
+gateway6 = "fe80::1"
+prefix6 = "2001:db8:100::/56"
+
+[[wan]]
+name = "isp2"
+interface = "wan2"
+address = "198.18.2.2"
+gateway = "198.18.2.1"
+gateway6 = "fe80::1"
+address6 = "2001:db8:2::2"
+"#;
+        let config = Config::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let rules = ruleset(&config);
+        let v6 = rules.split("table ip6 xwan_hold {\n").last().unwrap();
+        assert!(v6.contains(
+            "ip6 daddr { 2001:db8:2::2 } meta l4proto { tcp, udp } th dport 20000-59999 drop"
+        ));
+        assert!(v6.contains("ip6 daddr { 2001:db8:100::/64 } drop"));
     }
 }

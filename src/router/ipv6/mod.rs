@@ -39,9 +39,10 @@ use dashmap::DashMap;
 use ipnet::Ipv6Net;
 
 use super::neighbours::{pack_mac, unpack_mac};
+use super::state::Drop;
 use super::{lock, nat_index, Failover, FrameContext, Router};
 use crate::config::{Config, Nat6, UplinkId};
-use crate::flow::{FlowKey, FlowSpec, FlowTable};
+use crate::flow::{idle_timeout, FlowKey, FlowSpec, FlowTable, SavedFlow};
 use crate::nat::prefix::{outside_prefix, PrefixMap, PrefixTranslation};
 use crate::nat::PortAllocator;
 use crate::packet::{self, Addr6, Endpoint6, Frame6, ParseOutcome};
@@ -377,6 +378,70 @@ impl Router {
             flows: state.flows.load(Ordering::Relaxed),
             nat_in_use: [0, 1, 2].map(|i| lock(&state.ports[i]).in_use()),
         })
+    }
+
+    /// Restores a saved IPv6 flow (see `Router::restore_state`): kept when
+    /// its uplink (by name, `ids` mapping the saved ids) still carries IPv6
+    /// and still stands for its inside host at the same outside address
+    /// (the same NAT66 address and a port in range, or the same mapping),
+    /// its inside host is still inside the LAN, and the limits allow it.
+    pub(in crate::router) fn restore_flow6(
+        &self,
+        ids: &[Option<UplinkId>],
+        saved: &SavedFlow<Addr6>,
+        now: u32,
+    ) -> Result<(), Drop> {
+        if saved.idle_s > idle_timeout(saved.spec.protocol, saved.tcp, &self.timeouts.get()) {
+            return Err(Drop::Expired);
+        }
+        let uplink =
+            (ids.get(usize::from(saved.spec.uplink)).copied().flatten()).ok_or(Drop::UplinkGone)?;
+        let state = &self.v6.uplinks[usize::from(uplink)];
+        let nat = state.nat.ok_or(Drop::UplinkGone)?;
+        let mut spec = saved.spec;
+        spec.uplink = uplink;
+        spec.lan_mac = super::neighbours::NO_MAC;
+        if !self.v6.is_lan(spec.inside.addr) {
+            return Err(Drop::RangeChanged);
+        }
+        let addressing = state.addressing.load();
+        let same = match nat {
+            Nat6::Masquerade => addressing.address == Some(spec.outside.addr),
+            Nat6::Prefix | Nat6::Npt => {
+                let inside = addressing
+                    .maps
+                    .iter()
+                    .find_map(|m| m.inbound(spec.outside.addr));
+                inside == Some(spec.inside.addr)
+            }
+            Nat6::Off => spec.outside == spec.inside,
+        };
+        if !same {
+            return Err(Drop::AddressChanged);
+        }
+        let masquerade = nat == Nat6::Masquerade && spec.is_snat();
+        if masquerade {
+            if !self.nat_ports.contains(spec.outside.port) {
+                return Err(Drop::RangeChanged);
+            }
+            let ports = &state.ports[nat_index(spec.protocol)];
+            if !lock(ports).acquire_port(spec.inside, spec.outside.port) {
+                return Err(Drop::Refused);
+            }
+        }
+        if self
+            .v6
+            .table
+            .restore(&SavedFlow { spec, ..*saved }, now)
+            .is_err()
+        {
+            if masquerade {
+                lock(&state.ports[nat_index(spec.protocol)]).release(spec.inside);
+            }
+            return Err(Drop::Refused);
+        }
+        state.flows.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn gateway_mac6(&self, uplink: UplinkId) -> Option<[u8; 6]> {

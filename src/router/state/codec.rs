@@ -13,7 +13,11 @@
 //!         hairpin port u16, uplink u8, inside, outside, remote ([4] + u16
 //!         each), LAN MAC [6], TCP flags u8, next seq to LAN u32, age u32,
 //!         idle u32, packets u64 u64, bytes u64 u64
+//!       (version 2) IPv6 flows: u32, each as a flow with [16]-byte
+//!         addresses (110 bytes)
 //! ```
+//!
+//! Version 1 (before IPv6) is still read: it has no IPv6 flows.
 //!
 //! Anything else (another program's file, a truncated write, a later
 //! version, a flipped bit) is a [`StateError`], never a panic.
@@ -21,21 +25,25 @@
 use super::Snapshot;
 use crate::config::{PortRange, Sticky};
 use crate::flow::{FlowKind, FlowSpec, SavedFlow};
-use crate::packet::Endpoint;
+use crate::packet::{Endpoint, Family};
 
 const MAGIC: &[u8; 10] = b"XWANSTATE\0";
 
-/// The format version this build writes and reads.
-pub const STATE_VERSION: u16 = 1;
+/// The format version this build writes (and reads, with every older one).
+pub const STATE_VERSION: u16 = 2;
+
+/// The first version with IPv6 flows.
+const IPV6_VERSION: u16 = 2;
 
 const FLOW_BYTES: usize = 74;
+const FLOW6_BYTES: usize = 110;
 
 /// Why bytes are not a state this build can restore.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
     #[error("not an xwan state file")]
     Foreign,
-    #[error("state format version {0}, this xwan reads version {STATE_VERSION}")]
+    #[error("state format version {0}, this xwan reads versions 1 to {STATE_VERSION}")]
     Version(u16),
     #[error("truncated or corrupt (checksum mismatch)")]
     Checksum,
@@ -73,6 +81,10 @@ impl Snapshot {
         for flow in &self.flows {
             encode_flow(&mut out, flow);
         }
+        out.extend_from_slice(&(self.flows6.len() as u32).to_le_bytes());
+        for flow in &self.flows6 {
+            encode_flow(&mut out, flow);
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
@@ -83,7 +95,7 @@ impl Snapshot {
             return Err(StateError::Foreign);
         }
         let version = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
-        if version != STATE_VERSION {
+        if !(1..=STATE_VERSION).contains(&version) {
             return Err(StateError::Version(version));
         }
         let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
@@ -116,15 +128,12 @@ impl Snapshot {
         let sticky_clients = (0..clients)
             .map(|_| Ok((r.u64()?, r.u8()?, r.u32()?)))
             .collect::<Result<Vec<_>, StateError>>()?;
-        let count = r.count(FLOW_BYTES)?;
-        let mut flows = Vec::with_capacity(count);
-        for _ in 0..count {
-            let flow = decode_flow(&mut r)?;
-            if usize::from(flow.spec.uplink) >= uplinks.len() {
-                return Err(StateError::Corrupt("a flow's uplink"));
-            }
-            flows.push(flow);
-        }
+        let flows = decode_flows(&mut r, FLOW_BYTES, uplinks.len())?;
+        let flows6 = if version >= IPV6_VERSION {
+            decode_flows(&mut r, FLOW6_BYTES, uplinks.len())?
+        } else {
+            Vec::new()
+        };
         if !r.0.is_empty() {
             return Err(StateError::Corrupt("bytes after the flows"));
         }
@@ -135,11 +144,31 @@ impl Snapshot {
             sticky,
             sticky_clients,
             flows,
+            flows6,
         })
     }
 }
 
-fn encode_flow(out: &mut Vec<u8>, flow: &SavedFlow) {
+/// A count of flows of `size` bytes, then the flows, each of an uplink the
+/// file names.
+fn decode_flows<A: Family + AsMut<[u8]>>(
+    r: &mut Reader,
+    size: usize,
+    uplinks: usize,
+) -> Result<Vec<SavedFlow<A>>, StateError> {
+    let count = r.count(size)?;
+    let mut flows = Vec::with_capacity(count);
+    for _ in 0..count {
+        let flow = decode_flow(r)?;
+        if usize::from(flow.spec.uplink) >= uplinks {
+            return Err(StateError::Corrupt("a flow's uplink"));
+        }
+        flows.push(flow);
+    }
+    Ok(flows)
+}
+
+fn encode_flow<A: Family + AsRef<[u8]>>(out: &mut Vec<u8>, flow: &SavedFlow<A>) {
     let spec = &flow.spec;
     let (kind, port) = match spec.kind {
         FlowKind::Snat => (0, 0),
@@ -151,7 +180,7 @@ fn encode_flow(out: &mut Vec<u8>, flow: &SavedFlow) {
     out.extend_from_slice(&port.to_le_bytes());
     out.push(spec.uplink);
     for endpoint in [spec.inside, spec.outside, spec.remote] {
-        out.extend_from_slice(&endpoint.addr);
+        out.extend_from_slice(endpoint.addr.as_ref());
         out.extend_from_slice(&endpoint.port.to_le_bytes());
     }
     out.extend_from_slice(&spec.lan_mac);
@@ -164,7 +193,7 @@ fn encode_flow(out: &mut Vec<u8>, flow: &SavedFlow) {
     }
 }
 
-fn decode_flow(r: &mut Reader) -> Result<SavedFlow, StateError> {
+fn decode_flow<A: Family + AsMut<[u8]>>(r: &mut Reader) -> Result<SavedFlow<A>, StateError> {
     let protocol = r.u8()?;
     let kind = r.u8()?;
     let port = r.u16()?;
@@ -175,7 +204,12 @@ fn decode_flow(r: &mut Reader) -> Result<SavedFlow, StateError> {
         _ => return Err(StateError::Corrupt("a flow's kind")),
     };
     let uplink = r.u8()?;
-    let mut endpoint = || Ok::<_, StateError>(Endpoint::new(r.array()?, r.u16()?));
+    let mut endpoint = || {
+        let mut addr = A::default();
+        let len = addr.as_mut().len();
+        addr.as_mut().copy_from_slice(r.take(len)?);
+        Ok::<_, StateError>(Endpoint::new(addr, r.u16()?))
+    };
     let (inside, outside, remote) = (endpoint()?, endpoint()?, endpoint()?);
     Ok(SavedFlow {
         spec: FlowSpec {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::flow::FlowSpec;
-use crate::packet::{Endpoint, PROTO_UDP};
+use crate::packet::{Endpoint, Endpoint6, PROTO_UDP};
 
 fn snapshot(flows: usize) -> Snapshot {
     Snapshot {
@@ -43,7 +43,48 @@ fn snapshot(flows: usize) -> Snapshot {
                 bytes: [u64::MAX - i as u64, 7],
             })
             .collect(),
+        flows6: (0..flows / 2)
+            .map(|i| SavedFlow {
+                spec: FlowSpec {
+                    protocol: PROTO_TCP,
+                    inside: Endpoint6::new(v6("fd00:50::a"), 1000 + i as u16),
+                    outside: Endpoint6::new(v6("2001:db8:100::a"), 1000 + i as u16),
+                    remote: Endpoint6::new(v6("2001:db8:ffff::10"), 443),
+                    uplink: 0,
+                    kind: FlowKind::Snat,
+                    lan_mac: [2, 0, 0, 0, 1, i as u8],
+                },
+                tcp: 3,
+                next_seq_to_lan: 7 * i as u32,
+                age_s: 50,
+                idle_s: 1,
+                packets: [1, 2],
+                bytes: [3, 4],
+            })
+            .collect(),
     }
+}
+
+fn v6(text: &str) -> [u8; 16] {
+    text.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// A version 1 file (before IPv6): the same bytes without the IPv6 flows'
+/// count, under version 1 and its own checksum.
+fn version1(snapshot: &Snapshot) -> Vec<u8> {
+    let mut bytes = snapshot.encode();
+    bytes.truncate(bytes.len() - 4 - 4);
+    bytes[10..12].copy_from_slice(&1u16.to_le_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_version_1_file_is_read_with_no_ipv6_flows() {
+    let mut s = snapshot(10);
+    s.flows6.clear();
+    assert_eq!(Snapshot::decode(&version1(&s)), Ok(s));
 }
 
 #[test]
@@ -88,8 +129,22 @@ fn resealed(mut body: Vec<u8>) -> Vec<u8> {
 #[test]
 fn lying_counts_and_kinds_are_corrupt() {
     let bytes = snapshot(3).encode();
-    // The flow count sits just before the three 74-byte flows and the crc.
-    let count_at = bytes.len() - 4 - 3 * 74 - 4;
+    // The flow count sits just before the three 74-byte flows, then the
+    // IPv6 flows' count, its one 110-byte flow and the crc.
+    let count6_at = bytes.len() - 4 - 110 - 4;
+    let count_at = count6_at - 3 * 74 - 4;
+    let mut huge6 = bytes.clone();
+    huge6[count6_at..count6_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        Snapshot::decode(&resealed(huge6)),
+        Err(StateError::Corrupt(_))
+    ));
+    let mut uplink6 = bytes.clone();
+    uplink6[count6_at + 4 + 4] = 9;
+    assert_eq!(
+        Snapshot::decode(&resealed(uplink6)),
+        Err(StateError::Corrupt("a flow's uplink"))
+    );
     let mut huge = bytes.clone();
     huge[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
