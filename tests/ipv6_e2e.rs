@@ -530,3 +530,99 @@ fn packet_restart_keeps_ipv6_connections() {
     let log = tb.xwan_log();
     assert!(log.contains("restored"), "{log}");
 }
+
+/// Happy Eyeballs: isp2 carries no IPv6, and isp1's IPv6 dies (its gateway
+/// stops answering neighbour solicitations) while its IPv4 goes on. xwan
+/// takes isp1 out of IPv6 service alone and answers new IPv6 connections at
+/// once with unreachable, so `curl -6` fails at once with "couldn't connect"
+/// (not a timeout), and a dual-stack `curl` given both of the server's
+/// addresses gets its answer over IPv4.
+#[test]
+fn packet_happy_eyeballs_falls_back_to_ipv4() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    // isp2 carries IPv4 only.
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"))
+        .replace("address6 = \"2001:db8:2::2\"\n", "")
+        .replace("gateway6 = \"fe80::1\"\n", "");
+    assert!(!config.contains("2001:db8:2::2"), "{config}");
+    tb.start_router(RouterMode::XwanPacket, &config);
+    // A dual-stack web server: one socket takes both families.
+    let listener = tb.listen_tcp6("inet", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 8000, 0, 0));
+    // Three requests reach it: IPv6 before the cut, IPv4 after (the IPv6
+    // attempt after the cut never leaves the router).
+    let server = thread::spawn(move || {
+        let mut served = 0;
+        while served < 3 {
+            let (mut conn, _) = listener.accept();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            served += 1;
+        }
+    });
+    let curl = |args: &[&str]| {
+        let mut all = vec![
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{remote_ip}",
+            "--connect-timeout",
+            "5",
+        ];
+        all.extend_from_slice(args);
+        tb.exec("h1", &all)
+    };
+    let v6_url = format!("http://[{SERVER1_6}]:8000/");
+    // Both families work at first, IPv6 by isp1.
+    let first = curl(&["-6", &v6_url]);
+    assert!(first.status.success(), "{first:?}");
+    // isp1's router stops answering neighbour solicitations, and the
+    // router forgets its MAC.
+    tb.exec_ok(
+        "isp1",
+        &[
+            "ip6tables",
+            "-A",
+            "INPUT",
+            "-i",
+            "cust",
+            "-p",
+            "icmpv6",
+            "--icmpv6-type",
+            "neighbour-solicitation",
+            "-j",
+            "DROP",
+        ],
+    );
+    tb.exec_ok("rtr", &["ip", "-6", "neigh", "flush", "dev", "wan1"]);
+    let down6 = support::poll(Duration::from_secs(20), || {
+        use xwan::control::{request, Reply, Request};
+        let Ok(Reply::Status { status, .. }) = request(&tb.path("xwan.sock"), &Request::Status)
+        else {
+            return false;
+        };
+        let isp1 = &status.uplinks[0];
+        isp1.up && isp1.ipv6.as_ref().is_some_and(|v6| !v6.up)
+    });
+    assert!(down6, "isp1 out of IPv6 service alone:\n{}", tb.xwan_log());
+    let refused = curl(&["-6", &v6_url]);
+    assert_eq!(
+        refused.status.code(),
+        Some(7),
+        "curl -6 cannot connect at once (7), rather than timing out (28): {refused:?}"
+    );
+    let resolve = format!("web:8000:[{SERVER1_6}],{SERVER1}");
+    let both = curl(&["--resolve", &resolve, "http://web:8000/"]);
+    assert!(both.status.success(), "{both:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&both.stdout),
+        SERVER1.to_string(),
+        "answered over IPv4"
+    );
+    let _ = curl(&["-4", &format!("http://{SERVER1}:8000/")]);
+    server.join().expect("the server");
+}
