@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::flow::{tcp_state, FlowInfo, FlowKind};
-use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{Endpoint, Family, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::router::Stats;
 
 pub use crate::health::{AdminState, Cause};
@@ -393,18 +393,25 @@ pub struct FlowReport {
     pub offloaded: bool,
 }
 
-fn endpoint(e: &Endpoint) -> String {
-    format!("{}:{}", Ipv4Addr::from(e.addr), e.port)
+/// `198.18.1.2:40000`, or for IPv6 `[2001:db8::1]:40000`.
+fn endpoint<A: Family>(e: &Endpoint<A>) -> String {
+    let bits = e.addr.bits();
+    if A::IS_V6 {
+        format!("[{}]:{}", std::net::Ipv6Addr::from(bits), e.port)
+    } else {
+        format!("{}:{}", Ipv4Addr::from(bits as u32), e.port)
+    }
 }
 
 impl FlowReport {
-    pub fn new(flow: &FlowInfo, uplink_name: &str) -> FlowReport {
+    pub fn new<A: Family>(flow: &FlowInfo<A>, uplink_name: &str) -> FlowReport {
         let spec = &flow.spec;
         FlowReport {
             protocol: match spec.protocol {
                 PROTO_TCP => "tcp",
                 PROTO_UDP => "udp",
                 PROTO_ICMP => "icmp",
+                PROTO_ICMPV6 => "icmpv6",
                 _ => "other",
             }
             .to_string(),

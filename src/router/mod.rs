@@ -524,6 +524,16 @@ impl Router {
         self.table.snapshot(seconds(now), limit, keep)
     }
 
+    /// Copies of the IPv6 flows `keep` says yes to, at most `limit`.
+    pub fn flows6(
+        &self,
+        now: Duration,
+        limit: usize,
+        keep: impl Fn(&FlowSpec<packet::Addr6>) -> bool,
+    ) -> Vec<FlowInfo<packet::Addr6>> {
+        self.v6.table.snapshot(seconds(now), limit, keep)
+    }
+
     /// Every worker's TCP evidence, per worker then per uplink (read by the
     /// health checks).
     pub fn syn_counts(&self) -> Vec<Vec<SynCounts>> {

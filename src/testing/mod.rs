@@ -1,6 +1,8 @@
 //! Frames for tests, fuzzing and benchmarks: built with etherparse's builder,
-//! and checked by re-parsing them and recomputing every checksum in full.
-//! [`fuzz`] is the fuzzing harness built on them.
+//! and checked by re-parsing them and recomputing every checksum in full
+//! (IPv6 frames are read back with the core's own parser, their upper-layer
+//! checksums recomputed over the pseudo-header). [`fuzz`] is the fuzzing
+//! harness built on them.
 
 /// The smallest configuration of the tests: the LAN 192.168.50.0/24 on lan0,
 /// isp1 (198.18.1.2 via 198.18.1.1 on wan1) and isp2 (198.18.2.2 via
@@ -50,14 +52,14 @@ pub mod fuzz;
 pub mod offload;
 mod rng;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+    IcmpEchoHeader, Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
 };
 
 use crate::config::Config;
-use crate::packet::{self, checksum};
+use crate::packet::{self, checksum, Frame6, Transport, L3_OFFSET};
 use crate::router::{InterfaceMacs, Router};
 
 /// TCP flags for [`tcp`].
@@ -110,8 +112,24 @@ pub struct Addressing {
     pub ttl: u8,
 }
 
-fn builder(a: &Addressing) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+/// Ethernet and IPv6 addressing of a test frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Addressing6 {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+}
+
+type IpStep = etherparse::PacketBuilderStep<etherparse::IpHeaders>;
+
+fn builder(a: &Addressing) -> IpStep {
     PacketBuilder::ethernet2(a.src_mac, a.dst_mac).ipv4(a.src.octets(), a.dst.octets(), a.ttl)
+}
+
+fn builder6(a: &Addressing6) -> IpStep {
+    PacketBuilder::ethernet2(a.src_mac, a.dst_mac).ipv6(a.src.octets(), a.dst.octets(), a.hop_limit)
 }
 
 /// A TCP segment with valid checksums.
@@ -129,7 +147,40 @@ pub fn tcp_with_options(
     options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = builder(a).tcp(src_port, dst_port, 1000, 64240);
+    write_tcp(builder(a), (src_port, dst_port), flags, options, payload)
+}
+
+/// A TCP segment over IPv6 with valid checksums.
+pub fn tcp6(
+    a: &Addressing6,
+    src_port: u16,
+    dst_port: u16,
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    tcp6_with_options(a, src_port, dst_port, flags, &[], payload)
+}
+
+/// [`tcp_with_options`] over IPv6.
+pub fn tcp6_with_options(
+    a: &Addressing6,
+    src_port: u16,
+    dst_port: u16,
+    flags: Flags,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    write_tcp(builder6(a), (src_port, dst_port), flags, options, payload)
+}
+
+fn write_tcp(
+    b: IpStep,
+    ports: (u16, u16),
+    flags: Flags,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = b.tcp(ports.0, ports.1, 1000, 64240);
     if !options.is_empty() {
         let mut padded = options.to_vec();
         padded.resize(options.len().div_ceil(4) * 4, 0);
@@ -157,7 +208,16 @@ pub fn tcp_with_options(
 
 /// A UDP datagram with a valid checksum.
 pub fn udp(a: &Addressing, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    let b = builder(a).udp(src_port, dst_port);
+    write_udp(builder(a), (src_port, dst_port), payload)
+}
+
+/// A UDP datagram over IPv6 with a valid checksum.
+pub fn udp6(a: &Addressing6, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    write_udp(builder6(a), (src_port, dst_port), payload)
+}
+
+fn write_udp(b: IpStep, ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+    let b = b.udp(ports.0, ports.1);
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload)
         .expect("writing to a Vec cannot fail");
@@ -192,6 +252,106 @@ pub fn icmp_echo(a: &Addressing, request: bool, id: u16, seq: u16, payload: &[u8
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload)
         .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// An ICMPv6 echo request or reply.
+pub fn icmp6_echo(a: &Addressing6, request: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let b = builder6(a);
+    let b = if request {
+        b.icmpv6_echo_request(id, seq)
+    } else {
+        b.icmpv6_echo_reply(id, seq)
+    };
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// An ICMPv6 message of `icmp_type`/`code` with the 4 bytes after the
+/// checksum `rest` and then `body`, its checksum valid: an error quoting
+/// `body` (an IPv6 packet or its beginning), or a Neighbour Discovery
+/// message.
+pub fn icmp6(a: &Addressing6, icmp_type: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    let b = builder6(a).icmpv6(Icmpv6Type::Unknown {
+        type_u8: icmp_type,
+        code_u8: code,
+        bytes5to8: rest,
+    });
+    let mut out = Vec::with_capacity(b.size(body.len()));
+    b.write(&mut out, body)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+/// An IPv6 extension header to put in a test frame ([`with_extensions6`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension6 {
+    /// Hop-by-Hop Options: a Router Alert (MLD's), padded to 8 bytes.
+    HopByHop,
+    /// Destination Options: one PadN option filling 8 bytes.
+    DestOptions,
+    /// A Routing header (type 0's layout, one address) with these segments left.
+    Routing { segments_left: u8 },
+    /// A Fragment header.
+    Fragment { offset: u16, more: bool, id: u32 },
+}
+
+impl Extension6 {
+    /// The next-header value that names it.
+    pub fn next_header(self) -> u8 {
+        match self {
+            Extension6::HopByHop => packet::NEXT_HOP_BY_HOP,
+            Extension6::DestOptions => packet::NEXT_DEST_OPTS,
+            Extension6::Routing { .. } => packet::NEXT_ROUTING,
+            Extension6::Fragment { .. } => packet::NEXT_FRAGMENT,
+        }
+    }
+
+    /// Its bytes, naming `next` as what follows.
+    fn bytes(self, next: u8) -> Vec<u8> {
+        match self {
+            Extension6::HopByHop => vec![next, 0, 5, 2, 0, 0, 1, 0],
+            Extension6::DestOptions => vec![next, 0, 1, 4, 0, 0, 0, 0],
+            Extension6::Routing { segments_left } => {
+                let mut header = vec![next, 2, 0, segments_left, 0, 0, 0, 0];
+                header.extend_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+                header
+            }
+            Extension6::Fragment { offset, more, id } => {
+                let word = offset << 3 | u16::from(more);
+                let mut header = vec![next, 0];
+                header.extend_from_slice(&word.to_be_bytes());
+                header.extend_from_slice(&id.to_be_bytes());
+                header
+            }
+        }
+    }
+}
+
+/// `frame` (IPv6, no extension headers) with `extensions` put between its
+/// fixed header and its upper layer, in order; the payload length follows.
+/// The upper-layer checksum is unchanged: its pseudo-header counts the upper
+/// layer alone (and names the destination in the fixed header, which a
+/// Routing header here never changes).
+pub fn with_extensions6(frame: &[u8], extensions: &[Extension6]) -> Vec<u8> {
+    let fixed = L3_OFFSET + 40;
+    let mut chain = Vec::new();
+    let mut next = frame[L3_OFFSET + 6];
+    for ext in extensions.iter().rev() {
+        let mut header = ext.bytes(next);
+        header.extend_from_slice(&chain);
+        chain = header;
+        next = ext.next_header();
+    }
+    let mut out = frame[..fixed].to_vec();
+    out[L3_OFFSET + 6] = next;
+    let payload = u16::from_be_bytes([frame[L3_OFFSET + 4], frame[L3_OFFSET + 5]]);
+    let payload = payload + chain.len() as u16;
+    out[L3_OFFSET + 4..L3_OFFSET + 6].copy_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&chain);
+    out.extend_from_slice(&frame[fixed..]);
     out
 }
 
@@ -573,4 +733,250 @@ pub fn check(frame: &[u8]) -> Result<Seen, String> {
         ttl: header.ttl(),
         payload,
     })
+}
+
+/// Where the upper layer of the IPv6 `packet` (from its fixed header, as far
+/// as it goes) starts, from the packet's start, and its protocol, past the
+/// extension headers a receiver walks (Hop-by-Hop, Routing with no segments
+/// left, Destination Options, AH). None when the chain is cut short or too
+/// long, or holds a Fragment header (the upper layer is not whole) or a
+/// Routing header with segments left (the pseudo-header names a destination
+/// the fixed header does not).
+pub fn upper_layer6(packet: &[u8]) -> Option<(u8, usize)> {
+    let mut next = *packet.get(6)?;
+    let mut at = 40;
+    if packet.len() < at {
+        return None;
+    }
+    for _ in 0..=packet::MAX_EXTENSIONS {
+        let len = match next {
+            packet::NEXT_HOP_BY_HOP | packet::NEXT_DEST_OPTS => {
+                (usize::from(*packet.get(at + 1)?) + 1) * 8
+            }
+            packet::NEXT_ROUTING if *packet.get(at + 3)? == 0 => {
+                (usize::from(packet[at + 1]) + 1) * 8
+            }
+            packet::NEXT_AH => (usize::from(*packet.get(at + 1)?) + 2) * 4,
+            packet::NEXT_ROUTING | packet::NEXT_FRAGMENT => return None,
+            protocol => return Some((protocol, at)),
+        };
+        next = packet.get(at..at + len)?[0];
+        at += len;
+    }
+    None
+}
+
+/// The source and destination of the IPv6 `packet` (at least its fixed header).
+pub fn addresses6(packet: &[u8]) -> (packet::Addr6, packet::Addr6) {
+    let mut src = [0; 16];
+    let mut dst = [0; 16];
+    src.copy_from_slice(&packet[8..24]);
+    dst.copy_from_slice(&packet[24..40]);
+    (src, dst)
+}
+
+/// Checks the upper-layer checksum of `segment` (TCP, UDP or ICMPv6, to the
+/// end of its packet) sent from `src` to `dst`, recomputing it in full over
+/// the IPv6 pseudo-header: right when the pseudo-header and what it covers,
+/// checksum field included, sum to 0xffff. A UDP datagram covers what its
+/// length says and must have a checksum (RFC 8200 8.1). Other protocols
+/// have none to check.
+pub fn check_upper6(
+    src: packet::Addr6,
+    dst: packet::Addr6,
+    protocol: u8,
+    segment: &[u8],
+) -> Result<(), String> {
+    let (name, at, covered) = match protocol {
+        packet::PROTO_TCP => ("TCP", 16, segment.len()),
+        packet::PROTO_UDP => {
+            let length = segment.get(4..6).ok_or("UDP header truncated")?;
+            let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
+            if !(8..=segment.len()).contains(&length) {
+                return Err(format!("UDP length {length} of {} bytes", segment.len()));
+            }
+            ("UDP", 6, length)
+        }
+        packet::PROTO_ICMPV6 => ("ICMPv6", 2, segment.len()),
+        _ => return Ok(()),
+    };
+    let field = segment
+        .get(at..at + 2)
+        .ok_or(format!("{name} header truncated"))?;
+    let field = u16::from_be_bytes([field[0], field[1]]);
+    if protocol == packet::PROTO_UDP && field == 0 {
+        return Err("UDP without a checksum over IPv6".into());
+    }
+    let datagram = &segment[..covered];
+    // The length fits: an IPv6 payload is at most 65535 bytes.
+    let sum = checksum::pseudo_header_sum6(src, dst, protocol, covered as u32);
+    if checksum::fold(checksum::sum_bytes(sum, datagram)) != 0xffff {
+        let mut zeroed = datagram.to_vec();
+        zeroed[at..at + 2].copy_from_slice(&[0, 0]);
+        let want = checksum::transport_checksum6(src, dst, protocol, &zeroed);
+        return Err(format!(
+            "{name} checksum {field:#06x} should be {want:#06x}"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an IPv6 frame again with the core's own parser
+/// ([`packet::parse6`]), the group bit of its destination MAC set aside
+/// (where a frame goes on the link is not the parser's question).
+pub fn reparse6(frame: &[u8]) -> Result<Frame6, String> {
+    let parsed = if frame.first().is_some_and(|b| b & 1 != 0) {
+        let mut unicast = frame.to_vec();
+        unicast[0] &= 0xfe;
+        packet::parse6(&unicast)
+    } else {
+        packet::parse6(frame)
+    };
+    parsed.map_err(|e| format!("re-parse: {e:?}"))
+}
+
+/// [`reparse6`], then the upper-layer checksum recomputed in full
+/// ([`check_upper6`]). A fragment's upper layer is not whole: an error.
+pub fn check6(frame: &[u8]) -> Result<Frame6, String> {
+    let parsed = reparse6(frame)?;
+    if parsed.fragment.is_some() {
+        return Err("an IPv6 fragment".into());
+    }
+    check_upper6(
+        parsed.src,
+        parsed.dst,
+        parsed.protocol,
+        &frame[parsed.l4..parsed.end],
+    )?;
+    Ok(parsed)
+}
+
+/// Checks an ICMPv6 error frame: everything [`check6`] checks, then, when
+/// the quote holds a whole packet (its payload length is what the quote
+/// holds, no fragment), that packet's upper-layer checksum. Returns the
+/// frame and whether its quote was whole.
+pub fn check_icmp6_error(frame: &[u8]) -> Result<(Frame6, bool), String> {
+    let parsed = check6(frame)?;
+    let whole = check_quote6(frame, &parsed)?;
+    Ok((parsed, whole))
+}
+
+/// The second half of [`check_icmp6_error`], for a frame [`check6`] has
+/// parsed: that it is an ICMPv6 error, and the checksum of the packet it
+/// quotes when the quote is whole (returned).
+pub fn check_quote6(frame: &[u8], parsed: &Frame6) -> Result<bool, String> {
+    if !matches!(parsed.transport, Transport::IcmpError { .. }) {
+        return Err(format!("not an ICMPv6 error: {:?}", parsed.transport));
+    }
+    let quote = &frame[parsed.l4 + 8..parsed.end];
+    let whole = quote.len() >= 40
+        && quote[0] >> 4 == 6
+        && 40 + usize::from(u16::from_be_bytes([quote[4], quote[5]])) == quote.len();
+    let upper = if whole { upper_layer6(quote) } else { None };
+    let Some((protocol, l4)) = upper else {
+        return Ok(false);
+    };
+    let (src, dst) = addresses6(quote);
+    check_upper6(src, dst, protocol, &quote[l4..]).map_err(|e| format!("quoted packet: {e}"))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{ParseOutcome, PROTO_UDP};
+    use crate::verdict::KernelReason;
+
+    const HOST6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x10);
+    const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
+
+    fn a6() -> Addressing6 {
+        Addressing6 {
+            src_mac: [2, 0, 0, 0, 0, 0x10],
+            dst_mac: LAN_MAC,
+            src: HOST6,
+            dst: SERVER6,
+            hop_limit: 64,
+        }
+    }
+
+    fn udp_frame() -> Vec<u8> {
+        udp6(&a6(), 40000, 53, b"query")
+    }
+
+    #[test]
+    fn ipv6_frames_built_pass_etherparse_and_the_checks() {
+        let frames = [
+            tcp6_with_options(&a6(), 40000, 80, SYN, &mss_option(1440), b""),
+            tcp6(&a6(), 40000, 80, ACK, b"GET /"),
+            udp_frame(),
+            icmp6_echo(&a6(), true, 7, 1, b"ping"),
+            icmp6(&a6(), 2, 0, 1280u32.to_be_bytes(), &udp_frame()[14..]),
+        ];
+        for frame in &frames {
+            let sliced = SlicedPacket::from_ethernet(frame).unwrap();
+            assert!(matches!(sliced.net, Some(NetSlice::Ipv6(_))));
+            check6(frame).unwrap();
+        }
+        let (_, whole) = check_icmp6_error(&frames[4]).unwrap();
+        assert!(whole, "the quote is a whole packet");
+    }
+
+    #[test]
+    fn extension_headers_sit_between_the_fixed_header_and_the_upper_layer() {
+        let frame = with_extensions6(
+            &udp_frame(),
+            &[
+                Extension6::DestOptions,
+                Extension6::Routing { segments_left: 0 },
+            ],
+        );
+        let parsed = check6(&frame).unwrap();
+        assert_eq!((parsed.protocol, parsed.l4), (PROTO_UDP, 54 + 8 + 24));
+        assert!(parsed.extensions);
+        assert_eq!(upper_layer6(&frame[14..]), Some((PROTO_UDP, 40 + 8 + 24)));
+
+        let hop_by_hop = with_extensions6(&udp_frame(), &[Extension6::HopByHop]);
+        assert_eq!(
+            packet::parse6(&hop_by_hop).err(),
+            Some(ParseOutcome::Kernel(KernelReason::Ipv6HopByHop))
+        );
+        assert_eq!(upper_layer6(&hop_by_hop[14..]), Some((PROTO_UDP, 48)));
+
+        let first = Extension6::Fragment {
+            offset: 0,
+            more: true,
+            id: 9,
+        };
+        let fragment = with_extensions6(&udp_frame(), &[first]);
+        let parsed = packet::parse6(&fragment).unwrap();
+        assert_eq!(
+            parsed.fragment.map(|f| (f.id, f.offset, f.more)),
+            Some((9, 0, true))
+        );
+        assert_eq!(upper_layer6(&fragment[14..]), None);
+        assert!(check6(&fragment).is_err());
+    }
+
+    #[test]
+    fn a_wrong_checksum_is_found_outside_and_in_a_quote() {
+        let mut frame = udp_frame();
+        let last = frame.len() - 1;
+        frame[last] ^= 1;
+        let error = check6(&frame).unwrap_err();
+        assert!(error.starts_with("UDP checksum"), "{error}");
+
+        let mut error_frame = icmp6(&a6(), 1, 4, [0; 4], &frame[14..]);
+        // The outer checksum is right; the quoted packet's is not.
+        check6(&error_frame).unwrap();
+        let error = check_icmp6_error(&error_frame).unwrap_err();
+        assert!(error.starts_with("quoted packet: UDP checksum"), "{error}");
+        // A quote cut short is not checked.
+        error_frame.truncate(error_frame.len() - 2);
+        let end = (error_frame.len() - 54) as u16;
+        error_frame[18..20].copy_from_slice(&end.to_be_bytes());
+        let body = error_frame[54..].to_vec();
+        let cut = icmp6(&a6(), 1, 4, [0; 4], &body[8..]);
+        assert_eq!(check_icmp6_error(&cut).map(|(_, whole)| whole), Ok(false));
+    }
 }

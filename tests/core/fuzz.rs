@@ -45,6 +45,18 @@ fn mutated_frames_keep_every_invariant() {
         totals.time_exceeded_sent,
         totals.frag_needed_sent
     );
+    let made6 = harness.made6;
+    let table6 = harness.stats().table6;
+    println!(
+        "IPv6: forwarded {}; ICMPv6 errors made: {} time exceeded, {} packet too big, {} unreachable; \
+         flows opened {}, refused {}",
+        harness.forwarded6,
+        made6.time_exceeded,
+        made6.packet_too_big,
+        made6.unreachable,
+        table6.inserts,
+        table6.refusals
+    );
     assert_eq!(harness.frames(), frames);
     // The run reached far into the core, not only the parser's refusals.
     assert!(
@@ -52,15 +64,38 @@ fn mutated_frames_keep_every_invariant() {
         "{} forwarded",
         harness.forwarded
     );
+    // Into the IPv6 side as well: translated, answered, refused for its
+    // own reasons.
+    assert!(
+        harness.forwarded6 > frames / 50,
+        "{} IPv6 frames forwarded",
+        harness.forwarded6
+    );
+    assert!(
+        made6.time_exceeded > 0 && made6.packet_too_big > 0,
+        "{made6:?}"
+    );
+    for reason in [DropReason::Ipv6Fragment, DropReason::HopLimitExpired6] {
+        assert!(totals.drop_count(reason) > 0, "no {}", reason.label());
+    }
+    for reason in [
+        KernelReason::Ipv6HopByHop,
+        KernelReason::Ipv6Routing,
+        KernelReason::LinkLocal,
+    ] {
+        assert!(totals.kernel_count(reason) > 0, "no {}", reason.label());
+    }
 }
 
 #[test]
 fn every_seed_is_handled_and_the_harness_drains_clean() {
     let mut harness = Harness::new();
     let mut kinds = std::collections::HashSet::new();
+    let mut kinds6 = std::collections::HashSet::new();
     for input in seeds() {
         let verdict = harness.run(&input).unwrap_or_else(|e| panic!("{e}"));
-        kinds.insert(format!("{verdict:?}"));
+        let ipv6 = input.get(13..15) == Some(&[0x86, 0xdd][..]);
+        if ipv6 { &mut kinds6 } else { &mut kinds }.insert(format!("{verdict:?}"));
     }
     // The seeds reach the paths they were written for.
     for expected in [
@@ -81,6 +116,39 @@ fn every_seed_is_handled_and_the_harness_drains_clean() {
         "{:?}",
         xwan::router::Verdict::Kernel(KernelReason::TtlExpired)
     )));
+    // The IPv6 seeds reach theirs: translated both ways, answered (in the
+    // frame's buffer and, for a short one, from the outbox), refused.
+    let drop = |r| format!("{:?}", xwan::router::Verdict::Drop(r));
+    let kernel = |r| format!("{:?}", xwan::router::Verdict::Kernel(r));
+    for expected in [
+        "Forward { port: Lan".to_string(),
+        "Forward { port: Wan(0)".to_string(),
+        "Forward { port: Wan(1)".to_string(),
+        "Taken".to_string(),
+        drop(DropReason::TcpNoFlow),
+        drop(DropReason::NoMapping),
+        drop(DropReason::SpoofedSource),
+        drop(DropReason::Ipv6Fragment),
+        drop(DropReason::IcmpNoFlow),
+        drop(DropReason::HopLimitExpired6),
+        kernel(KernelReason::Ipv6HopByHop),
+        kernel(KernelReason::Ipv6Routing),
+        kernel(KernelReason::LinkLocal),
+        kernel(KernelReason::Multicast),
+        kernel(KernelReason::LocalDestination),
+        kernel(KernelReason::NotInside),
+        kernel(KernelReason::RouterTraffic),
+    ] {
+        assert!(
+            kinds6.iter().any(|k| k.starts_with(&expected)),
+            "no {expected} in {kinds6:?}"
+        );
+    }
+    let made6 = harness.made6;
+    assert!(
+        made6.time_exceeded >= 2 && made6.packet_too_big >= 2,
+        "{made6:?}"
+    );
     harness.check_state().unwrap();
     harness.drain().unwrap();
 }

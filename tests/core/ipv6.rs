@@ -688,3 +688,48 @@ fn ipv6_flows_survive_a_restart_while_their_addresses_hold() {
     assert_eq!(restored.resets.len(), 1);
     assert_eq!(check(&restored.resets[0]).ports, (80, 40000));
 }
+
+#[test]
+fn ipv6_flows_are_listed_and_counted_per_uplink() {
+    let mut bench = Bench6::new("prefix");
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 443), true, b""),
+        Port::Wan(0),
+    );
+    bench.forward(Port::Lan, echo6(HOST6, SERVER6, true, 3, 64), Port::Wan(1));
+    let flows = bench.router().flows6(bench.0.now, 10, |_| true);
+    assert_eq!(flows.len(), 2);
+    let reports: Vec<_> = flows
+        .iter()
+        .map(|f| xwan::control::FlowReport::new(f, "isp"))
+        .collect();
+    let tcp = reports
+        .iter()
+        .find(|r| r.protocol == "tcp")
+        .expect("the TCP flow");
+    assert_eq!(
+        (
+            tcp.inside.as_str(),
+            tcp.outside.as_str(),
+            tcp.remote.as_str()
+        ),
+        (
+            "[fd00:50::a]:40000",
+            "[2001:db8:100::a]:40000",
+            "[2001:db8:ffff::10]:443"
+        )
+    );
+    assert!(reports.iter().any(|r| r.protocol == "icmpv6"));
+    let stats = bench.router().stats();
+    let per_uplink: Vec<u32> = (stats.uplinks.iter())
+        .map(|u| u.ipv6.as_ref().map_or(0, |v6| v6.flows))
+        .collect();
+    assert_eq!(per_uplink, [1, 1]);
+    assert_eq!(stats.table6.flows, 2);
+    assert_eq!(
+        stats.uplinks[1].ipv6.as_ref().unwrap().nat_in_use[2],
+        1,
+        "one ICMPv6 id"
+    );
+}

@@ -136,6 +136,34 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+    w.family(
+        "xwan_uplink_ipv6_up",
+        "gauge",
+        "Whether an uplink that carries IPv6 takes new IPv6 flows (1) or not (0).",
+    );
+    for u in s.uplinks {
+        if let Some(v6) = &u.stats.ipv6 {
+            w.sample(
+                "xwan_uplink_ipv6_up",
+                &[("uplink", u.name)],
+                f64::from(u8::from(v6.up)),
+            );
+        }
+    }
+    w.family(
+        "xwan_uplink_ipv6_flows",
+        "gauge",
+        "IPv6 flows pinned to the uplink.",
+    );
+    for u in s.uplinks {
+        if let Some(v6) = &u.stats.ipv6 {
+            w.sample(
+                "xwan_uplink_ipv6_flows",
+                &[("uplink", u.name)],
+                f64::from(v6.flows),
+            );
+        }
+    }
     w.family("xwan_uplink_flows", "gauge", "Flows pinned to the uplink.");
     for u in s.uplinks {
         w.sample(

@@ -220,13 +220,36 @@ impl RuntimeControl {
                 }
                 matches && total.get() <= limit
             });
+        // IPv6 flows after (a host filter is an IPv4 address: none match).
+        let flows6 = self
+            .parts
+            .router
+            .flows6(self.parts.epoch.elapsed(), usize::MAX, |spec| {
+                let matches = uplink.is_none_or(|u| spec.uplink == u) && host.is_none();
+                if matches {
+                    total.set(total.get() + 1);
+                }
+                matches && total.get() <= limit
+            });
         let carried = self.parts.fast_path.carried();
+        let name = |id: crate::config::UplinkId| {
+            running
+                .config
+                .wans
+                .get(usize::from(id))
+                .map_or("?", |w| w.name.as_str())
+        };
         Reply::Flows {
             ok: true,
             total: total.get(),
             flows: flows
                 .iter()
                 .map(|f| flow_report(&running, &carried, f))
+                .chain(
+                    flows6
+                        .iter()
+                        .map(|f| FlowReport::new(f, name(f.spec.uplink))),
+                )
                 .collect(),
         }
     }

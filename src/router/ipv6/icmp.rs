@@ -6,13 +6,47 @@
 
 use super::super::{FrameContext, Router};
 use crate::flow::{FlowKey, FlowSpec, Side};
+use crate::packet::checksum::transport_checksum6;
 use crate::packet::icmp::QuoteError;
 use crate::packet::icmp6::ERROR6_HEADERS;
+use crate::packet::wire::IcmpMessage;
+use crate::packet::wire6::{Ipv6Frame, L3_PAYLOAD_OFFSET};
 use crate::packet::{
     make_error6, may_answer6, quoted6, translate_error6, Addr6, Error6, ErrorRewrite6, Frame6,
-    Quoted6,
+    Quoted6, L3_OFFSET, PROTO_ICMPV6,
 };
 use crate::verdict::{DropReason, KernelReason, Port, Verdict};
+
+/// An ICMPv6 error whose own hop limit expires here is dropped, as the
+/// kernel drops it: no error answers an error (RFC 4443 2.4(e)), and
+/// forwarding it would send it on with hop limit 0.
+fn expires_here(frame: &Frame6) -> Option<Verdict> {
+    (frame.hop_limit <= 1).then_some(Verdict::Drop(DropReason::HopLimitExpired6))
+}
+
+/// Cuts the translated ICMPv6 error `frame` in `buf` to end at `end` (past
+/// its quoted headers): its payload length follows, and its checksum, whose
+/// pseudo-header holds that length, is computed again over what is left.
+fn cut6(buf: &mut [u8], frame: &Frame6, rewrite: &ErrorRewrite6, end: usize) {
+    // Less than the payload length it had, a 16-bit field.
+    let payload = u16::try_from(end - L3_PAYLOAD_OFFSET).unwrap_or(u16::MAX);
+    if let Some(mut ip) = Ipv6Frame::new_checked(&mut buf[..end]) {
+        ip.set_payload_len(payload);
+    }
+    let message = frame.l4..end;
+    if let Some(mut icmp) = IcmpMessage::new_checked(&mut buf[message.clone()]) {
+        icmp.set_checksum(0);
+    }
+    let check = transport_checksum6(
+        rewrite.src,
+        rewrite.dst,
+        PROTO_ICMPV6,
+        &buf[message.clone()],
+    );
+    if let Some(mut icmp) = IcmpMessage::new_checked(&mut buf[message]) {
+        icmp.set_checksum(check);
+    }
+}
 
 impl Router {
     /// An ICMPv6 error from the Internet about a packet a flow sent out: back
@@ -28,6 +62,9 @@ impl Router {
             Ok(found) => found,
             Err(verdict) => return verdict,
         };
+        if let Some(verdict) = expires_here(frame) {
+            return verdict;
+        }
         let Some(dst_mac) = self.inside_mac6(&spec) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
@@ -39,11 +76,7 @@ impl Router {
             quoted_src: spec.inside,
             quoted_dst: spec.remote,
         };
-        let len = translate_error6(buf, frame, &quoted, &rewrite);
-        Verdict::Forward {
-            port: Port::Lan,
-            len,
-        }
+        self.send_error6(buf, frame, &quoted, &rewrite, Port::Lan)
     }
 
     /// An ICMPv6 error from a LAN host about a packet of a flow it received
@@ -61,6 +94,9 @@ impl Router {
             Ok(found) => found,
             Err(verdict) => return verdict,
         };
+        if let Some(verdict) = expires_here(frame) {
+            return verdict;
+        }
         let Some(gateway) = self.gateway_mac6(spec.uplink) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
@@ -72,11 +108,29 @@ impl Router {
             quoted_src: spec.remote,
             quoted_dst: spec.outside,
         };
-        let len = translate_error6(buf, frame, &quoted, &rewrite);
-        Verdict::Forward {
-            port: Port::Wan(spec.uplink),
-            len,
+        self.send_error6(buf, frame, &quoted, &rewrite, Port::Wan(spec.uplink))
+    }
+
+    /// Sends the translated error out `port`, cut to the egress MTU when
+    /// longer, as ICMP's are (RFC 4443 2.4(c): as much of the invoking packet
+    /// as fits); the quoted headers and 8 bytes after them always stay whole.
+    fn send_error6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        quoted: &Quoted6,
+        rewrite: &ErrorRewrite6,
+        port: Port,
+    ) -> Verdict {
+        let end = frame.end.min(L3_OFFSET + usize::from(self.mtu(port)));
+        if end < quoted.l4 + 8 {
+            return Verdict::Drop(DropReason::TooBig);
         }
+        translate_error6(buf, frame, quoted, rewrite);
+        if end < frame.end {
+            cut6(buf, frame, rewrite, end);
+        }
+        Verdict::Forward { port, len: end }
     }
 
     /// The packet an ICMPv6 error quotes and the flow it belongs to: the

@@ -4,10 +4,17 @@
 use super::super::rng::Rng;
 use super::{seeds, Harness};
 
-/// Byte values that mean something in the headers the core reads.
-const INTERESTING: [u8; 16] = [
-    0, 1, 2, 3, 5, 6, 8, 11, 12, 17, 0x20, 0x40, 0x45, 0x4f, 0x7f, 0xff,
+/// Byte values that mean something in the headers the core reads: IPv4's,
+/// then IPv6's (version, extension headers and ICMPv6, ICMPv6 types, the
+/// ethertype).
+const INTERESTING: [u8; 27] = [
+    0, 1, 2, 3, 5, 6, 8, 11, 12, 17, 0x20, 0x40, 0x45, 0x4f, 0x7f, 0xff, 0x60, 43, 44, 58, 59, 60,
+    128, 129, 135, 0x86, 0xdd,
 ];
+
+/// Next-header values for an IPv6 fixed header: Hop-by-Hop, TCP, UDP,
+/// Routing, Fragment, ICMPv6, No Next Header, Destination Options.
+const NEXT_HEADERS: [u8; 8] = [0, 6, 17, 43, 44, 58, 59, 60];
 
 /// Mutated seeds: what the long runs and the `cargo test` run feed the
 /// harness when libFuzzer is not driving it.
@@ -82,8 +89,11 @@ impl Mutator {
             }
             _ => {
                 // A byte of the IP header made to say something else: DF,
-                // more fragments, a short IHL, options.
-                if len > 22 {
+                // more fragments (the flags of IPv4); the next header of
+                // IPv6's fixed header.
+                if len > 22 && input[13..15] == [0x86, 0xdd] {
+                    input[21] = NEXT_HEADERS[self.rng.below(NEXT_HEADERS.len())];
+                } else if len > 22 {
                     let flags = [0x00, 0x20, 0x40, 0x60];
                     input[21] = flags[self.rng.below(4)];
                 }
