@@ -626,3 +626,110 @@ fn packet_happy_eyeballs_falls_back_to_ipv4() {
     let _ = curl(&["-4", &format!("http://{SERVER1}:8000/")]);
     server.join().expect("the server");
 }
+
+/// `prefix6 = "auto"` follows `xwan prefix6` (what a DHCPv6-PD client's
+/// hook runs): without a prefix isp1 carries no IPv6 and every IPv6
+/// connection takes isp2; once told, isp1 maps the LAN into it; a new
+/// prefix (a redial) moves new connections onto it.
+#[test]
+fn packet_prefix6_follows_the_delegation() {
+    use std::time::Duration;
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"))
+        .replace("prefix6 = \"2001:db8:100::/56\"", "prefix6 = \"auto\"");
+    assert!(config.contains("prefix6 = \"auto\""), "{config}");
+    tb.start_router(RouterMode::XwanPacket, &config);
+    let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5004, 0, 0));
+    let seen = tcp_connections(&tb, server, 2, 1024);
+    assert_eq!(seen, [IpAddr::V6(WAN2_6); 2], "no prefix yet: isp2 only");
+
+    let socket = tb.path("xwan.sock").display().to_string();
+    let xwan = env!("CARGO_BIN_EXE_xwan");
+    let tell = |prefix: &str| {
+        let out = tb.exec_ok(
+            "rtr",
+            &[xwan, "prefix6", "isp1", prefix, "--socket", &socket],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        tell("2001:db8:100::/56").trim(),
+        "isp1: prefix6 2001:db8:100::/56"
+    );
+    let mapped = |tb: &Testbed, via: Ipv6Addr| {
+        support::poll(Duration::from_secs(10), || {
+            tcp_connections(tb, server, 2, 1024).contains(&IpAddr::V6(via))
+        })
+    };
+    assert!(mapped(&tb, HOST1_VIA_ISP1), "isp1 maps the LAN once told");
+
+    // A redial: isp1 routes another /56 to the router now.
+    for (node, args) in [
+        (
+            "isp1",
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:200::/56",
+                "via",
+                "2001:db8:1::2",
+                "dev",
+                "cust",
+            ][..],
+        ),
+        (
+            "isp1",
+            &[
+                "ip6tables",
+                "-I",
+                "FORWARD",
+                "-i",
+                "cust",
+                "-s",
+                "2001:db8:200::/56",
+                "-j",
+                "ACCEPT",
+            ][..],
+        ),
+        (
+            "inet",
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "2001:db8:200::/56",
+                "via",
+                "2001:db8:11::1",
+            ][..],
+        ),
+    ] {
+        tb.exec_ok(node, args);
+    }
+    assert_eq!(
+        tell("2001:db8:200::/56").trim(),
+        "isp1: prefix6 2001:db8:200::/56"
+    );
+    let new = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0xa);
+    assert!(mapped(&tb, new), "new connections take the new prefix");
+    // Refused: a prefix written in the file, garbage.
+    let refused = tb.exec(
+        "rtr",
+        &[xwan, "prefix6", "isp1", "nonsense", "--socket", &socket],
+    );
+    assert!(!refused.status.success());
+    let written = tb.exec(
+        "rtr",
+        &[
+            xwan,
+            "prefix6",
+            "isp2",
+            "2001:db8:300::/56",
+            "--socket",
+            &socket,
+        ],
+    );
+    assert!(!written.status.success(), "isp2's prefix6 is not auto");
+}

@@ -41,6 +41,9 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Force an uplink down or up, or give it back to health checks.
     Uplink(UplinkArgs),
+    /// Tell a running router the IPv6 prefix an uplink's ISP delegates now
+    /// (for prefix6 = "auto"; a DHCPv6-PD client's hook runs it).
+    Prefix6(Prefix6Args),
     /// Print every change of an uplink's state as a JSON line, as it happens.
     Events(EventsArgs),
 }
@@ -197,6 +200,18 @@ pub struct UplinkArgs {
     /// What to do with it.
     #[arg(value_enum)]
     pub state: UplinkState,
+    /// Control socket of the running router.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Prefix6Args {
+    /// Uplink name, as in the configuration.
+    pub name: String,
+    /// The delegated prefix, like 2001:db8:100::/56, or "none" when the
+    /// uplink has none (any more).
+    pub prefix: String,
     /// Control socket of the running router.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
     pub socket: PathBuf,

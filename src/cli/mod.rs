@@ -34,6 +34,7 @@ pub fn main() -> ExitCode {
         }
         Command::Reload(args) => show::reload(&args),
         Command::Uplink(args) => show::uplink(&args),
+        Command::Prefix6(args) => show::prefix6(&args),
         Command::Events(args) => show::events(&args),
     }
 }

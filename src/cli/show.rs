@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use super::{EventsArgs, FlowsArgs, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
+use super::{EventsArgs, FlowsArgs, Prefix6Args, ReloadArgs, StatusArgs, UplinkArgs, UplinkState};
 use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkReport,
 };
@@ -314,6 +314,17 @@ pub fn uplink(args: &UplinkArgs) -> ExitCode {
         &Request::Uplink {
             name: args.name.clone(),
             state,
+        },
+    ))
+}
+
+pub fn prefix6(args: &Prefix6Args) -> ExitCode {
+    let prefix = (args.prefix != "none").then(|| args.prefix.clone());
+    done(ask(
+        &args.socket,
+        &Request::Prefix6 {
+            name: args.name.clone(),
+            prefix,
         },
     ))
 }

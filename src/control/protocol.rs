@@ -38,6 +38,13 @@ pub enum Request {
         name: String,
         state: AdminState,
     },
+    /// The prefix an uplink's ISP delegates now, for `prefix6 = "auto"`
+    /// (from the DHCPv6-PD client's hook); None: it has none.
+    Prefix6 {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
     Reload,
     Events,
 }
@@ -60,7 +67,7 @@ impl Request {
     pub fn is_change(&self) -> bool {
         match self {
             Request::Status | Request::Flows { .. } | Request::Events => false,
-            Request::Uplink { .. } | Request::Reload => true,
+            Request::Uplink { .. } | Request::Prefix6 { .. } | Request::Reload => true,
         }
     }
 
@@ -70,6 +77,7 @@ impl Request {
             Request::Status => "status",
             Request::Flows { .. } => "flows",
             Request::Uplink { .. } => "uplink",
+            Request::Prefix6 { .. } => "prefix6",
             Request::Reload => "reload",
             Request::Events => "events",
         }

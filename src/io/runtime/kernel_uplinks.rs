@@ -17,14 +17,17 @@
 //!   one;
 //! - `gateway6`: the gateway of its IPv6 default route, by the IPv4 rule
 //!   (usually the ISP router's link-local address, from its advertisements);
-//! - `prefix6`: not followed yet: it stays unresolved (the DHCPv6-PD
-//!   client's unreachable route names no uplink), so an uplink that needs it
-//!   stays out of IPv6 service.
+//! - `prefix6`: what `xwan prefix6 NAME PREFIX` said last (the DHCPv6-PD
+//!   client's hook runs it: the kernel's unreachable route for a delegated
+//!   prefix names no uplink); until then unresolved, and an uplink that needs
+//!   it stays out of IPv6 service.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use ipnet::Ipv6Net;
 
 use crate::config::{Config, Wan, Wan6};
 use crate::io::sync;
@@ -79,7 +82,7 @@ impl Seen {
 
 /// Fills the "auto" values of an uplink's IPv6 side with `seen`
 /// (unspecified, or no prefix, where it shows none).
-fn fill6(v6: &mut Wan6, seen: Option<&Seen>) {
+fn fill6(v6: &mut Wan6, seen: Option<&Seen>, delegated: Option<Ipv6Net>) {
     if v6.address_auto {
         v6.address = seen
             .and_then(|s| s.address6)
@@ -91,8 +94,7 @@ fn fill6(v6: &mut Wan6, seen: Option<&Seen>) {
             .unwrap_or(Ipv6Addr::UNSPECIFIED);
     }
     if v6.prefix_auto {
-        // No source yet: see the module documentation.
-        v6.prefix = None;
+        v6.prefix = delegated;
     }
 }
 
@@ -102,6 +104,8 @@ pub struct KernelUplinks {
     usable: Vec<AtomicBool>,
     usable6: Vec<AtomicBool>,
     seen: Mutex<HashMap<String, Seen>>,
+    /// Per interface: the prefix `xwan prefix6` gave its uplink last.
+    delegated: Mutex<HashMap<String, Ipv6Net>>,
 }
 
 impl KernelUplinks {
@@ -110,7 +114,37 @@ impl KernelUplinks {
             usable: (0..uplinks).map(|_| AtomicBool::new(false)).collect(),
             usable6: (0..uplinks).map(|_| AtomicBool::new(false)).collect(),
             seen: Mutex::new(HashMap::new()),
+            delegated: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The prefix the ISP of the uplink on `interface` delegates now (None:
+    /// none), for its `prefix6 = "auto"`; `wans` (by id) to judge its IPv6
+    /// side again at once.
+    pub fn delegate6(&self, wans: &[Wan], interface: &str, prefix: Option<Ipv6Net>) {
+        {
+            let mut delegated = sync::lock(&self.delegated);
+            match prefix {
+                Some(prefix) => delegated.insert(interface.to_string(), prefix),
+                None => delegated.remove(interface),
+            };
+        }
+        let seen = sync::lock(&self.seen);
+        for (wan, usable6) in wans.iter().zip(&self.usable6) {
+            if wan.interface == interface {
+                let ok6 = self.resolves6(wan, seen.get(interface));
+                usable6.store(ok6, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether `wan` carries IPv6 and its IPv6 side resolves with `seen`.
+    fn resolves6(&self, wan: &Wan, seen: Option<&Seen>) -> bool {
+        let delegated = sync::lock(&self.delegated).get(&wan.interface).copied();
+        wan.ipv6.clone().is_some_and(|mut v6| {
+            fill6(&mut v6, seen, delegated);
+            v6.resolved()
+        })
     }
 
     /// Records what the kernel shows for every uplink (`wans`, by id);
@@ -126,10 +160,7 @@ impl KernelUplinks {
                 && (!wan.gateway_auto || now.gateway.is_some());
             changed |= usable.swap(ok, Ordering::Relaxed) != ok;
             // IPv6 resolves on its own: an uplink without it stays up for IPv4.
-            let ok6 = wan.ipv6.clone().is_some_and(|mut v6| {
-                fill6(&mut v6, Some(&now));
-                v6.resolved()
-            });
+            let ok6 = self.resolves6(wan, Some(&now));
             changed |= usable6.swap(ok6, Ordering::Relaxed) != ok6;
         }
         changed
@@ -140,6 +171,7 @@ impl KernelUplinks {
     /// showed none).
     pub fn fill(&self, config: &mut Config) {
         let seen = sync::lock(&self.seen);
+        let delegated = sync::lock(&self.delegated);
         for wan in &mut config.wans {
             let now = seen.get(&wan.interface);
             if wan.address_auto {
@@ -149,7 +181,7 @@ impl KernelUplinks {
                 wan.gateway = now.and_then(|s| s.gateway).unwrap_or(Ipv4Addr::UNSPECIFIED);
             }
             if let Some(v6) = &mut wan.ipv6 {
-                fill6(v6, now);
+                fill6(v6, now, delegated.get(&wan.interface).copied());
             }
         }
     }
@@ -270,7 +302,8 @@ prefix6 = "auto"
             (v6("2001:db8:1::2"), v6("fe80::1"))
         );
         assert_eq!(isp1.nat, Nat6::Masquerade);
-        // Written values stay; a prefix "auto" stays unresolved for now.
+        // Written values stay; a prefix "auto" stays unresolved until
+        // `xwan prefix6` says.
         let isp2 = config.wans[1].ipv6.as_ref().unwrap();
         assert_eq!(isp2.gateway, v6("fe80::2"));
         assert_eq!(isp2.address, Ipv6Addr::UNSPECIFIED);
@@ -278,6 +311,13 @@ prefix6 = "auto"
         assert!(uplinks.usable(0) && uplinks.usable6(0));
         // isp2 is up for IPv4, not for IPv6.
         assert!(uplinks.usable(1) && !uplinks.usable6(1));
+        let delegated: ipnet::Ipv6Net = "2001:db8:100::/56".parse().unwrap();
+        uplinks.delegate6(&config.wans, &config.wans[1].interface.clone(), Some(delegated));
+        assert!(uplinks.usable6(1), "told its prefix, isp2 carries IPv6");
+        uplinks.fill(&mut config);
+        assert_eq!(config.wans[1].ipv6.as_ref().unwrap().prefix, Some(delegated));
+        uplinks.delegate6(&config.wans, &config.wans[1].interface.clone(), None);
+        assert!(!uplinks.usable6(1));
     }
 
     #[test]

@@ -273,6 +273,56 @@ impl RuntimeControl {
         ))
     }
 
+    /// `xwan prefix6 NAME PREFIX|none`: the prefix an uplink whose
+    /// `prefix6 = "auto"` is delegated now. The mappings follow at once
+    /// (the core, the kernel side), and the flows of an old prefix fail
+    /// over, as for any other "auto" value the kernel changes.
+    fn prefix6(&self, name: &str, prefix: Option<&str>) -> Reply {
+        let running = self.parts.config.running();
+        let id = match self.uplink_id(&running, name) {
+            Ok(id) => id,
+            Err(reply) => return reply,
+        };
+        let wan = &running.config.wans[usize::from(id)];
+        let Some(v6) = wan.ipv6.as_ref().filter(|v6| v6.prefix_auto) else {
+            return Reply::error(format!(
+                "{name}: its prefix6 is not \"auto\" in the configuration"
+            ));
+        };
+        let prefix = match prefix.map(str::parse::<ipnet::Ipv6Net>).transpose() {
+            Ok(prefix) => prefix.map(|p| p.trunc()),
+            Err(_) => {
+                return Reply::error(format!(
+                    "{:?} is not an IPv6 prefix (like 2001:db8:100::/56) nor \"none\"",
+                    prefix.unwrap_or_default()
+                ))
+            }
+        };
+        if let Some(prefix) = prefix {
+            let lan = &running.config.lan.networks6;
+            let short = prefix.prefix_len() > 64
+                || lan.iter().any(|n| n.prefix_len() < prefix.prefix_len());
+            if short && v6.nat != crate::config::Nat6::Masquerade {
+                return Reply::error(format!(
+                    "{prefix} cannot hold the LAN's IPv6 prefixes ({}): a delegated prefix \
+                     must be /64 or shorter, and no longer than any of them",
+                    lan.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        self.parts
+            .uplinks
+            .delegate6(&running.config.wans, &wan.interface, prefix);
+        self.follow_kernel();
+        Reply::done(match prefix {
+            Some(prefix) => format!("{name}: prefix6 {prefix}"),
+            None => format!("{name}: no prefix6"),
+        })
+    }
+
     /// Reloads the configuration file (see the module documentation); the
     /// outcome, in words, is logged and returned.
     pub fn reload(&self) -> Result<String, String> {
@@ -447,6 +497,7 @@ impl Handler for RuntimeControl {
                 limit,
             } => self.flows(uplink.as_deref(), host, limit),
             Request::Uplink { name, state } => self.uplink(&name, state),
+            Request::Prefix6 { name, prefix } => self.prefix6(&name, prefix.as_deref()),
             Request::Reload => match self.reload() {
                 Ok(message) => Reply::done(message),
                 Err(error) => Reply::error(error),
