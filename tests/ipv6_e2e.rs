@@ -733,3 +733,37 @@ fn packet_prefix6_follows_the_delegation() {
     );
     assert!(!written.status.success(), "isp2's prefix6 is not auto");
 }
+
+/// A port forward to an IPv6 target on isp2's NAT66 address: a connection
+/// from the Internet reaches h1, byte for byte, and its replies leave by
+/// isp2 from that address.
+#[test]
+fn packet_forward_to_an_ipv6_target() {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = format!(
+        "{}\n[[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"[{HOST1_6}]:2222\"\n",
+        config_toml_dual([1, 1], &tb.path("xwan.sock"))
+    );
+    tb.start_router(RouterMode::XwanPacket, &config);
+    let listener = tb.listen_tcp6("h1", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 2222, 0, 0));
+    for i in 0..2u64 {
+        let client = tb
+            .connect_tcp6("inet", SocketAddrV6::new(WAN2_6, 2022, 0, 0))
+            .unwrap_or_else(|e| panic!("connection {i} to the forward: {e}"));
+        let (conn, peer) = listener.accept();
+        assert!(
+            !matches!(peer.ip(), IpAddr::V6(a) if a.segments()[0] == 0xfd00),
+            "h1 sees the Internet peer: {peer}"
+        );
+        let (upload, download) = (pattern(16 << 10, 60 + i), pattern(16 << 10, 70 + i));
+        let (at_h1, at_server) = thread::scope(|s| {
+            let h1 = s.spawn(|| exchange(&conn, &download));
+            let at_server = exchange(&client, &upload);
+            (h1.join().expect("h1 side"), at_server)
+        });
+        assert!(
+            at_h1 == upload && at_server == download,
+            "connection {i} differs"
+        );
+    }
+}

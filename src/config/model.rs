@@ -21,6 +21,8 @@ pub struct Config {
     pub balance: Balance,
     pub rules: Vec<Rule>,
     pub forwards: Vec<Forward>,
+    /// The `[[forward]]`s to IPv6 targets.
+    pub forwards6: Vec<Forward<Ipv6Addr>>,
     pub nat: Nat,
     pub health: Health,
     pub timeouts: Timeouts,
@@ -296,14 +298,17 @@ pub struct Rule {
     pub strict: bool,
 }
 
+/// A port forward; to an IPv6 target (`Forward<Ipv6Addr>`, in
+/// [`Config::forwards6`]) on the NAT66 address of uplinks with `nat6 =
+/// "masquerade"`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Forward {
+pub struct Forward<A = Ipv4Addr> {
     /// Tcp or Udp only.
     pub proto: Proto,
     /// The port on the WAN address.
     pub port: u16,
     /// The inside host, within one of the LAN networks.
-    pub to_addr: Ipv4Addr,
+    pub to_addr: A,
     pub to_port: u16,
     /// Uplinks it listens on; every WAN when not given in the file.
     pub wans: Vec<UplinkId>,

@@ -265,6 +265,7 @@ fn example_parses_to_the_expected_model() {
                 wans: vec![1],
             },
         ],
+        forwards6: Vec::new(),
         nat: Nat {
             ports: PortRange {
                 lo: 20000,

@@ -155,6 +155,8 @@ pub struct OwnedUplink6 {
     pub prefixes: Vec<Ipv6Net>,
     /// The NAT66 address (masquerade), whose NAT ports are xwan's.
     pub address: Option<Ipv6Addr>,
+    /// Ports forwarded on that address: (protocol name, port).
+    pub forwards: Vec<(&'static str, u16)>,
 }
 
 /// Everything a backend needs to start.

@@ -76,6 +76,7 @@ fn example_config() -> Config {
             to_port: 80,
             wans: vec![0, 1],
         }],
+        forwards6: Vec::new(),
         nat: Nat {
             ports: ports(1024, 65535),
             ports_set: true,

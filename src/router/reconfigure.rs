@@ -36,6 +36,8 @@ pub(super) struct Live {
     /// sticky table, with the same rules.
     pub policy6: Policy,
     pub forwards: Forwards,
+    /// Port forwards to IPv6 targets, on the uplinks' NAT66 addresses.
+    pub forwards6: HashMap<(u8, u16, UplinkId), crate::packet::Endpoint6>,
     pub lan_address: Option<[u8; 4]>,
 }
 
@@ -44,7 +46,8 @@ impl Live {
         Live {
             policy,
             policy6,
-            forwards: forwards(config),
+            forwards: forwards(&config.forwards, |a| a.octets()),
+            forwards6: forwards(&config.forwards6, |a| a.octets()),
             lan_address: config.lan.address.map(|a| a.octets()),
         }
     }
@@ -88,9 +91,14 @@ impl Router {
     }
 }
 
-fn forwards(config: &Config) -> Forwards {
+/// The forwards of one family by (protocol, port, uplink), `octets` giving
+/// a target's address bytes.
+fn forwards<T, A>(
+    list: &[crate::config::Forward<T>],
+    octets: impl Fn(&T) -> A,
+) -> HashMap<(u8, u16, UplinkId), Endpoint<A>> {
     let mut forwards = HashMap::new();
-    for forward in &config.forwards {
+    for forward in list {
         let protocol = if forward.proto == Proto::Udp {
             PROTO_UDP
         } else {
@@ -99,7 +107,7 @@ fn forwards(config: &Config) -> Forwards {
         for uplink in &forward.wans {
             forwards.insert(
                 (protocol, forward.port, *uplink),
-                Endpoint::new(forward.to_addr.octets(), forward.to_port),
+                Endpoint::new(octets(&forward.to_addr), forward.to_port),
             );
         }
     }

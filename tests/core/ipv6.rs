@@ -733,3 +733,27 @@ fn ipv6_flows_are_listed_and_counted_per_uplink() {
         "one ICMPv6 id"
     );
 }
+
+#[test]
+fn a_port_forward_on_the_nat66_address_reaches_its_ipv6_target() {
+    let text = format!(
+        "{}\n[[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"[{HOST6_B}]:22\"\n",
+        config_text("prefix")
+    );
+    let mut bench = Bench6::from_text(&text);
+    bench
+        .router()
+        .set_lan_mac6(HOST6_B.parse().unwrap(), [2, 0, 0, 0, 0, 0x1b]);
+    let syn = from_wan(1, tcp6(SERVER6, ISP2_6, (50000, 2022), true, b""));
+    let inside = bench.forward(Port::Wan(1), syn, Port::Lan);
+    assert_eq!((inside.dst, inside.ports), (a6(HOST6_B), (50000, 22)));
+    let reply = tcp6(HOST6_B, SERVER6, (22, 50000), true, b"");
+    let out = bench.forward(Port::Lan, reply, Port::Wan(1));
+    assert_eq!((out.src, out.ports), (a6(ISP2_6), (2022, 50000)));
+    // Another port of the address opens nothing.
+    let stray = from_wan(1, tcp6(SERVER6, ISP2_6, (50000, 2023), true, b""));
+    assert_eq!(
+        bench.send(Port::Wan(1), stray).0,
+        Verdict::Kernel(KernelReason::RouterTraffic)
+    );
+}

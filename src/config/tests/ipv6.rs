@@ -280,3 +280,37 @@ uplink = "isp1"
         "IPv6 destinations",
     );
 }
+
+#[test]
+fn forwards_take_ipv6_targets_on_masquerade_uplinks() {
+    let text = format!(
+        "{DUAL}\n[[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"[fd00:50::10]:22\"\n\n\
+         [[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"192.168.50.10:22\"\n"
+    );
+    let config = ok(&text);
+    assert_eq!(config.forwards.len(), 1);
+    assert_eq!(config.forwards6.len(), 1);
+    let f = &config.forwards6[0];
+    assert_eq!(
+        (f.to_addr, f.to_port, f.wans.as_slice()),
+        (ip6("fd00:50::10"), 22, &[1][..])
+    );
+    // On an uplink that maps a prefix: refused, naming wan.
+    let text = format!(
+        "{DUAL}\n[[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"[fd00:50::10]:22\"\nwan = \"isp1\"\n"
+    );
+    assert_invalid(
+        &text,
+        "forward[1].wan",
+        "wan = \"isp1\"",
+        "no nat6 = \"masquerade\"",
+    );
+    // Outside the LAN.
+    let text = format!("{DUAL}\n[[forward]]\nproto = \"udp\"\nport = 53\nto = \"[fd99::1]:53\"\n");
+    assert_invalid(
+        &text,
+        "forward[1].to",
+        "to = \"[fd99",
+        "not inside a LAN network",
+    );
+}

@@ -60,29 +60,62 @@ impl Validator<'_> {
         &self,
         raw: &[Spanned<RawForward>],
         lan: &Lan,
-        uplinks: &[&str],
+        wans: &[Wan],
         nat: &Nat,
-    ) -> Result<Vec<Forward>> {
+    ) -> Result<(Vec<Forward>, Vec<Forward<Ipv6Addr>>)> {
+        let uplinks: Vec<&str> = wans.iter().map(|w| w.name.as_str()).collect();
         let mut forwards: Vec<Forward> = Vec::with_capacity(raw.len());
+        let mut forwards6: Vec<Forward<Ipv6Addr>> = Vec::new();
         for (i, table) in raw.iter().enumerate() {
             let key = |k: &str| format!("forward[{}].{k}", i + 1);
-            let forward = self.forward(table.get_ref(), lan, uplinks, nat, &key)?;
-            self.forward_clash(table.get_ref(), &forward, &forwards, uplinks, &key)?;
-            forwards.push(forward);
+            let f = table.get_ref();
+            let Forward {
+                proto,
+                port,
+                to_addr,
+                to_port,
+                wans: ids,
+            } = self.forward(f, lan, wans, nat, &key)?;
+            match to_addr {
+                IpAddr::V4(to_addr) => {
+                    let forward = Forward {
+                        proto,
+                        port,
+                        to_addr,
+                        to_port,
+                        wans: ids,
+                    };
+                    self.forward_clash(f, &forward, &forwards, &uplinks, &key)?;
+                    forwards.push(forward);
+                }
+                IpAddr::V6(to_addr) => {
+                    let forward = Forward {
+                        proto,
+                        port,
+                        to_addr,
+                        to_port,
+                        wans: ids,
+                    };
+                    self.forward_clash(f, &forward, &forwards6, &uplinks, &key)?;
+                    forwards6.push(forward);
+                }
+            }
         }
-        Ok(forwards)
+        Ok((forwards, forwards6))
     }
 
     /// One `[[forward]]` section: protocol, port outside the NAT range, a
-    /// target inside the LAN, the WANs it listens on.
+    /// target inside the LAN (of either family), the WANs it listens on
+    /// (for an IPv6 target: uplinks with `nat6 = "masquerade"`, whose one
+    /// address it is on).
     fn forward(
         &self,
         f: &RawForward,
         lan: &Lan,
-        uplinks: &[&str],
+        wans: &[Wan],
         nat: &Nat,
         key: &dyn Fn(&str) -> String,
-    ) -> Result<Forward> {
+    ) -> Result<Forward<IpAddr>> {
         let proto = match f.proto.get_ref().as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -97,20 +130,59 @@ impl Validator<'_> {
         let port = self.port_int(*f.port.get_ref(), f.port.span(), &key("port"), 1)?;
         let (to_addr, to_port) = parse_target(f.to.get_ref(), port)
             .map_err(|msg| self.err(f.to.span(), key("to"), msg))?;
-        if !lan.networks.iter().any(|n| n.contains(&to_addr)) {
+        let inside = match to_addr {
+            IpAddr::V4(a) => lan.networks.iter().any(|n| n.contains(&a)),
+            IpAddr::V6(a) => lan.networks6.iter().any(|n| n.contains(&a)),
+        };
+        if !inside {
+            let networks: Vec<String> = (lan.networks.iter().map(ToString::to_string))
+                .chain(lan.networks6.iter().map(ToString::to_string))
+                .collect();
             return Err(self.err(
                 f.to.span(),
                 key("to"),
                 format!(
                     "{to_addr} is not inside a LAN network ({})",
-                    join_display(&lan.networks)
+                    networks.join(", ")
                 ),
             ));
         }
-        let wans = match &f.wan {
-            None => (0..uplinks.len()).map(uplink_id).collect(),
-            Some(list) => self.forward_wans(list, &key("wan"), uplinks)?,
+        let uplinks: Vec<&str> = wans.iter().map(|w| w.name.as_str()).collect();
+        let masquerade = |id: UplinkId| {
+            let v6 = wans[usize::from(id)].ipv6.as_ref();
+            v6.is_some_and(|v6| v6.nat == Nat6::Masquerade)
         };
+        let ids = match &f.wan {
+            None if to_addr.is_ipv6() => (0..uplinks.len())
+                .map(uplink_id)
+                .filter(|id| masquerade(*id))
+                .collect(),
+            None => (0..uplinks.len()).map(uplink_id).collect(),
+            Some(list) => self.forward_wans(list, &key("wan"), &uplinks)?,
+        };
+        if to_addr.is_ipv6() {
+            if let Some(id) = ids.iter().find(|id| !masquerade(**id)) {
+                let span = f.wan.as_ref().map_or_else(|| f.to.span(), Spanned::span);
+                return Err(self.err(
+                    span,
+                    key("wan"),
+                    format!(
+                        "{} has no nat6 = \"masquerade\": an IPv6 forward listens on an \
+                         uplink's one NAT66 address (with a prefix mapping, LAN hosts are \
+                         reached without forwards)",
+                        uplinks[usize::from(*id)]
+                    ),
+                ));
+            }
+            if ids.is_empty() {
+                return Err(self.err(
+                    f.to.span(),
+                    key("to"),
+                    "no uplink has nat6 = \"masquerade\" to forward IPv6 on (with a prefix \
+                     mapping, LAN hosts are reached without forwards)",
+                ));
+            }
+        }
         if nat.ports.contains(port.lo) {
             return Err(self.err(
                 f.port.span(),
@@ -127,17 +199,17 @@ impl Validator<'_> {
             port: port.lo,
             to_addr,
             to_port,
-            wans,
+            wans: ids,
         })
     }
 
     /// A forward against the ones before it: no protocol and port forwarded
     /// twice on one WAN.
-    fn forward_clash(
+    fn forward_clash<A>(
         &self,
         f: &RawForward,
-        forward: &Forward,
-        earlier: &[Forward],
+        forward: &Forward<A>,
+        earlier: &[Forward<A>],
         uplinks: &[&str],
         key: &dyn Fn(&str) -> String,
     ) -> Result<()> {

@@ -2,7 +2,7 @@
 //! the key and the place in the file. Checks run in file-section order and
 //! the first problem found is reported.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -106,7 +106,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
         .collect::<Result<Vec<_>>>()?;
     v.unique_rule_names(&raw.rule, &rules)?;
     let nat = v.nat(raw.nat.as_ref())?;
-    let forwards = v.forwards(&raw.forward, &lan, &names, &nat)?;
+    let (forwards, forwards6) = v.forwards(&raw.forward, &lan, &wans, &nat)?;
     let timeouts = v.timeouts(raw.timeouts.as_ref())?;
     let limits = v.limits(raw.limits.as_ref())?;
     let control = v.control(raw.control.as_ref())?;
@@ -118,6 +118,7 @@ pub(super) fn validate(src: Source<'_>, raw: RawConfig) -> Result<Config> {
         balance,
         rules,
         forwards,
+        forwards6,
         nat,
         health,
         timeouts,
@@ -352,15 +353,20 @@ fn parse_port_list(s: &str, min: u16) -> std::result::Result<Vec<PortRange>, Str
 }
 
 /// `"192.168.50.10:80"`, or `"192.168.50.10"` meaning the same port.
-fn parse_target(s: &str, port: PortRange) -> std::result::Result<(Ipv4Addr, u16), String> {
-    if let Ok(addr) = s.parse::<Ipv4Addr>() {
+fn parse_target(s: &str, port: PortRange) -> std::result::Result<(IpAddr, u16), String> {
+    if let Ok(addr) = s.parse::<IpAddr>() {
         return Ok((addr, port.lo));
     }
-    match s.parse::<SocketAddrV4>() {
-        Ok(sa) if sa.port() != 0 => Ok((*sa.ip(), sa.port())),
+    let bare = s.strip_prefix('[').and_then(|s| s.strip_suffix(']'));
+    if let Some(addr) = bare.and_then(|b| b.parse::<Ipv6Addr>().ok()) {
+        return Ok((addr.into(), port.lo));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(sa) if sa.port() != 0 => Ok((sa.ip(), sa.port())),
         Ok(_) => Err("port 0 cannot be a forward target".to_string()),
         Err(_) => Err(format!(
-            "{s:?} is not an inside address, like \"192.168.50.10:80\" or \"192.168.50.10\""
+            "{s:?} is not an inside address, like \"192.168.50.10:80\", \"192.168.50.10\" \
+             or \"[fd00:50::10]:80\""
         )),
     }
 }

@@ -444,6 +444,12 @@ fn ruleset6(
         }
         if let Some(address) = uplink.address {
             let _ = writeln!(s, "\t\tiifname {name} ip6 daddr {address} jump owned_ports");
+            for (proto, port) in &uplink.forwards {
+                let _ = writeln!(
+                    s,
+                    "\t\tiifname {name} ip6 daddr {address} {proto} dport {port} drop"
+                );
+            }
         }
     }
     let _ = writeln!(s, "\t}}\n}}");

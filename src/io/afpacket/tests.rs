@@ -623,6 +623,7 @@ fn the_ipv6_table_mirrors_the_owned_ipv6_traffic_and_rules() {
         uplinks: vec![OwnedUplink6 {
             prefixes: vec!["2001:db8:100::/64".parse().unwrap()],
             address: Some("2001:db8:2::2".parse().unwrap()),
+            forwards: vec![("tcp", 2022)],
         }],
     };
     let mut v6_only = rule("v6 only", Action::Bypass);
@@ -640,6 +641,7 @@ fn the_ipv6_table_mirrors_the_owned_ipv6_traffic_and_rules() {
         "icmpv6 type echo-reply icmpv6 id 10000-19999 drop",
         "iifname \"wan1\" ip6 daddr { 2001:db8:100::/64 } jump owned_prefixes",
         "iifname \"wan1\" ip6 daddr 2001:db8:2::2 jump owned_ports",
+        "iifname \"wan1\" ip6 daddr 2001:db8:2::2 tcp dport 2022 drop",
         "ip6 hoplimit <= 1 drop",
     ] {
         assert!(

@@ -250,7 +250,8 @@ pub(super) fn owned6(config: &Config) -> OwnedTraffic6 {
     let uplinks = config
         .wans
         .iter()
-        .map(|wan| {
+        .enumerate()
+        .map(|(id, wan)| {
             let Some(v6) = &wan.ipv6 else {
                 return OwnedUplink6::default();
             };
@@ -266,11 +267,17 @@ pub(super) fn owned6(config: &Config) -> OwnedTraffic6 {
                     .collect(),
                 _ => Vec::new(),
             };
+            let address = (v6.nat == Nat6::Masquerade)
+                .then(|| known(v6.address))
+                .flatten();
+            let forwards = (config.forwards6.iter())
+                .filter(|f| address.is_some() && f.wans.contains(&(id as UplinkId)))
+                .map(|f| (if f.proto == Proto::Udp { "udp" } else { "tcp" }, f.port))
+                .collect();
             OwnedUplink6 {
                 prefixes,
-                address: (v6.nat == Nat6::Masquerade)
-                    .then(|| known(v6.address))
-                    .flatten(),
+                address,
+                forwards,
             }
         })
         .collect();

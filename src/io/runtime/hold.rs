@@ -94,6 +94,13 @@ fn ruleset6(s: &mut String, config: &Config) {
     if !prefixes.is_empty() {
         let _ = writeln!(s, "\t\tip6 daddr {{ {} }} drop", prefixes.join(", "));
     }
+    for uplink in &owned.uplinks {
+        if let Some(address) = uplink.address {
+            for (proto, port) in &uplink.forwards {
+                let _ = writeln!(s, "\t\tip6 daddr {address} {proto} dport {port} drop");
+            }
+        }
+    }
     s.push_str("\t}\n}\n");
 }
 

@@ -312,10 +312,17 @@ prefix6 = "auto"
         // isp2 is up for IPv4, not for IPv6.
         assert!(uplinks.usable(1) && !uplinks.usable6(1));
         let delegated: ipnet::Ipv6Net = "2001:db8:100::/56".parse().unwrap();
-        uplinks.delegate6(&config.wans, &config.wans[1].interface.clone(), Some(delegated));
+        uplinks.delegate6(
+            &config.wans,
+            &config.wans[1].interface.clone(),
+            Some(delegated),
+        );
         assert!(uplinks.usable6(1), "told its prefix, isp2 carries IPv6");
         uplinks.fill(&mut config);
-        assert_eq!(config.wans[1].ipv6.as_ref().unwrap().prefix, Some(delegated));
+        assert_eq!(
+            config.wans[1].ipv6.as_ref().unwrap().prefix,
+            Some(delegated)
+        );
         uplinks.delegate6(&config.wans, &config.wans[1].interface.clone(), None);
         assert!(!uplinks.usable6(1));
     }

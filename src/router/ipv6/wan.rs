@@ -53,12 +53,7 @@ impl Router {
             return self.forward_to_inside6(buf, frame, &spec, ctx);
         }
         let Some(inside) = inbound else {
-            // To the router's own address: NAT66 ports are the core's.
-            return if nat == Nat6::Masquerade && self.nat_ports.contains(key.dst.port) {
-                Verdict::Drop(DropReason::NoMapping)
-            } else {
-                Verdict::Kernel(KernelReason::RouterTraffic)
-            };
+            return self.to_nat66_address(buf, frame, nat, uplink, ctx);
         };
         match frame.transport {
             // A reply opens nothing.
@@ -75,11 +70,57 @@ impl Router {
             remote: key.src,
             uplink,
             kind: FlowKind::Dnat,
-            lan_mac: self
-                .v6
-                .lan_hosts
-                .get(&inside)
-                .map_or(super::super::neighbours::NO_MAC, |m| *m),
+            lan_mac: self.known_mac6(inside),
+        };
+        match self.insert6(spec, Side::Wan, frame, ctx.now) {
+            Ok(spec) => self.forward_to_inside6(buf, frame, &spec, ctx),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// A packet of no flow to the router's own address on `uplink`: a port
+    /// forward on its NAT66 address opens a flow to the forward's target,
+    /// pinned to this uplink; anything else to a NAT66 port is dropped, the
+    /// rest is the router's own traffic.
+    fn to_nat66_address(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        nat: Nat6,
+        uplink: UplinkId,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let key = key_of(frame);
+        let own = self.v6.uplinks[usize::from(uplink)]
+            .addressing
+            .load()
+            .address;
+        let forward = (nat == Nat6::Masquerade && own == Some(frame.dst))
+            .then(|| {
+                let live = self.live(ctx.live);
+                live.forwards6
+                    .get(&(frame.protocol, key.dst.port, uplink))
+                    .copied()
+            })
+            .flatten();
+        let Some(target) = forward else {
+            return if nat == Nat6::Masquerade && self.nat_ports.contains(key.dst.port) {
+                Verdict::Drop(DropReason::NoMapping)
+            } else {
+                Verdict::Kernel(KernelReason::RouterTraffic)
+            };
+        };
+        if !opens_connection(frame) {
+            return Verdict::Drop(DropReason::TcpNoFlow);
+        }
+        let spec = FlowSpec {
+            protocol: frame.protocol,
+            inside: target,
+            outside: key.dst,
+            remote: key.src,
+            uplink,
+            kind: FlowKind::Dnat,
+            lan_mac: self.known_mac6(target.addr),
         };
         match self.insert6(spec, Side::Wan, frame, ctx.now) {
             Ok(spec) => self.forward_to_inside6(buf, frame, &spec, ctx),
@@ -131,6 +172,12 @@ impl Router {
             port: Port::Lan,
             len,
         }
+    }
+
+    /// A LAN host's MAC as known now, or none yet (resolved when a frame
+    /// goes to it).
+    fn known_mac6(&self, addr: Addr6) -> [u8; 6] {
+        (self.v6.lan_hosts.get(&addr)).map_or(super::super::neighbours::NO_MAC, |m| *m)
     }
 
     /// A flow's inside host's MAC: the one it opened with, else what the
