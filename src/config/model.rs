@@ -224,6 +224,19 @@ pub enum Sticky {
     SrcDst,
 }
 
+impl<A> Forward<A> {
+    /// The same forward to `to_addr` (of the target's own family).
+    pub fn with_target<B>(self, to_addr: B) -> Forward<B> {
+        Forward {
+            proto: self.proto,
+            port: self.port,
+            to_addr,
+            to_port: self.to_port,
+            wans: self.wans,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Balance {
     pub mode: BalanceMode,

@@ -69,33 +69,15 @@ impl Validator<'_> {
         for (i, table) in raw.iter().enumerate() {
             let key = |k: &str| format!("forward[{}].{k}", i + 1);
             let f = table.get_ref();
-            let Forward {
-                proto,
-                port,
-                to_addr,
-                to_port,
-                wans: ids,
-            } = self.forward(f, lan, wans, nat, &key)?;
-            match to_addr {
+            let forward = self.forward(f, lan, wans, nat, &key)?;
+            match forward.to_addr {
                 IpAddr::V4(to_addr) => {
-                    let forward = Forward {
-                        proto,
-                        port,
-                        to_addr,
-                        to_port,
-                        wans: ids,
-                    };
+                    let forward = forward.with_target(to_addr);
                     self.forward_clash(f, &forward, &forwards, &uplinks, &key)?;
                     forwards.push(forward);
                 }
                 IpAddr::V6(to_addr) => {
-                    let forward = Forward {
-                        proto,
-                        port,
-                        to_addr,
-                        to_port,
-                        wans: ids,
-                    };
+                    let forward = forward.with_target(to_addr);
                     self.forward_clash(f, &forward, &forwards6, &uplinks, &key)?;
                     forwards6.push(forward);
                 }
