@@ -739,12 +739,21 @@ fn packet_prefix6_follows_the_delegation() {
 /// isp2 from that address.
 #[test]
 fn packet_forward_to_an_ipv6_target() {
+    forward6_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn kernel_forward_to_an_ipv6_target() {
+    forward6_scenario(RouterMode::Kernel);
+}
+
+fn forward6_scenario(mode: RouterMode) {
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = format!(
         "{}\n[[forward]]\nproto = \"tcp\"\nport = 2022\nto = \"[{HOST1_6}]:2222\"\n",
         config_toml_dual([1, 1], &tb.path("xwan.sock"))
     );
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let listener = tb.listen_tcp6("h1", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 2222, 0, 0));
     for i in 0..2u64 {
         let client = tb

@@ -21,6 +21,8 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
+use crate::nat::prefix::outside_prefix;
+
 use super::*;
 use crate::config::{Nat6, Wan6};
 
@@ -42,22 +44,6 @@ fn uplinks6(config: &Config) -> impl Iterator<Item = (usize, &Wan, &Wan6)> {
         .iter()
         .enumerate()
         .filter_map(|(i, w)| w.ipv6.as_ref().map(|v6| (i, w, v6)))
-}
-
-/// The prefix a LAN prefix is mapped onto inside an uplink's (delegated)
-/// prefix: the delegated prefix's bits, then the LAN prefix's own bits
-/// between the two lengths (its subnet ID kept), at the LAN prefix's length:
-/// fd00:0:0:5::/64 inside 2001:db8:100::/56 maps onto 2001:db8:100:5::/64.
-/// The same rule as xwan's (`docs/configuration.md`, `prefix6`). None when
-/// the LAN prefix is shorter than the delegated one (it does not fit; the
-/// config refuses that).
-pub(super) fn outside_prefix(lan: Ipv6Net, delegated: Ipv6Net) -> Option<Ipv6Net> {
-    if lan.prefix_len() < delegated.prefix_len() {
-        return None;
-    }
-    let mask = delegated.netmask().to_bits();
-    let bits = (delegated.network().to_bits() & mask) | (lan.network().to_bits() & !mask);
-    Ipv6Net::new(Ipv6Addr::from_bits(bits), lan.prefix_len()).ok()
 }
 
 /// Shell variable holding uplink `n`'s gateway6 read at run time.
@@ -344,7 +330,7 @@ fn translation(s: &mut Script, config: &Config) {
     let ports = config.nat.ports;
     let mut post = Vec::new();
     let mut pre = Vec::new();
-    for (_, wan, v6) in uplinks6(config) {
+    for (id, wan, v6) in uplinks6(config) {
         let dev = quote(&wan.interface);
         let name = comment_text(&wan.name);
         match v6.nat {
@@ -384,6 +370,7 @@ fn translation(s: &mut Script, config: &Config) {
                         "ip6tables -t nat -A POSTROUTING -o {dev} -s {net} -j {target}"
                     ));
                 }
+                forwards6(s, config, id, &dev);
             }
             Nat6::Prefix | Nat6::Npt => {
                 let Some(delegated) = v6.prefix else {
@@ -398,7 +385,7 @@ fn translation(s: &mut Script, config: &Config) {
                     .lan
                     .networks6
                     .iter()
-                    .filter_map(|&lan| outside_prefix(lan, delegated).map(|out| (lan, out)))
+                    .filter_map(|&lan| outside_prefix(lan, delegated).ok().map(|out| (lan, out)))
                     .collect();
                 if v6.nat == Nat6::Npt {
                     npt(s, &name, &dev, &maps);
@@ -453,6 +440,25 @@ fn translation(s: &mut Script, config: &Config) {
 }
 
 /// nat6 = "npt": RFC 6296 by the kernel's SNPT and DNPT (mangle table only).
+/// The `[[forward]]`s to IPv6 targets on uplink `id`'s NAT66 address:
+/// DNAT in from `dev` (their replies leave by it: inbound connections are
+/// marked by their ingress uplink).
+fn forwards6(s: &mut Script, config: &Config, id: usize, dev: &str) {
+    for fwd in &config.forwards6 {
+        if !fwd.wans.iter().any(|&u| usize::from(u) == id) {
+            continue;
+        }
+        let proto = match fwd.proto {
+            Proto::Udp => "udp",
+            _ => "tcp",
+        };
+        s.line(&format!(
+            "ip6tables -t nat -A PREROUTING -i {dev} -p {proto} --dport {} -j DNAT --to-destination [{}]:{}",
+            fwd.port, fwd.to_addr, fwd.to_port
+        ));
+    }
+}
+
 fn npt(s: &mut Script, name: &str, dev: &str, maps: &[(Ipv6Net, Ipv6Net)]) {
     s.comment(&format!(
         "{name}: nat6 = \"npt\": RFC 6296 checksum-neutral prefix translation (stateless):"

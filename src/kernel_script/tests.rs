@@ -713,37 +713,6 @@ fn lines_with<'a>(script: &'a str, prefix: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn outside_prefix_keeps_the_lan_subnet_bits_below_the_delegation() {
-    use super::ipv6::outside_prefix;
-    let delegated = net6("2001:db8:100::/56");
-    let cases = [
-        ("fd00:0:0:5::/64", "2001:db8:100:5::/64"),
-        ("fd00:0:0:50::/64", "2001:db8:100:50::/64"),
-        // The testbed's LAN: its subnet byte (bits 56-63) is 0.
-        ("fd00:50::/64", "2001:db8:100::/64"),
-        ("fd00:0:0:7700::/56", "2001:db8:100::/56"),
-        ("fd00:0:0:12::/60", "2001:db8:100:10::/60"),
-    ];
-    for (lan, out) in cases {
-        assert_eq!(
-            outside_prefix(net6(lan), delegated),
-            Some(net6(out)),
-            "{lan}"
-        );
-    }
-    // Bits above the delegated length are not kept.
-    let delegated = net6("2001:db8:100:10::/60");
-    assert_eq!(
-        outside_prefix(net6("fd00:0:0:27::/64"), delegated),
-        Some(net6("2001:db8:100:17::/64"))
-    );
-    assert_eq!(
-        outside_prefix(net6("fd00::/48"), net6("2001:db8:100::/56")),
-        None
-    );
-}
-
-#[test]
 fn nat6_prefix_renders_nftables_prefix_nat_both_ways() {
     let mut c = dual_config();
     c.lan.networks6 = vec![net6("fd00:0:0:50::/64")];
