@@ -53,6 +53,11 @@ pub struct Event {
     pub state: String,
     pub cause: Cause,
     pub reason: String,
+    /// "ipv4" or "ipv6" when the change is about one family alone (an
+    /// uplink whose IPv6 side has probe targets of its own); absent when
+    /// it holds for the whole uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 impl Request {
