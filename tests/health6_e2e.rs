@@ -2,7 +2,7 @@
 //! (`testbed/testbed.sh up --ipv6`, `--io packet`): isp1 probes an IPv4
 //! target and an IPv6 one (the inet server 2001:db8:ffff::10, ICMPv6 echo
 //! sent as a whole frame from isp1's SLAAC address to its IPv6 gateway's
-//! MAC). Cutting isp1's IPv6 alone (ip6tables DROP in isp1's FORWARD chain)
+//! MAC; again with a TCP SYN to a closed port, answered by an RST). Cutting isp1's IPv6 alone (ip6tables DROP in isp1's FORWARD chain)
 //! takes isp1 out of IPv6 service and nothing else: `xwan status` shows it
 //! up for IPv4 and down for IPv6, new IPv6 connections from h1 all leave by
 //! isp2, IPv4 keeps balancing over both, and `xwan events` carries an
@@ -33,17 +33,30 @@ const VERDICT: Duration = Duration::from_secs(8);
 const CUT: [&str; 7] = ["ip6tables", "-w", "-I", "FORWARD", "1", "-j", "DROP"];
 const REPAIR: [&str; 6] = ["ip6tables", "-w", "-D", "FORWARD", "-j", "DROP"];
 
+/// ICMPv6 echo to the inet server.
 #[test]
 fn ipv6_alone_fails_over_and_back_on_its_own_probes() {
+    scenario(&SERVER1_6.to_string());
+}
+
+/// A TCP SYN to a closed port of the inet server, answered by its RST.
+#[test]
+fn tcp_probes_over_ipv6_judge_it_the_same() {
+    scenario(&format!("tcp://[{SERVER1_6}]:9"));
+}
+
+/// isp1 probes 198.18.11.2 (ICMP) and `target6`; its IPv6 is cut and
+/// repaired.
+fn scenario(target6: &str) {
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = format!(
         "{}\n[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n",
         config_toml_dual([1, 1], &tb.path("xwan.sock")).replace(
             "probe = [\"198.18.11.2\"]\n",
-            &format!("probe = [\"198.18.11.2\", \"{SERVER1_6}\"]\n"),
+            &format!("probe = [\"198.18.11.2\", \"{target6}\"]\n"),
         )
     );
-    assert!(config.contains("2001:db8:ffff::10"), "isp1 probes IPv6");
+    assert!(config.contains(target6), "isp1 probes IPv6");
     tb.start_router(RouterMode::XwanPacket, &config);
     let started = wait_for_isp1(&tb, (true, true), "up for both families at start");
     let events = Events::subscribe(&tb);
@@ -77,7 +90,7 @@ fn ipv6_alone_fails_over_and_back_on_its_own_probes() {
     let failed_back = wait_for_isp1(&tb, (true, true), "back for IPv6");
     assert_eq!(isp1_share(&tb, server6), (2, 4), "IPv6 balanced again");
     eprintln!(
-        "isp1 up for both families {} ms after the start; its IPv6 down {} ms after the cut, back {} ms after the repair",
+        "{target6}: isp1 up for both families {} ms after the start; its IPv6 down {} ms after the cut, back {} ms after the repair",
         started.as_millis(),
         failed_over.as_millis(),
         failed_back.as_millis()
