@@ -228,6 +228,12 @@ impl Setup {
     }
 }
 
+/// Whether an uplink's one verdict is made by IPv6 targets: it has
+/// targets, all IPv6 ([`Setup::all`]).
+pub fn judged_by6(wan: &Wan) -> bool {
+    !wan.probe.is_empty() && wan.probe.iter().all(ProbeTarget::is_ipv6)
+}
+
 /// Whether an uplink's IPv6 side is judged apart from its IPv4 side: it
 /// carries IPv6 and has probe targets of both families. Otherwise one
 /// verdict (by the targets it has) holds for both families.

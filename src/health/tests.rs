@@ -489,6 +489,8 @@ fn each_family_is_judged_by_its_own_targets_or_follows_the_other() {
     );
     let apart: Vec<bool> = config.wans.iter().map(judged_apart6).collect();
     assert_eq!(apart, [true, false, false]);
+    let by6: Vec<bool> = config.wans.iter().map(judged_by6).collect();
+    assert_eq!(by6, [false, true, false]);
 
     // The IPv6 monitor judges isp1's IPv6 target alone, its transitions
     // marked as IPv6; an IPv6 answer means nothing to the IPv4 monitor.

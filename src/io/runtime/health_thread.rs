@@ -31,7 +31,7 @@ use super::loaded_config::LoadedConfig;
 use crate::config::{Config, ProbeTarget, UplinkId, Wan};
 use crate::control::{Event, EventBus};
 use crate::health::{
-    judged_apart6, AdminState, HealthReport, Monitor, Setup, TrafficTracker, Transition,
+    judged_apart6, judged_by6, AdminState, HealthReport, Monitor, Setup, TrafficTracker, Transition,
 };
 use crate::io::probe::{probe_id, FrameSocket, Origin, ProbeSocket};
 use crate::io::sync;
@@ -477,10 +477,18 @@ impl HealthThread {
                     || now < GATEWAY_GRACE
                     || stats.uplinks[id].gateway_mac.is_some();
                 let ok = self.kernel.usable(id) && gateway_ok;
-                transitions.extend(v4.set_link(uplink, ok, now));
-                if let (true, Some(wan)) = (v6.probes(uplink), wans.get(id)) {
-                    let fault = self.fault6(id, wan, gateway_mac6(&stats, id), now);
-                    transitions.extend(v6.set_link_because(uplink, fault, now));
+                let wan = wans.get(id);
+                let fault6 = |wan| self.fault6(id, wan, gateway_mac6(&stats, id), now);
+                // An uplink judged by IPv6 targets alone needs its IPv6 side
+                // to send them.
+                let fault = match wan {
+                    _ if !ok => Some("link down or gateway unresolved"),
+                    Some(wan) if judged_by6(wan) => fault6(wan),
+                    _ => None,
+                };
+                transitions.extend(v4.set_link_because(uplink, fault, now));
+                if let (true, Some(wan)) = (v6.probes(uplink), wan) {
+                    transitions.extend(v6.set_link_because(uplink, fault6(wan), now));
                 }
                 if let Some(socket) = &prober.socket {
                     for reply in socket.recv() {
