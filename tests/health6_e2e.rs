@@ -67,6 +67,10 @@ fn scenario(target6: &str) {
     // isp1's IPv6 cut beyond its gateway: IPv4 goes on.
     tb.exec_ok("isp1", &CUT);
     let failed_over = wait_for_isp1(&tb, (true, false), "up for IPv4, down for IPv6");
+    let isp1 = status(&tb).uplinks.swap_remove(0);
+    let cause6 = isp1.ipv6.as_ref().and_then(|v6| v6.down_cause);
+    assert_eq!(cause6.map(|c| c.as_str()), Some("probes"), "{isp1:?}");
+    assert_eq!(isp1.down_cause, None, "IPv4 up: {isp1:?}");
     assert!(
         status(&tb).uplinks[1].ipv6.as_ref().is_some_and(|v6| v6.up),
         "isp2 untouched"

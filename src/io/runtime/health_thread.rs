@@ -31,7 +31,8 @@ use super::loaded_config::LoadedConfig;
 use crate::config::{Config, ProbeTarget, UplinkId, Wan};
 use crate::control::{Event, EventBus};
 use crate::health::{
-    judged_apart6, judged_by6, AdminState, HealthReport, Monitor, Setup, TrafficTracker, Transition,
+    judged_apart6, judged_by6, AdminState, Cause, HealthReport, Monitor, Setup, TrafficTracker,
+    Transition,
 };
 use crate::io::probe::{probe_id, FrameSocket, Origin, ProbeSocket};
 use crate::io::sync;
@@ -85,6 +86,14 @@ impl Monitors {
 
     pub fn report(&self, uplink: UplinkId) -> HealthReport {
         self.v4.report(uplink)
+    }
+
+    /// Why the uplink's IPv6 side is down, where the IPv6 monitor judges it.
+    pub fn cause6(&self, uplink: UplinkId) -> Option<Cause> {
+        self.v6
+            .probes(uplink)
+            .then(|| self.v6.report(uplink).cause)
+            .flatten()
     }
 
     /// An operator's override, of both families.

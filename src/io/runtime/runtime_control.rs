@@ -101,6 +101,7 @@ impl RuntimeControl {
                 UplinkControl {
                     admin: report.admin,
                     cause: report.cause,
+                    cause6: monitor.cause6(id as UplinkId),
                     since_s: now.saturating_sub(report.since).as_secs(),
                     rtt_ms: report.rtt_ms,
                     loss: report.loss,
