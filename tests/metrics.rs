@@ -68,6 +68,7 @@ fn render(router: &Router) -> String {
         UplinkControl {
             admin: AdminState::Auto,
             cause: None,
+            cause6: None,
             since_s: 5,
             rtt_ms: Some(1.5),
             loss: 0.1,
@@ -75,6 +76,7 @@ fn render(router: &Router) -> String {
         UplinkControl {
             admin: AdminState::Down,
             cause: Some(Cause::Admin),
+            cause6: None,
             since_s: 5,
             rtt_ms: None,
             loss: 1.0,

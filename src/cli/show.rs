@@ -98,11 +98,7 @@ pub fn status_table(s: &StatusReport) -> String {
             u.interface,
             address(u),
             u.gateway_mac.as_deref().unwrap_or("unresolved"),
-            match (u.up, u.down_cause) {
-                (true, _) => "up".to_string(),
-                (false, Some(cause)) => format!("down ({})", cause.as_str()),
-                (false, None) => "down".to_string(),
-            },
+            up_or_down(u.up, u.down_cause),
             admin(u.admin),
             u.since_s,
             u.probe_rtt_ms
@@ -120,7 +116,7 @@ pub fn status_table(s: &StatusReport) -> String {
                 out,
                 "{:<8} ipv6 {}  {}  nat6 {}  gateway {}  flows {}  nat ports {}",
                 "",
-                if v6.up { "up" } else { "down" },
+                up_or_down(v6.up, v6.down_cause),
                 match (&v6.prefix, v6.address) {
                     (Some(prefix), Some(address)) => format!("{address} prefix {prefix}"),
                     (Some(prefix), None) => format!("prefix {prefix}"),
@@ -363,6 +359,15 @@ fn address(u: &UplinkReport) -> String {
         (false, _) => u.address.to_string(),
         (true, true) => "auto (unresolved)".to_string(),
         (true, false) => format!("auto {}", u.address),
+    }
+}
+
+/// "up", or "down" with the cause when there is one: `down (probes)`.
+fn up_or_down(up: bool, cause: Option<crate::health::Cause>) -> String {
+    match (up, cause) {
+        (true, _) => "up".to_string(),
+        (false, Some(cause)) => format!("down ({})", cause.as_str()),
+        (false, None) => "down".to_string(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! router core and the I/O layer can use it without further validation.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -147,26 +147,33 @@ impl Nat6 {
     }
 }
 
-/// One health-check target of an uplink and how it is probed.
+/// One health-check target of an uplink and how it is probed, over IPv4
+/// or IPv6 (an IPv6 target judges the uplink's IPv6 side).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeTarget {
-    /// ICMP echo: `"198.18.11.2"`.
-    Icmp(Ipv4Addr),
-    /// A TCP SYN to host:port, answered by a SYN-ACK or an RST: `"tcp://198.18.11.2:443"`.
-    Tcp(SocketAddrV4),
+    /// ICMP (ICMPv6) echo: `"198.18.11.2"`, `"2001:db8::1"`.
+    Icmp(IpAddr),
+    /// A TCP SYN to host:port, answered by a SYN-ACK or an RST:
+    /// `"tcp://198.18.11.2:443"`, `"tcp://[2001:db8::1]:443"`.
+    Tcp(SocketAddr),
     /// A DNS query (UDP, port 53) for `name`, answered by any response:
-    /// `"dns://198.18.11.2/example.com"`.
-    Dns { server: Ipv4Addr, name: String },
+    /// `"dns://198.18.11.2/example.com"`, `"dns://[2001:db8::1]/example.com"`.
+    Dns { server: IpAddr, name: String },
 }
 
 impl ProbeTarget {
     /// The address probed.
-    pub fn addr(&self) -> Ipv4Addr {
+    pub fn addr(&self) -> IpAddr {
         match self {
             ProbeTarget::Icmp(addr) => *addr,
-            ProbeTarget::Tcp(addr) => *addr.ip(),
+            ProbeTarget::Tcp(addr) => addr.ip(),
             ProbeTarget::Dns { server, .. } => *server,
         }
+    }
+
+    /// Whether it is probed over IPv6.
+    pub fn is_ipv6(&self) -> bool {
+        self.addr().is_ipv6()
     }
 }
 
@@ -175,6 +182,10 @@ impl fmt::Display for ProbeTarget {
         match self {
             ProbeTarget::Icmp(addr) => write!(f, "{addr}"),
             ProbeTarget::Tcp(addr) => write!(f, "tcp://{addr}"),
+            ProbeTarget::Dns {
+                server: IpAddr::V6(server),
+                name,
+            } => write!(f, "dns://[{server}]/{name}"),
             ProbeTarget::Dns { server, name } => write!(f, "dns://{server}/{name}"),
         }
     }

@@ -187,7 +187,7 @@ fn example_parses_to_the_expected_model() {
                 gateway_auto: false,
                 weight: 1,
                 priority: 1,
-                probe: vec![ProbeTarget::Icmp(ip("198.18.11.2"))],
+                probe: vec![ProbeTarget::Icmp(ip("198.18.11.2").into())],
                 mtu: None,
                 health: DEFAULT_HEALTH,
                 ipv6: None,
@@ -202,8 +202,8 @@ fn example_parses_to_the_expected_model() {
                 weight: 3,
                 priority: 2,
                 probe: vec![
-                    ProbeTarget::Icmp(ip("198.18.12.2")),
-                    ProbeTarget::Icmp(ip("203.0.113.10")),
+                    ProbeTarget::Icmp(ip("198.18.12.2").into()),
+                    ProbeTarget::Icmp(ip("203.0.113.10").into()),
                 ],
                 mtu: None,
                 health: DEFAULT_HEALTH,
@@ -1616,10 +1616,10 @@ fn probe_targets_icmp_tcp_and_dns() {
     assert_eq!(
         config.wans[0].probe,
         vec![
-            ProbeTarget::Icmp(ip("198.18.11.2")),
+            ProbeTarget::Icmp(ip("198.18.11.2").into()),
             ProbeTarget::Tcp("198.18.11.2:443".parse().unwrap()),
             ProbeTarget::Dns {
-                server: ip("9.9.9.9"),
+                server: ip("9.9.9.9").into(),
                 name: "example.com".into()
             },
         ]
@@ -1633,6 +1633,8 @@ fn probe_targets_icmp_tcp_and_dns() {
         ("dns://9.9.9.9", "is not a DNS probe"),
         ("dns://9.9.9.9/bad name", "is not a DNS probe"),
         ("icmp://1.2.3.4", "not an IPv4 address"),
+        ("tcp://[2001:db8::1]", "is not a TCP probe"),
+        ("dns://[2001:db8::1/example.com", "is not a DNS probe"),
     ] {
         let text = BASE.replace(
             "gateway = \"198.18.2.1\"\n",

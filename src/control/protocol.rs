@@ -60,6 +60,11 @@ pub struct Event {
     pub state: String,
     pub cause: Cause,
     pub reason: String,
+    /// "ipv4" or "ipv6" when the change is about one family alone (an
+    /// uplink whose IPv6 side has probe targets of its own); absent when
+    /// it holds for the whole uplink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 impl Request {
@@ -231,6 +236,10 @@ pub struct Uplink6Report {
     pub gateway_mac: Option<String>,
     pub flows: u32,
     pub nat_ports_in_use: NatPorts,
+    /// Why it is down by its own probes (an uplink with IPv6 targets of
+    /// its own: probes, loss, latency, link, admin, initial, reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_cause: Option<Cause>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +287,8 @@ pub struct WorkerReport {
 pub struct UplinkControl {
     pub admin: AdminState,
     pub cause: Option<Cause>,
+    /// Why its IPv6 side is down, where IPv6 targets of its own judge it.
+    pub cause6: Option<Cause>,
     pub since_s: u64,
     pub rtt_ms: Option<f64>,
     pub loss: f64,
@@ -336,6 +347,7 @@ impl StatusReport {
                             udp: v6.nat_in_use[1],
                             icmp: v6.nat_in_use[2],
                         },
+                        down_cause: c.cause6,
                     }),
                 })
                 .collect(),

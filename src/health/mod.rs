@@ -20,7 +20,7 @@
 mod traffic;
 mod uplink;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -92,11 +92,11 @@ pub struct Probe {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// An echo reply from this address.
-    Icmp(Ipv4Addr),
+    Icmp(IpAddr),
     /// A SYN-ACK or an RST from this address and port.
-    Tcp(SocketAddrV4),
+    Tcp(SocketAddr),
     /// A DNS response from this server.
-    Dns(Ipv4Addr),
+    Dns(IpAddr),
 }
 
 impl Answer {
@@ -114,6 +114,9 @@ impl Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub uplink: UplinkId,
+    /// Made by the IPv6 monitor ([`Monitor::new6`]): about the uplink's
+    /// IPv6 side alone.
+    pub ipv6: bool,
     pub up: bool,
     pub cause: Cause,
     /// Why, in words, for the log, the hook and the event stream.
@@ -176,8 +179,39 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// One per uplink of `config`; a removed uplink (`removed[i]`) probes nothing.
+    /// One per uplink of `config`, for the uplink's own verdict: its IPv4
+    /// targets, or its IPv6 targets when it has no IPv4 ones (a family
+    /// without targets follows the other's verdict). A removed uplink
+    /// (`removed[i]`) probes nothing.
     pub fn all(config: &Config, removed: &[bool]) -> Vec<Setup> {
+        Setup::each(config, removed, |wan| {
+            let v4: Vec<ProbeTarget> = wan.probe.iter().filter(|t| !t.is_ipv6()).cloned().collect();
+            if v4.is_empty() {
+                wan.probe.clone()
+            } else {
+                v4
+            }
+        })
+    }
+
+    /// One per uplink of `config`, for the IPv6 monitor: the IPv6 targets of
+    /// the uplinks whose IPv6 side is judged apart ([`judged_apart6`]);
+    /// none for the others.
+    pub fn all6(config: &Config, removed: &[bool]) -> Vec<Setup> {
+        Setup::each(config, removed, |wan| {
+            if judged_apart6(wan) {
+                wan.probe.iter().filter(|t| t.is_ipv6()).cloned().collect()
+            } else {
+                Vec::new()
+            }
+        })
+    }
+
+    fn each(
+        config: &Config,
+        removed: &[bool],
+        targets: impl Fn(&Wan) -> Vec<ProbeTarget>,
+    ) -> Vec<Setup> {
         config
             .wans
             .iter()
@@ -187,17 +221,34 @@ impl Setup {
                 targets: if removed.get(id).copied().unwrap_or(false) {
                     Vec::new()
                 } else {
-                    wan.probe.clone()
+                    targets(wan)
                 },
             })
             .collect()
     }
 }
 
+/// Whether an uplink's one verdict is made by IPv6 targets: it has
+/// targets, all IPv6 ([`Setup::all`]).
+pub fn judged_by6(wan: &Wan) -> bool {
+    !wan.probe.is_empty() && wan.probe.iter().all(ProbeTarget::is_ipv6)
+}
+
+/// Whether an uplink's IPv6 side is judged apart from its IPv4 side: it
+/// carries IPv6 and has probe targets of both families. Otherwise one
+/// verdict (by the targets it has) holds for both families.
+pub fn judged_apart6(wan: &Wan) -> bool {
+    wan.ipv6.is_some()
+        && wan.probe.iter().any(ProbeTarget::is_ipv6)
+        && wan.probe.iter().any(|t| !t.is_ipv6())
+}
+
 /// The health of every uplink.
 #[derive(Debug, Clone)]
 pub struct Monitor {
     uplinks: Vec<UplinkHealth>,
+    /// Judges the uplinks' IPv6 sides (its transitions say so).
+    ipv6: bool,
 }
 
 impl Monitor {
@@ -208,7 +259,24 @@ impl Monitor {
                 .into_iter()
                 .map(|setup| UplinkHealth::new(setup, now))
                 .collect(),
+            ipv6: false,
         }
+    }
+
+    /// The monitor of the uplinks' IPv6 sides ([`Setup::all6`]): the same
+    /// judging, its transitions marked `ipv6`.
+    pub fn new6(setups: Vec<Setup>, now: Duration) -> Monitor {
+        Monitor {
+            ipv6: true,
+            ..Monitor::new(setups, now)
+        }
+    }
+
+    /// Whether the uplink has targets here (else it is judged by its link).
+    pub fn probes(&self, uplink: UplinkId) -> bool {
+        self.uplinks
+            .get(usize::from(uplink))
+            .is_some_and(|u| !u.targets.is_empty())
     }
 
     pub fn is_up(&self, uplink: UplinkId) -> bool {
@@ -262,6 +330,7 @@ impl Monitor {
             u.since = now;
             Transition {
                 uplink,
+                ipv6: self.ipv6,
                 up,
                 cause,
                 reason: reason(),
@@ -273,6 +342,19 @@ impl Monitor {
     /// An uplink with probes whose link goes down must then pass `up_after`
     /// probe rounds again once it is back.
     pub fn set_link(&mut self, uplink: UplinkId, ok: bool, now: Duration) -> Option<Transition> {
+        let fault = (!ok).then_some("link down or gateway unresolved");
+        self.set_link_because(uplink, fault, now)
+    }
+
+    /// As [`Monitor::set_link`], with what is wrong (None: nothing), in the
+    /// words of a transition down.
+    pub fn set_link_because(
+        &mut self,
+        uplink: UplinkId,
+        fault: Option<&str>,
+        now: Duration,
+    ) -> Option<Transition> {
+        let ok = fault.is_none();
         let was_up = self.is_up(uplink);
         let u = &mut self.uplinks[usize::from(uplink)];
         if !ok && u.link_ok && !u.targets.is_empty() {
@@ -282,11 +364,10 @@ impl Monitor {
         }
         u.link_ok = ok;
         self.settle(uplink, was_up, now, Cause::Link, || {
-            if ok {
-                "link up and gateway resolved".to_string()
-            } else {
-                "link down or gateway unresolved".to_string()
-            }
+            fault.map_or_else(
+                || "link up and gateway resolved".to_string(),
+                str::to_string,
+            )
         })
     }
 

@@ -1,8 +1,10 @@
 use super::*;
 use crate::router::SynCounts;
 
-const A1: Ipv4Addr = Ipv4Addr::new(198, 18, 11, 2);
-const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 12, 2);
+use std::net::Ipv4Addr;
+
+const A1: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 11, 2));
+const A2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 12, 2));
 const T1: ProbeTarget = ProbeTarget::Icmp(A1);
 const T2: ProbeTarget = ProbeTarget::Icmp(A2);
 
@@ -51,7 +53,7 @@ fn run(
     monitor: &mut Monitor,
     start: u64,
     rounds: u64,
-    answers: impl Fn(UplinkId, Ipv4Addr) -> bool,
+    answers: impl Fn(UplinkId, IpAddr) -> bool,
 ) -> Vec<(u64, Transition)> {
     run_with_rtt(monitor, start, rounds, |u, t| answers(u, t).then_some(10))
 }
@@ -61,7 +63,7 @@ fn run_with_rtt(
     monitor: &mut Monitor,
     start: u64,
     rounds: u64,
-    rtt: impl Fn(UplinkId, Ipv4Addr) -> Option<u64>,
+    rtt: impl Fn(UplinkId, IpAddr) -> Option<u64>,
 ) -> Vec<(u64, Transition)> {
     let mut out = Vec::new();
     let mut t = start;
@@ -431,4 +433,85 @@ fn no_false_positive_from_one_dead_destination_or_a_live_uplink() {
     let mut m = monitor(default_settings(), vec![vec![T1], vec![T2]], ms(0));
     let t = traffic_run(&mut m, 1900, 2, |u, _| u != 0, |u| u != 0);
     assert!(t.is_empty(), "{t:?}");
+}
+
+/// A dual-stack configuration: isp1 probes both families, isp2 IPv6 alone,
+/// isp3 IPv4 alone.
+fn dual() -> Config {
+    let wans: String = [
+        r#"["198.18.11.2", "tcp://[2001:db8::1]:443"]"#,
+        r#""2001:db8::1""#,
+        r#""198.18.12.2""#,
+    ]
+    .iter()
+    .zip(1..)
+    .map(|(probe, n)| {
+        format!(
+            "[[wan]]\nname = \"isp{n}\"\ninterface = \"wan{n}\"\naddress = \"198.18.{n}.2\"\n\
+             gateway = \"198.18.{n}.1\"\naddress6 = \"2001:db8:{n}::2\"\ngateway6 = \"fe80::1\"\n\
+             probe = {probe}\n"
+        )
+    })
+    .collect();
+    let text = format!(
+        "[lan]\ninterface = \"lan0\"\nnetworks = [\"192.168.50.0/24\", \"fd00:50::/64\"]\n{wans}\
+         [health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\n"
+    );
+    Config::from_toml(&text, std::path::Path::new("xwan.toml")).unwrap()
+}
+
+#[test]
+fn each_family_is_judged_by_its_own_targets_or_follows_the_other() {
+    let config = dual();
+    let targets = |setups: Vec<Setup>| -> Vec<Vec<String>> {
+        setups
+            .iter()
+            .map(|s| s.targets.iter().map(ToString::to_string).collect())
+            .collect()
+    };
+    // The uplink's own verdict: IPv4 targets, else the IPv6 ones.
+    assert_eq!(
+        targets(Setup::all(&config, &[])),
+        [
+            vec!["198.18.11.2"],
+            vec!["2001:db8::1"],
+            vec!["198.18.12.2"]
+        ]
+    );
+    // IPv6 apart only where both families have targets.
+    assert_eq!(
+        targets(Setup::all6(&config, &[])),
+        [vec!["tcp://[2001:db8::1]:443"], vec![], vec![]]
+    );
+    assert_eq!(
+        targets(Setup::all6(&config, &[true, false, false])),
+        [Vec::<String>::new(), vec![], vec![]]
+    );
+    let apart: Vec<bool> = config.wans.iter().map(judged_apart6).collect();
+    assert_eq!(apart, [true, false, false]);
+    let by6: Vec<bool> = config.wans.iter().map(judged_by6).collect();
+    assert_eq!(by6, [false, true, false]);
+
+    // The IPv6 monitor judges isp1's IPv6 target alone, its transitions
+    // marked as IPv6; an IPv6 answer means nothing to the IPv4 monitor.
+    let mut v6 = Monitor::new6(Setup::all6(&config, &[]), ms(0));
+    let mut v4 = Monitor::new(Setup::all(&config, &[]), ms(0));
+    assert!(v6.probes(0) && !v6.probes(1) && v4.probes(0));
+    let transitions = run(&mut v6, 0, 4, |_, _| false);
+    assert_eq!(transitions.len(), 1, "{transitions:?}");
+    let (_, down) = &transitions[0];
+    assert!(down.ipv6 && !down.up && down.uplink == 0, "{down:?}");
+    assert!(!v6.is_up(0));
+    let target: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+    let (probes, _) = v4.tick(ms(0));
+    let seq = probes[0].seq;
+    v4.reply(0, Answer::Tcp(target), seq, ms(10));
+    let transitions = run(&mut v4, 0, 4, |_, t| t.is_ipv6());
+    assert!(
+        transitions
+            .iter()
+            .any(|(_, t)| t.uplink == 0 && !t.up && !t.ipv6),
+        "IPv4 down on its own targets: {transitions:?}"
+    );
+    assert!(v4.is_up(1), "isp2's IPv6 target answers for the uplink");
 }

@@ -3,20 +3,24 @@
 //! takes that uplink, whatever the kernel's routes say, and needs no route
 //! at all): ICMP echo requests, TCP SYNs (answered by a SYN-ACK or an RST;
 //! a SYN-ACK gets an RST from us so the target keeps no half-open
-//! connection) and DNS queries over UDP. The answers are read from raw IPv4
-//! sockets bound to the interface, one per protocol probed.
+//! connection) and DNS queries over UDP, over IPv4 or IPv6 (ICMPv6 echo,
+//! from the uplink's IPv6 address to its IPv6 gateway's MAC). The answers
+//! are read from raw sockets of the target's family bound to the interface,
+//! one per protocol probed (an ICMPv6 one passes echo replies alone).
 //!
 //! A probe's echo identifier or source port lies outside the NAT range, so
-//! the XDP program and the packet backend's nftables rules leave its answers
-//! to the kernel, where the raw sockets see them. A TCP probe's sequence
-//! number and a DNS query's identifier carry the probe's sequence.
+//! the XDP program and the packet backend's nftables rules (`table ip xwan`,
+//! `table ip6 xwan`) leave its answers to the kernel, where the raw sockets
+//! see them. A TCP probe's sequence number and a DNS query's identifier
+//! carry the probe's sequence.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use etherparse::{
-    IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
+    IcmpEchoHeader, Icmpv4Type, Icmpv6Slice, Icmpv6Type, NetSlice, PacketBuilder,
+    PacketBuilderStep, SlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 
 use crate::config::{PortRange, ProbeTarget};
@@ -38,12 +42,19 @@ pub fn probe_id(nat: PortRange, uplink: u8) -> u16 {
 /// probe's sequence.
 const TCP_MAGIC: u32 = 0x7877;
 
-/// Where a probe frame goes from: the uplink's MACs, address and probe id.
+/// `ICMP6_FILTER` (linux/icmpv6.h), at level `IPPROTO_ICMPV6`.
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// ICMPv6 echo reply's type.
+const ICMPV6_ECHO_REPLY: u8 = 129;
+
+/// Where a probe frame goes from: the uplink's MAC and address (of the
+/// family probed), the gateway's MAC (of that family) and the probe id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub id: u16,
 }
 
@@ -61,45 +72,47 @@ macro_rules! frame {
 }
 
 impl Origin {
-    fn builder(&self, dst: Ipv4Addr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-        PacketBuilder::ethernet2(self.src_mac, self.dst_mac).ipv4(
-            self.src.octets(),
-            dst.octets(),
-            64,
-        )
-    }
-
-    /// The frame probing `target` with sequence `seq`.
-    pub fn probe_frame(&self, target: &ProbeTarget, seq: u16) -> Vec<u8> {
-        match target {
-            ProbeTarget::Icmp(addr) => frame!(
-                self.builder(*addr)
-                    .icmpv4(Icmpv4Type::EchoRequest(IcmpEchoHeader { id: self.id, seq })),
-                b"xwan-probe",
-            ),
-            ProbeTarget::Tcp(addr) => frame!(
-                self.builder(*addr.ip())
-                    .tcp(self.id, addr.port(), tcp_isn(seq), 1024)
-                    .syn(),
-                &[]
-            ),
-            ProbeTarget::Dns { server, name } => {
-                frame!(
-                    self.builder(*server).udp(self.id, 53),
-                    &dns_query(seq, name)
-                )
+    /// The IP step towards `dst`; None when `dst` is not of `src`'s family.
+    fn builder(&self, dst: IpAddr) -> Option<PacketBuilderStep<etherparse::IpHeaders>> {
+        let ethernet = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
+        match (self.src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                Some(ethernet.ipv4(src.octets(), dst.octets(), 64))
             }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                Some(ethernet.ipv6(src.octets(), dst.octets(), 64))
+            }
+            _ => None,
         }
     }
 
-    /// The RST that closes what a SYN-ACK from `from` (acknowledging `ack`) opened.
-    pub fn reset_frame(&self, from: SocketAddrV4, ack: u32) -> Vec<u8> {
-        frame!(
-            self.builder(*from.ip())
-                .tcp(self.id, from.port(), ack, 0)
-                .rst(),
-            &[],
-        )
+    /// The frame probing `target` with sequence `seq`; None when the target
+    /// is not of the origin's family.
+    pub fn probe_frame(&self, target: &ProbeTarget, seq: u16) -> Option<Vec<u8>> {
+        let builder = self.builder(target.addr())?;
+        let echo = IcmpEchoHeader { id: self.id, seq };
+        Some(match target {
+            ProbeTarget::Icmp(IpAddr::V4(_)) => {
+                frame!(builder.icmpv4(Icmpv4Type::EchoRequest(echo)), b"xwan-probe",)
+            }
+            ProbeTarget::Icmp(IpAddr::V6(_)) => {
+                frame!(builder.icmpv6(Icmpv6Type::EchoRequest(echo)), b"xwan-probe",)
+            }
+            ProbeTarget::Tcp(addr) => frame!(
+                builder.tcp(self.id, addr.port(), tcp_isn(seq), 1024).syn(),
+                &[]
+            ),
+            ProbeTarget::Dns { name, .. } => {
+                frame!(builder.udp(self.id, 53), &dns_query(seq, name))
+            }
+        })
+    }
+
+    /// The RST that closes what a SYN-ACK from `from` (acknowledging `ack`)
+    /// opened; None when `from` is not of the origin's family.
+    pub fn reset_frame(&self, from: SocketAddr, ack: u32) -> Option<Vec<u8>> {
+        let builder = self.builder(from.ip())?;
+        Some(frame!(builder.tcp(self.id, from.port(), ack, 0).rst(), &[]))
     }
 }
 
@@ -108,7 +121,7 @@ fn tcp_isn(seq: u16) -> u32 {
 }
 
 /// A DNS query (RFC 1035) with identifier `id` for the A records of `name`,
-/// recursion desired.
+/// recursion desired (over IPv6 too: any response answers).
 pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
     let mut q = Vec::with_capacity(18 + name.len());
     q.extend_from_slice(&id.to_be_bytes());
@@ -139,22 +152,43 @@ pub fn parse_reply(packet: &[u8]) -> Option<Reply> {
     let Some(NetSlice::Ipv4(ip)) = sliced.net else {
         return None;
     };
-    let from = ip.header().source_addr();
-    match sliced.transport? {
+    answer_from(ip.header().source_addr().into(), sliced.transport?)
+}
+
+/// Reads a probe's answer out of what a raw IPv6 socket of `protocol`
+/// returns (the transport header on, no IPv6 header), sent from `from`.
+pub fn parse_reply6(from: Ipv6Addr, protocol: libc::c_int, payload: &[u8]) -> Option<Reply> {
+    let transport = match protocol {
+        libc::IPPROTO_ICMPV6 => TransportSlice::Icmpv6(Icmpv6Slice::from_slice(payload).ok()?),
+        libc::IPPROTO_TCP => TransportSlice::Tcp(TcpSlice::from_slice(payload).ok()?),
+        libc::IPPROTO_UDP => TransportSlice::Udp(UdpSlice::from_slice(payload).ok()?),
+        _ => return None,
+    };
+    answer_from(from.into(), transport)
+}
+
+/// The answer `transport`, from `from`, gives to a probe, if it is one.
+fn answer_from(from: IpAddr, transport: TransportSlice<'_>) -> Option<Reply> {
+    let echo = |echo: IcmpEchoHeader| Reply {
+        answer: Answer::Icmp(from),
+        id: echo.id,
+        seq: echo.seq,
+        syn_ack: None,
+    };
+    match transport {
         TransportSlice::Icmpv4(icmp) => match icmp.icmp_type() {
-            Icmpv4Type::EchoReply(echo) => Some(Reply {
-                answer: Answer::Icmp(from),
-                id: echo.id,
-                seq: echo.seq,
-                syn_ack: None,
-            }),
+            Icmpv4Type::EchoReply(reply) => Some(echo(reply)),
+            _ => None,
+        },
+        TransportSlice::Icmpv6(icmp) => match icmp.icmp_type() {
+            Icmpv6Type::EchoReply(reply) => Some(echo(reply)),
             _ => None,
         },
         TransportSlice::Tcp(tcp) => {
             let ack = tcp.acknowledgment_number().wrapping_sub(1);
             let answered = (tcp.syn() && tcp.ack()) || (tcp.rst() && tcp.ack());
             (answered && ack & 0xffff == TCP_MAGIC).then(|| Reply {
-                answer: Answer::Tcp(SocketAddrV4::new(from, tcp.source_port())),
+                answer: Answer::Tcp(SocketAddr::new(from, tcp.source_port())),
                 id: tcp.destination_port(),
                 seq: (ack >> 16) as u16,
                 syn_ack: tcp.syn().then(|| tcp.acknowledgment_number()),
@@ -185,7 +219,15 @@ pub struct FrameSocket {
 /// protocol its targets answer with.
 pub struct ProbeSocket {
     send: FrameSocket,
-    recv: Vec<OwnedFd>,
+    recv: Vec<RawSocket>,
+}
+
+/// A raw socket reading one protocol's answers of one family.
+struct RawSocket {
+    fd: OwnedFd,
+    /// The protocol, on an AF_INET6 socket; None on an AF_INET one (whose
+    /// packets carry their IPv4 header).
+    ipv6: Option<libc::c_int>,
 }
 
 impl FrameSocket {
@@ -212,24 +254,29 @@ impl FrameSocket {
 
 impl ProbeSocket {
     /// Opens the sockets for the interface `name` (index `ifindex`) that
-    /// the answers to `targets` need.
+    /// the answers to `targets` need, of both families.
     pub fn open(name: &str, ifindex: u32, targets: &[ProbeTarget]) -> io::Result<ProbeSocket> {
         let send = FrameSocket::open(ifindex)?;
-        let mut protocols: Vec<libc::c_int> = targets
+        let mut kinds: Vec<(bool, libc::c_int)> = targets
             .iter()
-            .map(|t| match t {
-                ProbeTarget::Icmp(_) => libc::IPPROTO_ICMP,
-                ProbeTarget::Tcp(_) => libc::IPPROTO_TCP,
-                ProbeTarget::Dns { .. } => libc::IPPROTO_UDP,
+            .map(|t| {
+                let protocol = match t {
+                    ProbeTarget::Icmp(IpAddr::V4(_)) => libc::IPPROTO_ICMP,
+                    ProbeTarget::Icmp(IpAddr::V6(_)) => libc::IPPROTO_ICMPV6,
+                    ProbeTarget::Tcp(_) => libc::IPPROTO_TCP,
+                    ProbeTarget::Dns { .. } => libc::IPPROTO_UDP,
+                };
+                (t.is_ipv6(), protocol)
             })
             .collect();
-        protocols.sort_unstable();
-        protocols.dedup();
-        let recv = protocols
+        kinds.sort_unstable();
+        kinds.dedup();
+        let recv = kinds
             .into_iter()
-            .map(|protocol| {
+            .map(|(ipv6, protocol)| {
+                let domain = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
                 let fd = sys::socket::socket(
-                    libc::AF_INET,
+                    domain,
                     libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                     protocol,
                 )?;
@@ -239,7 +286,18 @@ impl ProbeSocket {
                     libc::SO_BINDTODEVICE,
                     name.as_bytes(),
                 )?;
-                Ok(fd)
+                if protocol == libc::IPPROTO_ICMPV6 {
+                    sys::socket::setsockopt(
+                        &fd,
+                        libc::IPPROTO_ICMPV6,
+                        ICMP6_FILTER,
+                        &echo_replies_only(),
+                    )?;
+                }
+                Ok(RawSocket {
+                    fd,
+                    ipv6: ipv6.then_some(protocol),
+                })
             })
             .collect::<io::Result<_>>()?;
         Ok(ProbeSocket { send, recv })
@@ -254,7 +312,7 @@ impl ProbeSocket {
     pub fn wait(sockets: &[&ProbeSocket], timeout: std::time::Duration) {
         let mut fds: Vec<sys::poll::PollFd> = sockets
             .iter()
-            .flat_map(|s| s.recv.iter().map(|fd| sys::poll::readable(fd.as_raw_fd())))
+            .flat_map(|s| s.recv.iter().map(|r| sys::poll::readable(r.fd.as_raw_fd())))
             .collect();
         if fds.is_empty() {
             std::thread::sleep(timeout);
@@ -268,21 +326,42 @@ impl ProbeSocket {
     pub fn recv(&self) -> Vec<Reply> {
         let mut buf = [0u8; 1500];
         let mut replies = Vec::new();
-        for fd in &self.recv {
-            while let Ok(n) = sys::socket::recv(fd, &mut buf, libc::MSG_DONTWAIT) {
+        for socket in &self.recv {
+            loop {
+                let (n, reply) = match socket.ipv6 {
+                    None => match sys::socket::recv(&socket.fd, &mut buf, libc::MSG_DONTWAIT) {
+                        Ok(n) => (n, parse_reply(&buf[..n])),
+                        Err(_) => break,
+                    },
+                    Some(protocol) => {
+                        match sys::socket::recv_from6(&socket.fd, &mut buf, libc::MSG_DONTWAIT) {
+                            Ok((n, from)) => (n, parse_reply6(from, protocol, &buf[..n])),
+                            Err(_) => break,
+                        }
+                    }
+                };
                 if n == 0 {
                     break;
                 }
-                replies.extend(parse_reply(&buf[..n]));
+                replies.extend(reply);
             }
         }
         replies
     }
 }
 
+/// The `struct icmp6_filter` that passes echo replies alone (a set bit
+/// blocks its type).
+fn echo_replies_only() -> [u32; 8] {
+    let mut filter = [u32::MAX; 8];
+    filter[usize::from(ICMPV6_ECHO_REPLY >> 5)] &= !(1 << (ICMPV6_ECHO_REPLY & 31));
+    filter
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     #[test]
     fn probe_ids_stay_out_of_the_nat_range() {
@@ -304,7 +383,7 @@ mod tests {
         Origin {
             src_mac: [2; 6],
             dst_mac: [4; 6],
-            src: Ipv4Addr::new(198, 18, 1, 2),
+            src: Ipv4Addr::new(198, 18, 1, 2).into(),
             id: 60000,
         }
     }
@@ -321,8 +400,8 @@ mod tests {
 
     #[test]
     fn echo_frame_round_trips_through_the_reply_parser() {
-        let target = Ipv4Addr::new(198, 18, 11, 2);
-        let frame = origin().probe_frame(&ProbeTarget::Icmp(target), 7);
+        let target = IpAddr::from(Ipv4Addr::new(198, 18, 11, 2));
+        let frame = origin().probe_frame(&ProbeTarget::Icmp(target), 7).unwrap();
         crate::testing::check(&frame).expect("valid checksums");
         assert!(parse_reply(&frame[14..]).is_none(), "a request is no reply");
         let mut reply = turned(&frame);
@@ -334,8 +413,10 @@ mod tests {
 
     #[test]
     fn tcp_probe_is_answered_by_syn_ack_or_rst_and_reset_after() {
-        let target = SocketAddrV4::new(Ipv4Addr::new(198, 18, 11, 2), 443);
-        let frame = origin().probe_frame(&ProbeTarget::Tcp(target), 513);
+        let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 11, 2), 443));
+        let frame = origin()
+            .probe_frame(&ProbeTarget::Tcp(target), 513)
+            .unwrap();
         crate::testing::check(&frame).expect("valid checksums");
         assert!(parse_reply(&frame[14..]).is_none(), "a SYN is no answer");
         // The target's SYN-ACK: ports swapped, ack = our sequence + 1.
@@ -363,7 +444,7 @@ mod tests {
         // Anything else to that port is no answer: another sequence's magic.
         answer[tcp + 8..tcp + 12].copy_from_slice(&1234u32.to_be_bytes());
         assert!(parse_reply(&answer).is_none());
-        let rst = origin().reset_frame(target, isn + 1);
+        let rst = origin().reset_frame(target, isn + 1).unwrap();
         crate::testing::check(&rst).expect("valid checksums");
         assert_eq!(rst[14 + tcp + 13], 0x04);
     }
@@ -371,10 +452,10 @@ mod tests {
     #[test]
     fn dns_probe_is_a_real_query_answered_by_a_response() {
         let probe = ProbeTarget::Dns {
-            server: Ipv4Addr::new(198, 18, 11, 2),
+            server: Ipv4Addr::new(198, 18, 11, 2).into(),
             name: "example.com".into(),
         };
-        let frame = origin().probe_frame(&probe, 9);
+        let frame = origin().probe_frame(&probe, 9).unwrap();
         crate::testing::check(&frame).expect("valid checksums");
         let dns = &frame[14 + 28..];
         assert_eq!(&dns[..4], &[0, 9, 0x01, 0x00], "id 9, recursion desired");
@@ -390,7 +471,142 @@ mod tests {
         answer[28 + 2] |= 0x80;
         answer[26..28].copy_from_slice(&[0, 0]);
         let reply = parse_reply(&answer).unwrap();
-        assert_eq!(reply.answer, Answer::Dns(Ipv4Addr::new(198, 18, 11, 2)));
+        assert_eq!(
+            reply.answer,
+            Answer::Dns(Ipv4Addr::new(198, 18, 11, 2).into())
+        );
         assert_eq!((reply.id, reply.seq), (60000, 9));
+    }
+
+    /// Whether the transport checksum of an IPv6 frame is right: the
+    /// pseudo-header and the segment, checksum included, sum to 0xffff.
+    fn checksum6_ok(frame: &[u8]) -> bool {
+        use crate::packet::checksum::{fold, pseudo_header_sum6, sum_bytes};
+        let ip = &frame[14..14 + 40];
+        let segment = &frame[14 + 40..];
+        let (src, dst) = (
+            ip[8..24].try_into().unwrap(),
+            ip[24..40].try_into().unwrap(),
+        );
+        let sum = pseudo_header_sum6(src, dst, ip[6], segment.len() as u32);
+        fold(sum_bytes(sum, segment)) == 0xffff
+    }
+
+    fn origin6() -> Origin {
+        Origin {
+            src: "2001:db8:1::2".parse::<Ipv6Addr>().unwrap().into(),
+            ..origin()
+        }
+    }
+
+    /// What a raw IPv6 socket returns of the answer to `frame` (an IPv6
+    /// probe): its transport part with the ports swapped (the checksum is
+    /// the kernel's business, unread here), and the address it came from.
+    fn turned6(frame: &[u8], ports: bool) -> (Ipv6Addr, Vec<u8>) {
+        assert_eq!(&frame[12..14], &[0x86, 0xdd], "an IPv6 frame");
+        let dst: [u8; 16] = frame[14 + 24..14 + 40].try_into().unwrap();
+        let mut transport = frame[14 + 40..].to_vec();
+        if ports {
+            for i in 0..2 {
+                transport.swap(i, 2 + i);
+            }
+        }
+        (dst.into(), transport)
+    }
+
+    #[test]
+    fn the_family_of_a_target_must_be_the_origins() {
+        let v6 = ProbeTarget::Icmp("2001:db8::1".parse::<Ipv6Addr>().unwrap().into());
+        let v4 = ProbeTarget::Icmp(Ipv4Addr::new(198, 18, 11, 2).into());
+        assert!(origin().probe_frame(&v6, 1).is_none());
+        assert!(origin6().probe_frame(&v4, 1).is_none());
+        let from = SocketAddr::new(v4.addr(), 443);
+        assert!(origin6().reset_frame(from, 1).is_none());
+    }
+
+    #[test]
+    fn icmpv6_echo_round_trips_through_the_reply_parser() {
+        let target: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let frame = origin6()
+            .probe_frame(&ProbeTarget::Icmp(target.into()), 7)
+            .unwrap();
+        assert!(checksum6_ok(&frame), "valid checksum");
+        assert_eq!(&frame[14 + 8..14 + 24], &origin6_src().octets());
+        let (from, mut reply) = turned6(&frame, false);
+        assert_eq!(from, target);
+        assert_eq!(reply[0], 128, "an echo request");
+        assert!(
+            parse_reply6(target, libc::IPPROTO_ICMPV6, &reply).is_none(),
+            "a request is no reply"
+        );
+        reply[0] = ICMPV6_ECHO_REPLY;
+        let reply = parse_reply6(target, libc::IPPROTO_ICMPV6, &reply).unwrap();
+        assert_eq!((reply.id, reply.seq), (60000, 7));
+        assert_eq!(reply.answer, Answer::Icmp(target.into()));
+        // The socket's filter passes echo replies and nothing else.
+        let filter = echo_replies_only();
+        let passes = |t: u8| filter[usize::from(t >> 5)] & (1 << (t & 31)) == 0;
+        assert!(passes(129));
+        assert!((0..=255u8).filter(|t| passes(*t)).eq([129]));
+    }
+
+    fn origin6_src() -> Ipv6Addr {
+        "2001:db8:1::2".parse().unwrap()
+    }
+
+    #[test]
+    fn tcp_probe6_is_answered_by_syn_ack_or_rst_and_reset_after() {
+        let target: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let frame = origin6()
+            .probe_frame(&ProbeTarget::Tcp(target), 513)
+            .unwrap();
+        assert!(checksum6_ok(&frame), "valid checksum");
+        let (from, mut answer) = turned6(&frame, true);
+        assert!(
+            parse_reply6(from, libc::IPPROTO_TCP, &answer).is_none(),
+            "a SYN is no answer"
+        );
+        let isn = u32::from_be_bytes(answer[4..8].try_into().unwrap());
+        answer[8..12].copy_from_slice(&(isn + 1).to_be_bytes());
+        answer[13] = 0x12;
+        let reply = parse_reply6(from, libc::IPPROTO_TCP, &answer).unwrap();
+        assert_eq!(reply.answer, Answer::Tcp(target));
+        assert_eq!(
+            (reply.id, reply.seq, reply.syn_ack),
+            (60000, 513, Some(isn + 1))
+        );
+        answer[13] = 0x14;
+        let reply = parse_reply6(from, libc::IPPROTO_TCP, &answer).unwrap();
+        assert_eq!(
+            (reply.seq, reply.syn_ack),
+            (513, None),
+            "an RST answers too"
+        );
+        let rst = origin6().reset_frame(target, isn + 1).unwrap();
+        assert!(checksum6_ok(&rst), "valid checksum");
+        assert_eq!(rst[14 + 40 + 13], 0x04);
+    }
+
+    #[test]
+    fn dns_probe6_is_a_real_query_answered_by_a_response() {
+        let server: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let probe = ProbeTarget::Dns {
+            server: server.into(),
+            name: "example.com".into(),
+        };
+        let frame = origin6().probe_frame(&probe, 9).unwrap();
+        assert!(checksum6_ok(&frame), "valid checksum");
+        let (from, mut answer) = turned6(&frame, true);
+        let dns = 8;
+        assert_eq!(&answer[dns..dns + 4], &[0, 9, 0x01, 0x00]);
+        assert!(
+            parse_reply6(from, libc::IPPROTO_UDP, &answer).is_none(),
+            "a query is no response"
+        );
+        answer[dns + 2] |= 0x80;
+        let reply = parse_reply6(from, libc::IPPROTO_UDP, &answer).unwrap();
+        assert_eq!(reply.answer, Answer::Dns(server.into()));
+        assert_eq!((reply.id, reply.seq), (60000, 9));
+        assert!(parse_reply6(from, libc::IPPROTO_RAW, &answer).is_none());
     }
 }

@@ -22,7 +22,7 @@ fn wan(n: u8, weight: u32, priority: u32) -> Wan {
         gateway_auto: false,
         weight,
         priority,
-        probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10))],
+        probe: vec![ProbeTarget::Icmp(Ipv4Addr::new(203, 0, 113, 10).into())],
         mtu: None,
         health: DEFAULT_HEALTH,
         ipv6: None,

@@ -53,10 +53,16 @@ impl Router {
     /// Fails over every flow pinned to `uplink` (call it once the uplink is
     /// marked down, so new flows go elsewhere).
     pub fn fail_over(&self, uplink: UplinkId) -> Failover {
-        let removed = self.table.remove_where(|flow| flow.spec.uplink == uplink);
-        let mut out = self.failed_over(&removed);
+        let mut out = self.fail_over4(uplink);
         out.add(self.fail_over6(uplink));
         out
+    }
+
+    /// Fails over the IPv4 flows pinned to `uplink` alone (its IPv4 went
+    /// down, its IPv6, judged apart, goes on).
+    pub fn fail_over4(&self, uplink: UplinkId) -> Failover {
+        let removed = self.table.remove_where(|flow| flow.spec.uplink == uplink);
+        self.failed_over(&removed)
     }
 
     /// Fails over the IPv6 flows pinned to `uplink` alone (its IPv6 went

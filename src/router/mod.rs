@@ -500,6 +500,13 @@ impl Router {
             .set_up(uplink, up && self.v6.carries(uplink));
     }
 
+    /// Health input for IPv4 alone, for an uplink whose IPv6 side is judged
+    /// by probes of its own ([`Router::set_uplink_up6`]).
+    pub fn set_uplink_up4(&self, uplink: UplinkId, up: bool) {
+        let _reconfiguring = lock(&self.reconfiguring);
+        self.live.load().policy.balancer().set_up(uplink, up);
+    }
+
     /// Expires idle flows and sticky clients, freeing their NAT ports; returns
     /// how many flows were removed.
     pub fn expire(&self, now: Duration) -> usize {

@@ -534,17 +534,7 @@ fn an_uplink_whose_ipv6_fails_gives_its_ipv6_flows_up_and_keeps_its_ipv4_ones() 
         udp6(HOST6, SERVER6, (5001, 53), b"q"),
         Port::Wan(0),
     );
-    let v4 = testing::Addressing {
-        src_mac: HOST_MAC,
-        dst_mac: testing::LAN_MAC,
-        src: super::HOST,
-        dst: super::SERVER,
-        ttl: 64,
-    };
-    let (verdict, _) = bench.send(Port::Lan, testing::udp(&v4, 6000, 53, b"v4"));
-    let Verdict::Forward { port: v4_port, .. } = verdict else {
-        panic!("{verdict:?}");
-    };
+    let v4_port = udp4(&mut bench);
     bench.router().set_uplink_up6(0, false);
     let failed = bench.router().fail_over6(0);
     assert_eq!(
@@ -560,8 +550,53 @@ fn an_uplink_whose_ipv6_fails_gives_its_ipv6_flows_up_and_keeps_its_ipv4_ones() 
         udp6(HOST6, SERVER6, (5001, 53), b"q"),
         Port::Wan(1),
     );
+    assert_eq!(udp4(&mut bench), v4_port);
+}
+
+/// Sends h1's IPv4 UDP datagram (port 6000 to the server's 53): the port
+/// it is forwarded to.
+fn udp4(bench: &mut Bench6) -> Port {
+    let v4 = testing::Addressing {
+        src_mac: HOST_MAC,
+        dst_mac: testing::LAN_MAC,
+        src: super::HOST,
+        dst: super::SERVER,
+        ttl: 64,
+    };
     let (verdict, _) = bench.send(Port::Lan, testing::udp(&v4, 6000, 53, b"v4"));
-    assert!(matches!(verdict, Verdict::Forward { port, .. } if port == v4_port));
+    let Verdict::Forward { port, .. } = verdict else {
+        panic!("{verdict:?}");
+    };
+    port
+}
+
+/// The other way round (an uplink whose IPv6 has probe targets of its
+/// own, its IPv4 failing): its IPv4 flows go, its IPv6 ones stay, and it
+/// stays up for IPv6.
+#[test]
+fn an_uplink_whose_ipv4_alone_fails_keeps_its_ipv6_flows() {
+    let mut bench = Bench6::new("prefix");
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5001, 53), b"q"),
+        Port::Wan(0),
+    );
+    let Port::Wan(v4_uplink) = udp4(&mut bench) else {
+        panic!("IPv4 to the LAN");
+    };
+    let router = bench.router();
+    router.set_uplink_up4(v4_uplink, false);
+    let failed = router.fail_over4(v4_uplink);
+    assert_eq!((failed.reset, failed.remapped), (0, 1), "the IPv4 UDP flow");
+    assert!(!router.uplink_up(v4_uplink) && router.uplink_up6(v4_uplink));
+    assert_eq!(router.ipv6_flow_count().0, 1, "IPv6 untouched");
+    assert_eq!(router.stats().table.flows, 0);
+    // The IPv6 flow goes on where it was.
+    bench.forward(
+        Port::Lan,
+        udp6(HOST6, SERVER6, (5001, 53), b"q"),
+        Port::Wan(0),
+    );
 }
 
 #[test]

@@ -314,3 +314,49 @@ fn forwards_take_ipv6_targets_on_masquerade_uplinks() {
         "not inside a LAN network",
     );
 }
+
+#[test]
+fn ipv6_probe_targets_parse_and_need_gateway6() {
+    let text = DUAL.replace(
+        "prefix6 = \"2001:db8:100::/56\"\n",
+        "prefix6 = \"2001:db8:100::/56\"\nprobe = [\"198.18.11.2\", \"2001:db8::1\", \"tcp://[2001:db8::1]:443\", \"dns://[2001:db8::1]/example.com\"]\n",
+    );
+    let config = ok(&text);
+    let v6: std::net::IpAddr = ip6("2001:db8::1").into();
+    assert_eq!(
+        config.wans[0].probe,
+        vec![
+            ProbeTarget::Icmp(ip("198.18.11.2").into()),
+            ProbeTarget::Icmp(v6),
+            ProbeTarget::Tcp("[2001:db8::1]:443".parse().unwrap()),
+            ProbeTarget::Dns {
+                server: v6,
+                name: "example.com".into()
+            },
+        ]
+    );
+    let shown: Vec<bool> = config.wans[0].probe.iter().map(|t| t.is_ipv6()).collect();
+    assert_eq!(shown, [false, true, true, true]);
+    assert!(config.to_string().contains(
+        "probes 198.18.11.2, 2001:db8::1, tcp://[2001:db8::1]:443, dns://[2001:db8::1]/example.com"
+    ));
+    // The same targets parse back from how they are shown.
+    for target in &config.wans[0].probe {
+        let again = DUAL.replace(
+            "prefix6 = \"2001:db8:100::/56\"\n",
+            &format!("prefix6 = \"2001:db8:100::/56\"\nprobe = \"{target}\"\n"),
+        );
+        assert_eq!(&ok(&again).wans[0].probe, std::slice::from_ref(target));
+    }
+    // An uplink without gateway6 cannot send IPv6 probes.
+    let text = BASE.replace(
+        "gateway = \"198.18.2.1\"\n",
+        "gateway = \"198.18.2.1\"\nprobe = [\"198.18.12.2\", \"tcp://[2001:db8::1]:443\"]\n",
+    );
+    assert_invalid(
+        &text,
+        "wan[2].probe[2]",
+        "tcp://[2001:db8::1]:443",
+        "IPv6 target, but this uplink has no gateway6",
+    );
+}

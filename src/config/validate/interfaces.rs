@@ -108,7 +108,7 @@ impl Validator<'_> {
         health: &Health,
         lan: &Lan,
     ) -> Result<Wan> {
-        Ok(Wan {
+        let wan = Wan {
             name: self.uplink_name(&w.name, &key("name"))?,
             interface: self.interface_name(&w.interface, &key("interface"))?,
             address: self.addr_or_auto(&w.address, &key("address"))?,
@@ -127,7 +127,34 @@ impl Validator<'_> {
             },
             health: self.health(w.health.as_ref(), &key("health"), health)?,
             ipv6: self.wan6(w, key, lan)?,
-        })
+        };
+        self.probes6_need_gateway6(w, &wan, key)?;
+        Ok(wan)
+    }
+
+    /// An IPv6 probe target goes to the uplink's IPv6 gateway, which it
+    /// must have.
+    fn probes6_need_gateway6(
+        &self,
+        w: &RawWan,
+        wan: &Wan,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let (Some(raw), None) = (&w.probe, &wan.ipv6) else {
+            return Ok(());
+        };
+        let items = OneOrList::items(raw, &key("probe"));
+        match items.iter().zip(&wan.probe).find(|(_, t)| t.is_ipv6()) {
+            Some((item, target)) => Err(self.err(
+                item.span.clone(),
+                &item.key,
+                format!(
+                    "{target} is an IPv6 target, but this uplink has no gateway6 \
+                     (IPv6 probes go out through its IPv6 gateway)"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// An uplink against the LAN and the uplinks before it: names,

@@ -2,7 +2,7 @@
 //! the key and the place in the file. Checks run in file-section order and
 //! the first problem found is reported.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -241,15 +241,16 @@ impl Validator<'_> {
         }
     }
 
-    /// A probe target: an address (ICMP echo), `tcp://ADDR:PORT` or
-    /// `dns://ADDR/NAME`.
+    /// A probe target: an address of either family (ICMP echo),
+    /// `tcp://ADDR:PORT` (`tcp://[V6]:PORT`) or `dns://ADDR/NAME`
+    /// (`dns://[V6]/NAME`).
     fn probe_target(&self, item: &Item<'_>) -> Result<ProbeTarget> {
         let Scalar::Str(s) = item.value else {
-            return self.addr_item(item).map(ProbeTarget::Icmp);
+            return self.addr_item(item).map(|a| ProbeTarget::Icmp(a.into()));
         };
         let err = |msg: String| self.err(item.span.clone(), &item.key, msg);
         if let Some(rest) = s.strip_prefix("tcp://") {
-            return match rest.parse::<SocketAddrV4>() {
+            return match rest.parse::<SocketAddr>() {
                 Ok(addr) if addr.port() != 0 => Ok(ProbeTarget::Tcp(addr)),
                 _ => Err(err(format!(
                     "{s:?} is not a TCP probe (\"tcp://ADDRESS:PORT\", like \"tcp://198.18.11.2:443\")"
@@ -267,7 +268,11 @@ impl Validator<'_> {
                             && l.bytes()
                                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                     });
-                Some((server.parse().ok()?, name.to_string())).filter(|_| labels_ok)
+                let server = match server.strip_prefix('[') {
+                    Some(v6) => IpAddr::V6(v6.strip_suffix(']')?.parse().ok()?),
+                    None => IpAddr::V4(server.parse().ok()?),
+                };
+                Some((server, name.to_string())).filter(|_| labels_ok)
             });
             return match parsed {
                 Some((server, name)) => Ok(ProbeTarget::Dns { server, name }),
@@ -276,7 +281,10 @@ impl Validator<'_> {
                 ))),
             };
         }
-        self.addr_item(item).map(ProbeTarget::Icmp)
+        match s.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => Ok(ProbeTarget::Icmp(v6.into())),
+            Err(_) => self.addr_item(item).map(|a| ProbeTarget::Icmp(a.into())),
+        }
     }
 }
 

@@ -57,6 +57,7 @@ fn history_is_bounded_and_a_removed_uplink_ages_out() {
             state: "down".into(),
             cause: crate::health::Cause::Probes,
             reason: String::new(),
+            family: None,
         });
     }
     assert_eq!(history.events.len(), EVENTS_KEPT);

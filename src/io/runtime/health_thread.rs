@@ -9,7 +9,15 @@
 //! the uplink's hook and is published to `xwan events`. After a reload the
 //! thread takes the new probe targets (opening or closing probe sockets) on
 //! its next round.
+//!
+//! Two monitors judge: one the uplinks as a whole (by their IPv4 targets,
+//! or their IPv6 ones when they have no IPv4 ones), one the IPv6 sides of
+//! the uplinks with targets of both families ([`judged_apart6`]). Such an
+//! uplink's IPv4 transitions touch IPv4 alone, and its IPv6 transitions
+//! IPv6 alone (the uplink monitor keeps the others' IPv6 in line with their
+//! one verdict).
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,9 +28,12 @@ use tracing::{info, warn};
 use super::fast_path::FastPath;
 use super::kernel_uplinks::KernelUplinks;
 use super::loaded_config::LoadedConfig;
-use crate::config::{Config, ProbeTarget, UplinkId};
+use crate::config::{Config, ProbeTarget, UplinkId, Wan};
 use crate::control::{Event, EventBus};
-use crate::health::{Monitor, Setup, TrafficTracker, Transition};
+use crate::health::{
+    judged_apart6, judged_by6, AdminState, Cause, HealthReport, Monitor, Setup, TrafficTracker,
+    Transition,
+};
 use crate::io::probe::{probe_id, FrameSocket, Origin, ProbeSocket};
 use crate::io::sync;
 use crate::io::system::Link;
@@ -37,27 +48,97 @@ const GATEWAY_GRACE: Duration = Duration::from_secs(3);
 /// How long a hook may run before it is killed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The monitor, shared with the control socket.
-pub type SharedMonitor = Arc<Mutex<Monitor>>;
+/// The monitors, shared with the control socket and the uplink monitor.
+pub type SharedMonitor = Arc<Mutex<Monitors>>;
 
-/// A new monitor for `config`: every uplink in its initial state, probing
+/// New monitors for `config`: every uplink in its initial state, probing
 /// its targets.
 pub fn monitor(config: &Config, epoch: Instant) -> SharedMonitor {
-    Arc::new(Mutex::new(Monitor::new(
-        Setup::all(config, &[]),
-        epoch.elapsed(),
-    )))
+    Arc::new(Mutex::new(Monitors::new(config, epoch.elapsed())))
+}
+
+/// The uplinks' health: each uplink's own verdict ([`Setup::all`]) and,
+/// apart, the IPv6 sides of the uplinks with targets of both families
+/// ([`Setup::all6`]).
+pub struct Monitors {
+    pub v4: Monitor,
+    pub v6: Monitor,
+}
+
+impl Monitors {
+    pub fn new(config: &Config, now: Duration) -> Monitors {
+        Monitors {
+            v4: Monitor::new(Setup::all(config, &[]), now),
+            v6: Monitor::new6(Setup::all6(config, &[]), now),
+        }
+    }
+
+    /// Whether the uplink is up (for IPv4, and for IPv6 unless judged apart).
+    pub fn is_up(&self, uplink: UplinkId) -> bool {
+        self.v4.is_up(uplink)
+    }
+
+    /// The IPv6 monitor's verdict on an uplink whose IPv6 side it judges;
+    /// None for the others (their IPv6 follows [`Monitors::is_up`]).
+    pub fn verdict6(&self, uplink: UplinkId) -> Option<bool> {
+        self.v6.probes(uplink).then(|| self.v6.is_up(uplink))
+    }
+
+    pub fn report(&self, uplink: UplinkId) -> HealthReport {
+        self.v4.report(uplink)
+    }
+
+    /// Why the uplink's IPv6 side is down, where the IPv6 monitor judges it.
+    pub fn cause6(&self, uplink: UplinkId) -> Option<Cause> {
+        self.v6
+            .probes(uplink)
+            .then(|| self.v6.report(uplink).cause)
+            .flatten()
+    }
+
+    /// An operator's override, of both families.
+    pub fn set_admin(
+        &mut self,
+        uplink: UplinkId,
+        admin: AdminState,
+        now: Duration,
+    ) -> Vec<Transition> {
+        let v6 = self.v6.set_admin(uplink, admin, now);
+        let v6 = v6.filter(|_| self.v6.probes(uplink));
+        self.v4
+            .set_admin(uplink, admin, now)
+            .into_iter()
+            .chain(v6)
+            .collect()
+    }
+
+    /// New settings and targets from a reloaded configuration (`removed`:
+    /// the uplinks a reload took out).
+    pub fn reconfigure(
+        &mut self,
+        config: &Config,
+        removed: &[bool],
+        now: Duration,
+    ) -> Vec<Transition> {
+        let mut transitions = self.v4.reconfigure(Setup::all(config, removed), now);
+        transitions.extend(self.v6.reconfigure(Setup::all6(config, removed), now));
+        transitions
+    }
 }
 
 struct Prober {
     socket: Option<ProbeSocket>,
-    /// The targets `socket` was opened for.
+    /// The targets `socket` was opened for (of both families).
     targets: Vec<ProbeTarget>,
     interface: String,
     ifindex: u32,
-    /// The uplink's MAC, address and probe id (the gateway's MAC is filled
-    /// in when a probe goes).
-    origin: Origin,
+    /// The uplink's MAC.
+    mac: [u8; 6],
+    /// The uplink's IPv4 address (its IPv6 one is read from the running
+    /// configuration as a probe goes).
+    src: Ipv4Addr,
+    /// The echo identifier and source port of its probes.
+    id: u16,
 }
 
 /// Everything the health thread needs.
@@ -115,31 +196,24 @@ impl StateChanges {
 
     /// Applies a transition to the router (failing over an uplink that went
     /// down, its RSTs sent to the LAN hosts), logs it, runs the hook and
-    /// publishes it to `xwan events`.
+    /// publishes it to `xwan events`. A transition of the IPv6 monitor
+    /// touches IPv6 alone; one of an uplink whose IPv6 side is judged apart
+    /// ([`judged_apart6`]), IPv4 alone; any other, both families.
     pub fn apply(&self, transition: &Transition) {
         let running = self.config.running();
         let Some(wan) = running.config.wans.get(usize::from(transition.uplink)) else {
             return;
         };
-        let name = wan.name.as_str();
-        self.router.set_uplink_up(transition.uplink, transition.up);
-        if transition.up {
-            info!(uplink = %name, reason = %transition.reason, "uplink up");
+        let family = if transition.ipv6 {
+            self.apply6(wan, transition);
+            Some("ipv6")
+        } else if judged_apart6(wan) {
+            self.apply4(wan, transition, true);
+            Some("ipv4")
         } else {
-            self.fast_path.sync(&self.router);
-            let failed = self.router.fail_over(transition.uplink);
-            self.fast_path.sync(&self.router);
-            let sent = self.send_resets(&failed.resets);
-            warn!(
-                uplink = %name,
-                reason = %transition.reason,
-                tcp_reset = failed.reset,
-                rst_sent = sent,
-                remapped = failed.remapped,
-                forwards_dropped = failed.forwards,
-                "uplink down"
-            );
-        }
+            self.apply4(wan, transition, false);
+            None
+        };
         let event = Event {
             time_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -149,11 +223,67 @@ impl StateChanges {
             state: if transition.up { "up" } else { "down" }.to_string(),
             cause: transition.cause,
             reason: transition.reason.clone(),
+            family: family.map(str::to_string),
         };
         if let Some(hook) = &wan.health.hook {
             run_hook(hook, &event);
         }
         self.events.publish(&event);
+    }
+
+    /// The uplink (IPv4 alone with `alone`) in or out of service.
+    fn apply4(&self, wan: &Wan, transition: &Transition, alone: bool) {
+        let (uplink, name) = (transition.uplink, wan.name.as_str());
+        let family = if alone { "ipv4" } else { "both" };
+        if alone {
+            self.router.set_uplink_up4(uplink, transition.up);
+        } else {
+            self.router.set_uplink_up(uplink, transition.up);
+        }
+        if transition.up {
+            info!(uplink = %name, family, reason = %transition.reason, "uplink up");
+            return;
+        }
+        self.fast_path.sync(&self.router);
+        let failed = if alone {
+            self.router.fail_over4(uplink)
+        } else {
+            self.router.fail_over(uplink)
+        };
+        self.fast_path.sync(&self.router);
+        let sent = self.send_resets(&failed.resets);
+        warn!(
+            uplink = %name,
+            family,
+            reason = %transition.reason,
+            tcp_reset = failed.reset,
+            rst_sent = sent,
+            remapped = failed.remapped,
+            forwards_dropped = failed.forwards,
+            "uplink down"
+        );
+    }
+
+    /// The uplink's IPv6 side in or out of service (the uplink monitor
+    /// takes it out again within a wake if that side does not resolve).
+    fn apply6(&self, wan: &Wan, transition: &Transition) {
+        let (uplink, name) = (transition.uplink, wan.name.as_str());
+        self.router.set_uplink_up6(uplink, transition.up);
+        if transition.up {
+            info!(uplink = %name, reason = %transition.reason, "IPv6 up");
+            return;
+        }
+        // IPv6 flows stay with the workers: no fast path to sync.
+        let failed = self.router.fail_over6(uplink);
+        let sent = self.send_resets(&failed.resets);
+        warn!(
+            uplink = %name,
+            reason = %transition.reason,
+            tcp_reset = failed.reset,
+            rst_sent = sent,
+            remapped = failed.remapped,
+            "IPv6 down"
+        );
     }
 
     /// Sends frames out the LAN interface; returns how many went.
@@ -178,10 +308,15 @@ impl StateChanges {
 
 /// Runs `hook` through `sh -c` with XWAN_UPLINK, XWAN_STATE (up or down),
 /// XWAN_CAUSE (one word: probes, loss, latency, traffic, link, admin,
-/// initial, reload), XWAN_REASON (in words) and XWAN_INTERFACE set, in a
-/// thread of its own; it is killed after [`HOOK_TIMEOUT`].
+/// initial, reload), XWAN_REASON (in words), XWAN_INTERFACE and, for a
+/// change of one family alone, XWAN_FAMILY (ipv4 or ipv6) set, in a thread
+/// of its own; it is killed after [`HOOK_TIMEOUT`].
 fn run_hook(hook: &str, event: &Event) {
-    let spawned = Command::new("sh")
+    let mut command = Command::new("sh");
+    if let Some(family) = &event.family {
+        command.env("XWAN_FAMILY", family);
+    }
+    let spawned = command
         .arg("-c")
         .arg(hook)
         .env("XWAN_UPLINK", &event.uplink)
@@ -250,12 +385,9 @@ impl HealthThread {
                 targets: Vec::new(),
                 interface: wan.interface.clone(),
                 ifindex: link.ifindex,
-                origin: Origin {
-                    src_mac: link.mac,
-                    dst_mac: [0; 6],
-                    src: wan.address,
-                    id: probe_id(running.config.nat.ports, id as UplinkId),
-                },
+                mac: link.mac,
+                src: wan.address,
+                id: probe_id(running.config.nat.ports, id as UplinkId),
             })
             .collect();
         let traffic = TrafficTracker::new(running.config.wans.len());
@@ -279,7 +411,7 @@ impl HealthThread {
     /// address as it is now.
     fn open_sockets(&mut self, config: &Config, removed: &[bool]) {
         for ((prober, wan), removed) in self.probers.iter_mut().zip(&config.wans).zip(removed) {
-            prober.origin.src = wan.address;
+            prober.src = wan.address;
             let probes = !wan.probe.is_empty() && !removed;
             if !probes {
                 prober.socket = None;
@@ -335,14 +467,18 @@ impl HealthThread {
     fn round(&mut self) {
         let now = self.epoch.elapsed();
         let stats = self.router.stats();
+        let running = self.config.running();
+        let wans = &running.config.wans;
         let mut transitions = Vec::new();
         let mut resets = Vec::new();
         let up: Vec<bool> = stats.uplinks.iter().map(|u| u.up).collect();
         let evidence = self.traffic.sample(&self.router.syn_counts(), &up, now);
         let probes = {
-            let mut monitor = sync::lock(&self.monitor);
-            monitor.traffic(&evidence, now);
+            let mut monitors = sync::lock(&self.monitor);
+            let Monitors { v4, v6 } = &mut *monitors;
+            v4.traffic(&evidence, now);
             for (id, prober) in self.probers.iter().enumerate() {
+                let uplink = id as UplinkId;
                 // An uplink with probes is judged by them (an unresolved gateway
                 // fails its rounds); one without is up while its link is up and,
                 // after a grace period to resolve it at start, its gateway resolves.
@@ -350,13 +486,27 @@ impl HealthThread {
                     || now < GATEWAY_GRACE
                     || stats.uplinks[id].gateway_mac.is_some();
                 let ok = self.kernel.usable(id) && gateway_ok;
-                transitions.extend(monitor.set_link(id as UplinkId, ok, now));
+                let wan = wans.get(id);
+                let fault6 = |wan| self.fault6(id, wan, gateway_mac6(&stats, id), now);
+                // An uplink judged by IPv6 targets alone needs its IPv6 side
+                // to send them.
+                let fault = match wan {
+                    _ if !ok => Some("link down or gateway unresolved"),
+                    Some(wan) if judged_by6(wan) => fault6(wan),
+                    _ => None,
+                };
+                transitions.extend(v4.set_link_because(uplink, fault, now));
+                if let (true, Some(wan)) = (v6.probes(uplink), wan) {
+                    transitions.extend(v6.set_link_because(uplink, fault6(wan), now));
+                }
                 if let Some(socket) = &prober.socket {
                     for reply in socket.recv() {
-                        if reply.id != prober.origin.id {
+                        if reply.id != prober.id {
                             continue;
                         }
-                        monitor.reply(id as UplinkId, reply.answer, reply.seq, now);
+                        // Each monitor takes the answers of its own targets.
+                        v4.reply(uplink, reply.answer, reply.seq, now);
+                        v6.reply(uplink, reply.answer, reply.seq, now);
                         if let (Some(ack), crate::health::Answer::Tcp(from)) =
                             (reply.syn_ack, reply.answer)
                         {
@@ -365,8 +515,11 @@ impl HealthThread {
                     }
                 }
             }
-            let (probes, judged) = monitor.tick(now);
+            let (mut probes, judged) = v4.tick(now);
             transitions.extend(judged);
+            let (probes6, judged6) = v6.tick(now);
+            probes.extend(probes6);
+            transitions.extend(judged6);
             probes
         };
         let frames = probes
@@ -379,19 +532,23 @@ impl HealthThread {
             );
         for (id, probe, reset) in frames {
             let prober = &self.probers[id];
-            let (Some(socket), Some(gateway)) = (&prober.socket, stats.uplinks[id].gateway_mac)
-            else {
-                continue;
+            let to = match (probe, reset) {
+                (Some(probe), _) => probe.target.addr(),
+                (None, Some((from, _))) => from.ip(),
+                (None, None) => continue,
             };
-            let origin = Origin {
-                dst_mac: gateway,
-                ..prober.origin
+            let (Some(socket), Some(origin)) = (
+                &prober.socket,
+                origin(prober, id, to.is_ipv6(), &stats, wans.get(id)),
+            ) else {
+                continue;
             };
             let frame = match (probe, reset) {
                 (Some(probe), _) => origin.probe_frame(&probe.target, probe.seq),
                 (None, Some((from, ack))) => origin.reset_frame(from, ack),
-                (None, None) => continue,
+                (None, None) => None,
             };
+            let Some(frame) = frame else { continue };
             if let Err(e) = socket.send(&frame) {
                 tracing::debug!(interface = %prober.interface, error = %e, "probe not sent");
             }
@@ -400,4 +557,64 @@ impl HealthThread {
             self.changes.apply(transition);
         }
     }
+
+    /// What keeps an uplink's IPv6 probes from going out (its IPv6 side is
+    /// then down, with these words), if anything: the link, no IPv6
+    /// address to send from, an unresolved IPv6 side, or (after
+    /// [`GATEWAY_GRACE`] at start) no MAC for the IPv6 gateway.
+    fn fault6(
+        &self,
+        id: usize,
+        wan: &Wan,
+        gateway_mac: Option<[u8; 6]>,
+        now: Duration,
+    ) -> Option<&'static str> {
+        if !self.kernel.usable(id) {
+            Some("link down")
+        } else if address6(wan).is_none() {
+            Some("no IPv6 address to send probes from (address6)")
+        } else if !self.kernel.usable6(id) {
+            Some("IPv6 side unresolved (gateway6, or the prefix nat6 needs)")
+        } else if gateway_mac.is_none() && now >= GATEWAY_GRACE {
+            Some("IPv6 gateway unresolved")
+        } else {
+            None
+        }
+    }
+}
+
+/// An uplink's IPv6 address as the running configuration has it now, if known.
+fn address6(wan: &Wan) -> Option<std::net::Ipv6Addr> {
+    wan.ipv6
+        .as_ref()
+        .map(|v6| v6.address)
+        .filter(|a| !a.is_unspecified())
+}
+
+/// The MAC of an uplink's IPv6 gateway, as the core has it.
+fn gateway_mac6(stats: &crate::router::Stats, id: usize) -> Option<[u8; 6]> {
+    stats.uplinks.get(id)?.ipv6.as_ref()?.gateway_mac
+}
+
+/// Where uplink `id`'s probes of one family go from: its address of that
+/// family and its gateway's MAC of that family (None while either is
+/// unknown: the probe is not sent, and its round fails).
+fn origin(
+    prober: &Prober,
+    id: usize,
+    ipv6: bool,
+    stats: &crate::router::Stats,
+    wan: Option<&Wan>,
+) -> Option<Origin> {
+    let (src, dst_mac) = if ipv6 {
+        (IpAddr::V6(address6(wan?)?), gateway_mac6(stats, id)?)
+    } else {
+        (IpAddr::V4(prober.src), stats.uplinks.get(id)?.gateway_mac?)
+    };
+    Some(Origin {
+        src_mac: prober.mac,
+        dst_mac,
+        src,
+        id: prober.id,
+    })
 }

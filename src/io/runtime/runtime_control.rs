@@ -39,7 +39,6 @@ use crate::control::protocol::{
     AdminState, FlowReport, Reply, Request, StatusReport, UplinkControl,
 };
 use crate::control::{Event, Handler};
-use crate::health::Setup;
 use crate::io::features::FeatureLine;
 use crate::io::sync;
 use crate::router::Router;
@@ -102,6 +101,7 @@ impl RuntimeControl {
                 UplinkControl {
                     admin: report.admin,
                     cause: report.cause,
+                    cause6: monitor.cause6(id as UplinkId),
                     since_s: now.saturating_sub(report.since).as_secs(),
                     rtt_ms: report.rtt_ms,
                     loss: report.loss,
@@ -261,8 +261,8 @@ impl RuntimeControl {
             Err(reply) => return reply,
         };
         let now = self.parts.epoch.elapsed();
-        let transition = sync::lock(&self.parts.monitor).set_admin(id, state, now);
-        if let Some(transition) = &transition {
+        let transitions = sync::lock(&self.parts.monitor).set_admin(id, state, now);
+        for transition in &transitions {
             self.parts.changes.apply(transition);
         }
         let up = sync::lock(&self.parts.monitor).is_up(id);
@@ -357,7 +357,7 @@ impl RuntimeControl {
         let now = self.parts.epoch.elapsed();
         let transitions = {
             let mut monitor = sync::lock(&self.parts.monitor);
-            let mut transitions = monitor.reconfigure(Setup::all(config, &plan.next.removed), now);
+            let mut transitions = monitor.reconfigure(config, &plan.next.removed, now);
             for id in &plan.removed {
                 transitions.extend(monitor.set_admin(*id, AdminState::Down, now));
             }
@@ -449,6 +449,13 @@ impl RuntimeControl {
         let failed = self.parts.router.fail_over6(uplink);
         let sent = self.parts.changes.send_resets(&failed.resets);
         (failed.reset, sent, failed.remapped)
+    }
+
+    /// The IPv6 health verdict on an uplink whose IPv6 side has probe
+    /// targets of its own; None for the others (their IPv6 follows the
+    /// uplink's one verdict).
+    pub(super) fn verdict6(&self, uplink: UplinkId) -> Option<bool> {
+        sync::lock(&self.parts.monitor).verdict6(uplink)
     }
 
     /// An uplink's IPv6 side as the kernel has it now: a new address or

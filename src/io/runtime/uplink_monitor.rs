@@ -13,11 +13,13 @@
 //!   which also follow the uplinks' health.
 //!
 //! On every wake it also keeps each uplink's IPv6 service in line: an uplink
-//! the health thread has up is up for IPv6 only while its IPv6 side
-//! resolves ([`KernelUplinks::usable6`]: a gateway, and the address or
-//! prefix its `nat6` needs) and, after [`GATEWAY6_GRACE`] at start, the core
-//! has its IPv6 gateway's MAC; otherwise it is taken out of IPv6 service
-//! alone ([`Router::set_uplink_up6`]), IPv4 going on.
+//! is up for IPv6 while its IPv6 health says so (the IPv6 monitor's verdict
+//! where the uplink has IPv6 probe targets of its own, else the uplink's
+//! one verdict), its IPv6 side resolves ([`KernelUplinks::usable6`]: a
+//! gateway, and the address or prefix its `nat6` needs) and, after
+//! [`GATEWAY6_GRACE`] at start, the core has its IPv6 gateway's MAC;
+//! otherwise it is taken out of IPv6 service alone
+//! ([`Router::set_uplink_up6`]), IPv4 going on.
 //!
 //! A neighbour event, or [`NEIGHBOUR_ROUND`] without one, runs a round of
 //! the neighbour table ([`NeighbourThread`]: gateway and LAN host MACs, and
@@ -114,10 +116,10 @@ impl UplinkMonitor {
         }
     }
 
-    /// Takes an uplink whose IPv6 side does not resolve out of IPv6 service
-    /// (and puts it back once it does), without touching IPv4: the health
-    /// thread's transitions set both families, this corrects IPv6 within a
-    /// wake.
+    /// Takes an uplink whose IPv6 side is unhealthy or does not resolve
+    /// out of IPv6 service (and puts it back once it is well), without
+    /// touching IPv4: the health thread's transitions set both families (or
+    /// IPv6 alone, from its IPv6 monitor), this corrects IPv6 within a wake.
     fn follow_ipv6(&self, running: &RunningConfig) {
         if running.config.lan.networks6.is_empty() {
             // The core forwards no IPv6.
@@ -128,10 +130,9 @@ impl UplinkMonitor {
             let Some(v6) = &wan.ipv6 else { continue };
             let uplink = id as UplinkId;
             let mac = grace || self.neighbours.gateway6_resolved(id);
-            let want = !running.removed[id]
-                && self.router.uplink_up(uplink)
-                && self.uplinks.usable6(id)
-                && mac;
+            let verdict6 = self.runtime.verdict6(uplink);
+            let healthy = verdict6.unwrap_or_else(|| self.router.uplink_up(uplink));
+            let want = !running.removed[id] && healthy && self.uplinks.usable6(id) && mac;
             let was = self.router.uplink_up6(uplink);
             if want == was {
                 continue;
@@ -144,7 +145,7 @@ impl UplinkMonitor {
                     let (reset, sent, remapped) = self.runtime.fail_over6(uplink);
                     info!(
                         uplink = %wan.name,
-                        reason = why_down6(v6, mac),
+                        reason = why_down6(v6, mac, verdict6),
                         tcp_reset = reset,
                         rst_sent = sent,
                         remapped,
@@ -157,8 +158,9 @@ impl UplinkMonitor {
     }
 }
 
-/// Why an uplink whose IPv6 side was judged is out of IPv6 service.
-fn why_down6(v6: &Wan6, gateway_mac: bool) -> &'static str {
+/// Why an uplink whose IPv6 side was judged is out of IPv6 service
+/// (`verdict6`: its IPv6 health verdict, where it has IPv6 targets).
+fn why_down6(v6: &Wan6, gateway_mac: bool, verdict6: Option<bool>) -> &'static str {
     if v6.gateway.is_unspecified() {
         "no IPv6 default route"
     } else if v6.nat == Nat6::Masquerade && v6.address.is_unspecified() {
@@ -167,6 +169,8 @@ fn why_down6(v6: &Wan6, gateway_mac: bool) -> &'static str {
         "prefix6 unresolved"
     } else if !gateway_mac {
         "IPv6 gateway unresolved"
+    } else if verdict6 == Some(false) {
+        "IPv6 probes down"
     } else {
         "uplink down"
     }
@@ -187,23 +191,24 @@ mod tests {
             prefix_auto: false,
             nat: Nat6::Masquerade,
         };
-        assert_eq!(why_down6(&resolved, false), "IPv6 gateway unresolved");
-        assert_eq!(why_down6(&resolved, true), "uplink down");
+        assert_eq!(why_down6(&resolved, false, None), "IPv6 gateway unresolved");
+        assert_eq!(why_down6(&resolved, true, None), "uplink down");
+        assert_eq!(why_down6(&resolved, true, Some(false)), "IPv6 probes down");
         let no_route = Wan6 {
             gateway: std::net::Ipv6Addr::UNSPECIFIED,
             ..resolved.clone()
         };
-        assert_eq!(why_down6(&no_route, true), "no IPv6 default route");
+        assert_eq!(why_down6(&no_route, true, None), "no IPv6 default route");
         let no_address = Wan6 {
             address: std::net::Ipv6Addr::UNSPECIFIED,
             ..resolved.clone()
         };
-        assert_eq!(why_down6(&no_address, true), "no global IPv6 address");
+        assert_eq!(why_down6(&no_address, true, None), "no global IPv6 address");
         let no_prefix = Wan6 {
             nat: Nat6::Prefix,
             prefix_auto: true,
             ..resolved
         };
-        assert_eq!(why_down6(&no_prefix, true), "prefix6 unresolved");
+        assert_eq!(why_down6(&no_prefix, true, None), "prefix6 unresolved");
     }
 }

@@ -56,6 +56,10 @@ unsafe impl Plain for libc::tpacket_stats {}
 unsafe impl Plain for libc::xdp_options {}
 // SAFETY: integers and a byte array.
 unsafe impl Plain for libc::sockaddr_ll {}
+// SAFETY: integers and a byte array (the address).
+unsafe impl Plain for libc::sockaddr_in6 {}
+// SAFETY: an array of integers (`struct icmp6_filter`).
+unsafe impl Plain for [u32; 8] {}
 // SAFETY: integers and raw pointers (null when zero).
 unsafe impl Plain for libc::msghdr {}
 // SAFETY: an array of words.

@@ -148,6 +148,31 @@ pub fn recv(fd: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result
     check_len(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) })
 }
 
+/// Receives into `buf` on an AF_INET6 socket: the number of bytes received
+/// and the address they came from (a raw IPv6 socket's packets carry no
+/// IPv6 header).
+pub fn recv_from6(
+    fd: &impl AsRawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, std::net::Ipv6Addr)> {
+    let mut from: libc::sockaddr_in6 = zeroed();
+    let mut len = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    // SAFETY: buf is valid for writes of its length, and from for writes of
+    // len bytes (its size), for the call.
+    let n = check_len(unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut from as *mut libc::sockaddr_in6).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n, std::net::Ipv6Addr::from(from.sin6_addr.s6_addr)))
+}
+
 /// Receives up to `hdrs.len()` messages (`recvmmsg`); how many arrived.
 ///
 /// # Safety
