@@ -9,8 +9,8 @@
 //!       target/release/deps/core_count-* CASE N
 //!
 //! CASE: `established` (a LAN->WAN packet and its WAN->LAN reply of one
-//! flow, 10 k flows in the table) or `new_flow` (a TCP SYN opening a flow,
-//! 10 k flows in the table). Every frame must be forwarded. Without
+//! flow, 10 k flows in the table), `established6` (the same for IPv6) or
+//! `new_flow` (a TCP SYN opening a flow, 10 k flows in the table). Every frame must be forwarded. Without
 //! arguments (as `cargo test` runs it), a short run of both cases.
 
 use std::hint::black_box;
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use xwan::router::{Port, Verdict};
 
 mod setup;
-use setup::{lan_udp, new_syn, Setup};
+use setup::{lan_udp, lan_udp6, new_syn, Setup};
 
 const FLOWS: u32 = 10_000;
 
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         // `cargo test` runs benches with no arguments (or harness flags): a
         // short run of both cases, checking that every frame is forwarded.
         _ if args.iter().all(|a| a.starts_with("--")) => {
-            if run("established", SMOKE) && run("new_flow", SMOKE) {
+            if run("established", SMOKE) && run("established6", SMOKE) && run("new_flow", SMOKE) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -49,14 +49,21 @@ const SMOKE: u32 = 100;
 /// Runs `n` iterations of `case`; false for an unknown case, and panics if
 /// a frame is not forwarded (the work counted would not be the fast path).
 fn run(case: &str, n: u32) -> bool {
-    let mut setup = Setup::new(FLOWS);
     match case {
         "established" => {
+            let mut setup = Setup::new(FLOWS);
             let out = lan_udp(FLOWS - 1);
             let (port, reply) = setup.reply(FLOWS - 1);
             measure_established(&mut setup, &out, port, &reply, n);
         }
+        "established6" => {
+            let mut setup = Setup::new6(FLOWS, 0);
+            let out = lan_udp6(FLOWS - 1);
+            let (port, reply) = setup.reply6(FLOWS - 1);
+            measure_established(&mut setup, &out, port, &reply, n);
+        }
         "new_flow" => {
+            let mut setup = Setup::new(FLOWS);
             let mut frames: Vec<Vec<u8>> = (1..=n).map(new_syn).collect();
             measure_new_flow(&mut setup, &mut frames);
         }
@@ -90,6 +97,6 @@ fn measure_new_flow(setup: &mut Setup, frames: &mut [Vec<u8>]) {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: core_count established|new_flow ITERATIONS");
+    eprintln!("usage: core_count established|established6|new_flow ITERATIONS");
     ExitCode::FAILURE
 }
