@@ -23,7 +23,7 @@ use std::thread;
 
 use support::{
     config_toml_dual, exchange, ip6_of, pattern, RouterMode, Testbed, TxOffload, HOST1_6, SERVER1,
-    SERVER1_6, WAN1, WAN2, WAN2_6,
+    SERVER1_6, WAN1, WAN1_6, WAN2, WAN2_6,
 };
 
 /// h1 (fd00:50::a) as the server sees it through isp1: the LAN's /64 maps
@@ -775,4 +775,65 @@ fn forward6_scenario(mode: RouterMode) {
             "connection {i} differs"
         );
     }
+}
+
+/// The router's own IPv6 traffic follows `[local]` as its IPv4 traffic
+/// does: a service on the router answers through each WAN it is reached by
+/// (isp2 too, though the kernel's only IPv6 default route is isp1's), and
+/// its own connections leave by `[local] uplink`, by the other uplink while
+/// that one is down; no rule is left behind.
+#[test]
+fn packet_router_own_ipv6_traffic_follows_local() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    use xwan::control::{self, AdminState, Request};
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = format!(
+        "{}\n[local]\nuplink = \"isp2\"\n",
+        config_toml_dual([1, 1], &tb.path("xwan.sock"))
+    );
+    tb.start_router(RouterMode::XwanPacket, &config);
+    let service = tb
+        .in_ns("rtr", || std::net::TcpListener::bind("[::]:7000"))
+        .expect("listen on the router");
+    thread::spawn(move || {
+        for conn in service.incoming().take(2) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4];
+            if conn.read_exact(&mut buf).is_ok() {
+                let _ = conn.write_all(&buf);
+            }
+        }
+    });
+    for wan in [WAN1_6, WAN2_6] {
+        let mut stream = tb
+            .connect_tcp6("inet", SocketAddrV6::new(wan, 7000, 0, 0))
+            .unwrap_or_else(|e| panic!("the router's service through {wan}: {e}"));
+        stream.write_all(b"ping").expect("send");
+        let mut buf = [0u8; 4];
+        stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("no answer through {wan}: {e}"));
+        assert_eq!(&buf, b"ping");
+    }
+    let server = SocketAddrV6::new(SERVER1_6, 5400, 0, 0);
+    let listener = tb.listen_tcp6("inet", server);
+    let own = |tb: &Testbed| {
+        let _client = tb.connect_tcp6("rtr", server).expect("the router connects");
+        listener.accept().1.ip()
+    };
+    assert_eq!(own(&tb), IpAddr::V6(WAN2_6), "[local] uplink = isp2");
+    let down = Request::Uplink {
+        name: "isp2".into(),
+        state: AdminState::Down,
+    };
+    control::request(&tb.path("xwan.sock"), &down).expect("isp2 down");
+    assert!(
+        support::poll(Duration::from_secs(3), || own(&tb) == IpAddr::V6(WAN1_6)),
+        "the router's own IPv6 connections did not fail over"
+    );
+    tb.stop_xwan();
+    let rules = tb.exec_ok("rtr", &["ip", "-6", "-d", "rule", "show"]);
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("proto 88"), "rules left:\n{rules}");
 }

@@ -23,7 +23,7 @@
 //! health change, and removed at exit; a start also removes whatever a
 //! crashed xwan left (`ip rule show proto 88`, `ip route show table all proto 88`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracing::{info, warn};
 
@@ -40,21 +40,33 @@ const PREF_FROM: u32 = 1001;
 const PREF_RULES: u32 = 1100;
 const PREF_LOCAL: u32 = 1200;
 
-/// What xwan's routing tables and rules say, to rewrite only what changed.
+/// What xwan's routing tables and rules say for one family, to rewrite only
+/// what changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Wanted {
     /// Per uplink: its address, if it has one.
-    addresses: Vec<Option<Ipv4Addr>>,
+    addresses: Vec<Option<IpAddr>>,
     /// Per uplink: (gateway, ifindex) of its table's default route.
-    tables: Vec<Option<(Ipv4Addr, u32)>>,
+    tables: Vec<Option<(IpAddr, u32)>>,
     /// The next hops of the router's own connections: (gateway, ifindex, weight).
     local: Vec<Hop>,
-    /// The same for each `[[local.rule]]`.
+    /// The same for each `[[local.rule]]` (for IPv6, those without a
+    /// destination prefix: the others match IPv4 alone).
     rules: Vec<Vec<Hop>>,
 }
 
 /// A next hop: (gateway, ifindex, weight).
-type Hop = (Ipv4Addr, u32, u32);
+type Hop = (IpAddr, u32, u32);
+
+/// One uplink as the routes of one family see it: its address, its gateway
+/// (both known), its weight and priority, in service or not.
+struct UplinkRoute {
+    address: Option<IpAddr>,
+    gateway: Option<IpAddr>,
+    weight: u32,
+    priority: u32,
+    up: bool,
+}
 
 /// xwan's routing tables and rules; removed when dropped.
 pub(super) struct LocalRoutes {
@@ -63,7 +75,8 @@ pub(super) struct LocalRoutes {
     /// `[[local.rule]]`s: their kernel selectors (one per prefix and port range).
     rules: Vec<Vec<LocalMatch>>,
     ifindexes: Vec<u32>,
-    written: Wanted,
+    /// IPv4, then IPv6 (empty without IPv6 in the configuration).
+    written: [Wanted; 2],
 }
 
 impl LocalRoutes {
@@ -81,7 +94,7 @@ impl LocalRoutes {
             uplinks: config.wans.len(),
             rules: config.local.rules.iter().map(selectors).collect(),
             ifindexes,
-            written: Wanted::default(),
+            written: Default::default(),
         };
         let (rules, tables) = routes.clear()?;
         if rules + tables > 0 {
@@ -113,9 +126,36 @@ impl LocalRoutes {
     }
 
     /// Brings the tables and rules to `config` (addresses and gateways as
-    /// resolved now) and `up` (per uplink id: in service).
-    pub(super) fn update(&mut self, config: &Config, up: &[bool]) {
-        let wanted = self.wanted(config, up);
+    /// resolved now), `up` and `up6` (per uplink id: in service for IPv4,
+    /// for IPv6).
+    pub(super) fn update(&mut self, config: &Config, up: &[bool], up6: &[bool]) {
+        let v4 = config.wans.iter().enumerate().map(|(id, w)| UplinkRoute {
+            address: (!w.address.is_unspecified()).then_some(w.address.into()),
+            gateway: w.resolved().then_some(w.gateway.into()),
+            weight: w.weight,
+            priority: w.priority,
+            up: up.get(id).copied().unwrap_or(false),
+        });
+        let v6 = config.wans.iter().enumerate().map(|(id, w)| {
+            let known = |a: Ipv6Addr| (!a.is_unspecified()).then_some(IpAddr::V6(a));
+            let v6 = w.ipv6.as_ref();
+            UplinkRoute {
+                address: v6.and_then(|v6| known(v6.address)),
+                gateway: v6.and_then(|v6| known(v6.gateway)),
+                weight: w.weight,
+                priority: w.priority,
+                up: up6.get(id).copied().unwrap_or(false),
+            }
+        });
+        let has6 = !config.lan.networks6.is_empty() || config.wans.iter().any(|w| w.ipv6.is_some());
+        let wanted = [
+            self.wanted(config, &v4.collect::<Vec<_>>(), false),
+            if has6 {
+                self.wanted(config, &v6.collect::<Vec<_>>(), true)
+            } else {
+                Wanted::default()
+            },
+        ];
         if wanted == self.written {
             return;
         }
@@ -123,21 +163,22 @@ impl LocalRoutes {
             Ok(()) => self.written = wanted,
             Err(e) => {
                 warn!(error = %e, "routes of the router's own traffic not updated");
-                self.written = Wanted::default();
+                self.written = Default::default();
             }
         }
     }
 
-    fn wanted(&self, config: &Config, up: &[bool]) -> Wanted {
-        let usable = |id: usize| {
-            let wan = &config.wans[id];
-            wan.resolved() && up.get(id).copied().unwrap_or(false)
-        };
+    fn wanted(&self, config: &Config, sides: &[UplinkRoute], v6: bool) -> Wanted {
+        let usable = |id: usize| sides[id].gateway.is_some() && sides[id].up;
         let hop = |id: usize| {
-            let wan = &config.wans[id];
-            (wan.gateway, self.ifindexes[id], wan.weight)
+            let side = &sides[id];
+            (
+                side.gateway.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                self.ifindexes[id],
+                side.weight,
+            )
         };
-        let priorities: Vec<u32> = config.wans.iter().map(|w| w.priority).collect();
+        let priorities: Vec<u32> = sides.iter().map(|s| s.priority).collect();
         let tier = best_tier(&priorities, usable);
         let hops = |choice: LocalUplink| -> Vec<Hop> {
             match choice {
@@ -147,60 +188,78 @@ impl LocalRoutes {
             }
         };
         Wanted {
-            addresses: config
-                .wans
-                .iter()
-                .map(|w| (!w.address.is_unspecified()).then_some(w.address))
-                .collect(),
-            tables: config
-                .wans
+            addresses: sides.iter().map(|s| s.address).collect(),
+            tables: sides
                 .iter()
                 .zip(&self.ifindexes)
-                .map(|(w, &ifindex)| w.resolved().then_some((w.gateway, ifindex)))
+                .map(|(s, &ifindex)| s.gateway.map(|gw| (gw, ifindex)))
                 .collect(),
             local: hops(config.local.uplink),
-            rules: config.local.rules.iter().map(|r| hops(r.uplink)).collect(),
+            rules: (config.local.rules.iter())
+                .map(|r| {
+                    if v6 && !r.dst.is_empty() {
+                        Vec::new()
+                    } else {
+                        hops(r.uplink)
+                    }
+                })
+                .collect(),
         }
     }
 
-    fn write(&self, wanted: &Wanted) -> Result<(), SystemError> {
-        for (id, table) in wanted.tables.iter().enumerate() {
-            if self.written.tables.get(id) != Some(table) {
-                let hops: Vec<_> = table
-                    .iter()
-                    .map(|&(gw, ifindex)| (gw, ifindex, 1))
-                    .collect();
-                rtnetlink::replace_default(self.table + id as u32, &hops)?;
+    fn write(&self, wanted: &[Wanted; 2]) -> Result<(), SystemError> {
+        for (family, (wanted, written)) in wanted.iter().zip(&self.written).enumerate() {
+            let v6 = family == 1;
+            for (id, table) in wanted.tables.iter().enumerate() {
+                if written.tables.get(id) != Some(table) {
+                    let hops: Vec<_> = table
+                        .iter()
+                        .map(|&(gw, ifindex)| (gw, ifindex, 1))
+                        .collect();
+                    rtnetlink::replace_default(self.table + id as u32, v6, &hops)?;
+                }
+            }
+            if written.local != wanted.local {
+                rtnetlink::replace_default(self.local_table(), v6, &wanted.local)?;
+                info!(next_hops = ?wanted.local, ipv6 = v6, "the router's own connections: new route");
+            }
+            for (i, hops) in wanted.rules.iter().enumerate() {
+                if written.rules.get(i) != Some(hops) {
+                    rtnetlink::replace_default(self.rule_table(i), v6, hops)?;
+                }
             }
         }
-        if self.written.local != wanted.local {
-            rtnetlink::replace_default(self.local_table(), &wanted.local)?;
-            info!(next_hops = ?wanted.local, "the router's own connections: new route");
-        }
-        for (i, hops) in wanted.rules.iter().enumerate() {
-            if self.written.rules.get(i) != Some(hops) {
-                rtnetlink::replace_default(self.rule_table(i), hops)?;
-            }
-        }
-        if self.written.addresses != wanted.addresses {
+        let addresses = |w: &[Wanted; 2]| [w[0].addresses.clone(), w[1].addresses.clone()];
+        if addresses(&self.written) != addresses(wanted) || self.written == <[Wanted; 2]>::default()
+        {
             rtnetlink::remove_rules()?;
-            rtnetlink::add_rule(PREF_MAIN, &RuleMatch::MainWithoutDefault, 0)?;
-            for (id, address) in wanted.addresses.iter().enumerate() {
-                if let Some(address) = address {
-                    let rule = RuleMatch::From(*address);
-                    rtnetlink::add_rule(PREF_FROM + id as u32, &rule, self.table + id as u32)?;
-                }
+            self.add_rules(&wanted[0], false)?;
+            if wanted[1] != Wanted::default() {
+                self.add_rules(&wanted[1], true)?;
             }
-            for (i, selectors) in self.rules.iter().enumerate() {
-                for only in selectors {
-                    let rule = RuleMatch::Local(only.clone());
-                    rtnetlink::add_rule(PREF_RULES + i as u32, &rule, self.rule_table(i))?;
-                }
-            }
-            let everything = RuleMatch::Local(LocalMatch::default());
-            rtnetlink::add_rule(PREF_LOCAL, &everything, self.local_table())?;
         }
         Ok(())
+    }
+
+    /// One family's rules: the main table without its default, `from` each
+    /// uplink's address, the `[[local.rule]]`s (for IPv6, those without a
+    /// destination prefix), then the router's other connections.
+    fn add_rules(&self, wanted: &Wanted, v6: bool) -> Result<(), SystemError> {
+        rtnetlink::add_rule(PREF_MAIN, &RuleMatch::MainWithoutDefault, 0, v6)?;
+        for (id, address) in wanted.addresses.iter().enumerate() {
+            if let Some(address) = address {
+                let rule = RuleMatch::From(*address);
+                rtnetlink::add_rule(PREF_FROM + id as u32, &rule, self.table + id as u32, v6)?;
+            }
+        }
+        for (i, selectors) in self.rules.iter().enumerate() {
+            for only in selectors.iter().filter(|only| !v6 || only.dst.is_none()) {
+                let rule = RuleMatch::Local(only.clone());
+                rtnetlink::add_rule(PREF_RULES + i as u32, &rule, self.rule_table(i), v6)?;
+            }
+        }
+        let everything = RuleMatch::Local(LocalMatch::default());
+        rtnetlink::add_rule(PREF_LOCAL, &everything, self.local_table(), v6)
     }
 }
 

@@ -109,10 +109,14 @@ impl UplinkMonitor {
     fn follow_health(&mut self, running: &RunningConfig) {
         self.follow_ipv6(running);
         if let Some(local) = &mut self.local {
-            let up: Vec<bool> = (0..running.config.wans.len())
-                .map(|id| !running.removed[id] && self.router.uplink_up(id as UplinkId))
-                .collect();
-            local.update(&running.config, &up);
+            let in_service = |up: &dyn Fn(UplinkId) -> bool| -> Vec<bool> {
+                (0..running.config.wans.len())
+                    .map(|id| !running.removed[id] && up(id as UplinkId))
+                    .collect()
+            };
+            let up = in_service(&|id| self.router.uplink_up(id));
+            let up6 = in_service(&|id| self.router.uplink_up6(id));
+            local.update(&running.config, &up, &up6);
         }
     }
 

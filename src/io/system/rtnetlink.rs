@@ -568,8 +568,8 @@ fn classify(data: &[u8], changes: &mut Changes) {
 /// A route or rule selector of xwan's: which packets a rule sends to a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleMatch {
-    /// `from ADDR`
-    From(Ipv4Addr),
+    /// `from ADDR` (either family)
+    From(IpAddr),
     /// `iif lo`: the router's own packets, optionally only those to a
     /// prefix, of a protocol, to a port range.
     Local(LocalMatch),
@@ -590,9 +590,17 @@ pub struct LocalMatch {
 }
 
 /// `ip rule add pref PRIORITY SELECTOR lookup TABLE proto 88`.
-pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), SystemError> {
+///
+/// An IPv6 rule with `v6` (a `from` rule takes its address's family; a
+/// `Local` rule for IPv6 matches on `iif lo` alone, its prefix being IPv4).
+pub fn add_rule(
+    priority: u32,
+    selector: &RuleMatch,
+    table: u32,
+    v6: bool,
+) -> Result<(), SystemError> {
     let mut rule = RuleMessage::default();
-    rule.header.family = AddressFamily::Inet;
+    rule.header.family = family(v6);
     rule.header.action = RuleAction::ToTable;
     rule.attributes = vec![
         RuleAttribute::Priority(priority),
@@ -600,14 +608,14 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
     ];
     match selector {
         RuleMatch::From(addr) => {
-            rule.header.src_len = 32;
-            rule.attributes
-                .push(RuleAttribute::Source(IpAddr::V4(*addr)));
+            rule.header.family = family(addr.is_ipv6());
+            rule.header.src_len = if addr.is_ipv6() { 128 } else { 32 };
+            rule.attributes.push(RuleAttribute::Source(*addr));
             rule.attributes.push(RuleAttribute::Table(table));
         }
         RuleMatch::Local(only) => {
             rule.attributes.push(RuleAttribute::Iifname("lo".into()));
-            if let Some(dst) = only.dst {
+            if let Some(dst) = only.dst.filter(|_| !v6) {
                 rule.header.dst_len = dst.prefix_len();
                 rule.attributes
                     .push(RuleAttribute::Destination(IpAddr::V4(dst.network())));
@@ -615,6 +623,9 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
             let protocol = match only.proto {
                 Some(Proto::Tcp) => Some(IpProtocol::Tcp),
                 Some(Proto::Udp) => Some(IpProtocol::Udp),
+                Some(Proto::Icmp) if v6 => {
+                    Some(IpProtocol::Other(i32::from(crate::packet::PROTO_ICMPV6)))
+                }
                 Some(Proto::Icmp) => Some(IpProtocol::Icmp),
                 Some(Proto::Any) | None => None,
             };
@@ -637,10 +648,26 @@ pub fn add_rule(priority: u32, selector: &RuleMatch, table: u32) -> Result<(), S
     request(RouteNetlinkMessage::NewRule(rule), NLM_F_ACK | NLM_F_CREATE).map(drop)
 }
 
-/// Removes every IPv4 rule tagged [`XWAN_PROTOCOL`]; returns how many.
+/// The rtnetlink family of IPv6 (`v6`) or IPv4.
+fn family(v6: bool) -> AddressFamily {
+    if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    }
+}
+
+/// Removes every rule tagged [`XWAN_PROTOCOL`], of both families; returns
+/// how many. A kernel without IPv6 refuses the IPv6 dump: none to remove.
 pub fn remove_rules() -> Result<usize, SystemError> {
+    let mut removed = remove_rules_of(false)?;
+    removed += remove_rules_of(true).unwrap_or(0);
+    Ok(removed)
+}
+
+fn remove_rules_of(v6: bool) -> Result<usize, SystemError> {
     let mut dump = RuleMessage::default();
-    dump.header.family = AddressFamily::Inet;
+    dump.header.family = family(v6);
     let rules = request(RouteNetlinkMessage::GetRule(dump), NLM_F_DUMP)?;
     let mut removed = 0;
     for message in rules {
@@ -662,16 +689,25 @@ pub fn remove_rules() -> Result<usize, SystemError> {
 
 /// `ip route replace default table TABLE proto 88` through the next hops
 /// given as (gateway, ifindex, weight): one is a plain route, more a
-/// multipath one.
-pub fn replace_default(table: u32, hops: &[(Ipv4Addr, u32, u32)]) -> Result<(), SystemError> {
+/// multipath one; of the family `v6` says (the gateways are of it), none
+/// removing that family's.
+pub fn replace_default(
+    table: u32,
+    v6: bool,
+    hops: &[(IpAddr, u32, u32)],
+) -> Result<(), SystemError> {
     use netlink_packet_route::route::RouteNextHop;
-    let mut route = route_in(table);
+    let mut route = route_in(table, v6);
+    let address = |gateway: &IpAddr| match gateway {
+        IpAddr::V4(a) => RouteAddress::Inet(*a),
+        IpAddr::V6(a) => RouteAddress::Inet6(*a),
+    };
     match hops {
-        [] => return remove_routes(table).map(drop),
+        [] => return remove_routes_of(table, v6).map(drop),
         [(gateway, ifindex, _)] => {
             route
                 .attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(*gateway)));
+                .push(RouteAttribute::Gateway(address(gateway)));
             route.attributes.push(RouteAttribute::Oif(*ifindex));
         }
         many => {
@@ -681,7 +717,7 @@ pub fn replace_default(table: u32, hops: &[(Ipv4Addr, u32, u32)]) -> Result<(), 
                     let mut hop = RouteNextHop::default();
                     hop.interface_index = *ifindex;
                     hop.hops = weight.clamp(&1, &256).saturating_sub(1) as u8;
-                    hop.attributes = vec![RouteAttribute::Gateway(RouteAddress::Inet(*gateway))];
+                    hop.attributes = vec![RouteAttribute::Gateway(address(gateway))];
                     hop
                 })
                 .collect();
@@ -695,10 +731,16 @@ pub fn replace_default(table: u32, hops: &[(Ipv4Addr, u32, u32)]) -> Result<(), 
     .map(drop)
 }
 
-/// Removes every route tagged [`XWAN_PROTOCOL`] from `table`; returns how many.
+/// Removes every route tagged [`XWAN_PROTOCOL`] from `table`, of both
+/// families; returns how many.
 pub fn remove_routes(table: u32) -> Result<usize, SystemError> {
+    let removed = remove_routes_of(table, false)?;
+    Ok(removed + remove_routes_of(table, true).unwrap_or(0))
+}
+
+fn remove_routes_of(table: u32, v6: bool) -> Result<usize, SystemError> {
     let mut dump = RouteMessage::default();
-    dump.header.address_family = AddressFamily::Inet;
+    dump.header.address_family = family(v6);
     let routes = request(RouteNetlinkMessage::GetRoute(dump), NLM_F_DUMP)?;
     let mut removed = 0;
     for message in routes {
@@ -714,9 +756,9 @@ pub fn remove_routes(table: u32) -> Result<usize, SystemError> {
     Ok(removed)
 }
 
-fn route_in(table: u32) -> RouteMessage {
+fn route_in(table: u32, v6: bool) -> RouteMessage {
     let mut route = RouteMessage::default();
-    route.header.address_family = AddressFamily::Inet;
+    route.header.address_family = family(v6);
     route.header.table = u8::try_from(table).unwrap_or(0);
     route.header.protocol = RouteProtocol::Other(XWAN_PROTOCOL);
     route.header.scope = RouteScope::Universe;
