@@ -174,8 +174,9 @@ reasons! {
         /// A UDP datagram over IPv6 without a checksum (0): the checksum is
         /// mandatory in IPv6 (RFC 8200 8.1), and a receiver drops it anyway.
         UdpZeroChecksum6 => "udp_zero_checksum6",
-        /// An IPv6 fragment: the core does not reassemble nor follow IPv6
-        /// fragments yet, and never fragments (RFC 8200).
+        /// A later IPv6 fragment whose first fragment did not go through
+        /// (it came first, or belonged to no flow), or whose datagram the
+        /// core stopped following (after 60 s, or 4096 at once).
         Ipv6Fragment => "ipv6_fragment",
         /// A LAN address RFC 6296 NPTv6 cannot map (the word it adjusts is
         /// 0xFFFF, or the interface identifier would be all zero).

@@ -837,3 +837,34 @@ fn packet_router_own_ipv6_traffic_follows_local() {
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains("proto 88"), "rules left:\n{rules}");
 }
+
+/// A 3000-byte UDP datagram, which the sender's kernel fragments, crosses
+/// the router both ways byte for byte: its later fragments follow the first
+/// through the same translation.
+#[test]
+fn packet_fragmented_udp_crosses_both_ways() {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(RouterMode::XwanPacket, &config);
+    let server = SocketAddrV6::new(SERVER1_6, 5300, 0, 0);
+    let listener = tb.bind_udp6("inet", server);
+    let mut buf = vec![0u8; 8192];
+    for i in 0..2u64 {
+        let client = tb.bind_udp6("h1", SocketAddrV6::new(HOST1_6, 0, 0, 0));
+        let request = pattern(3000, 300 + i);
+        client.send_to(&request, server).expect("send");
+        let (len, peer) = listener
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i}: the request does not arrive: {e}"));
+        assert!(
+            buf[..len] == request[..],
+            "datagram {i}: the request differs"
+        );
+        let reply = pattern(3000, 400 + i);
+        listener.send_to(&reply, peer).expect("reply");
+        let (len, _) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i}: the reply does not arrive: {e}"));
+        assert!(buf[..len] == reply[..], "datagram {i}: the reply differs");
+    }
+}

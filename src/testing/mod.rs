@@ -443,20 +443,14 @@ pub fn icmp_error(
 /// its payload each (a multiple of 8; the last one carries the rest), all with
 /// identification `id`.
 pub fn fragment(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
-    assert!(chunk % 8 == 0 && chunk > 0);
     let header_len = usize::from(frame[14] & 0x0f) * 4;
     let end = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
-    let payload = &frame[14 + header_len..end];
-    let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
-    let count = pieces.len();
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(i, piece)| {
+    pieces(&frame[14 + header_len..end], chunk)
+        .map(|(units, more, piece)| {
             let mut out = frame[..14 + header_len].to_vec();
             out.extend_from_slice(piece);
             let total = (header_len + piece.len()) as u16;
-            let offset = (i * chunk / 8) as u16 | if i + 1 < count { 0x2000 } else { 0 };
+            let offset = units | if more { 0x2000 } else { 0 };
             edit_ip_header(&mut out, |h| {
                 h[2..4].copy_from_slice(&total.to_be_bytes());
                 h[4..6].copy_from_slice(&id.to_be_bytes());
@@ -465,6 +459,38 @@ pub fn fragment(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
             out
         })
         .collect()
+}
+
+/// Splits the IPv6 packet in `frame` (without extension headers) into
+/// fragments carrying `chunk` bytes of its payload each (a multiple of 8),
+/// each with a Fragment header of identification `id`, as a sending host
+/// does (routers never fragment IPv6).
+pub fn fragment6(frame: &[u8], id: u32, chunk: usize) -> Vec<Vec<u8>> {
+    let next = frame[L3_OFFSET + 6];
+    pieces(&frame[L3_OFFSET + 40..], chunk)
+        .map(|(units, more, piece)| {
+            let mut out = frame[..L3_OFFSET + 40].to_vec();
+            out[L3_OFFSET + 6] = packet::NEXT_FRAGMENT;
+            let len = (8 + piece.len()) as u16;
+            out[L3_OFFSET + 4..L3_OFFSET + 6].copy_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&[next, 0]);
+            out.extend_from_slice(&(units << 3 | u16::from(more)).to_be_bytes());
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(piece);
+            out
+        })
+        .collect()
+}
+
+/// `payload` in pieces of `chunk` bytes (a multiple of 8): each with its
+/// offset in 8-byte units and whether more follow.
+fn pieces(payload: &[u8], chunk: usize) -> impl Iterator<Item = (u16, bool, &[u8])> {
+    assert!(chunk % 8 == 0 && chunk > 0);
+    let count = payload.len().div_ceil(chunk);
+    payload
+        .chunks(chunk)
+        .enumerate()
+        .map(move |(i, piece)| ((i * chunk / 8) as u16, i + 1 < count, piece))
 }
 
 /// What a fragment carries, read back from its bytes.

@@ -34,8 +34,10 @@ impl Router {
         }
         self.learn_lan_host6(frame);
         let ports = match frame.transport {
-            Transport::Fragment => return Verdict::Drop(DropReason::Ipv6Fragment),
-            _ if frame.fragment.is_some() => return Verdict::Drop(DropReason::Ipv6Fragment),
+            Transport::Fragment => return self.later_fragment6(buf, frame, ctx.now),
+            Transport::IcmpError { .. } if frame.fragment.is_some() => {
+                return Verdict::Drop(DropReason::Fragment)
+            }
             Transport::IcmpError { .. } => return self.icmp_error_from_lan6(buf, frame, ctx),
             Transport::Tcp { .. } | Transport::Udp { .. } => Some(frame.ports()),
             Transport::IcmpEcho { request: true, .. } => None,
@@ -246,10 +248,12 @@ impl Router {
             dst: spec.remote,
         };
         let len = crate::packet::apply6(buf, frame, &rewrite);
-        Verdict::Forward {
+        let verdict = Verdict::Forward {
             port: Port::Wan(spec.uplink),
             len,
-        }
+        };
+        self.follow_first6(buf, frame, verdict, ctx.now);
+        verdict
     }
 
     /// A packet bigger than the egress `mtu` (routers never fragment IPv6,

@@ -19,13 +19,15 @@
 //!   bigger than the egress MTU (packet too big: routers never fragment
 //!   IPv6) and new connections no uplink can carry (unreachable, so a Happy
 //!   Eyeballs client falls back to IPv4 at once) (`icmp.rs`).
+//! - Fragments: a first fragment goes with its flow, the later ones follow
+//!   it (`fragments.rs`).
 //! - Neighbour Discovery, MLD, link-local traffic, Hop-by-Hop options and
-//!   routing headers with segments left stay the kernel's; fragments are
-//!   dropped and counted (`ipv6_fragment`) for now.
+//!   routing headers with segments left stay the kernel's.
 //!
 //! IPv6 flows live in a table of their own (`FlowTable<Addr6>`), so IPv4
 //! flows keep their size.
 
+mod fragments;
 mod icmp;
 mod lan;
 mod wan;
@@ -62,6 +64,8 @@ pub(super) struct Ipv6State {
     /// LAN hosts whose MAC a frame needed and the core did not have, for
     /// the I/O layer to ask the kernel for (bounded).
     unresolved: Mutex<HashSet<Addr6>>,
+    /// Where the later fragments of the datagrams whose first went through go.
+    fragments: fragments::Fragments6,
 }
 
 /// One uplink's IPv6 side.
@@ -156,6 +160,7 @@ impl Ipv6State {
             table: FlowTable::new(config.limits.max_flows),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
+            fragments: fragments::Fragments6::default(),
         }
     }
 

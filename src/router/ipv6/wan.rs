@@ -32,8 +32,10 @@ impl Router {
             return Verdict::Kernel(KernelReason::RouterTraffic);
         }
         match frame.transport {
-            Transport::Fragment => return Verdict::Drop(DropReason::Ipv6Fragment),
-            _ if frame.fragment.is_some() => return Verdict::Drop(DropReason::Ipv6Fragment),
+            Transport::Fragment => return self.later_fragment6(buf, frame, ctx.now),
+            Transport::IcmpError { .. } if frame.fragment.is_some() => {
+                return Verdict::Drop(DropReason::Fragment)
+            }
             Transport::IcmpError { .. } => return self.icmp_error_from_wan6(buf, frame, ctx),
             Transport::IcmpOther { .. } => return Verdict::Kernel(KernelReason::IcmpOther),
             // An echo request to the router itself.
@@ -168,10 +170,12 @@ impl Router {
             dst: spec.inside,
         };
         let len = apply6(buf, frame, &rewrite);
-        Verdict::Forward {
+        let verdict = Verdict::Forward {
             port: Port::Lan,
             len,
-        }
+        };
+        self.follow_first6(buf, frame, verdict, ctx.now);
+        verdict
     }
 
     /// A LAN host's MAC as known now, or none yet (resolved when a frame
