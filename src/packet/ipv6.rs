@@ -468,6 +468,10 @@ impl Parsed for Frame6 {
         self.end
     }
     #[inline]
+    fn l4(&self) -> usize {
+        self.l4
+    }
+    #[inline]
     fn transport(&self) -> Transport {
         self.transport
     }

@@ -121,6 +121,8 @@ impl Frame {
 pub trait Parsed {
     /// End of the IP packet in the frame (its length on the wire).
     fn end(&self) -> usize;
+    /// Offset of the transport header.
+    fn l4(&self) -> usize;
     fn transport(&self) -> Transport;
 }
 
@@ -128,6 +130,10 @@ impl Parsed for Frame {
     #[inline]
     fn end(&self) -> usize {
         self.end
+    }
+    #[inline]
+    fn l4(&self) -> usize {
+        self.l4
     }
     #[inline]
     fn transport(&self) -> Transport {

@@ -1,7 +1,7 @@
 //! TCP options: clamping the maximum segment size a SYN announces.
 
 use super::checksum::update_words;
-use super::parse::{Frame, Transport};
+use super::parse::{Parsed, Transport};
 use super::rewrite::{read16, write16};
 use super::wire::{field, TcpSegment};
 
@@ -14,12 +14,17 @@ const OPTION_MSS: u8 = 2;
 /// incrementally unless `checksum_partial` (then the caller computes it in
 /// full afterwards). Returns the MSS the segment announced before, when it
 /// was lowered. Malformed option lists are left alone.
-pub fn clamp_mss(buf: &mut [u8], frame: &Frame, mss: u16, checksum_partial: bool) -> Option<u16> {
-    if !matches!(frame.transport, Transport::Tcp { .. }) {
+pub fn clamp_mss(
+    buf: &mut [u8],
+    frame: &impl Parsed,
+    mss: u16,
+    checksum_partial: bool,
+) -> Option<u16> {
+    if !matches!(frame.transport(), Transport::Tcp { .. }) {
         return None;
     }
-    let l4 = frame.l4;
-    let tcp = TcpSegment::new_checked(buf.get(l4..frame.end)?)?;
+    let l4 = frame.l4();
+    let tcp = TcpSegment::new_checked(buf.get(l4..frame.end())?)?;
     let value = l4 + field::TCP_OPTIONS + mss_option(tcp.options())?;
     let announced = read16(buf, value);
     if announced <= mss {

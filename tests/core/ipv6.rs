@@ -863,3 +863,46 @@ fn a_fragmented_datagram_crosses_both_ways_its_later_fragments_following_the_fir
         Verdict::Drop(DropReason::Ipv6Fragment)
     );
 }
+
+#[test]
+fn ipv6_syns_get_their_mss_clamped_to_the_smaller_mtu_less_60() {
+    let text = config_text("prefix").replace(
+        "prefix6 = \"2001:db8:100::/56\"",
+        "prefix6 = \"2001:db8:100::/56\"\nmtu = 1492",
+    ) + "\n[nat]\nmss_clamp = \"auto\"\n";
+    let mut bench = Bench6::from_text(&text);
+    let a = testing::Addressing6 {
+        src_mac: HOST_MAC,
+        dst_mac: testing::LAN_MAC,
+        src: HOST6.parse().unwrap(),
+        dst: SERVER6.parse().unwrap(),
+        hop_limit: 64,
+    };
+    let syn = testing::tcp6_with_options(
+        &a,
+        40000,
+        443,
+        testing::SYN,
+        &testing::mss_option(1440),
+        b"",
+    );
+    let (verdict, out) = bench.send(Port::Lan, syn);
+    assert!(
+        matches!(
+            verdict,
+            Verdict::Forward {
+                port: Port::Wan(0),
+                ..
+            }
+        ),
+        "{verdict:?}"
+    );
+    check(&out);
+    let l4 = 54;
+    let options = &out[l4 + 20..l4 + usize::from(out[l4 + 12] >> 4) * 4];
+    let at = xwan::packet::mss_option(options).expect("an MSS option");
+    assert_eq!(
+        u16::from_be_bytes([options[at], options[at + 1]]),
+        1492 - 60
+    );
+}

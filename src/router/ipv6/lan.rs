@@ -241,6 +241,7 @@ impl Router {
         let Some(gateway) = self.gateway_mac6(spec.uplink) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
+        self.clamp_mss6(buf, frame, Port::Wan(spec.uplink), ctx);
         let rewrite = Rewrite6 {
             src_mac: self.uplinks[id].mac,
             dst_mac: gateway,
@@ -254,6 +255,24 @@ impl Router {
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
         verdict
+    }
+
+    /// `[nat] mss_clamp` for an IPv6 SYN or SYN-ACK going out `egress`: the
+    /// IPv4 limit less 20 bytes, IPv6's header being 20 bytes longer (auto:
+    /// the smaller MTU less 60).
+    pub(super) fn clamp_mss6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        egress: Port,
+        ctx: &FrameContext,
+    ) {
+        if !frame.is_syn() || frame.fragment.is_some() {
+            return;
+        }
+        if let Some(mss) = self.mss_limit(egress, ctx) {
+            crate::packet::clamp_mss(buf, frame, mss.saturating_sub(20), false);
+        }
     }
 
     /// A packet bigger than the egress `mtu` (routers never fragment IPv6,

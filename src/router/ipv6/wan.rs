@@ -163,6 +163,7 @@ impl Router {
         let Some(dst_mac) = self.inside_mac6(spec) else {
             return self.unresolved6(spec.inside.addr);
         };
+        self.clamp_mss6(buf, frame, Port::Lan, ctx);
         let rewrite = Rewrite6 {
             src_mac: self.lan_mac,
             dst_mac,
