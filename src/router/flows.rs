@@ -120,7 +120,7 @@ impl Router {
             record(flow, side, frame, now);
             deltas.set(flow.deltas[side as usize]);
         };
-        match self.insert_or_evict(spec, now, first) {
+        match self.insert_or_evict(&self.table, spec, now, first, |s| self.release(s)) {
             Ok(actual) => {
                 if actual == spec {
                     self.uplinks[usize::from(spec.uplink)]
@@ -144,27 +144,30 @@ impl Router {
         }
     }
 
-    /// Inserts a flow and runs `first` on it under the insert lock (see
-    /// `FlowTable::insert`); when the table is full, first evicts a batch of
-    /// unanswered flows (early drop: a 64th of the table, 1 to 4096) and
-    /// tries once more.
-    fn insert_or_evict(
+    /// Inserts a flow into `table` (the IPv4 or the IPv6 one) and runs
+    /// `first` on it under the insert lock (see `FlowTable::insert`); when
+    /// the table is full, first evicts a batch of unanswered flows (early
+    /// drop: a 64th of the table, 1 to 4096), each given back by `release`,
+    /// and tries once more.
+    pub(super) fn insert_or_evict<A: Family>(
         &self,
-        spec: FlowSpec,
+        table: &FlowTable<A>,
+        spec: FlowSpec<A>,
         now: u32,
-        first: impl Fn(&Flow),
-    ) -> Result<FlowSpec, InsertError> {
-        match self.table.insert(spec, now, &first) {
+        first: impl Fn(&Flow<A>),
+        release: impl Fn(&FlowSpec<A>),
+    ) -> Result<FlowSpec<A>, InsertError> {
+        match table.insert(spec, now, &first) {
             Err(InsertError::Full) => {
-                let batch = (self.table.stats().max_flows as usize / 64).clamp(1, 4096);
-                let evicted = self.table.evict_unanswered(now, batch);
+                let batch = (table.stats().max_flows as usize / 64).clamp(1, 4096);
+                let evicted = table.evict_unanswered(now, batch);
                 if evicted.is_empty() {
                     return Err(InsertError::Full);
                 }
                 for flow in &evicted {
-                    self.release(&flow.spec);
+                    release(&flow.spec);
                 }
-                self.table.insert(spec, now, first)
+                table.insert(spec, now, first)
             }
             other => other,
         }

@@ -896,3 +896,29 @@ fn ipv6_syns_get_their_mss_clamped_to_the_smaller_mtu_less_60() {
         1492 - 60
     );
 }
+
+#[test]
+fn a_syn_flood_at_mapped_addresses_cannot_lock_the_lan_out() {
+    let text = config_text("prefix") + "\n[limits]\nmax_flows = 64\n";
+    let mut bench = Bench6::from_text(&text);
+    bench
+        .router()
+        .set_lan_mac6(HOST6_B.parse().unwrap(), [2, 0, 0, 0, 0, 0x1b]);
+    // Unanswered inbound SYNs fill the IPv6 table.
+    for port in 0..64u16 {
+        let syn = from_wan(
+            0,
+            tcp6(SERVER6, "2001:db8:100::b", (10000 + port, 22), true, b""),
+        );
+        bench.send(Port::Wan(0), syn);
+    }
+    assert_eq!(bench.router().stats().table6.flows, 64);
+    // A LAN host's new connection still opens: unanswered flows make room.
+    bench.forward(
+        Port::Lan,
+        tcp6(HOST6, SERVER6, (40000, 443), true, b""),
+        Port::Wan(0),
+    );
+    let table6 = bench.router().stats().table6;
+    assert!(table6.evictions > 0 && table6.flows <= 64, "{table6:?}");
+}

@@ -167,10 +167,13 @@ impl Router {
         frame: &Frame6,
         now: u32,
     ) -> Result<FlowSpec<Addr6>, Verdict> {
-        let inserted = self
-            .v6
-            .table
-            .insert(spec, now, |flow| record(flow, side, frame, now));
+        let inserted = self.insert_or_evict(
+            &self.v6.table,
+            spec,
+            now,
+            |flow| record(flow, side, frame, now),
+            |evicted| self.release6(evicted),
+        );
         match inserted {
             Ok(actual) => {
                 let state = &self.v6.uplinks[usize::from(actual.uplink)];
