@@ -177,34 +177,14 @@ impl Router {
     /// Internet against its forward's target and its source, any other
     /// against its LAN host.
     pub(super) fn take_allowance(&self, spec: &FlowSpec) -> Result<(), DropReason> {
-        if spec.kind != FlowKind::Dnat {
-            return self
-                .hosts
-                .take(u32::from_be_bytes(spec.inside.addr))
-                .then_some(())
-                .ok_or(DropReason::HostLimit);
-        }
-        if !self.forward_targets.take(spec.inside) {
-            return Err(DropReason::ForwardLimit);
-        }
-        if !self
-            .forward_sources
-            .take(u32::from_be_bytes(spec.remote.addr))
-        {
-            self.forward_targets.give_back(spec.inside);
-            return Err(DropReason::SourceLimit);
-        }
-        Ok(())
+        let (inbound, host, source) = allowance_keys(spec);
+        self.allowances.take(inbound, host, spec.inside, source)
     }
 
     pub(super) fn give_back_allowance(&self, spec: &FlowSpec) {
-        if spec.kind == FlowKind::Dnat {
-            self.forward_targets.give_back(spec.inside);
-            self.forward_sources
-                .give_back(u32::from_be_bytes(spec.remote.addr));
-        } else {
-            self.hosts.give_back(u32::from_be_bytes(spec.inside.addr));
-        }
+        let (inbound, host, source) = allowance_keys(spec);
+        self.allowances
+            .give_back(inbound, host, spec.inside, source);
     }
 
     /// Gives back the NAT mapping a flow spec took.
@@ -223,6 +203,17 @@ impl Router {
             .flows
             .fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What an IPv4 flow is counted by: opened from the Internet or not, its
+/// LAN host and its Internet source as big-endian u32s (one word for the
+/// hasher).
+fn allowance_keys(spec: &FlowSpec) -> (bool, u32, u32) {
+    (
+        spec.kind == FlowKind::Dnat,
+        u32::from_be_bytes(spec.inside.addr),
+        u32::from_be_bytes(spec.remote.addr),
+    )
 }
 
 /// Whether a segment may open a connection: anything but TCP, or a TCP SYN

@@ -11,6 +11,8 @@ use std::hash::Hash;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use crate::verdict::DropReason;
+
 /// Flows per key (a host's address, a forward's target endpoint), counted
 /// while they are in the table.
 pub struct HostLimit<K: Hash + Eq> {
@@ -57,6 +59,55 @@ impl<K: Hash + Eq> HostLimit<K> {
     /// Hosts with at least one flow counted.
     pub fn hosts(&self) -> usize {
         self.flows.len()
+    }
+}
+
+/// The three limits of `[limits]` for one family: per LAN host (`H`, the
+/// address as the family keys it), per forward target or inbound
+/// connection's target (`T`, an endpoint) and per Internet source.
+pub struct Allowances<H: Hash + Eq, T: Hash + Eq> {
+    pub hosts: HostLimit<H>,
+    targets: HostLimit<T>,
+    sources: HostLimit<H>,
+}
+
+impl<H: Hash + Eq + Copy, T: Hash + Eq + Copy> Allowances<H, T> {
+    pub fn new(limits: &crate::config::Limits) -> Allowances<H, T> {
+        Allowances {
+            hosts: HostLimit::new(limits.max_flows_per_host),
+            targets: HostLimit::new(limits.max_flows_per_forward),
+            sources: HostLimit::new(limits.max_flows_per_source),
+        }
+    }
+
+    /// Counts a new flow: one opened from the Internet (`inbound`) against
+    /// its target and its source, any other against its LAN host.
+    pub fn take(&self, inbound: bool, host: H, target: T, source: H) -> Result<(), DropReason> {
+        if !inbound {
+            return self
+                .hosts
+                .take(host)
+                .then_some(())
+                .ok_or(DropReason::HostLimit);
+        }
+        if !self.targets.take(target) {
+            return Err(DropReason::ForwardLimit);
+        }
+        if !self.sources.take(source) {
+            self.targets.give_back(target);
+            return Err(DropReason::SourceLimit);
+        }
+        Ok(())
+    }
+
+    /// What [`Allowances::take`] counted for a flow that left.
+    pub fn give_back(&self, inbound: bool, host: H, target: T, source: H) {
+        if inbound {
+            self.targets.give_back(target);
+            self.sources.give_back(source);
+        } else {
+            self.hosts.give_back(host);
+        }
     }
 }
 

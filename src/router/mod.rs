@@ -90,7 +90,7 @@ use crate::packet::{
 use crate::policy::{Policy, Rules};
 use flows::opens_connection;
 use fragments::Fragments;
-use hosts::HostLimit;
+use hosts::Allowances;
 use interfaces::{LanAddress, Mtu};
 use neighbours::{unpack_mac, NeighbourCache};
 use outbox::Outbox;
@@ -266,10 +266,9 @@ pub struct Router {
     reconfiguring: Mutex<()>,
     table: FlowTable,
     timeouts: TimeoutCell,
-    /// Keyed by address as a big-endian u32 (one word for the hasher).
-    hosts: HostLimit<u32>,
-    forward_targets: HostLimit<Endpoint>,
-    forward_sources: HostLimit<u32>,
+    /// `[limits]`, LAN hosts and sources keyed by address as a big-endian
+    /// u32 (one word for the hasher).
+    allowances: Allowances<u32, Endpoint>,
     fragments: Fragments,
     lan_hosts: DashMap<[u8; 4], [u8; 6], ahash::RandomState>,
     /// Moves on every change of `lan_hosts`: the lanes' [`NeighbourCache`]s
@@ -380,9 +379,7 @@ impl Router {
             reconfiguring: Mutex::new(()),
             table: FlowTable::new(config.limits.max_flows),
             timeouts: TimeoutCell::new(&config.timeouts),
-            hosts: HostLimit::new(config.limits.max_flows_per_host),
-            forward_targets: HostLimit::new(config.limits.max_flows_per_forward),
-            forward_sources: HostLimit::new(config.limits.max_flows_per_source),
+            allowances: Allowances::new(&config.limits),
             fragments: Fragments::default(),
             lan_hosts: DashMap::default(),
             neighbour_epoch: AtomicU64::new(0),
@@ -581,7 +578,7 @@ impl Router {
             table: self.table.stats(),
             sticky_clients: live.policy.sticky_clients(),
             fragments: self.fragments.stats(),
-            limited_hosts: self.hosts.hosts(),
+            limited_hosts: self.allowances.hosts.hosts() + self.v6.allowances.hosts.hosts(),
             table6: self.v6.table.stats(),
         }
     }

@@ -922,3 +922,42 @@ fn a_syn_flood_at_mapped_addresses_cannot_lock_the_lan_out() {
     let table6 = bench.router().stats().table6;
     assert!(table6.evictions > 0 && table6.flows <= 64, "{table6:?}");
 }
+
+#[test]
+fn limits_count_ipv6_flows_per_lan_host_and_per_inbound_source() {
+    let text =
+        config_text("prefix") + "\n[limits]\nmax_flows_per_host = 2\nmax_flows_per_source = 1\n";
+    let mut bench = Bench6::from_text(&text);
+    for port in [40000, 40001] {
+        let (verdict, _) = bench.send(Port::Lan, tcp6(HOST6, SERVER6, (port, 443), true, b""));
+        assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+    }
+    let third = tcp6(HOST6, SERVER6, (40002, 443), true, b"");
+    assert_eq!(
+        bench.send(Port::Lan, third).0,
+        Verdict::Drop(DropReason::HostLimit)
+    );
+    // Another host has its own share.
+    let other = tcp6(HOST6_B, SERVER6, (40000, 443), true, b"");
+    assert!(matches!(
+        bench.send(Port::Lan, other).0,
+        Verdict::Forward { .. }
+    ));
+    // One Internet source opens one inbound connection at a time.
+    bench
+        .router()
+        .set_lan_mac6(HOST6_B.parse().unwrap(), [2, 0, 0, 0, 0, 0x1b]);
+    let syn = |port| from_wan(0, tcp6(SERVER6, "2001:db8:100::b", (port, 22), true, b""));
+    assert!(matches!(
+        bench.send(Port::Wan(0), syn(50000)).0,
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(
+        bench.send(Port::Wan(0), syn(50001)).0,
+        Verdict::Drop(DropReason::SourceLimit)
+    );
+    // Once the flows expire, every share is given back.
+    bench.0.now += std::time::Duration::from_secs(7 * 24 * 3600);
+    bench.router().expire(bench.0.now);
+    assert_eq!(bench.router().stats().limited_hosts, 0);
+}

@@ -167,6 +167,10 @@ impl Router {
         frame: &Frame6,
         now: u32,
     ) -> Result<FlowSpec<Addr6>, Verdict> {
+        if let Err(reason) = self.take_allowance6(&spec) {
+            self.release_port6(&spec);
+            return Err(Verdict::Drop(reason));
+        }
         let inserted = self.insert_or_evict(
             &self.v6.table,
             spec,
@@ -181,11 +185,13 @@ impl Router {
                     state.flows.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.release_port6(&spec);
+                    self.give_back_allowance6(&spec);
                 }
                 Ok(actual)
             }
             Err(error) => {
                 self.release_port6(&spec);
+                self.give_back_allowance6(&spec);
                 Err(Verdict::Drop(match error {
                     InsertError::Full => DropReason::TableFull,
                     InsertError::Clash => DropReason::TupleClash,

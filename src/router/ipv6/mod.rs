@@ -40,15 +40,16 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use ipnet::Ipv6Net;
 
+use super::hosts::Allowances;
 use super::neighbours::{pack_mac, unpack_mac};
 use super::state::Drop;
 use super::{lock, nat_index, Failover, FrameContext, Router};
 use crate::config::{Config, Nat6, UplinkId};
-use crate::flow::{idle_timeout, FlowKey, FlowSpec, FlowTable, SavedFlow};
+use crate::flow::{idle_timeout, FlowKey, FlowKind, FlowSpec, FlowTable, SavedFlow};
 use crate::nat::prefix::{outside_prefix, PrefixMap, PrefixTranslation};
 use crate::nat::PortAllocator;
 use crate::packet::{self, Addr6, Endpoint6, Frame6, ParseOutcome};
-use crate::verdict::{Port, Verdict};
+use crate::verdict::{DropReason, Port, Verdict};
 
 /// The router's IPv6 state.
 pub(super) struct Ipv6State {
@@ -66,6 +67,10 @@ pub(super) struct Ipv6State {
     unresolved: Mutex<HashSet<Addr6>>,
     /// Where the later fragments of the datagrams whose first went through go.
     fragments: fragments::Fragments6,
+    /// `[limits]` for IPv6 flows: per LAN host, per inbound connection's
+    /// target (a port forward's, or a host reached by a prefix mapping)
+    /// and per Internet source.
+    pub(super) allowances: Allowances<Addr6, Endpoint6>,
 }
 
 /// One uplink's IPv6 side.
@@ -161,6 +166,7 @@ impl Ipv6State {
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
             fragments: fragments::Fragments6::default(),
+            allowances: Allowances::new(&config.limits),
         }
     }
 
@@ -359,6 +365,7 @@ impl Router {
 
     /// Gives back what an IPv6 flow held: its NAT66 port, its count.
     pub(in crate::router) fn release6(&self, spec: &FlowSpec<Addr6>) {
+        self.give_back_allowance6(spec);
         if let Some(uplink) = self.v6.uplinks.get(usize::from(spec.uplink)) {
             if uplink.nat == Some(Nat6::Masquerade) && spec.is_snat() {
                 lock(&uplink.ports[nat_index(spec.protocol)]).release(spec.inside);
@@ -434,19 +441,33 @@ impl Router {
                 return Err(Drop::Refused);
             }
         }
-        if self
-            .v6
-            .table
-            .restore(&SavedFlow { spec, ..*saved }, now)
-            .is_err()
+        let taken = self.take_allowance6(&spec).is_ok();
+        if !taken
+            || (self.v6.table)
+                .restore(&SavedFlow { spec, ..*saved }, now)
+                .is_err()
         {
             if masquerade {
                 lock(&state.ports[nat_index(spec.protocol)]).release(spec.inside);
+            }
+            if taken {
+                self.give_back_allowance6(&spec);
             }
             return Err(Drop::Refused);
         }
         state.flows.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts a new IPv6 flow against `[limits]` (see `Allowances::take`).
+    pub(super) fn take_allowance6(&self, spec: &FlowSpec<Addr6>) -> Result<(), DropReason> {
+        let inbound = spec.kind == FlowKind::Dnat;
+        (self.v6.allowances).take(inbound, spec.inside.addr, spec.inside, spec.remote.addr)
+    }
+
+    fn give_back_allowance6(&self, spec: &FlowSpec<Addr6>) {
+        let inbound = spec.kind == FlowKind::Dnat;
+        (self.v6.allowances).give_back(inbound, spec.inside.addr, spec.inside, spec.remote.addr);
     }
 
     fn gateway_mac6(&self, uplink: UplinkId) -> Option<[u8; 6]> {
