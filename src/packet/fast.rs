@@ -8,7 +8,7 @@
 
 use super::checksum;
 use super::parse::{Fragmentation, Frame, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
-use super::wire::{field, tcp_flag, Ipv4Frame, TcpSegment, UdpDatagram};
+use super::wire::{field, Ipv4Frame, TcpSegment, UdpDatagram};
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 /// Version 4, a header of five 32-bit words (no options).
@@ -42,13 +42,7 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
     let (transport, l4_checksum) = match protocol {
         PROTO_TCP => {
             let tcp = TcpSegment::new_checked(segment)?;
-            let flags = tcp.flags();
-            let flags = TcpFlags {
-                syn: flags & tcp_flag::SYN != 0,
-                ack: flags & tcp_flag::ACK != 0,
-                fin: flags & tcp_flag::FIN != 0,
-                rst: flags & tcp_flag::RST != 0,
-            };
+            let flags = TcpFlags::from_byte(tcp.flags());
             let transport = Transport::Tcp {
                 src_port: tcp.src_port(),
                 dst_port: tcp.dst_port(),
@@ -106,6 +100,7 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
 mod tests {
     use super::*;
     use crate::packet::checksum::{fold, pseudo_header_sum};
+    use crate::packet::wire::tcp_flag;
     use crate::packet::{apply, apply_established, parse, ChecksumDeltas, Endpoint, Rewrite};
     use crate::testing::{self, Addressing, Flags, ACK, FIN_ACK, SYN};
     use proptest::prelude::*;

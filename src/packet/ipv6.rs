@@ -12,7 +12,7 @@ use etherparse::EtherType;
 
 use super::parse::{ParseOutcome, Parsed, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
 use super::rewrite::Addr6;
-use super::wire::{field, tcp_flag, IcmpMessage, TcpSegment, UdpDatagram};
+use super::wire::{field, IcmpMessage, TcpSegment, UdpDatagram};
 use super::wire6::{field6, get16, Ipv6Frame, ETHERTYPE_IPV6};
 use crate::verdict::{DropReason, KernelReason};
 
@@ -111,20 +111,7 @@ impl Frame6 {
     /// source port of a request and the destination port of a reply), as
     /// [`super::Frame::ports`].
     pub fn ports(&self) -> (u16, u16) {
-        match self.transport {
-            Transport::Tcp {
-                src_port, dst_port, ..
-            }
-            | Transport::Udp {
-                src_port, dst_port, ..
-            } => (src_port, dst_port),
-            Transport::IcmpEcho { request: true, id } => (id, 0),
-            Transport::IcmpEcho { request: false, id } => (0, id),
-            Transport::IcmpError { .. }
-            | Transport::IcmpOther { .. }
-            | Transport::Other { .. }
-            | Transport::Fragment => (0, 0),
-        }
+        self.transport.ports()
     }
 
     /// A TCP segment with SYN set (SYN or SYN-ACK).
@@ -402,13 +389,7 @@ fn upper_layer(
 /// A TCP header, whole (options included).
 fn tcp(segment: &[u8]) -> Result<Transport, ParseOutcome> {
     let tcp = TcpSegment::new_checked(segment).ok_or(MALFORMED)?;
-    let flags = tcp.flags();
-    let flags = TcpFlags {
-        syn: flags & tcp_flag::SYN != 0,
-        ack: flags & tcp_flag::ACK != 0,
-        fin: flags & tcp_flag::FIN != 0,
-        rst: flags & tcp_flag::RST != 0,
-    };
+    let flags = TcpFlags::from_byte(tcp.flags());
     // The payload is at most 65535 bytes: its length fits.
     let payload = u32::try_from(tcp.payload_len()).unwrap_or(u32::MAX);
     Ok(Transport::Tcp {
@@ -484,6 +465,7 @@ mod tests {
         addr, echo, ethernet, forwardable_exts, frame6, global_addr, icmp6, packet6, tcp, udp, Ext,
         HOST_MAC,
     };
+    use crate::packet::wire::tcp_flag;
     use proptest::prelude::*;
 
     const SRC: &str = "2001:db8:1::10";

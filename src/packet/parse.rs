@@ -71,6 +71,41 @@ pub enum ParseOutcome {
     Drop(DropReason),
 }
 
+impl Transport {
+    /// Source and destination ports (for ICMP echo, of either family, the
+    /// identifier, as the source port of a request and the destination port
+    /// of a reply).
+    pub fn ports(&self) -> (u16, u16) {
+        match *self {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp {
+                src_port, dst_port, ..
+            } => (src_port, dst_port),
+            Transport::IcmpEcho { request: true, id } => (id, 0),
+            Transport::IcmpEcho { request: false, id } => (0, id),
+            Transport::IcmpError { .. }
+            | Transport::IcmpOther { .. }
+            | Transport::Other { .. }
+            | Transport::Fragment => (0, 0),
+        }
+    }
+}
+
+impl TcpFlags {
+    /// The flags the router looks at, from a TCP header's flags byte.
+    pub fn from_byte(flags: u8) -> TcpFlags {
+        use super::wire::tcp_flag;
+        TcpFlags {
+            syn: flags & tcp_flag::SYN != 0,
+            ack: flags & tcp_flag::ACK != 0,
+            fin: flags & tcp_flag::FIN != 0,
+            rst: flags & tcp_flag::RST != 0,
+        }
+    }
+}
+
 /// An untagged Ethernet II frame carrying an IPv4 packet, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
@@ -95,20 +130,7 @@ impl Frame {
     /// Source and destination ports (for ICMP echo the identifier, as the
     /// source port of a request and the destination port of a reply).
     pub fn ports(&self) -> (u16, u16) {
-        match self.transport {
-            Transport::Tcp {
-                src_port, dst_port, ..
-            }
-            | Transport::Udp {
-                src_port, dst_port, ..
-            } => (src_port, dst_port),
-            Transport::IcmpEcho { request: true, id } => (id, 0),
-            Transport::IcmpEcho { request: false, id } => (0, id),
-            Transport::IcmpError { .. }
-            | Transport::IcmpOther { .. }
-            | Transport::Other { .. }
-            | Transport::Fragment => (0, 0),
-        }
+        self.transport.ports()
     }
 
     /// A TCP segment with SYN set (SYN or SYN-ACK).
