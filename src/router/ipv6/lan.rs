@@ -32,7 +32,6 @@ impl Router {
         if !v6.is_lan(frame.src) {
             return Verdict::Kernel(KernelReason::NotInside);
         }
-        self.learn_lan_host6(frame);
         let ports = match frame.transport {
             Transport::Fragment => return self.later_fragment6(buf, frame, ctx.now),
             Transport::IcmpError { .. } if frame.fragment.is_some() => {
@@ -102,6 +101,7 @@ impl Router {
         let Some(nat) = state.nat else {
             return Verdict::Drop(DropReason::NoUplink);
         };
+        self.learn_lan_host6(frame);
         let inside = Endpoint6::new(frame.src, frame.ports().0);
         let outside = match self.outside6(nat, uplink, frame.protocol, inside) {
             Ok(outside) => outside,
@@ -301,9 +301,9 @@ impl Router {
         })
     }
 
-    /// Notes the MAC a LAN host sends from, for the replies to inbound
-    /// connections (written only when it changed: the map's shard stays
-    /// shared between workers).
+    /// Notes the MAC a LAN host opens a connection from, for the replies to
+    /// inbound connections to it (looked at once per new flow, not per
+    /// packet; written only when it changed).
     fn learn_lan_host6(&self, frame: &Frame6) {
         if self.v6.lan_hosts.get(&frame.src).map(|m| *m) != Some(frame.src_mac) {
             self.v6.lan_hosts.insert(frame.src, frame.src_mac);

@@ -27,8 +27,9 @@ impl Router {
             return Verdict::Drop(DropReason::SpoofedSource);
         }
         let inbound = self.inbound_address6(nat, uplink, frame.dst);
-        let to_router = self.is_router_address6(frame.dst);
-        if inbound.is_none() && !to_router {
+        // The router's own addresses are looked at only for what maps to
+        // no LAN host (a mapped address is never one of them).
+        if inbound.is_none() && !self.is_router_address6(frame.dst) {
             return Verdict::Kernel(KernelReason::RouterTraffic);
         }
         match frame.transport {
