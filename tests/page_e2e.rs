@@ -4,17 +4,22 @@
 //! shown down within the failover time when its ISP's path dies and up
 //! after repair, in a wide window and a phone's; screenshots into
 //! `target/page-e2e/`. The page's JSON is `xwan status --json` plus the
-//! history. The listener's limits (slow clients, too many connections,
+//! history. On the dual-stack testbed each card shows its IPv6 side too,
+//! and isp1's IPv6 alone shown down while its IPv4 stays up when only its
+//! IPv6 path dies. The listener's limits (slow clients, too many connections,
 //! other requests, the token) are tested in `tests/metrics.rs`. Needs root.
 
 #[allow(dead_code)]
 mod support;
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{config_toml, RouterMode, Testbed, TxOffload, HOST1, SERVER1};
+use support::{
+    config_toml, config_toml_dual, RouterMode, Testbed, TxOffload, HOST1, HOST1_6, SERVER1,
+    SERVER1_6,
+};
 
 /// Where xwan serves the page inside the router's namespace.
 const LISTEN: &str = "127.0.0.1:9849";
@@ -62,10 +67,17 @@ fn chromium(tb: &Testbed, size: &str, budget_ms: u32, screenshot: Option<&Path>)
 
 /// The `data-state` of uplink `name`'s card in `dom`.
 fn state_in(dom: &str, name: &str) -> Option<String> {
+    attribute_of_card(dom, name, "data-state")
+}
+
+/// The attribute `attribute` of uplink `name`'s card in `dom` (the card's
+/// own tag holds them all).
+fn attribute_of_card(dom: &str, name: &str, attribute: &str) -> Option<String> {
     let at = dom.find(&format!("data-uplink=\"{name}\""))?;
-    let rest = &dom[at..];
-    let state = rest.split("data-state=\"").nth(1)?;
-    Some(state.split('"').next()?.to_string())
+    let start = dom[..at].rfind('<')?;
+    let tag = &dom[start..start + dom[start..].find('>')?];
+    let value = tag.split(&format!(" {attribute}=\"")).nth(1)?;
+    Some(value.split('"').next()?.to_string())
 }
 
 /// The first number after `marker` in `text`.
@@ -178,14 +190,107 @@ fn the_page_shows_the_uplinks_live_and_follows_a_failover() {
 
 /// Polls the page until uplink `name` shows `state`; how long it took.
 fn wait_state(tb: &Testbed, name: &str, state: &str, limit: Duration) -> Option<Duration> {
+    wait_attribute(tb, name, "data-state", state, limit)
+}
+
+/// Polls the page until uplink `name`'s card has `attribute` = `value`; how
+/// long it took.
+fn wait_attribute(
+    tb: &Testbed,
+    name: &str,
+    attribute: &str,
+    value: &str,
+    limit: Duration,
+) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
         let dom = chromium(tb, "1280,1600", 1500, None);
-        if state_in(&dom, name).as_deref() == Some(state) {
+        if attribute_of_card(&dom, name, attribute).as_deref() == Some(value) {
             return Some(started.elapsed());
         }
     }
     None
+}
+
+/// On the dual-stack testbed, with isp1 probing an IPv6 target too: each
+/// card shows its IPv6 side (state, nat6, flows), the balance table an IPv6
+/// share, and cutting isp1's IPv6 path alone shows isp1 down for IPv6 and
+/// still up for IPv4.
+#[test]
+fn the_page_shows_each_uplinks_ipv6_side() {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let text = format!(
+        "{}metrics = \"{LISTEN}\"\n\n[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n",
+        config_toml_dual([1, 1], &tb.path("xwan.sock")).replace(
+            "probe = [\"198.18.11.2\"]\n",
+            &format!("probe = [\"198.18.11.2\", \"{SERVER1_6}\"]\n"),
+        )
+    );
+    assert!(text.contains(&SERVER1_6.to_string()), "isp1 probes IPv6");
+    tb.start_router(RouterMode::XwanPacket, &text);
+    let server = tb.bind_udp6("inet", SocketAddrV6::new(SERVER1_6, 5300, 0, 0));
+    let client = tb.bind_udp6("h1", SocketAddrV6::new(HOST1_6, 0, 0, 0));
+    client
+        .send_to(b"over IPv6", SocketAddrV6::new(SERVER1_6, 5300, 0, 0))
+        .expect("send");
+    let mut buf = [0u8; 64];
+    let (n, from) = server.recv_from(&mut buf).expect("the server hears it");
+    server.send_to(&buf[..n], from).expect("answer");
+    client.recv_from(&mut buf).expect("the answer comes back");
+
+    let up = wait_attribute(&tb, "isp1", "data-state6", "up", Duration::from_secs(8));
+    assert!(up.is_some(), "isp1 never shown up for IPv6");
+    let dom = chromium(&tb, "1280,1600", 3000, None);
+    for name in ["isp1", "isp2"] {
+        assert_eq!(
+            attribute_of_card(&dom, name, "data-state6").as_deref(),
+            Some("up"),
+            "{name}:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("nat6 prefix, 2001:db8:100::/56"),
+        "isp1's mapping:\n{dom}"
+    );
+    assert!(
+        dom.contains("nat6 masquerade, 2001:db8:2::2"),
+        "isp2's address:\n{dom}"
+    );
+    assert!(dom.contains("IPv6 share"), "the balance table:\n{dom}");
+    let flows6 = number_after(&dom, "; IPv6: ").expect("the IPv6 table's count");
+    assert!(flows6 >= 1.0, "IPv6 flows {flows6}:\n{dom}");
+
+    tb.exec_ok(
+        "isp1",
+        &["ip6tables", "-w", "-I", "FORWARD", "1", "-j", "DROP"],
+    );
+    let cut = Instant::now();
+    let down = wait_attribute(&tb, "isp1", "data-state6", "down", Duration::from_secs(10));
+    assert!(down.is_some(), "isp1's IPv6 never shown down");
+    println!(
+        "page: isp1's IPv6 shown down {:?} after the cut",
+        cut.elapsed()
+    );
+    let dom = chromium(&tb, "1280,1600", 2000, None);
+    assert_eq!(
+        state_in(&dom, "isp1").as_deref(),
+        Some("up"),
+        "IPv4 stays up:\n{dom}"
+    );
+    assert!(dom.contains("(probes)"), "why it is down:\n{dom}");
+    assert!(
+        dom.contains("isp1 IPv6</td><td>down<"),
+        "the event, with its family:\n{dom}"
+    );
+    chromium(
+        &tb,
+        "1280,1400",
+        2000,
+        Some(&screenshots().join("ipv6-down.png")),
+    );
+    tb.exec_ok("isp1", &["ip6tables", "-w", "-D", "FORWARD", "-j", "DROP"]);
+    let back = wait_attribute(&tb, "isp1", "data-state6", "up", Duration::from_secs(10));
+    assert!(back.is_some(), "isp1's IPv6 never shown up again");
 }
 
 /// The page's JSON is the status document with `history` beside it: every
