@@ -7,7 +7,9 @@
 //! up for IPv4 and down for IPv6, new IPv6 connections from h1 all leave by
 //! isp2, IPv4 keeps balancing over both, and `xwan events` carries an
 //! IPv6 event. Repaired, isp1's IPv6 comes back (failback) and takes new
-//! IPv6 connections again. Needs root, ip6tables, nftables and dnsmasq:
+//! IPv6 connections again. With IPv6 connections being made, a cut IPv6
+//! path is judged within a second by the TCP evidence (their SYNs go
+//! unanswered), before the probes' rounds would. Needs root, ip6tables, nftables and dnsmasq:
 //! `cargo test --test health6_e2e`.
 
 // Shared with the other end-to-end suites; not every helper is used here.
@@ -18,11 +20,13 @@ mod health_support;
 mod support;
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use health_support::{status, Events};
+use health_support::{connection_churn, status, tcp_sink, unix_ms, Events};
 use support::{
-    config_toml_dual, poll, RouterMode, Testbed, TxOffload, SERVER1, SERVER1_6, WAN1, WAN2, WAN2_6,
+    config_toml_dual, poll, RouterMode, Testbed, TxOffload, SERVER1, SERVER1_6, SERVER2_6, WAN1,
+    WAN2, WAN2_6,
 };
 
 /// How long a family's verdict may take: three failed rounds of 300 ms,
@@ -43,6 +47,87 @@ fn ipv6_alone_fails_over_and_back_on_its_own_probes() {
 #[test]
 fn tcp_probes_over_ipv6_judge_it_the_same() {
     scenario(&format!("tcp://[{SERVER1_6}]:9"));
+}
+
+/// New IPv6 connections to five servers while isp1's IPv6 path dies behind
+/// its live gateway: their unanswered SYNs start a burst of isp1's IPv6
+/// probes, which takes its IPv6 side down with cause "traffic", well before
+/// three failed rounds of 500 ms would; its IPv4 side stays up.
+#[test]
+fn ipv6_connections_left_unanswered_fail_its_ipv6_over_from_tcp_evidence() {
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    // Five servers: nth 1:1 sends every one of them by isp1 in turn.
+    let extra = [
+        "2001:db8:ffff::12",
+        "2001:db8:ffff::13",
+        "2001:db8:ffff::14",
+    ];
+    for addr in extra {
+        tb.exec_ok(
+            "inet",
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/128"),
+                "dev",
+                "lo",
+            ],
+        );
+    }
+    let mut dests = vec![SERVER1_6, SERVER2_6];
+    dests.extend(
+        extra
+            .iter()
+            .map(|a| a.parse::<std::net::Ipv6Addr>().unwrap()),
+    );
+    let stop_sink = tcp_sink(
+        &tb,
+        "inet",
+        SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 5200, 0, 0),
+    );
+    // Default health settings: interval 500 ms, timeout 1 s, down after 3.
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock")).replace(
+        "probe = [\"198.18.11.2\"]\n",
+        &format!("probe = [\"198.18.11.2\", \"{SERVER1_6}\"]\n"),
+    );
+    tb.start_router(RouterMode::XwanPacket, &config);
+    wait_for_isp1(&tb, (true, true), "up for both families at start");
+    let events = Events::subscribe(&tb);
+    let stop = AtomicBool::new(false);
+    let (down, connected, cut_at) = std::thread::scope(|s| {
+        let churn = s.spawn(|| {
+            connection_churn(
+                &tb,
+                "h1",
+                &dests,
+                5200,
+                Duration::from_millis(20),
+                &stop,
+                Duration::from_secs(15),
+            )
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let cut_at = unix_ms();
+        tb.exec_ok("isp1", &CUT);
+        let down = events.wait_for("isp1", "down", Duration::from_secs(6));
+        stop.store(true, Ordering::Relaxed);
+        (down, churn.join().expect("churn"), cut_at)
+    });
+    let down = down.expect("isp1's IPv6 never went down");
+    let after_ms = down.time_ms.saturating_sub(cut_at);
+    eprintln!(
+        "IPv6 upstream death with traffic: isp1's IPv6 down {after_ms} ms after the cut ({}; {connected} connections made)",
+        down.reason
+    );
+    assert_eq!(down.family.as_deref(), Some("ipv6"), "{down:?}");
+    assert_eq!(down.cause.as_str(), "traffic", "{down:?}");
+    // The probes alone take 2 s and more with these settings.
+    assert!(after_ms < 1500, "{after_ms} ms");
+    let isp1 = status(&tb).uplinks.swap_remove(0);
+    assert!(isp1.up, "IPv4 stays up: {isp1:?}");
+    stop_sink.store(true, Ordering::Relaxed);
 }
 
 /// isp1 probes 198.18.11.2 (ICMP) and `target6`; its IPv6 is cut and

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{DropReason, KernelReason, Port, Verdict};
-use crate::packet::{icmp, Frame, Transport};
+use crate::packet::{icmp, Addr6, Frame, Frame6, Transport};
 
 /// Packets and bytes through one uplink, each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,8 +22,10 @@ pub struct Traffic {
 pub struct LaneCounters {
     lines: Box<[Line]>,
     uplinks: usize,
-    /// Per uplink: the SYNs of new connections and their answers.
+    /// Per uplink: the SYNs of new connections and their answers, over
+    /// IPv4 and, apart, over IPv6 (an uplink's IPv6 may fail alone).
     tcp: Box<[TcpCounters]>,
+    tcp6: Box<[TcpCounters]>,
 }
 
 /// How many of the latest SYNs' destinations each worker keeps per uplink.
@@ -38,7 +40,8 @@ struct TcpCounters {
     syns: AtomicU64,
     /// SYN-ACKs and RSTs that came in on it.
     answers: AtomicU64,
-    /// Destination address of SYN number `n` at `n % RECENT_SYNS`.
+    /// Destination address of SYN number `n` at `n % RECENT_SYNS` (an
+    /// IPv6 one folded to 32 bits: [`fold_address`]).
     recent: [AtomicU32; RECENT_SYNS],
 }
 
@@ -81,6 +84,68 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
 }
 
+/// An IPv6 destination as the 32 bits [`TcpCounters::recent`] keeps: its
+/// four words XORed, so that distinct hosts stay distinct.
+fn fold_address(addr: &Addr6) -> u32 {
+    addr.chunks_exact(4)
+        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+        .fold(0, |a, w| a ^ w)
+}
+
+/// Counts in `counters` (one per uplink) a TCP segment that is evidence of
+/// an uplink's health: a SYN out to `dst`, or a SYN-ACK or RST in.
+fn count_evidence(
+    counters: &[TcpCounters],
+    from: Port,
+    transport: &Transport,
+    dst: u32,
+    verdict: &Verdict,
+) {
+    let Transport::Tcp { flags, .. } = *transport else {
+        return;
+    };
+    if !flags.syn && !flags.rst {
+        return;
+    }
+    match (from, *verdict) {
+        (
+            Port::Lan,
+            Verdict::Forward {
+                port: Port::Wan(uplink),
+                ..
+            },
+        ) if flags.syn && !flags.ack => {
+            if let Some(c) = counters.get(usize::from(uplink)) {
+                let n = c.syns.load(Ordering::Relaxed);
+                c.recent[n as usize % RECENT_SYNS].store(dst, Ordering::Relaxed);
+                c.syns.store(n + 1, Ordering::Release);
+            }
+        }
+        (
+            Port::Wan(uplink),
+            Verdict::Forward {
+                port: Port::Lan, ..
+            },
+        ) if flags.ack || flags.rst => {
+            if let Some(c) = counters.get(usize::from(uplink)) {
+                bump(&c.answers, 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn read_syn_counts(counters: &[TcpCounters]) -> Vec<SynCounts> {
+    counters
+        .iter()
+        .map(|c| SynCounts {
+            syns: c.syns.load(Ordering::Acquire),
+            answers: c.answers.load(Ordering::Relaxed),
+            recent: std::array::from_fn(|i| c.recent[i].load(Ordering::Relaxed)),
+        })
+        .collect()
+}
+
 impl LaneCounters {
     pub fn new(uplinks: usize) -> LaneCounters {
         let count = UPLINKS + 4 * uplinks;
@@ -90,6 +155,7 @@ impl LaneCounters {
                 .collect(),
             uplinks,
             tcp: (0..uplinks).map(|_| TcpCounters::default()).collect(),
+            tcp6: (0..uplinks).map(|_| TcpCounters::default()).collect(),
         }
     }
 
@@ -105,51 +171,24 @@ impl LaneCounters {
     /// Counts a forwarded TCP segment that is evidence of an uplink's
     /// health: a SYN out (with its destination), or a SYN-ACK or RST in.
     pub fn tcp_evidence(&self, from: Port, frame: &Frame, verdict: &Verdict) {
-        let Transport::Tcp { flags, .. } = frame.transport else {
-            return;
-        };
-        if !flags.syn && !flags.rst {
-            return;
-        }
-        match (from, *verdict) {
-            (
-                Port::Lan,
-                Verdict::Forward {
-                    port: Port::Wan(uplink),
-                    ..
-                },
-            ) if flags.syn && !flags.ack => {
-                if let Some(c) = self.tcp.get(usize::from(uplink)) {
-                    let n = c.syns.load(Ordering::Relaxed);
-                    c.recent[n as usize % RECENT_SYNS]
-                        .store(u32::from_be_bytes(frame.dst), Ordering::Relaxed);
-                    c.syns.store(n + 1, Ordering::Release);
-                }
-            }
-            (
-                Port::Wan(uplink),
-                Verdict::Forward {
-                    port: Port::Lan, ..
-                },
-            ) if flags.ack || flags.rst => {
-                if let Some(c) = self.tcp.get(usize::from(uplink)) {
-                    bump(&c.answers, 1);
-                }
-            }
-            _ => {}
-        }
+        let dst = u32::from_be_bytes(frame.dst);
+        count_evidence(&self.tcp, from, &frame.transport, dst, verdict);
     }
 
-    /// This worker's TCP evidence, per uplink.
+    /// [`LaneCounters::tcp_evidence`] for an IPv6 segment, counted apart.
+    pub fn tcp_evidence6(&self, from: Port, frame: &Frame6, verdict: &Verdict) {
+        let dst = fold_address(&frame.dst);
+        count_evidence(&self.tcp6, from, &frame.transport, dst, verdict);
+    }
+
+    /// This worker's TCP evidence over IPv4, per uplink.
     pub fn syn_counts(&self) -> Vec<SynCounts> {
-        self.tcp
-            .iter()
-            .map(|c| SynCounts {
-                syns: c.syns.load(Ordering::Acquire),
-                answers: c.answers.load(Ordering::Relaxed),
-                recent: std::array::from_fn(|i| c.recent[i].load(Ordering::Relaxed)),
-            })
-            .collect()
+        read_syn_counts(&self.tcp)
+    }
+
+    /// This worker's TCP evidence over IPv6, per uplink.
+    pub fn syn_counts6(&self) -> Vec<SynCounts> {
+        read_syn_counts(&self.tcp6)
     }
 
     /// Counts an ICMP error the core made (its frame is counted as forwarded too).

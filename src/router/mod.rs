@@ -544,6 +544,14 @@ impl Router {
         lock(&self.workers).iter().map(|w| w.syn_counts()).collect()
     }
 
+    /// [`Router::syn_counts`] over IPv6, counted apart.
+    pub fn syn_counts6(&self) -> Vec<Vec<SynCounts>> {
+        lock(&self.workers)
+            .iter()
+            .map(|w| w.syn_counts6())
+            .collect()
+    }
+
     pub fn stats(&self) -> Stats {
         let workers = lock(&self.workers);
         let counters = workers.iter().map(|w| w.as_ref());

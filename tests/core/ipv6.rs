@@ -961,3 +961,51 @@ fn limits_count_ipv6_flows_per_lan_host_and_per_inbound_source() {
     bench.router().expire(bench.0.now);
     assert_eq!(bench.router().stats().limited_hosts, 0);
 }
+
+/// A SYN-ACK from `src` to `dst` (an uplink's side), as the Internet answers.
+fn syn_ack6(src: &str, dst: &str, ports: (u16, u16)) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(HOST_MAC, testing::LAN_MAC)
+        .ipv6(a6(src), a6(dst), 64)
+        .tcp(ports.0, ports.1, 5000, 64240)
+        .syn()
+        .ack(1001)
+        .write(&mut out, b"")
+        .unwrap();
+    out
+}
+
+#[test]
+fn ipv6_syns_and_their_answers_are_health_evidence_of_their_own() {
+    let mut bench = Bench6::new("prefix");
+    let servers = [
+        "2001:db8:ffff::10",
+        "2001:db8:ffff::11",
+        "2001:db8:ffff::12",
+    ];
+    // nth 1:1: isp1, isp2, isp1.
+    let mut outs = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let out_port = Port::Wan((i % 2) as u8);
+        let syn = tcp6(HOST6, server, (40000 + i as u16, 443), true, b"");
+        outs.push(bench.forward(Port::Lan, syn, out_port));
+    }
+    let v6 = &bench.router().syn_counts6()[0];
+    assert_eq!((v6[0].syns, v6[0].answers), (2, 0));
+    assert_eq!((v6[1].syns, v6[1].answers), (1, 0));
+    let recent = v6[0].recent;
+    assert_ne!(recent[0], recent[1], "two destinations kept apart");
+    let v4 = &bench.router().syn_counts()[0];
+    assert!(
+        v4.iter().all(|c| c.syns == 0 && c.answers == 0),
+        "IPv4's evidence untouched: {v4:?}"
+    );
+
+    // isp1's first server answers through the mapping; isp2's does not.
+    let mapped = Ipv6Addr::from(outs[0].src).to_string();
+    let answer = syn_ack6(servers[0], &mapped, (443, outs[0].ports.0));
+    bench.forward(Port::Wan(0), from_wan(0, answer), Port::Lan);
+    let v6 = &bench.router().syn_counts6()[0];
+    assert_eq!((v6[0].syns, v6[0].answers), (2, 1));
+    assert_eq!((v6[1].syns, v6[1].answers), (1, 0));
+}

@@ -3,7 +3,7 @@
 //! event stream collected in the background, a generator of new TCP
 //! connections from a LAN host to several destinations, and status reads.
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -141,7 +141,7 @@ pub fn unix_ms() -> u64 {
 pub fn connection_churn(
     tb: &Testbed,
     node: &str,
-    dests: &[Ipv4Addr],
+    dests: &[impl Into<IpAddr> + Copy + Sync],
     port: u16,
     every: Duration,
     stop: &AtomicBool,
@@ -153,12 +153,12 @@ pub fn connection_churn(
         let mut n = 0;
         thread::scope(|s| {
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let to = SocketAddrV4::new(dests[n % dests.len()], port);
+                let to = SocketAddr::new(dests[n % dests.len()].into(), port);
                 n += 1;
                 let connected = Arc::clone(&connected);
                 // Threads made here stay in this namespace.
                 s.spawn(move || {
-                    if TcpStream::connect_timeout(&to.into(), Duration::from_millis(300)).is_ok() {
+                    if TcpStream::connect_timeout(&to, Duration::from_millis(300)).is_ok() {
                         connected.fetch_add(1, Ordering::Relaxed);
                     }
                 });
@@ -171,7 +171,8 @@ pub fn connection_churn(
 
 /// Accepts (and closes) every TCP connection to `addr` in a node's
 /// namespace on a thread of its own until the returned flag is set.
-pub fn tcp_sink(tb: &Testbed, node: &str, addr: SocketAddrV4) -> Arc<AtomicBool> {
+pub fn tcp_sink(tb: &Testbed, node: &str, addr: impl Into<SocketAddr>) -> Arc<AtomicBool> {
+    let addr = addr.into();
     let listener = tb
         .in_ns(node, || std::net::TcpListener::bind(addr))
         .unwrap_or_else(|e| panic!("cannot listen on {addr} in {node}: {e}"));

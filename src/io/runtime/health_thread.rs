@@ -152,7 +152,9 @@ pub struct HealthThread {
     changes: Arc<StateChanges>,
     /// Each uplink's link, address and gateway, from the event monitor.
     kernel: Arc<KernelUplinks>,
+    /// The core's TCP evidence over IPv4, and apart over IPv6.
     traffic: TrafficTracker,
+    traffic6: TrafficTracker,
     epoch: Instant,
 }
 
@@ -391,6 +393,7 @@ impl HealthThread {
             })
             .collect();
         let traffic = TrafficTracker::new(running.config.wans.len());
+        let traffic6 = TrafficTracker::new(running.config.wans.len());
         let mut thread = HealthThread {
             router,
             monitor,
@@ -400,6 +403,7 @@ impl HealthThread {
             changes,
             kernel,
             traffic,
+            traffic6,
             epoch,
         };
         thread.open_sockets(&running.config, &running.removed);
@@ -473,10 +477,29 @@ impl HealthThread {
         let mut resets = Vec::new();
         let up: Vec<bool> = stats.uplinks.iter().map(|u| u.up).collect();
         let evidence = self.traffic.sample(&self.router.syn_counts(), &up, now);
+        let up6: Vec<bool> = stats
+            .uplinks
+            .iter()
+            .map(|u| u.ipv6.as_ref().is_some_and(|v6| v6.up))
+            .collect();
+        let evidence6 = self.traffic6.sample(&self.router.syn_counts6(), &up6, now);
         let probes = {
             let mut monitors = sync::lock(&self.monitor);
             let Monitors { v4, v6 } = &mut *monitors;
             v4.traffic(&evidence, now);
+            // Unanswered IPv6 SYNs start a burst by the monitor that judges
+            // the uplink's IPv6 side: the IPv6 one where the uplink has IPv6
+            // targets, else the uplink's own (its IPv6 follows that verdict).
+            let (apart, along): (Vec<_>, Vec<_>) = evidence6
+                .iter()
+                .enumerate()
+                .map(|(id, e)| match v6.probes(id as UplinkId) {
+                    true => (*e, None),
+                    false => (None, *e),
+                })
+                .unzip();
+            v6.traffic(&apart, now);
+            v4.traffic(&along, now);
             for (id, prober) in self.probers.iter().enumerate() {
                 let uplink = id as UplinkId;
                 // An uplink with probes is judged by them (an unresolved gateway

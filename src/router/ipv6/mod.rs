@@ -229,10 +229,12 @@ impl Router {
         if ctx.meta.checksum_partial {
             packet::complete_partial_checksum6(buf, &frame);
         }
-        match ctx.meta.port {
+        let verdict = match ctx.meta.port {
             Port::Lan => self.lan_ingress6(buf, &frame, ctx),
             Port::Wan(uplink) => self.wan_ingress6(buf, &frame, uplink, ctx),
-        }
+        };
+        ctx.counters.tcp_evidence6(ctx.meta.port, &frame, &verdict);
+        verdict
     }
 
     /// Health input for IPv6 alone: whether an uplink may take new IPv6
