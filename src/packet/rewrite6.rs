@@ -286,6 +286,31 @@ mod tests {
         )
     }
 
+    /// A frame as a local sender with checksum offload hands it over: the
+    /// TCP or UDP checksum holds only the pseudo-header's sum. Detected,
+    /// completed, and no longer partial; a complete one is left alone.
+    #[test]
+    fn a_partial_checksum_is_detected_and_completed() {
+        for (protocol, upper, at) in [
+            (PROTO_TCP, tcp(40000, 443, 0x18, 7, b"hello"), 16),
+            (PROTO_UDP, udp(40000, 53, b"query"), 6),
+        ] {
+            let (src, dst) = (addr("fd00:50::10"), addr("2001:db8:2::20"));
+            let complete = frame6(src, dst, 64, &[], protocol, &upper);
+            let mut buf = complete.clone();
+            let check_at = 54 + at;
+            let len = (upper.len()) as u32;
+            let pseudo = fold(pseudo_header_sum6(src, dst, protocol, len));
+            buf[check_at..check_at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            let frame = parse6(&buf).expect("parses");
+            assert!(carries_partial_checksum6(&buf, &frame), "{protocol}");
+            complete_partial_checksum6(&mut buf, &frame);
+            assert_eq!(buf, complete, "{protocol}");
+            assert!(valid(&buf));
+            assert!(!carries_partial_checksum6(&buf, &frame), "{protocol}");
+        }
+    }
+
     #[test]
     fn rewrites_a_udp_datagram() {
         let mut buf = frame6(

@@ -612,3 +612,119 @@ fn prefix6_key(net: &Ipv6Net) -> [u8; 20] {
     key[4..20].copy_from_slice(&net.network().octets());
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+    use crate::io::{OwnedTraffic6, OwnedUplink6};
+
+    fn owned() -> OwnedTraffic {
+        OwnedTraffic {
+            lan_networks: Vec::new(),
+            bypass: Vec::new(),
+            local_addresses: Vec::new(),
+            wan_addresses: vec![Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 2, 2)],
+            nat_ports: PortRange {
+                lo: 20000,
+                hi: 29999,
+            },
+            tcp_forwards: Vec::new(),
+            udp_forwards: Vec::new(),
+            v6: OwnedTraffic6 {
+                lan_networks: vec!["fd00:50::/64".parse().unwrap()],
+                bypass: vec!["2001:db8:ee::/48".parse().unwrap()],
+                local_addresses: vec!["fd00:50::1".parse().unwrap()],
+                uplinks: vec![
+                    OwnedUplink6 {
+                        prefixes: vec!["2001:db8:100::/64".parse().unwrap()],
+                        ..OwnedUplink6::default()
+                    },
+                    OwnedUplink6 {
+                        address: Some("2001:db8:2::2".parse().unwrap()),
+                        forwards: vec![("tcp", 2022), ("udp", 5353)],
+                        ..OwnedUplink6::default()
+                    },
+                ],
+            },
+        }
+    }
+
+    /// The LAN in slot 0 and the two uplinks on ifindexes 7 and 9.
+    const WANS: [WanSlot; 2] = [
+        WanSlot {
+            ifindex: 7,
+            slot: 1,
+            uplink: 0,
+        },
+        WanSlot {
+            ifindex: 9,
+            slot: 2,
+            uplink: 1,
+        },
+    ];
+
+    fn entries(name: &str, keys: &Keys) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let at = UPDATABLE.iter().position(|n| *n == name).unwrap();
+        keys.maps[at].clone().into_iter().collect()
+    }
+
+    fn addr6(text: &str) -> Vec<u8> {
+        text.parse::<Ipv6Addr>().unwrap().octets().to_vec()
+    }
+
+    /// Each IPv6 map's entries as the C side lays out its keys and values.
+    #[test]
+    fn the_ipv6_maps_hold_the_owned_ipv6_traffic() {
+        let keys = Keys::of(&owned(), &WANS);
+        let prefix6 = |len: u32, addr: &str| [len.to_ne_bytes().to_vec(), addr6(addr)].concat();
+        assert_eq!(
+            entries("bypass_nets6", &keys),
+            [(prefix6(48, "2001:db8:ee::"), vec![1])]
+        );
+        assert_eq!(
+            entries("local_addrs6", &keys),
+            [(addr6("fd00:50::1"), vec![LOCAL_ADDR])]
+        );
+        let wan_prefix = [
+            96u32.to_ne_bytes().to_vec(),
+            7u32.to_ne_bytes().to_vec(),
+            addr6("2001:db8:100::"),
+        ]
+        .concat();
+        assert_eq!(entries("wan_prefixes6", &keys), [(wan_prefix, vec![1])]);
+        assert_eq!(
+            entries("wan_addrs6", &keys),
+            [(9u32.to_ne_bytes().to_vec(), addr6("2001:db8:2::2"))]
+        );
+        let forward = |port: u16, proto: u8| {
+            let mut key = 9u32.to_ne_bytes().to_vec();
+            key.extend_from_slice(&port.to_be_bytes());
+            key.extend_from_slice(&[proto, 0]);
+            (key, vec![1])
+        };
+        let mut forwards = vec![forward(2022, PROTO_TCP), forward(5353, PROTO_UDP)];
+        forwards.sort();
+        assert_eq!(entries("forwards6", &keys), forwards);
+        assert_eq!(
+            prefix6_key(&"fd00:50::/64".parse().unwrap()).to_vec(),
+            prefix6(64, "fd00:50::")
+        );
+    }
+
+    /// An uplink without IPv6, or none in the list for a WAN interface, has
+    /// no IPv6 entries.
+    #[test]
+    fn an_uplink_without_ipv6_has_no_ipv6_entries() {
+        let mut owned = owned();
+        owned.v6.uplinks[1] = OwnedUplink6::default();
+        let without = Keys::of(&owned, &WANS);
+        owned.v6.uplinks.truncate(1);
+        let missing = Keys::of(&owned, &WANS);
+        for keys in [without, missing] {
+            assert!(entries("wan_addrs6", &keys).is_empty());
+            assert!(entries("forwards6", &keys).is_empty());
+            assert_eq!(entries("wan_prefixes6", &keys).len(), 1);
+        }
+    }
+}
