@@ -1,5 +1,5 @@
 //! Health per family, end to end, on the dual-stack testbed
-//! (`testbed/testbed.sh up --ipv6`, `--io packet`): isp1 probes an IPv4
+//! (`testbed/testbed.sh up --ipv6`, `--io packet` and `--io xdp`): isp1 probes an IPv4
 //! target and an IPv6 one (the inet server 2001:db8:ffff::10, ICMPv6 echo
 //! sent as a whole frame from isp1's SLAAC address to its IPv6 gateway's
 //! MAC; again with a TCP SYN to a closed port, answered by an RST). Cutting isp1's IPv6 alone (ip6tables DROP in isp1's FORWARD chain)
@@ -40,13 +40,23 @@ const REPAIR: [&str; 6] = ["ip6tables", "-w", "-D", "FORWARD", "-j", "DROP"];
 /// ICMPv6 echo to the inet server.
 #[test]
 fn ipv6_alone_fails_over_and_back_on_its_own_probes() {
-    scenario(&SERVER1_6.to_string());
+    scenario(RouterMode::XwanPacket, &SERVER1_6.to_string());
+}
+
+#[test]
+fn xdp_ipv6_alone_fails_over_and_back_on_its_own_probes() {
+    scenario(RouterMode::XwanXdp, &SERVER1_6.to_string());
 }
 
 /// A TCP SYN to a closed port of the inet server, answered by its RST.
 #[test]
 fn tcp_probes_over_ipv6_judge_it_the_same() {
-    scenario(&format!("tcp://[{SERVER1_6}]:9"));
+    scenario(RouterMode::XwanPacket, &format!("tcp://[{SERVER1_6}]:9"));
+}
+
+#[test]
+fn xdp_tcp_probes_over_ipv6_judge_it_the_same() {
+    scenario(RouterMode::XwanXdp, &format!("tcp://[{SERVER1_6}]:9"));
 }
 
 /// New IPv6 connections to five servers while isp1's IPv6 path dies behind
@@ -131,8 +141,8 @@ fn ipv6_connections_left_unanswered_fail_its_ipv6_over_from_tcp_evidence() {
 }
 
 /// isp1 probes 198.18.11.2 (ICMP) and `target6`; its IPv6 is cut and
-/// repaired.
-fn scenario(target6: &str) {
+/// repaired, with xwan in `mode`.
+fn scenario(mode: RouterMode, target6: &str) {
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = format!(
         "{}\n[health]\ninterval_ms = 300\ntimeout_ms = 250\ndown_after = 3\nup_after = 2\n",
@@ -142,7 +152,7 @@ fn scenario(target6: &str) {
         )
     );
     assert!(config.contains(target6), "isp1 probes IPv6");
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let started = wait_for_isp1(&tb, (true, true), "up for both families at start");
     let events = Events::subscribe(&tb);
     let server6 = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5001, 0, 0));

@@ -11,8 +11,10 @@
 //! source, so a connection that left by the wrong WAN, or untranslated,
 //! fails.
 //!
-//! Each scenario is a `fn(RouterMode)`, so more router modes can run it as
-//! they learn IPv6; the kernel recipe runs it today.
+//! Each scenario is a `fn(RouterMode)`, run by the kernel recipe where it
+//! applies and by xwan in packet and xdp mode (in xdp mode the testbed
+//! checks, as it goes down, that every frame the core left to the kernel
+//! reached it through the punt device).
 
 #[allow(dead_code)]
 mod support;
@@ -52,8 +54,19 @@ fn packet_npt() {
     npt_scenario(RouterMode::XwanPacket);
 }
 
-/// `--io auto` with IPv6 in the configuration takes packet (the XDP program
-/// owns IPv4 only) and forwards both families.
+#[test]
+fn xdp() {
+    scenario(RouterMode::XwanXdp);
+}
+
+#[test]
+fn xdp_npt() {
+    npt_scenario(RouterMode::XwanXdp);
+}
+
+/// `--io auto` with IPv6 in the configuration chooses as with IPv4 alone
+/// (packet on veth, which has no zero-copy AF_XDP) and forwards both
+/// families.
 #[test]
 fn auto() {
     scenario(RouterMode::XwanAuto);
@@ -70,6 +83,11 @@ fn packet_inbound() {
 }
 
 #[test]
+fn xdp_inbound() {
+    inbound_scenario(RouterMode::XwanXdp);
+}
+
+#[test]
 fn kernel_errors() {
     errors_scenario(RouterMode::Kernel);
 }
@@ -77,6 +95,11 @@ fn kernel_errors() {
 #[test]
 fn packet_errors() {
     errors_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_errors() {
+    errors_scenario(RouterMode::XwanXdp);
 }
 
 /// A connection from the Internet to h1's outside address through isp1's
@@ -99,17 +122,29 @@ fn inbound_scenario(mode: RouterMode) {
         );
         let upload = pattern(32 << 10, 10 + i);
         let download = pattern(32 << 10, 20 + i);
-        let (at_h1, at_server) = thread::scope(|s| {
-            let h1 = s.spawn(|| exchange(&conn, &download));
-            let at_server = exchange(&client, &upload);
-            (h1.join().expect("h1 side"), at_server)
-        });
+        let (at_h1, at_server) = inbound_exchange(&conn, &client, &upload, &download);
         assert!(at_h1 == upload, "connection {i}: what h1 got differs");
         assert!(
             at_server == download,
             "connection {i}: what the server got differs"
         );
     }
+}
+
+/// On an inbound connection, `upload` from the Internet's end (`client`)
+/// and `download` from h1's (`conn`) at once: what h1 got, and what the
+/// Internet's end got.
+fn inbound_exchange(
+    conn: &std::net::TcpStream,
+    client: &std::net::TcpStream,
+    upload: &[u8],
+    download: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    thread::scope(|s| {
+        let h1 = s.spawn(|| exchange(conn, download));
+        let at_server = exchange(client, upload);
+        (h1.join().expect("h1 side"), at_server)
+    })
 }
 
 /// The ICMPv6 errors a router owes: hop-limit expiry answered from the
@@ -490,11 +525,20 @@ fn config_toml_dual_passes_xwan_check() {
 /// between. Each transfer spans the gap and arrives byte for byte.
 #[test]
 fn packet_restart_keeps_ipv6_connections() {
+    restart_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_restart_keeps_ipv6_connections() {
+    restart_scenario(RouterMode::XwanXdp);
+}
+
+fn restart_scenario(mode: RouterMode) {
     use std::time::Duration;
     use support::restart::{paced_send, receive_all};
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5003, 0, 0));
     let listener = tb.listen_tcp_at("inet", server);
     let size = 512 << 10;
@@ -515,7 +559,7 @@ fn packet_restart_keeps_ipv6_connections() {
     );
     thread::sleep(Duration::from_millis(500));
     tb.signal_xwan("TERM");
-    tb.start_xwan_again(RouterMode::XwanPacket);
+    tb.start_xwan_again(mode);
     for (sender, receiver, peer, i) in transfers {
         sender.join().expect("the sender");
         let got = receiver
@@ -539,6 +583,15 @@ fn packet_restart_keeps_ipv6_connections() {
 /// addresses gets its answer over IPv4.
 #[test]
 fn packet_happy_eyeballs_falls_back_to_ipv4() {
+    happy_eyeballs_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_happy_eyeballs_falls_back_to_ipv4() {
+    happy_eyeballs_scenario(RouterMode::XwanXdp);
+}
+
+fn happy_eyeballs_scenario(mode: RouterMode) {
     use std::io::{Read, Write};
     use std::time::Duration;
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
@@ -547,7 +600,7 @@ fn packet_happy_eyeballs_falls_back_to_ipv4() {
         .replace("address6 = \"2001:db8:2::2\"\n", "")
         .replace("gateway6 = \"fe80::1\"\n", "");
     assert!(!config.contains("2001:db8:2::2"), "{config}");
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     // A dual-stack web server: one socket takes both families.
     let listener = tb.listen_tcp6("inet", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 8000, 0, 0));
     // Three requests reach it: IPv6 before the cut, IPv4 after (the IPv6
@@ -633,12 +686,21 @@ fn packet_happy_eyeballs_falls_back_to_ipv4() {
 /// prefix (a redial) moves new connections onto it.
 #[test]
 fn packet_prefix6_follows_the_delegation() {
+    prefix6_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_prefix6_follows_the_delegation() {
+    prefix6_scenario(RouterMode::XwanXdp);
+}
+
+fn prefix6_scenario(mode: RouterMode) {
     use std::time::Duration;
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = config_toml_dual([1, 1], &tb.path("xwan.sock"))
         .replace("prefix6 = \"2001:db8:100::/56\"", "prefix6 = \"auto\"");
     assert!(config.contains("prefix6 = \"auto\""), "{config}");
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let server = SocketAddr::V6(SocketAddrV6::new(SERVER1_6, 5004, 0, 0));
     let seen = tcp_connections(&tb, server, 2, 1024);
     assert_eq!(seen, [IpAddr::V6(WAN2_6); 2], "no prefix yet: isp2 only");
@@ -747,6 +809,11 @@ fn kernel_forward_to_an_ipv6_target() {
     forward6_scenario(RouterMode::Kernel);
 }
 
+#[test]
+fn xdp_forward_to_an_ipv6_target() {
+    forward6_scenario(RouterMode::XwanXdp);
+}
+
 fn forward6_scenario(mode: RouterMode) {
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = format!(
@@ -765,11 +832,7 @@ fn forward6_scenario(mode: RouterMode) {
             "h1 sees the Internet peer: {peer}"
         );
         let (upload, download) = (pattern(16 << 10, 60 + i), pattern(16 << 10, 70 + i));
-        let (at_h1, at_server) = thread::scope(|s| {
-            let h1 = s.spawn(|| exchange(&conn, &download));
-            let at_server = exchange(&client, &upload);
-            (h1.join().expect("h1 side"), at_server)
-        });
+        let (at_h1, at_server) = inbound_exchange(&conn, &client, &upload, &download);
         assert!(
             at_h1 == upload && at_server == download,
             "connection {i} differs"
@@ -784,6 +847,15 @@ fn forward6_scenario(mode: RouterMode) {
 /// that one is down; no rule is left behind.
 #[test]
 fn packet_router_own_ipv6_traffic_follows_local() {
+    local_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_router_own_ipv6_traffic_follows_local() {
+    local_scenario(RouterMode::XwanXdp);
+}
+
+fn local_scenario(mode: RouterMode) {
     use std::io::{Read, Write};
     use std::time::Duration;
     use xwan::control::{self, AdminState, Request};
@@ -792,7 +864,7 @@ fn packet_router_own_ipv6_traffic_follows_local() {
         "{}\n[local]\nuplink = \"isp2\"\n",
         config_toml_dual([1, 1], &tb.path("xwan.sock"))
     );
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let service = tb
         .in_ns("rtr", || std::net::TcpListener::bind("[::]:7000"))
         .expect("listen on the router");
@@ -843,9 +915,18 @@ fn packet_router_own_ipv6_traffic_follows_local() {
 /// through the same translation.
 #[test]
 fn packet_fragmented_udp_crosses_both_ways() {
+    fragments_scenario(RouterMode::XwanPacket);
+}
+
+#[test]
+fn xdp_fragmented_udp_crosses_both_ways() {
+    fragments_scenario(RouterMode::XwanXdp);
+}
+
+fn fragments_scenario(mode: RouterMode) {
     let mut tb = Testbed::up_dual_stack(TxOffload::On);
     let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
-    tb.start_router(RouterMode::XwanPacket, &config);
+    tb.start_router(mode, &config);
     let server = SocketAddrV6::new(SERVER1_6, 5300, 0, 0);
     let listener = tb.bind_udp6("inet", server);
     let mut buf = vec![0u8; 8192];
@@ -867,4 +948,131 @@ fn packet_fragmented_udp_crosses_both_ways() {
             .unwrap_or_else(|e| panic!("datagram {i}: the reply does not arrive: {e}"));
         assert!(buf[..len] == reply[..], "datagram {i}: the reply differs");
     }
+}
+
+/// With the XDP program attached to every interface, Neighbour Discovery
+/// and router advertisements stay the kernel's: isp1's default route
+/// (`gateway6 = "auto"`) is learnt again from the RA that answers the
+/// router's solicitation after it was deleted, and xwan resolves its
+/// gateway again; the router and h1 resolve each other after both
+/// neighbour tables are flushed, and an inbound connection to h1 through
+/// isp1's mapping finds h1's MAC.
+#[test]
+fn xdp_leaves_neighbour_discovery_and_router_advertisements_to_the_kernel() {
+    use std::time::Duration;
+    use xwan::control::{request, Reply, Request};
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(RouterMode::XwanXdp, &config);
+    let text = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    for interface in ["lan0", "wan1", "wan2"] {
+        let link = text(tb.exec_ok("rtr", &["ip", "link", "show", interface]));
+        assert!(link.contains("prog/xdp"), "no XDP on {interface}: {link}");
+    }
+
+    // The RA: the default route goes, the router solicits (setting its
+    // token does), isp1's advertisement brings the route back.
+    tb.exec_ok(
+        "rtr",
+        &["ip", "-6", "route", "del", "default", "dev", "wan1"],
+    );
+    tb.exec_ok("rtr", &["ip", "-6", "neigh", "flush", "dev", "wan1"]);
+    tb.exec_ok("rtr", &["ip", "token", "set", "::2", "dev", "wan1"]);
+    let relearnt = support::poll(Duration::from_secs(5), || {
+        let route = text(tb.exec_ok("rtr", &["ip", "-6", "route", "show", "default"]));
+        route.starts_with("default via fe80::1 dev wan1 proto ra")
+    });
+    assert!(relearnt, "no RA-learnt default route:\n{}", tb.xwan_log());
+    let isp1_gateway6 = || {
+        let Ok(Reply::Status { status, .. }) = request(&tb.path("xwan.sock"), &Request::Status)
+        else {
+            return false;
+        };
+        (status.uplinks[0].ipv6.as_ref()).is_some_and(|v6| v6.up && v6.gateway_mac.is_some())
+    };
+    assert!(
+        support::poll(Duration::from_secs(10), isp1_gateway6),
+        "isp1's IPv6 gateway not resolved again:\n{}",
+        tb.xwan_log()
+    );
+
+    // The LAN: both sides forget each other, then resolve each other.
+    tb.exec_ok("rtr", &["ip", "-6", "neigh", "flush", "dev", "lan0"]);
+    tb.exec_ok("h1", &["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+    let ping = |from: &str, to: &str| {
+        tb.exec(from, &["ping", "-6", "-n", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    assert!(ping("h1", "fd00:50::1"), "h1 cannot reach the router");
+    tb.exec_ok("rtr", &["ip", "-6", "neigh", "flush", "dev", "lan0"]);
+    assert!(
+        ping("rtr", &HOST1_6.to_string()),
+        "the router cannot reach h1"
+    );
+    let neighbours = text(tb.exec_ok("rtr", &["ip", "-6", "neigh", "show", "dev", "lan0"]));
+    assert!(
+        neighbours.contains(&format!("{HOST1_6} lladdr")),
+        "{neighbours}"
+    );
+
+    // xwan's own resolution of h1, for an inbound connection.
+    tb.exec_ok("rtr", &["ip", "-6", "neigh", "flush", "dev", "lan0"]);
+    let listener = tb.listen_tcp6("h1", SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 2222, 0, 0));
+    let client = tb
+        .connect_tcp6("inet", SocketAddrV6::new(HOST1_VIA_ISP1, 2222, 0, 0))
+        .unwrap_or_else(|e| panic!("connection to h1 through isp1's mapping: {e}"));
+    let (conn, _) = listener.accept();
+    let (upload, download) = (pattern(8 << 10, 80), pattern(8 << 10, 81));
+    let (at_h1, at_server) = inbound_exchange(&conn, &client, &upload, &download);
+    assert!(
+        at_h1 == upload && at_server == download,
+        "the connection differs"
+    );
+}
+
+/// In xdp mode the program hands the workers every fragment to a NAT66
+/// address (a later one has no ports to tell); those of the router's own
+/// packets go on to the kernel through the punt device: a 3000-byte ping
+/// from the Internet to isp2's NAT66 address is answered, its fragments
+/// counted as punted (the testbed checks, going down, that none was lost).
+#[test]
+fn xdp_punts_the_fragments_of_the_routers_own_ipv6_to_the_kernel() {
+    use xwan::control::{request, Reply, Request};
+    let mut tb = Testbed::up_dual_stack(TxOffload::On);
+    let config = config_toml_dual([1, 1], &tb.path("xwan.sock"));
+    tb.start_router(RouterMode::XwanXdp, &config);
+    let out = tb.exec(
+        "inet",
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-s",
+            "3000",
+            &WAN2_6.to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let Ok(Reply::Status { status, .. }) = request(&tb.path("xwan.sock"), &Request::Status) else {
+        panic!("no status");
+    };
+    let punted: u64 = status.workers.iter().map(|w| w.punted).sum();
+    assert!(
+        status
+            .to_kernel
+            .get("router_traffic")
+            .is_some_and(|n| *n >= 6)
+            && punted >= 6,
+        "three fragments a ping, punted: {:?}, {punted}",
+        status.to_kernel
+    );
 }

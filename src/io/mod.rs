@@ -140,6 +140,8 @@ pub struct OwnedTraffic {
 pub struct OwnedTraffic6 {
     /// Inside prefixes: LAN traffic from these to anywhere else is xwan's.
     pub lan_networks: Vec<Ipv6Net>,
+    /// Destinations always left to the kernel, as [`OwnedTraffic::bypass`].
+    pub bypass: Vec<Ipv6Net>,
     /// The router's own global addresses (its LAN address, the uplinks'):
     /// traffic to them is the kernel's, but for NAT66 ports.
     pub local_addresses: Vec<Ipv6Addr>,

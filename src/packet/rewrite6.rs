@@ -5,7 +5,9 @@
 //! ICMPv6, so an address change reaches the checksum of every ICMPv6
 //! message too, unlike ICMPv4's.
 
-use super::checksum::{transport_checksum6, update16, update_transport, update_words};
+use super::checksum::{
+    fold, pseudo_header_sum6, transport_checksum6, update16, update_transport, update_words,
+};
 use super::ipv6::{Frame6, PROTO_ICMPV6};
 use super::parse::{Transport, PROTO_TCP, PROTO_UDP};
 use super::rewrite::{Addr6, Endpoint6, Words};
@@ -205,14 +207,9 @@ fn port_words(
 /// one. Other protocols, and a frame whose header is cut, are left as they
 /// are.
 pub fn complete_partial_checksum6(buf: &mut [u8], frame: &Frame6) {
-    let at = match frame.protocol {
-        PROTO_TCP => frame.l4 + 16,
-        PROTO_UDP => frame.l4 + 6,
-        _ => return,
-    };
-    if frame.fragment.is_some() || at + 2 > frame.end || frame.end > buf.len() {
+    let Some(at) = transport_checksum_at6(buf, frame) else {
         return;
-    }
+    };
     buf[at..at + 2].copy_from_slice(&[0, 0]);
     let check = transport_checksum6(
         frame.src,
@@ -221,6 +218,38 @@ pub fn complete_partial_checksum6(buf: &mut [u8], frame: &Frame6) {
         &buf[frame.l4..frame.end],
     );
     buf[at..at + 2].copy_from_slice(&check.to_be_bytes());
+}
+
+/// Whether the TCP/UDP checksum of `frame` holds only the pseudo-header
+/// sum, as a local sender with checksum offload leaves it when nothing
+/// tells the router so (AF_XDP carries no such flag): IPv6's
+/// [`carries_partial_checksum`](super::carries_partial_checksum). A
+/// complete checksum equal to that value by chance is harmless: completing
+/// it gives the same value.
+pub fn carries_partial_checksum6(buf: &[u8], frame: &Frame6) -> bool {
+    let Some(at) = transport_checksum_at6(buf, frame) else {
+        return false;
+    };
+    // The segment length fits: it comes from a 16-bit payload length.
+    let len = (frame.end - frame.l4) as u32;
+    let pseudo = fold(pseudo_header_sum6(
+        frame.src,
+        frame.dst,
+        frame.protocol,
+        len,
+    ));
+    get16(buf, at) == Some(pseudo)
+}
+
+/// Where the TCP or UDP checksum of an unfragmented `frame` is in `buf`;
+/// None for other protocols, fragments and cut headers.
+fn transport_checksum_at6(buf: &[u8], frame: &Frame6) -> Option<usize> {
+    let at = match frame.protocol {
+        PROTO_TCP => frame.l4 + 16,
+        PROTO_UDP => frame.l4 + 6,
+        _ => return None,
+    };
+    (frame.fragment.is_none() && at + 2 <= frame.end && frame.end <= buf.len()).then_some(at)
 }
 
 #[cfg(test)]
@@ -255,6 +284,31 @@ mod tests {
             parsed.protocol,
             &buf[parsed.l4..parsed.end],
         )
+    }
+
+    /// A frame as a local sender with checksum offload hands it over: the
+    /// TCP or UDP checksum holds only the pseudo-header's sum. Detected,
+    /// completed, and no longer partial; a complete one is left alone.
+    #[test]
+    fn a_partial_checksum_is_detected_and_completed() {
+        for (protocol, upper, at) in [
+            (PROTO_TCP, tcp(40000, 443, 0x18, 7, b"hello"), 16),
+            (PROTO_UDP, udp(40000, 53, b"query"), 6),
+        ] {
+            let (src, dst) = (addr("fd00:50::10"), addr("2001:db8:2::20"));
+            let complete = frame6(src, dst, 64, &[], protocol, &upper);
+            let mut buf = complete.clone();
+            let check_at = 54 + at;
+            let len = (upper.len()) as u32;
+            let pseudo = fold(pseudo_header_sum6(src, dst, protocol, len));
+            buf[check_at..check_at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            let frame = parse6(&buf).expect("parses");
+            assert!(carries_partial_checksum6(&buf, &frame), "{protocol}");
+            complete_partial_checksum6(&mut buf, &frame);
+            assert_eq!(buf, complete, "{protocol}");
+            assert!(valid(&buf));
+            assert!(!carries_partial_checksum6(&buf, &frame), "{protocol}");
+        }
     }
 
     #[test]

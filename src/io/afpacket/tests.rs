@@ -625,6 +625,7 @@ fn the_ipv6_table_mirrors_the_owned_ipv6_traffic_and_rules() {
             address: Some("2001:db8:2::2".parse().unwrap()),
             forwards: vec![("tcp", 2022)],
         }],
+        ..OwnedTraffic6::default()
     };
     let mut v6_only = rule("v6 only", Action::Bypass);
     v6_only.dst6 = vec!["2001:db8:ffff::/48".parse().unwrap()];

@@ -12,11 +12,11 @@
 //! - any other program: someone else's: error, nothing is touched.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::XdpError;
@@ -119,14 +119,14 @@ impl Program {
         for net in &owned.lan_networks {
             self.update("lan_nets", &prefix_key(net), &[1])?;
         }
-        for (key, value) in bypass_keys(owned) {
-            self.update("bypass_nets", &key, &[value])?;
+        for net in &owned.v6.lan_networks {
+            self.update("lan_nets6", &prefix6_key(net), &[1])?;
         }
-        for (key, value) in local_keys(owned) {
-            self.update("local_addrs", &key, &[value])?;
-        }
-        for (key, value) in forward_keys(owned) {
-            self.update("forwards", &key, &[value])?;
+        let keys = Keys::of(owned, &wan_slots(interfaces));
+        for (name, entries) in UPDATABLE.iter().zip(&keys.maps) {
+            for (key, value) in entries {
+                self.update(name, key, value)?;
+            }
         }
         let mut settings = [0u8; 4];
         settings[0..2].copy_from_slice(&owned.nat_ports.lo.to_ne_bytes());
@@ -156,20 +156,15 @@ impl Program {
         interfaces: &[Interface],
         owned: &OwnedTraffic,
     ) -> Result<OwnedMaps, XdpError> {
+        let wans = wan_slots(interfaces);
         Ok(OwnedMaps {
-            forwards: self.map_handle("forwards")?,
-            bypass: self.map_handle("bypass_nets")?,
-            local: self.map_handle("local_addrs")?,
-            ifaces: self.map_handle("ifaces")?,
-            wans: interfaces
+            maps: UPDATABLE
                 .iter()
-                .enumerate()
-                .filter_map(|(slot, i)| match i.port {
-                    Port::Wan(uplink) => Some((i.ifindex, slot, usize::from(uplink))),
-                    Port::Lan => None,
-                })
-                .collect(),
-            current: Mutex::new(Keys::of(owned)),
+                .map(|name| self.map_handle(name))
+                .collect::<Result<_, _>>()?,
+            ifaces: self.map_handle("ifaces")?,
+            current: Mutex::new(Keys::of(owned, &wans)),
+            wans,
         })
     }
 
@@ -347,16 +342,53 @@ fn map_error(map_name: &str, err: libbpf_rs::Error) -> XdpError {
     }
 }
 
-/// A map key, as the C side lays it out.
+/// A map key or value, as the C side lays it out.
 type Key = Vec<u8>;
 
-/// A map's entries: key and one-byte value.
-type Entries = BTreeMap<Key, u8>;
+/// A map's entries: key and value.
+type Entries = BTreeMap<Key, Vec<u8>>;
 
 /// `local_addrs` values: one of the router's addresses, and one that is also
 /// a WAN address (the C side's LOCAL_ADDR and WAN_ADDR).
 const LOCAL_ADDR: u8 = 1;
 const WAN_ADDR: u8 = 2;
+
+/// The maps a reload or a new address may change, in the order of
+/// [`Keys::maps`].
+const UPDATABLE: [&str; 8] = [
+    "forwards",
+    "bypass_nets",
+    "local_addrs",
+    "bypass_nets6",
+    "local_addrs6",
+    "forwards6",
+    "wan_addrs6",
+    "wan_prefixes6",
+];
+
+/// A WAN interface: its ifindex, its slot in the interface list and its
+/// uplink id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WanSlot {
+    ifindex: u32,
+    slot: usize,
+    uplink: usize,
+}
+
+fn wan_slots(interfaces: &[Interface]) -> Vec<WanSlot> {
+    interfaces
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, i)| match i.port {
+            Port::Wan(uplink) => Some(WanSlot {
+                ifindex: i.ifindex,
+                slot,
+                uplink: usize::from(uplink),
+            }),
+            Port::Lan => None,
+        })
+        .collect()
+}
 
 /// The `forwards` keys of the TCP and UDP forwards.
 fn forward_keys(owned: &OwnedTraffic) -> Entries {
@@ -371,7 +403,7 @@ fn forward_keys(owned: &OwnedTraffic) -> Entries {
             key[0..4].copy_from_slice(&addr.octets());
             key[4..6].copy_from_slice(&port.to_be_bytes());
             key[6] = proto;
-            (key, 1)
+            (key, vec![1])
         })
         .collect()
 }
@@ -380,7 +412,7 @@ fn bypass_keys(owned: &OwnedTraffic) -> Entries {
     owned
         .bypass
         .iter()
-        .map(|net| (prefix_key(net).to_vec(), 1))
+        .map(|net| (prefix_key(net).to_vec(), vec![1]))
         .collect()
 }
 
@@ -396,7 +428,76 @@ fn local_keys(owned: &OwnedTraffic) -> Entries {
             } else {
                 LOCAL_ADDR
             };
-            (addr.octets().to_vec(), value)
+            (addr.octets().to_vec(), vec![value])
+        })
+        .collect()
+}
+
+fn bypass6_keys(owned: &OwnedTraffic) -> Entries {
+    (owned.v6.bypass.iter())
+        .map(|net| (prefix6_key(net).to_vec(), vec![1]))
+        .collect()
+}
+
+/// The router's own IPv6 addresses: the kernel's from either side (the
+/// core hairpins no IPv6), but a NAT66 address from its WAN (`wan_addrs6`).
+fn local6_keys(owned: &OwnedTraffic) -> Entries {
+    (owned.v6.local_addresses.iter())
+        .map(|addr| (addr.octets().to_vec(), vec![LOCAL_ADDR]))
+        .collect()
+}
+
+/// Each WAN interface's uplink's IPv6 side, with the interface's ifindex.
+fn uplinks6<'a>(
+    owned: &'a OwnedTraffic,
+    wans: &'a [WanSlot],
+) -> impl Iterator<Item = (u32, &'a crate::io::OwnedUplink6)> {
+    wans.iter()
+        .filter_map(|w| Some((w.ifindex, owned.v6.uplinks.get(w.uplink)?)))
+}
+
+/// The ports forwarded on each masquerading uplink's NAT66 address, keyed
+/// by its interface.
+fn forward6_keys(owned: &OwnedTraffic, wans: &[WanSlot]) -> Entries {
+    uplinks6(owned, wans)
+        .flat_map(|(ifindex, uplink)| {
+            uplink.forwards.iter().map(move |(proto, port)| {
+                let mut key = vec![0u8; 8];
+                key[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+                key[4..6].copy_from_slice(&port.to_be_bytes());
+                key[6] = if *proto == "udp" {
+                    PROTO_UDP
+                } else {
+                    PROTO_TCP
+                };
+                (key, vec![1])
+            })
+        })
+        .collect()
+}
+
+/// Each masquerading uplink's NAT66 address, by its interface.
+fn wan6_keys(owned: &OwnedTraffic, wans: &[WanSlot]) -> Entries {
+    uplinks6(owned, wans)
+        .filter_map(|(ifindex, uplink)| {
+            let address: Ipv6Addr = uplink.address?;
+            Some((ifindex.to_ne_bytes().to_vec(), address.octets().to_vec()))
+        })
+        .collect()
+}
+
+/// Each uplink's outside prefixes (prefix, npt) or routed LAN prefixes
+/// (off), by its interface: the ifindex leads the trie key, matched whole.
+fn wan_prefix6_keys(owned: &OwnedTraffic, wans: &[WanSlot]) -> Entries {
+    uplinks6(owned, wans)
+        .flat_map(|(ifindex, uplink)| {
+            uplink.prefixes.iter().map(move |net| {
+                let mut key = vec![0u8; 24];
+                key[0..4].copy_from_slice(&(32 + u32::from(net.prefix_len())).to_ne_bytes());
+                key[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+                key[8..24].copy_from_slice(&net.network().octets());
+                (key, vec![1])
+            })
         })
         .collect()
 }
@@ -404,34 +505,39 @@ fn local_keys(owned: &OwnedTraffic) -> Entries {
 /// What the updatable maps hold.
 #[derive(Debug, Default)]
 struct Keys {
-    forwards: Entries,
-    bypass: Entries,
-    local: Entries,
+    /// One per map of [`UPDATABLE`], in its order.
+    maps: [Entries; 8],
     /// By uplink id.
     wan: Vec<Ipv4Addr>,
 }
 
 impl Keys {
-    fn of(owned: &OwnedTraffic) -> Keys {
+    fn of(owned: &OwnedTraffic, wans: &[WanSlot]) -> Keys {
         Keys {
-            forwards: forward_keys(owned),
-            bypass: bypass_keys(owned),
-            local: local_keys(owned),
+            maps: [
+                forward_keys(owned),
+                bypass_keys(owned),
+                local_keys(owned),
+                bypass6_keys(owned),
+                local6_keys(owned),
+                forward6_keys(owned, wans),
+                wan6_keys(owned, wans),
+                wan_prefix6_keys(owned, wans),
+            ],
             wan: owned.wan_addresses.clone(),
         }
     }
 }
 
 /// The maps of the owned traffic a reload or a new address may change: the
-/// port forwards, the bypass prefixes, the router's addresses and each WAN
-/// interface's address, usable from any thread while the program runs.
+/// port forwards, the bypass prefixes, the router's addresses, each WAN
+/// interface's address, and for IPv6 each uplink's NAT66 address and
+/// outside prefixes, usable from any thread while the program runs.
 pub struct OwnedMaps {
-    forwards: MapHandle,
-    bypass: MapHandle,
-    local: MapHandle,
+    /// One per map of [`UPDATABLE`], in its order.
+    maps: Vec<MapHandle>,
     ifaces: MapHandle,
-    /// (ifindex, slot, uplink id) of each WAN interface.
-    wans: Vec<(u32, usize, usize)>,
+    wans: Vec<WanSlot>,
     current: Mutex<Keys>,
 }
 
@@ -442,36 +548,20 @@ impl OwnedMaps {
     pub fn update(&self, owned: &OwnedTraffic) -> Result<(), XdpError> {
         let mut guard = sync::lock(&self.current);
         let current = &mut *guard;
-        let wanted = Keys::of(owned);
-        for (map, name, have, want) in [
-            (
-                &self.forwards,
-                "forwards",
-                &mut current.forwards,
-                &wanted.forwards,
-            ),
-            (
-                &self.bypass,
-                "bypass_nets",
-                &mut current.bypass,
-                &wanted.bypass,
-            ),
-            (
-                &self.local,
-                "local_addrs",
-                &mut current.local,
-                &wanted.local,
-            ),
-        ] {
-            let missing: Vec<(Key, u8)> = want
+        let wanted = Keys::of(owned, &self.wans);
+        for (((map, name), have), want) in (self.maps.iter())
+            .zip(UPDATABLE)
+            .zip(&mut current.maps)
+            .zip(&wanted.maps)
+        {
+            let missing: Vec<(&Key, &Vec<u8>)> = want
                 .iter()
                 .filter(|(key, value)| have.get(*key) != Some(value))
-                .map(|(key, value)| (key.clone(), *value))
                 .collect();
             for (key, value) in missing {
-                map.update(&key, &[value], MapFlags::ANY)
+                map.update(key, value, MapFlags::ANY)
                     .map_err(|err| map_error(name, err))?;
-                have.insert(key, value);
+                have.insert(key.clone(), value.clone());
             }
             let stale: Vec<Key> = have
                 .keys()
@@ -483,14 +573,15 @@ impl OwnedMaps {
                 have.remove(&key);
             }
         }
-        for &(ifindex, slot, uplink) in &self.wans {
-            let (Some(now), Some(was)) = (wanted.wan.get(uplink), current.wan.get(uplink)) else {
+        for wan in &self.wans {
+            let (Some(now), Some(was)) = (wanted.wan.get(wan.uplink), current.wan.get(wan.uplink))
+            else {
                 continue;
             };
             if now != was {
-                let value = iface_value(slot, ROLE_WAN, *now);
+                let value = iface_value(wan.slot, ROLE_WAN, *now);
                 self.ifaces
-                    .update(&ifindex.to_ne_bytes(), &value, MapFlags::ANY)
+                    .update(&wan.ifindex.to_ne_bytes(), &value, MapFlags::ANY)
                     .map_err(|err| map_error("ifaces", err))?;
             }
         }
@@ -513,4 +604,127 @@ fn prefix_key(net: &Ipv4Net) -> [u8; 8] {
     key[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
     key[4..8].copy_from_slice(&net.network().octets());
     key
+}
+
+fn prefix6_key(net: &Ipv6Net) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[0..4].copy_from_slice(&u32::from(net.prefix_len()).to_ne_bytes());
+    key[4..20].copy_from_slice(&net.network().octets());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+    use crate::io::{OwnedTraffic6, OwnedUplink6};
+
+    fn owned() -> OwnedTraffic {
+        OwnedTraffic {
+            lan_networks: Vec::new(),
+            bypass: Vec::new(),
+            local_addresses: Vec::new(),
+            wan_addresses: vec![Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 2, 2)],
+            nat_ports: PortRange {
+                lo: 20000,
+                hi: 29999,
+            },
+            tcp_forwards: Vec::new(),
+            udp_forwards: Vec::new(),
+            v6: OwnedTraffic6 {
+                lan_networks: vec!["fd00:50::/64".parse().unwrap()],
+                bypass: vec!["2001:db8:ee::/48".parse().unwrap()],
+                local_addresses: vec!["fd00:50::1".parse().unwrap()],
+                uplinks: vec![
+                    OwnedUplink6 {
+                        prefixes: vec!["2001:db8:100::/64".parse().unwrap()],
+                        ..OwnedUplink6::default()
+                    },
+                    OwnedUplink6 {
+                        address: Some("2001:db8:2::2".parse().unwrap()),
+                        forwards: vec![("tcp", 2022), ("udp", 5353)],
+                        ..OwnedUplink6::default()
+                    },
+                ],
+            },
+        }
+    }
+
+    /// The LAN in slot 0 and the two uplinks on ifindexes 7 and 9.
+    const WANS: [WanSlot; 2] = [
+        WanSlot {
+            ifindex: 7,
+            slot: 1,
+            uplink: 0,
+        },
+        WanSlot {
+            ifindex: 9,
+            slot: 2,
+            uplink: 1,
+        },
+    ];
+
+    fn entries(name: &str, keys: &Keys) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let at = UPDATABLE.iter().position(|n| *n == name).unwrap();
+        keys.maps[at].clone().into_iter().collect()
+    }
+
+    fn addr6(text: &str) -> Vec<u8> {
+        text.parse::<Ipv6Addr>().unwrap().octets().to_vec()
+    }
+
+    /// Each IPv6 map's entries as the C side lays out its keys and values.
+    #[test]
+    fn the_ipv6_maps_hold_the_owned_ipv6_traffic() {
+        let keys = Keys::of(&owned(), &WANS);
+        let prefix6 = |len: u32, addr: &str| [len.to_ne_bytes().to_vec(), addr6(addr)].concat();
+        assert_eq!(
+            entries("bypass_nets6", &keys),
+            [(prefix6(48, "2001:db8:ee::"), vec![1])]
+        );
+        assert_eq!(
+            entries("local_addrs6", &keys),
+            [(addr6("fd00:50::1"), vec![LOCAL_ADDR])]
+        );
+        let wan_prefix = [
+            96u32.to_ne_bytes().to_vec(),
+            7u32.to_ne_bytes().to_vec(),
+            addr6("2001:db8:100::"),
+        ]
+        .concat();
+        assert_eq!(entries("wan_prefixes6", &keys), [(wan_prefix, vec![1])]);
+        assert_eq!(
+            entries("wan_addrs6", &keys),
+            [(9u32.to_ne_bytes().to_vec(), addr6("2001:db8:2::2"))]
+        );
+        let forward = |port: u16, proto: u8| {
+            let mut key = 9u32.to_ne_bytes().to_vec();
+            key.extend_from_slice(&port.to_be_bytes());
+            key.extend_from_slice(&[proto, 0]);
+            (key, vec![1])
+        };
+        let mut forwards = vec![forward(2022, PROTO_TCP), forward(5353, PROTO_UDP)];
+        forwards.sort();
+        assert_eq!(entries("forwards6", &keys), forwards);
+        assert_eq!(
+            prefix6_key(&"fd00:50::/64".parse().unwrap()).to_vec(),
+            prefix6(64, "fd00:50::")
+        );
+    }
+
+    /// An uplink without IPv6, or none in the list for a WAN interface, has
+    /// no IPv6 entries.
+    #[test]
+    fn an_uplink_without_ipv6_has_no_ipv6_entries() {
+        let mut owned = owned();
+        owned.v6.uplinks[1] = OwnedUplink6::default();
+        let without = Keys::of(&owned, &WANS);
+        owned.v6.uplinks.truncate(1);
+        let missing = Keys::of(&owned, &WANS);
+        for keys in [without, missing] {
+            assert!(entries("wan_addrs6", &keys).is_empty());
+            assert!(entries("forwards6", &keys).is_empty());
+            assert_eq!(entries("wan_prefixes6", &keys).len(), 1);
+        }
+    }
 }

@@ -20,6 +20,12 @@
 //!   neighbour table as usual, never through the TAP device (it has no address
 //!   and no route).
 //!
+//! IPv6 frames are punted the same way (the fragments of the router's own
+//! packets to a NAT66 address, a bypass rule the program cannot tell): the
+//! kernel reassembles, delivers or forwards them as it would have; the
+//! core completed a partial IPv6 checksum before it gave its verdict, so
+//! [`Punt::inject`] completes IPv4's alone.
+//!
 //! The device is not persistent: it disappears when xwan exits, even killed.
 //!
 //! Besides the frame a worker gets back from the core, the core can leave

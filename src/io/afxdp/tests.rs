@@ -320,6 +320,106 @@ fn forwards_owned_traffic_and_leaves_the_rest_to_the_kernel() {
     assert!(!link.contains("xdp"), "XDP still attached: {link}");
 }
 
+/// Drops every frame it gets, counted by the workers: what reaches it is
+/// what the XDP program redirected.
+struct Sink;
+
+impl FrameProcessor for Sink {
+    type Worker = ();
+
+    fn worker(&self) {}
+
+    fn process(&self, _worker: &mut (), _frame: &mut [u8], _meta: FrameMeta) -> Verdict {
+        Verdict::Drop(DropReason::NoMapping)
+    }
+}
+
+/// IPv6 by the program's rules (xwan.bpf.c, xdp_ipv6): what the core owns
+/// reaches the workers, the rest the kernel, Neighbour Discovery included
+/// (the kernel's answers to the pings need it), and a new NAT66 address
+/// written by `OwnedMaps::update` takes over from the old one.
+#[test]
+fn owned_ipv6_reaches_the_workers_and_the_rest_the_kernel() {
+    use crate::io::{OwnedTraffic6, OwnedUplink6};
+    let bed = Testbed::new();
+    let (h, r, i) = (&bed.host, &bed.router, &bed.isp);
+    for (ns, address, dev) in [
+        (r, "fd00:50::1/64", "lan0"),
+        (h, "fd00:50::10/64", "h0"),
+        (r, "2001:db8:2::2/64", "wan1"),
+        (r, "2001:db8:2::3/64", "wan1"),
+        (i, "2001:db8:2::1/64", "i0"),
+    ] {
+        sh(&format!("ip -n {ns} -6 addr add {address} dev {dev} nodad"));
+    }
+    sh(&format!("ip -n {h} -6 route add default via fd00:50::1"));
+    sh(&format!(
+        "ip -n {i} -6 route add 2001:db8:100::/64 via 2001:db8:2::2"
+    ));
+    let mut setup = bed.setup();
+    setup.owned.v6 = OwnedTraffic6 {
+        lan_networks: vec!["fd00:50::/64".parse().unwrap()],
+        bypass: vec!["2001:db8:ee::/48".parse().unwrap()],
+        local_addresses: ["fd00:50::1", "2001:db8:2::2", "2001:db8:2::3"]
+            .map(|a| a.parse().unwrap())
+            .to_vec(),
+        // Both kinds of an uplink's IPv6 traffic on the one uplink.
+        uplinks: vec![OwnedUplink6 {
+            prefixes: vec!["2001:db8:100::/64".parse().unwrap()],
+            address: Some("2001:db8:2::2".parse().unwrap()),
+            forwards: vec![("udp", UDP_FORWARD)],
+        }],
+    };
+    let owned = setup.owned.clone();
+    let started = bed.in_router(move || XdpDataPath::start_with(Arc::new(Sink), &setup, false));
+    let path = started.expect("start the AF_XDP data path");
+    let udp = |to: &str, port: u16| {
+        sh(&format!(
+            "ip netns exec {i} bash -c 'echo x > /dev/udp/{to}/{port}'"
+        ));
+    };
+
+    // The kernel's: the router's own addresses from either side, a bypassed
+    // prefix; each ping needs the kernel's neighbour resolution.
+    let lan = ping(h, "-6 -c 2 -i 0.05 -W 1 fd00:50::1");
+    let wan = ping(i, "-6 -c 2 -i 0.05 -W 1 2001:db8:2::2");
+    ping(h, "-6 -c 1 -W 0.3 2001:db8:ee::1");
+    udp("2001:db8:2::2", 5000);
+    udp("2001:db8:2::3", 40001);
+    // xwan's: the Internet from the LAN, a NAT port and a forwarded port on
+    // the NAT66 address, the mapped prefix.
+    ping(h, "-6 -c 2 -i 0.05 -W 0.3 2001:db8:ffff::10");
+    udp("2001:db8:2::2", 40001);
+    udp("2001:db8:2::2", UDP_FORWARD);
+    udp("2001:db8:100::5", 9);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let rx = |path: &XdpDataPath| -> u64 { path.stats().iter().map(|s| s.rx).sum() };
+    let before = rx(&path);
+
+    // The NAT66 address moves to 2001:db8:2::3.
+    let maps = path
+        .owned_maps(&bed.setup().interfaces, &owned)
+        .expect("the owned maps");
+    let mut moved = owned.clone();
+    moved.v6.uplinks[0].address = Some("2001:db8:2::3".parse().unwrap());
+    maps.update(&moved).expect("update the maps");
+    udp("2001:db8:2::2", 40002);
+    udp("2001:db8:2::3", 40002);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let after = rx(&path);
+
+    let report = path.stop().expect("stop");
+    assert_eq!(
+        lan, 2,
+        "the router's LAN address answers through the kernel"
+    );
+    assert_eq!(wan, 2, "the NAT66 address answers pings through the kernel");
+    assert_eq!(before, 5, "only owned IPv6 reaches the workers: {report:?}");
+    assert_eq!(after, 6, "the new NAT66 address only: {report:?}");
+    let dropped: u64 = report.workers.iter().map(|(s, _)| s.drop_verdicts).sum();
+    assert_eq!(dropped, 6, "{report:?}");
+}
+
 #[test]
 fn a_second_data_path_on_the_same_interfaces_is_refused() {
     let bed = Testbed::new();

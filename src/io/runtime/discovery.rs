@@ -2,13 +2,13 @@
 //! configuration, the kernel's port range, the traffic xwan owns, the summary logged.
 
 use super::options::RunError;
-use crate::config::{Action, Config, Nat6, PortRange, Proto, UplinkId};
+use crate::config::{Action, Config, Nat6, PortRange, Proto, Rule, UplinkId};
 use crate::io::features::ProbedInterface;
 use crate::io::system::{self, format_mac, Link, SystemError};
 use crate::io::{DataPathSetup, Interface, OwnedTraffic, OwnedTraffic6, OwnedUplink6};
 use crate::nat::prefix::outside_prefix;
 use crate::router::Port;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use tracing::{info, warn};
@@ -183,34 +183,6 @@ pub(super) fn interfaces(found: &Discovered) -> Vec<Interface> {
 }
 
 pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> OwnedTraffic {
-    // The prefixes of destination-only bypass rules that no earlier rule of
-    // another action can match: whatever goes there is the kernel's whatever
-    // else the packet holds (an earlier bypass rule only bypasses it sooner),
-    // so the XDP program passes it and it reaches the kernel on its own
-    // interface rather than through the punt device.
-    let mut bypass: Vec<Ipv4Net> = Vec::new();
-    let mut earlier: Vec<&[Ipv4Net]> = Vec::new();
-    for rule in &config.rules {
-        if rule.action != Action::Bypass {
-            earlier.push(&rule.dst);
-            continue;
-        }
-        if rule.proto != Proto::Any
-            || !rule.src.is_empty()
-            || !rule.src6.is_empty()
-            || !rule.src_port.is_empty()
-            || !rule.dst_port.is_empty()
-        {
-            continue;
-        }
-        let overlap =
-            |a: &Ipv4Net, b: &Ipv4Net| a.contains(&b.network()) || b.contains(&a.network());
-        bypass.extend(rule.dst.iter().filter(|net| {
-            !earlier
-                .iter()
-                .any(|dst| dst.is_empty() || dst.iter().any(|d| overlap(d, net)))
-        }));
-    }
     let forwards = |proto: Proto| -> Vec<(Ipv4Addr, u16)> {
         config
             .forwards
@@ -227,7 +199,7 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
     };
     OwnedTraffic {
         lan_networks: config.lan.networks.clone(),
-        bypass,
+        bypass: bypass(&config.rules, |rule| &rule.dst),
         local_addresses: local_addresses.to_vec(),
         wan_addresses: config.wans.iter().map(|w| w.address).collect(),
         nat_ports: config.nat.ports,
@@ -235,6 +207,44 @@ pub(super) fn owned_traffic(config: &Config, local_addresses: &[Ipv4Addr]) -> Ow
         udp_forwards: forwards(Proto::Udp),
         v6: owned6(config),
     }
+}
+
+/// The prefixes of destination-only bypass rules that no earlier rule of
+/// another action can match, of the family whose destination prefixes
+/// `dst` gives: whatever goes there is the kernel's whatever else the packet
+/// holds (an earlier bypass rule only bypasses it sooner), so the XDP
+/// program passes it and it reaches the kernel on its own interface rather
+/// than through the punt device.
+fn bypass<N>(rules: &[Rule], dst: impl Fn(&Rule) -> &[N]) -> Vec<N>
+where
+    N: Copy + Into<IpNet>,
+{
+    let mut bypass: Vec<N> = Vec::new();
+    let mut earlier: Vec<&[N]> = Vec::new();
+    for rule in rules {
+        if rule.action != Action::Bypass {
+            earlier.push(dst(rule));
+            continue;
+        }
+        if rule.proto != Proto::Any
+            || !rule.src.is_empty()
+            || !rule.src6.is_empty()
+            || !rule.src_port.is_empty()
+            || !rule.dst_port.is_empty()
+        {
+            continue;
+        }
+        let overlap = |a: &N, b: &N| {
+            let (a, b): (IpNet, IpNet) = ((*a).into(), (*b).into());
+            a.contains(&b) || b.contains(&a)
+        };
+        bypass.extend(dst(rule).iter().filter(|net| {
+            !earlier
+                .iter()
+                .any(|dst| dst.is_empty() || dst.iter().any(|d| overlap(d, net)))
+        }));
+    }
+    bypass
 }
 
 /// The IPv6 traffic of `config` (its "auto" values as the kernel has them
@@ -293,6 +303,7 @@ pub(super) fn owned6(config: &Config) -> OwnedTraffic6 {
     local_addresses.dedup();
     OwnedTraffic6 {
         lan_networks: lan.clone(),
+        bypass: bypass(&config.rules, |rule| &rule.dst6),
         local_addresses,
         uplinks,
     }

@@ -156,7 +156,6 @@ pub fn kernel_report(config: Option<&Config>, options: &RunOptions) -> KernelRep
         options.io,
         options.zero_copy,
         config.map_or(crate::config::Offload::Auto, |c| c.dataplane.offload),
-        config.is_some_and(|c| !c.lan.networks6.is_empty()),
     );
     let (io, why, fast_path) = match chosen {
         Ok(plan) => (
@@ -254,7 +253,6 @@ impl Running {
             options.io,
             options.zero_copy,
             config.dataplane.offload,
-            !config.lan.networks6.is_empty(),
         )?;
         info!("io {}: {}", plan.backend.name(), plan.why);
         let mut config = fit_nat_ports(config)?;

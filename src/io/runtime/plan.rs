@@ -66,19 +66,11 @@ pub(super) fn choose(
     io: IoMode,
     zero_copy: ZeroCopy,
     offload: OffloadSetting,
-    ipv6: bool,
 ) -> Result<Plan, RunError> {
     let xdp_missing = [Feature::XdpProgram, Feature::AfXdp]
         .into_iter()
         .find(|f| !features.has(*f))
-        .map(|f| features.line(f).to_string())
-        .or_else(|| {
-            // The XDP program owns IPv4 alone: IPv6 would reach the kernel
-            // untranslated.
-            ipv6.then(|| {
-                "the configuration has IPv6, which only --io packet forwards yet".to_string()
-            })
-        });
+        .map(|f| features.line(f).to_string());
     let (backend, why) = match io {
         IoMode::Xdp => match xdp_missing {
             Some(line) => return Err(RunError::Unsupported(format!("--io xdp cannot run here: {line}"))),
@@ -159,7 +151,6 @@ mod tests {
             io,
             ZeroCopy::Auto,
             OffloadSetting::Auto,
-            false,
         )
     }
 
@@ -188,7 +179,6 @@ mod tests {
             IoMode::Auto,
             ZeroCopy::Off,
             OffloadSetting::Auto,
-            false,
         )
         .unwrap();
         assert_eq!(off.backend, Backend::Packet);
@@ -197,28 +187,6 @@ mod tests {
             assert_eq!(p.backend, Backend::Packet, "{missing:?}");
             assert!(p.why.contains(missing.name()), "{}", p.why);
         }
-    }
-
-    #[test]
-    fn ipv6_takes_packet_and_refuses_an_explicit_xdp() {
-        let ipv6 = |io| {
-            choose(
-                &Features::with(&[]),
-                io,
-                ZeroCopy::Auto,
-                OffloadSetting::Auto,
-                true,
-            )
-        };
-        let auto = ipv6(IoMode::Auto).unwrap();
-        assert_eq!(auto.backend, Backend::Packet);
-        assert!(auto.why.contains("IPv6"), "{}", auto.why);
-        let err = ipv6(IoMode::Xdp).unwrap_err();
-        assert!(
-            err.to_string().contains("only --io packet forwards yet"),
-            "{err}"
-        );
-        assert_eq!(ipv6(IoMode::Packet).unwrap().backend, Backend::Packet);
     }
 
     #[test]
@@ -271,7 +239,6 @@ mod tests {
             IoMode::Xdp,
             ZeroCopy::Auto,
             OffloadSetting::Tc,
-            false,
         );
         assert_eq!(
             tc.unwrap().fast_path,
@@ -285,7 +252,6 @@ mod tests {
             IoMode::Xdp,
             ZeroCopy::Auto,
             OffloadSetting::Off,
-            false,
         );
         assert_eq!(off.unwrap().fast_path, Err("off".to_string()));
     }

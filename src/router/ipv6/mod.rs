@@ -226,7 +226,7 @@ impl Router {
             // cuts them first.
             return Verdict::Drop(crate::verdict::DropReason::GsoNotWhole);
         }
-        if ctx.meta.checksum_partial {
+        if ctx.meta.checksum_partial || packet::carries_partial_checksum6(buf, &frame) {
             packet::complete_partial_checksum6(buf, &frame);
         }
         let verdict = match ctx.meta.port {
