@@ -53,6 +53,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -307,6 +308,12 @@ int xwan_xdp(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
+	// IPv6: the fast path's frames (offload.bpf.h); the rest is the kernel's.
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		int verdict = offload6_xdp(eth, data_end, ifindex);
+
+		return verdict >= 0 ? verdict : XDP_PASS;
+	}
 	// Tagged frames (EtherType 802.1Q / 802.1ad) and anything but IPv4
 	// stay with the kernel, and so do broadcast and multicast frames.
 	if (eth->h_proto != bpf_htons(ETH_P_IP))

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::map::{EntryKey, EntryValue};
+use super::map::Layout;
 use super::*;
 use crate::io::afxdp::{load_offload_parts, load_xdp_offload_parts};
 use crate::router::Verdict;
@@ -62,12 +62,12 @@ fn owned() -> crate::io::OwnedTraffic {
 fn unattached_from(parts: OffloadParts) -> (Offload, OwnedFd) {
     let program = parts.program.try_clone().expect("dup the program");
     let offload = Offload {
-        state: Mutex::new(State::new(Maps::new(
-            parts.entries,
-            parts.stats,
-            parts.lost,
-            parts.by_xdp,
-        ))),
+        v4: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
+        v6: Mutex::new(State::new(Maps::new(parts.entries6, parts.stats6))),
+        shared: SharedCounts {
+            lost: parts.lost,
+            by_xdp: parts.by_xdp,
+        },
         lan: LAN_IFINDEX,
         wans: vec![WAN_IFINDEX, WAN2_IFINDEX],
         hooks: Mutex::new(Vec::new()),
@@ -188,7 +188,11 @@ fn failover_rst_carries_the_fast_paths_sequence() {
     offload.sync(&bench.router, bench.now);
     // Data from the server on the fast path only: seq 1000 + 25 bytes.
     assert_eq!(run(&program, &c.inbound, WAN_IFINDEX).0, REDIRECT);
-    let all = offload.lock().maps.all_totals().expect("batched reads");
+    let all = offload
+        .lock::<Addr4>()
+        .maps
+        .all_totals()
+        .expect("batched reads");
     assert_eq!(all.len(), 2);
     assert_eq!(all.values().map(|t| t.packets).sum::<u64>(), 1);
     offload.sync(&bench.router, bench.now);
@@ -221,7 +225,7 @@ fn a_full_map_leaves_flows_to_the_workers() {
     let (offload, program) = unattached();
     let entry = bench.router.offloadable(bench.now)[0].entries[0];
     {
-        let state = offload.lock();
+        let state = offload.lock::<Addr4>();
         for i in 0..MAX_ENTRIES {
             let key = crate::flow::FlowKey {
                 protocol: 17,
@@ -230,15 +234,16 @@ fn a_full_map_leaves_flows_to_the_workers() {
             };
             state
                 .maps
-                .insert(
-                    &EntryKey::new(999, &key),
-                    &EntryValue::new(1, &entry, false),
-                )
+                .insert(&Addr4::key(999, &key), &Addr4::value(1, &entry, false))
                 .expect("room for the filler");
         }
     }
     // The counters of the whole map in batches of 4096.
-    let all = offload.lock().maps.all_totals().expect("batched reads");
+    let all = offload
+        .lock::<Addr4>()
+        .maps
+        .all_totals()
+        .expect("batched reads");
     assert_eq!(all.len(), MAX_ENTRIES as usize);
     bench.udp_snat(5353);
     // Two flows refused, each counted once however many syncs it waits.
@@ -262,7 +267,7 @@ fn a_changed_entry_is_rewritten_in_place() {
     assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
     bench.router.set_interface_mtu(Port::Wan(0), 1400);
     offload.sync(&bench.router, bench.now);
-    let state = offload.lock();
+    let state = offload.lock::<Addr4>();
     let installed: Vec<_> = state.installed.iter().collect();
     assert_eq!(installed.len(), 2);
     for (key, entry) in installed {
@@ -348,8 +353,10 @@ fn tc_leaves_the_workers_the_frames_their_filter_gave_them() {
 
     // Its entry gone before TC looks: dropped and counted, not left to the
     // kernel's stack.
-    let all = offload.lock().installed.keys().copied().collect();
-    offload.lock().uninstall(all, &bench.router, bench.now);
+    let all = offload.lock::<Addr4>().installed.keys().copied().collect();
+    offload
+        .lock::<Addr4>()
+        .uninstall(all, &bench.router, bench.now);
     let dropped = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, kept.cb0)
         .expect("BPF_PROG_TEST_RUN");
     assert_eq!((dropped.retval, dropped.cb0), (DROP, 0));
@@ -376,8 +383,10 @@ fn tc_forwards_or_drops_what_the_xdp_program_marked() {
     assert_eq!(out, expected, "the mark is rewritten like any source MAC");
     assert_ne!(&out[6..12], b"zwanfp");
 
-    let all = offload.lock().installed.keys().copied().collect();
-    offload.lock().uninstall(all, &bench.router, bench.now);
+    let all = offload.lock::<Addr4>().installed.keys().copied().collect();
+    offload
+        .lock::<Addr4>()
+        .uninstall(all, &bench.router, bench.now);
     let (verdict, _) = run(&program, &marked, LAN_IFINDEX);
     assert_eq!(verdict, DROP, "marked, entry gone: dropped");
     assert_eq!(offload.stats().lost, 1);
@@ -404,8 +413,10 @@ fn without_the_xdp_program_a_source_mac_is_no_mark() {
     let left = sys::bpf::test_run_skb(program.as_raw_fd(), &spoofed, LAN_IFINDEX, WORKERS_MARK)
         .expect("BPF_PROG_TEST_RUN");
     assert_eq!((left.retval, left.cb0), (NEXT, 0), "left to the workers");
-    let all = offload.lock().installed.keys().copied().collect();
-    offload.lock().uninstall(all, &bench.router, bench.now);
+    let all = offload.lock::<Addr4>().installed.keys().copied().collect();
+    offload
+        .lock::<Addr4>()
+        .uninstall(all, &bench.router, bench.now);
     let (verdict, _) = run(&program, &spoofed, LAN_IFINDEX);
     assert_eq!(verdict, NEXT, "no entry, no mark: goes on");
     assert_eq!(offload.stats().lost, 0);
