@@ -450,3 +450,209 @@ fn the_xdp_program_marks_what_it_passes_to_tc() {
     let (_, untouched) = sys::bpf::test_run_xdp(xdp.as_raw_fd(), &other, LO).expect("run");
     assert_eq!(untouched[6..12], other[6..12]);
 }
+
+mod ipv6 {
+    //! IPv6 flows on the fast path: the TC program, the workers' socket
+    //! filter and the XDP program make of their frames what the core makes,
+    //! in every `nat6` mode, and leave the rest to the workers.
+
+    use super::*;
+    use crate::testing::offload::{Established6, CLIENT6, SERVER6};
+    use crate::testing::Extension6;
+
+    /// Both directions of `c`, the one flow of `bench`: redirected by TC
+    /// out the right interface with the core's bytes, counted back into
+    /// the IPv6 flow.
+    fn same_as_core6(bench: &mut Established6, c: Conversation) {
+        let (offload, program) = unattached();
+        offload.refresh(&bench.inner.router, bench.inner.now);
+        assert_eq!(offload.stats().entries6, 2);
+        let flows6 = |b: &Established6| b.inner.router.flows6(b.inner.now, 10, |_| true);
+        let before = flows6(bench)
+            .into_iter()
+            .find(|f| f.tcp != 0 || f.packets.iter().all(|p| *p > 0))
+            .expect("the flow");
+        for (frame, ingress, port) in [
+            (c.outbound, LAN_IFINDEX, Port::Lan),
+            (c.inbound, WAN_IFINDEX, Port::Wan(0)),
+        ] {
+            let (retval, fast) = run(&program, &frame, ingress);
+            assert_eq!(retval, REDIRECT, "redirected");
+            let (verdict, core) = bench.inner.send(port, frame);
+            assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
+            assert_eq!(fast, core, "the program and the core differ (from {port:?})");
+            testing::check6(&fast).expect("valid checksums");
+        }
+        bench.inner.now += Duration::from_secs(5);
+        offload.sync(&bench.inner.router, bench.inner.now);
+        let after = flows6(bench)
+            .into_iter()
+            .find(|f| f.spec == before.spec)
+            .expect("the flow");
+        assert_eq!(
+            after.packets,
+            [before.packets[0] + 2, before.packets[1] + 2]
+        );
+        assert_eq!(after.idle_s, 0);
+        assert_eq!(offload.stats().packets, 2);
+    }
+
+    #[test]
+    fn every_mode_both_ways_as_the_core() {
+        for mode in ["masquerade", "prefix", "npt", "off"] {
+            let mut bench = Established6::new(mode);
+            let host = bench.host(10);
+            let c = bench.tcp_snat(host, SERVER6, 40000);
+            same_as_core6(&mut bench, c);
+            let mut bench = Established6::new(mode);
+            let c = bench.udp_snat(host, SERVER6, 5353);
+            same_as_core6(&mut bench, c);
+            let mut bench = Established6::new(mode);
+            let c = bench.icmp_echo(host, SERVER6, 777);
+            same_as_core6(&mut bench, c);
+            let mut bench = Established6::new(mode);
+            let c = bench.tcp_dnat(CLIENT6, 50000);
+            same_as_core6(&mut bench, c);
+        }
+    }
+
+    #[test]
+    fn what_is_not_the_fast_paths_goes_on() {
+        let mut bench = Established6::new("masquerade");
+        let host = bench.host(10);
+        let c = bench.tcp_snat(host, SERVER6, 40000);
+        let u = bench.udp_snat(host, SERVER6, 5353);
+        let (offload, program) = unattached();
+        offload.sync(&bench.inner.router, bench.inner.now);
+        assert_eq!(offload.stats().entries6, 4);
+        assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, REDIRECT);
+        // On the wrong interface; hop limit 1; an extension header; a
+        // payload length the packet does not hold, or 0 (BIG TCP); a FIN;
+        // UDP without a checksum.
+        assert_eq!(run(&program, &c.outbound, WAN_IFINDEX).0, NEXT);
+        let edited = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut frame = c.outbound.clone();
+            edit(&mut frame);
+            frame
+        };
+        for frame in [
+            edited(&|f| f[21] = 1),
+            testing::with_extensions6(&c.outbound, &[Extension6::DestOptions]),
+            edited(&|f| f[18..20].copy_from_slice(&2000u16.to_be_bytes())),
+            edited(&|f| f[18..20].copy_from_slice(&[0, 0])),
+            edited(&|f| f[54 + 13] |= 0x01),
+        ] {
+            assert_eq!(run(&program, &frame, LAN_IFINDEX).0, NEXT);
+        }
+        let mut no_checksum = u.outbound.clone();
+        no_checksum[60..62].copy_from_slice(&[0, 0]);
+        assert_eq!(run(&program, &no_checksum, LAN_IFINDEX).0, NEXT);
+        assert_eq!(run(&program, &u.outbound, LAN_IFINDEX).0, REDIRECT);
+        // Bigger than the egress MTU: the core answers Packet Too Big.
+        bench.inner.router.set_interface_mtu(Port::Wan(0), 1280);
+        offload.sync(&bench.inner.router, bench.inner.now);
+        let big = testing::tcp6(
+            &testing::Addressing6 {
+                src_mac: c.outbound[6..12].try_into().expect("6 bytes"),
+                dst_mac: c.outbound[0..6].try_into().expect("6 bytes"),
+                src: host,
+                dst: SERVER6,
+                hop_limit: 64,
+            },
+            40000,
+            443,
+            testing::ACK,
+            &[0u8; 1300],
+        );
+        assert_eq!(run(&program, &big, LAN_IFINDEX).0, NEXT);
+        // Down for IPv6: off the map at the next sync.
+        bench.inner.router.set_uplink_up6(0, false);
+        offload.sync(&bench.inner.router, bench.inner.now);
+        assert_eq!(offload.stats().entries6, 0);
+        assert_eq!(run(&program, &c.outbound, LAN_IFINDEX).0, NEXT);
+    }
+
+    #[test]
+    fn failover_rst_carries_the_fast_paths_sequence() {
+        let mut bench = Established6::new("prefix");
+        let host = bench.host(10);
+        let c = bench.tcp_snat(host, SERVER6, 40000);
+        let (offload, program) = unattached();
+        offload.sync(&bench.inner.router, bench.inner.now);
+        // Data from the server on the fast path only: seq 1000 + its payload.
+        assert_eq!(run(&program, &c.inbound, WAN_IFINDEX).0, REDIRECT);
+        bench.inner.router.set_uplink_up6(0, false);
+        offload.sync(&bench.inner.router, bench.inner.now);
+        assert_eq!(offload.stats().entries6, 0);
+        let failed = bench.inner.router.fail_over6(0);
+        let rst = &failed.resets[0];
+        let payload = c.inbound.len() - 14 - 40 - 20;
+        assert_eq!(
+            u32::from_be_bytes([rst[58], rst[59], rst[60], rst[61]]),
+            1000 + payload as u32
+        );
+    }
+
+    /// `--io packet`: the socket filter keeps an offloaded IPv6 flow's
+    /// frames from the workers and leaves its decision for TC, as for IPv4.
+    #[test]
+    fn the_socket_filter_keeps_the_fast_paths_frames_from_the_workers() {
+        let mut bench = Established6::new("npt");
+        let host = bench.host(10);
+        let c = bench.udp_snat(host, SERVER6, 5353);
+        let (offload, program, tap) = unattached_with_tap();
+        let for_filter = [&[0u8; 14][..], &c.outbound].concat();
+        let filter = || {
+            sys::bpf::test_run_skb(tap.as_raw_fd(), &for_filter, LAN_IFINDEX, 0)
+                .expect("BPF_PROG_TEST_RUN")
+        };
+        let given = filter();
+        assert_eq!(
+            (given.retval as usize, given.cb0),
+            (c.outbound.len(), WORKERS_MARK)
+        );
+        offload.refresh(&bench.inner.router, bench.inner.now);
+        let kept = filter();
+        assert_eq!((kept.retval, kept.cb0), (0, FAST_MARK), "kept from the workers");
+        let tc = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, kept.cb0)
+            .expect("BPF_PROG_TEST_RUN");
+        assert_eq!((tc.retval, tc.cb0), (REDIRECT, 0));
+        let (_, core) = bench.inner.send(Port::Lan, c.outbound.clone());
+        assert_eq!(tc.frame, core);
+        // With an extension header: the workers'.
+        let with_ext = testing::with_extensions6(&c.outbound, &[Extension6::DestOptions]);
+        let for_filter = [&[0u8; 14][..], &with_ext].concat();
+        let given = sys::bpf::test_run_skb(tap.as_raw_fd(), &for_filter, LAN_IFINDEX, 0)
+            .expect("BPF_PROG_TEST_RUN");
+        assert_eq!(given.cb0, WORKERS_MARK);
+    }
+
+    /// The XDP program forwards or marks an offloaded flow's IPv6 frames as
+    /// it does IPv4's: with no XDP egress, XDP_PASS with the mark, which TC
+    /// forwards as the core would. Run on loopback (see the IPv4 test).
+    #[test]
+    fn the_xdp_program_marks_what_it_passes_to_tc() {
+        const LO: u32 = 1;
+        const XDP_PASS: u32 = 2;
+        let mut bench = Established6::new("masquerade");
+        let host = bench.host(10);
+        let c = bench.tcp_snat(host, SERVER6, 40003);
+        let (mut offload, program, xdp) = unattached_xdp();
+        offload.lan = LO;
+        offload.refresh(&bench.inner.router, bench.inner.now);
+        let (verdict, passed) =
+            sys::bpf::test_run_xdp(xdp.as_raw_fd(), &c.outbound, LO).expect("BPF_PROG_TEST_RUN");
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(&passed[6..12], b"zwanfp", "marked");
+        assert_eq!(passed[12..], c.outbound[12..], "nothing else changed");
+        let (tc, out) = run(&program, &passed, LO);
+        assert_eq!(tc, REDIRECT);
+        let (_, core) = bench.inner.send(Port::Lan, c.outbound.clone());
+        assert_eq!(out, core, "TC rewrote it as the core does");
+        // Not the fast path's: untouched, passed.
+        let other = bench.tcp_snat(host, SERVER6, 40004).outbound;
+        let (verdict, untouched) =
+            sys::bpf::test_run_xdp(xdp.as_raw_fd(), &other, LO).expect("run");
+        assert_eq!((verdict, untouched), (XDP_PASS, other));
+    }
+}
