@@ -480,7 +480,10 @@ mod ipv6 {
             assert_eq!(retval, REDIRECT, "redirected");
             let (verdict, core) = bench.inner.send(port, frame);
             assert!(matches!(verdict, Verdict::Forward { .. }), "{verdict:?}");
-            assert_eq!(fast, core, "the program and the core differ (from {port:?})");
+            assert_eq!(
+                fast, core,
+                "the program and the core differ (from {port:?})"
+            );
             testing::check6(&fast).expect("valid checksums");
         }
         bench.inner.now += Duration::from_secs(5);
@@ -613,7 +616,11 @@ mod ipv6 {
         );
         offload.refresh(&bench.inner.router, bench.inner.now);
         let kept = filter();
-        assert_eq!((kept.retval, kept.cb0), (0, FAST_MARK), "kept from the workers");
+        assert_eq!(
+            (kept.retval, kept.cb0),
+            (0, FAST_MARK),
+            "kept from the workers"
+        );
         let tc = sys::bpf::test_run_skb(program.as_raw_fd(), &c.outbound, LAN_IFINDEX, kept.cb0)
             .expect("BPF_PROG_TEST_RUN");
         assert_eq!((tc.retval, tc.cb0), (REDIRECT, 0));
