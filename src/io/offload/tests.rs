@@ -634,6 +634,54 @@ mod ipv6 {
         assert_eq!(given.cb0, WORKERS_MARK);
     }
 
+    /// `--io xdp` with an egress that accepts XDP frames: the XDP program
+    /// rewrites and redirects an offloaded IPv6 flow's frames itself, with
+    /// the core's bytes (a test run sends nothing: XDP_REDIRECT and the
+    /// frame), counted as the XDP program's; a partial checksum leaves the
+    /// frame to TC, marked. Run on loopback (see the IPv4 test).
+    #[test]
+    fn the_xdp_program_forwards_as_the_core() {
+        const LO: u32 = 1;
+        const XDP_PASS: u32 = 2;
+        const XDP_REDIRECT: u32 = 4;
+        for kind in ["tcp", "udp", "echo"] {
+            let mut bench = Established6::new("prefix");
+            let host = bench.host(10);
+            let c = match kind {
+                "tcp" => bench.tcp_snat(host, SERVER6, 40000),
+                "udp" => bench.udp_snat(host, SERVER6, 5353),
+                _ => bench.icmp_echo(host, SERVER6, 777),
+            };
+            let (parts, xdp) =
+                load_xdp_offload_parts(&owned()).expect("load the BPF object (needs root)");
+            let egress = MapHandle::try_from(&parts.xdp_egress).expect("dup xdp_egress");
+            let (mut offload, _program) = unattached_from(parts);
+            offload.lan = LO;
+            offload.refresh(&bench.inner.router, bench.inner.now);
+            egress
+                .update(&WAN_IFINDEX.to_ne_bytes(), &[1], MapFlags::ANY)
+                .expect("xdp_egress");
+            if kind == "tcp" {
+                // A partial checksum (the pseudo-header's sum alone): TC's.
+                let mut partial = c.outbound.clone();
+                let len = (partial.len() - 54) as u32;
+                let (src, dst) = testing::addresses6(&partial[14..]);
+                let sum = crate::packet::checksum::pseudo_header_sum6(src, dst, 6, len);
+                let sum = crate::packet::checksum::fold(sum);
+                partial[70..72].copy_from_slice(&sum.to_be_bytes());
+                let (verdict, passed) = sys::bpf::test_run_xdp(xdp.as_raw_fd(), &partial, LO)
+                    .expect("BPF_PROG_TEST_RUN");
+                assert_eq!((verdict, &passed[6..12]), (XDP_PASS, &b"zwanfp"[..]));
+            }
+            let (verdict, out) = sys::bpf::test_run_xdp(xdp.as_raw_fd(), &c.outbound, LO)
+                .expect("BPF_PROG_TEST_RUN");
+            assert_eq!(verdict, XDP_REDIRECT, "{kind}");
+            let (_, core) = bench.inner.send(Port::Lan, c.outbound.clone());
+            assert_eq!(out, core, "{kind}: the XDP program and the core differ");
+            assert_eq!(offload.stats().by_xdp, 1, "{kind}");
+        }
+    }
+
     /// The XDP program forwards or marks an offloaded flow's IPv6 frames as
     /// it does IPv4's: with no XDP egress, XDP_PASS with the mark, which TC
     /// forwards as the core would. Run on loopback (see the IPv4 test).
