@@ -20,10 +20,10 @@
 // keys and entries keep their size.
 //
 // With --io xdp, the XDP program runs first and takes the fast path's frames
-// (same checks, offload_eligible) from the workers: a frame whose egress
+// (same checks, offload_eligible or offload6_eligible) from the workers: a frame whose egress
 // interface accepts XDP frames (`xdp_egress`, kept by xwan from the device's
 // NETDEV_XDP_ACT_NDO_XMIT feature) and whose checksum is complete is rewritten
-// and redirected right there (offload_xdp_forward); any other it passes to the
+// and redirected right there (offload_xdp_forward, offload6_xdp_forward); any other it passes to the
 // kernel, marked (its source MAC), for TC. With --io packet, the workers' AF_PACKET sockets
 // see every frame before TC ingress: xwan_offload_tap, their socket filter,
 // keeps those frames from them (same checks) and leaves its decision in the
