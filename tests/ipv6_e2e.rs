@@ -25,12 +25,12 @@ mod parity;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use offload_support::{flows, offload, pump, worker_rx};
+use offload_support::{bulk_by_the_fast_path, expect_reset, flows, offload, pump};
 use support::{
     config_toml_dual, exchange, ip6_of, pattern, poll, RouterMode, Testbed, TxOffload, HOST1_6,
     SERVER1, SERVER1_6, WAN1, WAN1_6, WAN2, WAN2_6,
@@ -901,19 +901,7 @@ fn packet_established_ipv6_takes_the_fast_path() {
         "{:?}",
         offload(&tb)
     );
-    let (rx0, fast0) = (worker_rx(&tb), offload(&tb).packets);
-    let size = 16 << 20;
-    pump(&client, &conn, size, 2);
-    pump(&conn, &client, size, 3);
-    let (rx1, fast1) = (worker_rx(&tb), offload(&tb).packets);
-    let fast = fast1 - fast0;
-    eprintln!(
-        "IPv6 TCP, 32 MiB: {fast} packets on the fast path, {} frames to the workers",
-        rx1 - rx0
-    );
-    // Over 11000 full segments each way, plus ACKs.
-    assert!(fast > 20_000, "fast path packets {fast}");
-    assert!(rx1 - rx0 < fast / 20, "workers received {}", rx1 - rx0);
+    let size = bulk_by_the_fast_path(&tb, &client, &conn, "IPv6");
     let remote = SocketAddr::V6(server).to_string();
     let listed = || {
         flows(&tb)
@@ -1003,22 +991,7 @@ fn packet_failover_rst_of_an_offloaded_ipv6_connection() {
     for tables in ["iptables", "ip6tables"] {
         tb.exec_ok("isp1", &[tables, "-I", "FORWARD", "-j", "DROP"]);
     }
-    let cut = Instant::now();
-    client
-        .set_read_timeout(Some(Duration::from_secs(8)))
-        .expect("timeout");
-    let mut buf = [0u8; 16];
-    let reset = client.read(&mut buf);
-    assert!(
-        matches!(&reset, Err(e) if e.kind() == ErrorKind::ConnectionReset),
-        "the client should get an RST, got {reset:?} after {:?}",
-        cut.elapsed()
-    );
-    assert!(
-        cut.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        cut.elapsed()
-    );
+    expect_reset(&mut client, Instant::now());
     assert!(
         poll(Duration::from_secs(3), || offload(&tb).entries6 == 0),
         "{:?}",

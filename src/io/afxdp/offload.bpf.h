@@ -210,12 +210,57 @@ static __always_inline void offload_mark(struct ethhdr *eth)
 	__builtin_memcpy(eth->h_source, mark, 6);
 }
 
+// The ports of the L4 header at `l4` (bounds-checked up to `data_end`) of a
+// `protocol` packet as the keys hold them, if the fast path may take it: TCP
+// without SYN, FIN or RST, UDP, or an echo of `icmp` (ICMP or ICMPv6, its
+// types `request` and `reply`) whose identifier stands for the source port
+// of a request and the destination port of a reply, the other port 0, as in
+// the core's keys. Its header's length in `l4_header`. 0: not the fast path's.
+static __always_inline int l4_ports(__u8 *l4, void *data_end, __u8 protocol, __u8 icmp,
+				    __u8 request, __u8 reply, __be16 *sport, __be16 *dport,
+				    __u32 *l4_header)
+{
+	*l4_header = 8;
+	if (protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > data_end)
+			return 0;
+		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
+			return 0;
+		*l4_header = (l4[12] >> 4) * 4;
+	} else if (protocol != IPPROTO_UDP && protocol != icmp) {
+		return 0;
+	}
+	if ((void *)(l4 + 8) > data_end)
+		return 0;
+	if (protocol != icmp) {
+		*sport = *(__be16 *)l4;
+		*dport = *(__be16 *)(l4 + 2);
+	} else if (l4[1] != 0) {
+		return 0;
+	} else if (l4[0] == request) {
+		*sport = *(__be16 *)(l4 + 4);
+		*dport = 0;
+	} else if (l4[0] == reply) {
+		*sport = 0;
+		*dport = *(__be16 *)(l4 + 4);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+// Whether a packet of `total` bytes from its IP header fits the egress
+// `mtu`; a GSO super-frame (`gso_size`, its payload per segment): whether
+// each segment, `headers` bytes of IP and L4 headers and that payload, does.
+static __always_inline int fits_mtu(__u16 mtu, __u32 gso_size, __u32 headers, __u32 total)
+{
+	return gso_size ? headers + gso_size <= mtu : total <= mtu;
+}
+
 // The entry for the IPv4 packet at `ip` (headers bounds-checked up to
 // `data_end`) arriving on `ifindex`, if the fast path may take it, and its
 // key in `key`: `gso_size` is the payload per segment of a GSO super-frame
 // (0: a plain packet), `len` the bytes from `ip` to the end of the packet.
-// An ICMP echo's identifier stands for the source port of a request and the
-// destination port of a reply, the other port 0, as in the core's keys.
 static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, struct iphdr *ip,
 							      void *data_end, __u32 gso_size,
 							      __u32 len, struct offload_key *key)
@@ -230,37 +275,12 @@ static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, str
 		return NULL;
 
 	__u8 *l4 = (__u8 *)(ip + 1);
-	__u32 l4_header = 8;
+	__u32 l4_header;
 	__be16 sport, dport;
 
-	if (ip->protocol == IPPROTO_TCP) {
-		if ((void *)(l4 + 20) > data_end)
-			return NULL;
-		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
-			return NULL;
-		l4_header = (l4[12] >> 4) * 4;
-		sport = *(__be16 *)l4;
-		dport = *(__be16 *)(l4 + 2);
-	} else if (ip->protocol == IPPROTO_UDP) {
-		if ((void *)(l4 + 8) > data_end)
-			return NULL;
-		sport = *(__be16 *)l4;
-		dport = *(__be16 *)(l4 + 2);
-	} else if (ip->protocol == IPPROTO_ICMP) {
-		if ((void *)(l4 + 8) > data_end || l4[1] != 0)
-			return NULL;
-		if (l4[0] == ICMP_ECHO) {
-			sport = *(__be16 *)(l4 + 4);
-			dport = 0;
-		} else if (l4[0] == ICMP_ECHOREPLY) {
-			sport = 0;
-			dport = *(__be16 *)(l4 + 4);
-		} else {
-			return NULL;
-		}
-	} else {
+	if (!l4_ports(l4, data_end, ip->protocol, IPPROTO_ICMP, ICMP_ECHO, ICMP_ECHOREPLY, &sport,
+		      &dport, &l4_header))
 		return NULL;
-	}
 
 	// Headers past the packet's own length (a BIG TCP super-frame's length
 	// field is 0, for one) stay with the kernel.
@@ -279,14 +299,9 @@ static __always_inline struct offload_entry *offload_eligible(__u32 ifindex, str
 
 	struct offload_entry *e = bpf_map_lookup_elem(&offload, key);
 
-	if (!e)
+	if (!e || !fits_mtu(e->mtu, gso_size, sizeof(struct iphdr) + l4_header,
+			    bpf_ntohs(ip->tot_len)))
 		return NULL;
-	if (gso_size) {
-		if (sizeof(struct iphdr) + l4_header + gso_size > e->mtu)
-			return NULL;
-	} else if (bpf_ntohs(ip->tot_len) > e->mtu) {
-		return NULL;
-	}
 	return e;
 }
 
@@ -313,38 +328,15 @@ static __always_inline struct offload6_entry *offload6_eligible(__u32 ifindex,
 		return NULL;
 
 	__u8 *l4 = (__u8 *)(ip6 + 1);
-	__u32 l4_header = 8;
+	__u32 l4_header;
 	__be16 sport, dport;
 
-	if (ip6->nexthdr == IPPROTO_TCP) {
-		if ((void *)(l4 + 20) > data_end)
-			return NULL;
-		if (l4[13] & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST))
-			return NULL;
-		l4_header = (l4[12] >> 4) * 4;
-		sport = *(__be16 *)l4;
-		dport = *(__be16 *)(l4 + 2);
-	} else if (ip6->nexthdr == IPPROTO_UDP) {
-		if ((void *)(l4 + 8) > data_end || !*(__u16 *)(l4 + 6))
-			return NULL;
-		sport = *(__be16 *)l4;
-		dport = *(__be16 *)(l4 + 2);
-	} else if (ip6->nexthdr == IPPROTO_ICMPV6) {
-		if ((void *)(l4 + 8) > data_end || l4[1] != 0)
-			return NULL;
-		if (l4[0] == ICMPV6_ECHO_REQUEST) {
-			sport = *(__be16 *)(l4 + 4);
-			dport = 0;
-		} else if (l4[0] == ICMPV6_ECHO_REPLY) {
-			sport = 0;
-			dport = *(__be16 *)(l4 + 4);
-		} else {
-			return NULL;
-		}
-	} else {
+	if (!l4_ports(l4, data_end, ip6->nexthdr, IPPROTO_ICMPV6, ICMPV6_ECHO_REQUEST,
+		      ICMPV6_ECHO_REPLY, &sport, &dport, &l4_header))
 		return NULL;
-	}
-	if (payload < l4_header)
+	if ((void *)(l4 + 8) > data_end)
+		return NULL;
+	if (payload < l4_header || (ip6->nexthdr == IPPROTO_UDP && !*(__u16 *)(l4 + 6)))
 		return NULL;
 
 	key->ifindex = ifindex;
@@ -359,14 +351,9 @@ static __always_inline struct offload6_entry *offload6_eligible(__u32 ifindex,
 
 	struct offload6_entry *e = bpf_map_lookup_elem(&offload6, key);
 
-	if (!e)
+	if (!e || !fits_mtu(e->mtu, gso_size, sizeof(struct ipv6hdr) + l4_header,
+			    sizeof(struct ipv6hdr) + payload))
 		return NULL;
-	if (gso_size) {
-		if (sizeof(struct ipv6hdr) + l4_header + gso_size > e->mtu)
-			return NULL;
-	} else if (sizeof(struct ipv6hdr) + payload > e->mtu) {
-		return NULL;
-	}
 	return e;
 }
 
@@ -437,13 +424,27 @@ static __always_inline void rewrite_headers(struct ethhdr *eth, struct iphdr *ip
 	rewrite_ports(l4, ip->protocol == IPPROTO_ICMP, l4[0] == ICMP_ECHO, e->sport, e->dport);
 }
 
-// The sequence number that follows the TCP segment of `ip` at `l4` (its
-// header bounds-checked).
-static __always_inline __u32 tcp_next_seq(const struct iphdr *ip, const __u8 *l4)
+// The sequence number that follows the TCP segment at `l4`, `l4_len` bytes
+// with its header (bounds-checked up to `data_end`; 0 if it is not there).
+static __always_inline __u32 tcp_next_seq(const __u8 *l4, void *data_end, __u32 l4_len)
 {
-	__u32 payload = bpf_ntohs(ip->tot_len) - sizeof(struct iphdr) - (l4[12] >> 4) * 4;
+	if ((void *)(l4 + 20) > data_end)
+		return 0;
+	return bpf_ntohl(*(__be32 *)(l4 + 4)) + l4_len - (l4[12] >> 4) * 4;
+}
 
-	return bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
+// Where the L4 checksum of a `protocol` packet at `l4` is, from `l4`: TCP's,
+// UDP's or `icmp`'s (ICMP or ICMPv6), its header bounds-checked up to
+// `data_end`; 0 for anything else or a header cut short.
+static __always_inline __u32 l4_checksum_at(__u8 *l4, void *data_end, __u8 protocol, __u8 icmp)
+{
+	if (protocol == IPPROTO_TCP)
+		return (void *)(l4 + 20) <= data_end ? 16 : 0;
+	if ((void *)(l4 + 8) > data_end)
+		return 0;
+	if (protocol == IPPROTO_UDP)
+		return 6;
+	return protocol == icmp ? 2 : 0;
 }
 
 // Whether a TCP or UDP packet's checksum is a partial one: the pseudo-header's
@@ -515,22 +516,15 @@ static __always_inline int offload_xdp_forward(struct ethhdr *eth, struct iphdr 
 		return -1;
 
 	__u8 *l4 = (__u8 *)(ip + 1);
-	__u16 *check;
-	__u32 next_seq = 0;
 	__u8 protocol = ip->protocol;
+	__u32 at = l4_checksum_at(l4, data_end, protocol, IPPROTO_ICMP);
+	__u16 *check = (void *)(l4 + at);
+	__u32 next_seq = 0;
 
-	if ((void *)(l4 + 20) <= data_end && protocol == IPPROTO_TCP) {
-		check = (void *)(l4 + 16);
-		if (e->track_seq)
-			next_seq = tcp_next_seq(ip, l4);
-	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_UDP) {
-		check = (void *)(l4 + 6);
-	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_ICMP) {
-		check = (void *)(l4 + 2);
-	} else {
+	if (!at || (void *)(check + 1) > data_end)
 		return -1;
-	}
-
+	if (protocol == IPPROTO_TCP && e->track_seq)
+		next_seq = tcp_next_seq(l4, data_end, bpf_ntohs(ip->tot_len) - sizeof(*ip));
 	count_by_xdp(&offload_stats, key, (void *)data_end - (void *)eth, next_seq);
 	rewrite_headers(eth, ip, l4, e);
 	if (protocol == IPPROTO_ICMP) {
@@ -557,15 +551,6 @@ static __always_inline void rewrite6_headers(struct ethhdr *eth, struct ipv6hdr 
 	__builtin_memcpy(&ip6->daddr, e->daddr, 16);
 	rewrite_ports(l4, ip6->nexthdr == IPPROTO_ICMPV6, l4[0] == ICMPV6_ECHO_REQUEST, e->sport,
 		      e->dport);
-}
-
-// The sequence number that follows the TCP segment of `ip6` at `l4` (its
-// header bounds-checked).
-static __always_inline __u32 tcp6_next_seq(const struct ipv6hdr *ip6, const __u8 *l4)
-{
-	__u32 payload = bpf_ntohs(ip6->payload_len) - (l4[12] >> 4) * 4;
-
-	return bpf_ntohl(*(__be32 *)(l4 + 4)) + payload;
 }
 
 // partial_checksum for IPv6: whether the TCP or UDP checksum is the
@@ -612,22 +597,15 @@ static __always_inline int offload6_xdp_forward(struct ethhdr *eth, struct ipv6h
 		return -1;
 
 	__u8 *l4 = (__u8 *)(ip6 + 1);
-	__u16 *check;
-	__u32 next_seq = 0;
 	__u8 protocol = ip6->nexthdr;
+	__u32 at = l4_checksum_at(l4, data_end, protocol, IPPROTO_ICMPV6);
+	__u16 *check = (void *)(l4 + at);
+	__u32 next_seq = 0;
 
-	if ((void *)(l4 + 20) <= data_end && protocol == IPPROTO_TCP) {
-		check = (void *)(l4 + 16);
-		if (e->track_seq)
-			next_seq = tcp6_next_seq(ip6, l4);
-	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_UDP) {
-		check = (void *)(l4 + 6);
-	} else if ((void *)(l4 + 8) <= data_end && protocol == IPPROTO_ICMPV6) {
-		check = (void *)(l4 + 2);
-	} else {
+	if (!at || (void *)(check + 1) > data_end)
 		return -1;
-	}
-
+	if (protocol == IPPROTO_TCP && e->track_seq)
+		next_seq = tcp_next_seq(l4, data_end, bpf_ntohs(ip6->payload_len));
 	count_by_xdp(&offload6_stats, key, (void *)data_end - (void *)eth, next_seq);
 	rewrite6_headers(eth, ip6, l4, e);
 	// Eligible UDP has a checksum (IPv6 requires one); ICMPv6's covers
@@ -675,6 +653,40 @@ static __always_inline int offload_marked(struct __sk_buff *skb)
 	return 1;
 }
 
+// TC's count of a frame of `key` in `stats` (the L4 header of `protocol` at
+// `l4`, after `l3_len` bytes of IP header, up to `data_end`): a GSO
+// super-frame counts its segments, each with its own headers.
+static __always_inline void tc_count(struct __sk_buff *skb, void *stats, void *key, __u32 l3_len,
+				     const __u8 *l4, void *data_end, __u8 protocol, __u32 next_seq)
+{
+	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u32 l4_header = 8;
+
+	if (protocol == IPPROTO_TCP && (void *)(l4 + 20) <= data_end)
+		l4_header = (l4[12] >> 4) * 4;
+	__u32 headers = ETH_HLEN + l3_len + l4_header;
+
+	count(stats, key, segs, skb->len + (__u64)(segs - 1) * headers, next_seq);
+}
+
+// TC's end of the fast path for a rewritten frame: its L4 checksum (at
+// `csum_off`; `udp`: one that comes to 0 carries 0xffff) patched by the
+// addresses' delta `pseudo` (as a pseudo-header change, which keeps a
+// partial checksum partial) and the ports' `ports`, then the redirect to
+// `egress`. A delta of 0 (nothing it covers changed, or ICMP's
+// pseudo-header, which it has none of) costs no call.
+static __always_inline int tc_finish(struct __sk_buff *skb, __u32 csum_off, int udp, __u32 pseudo,
+				     __u32 ports, __u32 egress)
+{
+	__u64 flags = udp ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (pseudo)
+		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | flags);
+	if (ports)
+		bpf_l4_csum_replace(skb, csum_off, 0, ports, flags);
+	return bpf_redirect(egress, 0);
+}
+
 // offload_forward for an IPv6 frame: its redirect, or TCX_NEXT.
 static __always_inline int offload_forward6(struct __sk_buff *skb)
 {
@@ -700,47 +712,19 @@ static __always_inline int offload_forward6(struct __sk_buff *skb)
 		return TCX_NEXT;
 
 	__u8 *l4 = (__u8 *)(ip6 + 1);
-	__u32 csum_off = ETH_HLEN + sizeof(struct ipv6hdr);
-	__u64 l4_flags = 0;
-	__u32 next_seq = 0;
 	__u8 protocol = ip6->nexthdr;
+	__u32 at = l4_checksum_at(l4, data_end, protocol, IPPROTO_ICMPV6);
+	__u32 next_seq = 0;
 
-	if (protocol == IPPROTO_TCP) {
-		if ((void *)(l4 + 20) > data_end)
-			return TCX_NEXT;
-		csum_off += 16;
-		if (e->track_seq)
-			next_seq = tcp6_next_seq(ip6, l4);
-	} else {
-		if ((void *)(l4 + 8) > data_end)
-			return TCX_NEXT;
-		if (protocol == IPPROTO_UDP) {
-			csum_off += 6;
-			l4_flags = BPF_F_MARK_MANGLED_0;
-		} else {
-			csum_off += 2;
-		}
-	}
-
-	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
-	__u32 headers = ETH_HLEN + sizeof(struct ipv6hdr) +
-			(protocol == IPPROTO_TCP ? (l4[12] >> 4) * 4 : 8);
-
-	count(&offload6_stats, &key, segs, skb->len + (__u64)(segs - 1) * headers, next_seq);
-
+	if (!at || (void *)(l4 + 8) > data_end)
+		return TCX_NEXT;
+	if (protocol == IPPROTO_TCP && e->track_seq)
+		next_seq = tcp_next_seq(l4, data_end, bpf_ntohs(ip6->payload_len));
+	tc_count(skb, &offload6_stats, &key, sizeof(*ip6), l4, data_end, protocol, next_seq);
 	rewrite6_headers(eth, ip6, l4, e);
-
-	__u32 egress = e->egress_ifindex;
-	__u32 pseudo = e->pseudo_delta;
-	__u32 ports = e->port_delta;
-
-	// ICMPv6's checksum covers the pseudo-header too. A delta of 0 (nothing
-	// it covers changed) costs no call.
-	if (pseudo)
-		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | l4_flags);
-	if (ports)
-		bpf_l4_csum_replace(skb, csum_off, 0, ports, l4_flags);
-	return bpf_redirect(egress, 0);
+	// ICMPv6's checksum covers the pseudo-header too.
+	return tc_finish(skb, ETH_HLEN + sizeof(*ip6) + at, protocol == IPPROTO_UDP,
+			 e->pseudo_delta, e->port_delta, e->egress_ifindex);
 }
 
 // The fast path for one frame: its redirect, or TCX_NEXT.
@@ -773,46 +757,19 @@ static __always_inline int offload_forward(struct __sk_buff *skb)
 		return TCX_NEXT;
 
 	__u8 *l4 = (__u8 *)(ip + 1);
-	__u32 csum_off = ETH_HLEN + sizeof(struct iphdr);
-	__u64 l4_flags = 0;
-	__u32 next_seq = 0;
 	__u8 protocol = ip->protocol;
+	__u32 at = l4_checksum_at(l4, data_end, protocol, IPPROTO_ICMP);
+	__u32 next_seq = 0;
 
-	if (protocol == IPPROTO_TCP) {
-		if ((void *)(l4 + 20) > data_end)
-			return TCX_NEXT;
-		csum_off += 16;
-		if (e->track_seq)
-			next_seq = tcp_next_seq(ip, l4);
-	} else if (protocol == IPPROTO_UDP) {
-		if ((void *)(l4 + 8) > data_end)
-			return TCX_NEXT;
-		csum_off += 6;
-		l4_flags = BPF_F_MARK_MANGLED_0;
-	} else {
-		if ((void *)(l4 + 8) > data_end)
-			return TCX_NEXT;
-		csum_off += 2;
-	}
-
-	// A GSO super-frame counts its segments, each with its own headers.
-	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
-	__u32 headers = ETH_HLEN + sizeof(struct iphdr) +
-			(protocol == IPPROTO_TCP ? (l4[12] >> 4) * 4 : 8);
-
-	count(&offload_stats, &key, segs, skb->len + (__u64)(segs - 1) * headers, next_seq);
-
+	if (!at || (void *)(l4 + 8) > data_end)
+		return TCX_NEXT;
+	if (protocol == IPPROTO_TCP && e->track_seq)
+		next_seq = tcp_next_seq(l4, data_end, bpf_ntohs(ip->tot_len) - sizeof(*ip));
+	tc_count(skb, &offload_stats, &key, sizeof(*ip), l4, data_end, protocol, next_seq);
 	rewrite_headers(eth, ip, l4, e);
-
-	__u32 egress = e->egress_ifindex;
-	__u32 pseudo = e->pseudo_delta;
-	__u32 ports = e->port_delta;
-
-	// ICMP has no pseudo-header.
-	if (protocol != IPPROTO_ICMP)
-		bpf_l4_csum_replace(skb, csum_off, 0, pseudo, BPF_F_PSEUDO_HDR | l4_flags);
-	bpf_l4_csum_replace(skb, csum_off, 0, ports, l4_flags);
-	return bpf_redirect(egress, 0);
+	// ICMP has no pseudo-header: its pseudo_delta is 0.
+	return tc_finish(skb, ETH_HLEN + sizeof(*ip) + at, protocol == IPPROTO_UDP,
+			 e->pseudo_delta, e->port_delta, e->egress_ifindex);
 }
 
 SEC("tcx/ingress")
