@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use offload_support::{bulk_by_the_fast_path, expect_reset, flows, offload, pump};
+use offload_support::{bulk_by_the_fast_path, expect_reset, flows, iperf3, offload, pump};
 use support::{
     config_toml_dual, exchange, ip6_of, pattern, poll, RouterMode, Testbed, TxOffload, HOST1_6,
     SERVER1, SERVER1_6, WAN1, WAN1_6, WAN2, WAN2_6,
@@ -921,6 +921,17 @@ fn packet_established_ipv6_takes_the_fast_path() {
         offload(&tb)
     );
     assert!(!listed().expect("the closing flow").offloaded);
+
+    // iperf3 -6 both ways (noisy: a sanity figure, not a benchmark).
+    for reverse in [false, true] {
+        let bytes = iperf3(&tb, "h1", "inet", SERVER1_6, 2, reverse);
+        eprintln!(
+            "IPv6 iperf3 {} through the fast path: {:.2} Gbit/s",
+            if reverse { "download" } else { "upload" },
+            bytes as f64 * 8.0 / 2.0 / 1e9
+        );
+        assert!(bytes > 0);
+    }
 
     // A UDP stream, each datagram echoed and compared.
     let server = SocketAddrV6::new(SERVER1_6, 5353, 0, 0);

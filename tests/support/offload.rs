@@ -4,7 +4,7 @@
 //! kernel holds it, iperf3 runs between the testbed's nodes, tcpdump
 //! captures, and a UDP stream echoed by a server.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,11 +60,11 @@ pub fn iperf3(
     tb: &Testbed,
     client: &str,
     server_node: &str,
-    server: Ipv4Addr,
+    server: impl Into<IpAddr>,
     seconds: u32,
     reverse: bool,
 ) -> u64 {
-    let addr = server.to_string();
+    let addr = server.into().to_string();
     let limit = (seconds + 20).to_string();
     let mut daemon = Command::new("ip")
         .args(["netns", "exec", &tb.ns(server_node)])

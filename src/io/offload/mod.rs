@@ -355,6 +355,7 @@ impl Offload {
                     egress.hook = now;
                 }
                 Err(e) => {
+                    // xdp_egress serves both families: counted with IPv4's.
                     self.lock::<Addr4>().stats.map_errors += 1;
                     warn!(interface = %egress.name, error = %e, "offload: cannot update xdp_egress");
                 }
