@@ -15,12 +15,14 @@ mod parity;
 #[allow(dead_code)]
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use offload_support::{connection, flow_to, iperf3, offload, pump, wait_entries, worker_rx};
+use offload_support::{
+    bulk_by_the_fast_path, connection, expect_reset, flow_to, iperf3, offload, pump, wait_entries,
+};
 use support::{config_toml, poll, RouterMode, Testbed, TxOffload, HOST1, SERVER1};
 use xwan::control::{request, Reply, Request};
 
@@ -58,24 +60,7 @@ fn established_tcp_takes_the_fast_path(mode: RouterMode) {
     let (client, conn) = connection(&tb, 5001, false);
     pump(&client, &conn, 1000, 1);
     assert!(wait_entries(&tb, 2), "entries: {:?}", offload(&tb));
-    let (rx0, fast0) = (worker_rx(&tb), offload(&tb).packets);
-    let size = 16 << 20;
-    pump(&client, &conn, size, 2);
-    pump(&conn, &client, size, 3);
-    let (rx1, fast1) = (worker_rx(&tb), offload(&tb).packets);
-    let fast = fast1 - fast0;
-    eprintln!(
-        "{mode:?}, 32 MiB: {fast} packets on the fast path, {} frames to the workers",
-        rx1 - rx0
-    );
-    // 16 MiB each way is over 11000 full segments each way, plus ACKs
-    // (counted per segment in GSO super-frames).
-    assert!(fast > 20_000, "fast path packets {fast}");
-    assert!(
-        rx1 - rx0 < fast / 20,
-        "workers received {} frames",
-        rx1 - rx0
-    );
+    let size = bulk_by_the_fast_path(&tb, &client, &conn, &format!("{mode:?}"));
 
     let remote = format!("{SERVER1}:5001");
     let flow = flow_to(&tb, "tcp", &remote).expect("the flow is listed");
@@ -190,23 +175,7 @@ fn failover_rst_carries_the_sequence_the_fast_path_saw(mode: RouterMode) {
     assert!(offload(&tb).packets > fast0 + 500, "{:?}", offload(&tb));
 
     tb.exec_ok("isp1", &["iptables", "-I", "FORWARD", "-j", "DROP"]);
-    let cut = Instant::now();
-    client
-        .set_read_timeout(Some(Duration::from_secs(8)))
-        .expect("timeout");
-    let mut buf = [0u8; 16];
-    let reset = client.read(&mut buf);
-    // Linux takes an RST only with exactly the sequence it expects (RFC 5961).
-    assert!(
-        matches!(&reset, Err(e) if e.kind() == ErrorKind::ConnectionReset),
-        "the client should get an RST, got {reset:?} after {:?}",
-        cut.elapsed()
-    );
-    assert!(
-        cut.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        cut.elapsed()
-    );
+    expect_reset(&mut client, Instant::now());
     assert!(
         poll(Duration::from_secs(3), || offload(&tb).entries == 0),
         "{:?}",

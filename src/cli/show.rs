@@ -171,10 +171,11 @@ pub fn status_table(s: &StatusReport) -> String {
         let hooks: Vec<String> = o.hooks.iter().map(|(i, h)| format!("{i} {h}")).collect();
         let _ = write!(
             out,
-            " ({}), {} of {} entries, {} packets ({} bytes) in the kernel ({} by xdp), {} refused (map full), {} map errors, {} lost (entry gone before TC)",
+            " ({}), {} of {} entries ({} IPv6), {} packets ({} bytes) in the kernel ({} by xdp), {} refused (map full), {} map errors, {} lost (entry gone before TC)",
             hooks.join(", "),
             o.entries,
             o.capacity,
+            o.entries6,
             o.packets,
             o.bytes,
             o.xdp_packets,

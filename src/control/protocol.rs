@@ -165,9 +165,13 @@ pub struct OffloadReport {
     /// through it: "xdp" (the XDP program, for frames with a complete
     /// checksum; `--io xdp` and a driver that accepts XDP frames) or "tc".
     pub hooks: Vec<(String, String)>,
-    /// Entries in the map (two per flow) and its capacity.
+    /// Entries in the maps (two per flow), IPv4's and IPv6's, and their
+    /// capacity (each family's map holds half).
     pub entries: u64,
     pub capacity: u64,
+    /// Of the entries, IPv6's.
+    #[serde(default)]
+    pub entries6: u64,
     /// Flows the full map refused (each counted once): they stay with the workers.
     pub refused_full: u64,
     /// Entries that could not be written or removed for another reason.

@@ -41,5 +41,7 @@ pub use rewrite::{
     apply, apply_established, apply_partial, carries_partial_checksum, complete_partial_checksum,
     Addr4, Addr6, ChecksumDeltas, Endpoint, Endpoint6, Rewrite,
 };
-pub use rewrite6::{apply6, carries_partial_checksum6, complete_partial_checksum6, Rewrite6};
+pub use rewrite6::{
+    apply6, carries_partial_checksum6, complete_partial_checksum6, Deltas6, Rewrite6,
+};
 pub use tcp::{clamp_mss, mss_option};

@@ -6,8 +6,9 @@
 //! message too, unlike ICMPv4's.
 
 use super::checksum::{
-    fold, pseudo_header_sum6, transport_checksum6, update16, update_transport, update_words,
+    apply_delta, delta16, fold, pseudo_header_sum6, transport_checksum6, update_transport,
 };
+use super::family::Family;
 use super::ipv6::{Frame6, PROTO_ICMPV6};
 use super::parse::{Transport, PROTO_TCP, PROTO_UDP};
 use super::rewrite::{Addr6, Endpoint6, Words};
@@ -163,18 +164,62 @@ pub(super) fn rewrite_upper6(
     let Some(field) = get16(buf, at) else {
         return;
     };
-    let check = update_transport(kind.protocol(), field, |mut check| {
-        for (old, new) in [(old.0.addr, new.0.addr), (old.1.addr, new.1.addr)] {
-            if old != new {
-                check = update_words(check, &old, &new);
-            }
-        }
-        for (_, old_port, new_port) in ports.into_iter().flatten() {
-            check = update16(check, old_port, new_port);
-        }
-        check
+    let deltas = Deltas6::of(old, new, ports);
+    let check = update_transport(kind.protocol(), field, |check| {
+        apply_delta(check, deltas.sum())
     });
     words.set16(buf, at, check);
+}
+
+/// What rewriting an IPv6 packet's endpoints adds to its TCP, UDP or ICMPv6
+/// checksum, as two folded RFC 1624 deltas (each 0 when nothing it covers
+/// changes): the one computation [`apply6`] and an offload of the flow
+/// (the eBPF fast path) both apply, so they make the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deltas6 {
+    /// The addresses' change: the pseudo-header, which all three cover.
+    pub pseudo: u16,
+    /// The ports' change (an ICMPv6 echo's identifier's).
+    pub ports: u16,
+}
+
+impl Deltas6 {
+    /// For a flow's whole packets whose endpoints go from `old` to `new`
+    /// (source, destination): TCP and UDP ports, or an ICMPv6 echo's
+    /// identifier, which stands for one of the two (the other is 0 on both
+    /// sides: its change is the only one).
+    pub fn new(old: (Endpoint6, Endpoint6), new: (Endpoint6, Endpoint6)) -> Deltas6 {
+        let ports = [(old.0.port, new.0.port), (old.1.port, new.1.port)]
+            .map(|(old, new)| (old != new).then_some((0, old, new)));
+        Deltas6::of(old, new, ports)
+    }
+
+    /// For the changed port words `ports` ([`port_words`]).
+    fn of(
+        old: (Endpoint6, Endpoint6),
+        new: (Endpoint6, Endpoint6),
+        ports: [Option<(usize, u16, u16)>; 2],
+    ) -> Deltas6 {
+        let addresses: u32 = [(old.0.addr, new.0.addr), (old.1.addr, new.1.addr)]
+            .into_iter()
+            .filter(|(old, new)| old != new)
+            .map(|(old, new)| Addr6::delta(old, new))
+            .sum();
+        let ports: u32 = ports
+            .into_iter()
+            .flatten()
+            .map(|(_, old, new)| delta16(old, new))
+            .sum();
+        Deltas6 {
+            pseudo: fold(addresses),
+            ports: fold(ports),
+        }
+    }
+
+    /// Both deltas as one.
+    pub fn sum(self) -> u16 {
+        fold(u32::from(self.pseudo) + u32::from(self.ports))
+    }
 }
 
 /// The words standing for ports that change, as (offset in the header,

@@ -77,7 +77,7 @@ pub use fragments::{
     MAX_HELD as MAX_HELD_FRAGMENTS, MAX_HELD_BYTES as MAX_HELD_FRAGMENT_BYTES,
 };
 pub use ipv6::Uplink6Stats;
-pub use offload::{OffloadCredit, OffloadEntry, OffloadFlow, EXPIRY_MARGIN_S};
+pub use offload::{OffloadCredit, OffloadEntry, OffloadFamily, OffloadFlow, EXPIRY_MARGIN_S};
 pub use reconfigure::Reconfigured;
 pub use state::{Restored, Snapshot, StateError, STATE_VERSION};
 

@@ -17,14 +17,20 @@
 //! builds their RSTs. Hairpinned flows stay with the workers.
 //! Segments with SYN, FIN or RST never take the fast path: the core sees
 //! every TCP state change.
+//!
+//! IPv6 flows (`router/ipv6/offload.rs`) are offered on the same terms:
+//! their uplink up for IPv6, a port-forwarded one (NAT66) while its forward
+//! is configured; their entries' checksum deltas are the ones the core's
+//! own IPv6 rewrite applies ([`Deltas6`](crate::packet::Deltas6)).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{seconds, Egress, Router};
+use crate::config::Timeouts;
 use crate::flow::{idle_timeout, tcp_state, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, Side};
 use crate::packet::checksum::{delta16, delta32, fold};
-use crate::packet::{Endpoint, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{Addr4, Addr6, Endpoint, Family, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::verdict::Port;
 
 /// Seconds before its idle timeout at which a flow leaves the fast path, so
@@ -34,24 +40,26 @@ pub const EXPIRY_MARGIN_S: u32 = 3;
 /// One direction of an offloaded flow: what the fast path matches and what
 /// it makes of a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffloadEntry {
+pub struct OffloadEntry<A = Addr4> {
     /// Where the packets come in.
     pub ingress: Port,
     /// Their tuple as they arrive.
-    pub key: FlowKey,
+    pub key: FlowKey<A>,
     /// Where they go out.
     pub egress: Port,
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
     /// Their new source and destination.
-    pub src: Endpoint,
-    pub dst: Endpoint,
+    pub src: Endpoint<A>,
+    pub dst: Endpoint<A>,
     /// What the address change and the TTL's decrement add to the IP
     /// header checksum (a folded one's-complement sum, RFC 1624:
     /// HC' = ~(~HC + delta)), as the core's established path adds it.
+    /// IPv6 has no header checksum: 0.
     pub ip_delta: u16,
     /// What the address change adds to the TCP/UDP checksum (its
-    /// pseudo-header part: also applied to a partial checksum; 0 for ICMP).
+    /// pseudo-header part: also applied to a partial checksum; 0 for ICMP,
+    /// whose checksum covers no pseudo-header, unlike ICMPv6's).
     pub pseudo_delta: u16,
     /// What the port change adds to the TCP/UDP checksum (an ICMP echo's:
     /// the identifier's, which stands for a port in the key).
@@ -62,11 +70,39 @@ pub struct OffloadEntry {
 
 /// A flow the fast path may carry, both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffloadFlow {
-    pub spec: FlowSpec,
+pub struct OffloadFlow<A = Addr4> {
+    pub spec: FlowSpec<A>,
     /// From the inside host (its LAN key), then from the remote end (its
     /// WAN key).
-    pub entries: [OffloadEntry; 2],
+    pub entries: [OffloadEntry<A>; 2],
+}
+
+/// A family the fast path carries: where the core keeps its flows and
+/// which of them it offers ([`Router::offloadable`],
+/// [`Router::offloadable6`]).
+pub trait OffloadFamily: Family {
+    fn table(router: &Router) -> &FlowTable<Self>;
+    fn offloadable(router: &Router, now: Duration) -> Vec<OffloadFlow<Self>>;
+}
+
+impl OffloadFamily for Addr4 {
+    fn table(router: &Router) -> &FlowTable<Addr4> {
+        &router.table
+    }
+
+    fn offloadable(router: &Router, now: Duration) -> Vec<OffloadFlow<Addr4>> {
+        router.offloadable(now)
+    }
+}
+
+impl OffloadFamily for Addr6 {
+    fn table(router: &Router) -> &FlowTable<Addr6> {
+        &router.v6.table
+    }
+
+    fn offloadable(router: &Router, now: Duration) -> Vec<OffloadFlow<Addr6>> {
+        router.offloadable6(now)
+    }
 }
 
 /// What the fast path saw of one direction of a flow since the last credit.
@@ -113,13 +149,20 @@ impl OffloadEntry {
     }
 }
 
-/// Whether a flow in this state may take the fast path.
-fn established(spec: &FlowSpec, tcp: u8, packets: [u64; 2]) -> bool {
-    match spec.protocol {
+/// Whether the flow `flow` may take the fast path at `now` (seconds) by
+/// its state: established (TCP: both SYNs seen, no FIN or RST yet; UDP and
+/// ICMP echo: packets both ways) and not close to its idle timeout.
+pub(super) fn established<A: Family>(flow: &Flow<A>, now: u32, timeouts: &Timeouts) -> bool {
+    let tcp = flow.tcp.load(Ordering::Relaxed);
+    let packets = [0, 1].map(|i| flow.packets[i].load(Ordering::Relaxed));
+    let idle = now.saturating_sub(flow.last_seen.load(Ordering::Relaxed));
+    let state = match flow.spec.protocol {
         PROTO_TCP => tcp == tcp_state::SYN_FROM_LAN | tcp_state::SYN_FROM_WAN,
-        PROTO_UDP | PROTO_ICMP => packets[0] > 0 && packets[1] > 0,
+        PROTO_UDP => packets[0] > 0 && packets[1] > 0,
+        p if p == A::ICMP => packets[0] > 0 && packets[1] > 0,
         _ => false,
-    }
+    };
+    state && idle + EXPIRY_MARGIN_S < idle_timeout(flow.spec.protocol, tcp, timeouts)
 }
 
 impl Router {
@@ -133,9 +176,6 @@ impl Router {
         self.table
             .scan(|flow| {
                 let spec = &flow.spec;
-                let tcp = flow.tcp.load(Ordering::Relaxed);
-                let packets = [0, 1].map(|i| flow.packets[i].load(Ordering::Relaxed));
-                let idle = now.saturating_sub(flow.last_seen.load(Ordering::Relaxed));
                 let kept = match spec.kind {
                     FlowKind::Snat => true,
                     FlowKind::Dnat => {
@@ -144,10 +184,8 @@ impl Router {
                     }
                     FlowKind::Hairpin { .. } => false,
                 };
-                let offered = kept
-                    && balancer.is_up(spec.uplink)
-                    && established(spec, tcp, packets)
-                    && idle + EXPIRY_MARGIN_S < idle_timeout(spec.protocol, tcp, &timeouts);
+                let offered =
+                    kept && balancer.is_up(spec.uplink) && established(flow, now, &timeouts);
                 offered.then_some(flow.spec)
             })
             .iter()
@@ -176,16 +214,22 @@ impl Router {
         })
     }
 
-    /// Flows in the table now (one atomic load: how much a scan for
-    /// [`Router::offloadable`] would read).
+    /// Flows in the tables now, both families (two atomic loads: how much
+    /// the scans for [`Router::offloadable`] and [`Router::offloadable6`]
+    /// would read).
     pub fn flow_count(&self) -> u32 {
-        self.table.len()
+        self.table.len() + self.v6.table.len()
     }
 
     /// Records on the flow `key` (arriving on `side`) what the fast path saw
     /// of it; false when the flow is gone.
-    pub fn credit_offloaded(&self, side: Side, key: &FlowKey, credit: OffloadCredit) -> bool {
-        let uplink = self.table.with_flow(side, key, |flow| {
+    pub fn credit_offloaded<A: OffloadFamily>(
+        &self,
+        side: Side,
+        key: &FlowKey<A>,
+        credit: OffloadCredit,
+    ) -> bool {
+        let uplink = A::table(self).with_flow(side, key, |flow| {
             credit_flow(flow, side, &credit);
             flow.spec.uplink
         });
@@ -204,8 +248,13 @@ impl Router {
     /// fast path's map, or no longer, so early drop passes it by while it
     /// has; false when the flow is gone (then none may go in). Under the
     /// flow's shard lock: a flow found here is not being evicted.
-    pub fn mark_offloaded(&self, side: Side, key: &FlowKey, offloaded: bool) -> bool {
-        self.table
+    pub fn mark_offloaded<A: OffloadFamily>(
+        &self,
+        side: Side,
+        key: &FlowKey<A>,
+        offloaded: bool,
+    ) -> bool {
+        A::table(self)
             .with_flow(side, key, |flow| {
                 flow.offloaded.store(offloaded, Ordering::Relaxed);
             })
@@ -213,7 +262,7 @@ impl Router {
     }
 }
 
-fn credit_flow(flow: &Flow, side: Side, credit: &OffloadCredit) {
+fn credit_flow<A: Family>(flow: &Flow<A>, side: Side, credit: &OffloadCredit) {
     let i = side as usize;
     flow.packets[i].fetch_add(credit.packets, Ordering::Relaxed);
     flow.bytes[i].fetch_add(credit.bytes, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //! kernel holds it, iperf3 runs between the testbed's nodes, tcpdump
 //! captures, and a UDP stream echoed by a server.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,11 +60,11 @@ pub fn iperf3(
     tb: &Testbed,
     client: &str,
     server_node: &str,
-    server: Ipv4Addr,
+    server: impl Into<IpAddr>,
     seconds: u32,
     reverse: bool,
 ) -> u64 {
-    let addr = server.to_string();
+    let addr = server.into().to_string();
     let limit = (seconds + 20).to_string();
     let mut daemon = Command::new("ip")
         .args(["netns", "exec", &tb.ns(server_node)])
@@ -624,4 +624,49 @@ pub fn send_datagrams(
         },
         _ => panic!("the sender said {text:?}"),
     }
+}
+
+/// Waits for the RST a failover sends `client` (its uplink cut at `cut`):
+/// within 4 s, with the sequence it expects (Linux takes an RST only with
+/// exactly that, RFC 5961).
+pub fn expect_reset(client: &mut std::net::TcpStream, cut: Instant) {
+    use std::io::Read;
+    client
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let reset = client.read(&mut buf);
+    assert!(
+        matches!(&reset, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the client should get an RST, got {reset:?} after {:?}",
+        cut.elapsed()
+    );
+    assert!(
+        cut.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        cut.elapsed()
+    );
+}
+
+/// 16 MiB each way over the established connection `client`-`conn`, byte
+/// for byte: by the fast path (over 20000 packets: 11000 full segments each
+/// way plus ACKs, a GSO super-frame counted per segment), the workers
+/// receiving fewer than one frame in 20 of that. Returns the size sent
+/// each way; `label` names the run in the figures it prints.
+pub fn bulk_by_the_fast_path(
+    tb: &Testbed,
+    client: &std::net::TcpStream,
+    conn: &std::net::TcpStream,
+    label: &str,
+) -> usize {
+    let (rx0, fast0) = (worker_rx(tb), offload(tb).packets);
+    let size = 16 << 20;
+    pump(client, conn, size, 2);
+    pump(conn, client, size, 3);
+    let (rx1, fast1) = (worker_rx(tb), offload(tb).packets);
+    let (fast, rx) = (fast1 - fast0, rx1 - rx0);
+    eprintln!("{label}, 32 MiB: {fast} packets on the fast path, {rx} frames to the workers");
+    assert!(fast > 20_000, "fast path packets {fast}");
+    assert!(rx < fast / 20, "workers received {rx} frames");
+    size
 }

@@ -413,13 +413,19 @@ pub fn render_offload(r: &OffloadReport) -> String {
         (
             "xwan_offload_entries",
             "gauge",
-            "Entries of the fast path's map (two per offloaded flow).",
+            "Entries of the fast path's maps (two per offloaded flow), IPv4 and IPv6.",
             r.entries,
+        ),
+        (
+            "xwan_offload_ipv6_entries",
+            "gauge",
+            "Of the fast path's entries, IPv6 flows' (two per offloaded flow).",
+            r.entries6,
         ),
         (
             "xwan_offload_capacity",
             "gauge",
-            "Entries the fast path's map holds at most.",
+            "Entries the fast path's maps hold at most (IPv4's and IPv6's, half each).",
             r.capacity,
         ),
         (
@@ -509,7 +515,8 @@ mod tests {
             state: "on".into(),
             hooks: vec![("lan0".into(), "tc".into()), ("wan1".into(), "xdp".into())],
             entries: 4,
-            capacity: 65536,
+            capacity: 131072,
+            entries6: 2,
             refused_full: 1,
             map_errors: 0,
             lost: 3,
@@ -521,6 +528,7 @@ mod tests {
         assert!(out.contains("xwan_offload_hook{interface=\"wan1\",hook=\"xdp\"} 1\n"));
         assert!(out.contains("\nxwan_offload_xdp_packets_total 600\n"));
         assert!(out.contains("\nxwan_offload_entries 4\n"));
+        assert!(out.contains("\nxwan_offload_ipv6_entries 2\n"));
         assert!(out.contains("\nxwan_offload_refused_full_total 1\n"));
         assert!(out.contains("\nxwan_offload_lost_total 3\n"));
         assert!(out.contains("\nxwan_offload_packets_total 1000\n"));

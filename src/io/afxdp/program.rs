@@ -218,6 +218,8 @@ impl Program {
                 .transpose()?,
             entries: self.map_handle("offload")?,
             stats: self.map_handle("offload_stats")?,
+            entries6: self.map_handle("offload6")?,
+            stats6: self.map_handle("offload6_stats")?,
             lost: self.map_handle("offload_lost")?,
             by_xdp: self.map_handle("offload_by_xdp")?,
             xdp_egress: self.map_handle("xdp_egress")?,

@@ -75,7 +75,7 @@
 // rewritten and redirected here when their egress interface accepts XDP frames and their
 // checksum is complete; otherwise they are XDP_PASS, marked in their source
 // MAC (TC drops, counted, a marked frame it cannot forward), for its TC program.
-// The fast path is IPv4's alone yet: xdp_ipv6 keeps its place first.
+// IPv6 the same way: xdp_ipv6 looks its fast path up first.
 // Everything else is XDP_PASS. When the XSKMAP has no socket for the
 // (interface, queue) slot, bpf_redirect_map falls back to XDP_PASS too.
 
@@ -672,8 +672,11 @@ static __always_inline int xdp_ipv6(struct xdp_md *ctx, struct ethhdr *eth, void
 	if (ip6->version != 6)
 		return XDP_PASS;
 
-	// The in-kernel fast path's lookup goes here, first, when it carries
-	// IPv6 (as offload_eligible does in xwan_xdp).
+	// The in-kernel fast path's (offload.bpf.h) first, as in xwan_xdp.
+	int offloaded = offload6_xdp(eth, data_end, ifindex);
+
+	if (offloaded >= 0)
+		return offloaded;
 
 	struct iface *iface = bpf_map_lookup_elem(&ifaces, &ifindex);
 	struct settings *s = bpf_map_lookup_elem(&settings, &zero);

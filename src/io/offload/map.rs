@@ -1,59 +1,124 @@
 //! The fast path's maps as bytes: keys, entries and per-CPU counters laid
-//! out as the C side declares them (offload.bpf.h), and their reads and writes.
+//! out as the C side declares them (offload.bpf.h), and their reads and
+//! writes. IPv4 and IPv6 have maps of their own (`offload`, `offload6`),
+//! with one layout each ([`Layout`]); the counters' layout is shared.
 
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::flow::FlowKey;
 use crate::io::sys;
-use crate::router::OffloadEntry;
+use crate::packet::{Addr4, Addr6};
+use crate::router::{OffloadEntry, OffloadFamily};
 
-/// Entries the map holds (two per flow); matches MAX_OFFLOAD on the C side.
+/// Entries each map holds (two per flow); matches MAX_OFFLOAD on the C side.
 pub const MAX_ENTRIES: u32 = 65536;
 
-/// `struct offload_key`: ingress ifindex, then the tuple in network order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct EntryKey([u8; KEY_LEN]);
+/// A family's key and entry as the C side lays them out: `struct
+/// offload_key` and `struct offload_entry` for IPv4, `struct offload6_key`
+/// and `struct offload6_entry` for IPv6.
+pub trait Layout: OffloadFamily + AsRef<[u8]> {
+    type Key: Copy + Eq + Hash + Debug + AsRef<[u8]> + for<'a> TryFrom<&'a [u8]>;
+    type Value: Copy + Eq + Debug + AsRef<[u8]>;
 
-const KEY_LEN: usize = 20;
+    /// The key of `key`'s packets arriving on `ifindex`.
+    fn key(ifindex: u32, key: &FlowKey<Self>) -> Self::Key;
 
-impl EntryKey {
-    pub fn new(ifindex: u32, key: &FlowKey) -> EntryKey {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes[0..4].copy_from_slice(&ifindex.to_ne_bytes());
-        bytes[4..8].copy_from_slice(&key.src.addr);
-        bytes[8..12].copy_from_slice(&key.dst.addr);
-        bytes[12..14].copy_from_slice(&key.src.port.to_be_bytes());
-        bytes[14..16].copy_from_slice(&key.dst.port.to_be_bytes());
-        bytes[16] = key.protocol;
-        EntryKey(bytes)
+    /// The entry of `entry` out `egress_ifindex`; `track_seq` for TCP
+    /// towards the LAN.
+    fn value(egress_ifindex: u32, entry: &OffloadEntry<Self>, track_seq: bool) -> Self::Value;
+}
+
+/// Writes fields one after the other into a key or an entry.
+struct Writer<'a> {
+    bytes: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, field: &[u8]) -> &mut Self {
+        self.bytes[self.at..self.at + field.len()].copy_from_slice(field);
+        self.at += field.len();
+        self
     }
 }
 
-/// `struct offload_entry`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryValue([u8; 40]);
+/// Ingress ifindex (host order), then the tuple in network order and 3
+/// bytes of padding.
+fn write_key<A: OffloadFamily + AsRef<[u8]>>(bytes: &mut [u8], ifindex: u32, key: &FlowKey<A>) {
+    Writer { bytes, at: 0 }
+        .put(&ifindex.to_ne_bytes())
+        .put(key.src.addr.as_ref())
+        .put(key.dst.addr.as_ref())
+        .put(&key.src.port.to_be_bytes())
+        .put(&key.dst.port.to_be_bytes())
+        .put(&[key.protocol]);
+}
 
-impl EntryValue {
-    /// The entry out `egress_ifindex`; `track_seq` for TCP towards the LAN.
-    pub fn new(egress_ifindex: u32, entry: &OffloadEntry, track_seq: bool) -> EntryValue {
-        let mut b = [0u8; 40];
-        b[0..4].copy_from_slice(&egress_ifindex.to_ne_bytes());
-        b[4..10].copy_from_slice(&entry.src_mac);
-        b[10..16].copy_from_slice(&entry.dst_mac);
-        b[16..20].copy_from_slice(&entry.src.addr);
-        b[20..24].copy_from_slice(&entry.dst.addr);
-        b[24..26].copy_from_slice(&entry.src.port.to_be_bytes());
-        b[26..28].copy_from_slice(&entry.dst.port.to_be_bytes());
-        // The deltas as the checksum fields hold them: network order.
-        b[28..30].copy_from_slice(&entry.ip_delta.to_be_bytes());
-        b[30..32].copy_from_slice(&entry.pseudo_delta.to_be_bytes());
-        b[32..34].copy_from_slice(&entry.port_delta.to_be_bytes());
-        b[34..36].copy_from_slice(&entry.mtu.to_ne_bytes());
-        b[36..40].copy_from_slice(&u32::from(track_seq).to_ne_bytes());
-        EntryValue(b)
+/// The entry's fields in order; IPv4's has the IP header's delta after
+/// the ports, IPv6's two bytes of padding after the MTU.
+fn write_value<A: OffloadFamily + AsRef<[u8]>>(
+    bytes: &mut [u8],
+    egress_ifindex: u32,
+    entry: &OffloadEntry<A>,
+    track_seq: bool,
+) {
+    let mut w = Writer { bytes, at: 0 };
+    w.put(&egress_ifindex.to_ne_bytes())
+        .put(&entry.src_mac)
+        .put(&entry.dst_mac)
+        .put(entry.src.addr.as_ref())
+        .put(entry.dst.addr.as_ref())
+        .put(&entry.src.port.to_be_bytes())
+        .put(&entry.dst.port.to_be_bytes());
+    if !A::IS_V6 {
+        w.put(&entry.ip_delta.to_be_bytes());
+    }
+    // The deltas as the checksum fields hold them: network order.
+    w.put(&entry.pseudo_delta.to_be_bytes())
+        .put(&entry.port_delta.to_be_bytes())
+        .put(&entry.mtu.to_ne_bytes());
+    if A::IS_V6 {
+        w.put(&[0, 0]);
+    }
+    w.put(&u32::from(track_seq).to_ne_bytes());
+}
+
+impl Layout for Addr4 {
+    type Key = [u8; 20];
+    type Value = [u8; 40];
+
+    fn key(ifindex: u32, key: &FlowKey<Addr4>) -> [u8; 20] {
+        let mut bytes = [0u8; 20];
+        write_key(&mut bytes, ifindex, key);
+        bytes
+    }
+
+    fn value(egress_ifindex: u32, entry: &OffloadEntry<Addr4>, track_seq: bool) -> [u8; 40] {
+        let mut bytes = [0u8; 40];
+        write_value(&mut bytes, egress_ifindex, entry, track_seq);
+        bytes
+    }
+}
+
+impl Layout for Addr6 {
+    type Key = [u8; 44];
+    type Value = [u8; 64];
+
+    fn key(ifindex: u32, key: &FlowKey<Addr6>) -> [u8; 44] {
+        let mut bytes = [0u8; 44];
+        write_key(&mut bytes, ifindex, key);
+        bytes
+    }
+
+    fn value(egress_ifindex: u32, entry: &OffloadEntry<Addr6>, track_seq: bool) -> [u8; 64] {
+        let mut bytes = [0u8; 64];
+        write_value(&mut bytes, egress_ifindex, entry, track_seq);
+        bytes
     }
 }
 
@@ -115,47 +180,37 @@ fn percpu_sum(map: &MapHandle, index: u32) -> u64 {
     }
 }
 
-pub struct Maps {
+/// One family's maps: its entries and their per-CPU counters.
+pub struct Maps<A: Layout> {
     entries: MapHandle,
     stats: MapHandle,
-    /// `offload_lost`: one per-CPU count.
-    lost: MapHandle,
-    /// `offload_by_xdp`: per-CPU packets the XDP program forwarded itself.
-    by_xdp: MapHandle,
     cpus: usize,
+    family: std::marker::PhantomData<A>,
 }
 
-impl Maps {
-    pub fn new(entries: MapHandle, stats: MapHandle, lost: MapHandle, by_xdp: MapHandle) -> Maps {
+impl<A: Layout> Maps<A> {
+    pub fn new(entries: MapHandle, stats: MapHandle) -> Maps<A> {
         let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
         Maps {
             entries,
             stats,
-            lost,
-            by_xdp,
             cpus,
+            family: std::marker::PhantomData,
         }
-    }
-
-    /// Marked frames TC dropped, summed over the CPUs (zero if unreadable).
-    pub fn lost(&self) -> u64 {
-        percpu_sum(&self.lost, 0)
-    }
-
-    /// Packets the XDP program forwarded, summed over the CPUs (zero if
-    /// unreadable).
-    pub fn by_xdp(&self) -> u64 {
-        percpu_sum(&self.by_xdp, 0)
     }
 
     /// Installs an entry with its counters at zero (counters first, so the
     /// program always finds them).
-    pub fn insert(&self, key: &EntryKey, value: &EntryValue) -> Result<(), libbpf_rs::Error> {
+    pub fn insert(&self, key: &A::Key, value: &A::Value) -> Result<(), libbpf_rs::Error> {
         let zero = vec![vec![0u8; STATS_LEN]; self.cpus];
-        self.stats.update_percpu(&key.0, &zero, MapFlags::ANY)?;
-        if let Err(e) = self.entries.update(&key.0, &value.0, MapFlags::ANY) {
+        self.stats
+            .update_percpu(key.as_ref(), &zero, MapFlags::ANY)?;
+        if let Err(e) = self
+            .entries
+            .update(key.as_ref(), value.as_ref(), MapFlags::ANY)
+        {
             // Best effort: the counters of an entry that is not there are never read.
-            let _ = self.stats.delete(&key.0);
+            let _ = self.stats.delete(key.as_ref());
             return Err(e);
         }
         Ok(())
@@ -163,19 +218,20 @@ impl Maps {
 
     /// Rewrites an installed entry in place (its counters go on): the key
     /// never misses in between, as it would between a delete and an insert.
-    pub fn replace(&self, key: &EntryKey, value: &EntryValue) -> Result<(), libbpf_rs::Error> {
-        self.entries.update(&key.0, &value.0, MapFlags::EXIST)
+    pub fn replace(&self, key: &A::Key, value: &A::Value) -> Result<(), libbpf_rs::Error> {
+        self.entries
+            .update(key.as_ref(), value.as_ref(), MapFlags::EXIST)
     }
 
     /// Removes an entry; its counters stay until [`Maps::take_totals`].
-    pub fn remove(&self, key: &EntryKey) -> Result<(), libbpf_rs::Error> {
-        self.entries.delete(&key.0)
+    pub fn remove(&self, key: &A::Key) -> Result<(), libbpf_rs::Error> {
+        self.entries.delete(key.as_ref())
     }
 
     /// The counters of an entry, summed over the CPUs (zero if unreadable).
-    pub fn totals(&self, key: &EntryKey) -> Totals {
+    pub fn totals(&self, key: &A::Key) -> Totals {
         let mut totals = Totals::default();
-        if let Ok(Some(cpus)) = self.stats.lookup_percpu(&key.0, MapFlags::ANY) {
+        if let Ok(Some(cpus)) = self.stats.lookup_percpu(key.as_ref(), MapFlags::ANY) {
             for cpu in &cpus {
                 totals.add(cpu);
             }
@@ -185,10 +241,11 @@ impl Maps {
 
     /// The counters of every entry, summed over the CPUs, read in batches
     /// (a few system calls for the whole map); None if the kernel refuses.
-    pub fn all_totals(&self) -> Option<HashMap<EntryKey, Totals>> {
+    pub fn all_totals(&self) -> Option<HashMap<A::Key, Totals>> {
+        let key_len = size_of::<A::Key>();
         let (keys, values) = sys::bpf::lookup_batch(
             self.stats.as_fd().as_raw_fd(),
-            KEY_LEN,
+            key_len,
             STATS_LEN,
             self.cpus,
             4096,
@@ -197,10 +254,10 @@ impl Maps {
         let stride = STATS_LEN.div_ceil(8) * 8;
         let per_key = stride * self.cpus;
         Some(
-            keys.chunks_exact(KEY_LEN)
+            keys.chunks_exact(key_len)
                 .zip(values.chunks_exact(per_key))
                 .filter_map(|(key, cpus)| {
-                    let key = EntryKey(key.try_into().ok()?);
+                    let key = A::Key::try_from(key).ok()?;
                     let mut totals = Totals::default();
                     for cpu in cpus.chunks_exact(stride) {
                         totals.add(cpu);
@@ -212,11 +269,32 @@ impl Maps {
     }
 
     /// The last counters of a removed entry, deleting them.
-    pub fn take_totals(&self, key: &EntryKey) -> Totals {
+    pub fn take_totals(&self, key: &A::Key) -> Totals {
         let totals = self.totals(key);
         // Best effort: a stale counter is overwritten when the key returns.
-        let _ = self.stats.delete(&key.0);
+        let _ = self.stats.delete(key.as_ref());
         totals
+    }
+}
+
+/// The per-CPU counts both families share: marked frames TC dropped
+/// (`offload_lost`) and packets the XDP program forwarded itself
+/// (`offload_by_xdp`).
+pub struct SharedCounts {
+    pub lost: MapHandle,
+    pub by_xdp: MapHandle,
+}
+
+impl SharedCounts {
+    /// Marked frames TC dropped, summed over the CPUs (zero if unreadable).
+    pub fn lost(&self) -> u64 {
+        percpu_sum(&self.lost, 0)
+    }
+
+    /// Packets the XDP program forwarded, summed over the CPUs (zero if
+    /// unreadable).
+    pub fn by_xdp(&self) -> u64 {
+        percpu_sum(&self.by_xdp, 0)
     }
 }
 

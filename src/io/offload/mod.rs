@@ -16,6 +16,10 @@
 //! entry leaves the map before its flow is freed, and a busy flow's last
 //! seen is fresh when the sweeper looks. When the map is full, flows stay
 //! with the workers (`refused_full`).
+//!
+//! IPv4 and IPv6 flows have maps of their own (`offload`, `offload6`, each
+//! as big), each kept equal to the core's set of its family the same way
+//! ([`Router::offloadable`], [`Router::offloadable6`]).
 
 mod map;
 
@@ -33,8 +37,9 @@ use tracing::{info, warn};
 use crate::config::UplinkId;
 use crate::flow::{FlowKey, Side};
 use crate::io::{sync, sys, system, Interface};
+use crate::packet::{Addr4, Addr6};
 use crate::router::{OffloadCredit, Port, Router};
-use map::{EntryKey, EntryValue, Maps, Totals};
+use map::{Layout, Maps, SharedCounts, Totals};
 
 pub use map::MAX_ENTRIES;
 
@@ -47,6 +52,9 @@ pub struct OffloadParts {
     pub tap: Option<OwnedFd>,
     pub entries: MapHandle,
     pub stats: MapHandle,
+    /// IPv6's (`offload6`, `offload6_stats`).
+    pub entries6: MapHandle,
+    pub stats6: MapHandle,
     /// Marked frames TC dropped (`offload_lost`).
     pub lost: MapHandle,
     /// Packets the XDP program forwarded itself (`offload_by_xdp`).
@@ -58,8 +66,10 @@ pub struct OffloadParts {
 /// The fast path's figures, for `xwan status` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffloadStats {
-    /// Entries in the map (two per flow).
+    /// Entries in the maps (two per flow), both families.
     pub entries: u64,
+    /// Of those, IPv6's.
+    pub entries6: u64,
     /// Flows the full map refused (they stay with the workers), each counted
     /// once while it waits.
     pub refused_full: u64,
@@ -77,25 +87,45 @@ pub struct OffloadStats {
 }
 
 /// One installed entry: what the core knows it by and what was last read.
-struct Installed {
+struct Installed<A: Layout> {
     side: Side,
-    key: FlowKey,
-    value: EntryValue,
+    key: FlowKey<A>,
+    value: A::Value,
     seen: Totals,
 }
 
-struct State {
-    maps: Maps,
-    installed: HashMap<EntryKey, Installed>,
+/// One family's map as xwan installed it, and its figures.
+struct State<A: Layout> {
+    maps: Maps<A>,
+    installed: HashMap<A::Key, Installed<A>>,
     /// The flows the full map refused at the last pass (by their first
     /// entry's key), so each is counted once while it waits.
-    refused: HashSet<EntryKey>,
+    refused: HashSet<A::Key>,
     stats: OffloadStats,
+}
+
+/// A family the fast path carries, and where its state is.
+trait Mapped: Layout {
+    fn state(offload: &Offload) -> &Mutex<State<Self>>;
+}
+
+impl Mapped for Addr4 {
+    fn state(offload: &Offload) -> &Mutex<State<Addr4>> {
+        &offload.v4
+    }
+}
+
+impl Mapped for Addr6 {
+    fn state(offload: &Offload) -> &Mutex<State<Addr6>> {
+        &offload.v6
+    }
 }
 
 /// The fast path, attached; dropping it detaches the program (its links close).
 pub struct Offload {
-    state: Mutex<State>,
+    v4: Mutex<State<Addr4>>,
+    v6: Mutex<State<Addr6>>,
+    shared: SharedCounts,
     /// The LAN's ifindex, then each uplink's.
     lan: u32,
     wans: Vec<u32>,
@@ -256,12 +286,12 @@ impl Offload {
             .map_while(|uplink| ifindex_of(Port::Wan(uplink)))
             .collect();
         let offload = Offload {
-            state: Mutex::new(State::new(Maps::new(
-                parts.entries,
-                parts.stats,
-                parts.lost,
-                parts.by_xdp,
-            ))),
+            v4: Mutex::new(State::new(Maps::new(parts.entries, parts.stats))),
+            v6: Mutex::new(State::new(Maps::new(parts.entries6, parts.stats6))),
+            shared: SharedCounts {
+                lost: parts.lost,
+                by_xdp: parts.by_xdp,
+            },
             lan,
             wans,
             hooks: Mutex::new(hooks),
@@ -325,7 +355,8 @@ impl Offload {
                     egress.hook = now;
                 }
                 Err(e) => {
-                    self.lock().stats.map_errors += 1;
+                    // xdp_egress serves both families: counted with IPv4's.
+                    self.lock::<Addr4>().stats.map_errors += 1;
                     warn!(interface = %egress.name, error = %e, "offload: cannot update xdp_egress");
                 }
             }
@@ -340,8 +371,8 @@ impl Offload {
             .join(", ")
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        sync::lock(&self.state)
+    fn lock<A: Mapped>(&self) -> MutexGuard<'_, State<A>> {
+        sync::lock(A::state(self))
     }
 
     fn ifindex(&self, port: Port) -> Option<u32> {
@@ -360,9 +391,18 @@ impl Offload {
             .collect()
     }
 
-    /// The LAN-side keys of the flows whose entries are in the map.
+    /// The LAN-side keys of the IPv4 flows whose entries are in the map.
     pub fn carried(&self) -> HashSet<FlowKey> {
-        self.lock()
+        self.carried_of()
+    }
+
+    /// [`Offload::carried`] for IPv6.
+    pub fn carried6(&self) -> HashSet<FlowKey<Addr6>> {
+        self.carried_of()
+    }
+
+    fn carried_of<A: Mapped>(&self) -> HashSet<FlowKey<A>> {
+        self.lock::<A>()
             .installed
             .values()
             .filter(|i| i.side == Side::Lan)
@@ -370,53 +410,76 @@ impl Offload {
             .collect()
     }
 
+    /// Both families' figures together, and IPv6's entries apart.
     pub fn stats(&self) -> OffloadStats {
-        let state = self.lock();
+        let (v4, v6) = (self.lock::<Addr4>(), self.lock::<Addr6>());
+        let entries6 = v6.installed.len() as u64;
         OffloadStats {
-            entries: state.installed.len() as u64,
-            lost: state.maps.lost(),
-            by_xdp: state.maps.by_xdp(),
-            ..state.stats.clone()
+            entries: v4.installed.len() as u64 + entries6,
+            entries6,
+            refused_full: v4.stats.refused_full + v6.stats.refused_full,
+            map_errors: v4.stats.map_errors + v6.stats.map_errors,
+            lost: self.shared.lost(),
+            packets: v4.stats.packets + v6.stats.packets,
+            bytes: v4.stats.bytes + v6.stats.bytes,
+            by_xdp: self.shared.by_xdp(),
         }
     }
 
-    /// Detaches the program, then empties the map into the flow table: the
-    /// orderly stop, before the state is saved.
+    /// Detaches the program, then empties the maps into the flow tables:
+    /// the orderly stop, before the state is saved.
     pub fn stop(&self, router: &Router, now: Duration) {
         sync::lock(&self.links).clear();
-        let mut state = self.lock();
-        let all: Vec<EntryKey> = state.installed.keys().copied().collect();
+        self.empty::<Addr4>(router, now);
+        self.empty::<Addr6>(router, now);
+    }
+
+    fn empty<A: Mapped>(&self, router: &Router, now: Duration) {
+        let mut state = self.lock::<A>();
+        let all: Vec<A::Key> = state.installed.keys().copied().collect();
         state.uninstall(all, router, now);
     }
 
-    /// Brings the core and the map in line at `now` (the router's clock):
-    /// every entry's counters read back, then the map made equal to the
-    /// core's set.
+    /// Brings the core and the maps in line at `now` (the router's clock):
+    /// every entry's counters read back, then each map made equal to the
+    /// core's set of its family.
     pub fn sync(&self, router: &Router, now: Duration) {
-        self.bring_in_line(router, now, true, None);
+        self.bring_both_in_line(router, now, true, None);
     }
 
-    /// [`Offload::sync`] with none of `uplink`'s flows in the map afterwards
-    /// (their final counters read): before its address changes.
+    /// [`Offload::sync`] with none of `uplink`'s flows (either family) in
+    /// the maps afterwards (their final counters read): before one of its
+    /// addresses or prefixes changes.
     pub fn sync_without(&self, router: &Router, now: Duration, uplink: UplinkId) {
-        self.bring_in_line(router, now, true, Some(uplink));
+        self.bring_both_in_line(router, now, true, Some(uplink));
     }
 
     /// [`Offload::sync`] without reading back the counters of the entries
     /// that stay (one system call each): newly established flows in, gone
     /// ones out.
     pub fn refresh(&self, router: &Router, now: Duration) {
-        self.bring_in_line(router, now, false, None);
+        self.bring_both_in_line(router, now, false, None);
     }
 
-    fn bring_in_line(
+    fn bring_both_in_line(
         &self,
         router: &Router,
         now: Duration,
         read_counters: bool,
         leaving: Option<UplinkId>,
     ) {
-        let mut state = self.lock();
+        self.bring_in_line::<Addr4>(router, now, read_counters, leaving);
+        self.bring_in_line::<Addr6>(router, now, read_counters, leaving);
+    }
+
+    fn bring_in_line<A: Mapped>(
+        &self,
+        router: &Router,
+        now: Duration,
+        read_counters: bool,
+        leaving: Option<UplinkId>,
+    ) {
+        let mut state = self.lock::<A>();
         let state = &mut *state;
         if read_counters {
             // In batches; one entry at a time if the kernel refuses that.
@@ -429,8 +492,8 @@ impl Offload {
                 credit(router, installed, totals, now, &mut state.stats);
             }
         }
-        let mut flows: Vec<Vec<(EntryKey, Installed)>> = Vec::new();
-        for flow in router.offloadable(now) {
+        let mut flows: Vec<Vec<(A::Key, Installed<A>)>> = Vec::new();
+        for flow in A::offloadable(router, now) {
             if leaving == Some(flow.spec.uplink) {
                 continue;
             }
@@ -441,8 +504,8 @@ impl Offload {
                 else {
                     continue;
                 };
-                let key = EntryKey::new(ingress, &entry.key);
-                let value = EntryValue::new(egress, &entry, side == Side::Wan);
+                let key = A::key(ingress, &entry.key);
+                let value = A::value(egress, &entry, side == Side::Wan);
                 entries.push((
                     key,
                     Installed {
@@ -455,12 +518,12 @@ impl Offload {
             }
             flows.push(entries);
         }
-        let wanted: HashMap<EntryKey, EntryValue> = flows
+        let wanted: HashMap<A::Key, A::Value> = flows
             .iter()
             .flatten()
             .map(|(key, want)| (*key, want.value))
             .collect();
-        let gone: Vec<EntryKey> = state
+        let gone: Vec<A::Key> = state
             .installed
             .keys()
             .filter(|key| !wanted.contains_key(key))
@@ -494,7 +557,7 @@ impl Offload {
             let Some(flow) = entries.first().map(|(key, _)| *key) else {
                 continue;
             };
-            let keys: Vec<EntryKey> = entries.iter().map(|(key, _)| *key).collect();
+            let keys: Vec<A::Key> = entries.iter().map(|(key, _)| *key).collect();
             let mut marked = None;
             for (key, want) in entries {
                 if state.installed.contains_key(&key) {
@@ -535,8 +598,8 @@ impl Offload {
     }
 }
 
-impl State {
-    fn new(maps: Maps) -> State {
+impl<A: Layout> State<A> {
+    fn new(maps: Maps<A>) -> State<A> {
         State {
             maps,
             installed: HashMap::new(),
@@ -545,11 +608,10 @@ impl State {
         }
     }
 
-    /// Removes an entry from the map and credits its last counters.
     /// Removes entries (both of each flow) from the map and credits their
     /// last counters, read after the delete; then their flows are unmarked
     /// (early drop may take them).
-    fn uninstall(&mut self, keys: Vec<EntryKey>, router: &Router, now: Duration) {
+    fn uninstall(&mut self, keys: Vec<A::Key>, router: &Router, now: Duration) {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(mut installed) = self.installed.remove(&key) else {
@@ -570,9 +632,9 @@ impl State {
 }
 
 /// Credits what the fast path did for `installed` since the last read.
-fn credit(
+fn credit<A: Layout>(
     router: &Router,
-    installed: &mut Installed,
+    installed: &mut Installed<A>,
     totals: Totals,
     now: Duration,
     stats: &mut OffloadStats,

@@ -20,6 +20,7 @@ use crate::control::protocol::OffloadReport;
 use crate::flow::FlowKey;
 use crate::io::afxdp::load_offload_parts;
 use crate::io::offload::{Offload, TcAttach, MAX_ENTRIES};
+use crate::packet::Addr6;
 
 /// How often the offload thread picks up newly established flows while the
 /// table is small enough to scan cheaply (at most [`MAX_ENTRIES`] flows, the
@@ -110,7 +111,9 @@ impl FastPath {
                 .map(|(interface, hook)| (interface, hook.name().to_string()))
                 .collect(),
             entries: stats.entries,
-            capacity: u64::from(MAX_ENTRIES),
+            // One map per family.
+            capacity: 2 * u64::from(MAX_ENTRIES),
+            entries6: stats.entries6,
             refused_full: stats.refused_full,
             map_errors: stats.map_errors,
             lost: stats.lost,
@@ -136,11 +139,19 @@ impl FastPath {
         }
     }
 
-    /// The LAN-side keys of the flows on the fast path now (none without it).
+    /// The LAN-side keys of the IPv4 flows on the fast path now (none
+    /// without it).
     pub fn carried(&self) -> HashSet<FlowKey> {
         self.offload
             .as_ref()
             .map_or_else(HashSet::new, |offload| offload.carried())
+    }
+
+    /// [`FastPath::carried`] for IPv6.
+    pub fn carried6(&self) -> HashSet<FlowKey<Addr6>> {
+        self.offload
+            .as_ref()
+            .map_or_else(HashSet::new, |offload| offload.carried6())
     }
 
     /// Whether the fast path runs.

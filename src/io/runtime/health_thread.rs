@@ -275,8 +275,11 @@ impl StateChanges {
             info!(uplink = %name, reason = %transition.reason, "IPv6 up");
             return;
         }
-        // IPv6 flows stay with the workers: no fast path to sync.
+        // Marked down for IPv6: the sync takes its IPv6 flows off the fast
+        // path (their final counters read) before their RSTs are built.
+        self.fast_path.sync(&self.router);
         let failed = self.router.fail_over6(uplink);
+        self.fast_path.sync(&self.router);
         let sent = self.send_resets(&failed.resets);
         warn!(
             uplink = %name,

@@ -232,24 +232,14 @@ impl RuntimeControl {
                 matches && total.get() <= limit
             });
         let carried = self.parts.fast_path.carried();
-        let name = |id: crate::config::UplinkId| {
-            running
-                .config
-                .wans
-                .get(usize::from(id))
-                .map_or("?", |w| w.name.as_str())
-        };
+        let carried6 = self.parts.fast_path.carried6();
         Reply::Flows {
             ok: true,
             total: total.get(),
             flows: flows
                 .iter()
                 .map(|f| flow_report(&running, &carried, f))
-                .chain(
-                    flows6
-                        .iter()
-                        .map(|f| FlowReport::new(f, name(f.spec.uplink))),
-                )
+                .chain(flows6.iter().map(|f| flow_report(&running, &carried6, f)))
                 .collect(),
         }
     }
@@ -446,7 +436,12 @@ impl RuntimeControl {
     /// their RSTs sent to the LAN hosts; returns (resets made, sent, flows
     /// re-mapped).
     pub(super) fn fail_over6(&self, uplink: UplinkId) -> (usize, usize, usize) {
+        // Marked down for IPv6 already: the sync takes its IPv6 flows off
+        // the fast path (their final counters read) before their RSTs are
+        // built.
+        self.parts.fast_path.sync(&self.parts.router);
         let failed = self.parts.router.fail_over6(uplink);
+        self.parts.fast_path.sync(&self.parts.router);
         let sent = self.parts.changes.send_resets(&failed.resets);
         (failed.reset, sent, failed.remapped)
     }
@@ -463,6 +458,12 @@ impl RuntimeControl {
     /// the outside addresses they have), one line each in the log.
     fn follow_kernel6(&self, id: UplinkId, name: &str, was: &Wan6, now: &Wan6) {
         let router = &self.parts.router;
+        let fast_path = &self.parts.fast_path;
+        if was.address != now.address || was.prefix != now.prefix {
+            // The flows of the old address or prefix fail over: off the
+            // fast path first, so their RSTs carry the final sequence.
+            fast_path.sync_without(router, id);
+        }
         if was.address != now.address {
             router.set_uplink_address6(id, Some(now.address).filter(|a| !a.is_unspecified()));
             info!(
@@ -477,6 +478,9 @@ impl RuntimeControl {
             let text =
                 |p: Option<ipnet::Ipv6Net>| p.map_or_else(|| "none".to_owned(), |p| p.to_string());
             info!(uplink = %name, "IPv6 prefix {} (was {})", text(now.prefix), text(was.prefix));
+        }
+        if was.address != now.address || was.prefix != now.prefix {
+            fast_path.sync(router);
         }
         if was.gateway != now.gateway {
             info!(
@@ -583,10 +587,10 @@ fn auto6_text(addr: std::net::Ipv6Addr, auto: bool) -> String {
 
 /// A flow as `xwan flows` shows it: its uplink's name, and whether the
 /// fast path carries it (`carried`: the LAN-side keys it holds now).
-fn flow_report(
+fn flow_report<A: crate::packet::Family>(
     running: &RunningConfig,
-    carried: &std::collections::HashSet<crate::flow::FlowKey>,
-    f: &crate::flow::FlowInfo,
+    carried: &std::collections::HashSet<crate::flow::FlowKey<A>>,
+    f: &crate::flow::FlowInfo<A>,
 ) -> FlowReport {
     let name = running
         .config

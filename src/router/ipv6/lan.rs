@@ -247,16 +247,10 @@ impl Router {
         if let Some(verdict) = self.too_big6(buf, frame, self.uplinks[id].mtu.get(), ctx) {
             return verdict;
         }
-        let Some(gateway) = self.gateway_mac6(spec.uplink) else {
+        let Some(rewrite) = self.rewrite_to_remote6(spec) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
         self.clamp_mss6(buf, frame, Port::Wan(spec.uplink), ctx);
-        let rewrite = Rewrite6 {
-            src_mac: self.uplinks[id].mac,
-            dst_mac: gateway,
-            src: spec.outside,
-            dst: spec.remote,
-        };
         let len = crate::packet::apply6(buf, frame, &rewrite);
         let verdict = Verdict::Forward {
             port: Port::Wan(spec.uplink),
@@ -264,6 +258,17 @@ impl Router {
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
         verdict
+    }
+
+    /// What a flow's packets from its inside host become out its uplink;
+    /// None while the gateway's MAC is unknown.
+    pub(in crate::router) fn rewrite_to_remote6(&self, spec: &FlowSpec<Addr6>) -> Option<Rewrite6> {
+        Some(Rewrite6 {
+            src_mac: self.uplinks[usize::from(spec.uplink)].mac,
+            dst_mac: self.gateway_mac6(spec.uplink)?,
+            src: spec.outside,
+            dst: spec.remote,
+        })
     }
 
     /// `[nat] mss_clamp` for an IPv6 SYN or SYN-ACK going out `egress`: the

@@ -30,6 +30,7 @@
 mod fragments;
 mod icmp;
 mod lan;
+mod offload;
 mod wan;
 
 use std::collections::HashSet;

@@ -161,16 +161,10 @@ impl Router {
         if let Some(verdict) = self.too_big6(buf, frame, self.lan_mtu.get(), ctx) {
             return verdict;
         }
-        let Some(dst_mac) = self.inside_mac6(spec) else {
+        let Some(rewrite) = self.rewrite_to_inside6(spec) else {
             return self.unresolved6(spec.inside.addr);
         };
         self.clamp_mss6(buf, frame, Port::Lan, ctx);
-        let rewrite = Rewrite6 {
-            src_mac: self.lan_mac,
-            dst_mac,
-            src: spec.remote,
-            dst: spec.inside,
-        };
         let len = apply6(buf, frame, &rewrite);
         let verdict = Verdict::Forward {
             port: Port::Lan,
@@ -178,6 +172,17 @@ impl Router {
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
         verdict
+    }
+
+    /// What a flow's packets from the Internet become on the LAN; None
+    /// while the inside host's MAC is unknown.
+    pub(in crate::router) fn rewrite_to_inside6(&self, spec: &FlowSpec<Addr6>) -> Option<Rewrite6> {
+        Some(Rewrite6 {
+            src_mac: self.lan_mac,
+            dst_mac: self.inside_mac6(spec)?,
+            src: spec.remote,
+            dst: spec.inside,
+        })
     }
 
     /// A LAN host's MAC as known now, or none yet (resolved when a frame

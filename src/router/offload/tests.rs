@@ -266,3 +266,212 @@ fn early_drop_passes_an_offloaded_flow_by() {
         .router
         .mark_offloaded(Side::Lan, &spec.lan_key(), true));
 }
+
+mod ipv6 {
+    //! IPv6 entries: applied as the eBPF program applies them, they make
+    //! the same bytes as the core's IPv6 path, in every `nat6` mode.
+
+    use std::net::Ipv6Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::packet::PROTO_ICMPV6;
+    use crate::testing::offload::{Conversation, Established6, CLIENT6, SERVER6};
+
+    const MODES: [&str; 4] = ["masquerade", "prefix", "npt", "off"];
+
+    /// What the eBPF program does with a matching IPv6 frame (no extension
+    /// header): MACs, hop limit, addresses, ports or echo identifier, the
+    /// L4 checksum by both deltas at once (as the XDP program does; TC's
+    /// helper adds them one after the other, the same one's-complement sum).
+    fn apply6(entry: &OffloadEntry<Addr6>, frame: &[u8]) -> Vec<u8> {
+        let mut out = frame.to_vec();
+        out[0..6].copy_from_slice(&entry.dst_mac);
+        out[6..12].copy_from_slice(&entry.src_mac);
+        out[21] -= 1;
+        out[22..38].copy_from_slice(&entry.src.addr);
+        out[38..54].copy_from_slice(&entry.dst.addr);
+        let at = match entry.key.protocol {
+            PROTO_TCP => 54 + 16,
+            PROTO_UDP => 54 + 6,
+            _ => 54 + 2,
+        };
+        if entry.key.protocol == PROTO_ICMPV6 {
+            // A request's (type 128) identifier stands for its source port.
+            let id = if out[54] == 128 {
+                entry.src.port
+            } else {
+                entry.dst.port
+            };
+            out[58..60].copy_from_slice(&id.to_be_bytes());
+        } else {
+            out[54..56].copy_from_slice(&entry.src.port.to_be_bytes());
+            out[56..58].copy_from_slice(&entry.dst.port.to_be_bytes());
+        }
+        let check = u16::from_be_bytes([out[at], out[at + 1]]);
+        let delta = fold(u32::from(entry.pseudo_delta) + u32::from(entry.port_delta));
+        let mut check = !fold(u32::from(!check) + u32::from(delta));
+        if entry.key.protocol == PROTO_UDP && check == 0 {
+            check = 0xffff;
+        }
+        out[at..at + 2].copy_from_slice(&check.to_be_bytes());
+        out
+    }
+
+    fn only_flow6(bench: &Established6) -> OffloadFlow<Addr6> {
+        let flows = bench.inner.router.offloadable6(bench.inner.now);
+        assert_eq!(flows.len(), 1, "{flows:?}");
+        flows[0]
+    }
+
+    /// Both directions of the one offered flow: the entry matches the frame
+    /// as it arrives and makes of it what the core makes.
+    fn same_as_core6(bench: &mut Established6, c: Conversation) -> Result<(), TestCaseError> {
+        let flow = only_flow6(bench);
+        for (entry, frame) in flow.entries.iter().zip([c.outbound, c.inbound]) {
+            let seen = testing::check6(&frame).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(entry.key.src.addr, seen.src);
+            prop_assert_eq!(entry.key.dst.addr, seen.dst);
+            if entry.key.protocol != PROTO_ICMPV6 {
+                prop_assert_eq!((entry.key.src.port, entry.key.dst.port), seen.ports());
+            }
+            let fast = apply6(entry, &frame);
+            let (verdict, core) = bench.inner.send(entry.ingress, frame);
+            prop_assert_eq!(
+                verdict,
+                Verdict::Forward {
+                    port: entry.egress,
+                    len: core.len()
+                }
+            );
+            prop_assert_eq!(&fast, &core, "fast path and core differ for {:?}", entry);
+            testing::check6(&fast).map_err(TestCaseError::fail)?;
+        }
+        Ok(())
+    }
+
+    /// The flows a test opens.
+    #[derive(Debug, Clone, Copy)]
+    enum Kind {
+        TcpSnat,
+        TcpDnat,
+        Udp,
+        Echo,
+    }
+
+    const KINDS: [Kind; 4] = [Kind::TcpSnat, Kind::TcpDnat, Kind::Udp, Kind::Echo];
+
+    /// A fresh bench in `mode` with one established flow of `kind` between
+    /// host `iid` (host 10 for an inbound one) and `remote`, `port` its
+    /// inside host's port (the remote end's for an inbound one).
+    fn open(
+        mode: &str,
+        kind: Kind,
+        iid: u16,
+        remote: Ipv6Addr,
+        port: u16,
+    ) -> (Established6, Conversation) {
+        let mut bench = Established6::new(mode);
+        let host = bench.host(iid);
+        let c = match kind {
+            Kind::TcpSnat => bench.tcp_snat(host, remote, port),
+            Kind::TcpDnat => bench.tcp_dnat(remote, port),
+            Kind::Udp => bench.udp_snat(host, remote, port),
+            Kind::Echo => bench.icmp_echo(host, remote, port),
+        };
+        (bench, c)
+    }
+
+    #[test]
+    fn entries_rewrite_as_the_core_does_in_every_mode() {
+        for mode in MODES {
+            for kind in KINDS {
+                let remote = if matches!(kind, Kind::TcpDnat) {
+                    CLIENT6
+                } else {
+                    SERVER6
+                };
+                let (mut bench, c) = open(mode, kind, 10, remote, 40000);
+                same_as_core6(&mut bench, c).unwrap_or_else(|e| panic!("{mode} {kind:?}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn entries_follow_the_core_s_view_of_the_flow() {
+        let (bench, _) = open("masquerade", Kind::TcpSnat, 10, SERVER6, 40000);
+        let flow = only_flow6(&bench);
+        let [out, back] = flow.entries;
+        assert_eq!((out.ingress, out.egress), (Port::Lan, Port::Wan(0)));
+        assert_eq!((out.src_mac, out.dst_mac), (WAN_MAC, GATEWAY_MAC));
+        assert_eq!((back.ingress, back.egress), (Port::Wan(0), Port::Lan));
+        assert_eq!((back.src_mac, back.dst_mac), (LAN_MAC, HOST_MAC));
+        assert_eq!(
+            (out.ip_delta, back.ip_delta),
+            (0, 0),
+            "no IPv6 header checksum"
+        );
+        // nat6 = "off": nothing the checksum covers changes.
+        let (bench, _) = open("off", Kind::TcpSnat, 10, SERVER6, 40000);
+        for entry in only_flow6(&bench).entries {
+            assert_eq!((entry.pseudo_delta, entry.port_delta), (0, 0));
+        }
+    }
+
+    #[test]
+    fn ipv6_flows_leave_the_fast_path_when_ipv6_goes_down_and_credits_reach_them() {
+        let (bench, _) = open("masquerade", Kind::TcpSnat, 10, SERVER6, 40000);
+        let router = &bench.inner.router;
+        let now = bench.inner.now;
+        let flow = only_flow6(&bench);
+        // No IPv4 flow is offered for it.
+        assert!(router.offloadable(now).is_empty());
+        let credit = OffloadCredit {
+            packets: 7,
+            bytes: 7000,
+            last_seen: Some(now),
+            next_seq_to_lan: Some(654_321),
+        };
+        let before = router.stats().uplinks[0].traffic.packets_in;
+        assert!(router.credit_offloaded(Side::Wan, &flow.entries[1].key, credit));
+        let seen = router.flows6(now, 10, |_| true)[0].clone();
+        assert_eq!(seen.packets[1], 1 + 7, "the SYN-ACK, then the credit");
+        let after = router.stats().uplinks[0].traffic.packets_in;
+        assert_eq!(after, before + 7, "the uplink's totals too");
+        router.set_uplink_up6(0, false);
+        assert!(router.offloadable6(now).is_empty(), "down for IPv6");
+        assert_eq!(router.offloadable(now).len(), 0);
+        // The failover RST carries the credited sequence.
+        let failed = router.fail_over6(0);
+        assert_eq!(failed.reset, 1);
+        let rst = &failed.resets[0];
+        assert_eq!(
+            u32::from_be_bytes([rst[58], rst[59], rst[60], rst[61]]),
+            654_321
+        );
+        assert!(!router.credit_offloaded(Side::Wan, &flow.entries[1].key, credit));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random established IPv6 flows in every mode: the entry's rewrite
+        /// gives the core's bytes, both ways.
+        #[test]
+        fn random_flows_rewrite_as_the_core_does(
+            mode in proptest::sample::select(MODES.to_vec()),
+            kind in proptest::sample::select(KINDS.to_vec()),
+            iid in 2u16..0xfff0,
+            remote in any::<[u16; 8]>(),
+            port in 1u16..,
+        ) {
+            // A global unicast remote end outside the router's prefixes.
+            let r = remote;
+            let remote = Ipv6Addr::new(0x2a00 | (r[0] & 0xff), r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+            let iid = if matches!(kind, Kind::TcpDnat) { 10 } else { iid };
+            let (mut bench, c) = open(mode, kind, iid, remote, port);
+            same_as_core6(&mut bench, c)?;
+        }
+    }
+}
