@@ -118,11 +118,15 @@ type Row<'a> = (&'a str, &'a str, Unit, bool);
 fn router_table(md: &mut String, data: &Data, rows: &[Row], ipv6: bool) {
     let routers = data.routers();
     let xwan: Vec<&str> = routers.iter().copied().filter(|m| *m != "kernel").collect();
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|(metric, ..)| !ipv6 || routers.iter().any(|m| data.stat(m, metric).is_some()))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
     table_header(md, data, &routers, &xwan);
     for (metric, label, unit, with_ratios) in rows {
-        if ipv6 && routers.iter().all(|m| data.stat(m, metric).is_none()) {
-            continue;
-        }
         let label = if ipv6 {
             label.replace("64-byte", "62-byte")
         } else {
@@ -244,7 +248,7 @@ const SMALL_PACKETS: &[Row] = &[
     ),
     (
         "offload_flows_1k",
-        "1 k established flows: flows in xwan's in-kernel fast path after priming",
+        "1 k established flows: flows priming put in xwan's in-kernel fast path",
         Unit::Plain,
         false,
     ),
@@ -530,16 +534,27 @@ fn ipv6(md: &mut String, data: &Data) {
          router).\n\n",
     );
     router_table(md, data, HEADLINE, true);
-    md.push_str("All 1 k-flow figures and CPU, IPv6:\n\n");
-    router_table(md, data, SMALL_PACKETS, true);
-    router_table(md, data, CPU, true);
-    let _ = writeln!(
-        md,
-        "Generator ceiling, IPv6 (the same flood into the XDP drop on the router's LAN \
-         interface, no router): {} on 1 CPU, {} on 2 CPUs.\n",
-        fmt_stat(data.stat("generator", "pps_1k"), Unit::Kpps),
-        fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
-    );
+    // A --tcp run has no small-packet figures, a --short run no TCP ones,
+    // a --tcp run no round trips.
+    let measured = |metric: &str| {
+        data.routers()
+            .iter()
+            .any(|m| data.stat(m, metric).is_some())
+    };
+    if measured("pps_1k") {
+        md.push_str("All 1 k-flow figures and CPU, IPv6:\n\n");
+        router_table(md, data, SMALL_PACKETS, true);
+        router_table(md, data, CPU, true);
+    }
+    if let Some(ceiling) = data.stat("generator", "pps_1k") {
+        let _ = writeln!(
+            md,
+            "Generator ceiling, IPv6 (the same flood into the XDP drop on the router's LAN \
+             interface, no router): {} on 1 CPU, {} on 2 CPUs.\n",
+            fmt_stat(Some(ceiling), Unit::Kpps),
+            fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
+        );
+    }
     for mode in data.routers() {
         if let Some(why) = data.refused(mode) {
             let _ = writeln!(
@@ -551,12 +566,6 @@ fn ipv6(md: &mut String, data: &Data) {
         }
     }
     md.push('\n');
-    // A --short run has no TCP figures, a --tcp run no round trips.
-    let measured = |metric: &str| {
-        data.routers()
-            .iter()
-            .any(|m| data.stat(m, metric).is_some())
-    };
     if measured("tcp_up_1") {
         md.push_str("### IPv6 TCP throughput (iperf3 -6, MTU 1500, hosts at default offloads)\n\n");
         tcp_table(md, data);
@@ -575,8 +584,9 @@ fn details(md: &mut String, data: &Data) {
     router_table(md, data, SMALL_PACKETS, false);
     md.push_str(
         "The 1 k-flow set is primed (see How it is measured): `flows answered` is how many of \
-         its flows' replies reached the LAN host, `in the fast path` how many flows xwan's \
-         in-kernel fast path held when the flood began (its map's entries / 2), and `share \
+         its flows' replies reached the LAN host, `in the fast path` how many flows priming \
+         added to xwan's in-kernel fast path (its map's entries / 2, after priming less \
+         before: the other family's flows stay in it), and `share \
          forwarded in the kernel` the fast path's packet counter over the whole flood (warm-up \
          and timed window) divided by the flood's packets delivered (raw.jsonl: `offloaded_*`, \
          `flood_*`). The 100 k and 1 M flow sets are one-way (no reply, so never \
