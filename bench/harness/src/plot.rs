@@ -104,13 +104,15 @@ pub fn all(families: &Families, out: &Path) -> Result<(), ReportError> {
     .map_err(plot_error(name))?;
 
     let name = "tcp.svg";
+    // Each figure, its group's name, and the shorter one it has after its
+    // family's name when both families have groups.
     let tcp = [
-        ("tcp_up_1", "1 stream up"),
-        ("tcp_down_1", "1 stream down"),
-        ("tcp_up_4", "4 streams up"),
-        ("tcp_down_4", "4 streams down"),
+        ("tcp_up_1", "1 stream up", "1 up"),
+        ("tcp_down_1", "1 stream down", "1 down"),
+        ("tcp_up_4", "4 streams up", "4 up"),
+        ("tcp_down_4", "4 streams down", "4 down"),
     ];
-    // IPv6's groups only when it has TCP figures (a --short run has none).
+    // A family's groups only when it has TCP figures (a --short run has none).
     let tcp_families: Vec<(&Data, &str)> = measured
         .iter()
         .copied()
@@ -118,17 +120,18 @@ pub fn all(families: &Families, out: &Path) -> Result<(), ReportError> {
             d.routers()
                 .iter()
                 .chain(&["kernel-xdp"])
-                .any(|m| tcp.iter().any(|(t, _)| d.stat(m, t).is_some()))
+                .any(|m| tcp.iter().any(|(t, ..)| d.stat(m, t).is_some()))
         })
         .collect();
+    let both_tcp = tcp_families.len() == 2;
     let groups: Vec<String> = tcp_families
         .iter()
         .flat_map(|(_, family)| {
-            tcp.iter().map(move |(_, g)| {
-                if both {
-                    format!("{family} {g}")
+            tcp.iter().map(move |(_, long, short)| {
+                if both_tcp {
+                    format!("{family} {short}")
                 } else {
-                    (*g).to_string()
+                    (*long).to_string()
                 }
             })
         })
@@ -140,21 +143,18 @@ pub fn all(families: &Families, out: &Path) -> Result<(), ReportError> {
         .map(|m| {
             let stats: Vec<Option<Stat>> = tcp_families
                 .iter()
-                .flat_map(|(d, _)| tcp.iter().map(|(t, _)| d.stat(m, t)))
+                .flat_map(|(d, _)| tcp.iter().map(|(t, ..)| d.stat(m, t)))
                 .collect();
             (label(families, m), color(m), stats)
         })
         .filter(|(_, _, stats)| stats.iter().any(Option::is_some))
         .collect();
-    bars(
-        &out.join(name),
-        "TCP throughput (iperf3, MTU 1500)",
-        "Gbit/s",
-        &groups,
-        &series,
-        1e-9,
-    )
-    .map_err(plot_error(name))?;
+    let title = if both_tcp {
+        "TCP throughput (iperf3, MTU 1500): family, streams, direction"
+    } else {
+        "TCP throughput (iperf3, MTU 1500)"
+    };
+    bars(&out.join(name), title, "Gbit/s", &groups, &series, 1e-9).map_err(plot_error(name))?;
 
     let name = "pps_vs_flows.svg";
     pps_vs_flows(&families.v4, &out.join(name)).map_err(plot_error(name))?;
@@ -511,7 +511,7 @@ mod tests {
         let pps = &svg["pps_by_mode.svg"];
         assert!(pps.contains("IPv6, 1 k established flows"), "{pps}");
         assert!(pps.contains("IPv4, 1 k established flows"), "{pps}");
-        assert!(svg["tcp.svg"].contains("IPv6 1 stream up"));
+        assert!(svg["tcp.svg"].contains("IPv6 1 up"));
         assert!(svg["latency_vs_load.svg"].contains("kernel recipe (IPv6)"));
     }
 }
