@@ -89,9 +89,9 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Command::JsonGet { file, path } => json_get(&file, &path),
         Command::Report { raw, out, title } => report::load(&raw)
-            .and_then(|data| {
-                markdown::write(&data, &out, &title)?;
-                plot::all(&data, &out)
+            .and_then(|families| {
+                markdown::write(&families, &out, &title)?;
+                plot::all(&families, &out)
             })
             .map_err(|e| e.to_string()),
     };

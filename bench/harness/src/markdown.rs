@@ -4,16 +4,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::report::{Data, ReportError, Stat, LOADS, OFFLOAD_ON};
+use crate::report::{Data, Families, ReportError, Stat, LOADS, OFFLOAD_ON};
 use crate::targets;
 
 /// Writes `results.md` into `out`, creating it.
-pub fn write(data: &Data, out: &Path, title: &str) -> Result<(), ReportError> {
+pub fn write(families: &Families, out: &Path, title: &str) -> Result<(), ReportError> {
     std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
         path: out.display().to_string(),
         source,
     })?;
-    let md = markdown(data, title);
+    let md = markdown(families, title);
     let path = out.join("results.md");
     std::fs::write(&path, md).map_err(|source| ReportError::Io {
         path: path.display().to_string(),
@@ -91,6 +91,15 @@ fn fmt_stat(s: Option<Stat>, unit: Unit) -> String {
     }
 }
 
+/// A mode's figure, or "refused" where the mode did not start with this
+/// family (the reason is given under the table).
+fn cell(data: &Data, mode: &str, metric: &str, unit: Unit) -> String {
+    match data.stat(mode, metric) {
+        None if data.refused(mode).is_some() => "refused".to_string(),
+        stat => fmt_stat(stat, unit),
+    }
+}
+
 fn ratio(data: &Data, a: &str, b: &str, metric: &str) -> String {
     match (data.median(a, metric), data.median(b, metric)) {
         (Some(x), Some(y)) if y != 0.0 => format!("{:.2}×", x / y),
@@ -103,15 +112,29 @@ fn ratio(data: &Data, a: &str, b: &str, metric: &str) -> String {
 type Row<'a> = (&'a str, &'a str, Unit, bool);
 
 /// A table with one row per figure and one column per router the run
-/// measured, plus the ratios of each xwan mode to the kernel recipe.
-fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
+/// measured, plus the ratios of each xwan mode to the kernel recipe. With
+/// `ipv6`, only the rows measured (IPv6 has no 100 k, 1 M or new-flow
+/// step), its frames named by their size.
+fn router_table(md: &mut String, data: &Data, rows: &[Row], ipv6: bool) {
     let routers = data.routers();
     let xwan: Vec<&str> = routers.iter().copied().filter(|m| *m != "kernel").collect();
+    let rows: Vec<&Row> = rows
+        .iter()
+        .filter(|(metric, ..)| !ipv6 || routers.iter().any(|m| data.stat(m, metric).is_some()))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
     table_header(md, data, &routers, &xwan);
     for (metric, label, unit, with_ratios) in rows {
+        let label = if ipv6 {
+            label.replace("64-byte", "62-byte")
+        } else {
+            label.to_string()
+        };
         let cells: Vec<String> = routers
             .iter()
-            .map(|m| fmt_stat(data.stat(m, metric), *unit))
+            .map(|m| cell(data, m, metric, *unit))
             .collect();
         let ratios: Vec<String> = xwan
             .iter()
@@ -123,7 +146,7 @@ fn router_table(md: &mut String, data: &Data, rows: &[Row]) {
                 }
             })
             .collect();
-        table_row(md, label, &cells, &ratios);
+        table_row(md, &label, &cells, &ratios);
     }
     md.push('\n');
 }
@@ -225,7 +248,7 @@ const SMALL_PACKETS: &[Row] = &[
     ),
     (
         "offload_flows_1k",
-        "1 k established flows: flows in xwan's in-kernel fast path after priming",
+        "1 k established flows: flows priming put in xwan's in-kernel fast path",
         Unit::Plain,
         false,
     ),
@@ -401,9 +424,14 @@ fn page_polls(md: &mut String, data: &Data) {
     );
 }
 
-fn markdown(data: &Data, title: &str) -> String {
+fn markdown(families: &Families, title: &str) -> String {
+    let (v4, v6) = (&families.v4, &families.v6);
     let mut md = String::new();
-    let reps = data.reps().len();
+    let mut reps = v4.reps();
+    reps.extend(v6.reps());
+    reps.sort_unstable();
+    reps.dedup();
+    let reps = reps.len();
     md.push_str("# xwan on the testbed: xwan and the kernel recipe side by side\n\n");
     if !title.is_empty() {
         let _ = writeln!(md, "{title}\n");
@@ -415,28 +443,61 @@ fn markdown(data: &Data, title: &str) -> String {
          [min–max]. Ratios are ratios of medians. How each figure is measured: see the end."
     );
     md.push('\n');
+    disturbed(&mut md, families);
+    if !v4.is_empty() {
+        headline(&mut md, v4);
+    }
+    if !v6.is_empty() {
+        ipv6(&mut md, v6);
+    }
+    if !v4.is_empty() {
+        details(&mut md, v4);
+    }
+    // How each figure is measured: the end of results.md, kept as markdown.
+    md.push_str(include_str!("method.md"));
+    md
+}
 
-    let disturbed = data.disturbed();
-    if disturbed.as_ref().is_some_and(Vec::is_empty) {
+/// The timed windows during which other build processes ran, both
+/// families'; or that none did.
+fn disturbed(md: &mut String, families: &Families) {
+    let mut looked = false;
+    let mut list: Vec<String> = Vec::new();
+    for (data, family) in [(&families.v4, ""), (&families.v6, " IPv6")] {
+        let Some(windows) = data.disturbed() else {
+            continue;
+        };
+        looked = true;
+        for (rep, mode, step, n) in windows {
+            list.push(format!(
+                "rep {rep} {}{family} {step} ({n:.0})",
+                data.label(mode)
+            ));
+        }
+    }
+    if !looked {
+        return;
+    }
+    if list.is_empty() {
         md.push_str(
             "No other build process (compiler, linker) ran on the machine at the start or the \
              end of any timed rate window.\n\n",
         );
-    } else if let Some(disturbed) = disturbed {
+    } else {
         md.push_str(
             "**Other work ran on the machine during some timed windows** (build processes seen \
              at their start or end; their figures are low outliers, which is why each figure is \
              a median): ",
         );
-        let list: Vec<String> = disturbed
-            .iter()
-            .map(|(rep, mode, step, n)| format!("rep {rep} {} {step} ({n:.0})", data.label(mode)))
-            .collect();
         let _ = writeln!(md, "{}.\n", list.join("; "));
     }
+}
 
+/// The IPv4 headline table, the generator's ceiling, the backends and the
+/// targets.
+fn headline(md: &mut String, data: &Data) {
     md.push_str("## Headline\n\n");
-    router_table(&mut md, data, HEADLINE);
+    router_table(md, data, HEADLINE, false);
     let _ = writeln!(
         md,
         "Generator ceiling (trafgen into an XDP drop on the router's LAN interface, no \
@@ -453,18 +514,79 @@ fn markdown(data: &Data, title: &str) -> String {
         fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
     );
 
-    backends(&mut md, data);
-    page_polls(&mut md, data);
+    backends(md, data);
+    page_polls(md, data);
 
-    targets::write(&mut md, data);
+    targets::write(md, data);
+}
 
+/// The IPv6 section: the small-packet figures, the generator's IPv6
+/// ceiling, the modes that refused IPv6, TCP and latency.
+fn ipv6(md: &mut String, data: &Data) {
+    md.push_str("## IPv6\n\n");
+    md.push_str(
+        "The same routers on the same dual-stack testbed and configuration, IPv6 measured \
+         right after IPv4 on each router: isp1 maps the LAN's fd00:50::/64 onto its delegated \
+         2001:db8:100::/64 (nat6 `prefix`), isp2 translates to its one address 2001:db8:2::2 \
+         (nat6 `masquerade`); nth balancing gives each every other flow. The flood is the \
+         smallest IPv6 UDP frame, 62 bytes (66 on a wire), from fd00:50::a to \
+         2001:db8:ffff::200, its 1000 flows primed as IPv4's (one reply each through the \
+         router).\n\n",
+    );
+    router_table(md, data, HEADLINE, true);
+    // A --tcp run has no small-packet figures, a --short run no TCP ones,
+    // a --tcp run no round trips.
+    let measured = |metric: &str| {
+        data.routers()
+            .iter()
+            .any(|m| data.stat(m, metric).is_some())
+    };
+    if measured("pps_1k") {
+        md.push_str("All 1 k-flow figures and CPU, IPv6:\n\n");
+        router_table(md, data, SMALL_PACKETS, true);
+        router_table(md, data, CPU, true);
+    }
+    if let Some(ceiling) = data.stat("generator", "pps_1k") {
+        let _ = writeln!(
+            md,
+            "Generator ceiling, IPv6 (the same flood into the XDP drop on the router's LAN \
+             interface, no router): {} on 1 CPU, {} on 2 CPUs.\n",
+            fmt_stat(Some(ceiling), Unit::Kpps),
+            fmt_stat(data.stat("generator", "pps_1k_gen2"), Unit::Kpps),
+        );
+    }
+    for mode in data.routers() {
+        if let Some(why) = data.refused(mode) {
+            let _ = writeln!(
+                md,
+                "- {} with IPv6 in its configuration: refused: {why}. Its IPv4 figures come \
+                 from the same configuration without IPv6.",
+                data.label(mode)
+            );
+        }
+    }
+    md.push('\n');
+    if measured("tcp_up_1") {
+        md.push_str("### IPv6 TCP throughput (iperf3 -6, MTU 1500, hosts at default offloads)\n\n");
+        tcp_table(md, data);
+        md.push('\n');
+    }
+    if measured("lat_idle_p50") {
+        md.push_str("### IPv6 round-trip times\n\n");
+        latency_table(md, data);
+    }
+}
+
+/// The IPv4 details: small packets and flow scale, CPU, TCP, latency.
+fn details(md: &mut String, data: &Data) {
     md.push_str("## Small packets and flow scale\n\n");
     md.push_str("![delivered pps by mode](pps_by_mode.svg)\n![pps vs flows](pps_vs_flows.svg)\n\n");
-    router_table(&mut md, data, SMALL_PACKETS);
+    router_table(md, data, SMALL_PACKETS, false);
     md.push_str(
         "The 1 k-flow set is primed (see How it is measured): `flows answered` is how many of \
-         its flows' replies reached the LAN host, `in the fast path` how many flows xwan's \
-         in-kernel fast path held when the flood began (its map's entries / 2), and `share \
+         its flows' replies reached the LAN host, `in the fast path` how many flows priming \
+         added to xwan's in-kernel fast path (its map's entries / 2, after priming less \
+         before: the other family's flows stay in it), and `share \
          forwarded in the kernel` the fast path's packet counter over the whole flood (warm-up \
          and timed window) divided by the flood's packets delivered (raw.jsonl: `offloaded_*`, \
          `flood_*`). The 100 k and 1 M flow sets are one-way (no reply, so never \
@@ -479,7 +601,7 @@ fn markdown(data: &Data, title: &str) -> String {
     );
 
     md.push_str("## CPU\n\n");
-    router_table(&mut md, data, CPU);
+    router_table(md, data, CPU, false);
     md.push_str(
         "Router CPU is every CPU's busy time (user, system, irq, softirq from /proc/stat: \
          disjoint, so a softirq tick is counted once even when it ran in xwan's syscall) per \
@@ -496,6 +618,34 @@ fn markdown(data: &Data, title: &str) -> String {
 
     md.push_str("## TCP throughput (iperf3, MTU 1500, hosts at default offloads)\n\n");
     md.push_str("![TCP throughput](tcp.svg)\n\n");
+    tcp_table(md, data);
+    md.push('\n');
+    md.push_str(
+        "The kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
+         the veths unsegmented, so one routing decision moves ~40 MTU-sized packets; so does \
+         xwan --io packet (GSO passthrough). Any XDP program on the router's veths (xwan's, or \
+         the pass-through one of the last column) turns GSO off on their peers: every packet is \
+         then routed one by one. Compare xwan --io xdp with the last column for the cost per \
+         packet, with the kernel column for what a user gets on veth. With offload on, an \
+         established connection's packets (after its first 0.2-1 s) are forwarded by xwan's TC \
+         program in the kernel, GRO-merged super-frames whole, without the trip to the \
+         workers.\n\n",
+    );
+
+    md.push_str("## Latency added by the router\n\n");
+    md.push_str("![latency vs load](latency_vs_load.svg)\n\n");
+    latency_table(md, data);
+    md.push_str(
+        "xwan's own per-batch processing time is not exposed by its workers yet (see \
+         bench/results/README.md for what to add), so only round trips are reported.\n\n",
+    );
+}
+
+/// A TCP table: every router measured (and the kernel recipe with an XDP
+/// pass program, when measured), the ratios of the modes with their fast
+/// path on to the kernel recipe; what xwan passed through whole or
+/// forwarded in the kernel.
+fn tcp_table(md: &mut String, data: &Data) {
     let mut columns = data.routers();
     if data.stat("kernel-xdp", "tcp_up_1").is_some() {
         columns.push("kernel-xdp");
@@ -506,7 +656,7 @@ fn markdown(data: &Data, title: &str) -> String {
         .copied()
         .filter(|m| OFFLOAD_ON.contains(m))
         .collect();
-    table_header(&mut md, data, &columns, &ratios);
+    table_header(md, data, &columns, &ratios);
     for (metric, label, unit) in [
         ("tcp_up_1", "1 stream, LAN → internet", Unit::Gbit),
         ("tcp_down_1", "1 stream, internet → LAN (-R)", Unit::Gbit),
@@ -523,13 +673,13 @@ fn markdown(data: &Data, title: &str) -> String {
     ] {
         let cells: Vec<String> = columns
             .iter()
-            .map(|m| fmt_stat(data.stat(m, metric), unit))
+            .map(|m| cell(data, m, metric, unit))
             .collect();
         let ratios: Vec<String> = ratios
             .iter()
             .map(|m| ratio(data, m, "kernel", metric))
             .collect();
-        table_row(&mut md, label, &cells, &ratios);
+        table_row(md, label, &cells, &ratios);
     }
     // What crossed whole (packet backend) and what the fast path took, for
     // the modes measured.
@@ -568,21 +718,11 @@ fn markdown(data: &Data, title: &str) -> String {
             offloaded.join("; ")
         );
     }
-    md.push('\n');
-    md.push_str(
-        "The kernel recipe without any XDP program lets GSO super-packets (up to 64 KiB) cross \
-         the veths unsegmented, so one routing decision moves ~40 MTU-sized packets; so does \
-         xwan --io packet (GSO passthrough). Any XDP program on the router's veths (xwan's, or \
-         the pass-through one of the last column) turns GSO off on their peers: every packet is \
-         then routed one by one. Compare xwan --io xdp with the last column for the cost per \
-         packet, with the kernel column for what a user gets on veth. With offload on, an \
-         established connection's packets (after its first 0.2-1 s) are forwarded by xwan's TC \
-         program in the kernel, GRO-merged super-frames whole, without the trip to the \
-         workers.\n\n",
-    );
+}
 
-    md.push_str("## Latency added by the router\n\n");
-    md.push_str("![latency vs load](latency_vs_load.svg)\n\n");
+/// A latency table: RTT per mode and load, and the baseline without
+/// forwarding.
+fn latency_table(md: &mut String, data: &Data) {
     md.push_str(
         "| mode | load | offered | RTT mean | RTT p50 | RTT p99 | RTT p99.9 | added p50 | lost |\n",
     );
@@ -592,14 +732,9 @@ fn markdown(data: &Data, title: &str) -> String {
             let offered = if load == "idle" {
                 "0".to_string()
             } else {
-                fmt_stat(data.stat(mode, &format!("load_{load}")), Unit::Kpps)
+                cell(data, mode, &format!("load_{load}"), Unit::Kpps)
             };
-            let q = |suffix: &str| {
-                fmt_stat(
-                    data.stat(mode, &format!("lat_{load}_{suffix}")),
-                    Unit::Micros,
-                )
-            };
+            let q = |suffix: &str| cell(data, mode, &format!("lat_{load}_{suffix}"), Unit::Micros);
             let _ = writeln!(
                 md,
                 "| {} | {} | {offered} | {} | {} | {} | {} | {} | {} |",
@@ -614,7 +749,7 @@ fn markdown(data: &Data, title: &str) -> String {
                 q("p99"),
                 q("p999"),
                 q("p50_added"),
-                fmt_stat(data.stat(mode, &format!("lat_{load}_lost")), Unit::Plain),
+                cell(data, mode, &format!("lat_{load}_lost"), Unit::Plain),
             );
         }
     }
@@ -626,14 +761,6 @@ fn markdown(data: &Data, title: &str) -> String {
         fmt_stat(data.stat("baseline", "lo_p50"), Unit::Micros),
         fmt_stat(data.stat("baseline", "path_p50"), Unit::Micros),
     );
-    md.push_str(
-        "xwan's own per-batch processing time is not exposed by its workers yet (see \
-         bench/results/README.md for what to add), so only round trips are reported.\n\n",
-    );
-
-    // How each figure is measured: the end of results.md, kept as markdown.
-    md.push_str(include_str!("method.md"));
-    md
 }
 
 #[cfg(test)]
@@ -660,7 +787,7 @@ mod tests {
                 "{{\"rep\":{rep},\"mode\":\"packet-page\",\"metric\":\"page_failed\",\"value\":0}}\n"
             );
         }
-        let md = markdown(&crate::report::data_of(&lines), "");
+        let md = markdown(&crate::report::load_lines(&lines).unwrap(), "");
         assert!(
             md.contains(
                 "| figure | xwan --io packet (offload on) | xwan --io packet (offload on) + status \
@@ -670,5 +797,43 @@ mod tests {
         );
         assert!(md.contains("| xwan --io packet (offload on) + status page polled | 50 % |"));
         assert!(md.contains("82 [81–83] fetches answered per repetition, 0 [0–0] failed"));
+        // No IPv6 figure: no IPv6 section.
+        assert!(!md.contains("## IPv6"), "{md}");
+    }
+
+    #[test]
+    fn ipv6_has_its_section_with_ratios_and_refusals() {
+        let lines = r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
+{"rep":1,"mode":"xdp","metric":"pps_1k","value":300000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+{"rep":1,"family":6,"mode":"generator","metric":"pps_1k","value":380000}
+{"rep":1,"family":6,"mode":"xdp","metric":"refused","text":"the configuration has IPv6"}
+{"rep":1,"family":6,"mode":"packet","metric":"pps_1k","value":270000}
+{"rep":1,"family":6,"mode":"packet","metric":"tcp_up_1","value":4e9}
+{"rep":1,"family":6,"mode":"kernel","metric":"pps_1k","value":180000}
+{"rep":1,"family":6,"mode":"kernel","metric":"tcp_up_1","value":8e9}
+{"rep":1,"family":6,"mode":"kernel","metric":"lat_idle_p99","value":50000}
+"#;
+        let md = markdown(&crate::report::load_lines(lines).unwrap(), "");
+        let ipv6 = &md[md.find("## IPv6").expect("an IPv6 section")..md.find("## Small").unwrap()];
+        assert!(
+            ipv6.contains(
+                "| 62-byte UDP, 1 k established flows (each answered once), generator on 1 CPU, \
+                 delivered | refused | 270.0 kpps | 180.0 kpps | n/a | 1.50× |"
+            ),
+            "{ipv6}"
+        );
+        assert!(ipv6.contains("IPv6 (the same flood into the XDP drop"));
+        // Only what IPv6 measured: no 1 M-flow row.
+        assert!(!ipv6.contains("1 M one-way flows"), "{ipv6}");
+        assert!(ipv6.contains("380.0 kpps on 1 CPU"));
+        assert!(ipv6.contains(
+            "- xwan --io xdp (offload on) with IPv6 in its configuration: refused: the \
+             configuration has IPv6."
+        ));
+        assert!(ipv6.contains("| 1 stream, LAN → internet | refused | 4.00 Gbit/s | 8.00 Gbit/s |"));
+        // IPv4's headline comes first, its details after IPv6's section.
+        assert!(md.find("## Headline") < md.find("## IPv6"));
+        assert!(md.find("## IPv6") < md.find("## Small packets"));
     }
 }

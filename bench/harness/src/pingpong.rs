@@ -7,7 +7,7 @@
 //! the pings behind it, never the rate over the whole run by more than it.
 
 use std::io::{self, ErrorKind};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -67,7 +67,8 @@ impl Summary {
     }
 }
 
-/// Sends `warmup` uncounted pings then `rate * seconds` counted ones to `to`.
+/// Sends `warmup` uncounted pings then `rate * seconds` counted ones to `to`
+/// (IPv4 or IPv6), from an address of the same family.
 pub fn ping(to: SocketAddr, rate: u32, seconds: f64, warmup: u32) -> io::Result<Summary> {
     if rate == 0 || !(seconds > 0.0 && seconds <= 600.0) {
         return Err(io::Error::new(
@@ -78,7 +79,12 @@ pub fn ping(to: SocketAddr, rate: u32, seconds: f64, warmup: u32) -> io::Result<
     let counted = (f64::from(rate) * seconds).round() as u64;
     let total = counted + u64::from(warmup);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    let any: SocketAddr = if to.is_ipv6() {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(any)?;
     socket.connect(to)?;
     socket.set_read_timeout(Some(REPLY_TIMEOUT))?;
 

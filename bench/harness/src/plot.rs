@@ -1,12 +1,15 @@
 //! The report's SVG plots: delivered pps by mode, pps against the number of
 //! flows, RTT percentiles against load, TCP throughput. Bars and points are
-//! medians; whiskers span the smallest to the largest repetition.
+//! medians; whiskers span the smallest to the largest repetition. When the
+//! run measured IPv6, the 1 k-flow rate and TCP plots get IPv6 groups beside
+//! IPv4's, and the latency plot an IPv6 line per mode in a lighter shade of
+//! its colour.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::report::{Data, ReportError, Stat, LOADS, QUANTILES};
+use crate::report::{Data, Families, ReportError, Stat, LOADS, QUANTILES};
 
 const SIZE: (u32, u32) = (860, 480);
 /// Width of one group of bars (or one load step) on the integer x axes.
@@ -27,6 +30,30 @@ fn color(mode: &str) -> RGBColor {
     }
 }
 
+/// `c` halfway to white: the same mode's IPv6 line.
+fn lighter(c: RGBColor) -> RGBColor {
+    let half = |v: u8| v + (255 - v) / 2;
+    RGBColor(half(c.0), half(c.1), half(c.2))
+}
+
+/// The routers either family measured, in table order.
+fn routers(families: &Families) -> Vec<&'static str> {
+    let (v4, v6) = (families.v4.routers(), families.v6.routers());
+    crate::report::ROUTERS
+        .into_iter()
+        .filter(|r| v4.contains(r) || v6.contains(r))
+        .collect()
+}
+
+/// A mode's legend entry: its IPv4 label, else its IPv6 one.
+fn label(families: &Families, mode: &str) -> String {
+    if families.v4.is_empty() {
+        families.v6.label(mode)
+    } else {
+        families.v4.label(mode)
+    }
+}
+
 fn plot_error(name: &str) -> impl Fn(String) -> ReportError + '_ {
     move |message| ReportError::Plot {
         name: name.to_string(),
@@ -35,62 +62,104 @@ fn plot_error(name: &str) -> impl Fn(String) -> ReportError + '_ {
 }
 
 /// Writes every plot into `out`.
-pub fn all(data: &Data, out: &Path) -> Result<(), ReportError> {
+pub fn all(families: &Families, out: &Path) -> Result<(), ReportError> {
+    // The families measured, each with its groups' names.
+    let measured: Vec<(&Data, &str)> = [(&families.v4, "IPv4"), (&families.v6, "IPv6")]
+        .into_iter()
+        .filter(|(data, _)| !data.is_empty())
+        .collect();
+    let both = measured.len() == 2;
     let name = "pps_by_mode.svg";
+    let groups: Vec<String> = measured
+        .iter()
+        .map(|(_, family)| {
+            if both {
+                format!("{family}, 1 k established flows")
+            } else {
+                "1 k established flows".to_string()
+            }
+        })
+        .collect();
+    let of = |mode: &str, metric: &str| -> Vec<Option<Stat>> {
+        measured.iter().map(|(d, _)| d.stat(mode, metric)).collect()
+    };
     let mut series = vec![(
         "generator ceiling".to_string(),
         color("generator"),
-        vec![data.stat("generator", "pps_1k")],
+        of("generator", "pps_1k"),
     )];
     series.extend(
-        data.routers()
+        routers(families)
             .iter()
-            .map(|m| (data.label(m), color(m), vec![data.stat(m, "pps_1k")])),
+            .map(|m| (label(families, m), color(m), of(m, "pps_1k"))),
     );
     bars(
         &out.join(name),
-        "64-byte UDP, 1 k established flows: delivered rate",
+        "Small UDP packets, 1 k established flows: delivered rate",
         "kpps",
-        &["1 k established flows"],
+        &groups,
         &series,
         1e-3,
     )
     .map_err(plot_error(name))?;
 
     let name = "tcp.svg";
-    let tcp = ["tcp_up_1", "tcp_down_1", "tcp_up_4", "tcp_down_4"];
-    let mut modes = data.routers();
+    // Each figure, its group's name, and the shorter one it has after its
+    // family's name when both families have groups.
+    let tcp = [
+        ("tcp_up_1", "1 stream up", "1 up"),
+        ("tcp_down_1", "1 stream down", "1 down"),
+        ("tcp_up_4", "4 streams up", "4 up"),
+        ("tcp_down_4", "4 streams down", "4 down"),
+    ];
+    // A family's groups only when it has TCP figures (a --short run has none).
+    let tcp_families: Vec<(&Data, &str)> = measured
+        .iter()
+        .copied()
+        .filter(|(d, _)| {
+            d.routers()
+                .iter()
+                .chain(&["kernel-xdp"])
+                .any(|m| tcp.iter().any(|(t, ..)| d.stat(m, t).is_some()))
+        })
+        .collect();
+    let both_tcp = tcp_families.len() == 2;
+    let groups: Vec<String> = tcp_families
+        .iter()
+        .flat_map(|(_, family)| {
+            tcp.iter().map(move |(_, long, short)| {
+                if both_tcp {
+                    format!("{family} {short}")
+                } else {
+                    (*long).to_string()
+                }
+            })
+        })
+        .collect();
+    let mut modes = routers(families);
     modes.push("kernel-xdp");
     let series: Vec<_> = modes
         .iter()
-        .filter(|m| tcp.iter().any(|t| data.stat(m, t).is_some()))
         .map(|m| {
-            (
-                data.label(m),
-                color(m),
-                tcp.iter().map(|t| data.stat(m, t)).collect(),
-            )
+            let stats: Vec<Option<Stat>> = tcp_families
+                .iter()
+                .flat_map(|(d, _)| tcp.iter().map(|(t, ..)| d.stat(m, t)))
+                .collect();
+            (label(families, m), color(m), stats)
         })
+        .filter(|(_, _, stats)| stats.iter().any(Option::is_some))
         .collect();
-    bars(
-        &out.join(name),
-        "TCP throughput (iperf3, MTU 1500)",
-        "Gbit/s",
-        &[
-            "1 stream up",
-            "1 stream down",
-            "4 streams up",
-            "4 streams down",
-        ],
-        &series,
-        1e-9,
-    )
-    .map_err(plot_error(name))?;
+    let title = if both_tcp {
+        "TCP throughput (iperf3, MTU 1500): family, streams, direction"
+    } else {
+        "TCP throughput (iperf3, MTU 1500)"
+    };
+    bars(&out.join(name), title, "Gbit/s", &groups, &series, 1e-9).map_err(plot_error(name))?;
 
     let name = "pps_vs_flows.svg";
-    pps_vs_flows(data, &out.join(name)).map_err(plot_error(name))?;
+    pps_vs_flows(&families.v4, &out.join(name)).map_err(plot_error(name))?;
     let name = "latency_vs_load.svg";
-    latency_vs_load(data, &out.join(name)).map_err(plot_error(name))
+    latency_vs_load(families, &out.join(name)).map_err(plot_error(name))
 }
 
 type Series = (String, RGBColor, Vec<Option<Stat>>);
@@ -100,7 +169,7 @@ fn bars(
     path: &Path,
     title: &str,
     unit: &str,
-    groups: &[&str],
+    groups: &[String],
     series: &[Series],
     scale: f64,
 ) -> Result<(), String> {
@@ -119,7 +188,7 @@ fn bars(
     let centres: Vec<i32> = (0..groups.len() as i32)
         .map(|g| g * GROUP + GROUP / 2)
         .collect();
-    let labels: Vec<String> = groups.iter().map(|g| (*g).to_string()).collect();
+    let labels = groups;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
@@ -186,12 +255,12 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// One mode's medians (divided by 1000) as a line with its legend entry and
-/// a point of `radius` at each.
+/// One mode's medians (divided by 1000) as a line of colour `c` with its
+/// legend entry `name` and a point of `radius` at each.
 fn medians<'a, DB, CT, X>(
     chart: &mut ChartContext<'a, DB, CT>,
-    data: &Data,
-    mode: &str,
+    name: String,
+    c: RGBColor,
     points: &[(X, Stat)],
     radius: i32,
 ) -> Result<(), String>
@@ -200,14 +269,13 @@ where
     CT: CoordTranslate<From = (X, f64)>,
     X: Clone + 'static,
 {
-    let c = color(mode);
     chart
         .draw_series(LineSeries::new(
             points.iter().map(|(x, s)| (x.clone(), s.median / 1e3)),
             c.stroke_width(2),
         ))
         .map_err(|e| e.to_string())?
-        .label(data.label(mode))
+        .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
     chart
         .draw_series(
@@ -291,7 +359,7 @@ fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
         if points.is_empty() {
             continue;
         }
-        medians(&mut chart, data, mode, &points, 4)?;
+        medians(&mut chart, data.label(mode), c, &points, 4)?;
         for (x, s) in &points {
             let segment = vec![(*x, s.min / 1e3), (*x, s.max / 1e3)];
             chart
@@ -306,7 +374,7 @@ fn pps_vs_flows(data: &Data, path: &Path) -> Result<(), String> {
     root.present().map_err(|e| e.to_string())
 }
 
-fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
+fn latency_vs_load(families: &Families, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (1200, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let root = root
@@ -316,11 +384,17 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let panels = root.split_evenly((1, QUANTILES.len()));
-    let routers = data.routers();
+    // Each family's lines: IPv4's in the mode's colour, IPv6's lighter.
+    let lines: Vec<(&Data, &'static str, bool)> = [&families.v4, &families.v6]
+        .into_iter()
+        .zip([false, true])
+        .flat_map(|(data, v6)| data.routers().into_iter().map(move |m| (data, m, v6)))
+        .collect();
+    let both = !families.v4.is_empty() && !families.v6.is_empty();
     for (panel, q) in panels.iter().zip(QUANTILES) {
-        let top = routers
+        let top = lines
             .iter()
-            .flat_map(|m| {
+            .flat_map(|(data, m, _)| {
                 LOADS
                     .iter()
                     .filter_map(move |l| data.stat(m, &format!("lat_{l}_{q}")))
@@ -350,8 +424,12 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
             })
             .draw()
             .map_err(|e| e.to_string())?;
-        for mode in &routers {
-            let c = color(mode);
+        for (data, mode, v6) in &lines {
+            let (c, name) = match (v6, both) {
+                (true, true) => (lighter(color(mode)), format!("{} (IPv6)", data.label(mode))),
+                (true, false) => (color(mode), format!("{} (IPv6)", data.label(mode))),
+                (false, _) => (color(mode), data.label(mode)),
+            };
             let points: Vec<(i32, Stat)> = LOADS
                 .iter()
                 .zip([0, GROUP, 2 * GROUP])
@@ -360,7 +438,7 @@ fn latency_vs_load(data: &Data, path: &Path) -> Result<(), String> {
             if points.is_empty() {
                 continue;
             }
-            medians(&mut chart, data, mode, &points, 3)?;
+            medians(&mut chart, name, c, &points, 3)?;
             for (x, s) in &points {
                 chart
                     .draw_series(whisker(*x, 4, s, 1e-3, &c))
@@ -384,23 +462,56 @@ fn quantile_name(q: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Every plot of `lines`, by file name.
+    fn plots(lines: &str, tag: &str) -> std::collections::BTreeMap<&'static str, String> {
+        let families = crate::report::load_lines(lines).unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("xwan-bench-plot-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        all(&families, &dir).unwrap();
+        let read = ["pps_by_mode.svg", "tcp.svg", "latency_vs_load.svg"]
+            .map(|name| (name, std::fs::read_to_string(dir.join(name)).unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+        read.into_iter().collect()
+    }
+
     #[test]
     fn a_run_without_tcp_still_gets_every_plot() {
-        let data = crate::report::data_of(
+        let svg = plots(
             r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
 {"rep":1,"mode":"packet","metric":"pps_1k","value":300000}
 {"rep":1,"mode":"packet-page","metric":"pps_1k","value":299000}
 {"rep":1,"mode":"packet-page","metric":"lat_50_p99","value":70000}
 {"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
 "#,
+            "v4",
         );
-        let dir = std::env::temp_dir().join(format!("xwan-bench-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        all(&data, &dir).unwrap();
-        let tcp = std::fs::read_to_string(dir.join("tcp.svg")).unwrap();
-        let pps = std::fs::read_to_string(dir.join("pps_by_mode.svg")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let (tcp, pps) = (&svg["tcp.svg"], &svg["pps_by_mode.svg"]);
         assert!(tcp.contains("TCP throughput"));
         assert!(pps.contains("+ status page polled"), "{pps}");
+        // IPv4 alone: no family in the group names.
+        assert!(!pps.contains("IPv4"), "{pps}");
+    }
+
+    #[test]
+    fn ipv6_gets_groups_and_lines_beside_ipv4() {
+        let svg = plots(
+            r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+{"rep":1,"mode":"kernel","metric":"tcp_up_1","value":9e9}
+{"rep":1,"mode":"kernel","metric":"lat_idle_p50","value":30000}
+{"rep":1,"family":6,"mode":"generator","metric":"pps_1k","value":380000}
+{"rep":1,"family":6,"mode":"kernel","metric":"pps_1k","value":180000}
+{"rep":1,"family":6,"mode":"kernel","metric":"tcp_up_1","value":8e9}
+{"rep":1,"family":6,"mode":"kernel","metric":"lat_idle_p50","value":32000}
+{"rep":1,"family":6,"mode":"xdp","metric":"refused","text":"no IPv6"}
+"#,
+            "v6",
+        );
+        let pps = &svg["pps_by_mode.svg"];
+        assert!(pps.contains("IPv6, 1 k established flows"), "{pps}");
+        assert!(pps.contains("IPv4, 1 k established flows"), "{pps}");
+        assert!(svg["tcp.svg"].contains("IPv6 1 up"));
+        assert!(svg["latency_vs_load.svg"].contains("kernel recipe (IPv6)"));
     }
 }

@@ -3,7 +3,12 @@
 //! scripts/bench appends one JSON object per measurement to the raw file:
 //! `{"rep":1,"mode":"xdp","metric":"pps_1k","value":211234.0}`, or a text
 //! in place of the value: `{"rep":1,"mode":"auto","metric":"io","text":"packet"}`
-//! (the backend xwan ran, `io` of `xwan status --json`). Modes are the six
+//! (the backend xwan ran, `io` of `xwan status --json`;
+//! `{"rep":1,"family":6,"mode":"xdp","metric":"refused","text":"..."}`: why
+//! a mode did not start with IPv6 in its configuration). A record with
+//! `"family":6` is an IPv6 figure, kept apart ([`Families`]); one without
+//! (every record of a run before IPv6 was measured) or with `"family":4`
+//! is IPv4's. Modes are the seven
 //! routers (`auto`: xwan run's default `--io auto`, which picks its backend
 //! at start; `xdp` and `packet`: xwan --io xdp and --io packet; all three with
 //! their in-kernel fast path, on by default; `packet-page`: `packet` with
@@ -53,6 +58,12 @@ pub enum ReportError {
     },
     #[error("{path}:{line}: neither a value nor a text")]
     NoValue { path: String, line: usize },
+    #[error("{path}:{line}: family {family}, not 4 or 6")]
+    Family {
+        path: String,
+        line: usize,
+        family: u8,
+    },
     #[error("{path}: no measurements")]
     Empty { path: String },
     #[error("plot {name}: {message}")]
@@ -62,6 +73,7 @@ pub enum ReportError {
 #[derive(Debug, Clone, Deserialize)]
 struct Record {
     rep: u32,
+    family: Option<u8>,
     mode: String,
     metric: String,
     value: Option<f64>,
@@ -99,6 +111,14 @@ impl Stat {
     }
 }
 
+/// A run's figures, each family apart: the same modes, metrics and
+/// derived figures in both, IPv6's from its own flood, ceiling and baseline.
+#[derive(Debug, Default)]
+pub struct Families {
+    pub v4: Data,
+    pub v6: Data,
+}
+
 /// Every value by (mode, metric), then by repetition; the texts likewise.
 #[derive(Debug, Default)]
 pub struct Data {
@@ -107,12 +127,24 @@ pub struct Data {
 }
 
 impl Data {
-    /// The routers of ROUTERS this run measured, in table order.
+    /// The routers of ROUTERS this run measured, in table order: those with
+    /// a figure, or refused (the mode did not start with this family).
     pub fn routers(&self) -> Vec<&'static str> {
         ROUTERS
             .into_iter()
-            .filter(|r| self.values.keys().any(|(mode, _)| mode == r))
+            .filter(|r| self.values.keys().any(|(mode, _)| mode == r) || self.refused(r).is_some())
             .collect()
+    }
+
+    /// No figure and no text: the run did not measure this family.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.texts.is_empty()
+    }
+
+    /// Why the mode did not start with this family in its configuration
+    /// (the error xwan run printed), over the repetitions.
+    pub fn refused(&self, mode: &str) -> Option<String> {
+        self.text(mode, "refused")
     }
 
     /// A text figure over the repetitions: its distinct values, in order of
@@ -302,13 +334,13 @@ const OFFLOAD_STEPS: [&str; 4] = ["1k", "1k_gen2", "100k", "1m"];
 pub const LOADS: [&str; 3] = ["idle", "50", "90"];
 pub const QUANTILES: [&str; 3] = ["p50", "p99", "p999"];
 
-pub fn load(raw: &Path) -> Result<Data, ReportError> {
+pub fn load(raw: &Path) -> Result<Families, ReportError> {
     let path = raw.display().to_string();
     let text = std::fs::read_to_string(raw).map_err(|source| ReportError::Io {
         path: path.clone(),
         source,
     })?;
-    let mut data = Data::default();
+    let mut families = Families::default();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -318,6 +350,17 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
             line: i + 1,
             source,
         })?;
+        let data = match r.family {
+            None | Some(4) => &mut families.v4,
+            Some(6) => &mut families.v6,
+            Some(family) => {
+                return Err(ReportError::Family {
+                    path: path.clone(),
+                    line: i + 1,
+                    family,
+                })
+            }
+        };
         match (r.value, r.text) {
             (Some(value), _) => data.insert(r.rep, &r.mode, &r.metric, value),
             (None, Some(text)) => {
@@ -334,11 +377,12 @@ pub fn load(raw: &Path) -> Result<Data, ReportError> {
             }
         }
     }
-    if data.values.is_empty() {
+    if families.v4.values.is_empty() && families.v6.values.is_empty() {
         return Err(ReportError::Empty { path });
     }
-    data.derive();
-    Ok(data)
+    families.v4.derive();
+    families.v6.derive();
+    Ok(families)
 }
 
 const MODE_NAMES: [(&str, &str); 8] = [
@@ -364,7 +408,7 @@ pub fn mode_name(mode: &str) -> &str {
 
 /// `lines` loaded from a raw file of their own (tests run in parallel).
 #[cfg(test)]
-pub(crate) fn load_lines(lines: &str) -> Result<Data, ReportError> {
+pub(crate) fn load_lines(lines: &str) -> Result<Families, ReportError> {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("xwan-bench-report-{}-{n}", std::process::id()));
@@ -376,10 +420,10 @@ pub(crate) fn load_lines(lines: &str) -> Result<Data, ReportError> {
     data
 }
 
-/// `lines`, which must load, as [`Data`].
+/// `lines`, which must load, as [`Data`] (their IPv4 figures).
 #[cfg(test)]
 pub(crate) fn data_of(lines: &str) -> Data {
-    load_lines(lines).unwrap()
+    load_lines(lines).unwrap().v4
 }
 
 #[cfg(test)]
@@ -461,6 +505,37 @@ mod tests {
         assert_eq!(data.label("packet"), "xwan --io packet (offload on)");
         assert!(OFFLOAD_ON.contains(&"packet-page"));
         assert_eq!(data.median("packet-page", "page_answered"), Some(80.0));
+    }
+
+    #[test]
+    fn ipv6_records_are_a_family_apart_with_their_own_ceiling() {
+        let families = load_lines(
+            r#"{"rep":1,"mode":"generator","metric":"pps_1k","value":400000}
+{"rep":1,"mode":"kernel","metric":"pps_1k","value":200000}
+{"rep":1,"family":4,"mode":"packet","metric":"pps_1k","value":300000}
+{"rep":1,"family":6,"mode":"generator","metric":"pps_1k","value":360000}
+{"rep":1,"family":6,"mode":"kernel","metric":"pps_1k","value":180000}
+{"rep":1,"family":6,"mode":"xdp","metric":"refused","text":"the configuration has IPv6"}
+"#,
+        )
+        .unwrap();
+        assert_eq!(families.v4.median("kernel", "ceiling_frac"), Some(0.5));
+        assert_eq!(families.v6.median("kernel", "ceiling_frac"), Some(0.5));
+        assert_eq!(families.v4.median("packet", "pps_1k"), Some(300000.0));
+        assert_eq!(families.v6.median("packet", "pps_1k"), None);
+        // A refused mode is a column of its own, with its reason.
+        assert_eq!(families.v6.routers(), ["xdp", "kernel"]);
+        assert_eq!(
+            families.v6.refused("xdp").as_deref(),
+            Some("the configuration has IPv6")
+        );
+        assert_eq!(families.v4.refused("xdp"), None);
+        let err = load_lines(r#"{"rep":1,"family":5,"mode":"kernel","metric":"pps_1k","value":1}"#)
+            .unwrap_err();
+        assert!(
+            matches!(err, ReportError::Family { family: 5, .. }),
+            "{err}"
+        );
     }
 
     #[test]
