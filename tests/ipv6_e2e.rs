@@ -780,10 +780,23 @@ fn prefix6_scenario(mode: RouterMode) {
     ] {
         tb.exec_ok(node, args);
     }
+    // A connection open through the old prefix, which the ISP routes no
+    // more: its client gets an RST as soon as xwan is told.
+    let old_server = SocketAddrV6::new(SERVER1_6, 5104, 0, 0);
+    let listener = tb.listen_tcp6("inet", old_server);
+    let (mut client, _conn) = (0..4)
+        .find_map(|_| {
+            let client = tb.connect_tcp6("h1", old_server).expect("connect");
+            let (conn, peer) = listener.accept();
+            (peer.ip() == IpAddr::V6(HOST1_VIA_ISP1)).then_some((client, conn))
+        })
+        .expect("a connection through isp1's old prefix");
+    let told = std::time::Instant::now();
     assert_eq!(
         tell("2001:db8:200::/56").trim(),
         "isp1: prefix6 2001:db8:200::/56"
     );
+    expect_reset(&mut client, told);
     let new = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0xa);
     assert!(mapped(&tb, new), "new connections take the new prefix");
     // Refused: a prefix written in the file, garbage.

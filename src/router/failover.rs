@@ -18,6 +18,7 @@ use crate::packet::{Addr6, PROTO_TCP};
 
 /// The outcome of failing over an uplink's flows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "its RSTs are to be sent to the LAN hosts"]
 pub struct Failover {
     /// Frames to send out the LAN port: an RST to each TCP client.
     pub resets: Vec<Vec<u8>>,

@@ -542,7 +542,7 @@ fn a_new_uplink_address_serves_new_flows_and_fails_over_the_old_ones() {
     let (uplink, moved) = b.forward_any_wan(testing::udp(&lan, 5000, 53, b"q"));
     assert_eq!((uplink, moved.src), (0, renumbered));
     // An uplink without an address takes no new flows.
-    b.router.set_uplink_address(0, Ipv4Addr::UNSPECIFIED);
+    let _ = b.router.set_uplink_address(0, Ipv4Addr::UNSPECIFIED);
     let (verdict, _) = b.send(Port::Lan, testing::udp(&lan, 5001, 53, b"q"));
     assert_eq!(verdict, Verdict::Drop(DropReason::NoUplink));
 }

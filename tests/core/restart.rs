@@ -252,7 +252,7 @@ fn a_changed_nat_range_or_address_drops_what_it_touches() {
 fn an_auto_uplink_is_compared_by_its_resolved_address() {
     let renumbered = Ipv4Addr::new(198, 18, 2, 50);
     let mut old = Bench::new(FORWARD);
-    old.router.set_uplink_address(1, renumbered);
+    let _ = old.router.set_uplink_address(1, renumbered);
     converse(&mut old);
     let bytes = old.router.save_state(old.now).encode();
     let auto =
@@ -263,7 +263,7 @@ fn an_auto_uplink_is_compared_by_its_resolved_address() {
     };
 
     let b = Bench::from_text(&auto);
-    b.router.set_uplink_address(1, renumbered);
+    let _ = b.router.set_uplink_address(1, renumbered);
     let restored = restore(&b);
     assert_eq!(
         (restored.flows, restored.address_changed),

@@ -464,8 +464,11 @@ impl RuntimeControl {
             // fast path first, so their RSTs carry the final sequence.
             fast_path.sync_without(router, id);
         }
+        let mut failed = Vec::new();
         if was.address != now.address {
-            router.set_uplink_address6(id, Some(now.address).filter(|a| !a.is_unspecified()));
+            failed.push(
+                router.set_uplink_address6(id, Some(now.address).filter(|a| !a.is_unspecified())),
+            );
             info!(
                 uplink = %name,
                 "IPv6 address {} (was {})",
@@ -474,13 +477,29 @@ impl RuntimeControl {
             );
         }
         if was.prefix != now.prefix {
-            router.set_uplink_prefix6(id, now.prefix);
+            failed.push(router.set_uplink_prefix6(id, now.prefix));
             let text =
                 |p: Option<ipnet::Ipv6Net>| p.map_or_else(|| "none".to_owned(), |p| p.to_string());
             info!(uplink = %name, "IPv6 prefix {} (was {})", text(now.prefix), text(was.prefix));
         }
         if was.address != now.address || was.prefix != now.prefix {
             fast_path.sync(router);
+        }
+        // The TCP clients of the old address or prefix learn at once that
+        // their connections are gone.
+        for failed in failed
+            .iter()
+            .filter(|f| f.reset + f.remapped + f.forwards > 0)
+        {
+            let sent = self.parts.changes.send_resets(&failed.resets);
+            info!(
+                uplink = %name,
+                tcp_reset = failed.reset,
+                rst_sent = sent,
+                remapped = failed.remapped,
+                forwards_dropped = failed.forwards,
+                "IPv6 flows of the old address or prefix failed over"
+            );
         }
         if was.gateway != now.gateway {
             info!(
