@@ -97,10 +97,13 @@ impl Router {
             Verdict::Forward {
                 port: Port::Lan,
                 len,
-            } if self.waiting.push(addr, &buf[..len], ctx.meta.now) => {
+            } if self
+                .waiting
+                .push(std::net::IpAddr::from(addr), &buf[..len], ctx.meta.now) =>
+            {
                 // The MAC may have come meanwhile, its frames released
                 // before this one waited: send them from here.
-                for waited in self.release_waiting(addr.into(), ctx.meta.now) {
+                for waited in self.release_waiting(std::net::Ipv4Addr::from(addr), ctx.meta.now) {
                     ctx.send_also(Port::Lan, &waited);
                 }
                 Verdict::Taken

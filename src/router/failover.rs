@@ -90,7 +90,7 @@ impl Router {
         self.failed_over6(&removed)
     }
 
-    fn failed_over6(&self, removed: &[Removed<Addr6>]) -> Failover {
+    pub(super) fn failed_over6(&self, removed: &[Removed<Addr6>]) -> Failover {
         let mut out = Failover::default();
         for flow in removed {
             self.release6(&flow.spec);

@@ -234,6 +234,12 @@ impl Router {
                 .filter(|key| !live.forwards.contains_key(key))
                 .copied()
                 .collect();
+            let removed6: Vec<(u8, u16, UplinkId)> = old
+                .forwards6
+                .keys()
+                .filter(|key| !live.forwards6.contains_key(key))
+                .copied()
+                .collect();
             self.lan_mtu.configure(config.lan.mtu);
             for (uplink, wan) in self.uplinks.iter().zip(&config.wans) {
                 uplink.mtu.configure(wan.mtu);
@@ -244,9 +250,10 @@ impl Router {
             // After the store: a lane that sees the new epoch loads the new
             // settings (or newer ones).
             self.live_epoch.fetch_add(1, Ordering::AcqRel);
-            removed
+            (removed, removed6)
         };
-        if removed_forwards.is_empty() {
+        let (removed_forwards, removed_forwards6) = removed_forwards;
+        if removed_forwards.is_empty() && removed_forwards6.is_empty() {
             return Reconfigured::default();
         }
         before_closing();
@@ -269,6 +276,15 @@ impl Router {
                 out.resets.extend(self.reset_frame(flow));
             }
         }
+        // IPv6 forwards' flows (on the NAT66 addresses; no hairpin).
+        let gone6 = self.v6.table.remove_where(|flow| {
+            let spec = &flow.spec;
+            spec.kind == FlowKind::Dnat
+                && removed_forwards6.contains(&(spec.protocol, spec.outside.port, spec.uplink))
+        });
+        let failed6 = self.failed_over6(&gone6);
+        out.forward_flows_closed += gone6.len();
+        out.resets.extend(failed6.resets);
         out
     }
 }

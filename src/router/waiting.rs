@@ -8,10 +8,11 @@
 //! [`MAX_BYTES`] in all, each for [`MAX_WAIT`]; a frame beyond a bound is
 //! dropped as `neighbour_unresolved`, one that waited too long as
 //! `neighbour_timeout`. Only a whole frame that fits the LAN's MTU waits (a
-//! fragment or a GSO super-frame is dropped as before).
+//! fragment or a GSO super-frame is dropped as before). IPv4 and IPv6 hosts
+//! share the queue and its bounds.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::counters::LaneCounters;
@@ -30,7 +31,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(3);
 
 /// One frame waiting for `addr`'s MAC.
 struct Waiting {
-    addr: [u8; 4],
+    addr: IpAddr,
     since: Duration,
     frame: Vec<u8>,
 }
@@ -58,7 +59,7 @@ impl Queue {
     }
 
     /// Keeps `frame` for `addr`, unless a bound is reached.
-    fn push(&mut self, addr: [u8; 4], frame: &[u8], now: Duration) -> bool {
+    fn push(&mut self, addr: IpAddr, frame: &[u8], now: Duration) -> bool {
         let for_host = self.frames.iter().filter(|w| w.addr == addr).count();
         if for_host >= MAX_PER_HOST || self.bytes + frame.len() > MAX_BYTES {
             return false;
@@ -73,7 +74,7 @@ impl Queue {
     }
 
     /// Takes `addr`'s frames, oldest first.
-    fn take(&mut self, addr: [u8; 4]) -> Vec<Vec<u8>> {
+    fn take(&mut self, addr: IpAddr) -> Vec<Vec<u8>> {
         let (mine, others): (VecDeque<Waiting>, VecDeque<Waiting>) =
             self.frames.drain(..).partition(|w| w.addr == addr);
         self.frames = others;
@@ -99,7 +100,7 @@ impl NeighbourWait {
 
     /// Keeps the translated `frame` (its destination MAC blank) for
     /// `addr` at `now`; false when a bound is reached.
-    pub(super) fn push(&self, addr: [u8; 4], frame: &[u8], now: Duration) -> bool {
+    pub(super) fn push(&self, addr: IpAddr, frame: &[u8], now: Duration) -> bool {
         let mut queue = lock(&self.queue);
         let expired = queue.expire(now);
         self.counters
@@ -107,7 +108,7 @@ impl NeighbourWait {
         queue.push(addr, frame, now)
     }
 
-    fn take(&self, addr: [u8; 4], now: Duration) -> Vec<Vec<u8>> {
+    fn take(&self, addr: IpAddr, now: Duration) -> Vec<Vec<u8>> {
         let mut queue = lock(&self.queue);
         let expired = queue.expire(now);
         self.counters
@@ -121,11 +122,16 @@ impl Router {
     /// with it filled in, oldest first, for the I/O layer to send out the LAN
     /// port; those that waited [`MAX_WAIT`] by `now` are dropped and
     /// counted. Empty while the table has no MAC for `addr`.
-    pub fn release_waiting(&self, addr: Ipv4Addr, now: Duration) -> Vec<Vec<u8>> {
-        let Some(mac) = self.lan_hosts.get(&addr.octets()).map(|m| *m) else {
+    pub fn release_waiting(&self, addr: impl Into<IpAddr>, now: Duration) -> Vec<Vec<u8>> {
+        let addr = addr.into();
+        let mac = match addr {
+            IpAddr::V4(v4) => self.lan_hosts.get(&v4.octets()).map(|m| *m),
+            IpAddr::V6(v6) => self.v6.lan_hosts.get(&v6.octets()).map(|m| *m),
+        };
+        let Some(mac) = mac else {
             return Vec::new();
         };
-        let mut frames = self.waiting.take(addr.octets(), now);
+        let mut frames = self.waiting.take(addr, now);
         for frame in &mut frames {
             frame[..6].copy_from_slice(&mac);
         }
@@ -154,8 +160,8 @@ impl Router {
 mod tests {
     use super::*;
 
-    const HOST: [u8; 4] = [192, 168, 50, 10];
-    const OTHER: [u8; 4] = [192, 168, 50, 11];
+    const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 50, 10));
+    const OTHER: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0x50, 0, 0, 0, 0, 0, 0xb));
 
     fn at(ms: u64) -> Duration {
         Duration::from_millis(ms)
@@ -186,7 +192,7 @@ mod tests {
         let big = vec![0; 1500];
         let mut kept = 0;
         for host in 0..=255u8 {
-            if queue.push([10, 0, 0, host], &big, at(0)) {
+            if queue.push(IpAddr::from([10, 0, 0, host]), &big, at(0)) {
                 kept += 1;
             }
         }

@@ -345,6 +345,32 @@ fn an_inbound_connection_reaches_the_mapped_host_and_replies_leave_its_uplink() 
     assert_eq!(verdict, Verdict::Kernel(KernelReason::RouterTraffic));
 }
 
+/// An inbound connection to a LAN host whose MAC nobody knows yet: its
+/// first packet is translated and waits (the host asked for) until the
+/// neighbour table has the MAC, then goes out whole with it.
+#[test]
+fn an_inbound_packet_to_an_unresolved_host_waits_for_its_mac() {
+    let mut bench = Bench6::new("prefix");
+    let syn = from_wan(0, tcp6(SERVER6, "2001:db8:100::b", (50000, 22), true, b""));
+    let (verdict, _) = bench.send(Port::Wan(0), syn);
+    assert_eq!(verdict, Verdict::Taken);
+    let host: Ipv6Addr = HOST6_B.parse().unwrap();
+    assert_eq!(bench.router().unresolved_lan_hosts6(), [host]);
+    let now = bench.0.now;
+    assert!(
+        bench.router().release_waiting(host, now).is_empty(),
+        "nothing leaves before the MAC is known"
+    );
+    bench.router().set_lan_mac6(host, [2, 0, 0, 0, 0, 0x1b]);
+    let waited = bench.router().release_waiting(host, now);
+    assert_eq!(waited.len(), 1);
+    let inside = check(&waited[0]);
+    assert_eq!(inside.dst, a6(HOST6_B));
+    assert_eq!(inside.dst_mac, [2, 0, 0, 0, 0, 0x1b]);
+    assert_eq!(inside.ports, (50000, 22));
+    assert!(bench.router().release_waiting(host, now).is_empty());
+}
+
 #[test]
 fn hop_limit_expiry_is_answered_from_the_lan_address() {
     let mut bench = Bench6::new("prefix");
@@ -789,6 +815,22 @@ fn a_port_forward_on_the_nat66_address_reaches_its_ipv6_target() {
     let stray = from_wan(1, tcp6(SERVER6, ISP2_6, (50000, 2023), true, b""));
     assert_eq!(
         bench.send(Port::Wan(1), stray).0,
+        Verdict::Kernel(KernelReason::RouterTraffic)
+    );
+
+    // A reload without the forward closes its connection: an RST to the
+    // LAN host, and the port opens nothing any more.
+    let without =
+        xwan::config::Config::from_toml(&config_text("prefix"), std::path::Path::new("test.toml"))
+            .unwrap();
+    let reloaded = bench.router().reconfigure(&without);
+    assert_eq!(reloaded.forward_flows_closed, 1);
+    assert_eq!(reloaded.resets.len(), 1);
+    let rst = check(&reloaded.resets[0]);
+    assert_eq!((rst.dst, rst.ports), (a6(HOST6_B), (50000, 22)));
+    let again = from_wan(1, tcp6(SERVER6, ISP2_6, (50000, 2022), false, b"more"));
+    assert_eq!(
+        bench.send(Port::Wan(1), again).0,
         Verdict::Kernel(KernelReason::RouterTraffic)
     );
 }

@@ -167,7 +167,7 @@ impl NeighbourThread {
     }
 
     /// Sends the frames that waited for `addr`'s MAC, which the core has now.
-    fn send_waiting(&self, addr: Ipv4Addr) {
+    fn send_waiting(&self, addr: IpAddr) {
         let frames = self.router.release_waiting(addr, self.epoch.elapsed());
         let sent = |frame: &Vec<u8>| {
             let lan = self.lan.as_ref()?;
@@ -208,7 +208,7 @@ impl NeighbourThread {
             {
                 self.router.set_lan_mac(addr, mac);
                 self.lan_macs.insert(addr, mac);
-                self.send_waiting(addr);
+                self.send_waiting(addr.into());
             }
         }
         self.router.expire_waiting(self.epoch.elapsed());
@@ -246,6 +246,7 @@ impl NeighbourThread {
             for (addr, mac) in &hosts {
                 if self.lan_macs6.get(addr) != Some(mac) {
                     self.router.set_lan_mac6(*addr, *mac);
+                    self.send_waiting((*addr).into());
                 }
             }
             self.lan_macs6 = hosts;

@@ -62,7 +62,7 @@ pub(super) struct Ipv6State {
     pub(super) table: FlowTable<Addr6>,
     /// LAN hosts' MACs: from the kernel's neighbour table, and learnt from
     /// the frames they send (an inbound connection needs its host's MAC).
-    lan_hosts: DashMap<Addr6, [u8; 6], ahash::RandomState>,
+    pub(super) lan_hosts: DashMap<Addr6, [u8; 6], ahash::RandomState>,
     /// LAN hosts whose MAC a frame needed and the core did not have, for
     /// the I/O layer to ask the kernel for (bounded).
     unresolved: Mutex<HashSet<Addr6>>,
@@ -316,8 +316,8 @@ impl Router {
     }
 
     /// LAN hosts' IPv6 addresses whose MAC the core needed and did not have
-    /// (an inbound connection's first packet, dropped as
-    /// `neighbour_unresolved`; its sender's retransmission finds the MAC).
+    /// (an inbound connection's first packet, which waits for it:
+    /// `waiting.rs`).
     pub fn unresolved_lan_hosts6(&self) -> Vec<std::net::Ipv6Addr> {
         lock(&self.v6.unresolved)
             .iter()

@@ -162,7 +162,7 @@ impl Router {
             return verdict;
         }
         let Some(rewrite) = self.rewrite_to_inside6(spec) else {
-            return self.unresolved6(spec.inside.addr);
+            return self.wait_for_inside6(buf, frame, spec, ctx);
         };
         self.clamp_mss6(buf, frame, Port::Lan, ctx);
         let len = apply6(buf, frame, &rewrite);
@@ -172,6 +172,41 @@ impl Router {
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
         verdict
+    }
+
+    /// A flow's packet from the Internet to an inside host whose MAC is
+    /// not known yet: asked for, and the packet translated and kept until
+    /// it comes (`waiting.rs`, as IPv4's), unless it is a fragment (its
+    /// later ones could not follow) or the queue is full.
+    fn wait_for_inside6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        spec: &FlowSpec<Addr6>,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let unresolved = self.unresolved6(spec.inside.addr);
+        if frame.fragment.is_some() {
+            return unresolved;
+        }
+        let rewrite = Rewrite6 {
+            src_mac: self.lan_mac,
+            dst_mac: super::super::neighbours::NO_MAC,
+            src: spec.remote,
+            dst: spec.inside,
+        };
+        self.clamp_mss6(buf, frame, Port::Lan, ctx);
+        let len = apply6(buf, frame, &rewrite);
+        let addr = std::net::IpAddr::from(spec.inside.addr);
+        if !self.waiting.push(addr, &buf[..len], ctx.meta.now) {
+            return unresolved;
+        }
+        // The MAC may have come meanwhile, its frames released before this
+        // one waited: send them from here.
+        for waited in self.release_waiting(addr, ctx.meta.now) {
+            ctx.send_also(Port::Lan, &waited);
+        }
+        Verdict::Taken
     }
 
     /// What a flow's packets from the Internet become on the LAN; None
