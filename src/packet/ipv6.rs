@@ -200,7 +200,7 @@ fn packet_end(frame: &[u8], ip: &Ipv6Frame<&[u8]>) -> Result<usize, ParseOutcome
 /// group the router does not route); a link-local address on either side,
 /// or an unspecified or loopback one, never leaves the link (RFC 4291 2.5),
 /// and the kernel answers what of it is for the router (ND, DHCPv6).
-fn forwardable_scope(src: Addr6, dst: Addr6) -> Result<(), ParseOutcome> {
+pub(super) fn forwardable_scope(src: Addr6, dst: Addr6) -> Result<(), ParseOutcome> {
     if is_multicast6(dst) {
         return Err(ParseOutcome::Kernel(KernelReason::Multicast));
     }
