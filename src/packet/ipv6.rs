@@ -6,8 +6,6 @@
 //! should not touch (link-local scope, Hop-by-Hop options, source routing)
 //! becomes the verdict it leads to.
 
-use std::net::Ipv6Addr;
-
 use etherparse::EtherType;
 
 use super::parse::{ParseOutcome, Parsed, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
@@ -218,9 +216,9 @@ pub fn is_multicast6(addr: Addr6) -> bool {
 
 /// fe80::/10, ::, ::1: addresses a router must not forward (RFC 4291).
 fn is_link_scope(addr: Addr6) -> bool {
-    let ip = Ipv6Addr::from(addr);
-    let link_local = addr[0] == 0xfe && addr[1] & 0xc0 == 0x80;
-    link_local || ip.is_unspecified() || ip.is_loopback()
+    let bits = u128::from_be_bytes(addr);
+    let link_local = bits >> 118 == 0xfe80 >> 6;
+    link_local || bits <= 1
 }
 
 /// How the chain is walked: for a packet to forward, a Hop-by-Hop header

@@ -23,19 +23,25 @@ pub(in crate::router) struct AddressCache6 {
 
 /// The router's own IPv6 addresses at one epoch.
 struct Own6 {
-    lan: Option<Addr6>,
+    /// Its LAN address and the uplinks' addresses it has.
+    addresses: Vec<Addr6>,
     /// Per uplink, in config order.
     uplinks: Vec<Arc<Addressing6>>,
 }
 
 impl Own6 {
     fn of(router: &Router) -> Own6 {
-        Own6 {
-            lan: router.lan_address6(),
-            uplinks: (router.v6.uplinks.iter())
-                .map(|u| u.addressing.load_full())
-                .collect(),
-        }
+        let uplinks: Vec<Arc<Addressing6>> = (router.v6.uplinks.iter())
+            .map(|u| u.addressing.load_full())
+            .collect();
+        let addresses = (router.lan_address6().into_iter())
+            .chain(uplinks.iter().filter_map(|u| u.address))
+            .collect();
+        Own6 { addresses, uplinks }
+    }
+
+    fn is_router(&self, addr: Addr6) -> bool {
+        self.addresses.contains(&addr)
     }
 }
 
@@ -69,22 +75,37 @@ impl Router {
     /// Whether `addr` is one of the router's own IPv6 addresses (its LAN
     /// address, an uplink's address).
     pub(super) fn is_router_address6(&self, addr: Addr6, ctx: &FrameContext) -> bool {
-        let own = self.own6(ctx.addresses6);
-        own.lan == Some(addr) || own.uplinks.iter().any(|u| u.address == Some(addr))
+        self.own6(ctx.addresses6).is_router(addr)
     }
 
-    /// The LAN host an address of `uplink` stands for: a mapped address
-    /// (prefix, npt), or a LAN address the uplink routes (off); None for the
-    /// router's own addresses and anything else.
-    pub(super) fn inbound_address6(
+    /// Where the destination `dst` of a frame from `uplink` leads: the LAN
+    /// host it stands for (`Some(Some(host))`: a mapped address with prefix
+    /// or npt, a LAN address the uplink routes with off), the router itself
+    /// (`Some(None)`), or neither (None).
+    pub(super) fn wan_destination6(
         &self,
         nat: Nat6,
         uplink: UplinkId,
         dst: Addr6,
         ctx: &FrameContext,
-    ) -> Option<Addr6> {
+    ) -> Option<Option<Addr6>> {
         let own = self.own6(ctx.addresses6);
-        let addressing = own.uplinks.get(usize::from(uplink))?;
+        let inbound = own
+            .uplinks
+            .get(usize::from(uplink))
+            .and_then(|addressing| self.inbound_address6(addressing, nat, dst));
+        // The router's own addresses are looked at only for what maps to
+        // no LAN host (a mapped address is never one of them).
+        match inbound {
+            Some(host) => Some(Some(host)),
+            None => own.is_router(dst).then_some(None),
+        }
+    }
+
+    /// The LAN host an address of an uplink with `addressing` stands for:
+    /// a mapped address (prefix, npt), or a LAN address the uplink routes
+    /// (off); None for the router's own addresses and anything else.
+    fn inbound_address6(&self, addressing: &Addressing6, nat: Nat6, dst: Addr6) -> Option<Addr6> {
         match nat {
             Nat6::Prefix | Nat6::Npt => addressing.maps.iter().find_map(|m| m.inbound(dst)),
             Nat6::Off => {

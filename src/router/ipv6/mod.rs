@@ -242,7 +242,8 @@ impl Router {
         } else {
             None
         };
-        if let Some(verdict) = plain.and_then(|plain| self.established6(buf, &plain, ctx)) {
+        if let Some(verdict) = (plain.as_ref()).and_then(|plain| self.established6(buf, plain, ctx))
+        {
             return verdict;
         }
         self.general6(buf, plain, ctx)

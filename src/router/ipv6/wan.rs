@@ -89,13 +89,10 @@ impl Router {
         if self.v6.is_lan(frame.src) {
             return Err(Verdict::Drop(DropReason::SpoofedSource));
         }
-        let inbound = self.inbound_address6(nat, uplink, frame.dst, ctx);
-        // The router's own addresses are looked at only for what maps to
-        // no LAN host (a mapped address is never one of them).
-        if inbound.is_none() && !self.is_router_address6(frame.dst, ctx) {
-            return Err(Verdict::Kernel(KernelReason::RouterTraffic));
+        match self.wan_destination6(nat, uplink, frame.dst, ctx) {
+            Some(inbound) => Ok((nat, inbound)),
+            None => Err(Verdict::Kernel(KernelReason::RouterTraffic)),
         }
-        Ok((nat, inbound))
     }
 
     /// A packet of no flow to the router's own address on `uplink`: a port
