@@ -72,6 +72,7 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
 /// of the packet) as both families' general parsers read it, and its
 /// checksum field; None for another protocol, a header that does not fit,
 /// or a UDP length outside the segment.
+#[inline(always)]
 pub(super) fn plain_transport(protocol: u8, segment: &[u8]) -> Option<(Transport, u16)> {
     match protocol {
         PROTO_TCP => {
