@@ -54,15 +54,18 @@ pub fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u16) -> 
 /// packet of `l4_len` bytes: TCP, UDP and ICMPv6 (unlike ICMPv4) all cover
 /// it, so translating an address changes all three checksums.
 pub fn pseudo_header_sum6(src: Addr6, dst: Addr6, proto: u8, l4_len: u32) -> u32 {
-    // Each address as four 32-bit words, added in 64 bits, then two
-    // end-around carries (as `pseudo_header_sum`).
-    let words = |addr: Addr6| {
+    // Each address as two 64-bit words, added in 128 bits, then folded to
+    // 64 and to 32 bits with end-around carries (2^64 and 2^32 are both 1
+    // modulo 0xffff, so every fold keeps the one's-complement sum).
+    let halves = |addr: Addr6| {
         let a = u128::from_be_bytes(addr);
-        (0..4).map(move |i| u64::from((a >> (32 * i)) as u32))
+        (a >> 64) + u128::from(a as u64)
     };
-    let acc = words(src).chain(words(dst)).sum::<u64>() + u64::from(proto) + u64::from(l4_len);
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let acc = halves(src) + halves(dst) + u128::from(proto) + u128::from(l4_len);
+    let acc = (acc >> 64) + u128::from(acc as u64);
+    let acc = ((acc >> 64) + u128::from(acc as u64)) as u64;
+    let acc = (acc >> 32) + (acc & 0xffff_ffff);
+    let acc = (acc >> 32) + (acc & 0xffff_ffff);
     acc as u32
 }
 
@@ -191,6 +194,21 @@ mod tests {
     }
 
     proptest! {
+        /// The IPv6 pseudo-header's sum is the sum of its 40 bytes as RFC
+        /// 8200 8.1 lays them out.
+        #[test]
+        fn pseudo_header_sum6_sums_the_pseudo_header(
+            src in any::<[u8; 16]>(), dst in any::<[u8; 16]>(), proto in any::<u8>(), len in any::<u32>(),
+        ) {
+            let mut bytes = [src.as_slice(), dst.as_slice()].concat();
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(&[0, 0, 0, proto]);
+            prop_assert_eq!(
+                fold(pseudo_header_sum6(src, dst, proto, len)),
+                reference_sum(&bytes)
+            );
+        }
+
         /// Summing 32-bit words gives the one's-complement sum of 16-bit words.
         #[test]
         fn word_sum_matches_the_reference(data in proptest::collection::vec(any::<u8>(), 0..1600),

@@ -39,45 +39,17 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
     let end = L3_OFFSET + usize::from(ip.total_len());
     let segment = buf.get(l4..end)?;
     let protocol = ip.protocol();
-    let (transport, l4_checksum) = match protocol {
-        PROTO_TCP => {
-            let tcp = TcpSegment::new_checked(segment)?;
-            let flags = TcpFlags::from_byte(tcp.flags());
-            let transport = Transport::Tcp {
-                src_port: tcp.src_port(),
-                dst_port: tcp.dst_port(),
-                flags,
-                seq: tcp.seq(),
-                // Fits: at most a 16-bit total length. SYN and FIN each
-                // take a sequence number.
-                seq_len: tcp.payload_len() as u32 + u32::from(flags.syn) + u32::from(flags.fin),
-            };
-            (transport, Some(tcp.checksum()))
-        }
-        PROTO_UDP => {
-            let udp = UdpDatagram::new_checked(segment)?;
-            let length = usize::from(udp.length());
-            if length < field::UDP_HEADER_LEN || length > segment.len() {
-                return None;
-            }
-            let transport = Transport::Udp {
-                src_port: udp.src_port(),
-                dst_port: udp.dst_port(),
-                checksum: udp.checksum(),
-            };
-            (transport, (udp.checksum() != 0).then_some(udp.checksum()))
-        }
-        _ => return None,
-    };
+    let (transport, l4_checksum) = plain_transport(protocol, segment)?;
     if checksum::fold(checksum::sum_bytes(0, ip.header())) != 0xffff {
         return None;
     }
     let (src, dst) = (ip.src(), ip.dst());
-    if let Some(sent) = l4_checksum {
+    // UDP sent without a checksum (0) has none to be partial.
+    if l4_checksum != 0 || protocol == PROTO_TCP {
         // Fits: at most a 16-bit total length.
         let len = segment.len() as u16;
         let pseudo = checksum::fold(checksum::pseudo_header_sum(src, dst, protocol, len));
-        if sent == pseudo {
+        if l4_checksum == pseudo {
             return None;
         }
     }
@@ -94,6 +66,44 @@ pub fn parse_plain(buf: &[u8]) -> Option<Frame> {
         end,
         transport,
     })
+}
+
+/// The TCP or UDP header at the start of `segment` (which runs to the end
+/// of the packet) as both families' general parsers read it, and its
+/// checksum field; None for another protocol, a header that does not fit,
+/// or a UDP length outside the segment.
+#[inline(always)]
+pub(super) fn plain_transport(protocol: u8, segment: &[u8]) -> Option<(Transport, u16)> {
+    match protocol {
+        PROTO_TCP => {
+            let tcp = TcpSegment::new_checked(segment)?;
+            let flags = TcpFlags::from_byte(tcp.flags());
+            let transport = Transport::Tcp {
+                src_port: tcp.src_port(),
+                dst_port: tcp.dst_port(),
+                flags,
+                seq: tcp.seq(),
+                // Fits: at most a 16-bit length. SYN and FIN each take a
+                // sequence number.
+                seq_len: tcp.payload_len() as u32 + u32::from(flags.syn) + u32::from(flags.fin),
+            };
+            Some((transport, tcp.checksum()))
+        }
+        PROTO_UDP => {
+            let udp = UdpDatagram::new_checked(segment)?;
+            let length = usize::from(udp.length());
+            if length < field::UDP_HEADER_LEN || length > segment.len() {
+                return None;
+            }
+            let transport = Transport::Udp {
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
+                checksum: udp.checksum(),
+            };
+            Some((transport, udp.checksum()))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

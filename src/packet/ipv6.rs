@@ -6,8 +6,6 @@
 //! should not touch (link-local scope, Hop-by-Hop options, source routing)
 //! becomes the verdict it leads to.
 
-use std::net::Ipv6Addr;
-
 use etherparse::EtherType;
 
 use super::parse::{ParseOutcome, Parsed, TcpFlags, Transport, L3_OFFSET, PROTO_TCP, PROTO_UDP};
@@ -200,7 +198,7 @@ fn packet_end(frame: &[u8], ip: &Ipv6Frame<&[u8]>) -> Result<usize, ParseOutcome
 /// group the router does not route); a link-local address on either side,
 /// or an unspecified or loopback one, never leaves the link (RFC 4291 2.5),
 /// and the kernel answers what of it is for the router (ND, DHCPv6).
-fn forwardable_scope(src: Addr6, dst: Addr6) -> Result<(), ParseOutcome> {
+pub(super) fn forwardable_scope(src: Addr6, dst: Addr6) -> Result<(), ParseOutcome> {
     if is_multicast6(dst) {
         return Err(ParseOutcome::Kernel(KernelReason::Multicast));
     }
@@ -218,9 +216,9 @@ pub fn is_multicast6(addr: Addr6) -> bool {
 
 /// fe80::/10, ::, ::1: addresses a router must not forward (RFC 4291).
 fn is_link_scope(addr: Addr6) -> bool {
-    let ip = Ipv6Addr::from(addr);
-    let link_local = addr[0] == 0xfe && addr[1] & 0xc0 == 0x80;
-    link_local || ip.is_unspecified() || ip.is_loopback()
+    let bits = u128::from_be_bytes(addr);
+    let link_local = bits >> 118 == 0xfe80 >> 6;
+    link_local || bits <= 1
 }
 
 /// How the chain is walked: for a packet to forward, a Hop-by-Hop header

@@ -1,6 +1,7 @@
 //! Packet formats: parsing a frame into a plain [`Frame`] (in general, or at
 //! fixed offsets for the established fast path) and rewriting it in place;
-//! for IPv6, [`Frame6`] from [`parse6`], rewritten by [`apply6`], with its
+//! for IPv6, [`Frame6`] from [`parse6`] (or [`parse_plain6`] at fixed
+//! offsets), rewritten by [`apply6`] (or [`apply_established6`]), with its
 //! ICMPv6 errors in [`icmp6`].
 
 #![forbid(unsafe_code)]
@@ -8,6 +9,7 @@
 pub mod checksum;
 mod family;
 mod fast;
+mod fast6;
 mod fragment;
 pub mod icmp;
 pub mod icmp6;
@@ -23,6 +25,7 @@ pub mod wire6;
 
 pub use family::{Family, HashWords};
 pub use fast::parse_plain;
+pub use fast6::parse_plain6;
 pub use fragment::fragment;
 pub use icmp6::{
     make_error6, may_answer6, quoted6, translate_error6, Error6, ErrorRewrite6, Quoted6,
@@ -42,6 +45,8 @@ pub use rewrite::{
     Addr4, Addr6, ChecksumDeltas, Endpoint, Endpoint6, Rewrite,
 };
 pub use rewrite6::{
-    apply6, carries_partial_checksum6, complete_partial_checksum6, Deltas6, Rewrite6,
+    apply6, apply_established6, carries_partial_checksum6, complete_partial_checksum6, Deltas6,
+    Rewrite6,
 };
 pub use tcp::{clamp_mss, mss_option};
+pub use wire6::carries_ipv6;

@@ -113,24 +113,38 @@ pub fn apply_established(buf: &mut [u8], frame: &Frame, rewrite: &Rewrite, delta
         ip.set_src(rewrite.src.addr);
         ip.set_dst(rewrite.dst.addr);
     }
-    let Some(segment) = buf.get_mut(frame.l4..frame.end) else {
+    let ports = (rewrite.src.port, rewrite.dst.port);
+    rewrite_l4_established(buf, frame.protocol, (frame.l4, frame.end), ports, deltas.l4);
+}
+
+/// The transport part of both families' established rewrite: the TCP or
+/// UDP header of the segment at `at` (start, end) gets the new `ports`
+/// (source, destination) and its checksum the folded `delta`, in one pass
+/// (a UDP checksum of 0 stays 0).
+pub(super) fn rewrite_l4_established(
+    buf: &mut [u8],
+    protocol: u8,
+    at: (usize, usize),
+    ports: (u16, u16),
+    delta: u16,
+) {
+    let Some(segment) = buf.get_mut(at.0..at.1) else {
         return;
     };
-    match frame.protocol {
+    match protocol {
         PROTO_TCP => {
             if let Some(mut tcp) = TcpSegment::new_checked(segment) {
-                tcp.set_src_port(rewrite.src.port);
-                tcp.set_dst_port(rewrite.dst.port);
-                let check = apply_delta(tcp.checksum(), deltas.l4);
+                tcp.set_src_port(ports.0);
+                tcp.set_dst_port(ports.1);
+                let check = apply_delta(tcp.checksum(), delta);
                 tcp.set_checksum(check);
             }
         }
         PROTO_UDP => {
             if let Some(mut udp) = UdpDatagram::new_checked(segment) {
-                udp.set_src_port(rewrite.src.port);
-                udp.set_dst_port(rewrite.dst.port);
-                let check =
-                    update_transport(PROTO_UDP, udp.checksum(), |c| apply_delta(c, deltas.l4));
+                udp.set_src_port(ports.0);
+                udp.set_dst_port(ports.1);
+                let check = update_transport(PROTO_UDP, udp.checksum(), |c| apply_delta(c, delta));
                 udp.set_checksum(check);
             }
         }

@@ -11,7 +11,7 @@ use super::checksum::{
 use super::family::Family;
 use super::ipv6::{Frame6, PROTO_ICMPV6};
 use super::parse::{Transport, PROTO_TCP, PROTO_UDP};
-use super::rewrite::{Addr6, Endpoint6, Words};
+use super::rewrite::{rewrite_l4_established, Addr6, ChecksumDeltas, Endpoint6, Words};
 use super::wire::field;
 use super::wire6::{get16, set16, Ipv6Frame};
 
@@ -39,18 +39,7 @@ pub struct Rewrite6 {
 /// 6296 NPTv6) and ports do not change; the caller decides whether to
 /// forward it so.
 pub fn apply6(buf: &mut [u8], frame: &Frame6, rewrite: &Rewrite6) -> usize {
-    rewrite_ip6(
-        buf,
-        frame,
-        (rewrite.src_mac, rewrite.dst_mac),
-        rewrite.src.addr,
-        rewrite.dst.addr,
-    );
-    let (src_port, dst_port) = frame.ports();
-    let old = (
-        Endpoint6::new(frame.src, src_port),
-        Endpoint6::new(frame.dst, dst_port),
-    );
+    let old = rewrite_fixed6(buf, frame, rewrite);
     if let Some(kind) = Upper6::of(frame.transport) {
         rewrite_upper6(
             &mut InPlace6,
@@ -63,6 +52,47 @@ pub fn apply6(buf: &mut [u8], frame: &Frame6, rewrite: &Rewrite6) -> usize {
         );
     }
     frame.end
+}
+
+/// [`apply_established`](super::apply_established) for IPv6: [`apply6`]
+/// for a whole TCP or UDP packet right after the fixed header
+/// ([`parse_plain6`](super::parse_plain6)) whose tuple is the one `deltas`
+/// was made for, its new endpoints `rewrite`'s, the upper-layer checksum
+/// updated by the one precomputed delta. Gives the bytes [`apply6`] gives
+/// (a property test holds them equal), which leaves the checksum field as
+/// it is when no address or port changes (`nat6 = "off"`): a delta of
+/// nothing would turn a TCP checksum of 0xffff into 0. Returns the length
+/// of the frame to send, as [`apply6`].
+pub fn apply_established6(
+    buf: &mut [u8],
+    frame: &Frame6,
+    rewrite: &Rewrite6,
+    deltas: ChecksumDeltas,
+) -> usize {
+    let old = rewrite_fixed6(buf, frame, rewrite);
+    if old != (rewrite.src, rewrite.dst) {
+        let ports = (rewrite.src.port, rewrite.dst.port);
+        rewrite_l4_established(buf, frame.protocol, (frame.l4, frame.end), ports, deltas.l4);
+    }
+    frame.end
+}
+
+/// What both rewrites do first: [`rewrite_ip6`] with `rewrite`'s MACs and
+/// addresses; returns the endpoints (source, destination) the frame arrived
+/// with, which its upper layer's rewrite starts from.
+fn rewrite_fixed6(buf: &mut [u8], frame: &Frame6, rewrite: &Rewrite6) -> (Endpoint6, Endpoint6) {
+    rewrite_ip6(
+        buf,
+        frame,
+        (rewrite.src_mac, rewrite.dst_mac),
+        rewrite.src.addr,
+        rewrite.dst.addr,
+    );
+    let (src_port, dst_port) = frame.ports();
+    (
+        Endpoint6::new(frame.src, src_port),
+        Endpoint6::new(frame.dst, dst_port),
+    )
 }
 
 /// Rewrites the Ethernet addresses, decrements the hop limit and sets the
@@ -302,8 +332,8 @@ mod tests {
     use super::*;
     use crate::packet::ipv6::parse6;
     use crate::packet::test6::{
-        addr, echo, forwardable_exts, frame6, global_addr, icmp6, tcp, udp, upper_checksum_valid,
-        Ext, HOST_MAC, ROUTER_MAC,
+        addr, checksum_at, echo, forwardable_exts, frame6, global_addr, icmp6, tcp, udp,
+        upper_checksum_valid, Ext, HOST_MAC, ROUTER_MAC,
     };
     use proptest::prelude::*;
 
@@ -499,7 +529,56 @@ mod tests {
         ]
     }
 
+    /// `addr` with its first and last words changed so that its
+    /// one's-complement sum is the same (as an RFC 6296 mapping leaves it).
+    fn neutral(addr: Addr6, k: u16) -> Addr6 {
+        let word = |i: usize| u32::from(u16::from_be_bytes([addr[i], addr[i + 1]]));
+        let fold = |sum: u32| ((sum & 0xffff) + (sum >> 16)) as u16;
+        let mut out = addr;
+        out[0..2].copy_from_slice(&fold(word(0) + u32::from(k)).to_be_bytes());
+        out[14..16].copy_from_slice(&fold(word(14) + u32::from(!k)).to_be_bytes());
+        out
+    }
+
     proptest! {
+        /// The established rewrite, with the deltas a flow computes for its
+        /// tuples, writes the bytes apply6 writes, for TCP and UDP with any
+        /// checksum field (0 and 0xffff included) and tuples left as they
+        /// are (nat6 off), changed checksum-neutrally (npt), or changed in
+        /// any other way (prefix, masquerade).
+        #[test]
+        fn apply_established6_equals_apply6(
+            is_tcp in any::<bool>(), old in (global_addr(), global_addr(), any::<(u16, u16)>()),
+            how in 0u8..4, k in any::<u16>(),
+            new in (global_addr(), global_addr(), any::<(u16, u16)>()),
+            check in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+            hop_limit in 2u8..=255, payload in proptest::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let (protocol, upper) = if is_tcp {
+                (PROTO_TCP, tcp(old.2 .0, old.2 .1, 0x10, 1, &payload))
+            } else {
+                (PROTO_UDP, udp(old.2 .0, old.2 .1, &payload))
+            };
+            let valid = frame6(old.0, old.1, hop_limit, &[], protocol, &upper);
+            let frame = parse6(&valid).unwrap();
+            let from = (Endpoint6::new(old.0, old.2 .0), Endpoint6::new(old.1, old.2 .1));
+            let to = match how {
+                0 => from,
+                1 => (Endpoint6::new(neutral(old.0, k), old.2 .0), from.1),
+                2 => (Endpoint6::new(new.0, new.2 .0), from.1),
+                _ => (Endpoint6::new(new.0, new.2 .0), Endpoint6::new(new.1, new.2 .1)),
+            };
+            let mut bytes = valid.clone();
+            let at = 54 + checksum_at(protocol).unwrap();
+            bytes[at..at + 2].copy_from_slice(&check.to_be_bytes());
+            let r = Rewrite6 { src_mac: ROUTER_MAC, dst_mac: HOST_MAC, src: to.0, dst: to.1 };
+            let mut general = bytes.clone();
+            let mut fast = bytes;
+            let len = apply6(&mut general, &frame, &r);
+            prop_assert_eq!(apply_established6(&mut fast, &frame, &r, ChecksumDeltas::new(from, to)), len);
+            prop_assert_eq!(fast, general);
+        }
+
         /// After apply6 the upper-layer checksum is valid (a full
         /// recomputation by the reference sum), for random tuples, TCP, UDP
         /// and ICMPv6 echo, with and without extension headers; and the

@@ -52,6 +52,13 @@ pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// layer) in an untagged Ethernet frame.
 pub const L3_PAYLOAD_OFFSET: usize = L3_OFFSET + field6::HEADER_LEN;
 
+/// Whether the Ethernet frame `frame` carries IPv6 (untagged: a tagged
+/// one is the kernel's, whatever it carries).
+#[inline]
+pub fn carries_ipv6(frame: &[u8]) -> bool {
+    get16(frame, field::ETH_TYPE.start) == Some(ETHERTYPE_IPV6)
+}
+
 /// The 16-bit word at `at`, if `bytes` holds it.
 #[inline]
 pub(super) fn get16(bytes: &[u8], at: usize) -> Option<u16> {

@@ -8,12 +8,14 @@
 //! sees the frame as if the fast path did not exist (and takes the frame as
 //! `parse_plain` read it, which is what the general parser reads, so a new
 //! flow's first packet is not parsed twice: `Router::process`). Tests in
-//! `tests/core/established.rs` hold the two paths byte-identical.
+//! `tests/core/established.rs` hold the two paths byte-identical. IPv6's
+//! (`ipv6/established.rs`) shares the step under the lock
+//! ([`Router::established_flow`]).
 
-use super::flows::record_with;
-use super::{key_of, FrameContext, Router};
-use crate::flow::{FlowKind, Side};
-use crate::packet::{self, Frame, Transport, L3_OFFSET};
+use super::flows::{record_with, tcp_bits, FamilyFlows};
+use super::{key_of, Egress, FrameContext, Router};
+use crate::flow::{FlowKey, FlowKind, FlowSpec, Side};
+use crate::packet::{self, ChecksumDeltas, Family, Frame, Parsed, L3_OFFSET};
 use crate::verdict::{Port, Verdict};
 
 impl Router {
@@ -26,13 +28,6 @@ impl Router {
         frame: &Frame,
         ctx: &FrameContext,
     ) -> Option<Verdict> {
-        // SYN, FIN and RST change a flow's state and are evidence of an
-        // uplink's health (`LaneCounters::tcp_evidence`): the general path's.
-        if let Transport::Tcp { flags, .. } = frame.transport {
-            if flags.syn || flags.fin || flags.rst {
-                return None;
-            }
-        }
         // The general path's classification, for the one outcome taken here:
         // from the LAN, a LAN host to neither the LAN nor a WAN address;
         // from a WAN, a non-LAN source to a WAN address.
@@ -49,47 +44,75 @@ impl Router {
                 plain.then_some(Side::Wan)?
             }
         };
-        let key = key_of(frame);
-        let timeouts = self.timeouts.get();
-        let found = self.table.with_flow(side, &key, |flow| {
-            let spec = &flow.spec;
-            if flow.is_expired(ctx.now, &timeouts) || matches!(spec.kind, FlowKind::Hairpin { .. })
-            {
+        let (egress, deltas) = self.established_flow(side, key_of(frame), frame, ctx, |spec| {
+            if matches!(spec.kind, FlowKind::Hairpin { .. }) {
                 return None;
             }
-            let egress = match side {
-                Side::Lan => self.egress_to_remote(spec).ok()?,
-                Side::Wan => self.egress_to_inside(spec, Some(ctx)).ok()?,
-            };
-            if frame.end - L3_OFFSET > usize::from(self.mtu(egress.port)) {
-                return None;
+            match side {
+                Side::Lan => self.egress_to_remote(spec).ok(),
+                Side::Wan => self.egress_to_inside(spec, Some(ctx)).ok(),
             }
-            record_with(flow, side, frame, ctx.now, (false, false, false));
-            Some((egress, flow.deltas[side as usize]))
-        });
-        let Some(found) = found else {
-            ctx.absent.set(Some((side, key)));
-            return None;
-        };
-        let (egress, deltas) = found?;
+        })?;
         packet::apply_established(buf, frame, &egress.rewrite, deltas);
         Some(Verdict::Forward {
             port: egress.port,
             len: frame.end,
         })
     }
+
+    /// Both families' fast path from the flow lookup on: the flow `key`
+    /// arriving on `side` belongs to, when it is live, has an `egress`
+    /// (None: the general path's to handle) and the packet fits that
+    /// egress's MTU, gets the packet recorded under the shard's read lock,
+    /// and its egress and checksum deltas come back; None otherwise, with
+    /// nothing recorded, and `key` noted as absent when no flow has it (so
+    /// the general path does not look again). A TCP segment with SYN, FIN or
+    /// RST is the general path's: it changes the flow's state, may have its
+    /// MSS clamped, and is evidence of an uplink's health
+    /// (`LaneCounters::tcp_evidence`).
+    #[inline]
+    pub(super) fn established_flow<A: Family, R>(
+        &self,
+        side: Side,
+        key: FlowKey<A>,
+        frame: &impl Parsed,
+        ctx: &FrameContext,
+        egress: impl FnOnce(&FlowSpec<A>) -> Option<Egress<R>>,
+    ) -> Option<(Egress<R>, ChecksumDeltas)>
+    where
+        Router: FamilyFlows<A>,
+    {
+        if tcp_bits(frame) != (false, false, false) {
+            return None;
+        }
+        let timeouts = self.timeouts.get();
+        let found = self.flow_table().with_flow(side, &key, |flow| {
+            if flow.is_expired(ctx.now, &timeouts) {
+                return None;
+            }
+            let egress = egress(&flow.spec)?;
+            if frame.end() - L3_OFFSET > usize::from(self.mtu(egress.port)) {
+                return None;
+            }
+            record_with(flow, side, frame, ctx.now, (false, false, false));
+            Some((egress, flow.deltas[side as usize]))
+        });
+        if found.is_none() {
+            Router::absent(ctx).set(Some((side, key)));
+        }
+        found?
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::net::Ipv4Addr;
     use std::path::Path;
-    use std::time::Duration;
 
     use proptest::prelude::*;
 
-    use super::super::{seconds, FrameMeta, InterfaceMacs, Lane};
+    use super::super::test_support::{fast_is_general, meta, NOW};
+    use super::super::{InterfaceMacs, Lane};
     use super::*;
     use crate::config::Config;
     use crate::testing::{self, Addressing, Flags, ACK, SYN, SYN_ACK};
@@ -98,7 +121,6 @@ mod tests {
     const WAN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
     const GATEWAY_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 2, 1]];
     const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-    const NOW: Duration = Duration::from_secs(1000);
 
     fn router() -> (Router, Lane) {
         let config = Config::from_toml(testing::TWO_UPLINKS, Path::new("test.toml"))
@@ -121,37 +143,11 @@ mod tests {
         (router, lane)
     }
 
-    fn meta(port: Port) -> FrameMeta {
-        FrameMeta {
-            port,
-            now: NOW,
-            checksum_partial: false,
-            gso: None,
-        }
-    }
-
     fn context(lane: &Lane, port: Port) -> FrameContext<'_> {
-        FrameContext {
-            meta: meta(port),
-            now: seconds(NOW),
-            counters: &lane.counters,
-            outbox: &lane.outbox,
-            neighbours: &lane.neighbours,
-            live: &lane.live,
-            absent: Cell::new(None),
-        }
+        FrameContext::new(lane, meta(port))
     }
 
-    /// One flow, opened through `process`: the LAN host's addressing, its
-    /// ports, and the reply direction as it arrives from the WAN.
-    struct Opened {
-        tcp: bool,
-        lan: Addressing,
-        lan_ports: (u16, u16),
-        uplink: u8,
-        wan: Addressing,
-        wan_ports: (u16, u16),
-    }
+    type Opened = super::super::test_support::Opened<Addressing>;
 
     fn open(
         router: &Router,
@@ -366,27 +362,15 @@ mod tests {
                     (flow.lan, flow.lan_ports, Port::Lan)
                 };
                 addressing.ttl = [0, 1, 2, 64][usize::from(ttl)];
-                let mut bytes = testing::tcp_or_udp(flow.tcp, &addressing, ports, flags, &payload);
-                for (at, value) in edits {
-                    if let Some(byte) = bytes.get_mut(at) {
-                        *byte = value;
-                    }
-                }
+                let bytes = testing::tcp_or_udp(flow.tcp, &addressing, ports, flags, &payload);
                 let ctx = context(&lane, port);
-                let before = packets_recorded(&router);
-                let mut fast = bytes.clone();
-                let plain = packet::parse_plain(&bytes);
-                match plain.and_then(|plain| router.established(&mut fast, &plain, &ctx)) {
-                    Some(verdict) => {
-                        let mut general = bytes.clone();
-                        prop_assert_eq!(router.general(&mut general, None, &ctx), verdict);
-                        prop_assert_eq!(fast, general);
-                    }
-                    None => {
-                        prop_assert_eq!(&fast, &bytes, "a declined frame is left as it was");
-                        prop_assert_eq!(packets_recorded(&router), before, "and nothing is recorded");
-                    }
-                }
+                fast_is_general(
+                    bytes,
+                    &edits,
+                    |buf| packet::parse_plain(buf).and_then(|plain| router.established(buf, &plain, &ctx)),
+                    |buf| router.general(buf, None, &ctx),
+                    || packets_recorded(&router),
+                )?;
                 lane.outbox.get_mut().clear();
             }
         }

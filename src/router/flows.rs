@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::{lock, nat_index, FrameContext, Router};
 use crate::config::UplinkId;
 use crate::flow::{tcp_flags_for, Flow, FlowKey, FlowKind, FlowSpec, FlowTable, InsertError, Side};
-use crate::packet::{ChecksumDeltas, Endpoint, Family, Frame, Parsed, Transport};
+use crate::packet::{Addr4, Addr6, ChecksumDeltas, Endpoint, Family, Frame, Parsed, Transport};
 use crate::verdict::{DropReason, Verdict};
 
 impl Router {
@@ -60,22 +60,26 @@ impl Router {
 
     /// Records this packet on the live flow `key` belongs to (counters, last
     /// seen, TCP state) and returns the flow's spec; a flow found expired is
-    /// removed instead, its mapping released, and None returned. One lookup
-    /// under one lock, none when the established fast path found no flow
-    /// for `key` in this frame already.
-    pub(super) fn record_or_expire(
+    /// removed instead, what it held given back, and None returned. One
+    /// lookup under one lock, none when the established fast path found no
+    /// flow for `key` in this frame already. For either family.
+    pub(super) fn record_or_expire<A: Family>(
         &self,
         side: Side,
-        key: &FlowKey,
-        frame: &Frame,
+        key: &FlowKey<A>,
+        frame: &impl Parsed,
         ctx: &FrameContext,
-    ) -> Option<FlowSpec> {
-        if ctx.absent.get() == Some((side, *key)) {
+    ) -> Option<FlowSpec<A>>
+    where
+        Router: FamilyFlows<A>,
+    {
+        if Router::absent(ctx).get() == Some((side, *key)) {
             return None;
         }
         let now = ctx.now;
         let timeouts = self.timeouts.get();
-        let found = self.table.with_flow(side, key, |flow| {
+        let table = self.flow_table();
+        let found = table.with_flow(side, key, |flow| {
             if flow.is_expired(now, &timeouts) {
                 return None;
             }
@@ -83,8 +87,8 @@ impl Router {
             Some(flow.spec)
         })?;
         if found.is_none() {
-            if let Some(spec) = self.table.remove_if_expired(side, key, now, &timeouts) {
-                self.release(&spec);
+            if let Some(spec) = table.remove_if_expired(side, key, now, &timeouts) {
+                self.release_flow(&spec);
             }
         }
         found
@@ -205,6 +209,40 @@ impl Router {
     }
 }
 
+/// What the flow lifecycle reads of one family's own state.
+pub(super) trait FamilyFlows<A: Family> {
+    /// Its flow table.
+    fn flow_table(&self) -> &FlowTable<A>;
+    /// The key its established fast path found no flow for in this frame.
+    fn absent<'c>(ctx: &'c FrameContext) -> &'c Cell<Option<(Side, FlowKey<A>)>>;
+    /// Gives back what a flow held once it left the table.
+    fn release_flow(&self, spec: &FlowSpec<A>);
+}
+
+impl FamilyFlows<Addr4> for Router {
+    fn flow_table(&self) -> &FlowTable {
+        &self.table
+    }
+    fn absent<'c>(ctx: &'c FrameContext) -> &'c Cell<Option<(Side, FlowKey)>> {
+        &ctx.absent
+    }
+    fn release_flow(&self, spec: &FlowSpec) {
+        self.release(spec);
+    }
+}
+
+impl FamilyFlows<Addr6> for Router {
+    fn flow_table(&self) -> &FlowTable<Addr6> {
+        &self.v6.table
+    }
+    fn absent<'c>(ctx: &'c FrameContext) -> &'c Cell<Option<(Side, FlowKey<Addr6>)>> {
+        &ctx.absent6
+    }
+    fn release_flow(&self, spec: &FlowSpec<Addr6>) {
+        self.release6(spec);
+    }
+}
+
 /// What an IPv4 flow is counted by: opened from the Internet or not, its
 /// LAN host and its Internet source as big-endian u32s (one word for the
 /// hasher).
@@ -256,6 +294,7 @@ pub(super) fn record_with<A: Family>(
     }
 }
 
+#[inline]
 pub(super) fn tcp_bits(frame: &impl Parsed) -> (bool, bool, bool) {
     match frame.transport() {
         Transport::Tcp { flags, .. } => (flags.syn, flags.fin, flags.rst),

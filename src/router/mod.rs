@@ -57,6 +57,8 @@ mod offload;
 mod outbox;
 mod reconfigure;
 mod state;
+#[cfg(test)]
+mod test_support;
 mod waiting;
 mod wan;
 
@@ -146,6 +148,9 @@ pub struct Lane {
     neighbours: NeighbourCache,
     /// The settings in force, for new connections.
     live: LiveCache,
+    /// The router's own IPv6 addresses, which classifying each IPv6
+    /// packet reads.
+    addresses6: ipv6::AddressCache6,
 }
 
 /// Per-uplink state besides the policy's.
@@ -201,11 +206,12 @@ pub struct UplinkStats {
     pub ipv6: Option<Uplink6Stats>,
 }
 
-/// Where a translated packet goes and what it becomes.
+/// Where a translated packet goes and what it becomes (an IPv6 one:
+/// `Egress<Rewrite6>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Egress {
+struct Egress<R = Rewrite> {
     port: Port,
-    rewrite: Rewrite,
+    rewrite: R,
 }
 
 /// What the router knows about the frame it is processing besides its bytes.
@@ -220,9 +226,28 @@ struct FrameContext<'a> {
     /// A key the established fast path found no flow for (so the general
     /// path does not search for it again).
     absent: Cell<Option<(Side, FlowKey)>>,
+    /// The same for IPv6.
+    absent6: Cell<Option<(Side, FlowKey<packet::Addr6>)>>,
+    /// The router's own IPv6 addresses as this lane last copied them.
+    addresses6: &'a ipv6::AddressCache6,
 }
 
-impl FrameContext<'_> {
+impl<'a> FrameContext<'a> {
+    /// The context of a frame `meta` describes, processed on `lane`.
+    fn new(lane: &'a Lane, meta: FrameMeta) -> FrameContext<'a> {
+        FrameContext {
+            meta,
+            now: seconds(meta.now),
+            counters: &lane.counters,
+            outbox: &lane.outbox,
+            neighbours: &lane.neighbours,
+            live: &lane.live,
+            absent: Cell::new(None),
+            absent6: Cell::new(None),
+            addresses6: &lane.addresses6,
+        }
+    }
+
     /// Queues a frame besides the one `process` returns, counted as forwarded.
     fn send_also(&self, port: Port, frame: &[u8]) {
         self.counters.count(
@@ -400,6 +425,7 @@ impl Router {
             outbox: RefCell::default(),
             neighbours: NeighbourCache::default(),
             live: LiveCache::new(self),
+            addresses6: ipv6::AddressCache6::new(self),
         }
     }
 
@@ -408,18 +434,12 @@ impl Router {
     /// [`Lane::drain`]; the next call forgets those not drained.
     pub fn process(&self, lane: &mut Lane, frame: &mut [u8], meta: FrameMeta) -> Verdict {
         lane.outbox.get_mut().clear();
-        let ctx = FrameContext {
-            meta,
-            now: seconds(meta.now),
-            counters: &lane.counters,
-            outbox: &lane.outbox,
-            neighbours: &lane.neighbours,
-            live: &lane.live,
-            absent: Cell::new(None),
-        };
+        let ctx = FrameContext::new(lane, meta);
         // The established fast path, for a plain frame; what it read goes on
-        // to the general path when it declines.
-        let plain = if meta.gso.is_none() && !meta.checksum_partial {
+        // to the general path when it declines. IPv6 has its own, tried
+        // only once the IPv4 reader declined (IPv4 pays nothing for it).
+        let fast = meta.gso.is_none() && !meta.checksum_partial;
+        let plain = if fast {
             packet::parse_plain(frame)
         } else {
             None
@@ -429,15 +449,18 @@ impl Router {
             .and_then(|plain| self.established(frame, plain, &ctx));
         let verdict = match taken {
             Some(verdict) => verdict,
+            None if plain.is_none() && self.v6.enabled() && packet::carries_ipv6(frame) => {
+                self.ipv6_frame(frame, fast, &ctx)
+            }
             None => self.general(frame, plain, &ctx),
         };
         lane.counters.count(meta.port, &verdict);
         verdict
     }
 
-    /// The general path: every frame the established fast path declines,
-    /// with what it read of it (the general parser's [`Frame`], so it is
-    /// not parsed twice), if anything.
+    /// The general path: every frame the established fast path declines
+    /// but IPv6 (`ipv6_frame`), with what it read of it (the general
+    /// parser's [`Frame`], so it is not parsed twice), if anything.
     fn general(&self, frame: &mut [u8], parsed: Option<Frame>, ctx: &FrameContext) -> Verdict {
         let parsed = match parsed {
             Some(parsed) => Ok(parsed),
@@ -456,10 +479,6 @@ impl Router {
                 }
                 ctx.counters.tcp_evidence(ctx.meta.port, &parsed, &verdict);
                 verdict
-            }
-            // parse6 leaves what is not IPv6 either to the kernel as well.
-            Err(ParseOutcome::Kernel(KernelReason::NotIpv4)) if self.v6.enabled() => {
-                self.ipv6_frame(frame, ctx)
             }
             Err(ParseOutcome::Kernel(reason)) => Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => Verdict::Drop(reason),

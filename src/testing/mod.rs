@@ -240,6 +240,21 @@ pub fn tcp_or_udp(
     }
 }
 
+/// [`tcp_or_udp`] over IPv6.
+pub fn tcp_or_udp6(
+    tcp: bool,
+    a: &Addressing6,
+    ports: (u16, u16),
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    if tcp {
+        tcp6(a, ports.0, ports.1, flags, payload)
+    } else {
+        udp6(a, ports.0, ports.1, payload)
+    }
+}
+
 /// An ICMP echo request or reply.
 pub fn icmp_echo(a: &Addressing, request: bool, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let echo = IcmpEchoHeader { id, seq };

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::super::{lock, Router};
+use super::super::{lock, FrameContext, Router};
 use crate::packet::wire6::Ipv6Frame;
 use crate::packet::{Addr6, Frame6};
 use crate::verdict::{DropReason, KernelReason, Port, Verdict};
@@ -74,7 +74,13 @@ impl Router {
 
     /// A later fragment: out where its first went, with its first's new
     /// addresses and MACs and the hop limit one less.
-    pub(super) fn later_fragment6(&self, buf: &mut [u8], frame: &Frame6, now: u32) -> Verdict {
+    pub(super) fn later_fragment6(
+        &self,
+        buf: &mut [u8],
+        frame: &Frame6,
+        ctx: &FrameContext,
+    ) -> Verdict {
+        let now = ctx.now;
         let Some(fragment) = frame.fragment else {
             return Verdict::Drop(DropReason::Ipv6Fragment);
         };
@@ -94,7 +100,7 @@ impl Router {
         };
         let Some(f) = followed else {
             // The router's own: its first went to the kernel too.
-            return if self.is_router_address6(frame.dst) {
+            return if self.is_router_address6(frame.dst, ctx) {
                 Verdict::Kernel(KernelReason::RouterTraffic)
             } else {
                 Verdict::Drop(DropReason::Ipv6Fragment)

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::super::flows::{opens_connection, record};
-use super::super::{lock, nat_index, FrameContext, Router};
+use super::super::{lock, nat_index, Egress, FrameContext, Router};
 use super::key_of;
 use crate::config::{Nat6, UplinkId};
 use crate::flow::{FlowKind, FlowSpec, InsertError, Side};
@@ -25,15 +25,11 @@ impl Router {
         frame: &Frame6,
         ctx: &FrameContext,
     ) -> Verdict {
-        let v6 = &self.v6;
-        if v6.is_lan(frame.dst) || self.is_router_address6(frame.dst) {
-            return Verdict::Kernel(KernelReason::LocalDestination);
-        }
-        if !v6.is_lan(frame.src) {
-            return Verdict::Kernel(KernelReason::NotInside);
+        if let Some(verdict) = self.lan_refusal6(frame, ctx) {
+            return verdict;
         }
         let ports = match frame.transport {
-            Transport::Fragment => return self.later_fragment6(buf, frame, ctx.now),
+            Transport::Fragment => return self.later_fragment6(buf, frame, ctx),
             Transport::IcmpError { .. } if frame.fragment.is_some() => {
                 return Verdict::Drop(DropReason::Fragment)
             }
@@ -43,7 +39,7 @@ impl Router {
             // A LAN host's reply to a ping that came in through a mapping.
             Transport::IcmpEcho { request: false, .. } => {
                 let key = key_of(frame);
-                return match self.record_or_expire6(Side::Lan, &key, frame, ctx) {
+                return match self.record_or_expire(Side::Lan, &key, frame, ctx) {
                     Some(spec) => self.forward_to_remote6(buf, frame, &spec, ctx),
                     None => Verdict::Drop(DropReason::NoMapping),
                 };
@@ -55,7 +51,7 @@ impl Router {
             return self.answer6(buf, frame, Error6::TimeExceeded, ctx);
         }
         let key = key_of(frame);
-        if let Some(spec) = self.record_or_expire6(Side::Lan, &key, frame, ctx) {
+        if let Some(spec) = self.record_or_expire(Side::Lan, &key, frame, ctx) {
             return self.forward_to_remote6(buf, frame, &spec, ctx);
         }
         let conn = NewConnection {
@@ -85,6 +81,19 @@ impl Router {
         };
         drop(live);
         self.open_flow6(buf, frame, uplink, ctx)
+    }
+
+    /// The first look at a frame from the LAN, before its kind: the
+    /// kernel's when it is for the LAN or the router itself, or from
+    /// outside the LAN's prefixes.
+    pub(super) fn lan_refusal6(&self, frame: &Frame6, ctx: &FrameContext) -> Option<Verdict> {
+        if self.v6.is_lan(frame.dst) || self.is_router_address6(frame.dst, ctx) {
+            return Some(Verdict::Kernel(KernelReason::LocalDestination));
+        }
+        if !self.v6.is_lan(frame.src) {
+            return Some(Verdict::Kernel(KernelReason::NotInside));
+        }
+        None
     }
 
     /// Opens the flow of a LAN host's new connection over `uplink`: its
@@ -207,32 +216,6 @@ impl Router {
         }
     }
 
-    /// Records this packet on the live IPv6 flow `key` belongs to and returns
-    /// its spec; an expired flow is removed instead.
-    pub(super) fn record_or_expire6(
-        &self,
-        side: Side,
-        key: &crate::flow::FlowKey<Addr6>,
-        frame: &Frame6,
-        ctx: &FrameContext,
-    ) -> Option<FlowSpec<Addr6>> {
-        let now = ctx.now;
-        let timeouts = self.timeouts.get();
-        let found = self.v6.table.with_flow(side, key, |flow| {
-            if flow.is_expired(now, &timeouts) {
-                return None;
-            }
-            record(flow, side, frame, now);
-            Some(flow.spec)
-        })?;
-        if found.is_none() {
-            if let Some(spec) = self.v6.table.remove_if_expired(side, key, now, &timeouts) {
-                self.release6(&spec);
-            }
-        }
-        found
-    }
-
     /// Sends a flow's packet from its inside host out its uplink: the MTU
     /// checked (packet too big back to the host), the gateway's MAC, the
     /// rewrite.
@@ -247,27 +230,31 @@ impl Router {
         if let Some(verdict) = self.too_big6(buf, frame, self.uplinks[id].mtu.get(), ctx) {
             return verdict;
         }
-        let Some(rewrite) = self.rewrite_to_remote6(spec) else {
+        let Some(egress) = self.egress_to_remote6(spec) else {
             return Verdict::Drop(DropReason::NeighbourUnresolved);
         };
-        self.clamp_mss6(buf, frame, Port::Wan(spec.uplink), ctx);
-        let len = crate::packet::apply6(buf, frame, &rewrite);
+        self.clamp_mss6(buf, frame, egress.port, ctx);
+        let len = crate::packet::apply6(buf, frame, &egress.rewrite);
         let verdict = Verdict::Forward {
-            port: Port::Wan(spec.uplink),
+            port: egress.port,
             len,
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
         verdict
     }
 
-    /// What a flow's packets from its inside host become out its uplink;
-    /// None while the gateway's MAC is unknown.
-    pub(in crate::router) fn rewrite_to_remote6(&self, spec: &FlowSpec<Addr6>) -> Option<Rewrite6> {
-        Some(Rewrite6 {
-            src_mac: self.uplinks[usize::from(spec.uplink)].mac,
-            dst_mac: self.gateway_mac6(spec.uplink)?,
-            src: spec.outside,
-            dst: spec.remote,
+    /// Where a flow's packet from its inside host goes: out its uplink to
+    /// the gateway, as from the flow's outside endpoint; None while the
+    /// gateway's MAC is unknown.
+    pub(super) fn egress_to_remote6(&self, spec: &FlowSpec<Addr6>) -> Option<Egress<Rewrite6>> {
+        Some(Egress {
+            port: Port::Wan(spec.uplink),
+            rewrite: Rewrite6 {
+                src_mac: self.uplinks[usize::from(spec.uplink)].mac,
+                dst_mac: self.gateway_mac6(spec.uplink)?,
+                src: spec.outside,
+                dst: spec.remote,
+            },
         })
     }
 
@@ -313,16 +300,5 @@ impl Router {
         if self.v6.lan_hosts.get(&frame.src).map(|m| *m) != Some(frame.src_mac) {
             self.v6.lan_hosts.insert(frame.src, frame.src_mac);
         }
-    }
-
-    /// Whether `addr` is one of the router's own IPv6 addresses (its LAN
-    /// address, an uplink's address).
-    pub(super) fn is_router_address6(&self, addr: Addr6) -> bool {
-        self.lan_address6() == Some(addr)
-            || self
-                .v6
-                .uplinks
-                .iter()
-                .any(|u| u.addressing.load().address == Some(addr))
     }
 }

@@ -24,9 +24,14 @@
 //! - Neighbour Discovery, MLD, link-local traffic, Hop-by-Hop options and
 //!   routing headers with segments left stay the kernel's.
 //!
+//! A whole TCP or UDP packet of a known flow takes a fast path through the
+//! same steps (`established.rs`), as IPv4's does.
+//!
 //! IPv6 flows live in a table of their own (`FlowTable<Addr6>`), so IPv4
 //! flows keep their size.
 
+mod addresses;
+mod established;
 mod fragments;
 mod icmp;
 mod lan;
@@ -35,6 +40,8 @@ mod wan;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub(super) use addresses::AddressCache6;
 use std::sync::{Mutex, RwLock};
 
 use arc_swap::ArcSwap;
@@ -55,10 +62,15 @@ use crate::verdict::{DropReason, Port, Verdict};
 /// The router's IPv6 state.
 pub(super) struct Ipv6State {
     lan_networks: Vec<Ipv6Net>,
+    /// The same as (network, mask), for the per-packet test.
+    lan_ranges: Vec<(u128, u128)>,
     /// `[lan] address6`, else the LAN interface's (the I/O layer tells).
     lan_address: RwLock<Option<Addr6>>,
     lan_address_configured: Option<Addr6>,
     uplinks: Vec<Uplink6>,
+    /// Moves on every change of `lan_address` or of an uplink's
+    /// addressing: the lanes' [`AddressCache6`]s are valid for one epoch.
+    epoch: AtomicU64,
     pub(super) table: FlowTable<Addr6>,
     /// LAN hosts' MACs: from the kernel's neighbour table, and learnt from
     /// the frames they send (an inbound connection needs its host's MAC).
@@ -142,6 +154,10 @@ impl Ipv6State {
         let lan = &config.lan.networks6;
         Ipv6State {
             lan_networks: lan.clone(),
+            lan_ranges: lan
+                .iter()
+                .map(|net| (u128::from(net.network()), u128::from(net.netmask())))
+                .collect(),
             lan_address: RwLock::new(config.lan.address6.map(|a| a.octets())),
             lan_address_configured: config.lan.address6.map(|a| a.octets()),
             uplinks: config
@@ -163,6 +179,7 @@ impl Ipv6State {
                     }
                 })
                 .collect(),
+            epoch: AtomicU64::new(0),
             table: FlowTable::new(config.limits.max_flows),
             lan_hosts: DashMap::default(),
             unresolved: Mutex::new(HashSet::new()),
@@ -177,8 +194,10 @@ impl Ipv6State {
     }
 
     fn is_lan(&self, addr: Addr6) -> bool {
-        let addr = std::net::Ipv6Addr::from(addr);
-        self.lan_networks.iter().any(|net| net.contains(&addr))
+        let addr = u128::from_be_bytes(addr);
+        self.lan_ranges
+            .iter()
+            .any(|(net, mask)| addr & mask == *net)
     }
 
     /// Whether `uplink` carries IPv6 and can translate a new connection now.
@@ -215,9 +234,30 @@ fn key_of(frame: &Frame6) -> FlowKey<Addr6> {
 }
 
 impl Router {
-    /// An IPv6 frame: parsed, then by where it came in.
-    pub(super) fn ipv6_frame(&self, buf: &mut [u8], ctx: &FrameContext) -> Verdict {
-        let frame = match packet::parse6(buf) {
+    /// An IPv6 frame: when `fast` (no GSO, no partial checksum) and plain,
+    /// a packet of a known flow through the fast path; any other through
+    /// the general path, with what the fast path read of it.
+    pub(super) fn ipv6_frame(&self, buf: &mut [u8], fast: bool, ctx: &FrameContext) -> Verdict {
+        let plain = if fast {
+            packet::parse_plain6(buf)
+        } else {
+            None
+        };
+        if let Some(verdict) = (plain.as_ref()).and_then(|plain| self.established6(buf, plain, ctx))
+        {
+            return verdict;
+        }
+        self.general6(buf, plain, ctx)
+    }
+
+    /// The general path for IPv6: parsed (unless `parse_plain6` read it
+    /// already), then by where it came in.
+    fn general6(&self, buf: &mut [u8], parsed: Option<Frame6>, ctx: &FrameContext) -> Verdict {
+        let parsed = match parsed {
+            Some(parsed) => Ok(parsed),
+            None => packet::parse6(buf),
+        };
+        let frame = match parsed {
             Ok(frame) => frame,
             Err(ParseOutcome::Kernel(reason)) => return Verdict::Kernel(reason),
             Err(ParseOutcome::Drop(reason)) => return Verdict::Drop(reason),
@@ -290,6 +330,7 @@ impl Router {
         // New connections take the new addresses first; then the flows of
         // the old ones go.
         state.addressing.store(std::sync::Arc::clone(&new));
+        self.v6.epoch.fetch_add(1, Ordering::Release);
         let kept = |outside: Addr6| match state.nat {
             Some(Nat6::Masquerade) => new.address == Some(outside),
             Some(Nat6::Prefix | Nat6::Npt) => new.maps.iter().any(|m| m.inbound(outside).is_some()),
@@ -341,6 +382,7 @@ impl Router {
             if let Ok(mut address) = self.v6.lan_address.write() {
                 *address = addr.map(|a| a.octets());
             }
+            self.v6.epoch.fetch_add(1, Ordering::Release);
         }
     }
 

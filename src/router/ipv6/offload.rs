@@ -52,8 +52,8 @@ impl Router {
     /// hop's MAC is unknown.
     fn offload_flow6(&self, spec: &FlowSpec<Addr6>) -> Option<OffloadFlow<Addr6>> {
         let wan = Port::Wan(spec.uplink);
-        let outbound = self.rewrite_to_remote6(spec)?;
-        let inbound = self.rewrite_to_inside6(spec)?;
+        let outbound = self.egress_to_remote6(spec)?.rewrite;
+        let inbound = self.egress_to_inside6(spec)?.rewrite;
         Some(OffloadFlow {
             spec: *spec,
             entries: [

@@ -5,7 +5,7 @@
 //! the kernel's.
 
 use super::super::flows::opens_connection;
-use super::super::{FrameContext, Router};
+use super::super::{Egress, FrameContext, Router};
 use super::key_of;
 use crate::config::{Nat6, UplinkId};
 use crate::flow::{FlowKind, FlowSpec, Side};
@@ -20,20 +20,12 @@ impl Router {
         uplink: UplinkId,
         ctx: &FrameContext,
     ) -> Verdict {
-        let Some(nat) = self.v6.uplinks.get(usize::from(uplink)).and_then(|u| u.nat) else {
-            return Verdict::Kernel(KernelReason::RouterTraffic);
+        let (nat, inbound) = match self.wan_admission6(frame, uplink, ctx) {
+            Ok(admitted) => admitted,
+            Err(verdict) => return verdict,
         };
-        if self.v6.is_lan(frame.src) {
-            return Verdict::Drop(DropReason::SpoofedSource);
-        }
-        let inbound = self.inbound_address6(nat, uplink, frame.dst);
-        // The router's own addresses are looked at only for what maps to
-        // no LAN host (a mapped address is never one of them).
-        if inbound.is_none() && !self.is_router_address6(frame.dst) {
-            return Verdict::Kernel(KernelReason::RouterTraffic);
-        }
         match frame.transport {
-            Transport::Fragment => return self.later_fragment6(buf, frame, ctx.now),
+            Transport::Fragment => return self.later_fragment6(buf, frame, ctx),
             Transport::IcmpError { .. } if frame.fragment.is_some() => {
                 return Verdict::Drop(DropReason::Fragment)
             }
@@ -52,7 +44,7 @@ impl Router {
             return self.answer6(buf, frame, Error6::TimeExceeded, ctx);
         }
         let key = key_of(frame);
-        if let Some(spec) = self.record_or_expire6(Side::Wan, &key, frame, ctx) {
+        if let Some(spec) = self.record_or_expire(Side::Wan, &key, frame, ctx) {
             return self.forward_to_inside6(buf, frame, &spec, ctx);
         }
         let Some(inside) = inbound else {
@@ -78,6 +70,28 @@ impl Router {
         match self.insert6(spec, Side::Wan, frame, ctx.now) {
             Ok(spec) => self.forward_to_inside6(buf, frame, &spec, ctx),
             Err(verdict) => verdict,
+        }
+    }
+
+    /// The first look at a frame from `uplink`, before its kind: the
+    /// uplink's `nat6` and the LAN host the destination stands for (None:
+    /// the router's own address), or the verdict for a frame of an uplink
+    /// without IPv6, from a LAN source, or to neither.
+    pub(super) fn wan_admission6(
+        &self,
+        frame: &Frame6,
+        uplink: UplinkId,
+        ctx: &FrameContext,
+    ) -> Result<(Nat6, Option<Addr6>), Verdict> {
+        let Some(nat) = self.v6.uplinks.get(usize::from(uplink)).and_then(|u| u.nat) else {
+            return Err(Verdict::Kernel(KernelReason::RouterTraffic));
+        };
+        if self.v6.is_lan(frame.src) {
+            return Err(Verdict::Drop(DropReason::SpoofedSource));
+        }
+        match self.wan_destination6(nat, uplink, frame.dst, ctx) {
+            Some(inbound) => Ok((nat, inbound)),
+            None => Err(Verdict::Kernel(KernelReason::RouterTraffic)),
         }
     }
 
@@ -131,23 +145,6 @@ impl Router {
         }
     }
 
-    /// The LAN host an address of `uplink` stands for: a mapped address
-    /// (prefix, npt), or a LAN address the uplink routes (off); None for the
-    /// router's own addresses and anything else.
-    fn inbound_address6(&self, nat: Nat6, uplink: UplinkId, dst: Addr6) -> Option<Addr6> {
-        let addressing = self.v6.uplinks[usize::from(uplink)].addressing.load();
-        match nat {
-            Nat6::Prefix | Nat6::Npt => addressing.maps.iter().find_map(|m| m.inbound(dst)),
-            Nat6::Off => {
-                let inside = addressing
-                    .prefix
-                    .is_some_and(|p| p.contains(&std::net::Ipv6Addr::from(dst)));
-                (inside && self.v6.is_lan(dst)).then_some(dst)
-            }
-            Nat6::Masquerade => None,
-        }
-    }
-
     /// Sends a flow's packet from the Internet on to its inside host: the
     /// LAN MTU checked, the host's MAC (the flow's, else the neighbour
     /// table's), the rewrite.
@@ -161,13 +158,13 @@ impl Router {
         if let Some(verdict) = self.too_big6(buf, frame, self.lan_mtu.get(), ctx) {
             return verdict;
         }
-        let Some(rewrite) = self.rewrite_to_inside6(spec) else {
+        let Some(egress) = self.egress_to_inside6(spec) else {
             return self.wait_for_inside6(buf, frame, spec, ctx);
         };
-        self.clamp_mss6(buf, frame, Port::Lan, ctx);
-        let len = apply6(buf, frame, &rewrite);
+        self.clamp_mss6(buf, frame, egress.port, ctx);
+        let len = apply6(buf, frame, &egress.rewrite);
         let verdict = Verdict::Forward {
-            port: Port::Lan,
+            port: egress.port,
             len,
         };
         self.follow_first6(buf, frame, verdict, ctx.now);
@@ -209,14 +206,17 @@ impl Router {
         Verdict::Taken
     }
 
-    /// What a flow's packets from the Internet become on the LAN; None
-    /// while the inside host's MAC is unknown.
-    pub(in crate::router) fn rewrite_to_inside6(&self, spec: &FlowSpec<Addr6>) -> Option<Rewrite6> {
-        Some(Rewrite6 {
-            src_mac: self.lan_mac,
-            dst_mac: self.inside_mac6(spec)?,
-            src: spec.remote,
-            dst: spec.inside,
+    /// Where a flow's packet from the Internet goes: to its inside host, as
+    /// from its remote end; None while the host's MAC is unknown.
+    pub(super) fn egress_to_inside6(&self, spec: &FlowSpec<Addr6>) -> Option<Egress<Rewrite6>> {
+        Some(Egress {
+            port: Port::Lan,
+            rewrite: Rewrite6 {
+                src_mac: self.lan_mac,
+                dst_mac: self.inside_mac6(spec)?,
+                src: spec.remote,
+                dst: spec.inside,
+            },
         })
     }
 
