@@ -687,12 +687,24 @@ static __always_inline int tc_finish(struct __sk_buff *skb, __u32 csum_off, int 
 	return bpf_redirect(egress, 0);
 }
 
+// Makes the first `want` bytes of the packet linear (the headers the fast
+// path reads), or all of it when it is shorter: a packet shorter than
+// `want` (a UDP datagram with a few bytes of payload, sent from a packet
+// socket's ring as page fragments) would otherwise fail the pull and keep
+// its headers out of reach.
+static __always_inline void pull_headers(struct __sk_buff *skb, __u32 want)
+{
+	__u32 len = skb->len < want ? skb->len : want;
+
+	if (skb->data_end - skb->data < len)
+		bpf_skb_pull_data(skb, len);
+}
+
 // offload_forward for an IPv6 frame: its redirect, or TCX_NEXT.
 static __always_inline int offload_forward6(struct __sk_buff *skb)
 {
 	// Ethernet, the IPv6 header and the TCP header in the linear part.
-	if (skb->data_end - skb->data < ETH_HLEN + 40 + 20)
-		bpf_skb_pull_data(skb, ETH_HLEN + 40 + 20);
+	pull_headers(skb, ETH_HLEN + 40 + 20);
 
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -731,8 +743,7 @@ static __always_inline int offload_forward6(struct __sk_buff *skb)
 static __always_inline int offload_forward(struct __sk_buff *skb)
 {
 	// Ethernet, IPv4 without options and the TCP header in the linear part.
-	if (skb->data_end - skb->data < ETH_HLEN + 20 + 20)
-		bpf_skb_pull_data(skb, ETH_HLEN + 20 + 20);
+	pull_headers(skb, ETH_HLEN + 20 + 20);
 
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
