@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{DropReason, KernelReason, Port, Verdict};
-use crate::packet::{icmp, Addr6, Frame, Frame6, Transport};
+use crate::packet::{icmp, Addr6, Error6, Frame, Frame6, Transport};
 
 /// Packets and bytes through one uplink, each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -13,6 +13,14 @@ pub struct Traffic {
     pub bytes_out: u64,
     pub packets_in: u64,
     pub bytes_in: u64,
+}
+
+/// The ICMPv6 errors the core sent, by type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Icmp6Sent {
+    pub time_exceeded: u64,
+    pub packet_too_big: u64,
+    pub unreachable: u64,
 }
 
 /// The counters of one worker, in cache lines of their own: no other
@@ -65,8 +73,9 @@ const PER_LINE: usize = 16;
 
 /// Where each counter is, in counters from the first: forwarded, taken
 /// (frames whose buffer the core was done with without sending it), held
-/// (later fragments held until their first came), the two ICMP errors the
-/// core made (time exceeded, fragmentation needed), one per kernel reason,
+/// (later fragments held until their first came), the ICMP errors the core
+/// made (ICMPv4 time exceeded and fragmentation needed, ICMPv6 time
+/// exceeded, packet too big and unreachable), one per kernel reason,
 /// one per drop reason, then per uplink: packets out, bytes out, packets in,
 /// bytes in (from an even index, so a packets/bytes pair is never split
 /// across two lines: the compiler then checks one line for both).
@@ -74,7 +83,8 @@ const FORWARDED: usize = 0;
 const TAKEN: usize = 1;
 const HELD: usize = 2;
 const ICMP_SENT: usize = 3;
-const KERNEL: usize = 5;
+const ICMP6_SENT: usize = 5;
+const KERNEL: usize = 8;
 const DROPS: usize = KERNEL + KernelReason::ALL.len();
 const UPLINKS: usize = (DROPS + DropReason::ALL.len()).next_multiple_of(2);
 
@@ -200,6 +210,17 @@ impl LaneCounters {
         bump(self.at(ICMP_SENT + i), 1);
     }
 
+    /// Counts an ICMPv6 error the core made (its frame is counted as
+    /// forwarded, or taken when it went from a bigger buffer, too).
+    pub fn icmp6_sent(&self, error: Error6) {
+        let i = match error {
+            Error6::TimeExceeded => 0,
+            Error6::PacketTooBig { .. } => 1,
+            Error6::Unreachable { .. } => 2,
+        };
+        bump(self.at(ICMP6_SENT + i), 1);
+    }
+
     /// Counts a later fragment held until its first comes.
     pub fn held(&self) {
         bump(self.at(HELD), 1);
@@ -253,6 +274,9 @@ pub struct Totals {
     pub time_exceeded_sent: u64,
     /// ICMP fragmentation-needed errors the core sent.
     pub frag_needed_sent: u64,
+    /// ICMPv6 errors the core sent: time exceeded, packet too big,
+    /// unreachable (no uplink carries IPv6).
+    pub icmp6_sent: Icmp6Sent,
     pub uplinks: Vec<Traffic>,
 }
 
@@ -266,6 +290,7 @@ impl Totals {
             drops: DropReason::ALL.iter().map(|r| (*r, 0)).collect(),
             time_exceeded_sent: 0,
             frag_needed_sent: 0,
+            icmp6_sent: Icmp6Sent::default(),
             uplinks: vec![Traffic::default(); uplinks],
         };
         for worker in workers {
@@ -274,6 +299,9 @@ impl Totals {
             totals.held += worker.read(HELD);
             totals.time_exceeded_sent += worker.read(ICMP_SENT);
             totals.frag_needed_sent += worker.read(ICMP_SENT + 1);
+            totals.icmp6_sent.time_exceeded += worker.read(ICMP6_SENT);
+            totals.icmp6_sent.packet_too_big += worker.read(ICMP6_SENT + 1);
+            totals.icmp6_sent.unreachable += worker.read(ICMP6_SENT + 2);
             for (i, total) in totals.kernel.iter_mut().enumerate() {
                 total.1 += worker.read(KERNEL + i);
             }

@@ -72,7 +72,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use crate::verdict::{DropReason, KernelReason, Port, Verdict};
-pub use counters::{LaneCounters, SynCounts, Totals, Traffic, RECENT_SYNS};
+pub use counters::{Icmp6Sent, LaneCounters, SynCounts, Totals, Traffic, RECENT_SYNS};
 pub use failover::Failover;
 pub use fragments::{
     FragmentStats, LIFETIME as FRAGMENT_LIFETIME, MAX_ENTRIES as MAX_FRAGMENTS,

@@ -378,6 +378,14 @@ fn hop_limit_expiry_is_answered_from_the_lan_address() {
     assert_eq!(error.icmp, Some((3, 0)), "time exceeded");
     assert_eq!((error.src, error.dst), (a6(LAN_ADDR6), a6(HOST6)));
     assert_eq!(error.dst_mac, HOST_MAC);
+    assert_eq!(sent6(&bench), (1, 0, 0), "counted by type");
+}
+
+/// The ICMPv6 errors the core counted as sent: time exceeded, packet too
+/// big, unreachable.
+fn sent6(bench: &Bench6) -> (u64, u64, u64) {
+    let sent = bench.router().stats().totals.icmp6_sent;
+    (sent.time_exceeded, sent.packet_too_big, sent.unreachable)
 }
 
 #[test]
@@ -392,6 +400,7 @@ fn a_packet_bigger_than_the_uplink_mtu_gets_packet_too_big() {
     assert_eq!(error.icmp, Some((2, 0)), "packet too big");
     assert_eq!(error.dst, a6(HOST6));
     assert!(len <= 14 + 1280, "at most the minimum MTU");
+    assert_eq!(sent6(&bench), (0, 1, 0), "counted by type");
     // One that fits goes.
     bench.forward(
         Port::Lan,
@@ -407,6 +416,7 @@ fn with_no_uplink_for_ipv6_a_new_connection_is_refused_at_once() {
     bench.router().set_uplink_up6(1, false);
     let (error, _) = bench.answered(Port::Lan, tcp6(HOST6, SERVER6, (40000, 443), true, b""));
     assert_eq!(error.icmp, Some((1, 0)), "unreachable, no route");
+    assert_eq!(sent6(&bench), (0, 0, 1), "counted by type");
     // IPv4 is untouched: its uplinks are up.
     assert!(bench.router().uplink_up(0) && bench.router().uplink_up(1));
 }

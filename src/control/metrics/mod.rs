@@ -264,6 +264,19 @@ pub fn render(s: &Snapshot) -> String {
     ] {
         w.sample("xwan_icmp_errors_sent_total", &[("type", kind)], n as f64);
     }
+    w.family(
+        "xwan_icmp6_errors_sent_total",
+        "counter",
+        "ICMPv6 errors the core sent itself, by type.",
+    );
+    let sent6 = &totals.icmp6_sent;
+    for (kind, n) in [
+        ("time_exceeded", sent6.time_exceeded),
+        ("packet_too_big", sent6.packet_too_big),
+        ("unreachable", sent6.unreachable),
+    ] {
+        w.sample("xwan_icmp6_errors_sent_total", &[("type", kind)], n as f64);
+    }
 
     let table = &s.stats.table;
     w.single(

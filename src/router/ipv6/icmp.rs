@@ -211,6 +211,7 @@ impl Router {
             return Verdict::Drop(reason);
         };
         if let Some(len) = make_error6(buf, frame, error, from) {
+            ctx.counters.icmp6_sent(error);
             return Verdict::Forward { port, len };
         }
         // Too short to hold the error (a bare TCP segment, a small
@@ -219,6 +220,7 @@ impl Router {
         bigger.resize(frame.end + ERROR6_HEADERS, 0);
         match make_error6(&mut bigger, frame, error, from) {
             Some(len) => {
+                ctx.counters.icmp6_sent(error);
                 ctx.send_also(port, &bigger[..len]);
                 Verdict::Taken
             }
